@@ -1,0 +1,260 @@
+//! Repository consistency: is everything a snapshot needs present, and (with `--read-data`)
+//! intact?
+//!
+//! Owns `check`. Without read-data it proves that every manifest opens, every chunk list it
+//! names resolves, every chunk is in the index and every pack the index names exists. With
+//! read-data it reads every object (packs, indexes, manifests, journal, key slots), checks each
+//! pack's hash against its name and authenticates every blob, and names the snapshots each
+//! damaged object affects. Must not modify the repository.
+
+use crate::crypto::ChunkId;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::repository::index::{Index, PackId};
+use crate::repository::pack;
+use crate::repository::reader;
+use crate::repository::snapshot::Snapshot;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// One thing found wrong.
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    /// The object at fault.
+    pub object: String,
+    /// What is wrong with it.
+    pub detail: String,
+    /// Snapshots that cannot be fully restored because of it.
+    pub snapshots: Vec<String>,
+    #[serde(skip)]
+    chunks: HashSet<ChunkId>,
+}
+
+/// Outcome of `check`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    /// Whether nothing was found wrong.
+    pub ok: bool,
+    /// Snapshots examined.
+    pub snapshots: usize,
+    /// Packs in the repository.
+    pub packs: usize,
+    /// Chunks in the index.
+    pub chunks: usize,
+    /// Bytes read (with `--read-data`).
+    pub bytes_read: u64,
+    /// What is wrong.
+    pub problems: Vec<Problem>,
+}
+
+fn problem(object: impl Into<String>, detail: impl Into<String>) -> Problem {
+    Problem {
+        object: object.into(),
+        detail: detail.into(),
+        snapshots: Vec::new(),
+        chunks: HashSet::new(),
+    }
+}
+
+/// Runs the consistency check.
+pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
+    let storage = repo.storage();
+    let mut problems = Vec::new();
+    let packs: HashMap<PackId, u64> = storage
+        .list("data/")?
+        .into_iter()
+        .filter_map(|o| PackId::from_object_key(&o.key).map(|p| (p, o.size)))
+        .collect();
+    let mut index = Index::default();
+    for o in storage.list("index/")? {
+        match repo.read_index(&o.key) {
+            Ok(entries) => index.extend(entries),
+            Err(e) => problems.push(problem(o.key, e.to_string())),
+        }
+    }
+    // Index entries pointing at packs that do not exist.
+    let mut by_pack: HashMap<PackId, Vec<ChunkId>> = HashMap::new();
+    for (id, loc) in index.entries() {
+        by_pack.entry(loc.pack).or_default().push(id);
+    }
+    for (p, ids) in &by_pack {
+        if !packs.contains_key(p) {
+            let mut pr = problem(p.object_key(), "missing, but the index refers to it");
+            pr.chunks = ids.iter().copied().collect();
+            problems.push(pr);
+        }
+    }
+    let mut bytes_read = 0;
+    if read_data {
+        let total: u64 = packs.values().sum();
+        progress.begin("read data", Some(total));
+        let mut sorted: Vec<_> = packs.iter().collect();
+        sorted.sort();
+        for (p, size) in sorted {
+            let object = p.object_key();
+            let bytes = match storage.get(&object) {
+                Ok(b) => b,
+                Err(e) => {
+                    problems.push(problem(&object, e.to_string()));
+                    continue;
+                }
+            };
+            bytes_read += bytes.len() as u64;
+            progress.advance(*size);
+            let whole = pack::read_pack(repo.key(), &object, *p, &bytes);
+            // Whatever the trailer says, authenticate every blob the index places in this pack.
+            let mut bad = HashSet::new();
+            let mut first_err = None;
+            for id in by_pack.get(p).map(Vec::as_slice).unwrap_or_default() {
+                let loc = index.get(id).expect("entry from the index");
+                let (s, e) = (loc.offset as usize, loc.offset as usize + loc.len as usize);
+                let res = bytes
+                    .get(s..e)
+                    .ok_or_else(|| Error::corrupt(&object, "shorter than the index says"))
+                    .and_then(|blob| pack::decode_blob(repo.key(), &object, *id, blob));
+                if let Err(err) = res {
+                    bad.insert(*id);
+                    first_err.get_or_insert(err);
+                }
+            }
+            match (first_err, whole) {
+                (Some(e), _) => {
+                    let mut pr = problem(
+                        &object,
+                        format!("{} damaged chunk(s), first: {e}", bad.len()),
+                    );
+                    pr.chunks = bad;
+                    problems.push(pr);
+                }
+                (None, Err(e)) => problems.push(problem(
+                    &object,
+                    format!("{e} (no indexed chunk is affected)"),
+                )),
+                (None, Ok(_)) => {}
+            }
+        }
+        progress.end();
+        for prefix in ["journal/", "keys/"] {
+            for o in storage.list(prefix)? {
+                bytes_read += o.size;
+                if prefix == "keys/" {
+                    if let Err(e) = storage
+                        .get(&o.key)
+                        .and_then(|b| crate::crypto::open_plain(&o.key, b"strongroom key file", &b))
+                    {
+                        problems.push(problem(o.key, e.to_string()));
+                    }
+                }
+            }
+        }
+        if let Err(e) = repo.journal_records() {
+            problems.push(problem("journal/", e.to_string()));
+        }
+    }
+    // Every snapshot: manifest, chunk lists, chunks.
+    let listed = storage.list("snapshots/")?;
+    let mut snapshots = 0;
+    for o in &listed {
+        let id = o.key.trim_start_matches("snapshots/");
+        let snap = match repo.read_snapshot(id) {
+            Ok(s) => s,
+            Err(e) => {
+                let mut pr = problem(&o.key, e.to_string());
+                pr.snapshots.push(id.to_string());
+                problems.push(pr);
+                continue;
+            }
+        };
+        snapshots += 1;
+        let used = match snapshot_chunks(repo, &index, &snap) {
+            Ok(u) => u,
+            Err(e) => {
+                let mut pr = problem(&o.key, format!("cannot read its chunk lists: {e}"));
+                pr.snapshots.push(snap.id.clone());
+                problems.push(pr);
+                continue;
+            }
+        };
+        let missing: Vec<&ChunkId> = used.iter().filter(|c| !index.contains(c)).collect();
+        if !missing.is_empty() {
+            let mut pr = problem(
+                format!("chunk {}", missing[0]),
+                format!(
+                    "{} chunk(s) of snapshot {} are not in any index",
+                    missing.len(),
+                    snap.short_id()
+                ),
+            );
+            pr.snapshots.push(snap.id.clone());
+            problems.push(pr);
+        }
+        for pr in problems.iter_mut() {
+            if !pr.snapshots.contains(&snap.id) && pr.chunks.iter().any(|c| used.contains(c)) {
+                pr.snapshots.push(snap.id.clone());
+            }
+        }
+    }
+    Ok(CheckReport {
+        ok: problems.is_empty(),
+        snapshots,
+        packs: packs.len(),
+        chunks: index.len(),
+        bytes_read,
+        problems,
+    })
+}
+
+/// Every chunk id a snapshot needs, its list blobs included.
+pub fn snapshot_chunks(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+) -> Result<HashSet<ChunkId>> {
+    let mut used: HashSet<ChunkId> = snap.list_ids()?.into_iter().collect();
+    for f in &snap.files {
+        reader::for_each_window(repo, index, snap, f, |_, ids| {
+            used.extend(ids.iter().copied());
+            Ok(())
+        })?;
+    }
+    Ok(used)
+}
+
+/// Ids of the snapshots a damaged or missing object (as named in `err`) affects.
+pub fn snapshots_affected_by(repo: &Repository, index: &Index, err: &Error) -> Result<Vec<String>> {
+    let object = match err {
+        Error::Corrupt { object, .. } | Error::Missing { object, .. } => object.as_str(),
+        _ => return Ok(Vec::new()),
+    };
+    let first = object.split_whitespace().next().unwrap_or_default();
+    let bad: BTreeSet<ChunkId> = if let Some(hex) = object.split("(chunk ").nth(1) {
+        let prefix = hex.trim_end_matches(')');
+        index
+            .entries()
+            .filter(|(id, _)| id.to_hex().starts_with(prefix))
+            .map(|(id, _)| id)
+            .collect()
+    } else if let Some(p) = PackId::from_object_key(first).filter(|_| first.starts_with("data/")) {
+        index
+            .entries()
+            .filter(|(_, l)| l.pack == p)
+            .map(|(id, _)| id)
+            .collect()
+    } else if let Some(c) = object.strip_prefix("chunk ").and_then(ChunkId::from_hex) {
+        [c].into()
+    } else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for snap in repo.snapshots()? {
+        let hit = match snapshot_chunks(repo, index, &snap) {
+            Ok(used) => used.iter().any(|c| bad.contains(c)),
+            Err(_) => true,
+        };
+        if hit {
+            out.push(snap.short_id().to_string());
+        }
+    }
+    Ok(out)
+}

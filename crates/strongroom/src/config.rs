@@ -1,0 +1,324 @@
+//! The one typed configuration (`strongroom.toml`), validated when it is loaded.
+//!
+//! Owns parsing and validating the file and resolving a SOURCE argument to a source. Errors
+//! point at the line and column. Must not open repositories or databases.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Repository URL (a path, `file://`, `s3://`, `azblob://`, `gs://`).
+    pub repository: Option<String>,
+    /// A command whose standard output (first line) is the repository password.
+    pub password_command: Option<String>,
+    /// A file whose first line is the repository password.
+    pub password_file: Option<PathBuf>,
+    /// Named sources.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Retention policy.
+    #[serde(default)]
+    pub retention: Retention,
+    /// Recovery objectives.
+    #[serde(default)]
+    pub objectives: Objectives,
+    /// Verification settings.
+    #[serde(default)]
+    pub verify: VerifySettings,
+}
+
+/// One `[sources.NAME]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `sqlite:PATH` or `postgres://…`.
+    pub url: String,
+    /// A query whose single value is the schema version; wins over migration-table detection.
+    pub schema_version_query: Option<String>,
+    /// Checks run after every test restore.
+    #[serde(default)]
+    pub checks: Vec<CheckConfig>,
+}
+
+/// A named SQL statement that must return one truthy value.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// Shown in reports.
+    pub name: String,
+    /// The statement.
+    pub sql: String,
+}
+
+/// `[retention]`: how many snapshots of each period to keep.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Newest snapshots kept regardless of age.
+    pub keep_last: Option<u32>,
+    /// One per day for this many days.
+    pub keep_daily: Option<u32>,
+    /// One per week for this many weeks.
+    pub keep_weekly: Option<u32>,
+    /// One per month for this many months.
+    pub keep_monthly: Option<u32>,
+}
+
+impl Default for Retention {
+    /// The strategy's policy: daily 30 days, weekly 3 months, monthly a year.
+    fn default() -> Self {
+        Retention {
+            keep_last: None,
+            keep_daily: Some(30),
+            keep_weekly: Some(13),
+            keep_monthly: Some(12),
+        }
+    }
+}
+
+/// `[objectives]`: recovery point and time objectives.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Objectives {
+    /// Recovery point objective, e.g. `15m`.
+    pub rpo: String,
+    /// Recovery time objective, e.g. `1h`.
+    pub rto: String,
+}
+
+impl Default for Objectives {
+    fn default() -> Self {
+        Objectives {
+            rpo: "15m".into(),
+            rto: "1h".into(),
+        }
+    }
+}
+
+/// `[verify]`: where test restores happen.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySettings {
+    /// Directory for test-restored files (default: the system's temporary directory).
+    pub scratch_dir: Option<PathBuf>,
+}
+
+/// What a SOURCE resolves to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    /// The name recorded in snapshots: the config name, or the URL as given.
+    pub name: String,
+    /// Where the database is.
+    pub location: Location,
+    /// The schema-version query, if configured.
+    pub schema_version_query: Option<String>,
+    /// Configured checks.
+    pub checks: Vec<CheckConfig>,
+}
+
+/// A database location parsed from a source URL.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Location {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string.
+    Postgres(String),
+}
+
+/// Parses `sqlite:PATH` or `postgres://…` / `postgresql://…`.
+pub fn parse_location(url: &str) -> Option<Location> {
+    if let Some(p) = url.strip_prefix("sqlite://") {
+        return (!p.is_empty()).then(|| Location::Sqlite(PathBuf::from(p)));
+    }
+    if let Some(p) = url.strip_prefix("sqlite:") {
+        return (!p.is_empty()).then(|| Location::Sqlite(PathBuf::from(p)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Some(Location::Postgres(url.to_string()));
+    }
+    None
+}
+
+impl Config {
+    /// Parses configuration text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let pos = e.span().map(|s| line_col(text, s.start));
+            let msg = e.message().trim_end_matches('\n');
+            match pos {
+                Some((l, c)) => Error::Config(format!("{}:{l}:{c}: {msg}", origin.display())),
+                None => Error::Config(format!("{}: {msg}", origin.display())),
+            }
+        })?;
+        for (name, s) in &cfg.sources {
+            if parse_location(&s.url).is_none() {
+                return Err(Error::Config(format!(
+                    "{}: sources.{name}.url {:?} is neither sqlite:PATH nor postgres://…",
+                    origin.display(),
+                    s.url
+                )));
+            }
+            for c in &s.checks {
+                if c.sql.trim().is_empty() {
+                    return Err(Error::Config(format!(
+                        "{}: check {:?} of source {name} has an empty sql",
+                        origin.display(),
+                        c.name
+                    )));
+                }
+            }
+        }
+        for (what, v) in [
+            ("objectives.rpo", &cfg.objectives.rpo),
+            ("objectives.rto", &cfg.objectives.rto),
+        ] {
+            crate::parse_duration(v)
+                .map_err(|e| Error::Config(format!("{}: {what}: {e}", origin.display())))?;
+        }
+        Ok(cfg)
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("reading config", path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Resolves a SOURCE argument: a configured name, a URL, or (when `None`) the only
+    /// configured source.
+    pub fn source(&self, arg: Option<&str>) -> Result<Source> {
+        let from_config = |name: &str, s: &SourceConfig| Source {
+            name: name.to_string(),
+            location: parse_location(&s.url).expect("validated at load"),
+            schema_version_query: s.schema_version_query.clone(),
+            checks: s.checks.clone(),
+        };
+        match arg {
+            None => match self.sources.len() {
+                1 => {
+                    let (n, s) = self.sources.iter().next().expect("one source");
+                    Ok(from_config(n, s))
+                }
+                0 => Err(Error::Config(
+                    "no SOURCE given and no source configured; pass sqlite:PATH or postgres://… or add [sources.NAME] to the config".into(),
+                )),
+                _ => Err(Error::Config(format!(
+                    "no SOURCE given and several are configured ({}); name one",
+                    self.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))),
+            },
+            Some(a) => {
+                if let Some(s) = self.sources.get(a) {
+                    return Ok(from_config(a, s));
+                }
+                let location = parse_location(a).ok_or_else(|| {
+                    Error::Config(format!(
+                        "unknown source {a:?}: neither a configured source name{} nor sqlite:PATH or postgres://…",
+                        if self.sources.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", self.sources.keys().cloned().collect::<Vec<_>>().join(", "))
+                        }
+                    ))
+                })?;
+                // A URL that a configured source also names gets that source's checks.
+                let named = self.sources.values().find(|s| parse_location(&s.url).as_ref() == Some(&location));
+                Ok(Source {
+                    name: a.to_string(),
+                    location,
+                    schema_version_query: named.and_then(|s| s.schema_version_query.clone()),
+                    checks: named.map(|s| s.checks.clone()).unwrap_or_default(),
+                })
+            }
+        }
+    }
+
+    /// The checks configured for a snapshot's source (matched by name, then by URL).
+    pub fn checks_for(&self, source: &str) -> Vec<CheckConfig> {
+        self.source(Some(source))
+            .map(|s| s.checks)
+            .unwrap_or_default()
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+repository = "/srv/backups"
+[sources.hotel]
+url = "sqlite:hotel.db"
+[[sources.hotel.checks]]
+name = "bookings exist"
+sql = "SELECT count(*) > 0 FROM bookings"
+[sources.prod]
+url = "postgres://app@db:5432/hotel"
+"#;
+
+    #[test]
+    fn parses_and_resolves_sources() {
+        let c = Config::parse(EXAMPLE, Path::new("s.toml")).unwrap();
+        assert_eq!(c.retention.keep_daily, Some(30));
+        let s = c.source(Some("hotel")).unwrap();
+        assert_eq!(s.location, Location::Sqlite("hotel.db".into()));
+        assert_eq!(s.checks.len(), 1);
+        let u = c.source(Some("sqlite:hotel.db")).unwrap();
+        assert_eq!(u.name, "sqlite:hotel.db");
+        assert_eq!(
+            u.checks.len(),
+            1,
+            "URL of a configured source inherits its checks"
+        );
+        assert!(c.source(None).unwrap_err().to_string().contains("several"));
+        assert!(
+            c.source(Some("nope"))
+                .unwrap_err()
+                .to_string()
+                .contains("hotel, prod")
+        );
+        assert!(matches!(
+            c.source(Some("postgresql://x/y")).unwrap().location,
+            Location::Postgres(_)
+        ));
+    }
+
+    #[test]
+    fn errors_point_at_the_line() {
+        let e = Config::parse(
+            "repository = \"x\"\n[sources.a]\nurl = 5\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("c.toml:3:"), "{e}");
+        let e = Config::parse("repositry = \"x\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml:1:") && e.contains("repositry"), "{e}");
+        let e = Config::parse("[sources.a]\nurl = \"mysql://x\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources.a.url"), "{e}");
+        let e = Config::parse(
+            "[objectives]\nrpo = \"soon\"\nrto = \"1h\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("objectives.rpo"), "{e}");
+    }
+}

@@ -1,0 +1,413 @@
+//! Keys, chunk ids and the authenticated envelope every stored object is wrapped in.
+//!
+//! Owns: the master key material, its wrapping into password-protected key slots (Argon2id +
+//! XChaCha20-Poly1305), keyed chunk ids (BLAKE3 keyed mode, so ids reveal nothing about content
+//! to someone without the key) and the envelope format. Must not do I/O: callers hand bytes in
+//! and get bytes out.
+//!
+//! The data key (encrypts) and the id key (names chunks) are separate on purpose: a later
+//! write-only backup host can be given the id key and a public recipient without the data key.
+//!
+//! Envelope formats, first byte tells which:
+//! * `0x01` encrypted: `01 ‖ nonce(24) ‖ XChaCha20-Poly1305(ciphertext ‖ tag(16))`
+//! * `0x00` plain (repositories made with `--encryption none`, and the config and key slot
+//!   files that must be readable before any key is known): `00 ‖ bytes ‖ BLAKE3(aad ‖ bytes)`.
+//!   That detects damage, not tampering.
+
+use crate::error::{Error, Result};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+const TAG_PLAIN: u8 = 0x00;
+const TAG_XCHACHA: u8 = 0x01;
+const NONCE_LEN: usize = 24;
+const HASH_LEN: usize = 32;
+
+/// Fills a buffer with bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).expect("the operating system's random number generator failed");
+    buf
+}
+
+/// The content address of a chunk: a keyed BLAKE3 hash of its plaintext.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId(pub [u8; 32]);
+
+impl ChunkId {
+    /// Lowercase hex form, as used in messages and object names.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses the 64-character hex form.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(ChunkId(out))
+    }
+}
+
+impl fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChunkId({})", &self.to_hex()[..12])
+    }
+}
+
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// The repository's secret material, unwrapped from a key slot (or stored openly with
+/// `--encryption none`, where only the id key exists and nothing is secret).
+#[derive(Clone)]
+pub struct MasterKey {
+    /// Encrypts and authenticates objects; `None` for unencrypted repositories.
+    data: Option<[u8; 32]>,
+    /// Keys the chunk-id hash.
+    id: [u8; 32],
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(…)")
+    }
+}
+
+/// Serialized form of the master key inside a key slot.
+#[derive(Serialize, Deserialize)]
+struct MasterKeyWire {
+    repo_id: String,
+    data_key: String,
+    id_key: String,
+    config_hash: String,
+}
+
+impl MasterKey {
+    /// Fresh random keys for a new encrypted repository.
+    pub fn generate() -> Self {
+        MasterKey {
+            data: Some(random_bytes()),
+            id: random_bytes(),
+        }
+    }
+
+    /// Keys for an unencrypted repository: only a chunk-id key, stored in the clear.
+    pub fn unencrypted(id_key: [u8; 32]) -> Self {
+        MasterKey {
+            data: None,
+            id: id_key,
+        }
+    }
+
+    /// Whether objects are encrypted under this key.
+    pub fn is_encrypted(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// The chunk-id key (stored in the clear in unencrypted repositories).
+    pub fn id_key(&self) -> [u8; 32] {
+        self.id
+    }
+
+    /// The keyed content address of `data`.
+    pub fn chunk_id(&self, data: &[u8]) -> ChunkId {
+        ChunkId(*blake3::keyed_hash(&self.id, data).as_bytes())
+    }
+
+    /// Wraps `plaintext` in the envelope; `aad` binds it to its role and name.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        match &self.data {
+            Some(key) => seal_with(key, aad, plaintext),
+            None => seal_plain(aad, plaintext),
+        }
+    }
+
+    /// Opens an envelope made by [`MasterKey::seal`]; `object` names it in errors.
+    pub fn open(&self, object: &str, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        match sealed.first() {
+            Some(&TAG_XCHACHA) => match &self.data {
+                Some(key) => open_with(key, aad, sealed).ok_or_else(|| {
+                    Error::corrupt(object, "authentication failed (the bytes were changed)")
+                }),
+                None => Err(Error::corrupt(
+                    object,
+                    "encrypted object in an unencrypted repository",
+                )),
+            },
+            Some(&TAG_PLAIN) if self.data.is_none() => open_plain(object, aad, sealed),
+            Some(&TAG_PLAIN) => Err(Error::corrupt(
+                object,
+                "unencrypted object in an encrypted repository",
+            )),
+            Some(other) => Err(Error::corrupt(
+                object,
+                format!("unknown envelope type {other:#04x}"),
+            )),
+            None => Err(Error::corrupt(object, "empty object")),
+        }
+    }
+
+    fn to_wire(&self, repo_id: &str, config_hash: &str) -> Vec<u8> {
+        let wire = MasterKeyWire {
+            repo_id: repo_id.to_string(),
+            data_key: self.data.map(hex::encode).unwrap_or_default(),
+            id_key: hex::encode(self.id),
+            config_hash: config_hash.to_string(),
+        };
+        serde_json::to_vec(&wire).expect("serializing a key cannot fail")
+    }
+}
+
+fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let nonce: [u8; NONCE_LEN] = random_bytes();
+    let ct = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
+    out.push(TAG_XCHACHA);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+fn open_with(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < 1 + NONCE_LEN + 16 {
+        return None;
+    }
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let nonce = XNonce::from_slice(&sealed[1..1 + NONCE_LEN]);
+    cipher
+        .decrypt(
+            nonce,
+            Payload {
+                msg: &sealed[1 + NONCE_LEN..],
+                aad,
+            },
+        )
+        .ok()
+}
+
+/// Wraps bytes in the plain, checksummed envelope (no secret involved).
+pub fn seal_plain(aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + plaintext.len() + HASH_LEN);
+    out.push(TAG_PLAIN);
+    out.extend_from_slice(plaintext);
+    let mut h = blake3::Hasher::new();
+    h.update(aad);
+    h.update(plaintext);
+    out.extend_from_slice(h.finalize().as_bytes());
+    out
+}
+
+/// Opens a plain envelope, checking its checksum; `object` names it in errors.
+pub fn open_plain(object: &str, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+    if sealed.len() < 1 + HASH_LEN || sealed[0] != TAG_PLAIN {
+        return Err(Error::corrupt(
+            object,
+            "truncated or not a strongroom object",
+        ));
+    }
+    let (body, sum) = sealed[1..].split_at(sealed.len() - 1 - HASH_LEN);
+    let mut h = blake3::Hasher::new();
+    h.update(aad);
+    h.update(body);
+    if h.finalize().as_bytes() != sum {
+        return Err(Error::corrupt(
+            object,
+            "checksum mismatch (the bytes were changed)",
+        ));
+    }
+    Ok(body.to_vec())
+}
+
+/// Argon2id cost parameters stored in each key slot.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Iterations.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl Default for KdfParams {
+    /// 64 MiB, 3 passes, 1 lane: about a quarter second here, OWASP's recommended floor is lower.
+    fn default() -> Self {
+        KdfParams {
+            m_kib: 64 * 1024,
+            t: 3,
+            p: 1,
+        }
+    }
+}
+
+/// A password-protected copy of the master key (`keys/<id>` in the repository).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeySlot {
+    /// Always `argon2id`.
+    pub kdf: String,
+    /// Cost parameters.
+    pub params: KdfParams,
+    /// Hex salt.
+    pub salt: String,
+    /// The master key sealed under the password-derived key (hex).
+    pub wrapped: String,
+    /// When the slot was made.
+    pub created: String,
+    /// Free-form label, e.g. the host or person it was made for.
+    #[serde(default)]
+    pub label: String,
+}
+
+fn derive(password: &[u8], salt: &[u8], params: KdfParams) -> Result<[u8; 32]> {
+    let p = argon2::Params::new(params.m_kib, params.t, params.p, Some(32))
+        .map_err(|e| Error::Config(format!("invalid Argon2id parameters in key slot: {e}")))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut out = [0u8; 32];
+    a.hash_password_into(password, salt, &mut out)
+        .map_err(|e| Error::Config(format!("key derivation failed: {e}")))?;
+    Ok(out)
+}
+
+impl KeySlot {
+    /// Wraps `key` under `password`, remembering the repository id and config hash so a
+    /// swapped or altered config is noticed when the slot is opened.
+    pub fn create(
+        password: &[u8],
+        key: &MasterKey,
+        repo_id: &str,
+        config_hash: &str,
+        params: KdfParams,
+        label: &str,
+    ) -> Result<Self> {
+        let salt: [u8; 16] = random_bytes();
+        let kek = derive(password, &salt, params)?;
+        let wrapped = seal_with(
+            &kek,
+            b"strongroom key slot",
+            &key.to_wire(repo_id, config_hash),
+        );
+        Ok(KeySlot {
+            kdf: "argon2id".into(),
+            params,
+            salt: hex::encode(salt),
+            wrapped: hex::encode(wrapped),
+            created: jiff::Timestamp::now().to_string(),
+            label: label.to_string(),
+        })
+    }
+
+    /// Unwraps the master key; `Ok(None)` when the password does not fit this slot.
+    /// Returns the key with the repository id and config hash it was made for.
+    pub fn open(
+        &self,
+        password: &[u8],
+        object: &str,
+    ) -> Result<Option<(MasterKey, String, String)>> {
+        let salt = hex::decode(&self.salt).map_err(|_| Error::corrupt(object, "bad salt"))?;
+        let wrapped =
+            hex::decode(&self.wrapped).map_err(|_| Error::corrupt(object, "bad wrapped key"))?;
+        let kek = derive(password, &salt, self.params)?;
+        let Some(plain) = open_with(&kek, b"strongroom key slot", &wrapped) else {
+            return Ok(None);
+        };
+        let wire: MasterKeyWire =
+            serde_json::from_slice(&plain).map_err(|e| Error::corrupt(object, e.to_string()))?;
+        let mut data = [0u8; 32];
+        let mut id = [0u8; 32];
+        hex::decode_to_slice(&wire.data_key, &mut data)
+            .and_then(|_| hex::decode_to_slice(&wire.id_key, &mut id))
+            .map_err(|_| Error::corrupt(object, "bad key material"))?;
+        Ok(Some((
+            MasterKey {
+                data: Some(data),
+                id,
+            },
+            wire.repo_id,
+            wire.config_hash,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fast() -> KdfParams {
+        KdfParams {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn seal_open_round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), aad in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let k = MasterKey::generate();
+            let sealed = k.seal(&aad, &data);
+            prop_assert_eq!(k.open("x", &aad, &sealed).unwrap(), data.clone());
+            let plain = MasterKey::unencrypted([7; 32]);
+            let sealed = plain.seal(&aad, &data);
+            prop_assert_eq!(plain.open("x", &aad, &sealed).unwrap(), data);
+        }
+
+        #[test]
+        fn any_flipped_byte_is_detected(data in proptest::collection::vec(any::<u8>(), 1..2000), pos in any::<usize>(), bit in 0u8..8) {
+            for k in [MasterKey::generate(), MasterKey::unencrypted([3; 32])] {
+                let mut sealed = k.seal(b"aad", &data);
+                let i = pos % sealed.len();
+                sealed[i] ^= 1 << bit;
+                prop_assert!(k.open("obj", b"aad", &sealed).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_aad_or_key_fails() {
+        let k = MasterKey::generate();
+        let sealed = k.seal(b"pack", b"hello");
+        assert!(k.open("o", b"index", &sealed).is_err());
+        assert!(MasterKey::generate().open("o", b"pack", &sealed).is_err());
+        let err = k
+            .open("data/ab/cd", b"index", &sealed)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("data/ab/cd"), "{err}");
+    }
+
+    #[test]
+    fn chunk_ids_are_keyed() {
+        let a = MasterKey::generate();
+        let b = MasterKey::generate();
+        assert_eq!(a.chunk_id(b"page"), a.chunk_id(b"page"));
+        assert_ne!(a.chunk_id(b"page"), b.chunk_id(b"page"));
+        assert_ne!(a.chunk_id(b"page").0, *blake3::hash(b"page").as_bytes());
+    }
+
+    #[test]
+    fn key_slot_opens_only_with_its_password() {
+        let k = MasterKey::generate();
+        let slot = KeySlot::create(b"correct horse", &k, "repo1", "cfg", fast(), "").unwrap();
+        let (got, repo, cfg) = slot.open(b"correct horse", "keys/a").unwrap().unwrap();
+        assert_eq!((repo.as_str(), cfg.as_str()), ("repo1", "cfg"));
+        assert_eq!(got.chunk_id(b"x"), k.chunk_id(b"x"));
+        let sealed = k.seal(b"a", b"b");
+        assert_eq!(got.open("o", b"a", &sealed).unwrap(), b"b");
+        assert!(slot.open(b"wrong", "keys/a").unwrap().is_none());
+    }
+}

@@ -1,0 +1,96 @@
+//! strongroom: encrypted, deduplicating, verified backups of SQLite and PostgreSQL databases.
+//!
+//! Every backup becomes a [`repository::snapshot::Snapshot`] in a [`repository::Repository`]
+//! that lives on any object store ([`storage`]). Engines ([`engine`]) turn a live database into
+//! chunks and back; everything else (restore, [`verify`], [`check`]) is an operation over
+//! snapshots. The command-line crate `strongroom-cli` is a thin layer over this library.
+
+pub mod backup;
+pub mod check;
+pub mod chunker;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod hotel;
+pub mod progress;
+pub mod repository;
+pub mod restore;
+pub mod storage;
+pub mod verify;
+
+pub use error::{Error, Result};
+
+/// This machine's host name, for snapshots and journal records.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Parses a duration such as `90s`, `15m`, `26h`, `7d` or `2w`.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 26h or 7d"))?;
+    let secs = match unit.trim() {
+        "s" | "sec" | "secs" => 1,
+        "m" | "min" | "mins" => 60,
+        "h" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 604_800,
+        _ => return Err(format!("{s:?} is not a duration like 90s, 15m, 26h or 7d")),
+    };
+    Ok(std::time::Duration::from_secs(n * secs))
+}
+
+/// Formats a byte count for people (`1.5 MiB`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (s, secs) in [
+            ("90s", 90),
+            ("15m", 900),
+            ("26h", 93_600),
+            ("7d", 604_800),
+            ("2w", 1_209_600),
+        ] {
+            assert_eq!(parse_duration(s).unwrap().as_secs(), secs, "{s}");
+        }
+        for bad in ["", "m", "15", "1y", "-5m", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bytes() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}

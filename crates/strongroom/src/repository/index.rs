@@ -1,0 +1,237 @@
+//! The chunk index: which pack holds a chunk, and where in it.
+//!
+//! Owns the in-memory lookup table and the binary encoding of `index/` objects. Each backup
+//! writes one index object for the packs it added, after the packs are durable and before its
+//! manifest (ARCHITECTURE invariant 1). Must not read or write storage itself.
+//!
+//! Encoding (inside the envelope): `SRIX` magic, version byte, pack count (u32 LE), the pack
+//! ids (32 bytes each), entry count (u32 LE), then per entry: chunk id (32), pack number (u32),
+//! offset (u32), sealed length (u32). 44 bytes per chunk. Kept in memory as one hash map; the
+//! ARCHITECTURE's sharded on-disk index is room kept for repositories of many terabytes.
+
+use crate::crypto::ChunkId;
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+
+/// Content hash (unkeyed BLAKE3) of a pack object, which is also its name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct PackId(pub [u8; 32]);
+
+impl PackId {
+    /// The object path of this pack, e.g. `data/ab/ab12…`.
+    pub fn object_key(&self) -> String {
+        let h = hex::encode(self.0);
+        format!("data/{}/{}", &h[..2], h)
+    }
+
+    /// Parses a pack's object path back into its id.
+    pub fn from_object_key(key: &str) -> Option<Self> {
+        let name = key.rsplit('/').next()?;
+        ChunkId::from_hex(name).map(|c| PackId(c.0))
+    }
+}
+
+/// Where a chunk's sealed blob lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The pack holding it.
+    pub pack: PackId,
+    /// Byte offset of the sealed blob in the pack.
+    pub offset: u32,
+    /// Length of the sealed blob.
+    pub len: u32,
+}
+
+/// One index entry as written by a backup.
+pub type Entry = (ChunkId, Location);
+
+/// Every chunk the repository knows, loaded from all `index/` objects.
+#[derive(Default)]
+pub struct Index {
+    packs: Vec<PackId>,
+    pack_numbers: HashMap<PackId, u32>,
+    chunks: HashMap<ChunkId, (u32, u32, u32)>,
+}
+
+impl Index {
+    /// Whether a chunk is stored.
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.chunks.contains_key(id)
+    }
+
+    /// Where a chunk is stored.
+    pub fn get(&self, id: &ChunkId) -> Option<Location> {
+        self.chunks.get(id).map(|&(p, offset, len)| Location {
+            pack: self.packs[p as usize],
+            offset,
+            len,
+        })
+    }
+
+    /// Number of chunks known.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Whether no chunk is known.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Every pack some entry points into.
+    pub fn packs(&self) -> &[PackId] {
+        &self.packs
+    }
+
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.chunks.iter().map(|(id, &(p, offset, len))| {
+            (
+                *id,
+                Location {
+                    pack: self.packs[p as usize],
+                    offset,
+                    len,
+                },
+            )
+        })
+    }
+
+    /// Adds one entry (a later duplicate of a chunk keeps the first location).
+    pub fn insert(&mut self, id: ChunkId, loc: Location) {
+        let next = self.packs.len() as u32;
+        let p = *self.pack_numbers.entry(loc.pack).or_insert_with(|| {
+            self.packs.push(loc.pack);
+            next
+        });
+        self.chunks.entry(id).or_insert((p, loc.offset, loc.len));
+    }
+
+    /// Adds every entry of a decoded index object.
+    pub fn extend(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        for (id, loc) in entries {
+            self.insert(id, loc);
+        }
+    }
+}
+
+const MAGIC: &[u8; 4] = b"SRIX";
+
+/// Encodes entries as an index object body.
+pub fn encode(entries: &[Entry]) -> Vec<u8> {
+    let mut packs: Vec<PackId> = entries.iter().map(|(_, l)| l.pack).collect();
+    packs.sort();
+    packs.dedup();
+    let numbers: HashMap<PackId, u32> = packs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (*p, i as u32))
+        .collect();
+    let mut out = Vec::with_capacity(13 + packs.len() * 32 + entries.len() * 44);
+    out.extend_from_slice(MAGIC);
+    out.push(1);
+    out.extend_from_slice(&(packs.len() as u32).to_le_bytes());
+    for p in &packs {
+        out.extend_from_slice(&p.0);
+    }
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (id, loc) in entries {
+        out.extend_from_slice(&id.0);
+        out.extend_from_slice(&numbers[&loc.pack].to_le_bytes());
+        out.extend_from_slice(&loc.offset.to_le_bytes());
+        out.extend_from_slice(&loc.len.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes an index object body; `object` names it in errors.
+pub fn decode(object: &str, body: &[u8]) -> Result<Vec<Entry>> {
+    let bad = |what: &str| Error::corrupt(object, format!("malformed index: {what}"));
+    let mut r = Reader { buf: body, pos: 0 };
+    if r.take(4).ok_or_else(|| bad("too short"))? != MAGIC {
+        return Err(bad("bad magic"));
+    }
+    let version = r.take(1).ok_or_else(|| bad("too short"))?[0];
+    if version != 1 {
+        return Err(bad(&format!("unknown index version {version}")));
+    }
+    let n_packs = r.u32().ok_or_else(|| bad("too short"))? as usize;
+    let mut packs = Vec::with_capacity(n_packs.min(1 << 20));
+    for _ in 0..n_packs {
+        packs.push(PackId(r.id().ok_or_else(|| bad("truncated pack table"))?));
+    }
+    let n = r.u32().ok_or_else(|| bad("too short"))? as usize;
+    let mut out = Vec::with_capacity(n.min(1 << 24));
+    for _ in 0..n {
+        let id = ChunkId(r.id().ok_or_else(|| bad("truncated entry"))?);
+        let p = r.u32().ok_or_else(|| bad("truncated entry"))? as usize;
+        let offset = r.u32().ok_or_else(|| bad("truncated entry"))?;
+        let len = r.u32().ok_or_else(|| bad("truncated entry"))?;
+        let pack = *packs
+            .get(p)
+            .ok_or_else(|| bad("pack number out of range"))?;
+        out.push((id, Location { pack, offset, len }));
+    }
+    if r.pos != body.len() {
+        return Err(bad("trailing bytes"));
+    }
+    Ok(out)
+}
+
+/// A tiny cursor over a byte slice.
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    pub(crate) fn id(&mut self) -> Option<[u8; 32]> {
+        self.take(32)?.try_into().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trip(raw in proptest::collection::vec((any::<[u8; 32]>(), 0u8..4, any::<u32>(), any::<u32>()), 0..200)) {
+            let entries: Vec<Entry> = raw.iter().map(|(id, p, o, l)| (ChunkId(*id), Location { pack: PackId([*p; 32]), offset: *o, len: *l })).collect();
+            let body = encode(&entries);
+            prop_assert_eq!(decode("index/x", &body).unwrap(), entries);
+            if !body.is_empty() {
+                prop_assert!(decode("index/x", &body[..body.len() - 1]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn index_keeps_first_location() {
+        let mut ix = Index::default();
+        let a = Location {
+            pack: PackId([1; 32]),
+            offset: 0,
+            len: 10,
+        };
+        let b = Location {
+            pack: PackId([2; 32]),
+            offset: 5,
+            len: 10,
+        };
+        ix.insert(ChunkId([9; 32]), a);
+        ix.insert(ChunkId([9; 32]), b);
+        assert_eq!(ix.get(&ChunkId([9; 32])), Some(a));
+        assert_eq!(ix.len(), 1);
+        assert_eq!(PackId::from_object_key(&a.pack.object_key()), Some(a.pack));
+    }
+}

@@ -1,0 +1,372 @@
+//! The repository: an encrypted, content-addressed store of snapshots on any object store.
+//!
+//! Owns the on-store layout and its format version, opening with a password, key slots, and
+//! reading and writing the typed objects (index, snapshots, journal). The chunk pipelines live
+//! in [`writer`] and [`reader`]. Must not know about database engines.
+//!
+//! Layout (all paths relative to the repository URL):
+//! ```text
+//! config                 format version, repository id, encryption (plain, checksummed)
+//! keys/<id>              key slots: the master key wrapped by an Argon2id-derived key
+//! data/<xx>/<pack id>    packs of sealed chunk blobs
+//! index/<id>             chunk id → pack, offset, length (one object per backup)
+//! snapshots/<id>         manifests; the commit point
+//! journal/<time>-<rand>  one record per job run, success or failure
+//! locks/                 (room kept for prune)
+//! ```
+
+pub mod index;
+pub mod journal;
+pub mod pack;
+pub mod reader;
+pub mod snapshot;
+pub mod writer;
+
+use crate::crypto::{self, KdfParams, KeySlot, MasterKey};
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+use index::Index;
+use serde::{Deserialize, Serialize};
+use snapshot::{Filter, Snapshot};
+
+/// Newest repository format this build reads and the one it writes.
+pub const FORMAT_VERSION: u32 = 1;
+const CONFIG_KEY: &str = "config";
+const CONFIG_AAD: &[u8] = b"strongroom config";
+const KEY_AAD: &[u8] = b"strongroom key file";
+const INDEX_AAD: &[u8] = b"strongroom index";
+const SNAPSHOT_AAD: &[u8] = b"strongroom snapshot";
+
+/// The repository's `config` object.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RepoConfig {
+    /// Format version; a newer one than [`FORMAT_VERSION`] is refused.
+    pub version: u32,
+    /// Random repository id.
+    pub id: String,
+    /// When it was created.
+    pub created: String,
+    /// `xchacha20poly1305` or `none`.
+    pub encryption: String,
+    /// Chunk-id key, stored here only when `encryption` is `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_key: Option<String>,
+    /// zstd level used for chunks.
+    pub compression_level: i32,
+}
+
+/// An open repository.
+pub struct Repository {
+    storage: Storage,
+    config: RepoConfig,
+    key: MasterKey,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repository({})", self.storage.url())
+    }
+}
+
+fn read_config(storage: &Storage) -> Result<(RepoConfig, Vec<u8>)> {
+    let sealed = match storage.get(CONFIG_KEY) {
+        Ok(b) => b,
+        Err(Error::Missing { .. }) => return Err(Error::NoRepository(storage.url().to_string())),
+        Err(e) => return Err(e),
+    };
+    let body = crypto::open_plain(CONFIG_KEY, CONFIG_AAD, &sealed)?;
+    // Read the version alone first, so a newer format is refused with the right message even
+    // when the rest of its config would not parse.
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    let v: Version = serde_json::from_slice(&body)
+        .map_err(|e| Error::corrupt(CONFIG_KEY, format!("malformed config: {e}")))?;
+    if v.version > FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            found: v.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let config: RepoConfig = serde_json::from_slice(&body)
+        .map_err(|e| Error::corrupt(CONFIG_KEY, format!("malformed config: {e}")))?;
+    Ok((config, sealed))
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+impl Repository {
+    /// Creates a repository; encrypted with `password` unless `password` is `None`.
+    pub fn init(storage: Storage, password: Option<&[u8]>, kdf: KdfParams) -> Result<Self> {
+        if storage.exists(CONFIG_KEY)? {
+            return Err(Error::RepositoryExists(storage.url().to_string()));
+        }
+        let id = hex::encode(crypto::random_bytes::<16>());
+        let key = match password {
+            Some(_) => MasterKey::generate(),
+            None => MasterKey::unencrypted(crypto::random_bytes()),
+        };
+        let config = RepoConfig {
+            version: FORMAT_VERSION,
+            id: id.clone(),
+            created: jiff::Timestamp::now().to_string(),
+            encryption: if key.is_encrypted() {
+                "xchacha20poly1305"
+            } else {
+                "none"
+            }
+            .into(),
+            id_key: (!key.is_encrypted()).then(|| hex::encode(key.id_key())),
+            compression_level: 3,
+        };
+        let body = serde_json::to_vec_pretty(&config).expect("config serializes");
+        let sealed = crypto::seal_plain(CONFIG_AAD, &body);
+        let repo = Repository {
+            storage,
+            config,
+            key,
+        };
+        if let Some(pw) = password {
+            repo.write_key_slot(pw, kdf, &hash_hex(&sealed), "initial")?;
+        }
+        // The config goes last: its presence is what makes a repository exist.
+        repo.storage.put(CONFIG_KEY, &sealed)?;
+        Ok(repo)
+    }
+
+    fn write_key_slot(
+        &self,
+        password: &[u8],
+        kdf: KdfParams,
+        config_hash: &str,
+        label: &str,
+    ) -> Result<String> {
+        let slot = KeySlot::create(
+            password,
+            &self.key,
+            &self.config.id,
+            config_hash,
+            kdf,
+            label,
+        )?;
+        let body = serde_json::to_vec_pretty(&slot).expect("key slot serializes");
+        let name = hex::encode(crypto::random_bytes::<16>());
+        self.storage
+            .put(&format!("keys/{name}"), &crypto::seal_plain(KEY_AAD, &body))?;
+        Ok(name)
+    }
+
+    /// Opens an existing repository, unlocking it with `password` when it is encrypted.
+    pub fn open(storage: Storage, password: Option<&[u8]>) -> Result<Self> {
+        let (config, sealed) = read_config(&storage)?;
+        if config.encryption == "none" {
+            let mut id = [0u8; 32];
+            hex::decode_to_slice(config.id_key.as_deref().unwrap_or_default(), &mut id)
+                .map_err(|_| Error::corrupt(CONFIG_KEY, "bad id key"))?;
+            return Ok(Repository {
+                storage,
+                config,
+                key: MasterKey::unencrypted(id),
+            });
+        }
+        let password = password.ok_or(Error::PasswordMissing)?;
+        let slots = storage.list("keys/")?;
+        if slots.is_empty() {
+            return Err(Error::corrupt("keys/", "the repository has no key slots"));
+        }
+        let config_hash = hash_hex(&sealed);
+        for info in &slots {
+            let body = crypto::open_plain(&info.key, KEY_AAD, &storage.get(&info.key)?)?;
+            let slot: KeySlot = serde_json::from_slice(&body)
+                .map_err(|e| Error::corrupt(&info.key, format!("malformed key slot: {e}")))?;
+            if let Some((key, repo_id, hash)) = slot.open(password, &info.key)? {
+                if repo_id != config.id || hash != config_hash {
+                    return Err(Error::corrupt(
+                        CONFIG_KEY,
+                        "it does not match the repository's keys (altered or swapped)",
+                    ));
+                }
+                return Ok(Repository {
+                    storage,
+                    config,
+                    key,
+                });
+            }
+        }
+        Err(Error::WrongPassword { slots: slots.len() })
+    }
+
+    /// Adds a key slot so `password` also opens the repository; returns the slot name.
+    pub fn add_password(&self, password: &[u8], kdf: KdfParams, label: &str) -> Result<String> {
+        if !self.key.is_encrypted() {
+            return Err(Error::Config(
+                "the repository is not encrypted; it has no passwords".into(),
+            ));
+        }
+        let (_, sealed) = read_config(&self.storage)?;
+        self.write_key_slot(password, kdf, &hash_hex(&sealed), label)
+    }
+
+    /// The object store.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The repository config.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The unlocked keys.
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// Loads every `index/` object into one lookup table.
+    pub fn load_index(&self) -> Result<Index> {
+        let mut ix = Index::default();
+        for info in self.storage.list("index/")? {
+            ix.extend(self.read_index(&info.key)?);
+        }
+        Ok(ix)
+    }
+
+    /// Reads one index object.
+    pub fn read_index(&self, object: &str) -> Result<Vec<index::Entry>> {
+        let sealed = self.storage.get(object)?;
+        let body = self.key.open(object, INDEX_AAD, &sealed)?;
+        let body = zstd::decode_all(&body[..])
+            .map_err(|e| Error::corrupt(object, format!("decompression failed: {e}")))?;
+        index::decode(object, &body)
+    }
+
+    /// Writes an index object for `entries`; returns its size in bytes.
+    pub fn write_index(&self, entries: &[index::Entry]) -> Result<u64> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let body = index::encode(entries);
+        let body = zstd::bulk::compress(&body, 3).expect("in-memory compression cannot fail");
+        let sealed = self.key.seal(INDEX_AAD, &body);
+        let name = format!("index/{}", hash_hex(&sealed));
+        self.storage.put(&name, &sealed)?;
+        Ok(sealed.len() as u64)
+    }
+
+    /// Stores a manifest (the commit point) and sets its id; returns the bytes written.
+    pub fn write_snapshot(&self, snap: &mut Snapshot) -> Result<u64> {
+        let body = snap.encode();
+        snap.id = blake3::keyed_hash(&self.key.id_key(), &body)
+            .to_hex()
+            .to_string();
+        let sealed = self.key.seal(SNAPSHOT_AAD, &body);
+        self.storage.put(&Snapshot::object_key(&snap.id), &sealed)?;
+        Ok(sealed.len() as u64)
+    }
+
+    /// Reads one manifest and checks that its content matches its name.
+    pub fn read_snapshot(&self, id: &str) -> Result<Snapshot> {
+        let object = Snapshot::object_key(id);
+        let sealed = self.storage.get(&object)?;
+        let body = self.key.open(&object, SNAPSHOT_AAD, &sealed)?;
+        if blake3::keyed_hash(&self.key.id_key(), &body)
+            .to_hex()
+            .as_str()
+            != id
+        {
+            return Err(Error::corrupt(object, "content does not match its id"));
+        }
+        Snapshot::decode(id, &body)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        let mut out = Vec::new();
+        for info in self.storage.list("snapshots/")? {
+            let id = info.key.trim_start_matches("snapshots/");
+            out.push(self.read_snapshot(id)?);
+        }
+        out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Resolves a snapshot reference (`latest`, id, id prefix) under a filter.
+    pub fn resolve(&self, reference: &str, filter: &Filter) -> Result<Snapshot> {
+        let all = self.snapshots()?;
+        snapshot::resolve(&all, reference, filter).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> KdfParams {
+        KdfParams {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        }
+    }
+
+    #[test]
+    fn init_open_passwords_and_versions() {
+        let s = Storage::from_url("memory://").unwrap();
+        let repo = Repository::init(s.clone(), Some(b"pw1"), fast()).unwrap();
+        assert!(matches!(
+            Repository::init(s.clone(), Some(b"x"), fast()),
+            Err(Error::RepositoryExists(_))
+        ));
+        assert!(matches!(
+            Repository::open(s.clone(), Some(b"nope")),
+            Err(Error::WrongPassword { slots: 1 })
+        ));
+        assert!(matches!(
+            Repository::open(s.clone(), None),
+            Err(Error::PasswordMissing)
+        ));
+        repo.add_password(b"pw2", fast(), "second").unwrap();
+        let a = Repository::open(s.clone(), Some(b"pw1")).unwrap();
+        let b = Repository::open(s.clone(), Some(b"pw2")).unwrap();
+        assert_eq!(a.key().chunk_id(b"x"), b.key().chunk_id(b"x"));
+
+        // a newer format is refused by name
+        let mut cfg = a.config().clone();
+        cfg.version = FORMAT_VERSION + 1;
+        s.put(
+            CONFIG_KEY,
+            &crypto::seal_plain(CONFIG_AAD, &serde_json::to_vec(&cfg).unwrap()),
+        )
+        .unwrap();
+        let e = Repository::open(s.clone(), Some(b"pw1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("newer"), "{e}");
+        // an altered (re-checksummed) config no longer matches the keys
+        cfg.version = FORMAT_VERSION;
+        cfg.compression_level = 19;
+        s.put(
+            CONFIG_KEY,
+            &crypto::seal_plain(CONFIG_AAD, &serde_json::to_vec(&cfg).unwrap()),
+        )
+        .unwrap();
+        let e = Repository::open(s, Some(b"pw1")).unwrap_err().to_string();
+        assert!(e.contains("does not match"), "{e}");
+    }
+
+    #[test]
+    fn missing_repository_and_unencrypted() {
+        let s = Storage::from_url("memory://").unwrap();
+        assert!(matches!(
+            Repository::open(s.clone(), None),
+            Err(Error::NoRepository(_))
+        ));
+        let r = Repository::init(s.clone(), None, fast()).unwrap();
+        assert!(!r.key().is_encrypted());
+        let r2 = Repository::open(s, None).unwrap();
+        assert_eq!(r.key().chunk_id(b"a"), r2.key().chunk_id(b"a"));
+    }
+}

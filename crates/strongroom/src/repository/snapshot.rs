@@ -1,0 +1,344 @@
+//! Snapshot manifests: what a backup captured and how to put it back together.
+//!
+//! Owns the manifest type, its JSON encoding, its content-derived id and the rules for
+//! resolving a snapshot reference (`latest`, an id, or an id prefix). A manifest is written
+//! last, after every object it names is durable: it is the commit point (invariant 1).
+//! Must not read or write storage.
+
+use crate::crypto::ChunkId;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Facts about the database captured at backup time, in the same transaction as the data.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Metadata {
+    /// Exact row count of every user table.
+    pub row_counts: BTreeMap<String, u64>,
+    /// Newest applied migration, or `PRAGMA user_version`, or null.
+    pub schema_version: Option<String>,
+    /// SQLite or PostgreSQL version.
+    pub server_version: String,
+    /// Engine-specific facts (page size, page count, journal mode, …).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// WAL range of a physical snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WalRange {
+    /// Timeline id.
+    pub timeline: u32,
+    /// LSN where the backup started.
+    pub start_lsn: String,
+    /// LSN where the backup stopped.
+    pub stop_lsn: String,
+}
+
+/// How a file's bytes were cut into chunks.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Chunking {
+    /// Fixed-size chunks aligned to database pages; every chunk but the last has `size` bytes.
+    Fixed {
+        /// Chunk size in bytes.
+        size: u32,
+    },
+    /// Content-defined chunks of varying size.
+    ContentDefined,
+}
+
+/// One stored file (a database file, a dump stream, …).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    /// Role or name of the file inside the snapshot, e.g. `main.db`.
+    pub name: String,
+    /// Length in bytes.
+    pub size: u64,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// How it was chunked.
+    pub chunking: Chunking,
+    /// Ids of the list blobs that, concatenated, give the file's chunk ids in order
+    /// (32 bytes each). Lists are stored as blobs so a manifest stays small for huge files.
+    pub lists: Vec<String>,
+}
+
+/// A snapshot manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    /// Content-derived id (64 hex); not stored inside the manifest itself.
+    #[serde(skip)]
+    pub id: String,
+    /// Source name or URL as given.
+    pub source: String,
+    /// `sqlite` or `postgres`.
+    pub engine: String,
+    /// `full`, `logical` or `physical`.
+    pub kind: String,
+    /// User tags.
+    pub tags: Vec<String>,
+    /// When the backup started.
+    pub started_at: jiff::Timestamp,
+    /// When the data was fully stored.
+    pub finished_at: jiff::Timestamp,
+    /// Bytes of backed-up data before dedup and compression.
+    pub size: u64,
+    /// Bytes this snapshot newly added to the repository.
+    pub added: u64,
+    /// Captured facts.
+    pub metadata: Metadata,
+    /// WAL range (physical snapshots only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalRange>,
+    /// Host that took the backup.
+    pub hostname: String,
+    /// strongroom version that wrote it.
+    pub program_version: String,
+    /// Stored files.
+    pub files: Vec<FileEntry>,
+}
+
+/// The snapshot object of the command-line contract (what `--json` prints).
+#[derive(Clone, Debug, Serialize)]
+pub struct SnapshotSummary<'a> {
+    /// Full id.
+    pub id: &'a str,
+    /// First 8 characters of the id.
+    pub short_id: &'a str,
+    /// Source name or URL.
+    pub source: &'a str,
+    /// Engine.
+    pub engine: &'a str,
+    /// Kind.
+    pub kind: &'a str,
+    /// Tags.
+    pub tags: &'a [String],
+    /// Start time (RFC 3339 UTC).
+    pub started_at: String,
+    /// End time (RFC 3339 UTC).
+    pub finished_at: String,
+    /// Logical size.
+    pub size: u64,
+    /// Newly stored bytes.
+    pub added: u64,
+    /// Captured facts.
+    pub metadata: &'a Metadata,
+    /// WAL range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal: Option<&'a WalRange>,
+    /// Host.
+    pub hostname: &'a str,
+}
+
+fn rfc3339(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl Snapshot {
+    /// Object path of a snapshot id.
+    pub fn object_key(id: &str) -> String {
+        format!("snapshots/{id}")
+    }
+
+    /// The first 8 characters of the id.
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(8)]
+    }
+
+    /// The contract's view of this snapshot.
+    pub fn summary(&self) -> SnapshotSummary<'_> {
+        SnapshotSummary {
+            id: &self.id,
+            short_id: self.short_id(),
+            source: &self.source,
+            engine: &self.engine,
+            kind: &self.kind,
+            tags: &self.tags,
+            started_at: rfc3339(self.started_at),
+            finished_at: rfc3339(self.finished_at),
+            size: self.size,
+            added: self.added,
+            metadata: &self.metadata,
+            wal: self.wal.as_ref(),
+            hostname: &self.hostname,
+        }
+    }
+
+    /// Serializes the manifest and derives its id from the bytes with `id_of`.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a manifest always serializes")
+    }
+
+    /// Decodes a manifest body read from `snapshots/<id>`.
+    pub fn decode(id: &str, body: &[u8]) -> Result<Self> {
+        let mut s: Snapshot = serde_json::from_slice(body).map_err(|e| {
+            Error::corrupt(Self::object_key(id), format!("malformed manifest: {e}"))
+        })?;
+        s.id = id.to_string();
+        Ok(s)
+    }
+
+    /// Ids of the list blobs of every file.
+    pub fn list_ids(&self) -> Result<Vec<ChunkId>> {
+        let mut out = Vec::new();
+        for f in &self.files {
+            for l in &f.lists {
+                out.push(
+                    ChunkId::from_hex(l)
+                        .ok_or_else(|| Error::corrupt(Self::object_key(&self.id), "bad list id"))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Narrows which snapshots a reference may mean.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only snapshots of this source.
+    pub source: Option<String>,
+    /// Only snapshots carrying every one of these tags.
+    pub tags: Vec<String>,
+}
+
+impl Filter {
+    /// Whether a snapshot passes the filter.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.source.as_ref().is_none_or(|src| &s.source == src)
+            && self.tags.iter().all(|t| s.tags.contains(t))
+    }
+}
+
+/// Picks one snapshot from `all` (sorted oldest first) for a reference: `latest`, a full id,
+/// or a unique prefix of at least 6 characters.
+pub fn resolve<'a>(all: &'a [Snapshot], reference: &str, filter: &Filter) -> Result<&'a Snapshot> {
+    let candidates: Vec<&Snapshot> = all.iter().filter(|s| filter.matches(s)).collect();
+    if reference == "latest" {
+        return candidates.last().copied().ok_or_else(|| {
+            Error::SnapshotRef(match (&filter.source, filter.tags.is_empty()) {
+                (None, true) => {
+                    "the repository has no snapshots yet; take one with `strongroom backup`".into()
+                }
+                _ => "no snapshot matches the given --source/--tag".into(),
+            })
+        });
+    }
+    let reference = reference.to_ascii_lowercase();
+    if reference.len() < 6 || !reference.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::SnapshotRef(format!(
+            "snapshot reference {reference:?} is neither `latest` nor a hex id of at least 6 characters"
+        )));
+    }
+    let matching: Vec<&Snapshot> = candidates
+        .into_iter()
+        .filter(|s| s.id.starts_with(&reference))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Error::SnapshotRef(format!(
+            "no snapshot {reference}; `strongroom list` shows the ids"
+        ))),
+        many => Err(Error::SnapshotRef(format!(
+            "snapshot prefix {reference} is ambiguous ({} snapshots match); give more characters",
+            many.len()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(id: &str, source: &str, tags: &[&str]) -> Snapshot {
+        Snapshot {
+            id: id.into(),
+            source: source.into(),
+            engine: "sqlite".into(),
+            kind: "full".into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+            finished_at: jiff::Timestamp::UNIX_EPOCH,
+            size: 1,
+            added: 1,
+            metadata: Metadata::default(),
+            wal: None,
+            hostname: "h".into(),
+            program_version: "0".into(),
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn resolve_cases() {
+        let all = vec![
+            sample("aaaaaa11", "a", &[]),
+            sample("aaaaaa22", "b", &["pre-migration"]),
+            sample("bbbbbb33", "a", &[]),
+        ];
+        let f = Filter::default();
+        assert_eq!(resolve(&all, "latest", &f).unwrap().id, "bbbbbb33");
+        assert_eq!(resolve(&all, "aaaaaa2", &f).unwrap().id, "aaaaaa22");
+        assert_eq!(resolve(&all, "AAAAAA2", &f).unwrap().id, "aaaaaa22");
+        assert!(
+            resolve(&all, "aaaaaa", &f)
+                .unwrap_err()
+                .to_string()
+                .contains("ambiguous")
+        );
+        assert!(resolve(&all, "aaa", &f).is_err());
+        assert!(
+            resolve(&all, "cccccc", &f)
+                .unwrap_err()
+                .to_string()
+                .contains("no snapshot")
+        );
+        let tagged = Filter {
+            source: None,
+            tags: vec!["pre-migration".into()],
+        };
+        assert_eq!(resolve(&all, "latest", &tagged).unwrap().id, "aaaaaa22");
+        let src = Filter {
+            source: Some("a".into()),
+            tags: vec![],
+        };
+        assert_eq!(resolve(&all, "aaaaaa", &src).unwrap().id, "aaaaaa11");
+        assert!(
+            resolve(&[], "latest", &f)
+                .unwrap_err()
+                .to_string()
+                .contains("no snapshots")
+        );
+    }
+
+    #[test]
+    fn manifest_round_trip_and_contract_fields() {
+        let mut s = sample("ab".repeat(32).as_str(), "hotel", &["x"]);
+        s.metadata.row_counts.insert("bookings".into(), 5);
+        s.metadata.extra.insert("page_size".into(), 4096.into());
+        let back = Snapshot::decode(&s.id, &s.encode()).unwrap();
+        assert_eq!(back, s);
+        let v = serde_json::to_value(s.summary()).unwrap();
+        for k in [
+            "id",
+            "short_id",
+            "source",
+            "engine",
+            "kind",
+            "tags",
+            "started_at",
+            "finished_at",
+            "size",
+            "added",
+            "metadata",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing");
+        }
+        assert_eq!(v["short_id"], "abababab");
+        assert_eq!(v["metadata"]["row_counts"]["bookings"], 5);
+        assert_eq!(v["metadata"]["page_size"], 4096);
+        assert_eq!(v["started_at"], "1970-01-01T00:00:00Z");
+        assert!(Snapshot::decode("x", b"{not json").is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! The backup pipeline: chunks in, packs and an index out.
+//!
+//! Owns the streaming path from an engine's chunks to durable packs, with bounded memory
+//! (invariant 5) and both cores busy. Must not know what the chunks mean: engines decide the
+//! chunk boundaries and hand over batches in order.
+//!
+//! ```text
+//!  engine ──batches──▶ workers (one per core): keyed hash, dedup, zstd, seal
+//!                          │ (out of order)
+//!                          ▼
+//!                      collector: restores order, builds chunk-id lists, fills packs
+//!                          │ (16 MiB packs, one queued)
+//!                          ▼
+//!                      uploaders (2): put pack (atomic, durable)
+//! ```
+//! In flight at most: 4 queued batches + one per worker + the reorder window, one pack being
+//! filled, one queued and two uploading: about 90 MB whatever the database size.
+//!
+//! Dedup: a chunk is new if neither the repository index nor this session has seen it; the
+//! first worker to claim an id encodes it, the rest only record the id.
+//!
+//! Ordering (invariant 1): [`BackupWriter::finish`] writes the index object only after every
+//! pack upload returned, and the caller writes the manifest only after `finish`.
+
+use super::Repository;
+use super::index::{Entry, Index};
+use super::pack::{self, FinishedPack, PACK_TARGET, PackBuilder};
+use super::snapshot::{Chunking, FileEntry};
+use crate::crypto::ChunkId;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Chunk ids per list blob (64 KiB of ids).
+pub const IDS_PER_LIST: usize = 2048;
+
+/// A run of consecutive chunks handed over by an engine: the bytes, and where each chunk ends.
+pub struct Batch {
+    /// Concatenated chunk bytes.
+    pub data: Vec<u8>,
+    /// End offset of each chunk within `data`, increasing; the last equals `data.len()`.
+    pub ends: Vec<usize>,
+}
+
+struct Numbered {
+    seq: u64,
+    batch: Batch,
+}
+
+struct Processed {
+    seq: u64,
+    ids: Vec<ChunkId>,
+    blobs: Vec<(ChunkId, Vec<u8>)>,
+    bytes: u64,
+}
+
+/// Keeps the first error any pipeline thread hit.
+#[derive(Default)]
+struct Failure(Mutex<Option<Error>>);
+
+impl Failure {
+    fn set(&self, e: Error) {
+        let mut g = self.0.lock().expect("failure lock");
+        if g.is_none() {
+            *g = Some(e);
+        }
+    }
+    fn take(&self) -> Option<Error> {
+        self.0.lock().expect("failure lock").take()
+    }
+}
+
+/// What a backup session added to the repository.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteStats {
+    /// Chunks stored for the first time.
+    pub new_chunks: u64,
+    /// Chunks already present (deduplicated).
+    pub reused_chunks: u64,
+    /// Bytes of packs and index objects written.
+    pub added: u64,
+    /// Logical bytes handed in.
+    pub size: u64,
+}
+
+/// One backup's writing session: any number of files, then [`BackupWriter::finish`].
+pub struct BackupWriter<'r> {
+    repo: &'r Repository,
+    index: Index,
+    claimed: Mutex<HashSet<ChunkId>>,
+    new_entries: Mutex<Vec<Entry>>,
+    pack_bytes: AtomicU64,
+    new_chunks: AtomicU64,
+    reused_chunks: AtomicU64,
+    size: AtomicU64,
+}
+
+/// Where an engine sends its batches.
+pub struct ChunkSink<'a> {
+    tx: Sender<Numbered>,
+    seq: u64,
+    failure: &'a Failure,
+    progress: &'a dyn Progress,
+}
+
+impl ChunkSink<'_> {
+    /// Hands a batch to the pipeline; fails when the pipeline has failed.
+    pub fn push(&mut self, batch: Batch) -> Result<()> {
+        let n = batch.data.len() as u64;
+        let seq = self.seq;
+        self.seq += 1;
+        if self.tx.send(Numbered { seq, batch }).is_err() {
+            return Err(self
+                .failure
+                .take()
+                .unwrap_or_else(|| Error::Failed("the backup pipeline stopped".into())));
+        }
+        self.progress.advance(n);
+        Ok(())
+    }
+}
+
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8)
+}
+
+impl<'r> BackupWriter<'r> {
+    /// Starts a session, loading the repository's index for deduplication.
+    pub fn new(repo: &'r Repository) -> Result<Self> {
+        Ok(BackupWriter {
+            index: repo.load_index()?,
+            repo,
+            claimed: Mutex::default(),
+            new_entries: Mutex::default(),
+            pack_bytes: AtomicU64::new(0),
+            new_chunks: AtomicU64::new(0),
+            reused_chunks: AtomicU64::new(0),
+            size: AtomicU64::new(0),
+        })
+    }
+
+    fn is_new(&self, id: &ChunkId) -> bool {
+        !self.index.contains(id) && self.claimed.lock().expect("claim lock").insert(*id)
+    }
+
+    /// Stores one file whose chunks `produce` pushes, in order, into the sink it is given.
+    pub fn write_file<F>(
+        &self,
+        name: &str,
+        chunking: Chunking,
+        progress: &dyn Progress,
+        produce: F,
+    ) -> Result<FileEntry>
+    where
+        F: FnOnce(&mut ChunkSink<'_>) -> Result<()>,
+    {
+        let failure = Failure::default();
+        let (batch_tx, batch_rx) = bounded::<Numbered>(4);
+        let (done_tx, done_rx) = bounded::<Processed>(4);
+        let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
+        let level = self.repo.config().compression_level;
+
+        let result = std::thread::scope(|s| {
+            for _ in 0..workers() {
+                let (rx, tx, failure) = (batch_rx.clone(), done_tx.clone(), &failure);
+                s.spawn(move || {
+                    if let Err(e) = self.work(level, rx, tx) {
+                        failure.set(e);
+                    }
+                });
+            }
+            drop((batch_rx, done_tx));
+            for _ in 0..2 {
+                let (rx, failure) = (pack_rx.clone(), &failure);
+                s.spawn(move || {
+                    if let Err(e) = self.upload(rx) {
+                        failure.set(e);
+                    }
+                });
+            }
+            drop(pack_rx);
+            let collector = s.spawn(|| {
+                let r = self.collect(done_rx, pack_tx);
+                if let Err(e) = &r {
+                    failure.set(Error::Failed(e.to_string()));
+                }
+                r
+            });
+            let mut sink = ChunkSink {
+                tx: batch_tx,
+                seq: 0,
+                failure: &failure,
+                progress,
+            };
+            let produced = produce(&mut sink);
+            drop(sink);
+            let collected = collector.join().expect("collector thread panicked");
+            (produced, collected)
+        });
+        // Uploaders have joined with the scope: every pack is durable or an error is recorded.
+        let (produced, collected) = result;
+        if let Some(e) = failure.take() {
+            return Err(e);
+        }
+        produced?;
+        let (lists, chunks, size) = collected?;
+        self.size.fetch_add(size, Ordering::Relaxed);
+        Ok(FileEntry {
+            name: name.to_string(),
+            size,
+            chunks,
+            chunking,
+            lists: lists.iter().map(|l| l.to_hex()).collect(),
+        })
+    }
+
+    fn work(&self, level: i32, rx: Receiver<Numbered>, tx: Sender<Processed>) -> Result<()> {
+        let mut z = zstd::bulk::Compressor::new(level)
+            .map_err(|e| Error::Failed(format!("zstd initialisation failed: {e}")))?;
+        let key = self.repo.key();
+        for Numbered { seq, batch } in rx {
+            let mut ids = Vec::with_capacity(batch.ends.len());
+            let mut blobs = Vec::new();
+            let mut start = 0;
+            for &end in &batch.ends {
+                let data = &batch.data[start..end];
+                start = end;
+                let id = key.chunk_id(data);
+                if self.is_new(&id) {
+                    blobs.push((id, pack::encode_blob(key, &mut z, id, data)));
+                    self.new_chunks.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.reused_chunks.fetch_add(1, Ordering::Relaxed);
+                }
+                ids.push(id);
+            }
+            let bytes = batch.data.len() as u64;
+            if tx
+                .send(Processed {
+                    seq,
+                    ids,
+                    blobs,
+                    bytes,
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores order, writes list blobs, fills packs. Returns (list ids, chunk count, bytes).
+    fn collect(
+        &self,
+        rx: Receiver<Processed>,
+        tx: Sender<FinishedPack>,
+    ) -> Result<(Vec<ChunkId>, u64, u64)> {
+        let key = self.repo.key();
+        let mut z = zstd::bulk::Compressor::new(1)
+            .map_err(|e| Error::Failed(format!("zstd initialisation failed: {e}")))?;
+        let mut pending: BTreeMap<u64, Processed> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut pack = PackBuilder::default();
+        let mut list: Vec<u8> = Vec::with_capacity(IDS_PER_LIST * 32);
+        let mut lists = Vec::new();
+        let mut chunks = 0u64;
+        let mut size = 0u64;
+        let send = |pack: &mut PackBuilder| -> Result<()> {
+            tx.send(pack.finish(key))
+                .map_err(|_| Error::Failed("pack upload stopped".into()))
+        };
+        let mut flush_list = |list: &mut Vec<u8>, pack: &mut PackBuilder| {
+            let id = key.chunk_id(list);
+            if self.is_new(&id) {
+                pack.add(id, &pack::encode_blob(key, &mut z, id, list));
+            }
+            lists.push(id);
+            list.clear();
+        };
+        for p in rx {
+            pending.insert(p.seq, p);
+            while let Some(p) = pending.remove(&next) {
+                next += 1;
+                size += p.bytes;
+                for (id, blob) in &p.blobs {
+                    pack.add(*id, blob);
+                    if pack.len() >= PACK_TARGET {
+                        send(&mut pack)?;
+                    }
+                }
+                for id in &p.ids {
+                    list.extend_from_slice(&id.0);
+                    chunks += 1;
+                    if list.len() == IDS_PER_LIST * 32 {
+                        flush_list(&mut list, &mut pack);
+                    }
+                }
+            }
+        }
+        if !pending.is_empty() {
+            // A worker stopped early; the recorded failure says why.
+            return Err(Error::Failed("the backup pipeline stopped".into()));
+        }
+        if !list.is_empty() {
+            flush_list(&mut list, &mut pack);
+        }
+        if !pack.is_empty() {
+            send(&mut pack)?;
+        }
+        Ok((lists, chunks, size))
+    }
+
+    fn upload(&self, rx: Receiver<FinishedPack>) -> Result<()> {
+        for p in rx {
+            self.repo.storage().put(&p.id.object_key(), &p.bytes)?;
+            self.pack_bytes
+                .fetch_add(p.bytes.len() as u64, Ordering::Relaxed);
+            self.new_entries
+                .lock()
+                .expect("entries lock")
+                .extend(p.entries);
+        }
+        Ok(())
+    }
+
+    /// Writes the index for everything this session stored; call before writing the manifest.
+    pub fn finish(self) -> Result<WriteStats> {
+        let entries = self.new_entries.into_inner().expect("entries lock");
+        let index_bytes = self.repo.write_index(&entries)?;
+        Ok(WriteStats {
+            new_chunks: self.new_chunks.into_inner(),
+            reused_chunks: self.reused_chunks.into_inner(),
+            added: self.pack_bytes.into_inner() + index_bytes,
+            size: self.size.into_inner(),
+        })
+    }
+}

@@ -1,0 +1,495 @@
+//! Where repository objects live: a local directory or an object store, chosen by URL.
+//!
+//! Owns: turning a repository URL into a backend, and the five operations the repository
+//! needs (put, get, ranged get, list, delete). It is the only module that performs I/O against
+//! the store. It must not know what the objects mean.
+//!
+//! Why two implementations: the local filesystem is written here with `std::fs` because a
+//! backup tool must make every object write atomic *and durable* (temp file, fsync, rename,
+//! fsync of the directory), which OpenDAL's fs service does not promise. Everything remote
+//! (S3 and S3-compatible stores, Azure Blob, GCS) and the in-memory store used by unit tests go
+//! through OpenDAL: one well-kept crate instead of three SDKs, with retries built in. Object
+//! stores make a single PUT atomic by themselves. The library is synchronous; OpenDAL's async
+//! calls run on a small runtime owned by the backend.
+
+use crate::error::{Error, Result};
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A repository's object store.
+#[derive(Clone)]
+pub struct Storage {
+    url: String,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Local(PathBuf),
+    Remote {
+        op: opendal::Operator,
+        rt: Arc<tokio::runtime::Runtime>,
+    },
+}
+
+/// One listed object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Path relative to the repository root, with `/` separators.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage({})", self.url)
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn split_bucket(url: &str, rest: &str) -> Result<(String, String)> {
+    let mut parts = rest.splitn(2, '/');
+    let bucket = parts.next().unwrap_or_default().to_string();
+    if bucket.is_empty() {
+        return Err(Error::BadUrl {
+            url: url.into(),
+            detail: "the bucket or container name is missing".into(),
+        });
+    }
+    let prefix = parts.next().unwrap_or_default().trim_matches('/');
+    Ok((bucket, format!("/{prefix}")))
+}
+
+impl Storage {
+    /// Opens the store a URL names: a plain path, `file:///abs/path`, `s3://bucket/prefix`,
+    /// `azblob://container/prefix`, `gs://bucket/prefix` or `memory://` (tests).
+    ///
+    /// S3 reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`
+    /// and `AWS_ENDPOINT_URL` (path-style addressing); Azure reads `AZURE_STORAGE_ACCOUNT`,
+    /// `AZURE_STORAGE_KEY` and optionally `AZURE_STORAGE_ENDPOINT`; GCS reads
+    /// `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let bad = |detail: &str| Error::BadUrl {
+            url: url.into(),
+            detail: detail.into(),
+        };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, root) = split_bucket(url, rest)?;
+            let mut b = opendal::services::S3::default()
+                .bucket(&bucket)
+                .root(&root)
+                .region(
+                    &env("AWS_REGION")
+                        .or_else(|| env("AWS_DEFAULT_REGION"))
+                        .unwrap_or_else(|| "us-east-1".into()),
+                );
+            if let Some(ep) = env("AWS_ENDPOINT_URL").or_else(|| env("AWS_ENDPOINT_URL_S3")) {
+                b = b.endpoint(&ep);
+            }
+            if let Some(k) = env("AWS_ACCESS_KEY_ID") {
+                b = b.access_key_id(&k);
+            }
+            if let Some(k) = env("AWS_SECRET_ACCESS_KEY") {
+                b = b.secret_access_key(&k);
+            }
+            if let Some(k) = env("AWS_SESSION_TOKEN") {
+                b = b.session_token(&k);
+            }
+            return Self::remote(url, opendal::Operator::new(b));
+        }
+        if let Some(rest) = url.strip_prefix("azblob://") {
+            let (container, root) = split_bucket(url, rest)?;
+            let account = env("AZURE_STORAGE_ACCOUNT")
+                .ok_or_else(|| bad("AZURE_STORAGE_ACCOUNT is not set"))?;
+            let endpoint = env("AZURE_STORAGE_ENDPOINT")
+                .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
+            let mut b = opendal::services::Azblob::default()
+                .container(&container)
+                .root(&root)
+                .endpoint(&endpoint)
+                .account_name(&account);
+            if let Some(k) = env("AZURE_STORAGE_KEY") {
+                b = b.account_key(&k);
+            }
+            return Self::remote(url, opendal::Operator::new(b));
+        }
+        if let Some(rest) = url.strip_prefix("gs://") {
+            let (bucket, root) = split_bucket(url, rest)?;
+            let mut b = opendal::services::Gcs::default()
+                .bucket(&bucket)
+                .root(&root);
+            if let Some(p) = env("GOOGLE_APPLICATION_CREDENTIALS") {
+                b = b.credential_path(&p);
+            }
+            return Self::remote(url, opendal::Operator::new(b));
+        }
+        if url == "memory://" {
+            return Self::remote(
+                url,
+                opendal::Operator::new(opendal::services::Memory::default()),
+            );
+        }
+        let path = if let Some(p) = url.strip_prefix("file://") {
+            if !p.starts_with('/') {
+                return Err(bad(
+                    "file:// URLs take an absolute path, e.g. file:///srv/backups",
+                ));
+            }
+            PathBuf::from(p)
+        } else if url.contains("://") {
+            return Err(bad(
+                "unknown scheme; use a path, file://, s3://, azblob:// or gs://",
+            ));
+        } else if url.is_empty() {
+            return Err(bad("empty repository location"));
+        } else {
+            PathBuf::from(url)
+        };
+        Ok(Storage {
+            url: url.to_string(),
+            backend: Backend::Local(path),
+        })
+    }
+
+    fn remote(url: &str, op: opendal::Result<opendal::Operator>) -> Result<Self> {
+        let op = op
+            .map_err(|e| Error::BadUrl {
+                url: url.into(),
+                detail: e.to_string(),
+            })?
+            .layer(
+                opendal::layers::RetryLayer::new()
+                    .with_max_times(4)
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_jitter(),
+            )
+            .layer(
+                opendal::layers::TimeoutLayer::new()
+                    .with_timeout(Duration::from_secs(120))
+                    .with_io_timeout(Duration::from_secs(60)),
+            );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("strongroom-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the I/O runtime for", url, e))?;
+        Ok(Storage {
+            url: url.to_string(),
+            backend: Backend::Remote {
+                op,
+                rt: Arc::new(rt),
+            },
+        })
+    }
+
+    /// The URL this store was opened from.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether this is a local directory (its path), for callers that want local niceties.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Local(p) => Some(p),
+            Backend::Remote { .. } => None,
+        }
+    }
+
+    fn remote_err(&self, key: &str, e: opendal::Error) -> Error {
+        if e.kind() == opendal::ErrorKind::NotFound {
+            return Error::Missing {
+                object: key.to_string(),
+                context: String::new(),
+            };
+        }
+        let hint = match e.kind() {
+            opendal::ErrorKind::PermissionDenied => {
+                " (access denied: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy)"
+            }
+            opendal::ErrorKind::ConfigInvalid => " (check the repository URL and credentials)",
+            _ if e.to_string().contains("error sending request") => {
+                " (the object store is unreachable: check AWS_ENDPOINT_URL and the network)"
+            }
+            _ => "",
+        };
+        Error::Storage {
+            location: format!("{}/{}", self.url.trim_end_matches('/'), key),
+            detail: format!("{}{hint}", e.kind()),
+        }
+        .with_source_detail(&e)
+    }
+
+    /// Writes an object atomically and durably; an existing object of that name is replaced.
+    pub fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        match &self.backend {
+            Backend::Local(root) => put_local(&root.join(key), data),
+            Backend::Remote { op, rt } => rt
+                .block_on(op.write(key, data.to_vec()))
+                .map(|_| ())
+                .map_err(|e| self.remote_err(key, e)),
+        }
+    }
+
+    /// Reads a whole object; [`Error::Missing`] when it does not exist.
+    pub fn get(&self, key: &str) -> Result<Vec<u8>> {
+        match &self.backend {
+            Backend::Local(root) => {
+                let path = root.join(key);
+                fs::read(&path).map_err(|e| local_read_err(key, &path, e))
+            }
+            Backend::Remote { op, rt } => rt
+                .block_on(op.read(key))
+                .map(|b| b.to_vec())
+                .map_err(|e| self.remote_err(key, e)),
+        }
+    }
+
+    /// Reads `len` bytes of an object starting at `offset`.
+    pub fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        match &self.backend {
+            Backend::Local(root) => {
+                let path = root.join(key);
+                let mut f = fs::File::open(&path).map_err(|e| local_read_err(key, &path, e))?;
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(|e| Error::io("seeking in", &path, e))?;
+                let mut buf = vec![0u8; len as usize];
+                f.read_exact(&mut buf).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        Error::corrupt(key, "object is shorter than the index says")
+                    } else {
+                        Error::io("reading", &path, e)
+                    }
+                })?;
+                Ok(buf)
+            }
+            Backend::Remote { op, rt } => {
+                let buf = rt
+                    .block_on(async { op.read_with(key).range(offset..offset + len).await })
+                    .map(|b| b.to_vec())
+                    .map_err(|e| self.remote_err(key, e))?;
+                if buf.len() as u64 != len {
+                    return Err(Error::corrupt(key, "object is shorter than the index says"));
+                }
+                Ok(buf)
+            }
+        }
+    }
+
+    /// Whether an object exists.
+    pub fn exists(&self, key: &str) -> Result<bool> {
+        match &self.backend {
+            Backend::Local(root) => Ok(root.join(key).is_file()),
+            Backend::Remote { op, rt } => match rt.block_on(op.stat(key)) {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(self.remote_err(key, e)),
+            },
+        }
+    }
+
+    /// Lists every object under `prefix` (a directory such as `snapshots/`), recursively.
+    pub fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        match &self.backend {
+            Backend::Local(root) => {
+                let dir = root.join(prefix);
+                if dir.is_dir() {
+                    walk_local(root, &dir, &mut out)?;
+                }
+            }
+            Backend::Remote { op, rt } => {
+                let entries =
+                    match rt.block_on(async { op.list_with(prefix).recursive(true).await }) {
+                        Ok(e) => e,
+                        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+                        Err(e) => return Err(self.remote_err(prefix, e)),
+                    };
+                for e in entries {
+                    if e.metadata().mode().is_file() {
+                        out.push(ObjectInfo {
+                            key: e.path().trim_start_matches('/').to_string(),
+                            size: e.metadata().content_length(),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Deletes an object; deleting a missing object succeeds.
+    pub fn delete(&self, key: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Local(root) => {
+                let path = root.join(key);
+                match fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(Error::io("deleting", path, e)),
+                }
+            }
+            Backend::Remote { op, rt } => rt
+                .block_on(op.delete(key))
+                .map_err(|e| self.remote_err(key, e)),
+        }
+    }
+}
+
+impl Error {
+    fn with_source_detail(self, e: &opendal::Error) -> Self {
+        match self {
+            Error::Storage { location, detail } => {
+                // OpenDAL's message carries the HTTP status and the backend's words; keep the
+                // first line only, so the sentence stays readable.
+                let first = e.to_string();
+                let first = first.lines().next().unwrap_or_default().to_string();
+                Error::Storage {
+                    location,
+                    detail: format!("{detail}: {first}"),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+fn local_read_err(key: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::Missing {
+            object: key.to_string(),
+            context: String::new(),
+        }
+    } else {
+        Error::io("reading", path, e)
+    }
+}
+
+fn walk_local(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> Result<()> {
+    let rd = fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        let meta = entry
+            .metadata()
+            .map_err(|e| Error::io("reading", &path, e))?;
+        if meta.is_dir() {
+            walk_local(root, &path, out)?;
+        } else if meta.is_file() {
+            let rel = path.strip_prefix(root).expect("walked below the root");
+            out.push(ObjectInfo {
+                key: rel.to_string_lossy().replace('\\', "/"),
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Atomic, durable write of a local file: temp file beside it, fsync, rename, fsync the dir.
+pub(crate) fn put_local(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("object paths have a parent");
+    fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    tmp.write_all(data)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io("writing", path, e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("renaming into place", path, e.error))?;
+    sync_dir(dir)
+}
+
+/// Fsyncs a directory so a rename inside it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("syncing directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(s: &Storage) {
+        assert!(s.list("snapshots/").unwrap().is_empty());
+        s.put("snapshots/aa", b"one").unwrap();
+        s.put("data/0a/0abc", b"0123456789").unwrap();
+        s.put("snapshots/aa", b"two").unwrap();
+        assert_eq!(s.get("snapshots/aa").unwrap(), b"two");
+        assert_eq!(s.get_range("data/0a/0abc", 3, 4).unwrap(), b"3456");
+        assert!(s.exists("data/0a/0abc").unwrap());
+        assert!(!s.exists("data/0a/nope").unwrap());
+        assert!(matches!(s.get("nope"), Err(Error::Missing { .. })));
+        let keys: Vec<_> = s
+            .list("data/")
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect();
+        assert_eq!(keys, vec![("data/0a/0abc".to_string(), 10)]);
+        s.delete("snapshots/aa").unwrap();
+        s.delete("snapshots/aa").unwrap();
+        assert!(s.list("snapshots/").unwrap().is_empty());
+    }
+
+    #[test]
+    fn memory_backend() {
+        exercise(&Storage::from_url("memory://").unwrap());
+    }
+
+    #[test]
+    fn local_backend_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::from_url(dir.path().to_str().unwrap()).unwrap();
+        exercise(&s);
+        let url = format!("file://{}", dir.path().display());
+        exercise(&Storage::from_url(&url).unwrap());
+        let leftovers: Vec<_> = walkdir(dir.path())
+            .into_iter()
+            .filter(|p| p.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    fn walkdir(p: &Path) -> Vec<String> {
+        let mut v = Vec::new();
+        for e in fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_dir() {
+                v.extend(walkdir(&e.path()));
+            } else {
+                v.push(e.path().display().to_string());
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_a_reason() {
+        for (u, want) in [
+            ("ftp://x", "unknown scheme"),
+            ("s3://", "bucket"),
+            ("file://relative", "absolute"),
+            ("", "empty"),
+        ] {
+            let e = Storage::from_url(u).unwrap_err().to_string();
+            assert!(e.contains(want), "{u}: {e}");
+        }
+    }
+}
