@@ -184,23 +184,28 @@ pub fn run(
             let mut c = rusqlite::Connection::open(&db)?;
             c.busy_timeout(std::time::Duration::from_secs(10))?;
             let mut rng = Rng::new(7);
-            while !stop.load(Ordering::Relaxed) || booked.load(Ordering::Relaxed) < 200 {
+            while !stop.load(Ordering::Relaxed) {
                 hotel::book_room(&mut c, &mut rng)?;
                 booked.fetch_add(1, Ordering::Relaxed);
             }
             Ok(())
         })
     };
+    // Let the guests get going before the backup starts.
+    while booked.load(Ordering::Relaxed) < 50 && !writer.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let before = booked.load(Ordering::Relaxed);
     let second = take("backup during bookings", &["daily"], say);
+    let during = booked.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
     writer
         .join()
         .expect("booking thread")
         .map_err(|e| Error::sqlite(&db, e))?;
     let second = second?;
-    let during = booked.load(Ordering::Relaxed);
     say(&format!(
-        "   {during} rooms were booked meanwhile; the snapshot holds {} bookings, a consistent moment",
+        "   {during} rooms were booked while it ran; the snapshot holds {} bookings: one consistent moment",
         second
             .metadata
             .row_counts
