@@ -159,6 +159,8 @@ impl Storage {
     }
 
     fn remote(url: &str, op: opendal::Result<opendal::Operator>) -> Result<Self> {
+        // OpenDAL needs a process-wide HTTP transport; installing it is idempotent.
+        opendal::install_default();
         let op = op
             .map_err(|e| Error::BadUrl {
                 url: url.into(),

@@ -434,35 +434,40 @@ fn remove_sidecars(path: &Path) {
     }
 }
 
-/// Refuses a target that another process has open (WAL connections hold a shared lock for
-/// as long as they are open; rollback-mode ones only while in a transaction).
-fn ensure_not_in_use(path: &Path) -> Result<()> {
-    let c = match Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) {
-        Ok(c) => c,
-        Err(_) => return Ok(()),
+/// Whether another process holds a POSIX lock anywhere on `path` (`F_GETLK` asks the kernel
+/// without taking one). SQLite locks through exactly these locks.
+fn locked_elsewhere(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return false;
     };
-    let r = c
-        .busy_timeout(Duration::from_millis(200))
-        .and_then(|_| c.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;"));
-    match r {
-        Ok(()) => Ok(()),
-        Err(e) if is_not_a_db(&e) => Ok(()),
-        Err(rusqlite::Error::SqliteFailure(f, _))
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            Err(Error::Target(format!(
-                "{} is in use by another process; stop the application before restoring over it",
-                path.display()
-            )))
-        }
-        Err(e) => Err(Error::sqlite(path, e)),
+    // SAFETY: `flock` is plain data; F_GETLK only writes into the struct we pass.
+    unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = 0;
+        fl.l_len = 0;
+        libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) == 0
+            && fl.l_type != libc::F_UNLCK as libc::c_short
     }
+}
+
+/// Refuses a target another process has open. WAL-mode connections keep a lock on the
+/// `-shm` file for as long as they are open; rollback-mode ones lock the database file only
+/// during a transaction, so an idle one cannot be seen (nothing can see it).
+fn ensure_not_in_use(path: &Path) -> Result<()> {
+    if locked_elsewhere(path) || locked_elsewhere(&sidecar(path, "-shm")) {
+        return Err(Error::Target(format!(
+            "{} is in use by another process; stop the application before restoring over it",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn now_tag() -> String {

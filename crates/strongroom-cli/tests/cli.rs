@@ -1,0 +1,626 @@
+//! End-to-end tests: the real `strongroom` binary against real SQLite files with concurrent
+//! writers, on a local repository and on a real S3 server (Garage, started by scripts/test,
+//! which exports STRONGROOM_TEST_S3 and the AWS_* variables). Each scenario runs on both.
+
+use assert_cmd::Command;
+use rusqlite::Connection;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use strongroom::hotel::{self, Rng, Scale};
+use strongroom::storage::Storage;
+use tempfile::TempDir;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Env {
+    dir: TempDir,
+    repo: String,
+}
+
+fn unique() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{t:x}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The repositories every scenario runs against: a local directory and, when the S3 test
+/// server is up, a fresh prefix in its bucket.
+fn envs() -> Vec<Env> {
+    let mut out = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    out.push(Env { dir, repo });
+    match std::env::var("STRONGROOM_TEST_S3") {
+        Ok(base) if !base.is_empty() => {
+            let dir = tempfile::tempdir().unwrap();
+            out.push(Env {
+                dir,
+                repo: format!("{}/{}", base.trim_end_matches('/'), unique()),
+            });
+        }
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("STRONGROOM_TEST_S3 is not set: run the suite through ./scripts/test")
+        }
+        _ => eprintln!(
+            "note: STRONGROOM_TEST_S3 unset, S3 scenarios skipped (./scripts/test runs them)"
+        ),
+    }
+    out
+}
+
+impl Env {
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("strongroom").unwrap();
+        c.current_dir(self.dir.path())
+            .env("STRONGROOM_REPO", &self.repo)
+            .env("STRONGROOM_PASSWORD", PASSWORD)
+            .env_remove("STRONGROOM_CONFIG")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn init(&self) {
+        self.cmd().arg("init").assert().success();
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.cmd().args(args).arg("--json").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail with exit 1; returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} should fail with 1; stderr: {err}"
+        );
+        assert!(
+            err.trim_end().lines().count() >= 1 && err.contains("strongroom: "),
+            "{err}"
+        );
+        err
+    }
+
+    fn storage(&self) -> Storage {
+        Storage::from_url(&self.repo).unwrap()
+    }
+}
+
+fn make_db(path: &Path, bookings: u64) {
+    hotel::create(path, Scale::bookings(bookings), 42).unwrap();
+}
+
+fn invariant_holds(path: &Path) -> bool {
+    let c = Connection::open(path).unwrap();
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok", "{}", path.display());
+    c.query_row(hotel::INVARIANT_SQL, [], |r| r.get(0)).unwrap()
+}
+
+fn row_counts(path: &Path) -> Value {
+    let c = Connection::open(path).unwrap();
+    serde_json::to_value(strongroom::engine::sqlite::row_counts(&c, path).unwrap()).unwrap()
+}
+
+/// Writers that book rooms (two tables per transaction) until stopped.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn start_writers(db: &Path, n: usize) -> Writers {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let handles = (0..n)
+        .map(|i| {
+            let (stop, done, db) = (stop.clone(), done.clone(), db.to_path_buf());
+            std::thread::spawn(move || {
+                let mut c = Connection::open(&db).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+                let mut rng = Rng::new(100 + i as u64);
+                while !stop.load(Ordering::Relaxed) {
+                    hotel::book_room(&mut c, &mut rng).unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    Writers {
+        stop,
+        done,
+        handles,
+    }
+}
+
+impl Writers {
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.handles {
+            h.join().unwrap();
+        }
+        self.done.load(Ordering::Relaxed)
+    }
+}
+
+fn consistent_under_writers(journal_mode: &str) {
+    for env in envs() {
+        let db = env.path("hotel.db");
+        make_db(&db, 20_000);
+        Connection::open(&db)
+            .unwrap()
+            .pragma_update(None, "journal_mode", journal_mode)
+            .unwrap();
+        env.init();
+        let writers = start_writers(&db, 2);
+        while writers.done.load(Ordering::Relaxed) < 20 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let src = format!("sqlite:{}", db.display());
+        let mut snaps = Vec::new();
+        for _ in 0..4 {
+            snaps.push(env.json(&["backup", &src, "--tag", "test"]));
+        }
+        let booked = writers.finish();
+        assert!(booked > 20, "the writers made progress");
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in snaps.iter().enumerate() {
+            let id = s["id"].as_str().unwrap();
+            assert_eq!(id.len(), 64);
+            assert_eq!(s["short_id"].as_str().unwrap(), &id[..8]);
+            assert_eq!(s["engine"], "sqlite");
+            assert_eq!(s["kind"], "full");
+            assert_eq!(s["source"], src.as_str());
+            assert_eq!(s["tags"], serde_json::json!(["test"]));
+            assert_eq!(s["metadata"]["schema_version"], "20240101000000_init");
+            assert!(
+                s["metadata"]["server_version"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("3.")
+            );
+            let out = env.path(&format!("restored-{i}.db"));
+            env.cmd()
+                .args(["restore", id, "--to", out.to_str().unwrap()])
+                .assert()
+                .success();
+            assert!(
+                invariant_holds(&out),
+                "snapshot {i} is not a consistent state"
+            );
+            assert_eq!(
+                row_counts(&out),
+                s["metadata"]["row_counts"],
+                "row counts of snapshot {i}"
+            );
+            seen.insert(s["metadata"]["row_counts"]["bookings"].as_u64().unwrap());
+        }
+        assert!(
+            seen.len() > 1,
+            "backups should see different moments while writers run"
+        );
+        let v = env.json(&["verify", "--all"]);
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["snapshots"].as_array().unwrap().len(), 4);
+        for s in v["snapshots"].as_array().unwrap() {
+            assert!(s["restore_seconds"].as_f64().is_some());
+            assert!(
+                s["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|c| c["ok"] == true)
+            );
+        }
+        env.cmd().args(["check", "--read-data"]).assert().success();
+        let list = env.json(&["list"]);
+        assert_eq!(list.as_array().unwrap().len(), 4);
+    }
+}
+
+#[test]
+fn wal_mode_backups_are_consistent_under_concurrent_writers() {
+    consistent_under_writers("wal");
+}
+
+#[test]
+fn rollback_journal_backups_are_consistent_under_concurrent_writers() {
+    consistent_under_writers("delete");
+}
+
+#[test]
+fn unchanged_and_slightly_changed_databases_add_little() {
+    for env in envs() {
+        let db = env.path("hotel.db");
+        make_db(&db, 30_000);
+        env.init();
+        let src = format!("sqlite:{}", db.display());
+        let first = env.json(&["backup", &src]);
+        let again = env.json(&["backup", &src]);
+        let mut c = Connection::open(&db).unwrap();
+        hotel::update_random_bookings(&mut c, 0.01, 9).unwrap();
+        drop(c);
+        let changed = env.json(&["backup", &src]);
+        let (f, a, ch) = (
+            first["added"].as_u64().unwrap(),
+            again["added"].as_u64().unwrap(),
+            changed["added"].as_u64().unwrap(),
+        );
+        assert!(a * 50 < f, "unchanged re-backup added {a} of {f}");
+        assert!(ch * 2 < f, "1% change added {ch} of {f}");
+        assert!(f > 0 && first["size"].as_u64().unwrap() >= f);
+        // show and latest resolve to the newest, prefixes work
+        let id = changed["id"].as_str().unwrap();
+        assert_eq!(env.json(&["show", "latest"])["id"], id);
+        assert_eq!(env.json(&["show", &id[..6]])["id"], id);
+        let err = env.fails(&["show", "abc"]);
+        assert!(err.contains("at least 6"), "{err}");
+    }
+}
+
+#[test]
+fn flipped_bytes_are_named_and_restores_refuse() {
+    for env in envs() {
+        let db = env.path("hotel.db");
+        make_db(&db, 5_000);
+        env.init();
+        let src = format!("sqlite:{}", db.display());
+        let snap = env.json(&["backup", &src]);
+        let id = snap["id"].as_str().unwrap().to_string();
+        let storage = env.storage();
+        let pack = storage.list("data/").unwrap().remove(0).key;
+        let mut bytes = storage.get(&pack).unwrap();
+        let at = bytes.len() / 3;
+        bytes[at] ^= 0x01;
+        storage.put(&pack, &bytes).unwrap();
+
+        let err = env.fails(&["verify", &id]);
+        assert!(err.contains(&id[..8]), "{err}");
+        let v = env.cmd().args(["verify", &id, "--json"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&v.stdout).unwrap();
+        assert_eq!(v["ok"], false);
+        let detail = v["snapshots"][0]["checks"][0]["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&pack) && detail.contains(&id[..8]),
+            "{detail}"
+        );
+
+        let err = env.fails(&["check", "--read-data"]);
+        assert!(err.contains(&pack) && err.contains(&id[..8]), "{err}");
+        let out = env.path("out.db");
+        let err = env.fails(&["restore", &id, "--to", out.to_str().unwrap()]);
+        assert!(err.contains(&pack), "{err}");
+        assert!(!out.exists(), "a failed restore must leave no file");
+        let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("strongroom-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+
+        // A damaged manifest and index are named too.
+        let man = format!("snapshots/{id}");
+        let mut m = storage.get(&man).unwrap();
+        m[10] ^= 0x80;
+        storage.put(&man, &m).unwrap();
+        let err = env.fails(&["check"]);
+        assert!(err.contains(&man), "{err}");
+        let idx = storage.list("index/").unwrap().remove(0).key;
+        let mut b = storage.get(&idx).unwrap();
+        b[20] ^= 0x04;
+        storage.put(&idx, &b).unwrap();
+        let err = env.fails(&["check"]);
+        assert!(err.contains(&idx), "{err}");
+    }
+}
+
+#[test]
+fn bad_input_gets_one_sentence_and_loses_nothing() {
+    for env in envs() {
+        let err = env.fails(&["list"]);
+        assert!(err.contains("no repository"), "{err}");
+        env.init();
+        let err = env.fails(&["init"]);
+        assert!(err.contains("already exists"), "{err}");
+        let out = env
+            .cmd()
+            .arg("list")
+            .env("STRONGROOM_PASSWORD", "wrong")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("wrong password"));
+        let out = env
+            .cmd()
+            .arg("list")
+            .env_remove("STRONGROOM_PASSWORD")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no password"));
+        // usage errors exit 2
+        assert_eq!(
+            env.cmd()
+                .args(["backup", "--bogus"])
+                .output()
+                .unwrap()
+                .status
+                .code(),
+            Some(2)
+        );
+        assert_eq!(
+            env.cmd().arg("frobnicate").output().unwrap().status.code(),
+            Some(2)
+        );
+
+        let err = env.fails(&["backup", "sqlite:missing.db"]);
+        assert!(
+            err.contains("missing.db") && err.contains("does not exist"),
+            "{err}"
+        );
+        std::fs::write(
+            env.path("notes.txt"),
+            "this is not a database, just some text that is long enough ".repeat(100),
+        )
+        .unwrap();
+        let err = env.fails(&["backup", "sqlite:notes.txt"]);
+        assert!(err.contains("not a SQLite database"), "{err}");
+        let err = env.fails(&["backup", "mysql://x"]);
+        assert!(err.contains("unknown source"), "{err}");
+        // failed jobs are journaled
+        let repo =
+            strongroom::repository::Repository::open(env.storage(), Some(PASSWORD.as_bytes()))
+                .unwrap();
+        let recs = repo.journal_records().unwrap();
+        assert!(
+            recs.iter()
+                .any(|r| !r.ok && r.error.as_deref().unwrap_or("").contains("does not exist"))
+        );
+
+        let db = env.path("hotel.db");
+        make_db(&db, 2_000);
+        let snap = env.json(&["backup", "sqlite:hotel.db"]);
+        let id = snap["id"].as_str().unwrap();
+        assert!(
+            repo.journal_records()
+                .unwrap()
+                .iter()
+                .any(|r| r.ok && r.snapshot.as_deref() == Some(id))
+        );
+
+        // restore onto an existing file: refused without --force, untouched
+        let target = env.path("target.db");
+        std::fs::write(&target, b"precious").unwrap();
+        let err = env.fails(&["restore", id, "--to", "target.db"]);
+        assert!(err.contains("--force"), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        // with --force --keep-old: replaced, old kept aside
+        env.cmd()
+            .args(["restore", id, "--to", "target.db", "--force", "--keep-old"])
+            .assert()
+            .success();
+        assert!(invariant_holds(&target));
+        let kept: Vec<_> = std::fs::read_dir(env.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("strongroom-old"))
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(std::fs::read(kept[0].path()).unwrap(), b"precious");
+
+        // a live target (open by the application in WAL mode) is refused and untouched
+        let live = Connection::open(&db).unwrap();
+        let _: i64 = live
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap();
+        let before = std::fs::read(&db).unwrap();
+        let err = env.fails(&["restore", id, "--to", "hotel.db", "--force"]);
+        assert!(err.contains("in use"), "{err}");
+        assert_eq!(std::fs::read(&db).unwrap(), before);
+        drop(live);
+        env.cmd()
+            .args(["restore", id, "--to", "hotel.db", "--force"])
+            .assert()
+            .success();
+        assert!(invariant_holds(&db));
+
+        // a stale -wal beside a deleted database is moved aside, never replayed
+        let gone = env.path("gone.db");
+        env.cmd()
+            .args(["restore", id, "--to", "gone.db"])
+            .assert()
+            .success();
+        let mut wal = gone.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::remove_file(&gone).unwrap();
+        std::fs::write(&wal, vec![0x37u8; 5000]).unwrap();
+        env.cmd()
+            .args(["restore", id, "--to", "gone.db"])
+            .assert()
+            .success();
+        assert!(!Path::new(&wal).exists());
+        assert!(invariant_holds(&gone));
+    }
+}
+
+#[test]
+fn full_disk_during_restore_leaves_nothing() {
+    let env = envs().remove(0);
+    make_db(&env.path("hotel.db"), 20_000);
+    env.init();
+    let id = env.json(&["backup", "sqlite:hotel.db"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A file-size limit makes writes fail with EFBIG exactly as a full disk fails with ENOSPC.
+    let bin = assert_cmd::cargo::cargo_bin("strongroom");
+    let out = std::process::Command::new("sh")
+        .current_dir(env.dir.path())
+        .env("STRONGROOM_REPO", &env.repo)
+        .env("STRONGROOM_PASSWORD", PASSWORD)
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 512; exec {} restore {id} --to out.db",
+            bin.display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("out.db") || err.contains("restored database"),
+        "{err}"
+    );
+    let names: Vec<String> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("out.db")), "{names:?}");
+}
+
+#[test]
+fn config_sources_checks_and_errors() {
+    for env in envs() {
+        make_db(&env.path("hotel.db"), 3_000);
+        std::fs::write(
+            env.path("strongroom.toml"),
+            format!(
+                "repository = {:?}\n[sources.hotel]\nurl = \"sqlite:hotel.db\"\n\
+                 [[sources.hotel.checks]]\nname = \"bookings balance\"\nsql = {:?}\n\
+                 [[sources.hotel.checks]]\nname = \"has suites\"\nsql = \"SELECT count(*) > 0 FROM room_inventory WHERE room_type = 'suite'\"\n",
+                env.repo,
+                hotel::INVARIANT_SQL
+            ),
+        )
+        .unwrap();
+        let mut init = env.cmd();
+        init.env_remove("STRONGROOM_REPO")
+            .arg("init")
+            .assert()
+            .success();
+        let snap = env.json(&["backup", "--tag", "pre-migration"]);
+        assert_eq!(snap["source"], "hotel");
+        let v = env.json(&["verify", "latest", "--tag", "pre-migration"]);
+        let names: Vec<&str> = v["snapshots"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "integrity_check",
+                "row counts",
+                "bookings balance",
+                "has suites"
+            ]
+        );
+        assert_eq!(v["ok"], true);
+        // a failing configured check fails verify
+        let cfg = std::fs::read_to_string(env.path("strongroom.toml")).unwrap();
+        std::fs::write(
+            env.path("strongroom.toml"),
+            cfg.replace("room_type = 'suite'", "room_type = 'penthouse'"),
+        )
+        .unwrap();
+        let out = env.cmd().args(["verify", "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ok"], false);
+        // a malformed config is named with its line
+        std::fs::write(
+            env.path("bad.toml"),
+            "[sources.hotel]\nurl = \"sqlite:hotel.db\"\nchecks = 7\n",
+        )
+        .unwrap();
+        let err = env.fails(&["--config", "bad.toml", "list"]);
+        assert!(err.contains("bad.toml:3"), "{err}");
+    }
+}
+
+#[test]
+fn second_password_and_unencrypted_repositories() {
+    for env in envs() {
+        env.init();
+        std::fs::write(env.path("pw2"), "another password\n").unwrap();
+        env.cmd()
+            .args(["key", "add", "--new-password-file", "pw2"])
+            .assert()
+            .success();
+        env.cmd()
+            .args(["list", "--password-file", "pw2"])
+            .env_remove("STRONGROOM_PASSWORD")
+            .assert()
+            .success();
+        // --password-file wins over STRONGROOM_PASSWORD
+        env.cmd()
+            .args(["list", "--password-file", "pw2"])
+            .env("STRONGROOM_PASSWORD", "wrong")
+            .assert()
+            .success();
+    }
+    let env = envs().remove(0);
+    env.cmd()
+        .args(["init", "--encryption", "none"])
+        .env_remove("STRONGROOM_PASSWORD")
+        .assert()
+        .success();
+    make_db(&env.path("h.db"), 1_000);
+    let s = env.json(&["backup", "sqlite:h.db"]);
+    env.cmd()
+        .args(["restore", s["id"].as_str().unwrap(), "--to", "r.db"])
+        .env_remove("STRONGROOM_PASSWORD")
+        .assert()
+        .success();
+    assert!(invariant_holds(&env.path("r.db")));
+}
+
+#[test]
+fn demo_tells_the_whole_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("strongroom")
+        .unwrap()
+        .args(["demo", "--dir"])
+        .arg(dir.path().join("demo"))
+        .args(["--bookings", "20000", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json_start = text.find("\n{").unwrap();
+    let v: Value = serde_json::from_str(&text[json_start..]).unwrap();
+    assert_eq!(v["counts_match"], true);
+    assert_eq!(v["backups"].as_array().unwrap().len(), 3);
+    assert!(
+        v["backups"][1]["added"].as_u64().unwrap() < v["backups"][0]["added"].as_u64().unwrap()
+    );
+}
