@@ -119,6 +119,9 @@ enum Command {
         /// With --force: keep the replaced data aside after success.
         #[arg(long)]
         keep_old: bool,
+        /// Run SQLite's full `PRAGMA integrity_check` (slow: ~30 s/GB) instead of `quick_check`.
+        #[arg(long)]
+        full_check: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -436,6 +439,7 @@ fn run(cli: Cli) -> Result<()> {
             target_db,
             force,
             keep_old,
+            full_check,
             filter,
         } => {
             let repo = ctx.open()?;
@@ -453,7 +457,11 @@ fn run(cli: Cli) -> Result<()> {
                 &repo,
                 &s,
                 &target,
-                &RestoreOptions { force, keep_old },
+                &RestoreOptions {
+                    force,
+                    keep_old,
+                    full_check,
+                },
                 &ctx.progress,
             )?;
             if json {
@@ -463,10 +471,15 @@ fn run(cli: Cli) -> Result<()> {
                 )?;
             } else {
                 println!(
-                    "restored snapshot {} to {} ({}, integrity_check ok) in {:.2} s",
+                    "restored snapshot {} to {} ({}, {} ok) in {:.2} s",
                     s.short_id(),
                     out.target,
                     human_bytes(out.bytes),
+                    if full_check {
+                        "integrity_check"
+                    } else {
+                        "quick_check"
+                    },
                     t.elapsed().as_secs_f64()
                 );
                 if let Some(old) = &out.old_kept_at {

@@ -11,7 +11,7 @@ use crate::crypto::ChunkId;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::Repository;
-use crate::repository::index::{Index, PackId};
+use crate::repository::index::{Index, Location, PackId};
 use crate::repository::pack;
 use crate::repository::reader;
 use crate::repository::snapshot::Snapshot;
@@ -103,19 +103,37 @@ pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             bytes_read += bytes.len() as u64;
             progress.advance(*size);
             let whole = pack::read_pack(repo.key(), &object, *p, &bytes);
-            // Whatever the trailer says, authenticate every blob the index places in this pack.
+            // Whatever the trailer says, authenticate every chunk the index places in this pack.
             let mut bad = HashSet::new();
             let mut first_err = None;
-            for id in by_pack.get(p).map(Vec::as_slice).unwrap_or_default() {
-                let loc = index.get(id).expect("entry from the index");
+            let mut members: Vec<(ChunkId, Location)> = by_pack
+                .get(p)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|id| (*id, index.get(id).expect("entry from the index")))
+                .collect();
+            members.sort_by_key(|(_, l)| (l.offset, l.inner_offset));
+            for seg in members.chunk_by(|a, b| a.1.offset == b.1.offset) {
+                let loc = seg[0].1;
                 let (s, e) = (loc.offset as usize, loc.offset as usize + loc.len as usize);
-                let res = bytes
+                let opened = bytes
                     .get(s..e)
                     .ok_or_else(|| Error::corrupt(&object, "shorter than the index says"))
-                    .and_then(|blob| pack::decode_blob(repo.key(), &object, *id, blob));
-                if let Err(err) = res {
-                    bad.insert(*id);
-                    first_err.get_or_insert(err);
+                    .and_then(|sealed| {
+                        pack::decode_segment(repo.key(), &object, loc.offset, sealed)
+                    });
+                for (id, l) in seg {
+                    let res = opened
+                        .as_ref()
+                        .map_err(|e| Error::corrupt(&object, e.to_string()))
+                        .and_then(|plain| {
+                            pack::chunk_from_segment(repo.key(), &object, plain, *id, l).map(|_| ())
+                        });
+                    if let Err(err) = res {
+                        bad.insert(*id);
+                        first_err.get_or_insert(err);
+                    }
                 }
             }
             match (first_err, whole) {
@@ -236,9 +254,13 @@ pub fn snapshots_affected_by(repo: &Repository, index: &Index, err: &Error) -> R
             .map(|(id, _)| id)
             .collect()
     } else if let Some(p) = PackId::from_object_key(first).filter(|_| first.starts_with("data/")) {
+        let segment: Option<u32> = object
+            .split("(segment at byte ")
+            .nth(1)
+            .and_then(|s| s.trim_end_matches(')').parse().ok());
         index
             .entries()
-            .filter(|(_, l)| l.pack == p)
+            .filter(|(_, l)| l.pack == p && segment.is_none_or(|o| l.offset == o))
             .map(|(id, _)| id)
             .collect()
     } else if let Some(c) = object.strip_prefix("chunk ").and_then(ChunkId::from_hex) {

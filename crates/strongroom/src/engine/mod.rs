@@ -41,6 +41,9 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Keep the old data aside even after success.
     pub keep_old: bool,
+    /// Run the engine's full (slow) integrity check before moving the result into place,
+    /// instead of its structural quick check. `verify` always runs the full one.
+    pub full_check: bool,
 }
 
 /// What a restore did, for the report.

@@ -6,7 +6,8 @@
 //!
 //! Encoding (inside the envelope): `SRIX` magic, version byte, pack count (u32 LE), the pack
 //! ids (32 bytes each), entry count (u32 LE), then per entry: chunk id (32), pack number (u32),
-//! offset (u32), sealed length (u32). 44 bytes per chunk. Kept in memory as one hash map; the
+//! segment offset and sealed length, offset and length inside the segment (u32 each): 52 bytes
+//! per chunk. Kept in memory as one hash map; the
 //! ARCHITECTURE's sharded on-disk index is room kept for repositories of many terabytes.
 
 use crate::crypto::ChunkId;
@@ -31,15 +32,19 @@ impl PackId {
     }
 }
 
-/// Where a chunk's sealed blob lives.
+/// Where a chunk lives: its segment in a pack, and its place inside the opened segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Location {
     /// The pack holding it.
     pub pack: PackId,
-    /// Byte offset of the sealed blob in the pack.
+    /// Byte offset of the sealed segment in the pack.
     pub offset: u32,
-    /// Length of the sealed blob.
+    /// Length of the sealed segment.
     pub len: u32,
+    /// Offset of the chunk in the segment's plaintext.
+    pub inner_offset: u32,
+    /// Length of the chunk.
+    pub inner_len: u32,
 }
 
 /// One index entry as written by a backup.
@@ -50,7 +55,7 @@ pub type Entry = (ChunkId, Location);
 pub struct Index {
     packs: Vec<PackId>,
     pack_numbers: HashMap<PackId, u32>,
-    chunks: HashMap<ChunkId, (u32, u32, u32)>,
+    chunks: HashMap<ChunkId, (u32, [u32; 4])>,
 }
 
 impl Index {
@@ -61,11 +66,17 @@ impl Index {
 
     /// Where a chunk is stored.
     pub fn get(&self, id: &ChunkId) -> Option<Location> {
-        self.chunks.get(id).map(|&(p, offset, len)| Location {
+        self.chunks.get(id).map(|&(p, n)| self.location(p, n))
+    }
+
+    fn location(&self, p: u32, [offset, len, inner_offset, inner_len]: [u32; 4]) -> Location {
+        Location {
             pack: self.packs[p as usize],
             offset,
             len,
-        })
+            inner_offset,
+            inner_len,
+        }
     }
 
     /// Number of chunks known.
@@ -85,16 +96,9 @@ impl Index {
 
     /// Every entry, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
-        self.chunks.iter().map(|(id, &(p, offset, len))| {
-            (
-                *id,
-                Location {
-                    pack: self.packs[p as usize],
-                    offset,
-                    len,
-                },
-            )
-        })
+        self.chunks
+            .iter()
+            .map(|(id, &(p, n))| (*id, self.location(p, n)))
     }
 
     /// Adds one entry (a later duplicate of a chunk keeps the first location).
@@ -104,7 +108,9 @@ impl Index {
             self.packs.push(loc.pack);
             next
         });
-        self.chunks.entry(id).or_insert((p, loc.offset, loc.len));
+        self.chunks
+            .entry(id)
+            .or_insert((p, [loc.offset, loc.len, loc.inner_offset, loc.inner_len]));
     }
 
     /// Adds every entry of a decoded index object.
@@ -127,7 +133,7 @@ pub fn encode(entries: &[Entry]) -> Vec<u8> {
         .enumerate()
         .map(|(i, p)| (*p, i as u32))
         .collect();
-    let mut out = Vec::with_capacity(13 + packs.len() * 32 + entries.len() * 44);
+    let mut out = Vec::with_capacity(13 + packs.len() * 32 + entries.len() * 52);
     out.extend_from_slice(MAGIC);
     out.push(1);
     out.extend_from_slice(&(packs.len() as u32).to_le_bytes());
@@ -138,8 +144,9 @@ pub fn encode(entries: &[Entry]) -> Vec<u8> {
     for (id, loc) in entries {
         out.extend_from_slice(&id.0);
         out.extend_from_slice(&numbers[&loc.pack].to_le_bytes());
-        out.extend_from_slice(&loc.offset.to_le_bytes());
-        out.extend_from_slice(&loc.len.to_le_bytes());
+        for n in [loc.offset, loc.len, loc.inner_offset, loc.inner_len] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
     }
     out
 }
@@ -165,12 +172,24 @@ pub fn decode(object: &str, body: &[u8]) -> Result<Vec<Entry>> {
     for _ in 0..n {
         let id = ChunkId(r.id().ok_or_else(|| bad("truncated entry"))?);
         let p = r.u32().ok_or_else(|| bad("truncated entry"))? as usize;
-        let offset = r.u32().ok_or_else(|| bad("truncated entry"))?;
-        let len = r.u32().ok_or_else(|| bad("truncated entry"))?;
+        let mut n = [0u32; 4];
+        for v in n.iter_mut() {
+            *v = r.u32().ok_or_else(|| bad("truncated entry"))?;
+        }
+        let [offset, len, inner_offset, inner_len] = n;
         let pack = *packs
             .get(p)
             .ok_or_else(|| bad("pack number out of range"))?;
-        out.push((id, Location { pack, offset, len }));
+        out.push((
+            id,
+            Location {
+                pack,
+                offset,
+                len,
+                inner_offset,
+                inner_len,
+            },
+        ));
     }
     if r.pos != body.len() {
         return Err(bad("trailing bytes"));
@@ -206,7 +225,7 @@ mod tests {
     proptest! {
         #[test]
         fn encode_decode_round_trip(raw in proptest::collection::vec((any::<[u8; 32]>(), 0u8..4, any::<u32>(), any::<u32>()), 0..200)) {
-            let entries: Vec<Entry> = raw.iter().map(|(id, p, o, l)| (ChunkId(*id), Location { pack: PackId([*p; 32]), offset: *o, len: *l })).collect();
+            let entries: Vec<Entry> = raw.iter().map(|(id, p, o, l)| (ChunkId(*id), Location { pack: PackId([*p; 32]), offset: *o, len: *l, inner_offset: *l / 3, inner_len: *o / 5 })).collect();
             let body = encode(&entries);
             prop_assert_eq!(decode("index/x", &body).unwrap(), entries);
             if !body.is_empty() {
@@ -222,11 +241,15 @@ mod tests {
             pack: PackId([1; 32]),
             offset: 0,
             len: 10,
+            inner_offset: 0,
+            inner_len: 4096,
         };
         let b = Location {
             pack: PackId([2; 32]),
             offset: 5,
             len: 10,
+            inner_offset: 4096,
+            inner_len: 4096,
         };
         ix.insert(ChunkId([9; 32]), a);
         ix.insert(ChunkId([9; 32]), b);

@@ -5,7 +5,8 @@
 //! chunk boundaries and hand over batches in order.
 //!
 //! ```text
-//!  engine ──batches──▶ workers (one per core): keyed hash, dedup, zstd, seal
+//!  engine ──batches──▶ workers (one per core): keyed hash, dedup; the batch's new chunks
+//!                      become one segment: zstd, seal
 //!                          │ (out of order)
 //!                          ▼
 //!                      collector: restores order, builds chunk-id lists, fills packs
@@ -53,7 +54,7 @@ struct Numbered {
 struct Processed {
     seq: u64,
     ids: Vec<ChunkId>,
-    blobs: Vec<(ChunkId, Vec<u8>)>,
+    segment: Option<pack::Segment>,
     bytes: u64,
 }
 
@@ -226,26 +227,28 @@ impl<'r> BackupWriter<'r> {
         let key = self.repo.key();
         for Numbered { seq, batch } in rx {
             let mut ids = Vec::with_capacity(batch.ends.len());
-            let mut blobs = Vec::new();
+            let mut new: Vec<(ChunkId, &[u8])> = Vec::new();
             let mut start = 0;
             for &end in &batch.ends {
                 let data = &batch.data[start..end];
                 start = end;
                 let id = key.chunk_id(data);
                 if self.is_new(&id) {
-                    blobs.push((id, pack::encode_blob(key, &mut z, id, data)));
-                    self.new_chunks.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.reused_chunks.fetch_add(1, Ordering::Relaxed);
+                    new.push((id, data));
                 }
                 ids.push(id);
             }
+            self.new_chunks
+                .fetch_add(new.len() as u64, Ordering::Relaxed);
+            self.reused_chunks
+                .fetch_add((ids.len() - new.len()) as u64, Ordering::Relaxed);
+            let segment = (!new.is_empty()).then(|| pack::encode_segment(key, &mut z, &new));
             let bytes = batch.data.len() as u64;
             if tx
                 .send(Processed {
                     seq,
                     ids,
-                    blobs,
+                    segment,
                     bytes,
                 })
                 .is_err()
@@ -279,7 +282,7 @@ impl<'r> BackupWriter<'r> {
         let mut flush_list = |list: &mut Vec<u8>, pack: &mut PackBuilder| {
             let id = key.chunk_id(list);
             if self.is_new(&id) {
-                pack.add(id, &pack::encode_blob(key, &mut z, id, list));
+                pack.add(&pack::encode_segment(key, &mut z, &[(id, list.as_slice())]));
             }
             lists.push(id);
             list.clear();
@@ -289,8 +292,8 @@ impl<'r> BackupWriter<'r> {
             while let Some(p) = pending.remove(&next) {
                 next += 1;
                 size += p.bytes;
-                for (id, blob) in &p.blobs {
-                    pack.add(*id, blob);
+                if let Some(seg) = &p.segment {
+                    pack.add(seg);
                     if pack.len() >= PACK_TARGET {
                         send(&mut pack)?;
                     }
