@@ -35,6 +35,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Index entries gathered before they are written out as one index object (~13 MB).
+const INDEX_FLUSH: usize = 262_144;
+
 /// Chunk ids per list blob (64 KiB of ids).
 pub const IDS_PER_LIST: usize = 2048;
 
@@ -325,10 +328,17 @@ impl<'r> BackupWriter<'r> {
             self.repo.storage().put(&p.id.object_key(), &p.bytes)?;
             self.pack_bytes
                 .fetch_add(p.bytes.len() as u64, Ordering::Relaxed);
-            self.new_entries
-                .lock()
-                .expect("entries lock")
-                .extend(p.entries);
+            let full = {
+                let mut entries = self.new_entries.lock().expect("entries lock");
+                entries.extend(p.entries);
+                (entries.len() >= INDEX_FLUSH).then(|| std::mem::take(&mut *entries))
+            };
+            // Index entries of packs already durable may be written at any time; doing it as
+            // they accumulate keeps this session's memory from growing with the database.
+            if let Some(entries) = full {
+                let n = self.repo.write_index(&entries)?;
+                self.pack_bytes.fetch_add(n, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
