@@ -726,10 +726,11 @@ fn run(cli: Cli) -> Result<()> {
 
 fn init_logs(verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    // Other crates stay quiet unless asked: OpenDAL logs every retry with a backtrace.
     let default = match verbose {
-        0 => "warn",
-        1 => "strongroom=info",
-        2 => "strongroom=debug",
+        0 => "strongroom=warn,strongroom_cli=warn",
+        1 => "strongroom=info,strongroom_cli=info",
+        2 => "strongroom=debug,strongroom_cli=debug,opendal=info",
         _ => "trace",
     };
     let filter =

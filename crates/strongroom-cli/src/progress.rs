@@ -31,12 +31,16 @@ impl strongroom::progress::Progress for Bars {
         let target = ProgressDrawTarget::stderr();
         let bar = match total {
             Some(t) => ProgressBar::with_draw_target(Some(t), target).with_style(
-                ProgressStyle::with_template("{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>8} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             ),
-            None => ProgressBar::with_draw_target(None, target)
-                .with_style(ProgressStyle::with_template("{prefix:>10} {bytes} {binary_bytes_per_sec}").expect("valid template")),
+            None => ProgressBar::with_draw_target(None, target).with_style(
+                ProgressStyle::with_template("{prefix:>8} {bytes} {binary_bytes_per_sec}")
+                    .expect("valid template"),
+            ),
         };
         bar.set_prefix(label.to_string());
         *self.bar.lock().expect("bar lock") = Some(bar);

@@ -624,3 +624,40 @@ fn demo_tells_the_whole_story() {
         v["backups"][1]["added"].as_u64().unwrap() < v["backups"][0]["added"].as_u64().unwrap()
     );
 }
+
+#[test]
+fn unreachable_or_missing_object_store_is_one_clear_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("strongroom")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["--repo", "s3://nowhere/prefix", "list"])
+        .env("STRONGROOM_PASSWORD", PASSWORD)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one sentence, no retry noise: {err}"
+    );
+    assert!(
+        err.contains("unreachable") && err.contains("AWS_ENDPOINT_URL"),
+        "{err}"
+    );
+    if let Ok(base) = std::env::var("STRONGROOM_TEST_S3") {
+        let env = Env {
+            dir,
+            repo: base.replace("s3://", "s3://no-such-bucket-").to_string(),
+        };
+        let err = env.fails(&["init"]);
+        assert!(
+            err.contains("NoSuchBucket") && err.trim_end().lines().count() == 1,
+            "{err}"
+        );
+    }
+}

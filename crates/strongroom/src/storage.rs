@@ -213,21 +213,10 @@ impl Storage {
                 context: String::new(),
             };
         }
-        let hint = match e.kind() {
-            opendal::ErrorKind::PermissionDenied => {
-                " (access denied: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy)"
-            }
-            opendal::ErrorKind::ConfigInvalid => " (check the repository URL and credentials)",
-            _ if e.to_string().contains("error sending request") => {
-                " (the object store is unreachable: check AWS_ENDPOINT_URL and the network)"
-            }
-            _ => "",
-        };
         Error::Storage {
             location: format!("{}/{}", self.url.trim_end_matches('/'), key),
-            detail: format!("{}{hint}", e.kind()),
+            detail: short_detail(&e),
         }
-        .with_source_detail(&e)
     }
 
     /// Writes an object atomically and durably; an existing object of that name is replaced.
@@ -347,21 +336,36 @@ impl Storage {
     }
 }
 
-impl Error {
-    fn with_source_detail(self, e: &opendal::Error) -> Self {
-        match self {
-            Error::Storage { location, detail } => {
-                // OpenDAL's message carries the HTTP status and the backend's words; keep the
-                // first line only, so the sentence stays readable.
-                let first = e.to_string();
-                let first = first.lines().next().unwrap_or_default().to_string();
-                Error::Storage {
-                    location,
-                    detail: format!("{detail}: {first}"),
-                }
+/// One readable clause from an OpenDAL error, whose own text spans lines of context.
+fn short_detail(e: &opendal::Error) -> String {
+    let full = format!("{e:?} {e}");
+    // S3-style services quote the server's code and message.
+    let quoted = |field: &str| {
+        let start = full.find(&format!("{field}: \""))? + field.len() + 3;
+        let len = full[start..].find('"')?;
+        Some(full[start..start + len].to_string())
+    };
+    if let (Some(code), message) = (quoted("code"), quoted("message")) {
+        let hint = match code.as_str() {
+            "NoSuchBucket" => "; create the bucket or fix the repository URL",
+            "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
+                "; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket policy"
             }
-            other => other,
+            _ => "",
+        };
+        return format!("{code}: {}{hint}", message.unwrap_or_default());
+    }
+    if full.contains("error sending request")
+        || full.contains("Connection refused")
+        || full.contains("dns error")
+    {
+        return "the object store is unreachable (connection failed after retries); check AWS_ENDPOINT_URL and the network".into();
+    }
+    match e.kind() {
+        opendal::ErrorKind::PermissionDenied => {
+            "access denied; check the credentials and the bucket policy".into()
         }
+        kind => format!("{kind}: {}", e.message()),
     }
 }
 
