@@ -572,9 +572,7 @@ fn run(cli: Cli) -> Result<()> {
             if !report.ok {
                 rec.error = Some(format!("{} problem(s)", report.problems.len()));
             }
-            if let Err(e) = repo.journal(&rec) {
-                tracing::warn!("could not write the journal record: {e}");
-            }
+            repo.record(&rec);
             if json {
                 print_json(&report)?;
             } else {

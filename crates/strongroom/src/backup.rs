@@ -43,9 +43,7 @@ pub fn run(
             rec.error = Some(e.to_string());
         }
     }
-    if let Err(e) = repo.journal(&rec) {
-        tracing::warn!("could not write the journal record: {e}");
-    }
+    repo.record(&rec);
     result
 }
 

@@ -34,8 +34,6 @@ pub fn run(
             rec.error = Some(e.to_string());
         }
     }
-    if let Err(e) = repo.journal(&rec) {
-        tracing::warn!("could not write the journal record: {e}");
-    }
+    repo.record(&rec);
     result
 }

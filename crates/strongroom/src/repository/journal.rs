@@ -71,6 +71,17 @@ impl Repository {
         self.storage.put(&name, &self.key.seal(JOURNAL_AAD, &body))
     }
 
+    /// Appends a record; a failure to do so is logged, never allowed to turn a job's own
+    /// outcome (a committed snapshot, a finished restore) into an error.
+    pub fn record(&self, record: &JournalRecord) {
+        if let Err(e) = self.journal(record) {
+            tracing::warn!(
+                "could not write the journal record for the {} job: {e}",
+                record.job
+            );
+        }
+    }
+
     /// Every journal record, oldest first.
     pub fn journal_records(&self) -> Result<Vec<JournalRecord>> {
         let mut out = Vec::new();
