@@ -395,11 +395,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::List { filter } => {
             let repo = ctx.open()?;
             let f = filter.filter();
-            let snaps: Vec<Snapshot> = repo
-                .snapshots()?
-                .into_iter()
-                .filter(|s| f.matches(s))
-                .collect();
+            let (all, damaged) = repo.snapshots_lenient()?;
+            let snaps: Vec<Snapshot> = all.into_iter().filter(|s| f.matches(s)).collect();
             if json {
                 print_json(&snaps.iter().map(Snapshot::summary).collect::<Vec<_>>())?;
             } else if snaps.is_empty() {
@@ -422,6 +419,16 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 println!("{} snapshot(s)", snaps.len());
+            }
+            if let Some((id, e)) = damaged.first() {
+                for (_, e) in &damaged {
+                    eprintln!("damaged: {e}");
+                }
+                bail!(
+                    "{} snapshot manifest(s) could not be read, first {}: {e}; the snapshots listed are intact, run `strongroom check` for the full picture",
+                    damaged.len(),
+                    &id[..8.min(id.len())]
+                );
             }
         }
         Command::Show { reference, filter } => {

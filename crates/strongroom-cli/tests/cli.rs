@@ -328,6 +328,24 @@ fn flipped_bytes_are_named_and_restores_refuse() {
         storage.put(&man, &m).unwrap();
         let err = env.fails(&["check"]);
         assert!(err.contains(&man), "{err}");
+        let err = env.fails(&["show", &id]);
+        assert!(err.contains(&man), "{err}");
+        // one damaged manifest does not hide or block the others (a database sharing no page
+        // with the damaged pack: dedup would rightly reuse its chunks otherwise)
+        let c = Connection::open(env.path("other.db")).unwrap();
+        c.execute_batch("CREATE TABLE notes(body BLOB); INSERT INTO notes VALUES (randomblob(3000)), (randomblob(3000));").unwrap();
+        drop(c);
+        let other = env.json(&["backup", "sqlite:other.db"]);
+        let out = env.cmd().args(["list", "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&man));
+        env.cmd()
+            .args(["restore", "latest", "--to", "other-restored.db"])
+            .assert()
+            .success();
+        assert_eq!(env.json(&["show", "latest"])["id"], other["id"]);
         let idx = storage.list("index/").unwrap().remove(0).key;
         let mut b = storage.get(&idx).unwrap();
         b[20] ^= 0x04;

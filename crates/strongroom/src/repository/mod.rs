@@ -282,20 +282,43 @@ impl Repository {
         Snapshot::decode(id, &body)
     }
 
-    /// Every snapshot, oldest first.
+    /// Every snapshot, oldest first; fails on the first damaged manifest.
     pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
-        let mut out = Vec::new();
-        for info in self.storage.list("snapshots/")? {
-            let id = info.key.trim_start_matches("snapshots/");
-            out.push(self.read_snapshot(id)?);
+        let (good, mut damaged) = self.snapshots_lenient()?;
+        match damaged.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(good),
         }
-        out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
-        Ok(out)
     }
 
-    /// Resolves a snapshot reference (`latest`, id, id prefix) under a filter.
+    /// Every readable snapshot, oldest first, and the ids of damaged manifests with why:
+    /// one damaged manifest must not stop anyone from listing or restoring the others.
+    pub fn snapshots_lenient(&self) -> Result<(Vec<Snapshot>, Vec<(String, Error)>)> {
+        let mut out = Vec::new();
+        let mut damaged = Vec::new();
+        for info in self.storage.list("snapshots/")? {
+            let id = info.key.trim_start_matches("snapshots/");
+            match self.read_snapshot(id) {
+                Ok(s) => out.push(s),
+                Err(e @ Error::Corrupt { .. }) => damaged.push((id.to_string(), e)),
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+        Ok((out, damaged))
+    }
+
+    /// Resolves a snapshot reference (`latest`, id, id prefix) under a filter. Damaged
+    /// manifests are skipped, unless the reference names one: then its damage is the error.
     pub fn resolve(&self, reference: &str, filter: &Filter) -> Result<Snapshot> {
-        let all = self.snapshots()?;
+        let (all, damaged) = self.snapshots_lenient()?;
+        let wanted = reference.to_ascii_lowercase();
+        if let Some((_, e)) = damaged
+            .into_iter()
+            .find(|(id, _)| wanted.len() >= 6 && id.starts_with(&wanted))
+        {
+            return Err(e);
+        }
         snapshot::resolve(&all, reference, filter).cloned()
     }
 }
