@@ -37,6 +37,9 @@ const KEY_AAD: &[u8] = b"strongroom key file";
 const INDEX_AAD: &[u8] = b"strongroom index";
 const SNAPSHOT_AAD: &[u8] = b"strongroom snapshot";
 
+/// A manifest that could not be read: its id and why.
+pub type Damaged = (String, Error);
+
 /// The repository's `config` object.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RepoConfig {
@@ -293,7 +296,7 @@ impl Repository {
 
     /// Every readable snapshot, oldest first, and the ids of damaged manifests with why:
     /// one damaged manifest must not stop anyone from listing or restoring the others.
-    pub fn snapshots_lenient(&self) -> Result<(Vec<Snapshot>, Vec<(String, Error)>)> {
+    pub fn snapshots_lenient(&self) -> Result<(Vec<Snapshot>, Vec<Damaged>)> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
         for info in self.storage.list("snapshots/")? {
