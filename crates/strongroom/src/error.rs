@@ -108,9 +108,6 @@ pub enum Error {
     /// A verification or check found problems (the report says which).
     #[error("{0}")]
     Failed(String),
-    /// The operation was interrupted.
-    #[error("interrupted")]
-    Interrupted,
 }
 
 impl Error {

@@ -198,14 +198,6 @@ impl Storage {
         &self.url
     }
 
-    /// Whether this is a local directory (its path), for callers that want local niceties.
-    pub fn local_root(&self) -> Option<&Path> {
-        match &self.backend {
-            Backend::Local(p) => Some(p),
-            Backend::Remote { .. } => None,
-        }
-    }
-
     fn remote_err(&self, key: &str, e: opendal::Error) -> Error {
         if e.kind() == opendal::ErrorKind::NotFound {
             return Error::Missing {

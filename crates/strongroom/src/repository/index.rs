@@ -89,11 +89,6 @@ impl Index {
         self.chunks.is_empty()
     }
 
-    /// Every pack some entry points into.
-    pub fn packs(&self) -> &[PackId] {
-        &self.packs
-    }
-
     /// Every entry, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
         self.chunks
