@@ -79,6 +79,24 @@ pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         by_pack.entry(loc.pack).or_default().push(id);
     }
     for (p, ids) in &by_pack {
+        if let Some(&size) = packs.get(p) {
+            let short: HashSet<ChunkId> = ids
+                .iter()
+                .filter(|id| {
+                    let l = index.get(id).expect("entry from the index");
+                    l.offset as u64 + l.len as u64 > size
+                })
+                .copied()
+                .collect();
+            if !short.is_empty() {
+                let mut pr = problem(
+                    p.object_key(),
+                    format!("truncated: {size} bytes, shorter than the index says"),
+                );
+                pr.chunks = short;
+                problems.push(pr);
+            }
+        }
         if !packs.contains_key(p) {
             let mut pr = problem(p.object_key(), "missing, but the index refers to it");
             pr.chunks = ids.iter().copied().collect();
@@ -96,7 +114,9 @@ pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             let bytes = match storage.get(&object) {
                 Ok(b) => b,
                 Err(e) => {
-                    problems.push(problem(&object, e.to_string()));
+                    let mut pr = problem(&object, e.to_string());
+                    pr.chunks = by_pack.get(p).into_iter().flatten().copied().collect();
+                    problems.push(pr);
                     continue;
                 }
             };

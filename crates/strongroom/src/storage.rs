@@ -400,7 +400,16 @@ fn walk_local(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> Result<()> 
 /// Atomic, durable write of a local file: temp file beside it, fsync, rename, fsync the dir.
 pub(crate) fn put_local(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().expect("object paths have a parent");
-    fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
+    if !dir.is_dir() {
+        // New directories must survive a crash too: sync the parent of each one created.
+        let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.is_dir()).collect();
+        fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
+        for created in missing.iter().rev() {
+            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)

@@ -9,8 +9,12 @@
 //! backup API needs a second database to write into. Reading every page through SQLite's
 //! `sqlite_dbpage` virtual table inside one read transaction yields exactly the pages of that
 //! transaction's snapshot, WAL frames included, streamed straight into the pipeline. In WAL
-//! mode writers carry on untouched; in rollback-journal mode they wait (busy timeout) for the
-//! few seconds the read takes, which no consistent method avoids. Row counts, schema version
+//! mode writers carry on untouched (checkpoints wait, the WAL grows for the duration). In
+//! rollback-journal mode writers wait on their busy timeout for as long as the read
+//! transaction lasts, which is the whole backup, uploads included, since the pipeline's
+//! buffers are bounded: seconds to a local repository, the upload time to a remote one.
+//! Spooling rollback-mode pages to a local file to release the lock early is the known
+//! improvement; production sources are WAL or PostgreSQL. Row counts, schema version
 //! and page facts are read in the same transaction, so they describe exactly those pages.
 //!
 //! Restores write a temporary file beside the target, fsync it, run `PRAGMA quick_check`
@@ -608,22 +612,39 @@ impl Engine for Sqlite {
 
         // Move the old database and every sidecar aside: SQLite would replay a stale -wal or
         // -journal into the restored pages.
-        let tag = now_tag();
-        let aside = dir.join(format!(".{name}.strongroom-old-{tag}"));
-        let mut moved = Vec::new();
-        let mut old_kept_at = None;
+        // The application may have opened the database while we restored: look again.
         if exists {
-            std::fs::rename(target, &aside)
-                .map_err(|e| Error::io("moving the old database aside from", target, e))?;
-            old_kept_at = Some(aside.display().to_string());
+            ensure_not_in_use(target)?;
+        }
+        let tag = format!(
+            "{}-{}",
+            now_tag(),
+            hex::encode(crate::crypto::random_bytes::<3>())
+        );
+        let aside = dir.join(format!(".{name}.strongroom-old-{tag}"));
+        // Every rename is recorded so that any failure puts everything back as it was.
+        let mut renames: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let undo = |renames: &mut Vec<(PathBuf, PathBuf)>| {
+            while let Some((from, to)) = renames.pop() {
+                let _ = std::fs::rename(&to, &from);
+            }
+        };
+        let mut plan = Vec::new();
+        if exists {
+            plan.push((target.clone(), aside.clone()));
         }
         for s in ["-wal", "-journal", "-shm"] {
             let side = sidecar(target, s);
             if side.exists() {
-                let to = sidecar(&aside, s);
-                std::fs::rename(&side, &to).map_err(|e| Error::io("moving aside", &side, e))?;
-                moved.push(to.display().to_string());
+                plan.push((side, sidecar(&aside, s)));
             }
+        }
+        for (from, to) in plan {
+            if let Err(e) = std::fs::rename(&from, &to) {
+                undo(&mut renames);
+                return Err(Error::io("moving aside (nothing was changed)", from, e));
+            }
+            renames.push((from, to));
         }
         let placed = if exists {
             tmp.persist(target).map(|_| ())
@@ -631,17 +652,28 @@ impl Engine for Sqlite {
             tmp.persist_noclobber(target).map(|_| ())
         };
         if let Err(e) = placed {
-            // Put the old database back where it was.
-            if exists {
-                let _ = std::fs::rename(&aside, target);
-            }
+            undo(&mut renames);
             return Err(Error::io(
-                "moving the restored database into place at",
+                "moving the restored database into place (the old files were put back) at",
                 target,
                 e.error,
             ));
         }
-        sync_dir(&dir)?;
+        let old_kept_at = exists.then(|| aside.display().to_string());
+        let mut moved: Vec<String> = renames
+            .iter()
+            .filter(|(from, _)| from != target)
+            .map(|(_, to)| to.display().to_string())
+            .collect();
+        if let Err(e) = sync_dir(&dir) {
+            // The restore is in place; say so, and where the old data is.
+            return Err(Error::Target(format!(
+                "the restored database is in place at {} but syncing its directory failed ({e}); the old data is kept at {}",
+                target.display(),
+                old_kept_at.as_deref().unwrap_or("-")
+            )));
+        }
+        let mut old_kept_at = old_kept_at;
         if exists && !opts.keep_old {
             let _ = std::fs::remove_file(&aside);
             for m in moved.drain(..) {

@@ -316,6 +316,17 @@ impl Repository {
     pub fn resolve(&self, reference: &str, filter: &Filter) -> Result<Snapshot> {
         let (all, damaged) = self.snapshots_lenient()?;
         let wanted = reference.to_ascii_lowercase();
+        if !damaged.is_empty() && wanted == "latest" {
+            let ids: Vec<&str> = damaged
+                .iter()
+                .map(|(id, _)| &id[..8.min(id.len())])
+                .collect();
+            tracing::warn!(
+                "{} damaged snapshot manifest(s) ({}) skipped: `latest` means the newest readable snapshot; run `strongroom check`",
+                ids.len(),
+                ids.join(", ")
+            );
+        }
         if let Some((_, e)) = damaged
             .into_iter()
             .find(|(id, _)| wanted.len() >= 6 && id.starts_with(&wanted))

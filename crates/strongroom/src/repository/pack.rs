@@ -147,7 +147,8 @@ impl PackBuilder {
         if self.buf.capacity() == 0 {
             self.buf.reserve(PACK_TARGET + PACK_TARGET / 8);
         }
-        let (off, len) = (self.buf.len() as u32, seg.sealed.len() as u32);
+        let off = u32::try_from(self.buf.len()).expect("packs are closed long before 4 GiB");
+        let len = seg.sealed.len() as u32;
         for (id, io, il) in &seg.members {
             self.entries.push((*id, [off, len, *io, *il]));
         }

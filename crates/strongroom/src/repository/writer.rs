@@ -72,6 +72,9 @@ impl Failure {
             *g = Some(e);
         }
     }
+    fn is_set(&self) -> bool {
+        self.0.lock().expect("failure lock").is_some()
+    }
     fn take(&self) -> Option<Error> {
         self.0.lock().expect("failure lock").take()
     }
@@ -183,14 +186,17 @@ impl<'r> BackupWriter<'r> {
             for _ in 0..2 {
                 let (rx, failure) = (pack_rx.clone(), &failure);
                 s.spawn(move || {
-                    if let Err(e) = self.upload(rx) {
+                    // Record the failure before the receiver drops, so the real storage error
+                    // wins over the collector's "upload stopped".
+                    if let Err(e) = self.upload(&rx) {
                         failure.set(e);
                     }
+                    drop(rx);
                 });
             }
             drop(pack_rx);
             let collector = s.spawn(|| {
-                let r = self.collect(done_rx, pack_tx);
+                let r = self.collect(done_rx, pack_tx, &failure);
                 if let Err(e) = &r {
                     failure.set(Error::Failed(e.to_string()));
                 }
@@ -267,6 +273,7 @@ impl<'r> BackupWriter<'r> {
         &self,
         rx: Receiver<Processed>,
         tx: Sender<FinishedPack>,
+        failure: &Failure,
     ) -> Result<(Vec<ChunkId>, u64, u64)> {
         let key = self.repo.key();
         let mut z = zstd::bulk::Compressor::new(1)
@@ -291,6 +298,10 @@ impl<'r> BackupWriter<'r> {
             list.clear();
         };
         for p in rx {
+            if failure.is_set() {
+                // An uploader failed: stop reading the database instead of finishing the pass.
+                return Err(Error::Failed("the backup pipeline stopped".into()));
+            }
             pending.insert(p.seq, p);
             while let Some(p) = pending.remove(&next) {
                 next += 1;
@@ -306,6 +317,9 @@ impl<'r> BackupWriter<'r> {
                     chunks += 1;
                     if list.len() == IDS_PER_LIST * 32 {
                         flush_list(&mut list, &mut pack);
+                        if pack.len() >= PACK_TARGET {
+                            send(&mut pack)?;
+                        }
                     }
                 }
             }
@@ -323,7 +337,7 @@ impl<'r> BackupWriter<'r> {
         Ok((lists, chunks, size))
     }
 
-    fn upload(&self, rx: Receiver<FinishedPack>) -> Result<()> {
+    fn upload(&self, rx: &Receiver<FinishedPack>) -> Result<()> {
         for p in rx {
             self.repo.storage().put(&p.id.object_key(), &p.bytes)?;
             self.pack_bytes
