@@ -571,15 +571,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Check { read_data } => {
             let repo = ctx.open()?;
-            let started = jiff::Timestamp::now();
             let report = strongroom::check::run(&repo, read_data, &ctx.progress)?;
-            let mut rec = strongroom::repository::journal::JournalRecord::new("check", started);
-            rec.ok = report.ok;
-            rec.size = report.bytes_read;
-            if !report.ok {
-                rec.error = Some(format!("{} problem(s)", report.problems.len()));
-            }
-            repo.record(&rec);
             if json {
                 print_json(&report)?;
             } else {

@@ -102,6 +102,16 @@ impl Env {
         err
     }
 
+    /// A hotel database `hotel.db` with `bookings` bookings, an initialised repository, and
+    /// the database's source URL.
+    fn hotel_source(&self, bookings: u64) -> (PathBuf, String) {
+        let db = self.path("hotel.db");
+        make_db(&db, bookings);
+        self.init();
+        let src = format!("sqlite:{}", db.display());
+        (db, src)
+    }
+
     fn storage(&self) -> Storage {
         Storage::from_url(&self.repo).unwrap()
     }
@@ -254,10 +264,7 @@ fn rollback_journal_backups_are_consistent_under_concurrent_writers() {
 #[test]
 fn unchanged_and_slightly_changed_databases_add_little() {
     for env in envs() {
-        let db = env.path("hotel.db");
-        make_db(&db, 30_000);
-        env.init();
-        let src = format!("sqlite:{}", db.display());
+        let (db, src) = env.hotel_source(30_000);
         let first = env.json(&["backup", &src]);
         let again = env.json(&["backup", &src]);
         let mut c = Connection::open(&db).unwrap();
@@ -284,10 +291,7 @@ fn unchanged_and_slightly_changed_databases_add_little() {
 #[test]
 fn flipped_bytes_are_named_and_restores_refuse() {
     for env in envs() {
-        let db = env.path("hotel.db");
-        make_db(&db, 5_000);
-        env.init();
-        let src = format!("sqlite:{}", db.display());
+        let (_, src) = env.hotel_source(5_000);
         let snap = env.json(&["backup", &src]);
         let id = snap["id"].as_str().unwrap().to_string();
         let storage = env.storage();

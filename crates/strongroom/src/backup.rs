@@ -56,14 +56,12 @@ fn take(
 ) -> Result<Snapshot> {
     let engine = engine::for_source(source)?;
     if let Some(kind) = &opts.kind {
-        let ok = match source.location {
-            crate::config::Location::Sqlite(_) => kind == "full",
-            crate::config::Location::Postgres(_) => kind == "logical" || kind == "physical",
-        };
-        if !ok {
+        if !engine.kinds().contains(&kind.as_str()) {
             return Err(crate::Error::Source(format!(
-                "--kind {kind} does not apply to source {}",
-                source.name
+                "--kind {kind} does not apply to {} source {} (kinds: {})",
+                engine.name(),
+                source.name,
+                engine.kinds().join(", ")
             )));
         }
     }
@@ -79,11 +77,7 @@ fn take(
     let mut snap = Snapshot {
         id: String::new(),
         source: source.name.clone(),
-        engine: match source.location {
-            crate::config::Location::Sqlite(_) => "sqlite",
-            crate::config::Location::Postgres(_) => "postgres",
-        }
-        .into(),
+        engine: engine.name().into(),
         kind: captured.kind,
         tags: opts.tags.clone(),
         started_at,

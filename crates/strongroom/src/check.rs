@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::{Index, Location, PackId};
+use crate::repository::journal::JournalRecord;
 use crate::repository::pack;
 use crate::repository::reader;
 use crate::repository::snapshot::Snapshot;
@@ -57,8 +58,26 @@ fn problem(object: impl Into<String>, detail: impl Into<String>) -> Problem {
     }
 }
 
-/// Runs the consistency check.
+/// Runs the consistency check and records it in the journal.
 pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
+    let started_at = jiff::Timestamp::now();
+    let report = examine(repo, read_data, progress)?;
+    let mut rec = JournalRecord::new("check", started_at);
+    rec.ok = report.ok;
+    rec.size = report.bytes_read;
+    if let Some(p) = report.problems.first() {
+        rec.error = Some(format!(
+            "{} problem(s), first: {}: {}",
+            report.problems.len(),
+            p.object,
+            p.detail
+        ));
+    }
+    repo.record(&rec);
+    Ok(report)
+}
+
+fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let storage = repo.storage();
     let mut problems = Vec::new();
     let packs: HashMap<PackId, u64> = storage
@@ -140,16 +159,14 @@ pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
                 let opened = bytes
                     .get(s..e)
                     .ok_or_else(|| Error::corrupt(&object, "shorter than the index says"))
-                    .and_then(|sealed| {
-                        pack::decode_segment(repo.key(), &object, loc.offset, sealed)
-                    });
+                    .and_then(|sealed| pack::decode_segment(repo.key(), *p, loc.offset, sealed));
                 for (id, l) in seg {
-                    let res = opened
-                        .as_ref()
-                        .map_err(|e| Error::corrupt(&object, e.to_string()))
-                        .and_then(|plain| {
-                            pack::chunk_from_segment(repo.key(), &object, plain, *id, l).map(|_| ())
-                        });
+                    let res = match &opened {
+                        Ok(plain) => {
+                            pack::chunk_from_segment(repo.key(), plain, *id, l).map(|_| ())
+                        }
+                        Err(e) => Err(Error::corrupt(&object, e.to_string())),
+                    };
                     if let Err(err) = res {
                         bad.insert(*id);
                         first_err.get_or_insert(err);
@@ -173,21 +190,17 @@ pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             }
         }
         progress.end();
-        for prefix in ["journal/", "keys/"] {
-            for o in storage.list(prefix)? {
-                bytes_read += o.size;
-                if prefix == "keys/" {
-                    if let Err(e) = storage
-                        .get(&o.key)
-                        .and_then(|b| crate::crypto::open_plain(&o.key, b"strongroom key file", &b))
-                    {
-                        problems.push(problem(o.key, e.to_string()));
-                    }
-                }
+        for o in storage.list("keys/")? {
+            bytes_read += o.size;
+            if let Err(e) = crate::repository::read_key_slot(storage, &o.key) {
+                problems.push(problem(o.key, e.to_string()));
             }
         }
-        if let Err(e) = repo.journal_records() {
-            problems.push(problem("journal/", e.to_string()));
+        for o in storage.list("journal/")? {
+            bytes_read += o.size;
+            if let Err(e) = repo.read_journal_record(&o.key) {
+                problems.push(problem(o.key, e.to_string()));
+            }
         }
     }
     // Every snapshot: manifest, chunk lists, chunks.
@@ -261,32 +274,14 @@ pub fn snapshot_chunks(
 
 /// Ids of the snapshots a damaged or missing object (as named in `err`) affects.
 pub fn snapshots_affected_by(repo: &Repository, index: &Index, err: &Error) -> Result<Vec<String>> {
-    let object = match err {
-        Error::Corrupt { object, .. } | Error::Missing { object, .. } => object.as_str(),
+    let bad: BTreeSet<ChunkId> = match err {
+        Error::DamagedData { pack, segment, .. } => index
+            .entries()
+            .filter(|(_, l)| l.pack == *pack && segment.is_none_or(|o| l.offset == o))
+            .map(|(id, _)| id)
+            .collect(),
+        Error::MissingChunk(c) => [*c].into(),
         _ => return Ok(Vec::new()),
-    };
-    let first = object.split_whitespace().next().unwrap_or_default();
-    let bad: BTreeSet<ChunkId> = if let Some(hex) = object.split("(chunk ").nth(1) {
-        let prefix = hex.trim_end_matches(')');
-        index
-            .entries()
-            .filter(|(id, _)| id.to_hex().starts_with(prefix))
-            .map(|(id, _)| id)
-            .collect()
-    } else if let Some(p) = PackId::from_object_key(first).filter(|_| first.starts_with("data/")) {
-        let segment: Option<u32> = object
-            .split("(segment at byte ")
-            .nth(1)
-            .and_then(|s| s.trim_end_matches(')').parse().ok());
-        index
-            .entries()
-            .filter(|(_, l)| l.pack == p && segment.is_none_or(|o| l.offset == o))
-            .map(|(id, _)| id)
-            .collect()
-    } else if let Some(c) = object.strip_prefix("chunk ").and_then(ChunkId::from_hex) {
-        [c].into()
-    } else {
-        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for snap in repo.snapshots()? {

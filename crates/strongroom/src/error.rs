@@ -4,6 +4,8 @@
 //! fault, and where it helps, what to do next. Messages are single sentences without secrets
 //! (ARCHITECTURE invariant 7): passwords and keys never reach a `Display` here.
 
+use crate::crypto::ChunkId;
+use crate::repository::index::PackId;
 use std::path::PathBuf;
 
 /// Result alias used across the library.
@@ -49,6 +51,20 @@ pub enum Error {
         /// What exactly failed.
         detail: String,
     },
+    /// Data inside a pack failed authentication or its checks. Structured, so the snapshots
+    /// it affects can be found without parsing the message.
+    #[error("{location} is damaged: {detail}", location = damage_location(.pack, .segment))]
+    DamagedData {
+        /// The pack.
+        pack: PackId,
+        /// Offset of the damaged segment, or `None` when the whole pack is in doubt.
+        segment: Option<u32>,
+        /// What exactly failed.
+        detail: String,
+    },
+    /// A snapshot needs a chunk that no index lists.
+    #[error("chunk {0} is missing from the repository (no index entry; run `strongroom check`)")]
+    MissingChunk(ChunkId),
     /// A stored object that something references is missing.
     #[error("{object} is missing from the repository{context}")]
     Missing {
@@ -110,6 +126,13 @@ pub enum Error {
     Failed(String),
 }
 
+fn damage_location(pack: &PackId, segment: &Option<u32>) -> String {
+    match segment {
+        Some(offset) => format!("{} (segment at byte {offset})", pack.object_key()),
+        None => pack.object_key(),
+    }
+}
+
 impl Error {
     /// Shorthand for an [`Error::Io`].
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -126,6 +149,18 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// Whether this error says stored data is damaged or missing (as opposed to, say, the
+    /// store being unreachable).
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            Error::Corrupt { .. }
+                | Error::Missing { .. }
+                | Error::DamagedData { .. }
+                | Error::MissingChunk(_)
+        )
     }
 
     /// Shorthand for an [`Error::Corrupt`].

@@ -8,7 +8,7 @@
 use crate::check::snapshots_affected_by;
 use crate::config::CheckConfig;
 use crate::engine::{self, CheckResult};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::journal::JournalRecord;
@@ -63,7 +63,7 @@ pub fn run(
             )
         }) {
             Ok(c) => c,
-            Err(e @ (Error::Corrupt { .. } | Error::Missing { .. })) => {
+            Err(e) if e.is_damage() => {
                 let others = snapshots_affected_by(repo, &index, &e).unwrap_or_default();
                 let detail = if others.is_empty() {
                     e.to_string()

@@ -72,6 +72,10 @@ pub struct CheckResult {
 
 /// A database engine.
 pub trait Engine {
+    /// The engine's name as recorded in snapshots (`sqlite`, `postgres`).
+    fn name(&self) -> &'static str;
+    /// The backup kinds it takes; the first is the default.
+    fn kinds(&self) -> &'static [&'static str];
     /// Captures a consistent snapshot of the source through `writer`.
     fn backup(
         &self,

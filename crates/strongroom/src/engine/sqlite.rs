@@ -440,7 +440,8 @@ fn write_pages(
     Ok(())
 }
 
-/// Restores the snapshot into a new temporary file in `dir` and checks it; returns the file.
+/// Restores the snapshot into a new temporary file in `dir`, synced, and checks it; returns
+/// the file and the problems the check found (the caller decides what they mean).
 fn restore_checked(
     repo: &Repository,
     index: &Index,
@@ -449,7 +450,7 @@ fn restore_checked(
     stem: &str,
     how: Thoroughness,
     progress: &dyn Progress,
-) -> Result<tempfile::NamedTempFile> {
+) -> Result<(tempfile::NamedTempFile, Vec<String>)> {
     let file = snap
         .files
         .iter()
@@ -489,17 +490,7 @@ fn restore_checked(
         "synced and integrity checked"
     );
     remove_sidecars(tmp.path());
-    if !problems.is_empty() {
-        return Err(Error::corrupt(
-            Snapshot::object_key(&snap.id),
-            format!(
-                "the restored database fails PRAGMA {}: {}",
-                how.pragma(),
-                problems.join("; ")
-            ),
-        ));
-    }
-    Ok(tmp)
+    Ok((tmp, problems))
 }
 
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
@@ -557,6 +548,14 @@ fn now_tag() -> String {
 }
 
 impl Engine for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn kinds(&self) -> &'static [&'static str] {
+        &["full"]
+    }
+
     fn backup(
         &self,
         source: &Source,
@@ -607,7 +606,17 @@ impl Engine for Sqlite {
         } else {
             Thoroughness::Quick
         };
-        let tmp = restore_checked(repo, index, snap, &dir, &name, how, progress)?;
+        let (tmp, problems) = restore_checked(repo, index, snap, &dir, &name, how, progress)?;
+        if !problems.is_empty() {
+            return Err(Error::corrupt(
+                Snapshot::object_key(&snap.id),
+                format!(
+                    "the restored database fails PRAGMA {}: {}; the target was not touched",
+                    how.pragma(),
+                    problems.join("; ")
+                ),
+            ));
+        }
         let bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
 
         // Move the old database and every sidecar aside: SQLite would replay a stale -wal or
@@ -673,18 +682,17 @@ impl Engine for Sqlite {
                 old_kept_at.as_deref().unwrap_or("-")
             )));
         }
-        let mut old_kept_at = old_kept_at;
-        if exists && !opts.keep_old {
+        let discard = exists && !opts.keep_old;
+        if discard {
             let _ = std::fs::remove_file(&aside);
             for m in moved.drain(..) {
                 let _ = std::fs::remove_file(m);
             }
-            old_kept_at = None;
         }
         Ok(RestoreOutcome {
             target: target.display().to_string(),
             bytes,
-            old_kept_at,
+            old_kept_at: old_kept_at.filter(|_| !discard),
             moved_aside: moved,
         })
     }
@@ -703,31 +711,21 @@ impl Engine for Sqlite {
             .tempdir_in(scratch)
             .map_err(|e| Error::io("creating a scratch directory in", scratch, e))?;
         let mut results = Vec::new();
-        let tmp = match restore_checked(
-            repo,
-            index,
-            snap,
-            dir.path(),
-            "verify",
-            Thoroughness::Full,
-            progress,
-        ) {
-            Ok(t) => t,
-            Err(Error::Corrupt { object, detail }) if detail.contains("integrity_check") => {
-                results.push(CheckResult {
-                    name: "integrity_check".into(),
-                    ok: false,
-                    detail: format!("{object}: {detail}"),
-                });
-                return Ok(results);
-            }
-            Err(e) => return Err(e),
-        };
+        let how = Thoroughness::Full;
+        let (tmp, problems) =
+            restore_checked(repo, index, snap, dir.path(), "verify", how, progress)?;
         results.push(CheckResult {
-            name: "integrity_check".into(),
-            ok: true,
-            detail: "ok".into(),
+            name: how.pragma().into(),
+            ok: problems.is_empty(),
+            detail: if problems.is_empty() {
+                "ok".into()
+            } else {
+                problems.join("; ")
+            },
         });
+        if !problems.is_empty() {
+            return Ok(results);
+        }
         let c = open_existing(tmp.path())?;
         let found = row_counts(&c, tmp.path())?;
         results.push(super::compare_row_counts(&snap.metadata.row_counts, &found));

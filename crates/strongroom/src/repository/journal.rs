@@ -84,15 +84,19 @@ impl Repository {
 
     /// Every journal record, oldest first.
     pub fn journal_records(&self) -> Result<Vec<JournalRecord>> {
-        let mut out = Vec::new();
-        for info in self.storage.list("journal/")? {
-            let body = self
-                .key
-                .open(&info.key, JOURNAL_AAD, &self.storage.get(&info.key)?)?;
-            out.push(serde_json::from_slice(&body).map_err(|e| {
-                Error::corrupt(&info.key, format!("malformed journal record: {e}"))
-            })?);
-        }
-        Ok(out)
+        self.storage
+            .list("journal/")?
+            .iter()
+            .map(|info| self.read_journal_record(&info.key))
+            .collect()
+    }
+
+    /// Reads and authenticates one journal record.
+    pub fn read_journal_record(&self, object: &str) -> Result<JournalRecord> {
+        let body = self
+            .key
+            .open(object, JOURNAL_AAD, &self.storage.get(object)?)?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::corrupt(object, format!("malformed journal record: {e}")))
     }
 }

@@ -97,6 +97,13 @@ fn read_config(storage: &Storage) -> Result<(RepoConfig, Vec<u8>)> {
     Ok((config, sealed))
 }
 
+/// Reads and checks one key slot object (without opening it).
+pub fn read_key_slot(storage: &Storage, object: &str) -> Result<KeySlot> {
+    let body = crypto::open_plain(object, KEY_AAD, &storage.get(object)?)?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::corrupt(object, format!("malformed key slot: {e}")))
+}
+
 fn hash_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
@@ -182,9 +189,7 @@ impl Repository {
         }
         let config_hash = hash_hex(&sealed);
         for info in &slots {
-            let body = crypto::open_plain(&info.key, KEY_AAD, &storage.get(&info.key)?)?;
-            let slot: KeySlot = serde_json::from_slice(&body)
-                .map_err(|e| Error::corrupt(&info.key, format!("malformed key slot: {e}")))?;
+            let slot = read_key_slot(&storage, &info.key)?;
             if let Some((key, repo_id, hash)) = slot.open(password, &info.key)? {
                 if repo_id != config.id || hash != config_hash {
                     return Err(Error::corrupt(

@@ -73,15 +73,24 @@ pub fn encode_segment(
     }
 }
 
-/// Opens and decompresses a segment; `object` names its pack in errors.
+/// Opens and decompresses the segment at `offset` of `pack`.
 pub fn decode_segment(
     key: &MasterKey,
-    object: &str,
+    pack: PackId,
     offset: u32,
     sealed: &[u8],
 ) -> Result<Vec<u8>> {
-    let what = || format!("{object} (segment at byte {offset})");
-    let plain = key.open(&what(), SEGMENT_AAD, sealed)?;
+    let damaged = |detail: String| Error::DamagedData {
+        pack,
+        segment: Some(offset),
+        detail,
+    };
+    let plain = key
+        .open(&pack.object_key(), SEGMENT_AAD, sealed)
+        .map_err(|e| match e {
+            Error::Corrupt { detail, .. } => damaged(detail),
+            other => other,
+        })?;
     match plain.split_first() {
         Some((0, rest)) => Ok(rest.to_vec()),
         Some((1, rest)) => {
@@ -89,37 +98,35 @@ pub fn decode_segment(
                 .ok()
                 .flatten()
                 .filter(|&s| s <= MAX_SEGMENT)
-                .ok_or_else(|| Error::corrupt(what(), "bad compressed frame"))?;
+                .ok_or_else(|| damaged("bad compressed frame".into()))?;
             zstd::bulk::decompress(rest, size as usize)
-                .map_err(|e| Error::corrupt(what(), format!("decompression failed: {e}")))
+                .map_err(|e| damaged(format!("decompression failed: {e}")))
         }
-        _ => Err(Error::corrupt(what(), "unknown segment encoding")),
+        _ => Err(damaged("unknown segment encoding".into())),
     }
 }
 
 /// Cuts one chunk out of an opened segment and checks it against its id.
 pub fn chunk_from_segment<'a>(
     key: &MasterKey,
-    object: &str,
     plain: &'a [u8],
     id: ChunkId,
     loc: &Location,
 ) -> Result<&'a [u8]> {
+    let damaged = |what: &str| Error::DamagedData {
+        pack: loc.pack,
+        segment: Some(loc.offset),
+        detail: format!("chunk {} {what}", &id.to_hex()[..16]),
+    };
     let (s, e) = (
         loc.inner_offset as usize,
         loc.inner_offset as usize + loc.inner_len as usize,
     );
-    let data = plain.get(s..e).ok_or_else(|| {
-        Error::corrupt(
-            object,
-            format!("chunk {} lies outside its segment", &id.to_hex()[..16]),
-        )
-    })?;
+    let data = plain
+        .get(s..e)
+        .ok_or_else(|| damaged("lies outside its segment"))?;
     if key.chunk_id(data) != id {
-        return Err(Error::corrupt(
-            format!("{object} (chunk {})", &id.to_hex()[..16]),
-            "content does not match its chunk id",
-        ));
+        return Err(damaged("does not match its content"));
     }
     Ok(data)
 }
@@ -271,9 +278,9 @@ mod tests {
         assert_eq!(entries, p.entries);
         for ((id, loc), c) in entries.iter().zip(&chunks) {
             let sealed = &p.bytes[loc.offset as usize..(loc.offset + loc.len) as usize];
-            let plain = decode_segment(&key, "p", loc.offset, sealed).unwrap();
+            let plain = decode_segment(&key, p.id, loc.offset, sealed).unwrap();
             assert_eq!(
-                chunk_from_segment(&key, "p", &plain, *id, loc).unwrap(),
+                chunk_from_segment(&key, &plain, *id, loc).unwrap(),
                 c.as_slice()
             );
         }
@@ -284,14 +291,14 @@ mod tests {
         assert!(read_pack(&key, "p", p.id, &bad).is_err());
         let (id, loc) = entries[0];
         let sealed = &bad[loc.offset as usize..(loc.offset + loc.len) as usize];
-        let err = decode_segment(&key, "data/xx/p", loc.offset, sealed)
+        let err = decode_segment(&key, p.id, loc.offset, sealed)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("data/xx/p"), "{err}");
+        assert!(err.contains(&p.id.object_key()), "{err}");
         // a chunk asked for under the wrong id is refused
         let sealed = &p.bytes[loc.offset as usize..(loc.offset + loc.len) as usize];
-        let plain = decode_segment(&key, "p", loc.offset, sealed).unwrap();
-        assert!(chunk_from_segment(&key, "p", &plain, ChunkId([1; 32]), &loc).is_err());
-        assert!(chunk_from_segment(&key, "p", &plain, id, &loc).is_ok());
+        let plain = decode_segment(&key, p.id, loc.offset, sealed).unwrap();
+        assert!(chunk_from_segment(&key, &plain, ChunkId([1; 32]), &loc).is_err());
+        assert!(chunk_from_segment(&key, &plain, id, &loc).is_ok());
     }
 }

@@ -43,10 +43,7 @@ where
 {
     let mut locs: Vec<(ChunkId, Location)> = Vec::with_capacity(ids.len());
     for id in ids {
-        let loc = index.get(id).ok_or_else(|| Error::Missing {
-            object: format!("chunk {}", id.to_hex()),
-            context: " (no index entry; run `strongroom check`)".into(),
-        })?;
+        let loc = index.get(id).ok_or(Error::MissingChunk(*id))?;
         locs.push((*id, loc));
     }
     locs.sort_by_key(|(_, l)| (l.pack, l.offset, l.inner_offset));
@@ -85,19 +82,29 @@ where
                     let res = repo
                         .storage()
                         .get_range(&object, r.start, r.end - r.start)
+                        .map_err(|e| match e {
+                            Error::Corrupt { detail, .. } => Error::DamagedData {
+                                pack: r.pack,
+                                segment: None,
+                                detail,
+                            },
+                            Error::Missing { .. } => Error::DamagedData {
+                                pack: r.pack,
+                                segment: None,
+                                detail: "the pack is missing from the repository".into(),
+                            },
+                            other => other,
+                        })
                         .and_then(|buf| {
                             for seg in r.members.chunk_by(|a, b| a.1.offset == b.1.offset) {
                                 let loc = seg[0].1;
                                 let from = (loc.offset as u64 - r.start) as usize;
                                 let sealed = &buf[from..from + loc.len as usize];
-                                let plain = pack::decode_segment(key, &object, loc.offset, sealed)?;
+                                let plain = pack::decode_segment(key, r.pack, loc.offset, sealed)?;
                                 let chunks = seg
                                     .iter()
                                     .map(|(id, l)| {
-                                        Ok((
-                                            *id,
-                                            pack::chunk_from_segment(key, &object, &plain, *id, l)?,
-                                        ))
+                                        Ok((*id, pack::chunk_from_segment(key, &plain, *id, l)?))
                                     })
                                     .collect::<Result<Vec<_>>>()?;
                                 sink(&chunks)?;

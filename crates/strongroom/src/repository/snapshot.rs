@@ -165,7 +165,7 @@ impl Snapshot {
         }
     }
 
-    /// Serializes the manifest and derives its id from the bytes with `id_of`.
+    /// Serializes the manifest (the repository derives the id from these bytes).
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a manifest always serializes")
     }
