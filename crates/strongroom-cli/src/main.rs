@@ -102,7 +102,7 @@ enum Command {
     },
     /// Restore a snapshot.
     #[command(
-        after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old"
+        after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n\nPostgreSQL: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old)."
     )]
     Restore {
         /// Snapshot id, unique prefix (6+ characters) or `latest`.
@@ -122,6 +122,10 @@ enum Command {
         /// Run SQLite's full `PRAGMA integrity_check` (slow: ~30 s/GB) instead of `quick_check`.
         #[arg(long)]
         full_check: bool,
+        /// PostgreSQL: parallel pg_restore jobs (default: one per core; 1 streams without a
+        /// temporary file).
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -190,6 +194,14 @@ enum HotelAction {
         bookings: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Print SQL that creates and fills a PostgreSQL hotel database (pipe it into psql).
+    PostgresSql {
+        #[arg(long, default_value_t = 100_000)]
+        bookings: u64,
+        /// Instead: print SQL updating this fraction of the bookings.
+        #[arg(long)]
+        update: Option<f64>,
     },
     /// Update a fraction of bookings at random.
     Update {
@@ -447,6 +459,7 @@ fn run(cli: Cli) -> Result<()> {
             force,
             keep_old,
             full_check,
+            jobs,
             filter,
         } => {
             let repo = ctx.open()?;
@@ -457,8 +470,20 @@ fn run(cli: Cli) -> Result<()> {
                     "snapshot {} is a SQLite snapshot: give the file to write with --to PATH",
                     s.short_id()
                 ),
-                (e, _, _) => bail!("restoring {e} snapshots is not available in this build"),
+                ("postgres", None, Some(url)) if s.kind == "logical" => Target::Database(url),
+                ("postgres", _, _) if s.kind == "logical" => bail!(
+                    "snapshot {} is a logical PostgreSQL snapshot: give the database with --target-db postgres://…",
+                    s.short_id()
+                ),
+                (e, _, _) => bail!(
+                    "restoring {e} {} snapshots is not available in this build",
+                    s.kind
+                ),
             };
+            let source = ctx.config.source_for(&s.source);
+            if matches!(target, Target::Database(_)) {
+                strongroom::scratch::install_interrupt_cleanup();
+            }
             let t = std::time::Instant::now();
             let out = strongroom::restore::run(
                 &repo,
@@ -468,6 +493,9 @@ fn run(cli: Cli) -> Result<()> {
                     force,
                     keep_old,
                     full_check,
+                    jobs,
+                    before_restore: source.as_ref().and_then(|s| s.before_restore.clone()),
+                    after_restore: source.as_ref().and_then(|s| s.after_restore.clone()),
                 },
                 &ctx.progress,
             )?;
@@ -477,16 +505,16 @@ fn run(cli: Cli) -> Result<()> {
                     "seconds": t.elapsed().as_secs_f64(), "old_kept_at": out.old_kept_at, "moved_aside": out.moved_aside}),
                 )?;
             } else {
+                let checked = match (s.engine.as_str(), full_check) {
+                    ("sqlite", true) => "integrity_check ok",
+                    ("sqlite", false) => "quick_check ok",
+                    _ => "row counts match the snapshot",
+                };
                 println!(
-                    "restored snapshot {} to {} ({}, {} ok) in {:.2} s",
+                    "restored snapshot {} to {} ({}, {checked}) in {:.2} s",
                     s.short_id(),
                     out.target,
                     human_bytes(out.bytes),
-                    if full_check {
-                        "integrity_check"
-                    } else {
-                        "quick_check"
-                    },
                     t.elapsed().as_secs_f64()
                 );
                 if let Some(old) = &out.old_kept_at {
@@ -523,16 +551,20 @@ fn run(cli: Cli) -> Result<()> {
                     &filter,
                 )?]
             };
-            let scratch = ctx
-                .config
-                .verify
-                .scratch_dir
-                .clone()
-                .unwrap_or_else(std::env::temp_dir);
+            let scratch = strongroom::engine::Scratch {
+                dir: ctx
+                    .config
+                    .verify
+                    .scratch_dir
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir),
+                postgres: ctx.config.verify.scratch_postgres.clone(),
+            };
+            strongroom::scratch::install_interrupt_cleanup();
             let report = strongroom::verify::run(
                 &repo,
                 &snaps,
-                &|src| ctx.config.checks_for(src),
+                &|src| ctx.config.source_for(src),
                 &scratch,
                 &ctx.progress,
             )?;
@@ -706,6 +738,13 @@ fn run(cli: Cli) -> Result<()> {
                 )
                 .with_context(|| format!("generating {}", path.display()))?;
             }
+            HotelAction::PostgresSql { bookings, update } => match update {
+                Some(f) => println!("{}", strongroom::hotel::postgres_update_sql(f)),
+                None => println!(
+                    "{}",
+                    strongroom::hotel::postgres_sql(strongroom::hotel::Scale::bookings(bookings))
+                ),
+            },
             HotelAction::Update {
                 path,
                 fraction,

@@ -55,7 +55,11 @@ fn take(
     started_at: jiff::Timestamp,
 ) -> Result<Snapshot> {
     let engine = engine::for_source(source)?;
-    if let Some(kind) = &opts.kind {
+    let kind = opts
+        .kind
+        .clone()
+        .unwrap_or_else(|| engine.kinds()[0].to_string());
+    {
         if !engine.kinds().contains(&kind.as_str()) {
             return Err(crate::Error::Source(format!(
                 "--kind {kind} does not apply to {} source {} (kinds: {})",
@@ -66,7 +70,7 @@ fn take(
         }
     }
     let writer = BackupWriter::new(repo)?;
-    let captured = engine.backup(source, &writer, progress)?;
+    let captured = engine.backup(source, &kind, &writer, progress)?;
     let stats = writer.finish()?;
     tracing::info!(
         new_chunks = stats.new_chunks,

@@ -13,6 +13,21 @@
 //! bytes of nonce and tag, 44 bytes of index, 32 bytes of list) stays under 3%.
 
 use crate::repository::writer::Batch;
+use fastcdc::v2020::FastCDC;
+
+/// Content-defined chunk sizes for streams (logical dumps): the smallest, average and largest
+/// chunk. Dumps shift when rows are inserted or deleted, so boundaries must follow content.
+/// 64 KiB on average keeps the index small (16 entries per MiB) while an appended or changed
+/// run of rows re-stores about two chunks around it; segments compress the new chunks of a
+/// batch together, so small chunks do not cost compression ratio.
+pub const CDC_MIN: usize = 16 * 1024;
+/// Average content-defined chunk.
+pub const CDC_AVG: usize = 64 * 1024;
+/// Largest content-defined chunk.
+pub const CDC_MAX: usize = 256 * 1024;
+/// Bytes per batch of content-defined chunks: larger than for pages, because a batch's new
+/// chunks are compressed together and dumps compress better in bigger windows.
+pub const CDC_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Smallest chunk cut from a page-structured file.
 pub const MIN_PAGE_CHUNK: usize = 4096;
@@ -77,6 +92,66 @@ impl FixedBatcher {
     }
 }
 
+/// Accumulates a byte stream into batches of content-defined chunks (FastCDC 2020).
+///
+/// The cut points of a buffer are final except the last chunk's, which only ended because the
+/// buffer did; that tail is carried into the next batch, so boundaries depend on content alone.
+pub struct CdcBatcher {
+    buf: Vec<u8>,
+}
+
+impl Default for CdcBatcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CdcBatcher {
+    /// A batcher with the default sizes.
+    pub fn new() -> Self {
+        CdcBatcher {
+            buf: Vec::with_capacity(CDC_BATCH_BYTES + CDC_MAX),
+        }
+    }
+
+    /// Appends bytes; returns a batch when enough have gathered.
+    pub fn push(&mut self, bytes: &[u8]) -> Option<Batch> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() < CDC_BATCH_BYTES + CDC_MAX {
+            return None;
+        }
+        let ends = cut_points(&self.buf);
+        // Keep the last chunk: its end is the buffer's, not the content's.
+        let keep_from = ends[ends.len() - 2];
+        let rest = self.buf[keep_from..].to_vec();
+        let mut data = std::mem::replace(&mut self.buf, rest);
+        self.buf.reserve(CDC_BATCH_BYTES + CDC_MAX);
+        data.truncate(keep_from);
+        Some(Batch {
+            data,
+            ends: ends[..ends.len() - 1].to_vec(),
+        })
+    }
+
+    /// The remaining bytes as a last batch, if any.
+    pub fn finish(self) -> Option<Batch> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let ends = cut_points(&self.buf);
+        Some(Batch {
+            data: self.buf,
+            ends,
+        })
+    }
+}
+
+fn cut_points(data: &[u8]) -> Vec<usize> {
+    FastCDC::new(data, CDC_MIN, CDC_AVG, CDC_MAX)
+        .map(|c| c.offset + c.length)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +162,48 @@ mod tests {
         assert_eq!(page_chunk_size(512), 4096);
         assert_eq!(page_chunk_size(4096), 4096);
         assert_eq!(page_chunk_size(65536), 65536);
+    }
+
+    fn stream(len: usize, seed: u64) -> Vec<u8> {
+        let mut r = crate::hotel::Rng::new(seed);
+        (0..len).map(|_| (r.next_u64() % 7) as u8 + b'a').collect()
+    }
+
+    fn chunks_of(data: &[u8], pieces: usize) -> Vec<Vec<u8>> {
+        let mut b = CdcBatcher::new();
+        let mut out = Vec::new();
+        let step = data.len().div_ceil(pieces.max(1)).max(1);
+        for p in data.chunks(step) {
+            out.extend(b.push(p));
+        }
+        out.extend(b.finish());
+        let mut chunks = Vec::new();
+        for batch in out {
+            let mut start = 0;
+            for e in batch.ends {
+                chunks.push(batch.data[start..e].to_vec());
+                start = e;
+            }
+            assert_eq!(start, batch.data.len());
+        }
+        chunks
+    }
+
+    #[test]
+    fn cdc_boundaries_follow_content_not_reads() {
+        let data = stream(20 << 20, 9);
+        let a = chunks_of(&data, 1);
+        let b = chunks_of(&data, 977);
+        assert_eq!(a, b, "how the stream was read must not move boundaries");
+        assert_eq!(a.concat(), data);
+        assert!(a.iter().all(|c| c.len() <= CDC_MAX));
+        // An insertion near the start re-cuts only the chunks around it.
+        let mut shifted = data.clone();
+        shifted.splice(1000..1000, b"a new row\n".iter().copied());
+        let c = chunks_of(&shifted, 3);
+        let old: std::collections::HashSet<_> = a.iter().collect();
+        let changed = c.iter().filter(|x| !old.contains(x)).count();
+        assert!(changed <= 2, "{changed} chunks changed after one insertion");
     }
 
     proptest! {

@@ -43,6 +43,27 @@ pub struct SourceConfig {
     /// Checks run after every test restore.
     #[serde(default)]
     pub checks: Vec<CheckConfig>,
+    /// Shell command run before a restore replaces the database (e.g. stop the application).
+    pub before_restore: Option<String>,
+    /// Shell command run after a restore replaced the database (e.g. start the application);
+    /// also runs when the restore failed after `before_restore` ran.
+    pub after_restore: Option<String>,
+    /// PostgreSQL: `exact` (the default: `count(*)` of every table, in the dump's snapshot)
+    /// or `estimate` (the planner's statistics: instant on huge databases, not compared at
+    /// restore).
+    #[serde(default)]
+    pub row_counts: RowCounts,
+}
+
+/// How row counts are captured.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RowCounts {
+    /// Count every row.
+    #[default]
+    Exact,
+    /// Use the planner's estimates.
+    Estimate,
 }
 
 /// A named SQL statement that must return one truthy value.
@@ -106,6 +127,9 @@ impl Default for Objectives {
 pub struct VerifySettings {
     /// Directory for test-restored files (default: the system's temporary directory).
     pub scratch_dir: Option<PathBuf>,
+    /// PostgreSQL server for test restores of logical snapshots (default: the source's own
+    /// server), e.g. `postgres://verify@scratch-db:5432/postgres`.
+    pub scratch_postgres: Option<String>,
 }
 
 /// What a SOURCE resolves to.
@@ -119,6 +143,12 @@ pub struct Source {
     pub schema_version_query: Option<String>,
     /// Configured checks.
     pub checks: Vec<CheckConfig>,
+    /// Command run before a restore replaces the database.
+    pub before_restore: Option<String>,
+    /// Command run after a restore replaced the database.
+    pub after_restore: Option<String>,
+    /// How row counts are captured.
+    pub row_counts: RowCounts,
 }
 
 /// A database location parsed from a source URL.
@@ -198,6 +228,9 @@ impl Config {
             location: parse_location(&s.url).expect("validated at load"),
             schema_version_query: s.schema_version_query.clone(),
             checks: s.checks.clone(),
+            before_restore: s.before_restore.clone(),
+            after_restore: s.after_restore.clone(),
+            row_counts: s.row_counts,
         };
         match arg {
             None => match self.sources.len() {
@@ -229,11 +262,19 @@ impl Config {
                 })?;
                 // A URL that a configured source also names gets that source's checks.
                 let named = self.sources.values().find(|s| parse_location(&s.url).as_ref() == Some(&location));
+                // The name recorded in snapshots never carries a password (invariant 7).
+                let name = match &location {
+                    Location::Postgres(_) => crate::engine::postgres::redact_url(a),
+                    Location::Sqlite(_) => a.to_string(),
+                };
                 Ok(Source {
-                    name: a.to_string(),
+                    name,
                     location,
                     schema_version_query: named.and_then(|s| s.schema_version_query.clone()),
                     checks: named.map(|s| s.checks.clone()).unwrap_or_default(),
+                    before_restore: named.and_then(|s| s.before_restore.clone()),
+                    after_restore: named.and_then(|s| s.after_restore.clone()),
+                    row_counts: named.map(|s| s.row_counts).unwrap_or_default(),
                 })
             }
         }
@@ -244,6 +285,11 @@ impl Config {
         self.source(Some(source))
             .map(|s| s.checks)
             .unwrap_or_default()
+    }
+
+    /// The source a snapshot's recorded source name refers to, when it still resolves.
+    pub fn source_for(&self, recorded: &str) -> Option<Source> {
+        self.source(Some(recorded)).ok()
     }
 }
 

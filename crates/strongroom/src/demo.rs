@@ -145,6 +145,9 @@ pub fn run(
             name: "every room's booked count matches its bookings".into(),
             sql: hotel::INVARIANT_SQL.into(),
         }],
+        before_restore: None,
+        after_restore: None,
+        row_counts: Default::default(),
     };
     let mut backups = Vec::new();
     let mut take = |label: &str, tags: &[&str], say: &mut dyn FnMut(&str)| -> Result<Snapshot> {
@@ -224,12 +227,14 @@ pub fn run(
     say("6. Verifying every snapshot by a real test restore (integrity_check, row counts, checks)");
     let t = Instant::now();
     let snaps = repo.snapshots()?;
-    let checks = source.checks.clone();
     let report = verify::run(
         &repo,
         &snaps,
-        &|_| checks.clone(),
-        &std::env::temp_dir(),
+        &|_| Some(source.clone()),
+        &crate::engine::Scratch {
+            dir: std::env::temp_dir(),
+            postgres: None,
+        },
         progress,
     )?;
     let verify_seconds = t.elapsed().as_secs_f64();

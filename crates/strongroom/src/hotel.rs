@@ -214,6 +214,86 @@ pub fn record_migration(c: &Connection, name: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The hotel schema for PostgreSQL, filled server-side to `scale` (deterministic: the same
+/// scale gives the same rows). Holds [`INVARIANT_SQL`] once run.
+pub fn postgres_sql(scale: Scale) -> String {
+    let Scale {
+        users,
+        rooms,
+        bookings,
+    } = scale;
+    let hotels = HOTELS
+        .iter()
+        .map(|h| format!("'{h}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let types = ROOM_TYPES
+        .iter()
+        .map(|h| format!("'{h}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let notes = NOTES
+        .iter()
+        .map(|h| format!("'{h}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "CREATE TABLE users (
+  id bigint PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL, created_at date NOT NULL);
+CREATE TABLE room_inventory (
+  id bigint PRIMARY KEY, hotel text NOT NULL, room_type text NOT NULL, night date NOT NULL,
+  capacity integer NOT NULL, booked integer NOT NULL DEFAULT 0, price_cents integer NOT NULL);
+CREATE TABLE bookings (
+  id bigserial PRIMARY KEY, user_id bigint NOT NULL REFERENCES users(id),
+  room_id bigint NOT NULL REFERENCES room_inventory(id), status text NOT NULL,
+  guests integer NOT NULL, total_cents integer NOT NULL, created_at timestamptz NOT NULL, notes text);
+CREATE TABLE _prisma_migrations (
+  id text PRIMARY KEY, checksum text NOT NULL, finished_at timestamptz, migration_name text NOT NULL,
+  logs text, rolled_back_at timestamptz, started_at timestamptz NOT NULL,
+  applied_steps_count integer NOT NULL DEFAULT 0);
+INSERT INTO users SELECT i, 'guest' || i || '@example.com', 'Guest ' || i,
+  date '2024-01-01' + ((i * 7919) % 700)::int FROM generate_series(1::bigint, {users}) i;
+INSERT INTO room_inventory SELECT i, (ARRAY[{hotels}])[1 + i % {nh}],
+  (ARRAY[{types}])[1 + (i * 31) % {nt}], date '2024-01-01' + (i % 365)::int, 1000000, 0,
+  6000 + (i * 104729) % 30000 FROM generate_series(1::bigint, {rooms}) i;
+INSERT INTO bookings (user_id, room_id, status, guests, total_cents, created_at, notes)
+  SELECT 1 + (i * 2654435761) % {users}, 1 + (i * 40503) % {rooms},
+  CASE WHEN i % 10 = 0 THEN 'cancelled' ELSE 'confirmed' END, 1 + i % 4,
+  8000 + (i * 7727) % 90000, timestamptz '2024-01-01 00:00:00+00' + ((i * 15485863) % 60480000) * interval '1 second',
+  (ARRAY[{notes}])[1 + (i * 13) % {nn}] FROM generate_series(1::bigint, {bookings}) i;
+UPDATE room_inventory r SET booked = b.n FROM
+  (SELECT room_id, count(*) AS n FROM bookings WHERE status = 'confirmed' GROUP BY room_id) b
+  WHERE r.id = b.room_id;
+CREATE INDEX bookings_room ON bookings(room_id);
+CREATE INDEX bookings_user ON bookings(user_id);
+INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, started_at, applied_steps_count)
+  VALUES ('20240101000000_init', md5('20240101000000_init'), now(), '20240101000000_init', now(), 1);
+ANALYZE;
+",
+        nh = HOTELS.len(),
+        nt = ROOM_TYPES.len(),
+        nn = NOTES.len(),
+    )
+}
+
+/// One booking on PostgreSQL, as a statement block: a booking row and its room's count in one
+/// transaction (the same invariant as [`book_room`]).
+pub const POSTGRES_BOOK_ROOM: &str = "BEGIN;
+WITH r AS (SELECT (1 + floor(random() * (SELECT max(id) FROM room_inventory)))::bigint AS id),
+     b AS (INSERT INTO bookings (user_id, room_id, status, guests, total_cents, created_at, notes)
+           SELECT (1 + floor(random() * (SELECT max(id) FROM users)))::bigint, r.id, 'confirmed', 2, 12000, now(), 'booked during a backup'
+           FROM r RETURNING room_id)
+UPDATE room_inventory SET booked = booked + 1 WHERE id = (SELECT room_id FROM b);
+COMMIT;";
+
+/// Updates `fraction` of all bookings on PostgreSQL, spread over the table.
+pub fn postgres_update_sql(fraction: f64) -> String {
+    let every = (1.0 / fraction.clamp(1e-9, 1.0)).round().max(1.0) as u64;
+    format!(
+        "UPDATE bookings SET guests = guests % 6 + 1, total_cents = total_cents + 100 WHERE id % {every} = 7 % {every};"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

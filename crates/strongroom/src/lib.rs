@@ -17,6 +17,7 @@ pub mod hotel;
 pub mod progress;
 pub mod repository;
 pub mod restore;
+pub mod scratch;
 pub mod storage;
 pub mod verify;
 

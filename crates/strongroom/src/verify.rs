@@ -6,15 +6,14 @@
 //! copy. Must not change the repository except for the journal record.
 
 use crate::check::snapshots_affected_by;
-use crate::config::CheckConfig;
-use crate::engine::{self, CheckResult};
+use crate::config::Source;
+use crate::engine::{self, CheckResult, Scratch};
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::journal::JournalRecord;
 use crate::repository::snapshot::Snapshot;
 use serde::Serialize;
-use std::path::Path;
 use std::time::Instant;
 
 /// Outcome for one snapshot (contract: `verify --json`).
@@ -39,12 +38,13 @@ pub struct VerifyReport {
     pub snapshots: Vec<SnapshotVerification>,
 }
 
-/// Test-restores each snapshot; `checks_for` gives the configured checks of a source.
+/// Test-restores each snapshot; `source_for` finds the configured source of a snapshot's
+/// recorded source name (for its checks and server).
 pub fn run(
     repo: &Repository,
     snaps: &[Snapshot],
-    checks_for: &dyn Fn(&str) -> Vec<CheckConfig>,
-    scratch: &Path,
+    source_for: &dyn Fn(&str) -> Option<Source>,
+    scratch: &Scratch,
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
     let index = repo.load_index()?;
@@ -58,7 +58,7 @@ pub fn run(
                 &index,
                 snap,
                 scratch,
-                &checks_for(&snap.source),
+                source_for(&snap.source).as_ref(),
                 progress,
             )
         }) {

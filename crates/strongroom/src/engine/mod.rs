@@ -5,9 +5,10 @@
 //! scratch place for verification. Adding an engine touches this folder and nothing else.
 //! Must not know how chunks are stored (the repository's writer and reader do).
 
+pub mod postgres;
 pub mod sqlite;
 
-use crate::config::{CheckConfig, Source};
+use crate::config::Source;
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::repository::Repository;
@@ -15,7 +16,7 @@ use crate::repository::index::Index;
 use crate::repository::snapshot::{FileEntry, Metadata, Snapshot};
 use crate::repository::writer::BackupWriter;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What an engine captured.
 pub struct Captured {
@@ -32,6 +33,17 @@ pub struct Captured {
 pub enum Target {
     /// A SQLite file path.
     File(PathBuf),
+    /// A PostgreSQL database URL (created when missing).
+    Database(String),
+}
+
+/// Where test restores happen.
+#[derive(Clone, Debug, Default)]
+pub struct Scratch {
+    /// Directory for files (test-restored SQLite databases, spooled dumps).
+    pub dir: PathBuf,
+    /// PostgreSQL server for test restores; `None` uses the source's own server.
+    pub postgres: Option<String>,
 }
 
 /// Restore options common to engines.
@@ -44,6 +56,13 @@ pub struct RestoreOptions {
     /// Run the engine's full (slow) integrity check before moving the result into place,
     /// instead of its structural quick check. `verify` always runs the full one.
     pub full_check: bool,
+    /// Parallel jobs for engines that restore in parallel (`None`: one per core).
+    pub jobs: Option<usize>,
+    /// Shell command run just before the restored data replaces the target.
+    pub before_restore: Option<String>,
+    /// Shell command run after the replacement (also after a failure once `before_restore`
+    /// ran, so a stopped application is started again).
+    pub after_restore: Option<String>,
 }
 
 /// What a restore did, for the report.
@@ -76,10 +95,12 @@ pub trait Engine {
     fn name(&self) -> &'static str;
     /// The backup kinds it takes; the first is the default.
     fn kinds(&self) -> &'static [&'static str];
-    /// Captures a consistent snapshot of the source through `writer`.
+    /// Captures a consistent snapshot of the source, of `kind` (one of [`Engine::kinds`]),
+    /// through `writer`.
     fn backup(
         &self,
         source: &Source,
+        kind: &str,
         writer: &BackupWriter<'_>,
         progress: &dyn Progress,
     ) -> Result<Captured>;
@@ -93,15 +114,16 @@ pub trait Engine {
         opts: &RestoreOptions,
         progress: &dyn Progress,
     ) -> Result<RestoreOutcome>;
-    /// Restores `snap` into a scratch place under `scratch`, runs the engine's integrity checks,
-    /// the row-count comparison and `checks`, and removes the scratch copy.
+    /// Restores `snap` into a scratch place, runs the engine's integrity checks, the row-count
+    /// comparison and the source's configured checks, and always removes the scratch copy.
+    /// `source` is the configured source the snapshot came from, when it still resolves.
     fn test_restore(
         &self,
         repo: &Repository,
         index: &Index,
         snap: &Snapshot,
-        scratch: &Path,
-        checks: &[CheckConfig],
+        scratch: &Scratch,
+        source: Option<&Source>,
         progress: &dyn Progress,
     ) -> Result<Vec<CheckResult>>;
 }
@@ -110,10 +132,7 @@ pub trait Engine {
 pub fn for_source(source: &Source) -> Result<Box<dyn Engine>> {
     match &source.location {
         crate::config::Location::Sqlite(_) => Ok(Box::new(sqlite::Sqlite)),
-        crate::config::Location::Postgres(_) => Err(crate::Error::Source(format!(
-            "source {}: PostgreSQL backups are not available in this build yet",
-            source.name
-        ))),
+        crate::config::Location::Postgres(_) => Ok(Box::new(postgres::Postgres)),
     }
 }
 
@@ -121,6 +140,7 @@ pub fn for_source(source: &Source) -> Result<Box<dyn Engine>> {
 pub fn for_snapshot(snap: &Snapshot) -> Result<Box<dyn Engine>> {
     match snap.engine.as_str() {
         "sqlite" => Ok(Box::new(sqlite::Sqlite)),
+        "postgres" => Ok(Box::new(postgres::Postgres)),
         other => Err(crate::Error::Source(format!(
             "snapshot {} was taken by engine {other:?}, which this build cannot restore",
             snap.short_id()
@@ -153,5 +173,33 @@ pub fn compare_row_counts(
         } else {
             diffs.join("; ")
         },
+    }
+}
+
+/// Runs a restore hook through `sh -c`, its output on our standard error (standard output is
+/// for `--json`). `what` names the hook in errors.
+pub fn run_hook(what: &str, command: &str, env: &[(&str, String)]) -> Result<()> {
+    use std::os::fd::AsFd;
+    let stdout = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::process::Stdio::from)
+        .unwrap_or_else(|_| std::process::Stdio::null());
+    tracing::info!(hook = what, command, "running hook");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .status()
+        .map_err(|e| crate::Error::Failed(format!("{what} hook could not start: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(crate::Error::Failed(format!(
+            "{what} hook `{command}` {}",
+            postgres::describe_exit(status)
+        )))
     }
 }

@@ -25,7 +25,7 @@
 //! `quick_check` still proves every page and b-tree sound in 1.8 s; a stale `-wal`, `-shm` or `-journal` beside the target
 //! is moved aside first, because SQLite would otherwise replay it into the restored pages.
 
-use super::{Captured, CheckResult, Engine, RestoreOptions, RestoreOutcome, Target};
+use super::{Captured, CheckResult, Engine, RestoreOptions, RestoreOutcome, Scratch, Target};
 use crate::chunker::{FixedBatcher, page_chunk_size};
 use crate::config::{CheckConfig, Location, Source};
 use crate::error::{Error, Result};
@@ -111,7 +111,7 @@ pub fn row_counts(c: &Connection, path: &Path) -> Result<BTreeMap<String, u64>> 
 }
 
 /// Migration tables the contract names, with the query giving the newest applied migration.
-const MIGRATION_QUERIES: &[(&str, &str)] = &[
+pub(crate) const MIGRATION_QUERIES: &[(&str, &str)] = &[
     (
         "_prisma_migrations",
         "SELECT migration_name FROM _prisma_migrations WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY finished_at DESC, migration_name DESC LIMIT 1",
@@ -559,6 +559,7 @@ impl Engine for Sqlite {
     fn backup(
         &self,
         source: &Source,
+        _kind: &str,
         writer: &BackupWriter<'_>,
         progress: &dyn Progress,
     ) -> Result<Captured> {
@@ -574,7 +575,12 @@ impl Engine for Sqlite {
         opts: &RestoreOptions,
         progress: &dyn Progress,
     ) -> Result<RestoreOutcome> {
-        let Target::File(target) = target;
+        let Target::File(target) = target else {
+            return Err(Error::Target(format!(
+                "snapshot {} is a SQLite database: restore it with --to PATH",
+                snap.short_id()
+            )));
+        };
         let name = target
             .file_name()
             .ok_or_else(|| Error::Target(format!("{} is not a file path", target.display())))?
@@ -702,14 +708,15 @@ impl Engine for Sqlite {
         repo: &Repository,
         index: &Index,
         snap: &Snapshot,
-        scratch: &Path,
-        checks: &[CheckConfig],
+        scratch: &Scratch,
+        source: Option<&Source>,
         progress: &dyn Progress,
     ) -> Result<Vec<CheckResult>> {
+        let checks = source.map(|s| s.checks.as_slice()).unwrap_or_default();
         let dir = tempfile::Builder::new()
             .prefix("strongroom-verify-")
-            .tempdir_in(scratch)
-            .map_err(|e| Error::io("creating a scratch directory in", scratch, e))?;
+            .tempdir_in(&scratch.dir)
+            .map_err(|e| Error::io("creating a scratch directory in", &scratch.dir, e))?;
         let mut results = Vec::new();
         let how = Thoroughness::Full;
         let (tmp, problems) =

@@ -175,3 +175,71 @@ where
     }
     Ok(())
 }
+
+/// Plaintext bytes gathered per step of [`stream_file`]: the step's chunks are fetched in
+/// parallel, then written in order while the next step is fetched.
+const STREAM_STEP_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Writes a file's bytes, in order, to `out`: for streams (logical dumps) whose consumer
+/// reads sequentially. Memory: two steps of [`STREAM_STEP_BYTES`] plus one window's ids.
+pub fn stream_file(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    file: &FileEntry,
+    out: &mut dyn std::io::Write,
+    progress: &dyn crate::progress::Progress,
+) -> Result<()> {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(1);
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || -> Result<()> {
+            for_each_window(repo, index, snap, file, |_, ids| {
+                let mut start = 0;
+                while start < ids.len() {
+                    let mut end = start;
+                    let mut bytes = 0u64;
+                    while end < ids.len() && (end == start || bytes < STREAM_STEP_BYTES) {
+                        let loc = index.get(&ids[end]).ok_or(Error::MissingChunk(ids[end]))?;
+                        bytes += loc.inner_len as u64;
+                        end += 1;
+                    }
+                    let step = &ids[start..end];
+                    let got: Mutex<HashMap<ChunkId, Vec<u8>>> = Mutex::default();
+                    fetch(repo, index, step, |chunks| {
+                        let mut g = got.lock().expect("lock");
+                        for (id, data) in chunks {
+                            g.insert(*id, data.to_vec());
+                        }
+                        Ok(())
+                    })?;
+                    let got = got.into_inner().expect("lock");
+                    let mut buf = Vec::with_capacity(bytes as usize);
+                    for id in step {
+                        buf.extend_from_slice(&got[id]);
+                    }
+                    if tx.send(buf).is_err() {
+                        // The consumer stopped; its error is the one reported.
+                        return Ok(());
+                    }
+                    start = end;
+                }
+                Ok(())
+            })
+        });
+        let mut written: Result<()> = Ok(());
+        for buf in rx.iter() {
+            if let Err(e) = out.write_all(&buf) {
+                written = Err(Error::Io {
+                    action: "streaming the restored data to",
+                    path: file.name.clone().into(),
+                    source: e,
+                });
+                break;
+            }
+            progress.advance(buf.len() as u64);
+        }
+        drop(rx);
+        let produced = producer.join().expect("restore reader thread");
+        produced.and(written)
+    })
+}

@@ -171,7 +171,10 @@ impl<'r> BackupWriter<'r> {
         let (batch_tx, batch_rx) = bounded::<Numbered>(4);
         let (done_tx, done_rx) = bounded::<Processed>(4);
         let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
-        let level = self.repo.config().compression_level;
+        let level = match chunking {
+            Chunking::Fixed { .. } => self.repo.config().compression_level,
+            Chunking::ContentDefined => self.repo.config().stream_compression_level,
+        };
 
         let result = std::thread::scope(|s| {
             for _ in 0..workers() {

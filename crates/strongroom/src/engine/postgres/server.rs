@@ -1,0 +1,294 @@
+//! A PostgreSQL server as strongroom reaches it: connection settings, SQL connections, and
+//! the environment handed to `pg_dump` / `pg_restore`.
+//!
+//! Owns turning a `postgres://` URL plus libpq's `PG*` variables into settings, and keeping
+//! the password out of argv, logs and messages (invariant 7): child programs get it through
+//! `PGPASSWORD` in their environment, displays never show it. Also owns phrasing connection
+//! failures as one sentence a person can act on. Must not know about repositories.
+
+use crate::error::{Error, Result};
+use postgres::config::{Host, SslMode};
+use std::process::Command;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Connection settings for one database on one server.
+#[derive(Clone)]
+pub struct Conn {
+    host: String,
+    port: u16,
+    user: String,
+    password: Option<String>,
+    dbname: String,
+    ssl: SslMode,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn current_os_user() -> String {
+    env("USER")
+        .or_else(|| env("LOGNAME"))
+        .unwrap_or_else(|| "postgres".into())
+}
+
+impl Conn {
+    /// Parses a `postgres://` / `postgresql://` URL (or a libpq key=value string); what it
+    /// leaves out comes from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, then
+    /// libpq's defaults.
+    pub fn parse(url: &str) -> Result<Conn> {
+        let cfg = postgres::Config::from_str(url).map_err(|e| {
+            Error::Config(format!(
+                "cannot parse PostgreSQL URL {}: {e}",
+                redact_url(url)
+            ))
+        })?;
+        let host = match cfg.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            Some(Host::Unix(p)) => p.display().to_string(),
+            None => env("PGHOST").unwrap_or_else(|| "/var/run/postgresql".into()),
+        };
+        let port = match cfg.get_ports().first() {
+            Some(p) => *p,
+            None => env("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432),
+        };
+        let user = cfg
+            .get_user()
+            .map(str::to_string)
+            .or_else(|| env("PGUSER"))
+            .unwrap_or_else(current_os_user);
+        let password = cfg
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .or_else(|| env("PGPASSWORD"));
+        let dbname = cfg
+            .get_dbname()
+            .map(str::to_string)
+            .or_else(|| env("PGDATABASE"))
+            .unwrap_or_else(|| user.clone());
+        Ok(Conn {
+            host,
+            port,
+            user,
+            password,
+            dbname,
+            ssl: cfg.get_ssl_mode(),
+        })
+    }
+
+    /// The database name.
+    pub fn dbname(&self) -> &str {
+        &self.dbname
+    }
+
+    /// The role name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The same server and credentials, another database.
+    pub fn with_dbname(&self, dbname: &str) -> Conn {
+        Conn {
+            dbname: dbname.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// `host:port` (or the socket directory and port).
+    pub fn server(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// A URL without the password, for messages and snapshot records.
+    pub fn display(&self) -> String {
+        if self.host.starts_with('/') {
+            format!(
+                "postgres://{}@/{}?host={}&port={}",
+                self.user, self.dbname, self.host, self.port
+            )
+        } else {
+            format!(
+                "postgres://{}@{}:{}/{}",
+                self.user, self.host, self.port, self.dbname
+            )
+        }
+    }
+
+    /// Opens a SQL connection, with failures phrased for people.
+    pub fn connect(&self) -> Result<postgres::Client> {
+        let mut cfg = postgres::Config::new();
+        if self.host.starts_with('/') {
+            cfg.host_path(&self.host);
+        } else {
+            cfg.host(&self.host);
+        }
+        cfg.port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name("strongroom")
+            .connect_timeout(Duration::from_secs(15));
+        if let Some(p) = &self.password {
+            cfg.password(p);
+        }
+        if self.ssl == SslMode::Require {
+            return Err(Error::Source(format!(
+                "{}: sslmode=require is not supported by this build's SQL client yet; connect \
+                 through a local TLS tunnel or drop sslmode=require",
+                self.display()
+            )));
+        }
+        cfg.ssl_mode(SslMode::Disable);
+        cfg.connect(postgres::NoTls)
+            .map_err(|e| Error::Source(self.explain(&e)))
+    }
+
+    /// One sentence saying why a connection or statement failed, and what to do.
+    pub fn explain(&self, e: &postgres::Error) -> String {
+        if let Some(db) = e.as_db_error() {
+            let code = db.code().code();
+            return match code {
+                "28P01" | "28000" => format!(
+                    "PostgreSQL at {} rejected role {:?}: {}; check the password (URL or PGPASSWORD) \
+                     and pg_hba.conf",
+                    self.server(),
+                    self.user,
+                    db.message()
+                ),
+                "3D000" => format!(
+                    "database {:?} does not exist on {}",
+                    self.dbname,
+                    self.server()
+                ),
+                "42501" => format!(
+                    "role {:?} lacks a privilege on {}: {}",
+                    self.user,
+                    self.server(),
+                    db.message()
+                ),
+                _ => format!("PostgreSQL at {} said: {}", self.server(), db.message()),
+            };
+        }
+        let mut detail = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            detail = s.to_string();
+            src = s.source();
+        }
+        if e.is_closed() || detail.contains("refused") || detail.contains("No such file") {
+            format!(
+                "cannot connect to PostgreSQL at {}: {detail}; is the server running and the \
+                 host and port right?",
+                self.server()
+            )
+        } else {
+            format!("PostgreSQL at {}: {detail}", self.server())
+        }
+    }
+
+    /// Applies these settings to a child program (`pg_dump`, `pg_restore`, `pg_dumpall`,
+    /// hooks): everything through libpq's environment, nothing in argv.
+    pub fn apply_env(&self, cmd: &mut Command) {
+        cmd.env("PGHOST", &self.host)
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", &self.user)
+            .env("PGDATABASE", &self.dbname)
+            .env("PGAPPNAME", "strongroom")
+            .env(
+                "PGSSLMODE",
+                match self.ssl {
+                    SslMode::Disable => "disable",
+                    SslMode::Require => "require",
+                    _ => "prefer",
+                },
+            )
+            .env_remove("PGSERVICE");
+        if std::env::var_os("PGCONNECT_TIMEOUT").is_none() {
+            cmd.env("PGCONNECT_TIMEOUT", "15");
+        }
+        match &self.password {
+            Some(p) => cmd.env("PGPASSWORD", p),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+    }
+}
+
+/// A PostgreSQL URL with any password replaced, for records and messages.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            out = format!("{}://{user}{}", &url[..scheme_end], &rest[at..]);
+        }
+    }
+    // Drop a password= query parameter too.
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.starts_with("password="))
+            .collect();
+        out = format!("{base}{}", kept.join("&"))
+            .trim_end_matches('?')
+            .to_string();
+    }
+    out
+}
+
+/// Quotes an SQL identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/hotel"),
+            "postgres://app@db:5432/hotel"
+        );
+        assert_eq!(
+            redact_url("postgresql://app@db/hotel"),
+            "postgresql://app@db/hotel"
+        );
+        assert_eq!(
+            redact_url("postgres://app:p%40ss@db/hotel?password=x&sslmode=disable"),
+            "postgres://app@db/hotel?sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("postgres://db/hotel?password=x"),
+            "postgres://db/hotel"
+        );
+    }
+
+    #[test]
+    fn display_never_shows_the_password() {
+        let c = Conn::parse("postgres://app:s3cret@127.0.0.1:6543/hotel").unwrap();
+        assert_eq!(c.display(), "postgres://app@127.0.0.1:6543/hotel");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(c.with_dbname("postgres").dbname(), "postgres");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+}
