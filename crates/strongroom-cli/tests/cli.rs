@@ -9,99 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use strongroom::hotel::{self, Rng, Scale};
-use strongroom::storage::Storage;
-use tempfile::TempDir;
 
-const PASSWORD: &str = "correct horse battery staple";
-
-struct Env {
-    dir: TempDir,
-    repo: String,
-}
-
-fn unique() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{t:x}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// The repositories every scenario runs against: a local directory and, when the S3 test
-/// server is up, a fresh prefix in its bucket.
-fn envs() -> Vec<Env> {
-    let mut out = Vec::new();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo").display().to_string();
-    out.push(Env { dir, repo });
-    match std::env::var("STRONGROOM_TEST_S3") {
-        Ok(base) if !base.is_empty() => {
-            let dir = tempfile::tempdir().unwrap();
-            out.push(Env {
-                dir,
-                repo: format!("{}/{}", base.trim_end_matches('/'), unique()),
-            });
-        }
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("STRONGROOM_TEST_S3 is not set: run the suite through ./scripts/test")
-        }
-        _ => eprintln!(
-            "note: STRONGROOM_TEST_S3 unset, S3 scenarios skipped (./scripts/test runs them)"
-        ),
-    }
-    out
-}
+mod common;
+use common::{Env, PASSWORD, envs};
 
 impl Env {
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("strongroom").unwrap();
-        c.current_dir(self.dir.path())
-            .env("STRONGROOM_REPO", &self.repo)
-            .env("STRONGROOM_PASSWORD", PASSWORD)
-            .env_remove("STRONGROOM_CONFIG")
-            .env("NO_COLOR", "1");
-        c
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn init(&self) {
-        self.cmd().arg("init").assert().success();
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.cmd().args(args).arg("--json").output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Runs a command that must fail with exit 1; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{args:?} should fail with 1; stderr: {err}"
-        );
-        assert!(
-            err.trim_end().lines().count() >= 1 && err.contains("strongroom: "),
-            "{err}"
-        );
-        err
-    }
-
     /// A hotel database `hotel.db` with `bookings` bookings, an initialised repository, and
     /// the database's source URL.
     fn hotel_source(&self, bookings: u64) -> (PathBuf, String) {
@@ -110,10 +22,6 @@ impl Env {
         self.init();
         let src = format!("sqlite:{}", db.display());
         (db, src)
-    }
-
-    fn storage(&self) -> Storage {
-        Storage::from_url(&self.repo).unwrap()
     }
 }
 

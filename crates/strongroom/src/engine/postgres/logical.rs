@@ -178,15 +178,17 @@ fn schema_version(
     let first_text = |client: &mut postgres::Client,
                       q: &str|
      -> std::result::Result<Option<String>, postgres::Error> {
-        let mut tx = client.transaction()?;
-        let r = tx.query_opt(&format!("SELECT v::text FROM ({q}) AS s(v) LIMIT 1"), &[]);
+        // A savepoint, not `client.transaction()`: that would send BEGIN/COMMIT and end the
+        // snapshot-exporting transaction under pg_dump's feet.
+        client.batch_execute("SAVEPOINT strongroom_probe")?;
+        let r = client.query_opt(&format!("SELECT v::text FROM ({q}) AS s(v) LIMIT 1"), &[]);
         match r {
             Ok(row) => {
-                tx.commit()?;
+                client.batch_execute("RELEASE SAVEPOINT strongroom_probe")?;
                 Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
             }
             Err(e) => {
-                tx.rollback()?;
+                client.batch_execute("ROLLBACK TO SAVEPOINT strongroom_probe")?;
                 Err(e)
             }
         }

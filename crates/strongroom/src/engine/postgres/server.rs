@@ -64,15 +64,16 @@ impl Conn {
             .map(str::to_string)
             .or_else(|| env("PGUSER"))
             .unwrap_or_else(current_os_user);
-        let password = cfg
-            .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .or_else(|| env("PGPASSWORD"));
         let dbname = cfg
             .get_dbname()
             .map(str::to_string)
             .or_else(|| env("PGDATABASE"))
             .unwrap_or_else(|| user.clone());
+        let password = cfg
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .or_else(|| env("PGPASSWORD"))
+            .or_else(|| pgpass(&host, port, &dbname, &user));
         Ok(Conn {
             host,
             port,
@@ -181,6 +182,14 @@ impl Conn {
             detail = s.to_string();
             src = s.source();
         }
+        if detail.contains("password missing") {
+            return format!(
+                "PostgreSQL at {} asks role {:?} for a password and none was given; put it in \
+                 the URL, PGPASSWORD or ~/.pgpass",
+                self.server(),
+                self.user
+            );
+        }
         if e.is_closed() || detail.contains("refused") || detail.contains("No such file") {
             format!(
                 "cannot connect to PostgreSQL at {}: {detail}; is the server running and the \
@@ -217,6 +226,48 @@ impl Conn {
             None => cmd.env_remove("PGPASSWORD"),
         };
     }
+}
+
+/// The password libpq would take from the password file (`PGPASSFILE`, else `~/.pgpass`)
+/// for these settings: `host:port:database:user:password` lines, `*` matching anything.
+fn pgpass(host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+    let path = env("PGPASSFILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")))?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let host = if host.starts_with('/') {
+        "localhost"
+    } else {
+        host
+    };
+    let port = port.to_string();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        // Split on unescaped colons; `\:` and `\\` are literal.
+        let mut fields = vec![String::new()];
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => fields.last_mut()?.extend(chars.next()),
+                ':' if fields.len() < 5 => fields.push(String::new()),
+                c => fields.last_mut()?.push(c),
+            }
+        }
+        if fields.len() != 5 {
+            continue;
+        }
+        let want = [host, port.as_str(), db, user];
+        if fields[..4]
+            .iter()
+            .zip(want)
+            .all(|(f, w)| f == "*" || f == w)
+        {
+            return Some(fields.pop()?);
+        }
+    }
+    None
 }
 
 /// A PostgreSQL URL with any password replaced, for records and messages.
@@ -284,6 +335,22 @@ mod tests {
         assert_eq!(c.display(), "postgres://app@127.0.0.1:6543/hotel");
         assert!(!format!("{c:?}").contains("s3cret"));
         assert_eq!(c.with_dbname("postgres").dbname(), "postgres");
+    }
+
+    #[test]
+    fn password_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pgpass");
+        std::fs::write(
+            &f,
+            "# comment\ndb:5432:other:app:no\ndb:*:hotel:app:pa\\:ss\n*:*:*:*:fallback\n",
+        )
+        .unwrap();
+        // SAFETY: this test alone reads PGPASSFILE.
+        unsafe { std::env::set_var("PGPASSFILE", &f) };
+        assert_eq!(pgpass("db", 5432, "hotel", "app").as_deref(), Some("pa:ss"));
+        assert_eq!(pgpass("x", 1, "y", "z").as_deref(), Some("fallback"));
+        unsafe { std::env::remove_var("PGPASSFILE") };
     }
 
     #[test]

@@ -105,15 +105,16 @@ pub fn find(program: &str, min_major: u32, need: &str) -> Result<Tool> {
         return Ok(t.clone());
     }
     let hint = format!(
-        "install PostgreSQL {min_major} or newer client programs (Debian: apt install \
-         postgresql-client-{min_major}) or point STRONGROOM_PG_BINDIR at their directory"
+        "install them (Debian: apt install postgresql-client-{min_major}) or point \
+         STRONGROOM_PG_BINDIR at their directory"
     );
     Err(Error::Source(match found.iter().max_by_key(|t| t.major) {
         None => format!(
-            "no {program} found (searched STRONGROOM_PG_BINDIR or /usr/lib/postgresql/*/bin, pg_config --bindir and PATH), and {need}; {hint}"
+            "no {program} found (searched STRONGROOM_PG_BINDIR, or /usr/lib/postgresql/*/bin, \
+             pg_config --bindir and PATH); {need}, so {program} {min_major} or newer is needed; {hint}"
         ),
         Some(t) => format!(
-            "the newest {program} found is {} ({}), but {need} needs major version {min_major} or newer; {hint}",
+            "the newest {program} found is {} ({}), but {need}, so {program} {min_major} or newer is needed; {hint}",
             t.version,
             t.path.display()
         ),

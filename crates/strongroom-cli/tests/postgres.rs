@@ -1,0 +1,682 @@
+//! End-to-end tests of PostgreSQL logical backups: the real `strongroom` binary against real,
+//! throwaway PostgreSQL clusters (strongroom-testkit), on a local repository and on Garage S3.
+
+mod common;
+
+use common::{Env, PASSWORD, envs};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use strongroom::hotel::{self, Scale};
+use strongroom_testkit::postgres::{self as pgkit, Cluster};
+
+/// Creates database `db` (owned by `owner`) on `pg` and fills it with the hotel schema,
+/// connecting as `as_user` (`(name, password)`), or as the superuser.
+fn load_hotel(
+    pg: &Cluster,
+    db: &str,
+    owner: Option<&str>,
+    login: Option<(&str, &str)>,
+    bookings: u64,
+) {
+    pg.create_database(db, owner);
+    let sql = hotel::postgres_sql(Scale::bookings(bookings));
+    match login {
+        Some((u, p)) => postgres::Client::connect(&pg.url(u, Some(p), db), postgres::NoTls)
+            .unwrap()
+            .batch_execute(&sql)
+            .unwrap(),
+        None => pg.execute(db, &sql),
+    }
+}
+
+fn counts(pg: &Cluster, db: &str) -> BTreeMap<String, u64> {
+    let mut c = pg.connect(db);
+    let tables: Vec<String> = c
+        .query(
+            "SELECT relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE relkind = 'r' AND nspname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tables
+        .into_iter()
+        .map(|t| {
+            let n: i64 = c
+                .query_one(&format!("SELECT count(*) FROM \"{t}\""), &[])
+                .unwrap()
+                .get(0);
+            (t, n as u64)
+        })
+        .collect()
+}
+
+fn invariant_holds(pg: &Cluster, db: &str) -> bool {
+    pg.connect(db)
+        .query_one(hotel::INVARIANT_SQL, &[])
+        .unwrap()
+        .get(0)
+}
+
+fn snapshot_counts(snap: &Value) -> BTreeMap<String, u64> {
+    serde_json::from_value(snap["metadata"]["row_counts"].clone()).unwrap()
+}
+
+/// Sessions booking rooms on PostgreSQL until stopped.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn start_writers(pg: &Cluster, db: &str, n: usize) -> Writers {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let handles = (0..n)
+        .map(|_| {
+            let (stop, done) = (stop.clone(), done.clone());
+            let mut c = pg.connect(db);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    c.batch_execute(hotel::POSTGRES_BOOK_ROOM).unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    Writers {
+        stop,
+        done,
+        handles,
+    }
+}
+
+impl Writers {
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.handles {
+            h.join().unwrap();
+        }
+        self.done.load(Ordering::Relaxed)
+    }
+}
+
+fn journal(env: &Env) -> Vec<strongroom::repository::journal::JournalRecord> {
+    strongroom::repository::Repository::open(env.storage(), Some(PASSWORD.as_bytes()))
+        .unwrap()
+        .journal_records()
+        .unwrap()
+}
+
+#[test]
+fn logical_backup_restore_and_verify_under_concurrent_writers() {
+    let pg = Cluster::start();
+    load_hotel(&pg, "hotel", None, None, 30_000);
+    for (i, env) in envs().into_iter().enumerate() {
+        env.init();
+        let writers = start_writers(&pg, "hotel", 2);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let snap = env.json(&["backup", &pg.super_url("hotel"), "--tag", "daily"]);
+        let booked = writers.finish();
+        assert!(booked > 0, "writers ran during the backup");
+        assert!(
+            !snap.to_string().contains(pgkit::PASSWORD),
+            "no password in the snapshot: {snap}"
+        );
+        assert_eq!(snap["engine"], "postgres");
+        assert_eq!(snap["kind"], "logical");
+        let md = &snap["metadata"];
+        assert_eq!(md["schema_version"], "20240101000000_init");
+        assert!(
+            md["server_version"]
+                .as_str()
+                .unwrap()
+                .starts_with(&pg.major_version().to_string())
+        );
+        assert_eq!(md["globals"], "complete");
+        assert!(md["database_size"].as_u64().unwrap() > 1_000_000);
+        let expected = snapshot_counts(&snap);
+        assert!(expected["bookings"] >= 30_000);
+        assert_eq!(expected["users"], 3_750);
+        let id = snap["id"].as_str().unwrap();
+
+        // Restore into a new database: created, counts as captured, invariant holds.
+        let copy = format!("copy{i}");
+        let copy_url = pg.super_url(&copy);
+        let out = env.json(&["restore", id, "--target-db", &copy_url]);
+        assert!(!out.to_string().contains(pgkit::PASSWORD), "{out}");
+        assert_eq!(counts(&pg, &copy), expected);
+        assert!(invariant_holds(&pg, &copy), "restored state is consistent");
+
+        // A non-empty target is refused without --force, and untouched.
+        pg.execute(&copy, "CREATE TABLE marker (x int)");
+        let err = env.fails(&["restore", id, "--target-db", &copy_url]);
+        assert!(
+            err.contains("not empty") && err.contains("--force"),
+            "{err}"
+        );
+        assert!(!err.contains(pgkit::PASSWORD), "{err}");
+        assert!(counts(&pg, &copy).contains_key("marker"));
+
+        // --force --keep-old: the old database is kept aside, the new one has no marker.
+        let out = env.json(&[
+            "restore",
+            id,
+            "--target-db",
+            &copy_url,
+            "--force",
+            "--keep-old",
+        ]);
+        let old = out["old_kept_at"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("database ")
+            .to_string();
+        assert!(counts(&pg, &old).contains_key("marker"));
+        assert!(!counts(&pg, &copy).contains_key("marker"));
+        // --force alone: the old one is dropped.
+        let before = pg.databases();
+        env.cmd()
+            .args(["restore", id, "--target-db", &copy_url, "--force"])
+            .assert()
+            .success();
+        assert_eq!(pg.databases(), before, "no database left behind");
+
+        // Verify: a test restore on the source's server, dropped afterwards. The snapshot
+        // records no password, so libpq's PGPASSWORD supplies it.
+        let v = {
+            let out = env
+                .cmd()
+                .env("PGPASSWORD", pgkit::PASSWORD)
+                .args(["verify", id, "--json"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        };
+        assert_eq!(v["ok"], true, "{v}");
+        let checks = v["snapshots"][0]["checks"].as_array().unwrap();
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"] == "row counts" && c["ok"] == true)
+        );
+        assert_eq!(
+            pg.databases(),
+            before,
+            "verify dropped its temporary database"
+        );
+
+        let recs = journal(&env);
+        for kind in ["backup", "restore", "verify"] {
+            assert!(
+                recs.iter().any(|r| r.ok && r.job == kind),
+                "{kind} journaled"
+            );
+        }
+        pg.execute("postgres", &format!("DROP DATABASE \"{copy}\""));
+        pg.execute("postgres", &format!("DROP DATABASE \"{old}\""));
+    }
+}
+
+#[test]
+fn a_database_owner_without_superuser_backs_up_restores_and_verifies() {
+    let pg = Cluster::start();
+    pg.execute(
+        "postgres",
+        "CREATE ROLE app LOGIN PASSWORD 'app-secret' CREATEDB NOSUPERUSER",
+    );
+    load_hotel(
+        &pg,
+        "hotel",
+        Some("app"),
+        Some(("app", "app-secret")),
+        5_000,
+    );
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+    let app_url = pg.url("app", Some("app-secret"), "hotel");
+    let snap = env.json(&["backup", &app_url]);
+    assert!(!snap.to_string().contains("app-secret"), "{snap}");
+    assert_eq!(
+        snap["source"],
+        format!("postgres://app@127.0.0.1:{}/hotel", pg.port())
+    );
+    assert_eq!(snap["metadata"]["globals"], "without passwords");
+    let expected = snapshot_counts(&snap);
+    let id = snap["id"].as_str().unwrap();
+
+    // Into a new database, then over the original itself, as the owner role.
+    env.cmd()
+        .args([
+            "restore",
+            id,
+            "--target-db",
+            &pg.url("app", Some("app-secret"), "hotel_copy"),
+        ])
+        .assert()
+        .success();
+    assert_eq!(counts(&pg, "hotel_copy"), expected);
+    let owner: String = pg
+        .connect("hotel_copy")
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'bookings'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "app");
+    env.cmd()
+        .args(["restore", id, "--target-db", &app_url, "--force"])
+        .assert()
+        .success();
+    assert_eq!(counts(&pg, "hotel"), expected);
+
+    // Verify with the password from libpq's environment (the snapshot records none).
+    let v = {
+        let out = env
+            .cmd()
+            .env("PGPASSWORD", "app-secret")
+            .args(["verify", id, "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(v["ok"], true, "{v}");
+
+    // A role that may not create databases gets a clear refusal before anything happens.
+    pg.execute(
+        "postgres",
+        "CREATE ROLE reader LOGIN PASSWORD 'r' NOCREATEDB",
+    );
+    let err = env.fails(&[
+        "restore",
+        id,
+        "--target-db",
+        &pg.url("reader", Some("r"), "other"),
+    ]);
+    assert!(err.contains("CREATEDB"), "{err}");
+}
+
+#[test]
+fn a_restore_onto_a_fresh_server_recreates_the_owning_roles() {
+    let a = Cluster::start();
+    a.execute("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-secret'");
+    load_hotel(&a, "hotel", Some("app"), Some(("app", "app-secret")), 2_000);
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+    let snap = env.json(&["backup", &a.super_url("hotel")]);
+    let id = snap["id"].as_str().unwrap();
+    drop(a);
+
+    let b = Cluster::start();
+    env.cmd()
+        .args(["restore", id, "--target-db", &b.super_url("hotel")])
+        .assert()
+        .success();
+    let mut c = b.connect("hotel");
+    let owner: String = c
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'bookings'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        owner, "app",
+        "the owning role came back from the snapshot's globals"
+    );
+    let db_owner: String = c
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = 'hotel'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(db_owner, "app");
+    // Its password came along too (a superuser's dump includes it).
+    postgres::Client::connect(&b.url("app", Some("app-secret"), "hotel"), postgres::NoTls)
+        .expect("app logs in with its old password");
+}
+
+#[test]
+fn restore_hooks_run_around_the_swap_and_a_failing_hook_changes_nothing() {
+    let pg = Cluster::start();
+    load_hotel(&pg, "hotel", None, None, 2_000);
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+    let log = env.path("hooks.log");
+    let config = env.path("strongroom.toml");
+    let write_config = |before: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[sources.prod]\nurl = \"{}\"\nbefore_restore = \"{before}\"\nafter_restore = \"echo after >> {}\"\n",
+                pg.super_url("hotel"),
+                log.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_config(&format!(
+        "echo before $STRONGROOM_TARGET >> {}",
+        log.display()
+    ));
+    let snap = env.json(&["backup", "prod"]);
+    assert_eq!(snap["source"], "prod");
+    let id = snap["id"].as_str().unwrap().to_string();
+    pg.create_database("live", None);
+    pg.execute(
+        "live",
+        "CREATE TABLE precious (x int); INSERT INTO precious VALUES (1)",
+    );
+    let live = pg.super_url("live");
+    env.cmd()
+        .args(["restore", &id, "--target-db", &live, "--force"])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let expect_before = format!("before postgres://postgres@127.0.0.1:{}/live", pg.port());
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [expect_before.as_str(), "after"]
+    );
+
+    // A failing before_restore: exit 1 naming the hook, the target untouched, nothing left.
+    pg.execute("live", "CREATE TABLE precious (x int)");
+    write_config("exit 3");
+    let before = pg.databases();
+    let err = env.fails(&["restore", &id, "--target-db", &live, "--force"]);
+    assert!(
+        err.contains("before_restore") && err.contains("status 3"),
+        "{err}"
+    );
+    assert!(counts(&pg, "live").contains_key("precious"));
+    assert_eq!(
+        pg.databases(),
+        before,
+        "the half-restored database was dropped"
+    );
+
+    // A target with an open session is refused at the swap, untouched.
+    write_config("true");
+    let mut session = pg.connect("live");
+    let err = env.fails(&["restore", &id, "--target-db", &live, "--force"]);
+    assert!(err.contains("in use"), "{err}");
+    session.batch_execute("SELECT 1").unwrap();
+    assert_eq!(pg.databases(), before);
+}
+
+#[test]
+fn failures_are_one_sentence_leave_no_snapshot_and_are_journaled() {
+    let pg = Cluster::start();
+    load_hotel(&pg, "hotel", None, None, 30_000);
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = env.fails(&[
+        "backup",
+        &format!("postgres://postgres@127.0.0.1:{closed}/hotel"),
+    ]);
+    assert!(
+        err.contains("cannot connect") && err.contains(&closed.to_string()),
+        "{err}"
+    );
+
+    let err = env.fails(&["backup", &pg.url("postgres", Some("wrong-pw"), "hotel")]);
+    assert!(
+        err.contains("rejected") && err.contains("password"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-pw"), "{err}");
+
+    let err = env.fails(&["backup", &pg.super_url("nope")]);
+    assert!(err.contains("\"nope\" does not exist"), "{err}");
+
+    let bin = tempfile::tempdir().unwrap();
+    let err = {
+        let out = env
+            .cmd()
+            .env("STRONGROOM_PG_BINDIR", bin.path())
+            .args(["backup", &pg.super_url("hotel")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(err.contains("no pg_dump found"), "{err}");
+
+    let fake = |script: &str| {
+        let p = bin.path().join("pg_dump");
+        std::fs::write(&p, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Another test thread may have forked while the file was open for writing; until
+        // that child execs, running the script fails with ETXTBSY.
+        for _ in 0..100 {
+            match std::process::Command::new(&p).arg("--version").output() {
+                Err(e) if e.raw_os_error() == Some(26) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                _ => break,
+            }
+        }
+        let out = env
+            .cmd()
+            .env("STRONGROOM_PG_BINDIR", bin.path())
+            .args(["backup", &pg.super_url("hotel")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = fake("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n");
+    assert!(
+        err.contains("9.6.24") && err.contains(&format!("pg_dump {} or newer", pg.major_version())),
+        "{err}"
+    );
+    let real = strongroom::engine::postgres::tools::find("pg_dump", pg.major_version(), "test")
+        .unwrap()
+        .path;
+    let err = fake(&format!(
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then exec {r} --version; fi\n{r} \"$@\" | head -c 200000\nkill -9 $$\n",
+        r = real.display()
+    ));
+    assert!(err.contains("pg_dump was killed by signal 9"), "{err}");
+
+    for e in [&err] {
+        assert_eq!(e.trim_end().lines().count(), 1, "one sentence: {e}");
+    }
+    assert_eq!(
+        env.json(&["list"]),
+        serde_json::json!([]),
+        "no snapshot recorded"
+    );
+    let failed = journal(&env)
+        .into_iter()
+        .filter(|r| r.job == "backup" && !r.ok)
+        .count();
+    assert_eq!(failed, 6, "every failed backup left a journal record");
+}
+
+#[test]
+fn an_interrupted_verify_drops_its_temporary_database() {
+    let pg = Cluster::start();
+    load_hotel(&pg, "hotel", None, None, 60_000);
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+    let snap = env.json(&["backup", &pg.super_url("hotel")]);
+    let id = snap["id"].as_str().unwrap();
+    let before = pg.databases();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"))
+        .current_dir(env.dir.path())
+        .env("STRONGROOM_REPO", &env.repo)
+        .env("STRONGROOM_PASSWORD", PASSWORD)
+        .env("PGPASSWORD", pgkit::PASSWORD)
+        .args(["verify", id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the temporary database to appear, then interrupt.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pg
+        .databases()
+        .iter()
+        .any(|d| d.starts_with("strongroom_verify"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "verify never created its database"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "verify ended before it could be interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pg.databases(), before, "the temporary database was dropped");
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A TCP proxy to the S3 server that cuts every connection, and refuses new ones, once more
+/// than `limit` bytes went upstream: an object store that disappears mid-upload.
+struct CuttingProxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+fn cutting_proxy(upstream: &str, limit: u64) -> CuttingProxy {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cut = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let upstream = upstream.to_string();
+    let c = cut.clone();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !c.load(Ordering::SeqCst) {
+            let Ok((client, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                continue;
+            };
+            client.set_nonblocking(false).unwrap();
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            for (mut from, mut to, count) in [
+                (
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    true,
+                ),
+                (server, client, false),
+            ] {
+                let (c, sent) = (c.clone(), sent.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if count && sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > limit {
+                            c.store(true, Ordering::SeqCst);
+                        }
+                        if c.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = from.shutdown(Shutdown::Both);
+                    let _ = to.shutdown(Shutdown::Both);
+                });
+            }
+        }
+        // Dropping the listener: new connections are refused from now on.
+    });
+    CuttingProxy { port, cut }
+}
+
+#[test]
+fn s3_gone_mid_upload_fails_cleanly_without_a_snapshot() {
+    let Ok(base) = std::env::var("STRONGROOM_TEST_S3") else {
+        eprintln!("STRONGROOM_TEST_S3 unset: skipped (./scripts/test runs it)");
+        return;
+    };
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let pg = Cluster::start();
+    load_hotel(&pg, "hotel", None, None, 200_000);
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env {
+        dir,
+        repo: format!("{}/{}", base.trim_end_matches('/'), common::unique()),
+    };
+    env.init();
+    let proxy = cutting_proxy(&upstream, 2 << 20);
+    let out = env
+        .cmd()
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", proxy.port),
+        )
+        .args(["backup", &pg.super_url("hotel")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(proxy.cut.load(Ordering::SeqCst), "the proxy cut the upload");
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("strongroom: ") && last.contains("storage"),
+        "{err}"
+    );
+    assert!(!err.contains(pgkit::PASSWORD));
+    // Seen through the real endpoint: no snapshot, and pg_dump is not left running.
+    assert_eq!(env.json(&["list"]), serde_json::json!([]));
+    let dumps: i64 = pg
+        .connect("postgres")
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'strongroom' OR application_name = 'pg_dump'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(dumps, 0, "no dump session left behind");
+}
