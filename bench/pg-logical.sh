@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Benchmark: strongroom's logical PostgreSQL backup and restore against the strategy's own
+# pipeline (`pg_dump -Fc | gzip | gpg --encrypt`) and `pg_restore -j2` of a custom dump, in
+# one run, on one throwaway cluster. Not a test: run it by hand (`bench/pg-logical.sh`); it
+# takes several minutes and a few GB of disk.
+#
+# Prints times, stored bytes, peak RSS and the ratios the issue sets as targets:
+#   backup time   <= 0.3x the strategy pipeline, with output no larger;
+#   restore time  <= 1.0x pg_restore -j2 of a custom-format dump file.
+# Then updates 1% of bookings and backs up again, to show what deduplication saves where the
+# strategy stores a whole new dump every day.
+#
+# Environment: BOOKINGS (default 6000000, about 1 GB of database here), BENCH_DIR (default a
+# fresh temp dir, removed at the end), JOBS (pg_restore jobs for both tools, default 2).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BOOKINGS=${BOOKINGS:-6000000}
+JOBS=${JOBS:-2}
+for t in pg_dump pg_restore gzip gpg python3 bc; do
+  command -v "$t" >/dev/null || { echo "bench needs $t" >&2; exit 1; }
+done
+BIN=""
+for d in /usr/lib/postgresql/*/bin; do [[ -x $d/initdb && -x $d/pg_ctl ]] && BIN=$d; done
+[[ -n $BIN ]] || BIN=$(pg_config --bindir)
+cargo build --release -q
+SR=$PWD/target/release/strongroom
+M="python3 $PWD/bench/measure.py"
+W=${BENCH_DIR:-$(mktemp -d /var/tmp/strongroom-pgbench.XXXXXX)}
+mkdir -p "$W/ref"
+AS=()
+if [[ $(id -u) -eq 0 ]]; then AS=(runuser -u postgres --); chown postgres "$W"; fi
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() {
+  "${AS[@]}" "$BIN/pg_ctl" -D "$W/data" -m immediate stop >/dev/null 2>&1 || true
+  [[ -n ${BENCH_DIR:-} ]] || rm -rf "$W"
+}
+trap cleanup EXIT
+"${AS[@]}" "$BIN/initdb" -D "$W/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+"${AS[@]}" "$BIN/pg_ctl" -D "$W/data" -l "$W/server.log" -w -o \
+  "-p $PORT -k $W -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_wal_size=4GB" start >/dev/null
+export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
+export STRONGROOM_PASSWORD=bench-password STRONGROOM_REPO=$W/sr GNUPGHOME=$W/gnupg
+URL="postgres://postgres@127.0.0.1:$PORT"
+du_b() { du -sb "$1" | cut -f1; }
+
+echo "building a hotel database with $BOOKINGS bookings (PostgreSQL $("$BIN/postgres" --version | awk '{print $3}'), port $PORT) ..."
+psql -qc "CREATE DATABASE hotel"
+$SR hotel postgres-sql --bookings "$BOOKINGS" | psql -q hotel
+psql -qc "CHECKPOINT"
+DB_BYTES=$(psql -tAc "SELECT pg_database_size('hotel')")
+echo "database: $((DB_BYTES / 1000000)) MB"
+mkdir -p "$GNUPGHOME"; chmod 700 "$GNUPGHOME"
+gpg --batch --quiet --passphrase '' --quick-gen-key bench@strongroom.invalid default default never 2>/dev/null
+$SR init -q 2>/dev/null
+
+declare -A T R
+run() { # name, command
+  local out
+  out=$($M "$2")
+  T[$1]=${out% *}; R[$1]=${out#* }
+  printf '  %-30s %8.2f s %8.1f MB RSS\n' "$1" "${T[$1]}" "$(echo "${R[$1]}/1024" | bc -l)"
+}
+mb() { echo "scale=1; $1/1000000" | bc -l; }
+ratio() { echo "scale=2; $1/$2" | bc -l; }
+
+echo "backups:"
+sync
+run strategy_backup "pg_dump -Fc hotel | gzip | gpg --batch --yes --trust-model always --encrypt -r bench@strongroom.invalid -o $W/ref/day1.dump.gz.gpg"
+STRATEGY_BYTES=$(stat -c %s "$W/ref/day1.dump.gz.gpg")
+run strongroom_backup "$SR backup $URL/hotel -q >/dev/null"
+SR_BYTES=$(du_b "$W/sr")
+
+echo "restores (into new databases, $JOBS jobs):"
+pg_dump -Fc -f "$W/ref/custom.dump" hotel
+psql -qc "CREATE DATABASE ref_restore"
+sync
+run pg_restore_j$JOBS "pg_restore -j $JOBS -d ref_restore $W/ref/custom.dump"
+run strongroom_restore "$SR restore latest --target-db $URL/sr_restore --jobs $JOBS -q >/dev/null"
+REF_ROWS=$(psql -tAd ref_restore -c "SELECT count(*) FROM bookings")
+SR_ROWS=$(psql -tAd sr_restore -c "SELECT count(*) FROM bookings")
+[[ $REF_ROWS == "$SR_ROWS" ]] || { echo "row counts differ: $REF_ROWS vs $SR_ROWS" >&2; exit 1; }
+
+echo "day 2: 1% of bookings updated, backed up again:"
+$SR hotel postgres-sql --update 0.01 | psql -q hotel
+run strategy_backup_2 "pg_dump -Fc hotel | gzip | gpg --batch --yes --trust-model always --encrypt -r bench@strongroom.invalid -o $W/ref/day2.dump.gz.gpg"
+STRATEGY_BYTES_2=$(stat -c %s "$W/ref/day2.dump.gz.gpg")
+run strongroom_backup_2 "$SR backup $URL/hotel -q >/dev/null"
+SR_BYTES_2=$(( $(du_b "$W/sr") - SR_BYTES ))
+
+echo
+echo "| measure | strongroom | reference | ratio | target |"
+echo "|---|---|---|---|---|"
+echo "| backup, s (ref: pg_dump -Fc \| gzip \| gpg) | ${T[strongroom_backup]} | ${T[strategy_backup]} | $(ratio "${T[strongroom_backup]}" "${T[strategy_backup]}") | <= 0.30 |"
+echo "| backup, MB stored | $(mb "$SR_BYTES") | $(mb "$STRATEGY_BYTES") | $(ratio "$SR_BYTES" "$STRATEGY_BYTES") | <= 1.00 |"
+echo "| restore, s (ref: pg_restore -j$JOBS of -Fc file) | ${T[strongroom_restore]} | ${T[pg_restore_j$JOBS]} | $(ratio "${T[strongroom_restore]}" "${T[pg_restore_j$JOBS]}") | <= 1.00 |"
+echo "| day-2 backup after 1% updates, s | ${T[strongroom_backup_2]} | ${T[strategy_backup_2]} | $(ratio "${T[strongroom_backup_2]}" "${T[strategy_backup_2]}") | |"
+echo "| day-2 backup, MB added | $(mb "$SR_BYTES_2") | $(mb "$STRATEGY_BYTES_2") | $(ratio "$SR_BYTES_2" "$STRATEGY_BYTES_2") | |"
+echo "| peak RSS backup / restore, MB | $(( R[strongroom_backup] / 1024 )) / $(( R[strongroom_restore] / 1024 )) | $(( R[strategy_backup] / 1024 )) / $(( R[pg_restore_j$JOBS] / 1024 )) | | |"
+echo
+echo "database $((DB_BYTES / 1000000)) MB, $BOOKINGS bookings; $(nproc) cores; strongroom restore includes the row-count check."
