@@ -152,6 +152,29 @@ fn logical_backup_restore_and_verify_under_concurrent_writers() {
         assert_eq!(counts(&pg, &copy), expected);
         assert!(invariant_holds(&pg, &copy), "restored state is consistent");
 
+        // The other two restore paths give the same database: one job streams into
+        // pg_restore's stdin; plain pg_restore -j from a spooled file (the fallback for
+        // archives the parallel-COPY path does not handle).
+        for (name, jobs, plain) in [("one", "1", false), ("plain", "2", true)] {
+            let db = format!("{copy}_{name}");
+            let mut cmd = env.cmd();
+            if plain {
+                cmd.env("STRONGROOM_PG_PLAIN_RESTORE", "1");
+            }
+            cmd.args([
+                "restore",
+                id,
+                "--target-db",
+                &pg.super_url(&db),
+                "--jobs",
+                jobs,
+            ])
+            .assert()
+            .success();
+            assert_eq!(counts(&pg, &db), expected, "{name}");
+            pg.execute("postgres", &format!("DROP DATABASE \"{db}\""));
+        }
+
         // A non-empty target is refused without --force, and untouched.
         pg.execute(&copy, "CREATE TABLE marker (x int)");
         let err = env.fails(&["restore", id, "--target-db", &copy_url]);

@@ -178,7 +178,7 @@ where
 
 /// Plaintext bytes gathered per step of [`stream_file`]: the step's chunks are fetched in
 /// parallel, then written in order while the next step is fetched.
-const STREAM_STEP_BYTES: u64 = 32 * 1024 * 1024;
+const STREAM_STEP_BYTES: u64 = 12 * 1024 * 1024;
 
 /// Writes a file's bytes, in order, to `out`: for streams (logical dumps) whose consumer
 /// reads sequentially. Memory: two steps of [`STREAM_STEP_BYTES`] plus one window's ids.

@@ -645,6 +645,28 @@ fn pg_restore_into(
     }
     db.apply_env(&mut cmd);
     let jobs = jobs.max(1);
+    if jobs > 1 && std::env::var_os("STRONGROOM_PG_PLAIN_RESTORE").is_none() {
+        let t = std::time::Instant::now();
+        if parallel_copy_restore(
+            repo,
+            index,
+            snap,
+            dump,
+            db,
+            &pg_restore,
+            superuser,
+            jobs,
+            spool_dir,
+            progress,
+        )? {
+            tracing::info!(
+                seconds = t.elapsed().as_secs_f64(),
+                jobs,
+                "restored with parallel COPY"
+            );
+            return Ok(());
+        }
+    }
     progress.begin("restore", Some(dump.size));
     let result = if jobs > 1 {
         // Parallel restore needs a seekable archive: spool it, then restore from the file.
@@ -1030,4 +1052,297 @@ pub fn test_restore(
     let mut c = db.connect()?;
     results.extend(run_checks(&mut c, checks));
     Ok(results)
+}
+
+/// Sends what is written as owned buffers down a channel (the writer half of a pipe between
+/// the repository reader and the archive parser).
+struct ChannelWriter(crossbeam_channel::Sender<Vec<u8>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // At most 1 MiB per message: the channel's capacity then bounds its memory.
+        let n = buf.len().min(1 << 20);
+        self.0
+            .send(buf[..n].to_vec())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "restore stopped"))?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads what a [`ChannelWriter`] sent; optionally records it (the archive's TOC prefix).
+struct ChannelReader {
+    rx: crossbeam_channel::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    record: Option<Vec<u8>>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(v) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        if let Some(r) = &mut self.record {
+            r.extend_from_slice(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// Table data handed to the COPY connections in pieces of about this size, cut at row ends.
+const COPY_PIECE: usize = 4 << 20;
+
+/// The fast restore: schema and post-data through `pg_restore` from a TOC-only file, table
+/// data streamed from the repository through `jobs` parallel `COPY` connections (a big
+/// table is split across them). Returns `Ok(false)`, having changed nothing, when the
+/// archive has something this path does not handle (large objects, compression, an unknown
+/// version); the caller then uses plain `pg_restore`.
+#[allow(clippy::too_many_arguments)]
+fn parallel_copy_restore(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    dump: &FileEntry,
+    db: &Conn,
+    pg_restore: &Tool,
+    superuser: bool,
+    jobs: usize,
+    spool_dir: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<bool> {
+    use super::archive::{self, BLK_DATA, SECTION_DATA};
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
+    let mut reader = ChannelReader {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
+        record: Some(Vec::new()),
+    };
+    progress.begin("restore", Some(dump.size));
+    let outcome = std::thread::scope(|s| -> Result<bool> {
+        let producer = s.spawn(move || {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx));
+            let r = reader::stream_file(repo, index, snap, dump, &mut w, progress);
+            let flushed = w.flush();
+            match r {
+                Ok(()) => flushed.map_err(|e| Error::Failed(e.to_string())),
+                Err(e) => Err(e),
+            }
+        });
+        let result = (|| -> Result<bool> {
+            let toc = match archive::read_toc(&mut reader) {
+                Ok(t) => t,
+                Err(archive::Unsupported(why)) => {
+                    tracing::info!(%why, "plain pg_restore");
+                    return Ok(false);
+                }
+            };
+            let handled = |e: &archive::Entry| {
+                e.section != SECTION_DATA
+                    || (e.desc == "TABLE DATA" && !e.copy_stmt.is_empty())
+                    || (e.desc == "SEQUENCE SET" && !e.had_dumper)
+            };
+            if toc.compressed || !toc.entries.iter().all(handled) {
+                tracing::info!("archive has data this path does not load; plain pg_restore");
+                return Ok(false);
+            }
+            let toc_bytes = reader.record.take().unwrap_or_default();
+            let mut tocfile = tempfile::Builder::new()
+                .prefix(".strongroom-toc-")
+                .suffix(".dump")
+                .tempfile_in(spool_dir)
+                .map_err(|e| Error::io("creating a TOC file in", spool_dir, e))?;
+            tocfile
+                .write_all(&toc_bytes)
+                .and_then(|_| tocfile.flush())
+                .map_err(|e| Error::io("writing the TOC file", tocfile.path(), e))?;
+            let run = |section: &str, jobs: usize| -> Result<()> {
+                let mut cmd = Command::new(&pg_restore.path);
+                cmd.arg("--exit-on-error")
+                    .arg(format!("--section={section}"))
+                    .arg("-j")
+                    .arg(jobs.to_string())
+                    .arg("-d")
+                    .arg(format!("dbname={}", literal(db.dbname())))
+                    .arg(tocfile.path())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                if !superuser {
+                    cmd.arg("--no-owner");
+                }
+                db.apply_env(&mut cmd);
+                let out = cmd.output().map_err(|e| {
+                    Error::Target(format!(
+                        "could not start {}: {e}",
+                        pg_restore.path.display()
+                    ))
+                })?;
+                if !out.status.success() {
+                    return Err(Error::Target(format!(
+                        "pg_restore ({section}) {} restoring snapshot {}: {}",
+                        describe_exit(out.status),
+                        snap.short_id(),
+                        stderr_gist(&out.stderr)
+                    )));
+                }
+                Ok(())
+            };
+            let t = std::time::Instant::now();
+            run("pre-data", 1)?;
+            tracing::info!(seconds = t.elapsed().as_secs_f64(), "schema restored");
+
+            // Session settings pg_restore would apply, from the archive's special entries.
+            let mut setup = String::from(
+                "SET synchronous_commit = off; SET row_security = off; SET statement_timeout = 0;",
+            );
+            for e in &toc.entries {
+                if e.desc == "ENCODING" || e.desc == "STDSTRINGS" {
+                    setup.push_str(&e.defn);
+                }
+            }
+            let by_id: std::collections::HashMap<i64, &archive::Entry> =
+                toc.entries.iter().map(|e| (e.dump_id, e)).collect();
+            let t = std::time::Instant::now();
+            let (ptx, prx) = crossbeam_channel::bounded::<(std::sync::Arc<str>, Vec<u8>)>(jobs * 2);
+            let loaded = std::thread::scope(|s2| -> Result<()> {
+                let workers: Vec<_> = (0..jobs)
+                    .map(|_| {
+                        let (prx, setup) = (prx.clone(), setup.clone());
+                        s2.spawn(move || -> Result<()> {
+                            let mut c = db.connect()?;
+                            c.batch_execute(&setup)
+                                .map_err(|e| Error::Target(db.explain(&e)))?;
+                            for (stmt, piece) in prx {
+                                let mut w = c
+                                    .copy_in(&*stmt)
+                                    .map_err(|e| Error::Target(db.explain(&e)))?;
+                                w.write_all(&piece).map_err(|e| {
+                                    Error::Target(format!(
+                                        "loading table data into {}: {e}",
+                                        db.dbname()
+                                    ))
+                                })?;
+                                w.finish().map_err(|e| {
+                                    Error::Target(format!("loading table data: {}", db.explain(&e)))
+                                })?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                drop(prx);
+                let fed = (|| -> Result<()> {
+                    let corrupt = |what: &str| {
+                        Error::corrupt(
+                            Snapshot::object_key(&snap.id),
+                            format!("the dump's data section is malformed: {what}"),
+                        )
+                    };
+                    let isz = toc.int_size;
+                    loop {
+                        let mut kind = [0u8; 1];
+                        match reader.read(&mut kind) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e) => return Err(corrupt(&e.to_string())),
+                        }
+                        if kind[0] != BLK_DATA {
+                            return Err(corrupt(&format!("block type {}", kind[0])));
+                        }
+                        let id =
+                            archive::int(&mut reader, isz).map_err(|e| corrupt(&e.to_string()))?;
+                        let entry = by_id
+                            .get(&id)
+                            .ok_or_else(|| corrupt("data for an unknown entry"))?;
+                        let stmt: std::sync::Arc<str> =
+                            entry.copy_stmt.trim_end().trim_end_matches(';').into();
+                        let mut buf: Vec<u8> = Vec::with_capacity(COPY_PIECE + (1 << 20));
+                        loop {
+                            let len = archive::int(&mut reader, isz)
+                                .map_err(|e| corrupt(&e.to_string()))?;
+                            if len == 0 {
+                                break;
+                            }
+                            if !(0..=1 << 30).contains(&len) {
+                                return Err(corrupt("chunk length out of range"));
+                            }
+                            let start = buf.len();
+                            buf.resize(start + len as usize, 0);
+                            reader
+                                .read_exact(&mut buf[start..])
+                                .map_err(|e| corrupt(&e.to_string()))?;
+                            if buf.len() >= COPY_PIECE {
+                                if let Some(cut) = buf.iter().rposition(|&b| b == b'\n') {
+                                    let rest = buf.split_off(cut + 1);
+                                    let piece = std::mem::replace(&mut buf, rest);
+                                    if ptx.send((stmt.clone(), piece)).is_err() {
+                                        return Ok(()); // a worker failed; its error wins
+                                    }
+                                }
+                            }
+                        }
+                        if !buf.is_empty() && ptx.send((stmt, buf)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(())
+                })();
+                drop(ptx);
+                let mut first: Option<Error> = None;
+                for w in workers {
+                    if let Err(e) = w.join().expect("COPY worker") {
+                        first.get_or_insert(e);
+                    }
+                }
+                fed?;
+                first.map_or(Ok(()), Err)
+            });
+            loaded?;
+            tracing::info!(
+                seconds = t.elapsed().as_secs_f64(),
+                jobs,
+                "table data loaded"
+            );
+            let mut c = db.connect()?;
+            for e in toc.entries.iter().filter(|e| e.desc == "SEQUENCE SET") {
+                c.batch_execute(&e.defn).map_err(|err| {
+                    Error::Target(format!("setting sequence {}: {}", e.tag, db.explain(&err)))
+                })?;
+            }
+            let t = std::time::Instant::now();
+            run("post-data", jobs)?;
+            tracing::info!(
+                seconds = t.elapsed().as_secs_f64(),
+                "indexes and constraints restored"
+            );
+            Ok(true)
+        })();
+        drop(reader); // stops the producer if we return early
+        let produced = producer.join().expect("restore reader thread");
+        match (result, produced) {
+            (Ok(false), _) => Ok(false),
+            (Ok(true), Ok(())) => Ok(true),
+            (Ok(true), Err(e)) => Err(e),
+            (Err(e), Err(p)) if p.is_damage() => {
+                tracing::debug!(error = %e, "data load stopped by a damaged object");
+                Err(p)
+            }
+            (Err(e), _) => Err(e),
+        }
+    });
+    progress.end();
+    outcome
 }

@@ -4,6 +4,7 @@
 //! Owns dispatching by kind and what all kinds share: reaching the server ([`server`]) and
 //! its client programs ([`tools`]). Must not know how chunks are stored.
 
+pub mod archive;
 pub mod logical;
 pub mod server;
 pub mod tools;
