@@ -343,6 +343,19 @@ url = "postgres://app@db:5432/hotel"
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../../strongroom.example.toml");
+        let c = Config::parse(text, Path::new("strongroom.example.toml")).unwrap();
+        let prod = c.source(Some("prod")).unwrap();
+        assert!(matches!(prod.location, Location::Postgres(_)));
+        assert!(prod.before_restore.is_some() && prod.after_restore.is_some());
+        assert_eq!(prod.row_counts, RowCounts::Exact);
+        // A password in a URL given on the command line never becomes the recorded name.
+        let s = c.source(Some("postgres://app:hunter2@db/hotel")).unwrap();
+        assert_eq!(s.name, "postgres://app@db/hotel");
+    }
+
+    #[test]
     fn errors_point_at_the_line() {
         let e = Config::parse(
             "repository = \"x\"\n[sources.a]\nurl = 5\n",

@@ -603,7 +603,8 @@ fn default_jobs() -> usize {
         .clamp(1, 8)
 }
 
-/// Restores the dump into the existing, empty database `db` with `pg_restore`.
+/// Restores the dump into the existing, empty database `db` with `pg_restore`. Returns the
+/// row-count check when it could run alongside the restore's last phase.
 #[allow(clippy::too_many_arguments)]
 fn pg_restore_into(
     repo: &Repository,
@@ -614,7 +615,7 @@ fn pg_restore_into(
     jobs: usize,
     spool_dir: &std::path::Path,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<Option<CheckResult>> {
     let dump = file(snap, DUMP_FILE).ok_or_else(|| {
         Error::corrupt(
             Snapshot::object_key(&snap.id),
@@ -647,7 +648,7 @@ fn pg_restore_into(
     let jobs = jobs.max(1);
     if jobs > 1 && std::env::var_os("STRONGROOM_PG_PLAIN_RESTORE").is_none() {
         let t = std::time::Instant::now();
-        if parallel_copy_restore(
+        if let Some(counts) = parallel_copy_restore(
             repo,
             index,
             snap,
@@ -664,7 +665,7 @@ fn pg_restore_into(
                 jobs,
                 "restored with parallel COPY"
             );
-            return Ok(());
+            return Ok(Some(counts));
         }
     }
     progress.begin("restore", Some(dump.size));
@@ -735,7 +736,7 @@ fn pg_restore_into(
             stderr_gist(&err)
         )));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Runs configured checks in a database.
@@ -857,7 +858,7 @@ pub fn restore(
         }
     }
     let db = target.with_dbname(&tmp);
-    pg_restore_into(
+    let precounted = pg_restore_into(
         repo,
         index,
         snap,
@@ -877,7 +878,10 @@ pub fn restore(
         }
     }
     let t_count = std::time::Instant::now();
-    let counts = count_check(&db, snap)?;
+    let counts = match precounted {
+        Some(c) => c,
+        None => count_check(&db, snap)?,
+    };
     tracing::info!(
         seconds = t_count.elapsed().as_secs_f64(),
         "row counts checked"
@@ -1029,15 +1033,18 @@ pub fn test_restore(
         &scratch_place.dir,
         progress,
     );
-    match restored {
-        Ok(()) => results.push(CheckResult {
-            name: "pg_restore".into(),
-            ok: true,
-            detail: format!(
-                "restored into temporary database {name} on {}",
-                server.server()
-            ),
-        }),
+    let precounted = match restored {
+        Ok(c) => {
+            results.push(CheckResult {
+                name: "pg_restore".into(),
+                ok: true,
+                detail: format!(
+                    "restored into temporary database {name} on {}",
+                    server.server()
+                ),
+            });
+            c
+        }
         Err(e) if e.is_damage() => return Err(e),
         Err(e) => {
             results.push(CheckResult {
@@ -1047,8 +1054,11 @@ pub fn test_restore(
             });
             return Ok(results);
         }
-    }
-    results.push(count_check(&db, snap)?);
+    };
+    results.push(match precounted {
+        Some(c) => c,
+        None => count_check(&db, snap)?,
+    });
     let mut c = db.connect()?;
     results.extend(run_checks(&mut c, checks));
     Ok(results)
@@ -1121,7 +1131,7 @@ fn parallel_copy_restore(
     jobs: usize,
     spool_dir: &std::path::Path,
     progress: &dyn Progress,
-) -> Result<bool> {
+) -> Result<Option<CheckResult>> {
     use super::archive::{self, BLK_DATA, SECTION_DATA};
     let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
     let mut reader = ChannelReader {
@@ -1131,7 +1141,7 @@ fn parallel_copy_restore(
         record: Some(Vec::new()),
     };
     progress.begin("restore", Some(dump.size));
-    let outcome = std::thread::scope(|s| -> Result<bool> {
+    let outcome = std::thread::scope(|s| -> Result<Option<CheckResult>> {
         let producer = s.spawn(move || {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx));
             let r = reader::stream_file(repo, index, snap, dump, &mut w, progress);
@@ -1141,12 +1151,12 @@ fn parallel_copy_restore(
                 Err(e) => Err(e),
             }
         });
-        let result = (|| -> Result<bool> {
+        let result = (|| -> Result<Option<CheckResult>> {
             let toc = match archive::read_toc(&mut reader) {
                 Ok(t) => t,
                 Err(archive::Unsupported(why)) => {
                     tracing::info!(%why, "plain pg_restore");
-                    return Ok(false);
+                    return Ok(None);
                 }
             };
             let handled = |e: &archive::Entry| {
@@ -1156,7 +1166,7 @@ fn parallel_copy_restore(
             };
             if toc.compressed || !toc.entries.iter().all(handled) {
                 tracing::info!("archive has data this path does not load; plain pg_restore");
-                return Ok(false);
+                return Ok(None);
             }
             let toc_bytes = reader.record.take().unwrap_or_default();
             let mut tocfile = tempfile::Builder::new()
@@ -1323,19 +1333,26 @@ fn parallel_copy_restore(
                 })?;
             }
             let t = std::time::Instant::now();
-            run("post-data", jobs)?;
+            // Rows are final once the data is in: count them while indexes and constraints
+            // are built (ACCESS SHARE does not conflict with either).
+            let (post, counted) = std::thread::scope(|s3| {
+                let counter = s3.spawn(|| count_check(db, snap));
+                (run("post-data", jobs), counter.join().expect("row counter"))
+            });
+            post?;
+            let counted = counted?;
             tracing::info!(
                 seconds = t.elapsed().as_secs_f64(),
                 "indexes and constraints restored"
             );
-            Ok(true)
+            Ok(Some(counted))
         })();
         drop(reader); // stops the producer if we return early
         let produced = producer.join().expect("restore reader thread");
         match (result, produced) {
-            (Ok(false), _) => Ok(false),
-            (Ok(true), Ok(())) => Ok(true),
-            (Ok(true), Err(e)) => Err(e),
+            (Ok(None), _) => Ok(None),
+            (Ok(Some(c)), Ok(())) => Ok(Some(c)),
+            (Ok(Some(_)), Err(e)) => Err(e),
             (Err(e), Err(p)) if p.is_damage() => {
                 tracing::debug!(error = %e, "data load stopped by a damaged object");
                 Err(p)
