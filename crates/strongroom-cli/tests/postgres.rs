@@ -690,8 +690,31 @@ fn s3_gone_mid_upload_fails_cleanly_without_a_snapshot() {
         "{err}"
     );
     assert!(!err.contains(pgkit::PASSWORD));
-    // Seen through the real endpoint: no snapshot, and pg_dump is not left running.
+    // The failure record could not reach the store that vanished: it waits locally...
+    let pending = env.dir.path().join("state/pending-journal");
+    let waiting = std::fs::read_dir(&pending)
+        .map(|d| {
+            d.flatten()
+                .flat_map(|r| std::fs::read_dir(r.path()).unwrap())
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(
+        waiting,
+        1,
+        "one journal record waits in {}",
+        pending.display()
+    );
+    // ...and the next command that reaches the repository writes it. Seen through the real
+    // endpoint: no snapshot, the failure journaled, and pg_dump not left running.
     assert_eq!(env.json(&["list"]), serde_json::json!([]));
+    let recs = journal(&env);
+    assert!(
+        recs.iter().any(|r| r.job == "backup"
+            && !r.ok
+            && r.error.as_deref().unwrap_or("").contains("storage")),
+        "{recs:?}"
+    );
     let dumps: i64 = pg
         .connect("postgres")
         .query_one(

@@ -62,6 +62,7 @@ impl Env {
             .env("STRONGROOM_REPO", &self.repo)
             .env("STRONGROOM_PASSWORD", PASSWORD)
             .env_remove("STRONGROOM_CONFIG")
+            .env("STRONGROOM_STATE_DIR", self.dir.path().join("state"))
             .env("NO_COLOR", "1");
         c
     }

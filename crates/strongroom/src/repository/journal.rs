@@ -59,26 +59,92 @@ impl JournalRecord {
     }
 }
 
+/// Where journal records of repository `id` wait while the repository is unreachable:
+/// `$STRONGROOM_STATE_DIR`, else `$XDG_STATE_HOME/strongroom`, else
+/// `~/.local/state/strongroom`, then `pending-journal/<repository id>`.
+pub fn pending_journal_dir(id: &str) -> Option<std::path::PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let base = var("STRONGROOM_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| var("XDG_STATE_HOME").map(|x| std::path::Path::new(&x).join("strongroom")))
+        .or_else(|| {
+            var("HOME").map(|h| std::path::Path::new(&h).join(".local/state/strongroom"))
+        })?;
+    Some(base.join("pending-journal").join(id))
+}
+
 impl Repository {
-    /// Appends a record to the journal.
-    pub fn journal(&self, record: &JournalRecord) -> Result<()> {
+    fn seal_record(&self, record: &JournalRecord) -> (String, Vec<u8>) {
         let body = serde_json::to_vec(record).expect("journal record serializes");
         let name = format!(
             "journal/{}-{}",
             record.finished_at.strftime("%Y%m%dT%H%M%S%.6fZ"),
             hex::encode(crate::crypto::random_bytes::<4>())
         );
-        self.storage.put(&name, &self.key.seal(JOURNAL_AAD, &body))
+        (name, self.key.seal(JOURNAL_AAD, &body))
     }
 
-    /// Appends a record; a failure to do so is logged, never allowed to turn a job's own
-    /// outcome (a committed snapshot, a finished restore) into an error.
+    /// Appends a record to the journal.
+    pub fn journal(&self, record: &JournalRecord) -> Result<()> {
+        let (name, sealed) = self.seal_record(record);
+        self.storage.put(&name, &sealed)
+    }
+
+    /// Appends a record; a failure to do so never turns a job's own outcome into an error.
+    /// When the store cannot take it (the job failed *because* the store went away), the
+    /// sealed record waits in a local directory ([`pending_journal_dir`]) and is written by
+    /// the next command that opens the repository (invariant 6).
     pub fn record(&self, record: &JournalRecord) {
-        if let Err(e) = self.journal(record) {
-            tracing::warn!(
+        let (name, sealed) = self.seal_record(record);
+        let Err(e) = self.storage.put(&name, &sealed) else {
+            return;
+        };
+        let kept = pending_journal_dir(&self.config().id).and_then(|dir| {
+            std::fs::create_dir_all(&dir).ok()?;
+            let file = dir.join(name.trim_start_matches("journal/"));
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, &sealed).ok()?;
+            std::fs::rename(&tmp, &file).ok()?;
+            Some(file)
+        });
+        match kept {
+            Some(f) => tracing::warn!(
+                "could not write the journal record for the {} job ({e}); kept it at {} until the repository is reachable",
+                record.job,
+                f.display()
+            ),
+            None => tracing::warn!(
                 "could not write the journal record for the {} job: {e}",
                 record.job
-            );
+            ),
+        }
+    }
+
+    /// Writes records that waited locally into the repository, oldest first; stops at the
+    /// first failure (the rest keep waiting).
+    pub fn flush_pending_journal(&self) {
+        let Some(dir) = pending_journal_dir(&self.config().id) else {
+            return;
+        };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut files: Vec<_> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_none_or(|x| x != "tmp"))
+            .collect();
+        files.sort();
+        for f in files {
+            let (Some(name), Ok(bytes)) = (f.file_name(), std::fs::read(&f)) else {
+                continue;
+            };
+            let key = format!("journal/{}", name.to_string_lossy());
+            if self.storage.put(&key, &bytes).is_err() {
+                return;
+            }
+            let _ = std::fs::remove_file(&f);
+            tracing::info!(record = %key, "wrote a journal record that had waited locally");
         }
     }
 

@@ -186,11 +186,13 @@ impl Repository {
             let mut id = [0u8; 32];
             hex::decode_to_slice(config.id_key.as_deref().unwrap_or_default(), &mut id)
                 .map_err(|_| Error::corrupt(CONFIG_KEY, "bad id key"))?;
-            return Ok(Repository {
+            let repo = Repository {
                 storage,
                 config,
                 key: MasterKey::unencrypted(id),
-            });
+            };
+            repo.flush_pending_journal();
+            return Ok(repo);
         }
         let password = password.ok_or(Error::PasswordMissing)?;
         let slots = storage.list("keys/")?;
@@ -207,11 +209,13 @@ impl Repository {
                         "it does not match the repository's keys (altered or swapped)",
                     ));
                 }
-                return Ok(Repository {
+                let repo = Repository {
                     storage,
                     config,
                     key,
-                });
+                };
+                repo.flush_pending_journal();
+                return Ok(repo);
             }
         }
         Err(Error::WrongPassword { slots: slots.len() })
