@@ -725,3 +725,63 @@ fn s3_gone_mid_upload_fails_cleanly_without_a_snapshot() {
         .get(0);
     assert_eq!(dumps, 0, "no dump session left behind");
 }
+
+#[test]
+fn a_server_that_forces_tls_is_backed_up_restored_and_verified_over_tls() {
+    let pg = Cluster::start_tls();
+    load_hotel(&pg, "hotel", None, None, 2_000);
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+    let err = env.fails(&[
+        "backup",
+        &format!("{}?sslmode=disable", pg.super_url("hotel")),
+    ]);
+    assert!(err.contains("no encryption"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    // libpq's default (prefer) and require encrypt without checking the certificate;
+    // verify-full checks it against sslrootcert and the host name.
+    env.json(&["backup", &pg.super_url("hotel")]);
+    let full = format!(
+        "postgres://{}:{}@localhost:{}/hotel?sslmode=verify-full&sslrootcert={}",
+        pgkit::SUPERUSER,
+        pgkit::PASSWORD,
+        pg.port(),
+        pg.certificate().display()
+    );
+    env.json(&["backup", &full]);
+    // A CA that did not sign the server's certificate: refused, in one sentence.
+    let other = pgkit::Cluster::start_tls();
+    let err = env.fails(&[
+        "backup",
+        &full.replace(
+            &pg.certificate().display().to_string(),
+            &other.certificate().display().to_string(),
+        ),
+    ]);
+    assert!(
+        err.contains("not trusted") && err.contains("sslrootcert"),
+        "{err}"
+    );
+    drop(other);
+    let require = format!("{}?sslmode=require", pg.super_url("hotel"));
+    let snap = env.json(&["backup", &require]);
+    let id = snap["id"].as_str().unwrap();
+    let target = format!("{}?sslmode=require", pg.super_url("copy"));
+    env.cmd()
+        .args(["restore", id, "--target-db", &target])
+        .assert()
+        .success();
+    assert_eq!(counts(&pg, "copy"), snapshot_counts(&snap));
+    let out = env
+        .cmd()
+        .env("PGPASSWORD", pgkit::PASSWORD)
+        .args(["verify", id, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

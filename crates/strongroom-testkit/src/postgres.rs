@@ -86,6 +86,17 @@ impl Cluster {
     /// Starts a new cluster; panics with a message saying what to install when the server
     /// binaries are missing.
     pub fn start() -> Cluster {
+        Self::start_with(false)
+    }
+
+    /// Starts a cluster that accepts TCP sessions only over TLS (a self-signed certificate
+    /// for `localhost`, made with the `openssl` command), like a managed service that forces
+    /// encryption. The certificate is [`Cluster::certificate`].
+    pub fn start_tls() -> Cluster {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Cluster {
         let bindir = find_bindir().expect(
             "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found: install Debian's \
              postgresql package, or run ./scripts/test, which does",
@@ -127,15 +138,99 @@ impl Cluster {
                 "--no-sync".as_ref(),
             ],
         );
+        if tls {
+            // A test CA signs the server's certificate: verify-full needs a real chain
+            // (rustls, unlike libpq, refuses a self-signed CA certificate as the server's).
+            let (crt, key) = (data.join("server.crt"), data.join("server.key"));
+            let d = cluster.dir.path();
+            let (ca_crt, ca_key, csr, ext) = (
+                d.join("root.crt"),
+                d.join("ca.key"),
+                d.join("server.csr"),
+                d.join("ext.cnf"),
+            );
+            std::fs::write(
+                &ext,
+                "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            )
+            .unwrap();
+            let openssl = |args: &[&std::ffi::OsStr]| {
+                let out = Command::new("openssl").args(args).output().expect(
+                    "the openssl command is needed for TLS test clusters (apt install openssl)",
+                );
+                assert!(
+                    out.status.success(),
+                    "openssl: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            let o = |s: &'static str| std::ffi::OsStr::new(s);
+            openssl(&[
+                o("req"),
+                o("-x509"),
+                o("-newkey"),
+                o("rsa:2048"),
+                o("-nodes"),
+                o("-days"),
+                o("2"),
+                o("-subj"),
+                o("/CN=strongroom test CA"),
+                o("-keyout"),
+                ca_key.as_os_str(),
+                o("-out"),
+                ca_crt.as_os_str(),
+            ]);
+            openssl(&[
+                o("req"),
+                o("-newkey"),
+                o("rsa:2048"),
+                o("-nodes"),
+                o("-subj"),
+                o("/CN=localhost"),
+                o("-keyout"),
+                key.as_os_str(),
+                o("-out"),
+                csr.as_os_str(),
+            ]);
+            openssl(&[
+                o("x509"),
+                o("-req"),
+                o("-in"),
+                csr.as_os_str(),
+                o("-CA"),
+                ca_crt.as_os_str(),
+                o("-CAkey"),
+                ca_key.as_os_str(),
+                o("-CAcreateserial"),
+                o("-days"),
+                o("2"),
+                o("-extfile"),
+                ext.as_os_str(),
+                o("-out"),
+                crt.as_os_str(),
+            ]);
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if let Some(u) = &cluster.run_as {
+                chown_to(&key, u);
+                chown_to(&crt, u);
+            }
+            let hba = data.join("pg_hba.conf");
+            let old = std::fs::read_to_string(&hba).unwrap();
+            std::fs::write(&hba, format!("hostnossl all all all reject\n{old}")).unwrap();
+        }
         // A port can be taken between probing and binding: try a few.
         for attempt in 0..5 {
             cluster.port = free_port();
-            let opts = format!(
+            let mut opts = format!(
                 "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
                  -c full_page_writes=off -c max_connections=40 -c shared_buffers=64MB",
                 cluster.port,
                 cluster.dir.path().display()
             );
+            if tls {
+                opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+            }
             let log = cluster.dir.path().join("server.log");
             let ok = cluster
                 .command("pg_ctl")
@@ -157,6 +252,12 @@ impl Cluster {
             }
         }
         unreachable!()
+    }
+
+    /// The certificate of the CA that signed the server's (PEM), for clusters from
+    /// [`Cluster::start_tls`]: what `sslrootcert` should name.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("root.crt")
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -224,9 +325,14 @@ impl Cluster {
         self.url(SUPERUSER, Some(PASSWORD), db)
     }
 
-    /// A superuser connection to `db`.
+    /// A superuser connection to `db` (through the private socket, trusted).
     pub fn connect(&self, db: &str) -> postgres::Client {
-        postgres::Client::connect(&self.super_url(db), postgres::NoTls)
+        postgres::Client::configure()
+            .host_path(self.dir.path())
+            .port(self.port)
+            .user(SUPERUSER)
+            .dbname(db)
+            .connect(postgres::NoTls)
             .unwrap_or_else(|e| panic!("connecting to throwaway cluster db {db}: {e}"))
     }
 

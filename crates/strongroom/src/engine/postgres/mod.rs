@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod logical;
 pub mod server;
+pub mod tls;
 pub mod tools;
 
 pub use server::redact_url;

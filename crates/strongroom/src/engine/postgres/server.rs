@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use postgres::config::{Host, SslMode};
+use std::path::PathBuf;
 use std::process::Command;
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,7 +21,48 @@ pub struct Conn {
     user: String,
     password: Option<String>,
     dbname: String,
-    ssl: SslMode,
+    /// libpq's `sslmode` name: disable, allow, prefer, require, verify-ca, verify-full.
+    sslmode: String,
+    sslrootcert: Option<PathBuf>,
+}
+
+const SSL_MODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// Takes `sslmode` and `sslrootcert` out of a URL's query (the SQL client's own parser knows
+/// fewer modes than libpq), returning the rest of the URL and the two values.
+fn split_ssl_params(url: &str) -> (String, Option<String>, Option<String>) {
+    let Some(q) = url.find('?') else {
+        return (url.to_string(), None, None);
+    };
+    let (base, query) = (&url[..q], &url[q + 1..]);
+    let (mut mode, mut root) = (None, None);
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| {
+            if let Some(v) = kv.strip_prefix("sslmode=") {
+                mode = Some(v.to_string());
+                false
+            } else if let Some(v) = kv.strip_prefix("sslrootcert=") {
+                root = Some(v.to_string());
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, mode, root)
 }
 
 impl std::fmt::Debug for Conn {
@@ -44,7 +86,21 @@ impl Conn {
     /// leaves out comes from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, then
     /// libpq's defaults.
     pub fn parse(url: &str) -> Result<Conn> {
-        let cfg = postgres::Config::from_str(url).map_err(|e| {
+        let (rest, sslmode, sslrootcert) = split_ssl_params(url);
+        let sslmode = sslmode
+            .or_else(|| env("PGSSLMODE"))
+            .unwrap_or_else(|| "prefer".into());
+        if !SSL_MODES.contains(&sslmode.as_str()) {
+            return Err(Error::Config(format!(
+                "sslmode={sslmode} in {} is not one of {}",
+                redact_url(url),
+                SSL_MODES.join(", ")
+            )));
+        }
+        let sslrootcert = sslrootcert
+            .or_else(|| env("PGSSLROOTCERT"))
+            .map(PathBuf::from);
+        let cfg = postgres::Config::from_str(&rest).map_err(|e| {
             Error::Config(format!(
                 "cannot parse PostgreSQL URL {}: {e}",
                 redact_url(url)
@@ -80,7 +136,8 @@ impl Conn {
             user,
             password,
             dbname,
-            ssl: cfg.get_ssl_mode(),
+            sslmode,
+            sslrootcert,
         })
     }
 
@@ -138,16 +195,30 @@ impl Conn {
         if let Some(p) = &self.password {
             cfg.password(p);
         }
-        if self.ssl == SslMode::Require {
-            return Err(Error::Source(format!(
-                "{}: sslmode=require is not supported by this build's SQL client yet; connect \
-                 through a local TLS tunnel or drop sslmode=require",
-                self.display()
-            )));
-        }
-        cfg.ssl_mode(SslMode::Disable);
-        cfg.connect(postgres::NoTls)
-            .map_err(|e| Error::Source(self.explain(&e)))
+        use super::tls::{Verify, connector};
+        let (mode, verify) = match self.sslmode.as_str() {
+            "disable" => (SslMode::Disable, None),
+            "allow" | "prefer" => (SslMode::Prefer, Some(Verify::Nothing)),
+            "require" if self.sslrootcert.is_none() => (SslMode::Require, Some(Verify::Nothing)),
+            // libpq: require with a root certificate behaves like verify-ca.
+            "require" | "verify-ca" => (SslMode::Require, Some(Verify::Chain)),
+            _ => (SslMode::Require, Some(Verify::Full)),
+        };
+        cfg.ssl_mode(mode);
+        let result = match verify {
+            None => cfg.connect(postgres::NoTls),
+            Some(v) => {
+                let root = self.sslrootcert.clone().or_else(|| {
+                    let home = env("HOME")?;
+                    let p = std::path::Path::new(&home).join(".postgresql/root.crt");
+                    p.is_file().then_some(p)
+                });
+                let tls = connector(v, root.as_deref())
+                    .map_err(|e| Error::Config(format!("TLS for {}: {e}", self.display())))?;
+                cfg.connect(tls)
+            }
+        };
+        result.map_err(|e| Error::Source(self.explain(&e)))
     }
 
     /// One sentence saying why a connection or statement failed, and what to do.
@@ -182,6 +253,14 @@ impl Conn {
             detail = s.to_string();
             src = s.source();
         }
+        if detail.contains("invalid peer certificate") {
+            return format!(
+                "the TLS certificate of PostgreSQL at {} is not trusted ({}); check sslrootcert \
+                 (or PGSSLROOTCERT), or use sslmode=require to encrypt without verifying",
+                self.server(),
+                detail.trim_start_matches("invalid peer certificate: ")
+            );
+        }
         if detail.contains("password missing") {
             return format!(
                 "PostgreSQL at {} asks role {:?} for a password and none was given; put it in \
@@ -209,15 +288,11 @@ impl Conn {
             .env("PGUSER", &self.user)
             .env("PGDATABASE", &self.dbname)
             .env("PGAPPNAME", "strongroom")
-            .env(
-                "PGSSLMODE",
-                match self.ssl {
-                    SslMode::Disable => "disable",
-                    SslMode::Require => "require",
-                    _ => "prefer",
-                },
-            )
+            .env("PGSSLMODE", &self.sslmode)
             .env_remove("PGSERVICE");
+        if let Some(r) = &self.sslrootcert {
+            cmd.env("PGSSLROOTCERT", r);
+        }
         if std::env::var_os("PGCONNECT_TIMEOUT").is_none() {
             cmd.env("PGCONNECT_TIMEOUT", "15");
         }
@@ -351,6 +426,20 @@ mod tests {
         assert_eq!(pgpass("db", 5432, "hotel", "app").as_deref(), Some("pa:ss"));
         assert_eq!(pgpass("x", 1, "y", "z").as_deref(), Some("fallback"));
         unsafe { std::env::remove_var("PGPASSFILE") };
+    }
+
+    #[test]
+    fn ssl_parameters() {
+        let c = Conn::parse(
+            "postgres://app@db/hotel?sslmode=verify-full&sslrootcert=/ca.pem&connect_timeout=5",
+        )
+        .unwrap();
+        assert_eq!(c.sslmode, "verify-full");
+        assert_eq!(
+            c.sslrootcert.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        assert!(Conn::parse("postgres://app@db/hotel?sslmode=sometimes").is_err());
     }
 
     #[test]
