@@ -591,3 +591,51 @@ fn unreachable_or_missing_object_store_is_one_clear_sentence() {
         );
     }
 }
+
+#[test]
+fn sqlite_restore_hooks_run_around_the_swap() {
+    let env = envs().into_iter().next().unwrap();
+    let (db, _) = env.hotel_source(500);
+    let log = env.path("hooks.log");
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"sqlite:{}\"\nbefore_restore = \"echo before $STRONGROOM_TARGET >> {l}\"\nafter_restore = \"echo after >> {l}\"\n",
+            db.display(),
+            l = log.display()
+        ),
+    )
+    .unwrap();
+    let snap = env.json(&["backup", "hotel"]);
+    let id = snap["id"].as_str().unwrap();
+    env.cmd()
+        .args(["restore", id, "--to", db.to_str().unwrap(), "--force"])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let before = format!("before {}", db.display());
+    assert_eq!(text.lines().collect::<Vec<_>>(), [before.as_str(), "after"]);
+    assert!(invariant_holds(&db));
+    // A failing before_restore leaves the target as it was.
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"sqlite:{}\"\nbefore_restore = \"exit 4\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let old = std::fs::read(&db).unwrap();
+    let err = env.fails(&["restore", id, "--to", db.to_str().unwrap(), "--force"]);
+    assert!(
+        err.contains("before_restore") && err.contains("status 4"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), old);
+    let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".strongroom-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

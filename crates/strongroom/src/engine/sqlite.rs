@@ -625,82 +625,104 @@ impl Engine for Sqlite {
         }
         let bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
 
-        // Move the old database and every sidecar aside: SQLite would replay a stale -wal or
-        // -journal into the restored pages.
-        // The application may have opened the database while we restored: look again.
-        if exists {
-            ensure_not_in_use(target)?;
+        let hook_env = [
+            ("STRONGROOM_SNAPSHOT", snap.id.clone()),
+            ("STRONGROOM_SOURCE", snap.source.clone()),
+            ("STRONGROOM_TARGET", target.display().to_string()),
+        ];
+        if let Some(h) = &opts.before_restore {
+            super::run_hook("before_restore", h, &hook_env)?;
         }
-        let tag = format!(
-            "{}-{}",
-            now_tag(),
-            hex::encode(crate::crypto::random_bytes::<3>())
-        );
-        let aside = dir.join(format!(".{name}.strongroom-old-{tag}"));
-        // Every rename is recorded so that any failure puts everything back as it was.
-        let mut renames: Vec<(PathBuf, PathBuf)> = Vec::new();
-        let undo = |renames: &mut Vec<(PathBuf, PathBuf)>| {
-            while let Some((from, to)) = renames.pop() {
-                let _ = std::fs::rename(&to, &from);
+        let swapped = (|| -> Result<RestoreOutcome> {
+            // Move the old database and every sidecar aside: SQLite would replay a stale -wal or
+            // -journal into the restored pages.
+            // The application may have opened the database while we restored: look again.
+            if exists {
+                ensure_not_in_use(target)?;
             }
-        };
-        let mut plan = Vec::new();
-        if exists {
-            plan.push((target.clone(), aside.clone()));
-        }
-        for s in ["-wal", "-journal", "-shm"] {
-            let side = sidecar(target, s);
-            if side.exists() {
-                plan.push((side, sidecar(&aside, s)));
+            let tag = format!(
+                "{}-{}",
+                now_tag(),
+                hex::encode(crate::crypto::random_bytes::<3>())
+            );
+            let aside = dir.join(format!(".{name}.strongroom-old-{tag}"));
+            // Every rename is recorded so that any failure puts everything back as it was.
+            let mut renames: Vec<(PathBuf, PathBuf)> = Vec::new();
+            let undo = |renames: &mut Vec<(PathBuf, PathBuf)>| {
+                while let Some((from, to)) = renames.pop() {
+                    let _ = std::fs::rename(&to, &from);
+                }
+            };
+            let mut plan = Vec::new();
+            if exists {
+                plan.push((target.clone(), aside.clone()));
             }
-        }
-        for (from, to) in plan {
-            if let Err(e) = std::fs::rename(&from, &to) {
+            for s in ["-wal", "-journal", "-shm"] {
+                let side = sidecar(target, s);
+                if side.exists() {
+                    plan.push((side, sidecar(&aside, s)));
+                }
+            }
+            for (from, to) in plan {
+                if let Err(e) = std::fs::rename(&from, &to) {
+                    undo(&mut renames);
+                    return Err(Error::io("moving aside (nothing was changed)", from, e));
+                }
+                renames.push((from, to));
+            }
+            let placed = if exists {
+                tmp.persist(target).map(|_| ())
+            } else {
+                tmp.persist_noclobber(target).map(|_| ())
+            };
+            if let Err(e) = placed {
                 undo(&mut renames);
-                return Err(Error::io("moving aside (nothing was changed)", from, e));
+                return Err(Error::io(
+                    "moving the restored database into place (the old files were put back) at",
+                    target,
+                    e.error,
+                ));
             }
-            renames.push((from, to));
-        }
-        let placed = if exists {
-            tmp.persist(target).map(|_| ())
-        } else {
-            tmp.persist_noclobber(target).map(|_| ())
+            let old_kept_at = exists.then(|| aside.display().to_string());
+            let mut moved: Vec<String> = renames
+                .iter()
+                .filter(|(from, _)| from != target)
+                .map(|(_, to)| to.display().to_string())
+                .collect();
+            if let Err(e) = sync_dir(&dir) {
+                // The restore is in place; say so, and where the old data is.
+                return Err(Error::Target(format!(
+                    "the restored database is in place at {} but syncing its directory failed ({e}); the old data is kept at {}",
+                    target.display(),
+                    old_kept_at.as_deref().unwrap_or("-")
+                )));
+            }
+            let discard = exists && !opts.keep_old;
+            if discard {
+                let _ = std::fs::remove_file(&aside);
+                for m in moved.drain(..) {
+                    let _ = std::fs::remove_file(m);
+                }
+            }
+            Ok(RestoreOutcome {
+                target: target.display().to_string(),
+                bytes,
+                old_kept_at: old_kept_at.filter(|_| !discard),
+                moved_aside: moved,
+            })
+        })();
+        let after = match &opts.after_restore {
+            Some(h) => super::run_hook("after_restore", h, &hook_env),
+            None => Ok(()),
         };
-        if let Err(e) = placed {
-            undo(&mut renames);
-            return Err(Error::io(
-                "moving the restored database into place (the old files were put back) at",
-                target,
-                e.error,
-            ));
-        }
-        let old_kept_at = exists.then(|| aside.display().to_string());
-        let mut moved: Vec<String> = renames
-            .iter()
-            .filter(|(from, _)| from != target)
-            .map(|(_, to)| to.display().to_string())
-            .collect();
-        if let Err(e) = sync_dir(&dir) {
-            // The restore is in place; say so, and where the old data is.
-            return Err(Error::Target(format!(
-                "the restored database is in place at {} but syncing its directory failed ({e}); the old data is kept at {}",
-                target.display(),
-                old_kept_at.as_deref().unwrap_or("-")
-            )));
-        }
-        let discard = exists && !opts.keep_old;
-        if discard {
-            let _ = std::fs::remove_file(&aside);
-            for m in moved.drain(..) {
-                let _ = std::fs::remove_file(m);
-            }
-        }
-        Ok(RestoreOutcome {
-            target: target.display().to_string(),
-            bytes,
-            old_kept_at: old_kept_at.filter(|_| !discard),
-            moved_aside: moved,
-        })
+        let outcome = swapped?;
+        after.map_err(|e| {
+            Error::Failed(format!(
+                "the restore is in place at {}, but {e}",
+                target.display()
+            ))
+        })?;
+        Ok(outcome)
     }
 
     fn test_restore(
