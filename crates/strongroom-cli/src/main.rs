@@ -328,8 +328,16 @@ fn print_snapshot(s: &Snapshot) {
         "  schema      {}",
         s.metadata.schema_version.as_deref().unwrap_or("-")
     );
+    let width = s.metadata.extra.keys().map(|k| k.len()).max().unwrap_or(0).max(11);
     for (k, v) in &s.metadata.extra {
-        println!("  {k:<11} {v}");
+        let shown = match v {
+            serde_json::Value::String(t) => t.clone(),
+            serde_json::Value::Number(n) if k.ends_with("_size") => {
+                human_bytes(n.as_u64().unwrap_or(0))
+            }
+            other => other.to_string(),
+        };
+        println!("  {k:<width$} {shown}");
     }
     println!("  row counts");
     for (t, n) in &s.metadata.row_counts {
@@ -414,13 +422,14 @@ fn run(cli: Cli) -> Result<()> {
             } else if snaps.is_empty() {
                 eprintln!("no snapshots");
             } else {
+                let w = snaps.iter().map(|s| s.source.len()).max().unwrap_or(0).max(6);
                 println!(
-                    "{:<8}  {:<19}  {:<20}  {:<8}  {:>10}  {:>10}  tags",
+                    "{:<8}  {:<19}  {:<w$}  {:<8}  {:>10}  {:>10}  tags",
                     "id", "taken (UTC)", "source", "kind", "size", "added"
                 );
                 for s in &snaps {
                     println!(
-                        "{:<8}  {:<19}  {:<20}  {:<8}  {:>10}  {:>10}  {}",
+                        "{:<8}  {:<19}  {:<w$}  {:<8}  {:>10}  {:>10}  {}",
                         s.short_id(),
                         fmt_time(s.started_at),
                         s.source,
