@@ -422,7 +422,11 @@ fn extra_str<'s>(snap: &'s Snapshot, key: &str) -> Option<&'s str> {
 /// `template1`): where databases are created, renamed and dropped.
 fn admin(target: &Conn) -> Result<(Conn, postgres::Client)> {
     let mut last = None;
-    for db in ["postgres", "template1"] {
+    // Never the target itself: a database cannot be renamed by a session connected to it.
+    for db in ["postgres", "template1"]
+        .into_iter()
+        .filter(|d| *d != target.dbname())
+    {
         let c = target.with_dbname(db);
         match c.connect() {
             Ok(client) => return Ok((c, client)),
