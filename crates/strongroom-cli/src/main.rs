@@ -76,7 +76,7 @@ enum Command {
     },
     /// Take a snapshot of a source.
     #[command(
-        after_help = "Examples:\n  strongroom backup sqlite:hotel.db --tag daily\n  strongroom backup hotel --tag pre-migration   # a [sources.hotel] from the config"
+        after_help = "Examples:\n  strongroom backup sqlite:hotel.db --tag daily\n  strongroom backup hotel --tag pre-migration   # a [sources.hotel] from the config\n  strongroom backup postgres://app@db:5432/hotel?sslmode=require\n\nPostgreSQL: the password comes from the URL, PGPASSWORD or ~/.pgpass and reaches pg_dump\nonly through its environment; it is never recorded. pg_dump is searched in\nSTRONGROOM_PG_BINDIR, /usr/lib/postgresql/*/bin, pg_config --bindir and PATH; the oldest\none at least as new as the server is used."
     )]
     Backup {
         /// A configured source name, sqlite:PATH or postgres://… (default: the only configured source).
