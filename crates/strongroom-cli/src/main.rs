@@ -328,7 +328,14 @@ fn print_snapshot(s: &Snapshot) {
         "  schema      {}",
         s.metadata.schema_version.as_deref().unwrap_or("-")
     );
-    let width = s.metadata.extra.keys().map(|k| k.len()).max().unwrap_or(0).max(11);
+    let width = s
+        .metadata
+        .extra
+        .keys()
+        .map(|k| k.len())
+        .max()
+        .unwrap_or(0)
+        .max(11);
     for (k, v) in &s.metadata.extra {
         let shown = match v {
             serde_json::Value::String(t) => t.clone(),
@@ -422,7 +429,12 @@ fn run(cli: Cli) -> Result<()> {
             } else if snaps.is_empty() {
                 eprintln!("no snapshots");
             } else {
-                let w = snaps.iter().map(|s| s.source.len()).max().unwrap_or(0).max(6);
+                let w = snaps
+                    .iter()
+                    .map(|s| s.source.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(6);
                 println!(
                     "{:<8}  {:<19}  {:<w$}  {:<8}  {:>10}  {:>10}  tags",
                     "id", "taken (UTC)", "source", "kind", "size", "added"
