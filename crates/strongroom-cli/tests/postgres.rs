@@ -339,6 +339,19 @@ fn a_restore_onto_a_fresh_server_recreates_the_owning_roles() {
     let a = Cluster::start();
     a.execute("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-secret'");
     load_hotel(&a, "hotel", Some("app"), Some(("app", "app-secret")), 2_000);
+    // Database-level properties, which pg_dump leaves out without --create.
+    a.execute(
+        "postgres",
+        "ALTER DATABASE hotel SET timezone = 'Asia/Tokyo';
+         ALTER DATABASE hotel SET search_path = \"$user\", public, \"Odd, name\";
+         ALTER ROLE app IN DATABASE hotel SET statement_timeout = '5s';
+         REVOKE ALL ON DATABASE hotel FROM PUBLIC;
+         GRANT CONNECT ON DATABASE hotel TO PUBLIC;
+         GRANT TEMPORARY ON DATABASE hotel TO app WITH GRANT OPTION;
+         COMMENT ON DATABASE hotel IS 'bookings, it''s';
+         ALTER DATABASE hotel CONNECTION LIMIT 40",
+    );
+    let before = database_properties(&a, "hotel");
     let env = envs().into_iter().next().unwrap();
     env.init();
     let snap = env.json(&["backup", &a.super_url("hotel")]);
@@ -371,8 +384,37 @@ fn a_restore_onto_a_fresh_server_recreates_the_owning_roles() {
         .get(0);
     assert_eq!(db_owner, "app");
     // Its password came along too (a superuser's dump includes it).
-    postgres::Client::connect(&b.url("app", Some("app-secret"), "hotel"), postgres::NoTls)
-        .expect("app logs in with its old password");
+    let mut app =
+        postgres::Client::connect(&b.url("app", Some("app-secret"), "hotel"), postgres::NoTls)
+            .expect("app logs in with its old password");
+    assert_eq!(database_properties(&b, "hotel"), before);
+    let tz: String = app.query_one("SHOW timezone", &[]).unwrap().get(0);
+    assert_eq!(
+        tz, "Asia/Tokyo",
+        "a new session sees the database's settings"
+    );
+}
+
+/// Settings, per-role settings, privileges, comment and connection limit of a database.
+fn database_properties(pg: &Cluster, db: &str) -> Vec<String> {
+    let mut c = pg.connect("postgres");
+    let mut out: Vec<String> = c
+        .query(
+            "SELECT COALESCE(pg_get_userbyid(s.setrole)::text, '') || ': ' || array_to_string(s.setconfig, ' | ') \
+             FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = $1 \
+             UNION ALL SELECT 'acl ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END \
+               || ' ' || a.privilege_type || ' ' || a.is_grantable FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = $1 \
+             UNION ALL SELECT 'comment ' || COALESCE(shobj_description(d.oid, 'pg_database'), '-') || ' limit ' || d.datconnlimit \
+               FROM pg_database d WHERE d.datname = $1",
+            &[&db],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    out.sort();
+    assert!(out.len() >= 6, "{out:?}");
+    out
 }
 
 #[test]

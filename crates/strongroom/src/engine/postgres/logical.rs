@@ -21,6 +21,7 @@
 //! archive, so the dump is spooled to a temporary file for it; with one job it streams.
 //! Must not know how chunks are stored.
 
+use super::properties::Properties;
 use super::server::{Conn, ident, literal};
 use super::tools::{self, Tool, describe_exit, stderr_gist};
 use crate::chunker::CdcBatcher;
@@ -42,6 +43,8 @@ use std::process::{Child, Command, Stdio};
 pub const DUMP_FILE: &str = "database.dump";
 /// `pg_dumpall --globals-only` output: roles, memberships, tablespaces.
 pub const GLOBALS_FILE: &str = "globals.sql";
+/// Metadata key holding the database-level [`Properties`].
+pub const PROPERTIES_KEY: &str = "database_properties";
 
 /// Facts about the server and database read at backup or restore time.
 struct Facts {
@@ -246,6 +249,14 @@ pub fn backup(
             .map_err(|e| Error::Source(conn.explain(&e)))?;
         (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
     };
+    // Outside the dump's snapshot: shared catalogs are not versioned by it anyway.
+    let props = match Properties::read(&mut client) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %conn.explain(&e), "database settings and privileges not readable; they will not be in the snapshot");
+            None
+        }
+    };
     tracing::info!(server = %conn.display(), version = %f.version, pg_dump = %pg_dump.path.display(), "dumping");
 
     // One snapshot for the dump and the counts.
@@ -346,6 +357,12 @@ pub fn backup(
     extra.insert("lc_ctype".into(), ctype.into());
     extra.insert("owner".into(), owner.into());
     extra.insert("globals".into(), globals_note.into());
+    if let Some(p) = props.filter(|p| !p.is_default()) {
+        extra.insert(
+            PROPERTIES_KEY.into(),
+            serde_json::to_value(p).expect("properties serialize"),
+        );
+    }
     extra.insert(
         "row_counts_estimated".into(),
         (source.row_counts == RowCounts::Estimate).into(),
@@ -901,6 +918,18 @@ pub fn restore(
         seconds = t.elapsed().as_secs_f64(),
         "restored beside the target"
     );
+
+    if let Some(p) = snap.metadata.extra.get(PROPERTIES_KEY) {
+        let props: Properties = serde_json::from_value(p.clone()).map_err(|e| {
+            Error::corrupt(
+                format!("snapshot {}", snap.short_id()),
+                format!("its metadata {PROPERTIES_KEY} is unreadable: {e}"),
+            )
+        })?;
+        for (stmt, err) in props.apply(&mut client, &admin_conn, &tmp) {
+            tracing::warn!(statement = %stmt, error = %err, "database property not restored");
+        }
+    }
 
     // The swap: hooks around two renames.
     let hook_env = [

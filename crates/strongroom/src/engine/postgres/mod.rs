@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod logical;
+pub mod properties;
 pub mod server;
 pub mod tls;
 pub mod tools;
