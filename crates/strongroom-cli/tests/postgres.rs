@@ -826,6 +826,36 @@ fn a_server_that_forces_tls_is_backed_up_restored_and_verified_over_tls() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A role that logs in with a client certificate only, no password (Cloud SQL, self-run
+    // servers): strongroom's own connection and pg_dump/pg_restore both present it.
+    pg.execute("postgres", "CREATE ROLE certy LOGIN SUPERUSER");
+    let (crt, key) = pg.client_certificate("certy");
+    let by_cert = |db: &str, with_cert: bool| {
+        let mut u = format!(
+            "postgres://certy@localhost:{}/{db}?sslmode=verify-full&sslrootcert={}",
+            pg.port(),
+            pg.certificate().display()
+        );
+        if with_cert {
+            u.push_str(&format!(
+                "&sslcert={}&sslkey={}",
+                crt.display(),
+                key.display()
+            ));
+        }
+        u
+    };
+    let err = env.fails(&["backup", &by_cert("hotel", false)]);
+    assert!(err.contains("sslcert"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let snap = env.json(&["backup", &by_cert("hotel", true)]);
+    let id = snap["id"].as_str().unwrap();
+    env.cmd()
+        .args(["restore", id, "--target-db", &by_cert("certcopy", true)])
+        .assert()
+        .success();
+    assert_eq!(counts(&pg, "certcopy"), snapshot_counts(&snap));
 }
 
 /// Objects of many kinds and awkward data: what a restore must reproduce exactly.

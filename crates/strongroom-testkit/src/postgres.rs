@@ -82,6 +82,55 @@ fn chown_to(path: &Path, user: &str) {
     assert_eq!(rc, 0, "chown {} to {user} failed", path.display());
 }
 
+/// Runs the `openssl` command, panicking with its stderr when it fails.
+fn openssl(args: &[&std::ffi::OsStr]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl command is needed for TLS test clusters (apt install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes a key and a certificate for `cn`, signed by the CA in `dir` (`root.crt`, `ca.key`).
+fn sign(dir: &Path, cn: &str, ext: &Path, key: &Path, crt: &Path, csr: &Path) {
+    let o = |s: &'static str| std::ffi::OsStr::new(s);
+    let subj = format!("/CN={cn}");
+    let (ca_crt, ca_key) = (dir.join("root.crt"), dir.join("ca.key"));
+    openssl(&[
+        o("req"),
+        o("-newkey"),
+        o("rsa:2048"),
+        o("-nodes"),
+        o("-subj"),
+        subj.as_ref(),
+        o("-keyout"),
+        key.as_os_str(),
+        o("-out"),
+        csr.as_os_str(),
+    ]);
+    openssl(&[
+        o("x509"),
+        o("-req"),
+        o("-in"),
+        csr.as_os_str(),
+        o("-CA"),
+        ca_crt.as_os_str(),
+        o("-CAkey"),
+        ca_key.as_os_str(),
+        o("-CAcreateserial"),
+        o("-days"),
+        o("2"),
+        o("-extfile"),
+        ext.as_os_str(),
+        o("-out"),
+        crt.as_os_str(),
+    ]);
+}
+
 impl Cluster {
     /// Starts a new cluster; panics with a message saying what to install when the server
     /// binaries are missing.
@@ -154,16 +203,6 @@ impl Cluster {
                 "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
             )
             .unwrap();
-            let openssl = |args: &[&std::ffi::OsStr]| {
-                let out = Command::new("openssl").args(args).output().expect(
-                    "the openssl command is needed for TLS test clusters (apt install openssl)",
-                );
-                assert!(
-                    out.status.success(),
-                    "openssl: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            };
             let o = |s: &'static str| std::ffi::OsStr::new(s);
             openssl(&[
                 o("req"),
@@ -180,35 +219,7 @@ impl Cluster {
                 o("-out"),
                 ca_crt.as_os_str(),
             ]);
-            openssl(&[
-                o("req"),
-                o("-newkey"),
-                o("rsa:2048"),
-                o("-nodes"),
-                o("-subj"),
-                o("/CN=localhost"),
-                o("-keyout"),
-                key.as_os_str(),
-                o("-out"),
-                csr.as_os_str(),
-            ]);
-            openssl(&[
-                o("x509"),
-                o("-req"),
-                o("-in"),
-                csr.as_os_str(),
-                o("-CA"),
-                ca_crt.as_os_str(),
-                o("-CAkey"),
-                ca_key.as_os_str(),
-                o("-CAcreateserial"),
-                o("-days"),
-                o("2"),
-                o("-extfile"),
-                ext.as_os_str(),
-                o("-out"),
-                crt.as_os_str(),
-            ]);
+            sign(d, "localhost", &ext, &key, &crt, &csr);
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
             if let Some(u) = &cluster.run_as {
@@ -229,7 +240,10 @@ impl Cluster {
                 cluster.dir.path().display()
             );
             if tls {
-                opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+                opts.push_str(&format!(
+                    " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key -c ssl_ca_file={}",
+                    cluster.certificate().display()
+                ));
             }
             let log = cluster.dir.path().join("server.log");
             let ok = cluster
@@ -258,6 +272,40 @@ impl Cluster {
     /// [`Cluster::start_tls`]: what `sslrootcert` should name.
     pub fn certificate(&self) -> PathBuf {
         self.dir.path().join("root.crt")
+    }
+
+    /// For clusters from [`Cluster::start_tls`]: a client certificate and key (PEM) for
+    /// `role`, signed by the cluster's CA, and `role` made to log in with it only
+    /// (`hostssl … cert`), as services that hand out client certificates do.
+    pub fn client_certificate(&self, role: &str) -> (PathBuf, PathBuf) {
+        let d = self.dir.path();
+        let (crt, key, csr, ext) = (
+            d.join(format!("{role}.crt")),
+            d.join(format!("{role}.key")),
+            d.join(format!("{role}.csr")),
+            d.join("client-ext.cnf"),
+        );
+        std::fs::write(
+            &ext,
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        sign(d, role, &ext, &key, &crt, &csr);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let hba = self.data_dir().join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(&hba, format!("hostssl all {role} all cert\n{old}")).unwrap();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                self.data_dir().as_os_str(),
+                "reload".as_ref(),
+            ],
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        (crt, key)
     }
 
     fn data_dir(&self) -> PathBuf {

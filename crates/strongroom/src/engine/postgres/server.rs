@@ -24,6 +24,8 @@ pub struct Conn {
     /// libpq's `sslmode` name: disable, allow, prefer, require, verify-ca, verify-full.
     sslmode: String,
     sslrootcert: Option<PathBuf>,
+    /// Client certificate and key, for servers that authenticate by certificate.
+    client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 const SSL_MODES: &[&str] = &[
@@ -35,25 +37,28 @@ const SSL_MODES: &[&str] = &[
     "verify-full",
 ];
 
-/// Takes `sslmode` and `sslrootcert` out of a URL's query (the SQL client's own parser knows
-/// fewer modes than libpq), returning the rest of the URL and the two values.
-fn split_ssl_params(url: &str) -> (String, Option<String>, Option<String>) {
+/// The TLS parameters strongroom handles itself (the SQL client's own parser knows fewer
+/// modes than libpq and no client certificates).
+const SSL_PARAMS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey"];
+
+/// Takes the [`SSL_PARAMS`] out of a URL's query, returning the rest of the URL and their
+/// values in that order.
+fn split_ssl_params(url: &str) -> (String, [Option<String>; 4]) {
+    let mut found: [Option<String>; 4] = Default::default();
     let Some(q) = url.find('?') else {
-        return (url.to_string(), None, None);
+        return (url.to_string(), found);
     };
     let (base, query) = (&url[..q], &url[q + 1..]);
-    let (mut mode, mut root) = (None, None);
     let kept: Vec<&str> = query
         .split('&')
         .filter(|kv| {
-            if let Some(v) = kv.strip_prefix("sslmode=") {
-                mode = Some(v.to_string());
-                false
-            } else if let Some(v) = kv.strip_prefix("sslrootcert=") {
-                root = Some(v.to_string());
-                false
-            } else {
-                true
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            match SSL_PARAMS.iter().position(|p| *p == k) {
+                Some(i) => {
+                    found[i] = Some(percent_decode(v));
+                    false
+                }
+                None => true,
             }
         })
         .collect();
@@ -62,7 +67,27 @@ fn split_ssl_params(url: &str) -> (String, Option<String>, Option<String>) {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    (rest, mode, root)
+    (rest, found)
+}
+
+/// Decodes `%XX` escapes in a URL query value (paths with spaces).
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+            if let Ok(x) = u8::from_str_radix(hex, 16) {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl std::fmt::Debug for Conn {
@@ -86,7 +111,7 @@ impl Conn {
     /// leaves out comes from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, then
     /// libpq's defaults.
     pub fn parse(url: &str) -> Result<Conn> {
-        let (rest, sslmode, sslrootcert) = split_ssl_params(url);
+        let (rest, [sslmode, sslrootcert, sslcert, sslkey]) = split_ssl_params(url);
         let sslmode = sslmode
             .or_else(|| env("PGSSLMODE"))
             .unwrap_or_else(|| "prefer".into());
@@ -100,6 +125,11 @@ impl Conn {
         let sslrootcert = sslrootcert
             .or_else(|| env("PGSSLROOTCERT"))
             .map(PathBuf::from);
+        let client_cert = client_certificate(
+            sslcert.or_else(|| env("PGSSLCERT")),
+            sslkey.or_else(|| env("PGSSLKEY")),
+        )
+        .map_err(|e| Error::Config(format!("{e} (in {})", redact_url(url))))?;
         let cfg = postgres::Config::from_str(&rest).map_err(|e| {
             Error::Config(format!(
                 "cannot parse PostgreSQL URL {}: {e}",
@@ -138,6 +168,7 @@ impl Conn {
             dbname,
             sslmode,
             sslrootcert,
+            client_cert,
         })
     }
 
@@ -213,7 +244,11 @@ impl Conn {
                     let p = std::path::Path::new(&home).join(".postgresql/root.crt");
                     p.is_file().then_some(p)
                 });
-                let tls = connector(v, root.as_deref())
+                let client = self
+                    .client_cert
+                    .as_ref()
+                    .map(|(c, k)| (c.as_path(), k.as_path()));
+                let tls = connector(v, root.as_deref(), client)
                     .map_err(|e| Error::Config(format!("TLS for {}: {e}", self.display())))?;
                 cfg.connect(tls)
             }
@@ -226,6 +261,13 @@ impl Conn {
         if let Some(db) = e.as_db_error() {
             let code = db.code().code();
             return match code {
+                "28000" if db.message().contains("certificate") => format!(
+                    "PostgreSQL at {} rejected role {:?}: {}; name a client certificate the \
+                     server trusts with sslcert and sslkey in the URL (or PGSSLCERT and PGSSLKEY)",
+                    self.server(),
+                    self.user,
+                    db.message()
+                ),
                 "28P01" | "28000" => format!(
                     "PostgreSQL at {} rejected role {:?}: {}; check the password (URL or PGPASSWORD) \
                      and pg_hba.conf",
@@ -293,6 +335,9 @@ impl Conn {
         if let Some(r) = &self.sslrootcert {
             cmd.env("PGSSLROOTCERT", r);
         }
+        if let Some((c, k)) = &self.client_cert {
+            cmd.env("PGSSLCERT", c).env("PGSSLKEY", k);
+        }
         if std::env::var_os("PGCONNECT_TIMEOUT").is_none() {
             cmd.env("PGCONNECT_TIMEOUT", "15");
         }
@@ -300,6 +345,34 @@ impl Conn {
             Some(p) => cmd.env("PGPASSWORD", p),
             None => cmd.env_remove("PGPASSWORD"),
         };
+    }
+}
+
+/// The client certificate and key libpq would use: both named, or neither named and
+/// `~/.postgresql/postgresql.crt` and `.key` present.
+fn client_certificate(
+    cert: Option<String>,
+    key: Option<String>,
+) -> std::result::Result<Option<(PathBuf, PathBuf)>, String> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c.into(), k.into()))),
+        (Some(c), None) => {
+            // libpq looks for the key beside the default certificate; be explicit instead.
+            Err(format!(
+                "sslcert={c} is set but sslkey is not; name the private key too (sslkey or PGSSLKEY)"
+            ))
+        }
+        (None, Some(k)) => Err(format!(
+            "sslkey={k} is set but sslcert is not; name the certificate too (sslcert or PGSSLCERT)"
+        )),
+        (None, None) => {
+            let Some(home) = env("HOME") else {
+                return Ok(None);
+            };
+            let dir = std::path::Path::new(&home).join(".postgresql");
+            let (c, k) = (dir.join("postgresql.crt"), dir.join("postgresql.key"));
+            Ok((c.is_file() && k.is_file()).then_some((c, k)))
+        }
     }
 }
 
@@ -440,6 +513,20 @@ mod tests {
             Some(std::path::Path::new("/ca.pem"))
         );
         assert!(Conn::parse("postgres://app@db/hotel?sslmode=sometimes").is_err());
+        let c = Conn::parse(
+            "postgres://app@db/hotel?sslcert=/my%20certs/app.crt&sslkey=/k.pem&sslmode=require",
+        )
+        .unwrap();
+        assert_eq!(
+            c.client_cert,
+            Some(("/my certs/app.crt".into(), "/k.pem".into()))
+        );
+        assert_eq!(c.sslmode, "require");
+        let e = Conn::parse("postgres://app@db/hotel?sslcert=/a.crt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sslkey"), "{e}");
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
     }
 
     #[test]

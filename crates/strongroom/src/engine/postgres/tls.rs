@@ -8,7 +8,7 @@
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error as TlsError, SignatureScheme,
 };
@@ -121,16 +121,20 @@ impl ServerCertVerifier for ChainOnly {
     }
 }
 
-/// A TLS connector for `verify`, trusting `root_cert` (PEM) when given.
-pub fn connector(verify: Verify, root_cert: Option<&Path>) -> Result<MakeRustlsConnect, String> {
+/// A TLS connector for `verify`, trusting `root_cert` (PEM) when given, presenting the
+/// client certificate and key `client` (PEM) when given.
+pub fn connector(
+    verify: Verify,
+    root_cert: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> Result<MakeRustlsConnect, String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let config = match verify {
+    let builder = match verify {
         Verify::Nothing => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
-            .with_no_client_auth(),
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider()))),
         Verify::Chain | Verify::Full => {
             let mut roots = rustls::RootCertStore::empty();
             match root_cert {
@@ -172,7 +176,34 @@ pub fn connector(verify: Verify, root_cert: Option<&Path>) -> Result<MakeRustlsC
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(verifier)
-                .with_no_client_auth()
+        }
+    };
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("reading sslcert {}: {e}", cert.display()))?;
+            if chain.is_empty() {
+                return Err(format!(
+                    "sslcert {} holds no PEM certificate",
+                    cert.display()
+                ));
+            }
+            let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                format!(
+                    "reading sslkey {}: {e}; it must be an unencrypted PEM key (PKCS#1, PKCS#8 \
+                     or SEC1); decrypt an encrypted one with `openssl pkey`",
+                    key.display()
+                )
+            })?;
+            builder.with_client_auth_cert(chain, private).map_err(|e| {
+                format!(
+                    "sslcert {} and sslkey {}: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?
         }
     };
     Ok(MakeRustlsConnect::new(config))
