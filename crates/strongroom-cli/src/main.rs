@@ -804,7 +804,12 @@ fn init_logs(verbose: u8) {
 fn main() {
     let cli = Cli::parse();
     init_logs(cli.global.verbose);
-    if let Err(e) = run(cli) {
+    let result = run(cli);
+    // A signal may have cut the work short: its cleanups finish before any exit.
+    if let Some(code) = strongroom::scratch::settle() {
+        std::process::exit(code);
+    }
+    if let Err(e) = result {
         let msg = match e.downcast_ref::<Error>() {
             Some(err) => err.to_string(),
             None => e

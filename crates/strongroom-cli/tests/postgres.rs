@@ -945,9 +945,19 @@ fn restores_reproduce_schema_and_data_exactly_on_every_path() {
         "rich_lo",
         &format!("{RICH_SCHEMA}\nCREATE TABLE docs (id int, body oid); INSERT INTO docs VALUES (1, lo_from_bytea(0, 'a large object'::bytea));"),
     );
+    // A LATIN1 database with non-ASCII names and data: its bytes must survive the restore.
+    pg.execute(
+        "postgres",
+        "CREATE DATABASE latin TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'",
+    );
+    pg.execute(
+        "latin",
+        "CREATE TABLE \"hôtel\" (id int PRIMARY KEY, nom text);
+         INSERT INTO \"hôtel\" SELECT i, 'café crème naïve Ünïcödé ' || i FROM generate_series(1, 3000) i;",
+    );
     let env = envs().into_iter().next().unwrap();
     env.init();
-    for src in ["rich", "rich_lo"] {
+    for src in ["rich", "rich_lo", "latin"] {
         let expected = fingerprint(&pg, src);
         let snap = env.json(&["backup", &pg.super_url(src)]);
         let id = snap["id"].as_str().unwrap();
@@ -969,12 +979,22 @@ fn restores_reproduce_schema_and_data_exactly_on_every_path() {
             let log = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "{log}");
             if jobs == "2" {
-                // Large objects send the restore down the plain pg_restore path.
+                // Large objects, and data that is not UTF-8, send the restore down the
+                // plain pg_restore path.
                 assert_eq!(log.contains("parallel COPY"), src == "rich", "{log}");
             }
             let got = fingerprint(&pg, &db);
             assert_eq!(got.0, expected.0, "schema of {db}");
             assert_eq!(got.1, expected.1, "data of {db}");
+            if src == "latin" {
+                let nom: String = pg
+                    .connect(&db)
+                    .query_one("SELECT nom FROM \"hôtel\" WHERE id = 7", &[])
+                    .unwrap()
+                    .get(0);
+                assert_eq!(nom, "café crème naïve Ünïcödé 7");
+                continue;
+            }
             if src == "rich_lo" {
                 let body: Vec<u8> = pg
                     .connect(&db)

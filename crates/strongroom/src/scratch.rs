@@ -6,15 +6,31 @@
 //! would leave a temporary database behind after Ctrl-C. [`install_interrupt_cleanup`]
 //! starts a thread that, on a signal, runs every registered cleanup and exits with the
 //! conventional status (130 for SIGINT). Must not know what it cleans up.
+//!
+//! Two races matter. A Ctrl-C reaches child processes too, so the main thread may fail and
+//! head for `exit` while the signal thread is still dropping a database: [`settle`] makes
+//! every exit path wait for cleanups in progress, and runs them itself when a signal was
+//! seen but its thread has not started yet. And some steps must not be cut in half (the
+//! rename pair of a restore's swap): [`critical`] holds signals off until they are done.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 type Cleanup = Box<dyn FnOnce() + Send>;
 
 static REGISTRY: Mutex<BTreeMap<u64, (String, Cleanup)>> = Mutex::new(BTreeMap::new());
 static NEXT: AtomicU64 = AtomicU64::new(1);
+/// Held while any cleanup runs, so an exit can wait for it.
+static CLEANING: Mutex<()> = Mutex::new(());
+/// Held by [`critical`] sections; the signal thread takes it before cleaning up.
+static CRITICAL: Mutex<()> = Mutex::new(());
+/// The signal received, set inside the signal handler itself (0: none).
+static SIGNAL: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Runs its cleanup once: on drop, or on an interrupt, whichever comes first.
 #[must_use = "the cleanup runs when this guard drops"]
@@ -25,30 +41,22 @@ pub struct Guard {
 /// Registers `cleanup`, described by `what` in logs.
 pub fn guard(what: impl Into<String>, cleanup: impl FnOnce() + Send + 'static) -> Guard {
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    REGISTRY
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id, (what.into(), Box::new(cleanup)));
+    lock(&REGISTRY).insert(id, (what.into(), Box::new(cleanup)));
     Guard { id }
 }
 
 impl Guard {
     /// Forgets the cleanup: the thing became permanent (e.g. renamed into place).
     pub fn disarm(self) {
-        REGISTRY
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        lock(&REGISTRY).remove(&self.id);
         std::mem::forget(self);
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let entry = REGISTRY
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        let _cleaning = lock(&CLEANING);
+        let entry = lock(&REGISTRY).remove(&self.id);
         if let Some((what, f)) = entry {
             tracing::debug!(what, "cleaning up");
             f();
@@ -58,14 +66,38 @@ impl Drop for Guard {
 
 /// Runs every registered cleanup now (newest first).
 pub fn run_all() {
-    let entries: Vec<(String, Cleanup)> = {
-        let mut g = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut *g).into_values().rev().collect()
-    };
+    let _cleaning = lock(&CLEANING);
+    run_registered();
+}
+
+fn run_registered() {
+    let entries: Vec<(String, Cleanup)> = std::mem::take(&mut *lock(&REGISTRY))
+        .into_values()
+        .rev()
+        .collect();
     for (what, f) in entries {
         eprintln!("strongroom: interrupted; removing {what}");
         f();
     }
+}
+
+/// Runs `f` with interrupts held off: a signal arriving meanwhile is acted on after it.
+pub fn critical<T>(f: impl FnOnce() -> T) -> T {
+    let _c = lock(&CRITICAL);
+    f()
+}
+
+/// Call before the process exits on any path: waits for cleanups in progress and, when a
+/// signal arrived, runs what is left and returns the exit status it calls for (128 + n).
+pub fn settle() -> Option<i32> {
+    let _critical = lock(&CRITICAL);
+    let _cleaning = lock(&CLEANING);
+    let sig = SIGNAL.get().map(|s| s.load(Ordering::SeqCst)).unwrap_or(0);
+    if sig == 0 {
+        return None;
+    }
+    run_registered();
+    Some(128 + sig as i32)
 }
 
 /// Installs the signal handler thread (once per process; later calls do nothing).
@@ -73,12 +105,18 @@ pub fn install_interrupt_cleanup() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let flag = SIGNAL.get_or_init(|| Arc::new(AtomicUsize::new(0)));
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            let _ = signal_hook::flag::register_usize(sig, flag.clone(), sig as usize);
+        }
         let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
             return;
         };
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                run_all();
+                let _critical = lock(&CRITICAL);
+                let _cleaning = lock(&CLEANING);
+                run_registered();
                 std::process::exit(128 + sig);
             }
         });

@@ -229,11 +229,7 @@ pub fn stream_file(
         let mut written: Result<()> = Ok(());
         for buf in rx.iter() {
             if let Err(e) = out.write_all(&buf) {
-                written = Err(Error::Io {
-                    action: "streaming the restored data to",
-                    path: file.name.clone().into(),
-                    source: e,
-                });
+                written = Err(output_error(&file.name, e));
                 break;
             }
             progress.advance(buf.len() as u64);
@@ -242,4 +238,22 @@ pub fn stream_file(
         let produced = producer.join().expect("restore reader thread");
         produced.and(written)
     })
+}
+
+/// The action of the error [`stream_file`] returns when its *output* failed.
+const OUTPUT_ACTION: &str = "streaming the restored data to";
+
+/// The error for the output of a [`stream_file`] of file `name` failing.
+pub fn output_error(name: &str, source: std::io::Error) -> Error {
+    Error::Io {
+        action: OUTPUT_ACTION,
+        path: name.into(),
+        source,
+    }
+}
+
+/// True when `e` says the consumer of a [`stream_file`] stopped taking data (a restore tool
+/// that exited, a closed pipe), as opposed to the repository failing to give it.
+pub fn is_output_error(e: &Error) -> bool {
+    matches!(e, Error::Io { action, .. } if *action == OUTPUT_ACTION)
 }

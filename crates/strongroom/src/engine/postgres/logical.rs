@@ -22,7 +22,7 @@
 //! Must not know how chunks are stored.
 
 use super::properties::Properties;
-use super::server::{Conn, ident, literal};
+use super::server::{Conn, conninfo_value, ident, literal};
 use super::tools::{self, Tool, describe_exit, stderr_gist};
 use crate::chunker::CdcBatcher;
 use crate::config::{CheckConfig, RowCounts, Source};
@@ -119,11 +119,14 @@ fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<Vec<u8>> {
     })
 }
 
-/// User tables as (key in `row_counts`, qualified name): `public` tables by bare name.
-fn user_tables(client: &mut postgres::Client, conn: &Conn) -> Result<Vec<(String, String)>> {
+/// User tables as (key in `row_counts`, qualified name, whose data the dump leaves out):
+/// `public` tables by bare name. A hot standby cannot read unlogged tables, and `pg_dump`
+/// skips their data there.
+fn user_tables(client: &mut postgres::Client, conn: &Conn) -> Result<Vec<(String, String, bool)>> {
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+            "SELECT n.nspname, c.relname, c.relpersistence = 'u' AND pg_is_in_recovery() \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
              AND n.nspname !~ '^pg_(toast|temp)' \
              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
@@ -141,7 +144,7 @@ fn user_tables(client: &mut postgres::Client, conn: &Conn) -> Result<Vec<(String
             } else {
                 format!("{ns}.{rel}")
             };
-            (key, format!("{}.{}", ident(&ns), ident(&rel)))
+            (key, format!("{}.{}", ident(&ns), ident(&rel)), r.get(2))
         })
         .collect())
 }
@@ -153,7 +156,11 @@ fn row_counts(
     how: RowCounts,
 ) -> Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
-    for (key, qualified) in user_tables(client, conn)? {
+    for (key, qualified, skipped) in user_tables(client, conn)? {
+        if skipped {
+            out.insert(key, 0);
+            continue;
+        }
         let sql = match how {
             RowCounts::Exact => format!("SELECT count(*)::int8 FROM {qualified}"),
             RowCounts::Estimate => format!(
@@ -284,8 +291,20 @@ pub fn backup(
 
     progress.begin("dump", None);
     let cancel = client.cancel_token();
+    // The counter waits for pg_dump's first bytes: by then pg_dump holds its ACCESS SHARE
+    // locks on every table. Counting earlier would take some locks first, and a migration
+    // queued for ACCESS EXCLUSIVE between the two would wait on us while pg_dump waits on it,
+    // a cycle through this process that PostgreSQL cannot see.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let mut started = Some(started_tx);
     let (dumped, counted) = std::thread::scope(|s| {
         let counter = s.spawn(|| -> Result<_> {
+            let started_rx = started_rx; // moved in: a Receiver is not Sync
+            if started_rx.recv().is_err() {
+                return Err(Error::Source(
+                    "pg_dump wrote nothing; no snapshot was recorded".into(),
+                ));
+            }
             let counts = row_counts(&mut client, &conn, source.row_counts)?;
             let schema =
                 schema_version(&mut client, &conn, source.schema_version_query.as_deref())?;
@@ -303,6 +322,9 @@ pub fn backup(
                         return Err(Error::Source(format!("reading pg_dump's output: {e}")));
                     }
                 };
+                if let Some(t) = started.take() {
+                    let _ = t.send(());
+                }
                 if let Some(b) = batcher.push(&buf[..n]) {
                     sink.push(b)?;
                 }
@@ -312,6 +334,7 @@ pub fn backup(
             }
             Ok(())
         });
+        started = None; // a dump that never started releases the counter
         if dumped.is_err() {
             // The pipeline failed (storage gone, disk full): stop counting, stop pg_dump.
             let _ = cancel.cancel_query(postgres::NoTls);
@@ -516,6 +539,25 @@ fn drop_database(admin: &Conn, name: &str) {
     }
 }
 
+/// A temporary file in `dir`, removed when both returned values drop, and on interrupts
+/// (which skip destructors).
+fn temp_file(
+    dir: &std::path::Path,
+    prefix: &str,
+    what: &str,
+) -> Result<(tempfile::NamedTempFile, scratch::Guard)> {
+    let f = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".dump")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    let path = f.path().to_path_buf();
+    let guard = scratch::guard(format!("{what} {}", path.display()), move || {
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok((f, guard))
+}
+
 /// A fresh database name beside `base`, within PostgreSQL's 63-byte limit.
 fn side_name(base: &str, tag: &str) -> String {
     let suffix = format!("_{tag}_{}", hex::encode(crate::crypto::random_bytes::<3>()));
@@ -529,6 +571,17 @@ fn side_name(base: &str, tag: &str) -> String {
 /// Creates an empty database for a restore, with the source's encoding and locale when the
 /// server has them; registers it for removal on failure or interrupt.
 fn create_scratch_db(
+    client: &mut postgres::Client,
+    admin: &Conn,
+    snap: &Snapshot,
+    name: &str,
+) -> Result<scratch::Guard> {
+    // Held against signals: a CREATE cut short by exit would still complete on the server,
+    // after the cleanup had found nothing to drop.
+    scratch::critical(|| create_db_now(client, admin, snap, name))
+}
+
+fn create_db_now(
     client: &mut postgres::Client,
     admin: &Conn,
     snap: &Snapshot,
@@ -658,7 +711,7 @@ fn pg_restore_into(
     let mut cmd = Command::new(&pg_restore.path);
     cmd.arg("--exit-on-error")
         .arg("-d")
-        .arg(format!("dbname={}", literal(db.dbname())))
+        .arg(format!("dbname={}", conninfo_value(db.dbname())))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if !superuser {
@@ -667,7 +720,10 @@ fn pg_restore_into(
     }
     db.apply_env(&mut cmd);
     let jobs = jobs.max(1);
-    if jobs > 1 && std::env::var_os("STRONGROOM_PG_PLAIN_RESTORE").is_none() {
+    // The COPY connections speak UTF-8 (the SQL client insists), so the fast path takes only
+    // dumps whose data is UTF-8; others keep their bytes through pg_restore.
+    let utf8 = extra_str(snap, "encoding") == Some("UTF8");
+    if jobs > 1 && utf8 && std::env::var_os("STRONGROOM_PG_PLAIN_RESTORE").is_none() {
         let t = std::time::Instant::now();
         if let Some(counts) = parallel_copy_restore(
             repo,
@@ -692,11 +748,7 @@ fn pg_restore_into(
     progress.begin("restore", Some(dump.size));
     let result = if jobs > 1 {
         // Parallel restore needs a seekable archive: spool it, then restore from the file.
-        let spool = tempfile::Builder::new()
-            .prefix(".strongroom-restore-")
-            .suffix(".dump")
-            .tempfile_in(spool_dir)
-            .map_err(|e| Error::io("creating a spool file in", spool_dir, e))?;
+        let (spool, _removed) = temp_file(spool_dir, ".strongroom-restore-", "spool file")?;
         let t = std::time::Instant::now();
         {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, spool.as_file());
@@ -739,9 +791,10 @@ fn pg_restore_into(
             .wait()
             .map_err(|e| Error::Target(format!("waiting for pg_restore: {e}")))?;
         let err = stderr.join().unwrap_or_default();
-        // A damaged repository object is the cause when both failed.
+        // When pg_restore failed and so stopped reading, its message is the cause; when the
+        // repository failed to give the data, that is.
         if let Err(e) = streamed {
-            if !status.success() || e.is_damage() {
+            if status.success() || !reader::is_output_error(&e) {
                 return Err(e);
             }
         }
@@ -940,13 +993,22 @@ pub fn restore(
     if let Some(h) = &opts.before_restore {
         crate::engine::run_hook("before_restore", h, &hook_env)?;
     }
-    let swapped = swap(&mut client, &admin_conn, &tmp, &name, exists);
+    // The renames and the disarming happen as one step for signals: an interrupt between
+    // them would drop the restored database after the old one had moved aside.
+    let swapped = scratch::critical(|| {
+        let r = swap(&mut client, &admin_conn, &tmp, &name, exists);
+        if r.is_ok() {
+            guard.disarm();
+        } else {
+            drop(guard);
+        }
+        r
+    });
     let after = match &opts.after_restore {
         Some(h) => crate::engine::run_hook("after_restore", h, &hook_env),
         None => Ok(()),
     };
     let old = swapped?;
-    guard.disarm();
     let mut old_kept_at = old.clone();
     if let Some(o) = &old {
         if !opts.keep_old {
@@ -1012,15 +1074,23 @@ fn swap(
         ident(tmp),
         ident(name)
     )) {
-        if let Some(a) = &old {
-            let _ = client.batch_execute(&format!(
+        let state = match &old {
+            None => "nothing was replaced".to_string(),
+            Some(a) => match client.batch_execute(&format!(
                 "ALTER DATABASE {} RENAME TO {}",
                 ident(a),
                 ident(name)
-            ));
-        }
+            )) {
+                Ok(()) => "the old database was put back".to_string(),
+                Err(back) => format!(
+                    "putting the old database back failed too ({}); it is database {a}: rename \
+                     it to {name} by hand",
+                    admin.explain(&back)
+                ),
+            },
+        };
         return Err(Error::Target(format!(
-            "could not move the restored database into place as {name}: {}; the old database was put back",
+            "could not move the restored database into place as {name}: {}; {state}",
             admin.explain(&e)
         )));
     }
@@ -1180,7 +1250,7 @@ fn parallel_copy_restore(
             let r = reader::stream_file(repo, index, snap, dump, &mut w, progress);
             let flushed = w.flush();
             match r {
-                Ok(()) => flushed.map_err(|e| Error::Failed(e.to_string())),
+                Ok(()) => flushed.map_err(|e| reader::output_error(&dump.name, e)),
                 Err(e) => Err(e),
             }
         });
@@ -1202,11 +1272,7 @@ fn parallel_copy_restore(
                 return Ok(None);
             }
             let toc_bytes = reader.record.take().unwrap_or_default();
-            let mut tocfile = tempfile::Builder::new()
-                .prefix(".strongroom-toc-")
-                .suffix(".dump")
-                .tempfile_in(spool_dir)
-                .map_err(|e| Error::io("creating a TOC file in", spool_dir, e))?;
+            let (mut tocfile, _removed) = temp_file(spool_dir, ".strongroom-toc-", "TOC file")?;
             tocfile
                 .write_all(&toc_bytes)
                 .and_then(|_| tocfile.flush())
@@ -1218,7 +1284,7 @@ fn parallel_copy_restore(
                     .arg("-j")
                     .arg(jobs.to_string())
                     .arg("-d")
-                    .arg(format!("dbname={}", literal(db.dbname())))
+                    .arg(format!("dbname={}", conninfo_value(db.dbname())))
                     .arg(tocfile.path())
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -1386,8 +1452,8 @@ fn parallel_copy_restore(
             (Ok(None), _) => Ok(None),
             (Ok(Some(c)), Ok(())) => Ok(Some(c)),
             (Ok(Some(_)), Err(e)) => Err(e),
-            (Err(e), Err(p)) if p.is_damage() => {
-                tracing::debug!(error = %e, "data load stopped by a damaged object");
+            (Err(e), Err(p)) if !reader::is_output_error(&p) => {
+                tracing::debug!(error = %e, "data load stopped by the repository failing");
                 Err(p)
             }
             (Err(e), _) => Err(e),

@@ -45,6 +45,16 @@ const SSL_PARAMS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey"];
 /// values in that order.
 fn split_ssl_params(url: &str) -> (String, [Option<String>; 4]) {
     let mut found: [Option<String>; 4] = Default::default();
+    if !is_url(url) {
+        let mut kept = Vec::new();
+        for (k, v) in conninfo_pairs(url) {
+            match SSL_PARAMS.iter().position(|p| *p == k) {
+                Some(i) => found[i] = Some(v),
+                None => kept.push((k, v)),
+            }
+        }
+        return (conninfo_string(&kept), found);
+    }
     let Some(q) = url.find('?') else {
         return (url.to_string(), found);
     };
@@ -68,6 +78,79 @@ fn split_ssl_params(url: &str) -> (String, [Option<String>; 4]) {
         format!("{base}?{}", kept.join("&"))
     };
     (rest, found)
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// The `key=value` pairs of a libpq connection string (`host=db dbname='my db'`).
+fn conninfo_pairs(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if key.is_empty() {
+            break;
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek() == Some(&'=') {
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                chars.next();
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        out.push((key, value));
+    }
+    out
+}
+
+/// Quotes a value for a libpq connection string.
+pub fn conninfo_value(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn conninfo_string(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Decodes `%XX` escapes in a URL query value (paths with spaces).
@@ -227,11 +310,20 @@ impl Conn {
             cfg.password(p);
         }
         use super::tls::{Verify, connector};
+        // libpq's root certificate: sslrootcert, else ~/.postgresql/root.crt if present.
+        let default_root = || {
+            let home = env("HOME")?;
+            let p = std::path::Path::new(&home).join(".postgresql/root.crt");
+            p.is_file().then_some(p)
+        };
+        let root = self.sslrootcert.clone().or_else(default_root);
         let (mode, verify) = match self.sslmode.as_str() {
+            // libpq never uses TLS on a Unix socket, whatever sslmode says.
+            _ if self.host.starts_with('/') => (SslMode::Disable, None),
             "disable" => (SslMode::Disable, None),
             "allow" | "prefer" => (SslMode::Prefer, Some(Verify::Nothing)),
-            "require" if self.sslrootcert.is_none() => (SslMode::Require, Some(Verify::Nothing)),
             // libpq: require with a root certificate behaves like verify-ca.
+            "require" if root.is_none() => (SslMode::Require, Some(Verify::Nothing)),
             "require" | "verify-ca" => (SslMode::Require, Some(Verify::Chain)),
             _ => (SslMode::Require, Some(Verify::Full)),
         };
@@ -239,11 +331,22 @@ impl Conn {
         let result = match verify {
             None => cfg.connect(postgres::NoTls),
             Some(v) => {
-                let root = self.sslrootcert.clone().or_else(|| {
-                    let home = env("HOME")?;
-                    let p = std::path::Path::new(&home).join(".postgresql/root.crt");
-                    p.is_file().then_some(p)
-                });
+                let root = match root {
+                    // libpq 16+: the operating system's trusted roots.
+                    Some(p) if p.as_os_str() == "system" => None,
+                    Some(p) => Some(p),
+                    None if v == Verify::Nothing => None,
+                    None => {
+                        return Err(Error::Config(format!(
+                            "sslmode={} for {} needs a root certificate to check the server \
+                             against: set sslrootcert (or PGSSLROOTCERT) to its file, or to \
+                             \"system\" for the system's trusted roots, or put it in \
+                             ~/.postgresql/root.crt",
+                            self.sslmode,
+                            self.display()
+                        )));
+                    }
+                };
                 let client = self
                     .client_cert
                     .as_ref()
@@ -420,6 +523,13 @@ fn pgpass(host: &str, port: u16, db: &str, user: &str) -> Option<String> {
 
 /// A PostgreSQL URL with any password replaced, for records and messages.
 pub fn redact_url(url: &str) -> String {
+    if !is_url(url) {
+        let kept: Vec<(String, String)> = conninfo_pairs(url)
+            .into_iter()
+            .filter(|(k, _)| k != "password")
+            .collect();
+        return conninfo_string(&kept);
+    }
     let mut out = url.to_string();
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
@@ -527,6 +637,19 @@ mod tests {
             .to_string();
         assert!(e.contains("sslkey"), "{e}");
         assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+        // libpq key=value strings: the same parameters, and the password never shown.
+        let kv =
+            r"host=db dbname='my \'db\'' password = s3cret sslmode=verify-ca sslrootcert=/ca.pem";
+        let (rest, [mode, root, ..]) = split_ssl_params(kv);
+        assert_eq!(mode.as_deref(), Some("verify-ca"));
+        assert_eq!(root.as_deref(), Some("/ca.pem"));
+        assert_eq!(rest, r"host='db' dbname='my \'db\'' password='s3cret'");
+        assert_eq!(
+            redact_url(kv),
+            r"host='db' dbname='my \'db\'' sslmode='verify-ca' sslrootcert='/ca.pem'"
+        );
+        let c = Conn::parse(kv).unwrap();
+        assert_eq!((c.dbname(), c.sslmode.as_str()), ("my 'db'", "verify-ca"));
     }
 
     #[test]
