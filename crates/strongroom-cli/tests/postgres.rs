@@ -955,9 +955,18 @@ fn restores_reproduce_schema_and_data_exactly_on_every_path() {
         "CREATE TABLE \"hôtel\" (id int PRIMARY KEY, nom text);
          INSERT INTO \"hôtel\" SELECT i, 'café crème naïve Ünïcödé ' || i FROM generate_series(1, 3000) i;",
     );
+    // An ICU-collated database keeps its collation provider.
+    pg.execute(
+        "postgres",
+        "CREATE DATABASE icu TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'de-DE' LOCALE 'C'",
+    );
+    pg.execute(
+        "icu",
+        "CREATE TABLE words (w text); INSERT INTO words VALUES ('Äpfel'), ('Zebra'), ('apfel');",
+    );
     let env = envs().into_iter().next().unwrap();
     env.init();
-    for src in ["rich", "rich_lo", "latin"] {
+    for src in ["rich", "rich_lo", "latin", "icu"] {
         let expected = fingerprint(&pg, src);
         let snap = env.json(&["backup", &pg.super_url(src)]);
         let id = snap["id"].as_str().unwrap();
@@ -981,11 +990,33 @@ fn restores_reproduce_schema_and_data_exactly_on_every_path() {
             if jobs == "2" {
                 // Large objects, and data that is not UTF-8, send the restore down the
                 // plain pg_restore path.
-                assert_eq!(log.contains("parallel COPY"), src == "rich", "{log}");
+                assert_eq!(
+                    log.contains("parallel COPY"),
+                    src == "rich" || src == "icu",
+                    "{log}"
+                );
             }
             let got = fingerprint(&pg, &db);
             assert_eq!(got.0, expected.0, "schema of {db}");
             assert_eq!(got.1, expected.1, "data of {db}");
+            if src == "icu" {
+                let provider: String = pg
+                    .connect("postgres")
+                    .query_one(
+                        "SELECT datlocprovider::text FROM pg_database WHERE datname = $1",
+                        &[&db],
+                    )
+                    .unwrap()
+                    .get(0);
+                assert_eq!(provider, "i", "{db} keeps its ICU collation");
+                let first: String = pg
+                    .connect(&db)
+                    .query_one("SELECT w FROM words ORDER BY w LIMIT 1", &[])
+                    .unwrap()
+                    .get(0);
+                assert_eq!(first, "apfel", "ICU order, not byte order");
+                continue;
+            }
             if src == "latin" {
                 let nom: String = pg
                     .connect(&db)

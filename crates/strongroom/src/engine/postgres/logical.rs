@@ -256,6 +256,25 @@ pub fn backup(
             .map_err(|e| Error::Source(conn.explain(&e)))?;
         (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
     };
+    // The collation provider (PostgreSQL 15+: ICU; 17+: builtin), read through to_jsonb
+    // because its columns differ between versions.
+    let provider: Option<(String, Option<String>)> = client
+        .query_one(
+            "SELECT j ->> 'datlocprovider', COALESCE(j ->> 'datlocale', j ->> 'daticulocale') \
+             FROM (SELECT to_jsonb(d) AS j FROM pg_database d \
+                   WHERE d.datname = current_database()) s",
+            &[],
+        )
+        .ok()
+        .and_then(|r| {
+            let p: Option<String> = r.get(0);
+            let name = match p.as_deref()? {
+                "i" => "icu",
+                "b" => "builtin",
+                _ => return None,
+            };
+            Some((name.to_string(), r.get(1)))
+        });
     // Outside the dump's snapshot: shared catalogs are not versioned by it anyway.
     let props = match Properties::read(&mut client) {
         Ok(p) => Some(p),
@@ -379,6 +398,12 @@ pub fn backup(
     extra.insert("lc_collate".into(), collate.into());
     extra.insert("lc_ctype".into(), ctype.into());
     extra.insert("owner".into(), owner.into());
+    if let Some((p, l)) = provider {
+        extra.insert("locale_provider".into(), p.into());
+        if let Some(l) = l {
+            extra.insert("provider_locale".into(), l.into());
+        }
+    }
     extra.insert("globals".into(), globals_note.into());
     if let Some(p) = props.filter(|p| !p.is_default()) {
         extra.insert(
@@ -593,10 +618,23 @@ fn create_db_now(
         ident(name),
         literal(enc)
     );
-    let with_locale = match (extra_str(snap, "lc_collate"), extra_str(snap, "lc_ctype")) {
+    let mut with_locale = match (extra_str(snap, "lc_collate"), extra_str(snap, "lc_ctype")) {
         (Some(c), Some(t)) => format!("{sql} LC_COLLATE {} LC_CTYPE {}", literal(c), literal(t)),
         _ => sql.clone(),
     };
+    match (
+        extra_str(snap, "locale_provider"),
+        extra_str(snap, "provider_locale"),
+    ) {
+        (Some("icu"), Some(l)) => {
+            with_locale.push_str(&format!(" LOCALE_PROVIDER icu ICU_LOCALE {}", literal(l)))
+        }
+        (Some("builtin"), Some(l)) => with_locale.push_str(&format!(
+            " LOCALE_PROVIDER builtin BUILTIN_LOCALE {}",
+            literal(l)
+        )),
+        _ => {}
+    }
     if let Err(e) = client.batch_execute(&with_locale) {
         let msg = admin.explain(&e);
         if with_locale == sql
@@ -637,12 +675,22 @@ fn create_missing_roles(
         .collect();
     let role_of = |stmt: &str, prefix: &str| -> Option<String> {
         let rest = stmt.strip_prefix(prefix)?;
-        let name = if let Some(q) = rest.strip_prefix('"') {
-            q.split('"').next()?.to_string()
-        } else {
-            rest.split([' ', ';']).next()?.to_string()
+        let Some(q) = rest.strip_prefix('"') else {
+            return Some(rest.split([' ', ';']).next()?.to_string());
         };
-        Some(name)
+        // A quoted identifier: `""` stands for one quote.
+        let mut name = String::new();
+        let mut chars = q.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                if chars.peek() != Some(&'"') {
+                    return Some(name);
+                }
+                chars.next();
+            }
+            name.push(c);
+        }
+        None
     };
     let mut created = Vec::new();
     for line in globals.lines() {
@@ -1217,6 +1265,27 @@ impl Read for ChannelReader {
 /// Table data handed to the COPY connections in pieces of about this size, cut at row ends.
 const COPY_PIECE: usize = 4 << 20;
 
+/// A parallel-restore worker: one connection, `COPY` of each piece it receives.
+fn load_pieces(
+    db: &Conn,
+    setup: &str,
+    pieces: crossbeam_channel::Receiver<(std::sync::Arc<str>, Vec<u8>)>,
+) -> Result<()> {
+    let mut c = db.connect()?;
+    c.batch_execute(setup)
+        .map_err(|e| Error::Target(db.explain(&e)))?;
+    for (stmt, piece) in pieces {
+        let mut w = c
+            .copy_in(&*stmt)
+            .map_err(|e| Error::Target(db.explain(&e)))?;
+        w.write_all(&piece)
+            .map_err(|e| Error::Target(format!("loading table data into {}: {e}", db.dbname())))?;
+        w.finish()
+            .map_err(|e| Error::Target(format!("loading table data: {}", db.explain(&e))))?;
+    }
+    Ok(())
+}
+
 /// The fast restore: schema and post-data through `pg_restore` from a TOC-only file, table
 /// data streamed from the repository through `jobs` parallel `COPY` connections (a big
 /// table is split across them). Returns `Ok(false)`, having changed nothing, when the
@@ -1326,33 +1395,23 @@ fn parallel_copy_restore(
                 toc.entries.iter().map(|e| (e.dump_id, e)).collect();
             let t = std::time::Instant::now();
             let (ptx, prx) = crossbeam_channel::bounded::<(std::sync::Arc<str>, Vec<u8>)>(jobs * 2);
+            // One failed worker stops the feeding: the others need not load the rest first.
+            let failed = std::sync::atomic::AtomicBool::new(false);
             let loaded = std::thread::scope(|s2| -> Result<()> {
                 let workers: Vec<_> = (0..jobs)
                     .map(|_| {
-                        let (prx, setup) = (prx.clone(), setup.clone());
+                        let (prx, setup, failed) = (prx.clone(), setup.clone(), &failed);
                         s2.spawn(move || -> Result<()> {
-                            let mut c = db.connect()?;
-                            c.batch_execute(&setup)
-                                .map_err(|e| Error::Target(db.explain(&e)))?;
-                            for (stmt, piece) in prx {
-                                let mut w = c
-                                    .copy_in(&*stmt)
-                                    .map_err(|e| Error::Target(db.explain(&e)))?;
-                                w.write_all(&piece).map_err(|e| {
-                                    Error::Target(format!(
-                                        "loading table data into {}: {e}",
-                                        db.dbname()
-                                    ))
-                                })?;
-                                w.finish().map_err(|e| {
-                                    Error::Target(format!("loading table data: {}", db.explain(&e)))
-                                })?;
+                            let r = load_pieces(db, &setup, prx);
+                            if r.is_err() {
+                                failed.store(true, std::sync::atomic::Ordering::SeqCst);
                             }
-                            Ok(())
+                            r
                         })
                     })
                     .collect();
                 drop(prx);
+                let stop = || failed.load(std::sync::atomic::Ordering::SeqCst);
                 let fed = (|| -> Result<()> {
                     let corrupt = |what: &str| {
                         Error::corrupt(
@@ -1397,7 +1456,7 @@ fn parallel_copy_restore(
                                 if let Some(cut) = buf.iter().rposition(|&b| b == b'\n') {
                                     let rest = buf.split_off(cut + 1);
                                     let piece = std::mem::replace(&mut buf, rest);
-                                    if ptx.send((stmt.clone(), piece)).is_err() {
+                                    if stop() || ptx.send((stmt.clone(), piece)).is_err() {
                                         return Ok(()); // a worker failed; its error wins
                                     }
                                 }
@@ -1432,8 +1491,9 @@ fn parallel_copy_restore(
                 })?;
             }
             let t = std::time::Instant::now();
-            // Rows are final once the data is in: count them while indexes and constraints
-            // are built (ACCESS SHARE does not conflict with either).
+            // Rows are final once the data is in: count them while indexes are built
+            // (CREATE INDEX's SHARE lock lets the count's ACCESS SHARE through). Primary keys
+            // and constraints take stronger locks and queue behind the count; no cycle.
             let (post, counted) = std::thread::scope(|s3| {
                 let counter = s3.spawn(|| count_check(db, snap));
                 (run("post-data", jobs), counter.join().expect("row counter"))

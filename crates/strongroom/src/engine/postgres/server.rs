@@ -560,7 +560,12 @@ pub fn ident(name: &str) -> String {
 
 /// Quotes an SQL string literal.
 pub fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    if s.contains('\\') {
+        // E'' means the same whatever standard_conforming_strings says.
+        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
 }
 
 #[cfg(test)]
@@ -656,5 +661,7 @@ mod tests {
     fn quoting() {
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(literal(r"C:\dir's"), r"E'C:\\dir''s'");
+        assert_eq!(conninfo_value(r"a'b\c"), r"'a\'b\\c'");
     }
 }
