@@ -581,8 +581,64 @@ fn failures_are_one_sentence_leave_no_snapshot_and_are_journaled() {
     assert_eq!(failed, 6, "every failed backup left a journal record");
 }
 
+/// Runs strongroom with `args` in its own process group and, once a database whose name
+/// starts with `marker` exists, sends SIGINT to the whole group, as Ctrl-C in a terminal
+/// does (so `pg_restore` is interrupted too). Returns the exit code and stderr.
+fn interrupt_when(
+    env: &Env,
+    pg: &Cluster,
+    args: &[&str],
+    marker: &str,
+    table: Option<&str>,
+) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"))
+        .current_dir(env.dir.path())
+        .env("STRONGROOM_REPO", &env.repo)
+        .env("STRONGROOM_PASSWORD", PASSWORD)
+        .env("PGPASSWORD", pgkit::PASSWORD)
+        .args(args)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // The database exists and, when asked, has `table` (its schema is in, data is loading).
+    let ready = || {
+        let Some(db) = pg.databases().into_iter().find(|d| d.starts_with(marker)) else {
+            return false;
+        };
+        let Some(t) = table else { return true };
+        postgres::Client::connect(
+            &pg.url(pgkit::SUPERUSER, Some(pgkit::PASSWORD), &db),
+            postgres::NoTls,
+        )
+        .and_then(|mut c| c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&t]))
+        .is_ok_and(|r| r.get::<_, bool>(0))
+    };
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{args:?} never created its database"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{args:?} ended before it could be interrupted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: sending a signal to our own child's process group.
+    unsafe { libc_kill(-(child.id() as i32), 2) };
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
-fn an_interrupted_verify_drops_its_temporary_database() {
+fn ctrl_c_during_verify_or_restore_leaves_no_database_and_the_target_intact() {
     let pg = Cluster::start();
     load_hotel(&pg, "hotel", None, None, 60_000);
     let env = envs().into_iter().next().unwrap();
@@ -590,43 +646,34 @@ fn an_interrupted_verify_drops_its_temporary_database() {
     let snap = env.json(&["backup", &pg.super_url("hotel")]);
     let id = snap["id"].as_str().unwrap();
     let before = pg.databases();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"))
-        .current_dir(env.dir.path())
-        .env("STRONGROOM_REPO", &env.repo)
-        .env("STRONGROOM_PASSWORD", PASSWORD)
-        .env("PGPASSWORD", pgkit::PASSWORD)
-        .args(["verify", id])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the temporary database to appear, then interrupt.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !pg
-        .databases()
-        .iter()
-        .any(|d| d.starts_with("strongroom_verify"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "verify never created its database"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "verify ended before it could be interrupted"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc_kill(child.id() as i32, 2) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, err) = interrupt_when(&env, &pg, &["verify", id], "strongroom_verify", None);
+    assert_eq!(code, Some(130), "{err}");
     assert_eq!(pg.databases(), before, "the temporary database was dropped");
+
+    // A restore over the live database, interrupted while it builds beside it.
+    pg.execute("hotel", "DELETE FROM bookings WHERE id % 2 = 0");
+    let live = counts(&pg, "hotel");
+    let target = pg.super_url("hotel");
+    for jobs in ["2", "1"] {
+        let (code, err) = interrupt_when(
+            &env,
+            &pg,
+            &[
+                "restore",
+                id,
+                "--target-db",
+                &target,
+                "--force",
+                "--jobs",
+                jobs,
+            ],
+            "hotel_restoring_",
+            Some("bookings"),
+        );
+        assert_eq!(code, Some(130), "{err}");
+        assert_eq!(pg.databases(), before, "nothing left beside the target");
+        assert_eq!(counts(&pg, "hotel"), live, "the target was not touched");
+    }
 }
 
 unsafe extern "C" {
