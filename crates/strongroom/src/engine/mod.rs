@@ -190,6 +190,7 @@ pub fn run_hook(what: &str, command: &str, env: &[(&str, String)]) -> Result<()>
         .arg("-c")
         .arg(command)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("STRONGROOM_PASSWORD")
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
         .status()

@@ -434,7 +434,9 @@ impl Conn {
             .env("PGDATABASE", &self.dbname)
             .env("PGAPPNAME", "strongroom")
             .env("PGSSLMODE", &self.sslmode)
-            .env_remove("PGSERVICE");
+            .env_remove("PGSERVICE")
+            // The repository's password is none of pg_dump's business.
+            .env_remove("STRONGROOM_PASSWORD");
         if let Some(r) = &self.sslrootcert {
             cmd.env("PGSSLROOTCERT", r);
         }
@@ -533,8 +535,10 @@ pub fn redact_url(url: &str) -> String {
     let mut out = url.to_string();
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
+        // The credentials end at the first '@', wherever it is: that is how the URL parser
+        // reads them, so a password holding '/' or '?' (base64 ones often do) connects,
+        // and must not slip past here.
+        if let Some(at) = rest.find('@') {
             let user = rest[..at].split(':').next().unwrap_or("");
             out = format!("{}://{user}{}", &url[..scheme_end], &rest[at..]);
         }
@@ -589,6 +593,10 @@ mod tests {
         assert_eq!(
             redact_url("postgres://db/hotel?password=x"),
             "postgres://db/hotel"
+        );
+        assert_eq!(
+            redact_url("postgres://app:s/cr?t@db/hotel"),
+            "postgres://app@db/hotel"
         );
     }
 
