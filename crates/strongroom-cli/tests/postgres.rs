@@ -425,21 +425,21 @@ fn restore_hooks_run_around_the_swap_and_a_failing_hook_changes_nothing() {
     env.init();
     let log = env.path("hooks.log");
     let config = env.path("strongroom.toml");
-    let write_config = |before: &str| {
+    let after_ok = format!("echo after >> {}", log.display());
+    let write_config = |before: &str, after: &str| {
         std::fs::write(
             &config,
             format!(
-                "[sources.prod]\nurl = \"{}\"\nbefore_restore = \"{before}\"\nafter_restore = \"echo after >> {}\"\n",
+                "[sources.prod]\nurl = \"{}\"\nbefore_restore = \"{before}\"\nafter_restore = \"{after}\"\n",
                 pg.super_url("hotel"),
-                log.display()
             ),
         )
         .unwrap();
     };
-    write_config(&format!(
-        "echo before $STRONGROOM_TARGET >> {}",
-        log.display()
-    ));
+    write_config(
+        &format!("echo before $STRONGROOM_TARGET >> {}", log.display()),
+        &after_ok,
+    );
     let snap = env.json(&["backup", "prod"]);
     assert_eq!(snap["source"], "prod");
     let id = snap["id"].as_str().unwrap().to_string();
@@ -462,7 +462,7 @@ fn restore_hooks_run_around_the_swap_and_a_failing_hook_changes_nothing() {
 
     // A failing before_restore: exit 1 naming the hook, the target untouched, nothing left.
     pg.execute("live", "CREATE TABLE precious (x int)");
-    write_config("exit 3");
+    write_config("exit 3", &after_ok);
     let before = pg.databases();
     let err = env.fails(&["restore", &id, "--target-db", &live, "--force"]);
     assert!(
@@ -477,12 +477,31 @@ fn restore_hooks_run_around_the_swap_and_a_failing_hook_changes_nothing() {
     );
 
     // A target with an open session is refused at the swap, untouched.
-    write_config("true");
+    write_config("true", &after_ok);
     let mut session = pg.connect("live");
     let err = env.fails(&["restore", &id, "--target-db", &live, "--force"]);
     assert!(err.contains("in use"), "{err}");
     session.batch_execute("SELECT 1").unwrap();
     assert_eq!(pg.databases(), before);
+    drop(session);
+
+    // A failing after_restore (a smoke test, say): the restore is in place, but the old
+    // database is kept and named, even without --keep-old.
+    write_config("true", "exit 4");
+    let err = env.fails(&["restore", &id, "--target-db", &live, "--force"]);
+    assert!(
+        err.contains("after_restore") && err.contains("kept as"),
+        "{err}"
+    );
+    let kept: Vec<String> = pg
+        .databases()
+        .into_iter()
+        .filter(|d| d.starts_with("live_old_"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{:?}", pg.databases());
+    assert!(err.contains(&kept[0]), "{err}");
+    assert!(counts(&pg, &kept[0]).contains_key("precious"));
+    assert_eq!(counts(&pg, "live"), snapshot_counts(&snap));
 }
 
 #[test]
@@ -531,20 +550,7 @@ fn failures_are_one_sentence_leave_no_snapshot_and_are_journaled() {
     assert!(err.contains("no pg_dump found"), "{err}");
 
     let fake = |script: &str| {
-        let p = bin.path().join("pg_dump");
-        std::fs::write(&p, script).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // Another test thread may have forked while the file was open for writing; until
-        // that child execs, running the script fails with ETXTBSY.
-        for _ in 0..100 {
-            match std::process::Command::new(&p).arg("--version").output() {
-                Err(e) if e.raw_os_error() == Some(26) => {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-                _ => break,
-            }
-        }
+        fake_pg_dump(bin.path(), script);
         let out = env
             .cmd()
             .env("STRONGROOM_PG_BINDIR", bin.path())
@@ -579,6 +585,88 @@ fn failures_are_one_sentence_leave_no_snapshot_and_are_journaled() {
         .filter(|r| r.job == "backup" && !r.ok)
         .count();
     assert_eq!(failed, 6, "every failed backup left a journal record");
+}
+
+/// Writes `script` as an executable `pg_dump` in `dir` (for `STRONGROOM_PG_BINDIR`).
+fn fake_pg_dump(dir: &std::path::Path, script: &str) {
+    let p = dir.join("pg_dump");
+    std::fs::write(&p, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Another test thread may have forked while the file was open for writing; until
+    // that child execs, running the script fails with ETXTBSY.
+    for _ in 0..100 {
+        match std::process::Command::new(&p).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            _ => break,
+        }
+    }
+}
+
+#[test]
+fn row_counts_describe_the_dump_even_when_a_truncate_races_it() {
+    let pg = Cluster::start();
+    load_hotel(&pg, "hotel", None, None, 20_000);
+    pg.execute(
+        "hotel",
+        "CREATE TABLE ledger (id int, note text); \
+         INSERT INTO ledger SELECT i, 'entry ' || i FROM generate_series(1, 1000) i;",
+    );
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+    // pg_dump holds its locks once its first byte is out. Then a nightly job's TRUNCATE
+    // queues behind them, and only then does strongroom see the dump begin. A count(*)
+    // issued now would queue behind the TRUNCATE and, in the dump's snapshot, see the
+    // emptied table (TRUNCATE is not MVCC-safe): 0 rows recorded for a dump holding 1000.
+    let real = strongroom::engine::postgres::tools::find("pg_dump", pg.major_version(), "test")
+        .unwrap()
+        .path;
+    let psql = real.with_file_name("psql");
+    let bin = tempfile::tempdir().unwrap();
+    let first = bin.path().join("first-byte");
+    fake_pg_dump(
+        bin.path(),
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then exec {r} --version; fi\n\
+             {r} \"$@\" | {{ dd bs=1 count=1 of={f} 2>/dev/null; \
+             {p} -q -c 'TRUNCATE ledger' >/dev/null & sleep 1; cat {f}; cat; wait; }}\n",
+            r = real.display(),
+            p = psql.display(),
+            f = first.display()
+        ),
+    );
+    let out = env
+        .cmd()
+        .env("STRONGROOM_PG_BINDIR", bin.path())
+        .args(["backup", &pg.super_url("hotel"), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counts(&pg, "hotel")["ledger"], 0, "the TRUNCATE ran");
+    assert_eq!(
+        snapshot_counts(&snap)["ledger"],
+        1000,
+        "what the dump holds"
+    );
+    env.cmd()
+        .args([
+            "restore",
+            snap["id"].as_str().unwrap(),
+            "--target-db",
+            &pg.super_url("copy"),
+        ])
+        .assert()
+        .success();
+    let restored = counts(&pg, "copy");
+    assert_eq!(restored["ledger"], 1000);
+    assert_eq!(restored, snapshot_counts(&snap));
 }
 
 /// Runs strongroom with `args` in its own process group and, once a database whose name
@@ -934,6 +1022,10 @@ CREATE TRIGGER invoices_audit AFTER INSERT ON billing.invoices FOR EACH ROW EXEC
 COMMENT ON TABLE billing.invoices IS 'every invoice, ever';
 SELECT setval('billing.invoices_id_seq', 123456);
 CREATE TABLE empty_table (x int);
+CREATE TABLE notes (id int, body text);
+CREATE TABLE vip_notes (level int) INHERITS (notes);
+INSERT INTO notes SELECT i, 'n' || i FROM generate_series(1, 300) i;
+INSERT INTO vip_notes SELECT i, 'v' || i, i % 3 FROM generate_series(1, 40) i;
 "#;
 
 /// The schema as pg_dump sees it, and a digest of every table's rows.
@@ -1017,6 +1109,23 @@ fn restores_reproduce_schema_and_data_exactly_on_every_path() {
         let expected = fingerprint(&pg, src);
         let snap = env.json(&["backup", &pg.super_url(src)]);
         let id = snap["id"].as_str().unwrap();
+        if src.starts_with("rich") {
+            // Counted from the dump, as count(*) sees them: parents include their
+            // partitions and inheritance children.
+            let rc = snapshot_counts(&snap);
+            let want = [
+                ("billing.invoices", 20000),
+                ("events", 5000),
+                ("events_2024", 2662), // i % 700 within 2024 (366 days)
+                ("notes", 340),
+                ("vip_notes", 40),
+                ("empty_table", 0),
+                ("audit", 0),
+            ];
+            for (t, n) in want {
+                assert_eq!(rc.get(t), Some(&n), "{t} in {rc:?}");
+            }
+        }
         for (name, jobs) in [("par", "2"), ("one", "1")] {
             let db = format!("{src}_{name}");
             let out = env

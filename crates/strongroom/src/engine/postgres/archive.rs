@@ -19,6 +19,8 @@ use std::io::Read;
 
 /// Data block of a table.
 pub const BLK_DATA: u8 = 1;
+/// Block of large objects: (oid, data chunks) pairs ended by oid 0.
+pub const BLK_BLOBS: u8 = 3;
 
 /// One TOC entry, the fields a restore needs.
 #[derive(Clone, Debug, Default)]
@@ -29,6 +31,8 @@ pub struct Entry {
     pub had_dumper: bool,
     /// Object name.
     pub tag: String,
+    /// Schema of the object (empty for objects outside schemas).
+    pub namespace: String,
     /// Kind: `TABLE DATA`, `SEQUENCE SET`, `INDEX`, …
     pub desc: String,
     /// 1 none, 2 pre-data, 3 data, 4 post-data.
@@ -171,7 +175,7 @@ pub fn read_toc(r: &mut impl Read) -> Result<Toc, Unsupported> {
         e.defn = s(r, int_size).map_err(bad)?;
         s(r, int_size).map_err(bad)?; // drop statement
         e.copy_stmt = s(r, int_size).map_err(bad)?;
-        s(r, int_size).map_err(bad)?; // namespace
+        e.namespace = s(r, int_size).map_err(bad)?;
         s(r, int_size).map_err(bad)?; // tablespace
         if v >= (1, 14, 0) {
             s(r, int_size).map_err(bad)?; // table access method
@@ -197,6 +201,109 @@ pub fn read_toc(r: &mut impl Read) -> Result<Toc, Unsupported> {
     })
 }
 
+/// Reads a whole uncompressed custom archive and counts the rows of every table's data:
+/// `(schema, table) -> rows`. In `COPY`'s text format, which `pg_dump` writes, every row ends
+/// in a newline and newlines inside values are escaped, so rows are newline bytes, up to the
+/// end-of-data line `\.` that `pg_dump` writes after the rows (followed by blank lines). A
+/// value `\.` is written `\\.`, so a line that is exactly `\.` is always that marker. Counting
+/// what the dump holds, rather than asking the server again, costs no second scan of every
+/// table and cannot disagree with the dump (a `TRUNCATE` racing a later `count(*)` would).
+pub fn count_rows(
+    r: &mut impl Read,
+) -> Result<std::collections::HashMap<(String, String), u64>, Unsupported> {
+    let toc = read_toc(r)?;
+    if toc.compressed {
+        return Err(Unsupported("the archive is compressed".into()));
+    }
+    // Table names are compared with the catalog's, read over a UTF-8 connection.
+    let utf8 = toc
+        .entries
+        .iter()
+        .any(|e| e.desc == "ENCODING" && e.defn.contains("'UTF8'"));
+    if !utf8 {
+        return Err(Unsupported("the archive's encoding is not UTF-8".into()));
+    }
+    let bad = |e: std::io::Error| Unsupported(format!("reading the archive's data: {e}"));
+    let tables: std::collections::HashMap<i64, (String, String)> = toc
+        .entries
+        .iter()
+        .filter(|e| e.desc == "TABLE DATA")
+        .map(|e| (e.dump_id, (e.namespace.clone(), e.tag.clone())))
+        .collect();
+    let mut counts = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 1 << 16];
+    // Skips (or counts the rows of) chunks up to the zero length that ends them.
+    let mut chunks = |mut r: &mut dyn Read, mut lines: Option<&mut u64>| -> std::io::Result<()> {
+        let (mut tail, mut seen) = (Vec::with_capacity(64), 0usize);
+        loop {
+            let mut len = int(&mut r, toc.int_size)?;
+            if len == 0 {
+                if let Some(l) = lines {
+                    *l -= end_marker_lines(&tail, seen == tail.len());
+                }
+                return Ok(());
+            }
+            if !(0..=1 << 30).contains(&len) {
+                return Err(std::io::Error::other("chunk length out of range"));
+            }
+            while len > 0 {
+                let n = (len as usize).min(buf.len());
+                r.read_exact(&mut buf[..n])?;
+                if let Some(l) = lines.as_deref_mut() {
+                    *l += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                    // The last bytes of the data so far, where the end marker would be.
+                    tail.extend_from_slice(&buf[n.saturating_sub(32)..n]);
+                    seen += n;
+                    tail.drain(..tail.len().saturating_sub(32));
+                }
+                len -= n as i64;
+            }
+        }
+    };
+    loop {
+        let mut kind = [0u8; 1];
+        match r.read(&mut kind) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(bad(e)),
+        }
+        let id = int(r, toc.int_size).map_err(bad)?;
+        match kind[0] {
+            BLK_DATA => {
+                let mut n = 0u64;
+                chunks(r, Some(&mut n)).map_err(bad)?;
+                if let Some(t) = tables.get(&id) {
+                    *counts.entry(t.clone()).or_insert(0) += n;
+                }
+            }
+            BLK_BLOBS => loop {
+                if int(r, toc.int_size).map_err(bad)? == 0 {
+                    break;
+                }
+                chunks(r, None).map_err(bad)?;
+            },
+            k => return Err(Unsupported(format!("data block type {k}"))),
+        }
+    }
+    Ok(counts)
+}
+
+/// The newlines at the end of a table's data that belong to the end marker: its own and
+/// the blank lines after it; 0 when the data does not end with one. `tail` is the data's
+/// last bytes, `complete` whether it is all of the data.
+fn end_marker_lines(tail: &[u8], complete: bool) -> u64 {
+    let body = tail.iter().rposition(|&b| b != b'\n').map_or(0, |i| i + 1);
+    let start = tail[..body].iter().rposition(|&b| b == b'\n');
+    // A whole line: after a newline, or at the very start of the data.
+    let whole = start.is_some() || complete;
+    let last_line = &tail[start.map_or(0, |i| i + 1)..body];
+    if body < tail.len() && whole && last_line == b"\\." {
+        (tail.len() - body) as u64
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,8 +322,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reads_a_handmade_archive_header_and_toc() {
+    /// Header and TOC of an uncompressed archive: one table's data entry (dump id 7), then
+    /// the client encoding (`encoding`, if any).
+    fn handmade_in(encoding: Option<&str>) -> Vec<u8> {
         let mut a = b"PGDMP".to_vec();
         a.extend_from_slice(&[1, 14, 0, 4, 8, 1]);
         w_int(&mut a, 0); // not compressed
@@ -226,35 +334,69 @@ mod tests {
         for s in ["hotel", "15.18", "15.18"] {
             w_str(&mut a, Some(s));
         }
-        w_int(&mut a, 1);
-        w_int(&mut a, 7);
-        w_int(&mut a, 1);
-        for s in [Some("0"), Some("0"), Some("bookings"), Some("TABLE DATA")] {
-            w_str(&mut a, s);
+        let set = encoding.map(|e| format!("SET client_encoding = '{e}';\n"));
+        let entries = [
+            (
+                7,
+                "bookings",
+                "TABLE DATA",
+                SECTION_DATA,
+                "",
+                "COPY public.bookings (id) FROM stdin;\n",
+                "public",
+            ),
+            (
+                1,
+                "ENCODING",
+                "ENCODING",
+                2,
+                set.as_deref().unwrap_or(""),
+                "",
+                "",
+            ),
+        ];
+        let n = if encoding.is_some() { 2 } else { 1 };
+        w_int(&mut a, n);
+        for (id, tag, desc, section, defn, copy, ns) in &entries[..n as usize] {
+            w_int(&mut a, *id);
+            w_int(&mut a, 1);
+            for s in [Some("0"), Some("0"), Some(*tag), Some(*desc)] {
+                w_str(&mut a, s);
+            }
+            w_int(&mut a, *section);
+            for s in [
+                Some(*defn),
+                Some(""),
+                Some(*copy),
+                Some(*ns),
+                None,
+                Some("heap"),
+                Some("postgres"),
+                Some("false"),
+                Some("5"),
+                None,
+            ] {
+                w_str(&mut a, s);
+            }
+            a.push(2);
+            a.extend_from_slice(&[0; 8]);
         }
-        w_int(&mut a, SECTION_DATA);
-        for s in [
-            Some(""),
-            Some(""),
-            Some("COPY public.bookings (id) FROM stdin;\n"),
-            Some("public"),
-            None,
-            Some("heap"),
-            Some("postgres"),
-            Some("false"),
-            Some("5"),
-            None,
-        ] {
-            w_str(&mut a, s);
-        }
-        a.push(2);
-        a.extend_from_slice(&[0; 8]);
+        a
+    }
+
+    fn handmade() -> Vec<u8> {
+        handmade_in(Some("UTF8"))
+    }
+
+    #[test]
+    fn reads_a_handmade_archive_header_and_toc() {
+        let mut a = handmade();
         let len = a.len() as u64;
         a.extend_from_slice(b"rest");
         let mut r = Counting::new(&a[..]);
         let toc = read_toc(&mut r).unwrap();
         assert_eq!(r.count, len);
-        assert_eq!(toc.entries.len(), 1);
+        assert_eq!(toc.entries.len(), 2);
         let e = &toc.entries[0];
         assert_eq!(
             (e.dump_id, e.desc.as_str(), e.tag.as_str()),
@@ -263,5 +405,52 @@ mod tests {
         assert!(e.copy_stmt.starts_with("COPY public.bookings"));
         assert!(!toc.compressed);
         assert!(read_toc(&mut &b"PGDMX"[..]).is_err());
+    }
+
+    #[test]
+    fn the_end_marker_is_not_a_row() {
+        assert_eq!(end_marker_lines(b"\\.\n\n\n", true), 3);
+        assert_eq!(end_marker_lines(b"\\.\n\n\n", false), 0, "maybe x\\.");
+        assert_eq!(end_marker_lines(b"a\n\n\\.\n", false), 1);
+        assert_eq!(end_marker_lines(b"a\n\\\\.\n", true), 0, "a value \\.");
+        assert_eq!(end_marker_lines(b"a\nb\n", true), 0);
+        assert_eq!(end_marker_lines(b"", true), 0);
+        assert_eq!(end_marker_lines(b"\n\n", true), 0, "two empty rows");
+    }
+
+    #[test]
+    fn counts_rows_across_chunks_and_skips_large_objects() {
+        let mut a = handmade();
+        a.push(BLK_DATA);
+        w_int(&mut a, 7);
+        for chunk in ["1\tAda\n2\tB", "ob\n3\tline\\nbreak\n\\", ".\n\n\n"] {
+            w_int(&mut a, chunk.len() as i64);
+            a.extend_from_slice(chunk.as_bytes());
+        }
+        w_int(&mut a, 0);
+        a.push(BLK_BLOBS);
+        w_int(&mut a, 9);
+        w_int(&mut a, 16384); // a large object's oid, then its data
+        w_int(&mut a, 3);
+        a.extend_from_slice(b"x\ny");
+        w_int(&mut a, 0);
+        w_int(&mut a, 0); // no more large objects
+        let counts = count_rows(&mut &a[..]).unwrap();
+        assert_eq!(counts.len(), 1);
+        assert_eq!(counts[&("public".to_string(), "bookings".to_string())], 3);
+
+        let mut truncated = handmade();
+        truncated.push(BLK_DATA);
+        w_int(&mut truncated, 7);
+        w_int(&mut truncated, 10);
+        truncated.extend_from_slice(b"1\n");
+        assert!(count_rows(&mut &truncated[..]).is_err());
+        let mut odd = handmade();
+        odd.push(4);
+        w_int(&mut odd, 7);
+        assert!(count_rows(&mut &odd[..]).is_err());
+        // Names in another encoding would not match the catalog's: no counts.
+        assert!(count_rows(&mut &handmade_in(Some("LATIN1"))[..]).is_err());
+        assert!(count_rows(&mut &handmade_in(None)[..]).is_err());
     }
 }

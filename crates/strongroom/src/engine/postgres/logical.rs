@@ -1,8 +1,9 @@
 //! Logical PostgreSQL snapshots: `pg_dump` streamed into the repository, `pg_restore` out.
 //!
-//! Backup: one repeatable-read transaction exports its snapshot; `pg_dump --snapshot` dumps
-//! exactly that state while the same transaction counts every table's rows, so the counts
-//! in the manifest describe the dump, not a moment near it. `pg_dump` writes its custom
+//! Backup: one repeatable-read transaction exports its snapshot and `pg_dump --snapshot`
+//! dumps exactly that state. Exact row counts are counted in the dump stream itself as it
+//! passes (no second scan of every table, and no way to disagree with the dump); the same
+//! transaction reads the schema version. `pg_dump` writes its custom
 //! format *uncompressed* (`-Z0`): our pipeline compresses with zstd on every core after
 //! content-defined chunking, and compressed input would defeat both the chunker's dedup and
 //! the compressor. Nothing is spooled to disk (invariant 5). The roles and other globals
@@ -16,11 +17,14 @@
 //! Restore never touches the target until the end (invariant 3): the snapshot is restored
 //! into a new database beside it, row counts are checked, then the `before_restore` hook
 //! runs, the old database is renamed aside, the new one renamed into place, the
-//! `after_restore` hook runs, and the old one is dropped (or kept with `--keep-old`). The
-//! application is down only for the two renames. Parallel `pg_restore -j` needs a seekable
-//! archive, so the dump is spooled to a temporary file for it; with one job it streams.
+//! `after_restore` hook runs, and the old one is dropped (or kept with `--keep-old`; also
+//! kept when `after_restore` fails). The application is down only for the two renames.
+//! Table data streams from the repository through parallel `COPY` connections (see
+//! `archive`); archives that path cannot take (non-UTF-8 data, large objects) go through
+//! `pg_restore -j`, which needs a seekable file: the dump is spooled to `$TMPDIR` for it.
 //! Must not know how chunks are stored.
 
+use super::archive;
 use super::properties::Properties;
 use super::server::{Conn, conninfo_value, ident, literal};
 use super::tools::{self, Tool, describe_exit, stderr_gist};
@@ -119,19 +123,31 @@ fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<Vec<u8>> {
     })
 }
 
-/// User tables as (key in `row_counts`, qualified name, whose data the dump leaves out):
-/// `public` tables by bare name. A hot standby cannot read unlogged tables, and `pg_dump`
-/// skips their data there.
+/// Which relations are user tables: not in system schemas, not owned by an extension.
+const USER_TABLE: &str = "c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname !~ '^pg_(toast|temp)' \
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                     AND d.objid = c.oid AND d.deptype = 'e')";
+
+/// A table's key in `row_counts`: `public` tables by bare name, others qualified.
+fn table_key(ns: &str, rel: &str) -> String {
+    if ns == "public" {
+        rel.to_string()
+    } else {
+        format!("{ns}.{rel}")
+    }
+}
+
+/// User tables as (key in `row_counts`, qualified name, whose data the dump leaves out).
+/// A hot standby cannot read unlogged tables, and `pg_dump` skips their data there.
 fn user_tables(client: &mut postgres::Client, conn: &Conn) -> Result<Vec<(String, String, bool)>> {
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname, c.relpersistence = 'u' AND pg_is_in_recovery() \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname !~ '^pg_(toast|temp)' \
-             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
-                             AND d.objid = c.oid AND d.deptype = 'e') \
-             ORDER BY 1, 2",
+            &format!(
+                "SELECT n.nspname, c.relname, c.relpersistence = 'u' AND pg_is_in_recovery() \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE {USER_TABLE} ORDER BY 1, 2"
+            ),
             &[],
         )
         .map_err(|e| Error::Source(conn.explain(&e)))?;
@@ -139,14 +155,42 @@ fn user_tables(client: &mut postgres::Client, conn: &Conn) -> Result<Vec<(String
         .iter()
         .map(|r| {
             let (ns, rel): (String, String) = (r.get(0), r.get(1));
-            let key = if ns == "public" {
-                rel.clone()
-            } else {
-                format!("{ns}.{rel}")
-            };
-            (key, format!("{}.{}", ident(&ns), ident(&rel)), r.get(2))
+            (
+                table_key(&ns, &rel),
+                format!("{}.{}", ident(&ns), ident(&rel)),
+                r.get(2),
+            )
         })
         .collect())
+}
+
+/// Every user table with the tables whose rows `count(*)` on it sees: itself and, through
+/// partitioning or inheritance, its descendants. Catalog reads only, so no table locks.
+fn table_members(
+    client: &mut postgres::Client,
+    conn: &Conn,
+) -> Result<BTreeMap<String, Vec<(String, String)>>> {
+    let rows = client
+        .query(
+            &format!(
+                "WITH RECURSIVE t(root, rel) AS ( \
+                   SELECT c.oid, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE {USER_TABLE} \
+                   UNION ALL SELECT t.root, i.inhrelid FROM t JOIN pg_inherits i ON i.inhparent = t.rel) \
+                 SELECT rn.nspname, rc.relname, mn.nspname, mc.relname FROM t \
+                 JOIN pg_class rc ON rc.oid = t.root JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
+                 JOIN pg_class mc ON mc.oid = t.rel JOIN pg_namespace mn ON mn.oid = mc.relnamespace"
+            ),
+            &[],
+        )
+        .map_err(|e| Error::Source(conn.explain(&e)))?;
+    let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for r in &rows {
+        out.entry(table_key(r.get(0), r.get(1)))
+            .or_default()
+            .push((r.get(2), r.get(3)));
+    }
+    Ok(out)
 }
 
 /// Row counts of every user table: exact, or the planner's estimates.
@@ -293,13 +337,25 @@ pub fn backup(
         .query_one("SELECT pg_export_snapshot()", &[])
         .map_err(|e| Error::Source(conn.explain(&e)))?
         .get(0);
+    // Exact counts come from the dump itself (see `archive::count_rows`); what a table's
+    // count(*) covers (partitions, inheritance children) is read from the catalogs here.
+    let members = match source.row_counts {
+        RowCounts::Exact => Some(table_members(&mut client, &conn)?),
+        RowCounts::Estimate => None,
+    };
 
     let mut cmd = Command::new(&pg_dump.path);
-    cmd.args(["--format=custom", "-Z0", "--no-sync", "--snapshot"])
-        .arg(&snapshot_id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--format=custom",
+        "-Z0",
+        "--no-sync",
+        "--no-password",
+        "--snapshot",
+    ])
+    .arg(&snapshot_id)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     conn.apply_env(&mut cmd);
     let mut child = cmd
         .spawn()
@@ -310,24 +366,39 @@ pub fn backup(
 
     progress.begin("dump", None);
     let cancel = client.cancel_token();
-    // The counter waits for pg_dump's first bytes: by then pg_dump holds its ACCESS SHARE
-    // locks on every table. Counting earlier would take some locks first, and a migration
-    // queued for ACCESS EXCLUSIVE between the two would wait on us while pg_dump waits on it,
-    // a cycle through this process that PostgreSQL cannot see.
+    // The prober waits for pg_dump's first bytes: by then pg_dump holds its ACCESS SHARE
+    // locks on every table. Reading tables earlier would take some locks first, and a
+    // migration queued for ACCESS EXCLUSIVE between the two would wait on us while pg_dump
+    // waits on it, a cycle through this process that PostgreSQL cannot see.
     let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
     let mut started = Some(started_tx);
-    let (dumped, counted) = std::thread::scope(|s| {
-        let counter = s.spawn(|| -> Result<_> {
+    // A copy of the stream goes to the row counter (bounded: four 1 MiB buffers).
+    let (tee_tx, tee_rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
+    let mut tee = members.is_some().then_some(tee_tx);
+    let (dumped, probed, streamed) = std::thread::scope(|s| {
+        let counter = s.spawn(move || {
+            let mut r = ChannelReader {
+                rx: tee_rx,
+                cur: Vec::new(),
+                pos: 0,
+                record: None,
+            };
+            archive::count_rows(&mut r)
+        });
+        let prober = s.spawn(|| -> Result<_> {
             let started_rx = started_rx; // moved in: a Receiver is not Sync
             if started_rx.recv().is_err() {
                 return Err(Error::Source(
                     "pg_dump wrote nothing; no snapshot was recorded".into(),
                 ));
             }
-            let counts = row_counts(&mut client, &conn, source.row_counts)?;
+            let estimates = match source.row_counts {
+                RowCounts::Estimate => Some(row_counts(&mut client, &conn, RowCounts::Estimate)?),
+                RowCounts::Exact => None,
+            };
             let schema =
                 schema_version(&mut client, &conn, source.schema_version_query.as_deref())?;
-            Ok((counts, schema))
+            Ok((estimates, schema))
         });
         let dumped = writer.write_file(DUMP_FILE, Chunking::ContentDefined, progress, |sink| {
             let mut batcher = CdcBatcher::new();
@@ -344,6 +415,13 @@ pub fn backup(
                 if let Some(t) = started.take() {
                     let _ = t.send(());
                 }
+                // A counter that gave up (an archive it does not know) stops taking copies.
+                if tee
+                    .as_ref()
+                    .is_some_and(|t| t.send(buf[..n].to_vec()).is_err())
+                {
+                    tee = None;
+                }
                 if let Some(b) = batcher.push(&buf[..n]) {
                     sink.push(b)?;
                 }
@@ -353,12 +431,18 @@ pub fn backup(
             }
             Ok(())
         });
-        started = None; // a dump that never started releases the counter
+        drop(started.take()); // a dump that never started releases the prober
+        drop(tee.take()); // end of stream for the counter
         if dumped.is_err() {
-            // The pipeline failed (storage gone, disk full): stop counting, stop pg_dump.
+            // The pipeline failed (storage gone, disk full): stop pg_dump first, which
+            // releases its locks, then the prober's query.
+            if let Some(c) = child.0.as_mut() {
+                let _ = c.kill();
+            }
             let _ = cancel.cancel_query(postgres::NoTls);
         }
-        (dumped, counter.join().expect("row counter thread"))
+        let streamed = counter.join().expect("row counter thread");
+        (dumped, prober.join().expect("probe thread"), streamed)
     });
     progress.end();
     drop(stdout);
@@ -380,7 +464,25 @@ pub fn backup(
         )));
     }
     let dump = dumped?;
-    let (counts, schema) = counted?;
+    let (estimates, schema) = probed?;
+    let counts = match estimates {
+        Some(e) => e,
+        None => match streamed {
+            Ok(rows) => members
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(key, tables)| {
+                    let n = tables.iter().map(|t| rows.get(t).copied().unwrap_or(0));
+                    (key, n.sum::<u64>())
+                })
+                .collect(),
+            Err(archive::Unsupported(why)) => {
+                // Still inside the dump's snapshot: the same state, at the cost of a scan.
+                tracing::info!(%why, "rows not countable from the dump; counting with SQL");
+                row_counts(&mut client, &conn, RowCounts::Exact)?
+            }
+        },
+    };
     client
         .batch_execute("COMMIT")
         .map_err(|e| Error::Source(conn.explain(&e)))?;
@@ -441,8 +543,9 @@ fn dump_globals(
         Err(e) => return Ok((None, format!("missing: {e}"))),
     };
     let mut cmd = Command::new(&pg_dumpall.path);
-    cmd.args(["--globals-only", "--no-sync", "-l"])
-        .arg(conn.dbname())
+    // As a connection string: a database name holding '=' would be read as one anyway.
+    cmd.args(["--globals-only", "--no-sync", "--no-password", "-l"])
+        .arg(format!("dbname={}", conninfo_value(conn.dbname())))
         .stdin(Stdio::null());
     if !superuser {
         cmd.arg("--no-role-passwords");
@@ -508,14 +611,21 @@ fn database_exists(client: &mut postgres::Client, admin: &Conn, name: &str) -> R
         .is_some())
 }
 
-/// Relations and functions outside the system schemas: what makes a database non-empty.
+/// Relations, functions, types, schemas and large objects of the user's: what makes a
+/// database non-empty.
 fn user_objects(conn: &Conn) -> Result<i64> {
     let mut c = conn.connect()?;
     Ok(c.query_one(
         "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)') \
               + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema'))",
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')) \
+              + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname !~ '^pg_(toast|temp)' AND t.typrelid = 0 AND t.typcategory <> 'A') \
+              + (SELECT count(*) FROM pg_namespace n WHERE n.nspname NOT IN \
+                 ('public', 'pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)') \
+              + (SELECT count(*) FROM pg_largeobject_metadata)",
         &[],
     )
     .map_err(|e| Error::Target(conn.explain(&e)))?
@@ -660,6 +770,46 @@ fn create_db_now(
     ))
 }
 
+/// Creates the roles of the snapshot's globals that the server lacks (superusers only).
+fn restore_roles(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    client: &mut postgres::Client,
+    admin: &Conn,
+) -> Result<()> {
+    if let Some(g) = file(snap, GLOBALS_FILE) {
+        let mut sql = Vec::new();
+        reader::stream_file(repo, index, snap, g, &mut sql, &crate::progress::Silent)?;
+        let created = create_missing_roles(client, admin, &String::from_utf8_lossy(&sql))?;
+        if !created.is_empty() {
+            tracing::info!(roles = ?created, server = %admin.server(), "created roles from the snapshot's globals");
+        }
+    }
+    Ok(())
+}
+
+/// The SQL identifier at the start of `s` (bare, or quoted with `""` for a quote) and what
+/// follows it.
+fn leading_ident(s: &str) -> Option<(String, &str)> {
+    let Some(q) = s.strip_prefix('"') else {
+        let end = s.find([' ', ';', ',']).unwrap_or(s.len());
+        return (end > 0).then(|| (s[..end].to_string(), &s[end..]));
+    };
+    let mut name = String::new();
+    let mut chars = q.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '"' {
+            if chars.peek().map(|&(_, n)| n) != Some('"') {
+                return Some((name, &q[i + 1..]));
+            }
+            chars.next();
+        }
+        name.push(c);
+    }
+    None
+}
+
 /// Creates the roles the snapshot's globals define and the server lacks (superusers only):
 /// existing roles are never altered. Returns the roles created.
 fn create_missing_roles(
@@ -673,24 +823,11 @@ fn create_missing_roles(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let role_of = |stmt: &str, prefix: &str| -> Option<String> {
-        let rest = stmt.strip_prefix(prefix)?;
-        let Some(q) = rest.strip_prefix('"') else {
-            return Some(rest.split([' ', ';']).next()?.to_string());
-        };
-        // A quoted identifier: `""` stands for one quote.
-        let mut name = String::new();
-        let mut chars = q.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '"' {
-                if chars.peek() != Some(&'"') {
-                    return Some(name);
-                }
-                chars.next();
-            }
-            name.push(c);
-        }
-        None
+    let role_of = |stmt: &str, prefix: &str| Some(leading_ident(stmt.strip_prefix(prefix)?)?.0);
+    // `GRANT role TO member …`: the member, whose memberships the statement changes.
+    let member_of = |stmt: &str| {
+        let (_, rest) = leading_ident(stmt.strip_prefix("GRANT ")?)?;
+        Some(leading_ident(rest.strip_prefix(" TO ")?)?.0)
     };
     let mut created = Vec::new();
     for line in globals.lines() {
@@ -708,8 +845,8 @@ fn create_missing_roles(
                     Error::Target(format!("configuring role {r}: {}", admin.explain(&e)))
                 })?;
             }
-        } else if stmt.starts_with("GRANT ") && created.iter().any(|r| stmt.contains(r.as_str())) {
-            // Memberships of new roles; a grantor that does not exist here is not fatal.
+        } else if member_of(stmt).is_some_and(|m| created.contains(&m)) {
+            // Memberships of new roles only; a grantor that does not exist here is not fatal.
             if let Err(e) = client.batch_execute(stmt) {
                 tracing::warn!(statement = stmt, error = %admin.explain(&e), "role membership not restored");
             }
@@ -758,6 +895,7 @@ fn pg_restore_into(
     )?;
     let mut cmd = Command::new(&pg_restore.path);
     cmd.arg("--exit-on-error")
+        .arg("--no-password")
         .arg("-d")
         .arg(format!("dbname={}", conninfo_value(db.dbname())))
         .stdout(Stdio::null())
@@ -969,15 +1107,7 @@ pub fn restore(
     let tmp = side_name(&name, "restoring");
     let guard = create_scratch_db(&mut client, &admin_conn, snap, &tmp)?;
     if f.superuser {
-        if let Some(g) = file(snap, GLOBALS_FILE) {
-            let mut sql = Vec::new();
-            reader::stream_file(repo, index, snap, g, &mut sql, &crate::progress::Silent)?;
-            let created =
-                create_missing_roles(&mut client, &admin_conn, &String::from_utf8_lossy(&sql))?;
-            if !created.is_empty() {
-                tracing::info!(roles = ?created, "created roles from the snapshot's globals");
-            }
-        }
+        restore_roles(repo, index, snap, &mut client, &admin_conn)?;
     }
     let db = target.with_dbname(&tmp);
     let precounted = pg_restore_into(
@@ -1038,13 +1168,23 @@ pub fn restore(
         ("STRONGROOM_SOURCE", snap.source.clone()),
         ("STRONGROOM_TARGET", target.display()),
     ];
+    // A fresh connection: the first one has sat idle through the whole restore, and an
+    // idle_session_timeout or a proxy may have closed it.
+    drop(client);
+    let (admin_conn, mut client) = admin(&target).map_err(|e| {
+        Error::Target(format!(
+            "{e}; the restored copy was dropped and the target was not touched"
+        ))
+    })?;
     if let Some(h) = &opts.before_restore {
         crate::engine::run_hook("before_restore", h, &hook_env)?;
     }
+    // Without --force the target was empty when the restore began; it must still be.
+    let must_be_empty = (exists && !opts.force).then_some(&target);
     // The renames and the disarming happen as one step for signals: an interrupt between
     // them would drop the restored database after the old one had moved aside.
     let swapped = scratch::critical(|| {
-        let r = swap(&mut client, &admin_conn, &tmp, &name, exists);
+        let r = swap(&mut client, &admin_conn, &tmp, &name, exists, must_be_empty);
         if r.is_ok() {
             guard.disarm();
         } else {
@@ -1058,6 +1198,12 @@ pub fn restore(
     };
     let old = swapped?;
     let mut old_kept_at = old.clone();
+    if let (Some(o), Err(e)) = (&old, &after) {
+        // The restored data is in place but the check after it failed: keep the old data.
+        return Err(Error::Failed(format!(
+            "the restore is in place in {name}, but {e}; the old database is kept as {o}"
+        )));
+    }
     if let Some(o) = &old {
         if !opts.keep_old {
             match client.batch_execute(&format!("DROP DATABASE {}", ident(o))) {
@@ -1079,15 +1225,26 @@ pub fn restore(
 
 /// Renames the old database aside (when there is one) and the restored one into place;
 /// puts the old one back if the second rename fails. Returns the old database's new name.
+/// `must_be_empty`: the target, when only an empty one may be replaced (no `--force`).
 fn swap(
     client: &mut postgres::Client,
     admin: &Conn,
     tmp: &str,
     name: &str,
     exists: bool,
+    must_be_empty: Option<&Conn>,
 ) -> Result<Option<String>> {
     let busy = |client: &mut postgres::Client| -> Result<()> {
-        let s = sessions_on(client, admin, name)?;
+        // A backend outlives its client's disconnect by a moment (our own emptiness check
+        // just closed one): look again for up to a second before calling the target busy.
+        let mut s = sessions_on(client, admin, name)?;
+        for _ in 0..10 {
+            if s.is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            s = sessions_on(client, admin, name)?;
+        }
         if s.is_empty() {
             return Ok(());
         }
@@ -1101,6 +1258,16 @@ fn swap(
     };
     let mut old = None;
     if exists {
+        if let Some(target) = must_be_empty {
+            let n = user_objects(target)?;
+            if n > 0 {
+                return Err(Error::Target(format!(
+                    "database {name} on {} gained {n} objects during the restore; pass --force \
+                     to replace it; the target was not touched",
+                    admin.server()
+                )));
+            }
+        }
         busy(client)?;
         let aside = side_name(name, "old");
         client
@@ -1172,6 +1339,10 @@ pub fn test_restore(
         &snap.short_id()[..8.min(snap.short_id().len())],
     );
     let _guard = create_scratch_db(&mut client, &admin_conn, snap, &name)?;
+    if f.superuser {
+        // A separate scratch server lacks the source's roles; the dump's OWNER TO needs them.
+        restore_roles(repo, index, snap, &mut client, &admin_conn)?;
+    }
     let db = server.with_dbname(&name);
     let mut results = Vec::new();
     let restored = pg_restore_into(
@@ -1304,7 +1475,7 @@ fn parallel_copy_restore(
     spool_dir: &std::path::Path,
     progress: &dyn Progress,
 ) -> Result<Option<CheckResult>> {
-    use super::archive::{self, BLK_DATA, SECTION_DATA};
+    use archive::{BLK_DATA, SECTION_DATA};
     let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
     let mut reader = ChannelReader {
         rx,
@@ -1349,6 +1520,7 @@ fn parallel_copy_restore(
             let run = |section: &str, jobs: usize| -> Result<()> {
                 let mut cmd = Command::new(&pg_restore.path);
                 cmd.arg("--exit-on-error")
+                    .arg("--no-password")
                     .arg(format!("--section={section}"))
                     .arg("-j")
                     .arg(jobs.to_string())
@@ -1521,4 +1693,24 @@ fn parallel_copy_restore(
     });
     progress.end();
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leading_ident;
+
+    #[test]
+    fn identifiers_at_the_start_of_globals_statements() {
+        assert_eq!(
+            leading_ident("app TO reporting_app;"),
+            Some(("app".into(), " TO reporting_app;"))
+        );
+        assert_eq!(
+            leading_ident(r#""we ""quote"" it" TO x"#),
+            Some((r#"we "quote" it"#.into(), " TO x"))
+        );
+        assert_eq!(leading_ident("owner;"), Some(("owner".into(), ";")));
+        assert_eq!(leading_ident(r#""unterminated"#), None);
+        assert_eq!(leading_ident(" TO"), None);
+    }
 }
