@@ -102,7 +102,7 @@ enum Command {
     },
     /// Restore a snapshot.
     #[command(
-        after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n\nPostgreSQL: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old)."
+        after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n\nPostgreSQL: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old, and when after_restore fails)."
     )]
     Restore {
         /// Snapshot id, unique prefix (6+ characters) or `latest`.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Env, PASSWORD, envs};
+use common::{Env, PASSWORD, envs, json_of};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -359,6 +359,38 @@ fn a_restore_onto_a_fresh_server_recreates_the_owning_roles() {
     drop(a);
 
     let b = Cluster::start();
+    // The source server is gone; verify on a scratch server, which lacks the role "app"
+    // that owns everything: it is created bare for the test restore and dropped after.
+    let roles = |pg: &Cluster| -> Vec<String> {
+        pg.connect("postgres")
+            .query(
+                "SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let (roles_before, dbs_before) = (roles(&b), b.databases());
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[verify]\nscratch_postgres = \"{}\"\n",
+            b.super_url("postgres")
+        ),
+    )
+    .unwrap();
+    let report = env.json(&["verify", id]);
+    assert_eq!(report["ok"], true, "{report}");
+    std::fs::remove_file(env.path("strongroom.toml")).unwrap();
+    assert_eq!(
+        roles(&b),
+        roles_before,
+        "the role made for the test restore is gone"
+    );
+    assert_eq!(b.databases(), dbs_before);
+
     env.cmd()
         .args(["restore", id, "--target-db", &b.super_url("hotel")])
         .assert()
@@ -637,18 +669,11 @@ fn row_counts_describe_the_dump_even_when_a_truncate_races_it() {
             f = first.display()
         ),
     );
-    let out = env
-        .cmd()
+    let mut backup = env.cmd();
+    backup
         .env("STRONGROOM_PG_BINDIR", bin.path())
-        .args(["backup", &pg.super_url("hotel"), "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+        .args(["backup", &pg.super_url("hotel")]);
+    let snap = json_of(backup);
     assert_eq!(counts(&pg, "hotel")["ledger"], 0, "the TRUNCATE ran");
     assert_eq!(
         snapshot_counts(&snap)["ledger"],
@@ -1022,6 +1047,11 @@ CREATE TRIGGER invoices_audit AFTER INSERT ON billing.invoices FOR EACH ROW EXEC
 COMMENT ON TABLE billing.invoices IS 'every invoice, ever';
 SELECT setval('billing.invoices_id_seq', 123456);
 CREATE TABLE empty_table (x int);
+CREATE TABLE r0 (id int);
+CREATE TABLE ra () INHERITS (r0);
+CREATE TABLE rb () INHERITS (r0);
+CREATE TABLE rc () INHERITS (ra, rb);
+INSERT INTO r0 VALUES (0); INSERT INTO rc VALUES (1), (2);
 CREATE TABLE notes (id int, body text);
 CREATE TABLE vip_notes (level int) INHERITS (notes);
 INSERT INTO notes SELECT i, 'n' || i FROM generate_series(1, 300) i;
@@ -1118,6 +1148,8 @@ fn restores_reproduce_schema_and_data_exactly_on_every_path() {
                 ("events", 5000),
                 ("events_2024", 2662), // i % 700 within 2024 (366 days)
                 ("notes", 340),
+                ("r0", 3), // rc once, below the diamond
+                ("ra", 2),
                 ("vip_notes", 40),
                 ("empty_table", 0),
                 ("audit", 0),

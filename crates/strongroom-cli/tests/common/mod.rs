@@ -17,6 +17,17 @@ pub struct Env {
     pub repo: String,
 }
 
+/// Runs `cmd` with `--json`, which must succeed; returns the document it printed.
+pub fn json_of(mut cmd: Command) -> Value {
+    let out = cmd.arg("--json").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub fn unique() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let t = std::time::SystemTime::now()
@@ -76,13 +87,9 @@ impl Env {
     }
 
     pub fn json(&self, args: &[&str]) -> Value {
-        let out = self.cmd().args(args).arg("--json").output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let mut cmd = self.cmd();
+        cmd.args(args);
+        json_of(cmd)
     }
 
     /// Runs a command that must fail with exit 1; returns its stderr.

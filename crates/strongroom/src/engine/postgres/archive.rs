@@ -212,6 +212,12 @@ pub fn count_rows(
     r: &mut impl Read,
 ) -> Result<std::collections::HashMap<(String, String), u64>, Unsupported> {
     let toc = read_toc(r)?;
+    countable(&toc)?;
+    count_data(r, &toc)
+}
+
+/// Whether [`count_data`] can count this archive's rows, known from its TOC alone.
+pub fn countable(toc: &Toc) -> Result<(), Unsupported> {
     if toc.compressed {
         return Err(Unsupported("the archive is compressed".into()));
     }
@@ -223,6 +229,14 @@ pub fn count_rows(
     if !utf8 {
         return Err(Unsupported("the archive's encoding is not UTF-8".into()));
     }
+    Ok(())
+}
+
+/// Counts the rows of the data blocks that follow the TOC (see [`count_rows`]).
+pub fn count_data(
+    r: &mut impl Read,
+    toc: &Toc,
+) -> Result<std::collections::HashMap<(String, String), u64>, Unsupported> {
     let bad = |e: std::io::Error| Unsupported(format!("reading the archive's data: {e}"));
     let tables: std::collections::HashMap<i64, (String, String)> = toc
         .entries

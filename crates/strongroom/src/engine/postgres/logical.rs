@@ -164,33 +164,51 @@ fn user_tables(client: &mut postgres::Client, conn: &Conn) -> Result<Vec<(String
         .collect())
 }
 
+/// A table as (schema, name).
+type Table = (String, String);
+
 /// Every user table with the tables whose rows `count(*)` on it sees: itself and, through
-/// partitioning or inheritance, its descendants. Catalog reads only, so no table locks.
+/// partitioning or inheritance, its descendants (each once, also below a diamond). Catalog
+/// reads only, so no table locks. `None` when a descendant is a foreign table: its rows are
+/// not in the dump, yet `count(*)` on the parent reads them.
 fn table_members(
     client: &mut postgres::Client,
     conn: &Conn,
-) -> Result<BTreeMap<String, Vec<(String, String)>>> {
+) -> Result<Option<BTreeMap<String, Vec<Table>>>> {
     let rows = client
         .query(
             &format!(
                 "WITH RECURSIVE t(root, rel) AS ( \
                    SELECT c.oid, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                    WHERE {USER_TABLE} \
-                   UNION ALL SELECT t.root, i.inhrelid FROM t JOIN pg_inherits i ON i.inhparent = t.rel) \
-                 SELECT rn.nspname, rc.relname, mn.nspname, mc.relname FROM t \
+                   UNION SELECT t.root, i.inhrelid FROM t JOIN pg_inherits i ON i.inhparent = t.rel) \
+                 SELECT rn.nspname, rc.relname, mn.nspname, mc.relname, mc.relkind = 'f' FROM t \
                  JOIN pg_class rc ON rc.oid = t.root JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
-                 JOIN pg_class mc ON mc.oid = t.rel JOIN pg_namespace mn ON mn.oid = mc.relnamespace"
+                 JOIN pg_class mc ON mc.oid = t.rel JOIN pg_namespace mn ON mn.oid = mc.relnamespace \
+                 ORDER BY rn.nspname, rc.relname, t.root"
             ),
             &[],
         )
         .map_err(|e| Error::Source(conn.explain(&e)))?;
-    let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    if rows.iter().any(|r| r.get::<_, bool>(4)) {
+        return Ok(None);
+    }
+    // Two tables with one key (`public."a.b"` and `a.b`): the later one wins, as in
+    // `row_counts`, which the restore's check uses.
+    let mut out: BTreeMap<String, Vec<Table>> = BTreeMap::new();
+    let mut last_root: Option<Table> = None;
     for r in &rows {
-        out.entry(table_key(r.get(0), r.get(1)))
-            .or_default()
+        let root: Table = (r.get(0), r.get(1));
+        let key = table_key(&root.0, &root.1);
+        if last_root.as_ref() != Some(&root) {
+            out.insert(key.clone(), Vec::new());
+            last_root = Some(root);
+        }
+        out.get_mut(&key)
+            .expect("inserted above")
             .push((r.get(2), r.get(3)));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Row counts of every user table: exact, or the planner's estimates.
@@ -340,8 +358,14 @@ pub fn backup(
     // Exact counts come from the dump itself (see `archive::count_rows`); what a table's
     // count(*) covers (partitions, inheritance children) is read from the catalogs here.
     let members = match source.row_counts {
-        RowCounts::Exact => Some(table_members(&mut client, &conn)?),
+        RowCounts::Exact => table_members(&mut client, &conn)?,
         RowCounts::Estimate => None,
+    };
+    // Otherwise the prober counts with SQL, while pg_dump holds its locks.
+    let sql_counts = match (source.row_counts, &members) {
+        (RowCounts::Estimate, _) => Some(RowCounts::Estimate),
+        (RowCounts::Exact, None) => Some(RowCounts::Exact),
+        (RowCounts::Exact, Some(_)) => None,
     };
 
     let mut cmd = Command::new(&pg_dump.path);
@@ -375,6 +399,8 @@ pub fn backup(
     // A copy of the stream goes to the row counter (bounded: four 1 MiB buffers).
     let (tee_tx, tee_rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
     let mut tee = members.is_some().then_some(tee_tx);
+    // The counter's word, from the archive's TOC, on whether it can count the rows.
+    let (verdict_tx, verdict_rx) = std::sync::mpsc::channel::<bool>();
     let (dumped, probed, streamed) = std::thread::scope(|s| {
         let counter = s.spawn(move || {
             let mut r = ChannelReader {
@@ -383,7 +409,11 @@ pub fn backup(
                 pos: 0,
                 record: None,
             };
-            archive::count_rows(&mut r)
+            let toc = archive::read_toc(&mut r)?; // a dump cut short: no word, no counting
+            let countable = archive::countable(&toc);
+            let _ = verdict_tx.send(countable.is_ok());
+            countable?;
+            archive::count_data(&mut r, &toc)
         });
         let prober = s.spawn(|| -> Result<_> {
             let started_rx = started_rx; // moved in: a Receiver is not Sync
@@ -392,13 +422,18 @@ pub fn backup(
                     "pg_dump wrote nothing; no snapshot was recorded".into(),
                 ));
             }
-            let estimates = match source.row_counts {
-                RowCounts::Estimate => Some(row_counts(&mut client, &conn, RowCounts::Estimate)?),
-                RowCounts::Exact => None,
+            let verdict_rx = verdict_rx;
+            let how = sql_counts.or_else(|| {
+                // Only if the counter cannot count: then now, while pg_dump holds its locks.
+                (verdict_rx.recv() == Ok(false)).then_some(RowCounts::Exact)
+            });
+            let counted = match how {
+                Some(how) => Some(row_counts(&mut client, &conn, how)?),
+                None => None,
             };
             let schema =
                 schema_version(&mut client, &conn, source.schema_version_query.as_deref())?;
-            Ok((estimates, schema))
+            Ok((counted, schema))
         });
         let dumped = writer.write_file(DUMP_FILE, Chunking::ContentDefined, progress, |sink| {
             let mut batcher = CdcBatcher::new();
@@ -464,9 +499,9 @@ pub fn backup(
         )));
     }
     let dump = dumped?;
-    let (estimates, schema) = probed?;
-    let counts = match estimates {
-        Some(e) => e,
+    let (counted, schema) = probed?;
+    let counts = match counted {
+        Some(c) => c,
         None => match streamed {
             Ok(rows) => members
                 .unwrap_or_default()
@@ -477,8 +512,9 @@ pub fn backup(
                 })
                 .collect(),
             Err(archive::Unsupported(why)) => {
-                // Still inside the dump's snapshot: the same state, at the cost of a scan.
-                tracing::info!(%why, "rows not countable from the dump; counting with SQL");
+                // The TOC was fine but its data was not (never seen: pg_dump succeeded).
+                // Still the dump's snapshot, though pg_dump's locks are gone.
+                tracing::warn!(%why, "rows not countable from the dump; counting with SQL");
                 row_counts(&mut client, &conn, RowCounts::Exact)?
             }
         },
@@ -674,6 +710,24 @@ fn drop_database(admin: &Conn, name: &str) {
     }
 }
 
+/// Drops roles a test restore created.
+fn drop_roles(admin: &Conn, roles: &[String]) {
+    let dropped = admin.connect().and_then(|mut c| {
+        for r in roles {
+            c.batch_execute(&format!("DROP ROLE IF EXISTS {}", ident(r)))
+                .map_err(|e| Error::Target(admin.explain(&e)))?;
+        }
+        Ok(())
+    });
+    if let Err(e) = dropped {
+        eprintln!(
+            "strongroom: could not drop the roles {} created for a test restore on {}: {e}; drop them by hand",
+            roles.join(", "),
+            admin.server()
+        );
+    }
+}
+
 /// A temporary file in `dir`, removed when both returned values drop, and on interrupts
 /// (which skip destructors).
 fn temp_file(
@@ -771,22 +825,25 @@ fn create_db_now(
 }
 
 /// Creates the roles of the snapshot's globals that the server lacks (superusers only).
+/// `bare`: names only (no login, password or memberships), for a test restore's roles.
 fn restore_roles(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,
     client: &mut postgres::Client,
     admin: &Conn,
-) -> Result<()> {
-    if let Some(g) = file(snap, GLOBALS_FILE) {
-        let mut sql = Vec::new();
-        reader::stream_file(repo, index, snap, g, &mut sql, &crate::progress::Silent)?;
-        let created = create_missing_roles(client, admin, &String::from_utf8_lossy(&sql))?;
-        if !created.is_empty() {
-            tracing::info!(roles = ?created, server = %admin.server(), "created roles from the snapshot's globals");
-        }
+    bare: bool,
+) -> Result<Vec<String>> {
+    let Some(g) = file(snap, GLOBALS_FILE) else {
+        return Ok(Vec::new());
+    };
+    let mut sql = Vec::new();
+    reader::stream_file(repo, index, snap, g, &mut sql, &crate::progress::Silent)?;
+    let created = create_missing_roles(client, admin, &String::from_utf8_lossy(&sql), bare)?;
+    if !created.is_empty() {
+        tracing::info!(roles = ?created, server = %admin.server(), "created roles from the snapshot's globals");
     }
-    Ok(())
+    Ok(created)
 }
 
 /// The SQL identifier at the start of `s` (bare, or quoted with `""` for a quote) and what
@@ -816,6 +873,7 @@ fn create_missing_roles(
     client: &mut postgres::Client,
     admin: &Conn,
     globals: &str,
+    bare: bool,
 ) -> Result<Vec<String>> {
     let existing: std::collections::HashSet<String> = client
         .query("SELECT rolname::text FROM pg_roles", &[])
@@ -839,6 +897,8 @@ fn create_missing_roles(
                 })?;
                 created.push(r);
             }
+        } else if bare {
+            continue;
         } else if let Some(r) = role_of(stmt, "ALTER ROLE ") {
             if created.contains(&r) {
                 client.batch_execute(stmt).map_err(|e| {
@@ -1107,7 +1167,7 @@ pub fn restore(
     let tmp = side_name(&name, "restoring");
     let guard = create_scratch_db(&mut client, &admin_conn, snap, &tmp)?;
     if f.superuser {
-        restore_roles(repo, index, snap, &mut client, &admin_conn)?;
+        restore_roles(repo, index, snap, &mut client, &admin_conn, false)?;
     }
     let db = target.with_dbname(&tmp);
     let precounted = pg_restore_into(
@@ -1338,13 +1398,39 @@ pub fn test_restore(
         "strongroom_verify",
         &snap.short_id()[..8.min(snap.short_id().len())],
     );
-    let _guard = create_scratch_db(&mut client, &admin_conn, snap, &name)?;
-    if f.superuser {
-        // A separate scratch server lacks the source's roles; the dump's OWNER TO needs them.
-        restore_roles(repo, index, snap, &mut client, &admin_conn)?;
-    }
-    let db = server.with_dbname(&name);
     let mut results = Vec::new();
+    // A separate scratch server lacks the source's roles, which the dump's OWNER TO and
+    // GRANTs name: they are created bare (no login, no password) and dropped afterwards,
+    // after the database (guards drop in reverse order).
+    let _roles = if f.superuser {
+        // Held against signals: a role created but not yet registered would stay behind.
+        let made = scratch::critical(|| {
+            let created = restore_roles(repo, index, snap, &mut client, &admin_conn, true)?;
+            let a = admin_conn.clone();
+            Ok::<_, Error>((!created.is_empty()).then(|| {
+                scratch::guard(
+                    format!("roles {} on {}", created.join(", "), admin_conn.server()),
+                    move || drop_roles(&a, &created),
+                )
+            }))
+        });
+        match made {
+            Ok(g) => g,
+            Err(e) if e.is_damage() => return Err(e),
+            Err(e) => {
+                results.push(CheckResult {
+                    name: "roles".into(),
+                    ok: false,
+                    detail: e.to_string(),
+                });
+                return Ok(results);
+            }
+        }
+    } else {
+        None
+    };
+    let _guard = create_scratch_db(&mut client, &admin_conn, snap, &name)?;
+    let db = server.with_dbname(&name);
     let restored = pg_restore_into(
         repo,
         index,

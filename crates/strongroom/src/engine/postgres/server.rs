@@ -537,8 +537,13 @@ pub fn redact_url(url: &str) -> String {
         let rest = &url[scheme_end + 3..];
         // The credentials end at the first '@', wherever it is: that is how the URL parser
         // reads them, so a password holding '/' or '?' (base64 ones often do) connects,
-        // and must not slip past here.
-        if let Some(at) = rest.find('@') {
+        // and must not slip past here. A raw '@' in the password (which the parser cannot
+        // take) goes too: up to the last '@' of the host part that follows.
+        if let Some(first) = rest.find('@') {
+            let host_end = rest[first..]
+                .find(['/', '?'])
+                .map_or(rest.len(), |i| first + i);
+            let at = first + rest[first..host_end].rfind('@').unwrap_or(0);
             let user = rest[..at].split(':').next().unwrap_or("");
             out = format!("{}://{user}{}", &url[..scheme_end], &rest[at..]);
         }
@@ -596,6 +601,10 @@ mod tests {
         );
         assert_eq!(
             redact_url("postgres://app:s/cr?t@db/hotel"),
+            "postgres://app@db/hotel"
+        );
+        assert_eq!(
+            redact_url("postgres://app:p@ss@db/hotel"),
             "postgres://app@db/hotel"
         );
     }
