@@ -201,21 +201,6 @@ pub fn read_toc(r: &mut impl Read) -> Result<Toc, Unsupported> {
     })
 }
 
-/// Reads a whole uncompressed custom archive and counts the rows of every table's data:
-/// `(schema, table) -> rows`. In `COPY`'s text format, which `pg_dump` writes, every row ends
-/// in a newline and newlines inside values are escaped, so rows are newline bytes, up to the
-/// end-of-data line `\.` that `pg_dump` writes after the rows (followed by blank lines). A
-/// value `\.` is written `\\.`, so a line that is exactly `\.` is always that marker. Counting
-/// what the dump holds, rather than asking the server again, costs no second scan of every
-/// table and cannot disagree with the dump (a `TRUNCATE` racing a later `count(*)` would).
-pub fn count_rows(
-    r: &mut impl Read,
-) -> Result<std::collections::HashMap<(String, String), u64>, Unsupported> {
-    let toc = read_toc(r)?;
-    countable(&toc)?;
-    count_data(r, &toc)
-}
-
 /// Whether [`count_data`] can count this archive's rows, known from its TOC alone.
 pub fn countable(toc: &Toc) -> Result<(), Unsupported> {
     if toc.compressed {
@@ -232,7 +217,14 @@ pub fn countable(toc: &Toc) -> Result<(), Unsupported> {
     Ok(())
 }
 
-/// Counts the rows of the data blocks that follow the TOC (see [`count_rows`]).
+/// Reads the data blocks that follow the TOC and counts the rows of every table's data:
+/// `(schema, table) -> rows`. In `COPY`'s text format, which `pg_dump` writes, every row ends
+/// in a newline and newlines inside values are escaped, so rows are newline bytes, up to the
+/// end-of-data line `\.` that `pg_dump` writes after the rows (followed by blank lines). A
+/// value `\.` is written `\\.`, so a line that is exactly `\.` is always that marker. Counting
+/// what the dump holds, rather than asking the server again, costs no second scan of every
+/// table and cannot disagree with the dump (a `TRUNCATE` racing a later `count(*)` would).
+/// Call [`countable`] on the TOC first.
 pub fn count_data(
     r: &mut impl Read,
     toc: &Toc,
@@ -321,6 +313,15 @@ fn end_marker_lines(tail: &[u8], complete: bool) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The whole archive: TOC, then rows.
+    fn count_rows(
+        r: &mut impl Read,
+    ) -> Result<std::collections::HashMap<(String, String), u64>, Unsupported> {
+        let toc = read_toc(r)?;
+        countable(&toc)?;
+        count_data(r, &toc)
+    }
 
     fn w_int(out: &mut Vec<u8>, v: i64) {
         out.push(u8::from(v < 0));

@@ -355,7 +355,7 @@ pub fn backup(
         .query_one("SELECT pg_export_snapshot()", &[])
         .map_err(|e| Error::Source(conn.explain(&e)))?
         .get(0);
-    // Exact counts come from the dump itself (see `archive::count_rows`); what a table's
+    // Exact counts come from the dump itself (see `archive::count_data`); what a table's
     // count(*) covers (partitions, inheritance children) is read from the catalogs here.
     let members = match source.row_counts {
         RowCounts::Exact => table_members(&mut client, &conn)?,
