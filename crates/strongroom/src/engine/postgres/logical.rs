@@ -193,22 +193,22 @@ fn table_members(
     if rows.iter().any(|r| r.get::<_, bool>(4)) {
         return Ok(None);
     }
-    // Two tables with one key (`public."a.b"` and `a.b`): the later one wins, as in
-    // `row_counts`, which the restore's check uses.
-    let mut out: BTreeMap<String, Vec<Table>> = BTreeMap::new();
-    let mut last_root: Option<Table> = None;
+    // Rows come grouped by root. Two tables with one key (`public."a.b"` and `a.b`): the
+    // later one wins in the map, as in `row_counts`, which the restore's check uses.
+    let mut groups: Vec<(Table, Vec<Table>)> = Vec::new();
     for r in &rows {
-        let root: Table = (r.get(0), r.get(1));
-        let key = table_key(&root.0, &root.1);
-        if last_root.as_ref() != Some(&root) {
-            out.insert(key.clone(), Vec::new());
-            last_root = Some(root);
+        let (root, member): (Table, Table) = ((r.get(0), r.get(1)), (r.get(2), r.get(3)));
+        match groups.last_mut() {
+            Some((g, members)) if *g == root => members.push(member),
+            _ => groups.push((root, vec![member])),
         }
-        out.get_mut(&key)
-            .expect("inserted above")
-            .push((r.get(2), r.get(3)));
     }
-    Ok(Some(out))
+    Ok(Some(
+        groups
+            .into_iter()
+            .map(|((ns, rel), members)| (table_key(&ns, &rel), members))
+            .collect(),
+    ))
 }
 
 /// Row counts of every user table: exact, or the planner's estimates.
@@ -403,12 +403,7 @@ pub fn backup(
     let (verdict_tx, verdict_rx) = std::sync::mpsc::channel::<bool>();
     let (dumped, probed, streamed) = std::thread::scope(|s| {
         let counter = s.spawn(move || {
-            let mut r = ChannelReader {
-                rx: tee_rx,
-                cur: Vec::new(),
-                pos: 0,
-                record: None,
-            };
+            let mut r = ChannelReader::new(tee_rx, false);
             let toc = archive::read_toc(&mut r)?; // a dump cut short: no word, no counting
             let countable = archive::countable(&toc);
             let _ = verdict_tx.send(countable.is_ok());
@@ -1297,17 +1292,18 @@ fn swap(
     let busy = |client: &mut postgres::Client| -> Result<()> {
         // A backend outlives its client's disconnect by a moment (our own emptiness check
         // just closed one): look again for up to a second before calling the target busy.
-        let mut s = sessions_on(client, admin, name)?;
-        for _ in 0..10 {
+        let mut looks = 0;
+        let s = loop {
+            let s = sessions_on(client, admin, name)?;
             if s.is_empty() {
                 return Ok(());
             }
+            looks += 1;
+            if looks > 10 {
+                break s;
+            }
             std::thread::sleep(std::time::Duration::from_millis(100));
-            s = sessions_on(client, admin, name)?;
-        }
-        if s.is_empty() {
-            return Ok(());
-        }
+        };
         Err(Error::Target(format!(
             "database {name} on {} is in use by {} session(s) ({}); stop the application (a \
              before_restore hook can) and retry; the target was not touched",
@@ -1498,6 +1494,18 @@ struct ChannelReader {
     record: Option<Vec<u8>>,
 }
 
+impl ChannelReader {
+    /// Reads from `rx`; `record`: keep a copy of everything read (in `record`).
+    fn new(rx: crossbeam_channel::Receiver<Vec<u8>>, record: bool) -> Self {
+        ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            record: record.then(Vec::new),
+        }
+    }
+}
+
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.cur.len() {
@@ -1563,12 +1571,7 @@ fn parallel_copy_restore(
 ) -> Result<Option<CheckResult>> {
     use archive::{BLK_DATA, SECTION_DATA};
     let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
-    let mut reader = ChannelReader {
-        rx,
-        cur: Vec::new(),
-        pos: 0,
-        record: Some(Vec::new()),
-    };
+    let mut reader = ChannelReader::new(rx, true);
     progress.begin("restore", Some(dump.size));
     let outcome = std::thread::scope(|s| -> Result<Option<CheckResult>> {
         let producer = s.spawn(move || {
