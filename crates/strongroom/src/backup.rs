@@ -3,22 +3,22 @@
 //! Owns the order of a backup's commits (packs, then index, then manifest: invariant 1) and
 //! its journal record (invariant 6). Must not know engine details.
 
-use crate::config::Source;
 use crate::engine;
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::journal::JournalRecord;
-use crate::repository::snapshot::Snapshot;
+use crate::repository::snapshot::{BackupKind, Snapshot};
 use crate::repository::writer::BackupWriter;
+use crate::source::Source;
 
 /// Options of one backup.
 #[derive(Clone, Debug, Default)]
 pub struct BackupOptions {
     /// Tags to attach.
     pub tags: Vec<String>,
-    /// Requested kind (`full`, `logical`, `physical`); `None` for the engine's default.
-    pub kind: Option<String>,
+    /// Requested kind; `None` for the engine's default.
+    pub kind: Option<BackupKind>,
 }
 
 /// Takes a snapshot of `source` and records the job in the journal.
@@ -55,19 +55,19 @@ fn take(
     started_at: jiff::Timestamp,
 ) -> Result<Snapshot> {
     let engine = engine::for_source(source)?;
-    let kind = opts
-        .kind
-        .clone()
-        .unwrap_or_else(|| engine.kinds()[0].to_string());
-    {
-        if !engine.kinds().contains(&kind.as_str()) {
-            return Err(crate::Error::Source(format!(
-                "--kind {kind} does not apply to {} source {} (kinds: {})",
-                engine.name(),
-                source.name,
-                engine.kinds().join(", ")
-            )));
-        }
+    let kinds = engine.backup_kinds();
+    let kind = opts.kind.clone().unwrap_or_else(|| kinds[0].clone());
+    if !kinds.contains(&kind) {
+        return Err(crate::Error::KindMismatch {
+            kind: kind.to_string(),
+            engine: engine.kind().to_string(),
+            source_name: source.name.clone(),
+            kinds: kinds
+                .iter()
+                .map(BackupKind::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
     }
     let writer = BackupWriter::new(repo)?;
     let captured = engine.backup(source, &kind, &writer, progress)?;
@@ -81,7 +81,7 @@ fn take(
     let mut snap = Snapshot {
         id: String::new(),
         source: source.name.clone(),
-        engine: engine.name().into(),
+        engine: engine.kind(),
         kind: captured.kind,
         tags: opts.tags.clone(),
         started_at,

@@ -4,6 +4,7 @@
 //! point at the line and column. Must not open repositories or databases.
 
 use crate::error::{Error, Result};
+use crate::source::{Location, RowCounts, Source, SqlCheck, parse_location};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,7 @@ pub struct SourceConfig {
     pub schema_version_query: Option<String>,
     /// Checks run after every test restore.
     #[serde(default)]
-    pub checks: Vec<CheckConfig>,
+    pub checks: Vec<SqlCheck>,
     /// Shell command run before a restore replaces the database (e.g. stop the application).
     pub before_restore: Option<String>,
     /// Shell command run after a restore replaced the database (e.g. start the application);
@@ -53,27 +54,6 @@ pub struct SourceConfig {
     /// restore).
     #[serde(default)]
     pub row_counts: RowCounts,
-}
-
-/// How row counts are captured.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum RowCounts {
-    /// Count every row.
-    #[default]
-    Exact,
-    /// Use the planner's estimates.
-    Estimate,
-}
-
-/// A named SQL statement that must return one truthy value.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CheckConfig {
-    /// Shown in reports.
-    pub name: String,
-    /// The statement.
-    pub sql: String,
 }
 
 /// `[retention]`: how many snapshots of each period to keep.
@@ -130,48 +110,6 @@ pub struct VerifySettings {
     /// PostgreSQL server for test restores of logical snapshots (default: the source's own
     /// server), e.g. `postgres://verify@scratch-db:5432/postgres`.
     pub scratch_postgres: Option<String>,
-}
-
-/// What a SOURCE resolves to.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Source {
-    /// The name recorded in snapshots: the config name, or the URL as given.
-    pub name: String,
-    /// Where the database is.
-    pub location: Location,
-    /// The schema-version query, if configured.
-    pub schema_version_query: Option<String>,
-    /// Configured checks.
-    pub checks: Vec<CheckConfig>,
-    /// Command run before a restore replaces the database.
-    pub before_restore: Option<String>,
-    /// Command run after a restore replaced the database.
-    pub after_restore: Option<String>,
-    /// How row counts are captured.
-    pub row_counts: RowCounts,
-}
-
-/// A database location parsed from a source URL.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Location {
-    /// A SQLite database file.
-    Sqlite(PathBuf),
-    /// A PostgreSQL connection string.
-    Postgres(String),
-}
-
-/// Parses `sqlite:PATH` or `postgres://…` / `postgresql://…`.
-pub fn parse_location(url: &str) -> Option<Location> {
-    if let Some(p) = url.strip_prefix("sqlite://") {
-        return (!p.is_empty()).then(|| Location::Sqlite(PathBuf::from(p)));
-    }
-    if let Some(p) = url.strip_prefix("sqlite:") {
-        return (!p.is_empty()).then(|| Location::Sqlite(PathBuf::from(p)));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Some(Location::Postgres(url.to_string()));
-    }
-    None
 }
 
 impl Config {
@@ -264,7 +202,7 @@ impl Config {
                 let named = self.sources.values().find(|s| parse_location(&s.url).as_ref() == Some(&location));
                 // The name recorded in snapshots never carries a password (invariant 7).
                 let name = match &location {
-                    Location::Postgres(_) => crate::engine::postgres::redact_url(a),
+                    Location::Postgres(_) => crate::source::conninfo::redact_url(a),
                     Location::Sqlite(_) => a.to_string(),
                 };
                 Ok(Source {
@@ -281,7 +219,7 @@ impl Config {
     }
 
     /// The checks configured for a snapshot's source (matched by name, then by URL).
-    pub fn checks_for(&self, source: &str) -> Vec<CheckConfig> {
+    pub fn checks_for(&self, source: &str) -> Vec<SqlCheck> {
         self.source(Some(source))
             .map(|s| s.checks)
             .unwrap_or_default()

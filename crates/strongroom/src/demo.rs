@@ -7,7 +7,6 @@
 //! callback and returns a summary.
 
 use crate::backup::{self, BackupOptions};
-use crate::config::{CheckConfig, Location, Source};
 use crate::crypto::KdfParams;
 use crate::engine::{RestoreOptions, Target};
 use crate::error::{Error, Result};
@@ -15,6 +14,7 @@ use crate::hotel::{self, Rng, Scale};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::snapshot::Snapshot;
+use crate::source::{Location, Source, SqlCheck};
 use crate::storage::Storage;
 use crate::{human_bytes, restore, verify};
 use serde::Serialize;
@@ -86,10 +86,7 @@ fn prepare_dir(dir: &Path) -> Result<()> {
             .next()
             .is_none();
         if !empty && !dir.join(MARKER).exists() {
-            return Err(Error::Target(format!(
-                "{} exists and was not made by the demo; choose another --dir",
-                dir.display()
-            )));
+            return Err(Error::DemoDirTaken(dir.to_path_buf()));
         }
         std::fs::remove_dir_all(dir)
             .map_err(|e| Error::io("clearing the previous demo in", dir, e))?;
@@ -141,7 +138,7 @@ pub fn run(
         name: "hotel".into(),
         location: Location::Sqlite(db.clone()),
         schema_version_query: None,
-        checks: vec![CheckConfig {
+        checks: vec![SqlCheck {
             name: "every room's booked count matches its bookings".into(),
             sql: hotel::INVARIANT_SQL.into(),
         }],

@@ -2,10 +2,16 @@
 //!
 //! Every variant carries what a person needs to act: the object, file, snapshot or setting at
 //! fault, and where it helps, what to do next. Messages are single sentences without secrets
-//! (ARCHITECTURE invariant 7): passwords and keys never reach a `Display` here.
+//! (docs/ARCHITECTURE.md, "Invariants": secrets never appear): passwords and keys never reach
+//! a `Display` here. Messages speak of what is wrong, never of command-line flags: the
+//! command-line crate adds the flag that fixes it.
+//!
+//! Every error also has an [`ErrorKind`]: a stable machine-readable name (printed in `--json`
+//! failures) and whether trying again can help, so a scheduler retries an unreachable store
+//! and a monitor does not retry a wrong password. Must not depend on any module above the
+//! ids and the repository layout.
 
-use crate::crypto::ChunkId;
-use crate::repository::index::PackId;
+use crate::id::{ChunkId, PackId};
 use std::path::PathBuf;
 
 /// Result alias used across the library.
@@ -15,9 +21,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No repository exists at the given location.
-    #[error(
-        "no repository at {0}: create one with `strongroom init` or check --repo / STRONGROOM_REPO"
-    )]
+    #[error("no repository at {0}")]
     NoRepository(String),
     /// `init` found a repository already.
     #[error("a repository already exists at {0}; refusing to overwrite it")]
@@ -38,10 +42,11 @@ pub enum Error {
         /// How many key slots were tried.
         slots: usize,
     },
+    /// No repository location was given anywhere.
+    #[error("no repository given")]
+    NoRepositoryGiven,
     /// An encrypted repository was opened without a password.
-    #[error(
-        "the repository is encrypted and no password was given: set STRONGROOM_PASSWORD, --password-file or password_command"
-    )]
+    #[error("the repository is encrypted and no password was given")]
     PasswordMissing,
     /// A stored object failed authentication or its checksum.
     #[error("{object} is damaged: {detail}")]
@@ -80,6 +85,9 @@ pub enum Error {
         location: String,
         /// Backend message.
         detail: String,
+        /// Whether the failure may pass (network, throttling) rather than stay (no bucket,
+        /// access denied).
+        transient: bool,
     },
     /// A local file operation failed.
     #[error("{action} {path}: {source}")]
@@ -92,15 +100,72 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A snapshot reference matched nothing or more than one snapshot.
+    /// The consumer of restored data stopped taking it (a restore program that exited, a
+    /// closed pipe), as opposed to the repository failing to give it.
+    #[error("streaming the restored data to {file}: {source}")]
+    Output {
+        /// The stored file being streamed.
+        file: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No snapshot matches a reference.
     #[error("{0}")]
-    SnapshotRef(String),
+    NoSnapshot(String),
+    /// `latest` was asked for under a source or tags that no snapshot has.
+    #[error("no snapshot matches the source and tags given")]
+    NoMatchingSnapshot,
+    /// A snapshot reference is malformed or ambiguous.
+    #[error("{0}")]
+    BadReference(String),
     /// A source could not be read or is not what it claims to be.
     #[error("{0}")]
     Source(String),
     /// A restore target is not acceptable.
     #[error("{0}")]
     Target(String),
+    /// A restore target holds data and replacing it was not asked for.
+    #[error(
+        "{target}; replacing it must be asked for (the old data is kept aside until the restore has succeeded)"
+    )]
+    TargetNotEmpty {
+        /// What the target is and what it holds.
+        target: String,
+    },
+    /// A snapshot was given a target of the wrong sort (a file for a database, …).
+    #[error("snapshot {snapshot} is {what}: it restores into {needs}")]
+    TargetMismatch {
+        /// Short id.
+        snapshot: String,
+        /// What the snapshot is, e.g. "a SQLite database".
+        what: String,
+        /// The sort of target it needs.
+        needs: TargetSort,
+    },
+    /// A backup kind was asked of an engine that does not take it.
+    #[error("a {kind} backup does not apply to {engine} source {source_name} (kinds: {kinds})")]
+    KindMismatch {
+        /// The kind asked for.
+        kind: String,
+        /// The source's engine.
+        engine: String,
+        /// The source.
+        source_name: String,
+        /// The kinds it takes.
+        kinds: String,
+    },
+    /// Something this build cannot do for a snapshot or repository a newer one wrote.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A hook from the configuration failed or could not start.
+    #[error("{hook} hook {detail}")]
+    Hook {
+        /// `before_restore`, `after_restore`, …
+        hook: String,
+        /// How it failed.
+        detail: String,
+    },
     /// SQLite reported an error.
     #[error("SQLite error on {path}: {source}")]
     Sqlite {
@@ -124,6 +189,86 @@ pub enum Error {
     /// A verification or check found problems (the report says which).
     #[error("{0}")]
     Failed(String),
+    /// The demo's directory holds something the demo did not make.
+    #[error("{0} exists and was not made by the demo; choose another directory")]
+    DemoDirTaken(PathBuf),
+    /// A pipeline thread stopped because another part of it failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The sorts of place a snapshot restores into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetSort {
+    /// A file path (SQLite).
+    File,
+    /// A database on a server (PostgreSQL logical).
+    Database,
+    /// A data directory (PostgreSQL physical).
+    DataDirectory,
+}
+
+impl std::fmt::Display for TargetSort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TargetSort::File => "a file path",
+            TargetSort::Database => "a database",
+            TargetSort::DataDirectory => "a data directory",
+        })
+    }
+}
+
+/// What sort of failure an error is: a stable name for scripts and whether a retry can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The object store could not be reached or refused the request.
+    StorageUnreachable,
+    /// No key slot opens with the password.
+    WrongPassword,
+    /// Stored data is damaged or missing.
+    DamagedData,
+    /// The repository or snapshot asked for does not exist.
+    NotFound,
+    /// Something to be created exists already.
+    AlreadyExists,
+    /// The input (config, URL, reference, arguments) is not acceptable.
+    BadInput,
+    /// The repository or snapshot needs a newer strongroom.
+    Unsupported,
+    /// The source database could not be read.
+    SourceFailed,
+    /// The restore target refused or is not acceptable; it was not changed.
+    TargetRefused,
+    /// A local file operation failed.
+    LocalIo,
+    /// A configured hook failed.
+    HookFailed,
+    /// A verification, check or row-count comparison failed.
+    CheckFailed,
+    /// An internal step stopped (another error is the cause).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The stable name printed in `--json` failures (`storage_unreachable`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::StorageUnreachable => "storage_unreachable",
+            ErrorKind::WrongPassword => "wrong_password",
+            ErrorKind::DamagedData => "damaged_data",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::BadInput => "bad_input",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::SourceFailed => "source_failed",
+            ErrorKind::TargetRefused => "target_refused",
+            ErrorKind::LocalIo => "local_io",
+            ErrorKind::HookFailed => "hook_failed",
+            ErrorKind::CheckFailed => "check_failed",
+            ErrorKind::Internal => "internal",
+        }
+    }
 }
 
 fn damage_location(pack: &PackId, segment: &Option<u32>) -> String {
@@ -151,16 +296,58 @@ impl Error {
         }
     }
 
+    /// What sort of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NoRepository(_) | Error::NoSnapshot(_) | Error::NoMatchingSnapshot => {
+                ErrorKind::NotFound
+            }
+            Error::RepositoryExists(_) => ErrorKind::AlreadyExists,
+            Error::UnsupportedVersion { .. } | Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::WrongPassword { .. } => ErrorKind::WrongPassword,
+            Error::Corrupt { .. }
+            | Error::DamagedData { .. }
+            | Error::MissingChunk(_)
+            | Error::Missing { .. } => ErrorKind::DamagedData,
+            Error::Storage { .. } => ErrorKind::StorageUnreachable,
+            Error::Io { .. } => ErrorKind::LocalIo,
+            Error::Output { .. } | Error::Target(_) | Error::TargetNotEmpty { .. } => {
+                ErrorKind::TargetRefused
+            }
+            Error::Source(_) | Error::Sqlite { .. } => ErrorKind::SourceFailed,
+            Error::PasswordMissing
+            | Error::NoRepositoryGiven
+            | Error::BadReference(_)
+            | Error::Config(_)
+            | Error::BadUrl { .. }
+            | Error::TargetMismatch { .. }
+            | Error::KindMismatch { .. }
+            | Error::DemoDirTaken(_) => ErrorKind::BadInput,
+            Error::Hook { .. } => ErrorKind::HookFailed,
+            Error::Failed(_) => ErrorKind::CheckFailed,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether running the same job again, unchanged, may succeed: the store was unreachable
+    /// or throttled. Damage, a wrong password or bad input stay what they are.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Storage { transient, .. } => *transient,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether this error says stored data is damaged or missing (as opposed to, say, the
     /// store being unreachable).
     pub fn is_damage(&self) -> bool {
-        matches!(
-            self,
-            Error::Corrupt { .. }
-                | Error::Missing { .. }
-                | Error::DamagedData { .. }
-                | Error::MissingChunk(_)
-        )
+        self.kind() == ErrorKind::DamagedData
     }
 
     /// Shorthand for an [`Error::Corrupt`].
@@ -169,5 +356,40 @@ impl Error {
             object: object.into(),
             detail: detail.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_have_stable_names_and_retry_advice() {
+        let unreachable = Error::Storage {
+            location: "s3://b/config".into(),
+            detail: "connection refused".into(),
+            transient: true,
+        };
+        assert_eq!(unreachable.kind().name(), "storage_unreachable");
+        assert!(unreachable.is_retryable());
+        let denied = Error::Storage {
+            location: "s3://b/config".into(),
+            detail: "access denied".into(),
+            transient: false,
+        };
+        assert!(!denied.is_retryable());
+        assert_eq!(
+            Error::WrongPassword { slots: 1 }.kind().name(),
+            "wrong_password"
+        );
+        assert!(!Error::WrongPassword { slots: 1 }.is_retryable());
+        let damaged = Error::corrupt("snapshots/ab", "bad tag");
+        assert!(damaged.is_damage() && damaged.kind().name() == "damaged_data");
+        assert_eq!(Error::Config("x".into()).kind().name(), "bad_input");
+        assert_eq!(Error::Source("x".into()).kind().name(), "source_failed");
+        assert_eq!(
+            serde_json::to_value(ErrorKind::TargetRefused).unwrap(),
+            "target_refused"
+        );
     }
 }

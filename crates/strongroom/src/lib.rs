@@ -5,8 +5,8 @@
 //! chunks and back; everything else (restore, [`verify`], [`check`]) is an operation over
 //! snapshots. The command-line crate `strongroom-cli` is a thin layer over this library.
 
+pub mod access;
 pub mod backup;
-pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
@@ -14,14 +14,19 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod hotel;
+pub mod id;
+pub mod integrity;
+pub mod interrupt;
+pub mod pipe;
+pub mod process;
 pub mod progress;
 pub mod repository;
 pub mod restore;
-pub mod scratch;
+pub mod source;
 pub mod storage;
 pub mod verify;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 
 /// This machine's host name, for snapshots and journal records.
 pub fn hostname() -> String {

@@ -208,6 +208,7 @@ impl Storage {
         Error::Storage {
             location: format!("{}/{}", self.url.trim_end_matches('/'), key),
             detail: short_detail(&e),
+            transient: e.is_temporary() || is_unreachable(&e),
         }
     }
 
@@ -328,6 +329,14 @@ impl Storage {
     }
 }
 
+/// Whether an OpenDAL error says the store could not be reached at all.
+fn is_unreachable(e: &opendal::Error) -> bool {
+    let full = format!("{e:?} {e}");
+    full.contains("error sending request")
+        || full.contains("Connection refused")
+        || full.contains("dns error")
+}
+
 /// One readable clause from an OpenDAL error, whose own text spans lines of context.
 fn short_detail(e: &opendal::Error) -> String {
     let full = format!("{e:?} {e}");
@@ -347,10 +356,7 @@ fn short_detail(e: &opendal::Error) -> String {
         };
         return format!("{code}: {}{hint}", message.unwrap_or_default());
     }
-    if full.contains("error sending request")
-        || full.contains("Connection refused")
-        || full.contains("dns error")
-    {
+    if is_unreachable(e) {
         return "the object store is unreachable (connection failed after retries); check AWS_ENDPOINT_URL and the network".into();
     }
     match e.kind() {

@@ -5,14 +5,14 @@
 //! captured at backup time, run the source's configured checks, and always remove the scratch
 //! copy. Must not change the repository except for the journal record.
 
-use crate::check::snapshots_affected_by;
-use crate::config::Source;
-use crate::engine::{self, CheckResult, Scratch};
+use crate::engine::{self, CheckOutcome, Scratch};
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::journal::JournalRecord;
 use crate::repository::snapshot::Snapshot;
+use crate::repository::usage::snapshots_affected_by;
+use crate::source::Source;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -26,7 +26,7 @@ pub struct SnapshotVerification {
     /// Seconds the test restore took.
     pub restore_seconds: f64,
     /// Each check.
-    pub checks: Vec<CheckResult>,
+    pub checks: Vec<CheckOutcome>,
 }
 
 /// Outcome of a verify run (contract: `verify --json`).
@@ -70,7 +70,7 @@ pub fn run(
                 } else {
                     format!("{e}; affects snapshot(s) {}", others.join(", "))
                 };
-                vec![CheckResult {
+                vec![CheckOutcome {
                     name: "read".into(),
                     ok: false,
                     detail,

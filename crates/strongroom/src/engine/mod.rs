@@ -5,23 +5,25 @@
 //! scratch place for verification. Adding an engine touches this folder and nothing else.
 //! Must not know how chunks are stored (the repository's writer and reader do).
 
+pub mod checks;
 pub mod postgres;
+pub mod schema;
 pub mod sqlite;
 
-use crate::config::Source;
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::Index;
-use crate::repository::snapshot::{FileEntry, Metadata, Snapshot};
+use crate::repository::snapshot::{BackupKind, EngineKind, FileEntry, Metadata, Snapshot};
 use crate::repository::writer::BackupWriter;
-use serde::Serialize;
+use crate::source::{Location, Source};
+pub use checks::CheckOutcome;
 use std::path::PathBuf;
 
 /// What an engine captured.
 pub struct Captured {
-    /// `full`, `logical` or `physical`.
-    pub kind: String,
+    /// What sort of backup it is.
+    pub kind: BackupKind,
     /// Stored files.
     pub files: Vec<FileEntry>,
     /// Facts about the database at the captured moment.
@@ -46,7 +48,8 @@ pub struct Scratch {
     pub postgres: Option<String>,
 }
 
-/// Restore options common to engines.
+/// Restore options common to engines (the restore sequence reads `force`, `keep_old` and the
+/// hooks; engines read the rest).
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
     /// Replace a non-empty target (its old data is kept aside until the restore succeeded).
@@ -65,55 +68,91 @@ pub struct RestoreOptions {
     pub after_restore: Option<String>,
 }
 
-/// What a restore did, for the report.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct RestoreOutcome {
-    /// Where the data went.
-    pub target: String,
-    /// Bytes written.
-    pub bytes: u64,
-    /// Where the replaced data was kept, when it was kept.
-    pub old_kept_at: Option<String>,
-    /// Stray files that were moved aside (e.g. a stale `-wal` beside a deleted database).
-    pub moved_aside: Vec<String>,
+/// What a restore target holds before the restore, as its engine sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetState {
+    /// Nothing is there: the restore creates it.
+    Absent,
+    /// It exists but holds nothing of the user's (an empty database).
+    Empty,
+    /// It holds data; the words say what, for the refusal ("hotel.db already exists").
+    Occupied(String),
 }
 
-/// One named check's result.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct CheckResult {
-    /// Check name.
-    pub name: String,
-    /// Whether it passed.
-    pub ok: bool,
-    /// What was found.
-    pub detail: String,
+impl TargetState {
+    /// Whether something exists at the target (empty or not).
+    pub fn exists(&self) -> bool {
+        !matches!(self, TargetState::Absent)
+    }
+}
+
+/// What a swap did: where the old data went, and anything that went wrong after the new
+/// copy was already in place.
+#[derive(Clone, Debug, Default)]
+pub struct Swapped {
+    /// Where the replaced data now is, for people ("/srv/.hotel.db.strongroom-old-…",
+    /// "database hotel_old_3fa4c1"); `None` when nothing was replaced.
+    pub old: Option<String>,
+    /// Stray files moved aside with the old data (a stale `-wal` beside a deleted database).
+    pub moved_aside: Vec<String>,
+    /// A failure after the new copy was in place (syncing its directory, say): the restore
+    /// then keeps the old data and says so.
+    pub incomplete: Option<String>,
+}
+
+/// A snapshot restored beside its target and checked; the target is still untouched.
+///
+/// The restore sequence (`crate::restore`) drives it: [`Staged::ready`], the
+/// `before_restore` hook, [`Staged::swap`] (signals held off), the `after_restore` hook,
+/// then [`Staged::discard_old`] unless the old data is to be kept. Dropping a staged copy
+/// that was not swapped in removes it.
+pub trait Staged {
+    /// The target, as people name it (a path, a redacted URL).
+    fn target(&self) -> String;
+    /// Bytes the restored copy holds.
+    fn bytes(&self) -> u64;
+    /// Everything that can still be refused without changing anything, done just before the
+    /// application is stopped (a fresh connection for the swap, say).
+    fn ready(&mut self) -> Result<()>;
+    /// Moves the old data aside (when there is any) and the restored copy into place. On
+    /// failure everything is as it was and the error says so; also refuses a target that
+    /// came into use or stopped being empty since [`Engine::inspect`].
+    fn swap(&mut self) -> Result<Swapped>;
+    /// Removes the old data after a successful swap.
+    fn discard_old(&mut self) -> Result<()>;
 }
 
 /// A database engine.
 pub trait Engine {
-    /// The engine's name as recorded in snapshots (`sqlite`, `postgres`).
-    fn name(&self) -> &'static str;
+    /// The engine as recorded in snapshots.
+    fn kind(&self) -> EngineKind;
     /// The backup kinds it takes; the first is the default.
-    fn kinds(&self) -> &'static [&'static str];
-    /// Captures a consistent snapshot of the source, of `kind` (one of [`Engine::kinds`]),
-    /// through `writer`.
+    fn backup_kinds(&self) -> &'static [BackupKind];
+    /// Captures a consistent snapshot of the source, of `kind` (one of
+    /// [`Engine::backup_kinds`]), through `writer`.
     fn backup(
         &self,
         source: &Source,
-        kind: &str,
+        kind: &BackupKind,
         writer: &BackupWriter<'_>,
         progress: &dyn Progress,
     ) -> Result<Captured>;
-    /// Restores `snap` into `target`.
-    fn restore(
+    /// Looks at a restore target without changing it: refuses one of the wrong sort or one
+    /// it cannot restore into, and says what it holds.
+    fn inspect(&self, snap: &Snapshot, target: &Target) -> Result<TargetState>;
+    /// Restores `snap` beside `target` (found as `state`) and checks the copy; the target is
+    /// not touched. The copy is removed if the result is dropped before its swap.
+    #[allow(clippy::too_many_arguments)]
+    fn stage(
         &self,
         repo: &Repository,
         index: &Index,
         snap: &Snapshot,
         target: &Target,
+        state: &TargetState,
         opts: &RestoreOptions,
         progress: &dyn Progress,
-    ) -> Result<RestoreOutcome>;
+    ) -> Result<Box<dyn Staged>>;
     /// Restores `snap` into a scratch place, runs the engine's integrity checks, the row-count
     /// comparison and the source's configured checks, and always removes the scratch copy.
     /// `source` is the configured source the snapshot came from, when it still resolves.
@@ -125,82 +164,25 @@ pub trait Engine {
         scratch: &Scratch,
         source: Option<&Source>,
         progress: &dyn Progress,
-    ) -> Result<Vec<CheckResult>>;
+    ) -> Result<Vec<CheckOutcome>>;
 }
 
 /// The engine that handles a source.
 pub fn for_source(source: &Source) -> Result<Box<dyn Engine>> {
     match &source.location {
-        crate::config::Location::Sqlite(_) => Ok(Box::new(sqlite::Sqlite)),
-        crate::config::Location::Postgres(_) => Ok(Box::new(postgres::Postgres)),
+        Location::Sqlite(_) => Ok(Box::new(sqlite::Sqlite)),
+        Location::Postgres(_) => Ok(Box::new(postgres::Postgres)),
     }
 }
 
 /// The engine that wrote a snapshot.
 pub fn for_snapshot(snap: &Snapshot) -> Result<Box<dyn Engine>> {
-    match snap.engine.as_str() {
-        "sqlite" => Ok(Box::new(sqlite::Sqlite)),
-        "postgres" => Ok(Box::new(postgres::Postgres)),
-        other => Err(crate::Error::Source(format!(
+    match &snap.engine {
+        EngineKind::Sqlite => Ok(Box::new(sqlite::Sqlite)),
+        EngineKind::Postgres => Ok(Box::new(postgres::Postgres)),
+        EngineKind::Other(other) => Err(crate::Error::Unsupported(format!(
             "snapshot {} was taken by engine {other:?}, which this build cannot restore",
             snap.short_id()
         ))),
-    }
-}
-
-/// Compares captured row counts with counts found after a restore.
-pub fn compare_row_counts(
-    expected: &std::collections::BTreeMap<String, u64>,
-    found: &std::collections::BTreeMap<String, u64>,
-) -> CheckResult {
-    let mut diffs = Vec::new();
-    for (t, n) in expected {
-        match found.get(t) {
-            Some(m) if m == n => {}
-            Some(m) => diffs.push(format!("{t}: expected {n}, found {m}")),
-            None => diffs.push(format!("{t}: table missing")),
-        }
-    }
-    for t in found.keys().filter(|t| !expected.contains_key(*t)) {
-        diffs.push(format!("{t}: unexpected table"));
-    }
-    let total: u64 = found.values().sum();
-    CheckResult {
-        name: "row counts".into(),
-        ok: diffs.is_empty(),
-        detail: if diffs.is_empty() {
-            format!("{} tables, {total} rows, all as captured", found.len())
-        } else {
-            diffs.join("; ")
-        },
-    }
-}
-
-/// Runs a restore hook through `sh -c`, its output on our standard error (standard output is
-/// for `--json`). `what` names the hook in errors.
-pub fn run_hook(what: &str, command: &str, env: &[(&str, String)]) -> Result<()> {
-    use std::os::fd::AsFd;
-    let stdout = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .map(std::process::Stdio::from)
-        .unwrap_or_else(|_| std::process::Stdio::null());
-    tracing::info!(hook = what, command, "running hook");
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env_remove("STRONGROOM_PASSWORD")
-        .stdin(std::process::Stdio::null())
-        .stdout(stdout)
-        .status()
-        .map_err(|e| crate::Error::Failed(format!("{what} hook could not start: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(crate::Error::Failed(format!(
-            "{what} hook `{command}` {}",
-            postgres::describe_exit(status)
-        )))
     }
 }

@@ -10,27 +10,9 @@
 //! per chunk. Kept in memory as one hash map; the
 //! ARCHITECTURE's sharded on-disk index is room kept for repositories of many terabytes.
 
-use crate::crypto::ChunkId;
 use crate::error::{Error, Result};
+use crate::id::{ChunkId, PackId};
 use std::collections::HashMap;
-
-/// Content hash (unkeyed BLAKE3) of a pack object, which is also its name.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct PackId(pub [u8; 32]);
-
-impl PackId {
-    /// The object path of this pack, e.g. `data/ab/ab12…`.
-    pub fn object_key(&self) -> String {
-        let h = hex::encode(self.0);
-        format!("data/{}/{}", &h[..2], h)
-    }
-
-    /// Parses a pack's object path back into its id.
-    pub fn from_object_key(key: &str) -> Option<Self> {
-        let name = key.rsplit('/').next()?;
-        ChunkId::from_hex(name).map(|c| PackId(c.0))
-    }
-}
 
 /// Where a chunk lives: its segment in a pack, and its place inside the opened segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

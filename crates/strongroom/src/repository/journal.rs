@@ -5,6 +5,7 @@
 //! Must not hold secrets: error texts come from [`crate::Error`], which never carries them.
 
 use super::Repository;
+use super::layout::ObjectKind;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -76,11 +77,11 @@ pub fn pending_journal_dir(id: &str) -> Option<std::path::PathBuf> {
 impl Repository {
     fn seal_record(&self, record: &JournalRecord) -> (String, Vec<u8>) {
         let body = serde_json::to_vec(record).expect("journal record serializes");
-        let name = format!(
-            "journal/{}-{}",
+        let name = ObjectKind::Journal.key(&format!(
+            "{}-{}",
             record.finished_at.strftime("%Y%m%dT%H%M%S%.6fZ"),
             hex::encode(crate::crypto::random_bytes::<4>())
-        );
+        ));
         (name, self.key.seal(JOURNAL_AAD, &body))
     }
 
@@ -101,7 +102,7 @@ impl Repository {
         };
         let kept = pending_journal_dir(&self.config().id).and_then(|dir| {
             std::fs::create_dir_all(&dir).ok()?;
-            let file = dir.join(name.trim_start_matches("journal/"));
+            let file = dir.join(ObjectKind::Journal.name_of(&name).unwrap_or(&name));
             let tmp = file.with_extension("tmp");
             std::fs::write(&tmp, &sealed).ok()?;
             std::fs::rename(&tmp, &file).ok()?;
@@ -139,7 +140,7 @@ impl Repository {
             let (Some(name), Ok(bytes)) = (f.file_name(), std::fs::read(&f)) else {
                 continue;
             };
-            let key = format!("journal/{}", name.to_string_lossy());
+            let key = ObjectKind::Journal.key(&name.to_string_lossy());
             if self.storage.put(&key, &bytes).is_err() {
                 return;
             }
@@ -151,7 +152,7 @@ impl Repository {
     /// Every journal record, oldest first.
     pub fn journal_records(&self) -> Result<Vec<JournalRecord>> {
         self.storage
-            .list("journal/")?
+            .list(ObjectKind::Journal.folder())?
             .iter()
             .map(|info| self.read_journal_record(&info.key))
             .collect()

@@ -1,37 +1,30 @@
 //! The repository: an encrypted, content-addressed store of snapshots on any object store.
 //!
-//! Owns the on-store layout and its format version, opening with a password, key slots, and
-//! reading and writing the typed objects (index, snapshots, journal). The chunk pipelines live
-//! in [`writer`] and [`reader`]. Must not know about database engines.
-//!
-//! Layout (all paths relative to the repository URL):
-//! ```text
-//! config                 format version, repository id, encryption (plain, checksummed)
-//! keys/<id>              key slots: the master key wrapped by an Argon2id-derived key
-//! data/<xx>/<pack id>    packs of sealed chunk blobs
-//! index/<id>             chunk id → pack, offset, length (one object per backup)
-//! snapshots/<id>         manifests; the commit point
-//! journal/<time>-<rand>  one record per job run, success or failure
-//! locks/                 (room kept for prune)
-//! ```
+//! Owns the format version, creating a repository, opening it with a password, key slots,
+//! and reading and writing the typed objects (index, snapshots, journal). Where each object
+//! lives is [`layout`]'s; the chunk pipelines are [`writer`] and [`reader`]; which snapshots
+//! use which chunks is [`usage`]; finding the repository and its password is [`access`].
+//! Must not know about database engines.
 
 pub mod index;
 pub mod journal;
+pub mod layout;
 pub mod pack;
 pub mod reader;
 pub mod snapshot;
+pub mod usage;
 pub mod writer;
 
 use crate::crypto::{self, KdfParams, KeySlot, MasterKey};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use index::Index;
+use layout::ObjectKind;
 use serde::{Deserialize, Serialize};
 use snapshot::{Filter, Snapshot};
 
 /// Newest repository format this build reads and the one it writes.
 pub const FORMAT_VERSION: u32 = 1;
-const CONFIG_KEY: &str = "config";
 const CONFIG_AAD: &[u8] = b"strongroom config";
 const KEY_AAD: &[u8] = b"strongroom key file";
 const INDEX_AAD: &[u8] = b"strongroom index";
@@ -81,12 +74,12 @@ impl std::fmt::Debug for Repository {
 }
 
 fn read_config(storage: &Storage) -> Result<(RepoConfig, Vec<u8>)> {
-    let sealed = match storage.get(CONFIG_KEY) {
+    let sealed = match storage.get(layout::CONFIG) {
         Ok(b) => b,
         Err(Error::Missing { .. }) => return Err(Error::NoRepository(storage.url().to_string())),
         Err(e) => return Err(e),
     };
-    let body = crypto::open_plain(CONFIG_KEY, CONFIG_AAD, &sealed)?;
+    let body = crypto::open_plain(layout::CONFIG, CONFIG_AAD, &sealed)?;
     // Read the version alone first, so a newer format is refused with the right message even
     // when the rest of its config would not parse.
     #[derive(Deserialize)]
@@ -94,7 +87,7 @@ fn read_config(storage: &Storage) -> Result<(RepoConfig, Vec<u8>)> {
         version: u32,
     }
     let v: Version = serde_json::from_slice(&body)
-        .map_err(|e| Error::corrupt(CONFIG_KEY, format!("malformed config: {e}")))?;
+        .map_err(|e| Error::corrupt(layout::CONFIG, format!("malformed config: {e}")))?;
     if v.version > FORMAT_VERSION {
         return Err(Error::UnsupportedVersion {
             found: v.version,
@@ -102,7 +95,7 @@ fn read_config(storage: &Storage) -> Result<(RepoConfig, Vec<u8>)> {
         });
     }
     let config: RepoConfig = serde_json::from_slice(&body)
-        .map_err(|e| Error::corrupt(CONFIG_KEY, format!("malformed config: {e}")))?;
+        .map_err(|e| Error::corrupt(layout::CONFIG, format!("malformed config: {e}")))?;
     Ok((config, sealed))
 }
 
@@ -120,7 +113,7 @@ fn hash_hex(bytes: &[u8]) -> String {
 impl Repository {
     /// Creates a repository; encrypted with `password` unless `password` is `None`.
     pub fn init(storage: Storage, password: Option<&[u8]>, kdf: KdfParams) -> Result<Self> {
-        if storage.exists(CONFIG_KEY)? {
+        if storage.exists(layout::CONFIG)? {
             return Err(Error::RepositoryExists(storage.url().to_string()));
         }
         let id = hex::encode(crypto::random_bytes::<16>());
@@ -153,7 +146,7 @@ impl Repository {
             repo.write_key_slot(pw, kdf, &hash_hex(&sealed), "initial")?;
         }
         // The config goes last: its presence is what makes a repository exist.
-        repo.storage.put(CONFIG_KEY, &sealed)?;
+        repo.storage.put(layout::CONFIG, &sealed)?;
         Ok(repo)
     }
 
@@ -174,8 +167,10 @@ impl Repository {
         )?;
         let body = serde_json::to_vec_pretty(&slot).expect("key slot serializes");
         let name = hex::encode(crypto::random_bytes::<16>());
-        self.storage
-            .put(&format!("keys/{name}"), &crypto::seal_plain(KEY_AAD, &body))?;
+        self.storage.put(
+            &ObjectKind::Key.key(&name),
+            &crypto::seal_plain(KEY_AAD, &body),
+        )?;
         Ok(name)
     }
 
@@ -185,7 +180,7 @@ impl Repository {
         if config.encryption == "none" {
             let mut id = [0u8; 32];
             hex::decode_to_slice(config.id_key.as_deref().unwrap_or_default(), &mut id)
-                .map_err(|_| Error::corrupt(CONFIG_KEY, "bad id key"))?;
+                .map_err(|_| Error::corrupt(layout::CONFIG, "bad id key"))?;
             let repo = Repository {
                 storage,
                 config,
@@ -195,9 +190,12 @@ impl Repository {
             return Ok(repo);
         }
         let password = password.ok_or(Error::PasswordMissing)?;
-        let slots = storage.list("keys/")?;
+        let slots = storage.list(ObjectKind::Key.folder())?;
         if slots.is_empty() {
-            return Err(Error::corrupt("keys/", "the repository has no key slots"));
+            return Err(Error::corrupt(
+                ObjectKind::Key.folder(),
+                "the repository has no key slots",
+            ));
         }
         let config_hash = hash_hex(&sealed);
         for info in &slots {
@@ -205,7 +203,7 @@ impl Repository {
             if let Some((key, repo_id, hash)) = slot.open(password, &info.key)? {
                 if repo_id != config.id || hash != config_hash {
                     return Err(Error::corrupt(
-                        CONFIG_KEY,
+                        layout::CONFIG,
                         "it does not match the repository's keys (altered or swapped)",
                     ));
                 }
@@ -247,10 +245,22 @@ impl Repository {
         &self.key
     }
 
+    /// Every key slot, by name, read and checked but not opened.
+    pub fn key_slots(&self) -> Result<Vec<(String, KeySlot)>> {
+        let mut out = Vec::new();
+        for info in self.storage.list(ObjectKind::Key.folder())? {
+            let Some(name) = ObjectKind::Key.name_of(&info.key) else {
+                continue;
+            };
+            out.push((name.to_string(), read_key_slot(&self.storage, &info.key)?));
+        }
+        Ok(out)
+    }
+
     /// Loads every `index/` object into one lookup table.
     pub fn load_index(&self) -> Result<Index> {
         let mut ix = Index::default();
-        for info in self.storage.list("index/")? {
+        for info in self.storage.list(ObjectKind::Index.folder())? {
             ix.extend(self.read_index(&info.key)?);
         }
         Ok(ix)
@@ -273,7 +283,7 @@ impl Repository {
         let body = index::encode(entries);
         let body = zstd::bulk::compress(&body, 3).expect("in-memory compression cannot fail");
         let sealed = self.key.seal(INDEX_AAD, &body);
-        let name = format!("index/{}", hash_hex(&sealed));
+        let name = ObjectKind::Index.key(&hash_hex(&sealed));
         self.storage.put(&name, &sealed)?;
         Ok(sealed.len() as u64)
     }
@@ -318,8 +328,10 @@ impl Repository {
     pub fn snapshots_lenient(&self) -> Result<(Vec<Snapshot>, Vec<Damaged>)> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
-        for info in self.storage.list("snapshots/")? {
-            let id = info.key.trim_start_matches("snapshots/");
+        for info in self.storage.list(ObjectKind::Snapshot.folder())? {
+            let Some(id) = ObjectKind::Snapshot.name_of(&info.key) else {
+                continue;
+            };
             match self.read_snapshot(id) {
                 Ok(s) => out.push(s),
                 Err(e @ Error::Corrupt { .. }) => damaged.push((id.to_string(), e)),
@@ -393,7 +405,7 @@ mod tests {
         let mut cfg = a.config().clone();
         cfg.version = FORMAT_VERSION + 1;
         s.put(
-            CONFIG_KEY,
+            layout::CONFIG,
             &crypto::seal_plain(CONFIG_AAD, &serde_json::to_vec(&cfg).unwrap()),
         )
         .unwrap();
@@ -405,7 +417,7 @@ mod tests {
         cfg.version = FORMAT_VERSION;
         cfg.compression_level = 19;
         s.put(
-            CONFIG_KEY,
+            layout::CONFIG,
             &crypto::seal_plain(CONFIG_AAD, &serde_json::to_vec(&cfg).unwrap()),
         )
         .unwrap();

@@ -24,9 +24,10 @@
 //! chunks' bytes back to back. After opening, each chunk's keyed hash is recomputed and compared
 //! with its id, so a chunk can never be returned under the wrong id.
 
-use super::index::{Entry, Location, PackId, Reader};
-use crate::crypto::{ChunkId, MasterKey};
+use super::index::{Entry, Location, Reader};
+use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
+use crate::id::{ChunkId, PackId};
 
 /// Packs are closed once they reach this size.
 pub const PACK_TARGET: usize = 16 * 1024 * 1024;

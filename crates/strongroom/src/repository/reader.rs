@@ -10,11 +10,12 @@
 //! window costs ~6 MB of bookkeeping, the data itself streams).
 
 use super::Repository;
-use super::index::{Index, Location, PackId};
+use super::index::{Index, Location};
 use super::pack;
 use super::snapshot::{FileEntry, Snapshot};
-use crate::crypto::ChunkId;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::id::PackId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -240,14 +241,10 @@ pub fn stream_file(
     })
 }
 
-/// The action of the error [`stream_file`] returns when its *output* failed.
-const OUTPUT_ACTION: &str = "streaming the restored data to";
-
 /// The error for the output of a [`stream_file`] of file `name` failing.
 pub fn output_error(name: &str, source: std::io::Error) -> Error {
-    Error::Io {
-        action: OUTPUT_ACTION,
-        path: name.into(),
+    Error::Output {
+        file: name.to_string(),
         source,
     }
 }
@@ -255,5 +252,5 @@ pub fn output_error(name: &str, source: std::io::Error) -> Error {
 /// True when `e` says the consumer of a [`stream_file`] stopped taking data (a restore tool
 /// that exited, a closed pipe), as opposed to the repository failing to give it.
 pub fn is_output_error(e: &Error) -> bool {
-    matches!(e, Error::Io { action, .. } if *action == OUTPUT_ACTION)
+    matches!(e, Error::Output { .. })
 }

@@ -5,10 +5,86 @@
 //! last, after every object it names is durable: it is the commit point (invariant 1).
 //! Must not read or write storage.
 
-use crate::crypto::ChunkId;
+use super::layout::ObjectKind;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Declares a name stored in manifests as a string: known values as variants, anything else
+/// (written by a newer strongroom) kept as it was, so such a snapshot still lists and is
+/// refused by name only where it would be restored.
+macro_rules! stored_name {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+            /// A name this build does not know.
+            Other(String),
+        }
+
+        impl $name {
+            /// The name as stored and printed.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                match s.as_str() {
+                    $($text => $name::$variant,)+
+                    _ => $name::Other(s),
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name::from(s.to_string())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(k: $name) -> String {
+                k.as_str().to_string()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+stored_name! {
+    /// The engine that took a snapshot.
+    EngineKind {
+        /// A SQLite database file.
+        Sqlite => "sqlite",
+        /// A PostgreSQL database or cluster.
+        Postgres => "postgres",
+    }
+}
+
+stored_name! {
+    /// What sort of backup a snapshot is.
+    BackupKind {
+        /// A whole SQLite database, page by page.
+        Full => "full",
+        /// A PostgreSQL logical dump (`pg_dump`).
+        Logical => "logical",
+        /// A PostgreSQL physical base backup.
+        Physical => "physical",
+    }
+}
 
 /// Facts about the database captured at backup time, in the same transaction as the data.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -72,10 +148,10 @@ pub struct Snapshot {
     pub id: String,
     /// Source name or URL as given.
     pub source: String,
-    /// `sqlite` or `postgres`.
-    pub engine: String,
-    /// `full`, `logical` or `physical`.
-    pub kind: String,
+    /// The engine that took it.
+    pub engine: EngineKind,
+    /// What sort of backup it is.
+    pub kind: BackupKind,
     /// User tags.
     pub tags: Vec<String>,
     /// When the backup started.
@@ -138,7 +214,7 @@ fn rfc3339(t: jiff::Timestamp) -> String {
 impl Snapshot {
     /// Object path of a snapshot id.
     pub fn object_key(id: &str) -> String {
-        format!("snapshots/{id}")
+        ObjectKind::Snapshot.key(id)
     }
 
     /// The first 8 characters of the id.
@@ -152,8 +228,8 @@ impl Snapshot {
             id: &self.id,
             short_id: self.short_id(),
             source: &self.source,
-            engine: &self.engine,
-            kind: &self.kind,
+            engine: self.engine.as_str(),
+            kind: self.kind.as_str(),
             tags: &self.tags,
             started_at: rfc3339(self.started_at),
             finished_at: rfc3339(self.finished_at),
@@ -217,17 +293,17 @@ pub fn resolve<'a>(all: &'a [Snapshot], reference: &str, filter: &Filter) -> Res
     let candidates: Vec<&Snapshot> = all.iter().filter(|s| filter.matches(s)).collect();
     if reference == "latest" {
         return candidates.last().copied().ok_or_else(|| {
-            Error::SnapshotRef(match (&filter.source, filter.tags.is_empty()) {
-                (None, true) => {
-                    "the repository has no snapshots yet; take one with `strongroom backup`".into()
-                }
-                _ => "no snapshot matches the given --source/--tag".into(),
-            })
+            match (&filter.source, filter.tags.is_empty()) {
+                (None, true) => Error::NoSnapshot(
+                    "the repository has no snapshots yet; take one with `strongroom backup`".into(),
+                ),
+                _ => Error::NoMatchingSnapshot,
+            }
         });
     }
     let reference = reference.to_ascii_lowercase();
     if reference.len() < 6 || !reference.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Error::SnapshotRef(format!(
+        return Err(Error::BadReference(format!(
             "snapshot reference {reference:?} is neither `latest` nor a hex id of at least 6 characters"
         )));
     }
@@ -237,10 +313,10 @@ pub fn resolve<'a>(all: &'a [Snapshot], reference: &str, filter: &Filter) -> Res
         .collect();
     match matching.as_slice() {
         [one] => Ok(one),
-        [] => Err(Error::SnapshotRef(format!(
+        [] => Err(Error::NoSnapshot(format!(
             "no snapshot {reference}; `strongroom list` shows the ids"
         ))),
-        many => Err(Error::SnapshotRef(format!(
+        many => Err(Error::BadReference(format!(
             "snapshot prefix {reference} is ambiguous ({} snapshots match); give more characters",
             many.len()
         ))),
@@ -255,8 +331,8 @@ mod tests {
         Snapshot {
             id: id.into(),
             source: source.into(),
-            engine: "sqlite".into(),
-            kind: "full".into(),
+            engine: EngineKind::Sqlite,
+            kind: BackupKind::Full,
             tags: tags.iter().map(|t| t.to_string()).collect(),
             started_at: jiff::Timestamp::UNIX_EPOCH,
             finished_at: jiff::Timestamp::UNIX_EPOCH,
@@ -340,5 +416,20 @@ mod tests {
         assert_eq!(v["metadata"]["page_size"], 4096);
         assert_eq!(v["started_at"], "1970-01-01T00:00:00Z");
         assert!(Snapshot::decode("x", b"{not json").is_err());
+        assert_eq!(
+            (v["engine"].as_str(), v["kind"].as_str()),
+            (Some("sqlite"), Some("full"))
+        );
+    }
+
+    #[test]
+    fn unknown_engine_and_kind_names_survive_a_round_trip() {
+        let mut s = sample("cd".repeat(32).as_str(), "hotel", &[]);
+        s.engine = EngineKind::from("mysql");
+        s.kind = BackupKind::from("binlog");
+        let back = Snapshot::decode(&s.id, &s.encode()).unwrap();
+        assert_eq!(back.engine, EngineKind::Other("mysql".into()));
+        assert_eq!(back.kind.as_str(), "binlog");
+        assert_eq!(BackupKind::from("physical"), BackupKind::Physical);
     }
 }

@@ -27,8 +27,8 @@ use super::Repository;
 use super::index::{Entry, Index};
 use super::pack::{self, FinishedPack, PACK_TARGET, PackBuilder};
 use super::snapshot::{Chunking, FileEntry};
-use crate::crypto::ChunkId;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::progress::Progress;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::collections::{BTreeMap, HashSet};
@@ -123,7 +123,7 @@ impl ChunkSink<'_> {
             return Err(self
                 .failure
                 .take()
-                .unwrap_or_else(|| Error::Failed("the backup pipeline stopped".into())));
+                .unwrap_or_else(|| Error::Internal("the backup pipeline stopped".into())));
         }
         self.progress.advance(n);
         Ok(())
@@ -201,7 +201,7 @@ impl<'r> BackupWriter<'r> {
             let collector = s.spawn(|| {
                 let r = self.collect(done_rx, pack_tx, &failure);
                 if let Err(e) = &r {
-                    failure.set(Error::Failed(e.to_string()));
+                    failure.set(Error::Internal(e.to_string()));
                 }
                 r
             });
@@ -235,7 +235,7 @@ impl<'r> BackupWriter<'r> {
 
     fn work(&self, level: i32, rx: Receiver<Numbered>, tx: Sender<Processed>) -> Result<()> {
         let mut z = zstd::bulk::Compressor::new(level)
-            .map_err(|e| Error::Failed(format!("zstd initialisation failed: {e}")))?;
+            .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
         let key = self.repo.key();
         for Numbered { seq, batch } in rx {
             let mut ids = Vec::with_capacity(batch.ends.len());
@@ -280,7 +280,7 @@ impl<'r> BackupWriter<'r> {
     ) -> Result<(Vec<ChunkId>, u64, u64)> {
         let key = self.repo.key();
         let mut z = zstd::bulk::Compressor::new(1)
-            .map_err(|e| Error::Failed(format!("zstd initialisation failed: {e}")))?;
+            .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
         let mut pending: BTreeMap<u64, Processed> = BTreeMap::new();
         let mut next = 0u64;
         let mut pack = PackBuilder::default();
@@ -290,7 +290,7 @@ impl<'r> BackupWriter<'r> {
         let mut size = 0u64;
         let send = |pack: &mut PackBuilder| -> Result<()> {
             tx.send(pack.finish(key))
-                .map_err(|_| Error::Failed("pack upload stopped".into()))
+                .map_err(|_| Error::Internal("pack upload stopped".into()))
         };
         let mut flush_list = |list: &mut Vec<u8>, pack: &mut PackBuilder| {
             let id = key.chunk_id(list);
@@ -303,7 +303,7 @@ impl<'r> BackupWriter<'r> {
         for p in rx {
             if failure.is_set() {
                 // An uploader failed: stop reading the database instead of finishing the pass.
-                return Err(Error::Failed("the backup pipeline stopped".into()));
+                return Err(Error::Internal("the backup pipeline stopped".into()));
             }
             pending.insert(p.seq, p);
             while let Some(p) = pending.remove(&next) {
@@ -329,7 +329,7 @@ impl<'r> BackupWriter<'r> {
         }
         if !pending.is_empty() {
             // A worker stopped early; the recorded failure says why.
-            return Err(Error::Failed("the backup pipeline stopped".into()));
+            return Err(Error::Internal("the backup pipeline stopped".into()));
         }
         if !list.is_empty() {
             flush_list(&mut list, &mut pack);

@@ -4,41 +4,54 @@
 //! Owns dispatching by kind and what all kinds share: reaching the server ([`server`]) and
 //! its client programs ([`tools`]). Must not know how chunks are stored.
 
-pub mod archive;
+pub mod dump_format;
 pub mod logical;
 pub mod properties;
 pub mod server;
 pub mod tls;
 pub mod tools;
 
-pub use server::redact_url;
-pub use tools::describe_exit;
-
-use super::{Captured, CheckResult, Engine, RestoreOptions, RestoreOutcome, Scratch, Target};
-use crate::config::{Location, Source};
-use crate::error::{Error, Result};
+use super::{Captured, CheckOutcome, Engine, RestoreOptions, Scratch, Staged, Target, TargetState};
+use crate::error::{Error, Result, TargetSort};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::Index;
-use crate::repository::snapshot::Snapshot;
+use crate::repository::snapshot::{BackupKind, EngineKind, Snapshot};
 use crate::repository::writer::BackupWriter;
+use crate::source::{Location, Source};
+
+/// The database URL a logical snapshot restores into; refuses other snapshots and targets.
+fn logical_target<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t str> {
+    match (&snap.kind, target) {
+        (BackupKind::Logical, Target::Database(url)) => Ok(url),
+        (BackupKind::Logical, _) => Err(Error::TargetMismatch {
+            snapshot: snap.short_id().into(),
+            what: "a logical PostgreSQL backup".into(),
+            needs: TargetSort::Database,
+        }),
+        (kind, _) => Err(Error::Unsupported(format!(
+            "snapshot {} is of kind {kind}, which this build cannot restore",
+            snap.short_id()
+        ))),
+    }
+}
 
 /// The PostgreSQL engine.
 pub struct Postgres;
 
 impl Engine for Postgres {
-    fn name(&self) -> &'static str {
-        "postgres"
+    fn kind(&self) -> EngineKind {
+        EngineKind::Postgres
     }
 
-    fn kinds(&self) -> &'static [&'static str] {
-        &["logical"]
+    fn backup_kinds(&self) -> &'static [BackupKind] {
+        &[BackupKind::Logical]
     }
 
     fn backup(
         &self,
         source: &Source,
-        kind: &str,
+        kind: &BackupKind,
         writer: &BackupWriter<'_>,
         progress: &dyn Progress,
     ) -> Result<Captured> {
@@ -49,35 +62,32 @@ impl Engine for Postgres {
             )));
         };
         match kind {
-            "logical" => logical::backup(source, url, writer, progress),
-            other => Err(Error::Source(format!(
-                "--kind {other} is not available for PostgreSQL in this build (kinds: logical)"
-            ))),
+            BackupKind::Logical => logical::backup(source, url, writer, progress),
+            other => Err(Error::KindMismatch {
+                kind: other.to_string(),
+                engine: "postgres".into(),
+                source_name: source.name.clone(),
+                kinds: "logical".into(),
+            }),
         }
     }
 
-    fn restore(
+    fn inspect(&self, snap: &Snapshot, target: &Target) -> Result<TargetState> {
+        logical::inspect(logical_target(snap, target)?)
+    }
+
+    fn stage(
         &self,
         repo: &Repository,
         index: &Index,
         snap: &Snapshot,
         target: &Target,
+        state: &TargetState,
         opts: &RestoreOptions,
         progress: &dyn Progress,
-    ) -> Result<RestoreOutcome> {
-        match (snap.kind.as_str(), target) {
-            ("logical", Target::Database(url)) => {
-                logical::restore(repo, index, snap, url, opts, progress)
-            }
-            ("logical", _) => Err(Error::Target(format!(
-                "snapshot {} is a logical PostgreSQL backup: restore it with --target-db postgres://…",
-                snap.short_id()
-            ))),
-            (kind, _) => Err(Error::Target(format!(
-                "snapshot {} is of kind {kind}, which this build cannot restore",
-                snap.short_id()
-            ))),
-        }
+    ) -> Result<Box<dyn Staged>> {
+        let url = logical_target(snap, target)?;
+        logical::stage(repo, index, snap, url, state, opts, progress)
     }
 
     fn test_restore(
@@ -88,7 +98,7 @@ impl Engine for Postgres {
         scratch: &Scratch,
         source: Option<&Source>,
         progress: &dyn Progress,
-    ) -> Result<Vec<CheckResult>> {
+    ) -> Result<Vec<CheckOutcome>> {
         // Where to test-restore: the configured scratch server, else the source's server.
         let url = match (&scratch.postgres, source.map(|s| &s.location)) {
             (Some(u), _) => u.clone(),

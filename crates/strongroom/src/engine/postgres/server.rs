@@ -2,11 +2,15 @@
 //! the environment handed to `pg_dump` / `pg_restore`.
 //!
 //! Owns turning a `postgres://` URL plus libpq's `PG*` variables into settings, and keeping
-//! the password out of argv, logs and messages (invariant 7): child programs get it through
+//! the password out of argv, logs and messages (docs/ARCHITECTURE.md, "Invariants"; the
+//! text of URLs and connection strings is [`crate::source::conninfo`]'s): child programs get it through
 //! `PGPASSWORD` in their environment, displays never show it. Also owns phrasing connection
 //! failures as one sentence a person can act on. Must not know about repositories.
 
 use crate::error::{Error, Result};
+use crate::source::conninfo::{
+    conninfo_pairs, conninfo_string, is_url, percent_decode, redact_url,
+};
 use postgres::config::{Host, SslMode};
 use std::path::PathBuf;
 use std::process::Command;
@@ -78,99 +82,6 @@ fn split_ssl_params(url: &str) -> (String, [Option<String>; 4]) {
         format!("{base}?{}", kept.join("&"))
     };
     (rest, found)
-}
-
-fn is_url(s: &str) -> bool {
-    s.starts_with("postgres://") || s.starts_with("postgresql://")
-}
-
-/// The `key=value` pairs of a libpq connection string (`host=db dbname='my db'`).
-fn conninfo_pairs(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        if key.is_empty() {
-            break;
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek() == Some(&'=') {
-            chars.next();
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'\'') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '\'' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                chars.next();
-                if c == '\\' {
-                    value.extend(chars.next());
-                } else {
-                    value.push(c);
-                }
-            }
-        }
-        out.push((key, value));
-    }
-    out
-}
-
-/// Quotes a value for a libpq connection string.
-pub fn conninfo_value(v: &str) -> String {
-    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-fn conninfo_string(pairs: &[(String, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Decodes `%XX` escapes in a URL query value (paths with spaces).
-fn percent_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-            if let Ok(x) = u8::from_str_radix(hex, 16) {
-                out.push(x);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl std::fmt::Debug for Conn {
@@ -523,45 +434,6 @@ fn pgpass(host: &str, port: u16, db: &str, user: &str) -> Option<String> {
     None
 }
 
-/// A PostgreSQL URL with any password replaced, for records and messages.
-pub fn redact_url(url: &str) -> String {
-    if !is_url(url) {
-        let kept: Vec<(String, String)> = conninfo_pairs(url)
-            .into_iter()
-            .filter(|(k, _)| k != "password")
-            .collect();
-        return conninfo_string(&kept);
-    }
-    let mut out = url.to_string();
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        // The credentials end at the first '@', wherever it is: that is how the URL parser
-        // reads them, so a password holding '/' or '?' (base64 ones often do) connects,
-        // and must not slip past here. A raw '@' in the password (which the parser cannot
-        // take) goes too: up to the last '@' of the host part that follows.
-        if let Some(first) = rest.find('@') {
-            let host_end = rest[first..]
-                .find(['/', '?'])
-                .map_or(rest.len(), |i| first + i);
-            let at = first + rest[first..host_end].rfind('@').unwrap_or(0);
-            let user = rest[..at].split(':').next().unwrap_or("");
-            out = format!("{}://{user}{}", &url[..scheme_end], &rest[at..]);
-        }
-    }
-    // Drop a password= query parameter too.
-    if let Some(q) = out.find('?') {
-        let (base, query) = out.split_at(q + 1);
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|kv| !kv.starts_with("password="))
-            .collect();
-        out = format!("{base}{}", kept.join("&"))
-            .trim_end_matches('?')
-            .to_string();
-    }
-    out
-}
-
 /// Quotes an SQL identifier.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -580,34 +452,6 @@ pub fn literal(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/hotel"),
-            "postgres://app@db:5432/hotel"
-        );
-        assert_eq!(
-            redact_url("postgresql://app@db/hotel"),
-            "postgresql://app@db/hotel"
-        );
-        assert_eq!(
-            redact_url("postgres://app:p%40ss@db/hotel?password=x&sslmode=disable"),
-            "postgres://app@db/hotel?sslmode=disable"
-        );
-        assert_eq!(
-            redact_url("postgres://db/hotel?password=x"),
-            "postgres://db/hotel"
-        );
-        assert_eq!(
-            redact_url("postgres://app:s/cr?t@db/hotel"),
-            "postgres://app@db/hotel"
-        );
-        assert_eq!(
-            redact_url("postgres://app:p@ss@db/hotel"),
-            "postgres://app@db/hotel"
-        );
-    }
 
     #[test]
     fn display_never_shows_the_password() {
@@ -658,7 +502,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sslkey"), "{e}");
-        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
         // libpq key=value strings: the same parameters, and the password never shown.
         let kv =
             r"host=db dbname='my \'db\'' password = s3cret sslmode=verify-ca sslrootcert=/ca.pem";
@@ -679,6 +522,5 @@ mod tests {
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(literal(r"C:\dir's"), r"E'C:\\dir''s'");
-        assert_eq!(conninfo_value(r"a'b\c"), r"'a\'b\\c'");
     }
 }

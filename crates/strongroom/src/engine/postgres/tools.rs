@@ -131,40 +131,6 @@ pub fn sibling(beside: &Tool, program: &str) -> Result<Tool> {
     find(program, beside.major, "it must match the chosen pg_dump")
 }
 
-/// The last lines of a child's standard error that say something, joined into one clause.
-pub fn stderr_gist(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    // Prefer the first line that says "error"; else the first that is not a hint.
-    let line = lines
-        .iter()
-        .find(|l| l.contains("error:") || l.contains("FATAL") || l.contains("ERROR"))
-        .or_else(|| lines.iter().find(|l| !l.contains("hint:")))
-        .or(lines.last())
-        .copied()
-        .unwrap_or("no message");
-    let mut out = line.to_string();
-    if out.len() > 400 {
-        out.truncate(400);
-        out.push('…');
-    }
-    out
-}
-
-/// Describes how a child program ended, for messages.
-pub fn describe_exit(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exited with status {c}"),
-        (None, Some(s)) => format!("was killed by signal {s}"),
-        _ => "ended abnormally".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,13 +150,5 @@ mod tests {
             Some((17, "17".into()))
         );
         assert_eq!(parse_version("nonsense"), None);
-    }
-
-    #[test]
-    fn gist_prefers_the_error_line() {
-        let e =
-            b"pg_dump: warning: something\npg_dump: error: query failed: boom\npg_dump: detail\n";
-        assert_eq!(stderr_gist(e), "pg_dump: error: query failed: boom");
-        assert_eq!(stderr_gist(b"\n\n"), "no message");
     }
 }

@@ -3,7 +3,7 @@
 //! error, panic) *and* when the process is interrupted (SIGINT, SIGTERM, SIGHUP).
 //!
 //! Why a registry: a signal ends the process without unwinding, so a guard's `Drop` alone
-//! would leave a temporary database behind after Ctrl-C. [`install_interrupt_cleanup`]
+//! would leave a temporary database behind after Ctrl-C. [`install`]
 //! starts a thread that, on a signal, runs every registered cleanup and exits with the
 //! conventional status (130 for SIGINT). Must not know what it cleans up.
 //!
@@ -101,7 +101,7 @@ pub fn settle() -> Option<i32> {
 }
 
 /// Installs the signal handler thread (once per process; later calls do nothing).
-pub fn install_interrupt_cleanup() {
+pub fn install() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};

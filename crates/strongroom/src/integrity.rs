@@ -1,23 +1,23 @@
-//! Repository consistency: is everything a snapshot needs present, and (with `--read-data`)
-//! intact?
+//! Repository integrity (`strongroom check`): is everything a snapshot needs present, and
+//! (reading the data) intact?
 //!
-//! Owns `check`. Without read-data it proves that every manifest opens, every chunk list it
+//! Owns the `check` job. Without read-data it proves that every manifest opens, every chunk list it
 //! names resolves, every chunk is in the index and every pack the index names exists. With
 //! read-data it reads every object (packs, indexes, manifests, journal, key slots), checks each
 //! pack's hash against its name and authenticates every blob, and names the snapshots each
 //! damaged object affects. Must not modify the repository.
 
-use crate::crypto::ChunkId;
 use crate::error::{Error, Result};
+use crate::id::{ChunkId, PackId};
 use crate::progress::Progress;
 use crate::repository::Repository;
-use crate::repository::index::{Index, Location, PackId};
+use crate::repository::index::{Index, Location};
 use crate::repository::journal::JournalRecord;
+use crate::repository::layout::ObjectKind;
 use crate::repository::pack;
-use crate::repository::reader;
-use crate::repository::snapshot::Snapshot;
+use crate::repository::usage::snapshot_chunks;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// One thing found wrong.
 #[derive(Clone, Debug, Serialize)]
@@ -81,12 +81,12 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     let storage = repo.storage();
     let mut problems = Vec::new();
     let packs: HashMap<PackId, u64> = storage
-        .list("data/")?
+        .list(ObjectKind::Pack.folder())?
         .into_iter()
         .filter_map(|o| PackId::from_object_key(&o.key).map(|p| (p, o.size)))
         .collect();
     let mut index = Index::default();
-    for o in storage.list("index/")? {
+    for o in storage.list(ObjectKind::Index.folder())? {
         match repo.read_index(&o.key) {
             Ok(entries) => index.extend(entries),
             Err(e) => problems.push(problem(o.key, e.to_string())),
@@ -190,13 +190,13 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             }
         }
         progress.end();
-        for o in storage.list("keys/")? {
+        for o in storage.list(ObjectKind::Key.folder())? {
             bytes_read += o.size;
             if let Err(e) = crate::repository::read_key_slot(storage, &o.key) {
                 problems.push(problem(o.key, e.to_string()));
             }
         }
-        for o in storage.list("journal/")? {
+        for o in storage.list(ObjectKind::Journal.folder())? {
             bytes_read += o.size;
             if let Err(e) = repo.read_journal_record(&o.key) {
                 problems.push(problem(o.key, e.to_string()));
@@ -204,10 +204,12 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         }
     }
     // Every snapshot: manifest, chunk lists, chunks.
-    let listed = storage.list("snapshots/")?;
+    let listed = storage.list(ObjectKind::Snapshot.folder())?;
     let mut snapshots = 0;
     for o in &listed {
-        let id = o.key.trim_start_matches("snapshots/");
+        let Some(id) = ObjectKind::Snapshot.name_of(&o.key) else {
+            continue;
+        };
         let snap = match repo.read_snapshot(id) {
             Ok(s) => s,
             Err(e) => {
@@ -254,44 +256,4 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         bytes_read,
         problems,
     })
-}
-
-/// Every chunk id a snapshot needs, its list blobs included.
-pub fn snapshot_chunks(
-    repo: &Repository,
-    index: &Index,
-    snap: &Snapshot,
-) -> Result<HashSet<ChunkId>> {
-    let mut used: HashSet<ChunkId> = snap.list_ids()?.into_iter().collect();
-    for f in &snap.files {
-        reader::for_each_window(repo, index, snap, f, |_, ids| {
-            used.extend(ids.iter().copied());
-            Ok(())
-        })?;
-    }
-    Ok(used)
-}
-
-/// Ids of the snapshots a damaged or missing object (as named in `err`) affects.
-pub fn snapshots_affected_by(repo: &Repository, index: &Index, err: &Error) -> Result<Vec<String>> {
-    let bad: BTreeSet<ChunkId> = match err {
-        Error::DamagedData { pack, segment, .. } => index
-            .entries()
-            .filter(|(_, l)| l.pack == *pack && segment.is_none_or(|o| l.offset == o))
-            .map(|(id, _)| id)
-            .collect(),
-        Error::MissingChunk(c) => [*c].into(),
-        _ => return Ok(Vec::new()),
-    };
-    let mut out = Vec::new();
-    for snap in repo.snapshots()? {
-        let hit = match snapshot_chunks(repo, index, &snap) {
-            Ok(used) => used.iter().any(|c| bad.contains(c)),
-            Err(_) => true,
-        };
-        if hit {
-            out.push(snap.short_id().to_string());
-        }
-    }
-    Ok(out)
 }

@@ -1,0 +1,223 @@
+//! The command line's shape: every command, flag and help text, as clap definitions.
+//!
+//! Owns what a user can type and what `--help` says (with examples), nothing else: each
+//! command's work is in `commands/`. Global options are flagged `global = true` so they are
+//! accepted after the command too.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use strongroom::repository::snapshot::Filter;
+
+const AFTER_HELP: &str = "\
+Examples:
+  export STRONGROOM_REPO=s3://hotel-backups/prod STRONGROOM_PASSWORD=…
+  strongroom init
+  strongroom backup sqlite:/var/lib/hotel/hotel.db --tag daily
+  strongroom list
+  strongroom verify latest
+  strongroom restore latest --to /var/lib/hotel/hotel.db --force
+  strongroom check --read-data
+  strongroom demo
+
+Exit codes: 0 success, 1 failure (a sentence on stderr says what and what to do), 2 usage error.
+Environment: STRONGROOM_REPO, STRONGROOM_PASSWORD, STRONGROOM_CONFIG, AWS_* for S3, NO_COLOR.";
+
+/// Encrypted, deduplicating, verified backups of SQLite and PostgreSQL databases.
+#[derive(Parser)]
+#[command(name = "strongroom", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args)]
+pub struct Global {
+    /// Repository URL: a path, file:///abs/path, s3://bucket/prefix, azblob://…, gs://…
+    #[arg(long, global = true, env = "STRONGROOM_REPO", value_name = "URL")]
+    pub repo: Option<String>,
+    /// Read the repository password from the first line of FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Configuration file (default: ./strongroom.toml when present).
+    #[arg(long, global = true, env = "STRONGROOM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of human text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a repository (encrypted unless --encryption none).
+    #[command(after_help = "Example:\n  STRONGROOM_PASSWORD=… strongroom --repo /srv/backups init")]
+    Init {
+        /// `none` for an unencrypted repository (objects are still checksummed).
+        #[arg(long, value_parser = ["none", "xchacha20poly1305"], default_value = "xchacha20poly1305")]
+        encryption: String,
+    },
+    /// Take a snapshot of a source.
+    #[command(
+        after_help = "Examples:\n  strongroom backup sqlite:hotel.db --tag daily\n  strongroom backup hotel --tag pre-migration   # a [sources.hotel] from the config\n  strongroom backup postgres://app@db:5432/hotel?sslmode=require\n\nPostgreSQL: the password comes from the URL, PGPASSWORD or ~/.pgpass and reaches pg_dump\nonly through its environment; it is never recorded. pg_dump is searched in\nSTRONGROOM_PG_BINDIR, /usr/lib/postgresql/*/bin, pg_config --bindir and PATH; the oldest\none at least as new as the server is used."
+    )]
+    Backup {
+        /// A configured source name, sqlite:PATH or postgres://… (default: the only configured source).
+        source: Option<String>,
+        /// full (SQLite), logical or physical (PostgreSQL).
+        #[arg(long, value_parser = ["full", "logical", "physical"])]
+        kind: Option<String>,
+        /// Tag the snapshot (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+    },
+    /// List snapshots, oldest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Show one snapshot.
+    Show {
+        /// Snapshot id, unique prefix (6+ characters) or `latest`.
+        reference: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Restore a snapshot.
+    #[command(
+        after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n\nPostgreSQL: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old, and when after_restore fails)."
+    )]
+    Restore {
+        /// Snapshot id, unique prefix (6+ characters) or `latest`.
+        reference: String,
+        /// SQLite: the database file to write.
+        #[arg(long, value_name = "PATH")]
+        to: Option<PathBuf>,
+        /// PostgreSQL logical: the database to restore into.
+        #[arg(long, value_name = "URL")]
+        target_db: Option<String>,
+        /// Replace an existing target (the old data is kept aside until the restore succeeded).
+        #[arg(long)]
+        force: bool,
+        /// With --force: keep the replaced data aside after success.
+        #[arg(long)]
+        keep_old: bool,
+        /// Run SQLite's full `PRAGMA integrity_check` (slow: ~30 s/GB) instead of `quick_check`.
+        #[arg(long)]
+        full_check: bool,
+        /// PostgreSQL: parallel pg_restore jobs (default: one per core; 1 streams without a
+        /// temporary file).
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Prove snapshots restore: test-restore each, check integrity, row counts and configured checks.
+    #[command(
+        after_help = "Examples:\n  strongroom verify            # the latest snapshot\n  strongroom verify --all --json"
+    )]
+    Verify {
+        /// Snapshot id, unique prefix or `latest` (default).
+        reference: Option<String>,
+        /// Verify every snapshot (that matches --source/--tag).
+        #[arg(long, conflicts_with = "reference")]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Check the repository's consistency; --read-data also reads and authenticates every object.
+    Check {
+        /// Read and authenticate every stored object.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Manage the passwords (key slots) that open the repository.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+    /// The whole story on an embedded hotel database and a local repository.
+    Demo {
+        /// Where to run (made fresh).
+        #[arg(long, default_value = "strongroom-demo")]
+        dir: PathBuf,
+        /// Bookings in the generated database.
+        #[arg(long, default_value_t = 300_000)]
+        bookings: u64,
+    },
+    /// Test and benchmark helpers: hotel databases.
+    #[command(hide = true)]
+    Hotel {
+        #[command(subcommand)]
+        action: HotelAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyAction {
+    /// Add a password; the new one is read from the first line of FILE.
+    Add {
+        /// File holding the new password.
+        #[arg(long, value_name = "FILE")]
+        new_password_file: PathBuf,
+        /// A label for the slot (who or what it is for).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List key slots.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum HotelAction {
+    /// Create a hotel database.
+    Generate {
+        path: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        bookings: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Print SQL that creates and fills a PostgreSQL hotel database (pipe it into psql).
+    PostgresSql {
+        #[arg(long, default_value_t = 100_000)]
+        bookings: u64,
+        /// Instead: print SQL updating this fraction of the bookings.
+        #[arg(long)]
+        update: Option<f64>,
+    },
+    /// Update a fraction of bookings at random.
+    Update {
+        path: PathBuf,
+        #[arg(long, default_value_t = 0.01)]
+        fraction: f64,
+        #[arg(long, default_value_t = 2)]
+        seed: u64,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct FilterArgs {
+    /// Only snapshots of this source.
+    #[arg(long, value_name = "S")]
+    pub source: Option<String>,
+    /// Only snapshots with this tag (repeatable: all must match).
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+}
+
+impl FilterArgs {
+    /// The library's filter for these flags.
+    pub fn filter(&self) -> Filter {
+        Filter {
+            source: self.source.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}

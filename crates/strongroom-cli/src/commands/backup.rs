@@ -1,0 +1,34 @@
+//! `strongroom backup`: take a snapshot of a source.
+
+use crate::context::Ctx;
+use crate::output::print_json;
+use anyhow::Result;
+use strongroom::backup::BackupOptions;
+use strongroom::human_bytes;
+use strongroom::repository::snapshot::BackupKind;
+
+/// Backs up `source` (the only configured one when `None`).
+pub fn run(ctx: &Ctx, source: Option<&str>, kind: Option<String>, tags: Vec<String>) -> Result<()> {
+    let repo = ctx.open()?;
+    let src = ctx.config.source(source)?;
+    let opts = BackupOptions {
+        tags,
+        kind: kind.map(BackupKind::from),
+    };
+    let snap = strongroom::backup::run(&repo, &src, &opts, &ctx.progress)?;
+    if ctx.json() {
+        print_json(&snap.summary())?;
+    } else {
+        let secs = (snap.finished_at - snap.started_at)
+            .total(jiff::Unit::Second)
+            .unwrap_or(0.0);
+        println!(
+            "snapshot {} saved: {} of {}, {} added, {secs:.2} s",
+            snap.short_id(),
+            snap.source,
+            human_bytes(snap.size),
+            human_bytes(snap.added)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! `strongroom check`: the repository's integrity.
+
+use crate::context::Ctx;
+use crate::failure::reported;
+use crate::output::{print_json, short};
+use anyhow::Result;
+use strongroom::{ErrorKind, human_bytes};
+
+/// Checks that everything a snapshot needs is present (and with `read_data`, intact).
+pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
+    let repo = ctx.open()?;
+    let report = strongroom::integrity::run(&repo, read_data, &ctx.progress)?;
+    if ctx.json() {
+        print_json(&report)?;
+    } else {
+        println!(
+            "{} snapshot(s), {} pack(s), {} chunk(s){}",
+            report.snapshots,
+            report.packs,
+            report.chunks,
+            if read_data {
+                format!(
+                    ", {} read and authenticated",
+                    human_bytes(report.bytes_read)
+                )
+            } else {
+                String::new()
+            }
+        );
+        for p in &report.problems {
+            let affects = if p.snapshots.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (affects snapshot(s) {})",
+                    p.snapshots
+                        .iter()
+                        .map(|s| short(s))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            eprintln!("damaged: {}: {}{affects}", p.object, p.detail);
+        }
+    }
+    if !report.ok {
+        let p = &report.problems[0];
+        return Err(reported(
+            ErrorKind::DamagedData,
+            format!(
+                "the repository has {} problem(s), first: {} ({}); restore affected snapshots from another copy or take new backups",
+                report.problems.len(),
+                p.object,
+                p.detail
+            ),
+        ));
+    } else if !ctx.json() {
+        println!("no problems found");
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! One file per command: each turns its arguments into one library call and prints the
+//! result (human text, or `--json` on stdout).
+//!
+//! Must not hold domain logic: what a command does is the library's; here is only which
+//! call, with which options, and how its result looks.
+
+pub mod backup;
+pub mod check;
+pub mod demo;
+pub mod hotel;
+pub mod init;
+pub mod key;
+pub mod list;
+pub mod restore;
+pub mod show;
+pub mod verify;
+
+use crate::args::Command;
+use crate::context::Ctx;
+use anyhow::Result;
+
+/// Runs one command.
+pub fn run(ctx: &Ctx, command: Command) -> Result<()> {
+    match command {
+        Command::Init { encryption } => init::run(ctx, &encryption),
+        Command::Backup { source, kind, tags } => backup::run(ctx, source.as_deref(), kind, tags),
+        Command::List { filter } => list::run(ctx, &filter),
+        Command::Show { reference, filter } => show::run(ctx, &reference, &filter),
+        Command::Restore {
+            reference,
+            to,
+            target_db,
+            force,
+            keep_old,
+            full_check,
+            jobs,
+            filter,
+        } => restore::run(
+            ctx,
+            &reference,
+            &filter,
+            restore::Flags {
+                to,
+                target_db,
+                force,
+                keep_old,
+                full_check,
+                jobs,
+            },
+        ),
+        Command::Verify {
+            reference,
+            all,
+            filter,
+        } => verify::run(ctx, reference.as_deref(), all, &filter),
+        Command::Check { read_data } => check::run(ctx, read_data),
+        Command::Key { action } => key::run(ctx, action),
+        Command::Demo { dir, bookings } => demo::run(ctx, &dir, bookings),
+        Command::Hotel { action } => hotel::run(action),
+    }
+}

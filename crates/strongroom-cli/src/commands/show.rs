@@ -1,0 +1,68 @@
+//! `strongroom show`: one snapshot.
+
+use crate::args::FilterArgs;
+use crate::context::Ctx;
+use crate::output::{fmt_time, print_json};
+use anyhow::Result;
+use strongroom::human_bytes;
+use strongroom::repository::snapshot::Snapshot;
+
+/// Shows the snapshot `reference` names.
+pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs) -> Result<()> {
+    let repo = ctx.open()?;
+    let s = repo.resolve(reference, &filter.filter())?;
+    if ctx.json() {
+        print_json(&s.summary())?;
+    } else {
+        print_snapshot(&s);
+    }
+    Ok(())
+}
+
+fn print_snapshot(s: &Snapshot) {
+    println!("snapshot {}", s.id);
+    println!("  source      {} ({} {})", s.source, s.engine, s.kind);
+    if !s.tags.is_empty() {
+        println!("  tags        {}", s.tags.join(", "));
+    }
+    let secs = (s.finished_at - s.started_at)
+        .total(jiff::Unit::Second)
+        .unwrap_or(0.0);
+    println!(
+        "  taken       {} UTC ({secs:.1} s) on {}",
+        fmt_time(s.started_at),
+        s.hostname
+    );
+    println!(
+        "  size        {} ({} added to the repository)",
+        human_bytes(s.size),
+        human_bytes(s.added)
+    );
+    println!("  version     {}", s.metadata.server_version);
+    println!(
+        "  schema      {}",
+        s.metadata.schema_version.as_deref().unwrap_or("-")
+    );
+    let width = s
+        .metadata
+        .extra
+        .keys()
+        .map(|k| k.len())
+        .max()
+        .unwrap_or(0)
+        .max(11);
+    for (k, v) in &s.metadata.extra {
+        let shown = match v {
+            serde_json::Value::String(t) => t.clone(),
+            serde_json::Value::Number(n) if k.ends_with("_size") => {
+                human_bytes(n.as_u64().unwrap_or(0))
+            }
+            other => other.to_string(),
+        };
+        println!("  {k:<width$} {shown}");
+    }
+    println!("  row counts");
+    for (t, n) in &s.metadata.row_counts {
+        println!("    {t:<28} {n:>12}");
+    }
+}

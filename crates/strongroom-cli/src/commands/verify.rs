@@ -1,0 +1,82 @@
+//! `strongroom verify`: prove snapshots restore, by restoring them.
+
+use crate::args::FilterArgs;
+use crate::context::Ctx;
+use crate::failure::{fail, reported};
+use crate::output::{print_json, short};
+use anyhow::Result;
+use strongroom::ErrorKind;
+use strongroom::engine::Scratch;
+use strongroom::repository::snapshot::Snapshot;
+
+/// Test-restores the snapshot `reference` names (default `latest`), or every one with `all`.
+pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -> Result<()> {
+    let repo = ctx.open()?;
+    let snaps = if all {
+        let f = filter.filter();
+        let v: Vec<Snapshot> = repo
+            .snapshots()?
+            .into_iter()
+            .filter(|s| f.matches(s))
+            .collect();
+        if v.is_empty() {
+            return Err(fail(ErrorKind::NotFound, "no snapshots to verify"));
+        }
+        v
+    } else {
+        vec![repo.resolve(reference.unwrap_or("latest"), &filter.filter())?]
+    };
+    let scratch = Scratch {
+        dir: ctx
+            .config
+            .verify
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir),
+        postgres: ctx.config.verify.scratch_postgres.clone(),
+    };
+    strongroom::interrupt::install();
+    let report = strongroom::verify::run(
+        &repo,
+        &snaps,
+        &|src| ctx.config.source_for(src),
+        &scratch,
+        &ctx.progress,
+    )?;
+    if ctx.json() {
+        print_json(&report)?;
+    } else {
+        for s in &report.snapshots {
+            println!(
+                "snapshot {}: {} (test restore {:.2} s)",
+                short(&s.id),
+                if s.ok { "ok" } else { "FAILED" },
+                s.restore_seconds
+            );
+            for c in &s.checks {
+                println!(
+                    "  [{}] {}: {}",
+                    if c.ok { "ok" } else { "FAIL" },
+                    c.name,
+                    c.detail
+                );
+            }
+        }
+    }
+    if !report.ok {
+        let bad: Vec<&str> = report
+            .snapshots
+            .iter()
+            .filter(|s| !s.ok)
+            .map(|s| short(&s.id))
+            .collect();
+        return Err(reported(
+            ErrorKind::CheckFailed,
+            format!(
+                "verification failed for snapshot(s) {}; see the checks above",
+                bad.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! How a failure reaches the user: one sentence on stderr, naming the flag that fixes it,
+//! and with `--json` the error document on stdout.
+//!
+//! Owns turning library errors into the command line's words (the library speaks of what is
+//! wrong; here the flag that fixes it is added) and the contract's `{"error": {"kind",
+//! "message", "retryable"}}`. Errors the command line finds itself carry their kind in a
+//! [`Failure`].
+
+use std::io::IsTerminal;
+use strongroom::error::TargetSort;
+use strongroom::{Error, ErrorKind};
+
+/// A failure found by the command line itself, with its kind.
+#[derive(Debug)]
+pub struct Failure {
+    /// What sort of failure.
+    pub kind: ErrorKind,
+    /// The sentence.
+    pub message: String,
+    /// Whether the JSON document on stdout already reports it (verify, check).
+    pub reported: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A failure of `kind` saying `message`.
+pub fn fail(kind: ErrorKind, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Failure {
+        kind,
+        message: message.into(),
+        reported: false,
+    })
+}
+
+/// A failure already reported in the JSON document printed on stdout.
+pub fn reported(kind: ErrorKind, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Failure {
+        kind,
+        message: message.into(),
+        reported: true,
+    })
+}
+
+/// A library error in the command line's words: what the library says, plus the flag or
+/// variable that fixes it.
+pub fn with_flags(e: &Error) -> String {
+    match e {
+        Error::NoRepository(_) => {
+            format!("{e}: create one with `strongroom init` or check --repo / STRONGROOM_REPO")
+        }
+        Error::NoRepositoryGiven => format!(
+            "{e}: pass --repo URL, set STRONGROOM_REPO, or set `repository` in strongroom.toml"
+        ),
+        Error::PasswordMissing => {
+            format!("{e}: set STRONGROOM_PASSWORD, --password-file or password_command")
+        }
+        Error::TargetNotEmpty { target } => format!(
+            "{target}; pass --force to replace it (the old data is kept aside until the restore has succeeded)"
+        ),
+        Error::TargetMismatch {
+            snapshot,
+            what,
+            needs,
+        } => {
+            let flag = match needs {
+                TargetSort::File => "--to PATH",
+                TargetSort::Database => "--target-db postgres://…",
+                TargetSort::DataDirectory => "--data-dir DIR",
+            };
+            format!("snapshot {snapshot} is {what}: restore it with {flag}")
+        }
+        Error::KindMismatch {
+            kind,
+            engine,
+            source_name,
+            kinds,
+        } => format!(
+            "--kind {kind} does not apply to {engine} source {source_name} (kinds: {kinds})"
+        ),
+        Error::NoMatchingSnapshot => "no snapshot matches the given --source/--tag".into(),
+        Error::DemoDirTaken(dir) => format!(
+            "{} exists and was not made by the demo; choose another --dir",
+            dir.display()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The sentence, kind and retry advice of any error a command returned.
+pub fn describe(e: &anyhow::Error) -> (String, ErrorKind, bool, bool) {
+    if let Some(f) = e.downcast_ref::<Failure>() {
+        return (f.message.clone(), f.kind, false, f.reported);
+    }
+    if let Some(err) = e.downcast_ref::<Error>() {
+        return (with_flags(err), err.kind(), err.is_retryable(), false);
+    }
+    let message = e
+        .chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    // A library error under added context keeps its kind.
+    let kind = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<Error>())
+        .map(|err| err.kind())
+        .unwrap_or(ErrorKind::Internal);
+    (message, kind, false, false)
+}
+
+/// Prints a failure: the sentence on stderr (red on a terminal unless `NO_COLOR`), and with
+/// `json` the error document on stdout unless the command's own document reported it.
+pub fn report(e: &anyhow::Error, json: bool) {
+    let (message, kind, retryable, already) = describe(e);
+    if json && !already {
+        let doc = serde_json::json!({"error": {
+            "kind": kind.name(), "message": message, "retryable": retryable,
+        }});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("json serializes")
+        );
+    }
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if !no_color && std::io::stderr().is_terminal() {
+        eprintln!("\x1b[31mstrongroom:\x1b[0m {message}");
+    } else {
+        eprintln!("strongroom: {message}");
+    }
+}

@@ -1,0 +1,122 @@
+//! How a job finds its repository and the password that opens it.
+//!
+//! Owns the order in which the repository URL and the password are looked for, so that the
+//! command line and a long-running process (the scheduler to come) open repositories the same
+//! way: the URL given (flag or `STRONGROOM_REPO`), else `repository` in the config; the
+//! password from a password file given, else `STRONGROOM_PASSWORD`, else the config's
+//! `password_file`, else its `password_command`. Must not parse arguments or print: the
+//! command-line crate says which flag supplies what.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::process::{PASSWORD_ENV, first_line, first_line_of};
+use crate::repository::Repository;
+use crate::storage::Storage;
+use std::path::{Path, PathBuf};
+
+/// Where the repository is and where its password comes from.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// Repository URL given explicitly (a flag or `STRONGROOM_REPO`); wins over the config.
+    pub url: Option<String>,
+    /// Password file given explicitly; wins over the environment and the config.
+    pub password_file: Option<PathBuf>,
+    /// `repository` from the config.
+    pub config_url: Option<String>,
+    /// `password_file` from the config.
+    pub config_password_file: Option<PathBuf>,
+    /// `password_command` from the config.
+    pub password_command: Option<String>,
+}
+
+/// Reads the first line of a password file.
+pub fn read_password_file(path: &Path) -> Result<String> {
+    let s = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read password file {}: {e}", path.display())))?;
+    Ok(first_line(&s))
+}
+
+impl Access {
+    /// Access as configured, with what was given explicitly taking precedence.
+    pub fn new(url: Option<String>, password_file: Option<PathBuf>, config: &Config) -> Self {
+        Access {
+            url,
+            password_file,
+            config_url: config.repository.clone(),
+            config_password_file: config.password_file.clone(),
+            password_command: config.password_command.clone(),
+        }
+    }
+
+    /// The repository URL, or [`Error::NoRepositoryGiven`].
+    pub fn url(&self) -> Result<String> {
+        self.url
+            .clone()
+            .or_else(|| self.config_url.clone())
+            .ok_or(Error::NoRepositoryGiven)
+    }
+
+    /// The password, when any source has one (an unencrypted repository needs none).
+    pub fn password(&self) -> Result<Option<String>> {
+        if let Some(f) = &self.password_file {
+            return read_password_file(f).map(Some);
+        }
+        if let Ok(p) = std::env::var(PASSWORD_ENV) {
+            return Ok(Some(p));
+        }
+        if let Some(f) = &self.config_password_file {
+            return read_password_file(f).map(Some);
+        }
+        if let Some(cmd) = &self.password_command {
+            return first_line_of("password_command", cmd).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The store at the repository URL.
+    pub fn storage(&self) -> Result<Storage> {
+        Storage::from_url(&self.url()?)
+    }
+
+    /// Opens the repository, unlocking it with the password when it is encrypted.
+    pub fn open(&self) -> Result<Repository> {
+        let storage = self.storage()?;
+        let password = self.password()?;
+        Repository::open(storage, password.as_deref().map(str::as_bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_settings_win_over_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = dir.path().join("given");
+        std::fs::write(&given, "from-file\nignored").unwrap();
+        let config = Config {
+            repository: Some("/from/config".into()),
+            password_command: Some("echo from-command".into()),
+            ..Config::default()
+        };
+        let a = Access::new(None, Some(given), &config);
+        assert_eq!(a.url().unwrap(), "/from/config");
+        assert_eq!(a.password().unwrap().as_deref(), Some("from-file"));
+        let b = Access::new(Some("/given".into()), None, &config);
+        assert_eq!(b.url().unwrap(), "/given");
+        if std::env::var_os(PASSWORD_ENV).is_none() {
+            assert_eq!(b.password().unwrap().as_deref(), Some("from-command"));
+        }
+        let none = Access::new(None, None, &Config::default());
+        assert!(matches!(none.url(), Err(Error::NoRepositoryGiven)));
+        let missing = Access::new(None, Some(dir.path().join("nope")), &config);
+        assert!(
+            missing
+                .password()
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read password file")
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! Loading a dump into an empty database: parallel `COPY` where it can, `pg_restore` where
+//! it must.
+//!
+//! Owns choosing the path and running `pg_restore` (streamed on stdin with one job, from a
+//! spooled file with several). Must not create, rename or drop databases.
+
+use super::super::server::Conn;
+use super::super::tools;
+use super::copy::parallel_copy_restore;
+use super::{DUMP_FILE, extra_str, file};
+use crate::engine::checks::CheckOutcome;
+use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::process::{ChildGuard, collect_stderr, describe_exit, stderr_gist};
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::repository::index::Index;
+use crate::repository::reader;
+use crate::repository::snapshot::Snapshot;
+use crate::source::conninfo::conninfo_value;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// A temporary file in `dir`, removed when both returned values drop, and on interrupts
+/// (which skip destructors).
+pub(super) fn temp_file(
+    dir: &std::path::Path,
+    prefix: &str,
+    what: &str,
+) -> Result<(tempfile::NamedTempFile, interrupt::Guard)> {
+    let f = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".dump")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    let path = f.path().to_path_buf();
+    let guard = interrupt::guard(format!("{what} {}", path.display()), move || {
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok((f, guard))
+}
+
+/// Restores the dump into the existing, empty database `db` with `pg_restore`. Returns the
+/// row-count check when it could run alongside the restore's last phase.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pg_restore_into(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    db: &Conn,
+    superuser: bool,
+    jobs: usize,
+    spool_dir: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<Option<CheckOutcome>> {
+    let dump = file(snap, DUMP_FILE).ok_or_else(|| {
+        Error::corrupt(
+            Snapshot::object_key(&snap.id),
+            "no database dump in the snapshot",
+        )
+    })?;
+    let dump_major = extra_str(snap, "pg_dump_version")
+        .and_then(tools::parse_version)
+        .map(|(m, _)| m)
+        .unwrap_or(0);
+    let pg_restore = tools::find(
+        "pg_restore",
+        dump_major,
+        &format!(
+            "snapshot {} was written by pg_dump {dump_major}",
+            snap.short_id()
+        ),
+    )?;
+    let mut cmd = Command::new(&pg_restore.path);
+    cmd.arg("--exit-on-error")
+        .arg("--no-password")
+        .arg("-d")
+        .arg(format!("dbname={}", conninfo_value(db.dbname())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if !superuser {
+        // Managed services: objects belong to the restoring role, as they did to the owner.
+        cmd.arg("--no-owner");
+    }
+    db.apply_env(&mut cmd);
+    let jobs = jobs.max(1);
+    // The COPY connections speak UTF-8 (the SQL client insists), so the fast path takes only
+    // dumps whose data is UTF-8; others keep their bytes through pg_restore.
+    let utf8 = extra_str(snap, "encoding") == Some("UTF8");
+    if jobs > 1 && utf8 && std::env::var_os("STRONGROOM_PG_PLAIN_RESTORE").is_none() {
+        let t = std::time::Instant::now();
+        if let Some(counts) = parallel_copy_restore(
+            repo,
+            index,
+            snap,
+            dump,
+            db,
+            &pg_restore,
+            superuser,
+            jobs,
+            spool_dir,
+            progress,
+        )? {
+            tracing::info!(
+                seconds = t.elapsed().as_secs_f64(),
+                jobs,
+                "restored with parallel COPY"
+            );
+            return Ok(Some(counts));
+        }
+    }
+    progress.begin("restore", Some(dump.size));
+    let result = if jobs > 1 {
+        // Parallel restore needs a seekable archive: spool it, then restore from the file.
+        let (spool, _removed) = temp_file(spool_dir, ".strongroom-restore-", "spool file")?;
+        let t = std::time::Instant::now();
+        {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, spool.as_file());
+            reader::stream_file(repo, index, snap, dump, &mut w, progress)?;
+            w.flush()
+                .map_err(|e| Error::io("writing the spool file", spool.path(), e))?;
+        }
+        progress.end();
+        tracing::info!(seconds = t.elapsed().as_secs_f64(), "dump spooled");
+        progress.begin("pg_restore", None);
+        cmd.arg("-j").arg(jobs.to_string()).arg(spool.path());
+        cmd.stdin(Stdio::null());
+        let t = std::time::Instant::now();
+        let out = cmd.output().map_err(|e| {
+            Error::Target(format!(
+                "could not start {}: {e}",
+                pg_restore.path.display()
+            ))
+        })?;
+        tracing::info!(
+            seconds = t.elapsed().as_secs_f64(),
+            jobs,
+            "pg_restore finished"
+        );
+        (out.status, out.stderr)
+    } else {
+        cmd.stdin(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Target(format!(
+                "could not start {}: {e}",
+                pg_restore.path.display()
+            ))
+        })?;
+        let stderr = collect_stderr(&mut child);
+        let mut stdin = child.stdin.take().expect("stdin piped");
+        let mut guard = ChildGuard::new(child);
+        let streamed = reader::stream_file(repo, index, snap, dump, &mut stdin, progress);
+        drop(stdin);
+        let status = guard
+            .wait()
+            .map_err(|e| Error::Target(format!("waiting for pg_restore: {e}")))?;
+        let err = stderr.join().unwrap_or_default();
+        // When pg_restore failed and so stopped reading, its message is the cause; when the
+        // repository failed to give the data, that is.
+        if let Err(e) = streamed {
+            if status.success() || !reader::is_output_error(&e) {
+                return Err(e);
+            }
+        }
+        (status, err)
+    };
+    progress.end();
+    let (status, err) = result;
+    if !status.success() {
+        return Err(Error::Target(format!(
+            "pg_restore {} restoring snapshot {}: {}",
+            describe_exit(status),
+            snap.short_id(),
+            stderr_gist(&err)
+        )));
+    }
+    Ok(None)
+}

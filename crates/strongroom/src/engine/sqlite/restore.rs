@@ -1,0 +1,393 @@
+//! Restoring a SQLite snapshot beside its target file, and the file swap.
+//!
+//! Owns what is particular to SQLite files in the restore safety sequence (`crate::restore`):
+//! a temporary file in the target's directory, written at page offsets, synced while
+//! `quick_check` (or `integrity_check`) reads it; a target in use by another process is
+//! refused; the swap moves the old file and its `-wal`, `-journal` and `-shm` aside together
+//! (SQLite would replay a stale `-wal` into the restored pages) and renames the new file into
+//! place. Must not run hooks or decide on `force`: the sequence does.
+
+use super::{MAIN_FILE, Thoroughness, integrity_problems, open_existing};
+use crate::engine::{RestoreOptions, Staged, Swapped, Target, TargetState};
+use crate::error::{Error, Result, TargetSort};
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::repository::index::Index;
+use crate::repository::reader;
+use crate::repository::snapshot::{Chunking, FileEntry, Snapshot};
+use crate::storage::sync_dir;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Writes the pages of `file` into `out` at their offsets.
+pub(super) fn write_pages(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    file: &FileEntry,
+    out: &File,
+    out_path: &Path,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let chunk = match file.chunking {
+        Chunking::Fixed { size } => size as u64,
+        Chunking::ContentDefined => {
+            return Err(Error::corrupt(
+                Snapshot::object_key(&snap.id),
+                "a SQLite file must use fixed chunks",
+            ));
+        }
+    };
+    out.set_len(file.size)
+        .map_err(|e| Error::io("writing the restored database to", out_path, e))?;
+    progress.begin("restore", Some(file.size));
+    let res = reader::for_each_window(repo, index, snap, file, |first, ids| {
+        let mut at: HashMap<_, Vec<u64>> = HashMap::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            at.entry(*id).or_default().push(first + i as u64);
+        }
+        reader::fetch(repo, index, ids, |chunks| {
+            // Runs of consecutive pages become one write (a fresh full backup's segment is
+            // 256 consecutive pages).
+            let mut placed: Vec<(u64, &[u8])> = chunks
+                .iter()
+                .flat_map(|(id, data)| at[id].iter().map(move |&pos| (pos, *data)))
+                .collect();
+            placed.sort_unstable_by_key(|(pos, _)| *pos);
+            let mut run: Vec<u8> = Vec::new();
+            let mut run_start = 0u64;
+            let flush = |run: &mut Vec<u8>, start: u64| -> Result<()> {
+                if !run.is_empty() {
+                    out.write_all_at(run, start * chunk)
+                        .map_err(|e| Error::io("writing the restored database to", out_path, e))?;
+                    progress.advance(run.len() as u64);
+                    run.clear();
+                }
+                Ok(())
+            };
+            for (pos, data) in placed {
+                let full = data.len() as u64 == chunk;
+                if run.is_empty()
+                    || pos != run_start + run.len() as u64 / chunk
+                    || run.len() as u64 % chunk != 0
+                {
+                    flush(&mut run, run_start)?;
+                    run_start = pos;
+                }
+                run.extend_from_slice(data);
+                if !full {
+                    flush(&mut run, run_start)?;
+                }
+            }
+            flush(&mut run, run_start)
+        })
+    });
+    progress.end();
+    res?;
+    Ok(())
+}
+
+/// Restores the snapshot into a new temporary file in `dir`, synced, and checks it; returns
+/// the file and the problems the check found (the caller decides what they mean).
+pub(super) fn restore_checked(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    dir: &Path,
+    stem: &str,
+    how: Thoroughness,
+    progress: &dyn Progress,
+) -> Result<(tempfile::NamedTempFile, Vec<String>)> {
+    let file = snap
+        .files
+        .iter()
+        .find(|f| f.name == MAIN_FILE)
+        .ok_or_else(|| {
+            Error::corrupt(
+                Snapshot::object_key(&snap.id),
+                "no database file in the snapshot",
+            )
+        })?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{stem}.strongroom-"))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    let t = std::time::Instant::now();
+    write_pages(repo, index, snap, file, tmp.as_file(), tmp.path(), progress)?;
+    tracing::info!(
+        seconds = t.elapsed().as_secs_f64(),
+        bytes = file.size,
+        "pages written"
+    );
+    // The check reads through the page cache, so it need not wait for the data to reach the
+    // disk: fsync in parallel, and move into place only when both are done.
+    let t = std::time::Instant::now();
+    let (synced, problems) = std::thread::scope(|s| {
+        let sync = s.spawn(|| tmp.as_file().sync_all());
+        let problems =
+            open_existing(tmp.path()).and_then(|c| integrity_problems(&c, tmp.path(), how));
+        (sync.join().expect("fsync thread"), problems)
+    });
+    synced.map_err(|e| Error::io("syncing the restored database", tmp.path(), e))?;
+    let problems = problems?;
+    tracing::info!(
+        seconds = t.elapsed().as_secs_f64(),
+        check = how.pragma(),
+        "synced and integrity checked"
+    );
+    remove_sidecars(tmp.path());
+    Ok((tmp, problems))
+}
+
+pub(super) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+pub(super) fn remove_sidecars(path: &Path) {
+    for s in ["-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(sidecar(path, s));
+    }
+}
+
+/// Whether another process holds a POSIX lock anywhere on `path` (`F_GETLK` asks the kernel
+/// without taking one). SQLite locks through exactly these locks.
+fn locked_elsewhere(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return false;
+    };
+    // SAFETY: `flock` is plain data; F_GETLK only writes into the struct we pass.
+    unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = 0;
+        fl.l_len = 0;
+        libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) == 0
+            && fl.l_type != libc::F_UNLCK as libc::c_short
+    }
+}
+
+/// Refuses a target another process has open. WAL-mode connections keep a lock on the
+/// `-shm` file for as long as they are open; rollback-mode ones lock the database file only
+/// during a transaction, so an idle one cannot be seen (nothing can see it).
+fn ensure_not_in_use(path: &Path) -> Result<()> {
+    if locked_elsewhere(path) || locked_elsewhere(&sidecar(path, "-shm")) {
+        return Err(Error::Target(format!(
+            "{} is in use by another process; stop the application before restoring over it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn now_tag() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string()
+}
+
+/// The target file path of a restore, refused when it is not one.
+fn target_path<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t Path> {
+    let Target::File(path) = target else {
+        return Err(Error::TargetMismatch {
+            snapshot: snap.short_id().into(),
+            what: "a SQLite database".into(),
+            needs: TargetSort::File,
+        });
+    };
+    if path.file_name().is_none() {
+        return Err(Error::Target(format!(
+            "{} is not a file path",
+            path.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(Error::Target(format!(
+            "{} is a directory; give the path of the database file",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// Whether a file is at the target path.
+pub(super) fn inspect(snap: &Snapshot, target: &Target) -> Result<TargetState> {
+    let path = target_path(snap, target)?;
+    Ok(if path.exists() {
+        TargetState::Occupied(format!("{} already exists", path.display()))
+    } else {
+        TargetState::Absent
+    })
+}
+
+/// Restores the snapshot into a checked temporary file beside the target.
+pub(super) fn stage(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    target: &Target,
+    state: &TargetState,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<Box<dyn Staged>> {
+    let target = target_path(snap, target)?.to_path_buf();
+    let name = target
+        .file_name()
+        .expect("checked by target_path")
+        .to_string_lossy()
+        .to_string();
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating directory", &dir, e))?;
+    let exists = state.exists();
+    if exists {
+        ensure_not_in_use(&target)?;
+    }
+    let how = if opts.full_check {
+        Thoroughness::Full
+    } else {
+        Thoroughness::Quick
+    };
+    let (tmp, problems) = restore_checked(repo, index, snap, &dir, &name, how, progress)?;
+    if !problems.is_empty() {
+        return Err(Error::corrupt(
+            Snapshot::object_key(&snap.id),
+            format!(
+                "the restored database fails PRAGMA {}: {}; the target was not touched",
+                how.pragma(),
+                problems.join("; ")
+            ),
+        ));
+    }
+    let bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+    Ok(Box::new(StagedFile {
+        tmp: Some(tmp),
+        target,
+        dir,
+        name,
+        exists,
+        bytes,
+        aside: Vec::new(),
+    }))
+}
+
+/// A restored, checked database file beside its target.
+struct StagedFile {
+    /// The restored file; `None` once it is in place.
+    tmp: Option<tempfile::NamedTempFile>,
+    target: PathBuf,
+    dir: PathBuf,
+    name: String,
+    /// Whether a database was at the target when the restore began.
+    exists: bool,
+    bytes: u64,
+    /// What the swap moved aside, first the old database (when there was one).
+    aside: Vec<PathBuf>,
+}
+
+impl Staged for StagedFile {
+    fn target(&self) -> String {
+        self.target.display().to_string()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn ready(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn swap(&mut self) -> Result<Swapped> {
+        let target = &self.target;
+        // The application may have opened the database while we restored: look again.
+        if self.exists {
+            ensure_not_in_use(target)?;
+        }
+        let tag = format!(
+            "{}-{}",
+            now_tag(),
+            hex::encode(crate::crypto::random_bytes::<3>())
+        );
+        let aside = self
+            .dir
+            .join(format!(".{}.strongroom-old-{tag}", self.name));
+        // The old database and every sidecar move aside: SQLite would replay a stale -wal or
+        // -journal into the restored pages. Every rename is recorded so that any failure
+        // puts everything back as it was.
+        let mut renames: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let undo = |renames: &mut Vec<(PathBuf, PathBuf)>| {
+            while let Some((from, to)) = renames.pop() {
+                let _ = std::fs::rename(&to, &from);
+            }
+        };
+        let mut plan = Vec::new();
+        if self.exists {
+            plan.push((target.clone(), aside.clone()));
+        }
+        for s in ["-wal", "-journal", "-shm"] {
+            let side = sidecar(target, s);
+            if side.exists() {
+                plan.push((side, sidecar(&aside, s)));
+            }
+        }
+        for (from, to) in plan {
+            if let Err(e) = std::fs::rename(&from, &to) {
+                undo(&mut renames);
+                return Err(Error::io("moving aside (nothing was changed)", from, e));
+            }
+            renames.push((from, to));
+        }
+        let tmp = self.tmp.take().expect("swapped once");
+        let placed = if self.exists {
+            tmp.persist(target).map(|_| ())
+        } else {
+            tmp.persist_noclobber(target).map(|_| ())
+        };
+        if let Err(e) = placed {
+            self.tmp = Some(e.file);
+            undo(&mut renames);
+            return Err(Error::io(
+                "moving the restored database into place (the old files were put back) at",
+                target,
+                e.error,
+            ));
+        }
+        self.aside = renames.into_iter().map(|(_, to)| to).collect();
+        let old = self.exists.then(|| aside.display().to_string());
+        let moved_aside = self
+            .aside
+            .iter()
+            .filter(|p| **p != aside)
+            .map(|p| p.display().to_string())
+            .collect();
+        // The restore is in place; a failure now is reported with the old data kept.
+        let incomplete = sync_dir(&self.dir)
+            .err()
+            .map(|e| format!("syncing its directory failed ({e})"));
+        Ok(Swapped {
+            old,
+            moved_aside,
+            incomplete,
+        })
+    }
+
+    fn discard_old(&mut self) -> Result<()> {
+        for p in self.aside.drain(..) {
+            std::fs::remove_file(&p).map_err(|e| Error::io("removing the old data", &p, e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! Child programs: running them, reaping them, and saying in one clause how they ended.
+//!
+//! Owns what every child process strongroom starts needs, whatever the engine: a guard that
+//! kills a child nobody waited for, bounded capture of its standard error, a one-clause gist
+//! of that output, the description of an exit status, and shell commands from the config
+//! (restore hooks, `password_command`). Must not know what the programs are for: the engines
+//! decide which program to run and what its failure means.
+//!
+//! Why one place: a child that outlives an error path keeps a database lock (`pg_dump`) or a
+//! file open; every engine must reap the same way, and a hook must never inherit the
+//! repository password (Architecture, invariant "Secrets never appear").
+
+use crate::error::{Error, Result};
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+/// The environment variable that carries the repository password; no child inherits it.
+pub const PASSWORD_ENV: &str = "STRONGROOM_PASSWORD";
+
+/// Kills a child process when dropped unless it was waited for.
+pub struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    /// Guards `child`.
+    pub fn new(child: Child) -> Self {
+        ChildGuard(Some(child))
+    }
+
+    /// Waits for the child; the guard then has nothing left to kill.
+    pub fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        let mut c = self.0.take().expect("child waited once");
+        c.wait()
+    }
+
+    /// Kills the child now (it is still reaped on drop or [`ChildGuard::wait`]).
+    pub fn kill(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Bytes of a child's standard error kept by [`collect_stderr`]: its last 64 KiB.
+const STDERR_KEPT: usize = 65536;
+
+/// Reads a child's standard error in the background, keeping the last 64 KiB.
+pub fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<Vec<u8>> {
+    let mut err = child.stderr.take().expect("stderr piped");
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > STDERR_KEPT {
+                kept.drain(..kept.len() - STDERR_KEPT);
+            }
+        }
+        kept
+    })
+}
+
+/// The lines of a child's standard error that say what went wrong, as one clause.
+pub fn stderr_gist(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    // Prefer the first line that says "error"; else the first that is not a hint.
+    let line = lines
+        .iter()
+        .find(|l| l.contains("error:") || l.contains("FATAL") || l.contains("ERROR"))
+        .or_else(|| lines.iter().find(|l| !l.contains("hint:")))
+        .or(lines.last())
+        .copied()
+        .unwrap_or("no message");
+    let mut out = line.to_string();
+    if out.len() > 400 {
+        out.truncate(400);
+        out.push('…');
+    }
+    out
+}
+
+/// Describes how a child program ended, for messages.
+pub fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("was killed by signal {s}"),
+        _ => "ended abnormally".into(),
+    }
+}
+
+/// A shell command from the configuration, run through `sh -c` without the repository
+/// password in its environment.
+fn shell(command: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .env_remove(PASSWORD_ENV)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a hook (`before_restore`, `after_restore`, …) through `sh -c`, its output on our
+/// standard error (standard output is for `--json`). `hook` names it in errors.
+pub fn run_hook(hook: &str, command: &str, env: &[(&str, String)]) -> Result<()> {
+    use std::os::fd::AsFd;
+    let stdout = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null());
+    tracing::info!(hook, command, "running hook");
+    let status = shell(command)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(stdout)
+        .status()
+        .map_err(|e| Error::Hook {
+            hook: hook.to_string(),
+            detail: format!("could not start: {e}"),
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Hook {
+            hook: hook.to_string(),
+            detail: format!("`{command}` {}", describe_exit(status)),
+        })
+    }
+}
+
+/// Runs a command whose first line of standard output is wanted (`password_command`); its
+/// standard error goes to ours. `what` names the setting in errors.
+pub fn first_line_of(what: &str, command: &str) -> Result<String> {
+    let out = shell(command)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Error::Config(format!("cannot run {what}: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Config(format!(
+            "{what} failed ({}); check the command in the config",
+            out.status
+        )));
+    }
+    Ok(first_line(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The first line of `text`, without its line ending.
+pub fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gist_prefers_the_error_line() {
+        let e =
+            b"pg_dump: warning: something\npg_dump: error: query failed: boom\npg_dump: detail\n";
+        assert_eq!(stderr_gist(e), "pg_dump: error: query failed: boom");
+        assert_eq!(stderr_gist(b"\n\n"), "no message");
+    }
+
+    #[test]
+    fn hooks_report_their_exit_and_never_see_the_password() {
+        let removed = shell("true")
+            .get_envs()
+            .any(|(k, v)| k == PASSWORD_ENV && v.is_none());
+        assert!(
+            removed,
+            "the password must be taken out of a hook's environment"
+        );
+        let e = run_hook("before_restore", "exit 4", &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "before_restore hook `exit 4` exited with status 4"
+        );
+        let with_env = run_hook("after_restore", "test \"$X\" = y", &[("X", "y".into())]);
+        assert!(with_env.is_ok(), "{with_env:?}");
+        assert_eq!(
+            first_line_of("password_command", "printf 'pw\\nrest'").unwrap(),
+            "pw"
+        );
+        assert!(first_line_of("password_command", "exit 3").is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! Where each kind of object lives in a repository: the one place that spells a folder.
+//!
+//! Owns the names of the repository's folders and how an object's key is built from its name
+//! and read back. Every other module asks [`ObjectKind`] for a key or a folder to list, so a
+//! layout change (sharding the index, say) is made here and nowhere else. Must not read or
+//! write storage, and must not import anything but the ids: errors and the storage layer
+//! name objects through it.
+//!
+//! ```text
+//! config                    format version, repository id, encryption (plain, checksummed)
+//! keys/<id>                 key slots: the master key wrapped by a password-derived key
+//! data/<xx>/<pack id>       packs of sealed chunk segments, fanned out by the id's first byte
+//! index/<id>                chunk id → pack, offset, length (one object per backup)
+//! snapshots/<id>            manifests; the commit point
+//! journal/<time>-<rand>     one record per job run, success or failure
+//! locks/<id>                (room kept: prune's locks)
+//! wal/<system id>/<tli>/<segment>   (room kept: PostgreSQL WAL archive)
+//! ```
+
+use crate::id::PackId;
+
+/// The object that marks a repository and holds its format version.
+pub const CONFIG: &str = "config";
+
+/// Every kind of object a repository stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// The repository's `config` (one object, no folder).
+    Config,
+    /// A key slot.
+    Key,
+    /// A pack of chunk segments.
+    Pack,
+    /// An index object.
+    Index,
+    /// A snapshot manifest.
+    Snapshot,
+    /// A job journal record.
+    Journal,
+    /// A lock.
+    Lock,
+    /// An archived WAL file.
+    Wal,
+}
+
+impl ObjectKind {
+    /// Every kind, in the order `check` reads them.
+    pub const ALL: [ObjectKind; 8] = [
+        ObjectKind::Config,
+        ObjectKind::Key,
+        ObjectKind::Pack,
+        ObjectKind::Index,
+        ObjectKind::Snapshot,
+        ObjectKind::Journal,
+        ObjectKind::Lock,
+        ObjectKind::Wal,
+    ];
+
+    /// The prefix under which objects of this kind are listed (`config` is its own key).
+    pub fn folder(self) -> &'static str {
+        match self {
+            ObjectKind::Config => CONFIG,
+            ObjectKind::Key => "keys/",
+            ObjectKind::Pack => "data/",
+            ObjectKind::Index => "index/",
+            ObjectKind::Snapshot => "snapshots/",
+            ObjectKind::Journal => "journal/",
+            ObjectKind::Lock => "locks/",
+            ObjectKind::Wal => "wal/",
+        }
+    }
+
+    /// The key of the object of this kind called `name`. Packs are fanned out by the first
+    /// two hex digits of their name, so no folder holds more than 1/256 of them.
+    pub fn key(self, name: &str) -> String {
+        match self {
+            ObjectKind::Config => CONFIG.to_string(),
+            ObjectKind::Pack => format!("data/{}/{name}", &name[..2.min(name.len())]),
+            other => format!("{}{name}", other.folder()),
+        }
+    }
+
+    /// The name of the object at `key` when `key` is of this kind.
+    pub fn name_of(self, key: &str) -> Option<&str> {
+        match self {
+            ObjectKind::Config => (key == CONFIG).then_some(key),
+            ObjectKind::Pack => {
+                let rest = key.strip_prefix("data/")?;
+                let (fan, name) = rest.split_once('/')?;
+                (name.starts_with(fan) && !name.is_empty()).then_some(name)
+            }
+            other => key.strip_prefix(other.folder()).filter(|n| !n.is_empty()),
+        }
+    }
+
+    /// The kind of the object at `key`, if it is one of the repository's.
+    pub fn of_key(key: &str) -> Option<ObjectKind> {
+        Self::ALL.into_iter().find(|k| k.name_of(key).is_some())
+    }
+}
+
+impl PackId {
+    /// The object key of this pack, e.g. `data/ab/ab12…`.
+    pub fn object_key(&self) -> String {
+        ObjectKind::Pack.key(&self.to_hex())
+    }
+
+    /// Parses a pack's object key back into its id.
+    pub fn from_object_key(key: &str) -> Option<Self> {
+        PackId::from_hex(ObjectKind::Pack.name_of(key)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_per_kind() {
+        let pack = "ab".repeat(32);
+        for kind in ObjectKind::ALL {
+            let key = kind.key(&pack);
+            assert_eq!(ObjectKind::of_key(&key), Some(kind), "{key}");
+            let want = if kind == ObjectKind::Config {
+                CONFIG
+            } else {
+                pack.as_str()
+            };
+            assert_eq!(kind.name_of(&key), Some(want), "{key}");
+        }
+        assert_eq!(ObjectKind::Pack.key(&pack), format!("data/ab/{pack}"));
+        let id = PackId([0xab; 32]);
+        assert_eq!(PackId::from_object_key(&id.object_key()), Some(id));
+        assert_eq!(ObjectKind::of_key("data/cd/ab12"), None, "wrong fan-out");
+        assert_eq!(ObjectKind::of_key("elsewhere/x"), None);
+        assert_eq!(ObjectKind::Snapshot.name_of("snapshots/"), None);
+    }
+}

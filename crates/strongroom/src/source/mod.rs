@@ -1,0 +1,74 @@
+//! What a source is: a database strongroom backs up, named in the config or by URL.
+//!
+//! Owns the resolved [`Source`] (where the database is, its checks, hooks and settings), the
+//! [`Location`] a source URL names, and the text of PostgreSQL connection strings
+//! ([`conninfo`]). Every layer speaks of sources through these types: the config resolves
+//! a SOURCE argument to one, engines read from one. Must not open databases or read files.
+
+pub mod conninfo;
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// How row counts are captured.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RowCounts {
+    /// Count every row.
+    #[default]
+    Exact,
+    /// Use the planner's estimates.
+    Estimate,
+}
+
+/// A named SQL statement that must return one truthy value.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SqlCheck {
+    /// Shown in reports.
+    pub name: String,
+    /// The statement.
+    pub sql: String,
+}
+
+/// What a SOURCE resolves to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    /// The name recorded in snapshots: the config name, or the URL as given.
+    pub name: String,
+    /// Where the database is.
+    pub location: Location,
+    /// The schema-version query, if configured.
+    pub schema_version_query: Option<String>,
+    /// Configured checks.
+    pub checks: Vec<SqlCheck>,
+    /// Command run before a restore replaces the database.
+    pub before_restore: Option<String>,
+    /// Command run after a restore replaced the database.
+    pub after_restore: Option<String>,
+    /// How row counts are captured.
+    pub row_counts: RowCounts,
+}
+
+/// A database location parsed from a source URL.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Location {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string.
+    Postgres(String),
+}
+
+/// Parses `sqlite:PATH` or `postgres://…` / `postgresql://…`.
+pub fn parse_location(url: &str) -> Option<Location> {
+    if let Some(p) = url.strip_prefix("sqlite://") {
+        return (!p.is_empty()).then(|| Location::Sqlite(PathBuf::from(p)));
+    }
+    if let Some(p) = url.strip_prefix("sqlite:") {
+        return (!p.is_empty()).then(|| Location::Sqlite(PathBuf::from(p)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Some(Location::Postgres(url.to_string()));
+    }
+    None
+}
