@@ -272,6 +272,14 @@ fn bad_input_gets_one_sentence_and_loses_nothing() {
     for env in envs() {
         let err = env.fails(&["list"]);
         assert!(err.contains("no repository"), "{err}");
+        let out = env
+            .cmd()
+            .args(["show", "latest", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["kind"], "not_found", "{doc}");
         env.init();
         let err = env.fails(&["init"]);
         assert!(err.contains("already exists"), "{err}");
@@ -283,6 +291,24 @@ fn bad_input_gets_one_sentence_and_loses_nothing() {
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("wrong password"));
+        // --json failures: one document on stdout with a stable kind and retry advice.
+        let out = env
+            .cmd()
+            .args(["list", "--json"])
+            .env("STRONGROOM_PASSWORD", "wrong")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["kind"], "wrong_password", "{doc}");
+        assert_eq!(doc["error"]["retryable"], false, "{doc}");
+        assert!(
+            doc["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("wrong password"),
+            "{doc}"
+        );
         let out = env
             .cmd()
             .arg("list")
@@ -579,6 +605,20 @@ fn unreachable_or_missing_object_store_is_one_clear_sentence() {
         err.contains("unreachable") && err.contains("AWS_ENDPOINT_URL"),
         "{err}"
     );
+    // With --json the failure is also a document a scheduler can act on: worth a retry.
+    let out = Command::cargo_bin("strongroom")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["--repo", "s3://nowhere/prefix", "list", "--json"])
+        .env("STRONGROOM_PASSWORD", PASSWORD)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["kind"], "storage_unreachable", "{doc}");
+    assert_eq!(doc["error"]["retryable"], true, "{doc}");
     if let Ok(base) = std::env::var("STRONGROOM_TEST_S3") {
         let env = Env {
             dir,

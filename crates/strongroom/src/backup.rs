@@ -1,7 +1,7 @@
 //! The backup job: source → engine → pipeline → manifest, with a journal record either way.
 //!
-//! Owns the order of a backup's commits (packs, then index, then manifest: invariant 1) and
-//! its journal record (invariant 6). Must not know engine details.
+//! Owns the order of a backup's commits (packs, then index, then manifest: docs/ARCHITECTURE.md, "Invariants") and
+//! its journal record (docs/ARCHITECTURE.md, "Invariants": every job leaves a journal record). Must not know engine details.
 
 use crate::engine;
 use crate::error::Result;

@@ -200,7 +200,7 @@ impl Config {
                 })?;
                 // A URL that a configured source also names gets that source's checks.
                 let named = self.sources.values().find(|s| parse_location(&s.url).as_ref() == Some(&location));
-                // The name recorded in snapshots never carries a password (invariant 7).
+                // The name recorded in snapshots never carries a password (docs/ARCHITECTURE.md, "Invariants": secrets never appear).
                 let name = match &location {
                     Location::Postgres(_) => crate::source::conninfo::redact_url(a),
                     Location::Sqlite(_) => a.to_string(),

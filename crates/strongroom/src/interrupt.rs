@@ -5,7 +5,8 @@
 //! Why a registry: a signal ends the process without unwinding, so a guard's `Drop` alone
 //! would leave a temporary database behind after Ctrl-C. [`install`]
 //! starts a thread that, on a signal, runs every registered cleanup and exits with the
-//! conventional status (130 for SIGINT). Must not know what it cleans up.
+//! conventional status (130 for SIGINT). Must not know what it cleans up (beyond the
+//! temporary files it creates itself through [`temp_file`]).
 //!
 //! Two races matter. A Ctrl-C reaches child processes too, so the main thread may fail and
 //! head for `exit` while the signal thread is still dropping a database: [`settle`] makes
@@ -13,7 +14,9 @@
 //! seen but its thread has not started yet. And some steps must not be cut in half (the
 //! rename pair of a restore's swap): [`critical`] holds signals off until they are done.
 
+use crate::error::{Error, Result};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -121,6 +124,26 @@ pub fn install() {
             }
         });
     });
+}
+
+/// A temporary file in `dir` named `prefix…suffix`, removed when both returned values drop,
+/// and on interrupts (which skip destructors). `what` names it in the interrupt message.
+pub fn temp_file(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+    what: &str,
+) -> Result<(tempfile::NamedTempFile, Guard)> {
+    let f = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(suffix)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    let path = f.path().to_path_buf();
+    let guard = guard(format!("{what} {}", path.display()), move || {
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok((f, guard))
 }
 
 #[cfg(test)]

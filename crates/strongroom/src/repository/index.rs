@@ -2,13 +2,13 @@
 //!
 //! Owns the in-memory lookup table and the binary encoding of `index/` objects. Each backup
 //! writes one index object for the packs it added, after the packs are durable and before its
-//! manifest (ARCHITECTURE invariant 1). Must not read or write storage itself.
+//! manifest (docs/ARCHITECTURE.md, "Invariants": the manifest is the commit point). Must not read or write storage itself.
 //!
 //! Encoding (inside the envelope): `SRIX` magic, version byte, pack count (u32 LE), the pack
 //! ids (32 bytes each), entry count (u32 LE), then per entry: chunk id (32), pack number (u32),
 //! segment offset and sealed length, offset and length inside the segment (u32 each): 52 bytes
 //! per chunk. Kept in memory as one hash map; the
-//! ARCHITECTURE's sharded on-disk index is room kept for repositories of many terabytes.
+//! sharded on-disk index is room kept (docs/ARCHITECTURE.md, "Room kept") for repositories of many terabytes.
 
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, PackId};

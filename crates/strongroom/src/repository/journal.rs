@@ -1,4 +1,4 @@
-//! The job journal: one record per job run, success or failure (invariant 6).
+//! The job journal: one record per job run, success or failure (docs/ARCHITECTURE.md, "Invariants": every job leaves a journal record).
 //!
 //! Owns the record type and its storage under `journal/`. Monitor, drill reports and metrics
 //! will read these records and nothing else. Records are sealed like every other object.
@@ -94,7 +94,7 @@ impl Repository {
     /// Appends a record; a failure to do so never turns a job's own outcome into an error.
     /// When the store cannot take it (the job failed *because* the store went away), the
     /// sealed record waits in a local directory ([`pending_journal_dir`]) and is written by
-    /// the next command that opens the repository (invariant 6).
+    /// the next command that opens the repository (docs/ARCHITECTURE.md, "Invariants": every job leaves a journal record).
     pub fn record(&self, record: &JournalRecord) {
         let (name, sealed) = self.seal_record(record);
         let Err(e) = self.storage.put(&name, &sealed) else {

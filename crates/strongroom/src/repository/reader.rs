@@ -254,3 +254,86 @@ pub fn output_error(name: &str, source: std::io::Error) -> Error {
 pub fn is_output_error(e: &Error) -> bool {
     matches!(e, Error::Output { .. })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+    use crate::repository::writer::tests::{
+        memory_repo, pages, snapshot_of, store_pages, store_stream,
+    };
+
+    /// A writer that takes `left` bytes, then fails like a closed pipe.
+    struct Closing {
+        left: usize,
+    }
+
+    impl std::io::Write for Closing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn streams_read_back_in_order_and_windows_cover_every_chunk() {
+        let repo = memory_repo();
+        let data = pages(700, 3);
+        let stream = store_stream(&repo, &data);
+        let (paged, _) = store_pages(&repo, &data);
+        let snap = snapshot_of(&repo, vec![stream.clone(), paged.clone()]);
+        let index = repo.load_index().unwrap();
+        let mut out = Vec::new();
+        stream_file(&repo, &index, &snap, &stream, &mut out, &Silent).unwrap();
+        assert!(out == data, "the stream reads back byte for byte");
+        let mut seen = 0u64;
+        for_each_window(&repo, &index, &snap, &paged, |first, ids| {
+            assert_eq!(first, seen);
+            seen += ids.len() as u64;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, paged.chunks);
+    }
+
+    #[test]
+    fn a_closed_output_is_told_apart_from_damage() {
+        let repo = memory_repo();
+        let data = pages(64, 4);
+        let stream = store_stream(&repo, &data);
+        let snap = snapshot_of(&repo, vec![stream.clone()]);
+        let index = repo.load_index().unwrap();
+        let e = stream_file(
+            &repo,
+            &index,
+            &snap,
+            &stream,
+            &mut Closing { left: 1000 },
+            &Silent,
+        )
+        .unwrap_err();
+        assert!(is_output_error(&e) && !e.is_damage(), "{e}");
+
+        // One flipped byte in the pack: the damage names the pack.
+        let (_, loc) = index.entries().next().unwrap();
+        let key = loc.pack.object_key();
+        let mut bytes = repo.storage().get(&key).unwrap();
+        bytes[loc.offset as usize + 30] ^= 0x01;
+        repo.storage().put(&key, &bytes).unwrap();
+        let e = stream_file(&repo, &index, &snap, &stream, &mut Vec::new(), &Silent).unwrap_err();
+        assert!(e.is_damage() && !is_output_error(&e), "{e}");
+        assert!(e.to_string().contains(&key), "{e}");
+
+        // A chunk no index lists.
+        let empty = Index::default();
+        let e = stream_file(&repo, &empty, &snap, &stream, &mut Vec::new(), &Silent).unwrap_err();
+        assert!(matches!(e, Error::MissingChunk(_)), "{e}");
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! Owns the manifest type, its JSON encoding, its content-derived id and the rules for
 //! resolving a snapshot reference (`latest`, an id, or an id prefix). A manifest is written
-//! last, after every object it names is durable: it is the commit point (invariant 1).
+//! last, after every object it names is durable: it is the commit point (docs/ARCHITECTURE.md, "Invariants": the manifest is the commit point).
 //! Must not read or write storage.
 
 use super::layout::ObjectKind;
@@ -324,7 +324,7 @@ pub fn resolve<'a>(all: &'a [Snapshot], reference: &str, filter: &Filter) -> Res
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample(id: &str, source: &str, tags: &[&str]) -> Snapshot {

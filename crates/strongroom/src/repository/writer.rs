@@ -1,7 +1,7 @@
 //! The backup pipeline: chunks in, packs and an index out.
 //!
 //! Owns the streaming path from an engine's chunks to durable packs, with bounded memory
-//! (invariant 5) and both cores busy. Must not know what the chunks mean: engines decide the
+//! (docs/ARCHITECTURE.md, "Invariants": memory is bounded) and both cores busy. Must not know what the chunks mean: engines decide the
 //! chunk boundaries and hand over batches in order.
 //!
 //! ```text
@@ -20,7 +20,7 @@
 //! Dedup: a chunk is new if neither the repository index nor this session has seen it; the
 //! first worker to claim an id encodes it, the rest only record the id.
 //!
-//! Ordering (invariant 1): [`BackupWriter::finish`] writes the index object only after every
+//! Ordering (docs/ARCHITECTURE.md, "Invariants": the manifest is the commit point): [`BackupWriter::finish`] writes the index object only after every
 //! pack upload returned, and the caller writes the manifest only after `finish`.
 
 use super::Repository;
@@ -370,5 +370,135 @@ impl<'r> BackupWriter<'r> {
             added: self.pack_bytes.into_inner() + index_bytes,
             size: self.size.into_inner(),
         })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::chunker::{CdcBatcher, FixedBatcher};
+    use crate::crypto::KdfParams;
+    use crate::progress::Silent;
+    use crate::repository::layout::ObjectKind;
+    use crate::repository::snapshot::{FileEntry, Snapshot};
+    use crate::storage::Storage;
+
+    /// An encrypted repository in memory, with a cheap key derivation.
+    pub(crate) fn memory_repo() -> Repository {
+        let cheap = KdfParams {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        };
+        Repository::init(Storage::from_url("memory://").unwrap(), Some(b"pw"), cheap).unwrap()
+    }
+
+    /// `n` pseudo-random 4 KiB pages.
+    pub(crate) fn pages(n: usize, seed: u64) -> Vec<u8> {
+        let mut rng = crate::hotel::Rng::new(seed);
+        (0..n * 4096 / 8)
+            .flat_map(|_| rng.next_u64().to_le_bytes())
+            .collect()
+    }
+
+    /// Stores `data` as one page-chunked file in a session of its own.
+    pub(crate) fn store_pages(repo: &Repository, data: &[u8]) -> (FileEntry, WriteStats) {
+        let w = BackupWriter::new(repo).unwrap();
+        let f = w
+            .write_file("main.db", Chunking::Fixed { size: 4096 }, &Silent, |sink| {
+                let mut b = FixedBatcher::new(4096);
+                for page in data.chunks(4096) {
+                    if let Some(x) = b.push(page) {
+                        sink.push(x)?;
+                    }
+                }
+                if let Some(x) = b.finish() {
+                    sink.push(x)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        (f, w.finish().unwrap())
+    }
+
+    /// Stores `data` as one content-defined stream in a session of its own.
+    pub(crate) fn store_stream(repo: &Repository, data: &[u8]) -> FileEntry {
+        let w = BackupWriter::new(repo).unwrap();
+        let f = w
+            .write_file("dump", Chunking::ContentDefined, &Silent, |sink| {
+                let mut b = CdcBatcher::new();
+                for piece in data.chunks(100_000) {
+                    if let Some(x) = b.push(piece) {
+                        sink.push(x)?;
+                    }
+                }
+                if let Some(x) = b.finish() {
+                    sink.push(x)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        w.finish().unwrap();
+        f
+    }
+
+    /// A manifest holding `files`, as a backup would write it.
+    pub(crate) fn snapshot_of(repo: &Repository, files: Vec<FileEntry>) -> Snapshot {
+        let mut s = crate::repository::snapshot::tests::sample("", "test", &[]);
+        s.files = files;
+        repo.write_snapshot(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_session_stores_each_page_once_and_a_second_adds_nothing() {
+        let repo = memory_repo();
+        let half = pages(300, 1);
+        let data = [half.as_slice(), half.as_slice()].concat();
+        let (f, stats) = store_pages(&repo, &data);
+        assert_eq!((f.size, f.chunks), (data.len() as u64, 600));
+        // 300 distinct pages (the list blob naming all 600 is stored but not counted).
+        assert_eq!(stats.new_chunks, 300);
+        assert_eq!(stats.reused_chunks, 300);
+        assert_eq!(stats.size, data.len() as u64);
+        let listed = |kind: ObjectKind| repo.storage().list(kind.folder()).unwrap().len();
+        assert_eq!(listed(ObjectKind::Index), 1);
+        assert!(listed(ObjectKind::Pack) >= 1);
+
+        let (again, stats) = store_pages(&repo, &data);
+        assert_eq!(again, f, "the same content gives the same chunk lists");
+        assert_eq!((stats.new_chunks, stats.added), (0, 0));
+        assert_eq!(
+            listed(ObjectKind::Index),
+            1,
+            "no index object for nothing new"
+        );
+
+        // Every indexed chunk points into a pack that exists.
+        let index = repo.load_index().unwrap();
+        for (_, loc) in index.entries() {
+            assert!(repo.storage().exists(&loc.pack.object_key()).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_failing_producer_fails_the_file_with_its_own_error() {
+        let repo = memory_repo();
+        let w = BackupWriter::new(&repo).unwrap();
+        let data = pages(8, 2);
+        let r = w.write_file("main.db", Chunking::Fixed { size: 4096 }, &Silent, |sink| {
+            let mut b = FixedBatcher::new(4096);
+            b.push(&data);
+            sink.push(b.finish().unwrap())?;
+            Err(Error::Source("the source went away".into()))
+        });
+        let e = r.unwrap_err();
+        assert_eq!(e.to_string(), "the source went away");
+        assert!(
+            repo.storage()
+                .list(ObjectKind::Snapshot.folder())
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -9,9 +9,9 @@ use super::super::dump_format;
 use super::super::server::Conn;
 use super::super::tools::Tool;
 use super::catalog::count_check;
-use super::load::temp_file;
 use crate::engine::checks::CheckOutcome;
 use crate::error::{Error, Result};
+use crate::interrupt;
 use crate::pipe::{ChannelReader, ChannelWriter};
 use crate::process::{describe_exit, stderr_gist};
 use crate::progress::Progress;
@@ -97,7 +97,8 @@ pub(super) fn parallel_copy_restore(
                 return Ok(None);
             }
             let toc_bytes = reader.record.take().unwrap_or_default();
-            let (mut tocfile, _removed) = temp_file(spool_dir, ".strongroom-toc-", "TOC file")?;
+            let (mut tocfile, _removed) =
+                interrupt::temp_file(spool_dir, ".strongroom-toc-", ".dump", "TOC file")?;
             tocfile
                 .write_all(&toc_bytes)
                 .and_then(|_| tocfile.flush())

@@ -21,25 +21,6 @@ use crate::source::conninfo::conninfo_value;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// A temporary file in `dir`, removed when both returned values drop, and on interrupts
-/// (which skip destructors).
-pub(super) fn temp_file(
-    dir: &std::path::Path,
-    prefix: &str,
-    what: &str,
-) -> Result<(tempfile::NamedTempFile, interrupt::Guard)> {
-    let f = tempfile::Builder::new()
-        .prefix(prefix)
-        .suffix(".dump")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
-    let path = f.path().to_path_buf();
-    let guard = interrupt::guard(format!("{what} {}", path.display()), move || {
-        let _ = std::fs::remove_file(&path);
-    });
-    Ok((f, guard))
-}
-
 /// Restores the dump into the existing, empty database `db` with `pg_restore`. Returns the
 /// row-count check when it could run alongside the restore's last phase.
 #[allow(clippy::too_many_arguments)]
@@ -112,7 +93,8 @@ pub(super) fn pg_restore_into(
     progress.begin("restore", Some(dump.size));
     let result = if jobs > 1 {
         // Parallel restore needs a seekable archive: spool it, then restore from the file.
-        let (spool, _removed) = temp_file(spool_dir, ".strongroom-restore-", "spool file")?;
+        let (spool, _removed) =
+            interrupt::temp_file(spool_dir, ".strongroom-restore-", ".dump", "spool file")?;
         let t = std::time::Instant::now();
         {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, spool.as_file());

@@ -6,7 +6,7 @@
 //! transaction reads the schema version. `pg_dump` writes its custom
 //! format *uncompressed* (`-Z0`): our pipeline compresses with zstd on every core after
 //! content-defined chunking, and compressed input would defeat both the chunker's dedup and
-//! the compressor. Nothing is spooled to disk (invariant 5). The roles and other globals
+//! the compressor. Nothing is spooled to disk (docs/ARCHITECTURE.md, "Invariants": memory is bounded). The roles and other globals
 //! (`pg_dumpall --globals-only`) are stored beside the dump, without password hashes unless
 //! the role is a superuser, so a restore onto a fresh server can recreate the owners.
 //!
@@ -14,7 +14,7 @@
 //! big table; measured on 702 MB (4 M bookings), `-Fd -j2` took 3.06 s against 2.96 s for
 //! one stream, and it would need a local copy of the whole dump.
 //!
-//! Restore never touches the target until the end (invariant 3): the snapshot is restored
+//! Restore never touches the target until the end (docs/ARCHITECTURE.md, "Invariants": a restore never destroys data silently): the snapshot is restored
 //! into a new database beside it, row counts are checked, then the `before_restore` hook
 //! runs, the old database is renamed aside, the new one renamed into place, the
 //! `after_restore` hook runs, and the old one is dropped (or kept with `--keep-old`; also
