@@ -60,8 +60,8 @@ pub fn with_flags(e: &Error) -> String {
         Error::PasswordMissing => {
             format!("{e}: set STRONGROOM_PASSWORD, --password-file or password_command")
         }
-        Error::TargetNotEmpty { target } => format!(
-            "{target}; pass --force to replace it (the old data is kept aside until the restore has succeeded)"
+        Error::TargetNotEmpty { target, old } => format!(
+            "{target}; pass --force to replace it (the old {old} is kept aside until the restore has succeeded)"
         ),
         Error::TargetMismatch {
             snapshot,

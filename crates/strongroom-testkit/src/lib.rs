@@ -1,7 +1,7 @@
 //! Throwaway servers for strongroom's tests.
 //!
 //! Owns starting and always removing the real servers tests run against, so that no test ever
-//! touches the machine's own services. Must not depend on strongroom itself: the library's
-//! own unit tests use it too.
+//! touches the machine's own services. Must not depend on strongroom itself, so any crate's
+//! tests can use it (today the command line's integration tests do).
 
 pub mod postgres;

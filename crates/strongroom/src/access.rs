@@ -80,8 +80,8 @@ impl Access {
 
     /// Opens the repository, unlocking it with the password when it is encrypted.
     pub fn open(&self) -> Result<Repository> {
-        let storage = self.storage()?;
         let password = self.password()?;
+        let storage = self.storage()?;
         Repository::open(storage, password.as_deref().map(str::as_bytes))
     }
 }

@@ -31,6 +31,36 @@ pub struct Config {
     /// Verification settings.
     #[serde(default)]
     pub verify: VerifySettings,
+    /// Where alerts go (`[[alerts]]`): a webhook or a command each.
+    #[serde(default)]
+    pub alerts: Vec<AlertConfig>,
+    /// Who to call (`[[contacts]]`), for the runbook and drill reports.
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+}
+
+/// One `[[alerts]]` table: exactly one of `webhook` and `command`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// URL that receives one JSON document per alert (POST).
+    pub webhook: Option<String>,
+    /// Shell command that receives the alert JSON on its standard input.
+    pub command: Option<String>,
+}
+
+/// One `[[contacts]]` table.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    /// What they are called on for, e.g. "Database administrator".
+    pub role: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+    /// Phone number.
+    pub phone: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
 }
 
 /// One `[sources.NAME]` table.
@@ -62,12 +92,23 @@ pub struct SourceConfig {
 pub struct Retention {
     /// Newest snapshots kept regardless of age.
     pub keep_last: Option<u32>,
+    /// One per hour for this many hours.
+    pub keep_hourly: Option<u32>,
     /// One per day for this many days.
     pub keep_daily: Option<u32>,
     /// One per week for this many weeks.
     pub keep_weekly: Option<u32>,
     /// One per month for this many months.
     pub keep_monthly: Option<u32>,
+    /// One per year for this many years.
+    pub keep_yearly: Option<u32>,
+    /// Everything newer than this duration (e.g. `7d`).
+    pub keep_within: Option<String>,
+    /// Snapshots carrying any of these tags are always kept.
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// How far back point-in-time recovery must reach (e.g. `7d`): the WAL it needs is kept.
+    pub pitr_window: Option<String>,
 }
 
 impl Default for Retention {
@@ -75,9 +116,14 @@ impl Default for Retention {
     fn default() -> Self {
         Retention {
             keep_last: None,
+            keep_hourly: None,
             keep_daily: Some(30),
             keep_weekly: Some(13),
             keep_monthly: Some(12),
+            keep_yearly: None,
+            keep_within: None,
+            keep_tags: Vec::new(),
+            pitr_window: None,
         }
     }
 }
@@ -141,10 +187,22 @@ impl Config {
                 }
             }
         }
-        for (what, v) in [
-            ("objectives.rpo", &cfg.objectives.rpo),
-            ("objectives.rto", &cfg.objectives.rto),
-        ] {
+        for (i, a) in cfg.alerts.iter().enumerate() {
+            if a.webhook.is_some() == a.command.is_some() {
+                return Err(Error::Config(format!(
+                    "{}: alert {} needs exactly one of webhook and command",
+                    origin.display(),
+                    i + 1
+                )));
+            }
+        }
+        let durations = [
+            ("objectives.rpo", Some(&cfg.objectives.rpo)),
+            ("objectives.rto", Some(&cfg.objectives.rto)),
+            ("retention.keep_within", cfg.retention.keep_within.as_ref()),
+            ("retention.pitr_window", cfg.retention.pitr_window.as_ref()),
+        ];
+        for (what, v) in durations.into_iter().filter_map(|(w, v)| v.map(|v| (w, v))) {
             crate::parse_duration(v)
                 .map_err(|e| Error::Config(format!("{}: {what}: {e}", origin.display())))?;
         }
@@ -278,6 +336,47 @@ url = "postgres://app@db:5432/hotel"
             c.source(Some("postgresql://x/y")).unwrap().location,
             Location::Postgres(_)
         ));
+    }
+
+    #[test]
+    fn the_contract_keys_parse() {
+        let text = r#"
+repository = "/srv/backups"
+[objectives]
+rpo = "15m"
+rto = "1h"
+[sources.hotel]
+url = "sqlite:/abs/hotel.db"
+before_restore = "systemctl stop hotel-api"
+after_restore = "systemctl start hotel-api"
+[retention]
+keep_daily = 30
+keep_weekly = 13
+keep_monthly = 12
+pitr_window = "7d"
+[[alerts]]
+webhook = "http://127.0.0.1:9/hook"
+[[alerts]]
+command = "cat >> /tmp/alerts"
+[[contacts]]
+role = "Database administrator"
+name = "Ana"
+phone = "+33 1 23 45 67 89"
+email = "ana@example.com"
+"#;
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.alerts.len(), 2);
+        assert_eq!(
+            c.contacts[0].role.as_deref(),
+            Some("Database administrator")
+        );
+        assert_eq!(c.retention.pitr_window.as_deref(), Some("7d"));
+        let both = "[[alerts]]\nwebhook = \"http://x\"\ncommand = \"y\"\n";
+        let e = Config::parse(both, Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("exactly one"), "{e}");
+        let bad = "[retention]\npitr_window = \"a week\"\n";
+        let e = Config::parse(bad, Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("retention.pitr_window"), "{e}");
     }
 
     #[test]

@@ -90,7 +90,8 @@ impl MasterKey {
         ChunkId(*blake3::keyed_hash(&self.id, data).as_bytes())
     }
 
-    /// Wraps `plaintext` in the envelope; `aad` binds it to its role and name.
+    /// Wraps `plaintext` in the envelope; `aad` binds it to its object type (an index cannot
+    /// pass for a manifest), not to its name.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         match &self.data {
             Some(key) => seal_with(key, aad, plaintext),

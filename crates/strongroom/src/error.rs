@@ -127,11 +127,29 @@ pub enum Error {
     Target(String),
     /// A restore target holds data and replacing it was not asked for.
     #[error(
-        "{target}; replacing it must be asked for (the old data is kept aside until the restore has succeeded)"
+        "{target}; replacing it must be asked for (the old {old} is kept aside until the restore has succeeded)"
     )]
     TargetNotEmpty {
         /// What the target is and what it holds.
         target: String,
+        /// What the old data is called ("file", "database").
+        old: &'static str,
+    },
+    /// The restored data is in place, but something after the swap failed; the old data is
+    /// kept so nothing is lost.
+    #[error(
+        "the restore is in place at {target}, but {trouble}{kept}",
+        kept = old.as_ref().map(|o| format!("; the old data is kept as {o}")).unwrap_or_default()
+    )]
+    InPlace {
+        /// The target, as people name it.
+        target: String,
+        /// What failed after the swap.
+        trouble: String,
+        /// Where the old data is kept, when there was any.
+        old: Option<String>,
+        /// The kind of the failure after the swap.
+        cause: ErrorKind,
     },
     /// A snapshot was given a target of the wrong sort (a file for a database, …).
     #[error("snapshot {snapshot} is {what}: it restores into {needs}")]
@@ -324,6 +342,7 @@ impl Error {
             | Error::KindMismatch { .. }
             | Error::DemoDirTaken(_) => ErrorKind::BadInput,
             Error::Hook { .. } => ErrorKind::HookFailed,
+            Error::InPlace { cause, .. } => *cause,
             Error::Failed(_) => ErrorKind::CheckFailed,
             Error::Internal(_) => ErrorKind::Internal,
         }

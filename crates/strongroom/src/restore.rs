@@ -21,7 +21,7 @@
 //! snapshot references or know how an engine builds its copy.
 
 use crate::engine::{self, Engine, RestoreOptions, Target, TargetState};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::interrupt;
 use crate::process::run_hook;
 use crate::progress::Progress;
@@ -78,10 +78,11 @@ fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome> {
     let state = engine.inspect(snap, target)?;
-    if let TargetState::Occupied(what) = &state {
+    if let TargetState::Occupied { what, old } = &state {
         if !opts.force {
             return Err(Error::TargetNotEmpty {
                 target: what.clone(),
+                old,
             });
         }
     }
@@ -103,19 +104,18 @@ fn restore(
         None => Ok(()),
     };
     let swapped = swapped?;
-    let trouble = swapped
-        .incomplete
-        .clone()
-        .or_else(|| after.as_ref().err().map(|e| e.to_string()));
-    if let Some(trouble) = trouble {
-        return Err(Error::Failed(match &swapped.old {
-            Some(old) => {
-                format!(
-                    "the restore is in place at {shown}, but {trouble}; the old data is kept as {old}"
-                )
-            }
-            None => format!("the restore is in place at {shown}, but {trouble}"),
-        }));
+    let trouble = match (&swapped.incomplete, &after) {
+        (Some(t), _) => Some((t.clone(), ErrorKind::LocalIo)),
+        (None, Err(e)) => Some((e.to_string(), e.kind())),
+        (None, Ok(())) => None,
+    };
+    if let Some((trouble, cause)) = trouble {
+        return Err(Error::InPlace {
+            target: shown,
+            trouble,
+            old: swapped.old,
+            cause,
+        });
     }
     let (mut old_kept_at, mut moved_aside) = (swapped.old, swapped.moved_aside);
     if old_kept_at.is_some() && !opts.keep_old {
@@ -125,7 +125,8 @@ fn restore(
                 moved_aside.clear();
             }
             Err(e) => {
-                tracing::warn!(old = ?old_kept_at, error = %e, "could not remove the old data; it is kept")
+                let old = old_kept_at.as_deref().unwrap_or_default();
+                tracing::warn!("could not remove the old data ({e}); it is kept at {old}")
             }
         }
     }

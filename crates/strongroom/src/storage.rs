@@ -208,7 +208,9 @@ impl Storage {
         Error::Storage {
             location: format!("{}/{}", self.url.trim_end_matches('/'), key),
             detail: short_detail(&e),
-            transient: e.is_temporary() || is_unreachable(&e),
+            // OpenDAL marks a temporary error persistent once its retries are used up: it is
+            // still worth another run later.
+            transient: e.is_temporary() || e.is_persistent() || is_unreachable(&e),
         }
     }
 

@@ -31,11 +31,11 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
             eprintln!("added key slot {name}");
         }
         KeyAction::List => {
-            let slots = repo.key_slots()?;
+            let slots = repo.key_slot_names()?;
             if ctx.json() {
-                print_json(&slots.iter().map(|(name, _)| name).collect::<Vec<_>>())?;
+                print_json(&slots)?;
             } else {
-                for (name, _) in slots {
+                for name in slots {
                     println!("{name}");
                 }
             }

@@ -75,8 +75,13 @@ pub enum TargetState {
     Absent,
     /// It exists but holds nothing of the user's (an empty database).
     Empty,
-    /// It holds data; the words say what, for the refusal ("hotel.db already exists").
-    Occupied(String),
+    /// It holds data.
+    Occupied {
+        /// What, for the refusal ("hotel.db already exists").
+        what: String,
+        /// What the old data is called in messages ("file", "database").
+        old: &'static str,
+    },
 }
 
 impl TargetState {

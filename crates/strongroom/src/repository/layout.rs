@@ -10,7 +10,7 @@
 //! config                    format version, repository id, encryption (plain, checksummed)
 //! keys/<id>                 key slots: the master key wrapped by a password-derived key
 //! data/<xx>/<pack id>       packs of sealed chunk segments, fanned out by the id's first byte
-//! index/<id>                chunk id → pack, offset, length (one object per backup)
+//! index/<id>                chunk id → pack, offset, length (one or more per backup)
 //! snapshots/<id>            manifests; the commit point
 //! journal/<time>-<rand>     one record per job run, success or failure
 //! locks/<id>                (room kept: prune's locks)

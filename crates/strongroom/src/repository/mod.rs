@@ -245,16 +245,14 @@ impl Repository {
         &self.key
     }
 
-    /// Every key slot, by name, read and checked but not opened.
-    pub fn key_slots(&self) -> Result<Vec<(String, KeySlot)>> {
-        let mut out = Vec::new();
-        for info in self.storage.list(ObjectKind::Key.folder())? {
-            let Some(name) = ObjectKind::Key.name_of(&info.key) else {
-                continue;
-            };
-            out.push((name.to_string(), read_key_slot(&self.storage, &info.key)?));
-        }
-        Ok(out)
+    /// The names of the key slots (listed, not read: a damaged slot still shows).
+    pub fn key_slot_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .storage
+            .list(ObjectKind::Key.folder())?
+            .iter()
+            .filter_map(|info| ObjectKind::Key.name_of(&info.key).map(str::to_string))
+            .collect())
     }
 
     /// Loads every `index/` object into one lookup table.

@@ -224,7 +224,10 @@ fn target_path<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t Path> {
 pub(super) fn inspect(snap: &Snapshot, target: &Target) -> Result<TargetState> {
     let path = target_path(snap, target)?;
     Ok(if path.exists() {
-        TargetState::Occupied(format!("{} already exists", path.display()))
+        TargetState::Occupied {
+            what: format!("{} already exists", path.display()),
+            old: "file",
+        }
     } else {
         TargetState::Absent
     })
@@ -385,8 +388,15 @@ impl Staged for StagedFile {
     }
 
     fn discard_old(&mut self) -> Result<()> {
-        for p in self.aside.drain(..) {
-            std::fs::remove_file(&p).map_err(|e| Error::io("removing the old data", &p, e))?;
+        // The old database first: while it stays, so do its sidecars, and it is reported
+        // as kept. Sidecars of a removed database are only clutter.
+        let mut aside = self.aside.drain(..);
+        if let Some(db) = aside.next() {
+            std::fs::remove_file(&db)
+                .map_err(|e| Error::io("removing the old database", &db, e))?;
+        }
+        for side in aside {
+            let _ = std::fs::remove_file(side);
         }
         Ok(())
     }

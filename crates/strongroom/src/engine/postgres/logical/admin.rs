@@ -336,6 +336,7 @@ pub(super) fn swap(
             let n = user_objects(target)?;
             if n > 0 {
                 return Err(Error::TargetNotEmpty {
+                    old: "database",
                     target: format!(
                         "database {name} on {} gained {n} objects during the restore, and the \
                          target was not touched",

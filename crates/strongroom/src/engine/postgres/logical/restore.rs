@@ -42,10 +42,13 @@ pub fn inspect(url: &str) -> Result<TargetState> {
     }
     let n = user_objects(&target)?;
     Ok(if n > 0 {
-        TargetState::Occupied(format!(
-            "database {name} on {} is not empty ({n} tables, views, sequences or functions)",
-            target.server()
-        ))
+        TargetState::Occupied {
+            what: format!(
+                "database {name} on {} is not empty ({n} tables, views, sequences or functions)",
+                target.server()
+            ),
+            old: "database",
+        }
     } else {
         TargetState::Empty
     })
