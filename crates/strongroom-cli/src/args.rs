@@ -6,6 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use strongroom::config::Config;
 use strongroom::repository::snapshot::Filter;
 
 const AFTER_HELP: &str = "\
@@ -115,6 +116,10 @@ pub enum Command {
         /// temporary file).
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
+        /// Run the source's before_restore/after_restore hooks even though the target is not
+        /// the source's own database (they run by themselves only when it is).
+        #[arg(long)]
+        run_hooks: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -204,7 +209,7 @@ pub enum HotelAction {
 
 #[derive(Args, Clone)]
 pub struct FilterArgs {
-    /// Only snapshots of this source.
+    /// Only snapshots of this source: its config name or its URL in any spelling.
     #[arg(long, value_name = "S")]
     pub source: Option<String>,
     /// Only snapshots with this tag (repeatable: all must match).
@@ -213,10 +218,10 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    /// The library's filter for these flags.
-    pub fn filter(&self) -> Filter {
+    /// The library's filter for these flags; `config` knows every spelling of a source.
+    pub fn filter(&self, config: &Config) -> Filter {
         Filter {
-            source: self.source.clone(),
+            source: self.source.as_deref().map(|s| config.source_match(s)),
             tags: self.tags.clone(),
         }
     }

@@ -83,6 +83,7 @@ pub fn with_flags(e: &Error) -> String {
         } => format!(
             "--kind {kind} does not apply to {engine} source {source_name} (kinds: {kinds})"
         ),
+        Error::AmbiguousLatest { .. } => format!("{e}; name one with --source"),
         Error::NoMatchingSnapshot => "no snapshot matches the given --source/--tag".into(),
         Error::DemoDirTaken(dir) => format!(
             "{} exists and was not made by the demo; choose another --dir",

@@ -679,3 +679,148 @@ fn sqlite_restore_hooks_run_around_the_swap() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+fn bookings_in(path: &Path) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM bookings", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn latest_never_crosses_sources_on_a_restore() {
+    for env in envs() {
+        let (db, _) = env.hotel_source(300);
+        // Relative spellings, from the environment's directory: recorded by identity.
+        let hotel = env.json(&["backup", "sqlite:hotel.db"]);
+        let want = format!("sqlite:{}", db.display());
+        assert_eq!(
+            hotel["source"],
+            want.as_str(),
+            "one identity: absolute path"
+        );
+        Connection::open(env.path("zero.db"))
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x)")
+            .unwrap();
+        env.json(&["backup", "sqlite:./zero.db"]);
+
+        // A restore of `latest` elsewhere names the sources and changes nothing.
+        let err = env.fails(&["restore", "latest", "--to", "elsewhere.db"]);
+        assert!(
+            err.contains("2 sources") && err.contains("zero.db") && err.contains("--source"),
+            "{err}"
+        );
+        assert!(!env.path("elsewhere.db").exists());
+        let err = env.fails(&["verify"]);
+        assert!(err.contains("2 sources"), "{err}");
+
+        // Onto a source's own database, `latest` is that source's: never the empty one.
+        let before = bookings_in(&db);
+        let out = env
+            .cmd()
+            .args(["restore", "latest", "--to", "hotel.db", "--force"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(bookings_in(&db), before);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(&want) && said.contains("taken") && said.contains("UTC"),
+            "the restore names the source and the snapshot's time: {said}"
+        );
+
+        // --source takes any spelling of the source.
+        for spelling in ["sqlite:hotel.db", "sqlite:./x/../hotel.db", want.as_str()] {
+            let listed = env.json(&["list", "--source", spelling]);
+            assert_eq!(listed.as_array().unwrap().len(), 1, "{spelling}");
+        }
+        env.cmd()
+            .args([
+                "restore",
+                "latest",
+                "--source",
+                "sqlite:hotel.db",
+                "--to",
+                "copy.db",
+            ])
+            .assert()
+            .success();
+        assert_eq!(bookings_in(&env.path("copy.db")), before);
+        env.cmd()
+            .args(["verify", "--source", "sqlite:./hotel.db"])
+            .assert()
+            .success();
+
+        // A configured name matches snapshots recorded by URL, and the other way round.
+        std::fs::write(
+            env.path("strongroom.toml"),
+            format!("[sources.hotel]\nurl = \"sqlite:{}\"\n", db.display()),
+        )
+        .unwrap();
+        let listed = env.json(&["list", "--source", "hotel"]);
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        let named = env.json(&["backup", "sqlite:hotel.db"]);
+        assert_eq!(
+            named["source"], "hotel",
+            "a configured source's URL is that source"
+        );
+        let listed = env.json(&["list", "--source", "sqlite:hotel.db"]);
+        assert_eq!(listed.as_array().unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn hooks_run_only_around_the_sources_own_database() {
+    let env = envs().into_iter().next().unwrap();
+    let (db, _) = env.hotel_source(200);
+    let log = env.path("hooks.log");
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"sqlite:{}\"\nbefore_restore = \"echo before >> {l}\"\nafter_restore = \"echo after >> {l}\"\n",
+            db.display(),
+            l = log.display()
+        ),
+    )
+    .unwrap();
+    env.json(&["backup", "hotel"]);
+    let ran = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // A drill into a side file must not stop production.
+    let out = env
+        .cmd()
+        .args(["restore", "latest", "--source", "hotel", "--to", "drill.db"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(ran(), "", "no hook for a side copy");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--run-hooks"));
+
+    // Asked for, they run.
+    env.cmd()
+        .args([
+            "restore",
+            "latest",
+            "--source",
+            "hotel",
+            "--to",
+            "drill2.db",
+            "--run-hooks",
+        ])
+        .assert()
+        .success();
+    assert_eq!(ran(), "before\nafter\n");
+
+    // Onto the source's own database (any spelling of its path), they run by themselves.
+    std::fs::remove_file(&log).unwrap();
+    env.cmd()
+        .args(["restore", "latest", "--to", "./hotel.db", "--force"])
+        .assert()
+        .success();
+    assert_eq!(ran(), "before\nafter\n");
+}

@@ -481,8 +481,28 @@ fn restore_hooks_run_around_the_swap_and_a_failing_hook_changes_nothing() {
         "CREATE TABLE precious (x int); INSERT INTO precious VALUES (1)",
     );
     let live = pg.super_url("live");
+    // "live" is not the source's own database: its hooks run only when asked to.
     env.cmd()
         .args(["restore", &id, "--target-db", &live, "--force"])
+        .assert()
+        .success();
+    assert!(
+        !log.exists(),
+        "no hook around a restore into another database"
+    );
+    pg.execute(
+        "live",
+        "DROP TABLE IF EXISTS precious; CREATE TABLE precious (x int); INSERT INTO precious VALUES (1)",
+    );
+    env.cmd()
+        .args([
+            "restore",
+            &id,
+            "--target-db",
+            &live,
+            "--force",
+            "--run-hooks",
+        ])
         .assert()
         .success();
     let text = std::fs::read_to_string(&log).unwrap();
@@ -496,7 +516,14 @@ fn restore_hooks_run_around_the_swap_and_a_failing_hook_changes_nothing() {
     pg.execute("live", "CREATE TABLE precious (x int)");
     write_config("exit 3", &after_ok);
     let before = pg.databases();
-    let err = env.fails(&["restore", &id, "--target-db", &live, "--force"]);
+    let err = env.fails(&[
+        "restore",
+        &id,
+        "--target-db",
+        &live,
+        "--force",
+        "--run-hooks",
+    ]);
     assert!(
         err.contains("before_restore") && err.contains("status 3"),
         "{err}"
@@ -511,7 +538,14 @@ fn restore_hooks_run_around_the_swap_and_a_failing_hook_changes_nothing() {
     // A target with an open session is refused at the swap, untouched.
     write_config("true", &after_ok);
     let mut session = pg.connect("live");
-    let err = env.fails(&["restore", &id, "--target-db", &live, "--force"]);
+    let err = env.fails(&[
+        "restore",
+        &id,
+        "--target-db",
+        &live,
+        "--force",
+        "--run-hooks",
+    ]);
     assert!(err.contains("in use"), "{err}");
     session.batch_execute("SELECT 1").unwrap();
     assert_eq!(pg.databases(), before);
@@ -520,7 +554,14 @@ fn restore_hooks_run_around_the_swap_and_a_failing_hook_changes_nothing() {
     // A failing after_restore (a smoke test, say): the restore is in place, but the old
     // database is kept and named, even without --keep-old.
     write_config("true", "exit 4");
-    let err = env.fails(&["restore", &id, "--target-db", &live, "--force"]);
+    let err = env.fails(&[
+        "restore",
+        &id,
+        "--target-db",
+        &live,
+        "--force",
+        "--run-hooks",
+    ]);
     assert!(
         err.contains("after_restore") && err.contains("kept as"),
         "{err}"

@@ -4,7 +4,7 @@
 //! point at the line and column. Must not open repositories or databases.
 
 use crate::error::{Error, Result};
-use crate::source::{Location, RowCounts, Source, SqlCheck, parse_location};
+use crate::source::{RowCounts, Source, SourceMatch, SqlCheck, identity_of, parse_location};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -256,24 +256,43 @@ impl Config {
                         }
                     ))
                 })?;
-                // A URL that a configured source also names gets that source's checks.
-                let named = self.sources.values().find(|s| parse_location(&s.url).as_ref() == Some(&location));
-                // The name recorded in snapshots never carries a password (docs/ARCHITECTURE.md, "Invariants": secrets never appear).
-                let name = match &location {
-                    Location::Postgres(_) => crate::source::conninfo::redact_url(a),
-                    Location::Sqlite(_) => a.to_string(),
-                };
+                // A URL that a configured source also names is that source: one database,
+                // one identity, whatever spelling was typed.
+                let identity = location.identity();
+                if let Some((name, s)) = self
+                    .sources
+                    .iter()
+                    .find(|(_, s)| identity_of(&s.url).as_deref() == Some(identity.as_str()))
+                {
+                    return Ok(from_config(name, s));
+                }
+                // The identity never carries a password (docs/ARCHITECTURE.md, "Invariants":
+                // secrets never appear).
                 Ok(Source {
-                    name,
+                    name: identity,
                     location,
-                    schema_version_query: named.and_then(|s| s.schema_version_query.clone()),
-                    checks: named.map(|s| s.checks.clone()).unwrap_or_default(),
-                    before_restore: named.and_then(|s| s.before_restore.clone()),
-                    after_restore: named.and_then(|s| s.after_restore.clone()),
-                    row_counts: named.map(|s| s.row_counts).unwrap_or_default(),
+                    schema_version_query: None,
+                    checks: Vec::new(),
+                    before_restore: None,
+                    after_restore: None,
+                    row_counts: RowCounts::default(),
                 })
             }
         }
+    }
+
+    /// Every spelling of the source a `--source` value names: the value, its identity when
+    /// it is a URL, and the configured source's name and URL when it names one.
+    pub fn source_match(&self, typed: &str) -> SourceMatch {
+        let mut m = SourceMatch::new(typed);
+        let identity = identity_of(typed);
+        for (name, s) in &self.sources {
+            if name == typed || (identity.is_some() && identity_of(&s.url) == identity) {
+                m.add(name);
+                m.add(&s.url);
+            }
+        }
+        m
     }
 
     /// The checks configured for a snapshot's source (matched by name, then by URL).
@@ -299,6 +318,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Location;
 
     const EXAMPLE: &str = r#"
 repository = "/srv/backups"
@@ -318,13 +338,17 @@ url = "postgres://app@db:5432/hotel"
         let s = c.source(Some("hotel")).unwrap();
         assert_eq!(s.location, Location::Sqlite("hotel.db".into()));
         assert_eq!(s.checks.len(), 1);
-        let u = c.source(Some("sqlite:hotel.db")).unwrap();
-        assert_eq!(u.name, "sqlite:hotel.db");
-        assert_eq!(
-            u.checks.len(),
-            1,
-            "URL of a configured source inherits its checks"
-        );
+        let u = c.source(Some("sqlite:./hotel.db")).unwrap();
+        assert_eq!(u.name, "hotel", "a configured source's URL is that source");
+        assert_eq!(u.checks.len(), 1);
+        let other = c.source(Some("sqlite:other.db")).unwrap();
+        assert_eq!(other.name, identity_of("sqlite:other.db").unwrap());
+        let pg = c.source(Some("postgresql://app:pw@db/hotel")).unwrap();
+        assert_eq!(pg.name, "prod");
+        let m = c.source_match("hotel");
+        assert!(m.matches("hotel") && m.matches(&identity_of("sqlite:hotel.db").unwrap()));
+        assert!(c.source_match("postgres://app@db/hotel").matches("prod"));
+        assert!(!c.source_match("prod").matches("hotel"));
         assert!(c.source(None).unwrap_err().to_string().contains("several"));
         assert!(
             c.source(Some("nope"))
@@ -388,8 +412,10 @@ email = "ana@example.com"
         assert!(prod.before_restore.is_some() && prod.after_restore.is_some());
         assert_eq!(prod.row_counts, RowCounts::Exact);
         // A password in a URL given on the command line never becomes the recorded name.
-        let s = c.source(Some("postgres://app:hunter2@db/hotel")).unwrap();
-        assert_eq!(s.name, "postgres://app@db/hotel");
+        let s = c
+            .source(Some("postgres://app:hunter2@elsewhere/hotel"))
+            .unwrap();
+        assert_eq!(s.name, "postgres://app@elsewhere:5432/hotel");
     }
 
     #[test]

@@ -116,6 +116,17 @@ pub enum Error {
     /// `latest` was asked for under a source or tags that no snapshot has.
     #[error("no snapshot matches the source and tags given")]
     NoMatchingSnapshot,
+    /// `latest` was asked for a restore or verify without a source, and the repository holds
+    /// snapshots of several.
+    #[error(
+        "`latest` is ambiguous here: the repository holds snapshots of {} sources ({})",
+        sources.len(),
+        sources.join(", ")
+    )]
+    AmbiguousLatest {
+        /// The sources, as recorded.
+        sources: Vec<String>,
+    },
     /// A snapshot reference is malformed or ambiguous.
     #[error("{0}")]
     BadReference(String),
@@ -336,6 +347,7 @@ impl Error {
             Error::PasswordMissing
             | Error::NoRepositoryGiven
             | Error::BadReference(_)
+            | Error::AmbiguousLatest { .. }
             | Error::Config(_)
             | Error::BadUrl { .. }
             | Error::TargetMismatch { .. }

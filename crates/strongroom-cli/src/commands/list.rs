@@ -12,7 +12,7 @@ use strongroom::{ErrorKind, human_bytes};
 /// make the command fail after the intact ones were listed.
 pub fn run(ctx: &Ctx, filter: &FilterArgs) -> Result<()> {
     let repo = ctx.open()?;
-    let f = filter.filter();
+    let f = filter.filter(&ctx.config);
     let (all, damaged) = repo.snapshots_lenient()?;
     let snaps: Vec<Snapshot> = all.into_iter().filter(|s| f.matches(s)).collect();
     if ctx.json() {

@@ -34,6 +34,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<()> {
             keep_old,
             full_check,
             jobs,
+            run_hooks,
             filter,
         } => restore::run(
             ctx,
@@ -46,6 +47,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<()> {
                 keep_old,
                 full_check,
                 jobs,
+                run_hooks,
             },
         ),
         Command::Verify {

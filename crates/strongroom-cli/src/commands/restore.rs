@@ -3,7 +3,7 @@
 use crate::args::FilterArgs;
 use crate::context::Ctx;
 use crate::failure::fail;
-use crate::output::print_json;
+use crate::output::{fmt_time, print_json};
 use anyhow::Result;
 use std::path::PathBuf;
 use strongroom::engine::{RestoreOptions, Target};
@@ -24,12 +24,33 @@ pub struct Flags {
     pub full_check: bool,
     /// PostgreSQL: parallel jobs.
     pub jobs: Option<usize>,
+    /// Run the source's hooks even when the target is not its own database.
+    pub run_hooks: bool,
 }
 
 /// Restores the snapshot `reference` names into the target the flags give.
 pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Result<()> {
     let repo = ctx.open()?;
-    let s = repo.resolve(reference, &filter.filter())?;
+    let mut filter = filter.filter(&ctx.config);
+    // `latest` without --source: the target may say which source is meant, when it is a
+    // source's own database; otherwise `latest` must not cross sources.
+    let given = match (&flags.to, &flags.target_db) {
+        (Some(p), None) => Some(Target::File(p.clone())),
+        (None, Some(url)) => Some(Target::Database(url.clone())),
+        _ => None,
+    };
+    if let (None, Some(t), true) = (
+        &filter.source,
+        &given,
+        strongroom::repository::snapshot::is_latest(reference),
+    ) {
+        let own = ctx.config.source_match(&t.identity());
+        let (all, _) = repo.snapshots_lenient()?;
+        if all.iter().any(|s| own.matches(&s.source)) {
+            filter.source = Some(own);
+        }
+    }
+    let s = repo.resolve_one_source(reference, &filter)?;
     let logical = s.kind == BackupKind::Logical;
     let target = match (&s.engine, flags.to, flags.target_db) {
         (EngineKind::Sqlite, Some(p), None) => Target::File(p),
@@ -62,7 +83,22 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             ));
         }
     };
-    let source = ctx.config.source_for(&s.source);
+    // Hooks (stop and start the application) belong to the source's own database: a
+    // restore into another place must not stop production, unless asked to.
+    let source = ctx
+        .config
+        .source_for(&s.source)
+        .filter(|src| flags.run_hooks || target.is_location_of(src));
+    if let Some(src) = ctx.config.source_for(&s.source) {
+        let has_hooks = src.before_restore.is_some() || src.after_restore.is_some();
+        if has_hooks && source.is_none() {
+            eprintln!(
+                "note: not running source {}'s before_restore/after_restore hooks: {} is not its own database (--run-hooks runs them)",
+                src.name,
+                target.identity()
+            );
+        }
+    }
     if matches!(target, Target::Database(_)) {
         strongroom::interrupt::install();
     }
@@ -83,7 +119,8 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
     )?;
     if ctx.json() {
         print_json(
-            &serde_json::json!({"snapshot": s.id, "target": out.target, "bytes": out.bytes,
+            &serde_json::json!({"snapshot": s.id, "source": s.source, "taken": s.started_at.to_string(),
+            "target": out.target, "bytes": out.bytes,
             "seconds": t.elapsed().as_secs_f64(), "old_kept_at": out.old_kept_at, "moved_aside": out.moved_aside}),
         )?;
     } else {
@@ -93,8 +130,10 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             _ => "row counts match the snapshot",
         };
         println!(
-            "restored snapshot {} to {} ({}, {checked}) in {:.2} s",
+            "restored snapshot {} of {} (taken {} UTC) to {} ({}, {checked}) in {:.2} s",
             s.short_id(),
+            s.source,
+            fmt_time(s.started_at),
             out.target,
             human_bytes(out.bytes),
             t.elapsed().as_secs_f64()

@@ -10,7 +10,7 @@ use strongroom::repository::snapshot::Snapshot;
 /// Shows the snapshot `reference` names.
 pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs) -> Result<()> {
     let repo = ctx.open()?;
-    let s = repo.resolve(reference, &filter.filter())?;
+    let s = repo.resolve(reference, &filter.filter(&ctx.config))?;
     if ctx.json() {
         print_json(&s.summary())?;
     } else {

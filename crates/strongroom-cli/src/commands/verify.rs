@@ -13,7 +13,7 @@ use strongroom::repository::snapshot::Snapshot;
 pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -> Result<()> {
     let repo = ctx.open()?;
     let snaps = if all {
-        let f = filter.filter();
+        let f = filter.filter(&ctx.config);
         let v: Vec<Snapshot> = repo
             .snapshots()?
             .into_iter()
@@ -24,7 +24,7 @@ pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -
         }
         v
     } else {
-        vec![repo.resolve(reference.unwrap_or("latest"), &filter.filter())?]
+        vec![repo.resolve_one_source(reference.unwrap_or("latest"), &filter.filter(&ctx.config))?]
     };
     let scratch = Scratch {
         dir: ctx

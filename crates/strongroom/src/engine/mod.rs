@@ -39,6 +39,23 @@ pub enum Target {
     Database(String),
 }
 
+impl Target {
+    /// The identity of the database at this target, spelled as a source's would be
+    /// ([`Location::identity`]): a restore replaces a source's own database exactly when
+    /// the two are equal.
+    pub fn identity(&self) -> String {
+        match self {
+            Target::File(p) => Location::Sqlite(p.clone()).identity(),
+            Target::Database(url) => Location::Postgres(url.clone()).identity(),
+        }
+    }
+
+    /// Whether this target is `source`'s own database (its hooks then apply).
+    pub fn is_location_of(&self, source: &Source) -> bool {
+        self.identity() == source.location.identity()
+    }
+}
+
 /// Where test restores happen.
 #[derive(Clone, Debug, Default)]
 pub struct Scratch {

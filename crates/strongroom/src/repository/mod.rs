@@ -343,9 +343,24 @@ impl Repository {
     /// Resolves a snapshot reference (`latest`, id, id prefix) under a filter. Damaged
     /// manifests are skipped, unless the reference names one: then its damage is the error.
     pub fn resolve(&self, reference: &str, filter: &Filter) -> Result<Snapshot> {
+        self.resolve_with(reference, filter, snapshot::resolve)
+    }
+
+    /// Like [`Repository::resolve`], for a restore or verify: `latest` without a source is
+    /// refused when several sources have snapshots ([`snapshot::resolve_one_source`]).
+    pub fn resolve_one_source(&self, reference: &str, filter: &Filter) -> Result<Snapshot> {
+        self.resolve_with(reference, filter, snapshot::resolve_one_source)
+    }
+
+    fn resolve_with(
+        &self,
+        reference: &str,
+        filter: &Filter,
+        pick: for<'a> fn(&'a [Snapshot], &str, &Filter) -> Result<&'a Snapshot>,
+    ) -> Result<Snapshot> {
         let (all, damaged) = self.snapshots_lenient()?;
         let wanted = reference.to_ascii_lowercase();
-        if !damaged.is_empty() && wanted == "latest" {
+        if !damaged.is_empty() && snapshot::is_latest(&wanted) {
             let ids: Vec<&str> = damaged
                 .iter()
                 .map(|(id, _)| &id[..8.min(id.len())])
@@ -362,7 +377,7 @@ impl Repository {
         {
             return Err(e);
         }
-        snapshot::resolve(&all, reference, filter).cloned()
+        pick(&all, reference, filter).cloned()
     }
 }
 

@@ -8,6 +8,7 @@
 use super::layout::ObjectKind;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+use crate::source::SourceMatch;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -273,8 +274,8 @@ impl Snapshot {
 /// Narrows which snapshots a reference may mean.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
-    /// Only snapshots of this source.
-    pub source: Option<String>,
+    /// Only snapshots of this source (any of its spellings).
+    pub source: Option<SourceMatch>,
     /// Only snapshots carrying every one of these tags.
     pub tags: Vec<String>,
 }
@@ -282,16 +283,21 @@ pub struct Filter {
 impl Filter {
     /// Whether a snapshot passes the filter.
     pub fn matches(&self, s: &Snapshot) -> bool {
-        self.source.as_ref().is_none_or(|src| &s.source == src)
+        self.source.as_ref().is_none_or(|m| m.matches(&s.source))
             && self.tags.iter().all(|t| s.tags.contains(t))
     }
+}
+
+/// Whether a reference means the newest snapshot (`latest`, in any case).
+pub fn is_latest(reference: &str) -> bool {
+    reference.eq_ignore_ascii_case("latest")
 }
 
 /// Picks one snapshot from `all` (sorted oldest first) for a reference: `latest`, a full id,
 /// or a unique prefix of at least 6 characters.
 pub fn resolve<'a>(all: &'a [Snapshot], reference: &str, filter: &Filter) -> Result<&'a Snapshot> {
     let candidates: Vec<&Snapshot> = all.iter().filter(|s| filter.matches(s)).collect();
-    if reference == "latest" {
+    if is_latest(reference) {
         return candidates.last().copied().ok_or_else(|| {
             match (&filter.source, filter.tags.is_empty()) {
                 (None, true) => Error::NoSnapshot(
@@ -321,6 +327,29 @@ pub fn resolve<'a>(all: &'a [Snapshot], reference: &str, filter: &Filter) -> Res
             many.len()
         ))),
     }
+}
+
+/// Like [`resolve`], but `latest` must not cross sources: without a source in the filter,
+/// `latest` is refused when the candidates come from more than one source (a restore or a
+/// verify must never take one database's newest snapshot for another's).
+pub fn resolve_one_source<'a>(
+    all: &'a [Snapshot],
+    reference: &str,
+    filter: &Filter,
+) -> Result<&'a Snapshot> {
+    if is_latest(reference) && filter.source.is_none() {
+        let sources: std::collections::BTreeSet<&str> = all
+            .iter()
+            .filter(|s| filter.matches(s))
+            .map(|s| s.source.as_str())
+            .collect();
+        if sources.len() > 1 {
+            return Err(Error::AmbiguousLatest {
+                sources: sources.into_iter().map(str::to_string).collect(),
+            });
+        }
+    }
+    resolve(all, reference, filter)
 }
 
 #[cfg(test)]
@@ -376,10 +405,25 @@ pub(crate) mod tests {
         };
         assert_eq!(resolve(&all, "latest", &tagged).unwrap().id, "aaaaaa22");
         let src = Filter {
-            source: Some("a".into()),
+            source: Some(SourceMatch::new("a")),
             tags: vec![],
         };
         assert_eq!(resolve(&all, "aaaaaa", &src).unwrap().id, "aaaaaa11");
+        assert_eq!(resolve(&all, "LATEST", &src).unwrap().id, "bbbbbb33");
+        // latest across sources: refused for a restore, with the sources named
+        let e = resolve_one_source(&all, "latest", &f).unwrap_err();
+        assert!(
+            matches!(e, Error::AmbiguousLatest { ref sources } if sources.len() == 2),
+            "{e}"
+        );
+        assert_eq!(
+            resolve_one_source(&all, "latest", &src).unwrap().id,
+            "bbbbbb33"
+        );
+        assert_eq!(
+            resolve_one_source(&all, "aaaaaa22", &f).unwrap().id,
+            "aaaaaa22"
+        );
         assert!(
             resolve(&[], "latest", &f)
                 .unwrap_err()
