@@ -824,3 +824,97 @@ fn hooks_run_only_around_the_sources_own_database() {
         .success();
     assert_eq!(ran(), "before\nafter\n");
 }
+
+#[test]
+fn backups_never_build_on_missing_or_damaged_data() {
+    for env in envs() {
+        let (db, src) = env.hotel_source(2_000);
+        let storage = env.storage();
+        env.json(&["backup", &src]);
+        let packs = storage.list("data/").unwrap();
+        assert!(!packs.is_empty());
+
+        // A lost pack: the next backup must store its chunks again, not reuse them.
+        storage.delete(&packs[0].key).unwrap();
+        let err = env.fails(&["check"]);
+        assert!(err.contains(&packs[0].key), "{err}");
+        let second = env.json(&["backup", &src]);
+        assert!(
+            second["added"].as_u64().unwrap() > 0,
+            "a backup re-stores what the index can no longer vouch for: {second}"
+        );
+        let id = second["id"].as_str().unwrap();
+        env.cmd()
+            .args(["restore", id, "--to", "after-loss.db"])
+            .assert()
+            .success();
+        assert_eq!(bookings_in(&env.path("after-loss.db")), bookings_in(&db));
+        env.cmd().args(["verify", id]).assert().success();
+
+        // A damaged pack found by check: the same.
+        let packs = storage.list("data/").unwrap();
+        let victim = &packs[packs.len() - 1].key;
+        let mut bytes = storage.get(victim).unwrap();
+        bytes[100] ^= 0x01;
+        storage.put(victim, &bytes).unwrap();
+        let err = env.fails(&["check", "--read-data"]);
+        assert!(err.contains(victim), "{err}");
+        assert!(
+            !storage.list("damage/").unwrap().is_empty(),
+            "check records damage"
+        );
+        let third = env.json(&["backup", &src]);
+        let id = third["id"].as_str().unwrap();
+        env.cmd()
+            .args(["restore", id, "--to", "after-damage.db"])
+            .assert()
+            .success();
+        assert_eq!(bookings_in(&env.path("after-damage.db")), bookings_in(&db));
+
+        // A damaged index object costs only what it alone lists: list, show, backup and a
+        // restore of the newest snapshot still work.
+        let idx = storage.list("index/").unwrap().remove(0).key;
+        let mut b = storage.get(&idx).unwrap();
+        b[20] ^= 0x04;
+        storage.put(&idx, &b).unwrap();
+        env.json(&["list"]);
+        let fourth = env.json(&["backup", &src]);
+        env.cmd()
+            .args([
+                "restore",
+                fourth["id"].as_str().unwrap(),
+                "--to",
+                "after-index.db",
+            ])
+            .assert()
+            .success();
+        assert_eq!(bookings_in(&env.path("after-index.db")), bookings_in(&db));
+        let err = env.fails(&["check"]);
+        assert!(err.contains(&idx), "{err}");
+    }
+}
+
+#[test]
+fn check_accounts_for_data_no_snapshot_needs() {
+    let env = envs().into_iter().next().unwrap();
+    let (_, src) = env.hotel_source(500);
+    env.json(&["backup", &src]);
+    // What a killed backup leaves: a pack no index names, and a temporary object.
+    let storage = env.storage();
+    let pack = storage.list("data/").unwrap().remove(0);
+    let bytes = storage.get(&pack.key).unwrap();
+    let orphan = format!("data/ee/{}", "ee".repeat(32));
+    storage.put(&orphan, &bytes).unwrap();
+    std::fs::write(
+        Path::new(&env.repo).join("data").join(".tmp-interrupted"),
+        b"half",
+    )
+    .unwrap();
+    let report = env.json(&["check"]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["unreferenced"]["packs"], 1, "{report}");
+    assert_eq!(report["unreferenced"]["pack_bytes"], bytes.len() as u64);
+    assert_eq!(report["unreferenced"]["temporary_objects"], 1, "{report}");
+    let out = env.cmd().arg("check").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unreferenced"));
+}

@@ -1,17 +1,23 @@
 //! Repository integrity (`strongroom check`): is everything a snapshot needs present, and
 //! (reading the data) intact?
 //!
-//! Owns the `check` job. Without read-data it proves that every manifest opens, every chunk list it
-//! names resolves, every chunk is in the index and every pack the index names exists. With
-//! read-data it reads every object (packs, indexes, manifests, journal, key slots), checks each
-//! pack's hash against its name and authenticates every blob, and names the snapshots each
-//! damaged object affects. Must not modify the repository.
+//! Owns the `check` job. Without read-data it proves that every manifest opens, every chunk
+//! list it names resolves, every chunk is in the index and every pack the index names exists.
+//! With read-data it reads every object (packs, indexes, manifests, journal, key slots),
+//! checks each pack's hash against its name and authenticates every blob, and names the
+//! snapshots each damaged object affects. It also accounts for data no snapshot needs (packs
+//! of interrupted backups, temporary objects of interrupted writes), which prune reclaims.
+//!
+//! Its one change to the repository is the damage record (`repository::damage`): every pack
+//! found missing or damaged is recorded, so the next backup stores those chunks again instead
+//! of building on them, and a pack a full read finds sound again loses its record. Must not
+//! delete or rewrite data.
 
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, PackId};
 use crate::progress::Progress;
 use crate::repository::Repository;
-use crate::repository::index::{Index, Location};
+use crate::repository::index::Location;
 use crate::repository::journal::JournalRecord;
 use crate::repository::layout::ObjectKind;
 use crate::repository::pack;
@@ -47,6 +53,23 @@ pub struct CheckReport {
     pub bytes_read: u64,
     /// What is wrong.
     pub problems: Vec<Problem>,
+    /// Data no snapshot needs: not a problem, but space prune will reclaim.
+    pub unreferenced: Unreferenced,
+}
+
+/// Stored data that no snapshot references.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Unreferenced {
+    /// Packs none of whose chunks a snapshot needs (left by interrupted or failed backups).
+    pub packs: usize,
+    /// Their size in bytes.
+    pub pack_bytes: u64,
+    /// Indexed chunks no snapshot needs.
+    pub chunks: usize,
+    /// Temporary objects left by interrupted writes.
+    pub temporary_objects: usize,
+    /// Their size in bytes.
+    pub temporary_bytes: u64,
 }
 
 fn problem(object: impl Into<String>, detail: impl Into<String>) -> Problem {
@@ -85,13 +108,11 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         .into_iter()
         .filter_map(|o| PackId::from_object_key(&o.key).map(|p| (p, o.size)))
         .collect();
-    let mut index = Index::default();
-    for o in storage.list(ObjectKind::Index.folder())? {
-        match repo.read_index(&o.key) {
-            Ok(entries) => index.extend(entries),
-            Err(e) => problems.push(problem(o.key, e.to_string())),
-        }
+    let index = repo.load_index()?;
+    for (object, why) in index.unreadable() {
+        problems.push(problem(object, why));
     }
+    let recorded = repo.damaged_packs()?;
     // Index entries pointing at packs that do not exist.
     let mut by_pack: HashMap<PackId, Vec<ChunkId>> = HashMap::new();
     for (id, loc) in index.entries() {
@@ -120,6 +141,24 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             let mut pr = problem(p.object_key(), "missing, but the index refers to it");
             pr.chunks = ids.iter().copied().collect();
             problems.push(pr);
+            if !recorded.contains(p) {
+                note_damage(repo, p, "missing");
+            }
+        } else if recorded.contains(p) && !read_data {
+            // Found damaged by an earlier check or verify; only a full read clears it.
+            let detail = repo
+                .read_damage(p)
+                .map(|r| {
+                    format!(
+                        "recorded damaged on {}: {}",
+                        r.found_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                        r.detail
+                    )
+                })
+                .unwrap_or_else(|e| format!("recorded damaged ({e})"));
+            let mut pr = problem(p.object_key(), detail);
+            pr.chunks = ids.iter().copied().collect();
+            problems.push(pr);
         }
     }
     let mut bytes_read = 0;
@@ -133,6 +172,9 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             let bytes = match storage.get(&object) {
                 Ok(b) => b,
                 Err(e) => {
+                    if e.is_damage() {
+                        note_damage(repo, p, &e.to_string());
+                    }
                     let mut pr = problem(&object, e.to_string());
                     pr.chunks = by_pack.get(p).into_iter().flatten().copied().collect();
                     problems.push(pr);
@@ -175,18 +217,31 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             }
             match (first_err, whole) {
                 (Some(e), _) => {
-                    let mut pr = problem(
-                        &object,
-                        format!("{} damaged chunk(s), first: {e}", bad.len()),
-                    );
+                    let detail = format!("{} damaged chunk(s), first: {e}", bad.len());
+                    note_damage(repo, p, &detail);
+                    let mut pr = problem(&object, detail);
                     pr.chunks = bad;
                     problems.push(pr);
                 }
-                (None, Err(e)) => problems.push(problem(
-                    &object,
-                    format!("{e} (no indexed chunk is affected)"),
-                )),
-                (None, Ok(_)) => {}
+                (None, Err(e)) => {
+                    note_damage(repo, p, &e.to_string());
+                    problems.push(problem(
+                        &object,
+                        format!("{e} (no indexed chunk is affected)"),
+                    ))
+                }
+                (None, Ok(_)) => {
+                    if recorded.contains(p) {
+                        match repo.clear_damage(p) {
+                            Ok(()) => {
+                                tracing::info!(pack = %object, "read sound again; its damage record is removed")
+                            }
+                            Err(e) => tracing::warn!(
+                                "could not remove the damage record of {object}: {e}"
+                            ),
+                        }
+                    }
+                }
             }
         }
         progress.end();
@@ -206,6 +261,8 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     // Every snapshot: manifest, chunk lists, chunks.
     let listed = storage.list(ObjectKind::Snapshot.folder())?;
     let mut snapshots = 0;
+    let mut used_by_any: HashSet<ChunkId> = HashSet::new();
+    let mut all_lists_read = true;
     for o in &listed {
         let Some(id) = ObjectKind::Snapshot.name_of(&o.key) else {
             continue;
@@ -216,6 +273,7 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
                 let mut pr = problem(&o.key, e.to_string());
                 pr.snapshots.push(id.to_string());
                 problems.push(pr);
+                all_lists_read = false;
                 continue;
             }
         };
@@ -226,6 +284,7 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
                 let mut pr = problem(&o.key, format!("cannot read its chunk lists: {e}"));
                 pr.snapshots.push(snap.id.clone());
                 problems.push(pr);
+                all_lists_read = false;
                 continue;
             }
         };
@@ -247,6 +306,30 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
                 pr.snapshots.push(snap.id.clone());
             }
         }
+        used_by_any.extend(used);
+    }
+    // What no snapshot needs, counted only when every snapshot's lists were read (else a
+    // chunk of an unreadable one would look unneeded).
+    let mut unreferenced = Unreferenced::default();
+    if all_lists_read {
+        let mut needed_packs: HashSet<PackId> = HashSet::new();
+        for (id, loc) in index.entries() {
+            if used_by_any.contains(&id) {
+                needed_packs.insert(loc.pack);
+            } else {
+                unreferenced.chunks += 1;
+            }
+        }
+        for (p, size) in &packs {
+            if !needed_packs.contains(p) {
+                unreferenced.packs += 1;
+                unreferenced.pack_bytes += size;
+            }
+        }
+    }
+    for o in storage.list_temporary()? {
+        unreferenced.temporary_objects += 1;
+        unreferenced.temporary_bytes += o.size;
     }
     Ok(CheckReport {
         ok: problems.is_empty(),
@@ -255,5 +338,13 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         chunks: index.len(),
         bytes_read,
         problems,
+        unreferenced,
     })
+}
+
+/// Records a pack as damaged; a failure to record is logged, never the check's outcome.
+fn note_damage(repo: &Repository, pack: &PackId, detail: &str) {
+    if let Err(e) = repo.record_damage(pack, detail) {
+        tracing::warn!("could not record {} as damaged: {e}", pack.object_key());
+    }
 }

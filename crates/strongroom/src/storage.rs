@@ -313,6 +313,16 @@ impl Storage {
         Ok(out)
     }
 
+    /// Temporary objects that interrupted writes left behind (local directories only: an
+    /// object store's single PUT leaves nothing). [`Storage::list`] never shows them.
+    pub fn list_temporary(&self) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        if let Backend::Local(root) = &self.backend {
+            walk_temporary(root, root, &mut out)?;
+        }
+        Ok(out)
+    }
+
     /// Deletes an object; deleting a missing object succeeds.
     pub fn delete(&self, key: &str) -> Result<()> {
         match &self.backend {
@@ -337,6 +347,32 @@ fn is_unreachable(e: &opendal::Error) -> bool {
     full.contains("error sending request")
         || full.contains("Connection refused")
         || full.contains("dns error")
+}
+
+/// Collects the temporary files of interrupted local writes below `dir`.
+fn walk_temporary(dir: &Path, root: &Path, out: &mut Vec<ObjectInfo>) -> Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
+        let path = entry.path();
+        let meta = entry
+            .metadata()
+            .map_err(|e| Error::io("reading", &path, e))?;
+        if meta.is_dir() {
+            walk_temporary(&path, root, out)?;
+        } else if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            let rel = path.strip_prefix(root).expect("walked below the root");
+            out.push(ObjectInfo {
+                key: rel.to_string_lossy().replace('\\', "/"),
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One readable clause from an OpenDAL error, whose own text spans lines of context.

@@ -42,6 +42,22 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
             };
             eprintln!("damaged: {}: {}{affects}", p.object, p.detail);
         }
+        let u = &report.unreferenced;
+        if u.packs > 0 || u.chunks > 0 {
+            println!(
+                "unreferenced: {} pack(s) holding {} that no snapshot needs, {} chunk(s) in all (interrupted or failed backups; prune reclaims them)",
+                u.packs,
+                human_bytes(u.pack_bytes),
+                u.chunks
+            );
+        }
+        if u.temporary_objects > 0 {
+            println!(
+                "unreferenced: {} temporary object(s), {}, left by interrupted writes",
+                u.temporary_objects,
+                human_bytes(u.temporary_bytes)
+            );
+        }
     }
     if !report.ok {
         let p = &report.problems[0];

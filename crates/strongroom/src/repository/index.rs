@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, PackId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Where a chunk lives: its segment in a pack, and its place inside the opened segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,11 +33,22 @@ pub struct Location {
 pub type Entry = (ChunkId, Location);
 
 /// Every chunk the repository knows, loaded from all `index/` objects.
+///
+/// A chunk may be listed more than once (stored again after its first pack was lost): the
+/// index keeps one location, preferring a pack in good health, so reads go to the copy that
+/// exists. Pack health is what the repository knows when the index is loaded: the packs
+/// present, and those recorded damaged.
 #[derive(Default)]
 pub struct Index {
     packs: Vec<PackId>,
     pack_numbers: HashMap<PackId, u32>,
     chunks: HashMap<ChunkId, (u32, [u32; 4])>,
+    /// The packs that exist, when known; a pack not among them is missing.
+    present: Option<HashSet<PackId>>,
+    /// Packs recorded damaged.
+    damaged: HashSet<PackId>,
+    /// Index objects that could not be read, with why.
+    unreadable: Vec<(String, String)>,
 }
 
 impl Index {
@@ -61,6 +72,36 @@ impl Index {
         }
     }
 
+    /// Sets what is known of pack health (call before adding entries): the packs present,
+    /// and the packs recorded damaged.
+    pub fn set_pack_health(&mut self, present: HashSet<PackId>, damaged: HashSet<PackId>) {
+        self.present = Some(present);
+        self.damaged = damaged;
+    }
+
+    /// Whether a pack is known missing or damaged.
+    pub fn is_bad(&self, pack: &PackId) -> bool {
+        self.damaged.contains(pack) || self.present.as_ref().is_some_and(|p| !p.contains(pack))
+    }
+
+    /// Whether the index can vouch for a chunk: it is listed in a pack in good health. A
+    /// backup stores again every chunk the index cannot vouch for.
+    pub fn vouches_for(&self, id: &ChunkId) -> bool {
+        self.chunks
+            .get(id)
+            .is_some_and(|(p, _)| !self.is_bad(&self.packs[*p as usize]))
+    }
+
+    /// Notes an index object that could not be read.
+    pub fn add_unreadable(&mut self, object: String, why: String) {
+        self.unreadable.push((object, why));
+    }
+
+    /// Index objects that could not be read, with why: chunks only they listed are unknown.
+    pub fn unreadable(&self) -> &[(String, String)] {
+        &self.unreadable
+    }
+
     /// Number of chunks known.
     pub fn len(&self) -> usize {
         self.chunks.len()
@@ -78,16 +119,26 @@ impl Index {
             .map(|(id, &(p, n))| (*id, self.location(p, n)))
     }
 
-    /// Adds one entry (a later duplicate of a chunk keeps the first location).
+    /// Adds one entry. A later duplicate of a chunk keeps the first location, unless that
+    /// one is in a missing or damaged pack and the new one is not.
     pub fn insert(&mut self, id: ChunkId, loc: Location) {
         let next = self.packs.len() as u32;
         let p = *self.pack_numbers.entry(loc.pack).or_insert_with(|| {
             self.packs.push(loc.pack);
             next
         });
-        self.chunks
-            .entry(id)
-            .or_insert((p, [loc.offset, loc.len, loc.inner_offset, loc.inner_len]));
+        let value = (p, [loc.offset, loc.len, loc.inner_offset, loc.inner_len]);
+        match self.chunks.get(&id) {
+            None => {
+                self.chunks.insert(id, value);
+            }
+            Some(&(old, _)) => {
+                let old_bad = self.is_bad(&self.packs[old as usize]);
+                if old_bad && !self.is_bad(&loc.pack) {
+                    self.chunks.insert(id, value);
+                }
+            }
+        }
     }
 
     /// Adds every entry of a decoded index object.
@@ -233,5 +284,21 @@ mod tests {
         assert_eq!(ix.get(&ChunkId([9; 32])), Some(a));
         assert_eq!(ix.len(), 1);
         assert_eq!(PackId::from_object_key(&a.pack.object_key()), Some(a.pack));
+        assert!(ix.vouches_for(&ChunkId([9; 32])), "health unknown: trusted");
+
+        // Pack 1 is missing: its chunks are not vouched for, and a copy elsewhere wins.
+        let mut ix = Index::default();
+        ix.set_pack_health([b.pack].into(), HashSet::new());
+        ix.insert(ChunkId([9; 32]), a);
+        assert!(!ix.vouches_for(&ChunkId([9; 32])));
+        ix.insert(ChunkId([9; 32]), b);
+        assert_eq!(ix.get(&ChunkId([9; 32])), Some(b));
+        assert!(ix.vouches_for(&ChunkId([9; 32])));
+        // A pack recorded damaged is not vouched for either, though present.
+        let mut ix = Index::default();
+        ix.set_pack_health([a.pack, b.pack].into(), [b.pack].into());
+        ix.insert(ChunkId([7; 32]), b);
+        assert!(!ix.vouches_for(&ChunkId([7; 32])));
+        assert!(!ix.vouches_for(&ChunkId([8; 32])), "unknown chunk");
     }
 }

@@ -13,6 +13,7 @@
 //! index/<id>                chunk id → pack, offset, length (one or more per backup)
 //! snapshots/<id>            manifests; the commit point
 //! journal/<time>-<rand>     one record per job run, success or failure
+//! damage/<pack id>          packs found damaged or missing: backups store their chunks again
 //! locks/<id>                (room kept: prune's locks)
 //! wal/<system id>/<tli>/<segment>   (room kept: PostgreSQL WAL archive)
 //! ```
@@ -37,6 +38,8 @@ pub enum ObjectKind {
     Snapshot,
     /// A job journal record.
     Journal,
+    /// A record that a pack was found damaged or missing.
+    Damage,
     /// A lock.
     Lock,
     /// An archived WAL file.
@@ -45,13 +48,14 @@ pub enum ObjectKind {
 
 impl ObjectKind {
     /// Every kind, in the order `check` reads them.
-    pub const ALL: [ObjectKind; 8] = [
+    pub const ALL: [ObjectKind; 9] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
         ObjectKind::Index,
         ObjectKind::Snapshot,
         ObjectKind::Journal,
+        ObjectKind::Damage,
         ObjectKind::Lock,
         ObjectKind::Wal,
     ];
@@ -65,6 +69,7 @@ impl ObjectKind {
             ObjectKind::Index => "index/",
             ObjectKind::Snapshot => "snapshots/",
             ObjectKind::Journal => "journal/",
+            ObjectKind::Damage => "damage/",
             ObjectKind::Lock => "locks/",
             ObjectKind::Wal => "wal/",
         }

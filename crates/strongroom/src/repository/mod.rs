@@ -6,6 +6,7 @@
 //! use which chunks is [`usage`]; finding the repository and its password is [`access`].
 //! Must not know about database engines.
 
+pub mod damage;
 pub mod index;
 pub mod journal;
 pub mod layout;
@@ -17,6 +18,7 @@ pub mod writer;
 
 use crate::crypto::{self, KdfParams, KeySlot, MasterKey};
 use crate::error::{Error, Result};
+use crate::id::PackId;
 use crate::storage::Storage;
 use index::Index;
 use layout::ObjectKind;
@@ -255,11 +257,30 @@ impl Repository {
             .collect())
     }
 
-    /// Loads every `index/` object into one lookup table.
+    /// Loads every `index/` object into one lookup table, knowing which packs are present
+    /// and which are recorded damaged. A damaged index object costs only the chunks it
+    /// alone lists: it is skipped and noted ([`Index::unreadable`]), and a backup stores
+    /// those chunks again.
     pub fn load_index(&self) -> Result<Index> {
+        let present = self
+            .storage
+            .list(ObjectKind::Pack.folder())?
+            .iter()
+            .filter_map(|o| PackId::from_object_key(&o.key))
+            .collect();
         let mut ix = Index::default();
+        ix.set_pack_health(present, self.damaged_packs()?);
         for info in self.storage.list(ObjectKind::Index.folder())? {
-            ix.extend(self.read_index(&info.key)?);
+            match self.read_index(&info.key) {
+                Ok(entries) => ix.extend(entries),
+                Err(e) if e.is_damage() => {
+                    tracing::warn!(
+                        "{e}; the chunks only it lists are unknown to this run (`strongroom check` tells which snapshots that affects)"
+                    );
+                    ix.add_unreadable(info.key.clone(), e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(ix)
     }

@@ -153,7 +153,9 @@ impl<'r> BackupWriter<'r> {
     }
 
     fn is_new(&self, id: &ChunkId) -> bool {
-        !self.index.contains(id) && self.claimed.lock().expect("claim lock").insert(*id)
+        // A chunk whose only copy is in a missing or damaged pack is stored again: a new
+        // snapshot must never reference data the repository cannot give back.
+        !self.index.vouches_for(id) && self.claimed.lock().expect("claim lock").insert(*id)
     }
 
     /// Stores one file whose chunks `produce` pushes, in order, into the sink it is given.
