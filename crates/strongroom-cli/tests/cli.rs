@@ -918,3 +918,202 @@ fn check_accounts_for_data_no_snapshot_needs() {
     let out = env.cmd().arg("check").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("unreferenced"));
 }
+
+/// The binary as a child process with the environment's settings, for signalling it.
+fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"))
+        .current_dir(env.dir.path())
+        .env("STRONGROOM_REPO", &env.repo)
+        .env("STRONGROOM_PASSWORD", PASSWORD)
+        .env_remove("STRONGROOM_CONFIG")
+        .env("STRONGROOM_STATE_DIR", env.dir.path().join("state"))
+        .env("NO_COLOR", "1")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Files of strongroom's own beside the databases in the environment's directory.
+fn ours(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".strongroom-"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn wait_for(path: &Path) {
+    let t = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            t.elapsed().as_secs() < 120,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn interrupted_restores_clean_up_finish_or_undo_next_time() {
+    let env = envs().into_iter().next().unwrap();
+    let (db, src) = env.hotel_source(3_000);
+    env.json(&["backup", &src]);
+    let before = bookings_in(&db);
+    let (ready, go) = (env.path("ready"), env.path("go"));
+    // A hook that holds the restore after staging, until the test says go.
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"{src}\"\nbefore_restore = \"touch {}; while [ ! -e {} ]; do sleep 0.05; done\"\n",
+            ready.display(),
+            go.display()
+        ),
+    )
+    .unwrap();
+    let restore = ["restore", "latest", "--to", "hotel.db", "--force"];
+    let reset = || {
+        let _ = std::fs::remove_file(&ready);
+        let _ = std::fs::remove_file(&go);
+    };
+
+    // SIGTERM while the copy is staged: the copy and the lock go, the target is intact.
+    let child = spawn(&env, &restore);
+    wait_for(&ready);
+    // Meanwhile a second restore onto the same target is refused.
+    let err = env.fails(&restore);
+    assert!(err.contains("another strongroom restore"), "{err}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ours(&env), Vec::<String>::new(), "nothing of ours is left");
+    assert_eq!(bookings_in(&db), before);
+    reset();
+
+    // SIGKILL at the same point leaves the copy; the next restore removes it, and the next
+    // command to open the repository journals the killed job as interrupted.
+    let mut child = spawn(&env, &restore);
+    wait_for(&ready);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        ours(&env).iter().any(|n| n.ends_with(".tmp")),
+        "{:?}",
+        ours(&env)
+    );
+    std::fs::write(&go, "").unwrap();
+    env.cmd().args(restore).assert().success();
+    assert_eq!(ours(&env), Vec::<String>::new());
+    let repo =
+        strongroom::repository::Repository::open(env.storage(), Some(PASSWORD.as_bytes())).unwrap();
+    let interrupted: Vec<_> = repo
+        .journal_records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.error_kind.as_deref() == Some("interrupted"))
+        .collect();
+    // Both the SIGTERM'd and the SIGKILL'd restore: neither could write its own record.
+    assert_eq!(interrupted.len(), 2, "{interrupted:?}");
+    assert!(interrupted.iter().all(|r| r.job == "restore" && !r.ok));
+    reset();
+    std::fs::write(env.path("strongroom.toml"), "").unwrap();
+
+    // A kill inside the swap itself, on either side of the exchange: the target is always
+    // a whole database, and the next restore finishes or undoes the swap.
+    for (point, kept) in [("before-exchange", false), ("after-exchange", true)] {
+        let out = env
+            .cmd()
+            .args(restore)
+            .env("STRONGROOM_FAULT", point)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: the fault must stop it");
+        assert!(
+            invariant_holds(&db),
+            "{point}: the target is a whole database"
+        );
+        assert_eq!(bookings_in(&db), before);
+        let out = env.cmd().args(restore).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{point}: {err}");
+        if kept {
+            assert!(err.contains("kept at"), "{point}: {err}");
+        } else {
+            assert!(err.contains("had not replaced it"), "{point}: {err}");
+        }
+        let left = ours(&env);
+        assert!(
+            left.iter().all(|n| n.contains(".strongroom-old-")),
+            "{point}: {left:?}"
+        );
+        assert_eq!(left.len(), usize::from(kept), "{point}: {left:?}");
+        for n in left {
+            std::fs::remove_file(env.path(&n)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_restored_file_keeps_its_owner_group_and_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = envs().into_iter().next().unwrap();
+    let (db, src) = env.hotel_source(500);
+    env.json(&["backup", &src]);
+    // A new file follows the umask.
+    let bin = assert_cmd::cargo::cargo_bin("strongroom");
+    let out = std::process::Command::new("sh")
+        .current_dir(env.dir.path())
+        .env("STRONGROOM_REPO", &env.repo)
+        .env("STRONGROOM_PASSWORD", PASSWORD)
+        .env("STRONGROOM_STATE_DIR", env.path("state"))
+        .arg("-c")
+        .arg(format!(
+            "umask 027; exec {} restore latest --to new.db",
+            bin.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(env.path("new.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+
+    // Over an existing file: its owner, group and mode stay (as root: an app-owned file).
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(&db, Some(65534), Some(65534)).unwrap();
+    }
+    let want = std::fs::metadata(&db).unwrap();
+    env.cmd()
+        .args(["restore", "latest", "--to", "hotel.db", "--force"])
+        .assert()
+        .success();
+    let got = std::fs::metadata(&db).unwrap();
+    assert_eq!((got.uid(), got.gid()), (want.uid(), want.gid()));
+    assert_eq!(got.permissions().mode() & 0o7777, 0o664);
+    // The -wal SQLite creates when the application writes follows the database file.
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS app_note(x); INSERT INTO app_note VALUES (1);")
+        .unwrap();
+    let wal = std::fs::metadata(env.path("hotel.db-wal")).unwrap();
+    assert_eq!((wal.uid(), wal.gid()), (want.uid(), want.gid()));
+    drop(c);
+}

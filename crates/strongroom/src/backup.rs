@@ -29,6 +29,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<Snapshot> {
     let started_at = jiff::Timestamp::now();
+    let _running = repo.job_started("backup", Some(&source.name), None, started_at);
     let result = take(repo, source, opts, progress, started_at);
     let mut rec = JournalRecord::new("backup", started_at);
     rec.source = Some(source.name.clone());
@@ -38,10 +39,7 @@ pub fn run(
             rec.size = s.size;
             rec.added = s.added;
         }
-        Err(e) => {
-            rec.ok = false;
-            rec.error = Some(e.to_string());
-        }
+        Err(e) => rec.failed(e),
     }
     repo.record(&rec);
     result

@@ -100,6 +100,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The device ran out of space (or a quota or file-size limit was reached).
+    #[error(
+        "no space left {action} {path}: free space on that device (or choose another place) and retry; what was being written was removed"
+    )]
+    NoSpace {
+        /// What was being done.
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+    },
     /// The consumer of restored data stopped taking it (a restore program that exited, a
     /// closed pipe), as opposed to the repository failing to give it.
     #[error("streaming the restored data to {file}: {source}")]
@@ -308,8 +318,18 @@ fn damage_location(pack: &PackId, segment: &Option<u32>) -> String {
 }
 
 impl Error {
-    /// Shorthand for an [`Error::Io`].
+    /// Shorthand for an [`Error::Io`], or [`Error::NoSpace`] when the device is full.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let full = matches!(
+            source.raw_os_error(),
+            Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT)
+        );
+        if full {
+            return Error::NoSpace {
+                action,
+                path: path.into(),
+            };
+        }
         Error::Io {
             action,
             path: path.into(),
@@ -339,7 +359,7 @@ impl Error {
             | Error::MissingChunk(_)
             | Error::Missing { .. } => ErrorKind::DamagedData,
             Error::Storage { .. } => ErrorKind::StorageUnreachable,
-            Error::Io { .. } => ErrorKind::LocalIo,
+            Error::Io { .. } | Error::NoSpace { .. } => ErrorKind::LocalIo,
             Error::Output { .. } | Error::Target(_) | Error::TargetNotEmpty { .. } => {
                 ErrorKind::TargetRefused
             }

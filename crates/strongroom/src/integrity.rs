@@ -84,7 +84,16 @@ fn problem(object: impl Into<String>, detail: impl Into<String>) -> Problem {
 /// Runs the consistency check and records it in the journal.
 pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let started_at = jiff::Timestamp::now();
-    let report = examine(repo, read_data, progress)?;
+    let _running = repo.job_started("check", None, None, started_at);
+    let report = match examine(repo, read_data, progress) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut rec = JournalRecord::new("check", started_at);
+            rec.failed(&e);
+            repo.record(&rec);
+            return Err(e);
+        }
+    };
     let mut rec = JournalRecord::new("check", started_at);
     rec.ok = report.ok;
     rec.size = report.bytes_read;

@@ -146,6 +146,70 @@ pub fn temp_file(
     Ok((f, guard))
 }
 
+/// A scratch directory that is removed on drop and on interrupts, and that a later run can
+/// tell from a live one: it holds a `.lock` file `flock`ed for as long as it is in use.
+pub struct ScratchDir {
+    dir: Option<tempfile::TempDir>,
+    _lock: std::fs::File,
+    _guard: Guard,
+}
+
+impl ScratchDir {
+    /// Makes `parent/PREFIX…`, first removing the ones of earlier runs that nobody holds
+    /// (a SIGKILL leaves them: no cleanup runs then).
+    pub fn new(parent: &Path, prefix: &str, what: &str) -> Result<ScratchDir> {
+        remove_stale_dirs(parent, prefix);
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(parent)
+            .map_err(|e| Error::io("creating a scratch directory in", parent, e))?;
+        let lock_path = dir.path().join(".lock");
+        let lock =
+            std::fs::File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;
+        lock_exclusive(&lock);
+        let path = dir.path().to_path_buf();
+        let guard = guard(format!("{what} {}", path.display()), move || {
+            let _ = std::fs::remove_dir_all(&path);
+        });
+        Ok(ScratchDir {
+            dir: Some(dir),
+            _lock: lock,
+            _guard: guard,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("present until drop").path()
+    }
+}
+
+/// Takes an exclusive `flock` without waiting; whether it was taken.
+fn lock_exclusive(f: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Removes `parent/PREFIX…` directories whose `.lock` nobody holds.
+fn remove_stale_dirs(parent: &Path, prefix: &str) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let Ok(lock) = std::fs::File::open(e.path().join(".lock")) else {
+            continue; // not one of ours, or still being made
+        };
+        if lock_exclusive(&lock) {
+            tracing::warn!(dir = %e.path().display(), "removing what an interrupted run left");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +236,21 @@ mod tests {
         g.disarm();
         run_all();
         assert_eq!(n.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn scratch_dirs_nobody_holds_are_removed_by_the_next_run() {
+        let parent = tempfile::tempdir().unwrap();
+        let live = ScratchDir::new(parent.path(), "sr-test-", "scratch").unwrap();
+        // What a SIGKILL leaves: the directory with its lock file, nobody holding it.
+        let dead = parent.path().join("sr-test-dead");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join(".lock"), "").unwrap();
+        let other = ScratchDir::new(parent.path(), "sr-test-", "scratch").unwrap();
+        assert!(!dead.exists(), "the stale one is gone");
+        assert!(live.path().exists(), "a live one stays");
+        let p = other.path().to_path_buf();
+        drop(other);
+        assert!(!p.exists());
     }
 }

@@ -52,6 +52,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome> {
     let started_at = jiff::Timestamp::now();
+    let _running = repo.job_started("restore", Some(&snap.source), Some(&snap.id), started_at);
     let result =
         engine::for_snapshot(snap).and_then(|e| restore(&*e, repo, snap, target, opts, progress));
     let mut rec = JournalRecord::new("restore", started_at);
@@ -59,10 +60,7 @@ pub fn run(
     rec.snapshot = Some(snap.id.clone());
     match &result {
         Ok(o) => rec.size = o.bytes,
-        Err(e) => {
-            rec.ok = false;
-            rec.error = Some(e.to_string());
-        }
+        Err(e) => rec.failed(e),
     }
     repo.record(&rec);
     result

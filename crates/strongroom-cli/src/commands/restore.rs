@@ -99,9 +99,8 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             );
         }
     }
-    if matches!(target, Target::Database(_)) {
-        strongroom::interrupt::install();
-    }
+    // Ctrl-C or SIGTERM removes the partly restored copy (file or database) before exit.
+    strongroom::interrupt::install();
     let t = std::time::Instant::now();
     let out = strongroom::restore::run(
         &repo,

@@ -30,6 +30,10 @@ pub struct JournalRecord {
     pub ok: bool,
     /// The error sentence when it failed.
     pub error: Option<String>,
+    /// The error's stable kind (`storage_unreachable`, …, or `interrupted` for a job whose
+    /// process ended before it could say).
+    #[serde(default)]
+    pub error_kind: Option<String>,
     /// Logical bytes processed.
     pub size: u64,
     /// Bytes added to the repository.
@@ -53,28 +57,151 @@ impl JournalRecord {
                 .unwrap_or(0.0),
             ok: true,
             error: None,
+            error_kind: None,
             size: 0,
             added: 0,
             hostname: crate::hostname(),
         }
     }
+
+    /// Marks the record as a failure with `e`'s sentence and kind.
+    pub fn failed(&mut self, e: &Error) {
+        self.ok = false;
+        self.error = Some(e.to_string());
+        self.error_kind = Some(e.kind().name().to_string());
+    }
+}
+
+/// strongroom's local state directory: `$STRONGROOM_STATE_DIR`, else
+/// `$XDG_STATE_HOME/strongroom`, else `~/.local/state/strongroom`.
+fn state_dir() -> Option<std::path::PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    var("STRONGROOM_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| var("XDG_STATE_HOME").map(|x| std::path::Path::new(&x).join("strongroom")))
+        .or_else(|| var("HOME").map(|h| std::path::Path::new(&h).join(".local/state/strongroom")))
 }
 
 /// Where journal records of repository `id` wait while the repository is unreachable:
-/// `$STRONGROOM_STATE_DIR`, else `$XDG_STATE_HOME/strongroom`, else
-/// `~/.local/state/strongroom`, then `pending-journal/<repository id>`.
+/// `pending-journal/<repository id>` in the state directory.
 pub fn pending_journal_dir(id: &str) -> Option<std::path::PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    let base = var("STRONGROOM_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| var("XDG_STATE_HOME").map(|x| std::path::Path::new(&x).join("strongroom")))
-        .or_else(|| {
-            var("HOME").map(|h| std::path::Path::new(&h).join(".local/state/strongroom"))
-        })?;
-    Some(base.join("pending-journal").join(id))
+    Some(state_dir()?.join("pending-journal").join(id))
+}
+
+/// Where jobs in progress on repository `id` are noted: `running/<repository id>`.
+fn running_dir(id: &str) -> Option<std::path::PathBuf> {
+    Some(state_dir()?.join("running").join(id))
+}
+
+/// A job in progress, noted in the state directory until it ends. A job killed before it
+/// could write its record (SIGKILL, power loss) leaves its note behind, and the next command
+/// that opens the repository journals it as interrupted (docs/ARCHITECTURE.md,
+/// "Invariants": every job leaves a journal record).
+#[must_use = "the note is removed when this drops"]
+pub struct RunningJob {
+    path: Option<std::path::PathBuf>,
+}
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// What a [`RunningJob`] note holds.
+#[derive(Serialize, Deserialize)]
+struct RunningNote {
+    job: String,
+    source: Option<String>,
+    snapshot: Option<String>,
+    started_at: jiff::Timestamp,
+    pid: u32,
+    /// The process's start time in clock ticks since boot, so a reused pid is not taken
+    /// for the job's own process.
+    start_ticks: Option<u64>,
+    hostname: String,
+}
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process a note names is still the one running.
+fn still_running(note: &RunningNote) -> bool {
+    note.hostname != crate::hostname()
+        || (start_ticks(note.pid).is_some() && start_ticks(note.pid) == note.start_ticks)
 }
 
 impl Repository {
+    /// Notes that `job` started (see [`RunningJob`]).
+    pub fn job_started(
+        &self,
+        job: &str,
+        source: Option<&str>,
+        snapshot: Option<&str>,
+        started_at: jiff::Timestamp,
+    ) -> RunningJob {
+        let note = RunningNote {
+            job: job.into(),
+            source: source.map(str::to_string),
+            snapshot: snapshot.map(str::to_string),
+            started_at,
+            pid: std::process::id(),
+            start_ticks: start_ticks(std::process::id()),
+            hostname: crate::hostname(),
+        };
+        let path = running_dir(&self.config().id).and_then(|dir| {
+            std::fs::create_dir_all(&dir).ok()?;
+            let file = dir.join(format!(
+                "{}-{}.json",
+                std::process::id(),
+                hex::encode(crate::crypto::random_bytes::<4>())
+            ));
+            std::fs::write(&file, serde_json::to_vec(&note).ok()?).ok()?;
+            Some(file)
+        });
+        RunningJob { path }
+    }
+
+    /// Journals the jobs whose process ended without finishing (their notes remain).
+    pub fn journal_interrupted_jobs(&self) {
+        let Some(dir) = running_dir(&self.config().id) else {
+            return;
+        };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for f in rd.flatten().map(|e| e.path()) {
+            let Some(note) = std::fs::read(&f)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<RunningNote>(&b).ok())
+            else {
+                continue;
+            };
+            if still_running(&note) {
+                continue;
+            }
+            let mut rec = JournalRecord::new(&note.job, note.started_at);
+            rec.source = note.source;
+            rec.snapshot = note.snapshot;
+            rec.ok = false;
+            rec.error = Some(format!(
+                "interrupted: process {} on {} ended before the {} job finished (a signal, or the machine stopped); it recorded nothing",
+                note.pid, note.hostname, note.job
+            ));
+            rec.error_kind = Some("interrupted".into());
+            self.record(&rec);
+            let _ = std::fs::remove_file(&f);
+            tracing::warn!("{}", rec.error.as_deref().unwrap_or_default());
+        }
+    }
+
     fn seal_record(&self, record: &JournalRecord) -> (String, Vec<u8>) {
         let body = serde_json::to_vec(record).expect("journal record serializes");
         let name = ObjectKind::Journal.key(&format!(

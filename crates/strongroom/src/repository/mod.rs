@@ -189,6 +189,7 @@ impl Repository {
                 key: MasterKey::unencrypted(id),
             };
             repo.flush_pending_journal();
+            repo.journal_interrupted_jobs();
             return Ok(repo);
         }
         let password = password.ok_or(Error::PasswordMissing)?;
@@ -215,6 +216,7 @@ impl Repository {
                     key,
                 };
                 repo.flush_pending_journal();
+                repo.journal_interrupted_jobs();
                 return Ok(repo);
             }
         }

@@ -27,6 +27,7 @@
 
 mod backup;
 mod restore;
+mod target;
 
 use super::checks::{CheckOutcome, compare_row_counts, truthy_text};
 use super::{Captured, Engine, RestoreOptions, Scratch, Staged, Target, TargetState};
@@ -284,13 +285,14 @@ impl Engine for Sqlite {
         progress: &dyn Progress,
     ) -> Result<Vec<CheckOutcome>> {
         let checks = source.map(|s| s.checks.as_slice()).unwrap_or_default();
-        let dir = tempfile::Builder::new()
-            .prefix("strongroom-verify-")
-            .tempdir_in(&scratch.dir)
-            .map_err(|e| Error::io("creating a scratch directory in", &scratch.dir, e))?;
+        let dir = crate::interrupt::ScratchDir::new(
+            &scratch.dir,
+            "strongroom-verify-",
+            "the test restore's directory",
+        )?;
         let mut results = Vec::new();
         let how = Thoroughness::Full;
-        let (tmp, problems) =
+        let (tmp, _removed, problems) =
             restore_checked(repo, index, snap, dir.path(), "verify", how, progress)?;
         results.push(CheckOutcome {
             name: how.pragma().into(),
@@ -304,12 +306,12 @@ impl Engine for Sqlite {
         if !problems.is_empty() {
             return Ok(results);
         }
-        let c = open_existing(tmp.path())?;
-        let found = row_counts(&c, tmp.path())?;
+        let c = open_existing(&tmp)?;
+        let found = row_counts(&c, &tmp)?;
         results.push(compare_row_counts(&snap.metadata.row_counts, &found));
         results.extend(run_checks(&c, checks));
         drop(c);
-        remove_sidecars(tmp.path());
+        remove_sidecars(&tmp);
         Ok(results)
     }
 }

@@ -7,15 +7,16 @@
 //! (SQLite would replay a stale `-wal` into the restored pages) and renames the new file into
 //! place. Must not run hooks or decide on `force`: the sequence does.
 
+use super::target::{self, TargetLock};
 use super::{MAIN_FILE, Thoroughness, integrity_problems, open_existing};
 use crate::engine::{RestoreOptions, Staged, Swapped, Target, TargetState};
 use crate::error::{Error, Result, TargetSort};
+use crate::interrupt;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::Index;
 use crate::repository::reader;
 use crate::repository::snapshot::{Chunking, FileEntry, Snapshot};
-use crate::storage::sync_dir;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -99,7 +100,7 @@ pub(super) fn restore_checked(
     stem: &str,
     how: Thoroughness,
     progress: &dyn Progress,
-) -> Result<(tempfile::NamedTempFile, Vec<String>)> {
+) -> Result<(PathBuf, interrupt::Guard, Vec<String>)> {
     let file = snap
         .files
         .iter()
@@ -110,11 +111,13 @@ pub(super) fn restore_checked(
                 "no database file in the snapshot",
             )
         })?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{stem}.strongroom-"))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    // Removed on drop and on interrupts; a SIGKILL's leftover is removed by the next restore.
+    let (tmp, guard) = interrupt::temp_file(
+        dir,
+        &format!(".{stem}.strongroom-"),
+        ".tmp",
+        "the partly restored database",
+    )?;
     let t = std::time::Instant::now();
     write_pages(repo, index, snap, file, tmp.as_file(), tmp.path(), progress)?;
     tracing::info!(
@@ -139,7 +142,12 @@ pub(super) fn restore_checked(
         "synced and integrity checked"
     );
     remove_sidecars(tmp.path());
-    Ok((tmp, problems))
+    // From here the guard alone removes it (on drop, and on interrupts).
+    let path = tmp
+        .into_temp_path()
+        .keep()
+        .map_err(|e| Error::io("keeping the restored database", dir, e.error))?;
+    Ok((path, guard, problems))
 }
 
 pub(super) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
@@ -254,7 +262,13 @@ pub(super) fn stage(
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating directory", &dir, e))?;
-    let exists = state.exists();
+    let target = dir.join(&name);
+    let lock = TargetLock::acquire(&target)?;
+    if let Some(what) = target::recover(&target)? {
+        tracing::warn!("{what}");
+    }
+    target::remove_stale_temporaries(&target);
+    let exists = state.exists() || target.exists();
     if exists {
         ensure_not_in_use(&target)?;
     }
@@ -263,7 +277,7 @@ pub(super) fn stage(
     } else {
         Thoroughness::Quick
     };
-    let (tmp, problems) = restore_checked(repo, index, snap, &dir, &name, how, progress)?;
+    let (tmp, guard, problems) = restore_checked(repo, index, snap, &dir, &name, how, progress)?;
     if !problems.is_empty() {
         return Err(Error::corrupt(
             Snapshot::object_key(&snap.id),
@@ -274,22 +288,27 @@ pub(super) fn stage(
             ),
         ));
     }
-    let bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+    target::match_owner_and_mode(&tmp, &target, exists)?;
+    let bytes = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
     Ok(Box::new(StagedFile {
-        tmp: Some(tmp),
+        tmp,
+        guard: Some(guard),
         target,
         dir,
         name,
         exists,
         bytes,
         aside: Vec::new(),
+        _lock: lock,
     }))
 }
 
 /// A restored, checked database file beside its target.
 struct StagedFile {
-    /// The restored file; `None` once it is in place.
-    tmp: Option<tempfile::NamedTempFile>,
+    /// The restored file until it is in place.
+    tmp: PathBuf,
+    /// Removes `tmp` unless the swap disarmed it.
+    guard: Option<interrupt::Guard>,
     target: PathBuf,
     dir: PathBuf,
     name: String,
@@ -298,6 +317,8 @@ struct StagedFile {
     bytes: u64,
     /// What the swap moved aside, first the old database (when there was one).
     aside: Vec<PathBuf>,
+    /// Held until the restore is over: one restore per target.
+    _lock: TargetLock,
 }
 
 impl Staged for StagedFile {
@@ -314,10 +335,12 @@ impl Staged for StagedFile {
     }
 
     fn swap(&mut self) -> Result<Swapped> {
-        let target = &self.target;
-        // The application may have opened the database while we restored: look again.
-        if self.exists {
-            ensure_not_in_use(target)?;
+        // The application may have opened the database while we restored: look again, then
+        // make the old database self-contained so its sidecars can move apart from it.
+        let exists = self.exists && self.target.exists();
+        if exists {
+            ensure_not_in_use(&self.target)?;
+            target::settle(&self.target)?;
         }
         let tag = format!(
             "{}-{}",
@@ -327,63 +350,28 @@ impl Staged for StagedFile {
         let aside = self
             .dir
             .join(format!(".{}.strongroom-old-{tag}", self.name));
-        // The old database and every sidecar move aside: SQLite would replay a stale -wal or
-        // -journal into the restored pages. Every rename is recorded so that any failure
-        // puts everything back as it was.
-        let mut renames: Vec<(PathBuf, PathBuf)> = Vec::new();
-        let undo = |renames: &mut Vec<(PathBuf, PathBuf)>| {
-            while let Some((from, to)) = renames.pop() {
-                let _ = std::fs::rename(&to, &from);
+        // Past this point the copy is no longer ours to remove: it is (or is about to be)
+        // the target, and after the exchange its name holds the old database.
+        let guard = self.guard.take().expect("swapped once");
+        let placed = match target::swap_in(&self.tmp, &self.target, &aside, exists) {
+            Ok(p) => {
+                guard.disarm();
+                p
+            }
+            Err(e) => {
+                drop(guard);
+                return Err(e);
             }
         };
-        let mut plan = Vec::new();
-        if self.exists {
-            plan.push((target.clone(), aside.clone()));
-        }
-        for s in ["-wal", "-journal", "-shm"] {
-            let side = sidecar(target, s);
-            if side.exists() {
-                plan.push((side, sidecar(&aside, s)));
-            }
-        }
-        for (from, to) in plan {
-            if let Err(e) = std::fs::rename(&from, &to) {
-                undo(&mut renames);
-                return Err(Error::io("moving aside (nothing was changed)", from, e));
-            }
-            renames.push((from, to));
-        }
-        let tmp = self.tmp.take().expect("swapped once");
-        let placed = if self.exists {
-            tmp.persist(target).map(|_| ())
-        } else {
-            tmp.persist_noclobber(target).map(|_| ())
-        };
-        if let Err(e) = placed {
-            self.tmp = Some(e.file);
-            undo(&mut renames);
-            return Err(Error::io(
-                "moving the restored database into place (the old files were put back) at",
-                target,
-                e.error,
-            ));
-        }
-        self.aside = renames.into_iter().map(|(_, to)| to).collect();
-        let old = self.exists.then(|| aside.display().to_string());
-        let moved_aside = self
-            .aside
-            .iter()
-            .filter(|p| **p != aside)
-            .map(|p| p.display().to_string())
-            .collect();
-        // The restore is in place; a failure now is reported with the old data kept.
-        let incomplete = sync_dir(&self.dir)
-            .err()
-            .map(|e| format!("syncing its directory failed ({e})"));
+        self.aside = placed.old.iter().chain(&placed.sidecars).cloned().collect();
         Ok(Swapped {
-            old,
-            moved_aside,
-            incomplete,
+            old: placed.old.map(|p| p.display().to_string()),
+            moved_aside: placed
+                .sidecars
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            incomplete: placed.incomplete,
         })
     }
 
