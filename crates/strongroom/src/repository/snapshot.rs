@@ -287,11 +287,12 @@ impl Filter {
     }
 }
 
-/// Picks one snapshot from `all` (sorted oldest first) for a reference: `latest`, a full id,
-/// or a unique prefix of at least 6 characters.
+/// Picks one snapshot from `all` (sorted oldest first) for a reference: `latest` (in any
+/// case), a full id, or a unique prefix of at least 6 characters.
 pub fn resolve<'a>(all: &'a [Snapshot], reference: &str, filter: &Filter) -> Result<&'a Snapshot> {
     let candidates: Vec<&Snapshot> = all.iter().filter(|s| filter.matches(s)).collect();
-    if reference == "latest" {
+    // `LATEST` and `Latest` mean latest too: hex ids are taken in any case, so is the word.
+    if reference.eq_ignore_ascii_case("latest") {
         return candidates.last().copied().ok_or_else(|| {
             match (&filter.source, filter.tags.is_empty()) {
                 (None, true) => Error::NoSnapshot(
@@ -355,6 +356,8 @@ pub(crate) mod tests {
         ];
         let f = Filter::default();
         assert_eq!(resolve(&all, "latest", &f).unwrap().id, "bbbbbb33");
+        assert_eq!(resolve(&all, "LATEST", &f).unwrap().id, "bbbbbb33");
+        assert_eq!(resolve(&all, "Latest", &f).unwrap().id, "bbbbbb33");
         assert_eq!(resolve(&all, "aaaaaa2", &f).unwrap().id, "aaaaaa22");
         assert_eq!(resolve(&all, "AAAAAA2", &f).unwrap().id, "aaaaaa22");
         assert!(
