@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
                         .join(", ")
                 )
             };
-            eprintln!("damaged: {}: {}{affects}", p.object, p.detail);
+            eprintln!("damaged: {}{affects}", p.describe());
         }
     }
     if !report.ok {
@@ -48,10 +48,9 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
         return Err(reported(
             ErrorKind::DamagedData,
             format!(
-                "the repository has {} problem(s), first: {} ({}); restore affected snapshots from another copy or take new backups",
+                "the repository has {} problem(s), first: {}; restore affected snapshots from another copy or take new backups",
                 report.problems.len(),
-                p.object,
-                p.detail
+                p.describe()
             ),
         ));
     } else if !ctx.json() {
