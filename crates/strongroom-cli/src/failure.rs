@@ -54,6 +54,7 @@ pub fn with_flags(e: &Error) -> String {
         Error::NoRepository(_) => {
             format!("{e}: create one with `strongroom init` or check --repo / STRONGROOM_REPO")
         }
+        Error::RepositoryIsFile(_) => format!("{e}; check --repo / STRONGROOM_REPO"),
         Error::NoRepositoryGiven => format!(
             "{e}: pass --repo URL, set STRONGROOM_REPO, or set `repository` in strongroom.toml"
         ),

@@ -110,6 +110,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A local repository path names a plain file.
+    #[error("{} is a file, not a repository directory", .0.display())]
+    RepositoryIsFile(PathBuf),
     /// No snapshot matches a reference.
     #[error("{0}")]
     NoSnapshot(String),
@@ -340,7 +343,8 @@ impl Error {
             | Error::BadUrl { .. }
             | Error::TargetMismatch { .. }
             | Error::KindMismatch { .. }
-            | Error::DemoDirTaken(_) => ErrorKind::BadInput,
+            | Error::DemoDirTaken(_)
+            | Error::RepositoryIsFile(_) => ErrorKind::BadInput,
             Error::Hook { .. } => ErrorKind::HookFailed,
             Error::InPlace { cause, .. } => *cause,
             Error::Failed(_) => ErrorKind::CheckFailed,
