@@ -113,6 +113,9 @@ pub enum Error {
     /// A local repository path names a plain file.
     #[error("{} is a file, not a repository directory", .0.display())]
     RepositoryIsFile(PathBuf),
+    /// A new password is empty.
+    #[error("the new password is empty")]
+    EmptyPassword,
     /// No snapshot matches a reference.
     #[error("{0}")]
     NoSnapshot(String),
@@ -344,7 +347,8 @@ impl Error {
             | Error::TargetMismatch { .. }
             | Error::KindMismatch { .. }
             | Error::DemoDirTaken(_)
-            | Error::RepositoryIsFile(_) => ErrorKind::BadInput,
+            | Error::RepositoryIsFile(_)
+            | Error::EmptyPassword => ErrorKind::BadInput,
             Error::Hook { .. } => ErrorKind::HookFailed,
             Error::InPlace { cause, .. } => *cause,
             Error::Failed(_) => ErrorKind::CheckFailed,

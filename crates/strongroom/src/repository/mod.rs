@@ -113,6 +113,9 @@ fn hash_hex(bytes: &[u8]) -> String {
 impl Repository {
     /// Creates a repository; encrypted with `password` unless `password` is `None`.
     pub fn init(storage: Storage, password: Option<&[u8]>, kdf: KdfParams) -> Result<Self> {
+        if password.is_some_and(<[u8]>::is_empty) {
+            return Err(Error::EmptyPassword);
+        }
         if storage.exists(layout::CONFIG)? {
             return Err(Error::RepositoryExists(storage.url().to_string()));
         }
@@ -225,6 +228,9 @@ impl Repository {
             return Err(Error::Config(
                 "the repository is not encrypted; it has no passwords".into(),
             ));
+        }
+        if password.is_empty() {
+            return Err(Error::EmptyPassword);
         }
         let (_, sealed) = read_config(&self.storage)?;
         self.write_key_slot(password, kdf, &hash_hex(&sealed), label)
