@@ -170,8 +170,17 @@ pub enum KeyAction {
         #[arg(long, default_value = "")]
         label: String,
     },
-    /// List key slots.
+    /// List key slots: id, label and when each was made.
+    #[command(after_help = "Examples:\n  strongroom key list\n  strongroom key list --json")]
     List,
+    /// Remove a key slot, so its password no longer opens the repository.
+    #[command(
+        after_help = "Examples:\n  strongroom key list\n  strongroom key remove 3fa4c1   # a unique id prefix of 6+ characters\n\nThe last readable slot cannot be removed: add another password first."
+    )]
+    Remove {
+        /// The slot's id (from `strongroom key list`) or a unique prefix of 6+ characters.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]

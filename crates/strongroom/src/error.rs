@@ -116,13 +116,21 @@ pub enum Error {
     /// A new password is empty.
     #[error("the new password is empty")]
     EmptyPassword,
+    /// No key slot matches a reference.
+    #[error("{0}")]
+    NoKeySlot(String),
+    /// Removing a key slot would leave no slot that opens the repository.
+    #[error(
+        "key slot {0} is the last readable one; removing it would leave no password that opens the repository"
+    )]
+    LastKeySlot(String),
     /// No snapshot matches a reference.
     #[error("{0}")]
     NoSnapshot(String),
     /// `latest` was asked for under a source or tags that no snapshot has.
     #[error("no snapshot matches the source and tags given")]
     NoMatchingSnapshot,
-    /// A snapshot reference is malformed or ambiguous.
+    /// A snapshot or key slot reference is malformed or ambiguous.
     #[error("{0}")]
     BadReference(String),
     /// A source could not be read or is not what it claims to be.
@@ -323,9 +331,10 @@ impl Error {
     /// What sort of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NoRepository(_) | Error::NoSnapshot(_) | Error::NoMatchingSnapshot => {
-                ErrorKind::NotFound
-            }
+            Error::NoRepository(_)
+            | Error::NoSnapshot(_)
+            | Error::NoMatchingSnapshot
+            | Error::NoKeySlot(_) => ErrorKind::NotFound,
             Error::RepositoryExists(_) => ErrorKind::AlreadyExists,
             Error::UnsupportedVersion { .. } | Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::WrongPassword { .. } => ErrorKind::WrongPassword,
@@ -348,7 +357,8 @@ impl Error {
             | Error::KindMismatch { .. }
             | Error::DemoDirTaken(_)
             | Error::RepositoryIsFile(_)
-            | Error::EmptyPassword => ErrorKind::BadInput,
+            | Error::EmptyPassword
+            | Error::LastKeySlot(_) => ErrorKind::BadInput,
             Error::Hook { .. } => ErrorKind::HookFailed,
             Error::InPlace { cause, .. } => *cause,
             Error::Failed(_) => ErrorKind::CheckFailed,
