@@ -10,6 +10,7 @@
 mod args;
 mod commands;
 mod context;
+mod exposed;
 mod failure;
 mod output;
 mod progress;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use strongroom::hotel::{self, Rng, Scale};
 
 mod common;
-use common::{Env, PASSWORD, envs};
+use common::{Env, PASSWORD, envs, json_of};
 
 impl Env {
     /// A hotel database `hotel.db` with `bookings` bookings, an initialised repository, and
@@ -678,4 +678,103 @@ fn sqlite_restore_hooks_run_around_the_swap() {
         .filter(|e| e.file_name().to_string_lossy().contains(".strongroom-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn secrets_and_inputs_are_safe_by_default() {
+    for env in envs() {
+        // An empty password is refused at init, and no repository is made.
+        let err = env.fails_with(&["init"], &[("STRONGROOM_PASSWORD", "")]);
+        assert!(err.contains("empty"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!env.storage().exists("config").unwrap());
+        env.init();
+
+        // A password in a source URL on the command line: a warning that names the safer
+        // ways and never the password (the backup itself fails: nothing listens there).
+        for url in [
+            "postgres://app:s3cr3t-pw@127.0.0.1:9/hotel",
+            "postgresql://app@127.0.0.1:9/hotel?sslmode=disable&password=s3cr3t-pw",
+        ] {
+            let out = env.cmd().args(["backup", url]).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(
+                err.contains("visible to every user")
+                    && err.contains("`ps`")
+                    && err.contains("PGPASSWORD")
+                    && err.contains("~/.pgpass")
+                    && err.contains("[sources.NAME]"),
+                "{err}"
+            );
+            assert!(!err.contains("s3cr3t"), "the password leaked: {err}");
+        }
+        let out = env
+            .cmd()
+            .args(["backup", "postgres://app@127.0.0.1:9/hotel"])
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("visible to every user"));
+
+        // key list shows labels and creation times.
+        std::fs::write(env.path("pw2"), "another password\n").unwrap();
+        env.cmd()
+            .args(["key", "add", "--new-password-file", "pw2", "--label", "ops"])
+            .assert()
+            .success();
+        let slots = env.json(&["key", "list"]);
+        let slots = slots.as_array().unwrap();
+        assert_eq!(slots.len(), 2, "{slots:?}");
+        let mut labels: Vec<&str> = slots.iter().map(|s| s["label"].as_str().unwrap()).collect();
+        labels.sort();
+        assert_eq!(labels, ["initial", "ops"]);
+        assert!(slots.iter().all(|s| s["id"].as_str().unwrap().len() == 32
+            && s["created"].as_str().unwrap().starts_with("20")
+            && s.get("damaged").is_none()));
+        let id_of = |label: &str| {
+            slots.iter().find(|s| s["label"] == label).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let (initial, ops) = (id_of("initial"), id_of("ops"));
+
+        // A damaged slot is listed as damaged; it neither fails the listing nor locks out the
+        // holder of the other password.
+        env.storage()
+            .put(&format!("keys/{initial}"), b"not a key slot")
+            .unwrap();
+        let with_pw2 = |args: &[&str]| {
+            let mut c = env.cmd();
+            c.args(args)
+                .args(["--password-file", "pw2"])
+                .env_remove("STRONGROOM_PASSWORD");
+            c
+        };
+        let listed = json_of(with_pw2(&["key", "list"]));
+        let listed = listed.as_array().unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        let bad = listed.iter().find(|s| s["id"] == initial.as_str()).unwrap();
+        assert!(bad["damaged"].is_string(), "{bad}");
+        let out = with_pw2(&["key", "list"]).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("damaged") && text.contains("ops"), "{text}");
+
+        // key remove: never the last readable slot; a 6-character prefix names a slot.
+        let out = with_pw2(&["key", "remove", &ops]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        // one sentence (a warning about the damaged slot may come before it)
+        assert_eq!(err.matches("strongroom: ").count(), 1, "{err}");
+        assert!(err.contains("last"), "{err}");
+        with_pw2(&["key", "remove", &initial[..6]])
+            .assert()
+            .success();
+        let left = json_of(with_pw2(&["key", "list"]));
+        assert_eq!(left.as_array().unwrap().len(), 1);
+        assert_eq!(left[0]["id"], ops.as_str());
+        let out = with_pw2(&["key", "remove", &ops]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+    }
 }

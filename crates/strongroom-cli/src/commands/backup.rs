@@ -1,6 +1,7 @@
 //! `strongroom backup`: take a snapshot of a source.
 
 use crate::context::Ctx;
+use crate::exposed;
 use crate::output::print_json;
 use anyhow::Result;
 use strongroom::backup::BackupOptions;
@@ -9,6 +10,10 @@ use strongroom::repository::snapshot::BackupKind;
 
 /// Backs up `source` (the only configured one when `None`).
 pub fn run(ctx: &Ctx, source: Option<&str>, kind: Option<String>, tags: Vec<String>) -> Result<()> {
+    if let Some(arg) = source {
+        // A configured name is never a URL, so this only looks at URLs typed on the line.
+        exposed::warn_password_in_argv(arg, "the source URL");
+    }
     let repo = ctx.open()?;
     let src = ctx.config.source(source)?;
     let opts = BackupOptions {

@@ -2,6 +2,7 @@
 
 use crate::args::FilterArgs;
 use crate::context::Ctx;
+use crate::exposed;
 use crate::failure::fail;
 use crate::output::print_json;
 use anyhow::Result;
@@ -28,6 +29,9 @@ pub struct Flags {
 
 /// Restores the snapshot `reference` names into the target the flags give.
 pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Result<()> {
+    if let Some(url) = &flags.target_db {
+        exposed::warn_password_in_argv(url, "--target-db");
+    }
     let repo = ctx.open()?;
     let s = repo.resolve(reference, &filter.filter())?;
     let logical = s.kind == BackupKind::Logical;
