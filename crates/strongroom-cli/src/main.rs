@@ -4,8 +4,8 @@
 //! the library ([`context`]), one file per command ([`commands`]), output formatting (human
 //! text or `--json` on stdout; logs, progress and errors on stderr) and exit codes: 0
 //! success, 1 failure (one plain sentence on stderr first, and with `--json` an error
-//! document on stdout), 2 usage error. Holds no domain logic: every operation is a call into
-//! the library.
+//! document on stdout), 2 usage error. Output cut short by its reader (`| head`) ends the
+//! command quietly with 0. Holds no domain logic: every operation is a call into the library.
 
 mod args;
 mod commands;
@@ -48,6 +48,11 @@ fn main() {
         std::process::exit(code);
     }
     if let Err(e) = result {
+        if e.downcast_ref::<output::StdoutClosed>().is_some() {
+            // The reader took what it wanted (`strongroom list | head -1`): the work is
+            // done and there is no one to tell, so exit quietly, as a completed command.
+            return;
+        }
         failure::report(&e, json);
         std::process::exit(1);
     }

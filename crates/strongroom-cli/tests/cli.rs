@@ -680,6 +680,18 @@ fn sqlite_restore_hooks_run_around_the_swap() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// A tiny SQLite database with one table holding one row, backed up; returns its snapshot id.
+fn one_row_snapshot(env: &Env) -> String {
+    let c = Connection::open(env.path("one.db")).unwrap();
+    c.execute_batch("CREATE TABLE notes(body TEXT); INSERT INTO notes VALUES ('hello');")
+        .unwrap();
+    drop(c);
+    env.json(&["backup", "sqlite:one.db"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn secrets_and_inputs_are_safe_by_default() {
     for env in envs() {
@@ -776,5 +788,36 @@ fn secrets_and_inputs_are_safe_by_default() {
         assert_eq!(left[0]["id"], ops.as_str());
         let out = with_pw2(&["key", "remove", &ops]).output().unwrap();
         assert_eq!(out.status.code(), Some(1));
+    }
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let env = envs().remove(0);
+    env.init();
+    one_row_snapshot(&env);
+    for args in [
+        &["list", "--json"][..],
+        &["list"],
+        &["show", "latest"],
+        &["key", "list"],
+    ] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"))
+            .current_dir(env.dir.path())
+            .env("STRONGROOM_REPO", &env.repo)
+            .env("STRONGROOM_PASSWORD", PASSWORD)
+            .env_remove("STRONGROOM_CONFIG")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command writes anything (it first derives the key).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.status.success(), "{args:?}: {err}");
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::context::Ctx;
 use crate::exposed;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use anyhow::Result;
 use strongroom::backup::BackupOptions;
 use strongroom::human_bytes;
@@ -27,13 +27,13 @@ pub fn run(ctx: &Ctx, source: Option<&str>, kind: Option<String>, tags: Vec<Stri
         let secs = (snap.finished_at - snap.started_at)
             .total(jiff::Unit::Second)
             .unwrap_or(0.0);
-        println!(
+        outln!(
             "snapshot {} saved: {} of {}, {} added, {secs:.2} s",
             snap.short_id(),
             snap.source,
             human_bytes(snap.size),
             human_bytes(snap.added)
-        );
+        )?;
     }
     Ok(())
 }

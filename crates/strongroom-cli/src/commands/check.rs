@@ -2,7 +2,7 @@
 
 use crate::context::Ctx;
 use crate::failure::reported;
-use crate::output::{print_json, short};
+use crate::output::{outln, print_json, short};
 use anyhow::Result;
 use strongroom::{ErrorKind, human_bytes};
 
@@ -13,7 +13,7 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
     if ctx.json() {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "{} snapshot(s), {} pack(s), {} chunk(s){}",
             report.snapshots,
             report.packs,
@@ -26,7 +26,7 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
             } else {
                 String::new()
             }
-        );
+        )?;
         for p in &report.problems {
             let affects = if p.snapshots.is_empty() {
                 String::new()
@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
             ),
         ));
     } else if !ctx.json() {
-        println!("no problems found");
+        outln!("no problems found")?;
     }
     Ok(())
 }

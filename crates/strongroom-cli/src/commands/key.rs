@@ -3,7 +3,7 @@
 use crate::args::KeyAction;
 use crate::context::Ctx;
 use crate::failure::fail;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use anyhow::Result;
 use strongroom::ErrorKind;
 use strongroom::access::read_password_file;
@@ -48,11 +48,11 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
             } else if slots.is_empty() {
                 eprintln!("no key slots (the repository is not encrypted)");
             } else {
-                println!("{:<32}  {:<19}  label", "id", "created (UTC)");
+                outln!("{:<32}  {:<19}  label", "id", "created (UTC)")?;
                 for (id, slot) in &slots {
                     match slot {
-                        Ok(s) => println!("{id:<32}  {:<19}  {}", created(&s.created), s.label),
-                        Err(e) => println!("{id:<32}  {:<19}  (damaged: {})", "-", damage(e)),
+                        Ok(s) => outln!("{id:<32}  {:<19}  {}", created(&s.created), s.label)?,
+                        Err(e) => outln!("{id:<32}  {:<19}  (damaged: {})", "-", damage(e))?,
                     }
                 }
             }

@@ -4,7 +4,7 @@ use crate::args::FilterArgs;
 use crate::context::Ctx;
 use crate::exposed;
 use crate::failure::fail;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use anyhow::Result;
 use std::path::PathBuf;
 use strongroom::engine::{RestoreOptions, Target};
@@ -96,15 +96,15 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             (EngineKind::Sqlite, false) => "quick_check ok",
             _ => "row counts match the snapshot",
         };
-        println!(
+        outln!(
             "restored snapshot {} to {} ({}, {checked}) in {:.2} s",
             s.short_id(),
             out.target,
             human_bytes(out.bytes),
             t.elapsed().as_secs_f64()
-        );
+        )?;
         if let Some(old) = &out.old_kept_at {
-            println!("the previous database is kept at {old}");
+            outln!("the previous database is kept at {old}")?;
         }
         for m in &out.moved_aside {
             eprintln!(
