@@ -821,3 +821,82 @@ fn closed_stdout_ends_quietly() {
         assert!(out.status.success(), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn messages_do_not_contradict_themselves() {
+    for env in envs() {
+        env.init();
+        let id = one_row_snapshot(&env);
+        // LATEST, in any case, means latest.
+        for word in ["LATEST", "Latest"] {
+            assert_eq!(env.json(&["show", word])["id"], id.as_str());
+        }
+        // Both targets: asked to give only one, not to give --to.
+        let err = env.fails(&[
+            "restore",
+            "latest",
+            "--to",
+            "x.db",
+            "--target-db",
+            "postgres://app@127.0.0.1:9/x",
+        ]);
+        assert!(err.contains("only one"), "{err}");
+        assert!(!err.contains("give the file to write"), "{err}");
+        // One table with one row is said so.
+        let v = env.json(&["verify", "latest"]);
+        let counts = v["snapshots"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "row counts")
+            .unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(counts.starts_with("1 table, 1 row,"), "{counts}");
+        // A damaged object is named once per line of `check`.
+        let man = format!("snapshots/{id}");
+        let storage = env.storage();
+        let mut m = storage.get(&man).unwrap();
+        m[10] ^= 0x80;
+        storage.put(&man, &m).unwrap();
+        let err = env.fails(&["check"]);
+        for line in err.lines().filter(|l| l.contains(&man)) {
+            assert_eq!(line.matches(&man).count(), 1, "{err}");
+        }
+        assert!(err.lines().any(|l| l.starts_with("damaged: ")), "{err}");
+    }
+
+    // A repository path that is a plain file: one plain sentence.
+    let env = envs().remove(0);
+    std::fs::write(env.path("plain"), "not a repository").unwrap();
+    for args in [&["list"][..], &["init"]] {
+        let out = env
+            .cmd()
+            .args(args)
+            .env("STRONGROOM_REPO", env.path("plain"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("is a file, not a repository directory")
+                && !err.contains("os error")
+                && err.trim_end().lines().count() == 1,
+            "{err}"
+        );
+    }
+    // An unencrypted repository is called that.
+    let out = env
+        .cmd()
+        .args(["init", "--encryption", "none"])
+        .env_remove("STRONGROOM_PASSWORD")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("unencrypted") && !err.contains("none repository"),
+        "{err}"
+    );
+}

@@ -29,6 +29,12 @@ pub struct Flags {
 
 /// Restores the snapshot `reference` names into the target the flags give.
 pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Result<()> {
+    if flags.to.is_some() && flags.target_db.is_some() {
+        return Err(fail(
+            ErrorKind::BadInput,
+            "give only one target: --to PATH for a SQLite snapshot or --target-db URL for a PostgreSQL one, not both",
+        ));
+    }
     if let Some(url) = &flags.target_db {
         exposed::warn_password_in_argv(url, "--target-db");
     }
