@@ -168,6 +168,24 @@ pub enum Command {
         #[arg(long, default_value_t = 300_000)]
         bookings: u64,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  strongroom completions bash > /etc/bash_completion.d/strongroom\n  strongroom completions zsh > \"${fpath[1]}/_strongroom\"\n  strongroom completions fish > ~/.config/fish/completions/strongroom.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory.
+    #[command(
+        after_help = "Examples:\n  strongroom man | man -l -\n  strongroom man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write strongroom.1 and one page per command (strongroom-backup.1, …) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Test and benchmark helpers: hotel databases.
     #[command(hide = true)]
     Hotel {

@@ -42,7 +42,7 @@ fn main() {
     let cli = args::Cli::parse();
     init_logs(cli.global.verbose);
     let json = cli.global.json;
-    let result = context::Ctx::new(cli.global).and_then(|ctx| commands::run(&ctx, cli.command));
+    let result = commands::run(cli.global, cli.command);
     // A signal may have cut the work short: its cleanups finish before any exit.
     if let Some(code) = strongroom::interrupt::settle() {
         std::process::exit(code);

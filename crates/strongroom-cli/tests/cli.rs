@@ -900,3 +900,69 @@ fn messages_do_not_contradict_themselves() {
         "{err}"
     );
 }
+
+#[test]
+fn help_completions_and_man_page() {
+    let run = |args: &[&str]| {
+        let out = Command::cargo_bin("strongroom")
+            .unwrap()
+            .args(args)
+            .env_remove("STRONGROOM_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for cmd in [
+        &["init"][..],
+        &["backup"],
+        &["list"],
+        &["show"],
+        &["restore"],
+        &["verify"],
+        &["check"],
+        &["key"],
+        &["key", "add"],
+        &["key", "list"],
+        &["key", "remove"],
+        &["demo"],
+        &["completions"],
+        &["man"],
+    ] {
+        let help = run(&[cmd, &["--help"]].concat());
+        assert!(help.contains("Example"), "{cmd:?} has no examples:\n{help}");
+        // The command's own options come first, the global ones under their own heading.
+        let global = help
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{cmd:?}:\n{help}"));
+        assert!(help[global..].contains("--repo <URL>"), "{cmd:?}:\n{help}");
+        assert!(!help[..global].contains("--repo <URL>"), "{cmd:?}:\n{help}");
+    }
+    let list = run(&["list", "--help"]);
+    assert!(list.find("--source").unwrap() < list.find("Global options:").unwrap());
+
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains("strongroom") && bash.contains("restore"),
+        "{bash}"
+    );
+    for shell in ["zsh", "fish"] {
+        assert!(run(&["completions", shell]).contains("strongroom"));
+    }
+    let man = run(&["man"]);
+    assert!(man.contains(".TH") && man.contains("backup"), "{man}");
+    let dir = tempfile::tempdir().unwrap();
+    run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    for page in [
+        "strongroom.1",
+        "strongroom-backup.1",
+        "strongroom-key-remove.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+}
