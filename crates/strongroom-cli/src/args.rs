@@ -33,7 +33,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Options every command takes; `--help` lists them apart from the command's own.
 #[derive(Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository URL: a path, file:///abs/path, s3://bucket/prefix, azblob://…, gs://…
     #[arg(long, global = true, env = "STRONGROOM_REPO", value_name = "URL")]
@@ -79,11 +81,17 @@ pub enum Command {
         tags: Vec<String>,
     },
     /// List snapshots, oldest first.
+    #[command(
+        after_help = "Examples:\n  strongroom list\n  strongroom list --source hotel --tag pre-migration\n  strongroom list --json | jq -r '.[].id'"
+    )]
     List {
         #[command(flatten)]
         filter: FilterArgs,
     },
     /// Show one snapshot.
+    #[command(
+        after_help = "Examples:\n  strongroom show latest\n  strongroom show 3fa4c1\n  strongroom show latest --source hotel --tag pre-migration --json"
+    )]
     Show {
         /// Snapshot id, unique prefix (6+ characters) or `latest`.
         reference: String,
@@ -137,17 +145,26 @@ pub enum Command {
         filter: FilterArgs,
     },
     /// Check the repository's consistency; --read-data also reads and authenticates every object.
+    #[command(
+        after_help = "Examples:\n  strongroom check               # every referenced object is present\n  strongroom check --read-data   # and every object reads back intact\n\nExit 1 names each damaged object and the snapshots it affects."
+    )]
     Check {
         /// Read and authenticate every stored object.
         #[arg(long)]
         read_data: bool,
     },
     /// Manage the passwords (key slots) that open the repository.
+    #[command(
+        after_help = "Examples:\n  strongroom key add --new-password-file /run/secrets/ops --label ops-team\n  strongroom key list\n  strongroom key remove 3fa4c1"
+    )]
     Key {
         #[command(subcommand)]
         action: KeyAction,
     },
     /// The whole story on an embedded hotel database and a local repository.
+    #[command(
+        after_help = "Examples:\n  strongroom demo\n  strongroom demo --dir /tmp/strongroom-demo --bookings 20000 --json\n\nNeeds no repository or password: it makes its own in DIR."
+    )]
     Demo {
         /// Where to run (made fresh).
         #[arg(long, default_value = "strongroom-demo")]
@@ -155,6 +172,24 @@ pub enum Command {
         /// Bookings in the generated database.
         #[arg(long, default_value_t = 300_000)]
         bookings: u64,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  strongroom completions bash > /etc/bash_completion.d/strongroom\n  strongroom completions zsh > \"${fpath[1]}/_strongroom\"\n  strongroom completions fish > ~/.config/fish/completions/strongroom.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory.
+    #[command(
+        after_help = "Examples:\n  strongroom man | man -l -\n  strongroom man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write strongroom.1 and one page per command (strongroom-backup.1, …) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Test and benchmark helpers: hotel databases.
     #[command(hide = true)]
@@ -167,6 +202,9 @@ pub enum Command {
 #[derive(Subcommand)]
 pub enum KeyAction {
     /// Add a password; the new one is read from the first line of FILE.
+    #[command(
+        after_help = "Example:\n  strongroom key add --new-password-file /run/secrets/ops --label ops-team"
+    )]
     Add {
         /// File holding the new password.
         #[arg(long, value_name = "FILE")]
@@ -175,8 +213,17 @@ pub enum KeyAction {
         #[arg(long, default_value = "")]
         label: String,
     },
-    /// List key slots.
+    /// List key slots: id, label and when each was made.
+    #[command(after_help = "Examples:\n  strongroom key list\n  strongroom key list --json")]
     List,
+    /// Remove a key slot, so its password no longer opens the repository.
+    #[command(
+        after_help = "Examples:\n  strongroom key list\n  strongroom key remove 3fa4c1   # a unique id prefix of 6+ characters\n\nThe last readable slot cannot be removed: add another password first."
+    )]
+    Remove {
+        /// The slot's id (from `strongroom key list`) or a unique prefix of 6+ characters.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]

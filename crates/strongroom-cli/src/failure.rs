@@ -6,7 +6,7 @@
 //! "message", "retryable"}}`. Errors the command line finds itself carry their kind in a
 //! [`Failure`].
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use strongroom::error::TargetSort;
 use strongroom::{Error, ErrorKind};
 
@@ -54,6 +54,7 @@ pub fn with_flags(e: &Error) -> String {
         Error::NoRepository(_) => {
             format!("{e}: create one with `strongroom init` or check --repo / STRONGROOM_REPO")
         }
+        Error::RepositoryIsFile(_) => format!("{e}; check --repo / STRONGROOM_REPO"),
         Error::NoRepositoryGiven => format!(
             "{e}: pass --repo URL, set STRONGROOM_REPO, or set `repository` in strongroom.toml"
         ),
@@ -123,7 +124,9 @@ pub fn report(e: &anyhow::Error, json: bool) {
         let doc = serde_json::json!({"error": {
             "kind": kind.name(), "message": message, "retryable": retryable,
         }});
-        println!(
+        // A closed stdout must not turn a failure into a panic; stderr still says it.
+        let _ = writeln!(
+            std::io::stdout(),
             "{}",
             serde_json::to_string_pretty(&doc).expect("json serializes")
         );

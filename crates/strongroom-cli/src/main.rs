@@ -4,12 +4,13 @@
 //! the library ([`context`]), one file per command ([`commands`]), output formatting (human
 //! text or `--json` on stdout; logs, progress and errors on stderr) and exit codes: 0
 //! success, 1 failure (one plain sentence on stderr first, and with `--json` an error
-//! document on stdout), 2 usage error. Holds no domain logic: every operation is a call into
-//! the library.
+//! document on stdout), 2 usage error. Output cut short by its reader (`| head`) ends the
+//! command quietly with 0. Holds no domain logic: every operation is a call into the library.
 
 mod args;
 mod commands;
 mod context;
+mod exposed;
 mod failure;
 mod output;
 mod progress;
@@ -41,13 +42,20 @@ fn main() {
     let cli = args::Cli::parse();
     init_logs(cli.global.verbose);
     let json = cli.global.json;
-    let result = context::Ctx::new(cli.global).and_then(|ctx| commands::run(&ctx, cli.command));
+    let result = commands::run(cli.global, cli.command);
     // A signal may have cut the work short: its cleanups finish before any exit.
     if let Some(code) = strongroom::interrupt::settle() {
         std::process::exit(code);
     }
     if let Err(e) = result {
+        if e.downcast_ref::<output::StdoutClosed>().is_some() {
+            // The reader took what it wanted (`strongroom list | head -1`): the work is
+            // done and there is no one to tell, so exit quietly, as a completed command.
+            return;
+        }
         failure::report(&e, json);
+        exposed::print_held_warnings();
         std::process::exit(1);
     }
+    exposed::print_held_warnings();
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use strongroom::hotel::{self, Rng, Scale};
 
 mod common;
-use common::{Env, PASSWORD, envs};
+use common::{Env, PASSWORD, envs, json_of};
 
 impl Env {
     /// A hotel database `hotel.db` with `bookings` bookings, an initialised repository, and
@@ -1116,4 +1116,291 @@ fn a_restored_file_keeps_its_owner_group_and_mode() {
     let wal = std::fs::metadata(env.path("hotel.db-wal")).unwrap();
     assert_eq!((wal.uid(), wal.gid()), (want.uid(), want.gid()));
     drop(c);
+}
+
+/// A tiny SQLite database with one table holding one row, backed up; returns its snapshot id.
+fn one_row_snapshot(env: &Env) -> String {
+    let c = Connection::open(env.path("one.db")).unwrap();
+    c.execute_batch("CREATE TABLE notes(body TEXT); INSERT INTO notes VALUES ('hello');")
+        .unwrap();
+    drop(c);
+    env.json(&["backup", "sqlite:one.db"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn secrets_and_inputs_are_safe_by_default() {
+    for env in envs() {
+        // An empty password is refused at init, and no repository is made.
+        let err = env.fails_with(&["init"], &[("STRONGROOM_PASSWORD", "")]);
+        assert!(err.contains("empty"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!env.storage().exists("config").unwrap());
+        env.init();
+
+        // A password in a source URL on the command line: a warning that names the safer
+        // ways and never the password (the backup itself fails: nothing listens there).
+        for url in [
+            "postgres://app:s3cr3t-pw@127.0.0.1:9/hotel",
+            "postgresql://app@127.0.0.1:9/hotel?sslmode=disable&password=s3cr3t-pw",
+        ] {
+            let out = env.cmd().args(["backup", url]).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(
+                err.contains("visible to every user")
+                    && err.contains("`ps`")
+                    && err.contains("PGPASSWORD")
+                    && err.contains("~/.pgpass")
+                    && err.contains("[sources.NAME]"),
+                "{err}"
+            );
+            assert!(!err.contains("s3cr3t"), "the password leaked: {err}");
+        }
+        let out = env
+            .cmd()
+            .args(["backup", "postgres://app@127.0.0.1:9/hotel"])
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("visible to every user"));
+
+        // key list shows labels and creation times.
+        std::fs::write(env.path("pw2"), "another password\n").unwrap();
+        env.cmd()
+            .args(["key", "add", "--new-password-file", "pw2", "--label", "ops"])
+            .assert()
+            .success();
+        let slots = env.json(&["key", "list"]);
+        let slots = slots.as_array().unwrap();
+        assert_eq!(slots.len(), 2, "{slots:?}");
+        let mut labels: Vec<&str> = slots.iter().map(|s| s["label"].as_str().unwrap()).collect();
+        labels.sort();
+        assert_eq!(labels, ["initial", "ops"]);
+        assert!(slots.iter().all(|s| s["id"].as_str().unwrap().len() == 32
+            && s["created"].as_str().unwrap().starts_with("20")
+            && s.get("damaged").is_none()));
+        let id_of = |label: &str| {
+            slots.iter().find(|s| s["label"] == label).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let (initial, ops) = (id_of("initial"), id_of("ops"));
+
+        // A damaged slot is listed as damaged; it neither fails the listing nor locks out the
+        // holder of the other password.
+        env.storage()
+            .put(&format!("keys/{initial}"), b"not a key slot")
+            .unwrap();
+        let with_pw2 = |args: &[&str]| {
+            let mut c = env.cmd();
+            c.args(args)
+                .args(["--password-file", "pw2"])
+                .env_remove("STRONGROOM_PASSWORD");
+            c
+        };
+        let listed = json_of(with_pw2(&["key", "list"]));
+        let listed = listed.as_array().unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        let bad = listed.iter().find(|s| s["id"] == initial.as_str()).unwrap();
+        assert!(bad["damaged"].is_string(), "{bad}");
+        let out = with_pw2(&["key", "list"]).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("damaged") && text.contains("ops"), "{text}");
+
+        // key remove: never the last readable slot; a 6-character prefix names a slot.
+        let out = with_pw2(&["key", "remove", &ops]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        // one sentence (a warning about the damaged slot may come before it)
+        assert_eq!(err.matches("strongroom: ").count(), 1, "{err}");
+        assert!(err.contains("last"), "{err}");
+        with_pw2(&["key", "remove", &initial[..6]])
+            .assert()
+            .success();
+        let left = json_of(with_pw2(&["key", "list"]));
+        assert_eq!(left.as_array().unwrap().len(), 1);
+        assert_eq!(left[0]["id"], ops.as_str());
+        let out = with_pw2(&["key", "remove", &ops]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+    }
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let env = envs().remove(0);
+    env.init();
+    one_row_snapshot(&env);
+    for args in [
+        &["list", "--json"][..],
+        &["list"],
+        &["show", "latest"],
+        &["key", "list"],
+    ] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"))
+            .current_dir(env.dir.path())
+            .env("STRONGROOM_REPO", &env.repo)
+            .env("STRONGROOM_PASSWORD", PASSWORD)
+            .env_remove("STRONGROOM_CONFIG")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command writes anything (it first derives the key).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.status.success(), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn messages_do_not_contradict_themselves() {
+    for env in envs() {
+        env.init();
+        let id = one_row_snapshot(&env);
+        // LATEST, in any case, means latest.
+        for word in ["LATEST", "Latest"] {
+            assert_eq!(env.json(&["show", word])["id"], id.as_str());
+        }
+        // Both targets: asked to give only one, not to give --to.
+        let err = env.fails(&[
+            "restore",
+            "latest",
+            "--to",
+            "x.db",
+            "--target-db",
+            "postgres://app@127.0.0.1:9/x",
+        ]);
+        assert!(err.contains("only one"), "{err}");
+        assert!(!err.contains("give the file to write"), "{err}");
+        // One table with one row is said so.
+        let v = env.json(&["verify", "latest"]);
+        let counts = v["snapshots"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "row counts")
+            .unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(counts.starts_with("1 table, 1 row,"), "{counts}");
+        // A damaged object is named once per line of `check`.
+        let man = format!("snapshots/{id}");
+        let storage = env.storage();
+        let mut m = storage.get(&man).unwrap();
+        m[10] ^= 0x80;
+        storage.put(&man, &m).unwrap();
+        let err = env.fails(&["check"]);
+        for line in err.lines().filter(|l| l.contains(&man)) {
+            assert_eq!(line.matches(&man).count(), 1, "{err}");
+        }
+        assert!(err.lines().any(|l| l.starts_with("damaged: ")), "{err}");
+    }
+
+    // A repository path that is a plain file: one plain sentence.
+    let env = envs().remove(0);
+    std::fs::write(env.path("plain"), "not a repository").unwrap();
+    for args in [&["list"][..], &["init"]] {
+        let out = env
+            .cmd()
+            .args(args)
+            .env("STRONGROOM_REPO", env.path("plain"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("is a file, not a repository directory")
+                && !err.contains("os error")
+                && err.trim_end().lines().count() == 1,
+            "{err}"
+        );
+    }
+    // An unencrypted repository is called that.
+    let out = env
+        .cmd()
+        .args(["init", "--encryption", "none"])
+        .env_remove("STRONGROOM_PASSWORD")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("unencrypted") && !err.contains("none repository"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_completions_and_man_page() {
+    let run = |args: &[&str]| {
+        let out = Command::cargo_bin("strongroom")
+            .unwrap()
+            .args(args)
+            .env_remove("STRONGROOM_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for cmd in [
+        &["init"][..],
+        &["backup"],
+        &["list"],
+        &["show"],
+        &["restore"],
+        &["verify"],
+        &["check"],
+        &["key"],
+        &["key", "add"],
+        &["key", "list"],
+        &["key", "remove"],
+        &["demo"],
+        &["completions"],
+        &["man"],
+    ] {
+        let help = run(&[cmd, &["--help"]].concat());
+        assert!(help.contains("Example"), "{cmd:?} has no examples:\n{help}");
+        // The command's own options come first, the global ones under their own heading.
+        let global = help
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{cmd:?}:\n{help}"));
+        assert!(help[global..].contains("--repo <URL>"), "{cmd:?}:\n{help}");
+        assert!(!help[..global].contains("--repo <URL>"), "{cmd:?}:\n{help}");
+    }
+    let list = run(&["list", "--help"]);
+    assert!(list.find("--source").unwrap() < list.find("Global options:").unwrap());
+
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains("strongroom") && bash.contains("restore"),
+        "{bash}"
+    );
+    for shell in ["zsh", "fish"] {
+        assert!(run(&["completions", shell]).contains("strongroom"));
+    }
+    let man = run(&["man"]);
+    assert!(man.contains(".TH") && man.contains("backup"), "{man}");
+    let dir = tempfile::tempdir().unwrap();
+    run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    for page in [
+        "strongroom.1",
+        "strongroom-backup.1",
+        "strongroom-key-remove.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
 }

@@ -604,7 +604,11 @@ fn failures_are_one_sentence_leave_no_snapshot_and_are_journaled() {
         "{err}"
     );
     assert!(!err.contains("wrong-pw"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one sentence: {err}");
+    assert_eq!(sentences(&err), 1, "one sentence: {err}");
+    assert!(
+        err.contains("visible to every user") && err.lines().last().unwrap().contains("warning"),
+        "the warning about the password in argv comes after the error: {err}"
+    );
 
     let err = env.fails(&["backup", &pg.super_url("nope")]);
     assert!(err.contains("\"nope\" does not exist"), "{err}");
@@ -647,7 +651,7 @@ fn failures_are_one_sentence_leave_no_snapshot_and_are_journaled() {
     ));
     assert!(err.contains("pg_dump was killed by signal 9"), "{err}");
 
-    assert_eq!(err.trim_end().lines().count(), 1, "one sentence: {err}");
+    assert_eq!(sentences(&err), 1, "one sentence: {err}");
     assert_eq!(
         env.json(&["list"]),
         serde_json::json!([]),
@@ -980,7 +984,7 @@ fn a_server_that_forces_tls_is_backed_up_restored_and_verified_over_tls() {
         &format!("{}?sslmode=disable", pg.super_url("hotel")),
     ]);
     assert!(err.contains("no encryption"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(sentences(&err), 1, "{err}");
 
     // libpq's default (prefer) and require encrypt without checking the certificate;
     // verify-full checks it against sslrootcert and the host name.
@@ -1049,7 +1053,7 @@ fn a_server_that_forces_tls_is_backed_up_restored_and_verified_over_tls() {
     };
     let err = env.fails(&["backup", &by_cert("hotel", false)]);
     assert!(err.contains("sslcert"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(sentences(&err), 1, "{err}");
     let snap = env.json(&["backup", &by_cert("hotel", true)]);
     let id = snap["id"].as_str().unwrap();
     env.cmd()
@@ -1271,4 +1275,12 @@ fn restores_reproduce_schema_and_data_exactly_on_every_path() {
             assert_eq!(seq, 123456, "sequence position restored");
         }
     }
+}
+
+/// Lines on stderr that are not warnings about the command line itself.
+fn sentences(err: &str) -> usize {
+    err.trim_end()
+        .lines()
+        .filter(|l| !l.starts_with("strongroom: warning:"))
+        .count()
 }

@@ -120,6 +120,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A local repository path names a plain file.
+    #[error("{} is a file, not a repository directory", .0.display())]
+    RepositoryIsFile(PathBuf),
+    /// A new password is empty.
+    #[error("the new password is empty")]
+    EmptyPassword,
+    /// No key slot matches a reference.
+    #[error("{0}")]
+    NoKeySlot(String),
+    /// Removing a key slot would leave no slot that opens the repository.
+    #[error(
+        "key slot {0} is the last readable one; removing it would leave no password that opens the repository"
+    )]
+    LastKeySlot(String),
     /// No snapshot matches a reference.
     #[error("{0}")]
     NoSnapshot(String),
@@ -137,7 +151,7 @@ pub enum Error {
         /// The sources, as recorded.
         sources: Vec<String>,
     },
-    /// A snapshot reference is malformed or ambiguous.
+    /// A snapshot or key slot reference is malformed or ambiguous.
     #[error("{0}")]
     BadReference(String),
     /// A source could not be read or is not what it claims to be.
@@ -348,9 +362,10 @@ impl Error {
     /// What sort of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NoRepository(_) | Error::NoSnapshot(_) | Error::NoMatchingSnapshot => {
-                ErrorKind::NotFound
-            }
+            Error::NoRepository(_)
+            | Error::NoSnapshot(_)
+            | Error::NoMatchingSnapshot
+            | Error::NoKeySlot(_) => ErrorKind::NotFound,
             Error::RepositoryExists(_) => ErrorKind::AlreadyExists,
             Error::UnsupportedVersion { .. } | Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::WrongPassword { .. } => ErrorKind::WrongPassword,
@@ -372,7 +387,10 @@ impl Error {
             | Error::BadUrl { .. }
             | Error::TargetMismatch { .. }
             | Error::KindMismatch { .. }
-            | Error::DemoDirTaken(_) => ErrorKind::BadInput,
+            | Error::DemoDirTaken(_)
+            | Error::RepositoryIsFile(_)
+            | Error::EmptyPassword
+            | Error::LastKeySlot(_) => ErrorKind::BadInput,
             Error::Hook { .. } => ErrorKind::HookFailed,
             Error::InPlace { cause, .. } => *cause,
             Error::Failed(_) => ErrorKind::CheckFailed,

@@ -72,6 +72,18 @@ pub struct Unreferenced {
     pub temporary_bytes: u64,
 }
 
+impl Problem {
+    /// The problem as one phrase: the object, then what is wrong, naming the object once
+    /// (a detail taken from an error often names it already).
+    pub fn describe(&self) -> String {
+        if self.detail.contains(&self.object) {
+            self.detail.clone()
+        } else {
+            format!("{}: {}", self.object, self.detail)
+        }
+    }
+}
+
 fn problem(object: impl Into<String>, detail: impl Into<String>) -> Problem {
     Problem {
         object: object.into(),
@@ -99,10 +111,9 @@ pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     rec.size = report.bytes_read;
     if let Some(p) = report.problems.first() {
         rec.error = Some(format!(
-            "{} problem(s), first: {}: {}",
+            "{} problem(s), first: {}",
             report.problems.len(),
-            p.object,
-            p.detail
+            p.describe()
         ));
     }
     repo.record(&rec);

@@ -152,6 +152,10 @@ impl Storage {
         } else {
             PathBuf::from(url)
         };
+        // Said plainly here: otherwise the first read fails with the OS's "Not a directory".
+        if path.is_file() {
+            return Err(Error::RepositoryIsFile(path));
+        }
         Ok(Storage {
             url: url.to_string(),
             backend: Backend::Local(path),

@@ -1,7 +1,8 @@
 //! `strongroom backup`: take a snapshot of a source.
 
 use crate::context::Ctx;
-use crate::output::print_json;
+use crate::exposed;
+use crate::output::{outln, print_json};
 use anyhow::Result;
 use strongroom::backup::BackupOptions;
 use strongroom::human_bytes;
@@ -9,6 +10,10 @@ use strongroom::repository::snapshot::BackupKind;
 
 /// Backs up `source` (the only configured one when `None`).
 pub fn run(ctx: &Ctx, source: Option<&str>, kind: Option<String>, tags: Vec<String>) -> Result<()> {
+    if let Some(arg) = source {
+        // A configured name is never a URL, so this only looks at URLs typed on the line.
+        exposed::warn_password_in_argv(arg, "the source URL");
+    }
     let repo = ctx.open()?;
     let src = ctx.config.source(source)?;
     let opts = BackupOptions {
@@ -22,13 +27,13 @@ pub fn run(ctx: &Ctx, source: Option<&str>, kind: Option<String>, tags: Vec<Stri
         let secs = (snap.finished_at - snap.started_at)
             .total(jiff::Unit::Second)
             .unwrap_or(0.0);
-        println!(
+        outln!(
             "snapshot {} saved: {} of {}, {} added, {secs:.2} s",
             snap.short_id(),
             snap.source,
             human_bytes(snap.size),
             human_bytes(snap.added)
-        );
+        )?;
     }
     Ok(())
 }

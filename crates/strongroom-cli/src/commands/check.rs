@@ -2,7 +2,7 @@
 
 use crate::context::Ctx;
 use crate::failure::reported;
-use crate::output::{print_json, short};
+use crate::output::{outln, print_json, short};
 use anyhow::Result;
 use strongroom::{ErrorKind, human_bytes};
 
@@ -13,7 +13,7 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
     if ctx.json() {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "{} snapshot(s), {} pack(s), {} chunk(s){}",
             report.snapshots,
             report.packs,
@@ -26,7 +26,7 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
             } else {
                 String::new()
             }
-        );
+        )?;
         for p in &report.problems {
             let affects = if p.snapshots.is_empty() {
                 String::new()
@@ -40,23 +40,23 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
                         .join(", ")
                 )
             };
-            eprintln!("damaged: {}: {}{affects}", p.object, p.detail);
+            eprintln!("damaged: {}{affects}", p.describe());
         }
         let u = &report.unreferenced;
         if u.packs > 0 || u.chunks > 0 {
-            println!(
+            outln!(
                 "unreferenced: {} pack(s) holding {} that no snapshot needs, {} chunk(s) in all (interrupted or failed backups; prune reclaims them)",
                 u.packs,
                 human_bytes(u.pack_bytes),
                 u.chunks
-            );
+            )?;
         }
         if u.temporary_objects > 0 {
-            println!(
+            outln!(
                 "unreferenced: {} temporary object(s), {}, left by interrupted writes",
                 u.temporary_objects,
                 human_bytes(u.temporary_bytes)
-            );
+            )?;
         }
     }
     if !report.ok {
@@ -64,14 +64,13 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
         return Err(reported(
             ErrorKind::DamagedData,
             format!(
-                "the repository has {} problem(s), first: {} ({}); restore affected snapshots from another copy or take new backups",
+                "the repository has {} problem(s), first: {}; restore affected snapshots from another copy or take new backups",
                 report.problems.len(),
-                p.object,
-                p.detail
+                p.describe()
             ),
         ));
     } else if !ctx.json() {
-        println!("no problems found");
+        outln!("no problems found")?;
     }
     Ok(())
 }

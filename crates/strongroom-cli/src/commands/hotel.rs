@@ -1,6 +1,7 @@
 //! `strongroom hotel` (hidden): hotel databases for tests and benchmarks.
 
 use crate::args::HotelAction;
+use crate::output::outln;
 use anyhow::{Context, Result};
 use strongroom::hotel;
 
@@ -16,8 +17,8 @@ pub fn run(action: HotelAction) -> Result<()> {
                 .with_context(|| format!("generating {}", path.display()))?;
         }
         HotelAction::PostgresSql { bookings, update } => match update {
-            Some(f) => println!("{}", hotel::postgres_update_sql(f)),
-            None => println!("{}", hotel::postgres_sql(hotel::Scale::bookings(bookings))),
+            Some(f) => outln!("{}", hotel::postgres_update_sql(f))?,
+            None => outln!("{}", hotel::postgres_sql(hotel::Scale::bookings(bookings)))?,
         },
         HotelAction::Update {
             path,

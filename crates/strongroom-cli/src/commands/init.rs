@@ -22,6 +22,12 @@ pub fn run(ctx: &Ctx, encryption: &str) -> Result<()> {
             )
         })?)
     };
+    if pw.as_deref() == Some("") {
+        return Err(fail(
+            ErrorKind::BadInput,
+            "the password for the new repository is empty: set a non-empty STRONGROOM_PASSWORD, --password-file or password_command (or pass --encryption none)",
+        ));
+    }
     let repo = Repository::init(
         storage,
         pw.as_deref().map(str::as_bytes),
@@ -32,9 +38,13 @@ pub fn run(ctx: &Ctx, encryption: &str) -> Result<()> {
             &serde_json::json!({"repository": repo.storage().url(), "id": repo.config().id, "encryption": repo.config().encryption}),
         )?;
     } else {
+        let sort = if repo.key().is_encrypted() {
+            "encrypted"
+        } else {
+            "unencrypted"
+        };
         eprintln!(
-            "created {} repository {} at {}",
-            repo.config().encryption,
+            "created {sort} repository {} at {}",
             repo.config().id,
             repo.storage().url()
         );

@@ -3,13 +3,13 @@
 use crate::args::KeyAction;
 use crate::context::Ctx;
 use crate::failure::fail;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use anyhow::Result;
 use strongroom::ErrorKind;
 use strongroom::access::read_password_file;
 use strongroom::crypto::KdfParams;
 
-/// Adds or lists key slots.
+/// Adds, lists or removes key slots.
 pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
     let repo = ctx.open()?;
     match action {
@@ -31,15 +31,56 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
             eprintln!("added key slot {name}");
         }
         KeyAction::List => {
-            let slots = repo.key_slot_names()?;
+            let slots = repo.key_slots()?;
             if ctx.json() {
-                print_json(&slots)?;
+                let doc: Vec<serde_json::Value> = slots
+                    .iter()
+                    .map(|(id, slot)| match slot {
+                        Ok(s) => serde_json::json!({
+                            "id": id, "label": s.label, "created": s.created,
+                        }),
+                        Err(e) => serde_json::json!({
+                            "id": id, "label": null, "created": null, "damaged": damage(e),
+                        }),
+                    })
+                    .collect();
+                print_json(&doc)?;
+            } else if slots.is_empty() {
+                eprintln!("no key slots (the repository is not encrypted)");
             } else {
-                for name in slots {
-                    println!("{name}");
+                outln!("{:<32}  {:<19}  label", "id", "created (UTC)")?;
+                for (id, slot) in &slots {
+                    match slot {
+                        Ok(s) => outln!("{id:<32}  {:<19}  {}", created(&s.created), s.label)?,
+                        Err(e) => outln!("{id:<32}  {:<19}  (damaged: {})", "-", damage(e))?,
+                    }
                 }
+            }
+        }
+        KeyAction::Remove { id } => {
+            let name = repo.remove_key_slot(&id)?;
+            if ctx.json() {
+                print_json(&serde_json::json!({"removed": name}))?;
+            } else {
+                eprintln!("removed key slot {name}; its password no longer opens the repository");
             }
         }
     }
     Ok(())
+}
+
+/// A slot's creation time as people read it, or as stored when it does not parse.
+fn created(stored: &str) -> String {
+    stored
+        .parse::<jiff::Timestamp>()
+        .map(crate::output::fmt_time)
+        .unwrap_or_else(|_| stored.to_string())
+}
+
+/// Why a slot cannot be read, without repeating its name (the listing shows it).
+fn damage(e: &strongroom::Error) -> String {
+    match e {
+        strongroom::Error::Corrupt { detail, .. } => detail.clone(),
+        other => other.to_string(),
+    }
 }

@@ -3,7 +3,7 @@
 use crate::args::FilterArgs;
 use crate::context::Ctx;
 use crate::failure::reported;
-use crate::output::{fmt_time, print_json, short};
+use crate::output::{fmt_time, outln, print_json, short};
 use anyhow::Result;
 use strongroom::repository::snapshot::Snapshot;
 use strongroom::{ErrorKind, human_bytes};
@@ -26,12 +26,17 @@ pub fn run(ctx: &Ctx, filter: &FilterArgs) -> Result<()> {
             .max()
             .unwrap_or(0)
             .max(6);
-        println!(
+        outln!(
             "{:<8}  {:<19}  {:<w$}  {:<8}  {:>10}  {:>10}  tags",
-            "id", "taken (UTC)", "source", "kind", "size", "added"
-        );
+            "id",
+            "taken (UTC)",
+            "source",
+            "kind",
+            "size",
+            "added"
+        )?;
         for s in &snaps {
-            println!(
+            outln!(
                 "{:<8}  {:<19}  {:<w$}  {:<8}  {:>10}  {:>10}  {}",
                 s.short_id(),
                 fmt_time(s.started_at),
@@ -40,9 +45,9 @@ pub fn run(ctx: &Ctx, filter: &FilterArgs) -> Result<()> {
                 human_bytes(s.size),
                 human_bytes(s.added),
                 s.tags.join(",")
-            );
+            )?;
         }
-        println!("{} snapshot(s)", snaps.len());
+        outln!("{} snapshot(s)", snaps.len())?;
     }
     if let Some((id, e)) = damaged.first() {
         for (_, e) in &damaged {

@@ -6,26 +6,32 @@
 
 pub mod backup;
 pub mod check;
+pub mod completions;
 pub mod demo;
 pub mod hotel;
 pub mod init;
 pub mod key;
 pub mod list;
+pub mod man;
 pub mod restore;
 pub mod show;
 pub mod verify;
 
-use crate::args::Command;
+use crate::args::{Command, Global};
 use crate::context::Ctx;
 use anyhow::Result;
 
-/// Runs one command.
-pub fn run(ctx: &Ctx, command: Command) -> Result<()> {
+/// Runs one command. The config is read only for commands that use it, so completions, the
+/// man page and the hotel helpers work beside a broken `strongroom.toml`.
+pub fn run(global: Global, command: Command) -> Result<()> {
+    let ctx = move || Ctx::new(global);
     match command {
-        Command::Init { encryption } => init::run(ctx, &encryption),
-        Command::Backup { source, kind, tags } => backup::run(ctx, source.as_deref(), kind, tags),
-        Command::List { filter } => list::run(ctx, &filter),
-        Command::Show { reference, filter } => show::run(ctx, &reference, &filter),
+        Command::Init { encryption } => init::run(&ctx()?, &encryption),
+        Command::Backup { source, kind, tags } => {
+            backup::run(&ctx()?, source.as_deref(), kind, tags)
+        }
+        Command::List { filter } => list::run(&ctx()?, &filter),
+        Command::Show { reference, filter } => show::run(&ctx()?, &reference, &filter),
         Command::Restore {
             reference,
             to,
@@ -37,7 +43,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<()> {
             run_hooks,
             filter,
         } => restore::run(
-            ctx,
+            &ctx()?,
             &reference,
             &filter,
             restore::Flags {
@@ -54,10 +60,12 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<()> {
             reference,
             all,
             filter,
-        } => verify::run(ctx, reference.as_deref(), all, &filter),
-        Command::Check { read_data } => check::run(ctx, read_data),
-        Command::Key { action } => key::run(ctx, action),
-        Command::Demo { dir, bookings } => demo::run(ctx, &dir, bookings),
+        } => verify::run(&ctx()?, reference.as_deref(), all, &filter),
+        Command::Check { read_data } => check::run(&ctx()?, read_data),
+        Command::Key { action } => key::run(&ctx()?, action),
+        Command::Demo { dir, bookings } => demo::run(&ctx()?, &dir, bookings),
+        Command::Completions { shell } => completions::run(shell),
+        Command::Man { dir } => man::run(dir.as_deref()),
         Command::Hotel { action } => hotel::run(action),
     }
 }

@@ -2,8 +2,9 @@
 
 use crate::args::FilterArgs;
 use crate::context::Ctx;
+use crate::exposed;
 use crate::failure::fail;
-use crate::output::{fmt_time, print_json};
+use crate::output::{fmt_time, outln, print_json};
 use anyhow::Result;
 use std::path::PathBuf;
 use strongroom::engine::{RestoreOptions, Target};
@@ -30,6 +31,15 @@ pub struct Flags {
 
 /// Restores the snapshot `reference` names into the target the flags give.
 pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Result<()> {
+    if flags.to.is_some() && flags.target_db.is_some() {
+        return Err(fail(
+            ErrorKind::BadInput,
+            "give only one target: --to PATH for a SQLite snapshot or --target-db URL for a PostgreSQL one, not both",
+        ));
+    }
+    if let Some(url) = &flags.target_db {
+        exposed::warn_password_in_argv(url, "--target-db");
+    }
     let repo = ctx.open()?;
     let mut filter = filter.filter(&ctx.config);
     // `latest` without --source: the target may say which source is meant, when it is a
@@ -128,7 +138,7 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             (EngineKind::Sqlite, false) => "quick_check ok",
             _ => "row counts match the snapshot",
         };
-        println!(
+        outln!(
             "restored snapshot {} of {} (taken {} UTC) to {} ({}, {checked}) in {:.2} s",
             s.short_id(),
             s.source,
@@ -136,9 +146,9 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             out.target,
             human_bytes(out.bytes),
             t.elapsed().as_secs_f64()
-        );
+        )?;
         if let Some(old) = &out.old_kept_at {
-            println!("the previous database is kept at {old}");
+            outln!("the previous database is kept at {old}")?;
         }
         for m in &out.moved_aside {
             eprintln!(

@@ -2,7 +2,7 @@
 
 use crate::args::FilterArgs;
 use crate::context::Ctx;
-use crate::output::{fmt_time, print_json};
+use crate::output::{fmt_time, outln, print_json};
 use anyhow::Result;
 use strongroom::human_bytes;
 use strongroom::repository::snapshot::Snapshot;
@@ -14,35 +14,35 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs) -> Result<()> {
     if ctx.json() {
         print_json(&s.summary())?;
     } else {
-        print_snapshot(&s);
+        print_snapshot(&s)?;
     }
     Ok(())
 }
 
-fn print_snapshot(s: &Snapshot) {
-    println!("snapshot {}", s.id);
-    println!("  source      {} ({} {})", s.source, s.engine, s.kind);
+fn print_snapshot(s: &Snapshot) -> Result<()> {
+    outln!("snapshot {}", s.id)?;
+    outln!("  source      {} ({} {})", s.source, s.engine, s.kind)?;
     if !s.tags.is_empty() {
-        println!("  tags        {}", s.tags.join(", "));
+        outln!("  tags        {}", s.tags.join(", "))?;
     }
     let secs = (s.finished_at - s.started_at)
         .total(jiff::Unit::Second)
         .unwrap_or(0.0);
-    println!(
+    outln!(
         "  taken       {} UTC ({secs:.1} s) on {}",
         fmt_time(s.started_at),
         s.hostname
-    );
-    println!(
+    )?;
+    outln!(
         "  size        {} ({} added to the repository)",
         human_bytes(s.size),
         human_bytes(s.added)
-    );
-    println!("  version     {}", s.metadata.server_version);
-    println!(
+    )?;
+    outln!("  version     {}", s.metadata.server_version)?;
+    outln!(
         "  schema      {}",
         s.metadata.schema_version.as_deref().unwrap_or("-")
-    );
+    )?;
     let width = s
         .metadata
         .extra
@@ -59,10 +59,11 @@ fn print_snapshot(s: &Snapshot) {
             }
             other => other.to_string(),
         };
-        println!("  {k:<width$} {shown}");
+        outln!("  {k:<width$} {shown}")?;
     }
-    println!("  row counts");
+    outln!("  row counts")?;
     for (t, n) in &s.metadata.row_counts {
-        println!("    {t:<28} {n:>12}");
+        outln!("    {t:<28} {n:>12}")?;
     }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use crate::args::FilterArgs;
 use crate::context::Ctx;
 use crate::failure::{fail, reported};
-use crate::output::{print_json, short};
+use crate::output::{outln, print_json, short};
 use anyhow::Result;
 use strongroom::ErrorKind;
 use strongroom::engine::Scratch;
@@ -47,19 +47,19 @@ pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -
         print_json(&report)?;
     } else {
         for s in &report.snapshots {
-            println!(
+            outln!(
                 "snapshot {}: {} (test restore {:.2} s)",
                 short(&s.id),
                 if s.ok { "ok" } else { "FAILED" },
                 s.restore_seconds
-            );
+            )?;
             for c in &s.checks {
-                println!(
+                outln!(
                     "  [{}] {}: {}",
                     if c.ok { "ok" } else { "FAIL" },
                     c.name,
                     c.detail
-                );
+                )?;
             }
         }
     }

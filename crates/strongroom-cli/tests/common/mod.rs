@@ -94,7 +94,17 @@ impl Env {
 
     /// Runs a command that must fail with exit 1; returns its stderr.
     pub fn fails(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().unwrap();
+        self.fails_with(args, &[])
+    }
+
+    /// Like [`Env::fails`], with extra environment variables.
+    pub fn fails_with(&self, args: &[&str], vars: &[(&str, &str)]) -> String {
+        let out = self
+            .cmd()
+            .args(args)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(
             out.status.code(),

@@ -40,7 +40,12 @@ pub fn compare_row_counts(
         name: "row counts".into(),
         ok: diffs.is_empty(),
         detail: if diffs.is_empty() {
-            format!("{} tables, {total} rows, all as captured", found.len())
+            format!(
+                "{} table{}, {total} row{}, all as captured",
+                found.len(),
+                if found.len() == 1 { "" } else { "s" },
+                if total == 1 { "" } else { "s" }
+            )
         } else {
             diffs.join("; ")
         },
@@ -90,5 +95,18 @@ mod tests {
             "a: expected 3, found 2; b: table missing; c: unexpected table"
         );
         assert!(compare_row_counts(&exp, &exp).ok);
+    }
+
+    #[test]
+    fn row_count_summary_counts_in_words() {
+        let one: BTreeMap<String, u64> = [("a".into(), 1)].into();
+        assert_eq!(
+            compare_row_counts(&one, &one).detail,
+            "1 table, 1 row, all as captured"
+        );
+        assert_eq!(
+            compare_row_counts(&BTreeMap::new(), &BTreeMap::new()).detail,
+            "0 tables, 0 rows, all as captured"
+        );
     }
 }

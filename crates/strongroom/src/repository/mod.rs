@@ -115,6 +115,9 @@ fn hash_hex(bytes: &[u8]) -> String {
 impl Repository {
     /// Creates a repository; encrypted with `password` unless `password` is `None`.
     pub fn init(storage: Storage, password: Option<&[u8]>, kdf: KdfParams) -> Result<Self> {
+        if password.is_some_and(<[u8]>::is_empty) {
+            return Err(Error::EmptyPassword);
+        }
         if storage.exists(layout::CONFIG)? {
             return Err(Error::RepositoryExists(storage.url().to_string()));
         }
@@ -201,8 +204,18 @@ impl Repository {
             ));
         }
         let config_hash = hash_hex(&sealed);
+        let mut damaged = Vec::new();
         for info in &slots {
-            let slot = read_key_slot(&storage, &info.key)?;
+            let slot = match read_key_slot(&storage, &info.key) {
+                Ok(slot) => slot,
+                // A damaged slot must not lock out the holders of the other passwords.
+                Err(e @ (Error::Corrupt { .. } | Error::Missing { .. })) => {
+                    tracing::warn!("{e}; trying the other key slots");
+                    damaged.push(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some((key, repo_id, hash)) = slot.open(password, &info.key)? {
                 if repo_id != config.id || hash != config_hash {
                     return Err(Error::corrupt(
@@ -220,6 +233,9 @@ impl Repository {
                 return Ok(repo);
             }
         }
+        if damaged.len() == slots.len() {
+            return Err(damaged.remove(0));
+        }
         Err(Error::WrongPassword { slots: slots.len() })
     }
 
@@ -230,8 +246,72 @@ impl Repository {
                 "the repository is not encrypted; it has no passwords".into(),
             ));
         }
+        if password.is_empty() {
+            return Err(Error::EmptyPassword);
+        }
         let (_, sealed) = read_config(&self.storage)?;
         self.write_key_slot(password, kdf, &hash_hex(&sealed), label)
+    }
+
+    /// Every key slot by name, read but not opened; a slot that cannot be read comes with
+    /// why instead, so one damaged slot never hides the others.
+    pub fn key_slots(&self) -> Result<Vec<(String, Result<KeySlot>)>> {
+        Ok(self
+            .key_slot_names()?
+            .into_iter()
+            .map(|name| {
+                let slot = read_key_slot(&self.storage, &ObjectKind::Key.key(&name));
+                (name, slot)
+            })
+            .collect())
+    }
+
+    /// Removes the key slot `reference` names (its name or a unique prefix of at least 6
+    /// characters); returns the slot's name. Refuses to remove the last slot that can be
+    /// read, which would leave no password that opens the repository.
+    pub fn remove_key_slot(&self, reference: &str) -> Result<String> {
+        if !self.key.is_encrypted() {
+            return Err(Error::Config(
+                "the repository is not encrypted; it has no passwords".into(),
+            ));
+        }
+        let names = self.key_slot_names()?;
+        let wanted = reference.to_ascii_lowercase();
+        let name = match names.iter().find(|n| **n == wanted) {
+            Some(exact) => exact.clone(),
+            None if wanted.len() < 6 => {
+                return Err(Error::BadReference(format!(
+                    "key slot reference {reference:?} is too short: give the slot's id or at least its first 6 characters"
+                )));
+            }
+            None => {
+                let matching: Vec<&String> =
+                    names.iter().filter(|n| n.starts_with(&wanted)).collect();
+                match matching.as_slice() {
+                    [one] => (*one).clone(),
+                    [] => {
+                        return Err(Error::NoKeySlot(format!(
+                            "no key slot {reference}; `strongroom key list` shows the ids"
+                        )));
+                    }
+                    many => {
+                        return Err(Error::BadReference(format!(
+                            "key slot prefix {reference} is ambiguous ({} slots match); give more characters",
+                            many.len()
+                        )));
+                    }
+                }
+            }
+        };
+        let others_readable = names
+            .iter()
+            .filter(|n| **n != name)
+            .any(|n| read_key_slot(&self.storage, &ObjectKind::Key.key(n)).is_ok());
+        if !others_readable {
+            return Err(Error::LastKeySlot(name));
+        }
+        self.storage.delete(&ObjectKind::Key.key(&name))?;
+        Ok(name)
     }
 
     /// The object store.
@@ -459,6 +539,45 @@ mod tests {
         .unwrap();
         let e = Repository::open(s, Some(b"pw1")).unwrap_err().to_string();
         assert!(e.contains("does not match"), "{e}");
+    }
+
+    #[test]
+    fn key_slots_list_damage_and_removal_keeps_one() {
+        let s = Storage::from_url("memory://").unwrap();
+        assert!(matches!(
+            Repository::init(s.clone(), Some(b""), fast()),
+            Err(Error::EmptyPassword)
+        ));
+        let repo = Repository::init(s.clone(), Some(b"pw1"), fast()).unwrap();
+        assert!(matches!(
+            repo.add_password(b"", fast(), "empty"),
+            Err(Error::EmptyPassword)
+        ));
+        let first = repo.key_slot_names().unwrap().remove(0);
+        let second = repo.add_password(b"pw2", fast(), "second").unwrap();
+        // a damaged slot is listed with why, and does not lock out the other password
+        s.put(&ObjectKind::Key.key(&first), b"garbage").unwrap();
+        let slots = repo.key_slots().unwrap();
+        assert_eq!(slots.len(), 2);
+        let (bad, good): (Vec<_>, Vec<_>) = slots.iter().partition(|(_, r)| r.is_err());
+        assert_eq!(bad[0].0, first);
+        assert_eq!(good[0].1.as_ref().unwrap().label, "second");
+        assert!(Repository::open(s.clone(), Some(b"pw2")).is_ok());
+        // the last readable slot stays; a short or unknown reference is refused
+        assert!(matches!(
+            repo.remove_key_slot(&second[..6]),
+            Err(Error::LastKeySlot(_))
+        ));
+        assert!(matches!(
+            repo.remove_key_slot(&second[..5]),
+            Err(Error::BadReference(_))
+        ));
+        assert!(matches!(
+            repo.remove_key_slot("ffffffffff"),
+            Err(Error::NoKeySlot(_))
+        ));
+        assert_eq!(repo.remove_key_slot(&first).unwrap(), first);
+        assert_eq!(repo.key_slot_names().unwrap(), [second]);
     }
 
     #[test]

@@ -293,8 +293,8 @@ pub fn is_latest(reference: &str) -> bool {
     reference.eq_ignore_ascii_case("latest")
 }
 
-/// Picks one snapshot from `all` (sorted oldest first) for a reference: `latest`, a full id,
-/// or a unique prefix of at least 6 characters.
+/// Picks one snapshot from `all` (sorted oldest first) for a reference: `latest` (in any
+/// case, as hex ids are), a full id, or a unique prefix of at least 6 characters.
 pub fn resolve<'a>(all: &'a [Snapshot], reference: &str, filter: &Filter) -> Result<&'a Snapshot> {
     let candidates: Vec<&Snapshot> = all.iter().filter(|s| filter.matches(s)).collect();
     if is_latest(reference) {
@@ -384,6 +384,8 @@ pub(crate) mod tests {
         ];
         let f = Filter::default();
         assert_eq!(resolve(&all, "latest", &f).unwrap().id, "bbbbbb33");
+        assert_eq!(resolve(&all, "LATEST", &f).unwrap().id, "bbbbbb33");
+        assert_eq!(resolve(&all, "Latest", &f).unwrap().id, "bbbbbb33");
         assert_eq!(resolve(&all, "aaaaaa2", &f).unwrap().id, "aaaaaa22");
         assert_eq!(resolve(&all, "AAAAAA2", &f).unwrap().id, "aaaaaa22");
         assert!(
