@@ -258,6 +258,28 @@ fn flipped_bytes_are_named_and_restores_refuse() {
             .assert()
             .success();
         assert_eq!(env.json(&["show", "latest"])["id"], other["id"]);
+        // verify --all still verifies the others, and reports the damaged one by its id.
+        let out = env
+            .cmd()
+            .args(["verify", "--all", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ok"], false, "{v}");
+        let entries = v["snapshots"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{v}");
+        assert_eq!(
+            (&entries[0]["id"], &entries[0]["ok"]),
+            (&other["id"], &Value::Bool(true))
+        );
+        assert_eq!(
+            (entries[1]["id"].as_str(), &entries[1]["ok"]),
+            (Some(id.as_str()), &Value::Bool(false))
+        );
+        let check = &entries[1]["checks"][0];
+        assert_eq!(check["name"], "manifest", "{v}");
+        assert!(check["detail"].as_str().unwrap().contains(&man), "{v}");
         let idx = storage.list("index/").unwrap().remove(0).key;
         let mut b = storage.get(&idx).unwrap();
         b[20] ^= 0x04;

@@ -227,6 +227,7 @@ pub fn run(
     let report = verify::run(
         &repo,
         &snaps,
+        &[],
         &|_| Some(source.clone()),
         &crate::engine::Scratch {
             dir: std::env::temp_dir(),
