@@ -4,6 +4,7 @@
 //! point at the line and column. Must not open repositories or databases.
 
 use crate::error::{Error, Result};
+use crate::source::conninfo::redact_url;
 use crate::source::{Location, RowCounts, Source, SqlCheck, parse_location};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -227,6 +228,7 @@ impl Config {
             before_restore: s.before_restore.clone(),
             after_restore: s.after_restore.clone(),
             row_counts: s.row_counts,
+            config_name: Some(name.to_string()),
         };
         match arg {
             None => match self.sources.len() {
@@ -256,22 +258,37 @@ impl Config {
                         }
                     ))
                 })?;
-                // A URL that a configured source also names gets that source's checks.
-                let named = self.sources.values().find(|s| parse_location(&s.url).as_ref() == Some(&location));
+                // A URL that a configured source also names is that source: its checks and
+                // settings, and its connection settings too (a recorded name never holds
+                // the password the configured URL may hold), unless the URL given has a
+                // password of its own.
+                let redacted = |u: &str| match parse_location(u) {
+                    Some(Location::Postgres(p)) => Some(Location::Postgres(redact_url(&p))),
+                    other => other,
+                };
+                let wanted = redacted(a);
+                let named = self
+                    .sources
+                    .iter()
+                    .find(|(_, s)| redacted(&s.url) == wanted);
                 // The name recorded in snapshots never carries a password (docs/ARCHITECTURE.md, "Invariants": secrets never appear).
                 let name = match &location {
-                    Location::Postgres(_) => crate::source::conninfo::redact_url(a),
+                    Location::Postgres(_) => redact_url(a),
                     Location::Sqlite(_) => a.to_string(),
                 };
-                Ok(Source {
-                    name,
-                    location,
-                    schema_version_query: named.and_then(|s| s.schema_version_query.clone()),
-                    checks: named.map(|s| s.checks.clone()).unwrap_or_default(),
-                    before_restore: named.and_then(|s| s.before_restore.clone()),
-                    after_restore: named.and_then(|s| s.after_restore.clone()),
-                    row_counts: named.map(|s| s.row_counts).unwrap_or_default(),
-                })
+                let has_password = name != a;
+                match named {
+                    Some((n, s)) => Ok(Source {
+                        name,
+                        location: if has_password {
+                            location
+                        } else {
+                            parse_location(&s.url).expect("validated at load")
+                        },
+                        ..from_config(n, s)
+                    }),
+                    None => Ok(Source::new(name, location)),
+                }
             }
         }
     }
@@ -390,6 +407,35 @@ email = "ana@example.com"
         // A password in a URL given on the command line never becomes the recorded name.
         let s = c.source(Some("postgres://app:hunter2@db/hotel")).unwrap();
         assert_eq!(s.name, "postgres://app@db/hotel");
+    }
+
+    #[test]
+    fn a_recorded_url_finds_its_configured_source() {
+        let text = r#"
+[sources.prod]
+url = "postgres://app:s3cret@db:5432/hotel"
+"#;
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        // Snapshots record the URL without its password: the configured source supplies it,
+        // as it did for the backup.
+        let s = c.source(Some("postgres://app@db:5432/hotel")).unwrap();
+        assert_eq!(s.name, "postgres://app@db:5432/hotel");
+        assert_eq!(
+            s.location,
+            Location::Postgres("postgres://app:s3cret@db:5432/hotel".into())
+        );
+        assert_eq!(s.config_name.as_deref(), Some("prod"));
+        // A password given with the URL wins.
+        let s = c
+            .source(Some("postgres://app:other@db:5432/hotel"))
+            .unwrap();
+        assert_eq!(
+            s.location,
+            Location::Postgres("postgres://app:other@db:5432/hotel".into())
+        );
+        assert_eq!(s.name, "postgres://app@db:5432/hotel");
+        let s = c.source(Some("postgres://app@elsewhere/hotel")).unwrap();
+        assert_eq!(s.config_name, None);
     }
 
     #[test]

@@ -48,6 +48,25 @@ pub struct Source {
     pub after_restore: Option<String>,
     /// How row counts are captured.
     pub row_counts: RowCounts,
+    /// The `[sources.NAME]` table this source comes from, when the config names it (by name
+    /// or by URL): messages say where connection settings came from.
+    pub config_name: Option<String>,
+}
+
+impl Source {
+    /// A source named `name` at `location`, with no checks, hooks or settings of its own.
+    pub fn new(name: impl Into<String>, location: Location) -> Source {
+        Source {
+            name: name.into(),
+            location,
+            schema_version_query: None,
+            checks: Vec::new(),
+            before_restore: None,
+            after_restore: None,
+            row_counts: RowCounts::default(),
+            config_name: None,
+        }
+    }
 }
 
 /// A database location parsed from a source URL.
