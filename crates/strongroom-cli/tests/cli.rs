@@ -701,3 +701,67 @@ fn sqlite_restore_hooks_run_around_the_swap() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_locked_database_is_waited_for_then_refused_by_name_after_lock_timeout() {
+    // Waiting for the lock happens before anything is stored: one store shows it.
+    let env = envs().into_iter().next().unwrap();
+    let db = env.path("hotel.db");
+    make_db(&db, 2_000);
+    let holder = Connection::open(&db).unwrap();
+    holder
+        .pragma_update(None, "journal_mode", "delete")
+        .unwrap();
+    env.init();
+    let config = |timeout: &str| {
+        std::fs::write(
+            env.path("strongroom.toml"),
+            format!(
+                "[sources.hotel]\nurl = \"sqlite:{}\"\nlock_timeout = \"{timeout}\"\n",
+                db.display()
+            ),
+        )
+        .unwrap()
+    };
+    // In rollback-journal mode an exclusive transaction keeps every reader out.
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    config("1s");
+    let err = env.fails(&["backup", "hotel"]);
+    let last = err.trim_end().lines().last().unwrap();
+    assert!(
+        last.contains(&db.display().to_string())
+            && last.contains("lock_timeout in [sources.hotel]")
+            && last.contains("1s"),
+        "{err}"
+    );
+
+    // Released while the backup waits: the backup goes on and succeeds.
+    config("5m");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"))
+        .current_dir(env.dir.path())
+        .env("STRONGROOM_REPO", &env.repo)
+        .env("STRONGROOM_PASSWORD", PASSWORD)
+        .env_remove("STRONGROOM_CONFIG")
+        .env("NO_COLOR", "1")
+        .args(["backup", "hotel", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    let mut released = false;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap())) {
+        let line = line.unwrap();
+        if !released && line.contains("waiting up to 5m") {
+            holder.execute_batch("COMMIT").unwrap();
+            released = true;
+        }
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(released, "the backup never said it was waiting: {stderr}");
+    assert!(out.status.success(), "{stderr}");
+    let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snap["metadata"]["row_counts"], row_counts(&db));
+}

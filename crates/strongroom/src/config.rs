@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::source::conninfo::redact_url;
-use crate::source::{Location, RowCounts, Source, SqlCheck, parse_location};
+use crate::source::{DEFAULT_LOCK_TIMEOUT, Location, RowCounts, Source, SqlCheck, parse_location};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,6 +85,13 @@ pub struct SourceConfig {
     /// restore).
     #[serde(default)]
     pub row_counts: RowCounts,
+    /// SQLite: how long a backup waits and retries while writers hold the database locked
+    /// (e.g. `"5m"`, the default) before it gives up.
+    pub lock_timeout: Option<String>,
+    /// SQLite in rollback-journal mode: the directory where a backup spools the pages it read,
+    /// so writers can go on while they are uploaded (default: the system's temporary
+    /// directory). Needs room for the whole database.
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// `[retention]`: how many snapshots of each period to keep.
@@ -178,6 +185,14 @@ impl Config {
                     s.url
                 )));
             }
+            if let Some(t) = &s.lock_timeout {
+                crate::parse_duration(t).map_err(|e| {
+                    Error::Config(format!(
+                        "{}: sources.{name}.lock_timeout: {e}",
+                        origin.display()
+                    ))
+                })?;
+            }
             for c in &s.checks {
                 if c.sql.trim().is_empty() {
                     return Err(Error::Config(format!(
@@ -229,6 +244,12 @@ impl Config {
             after_restore: s.after_restore.clone(),
             row_counts: s.row_counts,
             config_name: Some(name.to_string()),
+            lock_timeout: s
+                .lock_timeout
+                .as_deref()
+                .map(|t| crate::parse_duration(t).expect("validated at load"))
+                .unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            spool_dir: s.spool_dir.clone(),
         };
         match arg {
             None => match self.sources.len() {
@@ -410,10 +431,14 @@ email = "ana@example.com"
     }
 
     #[test]
-    fn a_recorded_url_finds_its_configured_source() {
+    fn a_recorded_url_finds_its_configured_source_and_settings() {
         let text = r#"
 [sources.prod]
 url = "postgres://app:s3cret@db:5432/hotel"
+[sources.hotel]
+url = "sqlite:hotel.db"
+lock_timeout = "90s"
+spool_dir = "/var/tmp"
 "#;
         let c = Config::parse(text, Path::new("c.toml")).unwrap();
         // Snapshots record the URL without its password: the configured source supplies it,
@@ -436,6 +461,16 @@ url = "postgres://app:s3cret@db:5432/hotel"
         assert_eq!(s.name, "postgres://app@db:5432/hotel");
         let s = c.source(Some("postgres://app@elsewhere/hotel")).unwrap();
         assert_eq!(s.config_name, None);
+        let h = c.source(Some("sqlite:hotel.db")).unwrap();
+        assert_eq!(h.lock_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(h.spool_dir.as_deref(), Some(Path::new("/var/tmp")));
+        assert_eq!(
+            c.source(Some("prod")).unwrap().lock_timeout,
+            DEFAULT_LOCK_TIMEOUT
+        );
+        let bad = "[sources.a]\nurl = \"sqlite:a.db\"\nlock_timeout = \"soon\"\n";
+        let e = Config::parse(bad, Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("sources.a.lock_timeout"), "{e}");
     }
 
     #[test]

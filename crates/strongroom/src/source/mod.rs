@@ -9,6 +9,11 @@ pub mod conninfo;
 
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a backup waits for a busy database to let it read, unless the source sets
+/// `lock_timeout`.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// How row counts are captured.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -51,6 +56,11 @@ pub struct Source {
     /// The `[sources.NAME]` table this source comes from, when the config names it (by name
     /// or by URL): messages say where connection settings came from.
     pub config_name: Option<String>,
+    /// How long a backup waits and retries for a busy database's read lock (SQLite).
+    pub lock_timeout: Duration,
+    /// Where a backup spools what it read so it can let writers go early (SQLite in
+    /// rollback-journal mode); `None`: the system's temporary directory.
+    pub spool_dir: Option<PathBuf>,
 }
 
 impl Source {
@@ -65,6 +75,8 @@ impl Source {
             after_restore: None,
             row_counts: RowCounts::default(),
             config_name: None,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            spool_dir: None,
         }
     }
 }
