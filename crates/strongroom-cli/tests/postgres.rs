@@ -1284,3 +1284,204 @@ fn sentences(err: &str) -> usize {
         .filter(|l| !l.starts_with("strongroom: warning:"))
         .count()
 }
+
+/// A SQLite database of random blobs in a table of its own: it shares no page with another.
+fn blob_db(path: &std::path::Path, table: &str) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(&format!(
+        "CREATE TABLE {table}(body BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+         INSERT INTO {table} SELECT randomblob(3000) FROM n;"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn verify_all_reports_every_snapshot_whatever_fails_with_each() {
+    let pg = Cluster::start();
+    pg.execute(
+        "postgres",
+        "CREATE ROLE app LOGIN PASSWORD 'app-secret' CREATEDB NOSUPERUSER",
+    );
+    load_hotel(
+        &pg,
+        "hotel",
+        Some("app"),
+        Some(("app", "app-secret")),
+        2_000,
+    );
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+    for name in ["a", "b", "c"] {
+        blob_db(&env.path(&format!("{name}.db")), &format!("t_{name}"));
+    }
+    let config = |prod_url: &str| {
+        let mut text = format!("[sources.prod]\nurl = \"{prod_url}\"\n");
+        for name in ["a", "b", "c"] {
+            text += &format!(
+                "[sources.{name}]\nurl = \"sqlite:{}\"\n",
+                env.path(&format!("{name}.db")).display()
+            );
+        }
+        std::fs::write(env.path("strongroom.toml"), text).unwrap();
+    };
+    // No password from anywhere but what each step gives.
+    let cmd = || {
+        let mut c = env.cmd();
+        c.env_remove("PGPASSWORD")
+            .env("PGPASSFILE", env.path("no-pgpass"));
+        c
+    };
+    let plain_url = pg.url("app", None, "hotel");
+    let secret_url = pg.url("app", Some("app-secret"), "hotel");
+    config(&secret_url);
+    // A URL that a configured source names is that source: recorded by its name.
+    let prod = json_of({
+        let mut c = cmd();
+        c.env("PGPASSWORD", "app-secret")
+            .args(["backup", &plain_url]);
+        c
+    });
+    assert_eq!(prod["source"], "prod");
+    let backup = |name: &str| {
+        json_of({
+            let mut c = cmd();
+            c.args(["backup", name]);
+            c
+        })
+    };
+    let (b, c) = (backup("b"), backup("c"));
+    let storage = env.storage();
+    let packs = |s: &strongroom::storage::Storage| -> Vec<String> {
+        s.list("data/")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect()
+    };
+    let before = packs(&storage);
+    let a = backup("a");
+    // Damage a pack only snapshot a uses, and c's manifest.
+    let pack = packs(&storage)
+        .into_iter()
+        .find(|p| !before.contains(p))
+        .expect("a stored a pack of its own");
+    let mut bytes = storage.get(&pack).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    storage.put(&pack, &bytes).unwrap();
+    let id = |s: &Value| s["id"].as_str().unwrap().to_string();
+    let (prod_id, a_id, b_id, c_id) = (id(&prod), id(&a), id(&b), id(&c));
+    let manifest = format!("snapshots/{c_id}");
+    let mut m = storage.get(&manifest).unwrap();
+    m[10] ^= 0x80;
+    storage.put(&manifest, &m).unwrap();
+
+    let verify_all = |pgpassword: Option<&str>| -> (Value, String) {
+        let mut c = cmd();
+        if let Some(p) = pgpassword {
+            c.env("PGPASSWORD", p);
+        }
+        let out = c.args(["verify", "--all", "--json"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        for secret in ["app-secret", "not-the-password"] {
+            assert!(
+                !stdout.contains(secret) && !stderr.contains(secret),
+                "{stdout}{stderr}"
+            );
+        }
+        (serde_json::from_str(&stdout).unwrap(), stderr)
+    };
+    let entry = |v: &Value, id: &str| -> Value {
+        v["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no entry for {id} in {v}"))
+            .clone()
+    };
+    let failed_check = |e: &Value, name: &str| -> String {
+        assert_eq!(e["ok"], false, "{e}");
+        let c = e["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["ok"] == false)
+            .unwrap_or_else(|| panic!("no failed check in {e}"));
+        assert_eq!(c["name"], name, "{e}");
+        c["detail"].as_str().unwrap().to_string()
+    };
+    let others_as_expected = |v: &Value| {
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["snapshots"].as_array().unwrap().len(), 4, "{v}");
+        assert_eq!(entry(v, &b_id)["ok"], true, "{v}");
+        let read = failed_check(&entry(v, &a_id), "read");
+        assert!(read.contains(&pack), "{read}");
+        let man = failed_check(&entry(v, &c_id), "manifest");
+        assert!(man.contains(&manifest), "{man}");
+    };
+
+    // Credentials as backup found them: the configured source with the URL recorded in the
+    // snapshot holds the password.
+    let (v, _) = verify_all(None);
+    others_as_expected(&v);
+    assert_eq!(entry(&v, &prod_id)["ok"], true, "{v}");
+
+    // The server refuses the password: that snapshot fails, saying what was tried; the
+    // others are verified all the same.
+    config(&plain_url);
+    let (v, stderr) = verify_all(Some("not-the-password"));
+    others_as_expected(&v);
+    let connect = failed_check(&entry(&v, &prod_id), "connect");
+    let tried = format!(
+        "connecting to postgres://app@127.0.0.1:{}/postgres (from source prod in the config; \
+         password from PGPASSWORD) failed: ",
+        pg.port()
+    );
+    assert!(
+        connect.starts_with(&tried) && connect.contains("password authentication failed"),
+        "{connect}"
+    );
+    for id in [&prod_id, &a_id, &c_id] {
+        assert!(stderr.contains(&id[..8]), "{stderr}");
+    }
+
+    // Every snapshot has its journal record, saying what failed.
+    let records = journal(&env);
+    let last_verify = |id: &str| {
+        records
+            .iter()
+            .rfind(|r| r.job == "verify" && r.snapshot.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("no verify record for {id}"))
+            .clone()
+    };
+    assert!(last_verify(&b_id).ok);
+    for (id, what) in [
+        (&prod_id, "connect: connecting to"),
+        (&a_id, "read: "),
+        (&c_id, "manifest: "),
+    ] {
+        let r = last_verify(id);
+        assert!(!r.ok);
+        let error = r.error.unwrap_or_default();
+        assert!(error.starts_with(what), "{id}: {error}");
+    }
+
+    // No config at all: the URL recorded in the snapshot, and no password found.
+    std::fs::remove_file(env.path("strongroom.toml")).unwrap();
+    let out = cmd().args(["verify", &prod_id, "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let connect = failed_check(&entry(&v, &prod_id), "connect");
+    assert!(
+        connect.contains(&format!(
+            "(the source URL recorded in snapshot {}; no password in the URL, PGPASSWORD or the \
+             password file)",
+            &prod_id[..8]
+        )),
+        "{connect}"
+    );
+}

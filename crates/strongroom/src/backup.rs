@@ -79,6 +79,10 @@ fn take(
     let mut snap = Snapshot {
         id: String::new(),
         source: source.name.clone(),
+        source_location: {
+            let identity = source.location.identity();
+            (identity != source.name).then_some(identity)
+        },
         engine: engine.kind(),
         kind: captured.kind,
         tags: opts.tags.clone(),

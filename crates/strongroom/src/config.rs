@@ -4,7 +4,10 @@
 //! point at the line and column. Must not open repositories or databases.
 
 use crate::error::{Error, Result};
-use crate::source::{RowCounts, Source, SourceMatch, SqlCheck, identity_of, parse_location};
+use crate::source::{
+    DEFAULT_LOCK_TIMEOUT, Location, RowCounts, Source, SourceMatch, SqlCheck, identity_of,
+    parse_location,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -84,6 +87,13 @@ pub struct SourceConfig {
     /// restore).
     #[serde(default)]
     pub row_counts: RowCounts,
+    /// SQLite: how long a backup waits and retries while writers hold the database locked
+    /// (e.g. `"5m"`, the default) before it gives up.
+    pub lock_timeout: Option<String>,
+    /// SQLite in rollback-journal mode: the directory where a backup spools the pages it read,
+    /// so writers can go on while they are uploaded (default: the system's temporary
+    /// directory). Needs room for the whole database.
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// `[retention]`: how many snapshots of each period to keep.
@@ -177,6 +187,14 @@ impl Config {
                     s.url
                 )));
             }
+            if let Some(t) = &s.lock_timeout {
+                crate::parse_duration(t).map_err(|e| {
+                    Error::Config(format!(
+                        "{}: sources.{name}.lock_timeout: {e}",
+                        origin.display()
+                    ))
+                })?;
+            }
             for c in &s.checks {
                 if c.sql.trim().is_empty() {
                     return Err(Error::Config(format!(
@@ -227,6 +245,13 @@ impl Config {
             before_restore: s.before_restore.clone(),
             after_restore: s.after_restore.clone(),
             row_counts: s.row_counts,
+            config_name: Some(name.to_string()),
+            lock_timeout: s
+                .lock_timeout
+                .as_deref()
+                .map(|t| crate::parse_duration(t).expect("validated at load"))
+                .unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            spool_dir: s.spool_dir.clone(),
         };
         match arg {
             None => match self.sources.len() {
@@ -257,26 +282,32 @@ impl Config {
                     ))
                 })?;
                 // A URL that a configured source also names is that source: one database,
-                // one identity, whatever spelling was typed.
+                // one identity, whatever spelling was typed; its checks and settings, and its
+                // connection settings too (a recorded name never holds the password the
+                // configured URL may hold), unless the URL given has a password of its own.
                 let identity = location.identity();
                 if let Some((name, s)) = self
                     .sources
                     .iter()
                     .find(|(_, s)| identity_of(&s.url).as_deref() == Some(identity.as_str()))
                 {
-                    return Ok(from_config(name, s));
+                    let has_password = match &location {
+                        Location::Postgres(p) => crate::source::conninfo::redact_url(p) != *p,
+                        Location::Sqlite(_) => false,
+                    };
+                    let configured = from_config(name, s);
+                    return Ok(Source {
+                        location: if has_password {
+                            location
+                        } else {
+                            configured.location.clone()
+                        },
+                        ..configured
+                    });
                 }
                 // The identity never carries a password (docs/ARCHITECTURE.md, "Invariants":
                 // secrets never appear).
-                Ok(Source {
-                    name: identity,
-                    location,
-                    schema_version_query: None,
-                    checks: Vec::new(),
-                    before_restore: None,
-                    after_restore: None,
-                    row_counts: RowCounts::default(),
-                })
+                Ok(Source::new(identity, location))
             }
         }
     }
@@ -416,6 +447,49 @@ email = "ana@example.com"
             .source(Some("postgres://app:hunter2@elsewhere/hotel"))
             .unwrap();
         assert_eq!(s.name, "postgres://app@elsewhere:5432/hotel");
+    }
+
+    #[test]
+    fn a_recorded_url_finds_its_configured_source_and_settings() {
+        let text = r#"
+[sources.prod]
+url = "postgres://app:s3cret@db:5432/hotel"
+[sources.hotel]
+url = "sqlite:hotel.db"
+lock_timeout = "90s"
+spool_dir = "/var/tmp"
+"#;
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        // Old snapshots record the URL without its password: the configured source it names
+        // supplies it, as it did for the backup (and is the source, by name).
+        let s = c.source(Some("postgres://app@db:5432/hotel")).unwrap();
+        assert_eq!(s.name, "prod");
+        assert_eq!(
+            s.location,
+            Location::Postgres("postgres://app:s3cret@db:5432/hotel".into())
+        );
+        assert_eq!(s.config_name.as_deref(), Some("prod"));
+        // A password given with the URL wins.
+        let s = c
+            .source(Some("postgres://app:other@db:5432/hotel"))
+            .unwrap();
+        assert_eq!(
+            s.location,
+            Location::Postgres("postgres://app:other@db:5432/hotel".into())
+        );
+        assert_eq!(s.name, "prod");
+        let s = c.source(Some("postgres://app@elsewhere/hotel")).unwrap();
+        assert_eq!(s.config_name, None);
+        let h = c.source(Some("sqlite:hotel.db")).unwrap();
+        assert_eq!(h.lock_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(h.spool_dir.as_deref(), Some(Path::new("/var/tmp")));
+        assert_eq!(
+            c.source(Some("prod")).unwrap().lock_timeout,
+            DEFAULT_LOCK_TIMEOUT
+        );
+        let bad = "[sources.a]\nurl = \"sqlite:a.db\"\nlock_timeout = \"soon\"\n";
+        let e = Config::parse(bad, Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("sources.a.lock_timeout"), "{e}");
     }
 
     #[test]

@@ -135,16 +135,11 @@ pub fn run(
     )?;
 
     let source = Source {
-        name: "hotel".into(),
-        location: Location::Sqlite(db.clone()),
-        schema_version_query: None,
         checks: vec![SqlCheck {
             name: "every room's booked count matches its bookings".into(),
             sql: hotel::INVARIANT_SQL.into(),
         }],
-        before_restore: None,
-        after_restore: None,
-        row_counts: Default::default(),
+        ..Source::new("hotel", Location::Sqlite(db.clone()))
     };
     let mut backups = Vec::new();
     let mut take = |label: &str, tags: &[&str], say: &mut dyn FnMut(&str)| -> Result<Snapshot> {
@@ -227,6 +222,7 @@ pub fn run(
     let report = verify::run(
         &repo,
         &snaps,
+        &[],
         &|_| Some(source.clone()),
         &crate::engine::Scratch {
             dir: std::env::temp_dir(),

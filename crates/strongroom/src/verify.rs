@@ -3,15 +3,18 @@
 //! Owns `verify`: for each snapshot, read and authenticate every object it needs by restoring
 //! it into a scratch place, run the engine's integrity checks, compare row counts with those
 //! captured at backup time, run the source's configured checks, and always remove the scratch
-//! copy. Must not change the repository except for the journal record.
+//! copy. Every snapshot gets its own outcome and journal record, whatever fails: a damaged
+//! manifest, an unreachable server or a failed restore is a failed check of that snapshot.
+//! Must not change the repository except for the journal record.
 
 use crate::engine::{self, CheckOutcome, Scratch};
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::repository::Repository;
+use crate::repository::index::Index;
 use crate::repository::journal::JournalRecord;
 use crate::repository::snapshot::Snapshot;
 use crate::repository::usage::snapshots_affected_by;
+use crate::repository::{Damaged, Repository};
 use crate::source::Source;
 use serde::Serialize;
 use std::time::Instant;
@@ -38,72 +41,138 @@ pub struct VerifyReport {
     pub snapshots: Vec<SnapshotVerification>,
 }
 
-/// Test-restores each snapshot; `source_for` finds the configured source of a snapshot's
-/// recorded source name (for its checks and server).
+/// Test-restores each snapshot and reports every one of them, damaged manifests included
+/// (`damaged`, from [`Repository::snapshots_lenient`]): an error while verifying one snapshot
+/// is a failed check of that snapshot, never the end of the run, so one unreachable server
+/// cannot hide another snapshot's damage. `source_for` finds the configured source of a
+/// snapshot's recorded source name (for its checks and server). Each snapshot gets its
+/// journal record. Fails only when the repository itself cannot be read at all.
 pub fn run(
     repo: &Repository,
     snaps: &[Snapshot],
+    damaged: &[Damaged],
     source_for: &dyn Fn(&str) -> Option<Source>,
     scratch: &Scratch,
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
-    let index = repo.load_index()?;
+    let index = repo.load_index();
     let mut out = Vec::new();
     for snap in snaps {
         let started_at = jiff::Timestamp::now();
         let t = Instant::now();
-        let checks = match engine::for_snapshot(snap).and_then(|e| {
-            e.test_restore(
-                repo,
-                &index,
-                snap,
-                scratch,
-                source_for(&snap.source).as_ref(),
-                progress,
-            )
-        }) {
-            Ok(c) => c,
-            Err(e) if e.is_damage() => {
-                let others = snapshots_affected_by(repo, &index, &e).unwrap_or_default();
-                let detail = if others.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{e}; affects snapshot(s) {}", others.join(", "))
-                };
-                vec![CheckOutcome {
-                    name: "read".into(),
-                    ok: false,
-                    detail,
-                }]
-            }
-            Err(e) => return Err(e),
+        let checks = match &index {
+            Ok(index) => test_restore(repo, index, snap, source_for, scratch, progress),
+            Err(e) => vec![failed(
+                "index",
+                format!("the repository index cannot be read: {e}"),
+            )],
         };
-        let ok = checks.iter().all(|c| c.ok);
-        let mut rec = JournalRecord::new("verify", started_at);
-        rec.source = Some(snap.source.clone());
-        rec.snapshot = Some(snap.id.clone());
-        rec.ok = ok;
-        rec.size = snap.size;
-        if !ok {
-            rec.error = Some(
-                checks
-                    .iter()
-                    .filter(|c| !c.ok)
-                    .map(|c| format!("{}: {}", c.name, c.detail))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            );
-        }
-        repo.record(&rec);
-        out.push(SnapshotVerification {
-            id: snap.id.clone(),
-            ok,
-            restore_seconds: (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        out.push(finish(
+            repo,
+            started_at,
+            t,
+            snap.id.clone(),
+            Some(snap),
             checks,
-        });
+        ));
+    }
+    for (id, e) in damaged {
+        let started_at = jiff::Timestamp::now();
+        let checks = vec![failed(
+            "manifest",
+            format!(
+                "{e}; the snapshot cannot be read, so neither its source nor its data is known"
+            ),
+        )];
+        out.push(finish(
+            repo,
+            started_at,
+            Instant::now(),
+            id.clone(),
+            None,
+            checks,
+        ));
     }
     Ok(VerifyReport {
         ok: out.iter().all(|s| s.ok),
         snapshots: out,
     })
+}
+
+/// A failed check.
+fn failed(name: &str, detail: String) -> CheckOutcome {
+    CheckOutcome {
+        name: name.into(),
+        ok: false,
+        detail,
+    }
+}
+
+/// One snapshot's checks; an error becomes a failed check: `read` for damage (with the
+/// other snapshots it affects), `restore` for anything else.
+fn test_restore(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    source_for: &dyn Fn(&str) -> Option<Source>,
+    scratch: &Scratch,
+    progress: &dyn Progress,
+) -> Vec<CheckOutcome> {
+    let result = engine::for_snapshot(snap).and_then(|e| {
+        e.test_restore(
+            repo,
+            index,
+            snap,
+            scratch,
+            source_for(&snap.source).as_ref(),
+            progress,
+        )
+    });
+    match result {
+        Ok(c) => c,
+        Err(e) if e.is_damage() => {
+            let others = snapshots_affected_by(repo, index, &e).unwrap_or_default();
+            let detail = if others.is_empty() {
+                e.to_string()
+            } else {
+                format!("{e}; affects snapshot(s) {}", others.join(", "))
+            };
+            vec![failed("read", detail)]
+        }
+        Err(e) => vec![failed("restore", e.to_string())],
+    }
+}
+
+/// Journals one snapshot's outcome and makes its report entry.
+fn finish(
+    repo: &Repository,
+    started_at: jiff::Timestamp,
+    t: Instant,
+    id: String,
+    snap: Option<&Snapshot>,
+    checks: Vec<CheckOutcome>,
+) -> SnapshotVerification {
+    let ok = checks.iter().all(|c| c.ok);
+    let mut rec = JournalRecord::new("verify", started_at);
+    rec.source = snap.map(|s| s.source.clone());
+    rec.snapshot = Some(id.clone());
+    rec.ok = ok;
+    rec.size = snap.map_or(0, |s| s.size);
+    if !ok {
+        rec.error = Some(
+            checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+    }
+    repo.record(&rec);
+    SnapshotVerification {
+        id,
+        ok,
+        restore_seconds: (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        checks,
+    }
 }

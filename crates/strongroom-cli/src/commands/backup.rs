@@ -20,6 +20,8 @@ pub fn run(ctx: &Ctx, source: Option<&str>, kind: Option<String>, tags: Vec<Stri
         tags,
         kind: kind.map(BackupKind::from),
     };
+    // Ctrl-C must not leave a spool file (a copy of the database) behind.
+    strongroom::interrupt::install();
     let snap = strongroom::backup::run(&repo, &src, &opts, &ctx.progress)?;
     if ctx.json() {
         print_json(&snap.summary())?;

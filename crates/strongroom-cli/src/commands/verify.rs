@@ -12,19 +12,20 @@ use strongroom::repository::snapshot::Snapshot;
 /// Test-restores the snapshot `reference` names (default `latest`), or every one with `all`.
 pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -> Result<()> {
     let repo = ctx.open()?;
-    let snaps = if all {
+    let (snaps, damaged) = if all {
         let f = filter.filter(&ctx.config);
-        let v: Vec<Snapshot> = repo
-            .snapshots()?
-            .into_iter()
-            .filter(|s| f.matches(s))
-            .collect();
-        if v.is_empty() {
+        // A damaged manifest is reported, not fatal: its source and tags are unknown, so it is
+        // listed whatever the filter says.
+        let (good, damaged) = repo.snapshots_lenient()?;
+        let v: Vec<Snapshot> = good.into_iter().filter(|s| f.matches(s)).collect();
+        if v.is_empty() && damaged.is_empty() {
             return Err(fail(ErrorKind::NotFound, "no snapshots to verify"));
         }
-        v
+        (v, damaged)
     } else {
-        vec![repo.resolve_one_source(reference.unwrap_or("latest"), &filter.filter(&ctx.config))?]
+        let one =
+            repo.resolve_one_source(reference.unwrap_or("latest"), &filter.filter(&ctx.config))?;
+        (vec![one], Vec::new())
     };
     let scratch = Scratch {
         dir: ctx
@@ -39,6 +40,7 @@ pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -
     let report = strongroom::verify::run(
         &repo,
         &snaps,
+        &damaged,
         &|src| ctx.config.source_for(src),
         &scratch,
         &ctx.progress,

@@ -147,8 +147,13 @@ pub struct Snapshot {
     /// Content-derived id (64 hex); not stored inside the manifest itself.
     #[serde(skip)]
     pub id: String,
-    /// Source name or URL as given.
+    /// The source: its config name, or its URL's identity.
     pub source: String,
+    /// The identity of the source's location (`sqlite:/abs/path`, `postgres://user@host:port/db`)
+    /// when `source` is a config name: the database can still be found, and matched by URL,
+    /// without the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_location: Option<String>,
     /// The engine that took it.
     pub engine: EngineKind,
     /// What sort of backup it is.
@@ -185,6 +190,9 @@ pub struct SnapshotSummary<'a> {
     pub short_id: &'a str,
     /// Source name or URL.
     pub source: &'a str,
+    /// The source's location when `source` is a config name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_location: Option<&'a str>,
     /// Engine.
     pub engine: &'a str,
     /// Kind.
@@ -229,6 +237,7 @@ impl Snapshot {
             id: &self.id,
             short_id: self.short_id(),
             source: &self.source,
+            source_location: self.source_location.as_deref(),
             engine: self.engine.as_str(),
             kind: self.kind.as_str(),
             tags: &self.tags,
@@ -283,8 +292,9 @@ pub struct Filter {
 impl Filter {
     /// Whether a snapshot passes the filter.
     pub fn matches(&self, s: &Snapshot) -> bool {
-        self.source.as_ref().is_none_or(|m| m.matches(&s.source))
-            && self.tags.iter().all(|t| s.tags.contains(t))
+        self.source.as_ref().is_none_or(|m| {
+            m.matches(&s.source) || s.source_location.as_deref().is_some_and(|l| m.matches(l))
+        }) && self.tags.iter().all(|t| s.tags.contains(t))
     }
 }
 
@@ -338,15 +348,21 @@ pub fn resolve_one_source<'a>(
     filter: &Filter,
 ) -> Result<&'a Snapshot> {
     if is_latest(reference) && filter.source.is_none() {
-        let sources: std::collections::BTreeSet<&str> = all
-            .iter()
-            .filter(|s| filter.matches(s))
-            .map(|s| s.source.as_str())
-            .collect();
+        // One database under two spellings (a URL recorded by an older build, a config name
+        // with its location) is one source.
+        let mut sources: std::collections::BTreeMap<String, &str> = Default::default();
+        for s in all.iter().filter(|s| filter.matches(s)) {
+            let key = s
+                .source_location
+                .clone()
+                .or_else(|| crate::source::identity_of(&s.source))
+                .unwrap_or_else(|| s.source.clone());
+            sources.entry(key).or_insert(&s.source);
+        }
         if sources.len() > 1 {
-            return Err(Error::AmbiguousLatest {
-                sources: sources.into_iter().map(str::to_string).collect(),
-            });
+            let mut names: Vec<String> = sources.into_values().map(str::to_string).collect();
+            names.sort();
+            return Err(Error::AmbiguousLatest { sources: names });
         }
     }
     resolve(all, reference, filter)
@@ -360,6 +376,7 @@ pub(crate) mod tests {
         Snapshot {
             id: id.into(),
             source: source.into(),
+            source_location: None,
             engine: EngineKind::Sqlite,
             kind: BackupKind::Full,
             tags: tags.iter().map(|t| t.to_string()).collect(),

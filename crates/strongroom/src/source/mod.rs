@@ -15,6 +15,11 @@ pub mod conninfo;
 
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a backup waits for a busy database to let it read, unless the source sets
+/// `lock_timeout`.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// How row counts are captured.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -54,6 +59,32 @@ pub struct Source {
     pub after_restore: Option<String>,
     /// How row counts are captured.
     pub row_counts: RowCounts,
+    /// The `[sources.NAME]` table this source comes from, when the config names it (by name
+    /// or by URL): messages say where connection settings came from.
+    pub config_name: Option<String>,
+    /// How long a backup waits and retries for a busy database's read lock (SQLite).
+    pub lock_timeout: Duration,
+    /// Where a backup spools what it read so it can let writers go early (SQLite in
+    /// rollback-journal mode); `None`: the system's temporary directory.
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Source {
+    /// A source named `name` at `location`, with no checks, hooks or settings of its own.
+    pub fn new(name: impl Into<String>, location: Location) -> Source {
+        Source {
+            name: name.into(),
+            location,
+            schema_version_query: None,
+            checks: Vec::new(),
+            before_restore: None,
+            after_restore: None,
+            row_counts: RowCounts::default(),
+            config_name: None,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            spool_dir: None,
+        }
+    }
 }
 
 /// A database location parsed from a source URL.

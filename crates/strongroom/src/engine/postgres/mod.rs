@@ -36,6 +36,72 @@ fn logical_target<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t str> {
     }
 }
 
+/// A server to test-restore on: its connection settings and, for messages, where they came
+/// from.
+pub struct ScratchServer {
+    /// Connection settings (password from the URL, `PGPASSWORD` or the password file).
+    pub conn: server::Conn,
+    /// Where the URL came from, e.g. "from source prod in the config".
+    pub from: String,
+}
+
+/// Where a logical snapshot is test-restored: the server `[verify] scratch_postgres` names,
+/// else the configured source's own server (its URL, which may hold the user, host and
+/// password, as `backup` used it), else the snapshot's recorded source URL (recorded without
+/// password: `PGPASSWORD` or the password file supply it, as for `backup`).
+fn scratch_server(
+    snap: &Snapshot,
+    scratch: &Scratch,
+    source: Option<&Source>,
+) -> Result<ScratchServer> {
+    let (url, from) = match (&scratch.postgres, source) {
+        (Some(u), _) => (
+            u.clone(),
+            "from [verify] scratch_postgres in the config".to_string(),
+        ),
+        (None, Some(s)) => match (&s.location, &s.config_name) {
+            (Location::Postgres(u), Some(name)) => {
+                (u.clone(), format!("from source {name} in the config"))
+            }
+            (Location::Postgres(u), None) => (
+                u.clone(),
+                format!("the source URL recorded in snapshot {}", snap.short_id()),
+            ),
+            (Location::Sqlite(_), _) => return Err(unplaced(snap)),
+        },
+        (None, None) if snap.source.starts_with("postgres") => (
+            snap.source.clone(),
+            format!("the source URL recorded in snapshot {}", snap.short_id()),
+        ),
+        (None, None)
+            if snap
+                .source_location
+                .as_deref()
+                .is_some_and(|l| l.starts_with("postgres")) =>
+        {
+            (
+                snap.source_location.clone().expect("checked"),
+                format!("the source URL recorded in snapshot {}", snap.short_id()),
+            )
+        }
+        (None, None) => return Err(unplaced(snap)),
+    };
+    Ok(ScratchServer {
+        conn: server::Conn::parse(&url)?,
+        from,
+    })
+}
+
+/// No server to test-restore a logical snapshot on.
+fn unplaced(snap: &Snapshot) -> Error {
+    Error::Config(format!(
+        "snapshot {} came from source {:?}, which the config no longer names as a PostgreSQL \
+         database: set [verify] scratch_postgres to a server for test restores",
+        snap.short_id(),
+        snap.source
+    ))
+}
+
 /// The PostgreSQL engine.
 pub struct Postgres;
 
@@ -99,21 +165,8 @@ impl Engine for Postgres {
         source: Option<&Source>,
         progress: &dyn Progress,
     ) -> Result<Vec<CheckOutcome>> {
-        // Where to test-restore: the configured scratch server, else the source's server.
-        let url = match (&scratch.postgres, source.map(|s| &s.location)) {
-            (Some(u), _) => u.clone(),
-            (None, Some(Location::Postgres(u))) => u.clone(),
-            _ if snap.source.starts_with("postgres") => snap.source.clone(),
-            _ => {
-                return Err(Error::Config(format!(
-                    "snapshot {} came from source {:?}, which the config no longer names: set \
-                     [verify] scratch_postgres to a server for test restores",
-                    snap.short_id(),
-                    snap.source
-                )));
-            }
-        };
+        let server = scratch_server(snap, scratch, source)?;
         let checks = source.map(|s| s.checks.as_slice()).unwrap_or_default();
-        logical::test_restore(repo, index, snap, &url, scratch, checks, progress)
+        logical::test_restore(repo, index, snap, &server, scratch, checks, progress)
     }
 }

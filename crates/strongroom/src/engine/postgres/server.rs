@@ -24,12 +24,40 @@ pub struct Conn {
     port: u16,
     user: String,
     password: Option<String>,
+    /// Where the password came from, for messages that say what was tried.
+    password_from: PasswordFrom,
     dbname: String,
     /// libpq's `sslmode` name: disable, allow, prefer, require, verify-ca, verify-full.
     sslmode: String,
     sslrootcert: Option<PathBuf>,
     /// Client certificate and key, for servers that authenticate by certificate.
     client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Where a connection's password came from (never the password itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PasswordFrom {
+    /// The URL or connection string.
+    Url,
+    /// The `PGPASSWORD` environment variable.
+    Env,
+    /// The password file (`PGPASSFILE` or `~/.pgpass`).
+    File(PathBuf),
+    /// None was found.
+    Nowhere,
+}
+
+impl std::fmt::Display for PasswordFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordFrom::Url => f.write_str("password from the URL"),
+            PasswordFrom::Env => f.write_str("password from PGPASSWORD"),
+            PasswordFrom::File(p) => write!(f, "password from {}", p.display()),
+            PasswordFrom::Nowhere => {
+                f.write_str("no password in the URL, PGPASSWORD or the password file")
+            }
+        }
+    }
 }
 
 const SSL_MODES: &[&str] = &[
@@ -149,16 +177,25 @@ impl Conn {
             .map(str::to_string)
             .or_else(|| env("PGDATABASE"))
             .unwrap_or_else(|| user.clone());
-        let password = cfg
-            .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .or_else(|| env("PGPASSWORD"))
-            .or_else(|| pgpass(&host, port, &dbname, &user));
+        let (password, password_from) = match cfg.get_password() {
+            Some(p) => (
+                Some(String::from_utf8_lossy(p).into_owned()),
+                PasswordFrom::Url,
+            ),
+            None => match env("PGPASSWORD") {
+                Some(p) => (Some(p), PasswordFrom::Env),
+                None => match pgpass(&host, port, &dbname, &user) {
+                    Some((p, file)) => (Some(p), PasswordFrom::File(file)),
+                    None => (None, PasswordFrom::Nowhere),
+                },
+            },
+        };
         Ok(Conn {
             host,
             port,
             user,
             password,
+            password_from,
             dbname,
             sslmode,
             sslrootcert,
@@ -174,6 +211,11 @@ impl Conn {
     /// The role name.
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// Where the password came from.
+    pub fn password_from(&self) -> &PasswordFrom {
+        &self.password_from
     }
 
     /// The same server and credentials, another database.
@@ -206,6 +248,13 @@ impl Conn {
 
     /// Opens a SQL connection, with failures phrased for people.
     pub fn connect(&self) -> Result<postgres::Client> {
+        self.connect_raw()?
+            .map_err(|e| Error::Source(self.explain(&e)))
+    }
+
+    /// Opens a SQL connection: `Err` when the settings cannot be used (TLS files, say), the
+    /// inner `Err` with the server's or the network's own error.
+    pub fn connect_raw(&self) -> Result<std::result::Result<postgres::Client, postgres::Error>> {
         let mut cfg = postgres::Config::new();
         if self.host.starts_with('/') {
             cfg.host_path(&self.host);
@@ -267,7 +316,7 @@ impl Conn {
                 cfg.connect(tls)
             }
         };
-        result.map_err(|e| Error::Source(self.explain(&e)))
+        Ok(result)
     }
 
     /// One sentence saying why a connection or statement failed, and what to do.
@@ -393,12 +442,13 @@ fn client_certificate(
 }
 
 /// The password libpq would take from the password file (`PGPASSFILE`, else `~/.pgpass`)
-/// for these settings: `host:port:database:user:password` lines, `*` matching anything.
-fn pgpass(host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+/// for these settings, and that file: `host:port:database:user:password` lines, `*` matching
+/// anything.
+fn pgpass(host: &str, port: u16, db: &str, user: &str) -> Option<(String, PathBuf)> {
     let path = env("PGPASSFILE")
         .map(std::path::PathBuf::from)
         .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")))?;
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = std::fs::read_to_string(&path).ok()?;
     let host = if host.starts_with('/') {
         "localhost"
     } else {
@@ -428,7 +478,7 @@ fn pgpass(host: &str, port: u16, db: &str, user: &str) -> Option<String> {
             .zip(want)
             .all(|(f, w)| f == "*" || f == w)
         {
-            return fields.pop();
+            return fields.pop().map(|p| (p, path));
         }
     }
     None
@@ -472,8 +522,9 @@ mod tests {
         .unwrap();
         // SAFETY: this test alone reads PGPASSFILE.
         unsafe { std::env::set_var("PGPASSFILE", &f) };
-        assert_eq!(pgpass("db", 5432, "hotel", "app").as_deref(), Some("pa:ss"));
-        assert_eq!(pgpass("x", 1, "y", "z").as_deref(), Some("fallback"));
+        let pw = |h, p, d, u| pgpass(h, p, d, u).map(|(pw, file)| (pw, file == f));
+        assert_eq!(pw("db", 5432, "hotel", "app"), Some(("pa:ss".into(), true)));
+        assert_eq!(pw("x", 1, "y", "z"), Some(("fallback".into(), true)));
         unsafe { std::env::remove_var("PGPASSFILE") };
     }
 

@@ -8,14 +8,15 @@
 //! backup (with a writer running, 10 of 20 such copies came out corrupt here), and the online
 //! backup API needs a second database to write into. Reading every page through SQLite's
 //! `sqlite_dbpage` virtual table inside one read transaction yields exactly the pages of that
-//! transaction's snapshot, WAL frames included, streamed straight into the pipeline. In WAL
-//! mode writers carry on untouched (checkpoints wait, the WAL grows for the duration). In
-//! rollback-journal mode writers wait on their busy timeout for as long as the read
-//! transaction lasts, which is the whole backup, uploads included, since the pipeline's
-//! buffers are bounded: seconds to a local repository, the upload time to a remote one.
-//! Spooling rollback-mode pages to a local file to release the lock early is the known
-//! improvement; production sources are WAL or PostgreSQL. Row counts, schema version
-//! and page facts are read in the same transaction, so they describe exactly those pages.
+//! transaction's snapshot, WAL frames included. In WAL mode writers carry on untouched
+//! (checkpoints wait, the WAL grows for the duration), so the pages stream straight into the
+//! pipeline. In rollback-journal mode writers wait on their busy timeout for as long as the
+//! read transaction lasts; streaming would make that the whole backup, uploads included (the
+//! pipeline's buffers are bounded), so the pages go to a local spool file and the lock is
+//! released before the pipeline reads the spool: writers wait only for the local read. A busy
+//! database is waited for: the backup retries for its read lock up to the source's
+//! `lock_timeout`. Row counts, schema version and page facts are read in the same
+//! transaction, so they describe exactly those pages.
 //!
 //! Restores write a temporary file beside the target, fsync it, run `PRAGMA quick_check`
 //! (`integrity_check` with `--full-check`, and always in `verify`) and only then rename it

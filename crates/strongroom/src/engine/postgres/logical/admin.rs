@@ -17,19 +17,36 @@ use crate::repository::snapshot::Snapshot;
 /// Connects to a maintenance database on the server of `target` (`postgres`, else
 /// `template1`): where databases are created, renamed and dropped.
 pub(super) fn admin(target: &Conn) -> Result<(Conn, postgres::Client)> {
-    let mut last = None;
+    admin_or_tried(target).map_err(|(_, e)| e)
+}
+
+/// [`admin`], failing with the connection tried (as [`Conn::display`] shows it) beside its
+/// error, for messages that say what was tried.
+pub(super) fn admin_or_tried(
+    target: &Conn,
+) -> std::result::Result<(Conn, postgres::Client), (String, Error)> {
+    let mut failed = None;
     // Never the target itself: a database cannot be renamed by a session connected to it.
     for db in ["postgres", "template1"]
         .into_iter()
         .filter(|d| *d != target.dbname())
     {
         let c = target.with_dbname(db);
-        match c.connect() {
-            Ok(client) => return Ok((c, client)),
-            Err(e) => last = Some(e),
+        let e = match c.connect_raw() {
+            Ok(Ok(client)) => return Ok((c, client)),
+            Ok(Err(e)) => e,
+            Err(e) => return Err((c.display(), e)),
+        };
+        // The first failure says what went wrong, unless it was only that database missing.
+        let missing = e.as_db_error().is_some_and(|d| d.code().code() == "3D000");
+        let e = Error::Source(c.explain(&e));
+        match &failed {
+            Some((_, _, false)) => {}
+            _ => failed = Some((c, e, missing)),
         }
     }
-    Err(last.expect("tried at least one"))
+    let (c, e, _) = failed.expect("tried at least one");
+    Err((c.display(), e))
 }
 
 pub(super) fn database_exists(

@@ -4,8 +4,8 @@
 //! the load, row counts, configured checks) and its cleanup whatever happens, interrupts
 //! included. Must not touch the source database.
 
-use super::super::server::Conn;
-use super::admin::{admin, create_scratch_db, drop_roles, restore_roles, side_name};
+use super::super::ScratchServer;
+use super::admin::{admin_or_tried, create_scratch_db, drop_roles, restore_roles, side_name};
 use super::catalog::count_check;
 use super::load::pg_restore_into;
 use super::{default_jobs, facts};
@@ -60,19 +60,33 @@ pub(super) fn run_checks(client: &mut postgres::Client, checks: &[SqlCheck]) -> 
         .collect()
 }
 
-/// Restores a logical snapshot into a temporary database on the server at `url`, checks it,
-/// and drops it whatever happens.
+/// Restores a logical snapshot into a temporary database on `server`, checks it, and drops it
+/// whatever happens. Failing to reach the server is a failed `connect` check saying which
+/// settings were tried and where they came from.
 pub fn test_restore(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,
-    url: &str,
+    server: &ScratchServer,
     scratch_place: &Scratch,
     checks: &[SqlCheck],
     progress: &dyn Progress,
 ) -> Result<Vec<CheckOutcome>> {
-    let server = Conn::parse(url)?;
-    let (admin_conn, mut client) = admin(&server)?;
+    let (admin_conn, mut client) = match admin_or_tried(&server.conn) {
+        Ok(c) => c,
+        Err((tried, e)) => {
+            return Ok(vec![CheckOutcome {
+                name: "connect".into(),
+                ok: false,
+                detail: format!(
+                    "connecting to {tried} ({}; {}) failed: {e}",
+                    server.from,
+                    server.conn.password_from()
+                ),
+            }]);
+        }
+    };
+    let server = &server.conn;
     let f = facts(&mut client, &admin_conn)?;
     if !f.superuser && !f.createdb {
         return Err(Error::Failed(format!(
