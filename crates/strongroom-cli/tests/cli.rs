@@ -236,6 +236,10 @@ fn flipped_bytes_are_named_and_restores_refuse() {
             "{detail}"
         );
 
+        assert!(
+            !storage.list("damage/").unwrap().is_empty(),
+            "a verify that meets damage records it: the next backup stores those chunks again"
+        );
         let err = env.fails(&["check", "--read-data"]);
         assert!(err.contains(&pack) && err.contains(&id[..8]), "{err}");
         let out = env.path("out.db");

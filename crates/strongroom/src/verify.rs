@@ -5,10 +5,11 @@
 //! captured at backup time, run the source's configured checks, and always remove the scratch
 //! copy. Every snapshot gets its own outcome and journal record, whatever fails: a damaged
 //! manifest, an unreachable server or a failed restore is a failed check of that snapshot.
-//! Must not change the repository except for the journal record.
+//! Must not change the repository except for the journal record and the record of a pack
+//! it found damaged (`repository::damage`), which keeps the next backup off it.
 
 use crate::engine::{self, CheckOutcome, Scratch};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::index::Index;
 use crate::repository::journal::JournalRecord;
@@ -59,6 +60,7 @@ pub fn run(
     let mut out = Vec::new();
     for snap in snaps {
         let started_at = jiff::Timestamp::now();
+        let _running = repo.job_started("verify", Some(&snap.source), Some(&snap.id), started_at);
         let t = Instant::now();
         let checks = match &index {
             Ok(index) => test_restore(repo, index, snap, source_for, scratch, progress),
@@ -131,6 +133,12 @@ fn test_restore(
     match result {
         Ok(c) => c,
         Err(e) if e.is_damage() => {
+            // What a test restore finds damaged, the next backup must not build on.
+            if let Error::DamagedData { pack, detail, .. } = &e {
+                if let Err(w) = repo.record_damage(pack, detail) {
+                    tracing::warn!("could not record {} as damaged: {w}", pack.object_key());
+                }
+            }
             let others = snapshots_affected_by(repo, index, &e).unwrap_or_default();
             let detail = if others.is_empty() {
                 e.to_string()
@@ -159,6 +167,14 @@ fn finish(
     rec.ok = ok;
     rec.size = snap.map_or(0, |s| s.size);
     if !ok {
+        rec.error_kind = Some(
+            match checks.iter().find(|c| !c.ok).map(|c| c.name.as_str()) {
+                Some("read" | "manifest" | "index") => "damaged_data",
+                Some("connect" | "restore") => "source_failed",
+                _ => "check_failed",
+            }
+            .into(),
+        );
         rec.error = Some(
             checks
                 .iter()
