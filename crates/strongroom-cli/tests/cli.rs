@@ -865,6 +865,35 @@ fn hooks_run_only_around_the_sources_own_database() {
         .assert()
         .success();
     assert_eq!(ran(), "before\nafter\n");
+
+    // Onto another configured source's database (staging refreshed from production): the
+    // hooks of the database being replaced run, never production's.
+    std::fs::remove_file(&log).unwrap();
+    make_db(&env.path("staging.db"), 10);
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"sqlite:{}\"\nbefore_restore = \"echo before >> {l}\"\n\
+             [sources.staging]\nurl = \"sqlite:{}\"\nbefore_restore = \"echo staging >> {l}\"\n",
+            db.display(),
+            env.path("staging.db").display(),
+            l = log.display()
+        ),
+    )
+    .unwrap();
+    env.cmd()
+        .args([
+            "restore",
+            "latest",
+            "--source",
+            "hotel",
+            "--to",
+            "staging.db",
+            "--force",
+        ])
+        .assert()
+        .success();
+    assert_eq!(ran(), "staging\n");
 }
 
 #[test]
@@ -912,6 +941,25 @@ fn backups_never_build_on_missing_or_damaged_data() {
             .assert()
             .success();
         assert_eq!(bookings_in(&env.path("after-damage.db")), bookings_in(&db));
+
+        // A truncated pack, found by a plain check: recorded, and stored again.
+        let packs = storage.list("data/").unwrap();
+        let victim = &packs[0].key;
+        let bytes = storage.get(victim).unwrap();
+        storage.put(victim, &bytes[..bytes.len() / 2]).unwrap();
+        let err = env.fails(&["check"]);
+        assert!(err.contains("truncated"), "{err}");
+        let again = env.json(&["backup", &src]);
+        assert!(again["added"].as_u64().unwrap() > 0, "{again}");
+        env.cmd()
+            .args([
+                "restore",
+                again["id"].as_str().unwrap(),
+                "--to",
+                "after-truncation.db",
+            ])
+            .assert()
+            .success();
 
         // A damaged index object costs only what it alone lists: list, show, backup and a
         // restore of the newest snapshot still work.
@@ -1086,7 +1134,14 @@ fn interrupted_restores_clean_up_finish_or_undo_next_time() {
             "{point}: the target is a whole database"
         );
         assert_eq!(bookings_in(&db), before);
-        let out = env.cmd().args(restore).output().unwrap();
+        // The next restore may start anywhere: the marker names absolute paths.
+        let abs = db.display().to_string();
+        let out = env
+            .cmd()
+            .current_dir("/")
+            .args(["restore", "latest", "--to", &abs, "--force"])
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{point}: {err}");
         if kept {

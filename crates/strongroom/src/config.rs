@@ -312,6 +312,16 @@ impl Config {
         }
     }
 
+    /// The configured source whose database is at `location` (whoever connects to it).
+    pub fn source_at(&self, location: &Location) -> Option<Source> {
+        let wanted = location.database();
+        let (name, _) = self
+            .sources
+            .iter()
+            .find(|(_, s)| parse_location(&s.url).is_some_and(|l| l.database() == wanted))?;
+        self.source(Some(name)).ok()
+    }
+
     /// Every spelling of the source a `--source` value names: the value, its identity when
     /// it is a URL, and the configured source's name and URL when it names one.
     pub fn source_match(&self, typed: &str) -> SourceMatch {

@@ -123,12 +123,14 @@ pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
 fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let storage = repo.storage();
     let mut problems = Vec::new();
+    // The index before the packs: a pack is durable before any index object names it, so a
+    // backup running meanwhile cannot make one of its packs look missing.
+    let index = repo.load_index()?;
     let packs: HashMap<PackId, u64> = storage
         .list(ObjectKind::Pack.folder())?
         .into_iter()
         .filter_map(|o| PackId::from_object_key(&o.key).map(|p| (p, o.size)))
         .collect();
-    let index = repo.load_index()?;
     for (object, why) in index.unreadable() {
         problems.push(problem(object, why));
     }
@@ -149,10 +151,9 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
                 .copied()
                 .collect();
             if !short.is_empty() {
-                let mut pr = problem(
-                    p.object_key(),
-                    format!("truncated: {size} bytes, shorter than the index says"),
-                );
+                let detail = format!("truncated: {size} bytes, shorter than the index says");
+                note_damage(repo, p, &detail);
+                let mut pr = problem(p.object_key(), detail);
                 pr.chunks = short;
                 problems.push(pr);
             }
@@ -161,7 +162,8 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             let mut pr = problem(p.object_key(), "missing, but the index refers to it");
             pr.chunks = ids.iter().copied().collect();
             problems.push(pr);
-            if !recorded.contains(p) {
+            // Looked for once more before it is recorded: listings can lag behind writes.
+            if !recorded.contains(p) && !storage.exists(&p.object_key()).unwrap_or(true) {
                 note_damage(repo, p, "missing");
             }
         } else if recorded.contains(p) && !read_data {
@@ -331,7 +333,9 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     // What no snapshot needs, counted only when every snapshot's lists were read (else a
     // chunk of an unreadable one would look unneeded).
     let mut unreferenced = Unreferenced::default();
-    if all_lists_read {
+    // An unreadable index object hides which packs its chunks are in: then nothing is
+    // called unneeded.
+    if all_lists_read && index.unreadable().is_empty() {
         let mut needed_packs: HashSet<PackId> = HashSet::new();
         for (id, loc) in index.entries() {
             if used_by_any.contains(&id) {

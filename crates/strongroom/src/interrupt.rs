@@ -203,7 +203,14 @@ fn remove_stale_dirs(parent: &Path, prefix: &str) {
         let Ok(lock) = std::fs::File::open(e.path().join(".lock")) else {
             continue; // not one of ours, or still being made
         };
-        if lock_exclusive(&lock) {
+        // A directory just made may not hold its lock yet: leave the young ones alone.
+        let young = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < std::time::Duration::from_secs(60));
+        if !young && lock_exclusive(&lock) {
             tracing::warn!(dir = %e.path().display(), "removing what an interrupted run left");
             let _ = std::fs::remove_dir_all(e.path());
         }
@@ -242,10 +249,16 @@ mod tests {
     fn scratch_dirs_nobody_holds_are_removed_by_the_next_run() {
         let parent = tempfile::tempdir().unwrap();
         let live = ScratchDir::new(parent.path(), "sr-test-", "scratch").unwrap();
-        // What a SIGKILL leaves: the directory with its lock file, nobody holding it.
+        // What a SIGKILL leaves: the directory with its lock file, nobody holding it (and
+        // older than a minute: a young one may be another run's, not yet locked).
         let dead = parent.path().join("sr-test-dead");
         std::fs::create_dir(&dead).unwrap();
         std::fs::write(dead.join(".lock"), "").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::open(&dead)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         let other = ScratchDir::new(parent.path(), "sr-test-", "scratch").unwrap();
         assert!(!dead.exists(), "the stale one is gone");
         assert!(live.path().exists(), "a live one stays");

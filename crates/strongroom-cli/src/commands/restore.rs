@@ -9,6 +9,7 @@ use anyhow::Result;
 use std::path::PathBuf;
 use strongroom::engine::{RestoreOptions, Target};
 use strongroom::repository::snapshot::{BackupKind, EngineKind};
+use strongroom::source::{SourceMatch, parse_location};
 use strongroom::{ErrorKind, human_bytes};
 
 /// The restore's own flags.
@@ -54,10 +55,29 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
         &given,
         strongroom::repository::snapshot::is_latest(reference),
     ) {
-        let own = ctx.config.source_match(&t.identity());
+        // The snapshots whose source's database is the target (whoever connects to it): by
+        // the recorded name or location, or the configured source the name stands for.
+        let wanted = t.location().database();
+        let at_target = |name: &str| {
+            parse_location(name).is_some_and(|l| l.database() == wanted)
+                || ctx
+                    .config
+                    .source_for(name)
+                    .is_some_and(|src| src.location.database() == wanted)
+        };
         let (all, _) = repo.snapshots_lenient()?;
-        if all.iter().any(|s| own.matches(&s.source)) {
-            filter.source = Some(own);
+        let mut own: Option<SourceMatch> = None;
+        for snap in &all {
+            let names = std::iter::once(&snap.source).chain(&snap.source_location);
+            if names.clone().any(|n| at_target(n)) {
+                match &mut own {
+                    Some(m) => m.add(&snap.source),
+                    None => own = Some(SourceMatch::new(&snap.source)),
+                }
+            }
+        }
+        if own.is_some() {
+            filter.source = own;
         }
     }
     let s = repo.resolve_one_source(reference, &filter)?;
@@ -93,15 +113,18 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             ));
         }
     };
-    // Hooks (stop and start the application) belong to the source's own database: a
-    // restore into another place must not stop production, unless asked to.
-    let source = ctx
-        .config
-        .source_for(&s.source)
-        .filter(|src| flags.run_hooks || target.is_location_of(src));
-    if let Some(src) = ctx.config.source_for(&s.source) {
-        let has_hooks = src.before_restore.is_some() || src.after_restore.is_some();
-        if has_hooks && source.is_none() {
+    // Hooks (stop and start the application) belong to the database being replaced: those of
+    // the configured source whose database the target is. A restore into any other place
+    // runs none, so a drill never stops production, unless --run-hooks asks for the
+    // snapshot's source's hooks.
+    let snapshot_source = ctx.config.source_for(&s.source);
+    let source = match (ctx.config.source_at(&target.location()), flags.run_hooks) {
+        (Some(replaced), _) => Some(replaced),
+        (None, true) => snapshot_source.clone(),
+        (None, false) => None,
+    };
+    if let (Some(src), None) = (&snapshot_source, &source) {
+        if src.before_restore.is_some() || src.after_restore.is_some() {
             eprintln!(
                 "note: not running source {}'s before_restore/after_restore hooks: {} is not its own database (--run-hooks runs them)",
                 src.name,

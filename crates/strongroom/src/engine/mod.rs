@@ -50,9 +50,18 @@ impl Target {
         }
     }
 
-    /// Whether this target is `source`'s own database (its hooks then apply).
+    /// The location this target names.
+    pub fn location(&self) -> Location {
+        match self {
+            Target::File(p) => Location::Sqlite(p.clone()),
+            Target::Database(url) => Location::Postgres(url.clone()),
+        }
+    }
+
+    /// Whether this target is `source`'s own database, whoever connects to it (its hooks
+    /// then apply).
     pub fn is_location_of(&self, source: &Source) -> bool {
-        self.identity() == source.location.identity()
+        self.location().database() == source.location.database()
     }
 }
 

@@ -177,7 +177,11 @@ impl Repository {
         let Ok(rd) = std::fs::read_dir(&dir) else {
             return;
         };
-        for f in rd.flatten().map(|e| e.path()) {
+        for f in rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        {
             let Some(note) = std::fs::read(&f)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<RunningNote>(&b).ok())
@@ -187,6 +191,13 @@ impl Repository {
             if still_running(&note) {
                 continue;
             }
+            // Claimed by a rename, so two processes opening the repository at once journal
+            // it once.
+            let claimed = f.with_extension("claimed");
+            if std::fs::rename(&f, &claimed).is_err() {
+                continue;
+            }
+            let f = claimed;
             let mut rec = JournalRecord::new(&note.job, note.started_at);
             rec.source = note.source;
             rec.snapshot = note.snapshot;

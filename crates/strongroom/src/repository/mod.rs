@@ -344,6 +344,9 @@ impl Repository {
     /// alone lists: it is skipped and noted ([`Index::unreadable`]), and a backup stores
     /// those chunks again.
     pub fn load_index(&self) -> Result<Index> {
+        // Index objects are listed before packs: a pack is durable before any index object
+        // names it, so every pack a listed object names is in the later pack listing.
+        let objects = self.storage.list(ObjectKind::Index.folder())?;
         let present = self
             .storage
             .list(ObjectKind::Pack.folder())?
@@ -352,7 +355,7 @@ impl Repository {
             .collect();
         let mut ix = Index::default();
         ix.set_pack_health(present, self.damaged_packs()?);
-        for info in self.storage.list(ObjectKind::Index.folder())? {
+        for info in objects {
             match self.read_index(&info.key) {
                 Ok(entries) => ix.extend(entries),
                 Err(e) if e.is_damage() => {

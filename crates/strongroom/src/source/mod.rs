@@ -123,6 +123,33 @@ impl Location {
     }
 }
 
+impl Location {
+    /// The database this location names, whoever connects to it: the identity without the
+    /// PostgreSQL user (a superuser restores what the application's role backs up), and for
+    /// SQLite with the directory's links resolved when it exists. Two locations with the
+    /// same database are one database to restore over.
+    pub fn database(&self) -> String {
+        match self {
+            Location::Sqlite(p) => {
+                let abs = absolute(p);
+                let resolved = abs
+                    .parent()
+                    .and_then(|d| std::fs::canonicalize(d).ok())
+                    .zip(abs.file_name())
+                    .map(|(d, n)| d.join(n))
+                    .unwrap_or(abs);
+                format!("sqlite:{}", resolved.display())
+            }
+            Location::Postgres(url) => {
+                let id = postgres_identity(url);
+                let rest = id.trim_start_matches("postgres://");
+                let host_on = rest.split_once('@').map_or(rest, |(_, h)| h);
+                format!("postgres://{host_on}")
+            }
+        }
+    }
+}
+
 /// The identity of a source URL, when `url` is one.
 pub fn identity_of(url: &str) -> Option<String> {
     parse_location(url).map(|l| l.identity())
@@ -280,6 +307,13 @@ mod tests {
             "postgres://app@[::1]:6543/app"
         );
         assert_eq!(identity_of("hotel"), None);
+        // Whoever connects, one database.
+        let db = |u: &str| Location::Postgres(u.into()).database();
+        assert_eq!(
+            db("postgres://postgres@db/hotel"),
+            db("postgresql://app:pw@db:5432/hotel")
+        );
+        assert_ne!(db("postgres://app@db/hotel"), db("postgres://app@db/other"));
         // A libpq key=value string (a restore target may be one) has the same identity.
         assert_eq!(
             Location::Postgres("host=db user=app dbname=hotel password=x".into()).identity(),

@@ -74,9 +74,12 @@ pub(super) fn capture(
         // Rollback journal: writers wait for as long as the read lock is held, so the pages go
         // to a local spool file and the lock is released before anything is uploaded.
         let dir = source.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let (mut spool, _guard) =
-            interrupt::temp_file(&dir, ".strongroom-spool-", ".pages", "spool file")?;
-        let spool_path = spool.path().to_path_buf();
+        // In a scratch directory of its own: removed on drop and on interrupts, and a
+        // SIGKILL's leftover (a plaintext copy of the database) by the next spooling backup.
+        let scratch = interrupt::ScratchDir::new(&dir, "strongroom-spool-", "the backup's spool")?;
+        let spool_path = scratch.path().join("pages");
+        let mut spool = tempfile::NamedTempFile::new_in(scratch.path())
+            .map_err(|e| Error::io("creating the backup's spool file in", scratch.path(), e))?;
         let spool_err = |e| Error::io("writing the backup's spool file", &spool_path, e);
         progress.begin("reading", Some(size));
         {

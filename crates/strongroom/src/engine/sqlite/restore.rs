@@ -262,12 +262,22 @@ pub(super) fn stage(
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating directory", &dir, e))?;
+    // Absolute, so the swap marker names the same files whatever directory the next run
+    // starts in.
+    let dir = std::path::absolute(&dir).map_err(|e| Error::io("resolving", &dir, e))?;
     let target = dir.join(&name);
     let lock = TargetLock::acquire(&target)?;
     if let Some(what) = target::recover(&target)? {
         tracing::warn!("{what}");
     }
     target::remove_stale_temporaries(&target);
+    if !state.exists() && target.exists() && !opts.force {
+        // Recovering an interrupted swap put a database back where none was seen.
+        return Err(Error::TargetNotEmpty {
+            target: format!("{} already exists", target.display()),
+            old: "file",
+        });
+    }
     let exists = state.exists() || target.exists();
     if exists {
         ensure_not_in_use(&target)?;

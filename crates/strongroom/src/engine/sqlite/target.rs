@@ -146,7 +146,24 @@ pub(super) fn recover(target: &Path) -> Result<Option<String>> {
         return Ok(None);
     };
     let ino = |p: &Path| std::fs::metadata(p).map(|m| m.ino()).ok();
-    let done = if ino(target).is_none() && ino(&m.aside) == Some(m.old_ino) {
+    let done = if ino(&m.tmp) == Some(m.old_ino) {
+        // Exchanged, but the old database did not reach its place aside: it goes there now,
+        // whatever the target holds (it is never removed).
+        std::fs::rename(&m.tmp, &m.aside)
+            .map_err(|e| Error::io("moving the old database aside", &m.tmp, e))?;
+        format!(
+            "an interrupted restore had already put its copy in place at {}; the database it replaced is kept at {}",
+            target.display(),
+            m.aside.display()
+        )
+    } else if ino(&m.aside) == Some(m.old_ino) && ino(target) == Some(m.new_ino) {
+        // Swapped completely; only the marker was left.
+        format!(
+            "an interrupted restore had put its copy in place at {}; the database it replaced is kept at {}",
+            target.display(),
+            m.aside.display()
+        )
+    } else if ino(target).is_none() && ino(&m.aside) == Some(m.old_ino) {
         // Killed between the two renames of a file system without exchange: put it back.
         std::fs::rename(&m.aside, target)
             .map_err(|e| Error::io("putting the old database back at", target, e))?;
@@ -156,15 +173,6 @@ pub(super) fn recover(target: &Path) -> Result<Option<String>> {
         format!(
             "an interrupted restore had moved {} aside; it is back in place",
             target.display()
-        )
-    } else if ino(target) == Some(m.new_ino) && ino(&m.tmp) == Some(m.old_ino) {
-        // Exchanged, but the old database did not reach its place aside.
-        std::fs::rename(&m.tmp, &m.aside)
-            .map_err(|e| Error::io("moving the old database aside", &m.tmp, e))?;
-        format!(
-            "an interrupted restore had already put its copy in place at {}; the database it replaced is kept at {}",
-            target.display(),
-            m.aside.display()
         )
     } else {
         // Not exchanged: the target is the old database, untouched; drop the copy.
