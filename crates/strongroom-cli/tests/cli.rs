@@ -942,25 +942,6 @@ fn backups_never_build_on_missing_or_damaged_data() {
             .success();
         assert_eq!(bookings_in(&env.path("after-damage.db")), bookings_in(&db));
 
-        // A truncated pack, found by a plain check: recorded, and stored again.
-        let packs = storage.list("data/").unwrap();
-        let victim = &packs[0].key;
-        let bytes = storage.get(victim).unwrap();
-        storage.put(victim, &bytes[..bytes.len() / 2]).unwrap();
-        let err = env.fails(&["check"]);
-        assert!(err.contains("truncated"), "{err}");
-        let again = env.json(&["backup", &src]);
-        assert!(again["added"].as_u64().unwrap() > 0, "{again}");
-        env.cmd()
-            .args([
-                "restore",
-                again["id"].as_str().unwrap(),
-                "--to",
-                "after-truncation.db",
-            ])
-            .assert()
-            .success();
-
         // A damaged index object costs only what it alone lists: list, show, backup and a
         // restore of the newest snapshot still work.
         let idx = storage.list("index/").unwrap().remove(0).key;
@@ -1564,4 +1545,26 @@ fn a_locked_database_is_waited_for_then_refused_by_name_after_lock_timeout() {
     assert!(out.status.success(), "{stderr}");
     let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(snap["metadata"]["row_counts"], row_counts(&db));
+}
+
+#[test]
+fn a_truncated_pack_found_by_check_is_stored_again() {
+    for env in envs() {
+        let (db, src) = env.hotel_source(2_000);
+        env.json(&["backup", &src]);
+        let storage = env.storage();
+        // Every pack is one this snapshot needs.
+        let victim = storage.list("data/").unwrap().remove(0).key;
+        let bytes = storage.get(&victim).unwrap();
+        storage.put(&victim, &bytes[..bytes.len() / 2]).unwrap();
+        let err = env.fails(&["check"]);
+        assert!(err.contains("truncated") && err.contains(&victim), "{err}");
+        let again = env.json(&["backup", &src]);
+        assert!(again["added"].as_u64().unwrap() > 0, "{again}");
+        env.cmd()
+            .args(["restore", again["id"].as_str().unwrap(), "--to", "after.db"])
+            .assert()
+            .success();
+        assert_eq!(bookings_in(&env.path("after.db")), bookings_in(&db));
+    }
 }

@@ -931,7 +931,11 @@ fn s3_gone_mid_upload_fails_cleanly_without_a_snapshot() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(proxy.cut.load(Ordering::SeqCst), "the proxy cut the upload");
-    let last = err.trim_end().lines().last().unwrap_or_default();
+    let last = err
+        .trim_end()
+        .lines()
+        .rfind(|l| !l.starts_with("strongroom: warning:"))
+        .unwrap_or_default();
     assert!(
         last.starts_with("strongroom: ") && last.contains("storage"),
         "{err}"
