@@ -992,13 +992,7 @@ fn check_accounts_for_data_no_snapshot_needs() {
 
 /// The binary as a child process with the environment's settings, for signalling it.
 fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"))
-        .current_dir(env.dir.path())
-        .env("STRONGROOM_REPO", &env.repo)
-        .env("STRONGROOM_PASSWORD", PASSWORD)
-        .env_remove("STRONGROOM_CONFIG")
-        .env("STRONGROOM_STATE_DIR", env.dir.path().join("state"))
-        .env("NO_COLOR", "1")
+    env.std_cmd()
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -1318,11 +1312,8 @@ fn closed_stdout_ends_quietly() {
         &["show", "latest"],
         &["key", "list"],
     ] {
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"))
-            .current_dir(env.dir.path())
-            .env("STRONGROOM_REPO", &env.repo)
-            .env("STRONGROOM_PASSWORD", PASSWORD)
-            .env_remove("STRONGROOM_CONFIG")
+        let mut child = env
+            .std_cmd()
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -1518,12 +1509,8 @@ fn a_locked_database_is_waited_for_then_refused_by_name_after_lock_timeout() {
 
     // Released while the backup waits: the backup goes on and succeeds.
     config("5m");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"))
-        .current_dir(env.dir.path())
-        .env("STRONGROOM_REPO", &env.repo)
-        .env("STRONGROOM_PASSWORD", PASSWORD)
-        .env_remove("STRONGROOM_CONFIG")
-        .env("NO_COLOR", "1")
+    let mut child = env
+        .std_cmd()
         .args(["backup", "hotel", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

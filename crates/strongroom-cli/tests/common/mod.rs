@@ -67,8 +67,10 @@ pub fn envs() -> Vec<Env> {
 }
 
 impl Env {
-    pub fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("strongroom").unwrap();
+    /// The binary with this environment's repository, password and state directory, as a
+    /// plain process (for tests that signal it or read its output as it comes).
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"));
         c.current_dir(self.dir.path())
             .env("STRONGROOM_REPO", &self.repo)
             .env("STRONGROOM_PASSWORD", PASSWORD)
@@ -76,6 +78,10 @@ impl Env {
             .env("STRONGROOM_STATE_DIR", self.dir.path().join("state"))
             .env("NO_COLOR", "1");
         c
+    }
+
+    pub fn cmd(&self) -> Command {
+        Command::from_std(self.std_cmd())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
