@@ -45,6 +45,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+/// The name of a database's `-wal`, `-shm` or `-journal` (`suffix`) beside it.
+fn sidecar(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    std::path::PathBuf::from(s)
+}
+
 /// The file name of the database inside a SQLite snapshot.
 pub const MAIN_FILE: &str = "main.db";
 

@@ -8,7 +8,7 @@
 //! place. Must not run hooks or decide on `force`: the sequence does.
 
 use super::target::{self, TargetLock};
-use super::{MAIN_FILE, Thoroughness, integrity_problems, open_existing};
+use super::{MAIN_FILE, Thoroughness, integrity_problems, open_existing, sidecar};
 use crate::engine::{RestoreOptions, Staged, Swapped, Target, TargetState};
 use crate::error::{Error, Result, TargetSort};
 use crate::interrupt;
@@ -148,12 +148,6 @@ pub(super) fn restore_checked(
         .keep()
         .map_err(|e| Error::io("keeping the restored database", dir, e.error))?;
     Ok((path, guard, problems))
-}
-
-pub(super) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 pub(super) fn remove_sidecars(path: &Path) {

@@ -341,9 +341,9 @@ pub(super) fn swap_in(tmp: &Path, target: &Path, aside: &Path, exists: bool) -> 
         let _ = std::fs::remove_file(&marker_path);
     };
     for s in ["-wal", "-journal", "-shm"] {
-        let side = super::restore::sidecar(target, s);
+        let side = super::sidecar(target, s);
         if side.exists() {
-            let to = super::restore::sidecar(aside, s);
+            let to = super::sidecar(aside, s);
             if let Err(e) = std::fs::rename(&side, &to) {
                 undo(&mut moved);
                 return Err(Error::io("moving aside (nothing was changed)", side, e));
