@@ -282,7 +282,8 @@ pub fn run(
     let counts_match = found == pre.metadata.row_counts;
     for (t, n) in &found {
         say(&format!(
-            "   {t:<20} {n:>9} rows (snapshot: {})",
+            "   {t:<20} {n:>9} {} (snapshot: {})",
+            if *n == 1 { "row " } else { "rows" },
             pre.metadata.row_counts.get(t).copied().unwrap_or(0)
         ));
     }
