@@ -252,18 +252,7 @@ fn logical_backup_restore_and_verify_under_concurrent_writers() {
 
 #[test]
 fn a_database_owner_without_superuser_backs_up_restores_and_verifies() {
-    let pg = Cluster::start();
-    pg.execute(
-        "postgres",
-        "CREATE ROLE app LOGIN PASSWORD 'app-secret' CREATEDB NOSUPERUSER",
-    );
-    load_hotel(
-        &pg,
-        "hotel",
-        Some("app"),
-        Some(("app", "app-secret")),
-        5_000,
-    );
+    let pg = cluster_with_app_owned_hotel(5_000);
     let env = envs().into_iter().next().unwrap();
     env.init();
     let app_url = pg.url("app", Some("app-secret"), "hotel");
@@ -1302,18 +1291,7 @@ fn blob_db(path: &std::path::Path, table: &str) {
 
 #[test]
 fn verify_all_reports_every_snapshot_whatever_fails_with_each() {
-    let pg = Cluster::start();
-    pg.execute(
-        "postgres",
-        "CREATE ROLE app LOGIN PASSWORD 'app-secret' CREATEDB NOSUPERUSER",
-    );
-    load_hotel(
-        &pg,
-        "hotel",
-        Some("app"),
-        Some(("app", "app-secret")),
-        2_000,
-    );
+    let pg = cluster_with_app_owned_hotel(2_000);
     let env = envs().into_iter().next().unwrap();
     env.init();
     for name in ["a", "b", "c"] {
@@ -1488,4 +1466,22 @@ fn verify_all_reports_every_snapshot_whatever_fails_with_each() {
         )),
         "{connect}"
     );
+}
+
+/// A cluster whose `hotel` database belongs to `app` (password `app-secret`), a role that
+/// may create databases but is no superuser: a managed service's usual setup.
+fn cluster_with_app_owned_hotel(bookings: u64) -> Cluster {
+    let pg = Cluster::start();
+    pg.execute(
+        "postgres",
+        "CREATE ROLE app LOGIN PASSWORD 'app-secret' CREATEDB NOSUPERUSER",
+    );
+    load_hotel(
+        &pg,
+        "hotel",
+        Some("app"),
+        Some(("app", "app-secret")),
+        bookings,
+    );
+    pg
 }
