@@ -293,7 +293,7 @@ impl Storage {
             Backend::Local(root) => {
                 let dir = root.join(prefix);
                 if dir.is_dir() {
-                    walk_local(root, &dir, &mut out)?;
+                    walk_local(root, &dir, Walk::Objects, &mut out)?;
                 }
             }
             Backend::Remote { op, rt } => {
@@ -322,7 +322,7 @@ impl Storage {
     pub fn list_temporary(&self) -> Result<Vec<ObjectInfo>> {
         let mut out = Vec::new();
         if let Backend::Local(root) = &self.backend {
-            walk_temporary(root, root, &mut out)?;
+            walk_local(root, root, Walk::Temporary, &mut out)?;
         }
         Ok(out)
     }
@@ -351,32 +351,6 @@ fn is_unreachable(e: &opendal::Error) -> bool {
     full.contains("error sending request")
         || full.contains("Connection refused")
         || full.contains("dns error")
-}
-
-/// Collects the temporary files of interrupted local writes below `dir`.
-fn walk_temporary(dir: &Path, root: &Path, out: &mut Vec<ObjectInfo>) -> Result<()> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("listing", dir, e)),
-    };
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
-        let path = entry.path();
-        let meta = entry
-            .metadata()
-            .map_err(|e| Error::io("reading", &path, e))?;
-        if meta.is_dir() {
-            walk_temporary(&path, root, out)?;
-        } else if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-            let rel = path.strip_prefix(root).expect("walked below the root");
-            out.push(ObjectInfo {
-                key: rel.to_string_lossy().replace('\\', "/"),
-                size: meta.len(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// One readable clause from an OpenDAL error, whose own text spans lines of context.
@@ -420,21 +394,29 @@ fn local_read_err(key: &str, path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-fn walk_local(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> Result<()> {
+/// The name prefix of [`put_local`]'s temporary files.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// What [`walk_local`] collects: the objects, or the temporary files interrupted writes left.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Objects,
+    Temporary,
+}
+
+/// Collects the files below `dir` that `what` asks for, keyed relative to `root`.
+fn walk_local(root: &Path, dir: &Path, what: Walk, out: &mut Vec<ObjectInfo>) -> Result<()> {
     let rd = fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
     for entry in rd {
         let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
         let path = entry.path();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with(".tmp-") {
-            continue;
-        }
+        let temporary = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
         let meta = entry
             .metadata()
             .map_err(|e| Error::io("reading", &path, e))?;
         if meta.is_dir() {
-            walk_local(root, &path, out)?;
-        } else if meta.is_file() {
+            walk_local(root, &path, what, out)?;
+        } else if meta.is_file() && temporary == (what == Walk::Temporary) {
             let rel = path.strip_prefix(root).expect("walked below the root");
             out.push(ObjectInfo {
                 key: rel.to_string_lossy().replace('\\', "/"),
@@ -459,7 +441,7 @@ pub(crate) fn put_local(path: &Path, data: &[u8]) -> Result<()> {
         }
     }
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
     tmp.write_all(data)
