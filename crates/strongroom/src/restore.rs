@@ -20,6 +20,7 @@
 //! PostgreSQL data directory. Also records the job in the journal. Must not resolve
 //! snapshot references or know how an engine builds its copy.
 
+use crate::config::Config;
 use crate::engine::{self, Engine, RestoreOptions, Target, TargetState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::interrupt;
@@ -27,7 +28,8 @@ use crate::process::run_hook;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::journal::JournalRecord;
-use crate::repository::snapshot::Snapshot;
+use crate::repository::snapshot::{Filter, Snapshot, is_latest, resolve_one_source};
+use crate::source::{Source, SourceMatch, parse_location};
 use serde::Serialize;
 
 /// What a restore did, for the report.
@@ -41,6 +43,73 @@ pub struct RestoreOutcome {
     pub old_kept_at: Option<String>,
     /// Stray files that were moved aside (e.g. a stale `-wal` beside a deleted database).
     pub moved_aside: Vec<String>,
+}
+
+/// Which snapshot a restore into `target` means: `reference` under `filter`, where
+/// `latest` never crosses sources. Without a source in the filter, a target that is a
+/// source's own database (whoever connects to it) says which source `latest` is of.
+pub fn snapshot_for(
+    repo: &Repository,
+    config: &Config,
+    reference: &str,
+    filter: &Filter,
+    target: Option<&Target>,
+) -> Result<Snapshot> {
+    repo.resolve_with(reference, |all| {
+        let mut filter = filter.clone();
+        if let (None, Some(t), true) = (&filter.source, target, is_latest(reference)) {
+            filter.source = sources_at(config, all, t);
+        }
+        resolve_one_source(all, reference, &filter).cloned()
+    })
+}
+
+/// Every recorded source among `all` whose database is the target's: by the recorded name
+/// or location, or the configured source the name stands for.
+fn sources_at(config: &Config, all: &[Snapshot], target: &Target) -> Option<SourceMatch> {
+    let wanted = target.location().database();
+    let at_target = |name: &str| {
+        parse_location(name).is_some_and(|l| l.database() == wanted)
+            || config
+                .source_for(name)
+                .is_some_and(|src| src.location.database() == wanted)
+    };
+    let mut own: Option<SourceMatch> = None;
+    for snap in all {
+        let mut names = std::iter::once(&snap.source).chain(&snap.source_location);
+        if names.any(|n| at_target(n)) {
+            match &mut own {
+                Some(m) => m.add(&snap.source),
+                None => own = Some(SourceMatch::new(&snap.source)),
+            }
+        }
+    }
+    own
+}
+
+/// Whose `before_restore`/`after_restore` hooks a restore runs.
+#[derive(Clone, Debug, Default)]
+pub struct Hooks {
+    /// The source whose hooks run, if any.
+    pub from: Option<Source>,
+    /// The snapshot's source, when it has hooks that do not run (the target is not its
+    /// database): worth telling the user.
+    pub skipped: Option<Source>,
+}
+
+/// Hooks (stop and start the application) belong to the database being replaced: those of
+/// the configured source whose database `target` is. A restore into any other place runs
+/// none, so a drill never stops production, unless `asked`: then the snapshot's source's.
+pub fn hooks_for(config: &Config, snap: &Snapshot, target: &Target, asked: bool) -> Hooks {
+    let snapshot_source = config.source_for(&snap.source);
+    let from = match config.source_at(&target.location()) {
+        Some(replaced) => Some(replaced),
+        None if asked => snapshot_source.clone(),
+        None => None,
+    };
+    let skipped = snapshot_source
+        .filter(|s| from.is_none() && (s.before_restore.is_some() || s.after_restore.is_some()));
+    Hooks { from, skipped }
 }
 
 /// Restores `snap` into `target` and records the job in the journal.

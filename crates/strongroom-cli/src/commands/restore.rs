@@ -9,7 +9,6 @@ use anyhow::Result;
 use std::path::PathBuf;
 use strongroom::engine::{RestoreOptions, Target};
 use strongroom::repository::snapshot::{BackupKind, EngineKind};
-use strongroom::source::{SourceMatch, parse_location};
 use strongroom::{ErrorKind, human_bytes};
 
 /// The restore's own flags.
@@ -42,45 +41,18 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
         exposed::warn_password_in_argv(url, "--target-db");
     }
     let repo = ctx.open()?;
-    let mut filter = filter.filter(&ctx.config);
-    // `latest` without --source: the target may say which source is meant, when it is a
-    // source's own database; otherwise `latest` must not cross sources.
     let given = match (&flags.to, &flags.target_db) {
         (Some(p), None) => Some(Target::File(p.clone())),
         (None, Some(url)) => Some(Target::Database(url.clone())),
         _ => None,
     };
-    if let (None, Some(t), true) = (
-        &filter.source,
-        &given,
-        strongroom::repository::snapshot::is_latest(reference),
-    ) {
-        // The snapshots whose source's database is the target (whoever connects to it): by
-        // the recorded name or location, or the configured source the name stands for.
-        let wanted = t.location().database();
-        let at_target = |name: &str| {
-            parse_location(name).is_some_and(|l| l.database() == wanted)
-                || ctx
-                    .config
-                    .source_for(name)
-                    .is_some_and(|src| src.location.database() == wanted)
-        };
-        let (all, _) = repo.snapshots_lenient()?;
-        let mut own: Option<SourceMatch> = None;
-        for snap in &all {
-            let names = std::iter::once(&snap.source).chain(&snap.source_location);
-            if names.clone().any(|n| at_target(n)) {
-                match &mut own {
-                    Some(m) => m.add(&snap.source),
-                    None => own = Some(SourceMatch::new(&snap.source)),
-                }
-            }
-        }
-        if own.is_some() {
-            filter.source = own;
-        }
-    }
-    let s = repo.resolve_one_source(reference, &filter)?;
+    let s = strongroom::restore::snapshot_for(
+        &repo,
+        &ctx.config,
+        reference,
+        &filter.filter(&ctx.config),
+        given.as_ref(),
+    )?;
     let logical = s.kind == BackupKind::Logical;
     let target = match (&s.engine, flags.to, flags.target_db) {
         (EngineKind::Sqlite, Some(p), None) => Target::File(p),
@@ -113,25 +85,15 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             ));
         }
     };
-    // Hooks (stop and start the application) belong to the database being replaced: those of
-    // the configured source whose database the target is. A restore into any other place
-    // runs none, so a drill never stops production, unless --run-hooks asks for the
-    // snapshot's source's hooks.
-    let snapshot_source = ctx.config.source_for(&s.source);
-    let source = match (ctx.config.source_at(&target.location()), flags.run_hooks) {
-        (Some(replaced), _) => Some(replaced),
-        (None, true) => snapshot_source.clone(),
-        (None, false) => None,
-    };
-    if let (Some(src), None) = (&snapshot_source, &source) {
-        if src.before_restore.is_some() || src.after_restore.is_some() {
-            eprintln!(
-                "note: not running source {}'s before_restore/after_restore hooks: {} is not its own database (--run-hooks runs them)",
-                src.name,
-                target.identity()
-            );
-        }
+    let hooks = strongroom::restore::hooks_for(&ctx.config, &s, &target, flags.run_hooks);
+    if let Some(src) = &hooks.skipped {
+        eprintln!(
+            "note: not running source {}'s before_restore/after_restore hooks: {} is not its own database (--run-hooks runs them)",
+            src.name,
+            target.identity()
+        );
     }
+    let source = hooks.from;
     // Ctrl-C or SIGTERM removes the partly restored copy (file or database) before exit.
     strongroom::interrupt::install();
     let t = std::time::Instant::now();

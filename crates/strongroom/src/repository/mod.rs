@@ -186,14 +186,12 @@ impl Repository {
             let mut id = [0u8; 32];
             hex::decode_to_slice(config.id_key.as_deref().unwrap_or_default(), &mut id)
                 .map_err(|_| Error::corrupt(layout::CONFIG, "bad id key"))?;
-            let repo = Repository {
+            return Ok(Repository {
                 storage,
                 config,
                 key: MasterKey::unencrypted(id),
-            };
-            repo.flush_pending_journal();
-            repo.journal_interrupted_jobs();
-            return Ok(repo);
+            }
+            .settle_journal());
         }
         let password = password.ok_or(Error::PasswordMissing)?;
         let slots = storage.list(ObjectKind::Key.folder())?;
@@ -223,20 +221,26 @@ impl Repository {
                         "it does not match the repository's keys (altered or swapped)",
                     ));
                 }
-                let repo = Repository {
+                return Ok(Repository {
                     storage,
                     config,
                     key,
-                };
-                repo.flush_pending_journal();
-                repo.journal_interrupted_jobs();
-                return Ok(repo);
+                }
+                .settle_journal());
             }
         }
         if damaged.len() == slots.len() {
             return Err(damaged.remove(0));
         }
         Err(Error::WrongPassword { slots: slots.len() })
+    }
+
+    /// What every opening does before any job: records that waited locally are written,
+    /// and jobs killed before they could write theirs are journaled.
+    fn settle_journal(self) -> Self {
+        self.flush_pending_journal();
+        self.journal_interrupted_jobs();
+        self
     }
 
     /// Adds a key slot so `password` also opens the repository; returns the slot name.
@@ -449,20 +453,26 @@ impl Repository {
     /// Resolves a snapshot reference (`latest`, id, id prefix) under a filter. Damaged
     /// manifests are skipped, unless the reference names one: then its damage is the error.
     pub fn resolve(&self, reference: &str, filter: &Filter) -> Result<Snapshot> {
-        self.resolve_with(reference, filter, snapshot::resolve)
+        self.resolve_with(reference, |all| {
+            snapshot::resolve(all, reference, filter).cloned()
+        })
     }
 
     /// Like [`Repository::resolve`], for a restore or verify: `latest` without a source is
     /// refused when several sources have snapshots ([`snapshot::resolve_one_source`]).
     pub fn resolve_one_source(&self, reference: &str, filter: &Filter) -> Result<Snapshot> {
-        self.resolve_with(reference, filter, snapshot::resolve_one_source)
+        self.resolve_with(reference, |all| {
+            snapshot::resolve_one_source(all, reference, filter).cloned()
+        })
     }
 
-    fn resolve_with(
+    /// Resolves `reference` with `pick` over the readable snapshots, oldest first (one
+    /// listing, each manifest read once); damaged manifests are skipped unless the
+    /// reference names one.
+    pub fn resolve_with(
         &self,
         reference: &str,
-        filter: &Filter,
-        pick: for<'a> fn(&'a [Snapshot], &str, &Filter) -> Result<&'a Snapshot>,
+        pick: impl FnOnce(&[Snapshot]) -> Result<Snapshot>,
     ) -> Result<Snapshot> {
         let (all, damaged) = self.snapshots_lenient()?;
         let wanted = reference.to_ascii_lowercase();
@@ -483,7 +493,7 @@ impl Repository {
         {
             return Err(e);
         }
-        pick(&all, reference, filter).cloned()
+        pick(&all)
     }
 }
 
