@@ -301,6 +301,8 @@ pub enum ErrorKind {
     CheckFailed,
     /// An internal step stopped (another error is the cause).
     Internal,
+    /// The job's process ended before it could say how the job went (journal records only).
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -320,6 +322,7 @@ impl ErrorKind {
             ErrorKind::HookFailed => "hook_failed",
             ErrorKind::CheckFailed => "check_failed",
             ErrorKind::Internal => "internal",
+            ErrorKind::Interrupted => "interrupted",
         }
     }
 }

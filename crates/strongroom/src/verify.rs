@@ -9,7 +9,7 @@
 //! it found damaged (`repository::damage`), which keeps the next backup off it.
 
 use crate::engine::{self, CheckOutcome, Scratch};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::repository::index::Index;
 use crate::repository::journal::JournalRecord;
@@ -62,12 +62,15 @@ pub fn run(
         let started_at = jiff::Timestamp::now();
         let _running = repo.job_started("verify", Some(&snap.source), Some(&snap.id), started_at);
         let t = Instant::now();
-        let checks = match &index {
+        let (checks, kind) = match &index {
             Ok(index) => test_restore(repo, index, snap, source_for, scratch, progress),
-            Err(e) => vec![failed(
-                "index",
-                format!("the repository index cannot be read: {e}"),
-            )],
+            Err(e) => (
+                vec![failed(
+                    "index",
+                    format!("the repository index cannot be read: {e}"),
+                )],
+                e.kind(),
+            ),
         };
         out.push(finish(
             repo,
@@ -76,6 +79,7 @@ pub fn run(
             snap.id.clone(),
             Some(snap),
             checks,
+            kind,
         ));
     }
     for (id, e) in damaged {
@@ -93,6 +97,7 @@ pub fn run(
             id.clone(),
             None,
             checks,
+            ErrorKind::DamagedData,
         ));
     }
     Ok(VerifyReport {
@@ -110,8 +115,9 @@ fn failed(name: &str, detail: String) -> CheckOutcome {
     }
 }
 
-/// One snapshot's checks; an error becomes a failed check: `read` for damage (with the
-/// other snapshots it affects), `restore` for anything else.
+/// One snapshot's checks, and the kind of failure should one fail: an error becomes a failed
+/// check, `read` for damage (with the other snapshots it affects), `restore` for anything
+/// else, of the error's own kind.
 fn test_restore(
     repo: &Repository,
     index: &Index,
@@ -119,7 +125,7 @@ fn test_restore(
     source_for: &dyn Fn(&str) -> Option<Source>,
     scratch: &Scratch,
     progress: &dyn Progress,
-) -> Vec<CheckOutcome> {
+) -> (Vec<CheckOutcome>, ErrorKind) {
     let result = engine::for_snapshot(snap).and_then(|e| {
         e.test_restore(
             repo,
@@ -131,7 +137,9 @@ fn test_restore(
         )
     });
     match result {
-        Ok(c) => c,
+        // The engine's own `connect` check fails when its server cannot be reached.
+        Ok(c) if c.iter().any(|c| !c.ok && c.name == "connect") => (c, ErrorKind::SourceFailed),
+        Ok(c) => (c, ErrorKind::CheckFailed),
         Err(e) if e.is_damage() => {
             // What a test restore finds damaged, the next backup must not build on.
             if let Error::DamagedData { pack, detail, .. } = &e {
@@ -145,9 +153,9 @@ fn test_restore(
             } else {
                 format!("{e}; affects snapshot(s) {}", others.join(", "))
             };
-            vec![failed("read", detail)]
+            (vec![failed("read", detail)], e.kind())
         }
-        Err(e) => vec![failed("restore", e.to_string())],
+        Err(e) => (vec![failed("restore", e.to_string())], e.kind()),
     }
 }
 
@@ -159,6 +167,7 @@ fn finish(
     id: String,
     snap: Option<&Snapshot>,
     checks: Vec<CheckOutcome>,
+    kind: ErrorKind,
 ) -> SnapshotVerification {
     let ok = checks.iter().all(|c| c.ok);
     let mut rec = JournalRecord::new("verify", started_at);
@@ -167,14 +176,7 @@ fn finish(
     rec.ok = ok;
     rec.size = snap.map_or(0, |s| s.size);
     if !ok {
-        rec.error_kind = Some(
-            match checks.iter().find(|c| !c.ok).map(|c| c.name.as_str()) {
-                Some("read" | "manifest" | "index") => "damaged_data",
-                Some("connect" | "restore") => "source_failed",
-                _ => "check_failed",
-            }
-            .into(),
-        );
+        rec.error_kind = Some(kind.name().into());
         rec.error = Some(
             checks
                 .iter()

@@ -6,7 +6,7 @@
 
 use super::Repository;
 use super::layout::ObjectKind;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
 const JOURNAL_AAD: &[u8] = b"strongroom journal";
@@ -206,7 +206,7 @@ impl Repository {
                 "interrupted: process {} on {} ended before the {} job finished (a signal, or the machine stopped); it recorded nothing",
                 note.pid, note.hostname, note.job
             ));
-            rec.error_kind = Some("interrupted".into());
+            rec.error_kind = Some(ErrorKind::Interrupted.name().into());
             self.record(&rec);
             let _ = std::fs::remove_file(&f);
             tracing::warn!("{}", rec.error.as_deref().unwrap_or_default());
