@@ -4,13 +4,12 @@
 //! Owns noticing a password in a PostgreSQL URL given as an argument and saying which safer
 //! ways exist. Must never print the password: what it shows is the library's redacted URL.
 
-use strongroom::source::conninfo::{is_url, redact_url};
+use strongroom::source::conninfo::{self, is_url, redact_url};
 
 /// Whether `arg` is a PostgreSQL URL that carries a password (in its user part or as a
 /// `password=` query parameter).
 pub fn has_password(arg: &str) -> bool {
-    // A trailing `?` is dropped by the redaction too; it is not a password.
-    is_url(arg) && redact_url(arg) != arg.trim_end_matches('?')
+    is_url(arg) && conninfo::has_password(arg)
 }
 
 /// Warnings held until the command has ended, so that a failure's sentence stays the first

@@ -291,10 +291,8 @@ impl Config {
                     .iter()
                     .find(|(_, s)| identity_of(&s.url).as_deref() == Some(identity.as_str()))
                 {
-                    let has_password = match &location {
-                        Location::Postgres(p) => crate::source::conninfo::redact_url(p) != *p,
-                        Location::Sqlite(_) => false,
-                    };
+                    let has_password = matches!(&location,
+                        Location::Postgres(p) if crate::source::conninfo::has_password(p));
                     let configured = from_config(name, s);
                     return Ok(Source {
                         location: if has_password {
@@ -334,13 +332,6 @@ impl Config {
             }
         }
         m
-    }
-
-    /// The checks configured for a snapshot's source (matched by name, then by URL).
-    pub fn checks_for(&self, source: &str) -> Vec<SqlCheck> {
-        self.source(Some(source))
-            .map(|s| s.checks)
-            .unwrap_or_default()
     }
 
     /// The source a snapshot's recorded source name refers to, when it still resolves.

@@ -100,6 +100,13 @@ pub fn percent_decode(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether a PostgreSQL URL or connection string carries a password (in its user part, or
+/// as a `password` parameter).
+pub fn has_password(url: &str) -> bool {
+    // A trailing `?` is dropped by the redaction too; it is not a password.
+    redact_url(url) != url.trim_end_matches('?')
+}
+
 /// A PostgreSQL URL with any password replaced, for records and messages.
 pub fn redact_url(url: &str) -> String {
     if !is_url(url) {

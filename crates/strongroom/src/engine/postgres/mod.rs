@@ -18,7 +18,7 @@ use crate::repository::Repository;
 use crate::repository::index::Index;
 use crate::repository::snapshot::{BackupKind, EngineKind, Snapshot};
 use crate::repository::writer::BackupWriter;
-use crate::source::{Location, Source};
+use crate::source::{Location, Source, parse_location};
 
 /// The database URL a logical snapshot restores into; refuses other snapshots and targets.
 fn logical_target<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t str> {
@@ -63,33 +63,28 @@ fn scratch_server(
             (Location::Postgres(u), Some(name)) => {
                 (u.clone(), format!("from source {name} in the config"))
             }
-            (Location::Postgres(u), None) => (
-                u.clone(),
-                format!("the source URL recorded in snapshot {}", snap.short_id()),
-            ),
+            (Location::Postgres(u), None) => (u.clone(), recorded(snap)),
             (Location::Sqlite(_), _) => return Err(unplaced(snap)),
         },
-        (None, None) if snap.source.starts_with("postgres") => (
-            snap.source.clone(),
-            format!("the source URL recorded in snapshot {}", snap.short_id()),
-        ),
-        (None, None)
-            if snap
-                .source_location
-                .as_deref()
-                .is_some_and(|l| l.starts_with("postgres")) =>
+        // The recorded source, or the location recorded beside a config name.
+        (None, None) => match [Some(&snap.source), snap.source_location.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|u| matches!(parse_location(u), Some(Location::Postgres(_))))
         {
-            (
-                snap.source_location.clone().expect("checked"),
-                format!("the source URL recorded in snapshot {}", snap.short_id()),
-            )
-        }
-        (None, None) => return Err(unplaced(snap)),
+            Some(u) => (u.clone(), recorded(snap)),
+            None => return Err(unplaced(snap)),
+        },
     };
     Ok(ScratchServer {
         conn: server::Conn::parse(&url)?,
         from,
     })
+}
+
+/// Where a URL recorded in the snapshot came from, for messages.
+fn recorded(snap: &Snapshot) -> String {
+    format!("the source URL recorded in snapshot {}", snap.short_id())
 }
 
 /// No server to test-restore a logical snapshot on.

@@ -19,6 +19,7 @@ use crate::source::Source;
 use rusqlite::{Connection, ErrorCode};
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -78,12 +79,18 @@ pub(super) fn capture(
         // SIGKILL's leftover (a plaintext copy of the database) by the next spooling backup.
         let scratch = interrupt::ScratchDir::new(&dir, "strongroom-spool-", "the backup's spool")?;
         let spool_path = scratch.path().join("pages");
-        let mut spool = tempfile::NamedTempFile::new_in(scratch.path())
-            .map_err(|e| Error::io("creating the backup's spool file in", scratch.path(), e))?;
+        // A plaintext copy of the database: readable by us alone (and its directory is 0700).
+        let mut spool = std::fs::OpenOptions::new()
+            .create_new(true)
+            .mode(0o600)
+            .read(true)
+            .write(true)
+            .open(&spool_path)
+            .map_err(|e| Error::io("creating the backup's spool file", &spool_path, e))?;
         let spool_err = |e| Error::io("writing the backup's spool file", &spool_path, e);
         progress.begin("reading", Some(size));
         {
-            let mut out = BufWriter::with_capacity(BATCH_BYTES, spool.as_file_mut());
+            let mut out = BufWriter::with_capacity(BATCH_BYTES, &mut spool);
             read_pages(&conn, path, &facts, |page| {
                 progress.advance(page.len() as u64);
                 out.write_all(page).map_err(spool_err)
@@ -93,9 +100,8 @@ pub(super) fn capture(
         progress.end();
         end_read(&conn, path, locked_at)?;
         drop(conn);
-        let file = spool.as_file_mut();
-        file.seek(SeekFrom::Start(0)).map_err(spool_err)?;
-        let mut input = BufReader::with_capacity(BATCH_BYTES, file);
+        spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;
+        let mut input = BufReader::with_capacity(BATCH_BYTES, spool);
         progress.begin("backup", Some(size));
         let stored = writer.write_file(MAIN_FILE, chunking, progress, |sink| {
             let mut batcher = FixedBatcher::new(chunk);
