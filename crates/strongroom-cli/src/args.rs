@@ -40,8 +40,8 @@ pub struct Global {
     /// Repository URL: a path, file:///abs/path, s3://bucket/prefix, azblob://…, gs://…
     #[arg(long, global = true, env = "STRONGROOM_REPO", value_name = "URL")]
     pub repo: Option<String>,
-    /// Read the repository password from the first line of FILE.
-    #[arg(long, global = true, value_name = "FILE")]
+    /// Read the repository password (or key file) from the first line of FILE.
+    #[arg(long, global = true, env = "STRONGROOM_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Configuration file (default: ./strongroom.toml when present).
     #[arg(long, global = true, env = "STRONGROOM_CONFIG", value_name = "FILE")]
@@ -153,6 +153,14 @@ pub enum Command {
         #[arg(long)]
         read_data: bool,
     },
+    /// PostgreSQL WAL archiving: archive_command, restore_command and continuity.
+    #[command(
+        after_help = "In postgresql.conf (the repository and key come from the environment or the config,\nnever the command line):\n  archive_mode = on\n  archive_command = '/usr/local/bin/strongroom wal push %p'\n  restore_command = '/usr/local/bin/strongroom wal fetch %f %p'   # written by restore\n\nExamples:\n  strongroom wal verify\n  strongroom wal verify --json"
+    )]
+    Wal {
+        #[command(subcommand)]
+        action: WalAction,
+    },
     /// Manage the passwords (key slots) that open the repository.
     #[command(
         after_help = "Examples:\n  strongroom key add --new-password-file /run/secrets/ops --label ops-team\n  strongroom key list\n  strongroom key remove 3fa4c1"
@@ -200,15 +208,46 @@ pub enum Command {
 }
 
 #[derive(Subcommand)]
-pub enum KeyAction {
-    /// Add a password; the new one is read from the first line of FILE.
+pub enum WalAction {
+    /// Archive one WAL file (PostgreSQL's archive_command: `strongroom wal push %p`).
     #[command(
-        after_help = "Example:\n  strongroom key add --new-password-file /run/secrets/ops --label ops-team"
+        after_help = "Runs in the data directory, as PostgreSQL starts it, and archives for the cluster found\nthere (its system identifier). Exit 0 only once the file is durable in the repository, or\nwhen the same content was archived already; exit 1 otherwise (PostgreSQL retries).\n\nFast opening: give it a key file (`strongroom key add --new-key-file FILE`) through\nSTRONGROOM_PASSWORD_FILE, not a password: a password costs a memory-hard derivation on\nevery segment."
     )]
+    Push {
+        /// The WAL file, relative to the data directory (`%p`).
+        path: PathBuf,
+    },
+    /// Restore one WAL file (PostgreSQL's restore_command: `strongroom wal fetch %f %p`).
+    #[command(
+        after_help = "Exit codes: 0 written to DEST; 1 the repository was read and NAME is not in it (PostgreSQL\nthen ends recovery there); 254 any other failure after retrying (repository unreachable,\nwrong key, damaged object), which makes PostgreSQL stop recovery instead of promoting\nearly at the wrong point. STRONGROOM_FETCH_RETRIES (default 4) sets the attempts."
+    )]
+    Fetch {
+        /// The file PostgreSQL asks for (`%f`).
+        name: String,
+        /// Where to write it, relative to the data directory (`%p`).
+        dest: PathBuf,
+    },
+    /// WAL continuity per cluster and timeline, gaps named.
+    #[command(
+        after_help = "Exit 1 when a gap lies where a physical snapshot needs WAL to recover (at or after its\nstart, on its timeline or a later one).\n\nExamples:\n  strongroom wal verify\n  strongroom wal verify --json"
+    )]
+    Verify,
+}
+
+#[derive(Subcommand)]
+pub enum KeyAction {
+    /// Add a password (read from the first line of FILE), or make a key file.
+    #[command(
+        after_help = "Examples:\n  strongroom key add --new-password-file /run/secrets/ops --label ops-team\n  strongroom key add --new-key-file /var/lib/postgresql/strongroom.key --label wal-archiving\n\nA key file holds 256 random bits. Give it as the password file (--password-file,\nSTRONGROOM_PASSWORD_FILE or password_file in the config): it opens the repository without the\nmemory-hard password stretching, which is what lets `wal push` archive hundreds of segments a\nminute. Keep it readable by the database's system user only, as the data it protects."
+    )]
+    #[command(group = clap::ArgGroup::new("secret").required(true))]
     Add {
         /// File holding the new password.
-        #[arg(long, value_name = "FILE")]
-        new_password_file: PathBuf,
+        #[arg(long, value_name = "FILE", group = "secret")]
+        new_password_file: Option<PathBuf>,
+        /// Generate a key file at FILE (created with mode 0600; must not exist yet).
+        #[arg(long, value_name = "FILE", group = "secret")]
+        new_key_file: Option<PathBuf>,
         /// A label for the slot (who or what it is for).
         #[arg(long, default_value = "")]
         label: String,

@@ -29,6 +29,26 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// A failure that ends the command with its own exit code (PostgreSQL's rules for
+/// `restore_command`); `quiet` ones print nothing (an expected answer, not an error).
+#[derive(Debug)]
+pub struct ExitWith {
+    /// The exit code.
+    pub code: i32,
+    /// Whether to say nothing on stderr.
+    pub quiet: bool,
+    /// The failure.
+    pub inner: anyhow::Error,
+}
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
 /// A failure of `kind` saying `message`.
 pub fn fail(kind: ErrorKind, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Failure {

@@ -53,6 +53,13 @@ fn main() {
             // done and there is no one to tell, so exit quietly, as a completed command.
             return;
         }
+        if let Some(x) = e.downcast_ref::<failure::ExitWith>() {
+            if !x.quiet {
+                failure::report(&x.inner, json);
+            }
+            exposed::print_held_warnings();
+            std::process::exit(x.code);
+        }
         failure::report(&e, json);
         exposed::print_held_warnings();
         std::process::exit(1);

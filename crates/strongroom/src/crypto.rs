@@ -226,10 +226,38 @@ impl Default for KdfParams {
     }
 }
 
+/// What a key file holds: this prefix, then 64 hex digits of random key material.
+pub const KEY_FILE_PREFIX: &str = "strongroom-key-v1:";
+
+/// The `kdf` of a slot unlocked by a key file.
+const KDF_KEY_FILE: &str = "keyfile-blake3";
+
+/// A new key-file secret: 256 random bits, spelled as a key file holds them.
+pub fn new_key_file_secret() -> String {
+    format!("{KEY_FILE_PREFIX}{}", hex::encode(random_bytes::<32>()))
+}
+
+/// Whether `password` is a key-file secret (and not a password a person chose).
+pub fn is_key_file_secret(password: &[u8]) -> bool {
+    password.starts_with(KEY_FILE_PREFIX.as_bytes())
+        && password.len() == KEY_FILE_PREFIX.len() + 64
+        && password[KEY_FILE_PREFIX.len()..]
+            .iter()
+            .all(u8::is_ascii_hexdigit)
+}
+
 /// A password-protected copy of the master key (`keys/<id>` in the repository).
+///
+/// Two kinds: a slot opened by a password (`argon2id`: memory-hard stretching, because a
+/// person's password can be guessed), and a slot opened by a key file (`keyfile-blake3`:
+/// one BLAKE3 key derivation, because 256 random bits cannot be guessed and stretching them
+/// buys nothing). Key files make opening cheap for jobs that run thousands of times a day
+/// (`wal push` from `archive_command`): Argon2id alone would cap archiving near 10 segments a
+/// second. The key file sits on the database host, readable by the database's system user
+/// only, like the data it protects, and its slot is removed with `key remove` like any other.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeySlot {
-    /// Always `argon2id`.
+    /// `argon2id` (a password) or `keyfile-blake3` (a key file).
     pub kdf: String,
     /// Cost parameters.
     pub params: KdfParams,
@@ -254,6 +282,24 @@ fn derive(password: &[u8], salt: &[u8], params: KdfParams) -> Result<[u8; 32]> {
     Ok(out)
 }
 
+/// The key-encryption key of a slot: Argon2id for passwords, one BLAKE3 derivation for
+/// key files. `None` when the secret is of the other kind than the slot (it cannot fit).
+fn slot_key(kdf: &str, secret: &[u8], salt: &[u8], params: KdfParams) -> Result<Option<[u8; 32]>> {
+    match kdf {
+        KDF_KEY_FILE if is_key_file_secret(secret) => {
+            let mut h = blake3::Hasher::new_derive_key("strongroom key file slot v1");
+            h.update(salt);
+            h.update(secret);
+            Ok(Some(*h.finalize().as_bytes()))
+        }
+        KDF_KEY_FILE => Ok(None),
+        // A key file never opens a password slot: trying would cost a second of Argon2id
+        // per slot on every `wal push`.
+        _ if is_key_file_secret(secret) => Ok(None),
+        _ => derive(secret, salt, params).map(Some),
+    }
+}
+
 impl KeySlot {
     /// Wraps `key` under `password`, remembering the repository id and config hash so a
     /// swapped or altered config is noticed when the slot is opened.
@@ -266,14 +312,19 @@ impl KeySlot {
         label: &str,
     ) -> Result<Self> {
         let salt: [u8; 16] = random_bytes();
-        let kek = derive(password, &salt, params)?;
+        let kdf = if is_key_file_secret(password) {
+            KDF_KEY_FILE
+        } else {
+            "argon2id"
+        };
+        let kek = slot_key(kdf, password, &salt, params)?.expect("the secret fits its own kdf");
         let wrapped = seal_with(
             &kek,
             b"strongroom key slot",
             &key.to_wire(repo_id, config_hash),
         );
         Ok(KeySlot {
-            kdf: "argon2id".into(),
+            kdf: kdf.into(),
             params,
             salt: hex::encode(salt),
             wrapped: hex::encode(wrapped),
@@ -292,7 +343,9 @@ impl KeySlot {
         let salt = hex::decode(&self.salt).map_err(|_| Error::corrupt(object, "bad salt"))?;
         let wrapped =
             hex::decode(&self.wrapped).map_err(|_| Error::corrupt(object, "bad wrapped key"))?;
-        let kek = derive(password, &salt, self.params)?;
+        let Some(kek) = slot_key(&self.kdf, password, &salt, self.params)? else {
+            return Ok(None);
+        };
         let Some(plain) = open_with(&kek, b"strongroom key slot", &wrapped) else {
             return Ok(None);
         };
@@ -381,5 +434,30 @@ mod tests {
         let sealed = k.seal(b"a", b"b");
         assert_eq!(got.open("o", b"a", &sealed).unwrap(), b"b");
         assert!(slot.open(b"wrong", "keys/a").unwrap().is_none());
+    }
+
+    #[test]
+    fn key_file_slots_open_only_with_their_key_file_and_skip_argon2() {
+        let k = MasterKey::generate();
+        let secret = new_key_file_secret();
+        assert!(is_key_file_secret(secret.as_bytes()));
+        assert!(!is_key_file_secret(b"strongroom-key-v1:short"));
+        assert!(!is_key_file_secret(b"correct horse"));
+        // Parameters Argon2id refuses (zero passes): any attempt to run it would fail.
+        let refused = KdfParams {
+            m_kib: 1024,
+            t: 0,
+            p: 1,
+        };
+        assert!(derive(b"x", &[0; 16], refused).is_err());
+        let slot = KeySlot::create(secret.as_bytes(), &k, "r", "c", refused, "wal").unwrap();
+        assert_eq!(slot.kdf, "keyfile-blake3");
+        let (got, _, _) = slot.open(secret.as_bytes(), "keys/b").unwrap().unwrap();
+        assert_eq!(got.chunk_id(b"x"), k.chunk_id(b"x"));
+        assert!(slot.open(new_key_file_secret().as_bytes(), "keys/b").unwrap().is_none());
+        assert!(slot.open(b"a password", "keys/b").unwrap().is_none());
+        // A key file never fits a password slot (and is not stretched trying).
+        let pw_slot = KeySlot::create(b"pw", &k, "r", "c", fast(), "").unwrap();
+        assert!(pw_slot.open(secret.as_bytes(), "keys/c").unwrap().is_none());
     }
 }

@@ -129,6 +129,30 @@ pub enum Error {
     /// No key slot matches a reference.
     #[error("{0}")]
     NoKeySlot(String),
+    /// A WAL file is not in the archive (the repository was read; `wal fetch` exits 1).
+    #[error("WAL file {name} of cluster {cluster} is not in the archive")]
+    NotArchived {
+        /// The file's name.
+        name: String,
+        /// The cluster's system identifier.
+        cluster: String,
+    },
+    /// A WAL file name is archived already with other content; the archived copy is kept.
+    #[error(
+        "WAL file {name} of cluster {cluster} is archived already with different content; the archived copy was kept. Two clusters may share one system identifier (a copied data directory), or the server's pg_wal was altered: look at both before archiving further"
+    )]
+    WalConflict {
+        /// The file's name.
+        name: String,
+        /// The cluster's system identifier.
+        cluster: String,
+    },
+    /// The archive lacks WAL a recovery needs.
+    #[error("{0}")]
+    WalGap(String),
+    /// A data directory or server is not the cluster a source or snapshot belongs to.
+    #[error("{0}")]
+    WrongCluster(String),
     /// Removing a key slot would leave no slot that opens the repository.
     #[error(
         "key slot {0} is the last readable one; removing it would leave no password that opens the repository"
@@ -368,7 +392,11 @@ impl Error {
             Error::NoRepository(_)
             | Error::NoSnapshot(_)
             | Error::NoMatchingSnapshot
-            | Error::NoKeySlot(_) => ErrorKind::NotFound,
+            | Error::NoKeySlot(_)
+            | Error::NotArchived { .. } => ErrorKind::NotFound,
+            Error::WalConflict { .. } => ErrorKind::AlreadyExists,
+            Error::WalGap(_) => ErrorKind::DamagedData,
+            Error::WrongCluster(_) => ErrorKind::BadInput,
             Error::RepositoryExists(_) => ErrorKind::AlreadyExists,
             Error::UnsupportedVersion { .. } | Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::WrongPassword { .. } => ErrorKind::WrongPassword,

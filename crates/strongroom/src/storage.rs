@@ -28,7 +28,12 @@ pub struct Storage {
 
 #[derive(Clone)]
 enum Backend {
-    Local(PathBuf),
+    /// A local directory; `owner` is the directory's owner when this process runs as root
+    /// and the directory belongs to someone else (see [`local_owner`]).
+    Local {
+        root: PathBuf,
+        owner: Option<(u32, u32)>,
+    },
     Remote {
         op: opendal::Operator,
         rt: Arc<tokio::runtime::Runtime>,
@@ -158,7 +163,10 @@ impl Storage {
         }
         Ok(Storage {
             url: url.to_string(),
-            backend: Backend::Local(path),
+            backend: Backend::Local {
+                owner: local_owner(&path),
+                root: path,
+            },
         })
     }
 
@@ -221,7 +229,13 @@ impl Storage {
     /// Writes an object atomically and durably; an existing object of that name is replaced.
     pub fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         match &self.backend {
-            Backend::Local(root) => put_local(&root.join(key), data),
+            Backend::Local { root, owner } => {
+                put_local(&root.join(key), data)?;
+                if let Some(owner) = owner {
+                    hand_over(root, key, *owner)?;
+                }
+                Ok(())
+            }
             Backend::Remote { op, rt } => rt
                 .block_on(op.write(key, data.to_vec()))
                 .map(|_| ())
@@ -232,7 +246,7 @@ impl Storage {
     /// Reads a whole object; [`Error::Missing`] when it does not exist.
     pub fn get(&self, key: &str) -> Result<Vec<u8>> {
         match &self.backend {
-            Backend::Local(root) => {
+            Backend::Local { root, .. } => {
                 let path = root.join(key);
                 fs::read(&path).map_err(|e| local_read_err(key, &path, e))
             }
@@ -246,7 +260,7 @@ impl Storage {
     /// Reads `len` bytes of an object starting at `offset`.
     pub fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         match &self.backend {
-            Backend::Local(root) => {
+            Backend::Local { root, .. } => {
                 let path = root.join(key);
                 let mut f = fs::File::open(&path).map_err(|e| local_read_err(key, &path, e))?;
                 f.seek(SeekFrom::Start(offset))
@@ -277,7 +291,7 @@ impl Storage {
     /// Whether an object exists.
     pub fn exists(&self, key: &str) -> Result<bool> {
         match &self.backend {
-            Backend::Local(root) => Ok(root.join(key).is_file()),
+            Backend::Local { root, .. } => Ok(root.join(key).is_file()),
             Backend::Remote { op, rt } => match rt.block_on(op.stat(key)) {
                 Ok(_) => Ok(true),
                 Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
@@ -290,7 +304,7 @@ impl Storage {
     pub fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let mut out = Vec::new();
         match &self.backend {
-            Backend::Local(root) => {
+            Backend::Local { root, .. } => {
                 let dir = root.join(prefix);
                 if dir.is_dir() {
                     walk_local(root, &dir, Walk::Objects, &mut out)?;
@@ -321,7 +335,7 @@ impl Storage {
     /// object store's single PUT leaves nothing). [`Storage::list`] never shows them.
     pub fn list_temporary(&self) -> Result<Vec<ObjectInfo>> {
         let mut out = Vec::new();
-        if let Backend::Local(root) = &self.backend {
+        if let Backend::Local { root, .. } = &self.backend {
             walk_local(root, root, Walk::Temporary, &mut out)?;
         }
         Ok(out)
@@ -330,7 +344,7 @@ impl Storage {
     /// Deletes an object; deleting a missing object succeeds.
     pub fn delete(&self, key: &str) -> Result<()> {
         match &self.backend {
-            Backend::Local(root) => {
+            Backend::Local { root, .. } => {
                 let path = root.join(key);
                 match fs::remove_file(&path) {
                     Ok(()) => Ok(()),
@@ -423,6 +437,34 @@ fn walk_local(root: &Path, dir: &Path, what: Walk, out: &mut Vec<ObjectInfo>) ->
                 size: meta.len(),
             });
         }
+    }
+    Ok(())
+}
+
+/// The owner new objects in a local repository get: when this process runs as root and the
+/// repository directory belongs to another user, that user's.
+///
+/// Why: PostgreSQL's `archive_command` runs `wal push` as the database's system user, while a
+/// base backup or a restore may run as root. Objects and folders root created would then be
+/// unwritable for the archiver, and archiving would stop. A repository directory belongs to
+/// its owner; root writing into it hands what it writes over, as git's shared repositories do.
+fn local_owner(root: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let meta = fs::metadata(root).ok()?;
+    (meta.uid() != 0).then(|| (meta.uid(), meta.gid()))
+}
+
+/// Gives `key` and every folder on its way below `root` to `owner` (see [`local_owner`]).
+fn hand_over(root: &Path, key: &str, (uid, gid): (u32, u32)) -> Result<()> {
+    let mut path = root.to_path_buf();
+    for part in key.split('/') {
+        path.push(part);
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+            .map_err(|e| Error::io("handing over to the repository's owner", &path, e))?;
     }
     Ok(())
 }

@@ -14,9 +14,29 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
     let repo = ctx.open()?;
     match action {
         KeyAction::Add {
+            new_key_file: Some(path),
+            label,
+            ..
+        } => {
+            let secret = strongroom::crypto::new_key_file_secret();
+            write_key_file(&path, &secret)?;
+            match repo.add_password(secret.as_bytes(), KdfParams::default(), &label) {
+                Ok(name) => eprintln!(
+                    "added key slot {name}, opened by the key file {}",
+                    path.display()
+                ),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e.into());
+                }
+            }
+        }
+        KeyAction::Add {
             new_password_file,
             label,
+            ..
         } => {
+            let new_password_file = new_password_file.expect("clap requires one of the two");
             let pw = read_password_file(&new_password_file)?;
             if pw.is_empty() {
                 return Err(fail(
@@ -67,6 +87,38 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes a new key file readable by its owner only; refuses to replace an existing file
+/// (it may be the only copy of another key).
+fn write_key_file(path: &std::path::Path, secret: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                "it already exists; choose another path (it may hold another key)".to_string()
+            } else {
+                e.to_string()
+            };
+            fail(
+                ErrorKind::BadInput,
+                format!("cannot create key file {}: {why}", path.display()),
+            )
+        })?;
+    f.write_all(format!("{secret}\n").as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| {
+            let _ = std::fs::remove_file(path);
+            fail(
+                ErrorKind::LocalIo,
+                format!("cannot write key file {}: {e}", path.display()),
+            )
+        })
 }
 
 /// A slot's creation time as people read it, or as stored when it does not parse.

@@ -16,6 +16,7 @@ pub mod man;
 pub mod restore;
 pub mod show;
 pub mod verify;
+pub mod wal;
 
 use crate::args::{Command, Global};
 use crate::context::Ctx;
@@ -63,6 +64,7 @@ pub fn run(global: Global, command: Command) -> Result<()> {
         } => verify::run(&ctx()?, reference.as_deref(), all, &filter),
         Command::Check { read_data } => check::run(&ctx()?, read_data),
         Command::Key { action } => key::run(&ctx()?, action),
+        Command::Wal { action } => wal::run(ctx(), action),
         Command::Demo { dir, bookings } => demo::run(&ctx()?, &dir, bookings),
         Command::Completions { shell } => completions::run(shell),
         Command::Man { dir } => man::run(dir.as_deref()),

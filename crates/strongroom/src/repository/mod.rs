@@ -6,6 +6,7 @@
 //! use which chunks is [`usage`]; finding the repository and its password is [`access`].
 //! Must not know about database engines.
 
+pub mod archive;
 pub mod damage;
 pub mod index;
 pub mod journal;

@@ -4,12 +4,14 @@
 //! Owns dispatching by kind and what all kinds share: reaching the server ([`server`]) and
 //! its client programs ([`tools`]). Must not know how chunks are stored.
 
+pub mod cluster;
 pub mod dump_format;
 pub mod logical;
 pub mod properties;
 pub mod server;
 pub mod tls;
 pub mod tools;
+pub mod wal;
 
 use super::{Captured, CheckOutcome, Engine, RestoreOptions, Scratch, Staged, Target, TargetState};
 use crate::error::{Error, Result, TargetSort};

@@ -1,0 +1,173 @@
+//! `strongroom wal`: PostgreSQL's archive_command and restore_command, and WAL continuity.
+//!
+//! The exit codes are PostgreSQL's contract, not ours alone: `fetch` exits 1 only for "not
+//! in the archive", and above 125 for everything else, so a recovery stops rather than
+//! promoting early at the wrong point.
+
+use crate::args::WalAction;
+use crate::context::Ctx;
+use crate::failure::{ExitWith, reported};
+use crate::output::{outln, print_json};
+use anyhow::Result;
+use std::path::Path;
+use std::time::Duration;
+use strongroom::engine::postgres::wal;
+use strongroom::repository::journal::JournalRecord;
+use strongroom::{Error, ErrorKind, human_bytes};
+
+/// The exit code that makes PostgreSQL stop recovery (anything above 125).
+pub const FETCH_ABORT: i32 = 254;
+
+/// Runs a `wal` subcommand; `ctx` is handed over unopened so that even a broken config
+/// ends `fetch` with the code that stops recovery.
+pub fn run(ctx: Result<Ctx>, action: WalAction) -> Result<()> {
+    match action {
+        WalAction::Push { path } => push(&ctx?, &path),
+        WalAction::Fetch { name, dest } => fetch(ctx, &name, &dest),
+        WalAction::Verify => verify(&ctx?),
+    }
+}
+
+fn here() -> Result<std::path::PathBuf> {
+    Ok(std::env::current_dir()?)
+}
+
+fn push(ctx: &Ctx, path: &Path) -> Result<()> {
+    let started = jiff::Timestamp::now();
+    let repo = ctx.open()?;
+    let level = repo.config().stream_compression_level;
+    match wal::push(&repo, &here()?, path, level) {
+        Ok(p) => {
+            tracing::info!(
+                "archived {} of cluster {} ({} → {}{})",
+                p.name,
+                p.cluster.system_id(),
+                human_bytes(p.bytes),
+                human_bytes(p.stored),
+                if p.already { ", archived already" } else { "" }
+            );
+            Ok(())
+        }
+        Err(e) => {
+            // Successful pushes are not journaled one by one (the archive itself is their
+            // record, and a record per segment would double the writes); failures are.
+            let mut rec = JournalRecord::new("wal push", started);
+            rec.snapshot = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            rec.failed(&e);
+            repo.record(&rec);
+            Err(e.into())
+        }
+    }
+}
+
+fn attempts() -> u32 {
+    std::env::var("STRONGROOM_FETCH_RETRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+        .max(1)
+}
+
+fn fetch(ctx: Result<Ctx>, name: &str, dest: &Path) -> Result<()> {
+    let abort = |e: anyhow::Error| {
+        anyhow::Error::new(ExitWith {
+            code: FETCH_ABORT,
+            quiet: false,
+            inner: e,
+        })
+    };
+    let ctx = ctx.map_err(abort)?;
+    let dir = here().map_err(abort)?;
+    let tries = attempts();
+    let mut last = None;
+    for attempt in 0..tries {
+        if attempt > 0 {
+            // 1 s, 2 s, 4 s…: long enough to ride out a restart of the store, short enough
+            // that a recovery waiting on it is not stalled for minutes.
+            std::thread::sleep(Duration::from_secs(1 << (attempt - 1).min(4)));
+        }
+        let result = ctx
+            .access()
+            .open()
+            .and_then(|repo| wal::fetch(&repo, &dir, name, dest));
+        match result {
+            Ok(bytes) => {
+                tracing::info!("restored {name} ({})", human_bytes(bytes));
+                return Ok(());
+            }
+            Err(e @ Error::NotArchived { .. }) => {
+                return Err(anyhow::Error::new(ExitWith {
+                    code: 1,
+                    quiet: ctx.global.verbose == 0,
+                    inner: e.into(),
+                }));
+            }
+            // Retrying cannot change these.
+            Err(e @ (Error::WrongPassword { .. } | Error::WrongCluster(_) | Error::Config(_))) => {
+                return Err(abort(e.into()));
+            }
+            Err(e) => {
+                tracing::warn!("fetching {name} failed (attempt {}/{tries}): {e}", attempt + 1);
+                last = Some(e);
+            }
+        }
+    }
+    Err(abort(last.expect("at least one attempt").into()))
+}
+
+fn verify(ctx: &Ctx) -> Result<()> {
+    let repo = ctx.open()?;
+    let snaps = repo.snapshots()?;
+    let reports = wal::verify(&repo, &wal::needs_of(&snaps))?;
+    let ok = reports.iter().all(|r| r.ok);
+    if ctx.json() {
+        print_json(&serde_json::json!({"ok": ok, "clusters": reports}))?;
+    } else if reports.is_empty() {
+        outln!("no WAL archived yet")?;
+    } else {
+        for r in &reports {
+            outln!(
+                "cluster {} ({} stored, {} segments)",
+                r.system_identifier,
+                human_bytes(r.stored),
+                human_bytes(r.segment_size)
+            )?;
+            for t in &r.timelines {
+                outln!(
+                    "  timeline {}: {} segment(s){}{}{}",
+                    t.timeline,
+                    t.segments,
+                    match (&t.first, &t.last) {
+                        (Some(f), Some(l)) => format!(", {f} … {l}"),
+                        _ => String::new(),
+                    },
+                    if t.partial > 0 {
+                        format!(", {} partial", t.partial)
+                    } else {
+                        String::new()
+                    },
+                    if t.history { ", history archived" } else { "" }
+                )?;
+                for g in &t.gaps {
+                    let what = if g.needed {
+                        "MISSING (a physical snapshot needs it)"
+                    } else {
+                        "missing (before any physical snapshot needs WAL)"
+                    };
+                    if g.from == g.to {
+                        outln!("    {what}: {}", g.from)?;
+                    } else {
+                        outln!("    {what}: {} … {}", g.from, g.to)?;
+                    }
+                }
+            }
+        }
+    }
+    if !ok {
+        return Err(reported(
+            ErrorKind::DamagedData,
+            "the WAL archive has gaps that physical snapshots need to recover; the listing names them",
+        ));
+    }
+    Ok(())
+}

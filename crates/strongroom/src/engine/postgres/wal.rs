@@ -1,0 +1,442 @@
+//! PostgreSQL WAL archiving: `archive_command` (push), `restore_command` (fetch) and the
+//! continuity of what is archived (verify).
+//!
+//! Owns WAL file names (segments, `.history`, `.backup`, `.partial`), segment arithmetic, and
+//! the rules PostgreSQL puts on its two commands. Push acts for the cluster in the current
+//! data directory and is acknowledged only once durable ([`crate::repository::archive`]).
+//! Fetch reports "not archived" only when the repository was read and the name is not in it:
+//! PostgreSQL probes for history files and the next segment that way and treats that answer
+//! as the end of the archive, so any other failure reported the same way would make it
+//! promote early, at the wrong point, onto a new timeline. Must not decide retries or exit
+//! codes (the command line's) and must not know how objects are sealed.
+
+use super::cluster::{ClusterId, Lsn};
+use crate::error::{Error, Result};
+use crate::repository::Repository;
+use crate::repository::archive::{Archive, Put};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The default WAL segment size (`initdb --wal-segsize` changes it).
+pub const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
+
+/// What sort of file a WAL file name is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalKind {
+    /// A complete segment, `TTTTTTTTXXXXXXXXYYYYYYYY`.
+    Segment,
+    /// A segment cut short at a promotion, `….partial`: stored, never served for a segment.
+    Partial,
+    /// A backup history file, `….XXXXXXXX.backup`.
+    Backup,
+    /// A timeline history file, `TTTTTTTT.history`.
+    History,
+}
+
+/// A parsed WAL file name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalName {
+    /// The name as PostgreSQL spells it.
+    pub name: String,
+    /// Its timeline.
+    pub timeline: u32,
+    /// What it is.
+    pub kind: WalKind,
+    /// For segments, partials and backup files: `(log, seg)` from the name.
+    pub position: Option<(u32, u32)>,
+}
+
+fn hex8(s: &str) -> Option<u32> {
+    (s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u32::from_str_radix(s, 16).ok())
+        .flatten()
+}
+
+impl WalName {
+    /// Parses a WAL file name; `None` for anything PostgreSQL would not archive.
+    pub fn parse(name: &str) -> Option<WalName> {
+        let segment = |s: &str| -> Option<(u32, (u32, u32))> {
+            if s.len() != 24 {
+                return None;
+            }
+            Some((hex8(&s[..8])?, (hex8(&s[8..16])?, hex8(&s[16..])?)))
+        };
+        let (timeline, kind, position) = if let Some(tli) = name.strip_suffix(".history") {
+            (hex8(tli)?, WalKind::History, None)
+        } else if let Some(seg) = name.strip_suffix(".partial") {
+            let (t, p) = segment(seg)?;
+            (t, WalKind::Partial, Some(p))
+        } else if let Some(rest) = name.strip_suffix(".backup") {
+            let (seg, offset) = rest.split_once('.')?;
+            hex8(offset)?;
+            let (t, p) = segment(seg)?;
+            (t, WalKind::Backup, Some(p))
+        } else {
+            let (t, p) = segment(name)?;
+            (t, WalKind::Segment, Some(p))
+        };
+        (timeline > 0).then(|| WalName {
+            name: name.to_string(),
+            timeline,
+            kind,
+            position,
+        })
+    }
+
+    /// The timeline folder it is archived in (`00000001`).
+    pub fn timeline_folder(&self) -> String {
+        format!("{:08X}", self.timeline)
+    }
+
+    /// The segment number, for segments, partials and backup files.
+    pub fn segment_number(&self, segment_size: u64) -> Option<u64> {
+        let (log, seg) = self.position?;
+        Some(log as u64 * segments_per_log(segment_size) + seg as u64)
+    }
+}
+
+fn segments_per_log(segment_size: u64) -> u64 {
+    0x1_0000_0000 / segment_size
+}
+
+/// The name of segment `number` on `timeline`.
+pub fn segment_name(timeline: u32, number: u64, segment_size: u64) -> String {
+    let per = segments_per_log(segment_size);
+    format!("{timeline:08X}{:08X}{:08X}", number / per, number % per)
+}
+
+fn unarchivable(name: &str) -> Error {
+    Error::Config(format!(
+        "{name:?} is not a WAL file name (a segment, .partial, .backup or .history file)"
+    ))
+}
+
+/// What a push did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    /// The cluster it was archived for.
+    pub cluster: ClusterId,
+    /// The file's name.
+    pub name: String,
+    /// Its size.
+    pub bytes: u64,
+    /// Bytes written to the store (0 when it was archived already).
+    pub stored: u64,
+    /// Whether the same content was archived already.
+    pub already: bool,
+}
+
+/// Archives the WAL file at `path` for the cluster whose data directory is `data_dir`
+/// (PostgreSQL runs `archive_command` there, with `%p` relative to it).
+pub fn push(repo: &Repository, data_dir: &Path, path: &Path, level: i32) -> Result<Pushed> {
+    let cluster = super::cluster::identify(data_dir)?;
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| unarchivable(&path.display().to_string()))?;
+    let name = WalName::parse(file_name).ok_or_else(|| unarchivable(file_name))?;
+    let full = data_dir.join(path);
+    let data = std::fs::read(&full).map_err(|e| Error::io("reading", &full, e))?;
+    let archive = Archive::new(repo, &cluster.system_id());
+    let put = archive.put(&name.timeline_folder(), &name.name, &data, level)?;
+    Ok(Pushed {
+        name: name.name,
+        bytes: data.len() as u64,
+        stored: match put {
+            Put::Stored { stored } => stored,
+            Put::AlreadyArchived => 0,
+        },
+        already: put == Put::AlreadyArchived,
+        cluster,
+    })
+}
+
+/// Writes the archived file `name` of the cluster whose data directory is `data_dir` to
+/// `dest` (relative to the data directory), atomically: a half-written segment would be
+/// replayed as a damaged one. [`Error::NotArchived`] when the archive does not have it.
+pub fn fetch(repo: &Repository, data_dir: &Path, name: &str, dest: &Path) -> Result<u64> {
+    let cluster = super::cluster::identify(data_dir)?;
+    let parsed = WalName::parse(name).ok_or_else(|| unarchivable(name))?;
+    let archive = Archive::new(repo, &cluster.system_id());
+    let data = archive.get(&parsed.timeline_folder(), &parsed.name)?;
+    let dest = data_dir.join(dest);
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".strongroom-fetch-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    std::io::Write::write_all(&mut tmp, &data).map_err(|e| Error::io("writing", &dest, e))?;
+    // PostgreSQL fsyncs restored segments itself when it needs them durable.
+    tmp.persist(&dest)
+        .map_err(|e| Error::io("renaming into place", &dest, e.error))?;
+    Ok(data.len() as u64)
+}
+
+/// A run of missing segments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// The first missing segment.
+    pub from: String,
+    /// The last missing segment.
+    pub to: String,
+    /// Whether a kept physical snapshot needs it to recover (it lies after one's start on
+    /// its timeline or a later one).
+    pub needed: bool,
+}
+
+/// The archive of one timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimelineReport {
+    /// Timeline id.
+    pub timeline: u32,
+    /// Oldest archived segment.
+    pub first: Option<String>,
+    /// Newest archived segment.
+    pub last: Option<String>,
+    /// Complete segments archived.
+    pub segments: u64,
+    /// `.partial` files archived.
+    pub partial: u64,
+    /// Whether its `.history` file is archived (timeline 1 has none).
+    pub history: bool,
+    /// Missing runs between `first` and `last`.
+    pub gaps: Vec<Gap>,
+}
+
+/// The archive of one cluster.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterReport {
+    /// System identifier.
+    pub system_identifier: String,
+    /// WAL segment size assumed (from its physical snapshots, else 16 MiB).
+    pub segment_size: u64,
+    /// Per timeline.
+    pub timelines: Vec<TimelineReport>,
+    /// Bytes stored.
+    pub stored: u64,
+    /// Whether no needed segment is missing.
+    pub ok: bool,
+}
+
+/// Where a physical snapshot starts, for [`verify`]: cluster, timeline, start LSN and the
+/// segment size it recorded.
+#[derive(Clone, Debug)]
+pub struct NeededFrom {
+    /// System identifier.
+    pub cluster: String,
+    /// Timeline.
+    pub timeline: u32,
+    /// Start LSN.
+    pub start: Lsn,
+    /// WAL segment size.
+    pub segment_size: u64,
+}
+
+/// Metadata keys a physical snapshot records about its cluster.
+pub mod keys {
+    /// The cluster's system identifier (text).
+    pub const SYSTEM_IDENTIFIER: &str = "system_identifier";
+    /// The cluster's WAL segment size in bytes.
+    pub const SEGMENT_SIZE: &str = "wal_segment_size";
+}
+
+/// Where each physical snapshot in `snaps` starts its need for WAL.
+pub fn needs_of(snaps: &[crate::repository::snapshot::Snapshot]) -> Vec<NeededFrom> {
+    snaps
+        .iter()
+        .filter_map(|s| {
+            let wal = s.wal.as_ref()?;
+            let cluster = s.metadata.extra.get(keys::SYSTEM_IDENTIFIER)?.as_str()?;
+            Some(NeededFrom {
+                cluster: cluster.to_string(),
+                timeline: wal.timeline,
+                start: Lsn::parse(&wal.start_lsn)?,
+                segment_size: s
+                    .metadata
+                    .extra
+                    .get(keys::SEGMENT_SIZE)
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(DEFAULT_SEGMENT_SIZE),
+            })
+        })
+        .collect()
+}
+
+/// Checks WAL continuity per cluster and timeline; a gap is needed when it lies at or after
+/// the start of a physical snapshot on the same or a later timeline.
+pub fn verify(repo: &Repository, needs: &[NeededFrom]) -> Result<Vec<ClusterReport>> {
+    let mut out = Vec::new();
+    let mut clusters = Archive::clusters(repo)?;
+    for n in needs {
+        if !clusters.contains(&n.cluster) {
+            clusters.push(n.cluster.clone());
+        }
+    }
+    for cluster in clusters {
+        let mine: Vec<&NeededFrom> = needs.iter().filter(|n| n.cluster == cluster).collect();
+        let segment_size = mine
+            .first()
+            .map(|n| n.segment_size)
+            .unwrap_or(DEFAULT_SEGMENT_SIZE);
+        let listed = Archive::new(repo, &cluster).list()?;
+        let stored = listed.iter().map(|l| l.stored).sum();
+        let mut per: BTreeMap<u32, (Vec<u64>, u64, bool)> = BTreeMap::new();
+        for l in &listed {
+            let Some(name) = WalName::parse(&l.name) else {
+                continue;
+            };
+            let entry = per.entry(name.timeline).or_default();
+            match name.kind {
+                WalKind::Segment => entry.0.extend(name.segment_number(segment_size)),
+                WalKind::Partial => entry.1 += 1,
+                WalKind::History => entry.2 = true,
+                WalKind::Backup => {}
+            }
+        }
+        for n in &mine {
+            per.entry(n.timeline).or_default();
+        }
+        let mut timelines = Vec::new();
+        let mut ok = true;
+        for (tli, (mut segs, partial, history)) in per {
+            segs.sort_unstable();
+            let name = |n: u64| segment_name(tli, n, segment_size);
+            // The oldest start on this timeline or an earlier one: everything after it on
+            // this timeline is needed.
+            let needed_from = mine
+                .iter()
+                .filter(|n| n.timeline <= tli)
+                .map(|n| {
+                    if n.timeline == tli {
+                        n.start.segment(segment_size)
+                    } else {
+                        0
+                    }
+                })
+                .min();
+            let mut gaps = Vec::new();
+            // A snapshot on this timeline needs its start segment onwards, archived or not.
+            let own_start = mine
+                .iter()
+                .filter(|n| n.timeline == tli)
+                .map(|n| n.start.segment(segment_size))
+                .min();
+            if let Some(start) = own_start {
+                match segs.first().copied() {
+                    Some(first) if first <= start => {}
+                    Some(first) => gaps.push(Gap {
+                        from: name(start),
+                        to: name(first - 1),
+                        needed: true,
+                    }),
+                    None => gaps.push(Gap {
+                        from: name(start),
+                        to: name(start),
+                        needed: true,
+                    }),
+                }
+            }
+            for w in segs.windows(2) {
+                if w[1] > w[0] + 1 {
+                    let needed = needed_from.is_some_and(|f| w[1] - 1 >= f);
+                    gaps.push(Gap {
+                        from: name(w[0] + 1),
+                        to: name(w[1] - 1),
+                        needed,
+                    });
+                }
+            }
+            ok &= gaps.iter().all(|g| !g.needed);
+            timelines.push(TimelineReport {
+                timeline: tli,
+                first: segs.first().map(|&n| name(n)),
+                last: segs.last().map(|&n| name(n)),
+                segments: segs.len() as u64,
+                partial,
+                history,
+                gaps,
+            });
+        }
+        out.push(ClusterReport {
+            system_identifier: cluster,
+            segment_size,
+            timelines,
+            stored,
+            ok,
+        });
+    }
+    Ok(out)
+}
+
+/// The segments from `from` to `to` (inclusive) on `timeline` that the archive lacks, as
+/// the first missing one and the last one before it that is present (the newest point a
+/// recovery can reach); `None` when all are there.
+pub fn first_missing(
+    repo: &Repository,
+    cluster: &str,
+    timeline: u32,
+    from: u64,
+    to: u64,
+    segment_size: u64,
+) -> Result<Option<(String, Option<String>)>> {
+    let folder = format!("{timeline:08X}");
+    let present: std::collections::HashSet<String> = Archive::new(repo, cluster)
+        .list()?
+        .into_iter()
+        .filter(|l| l.timeline == folder)
+        .map(|l| l.name)
+        .collect();
+    for n in from..=to {
+        let name = segment_name(timeline, n, segment_size);
+        if !present.contains(&name) {
+            let before = (n > from).then(|| segment_name(timeline, n - 1, segment_size));
+            return Ok(Some((name, before)));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_by_kind() {
+        let s = WalName::parse("000000010000000A000000FF").unwrap();
+        assert_eq!(
+            (s.timeline, s.kind, s.position),
+            (1, WalKind::Segment, Some((0xA, 0xFF)))
+        );
+        assert_eq!(s.segment_number(DEFAULT_SEGMENT_SIZE), Some(0xA * 256 + 0xFF));
+        assert_eq!(
+            segment_name(1, 0xA * 256 + 0xFF, DEFAULT_SEGMENT_SIZE),
+            "000000010000000A000000FF"
+        );
+        assert_eq!(
+            WalName::parse("00000002.history").unwrap().kind,
+            WalKind::History
+        );
+        let b = WalName::parse("000000010000000000000002.00000028.backup").unwrap();
+        assert_eq!((b.kind, b.timeline), (WalKind::Backup, 1));
+        let p = WalName::parse("000000020000000000000005.partial").unwrap();
+        assert_eq!((p.kind, p.timeline), (WalKind::Partial, 2));
+        assert_eq!(p.timeline_folder(), "00000002");
+        for bad in [
+            "",
+            "00000001",
+            "0000000100000000000000",
+            "00000001000000000000000G",
+            "000000000000000000000001",
+            "../../etc/passwd",
+            "00000001.history.x",
+        ] {
+            assert!(WalName::parse(bad).is_none(), "{bad}");
+        }
+        // 1 GiB segments: four per log file.
+        assert_eq!(segment_name(1, 5, 1 << 30), "000000010000000100000001");
+    }
+}
