@@ -41,7 +41,12 @@ pub struct Global {
     #[arg(long, global = true, env = "STRONGROOM_REPO", value_name = "URL")]
     pub repo: Option<String>,
     /// Read the repository password (or key file) from the first line of FILE.
-    #[arg(long, global = true, env = "STRONGROOM_PASSWORD_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
     pub password_file: Option<PathBuf>,
     /// Configuration file (default: ./strongroom.toml when present).
     #[arg(long, global = true, env = "STRONGROOM_CONFIG", value_name = "FILE")]
@@ -100,7 +105,7 @@ pub enum Command {
     },
     /// Restore a snapshot.
     #[command(
-        after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n\nPostgreSQL: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old, and when after_restore fails)."
+        after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n  strongroom restore latest --source prod --data-dir /srv/pg/restored --time '2026-12-01 22:59:00' --start\n  strongroom restore latest --data-dir /srv/pg/restored --lsn 16/B374D848\n\nPhysical: the snapshot is written beside DIR, global/pg_control last, with recovery.signal and\nrestore_command = '<this program> wal fetch %f %p' (the server needs STRONGROOM_REPO and the key\nin its environment, as archive_command does); the recovery target goes into\npostgresql.auto.conf with recovery_target_action = promote. `latest` is the newest physical\nsnapshot that ends before the target.\n\nPostgreSQL logical: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old, and when after_restore fails)."
     )]
     Restore {
         /// Snapshot id, unique prefix (6+ characters) or `latest`.
@@ -111,6 +116,56 @@ pub enum Command {
         /// PostgreSQL logical: the database to restore into.
         #[arg(long, value_name = "URL")]
         target_db: Option<String>,
+        /// PostgreSQL physical: the data directory to write (empty or absent; --force replaces).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Physical: recover to the last transaction committed at or before T (RFC 3339, or
+        /// `YYYY-MM-DD HH:MM:SS` as UTC).
+        #[arg(
+            long,
+            value_name = "T",
+            group = "recovery_target",
+            requires = "data_dir"
+        )]
+        time: Option<String>,
+        /// Physical: recover to this WAL position (`0/3000148`).
+        #[arg(
+            long,
+            value_name = "L",
+            group = "recovery_target",
+            requires = "data_dir"
+        )]
+        lsn: Option<String>,
+        /// Physical: recover up to and including this transaction id.
+        #[arg(
+            long,
+            value_name = "X",
+            group = "recovery_target",
+            requires = "data_dir"
+        )]
+        xid: Option<u64>,
+        /// Physical: recover to a restore point made with pg_create_restore_point(N).
+        #[arg(
+            long,
+            value_name = "N",
+            group = "recovery_target",
+            requires = "data_dir"
+        )]
+        name: Option<String>,
+        /// Physical: recover only until the snapshot is consistent (its own end).
+        #[arg(long, group = "recovery_target", requires = "data_dir")]
+        immediate: bool,
+        /// Physical: recover to the end of the archive, following the newest timeline (default).
+        #[arg(long, group = "recovery_target", requires = "data_dir")]
+        latest: bool,
+        /// Physical: also start PostgreSQL on the directory, wait until it promoted, and
+        /// report the position and time it recovered to.
+        #[arg(long, requires = "data_dir")]
+        start: bool,
+        /// With --start: the port to listen on (default: the cluster's own when free, else
+        /// a free one).
+        #[arg(long, value_name = "PORT", requires = "start")]
+        port: Option<u16>,
         /// Replace an existing target (the old data is kept aside until the restore succeeded).
         #[arg(long)]
         force: bool,

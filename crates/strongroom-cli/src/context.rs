@@ -21,6 +21,8 @@ pub struct Ctx {
     pub config: Config,
     /// Progress bars on a terminal, silence elsewhere.
     pub progress: Bars,
+    /// The config file read, if any.
+    pub config_path: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -35,6 +37,7 @@ impl Ctx {
             None => Config::default(),
         };
         Ok(Ctx {
+            config_path,
             progress: Bars::new(!global.quiet),
             global,
             config,
@@ -53,6 +56,34 @@ impl Ctx {
             self.global.password_file.clone(),
             &self.config,
         )
+    }
+
+    /// Puts where the repository is and how to open it into this process's environment, for
+    /// the servers it starts: their `restore_command` runs `strongroom wal fetch`, which
+    /// finds the repository the same way (paths made absolute; a password given in the
+    /// environment is there already).
+    pub fn export_access_env(&self) {
+        let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut vars: Vec<(&str, std::ffi::OsString)> = Vec::new();
+        if let Ok(url) = self.access().url() {
+            let url = if url.contains("://") {
+                url
+            } else {
+                abs(std::path::Path::new(&url)).display().to_string()
+            };
+            vars.push(("STRONGROOM_REPO", url.into()));
+        }
+        if let Some(f) = &self.global.password_file {
+            vars.push(("STRONGROOM_PASSWORD_FILE", abs(f).into()));
+        }
+        if let Some(c) = &self.config_path {
+            vars.push(("STRONGROOM_CONFIG", abs(c).into()));
+        }
+        for (k, v) in vars {
+            // SAFETY: called before any thread of ours reads the environment concurrently
+            // (the command is single-threaded at this point; pipelines have finished).
+            unsafe { std::env::set_var(k, v) };
+        }
     }
 
     /// Opens the repository.

@@ -91,7 +91,7 @@ fn take(
         size: stats.size,
         added: stats.added,
         metadata: captured.metadata,
-        wal: None,
+        wal: captured.wal,
         hostname: crate::hostname(),
         program_version: env!("CARGO_PKG_VERSION").into(),
         files: captured.files,

@@ -454,7 +454,11 @@ mod tests {
         assert_eq!(slot.kdf, "keyfile-blake3");
         let (got, _, _) = slot.open(secret.as_bytes(), "keys/b").unwrap().unwrap();
         assert_eq!(got.chunk_id(b"x"), k.chunk_id(b"x"));
-        assert!(slot.open(new_key_file_secret().as_bytes(), "keys/b").unwrap().is_none());
+        assert!(
+            slot.open(new_key_file_secret().as_bytes(), "keys/b")
+                .unwrap()
+                .is_none()
+        );
         assert!(slot.open(b"a password", "keys/b").unwrap().is_none());
         // A key file never fits a password slot (and is not stretched trying).
         let pw_slot = KeySlot::create(b"pw", &k, "r", "c", fast(), "").unwrap();

@@ -151,7 +151,7 @@ pub fn temp_file(
 pub struct ScratchDir {
     dir: Option<tempfile::TempDir>,
     _lock: std::fs::File,
-    _guard: Guard,
+    guard: Option<Guard>,
 }
 
 impl ScratchDir {
@@ -174,8 +174,18 @@ impl ScratchDir {
         Ok(ScratchDir {
             dir: Some(dir),
             _lock: lock,
-            _guard: guard,
+            guard: Some(guard),
         })
+    }
+
+    /// Gives the directory up: it was moved into place, so nothing may remove it any more.
+    pub fn keep(mut self) {
+        if let Some(d) = self.dir.take() {
+            let _ = d.keep();
+        }
+        if let Some(g) = self.guard.take() {
+            g.disarm();
+        }
     }
 
     /// The directory.

@@ -64,10 +64,62 @@ pub fn snapshot_for(
     })
 }
 
+/// The physical snapshot a point-in-time restore starts from: for `latest`, the newest
+/// physical snapshot that ends before the recovery target (by stop time for `--time`, stop
+/// LSN for `--lsn`; the newest for the other targets), never crossing sources.
+pub fn physical_snapshot_for(
+    repo: &Repository,
+    reference: &str,
+    filter: &Filter,
+    recovery: &crate::engine::RecoveryTarget,
+) -> Result<Snapshot> {
+    use crate::engine::RecoveryTarget;
+    use crate::engine::postgres::cluster::Lsn;
+    use crate::repository::snapshot::BackupKind;
+    if !is_latest(reference) {
+        return repo.resolve(reference, filter);
+    }
+    repo.resolve_with(reference, |all| {
+        let fits: Vec<Snapshot> = all
+            .iter()
+            .filter(|s| s.kind == BackupKind::Physical)
+            .filter(|s| match recovery {
+                RecoveryTarget::Time(t) => {
+                    let stop = s
+                        .metadata
+                        .extra
+                        .get(crate::engine::postgres::physical::keys::STOP_TIME)
+                        .and_then(|v| v.as_str())
+                        .and_then(|v| v.parse::<jiff::Timestamp>().ok())
+                        .unwrap_or(s.finished_at);
+                    stop <= *t
+                }
+                RecoveryTarget::Lsn(l) => {
+                    let stop = s.wal.as_ref().and_then(|w| Lsn::parse(&w.stop_lsn));
+                    matches!((stop, Lsn::parse(l)), (Some(a), Some(b)) if a <= b)
+                }
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        if fits.is_empty() && all.iter().any(|s| s.kind == BackupKind::Physical && filter.matches(s)) {
+            return Err(crate::Error::NoSnapshot(
+                "no physical snapshot ends before the recovery target; choose a later target or an older base backup by id".into(),
+            ));
+        }
+        if fits.is_empty() {
+            return Err(crate::Error::NoSnapshot(
+                "the repository has no physical snapshots; take one with `strongroom backup --kind physical`".into(),
+            ));
+        }
+        resolve_one_source(&fits, reference, filter).cloned()
+    })
+}
+
 /// Every recorded source among `all` whose database is the target's: by the recorded name
 /// or location, or the configured source the name stands for.
 fn sources_at(config: &Config, all: &[Snapshot], target: &Target) -> Option<SourceMatch> {
-    let wanted = target.location().database();
+    let wanted = target.location()?.database();
     let at_target = |name: &str| {
         parse_location(name).is_some_and(|l| l.database() == wanted)
             || config
@@ -102,7 +154,7 @@ pub struct Hooks {
 /// none, so a drill never stops production, unless `asked`: then the snapshot's source's.
 pub fn hooks_for(config: &Config, snap: &Snapshot, target: &Target, asked: bool) -> Hooks {
     let snapshot_source = config.source_for(&snap.source);
-    let from = match config.source_at(&target.location()) {
+    let from = match target.location().and_then(|l| config.source_at(&l)) {
         Some(replaced) => Some(replaced),
         None if asked => snapshot_source.clone(),
         None => None,

@@ -7,7 +7,8 @@ use crate::failure::fail;
 use crate::output::{fmt_time, outln, print_json};
 use anyhow::Result;
 use std::path::PathBuf;
-use strongroom::engine::{RestoreOptions, Target};
+use strongroom::engine::postgres::physical;
+use strongroom::engine::{RecoveryTarget, RestoreOptions, Target};
 use strongroom::repository::snapshot::{BackupKind, EngineKind};
 use strongroom::{ErrorKind, human_bytes};
 
@@ -17,6 +18,14 @@ pub struct Flags {
     pub to: Option<PathBuf>,
     /// PostgreSQL logical: the database to restore into.
     pub target_db: Option<String>,
+    /// PostgreSQL physical: the data directory to write.
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL physical: where recovery stops.
+    pub point: Point,
+    /// PostgreSQL physical: start the server and wait for promotion.
+    pub start: bool,
+    /// With `start`: the port.
+    pub port: Option<u16>,
     /// Replace an existing target.
     pub force: bool,
     /// Keep the replaced data after success.
@@ -29,13 +38,79 @@ pub struct Flags {
     pub run_hooks: bool,
 }
 
+/// The recovery target flags (at most one is set; clap sees to that).
+#[derive(Default)]
+pub struct Point {
+    /// `--time`.
+    pub time: Option<String>,
+    /// `--lsn`.
+    pub lsn: Option<String>,
+    /// `--xid`.
+    pub xid: Option<u64>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--immediate`.
+    pub immediate: bool,
+}
+
+impl Point {
+    fn target(&self) -> Result<RecoveryTarget> {
+        Ok(if let Some(t) = &self.time {
+            RecoveryTarget::Time(parse_time(t)?)
+        } else if let Some(l) = &self.lsn {
+            if strongroom::engine::postgres::cluster::Lsn::parse(l).is_none() {
+                return Err(fail(
+                    ErrorKind::BadInput,
+                    format!("--lsn {l:?} is not a WAL position like 0/3000148"),
+                ));
+            }
+            RecoveryTarget::Lsn(l.to_ascii_uppercase())
+        } else if let Some(x) = self.xid {
+            RecoveryTarget::Xid(x)
+        } else if let Some(n) = &self.name {
+            RecoveryTarget::Name(n.clone())
+        } else if self.immediate {
+            RecoveryTarget::Immediate
+        } else {
+            RecoveryTarget::Latest
+        })
+    }
+}
+
+/// Parses a time as the contract spells it: RFC 3339, or `YYYY-MM-DD HH:MM:SS` as UTC.
+fn parse_time(text: &str) -> Result<jiff::Timestamp> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", text.trim())
+        .or_else(|_| jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S%.f", text.trim()))
+        .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
+        .map(|z| z.timestamp())
+        .map_err(|_| {
+            fail(
+                ErrorKind::BadInput,
+                format!(
+                    "--time {text:?} is not a time like 2026-12-01T22:59:00Z or '2026-12-01 22:59:00' (UTC)"
+                ),
+            )
+        })
+}
+
 /// Restores the snapshot `reference` names into the target the flags give.
 pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Result<()> {
-    if flags.to.is_some() && flags.target_db.is_some() {
+    let targets = [
+        flags.to.is_some(),
+        flags.target_db.is_some(),
+        flags.data_dir.is_some(),
+    ];
+    if targets.iter().filter(|t| **t).count() > 1 {
         return Err(fail(
             ErrorKind::BadInput,
-            "give only one target: --to PATH for a SQLite snapshot or --target-db URL for a PostgreSQL one, not both",
+            "give only one target: --to PATH (SQLite), --target-db URL (PostgreSQL logical) or --data-dir DIR (PostgreSQL physical)",
         ));
+    }
+    if flags.data_dir.is_some() {
+        return physical(ctx, reference, filter, flags);
     }
     if let Some(url) = &flags.target_db {
         exposed::warn_password_in_argv(url, "--target-db");
@@ -66,6 +141,15 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             ));
         }
         (EngineKind::Postgres, None, Some(url)) if logical => Target::Database(url),
+        (EngineKind::Postgres, _, _) if s.kind == BackupKind::Physical => {
+            return Err(fail(
+                ErrorKind::BadInput,
+                format!(
+                    "snapshot {} is a physical PostgreSQL snapshot: give the data directory to write with --data-dir DIR",
+                    s.short_id()
+                ),
+            ));
+        }
         (EngineKind::Postgres, _, _) if logical => {
             return Err(fail(
                 ErrorKind::BadInput,
@@ -108,6 +192,7 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             jobs: flags.jobs,
             before_restore: source.as_ref().and_then(|s| s.before_restore.clone()),
             after_restore: source.as_ref().and_then(|s| s.after_restore.clone()),
+            recovery: RecoveryTarget::Latest,
         },
         &ctx.progress,
     )?;
@@ -142,4 +227,153 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
         }
     }
     Ok(())
+}
+
+/// A physical snapshot into a data directory, ready to recover to the target point, and
+/// with `--start` recovered and promoted.
+fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Result<()> {
+    let dir = flags.data_dir.clone().expect("checked by the caller");
+    let recovery = flags.point.target()?;
+    let repo = ctx.open()?;
+    let s = strongroom::restore::physical_snapshot_for(
+        &repo,
+        reference,
+        &filter.filter(&ctx.config),
+        &recovery,
+    )?;
+    if s.kind != BackupKind::Physical {
+        let flag = match s.engine {
+            EngineKind::Sqlite => "--to PATH",
+            _ => "--target-db postgres://…",
+        };
+        return Err(fail(
+            ErrorKind::BadInput,
+            format!(
+                "snapshot {} is a {} {} snapshot, not a physical one: restore it with {flag}",
+                s.short_id(),
+                s.engine,
+                s.kind
+            ),
+        ));
+    }
+    strongroom::interrupt::install();
+    let t = std::time::Instant::now();
+    let target = Target::DataDirectory(dir.clone());
+    let out = strongroom::restore::run(
+        &repo,
+        &s,
+        &target,
+        &RestoreOptions {
+            force: flags.force,
+            keep_old: flags.keep_old,
+            recovery: recovery.clone(),
+            ..RestoreOptions::default()
+        },
+        &ctx.progress,
+    )?;
+    let restored_secs = t.elapsed().as_secs_f64();
+    let point = match &recovery {
+        RecoveryTarget::Latest => "the end of the WAL archive".to_string(),
+        RecoveryTarget::Immediate => "the snapshot's own end (consistency)".to_string(),
+        RecoveryTarget::Time(t) => format!("{t}"),
+        RecoveryTarget::Lsn(l) => format!("LSN {l}"),
+        RecoveryTarget::Xid(x) => format!("transaction {x}"),
+        RecoveryTarget::Name(n) => format!("restore point {n:?}"),
+    };
+    let mut reached = None;
+    let mut port_used = None;
+    if flags.start {
+        ctx.export_access_env();
+        let major = physical::major(&s).unwrap_or(0);
+        let port = match flags.port {
+            Some(p) => p,
+            None => {
+                let own = physical_port(&dir).unwrap_or(5432);
+                if std::net::TcpListener::bind(("127.0.0.1", own)).is_ok() {
+                    own
+                } else {
+                    let p = physical::verify::free_port()?;
+                    eprintln!("note: port {own} is taken; starting on port {p} instead");
+                    p
+                }
+            }
+        };
+        let log = dir.join("strongroom-start.log");
+        let t = std::time::Instant::now();
+        let server = physical::verify::start(&dir, major, port, &log, &[])?;
+        server.wait_promoted(std::time::Duration::from_secs(24 * 3600))?;
+        let r = physical::verify::reached(&log);
+        server.detach();
+        reached = Some((r, t.elapsed().as_secs_f64()));
+        port_used = Some(port);
+    }
+    if ctx.json() {
+        let (r, secs) = reached.clone().unzip();
+        print_json(&serde_json::json!({
+            "snapshot": s.id, "source": s.source, "taken": s.started_at.to_string(),
+            "target": out.target, "bytes": out.bytes, "seconds": restored_secs,
+            "recovery_target": point, "old_kept_at": out.old_kept_at,
+            "started": flags.start, "port": port_used,
+            "reached": r, "recovery_seconds": secs,
+        }))?;
+    } else {
+        outln!(
+            "restored physical snapshot {} of {} (taken {} UTC) to {} ({}) in {:.2} s; recovery target: {point}",
+            s.short_id(),
+            s.source,
+            fmt_time(s.started_at),
+            out.target,
+            human_bytes(out.bytes),
+            restored_secs
+        )?;
+        if let Some(old) = &out.old_kept_at {
+            outln!("the previous data directory is kept at {old}")?;
+        }
+        match &reached {
+            Some((r, secs)) => {
+                outln!(
+                    "PostgreSQL recovered and promoted in {secs:.1} s on port {}: reached LSN {}{}{}",
+                    port_used.unwrap_or_default(),
+                    r.lsn.as_deref().unwrap_or("?"),
+                    r.time
+                        .as_deref()
+                        .map(|t| format!(", last transaction committed at {t}"))
+                        .unwrap_or_default(),
+                    r.timeline
+                        .map(|t| format!(", now on timeline {t}"))
+                        .unwrap_or_default()
+                )?;
+                if let Some(why) = &r.stopped {
+                    outln!("  {why}")?;
+                }
+            }
+            None => outln!(
+                "start it with: pg_ctl -D {} start (STRONGROOM_REPO and the key in the server's environment, as for archive_command); it recovers through `strongroom wal fetch` and promotes at the target",
+                out.target
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// The `port` a data directory's config files set, if any.
+fn physical_port(dir: &std::path::Path) -> Option<u16> {
+    let mut port = None;
+    for f in ["postgresql.conf", "postgresql.auto.conf"] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if let Some(v) = line.strip_prefix("port") {
+                let v = v
+                    .trim_start()
+                    .trim_start_matches('=')
+                    .trim()
+                    .trim_matches('\'');
+                if let Ok(p) = v.parse() {
+                    port = Some(p);
+                }
+            }
+        }
+    }
+    port
 }

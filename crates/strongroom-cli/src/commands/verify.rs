@@ -11,6 +11,9 @@ use strongroom::repository::snapshot::Snapshot;
 
 /// Test-restores the snapshot `reference` names (default `latest`), or every one with `all`.
 pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -> Result<()> {
+    // Physical snapshots are test-restored by a server whose restore_command runs
+    // `strongroom wal fetch`: it must find this repository.
+    ctx.export_access_env();
     let repo = ctx.open()?;
     let (snaps, damaged) = if all {
         let f = filter.filter(&ctx.config);

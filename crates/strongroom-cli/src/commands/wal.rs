@@ -107,7 +107,10 @@ fn fetch(ctx: Result<Ctx>, name: &str, dest: &Path) -> Result<()> {
                 return Err(abort(e.into()));
             }
             Err(e) => {
-                tracing::warn!("fetching {name} failed (attempt {}/{tries}): {e}", attempt + 1);
+                tracing::warn!(
+                    "fetching {name} failed (attempt {}/{tries}): {e}",
+                    attempt + 1
+                );
                 last = Some(e);
             }
         }

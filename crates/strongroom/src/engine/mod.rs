@@ -14,7 +14,9 @@ use crate::error::Result;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::Index;
-use crate::repository::snapshot::{BackupKind, EngineKind, FileEntry, Metadata, Snapshot};
+use crate::repository::snapshot::{
+    BackupKind, EngineKind, FileEntry, Metadata, Snapshot, WalRange,
+};
 use crate::repository::writer::BackupWriter;
 use crate::source::{Location, Source};
 pub use checks::CheckOutcome;
@@ -28,6 +30,8 @@ pub struct Captured {
     pub files: Vec<FileEntry>,
     /// Facts about the database at the captured moment.
     pub metadata: Metadata,
+    /// The WAL range a physical backup needs replayed.
+    pub wal: Option<WalRange>,
 }
 
 /// Where a restore goes.
@@ -37,6 +41,8 @@ pub enum Target {
     File(PathBuf),
     /// A PostgreSQL database URL (created when missing).
     Database(String),
+    /// A PostgreSQL data directory (physical snapshots).
+    DataDirectory(PathBuf),
 }
 
 impl Target {
@@ -47,21 +53,28 @@ impl Target {
         match self {
             Target::File(p) => Location::Sqlite(p.clone()).identity(),
             Target::Database(url) => Location::Postgres(url.clone()).identity(),
+            Target::DataDirectory(p) => std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string(),
         }
     }
 
-    /// The location this target names.
-    pub fn location(&self) -> Location {
+    /// The source location this target names; `None` for a data directory, which is no
+    /// source's location (sources are reached through their server).
+    pub fn location(&self) -> Option<Location> {
         match self {
-            Target::File(p) => Location::Sqlite(p.clone()),
-            Target::Database(url) => Location::Postgres(url.clone()),
+            Target::File(p) => Some(Location::Sqlite(p.clone())),
+            Target::Database(url) => Some(Location::Postgres(url.clone())),
+            Target::DataDirectory(_) => None,
         }
     }
 
     /// Whether this target is `source`'s own database, whoever connects to it (its hooks
     /// then apply).
     pub fn is_location_of(&self, source: &Source) -> bool {
-        self.location().database() == source.location.database()
+        self.location()
+            .is_some_and(|l| l.database() == source.location.database())
     }
 }
 
@@ -72,6 +85,24 @@ pub struct Scratch {
     pub dir: PathBuf,
     /// PostgreSQL server for test restores; `None` uses the source's own server.
     pub postgres: Option<String>,
+}
+
+/// Where a recovery that replays a log (PostgreSQL WAL) stops.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum RecoveryTarget {
+    /// The end of the archive (following the newest timeline).
+    #[default]
+    Latest,
+    /// As soon as the snapshot is consistent: its own end.
+    Immediate,
+    /// The last transaction committed at or before this time.
+    Time(jiff::Timestamp),
+    /// This WAL position (`X/Y`).
+    Lsn(String),
+    /// This transaction id, included.
+    Xid(u64),
+    /// A restore point made with `pg_create_restore_point`.
+    Name(String),
 }
 
 /// Restore options common to engines (the restore sequence reads `force`, `keep_old` and the
@@ -92,6 +123,8 @@ pub struct RestoreOptions {
     /// Shell command run after the replacement (also after a failure once `before_restore`
     /// ran, so a stopped application is started again).
     pub after_restore: Option<String>,
+    /// Where recovery stops (physical snapshots).
+    pub recovery: RecoveryTarget,
 }
 
 /// What a restore target holds before the restore, as its engine sees it.

@@ -202,11 +202,13 @@ mod tests {
         let a = Archive::new(&repo, "7300000000000000001");
         let seg = pages(64, 7);
         assert!(matches!(
-            a.put("00000001", "000000010000000000000003", &seg, 1).unwrap(),
+            a.put("00000001", "000000010000000000000003", &seg, 1)
+                .unwrap(),
             Put::Stored { .. }
         ));
         assert_eq!(
-            a.put("00000001", "000000010000000000000003", &seg, 1).unwrap(),
+            a.put("00000001", "000000010000000000000003", &seg, 1)
+                .unwrap(),
             Put::AlreadyArchived
         );
         let other = pages(64, 8);

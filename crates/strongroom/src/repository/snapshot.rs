@@ -139,6 +139,25 @@ pub struct FileEntry {
     /// Ids of the list blobs that, concatenated, give the file's chunk ids in order
     /// (32 bytes each). Lists are stored as blobs so a manifest stays small for huge files.
     pub lists: Vec<String>,
+    /// Details of a file that is one of many in a directory tree (physical backups).
+    #[serde(default, skip_serializing_if = "Option::is_none", flatten)]
+    pub tree: Option<TreeEntry>,
+}
+
+/// What a file in a stored directory tree needs besides its bytes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Unix permission bits.
+    pub mode: u32,
+    /// For a symbolic link, where it points (then the entry has no bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// For a directory (no bytes): true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dir: bool,
+    /// BLAKE3 of the content, hex (files only): the restore checks what it wrote against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// A snapshot manifest.

@@ -26,7 +26,7 @@
 use super::Repository;
 use super::index::{Entry, Index};
 use super::pack::{self, FinishedPack, PACK_TARGET, PackBuilder};
-use super::snapshot::{Chunking, FileEntry};
+use super::snapshot::{Chunking, FileEntry, TreeEntry};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::progress::Progress;
@@ -49,9 +49,22 @@ pub struct Batch {
     pub ends: Vec<usize>,
 }
 
+/// What travels down the pipeline: a batch of chunks, or the end of the file they belong to.
+enum Item {
+    Batch(Batch),
+    EndFile(FileEnd),
+}
+
+/// A file's end, with what the collector needs to make its entry.
+struct FileEnd {
+    name: String,
+    chunking: Chunking,
+    tree: Option<TreeEntry>,
+}
+
 struct Numbered {
     seq: u64,
-    batch: Batch,
+    item: Item,
 }
 
 struct Processed {
@@ -59,6 +72,7 @@ struct Processed {
     ids: Vec<ChunkId>,
     segment: Option<pack::Segment>,
     bytes: u64,
+    end: Option<FileEnd>,
 }
 
 /// Keeps the first error any pipeline thread hit.
@@ -117,15 +131,35 @@ impl ChunkSink<'_> {
     /// Hands a batch to the pipeline; fails when the pipeline has failed.
     pub fn push(&mut self, batch: Batch) -> Result<()> {
         let n = batch.data.len() as u64;
+        self.send(Item::Batch(batch))?;
+        self.progress.advance(n);
+        Ok(())
+    }
+
+    /// Ends the current file: every batch pushed since the previous end belongs to a file
+    /// called `name` (in a session of many files, see [`BackupWriter::write_files`]).
+    pub fn end_file(
+        &mut self,
+        name: &str,
+        chunking: Chunking,
+        tree: Option<TreeEntry>,
+    ) -> Result<()> {
+        self.send(Item::EndFile(FileEnd {
+            name: name.to_string(),
+            chunking,
+            tree,
+        }))
+    }
+
+    fn send(&mut self, item: Item) -> Result<()> {
         let seq = self.seq;
         self.seq += 1;
-        if self.tx.send(Numbered { seq, batch }).is_err() {
+        if self.tx.send(Numbered { seq, item }).is_err() {
             return Err(self
                 .failure
                 .take()
                 .unwrap_or_else(|| Error::Internal("the backup pipeline stopped".into())));
         }
-        self.progress.advance(n);
         Ok(())
     }
 }
@@ -169,14 +203,44 @@ impl<'r> BackupWriter<'r> {
     where
         F: FnOnce(&mut ChunkSink<'_>) -> Result<()>,
     {
+        let level = self.level_for(chunking);
+        let mut files = self.write_files(level, progress, |sink| {
+            produce(sink)?;
+            sink.end_file(name, chunking, None)
+        })?;
+        Ok(files.pop().expect("one file was ended"))
+    }
+
+    /// The repository this session writes to.
+    pub fn repository(&self) -> &'r Repository {
+        self.repo
+    }
+
+    /// The zstd level for chunks cut this way.
+    pub fn level_for(&self, chunking: Chunking) -> i32 {
+        match chunking {
+            Chunking::Fixed { .. } => self.repo.config().compression_level,
+            Chunking::ContentDefined => self.repo.config().stream_compression_level,
+        }
+    }
+
+    /// Stores many files in one session: `produce` pushes each file's chunks and then calls
+    /// [`ChunkSink::end_file`]. The pipeline runs once for all of them, so packs fill across
+    /// file boundaries (a cluster is thousands of small files; a pipeline per file would ship
+    /// a part-filled pack after each). Returns the entries in the order the files ended.
+    pub fn write_files<F>(
+        &self,
+        level: i32,
+        progress: &dyn Progress,
+        produce: F,
+    ) -> Result<Vec<FileEntry>>
+    where
+        F: FnOnce(&mut ChunkSink<'_>) -> Result<()>,
+    {
         let failure = Failure::default();
         let (batch_tx, batch_rx) = bounded::<Numbered>(4);
         let (done_tx, done_rx) = bounded::<Processed>(4);
         let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
-        let level = match chunking {
-            Chunking::Fixed { .. } => self.repo.config().compression_level,
-            Chunking::ContentDefined => self.repo.config().stream_compression_level,
-        };
 
         let result = std::thread::scope(|s| {
             for _ in 0..workers() {
@@ -224,22 +288,33 @@ impl<'r> BackupWriter<'r> {
             return Err(e);
         }
         produced?;
-        let (lists, chunks, size) = collected?;
-        self.size.fetch_add(size, Ordering::Relaxed);
-        Ok(FileEntry {
-            name: name.to_string(),
-            size,
-            chunks,
-            chunking,
-            lists: lists.iter().map(|l| l.to_hex()).collect(),
-        })
+        let files = collected?;
+        self.size
+            .fetch_add(files.iter().map(|f| f.size).sum(), Ordering::Relaxed);
+        Ok(files)
     }
 
     fn work(&self, level: i32, rx: Receiver<Numbered>, tx: Sender<Processed>) -> Result<()> {
         let mut z = zstd::bulk::Compressor::new(level)
             .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
         let key = self.repo.key();
-        for Numbered { seq, batch } in rx {
+        for Numbered { seq, item } in rx {
+            let batch = match item {
+                Item::Batch(b) => b,
+                Item::EndFile(end) => {
+                    let p = Processed {
+                        seq,
+                        ids: Vec::new(),
+                        segment: None,
+                        bytes: 0,
+                        end: Some(end),
+                    };
+                    if tx.send(p).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
             let mut ids = Vec::with_capacity(batch.ends.len());
             let mut new: Vec<(ChunkId, &[u8])> = Vec::new();
             let mut start = 0;
@@ -264,6 +339,7 @@ impl<'r> BackupWriter<'r> {
                     ids,
                     segment,
                     bytes,
+                    end: None,
                 })
                 .is_err()
             {
@@ -273,13 +349,14 @@ impl<'r> BackupWriter<'r> {
         Ok(())
     }
 
-    /// Restores order, writes list blobs, fills packs. Returns (list ids, chunk count, bytes).
+    /// Restores order, writes list blobs, fills packs; returns the entries of the files
+    /// ended, in order.
     fn collect(
         &self,
         rx: Receiver<Processed>,
         tx: Sender<FinishedPack>,
         failure: &Failure,
-    ) -> Result<(Vec<ChunkId>, u64, u64)> {
+    ) -> Result<Vec<FileEntry>> {
         let key = self.repo.key();
         let mut z = zstd::bulk::Compressor::new(1)
             .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
@@ -290,11 +367,12 @@ impl<'r> BackupWriter<'r> {
         let mut lists = Vec::new();
         let mut chunks = 0u64;
         let mut size = 0u64;
+        let mut files = Vec::new();
         let send = |pack: &mut PackBuilder| -> Result<()> {
             tx.send(pack.finish(key))
                 .map_err(|_| Error::Internal("pack upload stopped".into()))
         };
-        let mut flush_list = |list: &mut Vec<u8>, pack: &mut PackBuilder| {
+        let mut flush_list = |list: &mut Vec<u8>, pack: &mut PackBuilder, lists: &mut Vec<_>| {
             let id = key.chunk_id(list);
             if self.is_new(&id) {
                 pack.add(&pack::encode_segment(key, &mut z, &[(id, list.as_slice())]));
@@ -321,11 +399,29 @@ impl<'r> BackupWriter<'r> {
                     list.extend_from_slice(&id.0);
                     chunks += 1;
                     if list.len() == IDS_PER_LIST * 32 {
-                        flush_list(&mut list, &mut pack);
+                        flush_list(&mut list, &mut pack, &mut lists);
                         if pack.len() >= PACK_TARGET {
                             send(&mut pack)?;
                         }
                     }
+                }
+                if let Some(end) = p.end {
+                    if !list.is_empty() {
+                        flush_list(&mut list, &mut pack, &mut lists);
+                        if pack.len() >= PACK_TARGET {
+                            send(&mut pack)?;
+                        }
+                    }
+                    files.push(FileEntry {
+                        name: end.name,
+                        size,
+                        chunks,
+                        chunking: end.chunking,
+                        lists: lists.iter().map(|l: &ChunkId| l.to_hex()).collect(),
+                        tree: end.tree,
+                    });
+                    lists.clear();
+                    (size, chunks) = (0, 0);
                 }
             }
         }
@@ -333,13 +429,12 @@ impl<'r> BackupWriter<'r> {
             // A worker stopped early; the recorded failure says why.
             return Err(Error::Internal("the backup pipeline stopped".into()));
         }
-        if !list.is_empty() {
-            flush_list(&mut list, &mut pack);
-        }
+        // Chunks after the last end belong to a file whose producer failed: its own error
+        // is what the session reports.
         if !pack.is_empty() {
             send(&mut pack)?;
         }
-        Ok((lists, chunks, size))
+        Ok(files)
     }
 
     fn upload(&self, rx: &Receiver<FinishedPack>) -> Result<()> {
@@ -480,6 +575,62 @@ pub(crate) mod tests {
         let index = repo.load_index().unwrap();
         for (_, loc) in index.entries() {
             assert!(repo.storage().exists(&loc.pack.object_key()).unwrap());
+        }
+    }
+
+    #[test]
+    fn one_session_stores_many_files_in_shared_packs() {
+        let repo = memory_repo();
+        let w = BackupWriter::new(&repo).unwrap();
+        let sizes = [3 * 4096, 0, 4096 + 100, 8 * 4096];
+        let chunking = Chunking::Fixed { size: 4096 };
+        let files = w
+            .write_files(3, &Silent, |sink| {
+                for (i, n) in sizes.iter().enumerate() {
+                    let data = pages(9, i as u64)[..*n].to_vec();
+                    let mut b = FixedBatcher::new(4096);
+                    if let Some(x) = b.push(&data) {
+                        sink.push(x)?;
+                    }
+                    if let Some(x) = b.finish() {
+                        sink.push(x)?;
+                    }
+                    let tree = TreeEntry {
+                        mode: 0o600,
+                        ..TreeEntry::default()
+                    };
+                    sink.end_file(&format!("base/{i}"), chunking, Some(tree))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let got: Vec<(String, u64, u64)> = files
+            .iter()
+            .map(|f| (f.name.clone(), f.size, f.chunks))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("base/0".into(), 3 * 4096, 3),
+                ("base/1".into(), 0, 0),
+                ("base/2".into(), 4196, 2),
+                ("base/3".into(), 8 * 4096, 8),
+            ]
+        );
+        assert!(files[1].lists.is_empty());
+        assert_eq!(files[0].tree.as_ref().unwrap().mode, 0o600);
+        w.finish().unwrap();
+        // Small files share one pack instead of shipping one part-filled pack each.
+        let packs = repo.storage().list(ObjectKind::Pack.folder()).unwrap();
+        assert_eq!(packs.len(), 1);
+        // And each reads back.
+        let snap = snapshot_of(&repo, files.clone());
+        let index = repo.load_index().unwrap();
+        for (i, f) in snap.files.iter().enumerate() {
+            let mut out = Vec::new();
+            crate::repository::reader::stream_file(&repo, &index, &snap, f, &mut out, &Silent)
+                .unwrap();
+            assert_eq!(out, pages(9, i as u64)[..sizes[i]].to_vec(), "{}", f.name);
         }
     }
 

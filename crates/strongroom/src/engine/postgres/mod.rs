@@ -1,5 +1,5 @@
-//! The PostgreSQL engine: logical snapshots (`pg_dump`) today; physical base backups and WAL
-//! archiving will sit beside them as `physical` and `wal`.
+//! The PostgreSQL engine: logical snapshots (`pg_dump`), physical base backups restored to a
+//! point in time, and WAL archiving (`wal`).
 //!
 //! Owns dispatching by kind and what all kinds share: reaching the server ([`server`]) and
 //! its client programs ([`tools`]). Must not know how chunks are stored.
@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod dump_format;
 pub mod logical;
+pub mod physical;
 pub mod properties;
 pub mod server;
 pub mod tls;
@@ -35,6 +36,18 @@ fn logical_target<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t str> {
             "snapshot {} is of kind {kind}, which this build cannot restore",
             snap.short_id()
         ))),
+    }
+}
+
+/// The data directory a physical snapshot restores into; refuses other targets.
+fn physical_target<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t std::path::Path> {
+    match target {
+        Target::DataDirectory(dir) => Ok(dir),
+        _ => Err(Error::TargetMismatch {
+            snapshot: snap.short_id().into(),
+            what: "a physical PostgreSQL backup".into(),
+            needs: TargetSort::DataDirectory,
+        }),
     }
 }
 
@@ -108,7 +121,7 @@ impl Engine for Postgres {
     }
 
     fn backup_kinds(&self) -> &'static [BackupKind] {
-        &[BackupKind::Logical]
+        &[BackupKind::Logical, BackupKind::Physical]
     }
 
     fn backup(
@@ -126,16 +139,20 @@ impl Engine for Postgres {
         };
         match kind {
             BackupKind::Logical => logical::backup(source, url, writer, progress),
+            BackupKind::Physical => physical::backup::backup(source, url, writer, progress),
             other => Err(Error::KindMismatch {
                 kind: other.to_string(),
                 engine: "postgres".into(),
                 source_name: source.name.clone(),
-                kinds: "logical".into(),
+                kinds: "logical, physical".into(),
             }),
         }
     }
 
     fn inspect(&self, snap: &Snapshot, target: &Target) -> Result<TargetState> {
+        if snap.kind == BackupKind::Physical {
+            return physical::restore::inspect(snap, physical_target(snap, target)?);
+        }
         logical::inspect(logical_target(snap, target)?)
     }
 
@@ -149,6 +166,10 @@ impl Engine for Postgres {
         opts: &RestoreOptions,
         progress: &dyn Progress,
     ) -> Result<Box<dyn Staged>> {
+        if snap.kind == BackupKind::Physical {
+            let dir = physical_target(snap, target)?;
+            return physical::restore::stage(repo, index, snap, dir, state, opts, progress);
+        }
         let url = logical_target(snap, target)?;
         logical::stage(repo, index, snap, url, state, opts, progress)
     }
@@ -162,8 +183,18 @@ impl Engine for Postgres {
         source: Option<&Source>,
         progress: &dyn Progress,
     ) -> Result<Vec<CheckOutcome>> {
-        let server = scratch_server(snap, scratch, source)?;
         let checks = source.map(|s| s.checks.as_slice()).unwrap_or_default();
+        if snap.kind == BackupKind::Physical {
+            return physical::verify::test_restore(
+                repo,
+                index,
+                snap,
+                &scratch.dir,
+                checks,
+                progress,
+            );
+        }
+        let server = scratch_server(snap, scratch, source)?;
         logical::test_restore(repo, index, snap, &server, scratch, checks, progress)
     }
 }

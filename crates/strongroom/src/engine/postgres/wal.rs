@@ -411,7 +411,10 @@ mod tests {
             (s.timeline, s.kind, s.position),
             (1, WalKind::Segment, Some((0xA, 0xFF)))
         );
-        assert_eq!(s.segment_number(DEFAULT_SEGMENT_SIZE), Some(0xA * 256 + 0xFF));
+        assert_eq!(
+            s.segment_number(DEFAULT_SEGMENT_SIZE),
+            Some(0xA * 256 + 0xFF)
+        );
         assert_eq!(
             segment_name(1, 0xA * 256 + 0xFF, DEFAULT_SEGMENT_SIZE),
             "000000010000000A000000FF"

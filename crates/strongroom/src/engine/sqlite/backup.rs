@@ -134,6 +134,7 @@ pub(super) fn capture(
             server_version: facts.version,
             extra,
         },
+        wal: None,
     })
 }
 

@@ -292,6 +292,7 @@ pub fn backup(
             server_version: f.version,
             extra,
         },
+        wal: None,
     })
 }
 

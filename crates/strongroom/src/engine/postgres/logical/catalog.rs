@@ -30,7 +30,7 @@ pub(super) fn table_key(ns: &str, rel: &str) -> String {
 
 /// User tables as (key in `row_counts`, qualified name, whose data the dump leaves out).
 /// A hot standby cannot read unlogged tables, and `pg_dump` skips their data there.
-pub(super) fn user_tables(
+pub(in crate::engine::postgres) fn user_tables(
     client: &mut postgres::Client,
     conn: &Conn,
 ) -> Result<Vec<(String, String, bool)>> {
@@ -105,7 +105,7 @@ pub(super) fn table_members(
 }
 
 /// Row counts of every user table: exact, or the planner's estimates.
-pub(super) fn row_counts(
+pub(in crate::engine::postgres) fn row_counts(
     client: &mut postgres::Client,
     conn: &Conn,
     how: RowCounts,
@@ -135,7 +135,7 @@ pub(super) fn row_counts(
 /// The schema version per the contract: a configured query, else the newest migration in a
 /// known migration table. Runs each probe in a savepoint so a failing one leaves the
 /// transaction usable.
-pub(super) fn schema_version(
+pub(in crate::engine::postgres) fn schema_version(
     client: &mut postgres::Client,
     conn: &Conn,
     query: Option<&str>,

@@ -26,11 +26,12 @@
 
 mod admin;
 mod backup;
-mod catalog;
+pub(in crate::engine::postgres) mod catalog;
 mod copy;
 mod load;
 mod restore;
 mod verify;
+pub(in crate::engine::postgres) use verify::run_checks;
 
 pub use backup::backup;
 pub use restore::{inspect, stage};
@@ -48,20 +49,23 @@ pub const GLOBALS_FILE: &str = "globals.sql";
 pub const PROPERTIES_KEY: &str = "database_properties";
 
 /// Facts about the server and database read at backup or restore time.
-pub(super) struct Facts {
-    version_num: u32,
-    version: String,
-    superuser: bool,
+pub(in crate::engine::postgres) struct Facts {
+    pub(in crate::engine::postgres) version_num: u32,
+    pub(in crate::engine::postgres) version: String,
+    pub(in crate::engine::postgres) superuser: bool,
     createdb: bool,
 }
 
 impl Facts {
-    fn major(&self) -> u32 {
+    pub(in crate::engine::postgres) fn major(&self) -> u32 {
         self.version_num / 10000
     }
 }
 
-pub(super) fn facts(client: &mut postgres::Client, conn: &Conn) -> Result<Facts> {
+pub(in crate::engine::postgres) fn facts(
+    client: &mut postgres::Client,
+    conn: &Conn,
+) -> Result<Facts> {
     let row = client
         .query_one(
             "SELECT current_setting('server_version_num')::int, current_setting('server_version'), \
@@ -90,7 +94,7 @@ pub(super) fn extra_str<'s>(snap: &'s Snapshot, key: &str) -> Option<&'s str> {
     snap.metadata.extra.get(key).and_then(|v| v.as_str())
 }
 
-pub(super) fn estimated(snap: &Snapshot) -> bool {
+pub(in crate::engine::postgres) fn estimated(snap: &Snapshot) -> bool {
     snap.metadata
         .extra
         .get("row_counts_estimated")

@@ -20,7 +20,10 @@ use crate::repository::snapshot::Snapshot;
 use crate::source::SqlCheck;
 
 /// Runs configured checks in a database.
-pub(super) fn run_checks(client: &mut postgres::Client, checks: &[SqlCheck]) -> Vec<CheckOutcome> {
+pub(in crate::engine::postgres) fn run_checks(
+    client: &mut postgres::Client,
+    checks: &[SqlCheck],
+) -> Vec<CheckOutcome> {
     checks
         .iter()
         .map(|chk| {

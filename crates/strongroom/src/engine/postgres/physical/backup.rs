@@ -1,0 +1,593 @@
+//! Taking a physical snapshot: `pg_backup_start`, every file of the data directory through
+//! one writer session, `pg_backup_stop`, and the WAL the snapshot needs.
+//!
+//! Owns the non-exclusive backup protocol (one session holds the backup open; if strongroom
+//! dies, the session ends and PostgreSQL aborts the backup by itself), what is left out of a
+//! data directory (what `pg_basebackup` leaves out: runtime state PostgreSQL rebuilds at
+//! start), and the rule that decides whether a snapshot can rely on the WAL archive: only if
+//! every segment from its start to its stop is in this repository's archive once the backup
+//! stopped. Otherwise it carries those segments itself, says so, and is restorable to its end.
+//!
+//! Incremental without chains: files are cut into 8 KiB chunks at page boundaries, and a
+//! page that an earlier snapshot stored is not stored again; every snapshot lists all of its
+//! pages, so each restores on its own and none depends on another being kept.
+
+use super::{BACKUP_LABEL, TABLESPACE_MAP, WAL_PREFIX, keys};
+use crate::chunker::FixedBatcher;
+use crate::engine::Captured;
+use crate::engine::postgres::cluster::{self, Lsn};
+use crate::engine::postgres::logical::catalog::{row_counts, schema_version};
+use crate::engine::postgres::logical::facts;
+use crate::engine::postgres::server::Conn;
+use crate::engine::postgres::wal::{self, segment_name};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repository::snapshot::{BackupKind, Chunking, Metadata, Snapshot, TreeEntry, WalRange};
+use crate::repository::writer::{BackupWriter, ChunkSink};
+use crate::source::{RowCounts, Source};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Directories whose contents are runtime state PostgreSQL recreates (kept as empty
+/// directories), as `pg_basebackup` leaves them out.
+const EMPTY_DIRS: &[&str] = &[
+    "pg_wal",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_replslot",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_stat_tmp",
+    "pg_subtrans",
+];
+
+/// Top-level files left out: the running server's own, and what a restore writes anew.
+const SKIPPED_FILES: &[&str] = &[
+    "postmaster.pid",
+    "postmaster.opts",
+    "postgresql.auto.conf.tmp",
+    "current_logfiles.tmp",
+    "backup_label",
+    "backup_label.old",
+    "tablespace_map",
+    "tablespace_map.old",
+    "backup_manifest",
+    "recovery.signal",
+    "standby.signal",
+];
+
+/// Whether a directory entry is left out of the snapshot (`rel` is relative to the data
+/// directory, `/`-separated).
+fn skipped(rel: &str, name: &str) -> bool {
+    if !rel.contains('/') && SKIPPED_FILES.contains(&rel) {
+        return true;
+    }
+    name.starts_with("pg_internal.init") || name.starts_with("pgsql_tmp")
+}
+
+/// What the server says about itself, read before the backup starts.
+struct ServerFacts {
+    data_dir: String,
+    system_id: String,
+    segment_size: u64,
+    block_size: u32,
+    /// Archiving is on and `archive_command` runs strongroom.
+    archives_here: bool,
+    /// The archiver's last attempt failed.
+    archiver_failing: bool,
+    wal_level: String,
+}
+
+fn server_facts(client: &mut postgres::Client, conn: &Conn) -> Result<ServerFacts> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('data_directory'), \
+                    (SELECT system_identifier FROM pg_control_system())::text, \
+                    pg_size_bytes(current_setting('wal_segment_size'))::int8, \
+                    current_setting('block_size')::int4, \
+                    current_setting('archive_mode'), current_setting('archive_command'), \
+                    COALESCE((SELECT last_failed_time > COALESCE(last_archived_time, '-infinity') \
+                              FROM pg_stat_archiver), false), \
+                    current_setting('wal_level')",
+            &[],
+        )
+        .map_err(|e| {
+            Error::Source(format!(
+                "reading the server's settings for a physical backup: {} (the role needs to be a superuser or a member of pg_read_all_settings and pg_monitor)",
+                conn.explain(&e)
+            ))
+        })?;
+    let mode: String = row.get(4);
+    let command: String = row.get(5);
+    Ok(ServerFacts {
+        data_dir: row.get(0),
+        system_id: row.get(1),
+        segment_size: row.get::<_, i64>(2) as u64,
+        block_size: row.get::<_, i32>(3) as u32,
+        archives_here: mode != "off" && command.contains("strongroom") && command.contains("wal"),
+        archiver_failing: row.get(6),
+        wal_level: row.get(7),
+    })
+}
+
+/// The line `KEY: value` of a backup label.
+fn label_field<'a>(label: &'a str, key: &str) -> Option<&'a str> {
+    label
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// Takes a physical snapshot of the cluster serving `url`.
+pub fn backup(
+    source: &Source,
+    url: &str,
+    writer: &BackupWriter<'_>,
+    progress: &dyn Progress,
+) -> Result<Captured> {
+    let conn = Conn::parse(url)?;
+    let mut client = conn.connect()?;
+    let f = facts(&mut client, &conn)?;
+    if f.major() < 15 {
+        return Err(Error::Unsupported(format!(
+            "physical backups need PostgreSQL 15 or newer (pg_backup_start); the server at {} runs {}",
+            conn.server(),
+            f.version
+        )));
+    }
+    let s = server_facts(&mut client, &conn)?;
+    if s.wal_level == "minimal" {
+        return Err(Error::Source(format!(
+            "the server at {} runs with wal_level = minimal, which cannot make an online backup: set wal_level = replica and restart it",
+            conn.server()
+        )));
+    }
+    let data_dir = Path::new(&s.data_dir);
+    let local = cluster::identify(data_dir).map_err(|e| {
+        Error::Source(format!(
+            "the server's data directory {} cannot be read on this host ({e}); run the physical backup on the database host, as root or the server's system user",
+            data_dir.display()
+        ))
+    })?;
+    if local.system_id() != s.system_id {
+        return Err(Error::WrongCluster(format!(
+            "{} on this host belongs to cluster {}, but the server at {} is cluster {}: it runs on another host; run the backup there",
+            data_dir.display(),
+            local.system_id(),
+            conn.server(),
+            s.system_id
+        )));
+    }
+    refuse_changed_cluster(writer, source, &s.system_id)?;
+    let repo = writer.repository();
+    let owner = std::fs::metadata(data_dir)
+        .map(|m| (m.uid(), m.gid()))
+        .map_err(|e| Error::io("reading", data_dir, e))?;
+
+    // Keeps every WAL segment from here on in pg_wal until this session ends, so the
+    // segments the snapshot may have to carry cannot be recycled under it. Temporary: it
+    // goes away with the session, also when strongroom is killed.
+    let slot = format!("strongroom_{}", std::process::id());
+    if let Err(e) = client.execute(
+        "SELECT pg_create_physical_replication_slot($1, true, true)",
+        &[&slot],
+    ) {
+        tracing::warn!(
+            "could not reserve WAL with a temporary replication slot ({}); WAL the snapshot may need could be recycled before it is read",
+            conn.explain(&e)
+        );
+    }
+    let total: Option<i64> = client
+        .query_one(
+            "SELECT sum(pg_database_size(oid))::int8 FROM pg_database",
+            &[],
+        )
+        .ok()
+        .and_then(|r| r.get(0));
+    let label = format!("strongroom {}", jiff::Timestamp::now());
+    let start: String = client
+        .query_one("SELECT pg_backup_start($1, true)::text", &[&label])
+        .map_err(|e| {
+            Error::Source(format!(
+                "pg_backup_start was refused: {} (the role needs REPLICATION, or EXECUTE on pg_backup_start and pg_backup_stop)",
+                conn.explain(&e)
+            ))
+        })?
+        .get(0);
+    tracing::info!(server = %conn.display(), start = %start, data_dir = %data_dir.display(), "physical backup started");
+    let counts = row_counts(&mut client, &conn, RowCounts::Estimate)?;
+    let superuser: Option<String> = client
+        .query_opt("SELECT rolname::text FROM pg_roles WHERE oid = 10", &[])
+        .ok()
+        .flatten()
+        .map(|r| r.get(0));
+    let schema = schema_version(&mut client, &conn, source.schema_version_query.as_deref())?;
+
+    let chunking = Chunking::Fixed {
+        size: s.block_size.max(4096),
+    };
+    let level = writer.level_for(chunking);
+    progress.begin("physical", total.map(|t| t as u64));
+    let mut stopped = None;
+    let mut tablespaces = BTreeMap::new();
+    let files = writer.write_files(level, progress, |sink| {
+        let mut walker = Walker {
+            sink,
+            chunking,
+            tablespaces: &mut tablespaces,
+        };
+        walker.dir(data_dir, "")?;
+        let stop = stop_backup(&mut client, &conn, &s)?;
+        let tli: u32 = label_field(&stop.label, "START TIMELINE")
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| Error::Source("the backup label names no START TIMELINE".into()))?;
+        walker.bytes(BACKUP_LABEL, stop.label.as_bytes(), 0o600)?;
+        if let Some(map) = &stop.tablespace_map {
+            walker.bytes(TABLESPACE_MAP, map.as_bytes(), 0o600)?;
+        }
+        let start_lsn = label_field(&stop.label, "START WAL LOCATION")
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(Lsn::parse)
+            .ok_or_else(|| Error::Source("the backup label names no START WAL LOCATION".into()))?;
+        let (first, last) = (
+            start_lsn.segment(s.segment_size),
+            // The stop LSN points just past the backup's end record: the segment holding
+            // the byte before it is the last one needed.
+            Lsn(stop.lsn.0.saturating_sub(1)).segment(s.segment_size),
+        );
+        let missing = wal::first_missing(repo, &s.system_id, tli, first, last, s.segment_size)?;
+        let included = match (&missing, s.archives_here) {
+            (None, true) => false,
+            (missing, here) => {
+                let why = if !here {
+                    "WAL archiving into strongroom is off (archive_mode, archive_command)".to_string()
+                } else {
+                    format!(
+                        "segment {} is not in this repository's WAL archive (archive_command may archive elsewhere, or be failing)",
+                        missing.as_ref().map(|m| m.0.as_str()).unwrap_or("?")
+                    )
+                };
+                tracing::warn!(
+                    "this snapshot cannot give point-in-time recovery: {why}; it carries its own WAL and restores to the moment its backup ended"
+                );
+                wait_flushed(&mut client, &conn, stop.lsn)?;
+                for n in first..=last {
+                    let name = segment_name(tli, n, s.segment_size);
+                    walker.wal_file(data_dir, &name)?;
+                }
+                if tli > 1 {
+                    let history = format!("{tli:08X}.history");
+                    if data_dir.join("pg_wal").join(&history).exists() {
+                        walker.wal_file(data_dir, &history)?;
+                    }
+                }
+                true
+            }
+        };
+        stopped = Some((tli, start_lsn, stop.lsn, included));
+        Ok(())
+    })?;
+    progress.end();
+    let (tli, start_lsn, stop_lsn, included) =
+        stopped.ok_or_else(|| Error::Internal("the backup did not stop".into()))?;
+    tracing::info!(start = %start_lsn, stop = %stop_lsn, files = files.len(), "physical backup stopped");
+
+    let mut extra: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    extra.insert(
+        wal::keys::SYSTEM_IDENTIFIER.into(),
+        s.system_id.clone().into(),
+    );
+    extra.insert(wal::keys::SEGMENT_SIZE.into(), s.segment_size.into());
+    extra.insert(keys::WAL_INCLUDED.into(), included.into());
+    extra.insert(keys::DATA_DIRECTORY.into(), s.data_dir.clone().into());
+    extra.insert(keys::OWNER.into(), serde_json::json!([owner.0, owner.1]));
+    extra.insert(keys::MAJOR.into(), f.major().into());
+    extra.insert("block_size".into(), s.block_size.into());
+    extra.insert(keys::DATABASE.into(), conn.dbname().into());
+    if let Some(su) = superuser {
+        extra.insert(keys::SUPERUSER.into(), su.into());
+    }
+    extra.insert("row_counts_estimated".into(), true.into());
+    extra.insert(
+        keys::STOP_TIME.into(),
+        jiff::Timestamp::now().to_string().into(),
+    );
+    if !tablespaces.is_empty() {
+        extra.insert(keys::TABLESPACES.into(), serde_json::json!(tablespaces));
+    }
+    Ok(Captured {
+        kind: BackupKind::Physical,
+        files,
+        metadata: Metadata {
+            row_counts: counts,
+            schema_version: schema,
+            server_version: f.version,
+            extra,
+        },
+        wal: Some(WalRange {
+            timeline: tli,
+            start_lsn: start_lsn.to_string(),
+            stop_lsn: stop_lsn.to_string(),
+        }),
+    })
+}
+
+/// Refuses a source whose earlier physical snapshots are of another cluster: the URL now
+/// reaches a re-created or different cluster, whose WAL would never continue theirs.
+fn refuse_changed_cluster(
+    writer: &BackupWriter<'_>,
+    source: &Source,
+    system_id: &str,
+) -> Result<()> {
+    let snaps = writer.repository().snapshots()?;
+    let earlier: Option<&Snapshot> = snaps
+        .iter()
+        .filter(|s| s.source == source.name && s.kind == BackupKind::Physical)
+        .rfind(|s| {
+            s.metadata
+                .extra
+                .get(wal::keys::SYSTEM_IDENTIFIER)
+                .and_then(|v| v.as_str())
+                .is_some_and(|id| id != system_id)
+        });
+    if let Some(old) = earlier {
+        return Err(Error::WrongCluster(format!(
+            "source {} was cluster {} in snapshot {} and is now cluster {}: the server was re-created or the URL reaches another cluster; if that is intended, back it up under a new source name",
+            source.name,
+            old.metadata.extra[wal::keys::SYSTEM_IDENTIFIER]
+                .as_str()
+                .unwrap_or("?"),
+            old.short_id(),
+            system_id
+        )));
+    }
+    Ok(())
+}
+
+struct Stopped {
+    lsn: Lsn,
+    label: String,
+    tablespace_map: Option<String>,
+}
+
+fn stop_backup(client: &mut postgres::Client, conn: &Conn, s: &ServerFacts) -> Result<Stopped> {
+    // Wait for the archive only where waiting can end: archiving into strongroom that is
+    // not failing. Otherwise the snapshot carries its WAL itself.
+    let wait = s.archives_here && !s.archiver_failing;
+    let row = client
+        .query_one(
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop($1)",
+            &[&wait],
+        )
+        .map_err(|e| Error::Source(format!("pg_backup_stop failed: {}", conn.explain(&e))))?;
+    let lsn: String = row.get(0);
+    let map: Option<String> = row.get(2);
+    Ok(Stopped {
+        lsn: Lsn::parse(&lsn)
+            .ok_or_else(|| Error::Source(format!("pg_backup_stop returned LSN {lsn:?}")))?,
+        label: row.get(1),
+        tablespace_map: map.filter(|m| !m.is_empty()),
+    })
+}
+
+/// Waits until the server has flushed WAL up to `lsn`, so the segment files read from
+/// pg_wal hold the backup's end.
+fn wait_flushed(client: &mut postgres::Client, conn: &Conn, lsn: Lsn) -> Result<()> {
+    for _ in 0..600 {
+        let flushed: String = client
+            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+            .map_err(|e| Error::Source(conn.explain(&e)))?
+            .get(0);
+        if Lsn::parse(&flushed).is_some_and(|f| f >= lsn) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(Error::Source(format!(
+        "the server did not flush its WAL up to {lsn} within 30 s"
+    )))
+}
+
+/// Walks a data directory into a writer session.
+struct Walker<'a, 's, 'p> {
+    sink: &'a mut ChunkSink<'p>,
+    chunking: Chunking,
+    tablespaces: &'s mut BTreeMap<String, String>,
+}
+
+impl Walker<'_, '_, '_> {
+    /// Stores `dir` (the data directory, or a directory below it called `rel`).
+    fn dir(&mut self, dir: &Path, rel: &str) -> Result<()> {
+        let mut entries: Vec<_> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.flatten().collect(),
+            // Dropped while we walked: WAL replay removes it again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("listing", dir, e)),
+        };
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if skipped(&child, &name) {
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("reading", &path, e)),
+            };
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target =
+                    std::fs::read_link(&path).map_err(|e| Error::io("reading link", &path, e))?;
+                if rel == "pg_tblspc" {
+                    // A tablespace: its location is recorded, its files are stored under
+                    // the link's name.
+                    self.tablespaces
+                        .insert(name.clone(), target.display().to_string());
+                    self.entry(
+                        &child,
+                        TreeEntry {
+                            mode: 0o700,
+                            link: Some(target.display().to_string()),
+                            ..TreeEntry::default()
+                        },
+                    )?;
+                    self.dir(&path, &child)?;
+                } else if child == "pg_wal" {
+                    // pg_wal elsewhere (initdb -X): restored as a directory.
+                    self.entry(&child, dir_entry(0o700))?;
+                } else {
+                    self.entry(
+                        &child,
+                        TreeEntry {
+                            mode,
+                            link: Some(target.display().to_string()),
+                            ..TreeEntry::default()
+                        },
+                    )?;
+                }
+            } else if meta.is_dir() {
+                self.entry(&child, dir_entry(mode))?;
+                if rel.is_empty() && EMPTY_DIRS.contains(&name.as_str()) {
+                    continue;
+                }
+                self.dir(&path, &child)?;
+            } else if meta.is_file() {
+                self.file(&path, &child, mode)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, rel: &str, tree: TreeEntry) -> Result<()> {
+        self.sink.end_file(rel, self.chunking, Some(tree))
+    }
+
+    /// Stores one file as it is now (pages changing under us are made whole by WAL replay).
+    fn file(&mut self, path: &Path, rel: &str, mode: u32) -> Result<()> {
+        let mut f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("reading", path, e)),
+        };
+        let Chunking::Fixed { size } = self.chunking else {
+            unreachable!("physical snapshots cut pages")
+        };
+        let mut batcher = FixedBatcher::new(size as usize);
+        let mut hash = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("reading", path, e)),
+            };
+            hash.update(&buf[..n]);
+            if let Some(b) = batcher.push(&buf[..n]) {
+                self.sink.push(b)?;
+            }
+        }
+        if let Some(b) = batcher.finish() {
+            self.sink.push(b)?;
+        }
+        self.entry(
+            rel,
+            TreeEntry {
+                mode,
+                checksum: Some(hash.finalize().to_hex().to_string()),
+                ..TreeEntry::default()
+            },
+        )
+    }
+
+    /// Stores bytes the server handed over as file `rel`.
+    fn bytes(&mut self, rel: &str, data: &[u8], mode: u32) -> Result<()> {
+        let Chunking::Fixed { size } = self.chunking else {
+            unreachable!("physical snapshots cut pages")
+        };
+        let mut batcher = FixedBatcher::new(size as usize);
+        if let Some(b) = batcher.push(data) {
+            self.sink.push(b)?;
+        }
+        if let Some(b) = batcher.finish() {
+            self.sink.push(b)?;
+        }
+        self.entry(
+            rel,
+            TreeEntry {
+                mode,
+                checksum: Some(blake3::hash(data).to_hex().to_string()),
+                ..TreeEntry::default()
+            },
+        )
+    }
+
+    /// Stores WAL file `name` from the server's pg_wal as `pg_wal/<name>`.
+    fn wal_file(&mut self, data_dir: &Path, name: &str) -> Result<()> {
+        let path = data_dir.join("pg_wal").join(name);
+        if !path.exists() {
+            return Err(Error::Source(format!(
+                "WAL segment {name} is neither in the repository's archive nor in {}; no snapshot was recorded (archive into this repository with archive_command = 'strongroom wal push %p')",
+                path.parent().expect("in pg_wal").display()
+            )));
+        }
+        self.file(&path, &format!("{WAL_PREFIX}{name}"), 0o600)
+    }
+}
+
+fn dir_entry(mode: u32) -> TreeEntry {
+    TreeEntry {
+        mode,
+        dir: true,
+        ..TreeEntry::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_state_is_left_out() {
+        for (rel, name) in [
+            ("postmaster.pid", "postmaster.pid"),
+            ("backup_label", "backup_label"),
+            ("global/pg_internal.init", "pg_internal.init"),
+            ("base/16384/pg_internal.init.1234", "pg_internal.init.1234"),
+            ("base/pgsql_tmp", "pgsql_tmp"),
+            ("recovery.signal", "recovery.signal"),
+        ] {
+            assert!(skipped(rel, name), "{rel}");
+        }
+        for (rel, name) in [
+            ("global/pg_control", "pg_control"),
+            ("base/1/1259", "1259"),
+            ("postgresql.auto.conf", "postgresql.auto.conf"),
+            ("base/16384/backup_label", "backup_label"),
+        ] {
+            assert!(!skipped(rel, name), "{rel}");
+        }
+    }
+
+    #[test]
+    fn backup_labels_are_read_by_field() {
+        let label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nSTART TIMELINE: 1\n";
+        assert_eq!(label_field(label, "START TIMELINE"), Some("1"));
+        assert_eq!(
+            label_field(label, "START WAL LOCATION")
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(Lsn::parse),
+            Lsn::parse("0/2000028")
+        );
+        assert_eq!(label_field(label, "NOPE"), None);
+    }
+}
