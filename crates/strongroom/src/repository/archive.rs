@@ -91,10 +91,9 @@ impl<'r> Archive<'r> {
     /// keeping the archived copy.
     pub fn put(&self, timeline: &str, name: &str, data: &[u8], level: i32) -> Result<Put> {
         let key = self.object_key(timeline, name);
-        let hash = self.repo.key().chunk_id(data).0;
         if self.repo.storage().exists(&key)? {
             let (archived, _) = self.open_header(&key)?;
-            if archived == hash {
+            if archived == self.repo.key().chunk_id(data).0 {
                 return Ok(Put::AlreadyArchived);
             }
             return Err(Error::WalConflict {
@@ -102,11 +101,20 @@ impl<'r> Archive<'r> {
                 cluster: self.cluster.clone(),
             });
         }
-        let mut body = Vec::with_capacity(HEADER + data.len() / 3);
+        // Hashing and compressing are most of a push's work: one core each.
+        let (hash, compressed) = std::thread::scope(|s| {
+            let hash = s.spawn(|| self.repo.key().chunk_id(data).0);
+            let compressed = zstd::bulk::compress(data, level);
+            (hash.join().expect("hashing thread"), compressed)
+        });
+        let compressed =
+            compressed.map_err(|e| Error::Internal(format!("zstd compression failed: {e}")))?;
+        let mut body = Vec::with_capacity(HEADER + compressed.len());
         body.extend_from_slice(MAGIC);
         body.extend_from_slice(&hash);
         body.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        compress_into(data, level, &mut body)?;
+        body.extend_from_slice(&compressed);
+        drop(compressed);
         let sealed = self.repo.key().seal(key.as_bytes(), &body);
         self.repo.storage().put(&key, &sealed)?;
         Ok(Put::Stored {
@@ -174,21 +182,6 @@ fn header(key: &str, body: &[u8]) -> Result<([u8; 32], u64)> {
     let hash: [u8; 32] = body[6..38].try_into().expect("32 bytes");
     let len = u64::from_le_bytes(body[38..46].try_into().expect("8 bytes"));
     Ok((hash, len))
-}
-
-/// Compresses with both cores: WAL segments are 16 MiB and compressing one is most of a
-/// push's work.
-fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) as u32;
-    let mut enc = zstd::stream::Encoder::new(out, level)
-        .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
-    if threads > 1 {
-        // Without zstdmt support this fails harmlessly and one thread compresses.
-        let _ = enc.multithread(threads);
-    }
-    std::io::Write::write_all(&mut enc, data)
-        .and_then(|_| enc.finish().map(|_| ()))
-        .map_err(|e| Error::Internal(format!("zstd compression failed: {e}")))
 }
 
 #[cfg(test)]

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Benchmark: strongroom's physical PostgreSQL backups, restores and WAL archiving against
+# pgBackRest (Debian's package; zstd, process-max=2, encrypted), in one run, on one throwaway
+# cluster. Not a test: run it by hand (`bench/pg-physical.sh`); it takes several minutes and a
+# few GB of disk.
+#
+# Measures, on the same cluster and the same files:
+#   full backup          time, stored bytes, peak RSS       target: time <= 1.0x pgBackRest
+#   after updating 1% of bookings at random:
+#   incremental backup   time, bytes added                  target: <= 0.5x time, <= 0.25x bytes
+#   restore              time into an empty directory       target: <= 1.0x pgBackRest
+#   WAL push             the same 50 segments, one process per segment as archive_command
+#                        runs it                             target: >= 1.5x segments/s
+#   archive lag          pg_stat_archiver under pgbench while strongroom archives
+#                        (most segments behind, sampled every 0.2 s; the issue asks <= 2)
+#
+# Environment: BOOKINGS (default 6000000, about 1 GB of database), BENCH_DIR (default a fresh
+# temp dir, removed at the end), SEGMENTS (default 50).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BOOKINGS=${BOOKINGS:-6000000}
+SEGMENTS=${SEGMENTS:-50}
+for t in pgbackrest pgbench psql python3 bc; do
+  command -v "$t" >/dev/null || { echo "bench needs $t (apt-get install pgbackrest postgresql-contrib)" >&2; exit 1; }
+done
+BIN=""
+for d in /usr/lib/postgresql/*/bin; do [[ -x $d/initdb && -x $d/pg_ctl ]] && BIN=$d; done
+[[ -n $BIN ]] || BIN=$(pg_config --bindir)
+cargo build --release -q
+SR=$PWD/target/release/strongroom
+M="python3 $PWD/bench/measure.py"
+W=${BENCH_DIR:-$(mktemp -d /var/tmp/strongroom-pgphys.XXXXXX)}
+mkdir -p "$W"
+chmod 755 "$W"
+AS=()
+if [[ $(id -u) -eq 0 ]]; then AS=(runuser -u postgres --); chown postgres: "$W"; fi
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() {
+  "${AS[@]}" "$BIN/pg_ctl" -D "$W/data" -m immediate stop >/dev/null 2>&1 || true
+  [[ -n ${BENCH_DIR:-} ]] || rm -rf "$W"
+}
+trap cleanup EXIT
+du_b() { du -sb "$1" | cut -f1; }
+mb() { echo "scale=1; $1/1000000" | bc -l; }
+ratio() { echo "scale=2; $1/$2" | bc -l; }
+declare -A T R
+run() { # name, command (as the postgres user when root: both tools run as the server's user)
+  local out
+  out=$($M "${AS[*]} sh -c '$2'")
+  T[$1]=${out% *}; R[$1]=${out#* }
+  printf '  %-30s %8.2f s %8.1f MB RSS\n' "$1" "${T[$1]}" "$(echo "${R[$1]}/1024" | bc -l)"
+}
+
+# --- the cluster, the repositories --------------------------------------------------------
+"${AS[@]}" mkdir -p "$W/sr" "$W/pgbr" "$W/walsrc" "$W/restore"
+"${AS[@]}" "$BIN/initdb" -D "$W/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+export STRONGROOM_REPO=$W/sr
+STRONGROOM_PASSWORD=bench-password "${AS[@]}" env STRONGROOM_REPO="$W/sr" STRONGROOM_PASSWORD=bench-password "$SR" init -q 2>/dev/null
+"${AS[@]}" env STRONGROOM_REPO="$W/sr" STRONGROOM_PASSWORD=bench-password "$SR" key add --new-key-file "$W/sr.key" --label bench 2>/dev/null
+export STRONGROOM_PASSWORD_FILE=$W/sr.key
+cat > "$W/pgbackrest.conf" <<EOF
+[global]
+repo1-path=$W/pgbr
+repo1-cipher-type=aes-256-cbc
+repo1-cipher-pass=bench-password-for-pgbackrest
+compress-type=zst
+process-max=2
+start-fast=y
+archive-check=n
+log-level-console=warn
+lock-path=$W/pgbr-lock
+log-path=$W/pgbr-log
+[bench]
+pg1-path=$W/data
+pg1-port=$PORT
+pg1-socket-path=$W
+EOF
+chmod 644 "$W/pgbackrest.conf"
+export PGBACKREST_CONFIG=$W/pgbackrest.conf
+cat >> "$W/data/postgresql.conf" <<EOF
+port = $PORT
+unix_socket_directories = '$W'
+listen_addresses = '127.0.0.1'
+shared_buffers = 256MB
+max_wal_size = 4GB
+archive_mode = on
+archive_command = 'env STRONGROOM_REPO=$W/sr STRONGROOM_PASSWORD_FILE=$W/sr.key $SR wal push %p'
+EOF
+"${AS[@]}" "$BIN/pg_ctl" -D "$W/data" -l "$W/server.log" -w start >/dev/null
+export PGHOST=$W PGPORT=$PORT PGUSER=postgres
+URL="postgres://postgres@127.0.0.1:$PORT"
+"${AS[@]}" env PGBACKREST_CONFIG="$W/pgbackrest.conf" pgbackrest --stanza=bench stanza-create >/dev/null
+
+echo "building a hotel database with $BOOKINGS bookings (PostgreSQL $("$BIN/postgres" --version | awk '{print $3}'), port $PORT) ..."
+psql -qc "CREATE DATABASE hotel"
+"$SR" hotel postgres-sql --bookings "$BOOKINGS" | psql -q hotel
+psql -qc "CHECKPOINT"
+DB_BYTES=$(psql -tAc "SELECT sum(pg_database_size(oid)) FROM pg_database")
+echo "cluster: $(mb "$DB_BYTES") MB"
+PGBR="env PGBACKREST_CONFIG=$W/pgbackrest.conf pgbackrest --stanza=bench"
+SRE="env STRONGROOM_REPO=$W/sr STRONGROOM_PASSWORD_FILE=$W/sr.key $SR"
+
+# --- full and incremental backups -------------------------------------------------------------
+echo "full backups:"
+sync
+run pgbackrest_full "$PGBR --type=full backup"
+run strongroom_full "$SRE backup $URL/hotel --kind physical -q >/dev/null"
+PGBR_FULL=$(du_b "$W/pgbr/backup")
+SR_FULL=$(du_b "$W/sr")
+echo "updating 1% of bookings at random ..."
+"$SR" hotel postgres-sql --update 0.01 | psql -q hotel
+psql -qc "CHECKPOINT"
+echo "incremental backups (after the update):"
+sync
+run pgbackrest_incr "$PGBR --type=incr backup"
+run strongroom_incr "$SRE backup $URL/hotel --kind physical -q >/dev/null"
+PGBR_INCR=$(( $(du_b "$W/pgbr/backup") - PGBR_FULL ))
+SR_INCR=$(( $(du_b "$W/sr") - SR_FULL ))
+
+# --- restores -----------------------------------------------------------------------------------
+echo "restores (into empty directories):"
+sync
+run pgbackrest_restore "$PGBR --pg1-path=$W/restore/pgbr restore"
+run strongroom_restore "$SRE restore latest --data-dir $W/restore/sr -q >/dev/null"
+
+# --- WAL push rate ---------------------------------------------------------------------------
+echo "WAL push ($SEGMENTS segments, one process each, as archive_command runs them):"
+psql -qc "ALTER SYSTEM SET archive_command = 'cp %p $W/walsrc/%f'" -c "SELECT pg_reload_conf()" >/dev/null
+pgbench -i -s 10 -q hotel >/dev/null 2>&1
+while (( $(ls "$W/walsrc" | grep -c '^[0-9A-F]\{24\}$' || true) < SEGMENTS )); do
+  pgbench -n -c 2 -T 5 hotel >/dev/null 2>&1
+  psql -qtAc "SELECT pg_switch_wal()" >/dev/null
+  sleep 0.5
+done
+mapfile -t SEGS < <(ls "$W/walsrc" | grep '^[0-9A-F]\{24\}$' | head -n "$SEGMENTS")
+printf '%s\n' "${SEGS[@]}" > "$W/segments"
+"${AS[@]}" env STRONGROOM_REPO="$W/sr-push" STRONGROOM_PASSWORD=bench-password "$SR" init -q 2>/dev/null
+"${AS[@]}" env STRONGROOM_REPO="$W/sr-push" STRONGROOM_PASSWORD=bench-password "$SR" key add --new-key-file "$W/push.key" 2>/dev/null
+# strongroom acts for the cluster in its working directory (the data directory, as
+# PostgreSQL starts it); pgBackRest reads pg1-path. Both are given absolute segment paths.
+run strongroom_push "cd $W/data && for f in \$(cat $W/segments); do env STRONGROOM_REPO=$W/sr-push STRONGROOM_PASSWORD_FILE=$W/push.key $SR wal push $W/walsrc/\$f || exit 1; done"
+run pgbackrest_push "cd $W/data && for f in \$(cat $W/segments); do $PGBR archive-push $W/walsrc/\$f || exit 1; done"
+
+# --- archive lag under load ----------------------------------------------------------------------
+echo "archive lag under pgbench (strongroom archiving):"
+psql -qc "ALTER SYSTEM RESET archive_command" -c "SELECT pg_reload_conf()" >/dev/null
+psql -qtAc "SELECT pg_switch_wal()" >/dev/null
+sleep 1
+pgbench -n -c 4 -T 30 hotel > "$W/pgbench.out" 2>&1 &
+BENCH=$!
+MAXLAG=0
+while kill -0 $BENCH 2>/dev/null; do
+  LAG=$(psql -qtAc "SELECT (('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 9))::bit(64)::bigint
+                          - ('x' || substr(COALESCE(last_archived_wal, pg_walfile_name(pg_current_wal_lsn())), 9, 16))::bit(64)::bigint) - 1
+                     FROM pg_stat_archiver" 2>/dev/null || echo 0)
+  (( LAG > MAXLAG )) && MAXLAG=$LAG
+  sleep 0.2
+done
+TPS=$(grep -o 'tps = [0-9.]*' "$W/pgbench.out" | head -1)
+FAILED=$(psql -qtAc "SELECT failed_count FROM pg_stat_archiver")
+echo "  most segments behind: $MAXLAG ($TPS, archiver failures: $FAILED)"
+
+# --- summary -------------------------------------------------------------------------------------
+N=${#SEGS[@]}
+SR_RATE=$(echo "scale=1; $N/${T[strongroom_push]}" | bc -l)
+PGBR_RATE=$(echo "scale=1; $N/${T[pgbackrest_push]}" | bc -l)
+echo
+echo "| measure | pgBackRest | strongroom | ratio (strongroom / pgBackRest) |"
+echo "| --- | --- | --- | --- |"
+echo "| full backup | ${T[pgbackrest_full]} s, $(mb "$PGBR_FULL") MB | ${T[strongroom_full]} s, $(mb "$SR_FULL") MB | time $(ratio "${T[strongroom_full]}" "${T[pgbackrest_full]}")x, bytes $(ratio "$SR_FULL" "$PGBR_FULL")x |"
+echo "| incremental after 1% updates | ${T[pgbackrest_incr]} s, +$(mb "$PGBR_INCR") MB | ${T[strongroom_incr]} s, +$(mb "$SR_INCR") MB | time $(ratio "${T[strongroom_incr]}" "${T[pgbackrest_incr]}")x, bytes $(ratio "$SR_INCR" "$PGBR_INCR")x |"
+echo "| restore | ${T[pgbackrest_restore]} s | ${T[strongroom_restore]} s | $(ratio "${T[strongroom_restore]}" "${T[pgbackrest_restore]}")x |"
+echo "| WAL push, $N segments | $PGBR_RATE seg/s | $SR_RATE seg/s | $(ratio "$SR_RATE" "$PGBR_RATE")x |"
+echo "| peak RSS full / incr / restore / push | $(mb $((R[pgbackrest_full]*1024))) / $(mb $((R[pgbackrest_incr]*1024))) / $(mb $((R[pgbackrest_restore]*1024))) / $(mb $((R[pgbackrest_push]*1024))) MB | $(mb $((R[strongroom_full]*1024))) / $(mb $((R[strongroom_incr]*1024))) / $(mb $((R[strongroom_restore]*1024))) / $(mb $((R[strongroom_push]*1024))) MB | |"
+echo "| archive lag under pgbench | | $MAXLAG segment(s) behind at most | |"
