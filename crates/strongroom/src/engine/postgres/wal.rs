@@ -232,6 +232,8 @@ pub struct NeededFrom {
     pub timeline: u32,
     /// Start LSN.
     pub start: Lsn,
+    /// Stop LSN (the snapshot needs everything up to it).
+    pub stop: Lsn,
     /// WAL segment size.
     pub segment_size: u64,
 }
@@ -248,6 +250,8 @@ pub mod keys {
 pub fn needs_of(snaps: &[crate::repository::snapshot::Snapshot]) -> Vec<NeededFrom> {
     snaps
         .iter()
+        // A snapshot that carries its own WAL needs nothing from the archive.
+        .filter(|s| !super::physical::wal_included(s))
         .filter_map(|s| {
             let wal = s.wal.as_ref()?;
             let cluster = s.metadata.extra.get(keys::SYSTEM_IDENTIFIER)?.as_str()?;
@@ -255,6 +259,7 @@ pub fn needs_of(snaps: &[crate::repository::snapshot::Snapshot]) -> Vec<NeededFr
                 cluster: cluster.to_string(),
                 timeline: wal.timeline,
                 start: Lsn::parse(&wal.start_lsn)?,
+                stop: Lsn::parse(&wal.stop_lsn)?,
                 segment_size: s
                     .metadata
                     .extra
@@ -338,6 +343,21 @@ pub fn verify(repo: &Repository, needs: &[NeededFrom]) -> Result<Vec<ClusterRepo
                         to: name(start),
                         needed: true,
                     }),
+                }
+            }
+            // …and through its stop, whatever was archived after it.
+            let own_stop = mine
+                .iter()
+                .filter(|n| n.timeline == tli)
+                .map(|n| Lsn(n.stop.0.saturating_sub(1)).segment(segment_size))
+                .max();
+            if let (Some(stop), Some(&last)) = (own_stop, segs.last()) {
+                if last < stop {
+                    gaps.push(Gap {
+                        from: name(last + 1),
+                        to: name(stop),
+                        needed: true,
+                    });
                 }
             }
             for w in segs.windows(2) {

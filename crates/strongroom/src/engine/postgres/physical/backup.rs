@@ -137,6 +137,22 @@ pub fn backup(
             f.version
         )));
     }
+    let (may_reserve, may_backup): (bool, bool) = client
+        .query_one(
+            "SELECT r.rolsuper OR r.rolreplication, \
+                    has_function_privilege('pg_backup_start(text, boolean)', 'EXECUTE') \
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .map_err(|e| Error::Source(conn.explain(&e)))?;
+    if !may_backup {
+        return Err(Error::Source(format!(
+            "role {} may not run pg_backup_start on {}: grant it REPLICATION and EXECUTE on pg_backup_start and pg_backup_stop, or use a superuser",
+            conn.user(),
+            conn.server()
+        )));
+    }
     let s = server_facts(&mut client, &conn)?;
     if s.wal_level == "minimal" {
         return Err(Error::Source(format!(
@@ -170,7 +186,11 @@ pub fn backup(
     // segments the snapshot may have to carry cannot be recycled under it. Temporary: it
     // goes away with the session, also when strongroom is killed.
     let slot = format!("strongroom_{}", std::process::id());
-    if let Err(e) = client.execute(
+    if !may_reserve {
+        tracing::info!(
+            "the role may not create replication slots; WAL is not reserved during the backup"
+        );
+    } else if let Err(e) = client.execute(
         "SELECT pg_create_physical_replication_slot($1, true, true)",
         &[&slot],
     ) {

@@ -1,0 +1,682 @@
+//! PostgreSQL physical snapshots, WAL archiving and point-in-time recovery, end to end: real
+//! clusters of every server version at hand (Debian's and PostgreSQL 18 from npm) archiving
+//! through `strongroom wal push`, restores recovering through `strongroom wal fetch`, and an
+//! oracle that knows exactly which transactions each recovery target must keep.
+
+mod common;
+
+use common::{Env, PASSWORD, envs};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use strongroom_testkit::postgres::{Cluster, bindirs, give_to_server_user};
+
+/// A repository the server's `archive_command` can write (a key file, owned by the server's
+/// user), and a cluster archiving into it.
+struct Rig {
+    env: Env,
+    key: PathBuf,
+    bindir: PathBuf,
+    pg: Cluster,
+}
+
+fn exe() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("strongroom")
+}
+
+/// Environment the servers need to reach the repository (their archive_command and
+/// restore_command read it).
+fn server_env(env: &Env, key: &Path) -> Vec<(String, String)> {
+    let mut v = vec![
+        ("STRONGROOM_REPO".to_string(), env.repo.clone()),
+        (
+            "STRONGROOM_PASSWORD_FILE".to_string(),
+            key.display().to_string(),
+        ),
+        (
+            "STRONGROOM_STATE_DIR".to_string(),
+            env.path("server-state").display().to_string(),
+        ),
+        ("STRONGROOM_FETCH_RETRIES".to_string(), "2".to_string()),
+    ];
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL",
+    ] {
+        if let Ok(val) = std::env::var(k) {
+            v.push((k.to_string(), val));
+        }
+    }
+    v
+}
+
+fn open_up(env: &Env) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(env.path("server-state")).unwrap();
+    give_to_server_user(&env.path("server-state"));
+    if !env.repo.contains("://") {
+        give_to_server_user(Path::new(&env.repo));
+    }
+}
+
+impl Rig {
+    /// A repository with a key file, and a cluster on `bindir` archiving into it (or not).
+    fn new(env: Env, bindir: &Path, archive: bool) -> Rig {
+        env.init();
+        let key = env.path("wal.key");
+        env.cmd()
+            .args(["key", "add", "--new-key-file"])
+            .arg(&key)
+            .args(["--label", "archive_command"])
+            .assert()
+            .success();
+        give_to_server_user(&key);
+        open_up(&env);
+        let mut b = Cluster::builder()
+            .bindir(bindir.to_path_buf())
+            .setting("full_page_writes", "on")
+            .setting("wal_level", "replica")
+            .setting("track_commit_timestamp", "on")
+            .setting("max_wal_senders", "4");
+        if archive {
+            b = b.setting("archive_mode", "on").setting(
+                "archive_command",
+                &format!("{} wal push %p", exe().display()),
+            );
+        }
+        for (k, v) in server_env(&env, &key) {
+            b = b.env(k, v);
+        }
+        let pg = b.start();
+        Rig {
+            env,
+            key,
+            bindir: bindir.to_path_buf(),
+            pg,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.pg.url(
+            "postgres",
+            Some(strongroom_testkit::postgres::PASSWORD),
+            "app",
+        )
+    }
+
+    fn backup(&self) -> Value {
+        self.env
+            .json(&["backup", &self.url(), "--kind", "physical"])
+    }
+
+    /// Switches to a new WAL segment and waits until the old one is archived.
+    fn archive_now(&self) {
+        let mut c = self.pg.connect("postgres");
+        let file: String = c
+            .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+            .unwrap()
+            .get(0);
+        for _ in 0..300 {
+            let done: Option<String> = c
+                .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+                .unwrap()
+                .get(0);
+            if done.as_deref().is_some_and(|d| d >= file.as_str()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{file} was not archived; server log:\n{}", self.pg.log());
+    }
+
+    /// Starts a server on a restored directory, with the repository in its environment.
+    fn start_restored(&self, dir: &Path) -> Result<Cluster, String> {
+        let mut b = Cluster::start_existing(dir, &self.bindir);
+        for (k, v) in server_env(&self.env, &self.key) {
+            b = b.env(k, v);
+        }
+        b.try_start()
+    }
+}
+
+/// One committed transaction of the workload: its id, commit time and the WAL position
+/// right after its commit.
+#[derive(Clone, Debug)]
+struct Committed {
+    id: i32,
+    xid: i64,
+    commit: String,
+    lsn_after: String,
+}
+
+fn ids(pg: &Cluster) -> BTreeSet<i32> {
+    pg.connect("app")
+        .query("SELECT id FROM oracle", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Commits `n` transactions of one row each, recording what the oracle needs.
+fn workload(
+    pg: &Cluster,
+    first: i32,
+    n: i32,
+    restore_point_after: Option<(i32, &str)>,
+) -> Vec<Committed> {
+    let mut c = pg.connect("app");
+    let mut out = Vec::new();
+    for id in first..first + n {
+        let mut tx = c.transaction().unwrap();
+        let xid: i64 = tx
+            .query_one(
+                "INSERT INTO oracle (id, at, xid) VALUES ($1, clock_timestamp(), txid_current()) RETURNING xid",
+                &[&id],
+            )
+            .unwrap()
+            .get(0);
+        tx.commit().unwrap();
+        let row = c
+            .query_one(
+                "SELECT pg_xact_commit_timestamp(xmin)::text, pg_current_wal_insert_lsn()::text FROM oracle WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        out.push(Committed {
+            id,
+            xid,
+            commit: row.get(0),
+            lsn_after: row.get(1),
+        });
+        if restore_point_after.is_some_and(|(after, _)| after == id) {
+            c.execute(
+                "SELECT pg_create_restore_point($1)",
+                &[&restore_point_after.unwrap().1],
+            )
+            .unwrap();
+        }
+        // Commit times a few milliseconds apart, so a target between two is unambiguous.
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    out
+}
+
+/// A time strictly between two commit timestamps (PostgreSQL's `timestamptz` text).
+fn between(a: &str, b: &str) -> String {
+    let parse = |s: &str| -> jiff::Timestamp {
+        let s = if s.ends_with("+00") {
+            format!("{s}:00")
+        } else {
+            s.to_string()
+        };
+        jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S%.f%:z", &s)
+            .unwrap()
+            .to_timestamp()
+            .unwrap()
+    };
+    let (ta, tb) = (parse(a), parse(b));
+    assert!(ta < tb, "{a} < {b}");
+    let mid = ta + (tb - ta) / 2;
+    mid.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Restores `snap` into a new directory with `target` flags and returns the server recovered
+/// from it (promoted).
+fn restore_and_recover(rig: &Rig, name: &str, target: &[&str]) -> (PathBuf, Cluster) {
+    let dir = rig.env.path(name);
+    let mut cmd = rig.env.cmd();
+    cmd.args(["restore", "latest", "--data-dir"])
+        .arg(&dir)
+        .args(target);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "restore {target:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pg = rig
+        .start_restored(&dir)
+        .unwrap_or_else(|log| panic!("restored cluster did not start ({target:?}):\n{log}"));
+    pg.wait_promoted(Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{target:?}: {e}"));
+    (dir, pg)
+}
+
+fn expect(all: &[Committed], pre: &BTreeSet<i32>, upto: usize) -> BTreeSet<i32> {
+    let mut s = pre.clone();
+    s.extend(all[..upto].iter().map(|c| c.id));
+    s
+}
+
+#[test]
+fn point_in_time_recovery_keeps_exactly_the_transactions_up_to_each_target() {
+    for bindir in bindirs() {
+        let env = envs().remove(0);
+        let rig = Rig::new(env, &bindir, true);
+        eprintln!(
+            "PostgreSQL {} from {}",
+            rig.pg.major_version(),
+            bindir.display()
+        );
+        rig.pg.create_database("app", None);
+        rig.pg.execute(
+            "app",
+            "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);
+             INSERT INTO oracle SELECT g, clock_timestamp(), txid_current() FROM generate_series(-99, 0) g;",
+        );
+        let snap = rig.backup();
+        assert_eq!(snap["kind"], "physical");
+        let wal = &snap["wal"];
+        assert!(wal["timeline"].as_u64() == Some(1), "{snap}");
+        assert!(wal["start_lsn"].as_str().unwrap().contains('/'));
+        assert_eq!(
+            snap["metadata"]["wal_included"], false,
+            "archiving goes here"
+        );
+        let pre: BTreeSet<i32> = (-99..=0).collect();
+        let committed = workload(&rig.pg, 1, 30, Some((20, "after_twenty")));
+        rig.archive_now();
+
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as usize;
+        eprintln!("seed {seed}");
+        let pick = |k: usize| 1 + (seed / (k + 1)) % (committed.len() - 2);
+        let (t1, l1, x1) = (pick(1), pick(2), pick(3));
+        let time = between(&committed[t1 - 1].commit, &committed[t1].commit);
+        let xid = committed[x1 - 1].xid.to_string();
+        let lsn = committed[l1 - 1].lsn_after.clone();
+        let cases: Vec<(&str, Vec<&str>, BTreeSet<i32>)> = vec![
+            ("time", vec!["--time", &time], expect(&committed, &pre, t1)),
+            ("xid", vec!["--xid", &xid], expect(&committed, &pre, x1)),
+            ("lsn", vec!["--lsn", &lsn], expect(&committed, &pre, l1)),
+            (
+                "name",
+                vec!["--name", "after_twenty"],
+                expect(&committed, &pre, 20),
+            ),
+            ("immediate", vec!["--immediate"], pre.clone()),
+            ("latest", vec![], expect(&committed, &pre, committed.len())),
+        ];
+        for (what, flags, want) in cases {
+            let (_dir, pg) = restore_and_recover(&rig, &format!("r-{what}"), &flags);
+            let got = ids(&pg);
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "{what} {flags:?}: {} rows, expected {} (seed {seed})",
+                got.len(),
+                want.len()
+            );
+            assert_eq!(got, want, "{what} {flags:?} (seed {seed})");
+        }
+
+        // The restored cluster archives its new timeline into the same repository, and a
+        // second point-in-time restore follows it.
+        let (_d, restored) = restore_and_recover(&rig, "r-tli", &["--xid", &xid]);
+        let mut c = restored.connect("app");
+        c.execute("INSERT INTO oracle VALUES (1000, now(), 0)", &[])
+            .unwrap();
+        let file: String = c
+            .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+            .unwrap()
+            .get(0);
+        assert!(!file.starts_with("00000001"), "a new timeline: {file}");
+        for _ in 0..300 {
+            let done: Option<String> = c
+                .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+                .unwrap()
+                .get(0);
+            if done.as_deref().is_some_and(|d| d >= file.as_str()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(c);
+        drop(restored);
+        let (_d2, again) = restore_and_recover(&rig, "r-tli2", &["--latest"]);
+        let got = ids(&again);
+        assert!(got.contains(&1000), "the new timeline's row is recovered");
+        assert_eq!(got.len(), expect(&committed, &pre, x1).len() + 1);
+
+        let verify = rig.env.json(&["wal", "verify"]);
+        assert_eq!(verify["ok"], true, "{verify}");
+        let timelines = verify["clusters"][0]["timelines"].as_array().unwrap();
+        assert!(timelines.len() >= 2, "{verify}");
+    }
+}
+
+#[test]
+fn start_recovers_promotes_and_reports_where_it_stopped() {
+    let bindir = bindirs().remove(0);
+    for env in envs() {
+        let s3 = env.repo.contains("://");
+        let rig = Rig::new(env, &bindir, true);
+        rig.pg.create_database("app", None);
+        rig.pg.execute(
+            "app",
+            "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);",
+        );
+        rig.backup();
+        let committed = workload(&rig.pg, 1, 5, None);
+        rig.archive_now();
+        let dir = rig.env.path("started");
+        let xid = committed[2].xid.to_string();
+        let out = rig
+            .env
+            .cmd()
+            .args(["restore", "latest", "--data-dir"])
+            .arg(&dir)
+            .args(["--xid", &xid, "--start", "--json"])
+            .envs(server_env(&rig.env, &rig.key))
+            .env_remove("STRONGROOM_PASSWORD")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "s3={s3}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["started"], true);
+        assert!(
+            doc["reached"]["lsn"].as_str().unwrap().contains('/'),
+            "{doc}"
+        );
+        assert_eq!(doc["reached"]["timeline"], 2, "{doc}");
+        assert!(
+            doc["reached"]["stopped"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("transaction {xid}")),
+            "{doc}"
+        );
+        // The server it left running answers on the port it reported: stop it the way an
+        // operator would, then look at what it recovered.
+        let port = doc["port"].as_u64().unwrap();
+        let pgctl = rig.bindir.join("pg_ctl");
+        let mut stop = if unsafe { libc::geteuid() } == 0 {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&pgctl);
+            c
+        } else {
+            std::process::Command::new(&pgctl)
+        };
+        assert!(
+            stop.arg("-D")
+                .arg(&dir)
+                .args(["-m", "fast", "-w", "stop"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(port > 0);
+        let pg = rig.start_restored(&dir).unwrap();
+        let got = ids(&pg);
+        assert_eq!(got, committed[..3].iter().map(|c| c.id).collect());
+        // Its config holds no secret and recovery.signal is gone after promotion.
+        let auto = std::fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap();
+        assert!(auto.contains("restore_command"), "{auto}");
+        assert!(
+            !auto.contains(PASSWORD) && !auto.contains("strongroom-key-v1"),
+            "{auto}"
+        );
+        assert!(!dir.join("recovery.conf").exists());
+        assert!(!dir.join("recovery.signal").exists());
+    }
+}
+
+#[test]
+fn verify_recovers_a_physical_snapshot_on_a_throwaway_server_and_removes_it() {
+    let bindir = bindirs().remove(0);
+    let rig = Rig::new(envs().remove(0), &bindir, true);
+    rig.pg.create_database("app", None);
+    rig.pg.execute(
+        "app",
+        "CREATE TABLE rooms (id int PRIMARY KEY); INSERT INTO rooms SELECT generate_series(1, 500); ANALYZE rooms;",
+    );
+    let snap = rig.backup();
+    assert_eq!(snap["metadata"]["row_counts"]["rooms"], 500);
+    assert_eq!(snap["metadata"]["row_counts_estimated"], true);
+    let tmp = rig.env.path("scratch");
+    std::fs::create_dir(&tmp).unwrap();
+    let doc = {
+        let mut c = rig.env.cmd();
+        c.args(["verify", "latest"]).env("TMPDIR", &tmp);
+        common::json_of(c)
+    };
+    assert_eq!(doc["ok"], true, "{doc}");
+    let checks = doc["snapshots"][0]["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "recovery" && c["ok"] == true),
+        "{doc}"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "row counts" && c["ok"] == true),
+        "{doc}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "the scratch cluster is removed: {left:?}");
+}
+
+#[test]
+fn without_archiving_a_snapshot_carries_its_wal_and_restores_to_its_end() {
+    let bindir = bindirs().remove(0);
+    let rig = Rig::new(envs().remove(0), &bindir, false);
+    rig.pg.create_database("app", None);
+    rig.pg.execute(
+        "app",
+        "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);
+         INSERT INTO oracle SELECT g, now(), 0 FROM generate_series(1, 50) g;",
+    );
+    let out = rig
+        .env
+        .cmd()
+        .args(["backup", &rig.url(), "--kind", "physical", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot give point-in-time recovery"), "{err}");
+    let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snap["metadata"]["wal_included"], true);
+    let (_dir, pg) = restore_and_recover(&rig, "r", &["--immediate"]);
+    assert_eq!(ids(&pg).len(), 50);
+}
+
+#[test]
+fn wal_fetch_and_push_follow_postgresql_rules() {
+    let bindir = bindirs().remove(0);
+    let rig = Rig::new(envs().remove(0), &bindir, true);
+    rig.archive_now();
+    let data = rig.pg.data_dir();
+    let in_data = |args: &[&str]| {
+        let mut c = rig.env.std_cmd();
+        c.current_dir(&data)
+            .args(args)
+            .env_remove("STRONGROOM_PASSWORD");
+        c.env("STRONGROOM_PASSWORD_FILE", &rig.key)
+            .env("STRONGROOM_FETCH_RETRIES", "1");
+        c
+    };
+    let listed = rig.env.json(&["wal", "verify"]);
+    let first = listed["clusters"][0]["timelines"][0]["first"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dest = rig.env.path("fetched");
+    // Present: exit 0, the bytes written.
+    let out = in_data(&["wal", "fetch", &first])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::metadata(&dest).unwrap().len(), 16 << 20);
+    // Not archived: exit 1, quietly (PostgreSQL probes this way).
+    let out = in_data(&["wal", "fetch", "0000000500000000000000AA"])
+        .arg(rig.env.path("x"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!rig.env.path("x").exists());
+    // Unreachable repository, wrong key: above 125 after retrying, nothing written.
+    let out = in_data(&["wal", "fetch", &first])
+        .arg(rig.env.path("y"))
+        .env("STRONGROOM_REPO", rig.env.path("no-such-repo"))
+        .output()
+        .unwrap();
+    assert!(out.status.code().unwrap() > 125, "{:?}", out.status);
+    assert!(!rig.env.path("y").exists());
+    let wrong = rig.env.path("wrong.key");
+    std::fs::write(
+        &wrong,
+        format!("{}\n", "strongroom-key-v1:".to_string() + &"0".repeat(64)),
+    )
+    .unwrap();
+    let out = in_data(&["wal", "fetch", &first])
+        .arg(rig.env.path("y"))
+        .env("STRONGROOM_PASSWORD_FILE", &wrong)
+        .output()
+        .unwrap();
+    assert!(out.status.code().unwrap() > 125, "{:?}", out.status);
+    // Pushing the same file again succeeds; other content under the name fails, keeping
+    // the archived copy.
+    let seg = rig.env.path(&first);
+    std::fs::copy(&dest, &seg).unwrap();
+    let out = in_data(&["wal", "push"]).arg(&seg).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let out = in_data(&["wal", "push"]).arg(&seg).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("archived already with different content"),
+        "{err}"
+    );
+    let again = rig.env.path("again");
+    let out = in_data(&["wal", "fetch", &first])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&dest).unwrap()
+    );
+    // Outside a data directory there is no cluster to act for.
+    let out = rig
+        .env
+        .std_cmd()
+        .args(["wal", "push"])
+        .arg(&seg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a PostgreSQL data directory"));
+    // A damaged archived object: fetch stops recovery (above 125) and names it.
+    let obj = rig
+        .env
+        .storage()
+        .list("wal/")
+        .unwrap()
+        .into_iter()
+        .find(|o| o.key.ends_with(&first))
+        .unwrap();
+    let mut sealed = rig.env.storage().get(&obj.key).unwrap();
+    let n = sealed.len() / 2;
+    sealed[n] ^= 1;
+    rig.env.storage().put(&obj.key, &sealed).unwrap();
+    let out = in_data(&["wal", "fetch", &first])
+        .arg(rig.env.path("z"))
+        .output()
+        .unwrap();
+    assert!(out.status.code().unwrap() > 125);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&first));
+    assert!(!rig.env.path("z").exists());
+}
+
+#[test]
+fn failures_are_clean_and_record_no_snapshot() {
+    let bindir = bindirs().remove(0);
+    let rig = Rig::new(envs().remove(0), &bindir, true);
+    rig.pg.create_database("app", None);
+    // A role without REPLICATION may not run pg_backup_start.
+    rig.pg.execute(
+        "postgres",
+        "CREATE ROLE plain LOGIN PASSWORD 'pw'; GRANT pg_read_all_settings, pg_monitor TO plain;",
+    );
+    let url = rig.pg.url("plain", Some("pw"), "app");
+    let err = rig.env.fails(&["backup", &url, "--kind", "physical"]);
+    assert!(err.contains("pg_backup_start"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(rig.env.json(&["list"]).as_array().unwrap().is_empty());
+
+    // A snapshot whose WAL the archive lacks is refused before anything is written,
+    // naming the first missing segment.
+    let snap = rig.backup();
+    let start = snap["wal"]["start_lsn"].as_str().unwrap().to_string();
+    let storage = rig.env.storage();
+    let segment = storage
+        .list("wal/")
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.key.len() > 24 && !o.key.contains('.'))
+        .last()
+        .unwrap();
+    storage.delete(&segment.key).unwrap();
+    let name = segment.key.rsplit('/').next().unwrap().to_string();
+    let dir = rig.env.path("gap");
+    let err = rig
+        .env
+        .fails(&["restore", "latest", "--data-dir", dir.to_str().unwrap()]);
+    assert!(err.contains(&name), "names {name} ({start}): {err}");
+    assert!(!dir.exists(), "nothing written");
+    let out = rig.env.cmd().args(["wal", "verify"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&name));
+
+    // A non-empty directory is refused; a live one even with --force.
+    let busy = rig.pg.data_dir();
+    let err = rig
+        .env
+        .fails(&["restore", "latest", "--data-dir", busy.to_str().unwrap()]);
+    assert!(err.contains("running"), "{err}");
+    let full = rig.env.path("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("precious"), "x").unwrap();
+    let err = rig
+        .env
+        .fails(&["restore", "latest", "--data-dir", full.to_str().unwrap()]);
+    assert!(err.contains("--force"), "{err}");
+    assert!(full.join("precious").exists());
+}
