@@ -221,7 +221,8 @@ fn between(a: &str, b: &str) -> String {
     };
     let (ta, tb) = (parse(a), parse(b));
     assert!(ta < tb, "{a} < {b}");
-    let mid = ta + (tb - ta) / 2;
+    let half = (tb.as_microsecond() - ta.as_microsecond()) / 2;
+    let mid = jiff::Timestamp::from_microsecond(ta.as_microsecond() + half).unwrap();
     mid.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
@@ -635,8 +636,11 @@ fn failures_are_clean_and_record_no_snapshot() {
         "postgres",
         "CREATE ROLE plain LOGIN PASSWORD 'pw'; GRANT pg_read_all_settings, pg_monitor TO plain;",
     );
-    let url = rig.pg.url("plain", Some("pw"), "app");
-    let err = rig.env.fails(&["backup", &url, "--kind", "physical"]);
+    let url = rig.pg.url("plain", None, "app");
+    let err = rig.env.fails_with(
+        &["backup", &url, "--kind", "physical"],
+        &[("PGPASSWORD", "pw")],
+    );
     assert!(err.contains("pg_backup_start"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(rig.env.json(&["list"]).as_array().unwrap().is_empty());
