@@ -654,8 +654,7 @@ fn failures_are_clean_and_record_no_snapshot() {
         .list("wal/")
         .unwrap()
         .into_iter()
-        .filter(|o| o.key.len() > 24 && !o.key.contains('.'))
-        .last()
+        .rfind(|o| o.key.len() > 24 && !o.key.contains('.'))
         .unwrap();
     storage.delete(&segment.key).unwrap();
     let name = segment.key.rsplit('/').next().unwrap().to_string();

@@ -362,7 +362,7 @@ pub fn verify(repo: &Repository, needs: &[NeededFrom]) -> Result<Vec<ClusterRepo
             }
             for w in segs.windows(2) {
                 if w[1] > w[0] + 1 {
-                    let needed = needed_from.is_some_and(|f| w[1] - 1 >= f);
+                    let needed = needed_from.is_some_and(|f| w[1] > f);
                     gaps.push(Gap {
                         from: name(w[0] + 1),
                         to: name(w[1] - 1),
