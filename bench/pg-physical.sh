@@ -52,7 +52,7 @@ run() { # name, command (as the postgres user when root: both tools run as the s
 }
 
 # --- the cluster, the repositories --------------------------------------------------------
-"${AS[@]}" mkdir -p "$W/sr" "$W/pgbr" "$W/walsrc" "$W/restore"
+"${AS[@]}" mkdir -p "$W/sr" "$W/pgbr" "$W/pgbr-log" "$W/pgbr-lock" "$W/walsrc" "$W/restore"
 "${AS[@]}" "$BIN/initdb" -D "$W/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
 export STRONGROOM_REPO=$W/sr
 STRONGROOM_PASSWORD=bench-password "${AS[@]}" env STRONGROOM_REPO="$W/sr" STRONGROOM_PASSWORD=bench-password "$SR" init -q 2>/dev/null
@@ -67,6 +67,7 @@ compress-type=zst
 process-max=2
 start-fast=y
 archive-check=n
+repo1-retention-full=99
 log-level-console=warn
 lock-path=$W/pgbr-lock
 log-path=$W/pgbr-log
@@ -105,8 +106,11 @@ echo "full backups:"
 sync
 run pgbackrest_full "$PGBR --type=full backup"
 run strongroom_full "$SRE backup $URL/hotel --kind physical -q >/dev/null"
+# strongroom keeps its WAL archive in the same repository (wal/); pgBackRest keeps its in
+# archive/. Both sides count their backups only.
+sr_bytes() { echo $(( $(du_b "$W/sr") - $( [[ -d $W/sr/wal ]] && du_b "$W/sr/wal" || echo 0) )); }
 PGBR_FULL=$(du_b "$W/pgbr/backup")
-SR_FULL=$(du_b "$W/sr")
+SR_FULL=$(sr_bytes)
 echo "updating 1% of bookings at random ..."
 "$SR" hotel postgres-sql --update 0.01 | psql -q hotel
 psql -qc "CHECKPOINT"
@@ -115,7 +119,7 @@ sync
 run pgbackrest_incr "$PGBR --type=incr backup"
 run strongroom_incr "$SRE backup $URL/hotel --kind physical -q >/dev/null"
 PGBR_INCR=$(( $(du_b "$W/pgbr/backup") - PGBR_FULL ))
-SR_INCR=$(( $(du_b "$W/sr") - SR_FULL ))
+SR_INCR=$(( $(sr_bytes) - SR_FULL ))
 
 # --- restores -----------------------------------------------------------------------------------
 echo "restores (into empty directories):"
