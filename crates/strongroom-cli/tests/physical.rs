@@ -116,6 +116,12 @@ impl Rig {
     /// Switches to a new WAL segment and waits until the old one is archived.
     fn archive_now(&self) {
         let mut c = self.pg.connect("postgres");
+        // A real write first: a switch with no WAL since the last one does nothing.
+        c.batch_execute(
+            "CREATE TABLE IF NOT EXISTS strongroom_tick (at timestamptz); \
+             INSERT INTO strongroom_tick VALUES (clock_timestamp())",
+        )
+        .unwrap();
         let file: String = c
             .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
             .unwrap()
@@ -130,7 +136,17 @@ impl Rig {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("{file} was not archived; server log:\n{}", self.pg.log());
+        let stats: String = c
+            .query_one(
+                "SELECT format('archived %s (last %s), failed %s (last %s), now at %s', archived_count, last_archived_wal, failed_count, last_failed_wal, pg_current_wal_lsn()) FROM pg_stat_archiver",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        panic!(
+            "{file} was not archived ({stats}); server log:\n{}",
+            self.pg.log()
+        );
     }
 
     /// Starts a server on a restored directory, with the repository in its environment.
@@ -435,72 +451,79 @@ fn start_recovers_promotes_and_reports_where_it_stopped() {
 
 #[test]
 fn verify_recovers_a_physical_snapshot_on_a_throwaway_server_and_removes_it() {
-    let bindir = bindirs().remove(0);
-    let rig = Rig::new(envs().remove(0), &bindir, true);
-    rig.pg.create_database("app", None);
-    rig.pg.execute(
-        "app",
-        "CREATE TABLE rooms (id int PRIMARY KEY); INSERT INTO rooms SELECT generate_series(1, 500); ANALYZE rooms;",
-    );
-    let snap = rig.backup();
-    assert_eq!(snap["metadata"]["row_counts"]["rooms"], 500);
-    assert_eq!(snap["metadata"]["row_counts_estimated"], true);
-    let tmp = rig.env.path("scratch");
-    std::fs::create_dir(&tmp).unwrap();
-    let doc = {
-        let mut c = rig.env.cmd();
-        c.args(["verify", "latest"]).env("TMPDIR", &tmp);
-        common::json_of(c)
-    };
-    assert_eq!(doc["ok"], true, "{doc}");
-    let checks = doc["snapshots"][0]["checks"].as_array().unwrap();
-    assert!(
-        checks
-            .iter()
-            .any(|c| c["name"] == "recovery" && c["ok"] == true),
-        "{doc}"
-    );
-    assert!(
-        checks
-            .iter()
-            .any(|c| c["name"] == "row counts" && c["ok"] == true),
-        "{doc}"
-    );
-    let left: Vec<_> = std::fs::read_dir(&tmp)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert!(left.is_empty(), "the scratch cluster is removed: {left:?}");
+    for bindir in bindirs() {
+        let rig = Rig::new(envs().remove(0), &bindir, true);
+        rig.pg.create_database("app", None);
+        rig.pg.execute(
+            "app",
+            "CREATE TABLE rooms (id int PRIMARY KEY); INSERT INTO rooms SELECT generate_series(1, 500); ANALYZE rooms;",
+        );
+        let snap = rig.backup();
+        assert_eq!(snap["metadata"]["row_counts"]["rooms"], 500);
+        assert_eq!(snap["metadata"]["row_counts_estimated"], true);
+        let tmp = rig.env.path("scratch");
+        std::fs::create_dir(&tmp).unwrap();
+        let out = rig
+            .env
+            .cmd()
+            .args(["verify", "latest", "--json"])
+            .env("TMPDIR", &tmp)
+            // Where this version's server binaries are, as an operator would say.
+            .env("STRONGROOM_PG_BINDIR", &rig.bindir)
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["ok"], true, "{doc}");
+        let checks = doc["snapshots"][0]["checks"].as_array().unwrap();
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"] == "recovery" && c["ok"] == true),
+            "{doc}"
+        );
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"] == "row counts" && c["ok"] == true),
+            "{doc}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "the scratch cluster is removed: {left:?}");
+    }
 }
 
 #[test]
 fn without_archiving_a_snapshot_carries_its_wal_and_restores_to_its_end() {
-    let bindir = bindirs().remove(0);
-    let rig = Rig::new(envs().remove(0), &bindir, false);
-    rig.pg.create_database("app", None);
-    rig.pg.execute(
-        "app",
-        "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);
-         INSERT INTO oracle SELECT g, now(), 0 FROM generate_series(1, 50) g;",
-    );
-    let out = rig
-        .env
-        .cmd()
-        .args(["backup", &rig.url(), "--kind", "physical", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot give point-in-time recovery"), "{err}");
-    let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(snap["metadata"]["wal_included"], true);
-    let (_dir, pg) = restore_and_recover(&rig, "r", &["--immediate"]);
-    assert_eq!(ids(&pg).len(), 50);
+    for bindir in bindirs() {
+        let rig = Rig::new(envs().remove(0), &bindir, false);
+        rig.pg.create_database("app", None);
+        rig.pg.execute(
+            "app",
+            "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);
+             INSERT INTO oracle SELECT g, now(), 0 FROM generate_series(1, 50) g;",
+        );
+        let out = rig
+            .env
+            .cmd()
+            .args(["backup", &rig.url(), "--kind", "physical", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot give point-in-time recovery"), "{err}");
+        let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(snap["metadata"]["wal_included"], true);
+        let (_dir, pg) = restore_and_recover(&rig, "r", &["--immediate"]);
+        assert_eq!(ids(&pg).len(), 50);
+    }
 }
 
 #[test]
@@ -682,4 +705,121 @@ fn failures_are_clean_and_record_no_snapshot() {
         .fails(&["restore", "latest", "--data-dir", full.to_str().unwrap()]);
     assert!(err.contains("--force"), "{err}");
     assert!(full.join("precious").exists());
+}
+
+#[test]
+fn a_server_killed_mid_backup_records_no_snapshot_and_the_next_backup_works() {
+    for bindir in bindirs() {
+        let mut rig = Rig::new(envs().remove(0), &bindir, true);
+        rig.pg.create_database("app", None);
+        let faults = rig.env.path("faults");
+        std::fs::create_dir(&faults).unwrap();
+        let child = rig
+            .env
+            .std_cmd()
+            .args(["backup", &rig.url(), "--kind", "physical"])
+            .env("STRONGROOM_FAULT", "pause-after-backup-start")
+            .env("STRONGROOM_FAULT_DIR", &faults)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        for _ in 0..600 {
+            if faults.join("paused").exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            faults.join("paused").exists(),
+            "the backup reached its pause point"
+        );
+        rig.pg.kill();
+        std::fs::write(faults.join("go"), "").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("strongroom: "), "{err}");
+        assert!(
+            rig.env.json(&["list"]).as_array().unwrap().is_empty(),
+            "no snapshot"
+        );
+        // The server comes back (crash recovery), and the next backup works.
+        rig.pg.restart();
+        let snap = rig.backup();
+        assert_eq!(snap["kind"], "physical");
+    }
+}
+
+#[test]
+fn force_replaces_a_data_directory_keeping_the_old_one_until_the_new_is_complete() {
+    for bindir in bindirs() {
+        let rig = Rig::new(envs().remove(0), &bindir, true);
+        rig.pg.create_database("app", None);
+        rig.pg.execute(
+            "app",
+            "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);",
+        );
+        rig.backup();
+        rig.archive_now();
+        let dir = rig.env.path("replace");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("old-file"), "old").unwrap();
+        let out = rig
+            .env
+            .cmd()
+            .args(["restore", "latest", "--data-dir"])
+            .arg(&dir)
+            .args(["--force", "--keep-old", "--immediate", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let old = PathBuf::from(doc["old_kept_at"].as_str().unwrap());
+        assert!(
+            old.join("old-file").exists(),
+            "the old directory is kept aside: {doc}"
+        );
+        assert!(!dir.join("old-file").exists());
+        assert!(dir.join("global/pg_control").exists());
+        assert!(dir.join("recovery.signal").exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let pg = rig.start_restored(&dir).unwrap();
+        pg.wait_promoted(Duration::from_secs(60)).unwrap();
+        let n: i64 = pg
+            .connect("app")
+            .query_one("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2);
+    }
+}
+
+#[test]
+fn an_unreachable_repository_fails_push_with_one_sentence() {
+    let bindir = bindirs().remove(0);
+    let rig = Rig::new(envs().remove(0), &bindir, true);
+    let seg = rig.env.path("000000010000000000000042");
+    std::fs::write(&seg, vec![7u8; 1 << 20]).unwrap();
+    let out = rig
+        .env
+        .std_cmd()
+        .current_dir(rig.pg.data_dir())
+        .args(["wal", "push"])
+        .arg(&seg)
+        .env("STRONGROOM_REPO", "s3://nowhere/repo")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .env("AWS_REGION", "garage")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unreachable"), "{err}");
 }
