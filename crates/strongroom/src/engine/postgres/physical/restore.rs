@@ -306,11 +306,14 @@ fn write_files(
 ) -> Result<u64> {
     let mut total = 0;
     let mut group: Vec<&FileEntry> = Vec::new();
+    // Files written out of order (grouped), whose checksums are checked by reading back.
+    let mut unhashed: Vec<&FileEntry> = Vec::new();
     for f in files {
         if f.lists.len() > 1 {
             total += write_large(repo, index, snap, dir, f, progress)?;
         } else {
             group.push(f);
+            unhashed.push(f);
             if group.len() == FILES_PER_GROUP {
                 total += write_group(repo, index, snap, dir, &group, progress)?;
                 group.clear();
@@ -329,7 +332,7 @@ fn write_files(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(f) = files.get(i) else { break };
+                    let Some(f) = unhashed.get(i) else { break };
                     let Some(want) = f.tree.as_ref().and_then(|t| t.checksum.as_ref()) else {
                         continue;
                     };
@@ -463,7 +466,8 @@ fn write_group(
     place_chunks(repo, index, &handles, &names, &places, progress)
 }
 
-/// Writes one file of many list blobs, window by window.
+/// Writes one file of many list blobs in order (the next step is fetched while one is
+/// written), hashing as it goes: no read-back needed for its checksum.
 fn write_large(
     repo: &Repository,
     index: &Index,
@@ -472,21 +476,37 @@ fn write_large(
     f: &FileEntry,
     progress: &dyn Progress,
 ) -> Result<u64> {
-    let handle = [create(dir, f)?];
-    let size = chunk_size(snap, f)?;
-    let mut total = 0;
-    reader::for_each_window(repo, index, snap, f, |start, ids| {
-        let mut places: HashMap<ChunkId, Vec<(usize, u64)>> = HashMap::new();
-        for (i, id) in ids.iter().enumerate() {
-            places
-                .entry(*id)
-                .or_default()
-                .push((0, (start + i as u64) * size));
+    struct Hashing<W> {
+        out: W,
+        hash: blake3::Hasher,
+        bytes: u64,
+    }
+    impl<W: std::io::Write> std::io::Write for Hashing<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.out.write(buf)?;
+            self.hash.update(&buf[..n]);
+            self.bytes += n as u64;
+            Ok(n)
         }
-        total += place_chunks(repo, index, &handle, &[f.name.as_str()], &places, progress)?;
-        Ok(())
-    })?;
-    Ok(total)
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.out.flush()
+        }
+    }
+    chunk_size(snap, f)?;
+    let mut out = Hashing {
+        out: create(dir, f)?,
+        hash: blake3::Hasher::new(),
+        bytes: 0,
+    };
+    reader::stream_file(repo, index, snap, f, &mut out, progress)?;
+    let want = f.tree.as_ref().and_then(|t| t.checksum.as_ref());
+    if want.is_some_and(|w| *w != out.hash.finalize().to_hex().as_str()) || out.bytes != f.size {
+        return Err(Error::corrupt(
+            Snapshot::object_key(&snap.id),
+            format!("restored file {} does not match its checksum", f.name),
+        ));
+    }
+    Ok(out.bytes)
 }
 
 /// One `syncfs` for everything written below `dir`: thousands of per-file fsyncs cost
