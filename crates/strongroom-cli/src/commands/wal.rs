@@ -68,6 +68,15 @@ fn attempts() -> u32 {
         .max(1)
 }
 
+/// Segments fetched ahead (`STRONGROOM_FETCH_AHEAD`, default 4; 0 turns prefetching off).
+fn ahead() -> u32 {
+    std::env::var("STRONGROOM_FETCH_AHEAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+        .min(32)
+}
+
 fn fetch(ctx: Result<Ctx>, name: &str, dest: &Path) -> Result<()> {
     let abort = |e: anyhow::Error| {
         anyhow::Error::new(ExitWith {
@@ -89,7 +98,7 @@ fn fetch(ctx: Result<Ctx>, name: &str, dest: &Path) -> Result<()> {
         let result = ctx
             .access()
             .open()
-            .and_then(|repo| wal::fetch(&repo, &dir, name, dest));
+            .and_then(|repo| wal::fetch(&repo, &dir, name, dest, ahead()));
         match result {
             Ok(bytes) => {
                 tracing::info!("restored {name} ({})", human_bytes(bytes));

@@ -152,28 +152,108 @@ pub fn push(repo: &Repository, data_dir: &Path, path: &Path, level: i32) -> Resu
     })
 }
 
+/// Where prefetched segments wait, inside the data directory's `pg_wal` (PostgreSQL's own
+/// cleanup only touches names that look like WAL files, and base backups skip `pg_wal`).
+pub const PREFETCH_DIR: &str = "pg_wal/strongroom-prefetch";
+
 /// Writes the archived file `name` of the cluster whose data directory is `data_dir` to
 /// `dest` (relative to the data directory), atomically: a half-written segment would be
 /// replayed as a damaged one. [`Error::NotArchived`] when the archive does not have it.
-pub fn fetch(repo: &Repository, data_dir: &Path, name: &str, dest: &Path) -> Result<u64> {
+///
+/// With `ahead` > 0, once a segment was found, the next `ahead` segments of its timeline are
+/// fetched together (one thread each) into [`PREFETCH_DIR`], verified as any fetch, so the
+/// calls for them only rename a file: `ahead + 1` segments cost about two round trips to
+/// the repository instead of `ahead + 1` (an object store's latency is hidden, and
+/// decompression runs on every core). Prefetched files recovery has passed are removed.
+pub fn fetch(
+    repo: &Repository,
+    data_dir: &Path,
+    name: &str,
+    dest: &Path,
+    ahead: u32,
+) -> Result<u64> {
     let cluster = super::cluster::identify(data_dir)?;
     let parsed = WalName::parse(name).ok_or_else(|| unarchivable(name))?;
+    let dest = data_dir.join(dest);
+    let spool = data_dir.join(PREFETCH_DIR);
+    let spooled = spool.join(&parsed.name);
+    if parsed.kind == WalKind::Segment {
+        tidy_spool(&spool, &parsed);
+        if let Ok(meta) = std::fs::metadata(&spooled) {
+            let len = meta.len();
+            if std::fs::rename(&spooled, &dest).is_ok() {
+                return Ok(len);
+            }
+        }
+    }
     let archive = Archive::new(repo, &cluster.system_id());
     let data = archive.get(&parsed.timeline_folder(), &parsed.name)?;
-    let dest = data_dir.join(dest);
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    write_atomically(dir, &dest, &data)?;
+    if parsed.kind == WalKind::Segment && ahead > 0 {
+        // Only after a hit: PostgreSQL probes for names that do not exist (later
+        // timelines), and those must not cost a round of failing requests each.
+        let seg = data.len() as u64;
+        let seg = if seg.is_power_of_two() && seg >= 1 << 20 {
+            seg
+        } else {
+            DEFAULT_SEGMENT_SIZE
+        };
+        let at = parsed.segment_number(seg).unwrap_or(0);
+        let next: Vec<String> = (1..=ahead as u64)
+            .map(|i| segment_name(parsed.timeline, at + i, seg))
+            .filter(|n| !spool.join(n).exists())
+            .collect();
+        std::thread::scope(|s| {
+            for n in &next {
+                let (archive, spool, folder) = (&archive, &spool, parsed.timeline_folder());
+                s.spawn(move || {
+                    // Best effort: a segment not archived yet, or any failure, is simply
+                    // fetched again when PostgreSQL asks for it.
+                    if let Ok(d) = archive.get(&folder, n) {
+                        let _ = write_atomically(spool, &spool.join(n), &d);
+                    }
+                });
+            }
+        });
+    }
+    Ok(data.len() as u64)
+}
+
+/// Writes `data` to `path` through a temporary file in `dir` and a rename.
+fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".strongroom-fetch-")
         .tempfile_in(dir)
         .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
-    std::io::Write::write_all(&mut tmp, &data).map_err(|e| Error::io("writing", &dest, e))?;
+    std::io::Write::write_all(&mut tmp, data).map_err(|e| Error::io("writing", path, e))?;
     // PostgreSQL fsyncs restored segments itself when it needs them durable.
-    tmp.persist(&dest)
-        .map_err(|e| Error::io("renaming into place", &dest, e.error))?;
-    Ok(data.len() as u64)
+    tmp.persist(path)
+        .map_err(|e| Error::io("renaming into place", path, e.error))?;
+    Ok(())
+}
+
+/// Removes prefetched segments recovery has passed (numbered below `asked`, on any
+/// timeline: PostgreSQL probes newer timelines first, so a timeline alone says nothing) and
+/// leftovers of interrupted writes.
+fn tidy_spool(spool: &Path, asked: &WalName) {
+    let Ok(rd) = std::fs::read_dir(spool) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let stale = match WalName::parse(&file) {
+            Some(w) => w.position < asked.position,
+            None => file.starts_with(".strongroom-fetch-"),
+        };
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// A run of missing segments.
@@ -423,6 +503,62 @@ pub fn first_missing(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fetch_prefetches_after_a_hit_and_serves_from_the_spool() {
+        let repo = crate::repository::writer::tests::memory_repo();
+        let data = tempfile::tempdir().unwrap();
+        let d = data.path();
+        std::fs::create_dir_all(d.join("global")).unwrap();
+        std::fs::create_dir_all(d.join("pg_wal")).unwrap();
+        let mut control = 42u64.to_le_bytes().to_vec();
+        control.resize(8192, 0);
+        std::fs::write(d.join("global/pg_control"), control).unwrap();
+        std::fs::write(d.join("PG_VERSION"), "15\n").unwrap();
+        let seg = 1u64 << 20;
+        let archive = Archive::new(&repo, "42");
+        let bodies: Vec<Vec<u8>> = (0..3)
+            .map(|i| crate::repository::writer::tests::pages(256, i))
+            .collect();
+        for (i, b) in bodies.iter().enumerate() {
+            let name = segment_name(1, 10 + i as u64, seg);
+            archive.put("00000001", &name, b, 1).unwrap();
+        }
+        let first = segment_name(1, 10, seg);
+        fetch(&repo, d, &first, Path::new("pg_wal/RECOVERYXLOG"), 4).unwrap();
+        assert_eq!(
+            std::fs::read(d.join("pg_wal/RECOVERYXLOG")).unwrap(),
+            bodies[0]
+        );
+        let spool = d.join(PREFETCH_DIR);
+        let second = segment_name(1, 11, seg);
+        assert!(
+            spool.join(&second).exists(),
+            "the next segment waits in the spool"
+        );
+        // Served from the spool: even gone from the archive, it is delivered, verified when
+        // it was fetched.
+        repo.storage()
+            .delete(&archive.object_key("00000001", &second))
+            .unwrap();
+        fetch(&repo, d, &second, Path::new("pg_wal/RECOVERYXLOG"), 4).unwrap();
+        assert_eq!(
+            std::fs::read(d.join("pg_wal/RECOVERYXLOG")).unwrap(),
+            bodies[1]
+        );
+        assert!(!spool.join(&second).exists());
+        // A probe for a name not archived is exit-1 material and prefetches nothing.
+        let probe = segment_name(2, 12, seg);
+        assert!(matches!(
+            fetch(&repo, d, &probe, Path::new("pg_wal/RECOVERYXLOG"), 4),
+            Err(Error::NotArchived { .. })
+        ));
+        // Asking for a later segment clears what recovery has passed.
+        std::fs::write(spool.join(segment_name(1, 5, seg)), b"old").unwrap();
+        let third = segment_name(1, 12, seg);
+        fetch(&repo, d, &third, Path::new("pg_wal/RECOVERYXLOG"), 0).unwrap();
+        assert!(!spool.join(segment_name(1, 5, seg)).exists());
+    }
 
     #[test]
     fn names_parse_by_kind() {

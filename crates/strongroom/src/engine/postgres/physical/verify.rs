@@ -96,6 +96,10 @@ impl Server {
             let running = super::restore::running_postmaster(&self.dir).is_some();
             seen_running |= running;
             if running && promoted(&self.dir) {
+                // Segments fetched ahead that recovery did not need.
+                let _ = std::fs::remove_dir_all(
+                    self.dir.join(crate::engine::postgres::wal::PREFETCH_DIR),
+                );
                 return Ok(());
             }
             if !running && (seen_running || start.elapsed() > Duration::from_secs(30)) {
