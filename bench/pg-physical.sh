@@ -132,7 +132,9 @@ echo "WAL push ($SEGMENTS segments, one process each, as archive_command runs th
 psql -qc "ALTER SYSTEM SET archive_command = 'cp %p $W/walsrc/%f'" -c "SELECT pg_reload_conf()" >/dev/null
 pgbench -i -s 10 -q hotel >/dev/null 2>&1
 while (( $(ls "$W/walsrc" | grep -c '^[0-9A-F]\{24\}$' || true) < SEGMENTS )); do
-  pgbench -n -c 2 -T 5 hotel >/dev/null 2>&1
+  # Booking updates (heap, index and full-page images) and pgbench's small transactions.
+  "$SR" hotel postgres-sql --update 0.02 | psql -q hotel
+  pgbench -n -c 2 -T 3 hotel >/dev/null 2>&1
   psql -qtAc "SELECT pg_switch_wal()" >/dev/null
   sleep 0.5
 done
