@@ -823,3 +823,47 @@ fn an_unreachable_repository_fails_push_with_one_sentence() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unreachable"), "{err}");
 }
+
+#[test]
+fn tablespaces_come_back_inside_the_restored_directory_linked_from_pg_tblspc() {
+    for bindir in bindirs() {
+        let rig = Rig::new(envs().remove(0), &bindir, true);
+        let ts = rig.env.path("tablespace");
+        std::fs::create_dir(&ts).unwrap();
+        give_to_server_user(&ts);
+        rig.pg.create_database("app", None);
+        rig.pg.execute(
+            "postgres",
+            &format!("CREATE TABLESPACE elsewhere LOCATION '{}'", ts.display()),
+        );
+        rig.pg.execute(
+            "app",
+            "CREATE TABLE far (id int) TABLESPACE elsewhere; INSERT INTO far SELECT generate_series(1, 1000);",
+        );
+        let snap = rig.backup();
+        let spaces = &snap["metadata"]["tablespaces"];
+        assert_eq!(
+            spaces.as_object().unwrap().values().next().unwrap(),
+            &Value::String(ts.display().to_string()),
+            "{snap}"
+        );
+        rig.archive_now();
+        let (dir, pg) = restore_and_recover(&rig, "r", &["--immediate"]);
+        let n: i64 = pg
+            .connect("app")
+            .query_one("SELECT count(*) FROM far", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1000);
+        // Inside the restored data directory, not at the original location.
+        let entry = std::fs::read_dir(dir.join("pg_tblspc"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let target = std::fs::read_link(entry.path()).unwrap();
+        assert!(target.starts_with(&dir), "{target:?}");
+        assert!(!dir.join("tablespace_map").exists());
+        drop(pg);
+    }
+}

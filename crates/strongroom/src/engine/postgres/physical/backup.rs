@@ -64,6 +64,11 @@ fn skipped(rel: &str, name: &str) -> bool {
     if !rel.contains('/') && SKIPPED_FILES.contains(&rel) {
         return true;
     }
+    // Tablespaces a restore placed inside the data directory are stored through their
+    // links in pg_tblspc, like any tablespace.
+    if rel == super::restore::TABLESPACES_DIR {
+        return true;
+    }
     name.starts_with("pg_internal.init") || name.starts_with("pgsql_tmp")
 }
 

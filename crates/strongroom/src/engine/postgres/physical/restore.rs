@@ -9,9 +9,9 @@
 //! place through the restore safety sequence. Must not start servers (that is
 //! [`super::verify`] and [`start`]).
 //!
-//! Tablespaces come back *in place*: as directories under `pg_tblspc/` inside the restored
-//! data directory, not at their original locations, which on the same host belong to the
-//! cluster that was backed up. PostgreSQL 15 and newer run such tablespaces as they are.
+//! Tablespaces come back inside the restored data directory ([`TABLESPACES_DIR`]), linked
+//! from `pg_tblspc/`, not at their original locations, which on the same host belong to the
+//! cluster that was backed up.
 
 use super::{BACKUP_LABEL, PG_CONTROL, TABLESPACE_MAP, keys, wal_included};
 use crate::engine::postgres::cluster::Lsn;
@@ -178,7 +178,7 @@ pub fn stage(
         "partly restored data directory",
     )?;
     let dir = scratch.path().to_path_buf();
-    let bytes = write_tree(repo, index, snap, &dir, progress)?;
+    let bytes = write_tree(repo, index, snap, &dir, &target, progress)?;
     write_recovery(snap, &dir, &opts.recovery)?;
     // The lock file of the scratch directory must not be restored with the cluster.
     let _ = std::fs::remove_file(dir.join(".lock"));
@@ -212,7 +212,7 @@ pub fn restore_into(
     std::fs::create_dir(dir).map_err(|e| Error::io("creating", dir, e))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io("setting permissions of", dir, e))?;
-    let bytes = write_tree(repo, index, snap, dir, progress)?;
+    let bytes = write_tree(repo, index, snap, dir, dir, progress)?;
     write_recovery(snap, dir, recovery)?;
     let parent = dir.parent().unwrap_or(Path::new("/"));
     if let Some(owner) = owner_for(snap, Path::new("/nonexistent"), parent) {
@@ -234,6 +234,7 @@ fn write_tree(
     index: &Index,
     snap: &Snapshot,
     dir: &Path,
+    final_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<u64> {
     progress.begin("restore", Some(snap.size));
@@ -244,7 +245,8 @@ fn write_tree(
         let path = dir.join(rel);
         let tree = f.tree.clone().unwrap_or_default();
         if tree.dir || (tree.link.is_some() && f.name.starts_with("pg_tblspc/")) {
-            // Tablespaces come back in place, as directories.
+            // A tablespace is written here first and moved below the data directory
+            // afterwards (see `place_tablespaces`).
             std::fs::create_dir_all(&path).map_err(|e| Error::io("creating", &path, e))?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(tree.mode.max(0o700)))
                 .map_err(|e| Error::io("setting permissions of", &path, e))?;
@@ -260,6 +262,7 @@ fn write_tree(
         }
     }
     let mut bytes = write_files(repo, index, snap, dir, &files, progress)?;
+    place_tablespaces(snap, dir, final_dir)?;
     // Everything else is on disk before the one file that makes the directory startable.
     sync_filesystem(dir)?;
     let control = control.ok_or_else(|| {
@@ -276,6 +279,39 @@ fn write_tree(
     crate::storage::sync_dir(path.parent().expect("global/"))?;
     progress.end();
     Ok(bytes)
+}
+
+/// Where tablespaces come back: inside the restored data directory, linked from
+/// `pg_tblspc/<oid>` as PostgreSQL requires (it refuses plain directories there at the end of
+/// recovery). Their original locations belong to the cluster that was backed up.
+pub const TABLESPACES_DIR: &str = "strongroom_tablespaces";
+
+/// Moves each tablespace written at `pg_tblspc/<oid>` to [`TABLESPACES_DIR`]`/<oid>` and
+/// links it from `pg_tblspc/<oid>`, by the path it will have once `dir` is `final_dir`.
+fn place_tablespaces(snap: &Snapshot, dir: &Path, final_dir: &Path) -> Result<()> {
+    let spaces: Vec<&str> = snap
+        .files
+        .iter()
+        .filter(|f| f.tree.as_ref().is_some_and(|t| t.link.is_some()))
+        .filter_map(|f| f.name.strip_prefix("pg_tblspc/"))
+        .filter(|oid| !oid.contains('/'))
+        .collect();
+    if spaces.is_empty() {
+        return Ok(());
+    }
+    let home = dir.join(TABLESPACES_DIR);
+    std::fs::create_dir_all(&home).map_err(|e| Error::io("creating", &home, e))?;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("setting permissions of", &home, e))?;
+    for oid in spaces {
+        let written = dir.join("pg_tblspc").join(oid);
+        let placed = home.join(oid);
+        std::fs::rename(&written, &placed).map_err(|e| Error::io("moving", &written, e))?;
+        let link = final_dir.join(TABLESPACES_DIR).join(oid);
+        std::os::unix::fs::symlink(&link, &written)
+            .map_err(|e| Error::io("creating link", &written, e))?;
+    }
+    Ok(())
 }
 
 /// A stored name as a path below the data directory, refusing anything that would leave it.
