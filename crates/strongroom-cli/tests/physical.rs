@@ -647,6 +647,14 @@ fn wal_fetch_and_push_follow_postgresql_rules() {
     assert!(out.status.code().unwrap() > 125);
     assert!(String::from_utf8_lossy(&out.stderr).contains(&first));
     assert!(!rig.env.path("z").exists());
+    let out = rig
+        .env
+        .cmd()
+        .args(["check", "--read-data"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&obj.key));
 }
 
 #[test]
@@ -690,6 +698,13 @@ fn failures_are_clean_and_record_no_snapshot() {
     let out = rig.env.cmd().args(["wal", "verify"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&name));
+    let out = rig.env.cmd().arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&name) && err.contains(&snap["id"].as_str().unwrap()[..8]),
+        "{err}"
+    );
 
     // A non-empty directory is refused; a live one even with --force.
     let busy = rig.pg.data_dir();

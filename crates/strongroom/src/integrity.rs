@@ -279,6 +279,48 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
                 problems.push(problem(o.key, e.to_string()));
             }
         }
+        // The WAL archive: every file authenticated and checked against its hash.
+        for o in storage.list(ObjectKind::Wal.folder())? {
+            bytes_read += o.size;
+            let Some(rest) = ObjectKind::Wal.name_of(&o.key) else {
+                continue;
+            };
+            let mut parts = rest.splitn(3, '/');
+            let (Some(cluster), Some(tli), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                problems.push(problem(&o.key, "not where an archived WAL file belongs"));
+                continue;
+            };
+            if let Err(e) = crate::repository::archive::Archive::new(repo, cluster).get(tli, name) {
+                let mut pr = problem(&o.key, e.to_string());
+                pr.snapshots = wal_dependents(repo, cluster, name);
+                problems.push(pr);
+            }
+        }
+    }
+    // WAL continuity where physical snapshots need it (a listing, no reads).
+    if let Ok(snaps) = repo.snapshots() {
+        let needs = crate::engine::postgres::wal::needs_of(&snaps);
+        if !needs.is_empty() {
+            for report in crate::engine::postgres::wal::verify(repo, &needs)? {
+                for t in &report.timelines {
+                    for g in t.gaps.iter().filter(|g| g.needed) {
+                        let mut pr = problem(
+                            ObjectKind::Wal.key(&format!(
+                                "{}/{:08X}/{}",
+                                report.system_identifier, t.timeline, g.from
+                            )),
+                            format!(
+                                "WAL segments {} to {} of cluster {} are missing: recovery from physical snapshots before them stops there (`strongroom wal verify` lists the archive)",
+                                g.from, g.to, report.system_identifier
+                            ),
+                        );
+                        pr.snapshots = wal_dependents(repo, &report.system_identifier, &g.from);
+                        problems.push(pr);
+                    }
+                }
+            }
+        }
     }
     // Every snapshot: manifest, chunk lists, chunks.
     let listed = storage.list(ObjectKind::Snapshot.folder())?;
@@ -367,6 +409,27 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
 }
 
 /// Records a pack as damaged; a failure to record is logged, never the check's outcome.
+/// Physical snapshots of `cluster` that need WAL file `name` to become consistent (it lies
+/// between their start and stop on their timeline).
+fn wal_dependents(repo: &Repository, cluster: &str, name: &str) -> Vec<String> {
+    use crate::engine::postgres::{cluster::Lsn, wal};
+    let Some(file) = wal::WalName::parse(name) else {
+        return Vec::new();
+    };
+    let snaps = repo.snapshots().unwrap_or_default();
+    wal::needs_of(&snaps)
+        .into_iter()
+        .filter(|n| n.cluster == cluster && n.timeline == file.timeline)
+        .filter(|n| {
+            file.segment_number(n.segment_size).is_some_and(|seg| {
+                seg >= n.start.segment(n.segment_size)
+                    && seg <= Lsn(n.stop.0.saturating_sub(1)).segment(n.segment_size)
+            })
+        })
+        .map(|n| n.snapshot)
+        .collect()
+}
+
 fn note_damage(repo: &Repository, pack: &PackId, detail: &str) {
     if let Err(e) = repo.record_damage(pack, detail) {
         tracing::warn!("could not record {} as damaged: {e}", pack.object_key());

@@ -306,6 +306,8 @@ pub struct ClusterReport {
 /// segment size it recorded.
 #[derive(Clone, Debug)]
 pub struct NeededFrom {
+    /// The snapshot's id.
+    pub snapshot: String,
     /// System identifier.
     pub cluster: String,
     /// Timeline.
@@ -336,6 +338,7 @@ pub fn needs_of(snaps: &[crate::repository::snapshot::Snapshot]) -> Vec<NeededFr
             let wal = s.wal.as_ref()?;
             let cluster = s.metadata.extra.get(keys::SYSTEM_IDENTIFIER)?.as_str()?;
             Some(NeededFrom {
+                snapshot: s.id.clone(),
                 cluster: cluster.to_string(),
                 timeline: wal.timeline,
                 start: Lsn::parse(&wal.start_lsn)?,
