@@ -101,14 +101,29 @@ impl<'r> Archive<'r> {
                 cluster: self.cluster.clone(),
             });
         }
-        // Hashing and compressing are most of a push's work: one core each.
-        let (hash, compressed) = std::thread::scope(|s| {
-            let hash = s.spawn(|| self.repo.key().chunk_id(data).0);
-            let compressed = zstd::bulk::compress(data, level);
-            (hash.join().expect("hashing thread"), compressed)
+        // Hashing and compressing are most of a push's work. The file is cut into one part
+        // per core, each compressed on its own thread into a zstd frame of its own
+        // (concatenated frames are one valid zstd stream); the hash runs beside them.
+        let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let part = data.len().div_ceil(parts).max(1 << 20);
+        let (hash, frames) = std::thread::scope(|s| {
+            let frames: Vec<_> = data
+                .chunks(part)
+                .map(|piece| s.spawn(move || zstd::bulk::compress(piece, level)))
+                .collect();
+            let hash = self.repo.key().chunk_id(data).0;
+            let frames: Vec<_> = frames
+                .into_iter()
+                .map(|f| f.join().expect("compression thread"))
+                .collect();
+            (hash, frames)
         });
-        let compressed =
-            compressed.map_err(|e| Error::Internal(format!("zstd compression failed: {e}")))?;
+        let mut compressed = Vec::new();
+        for f in frames {
+            compressed.extend_from_slice(
+                &f.map_err(|e| Error::Internal(format!("zstd compression failed: {e}")))?,
+            );
+        }
         let mut body = Vec::with_capacity(HEADER + compressed.len());
         body.extend_from_slice(MAGIC);
         body.extend_from_slice(&hash);
@@ -193,7 +208,8 @@ mod tests {
     fn archives_once_accepts_the_same_again_and_refuses_different_content() {
         let repo = memory_repo();
         let a = Archive::new(&repo, "7300000000000000001");
-        let seg = pages(64, 7);
+        // 3 MiB: cut into one zstd frame per core.
+        let seg = pages(768, 7);
         assert!(matches!(
             a.put("00000001", "000000010000000000000003", &seg, 1)
                 .unwrap(),
