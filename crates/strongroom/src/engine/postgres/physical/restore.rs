@@ -340,25 +340,54 @@ fn write_files(
     files: &[&FileEntry],
     progress: &dyn Progress,
 ) -> Result<u64> {
-    let mut total = 0;
-    let mut group: Vec<&FileEntry> = Vec::new();
+    let (large, small): (Vec<&FileEntry>, Vec<&FileEntry>) =
+        files.iter().copied().partition(|f| f.lists.len() > 1);
     // Files written out of order (grouped), whose checksums are checked by reading back.
-    let mut unhashed: Vec<&FileEntry> = Vec::new();
-    for f in files {
-        if f.lists.len() > 1 {
-            total += write_large(repo, index, snap, dir, f, progress)?;
-        } else {
-            group.push(f);
-            unhashed.push(f);
-            if group.len() == FILES_PER_GROUP {
-                total += write_group(repo, index, snap, dir, &group, progress)?;
-                group.clear();
+    let unhashed = &small;
+    // Large files stream one per core (each fetches its next step while writing one), and
+    // the small ones are written in groups beside them: one stream alone keeps one core busy.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let written = std::sync::atomic::AtomicU64::new(0);
+    let failed: std::sync::Mutex<Option<Error>> = Default::default();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(large.len()) {
+            s.spawn(|| {
+                loop {
+                    if failed.lock().expect("lock").is_some() {
+                        break;
+                    }
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(f) = large.get(i) else { break };
+                    match write_large(repo, index, snap, dir, f, progress) {
+                        Ok(n) => {
+                            written.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            failed.lock().expect("lock").get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+        for group in small.chunks(FILES_PER_GROUP) {
+            if failed.lock().expect("lock").is_some() {
+                break;
+            }
+            match write_group(repo, index, snap, dir, group, progress) {
+                Ok(n) => {
+                    written.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    failed.lock().expect("lock").get_or_insert(e);
+                }
             }
         }
+    });
+    if let Some(e) = failed.into_inner().expect("lock") {
+        return Err(e);
     }
-    if !group.is_empty() {
-        total += write_group(repo, index, snap, dir, &group, progress)?;
-    }
+    let total = written.into_inner();
     // Checked after writing, reading back what is now in the page cache: the bytes on disk
     // are the bytes that were backed up.
     let failures: std::sync::Mutex<Vec<String>> = Default::default();
