@@ -115,38 +115,7 @@ impl Rig {
 
     /// Switches to a new WAL segment and waits until the old one is archived.
     fn archive_now(&self) {
-        let mut c = self.pg.connect("postgres");
-        // A real write first: a switch with no WAL since the last one does nothing.
-        c.batch_execute(
-            "CREATE TABLE IF NOT EXISTS strongroom_tick (at timestamptz); \
-             INSERT INTO strongroom_tick VALUES (clock_timestamp())",
-        )
-        .unwrap();
-        let file: String = c
-            .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
-            .unwrap()
-            .get(0);
-        for _ in 0..300 {
-            let done: Option<String> = c
-                .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
-                .unwrap()
-                .get(0);
-            if done.as_deref().is_some_and(|d| d >= file.as_str()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let stats: String = c
-            .query_one(
-                "SELECT format('archived %s (last %s), failed %s (last %s), now at %s', archived_count, last_archived_wal, failed_count, last_failed_wal, pg_current_wal_lsn()) FROM pg_stat_archiver",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        panic!(
-            "{file} was not archived ({stats}); server log:\n{}",
-            self.pg.log()
-        );
+        archive_now(&self.pg);
     }
 
     /// Starts a server on a restored directory, with the repository in its environment.
@@ -157,6 +126,42 @@ impl Rig {
         }
         b.try_start()
     }
+}
+
+/// Switches `pg` to a new WAL segment and waits until the old one is archived.
+fn archive_now(pg: &Cluster) {
+    let mut c = pg.connect("postgres");
+    // A real write first: a switch with no WAL since the last one does nothing.
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS strongroom_tick (at timestamptz); \
+         INSERT INTO strongroom_tick VALUES (clock_timestamp())",
+    )
+    .unwrap();
+    let file: String = c
+        .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+        .unwrap()
+        .get(0);
+    for _ in 0..300 {
+        let done: Option<String> = c
+            .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+            .unwrap()
+            .get(0);
+        if done.as_deref().is_some_and(|d| d >= file.as_str()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stats: String = c
+        .query_one(
+            "SELECT format('archived %s (last %s), failed %s (last %s), now at %s', archived_count, last_archived_wal, failed_count, last_failed_wal, pg_current_wal_lsn()) FROM pg_stat_archiver",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    panic!(
+        "{file} was not archived ({stats}); server log:\n{}",
+        pg.log()
+    );
 }
 
 /// One committed transaction of the workload: its id, commit time and the WAL position
@@ -341,20 +346,11 @@ fn point_in_time_recovery_keeps_exactly_the_transactions_up_to_each_target() {
         c.execute("INSERT INTO oracle VALUES (1000, now(), 0)", &[])
             .unwrap();
         let file: String = c
-            .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+            .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
             .unwrap()
             .get(0);
         assert!(!file.starts_with("00000001"), "a new timeline: {file}");
-        for _ in 0..300 {
-            let done: Option<String> = c
-                .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
-                .unwrap()
-                .get(0);
-            if done.as_deref().is_some_and(|d| d >= file.as_str()) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        archive_now(&restored);
         drop(c);
         drop(restored);
         let (_d2, again) = restore_and_recover(&rig, "r-tli2", &["--latest"]);

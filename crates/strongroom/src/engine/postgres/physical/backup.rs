@@ -521,11 +521,21 @@ impl Walker<'_, '_, '_> {
 
     /// Stores one file as it is now (pages changing under us are made whole by WAL replay).
     fn file(&mut self, path: &Path, rel: &str, mode: u32) -> Result<()> {
-        let mut f = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io("reading", path, e)),
-        };
+        match std::fs::File::open(path) {
+            Ok(f) => self.read_from(f, path, rel, mode),
+            // Dropped while we walked: WAL replay removes it again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("reading", path, e)),
+        }
+    }
+
+    /// Stores bytes the server handed over as file `rel`.
+    fn bytes(&mut self, rel: &str, data: &[u8], mode: u32) -> Result<()> {
+        self.read_from(data, Path::new(rel), rel, mode)
+    }
+
+    /// Stores what `from` gives as file `rel`, in pages, with its checksum.
+    fn read_from(&mut self, mut from: impl Read, path: &Path, rel: &str, mode: u32) -> Result<()> {
         let Chunking::Fixed { size } = self.chunking else {
             unreachable!("physical snapshots cut pages")
         };
@@ -533,7 +543,7 @@ impl Walker<'_, '_, '_> {
         let mut hash = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = match f.read(&mut buf) {
+            let n = match from.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -552,28 +562,6 @@ impl Walker<'_, '_, '_> {
             TreeEntry {
                 mode,
                 checksum: Some(hash.finalize().to_hex().to_string()),
-                ..TreeEntry::default()
-            },
-        )
-    }
-
-    /// Stores bytes the server handed over as file `rel`.
-    fn bytes(&mut self, rel: &str, data: &[u8], mode: u32) -> Result<()> {
-        let Chunking::Fixed { size } = self.chunking else {
-            unreachable!("physical snapshots cut pages")
-        };
-        let mut batcher = FixedBatcher::new(size as usize);
-        if let Some(b) = batcher.push(data) {
-            self.sink.push(b)?;
-        }
-        if let Some(b) = batcher.finish() {
-            self.sink.push(b)?;
-        }
-        self.entry(
-            rel,
-            TreeEntry {
-                mode,
-                checksum: Some(blake3::hash(data).to_hex().to_string()),
                 ..TreeEntry::default()
             },
         )

@@ -263,8 +263,9 @@ fn write_tree(
     }
     let mut bytes = write_files(repo, index, snap, dir, &files, progress)?;
     place_tablespaces(snap, dir, final_dir)?;
-    // Everything else is on disk before the one file that makes the directory startable.
-    sync_filesystem(dir)?;
+    // Everything else is on disk before the one file that makes the directory startable:
+    // each file was synced when written, and now every directory (their entries).
+    sync_directories(dir)?;
     let control = control.ok_or_else(|| {
         Error::corrupt(
             Snapshot::object_key(&snap.id),
@@ -528,7 +529,12 @@ fn write_group(
         }
     }
     let names: Vec<&str> = group.iter().map(|f| f.name.as_str()).collect();
-    place_chunks(repo, index, &handles, &names, &places, progress)
+    let n = place_chunks(repo, index, &handles, &names, &places, progress)?;
+    for (h, f) in handles.iter().zip(group) {
+        h.sync_data()
+            .map_err(|e| Error::io("syncing", dir.join(&f.name), e))?;
+    }
+    Ok(n)
 }
 
 /// Writes one file of many list blobs in order (the next step is fetched while one is
@@ -564,6 +570,9 @@ fn write_large(
         bytes: 0,
     };
     reader::stream_file(repo, index, snap, f, &mut out, progress)?;
+    out.out
+        .sync_data()
+        .map_err(|e| Error::io("syncing", dir.join(&f.name), e))?;
     let want = f.tree.as_ref().and_then(|t| t.checksum.as_ref());
     if want.is_some_and(|w| *w != out.hash.finalize().to_hex().as_str()) || out.bytes != f.size {
         return Err(Error::corrupt(
@@ -574,20 +583,18 @@ fn write_large(
     Ok(out.bytes)
 }
 
-/// One `syncfs` for everything written below `dir`: thousands of per-file fsyncs cost
-/// seconds on ext4; the filesystem flushes them together.
-fn sync_filesystem(dir: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let d = std::fs::File::open(dir).map_err(|e| Error::io("opening", dir, e))?;
-    // SAFETY: syncfs on a descriptor we own.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(Error::io(
-            "syncing the filesystem of",
-            dir,
-            std::io::Error::last_os_error(),
-        ));
+/// Fsyncs `dir` and every directory below it (not following links), so the entries of the
+/// files written there survive a crash. Files are synced one by one as they are written:
+/// a `syncfs` would also wait for every other process's dirty data on the filesystem (on a
+/// database host, the running cluster's), which can be gigabytes.
+fn sync_directories(dir: &Path) -> Result<()> {
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
+        let e = e.map_err(|e| Error::io("listing", dir, e))?;
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            sync_directories(&e.path())?;
+        }
     }
-    Ok(())
+    crate::storage::sync_dir(dir)
 }
 
 /// The recovery settings strongroom writes, one per line.
