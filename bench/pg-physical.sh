@@ -122,9 +122,10 @@ PGBR_INCR=$(( $(du_b "$W/pgbr/backup") - PGBR_FULL ))
 SR_INCR=$(( $(sr_bytes) - SR_FULL ))
 
 # --- restores -----------------------------------------------------------------------------------
-echo "restores (into empty directories):"
+echo "restores (into empty directories; sync before each, so neither pays for the other's writeback):"
 sync
 run pgbackrest_restore "$PGBR --pg1-path=$W/restore/pgbr restore"
+sync
 run strongroom_restore "$SRE restore latest --data-dir $W/restore/sr -q >/dev/null"
 
 # --- WAL push rate ---------------------------------------------------------------------------
