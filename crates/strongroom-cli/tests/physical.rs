@@ -878,3 +878,68 @@ fn tablespaces_come_back_inside_the_restored_directory_linked_from_pg_tblspc() {
         drop(pg);
     }
 }
+
+#[test]
+fn ctrl_c_during_a_physical_verify_stops_the_throwaway_server_and_removes_it() {
+    let bindir = bindirs().remove(0);
+    let rig = Rig::new(envs().remove(0), &bindir, true);
+    rig.pg.create_database("app", None);
+    rig.backup();
+    let scratch = rig.env.path("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let mut child = rig
+        .env
+        .std_cmd()
+        .args(["verify", "latest"])
+        .env("TMPDIR", &scratch)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the throwaway server runs on the restored copy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let pid = loop {
+        let found = std::fs::read_dir(&scratch)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("data/postmaster.pid"))
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok());
+        if let Some(pid) = found {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no server started");
+        assert!(child.try_wait().unwrap().is_none(), "verify ended first");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // SIGINT to strongroom alone: its own cleanup must stop the server.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().flatten().collect();
+    assert!(left.is_empty(), "scratch removed: {left:?}");
+    // Gone, or a zombie waiting for init to reap it (the server itself has exited).
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true)
+    };
+    for _ in 0..400 {
+        if gone() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the throwaway server (pid {pid}) still runs");
+}
