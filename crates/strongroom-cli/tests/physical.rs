@@ -943,3 +943,83 @@ fn ctrl_c_during_a_physical_verify_stops_the_throwaway_server_and_removes_it() {
     }
     panic!("the throwaway server (pid {pid}) still runs");
 }
+
+/// Sets the modification time of every file below `dir` an hour back, as if the cluster had
+/// been running for a while (a fresh cluster's files were all written in the last second).
+fn age_files(dir: &Path) {
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            age_files(&e.path());
+        } else if t.is_file() {
+            if let Ok(f) = std::fs::File::options().write(true).open(e.path()) {
+                let _ = f.set_modified(old);
+            }
+        }
+    }
+}
+
+#[test]
+fn unchanged_files_are_taken_over_unless_their_chunks_are_gone() {
+    for bindir in bindirs() {
+        let rig = Rig::new(envs().remove(0), &bindir, true);
+        rig.pg.create_database("app", None);
+        rig.pg.execute(
+            "app",
+            "CREATE TABLE hot (id int); INSERT INTO hot SELECT generate_series(1, 1000);
+             CREATE TABLE cold (id int); INSERT INTO cold SELECT generate_series(1, 5000);
+             CHECKPOINT;",
+        );
+        age_files(&rig.pg.data_dir());
+        let first = rig.backup();
+        assert!(
+            first["metadata"].get("files_reused").is_none(),
+            "no parent: {first}"
+        );
+        rig.pg.execute(
+            "app",
+            "INSERT INTO hot SELECT generate_series(1001, 1500); CHECKPOINT;",
+        );
+        let second = rig.backup();
+        let reused = second["metadata"]["files_reused"].as_u64().unwrap();
+        assert!(
+            reused > 100,
+            "most files are unchanged: {}",
+            second["metadata"]
+        );
+        rig.archive_now();
+        let (_d, pg) = restore_and_recover(&rig, "r2", &["--latest"]);
+        let count = |pg: &Cluster, t: &str| -> i64 {
+            pg.connect("app")
+                .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+                .unwrap()
+                .get(0)
+        };
+        assert_eq!((count(&pg, "hot"), count(&pg, "cold")), (1500, 5000));
+        drop(pg);
+
+        // A pack of the first snapshot disappears: files whose chunks were there are read
+        // again, and the next snapshot restores whole.
+        let storage = rig.env.storage();
+        let packs = storage.list("data/").unwrap();
+        storage.delete(&packs[0].key).unwrap();
+        rig.pg
+            .execute("app", "INSERT INTO hot VALUES (0); CHECKPOINT;");
+        let third = rig.backup();
+        let reused_now = third["metadata"]["files_reused"].as_u64().unwrap();
+        assert!(reused_now < reused, "{reused_now} < {reused}");
+        rig.archive_now();
+        let dir = rig.env.path("r3");
+        rig.env
+            .cmd()
+            .args(["restore", third["id"].as_str().unwrap(), "--data-dir"])
+            .arg(&dir)
+            .arg("--immediate")
+            .assert()
+            .success();
+        let pg = rig.start_restored(&dir).unwrap();
+        pg.wait_promoted(Duration::from_secs(60)).unwrap();
+        assert_eq!((count(&pg, "hot"), count(&pg, "cold")), (1501, 5000));
+    }
+}

@@ -158,6 +158,11 @@ pub struct TreeEntry {
     /// BLAKE3 of the content, hex (files only): the restore checks what it wrote against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// Modification time when it was read, nanoseconds since the epoch (files only): a later
+    /// snapshot reuses this entry for a file with the same size and time that has not changed
+    /// since before this snapshot began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<i64>,
 }
 
 /// A snapshot manifest.

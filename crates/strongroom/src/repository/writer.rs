@@ -53,6 +53,8 @@ pub struct Batch {
 enum Item {
     Batch(Batch),
     EndFile(FileEnd),
+    /// A whole file stored by an earlier snapshot, taken over as it is.
+    Reused(FileEntry),
 }
 
 /// A file's end, with what the collector needs to make its entry.
@@ -73,6 +75,7 @@ struct Processed {
     segment: Option<pack::Segment>,
     bytes: u64,
     end: Option<FileEnd>,
+    reused: Option<FileEntry>,
 }
 
 /// Keeps the first error any pipeline thread hit.
@@ -149,6 +152,16 @@ impl ChunkSink<'_> {
             chunking,
             tree,
         }))
+    }
+
+    /// Takes over `entry`, a file an earlier snapshot stored, between two files: its chunks
+    /// are referenced, not read. The caller has made sure every one of them is still stored
+    /// ([`BackupWriter::still_stored`]).
+    pub fn reuse_file(&mut self, entry: FileEntry) -> Result<()> {
+        let n = entry.size;
+        self.send(Item::Reused(entry))?;
+        self.progress.advance(n);
+        Ok(())
     }
 
     fn send(&mut self, item: Item) -> Result<()> {
@@ -299,54 +312,90 @@ impl<'r> BackupWriter<'r> {
             .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
         let key = self.repo.key();
         for Numbered { seq, item } in rx {
-            let batch = match item {
-                Item::Batch(b) => b,
-                Item::EndFile(end) => {
-                    let p = Processed {
-                        seq,
-                        ids: Vec::new(),
-                        segment: None,
-                        bytes: 0,
-                        end: Some(end),
-                    };
-                    if tx.send(p).is_err() {
+            let (end, reused) = match item {
+                Item::Batch(b) => {
+                    if !self.process(seq, b, key, &mut z, &tx) {
                         break;
                     }
                     continue;
                 }
+                Item::EndFile(end) => (Some(end), None),
+                Item::Reused(entry) => (None, Some(entry)),
             };
-            let mut ids = Vec::with_capacity(batch.ends.len());
-            let mut new: Vec<(ChunkId, &[u8])> = Vec::new();
-            let mut start = 0;
-            for &end in &batch.ends {
-                let data = &batch.data[start..end];
-                start = end;
-                let id = key.chunk_id(data);
-                if self.is_new(&id) {
-                    new.push((id, data));
-                }
-                ids.push(id);
-            }
-            self.new_chunks
-                .fetch_add(new.len() as u64, Ordering::Relaxed);
-            self.reused_chunks
-                .fetch_add((ids.len() - new.len()) as u64, Ordering::Relaxed);
-            let segment = (!new.is_empty()).then(|| pack::encode_segment(key, &mut z, &new));
-            let bytes = batch.data.len() as u64;
-            if tx
-                .send(Processed {
-                    seq,
-                    ids,
-                    segment,
-                    bytes,
-                    end: None,
-                })
-                .is_err()
-            {
+            let p = Processed {
+                seq,
+                ids: Vec::new(),
+                segment: None,
+                bytes: 0,
+                end,
+                reused,
+            };
+            if tx.send(p).is_err() {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Hashes, dedups and encodes one batch; false when the collector is gone.
+    fn process(
+        &self,
+        seq: u64,
+        batch: Batch,
+        key: &crate::crypto::MasterKey,
+        z: &mut zstd::bulk::Compressor<'static>,
+        tx: &Sender<Processed>,
+    ) -> bool {
+        let mut ids = Vec::with_capacity(batch.ends.len());
+        let mut new: Vec<(ChunkId, &[u8])> = Vec::new();
+        let mut start = 0;
+        for &end in &batch.ends {
+            let data = &batch.data[start..end];
+            start = end;
+            let id = key.chunk_id(data);
+            if self.is_new(&id) {
+                new.push((id, data));
+            }
+            ids.push(id);
+        }
+        self.new_chunks
+            .fetch_add(new.len() as u64, Ordering::Relaxed);
+        self.reused_chunks
+            .fetch_add((ids.len() - new.len()) as u64, Ordering::Relaxed);
+        let segment = (!new.is_empty()).then(|| pack::encode_segment(key, z, &new));
+        let bytes = batch.data.len() as u64;
+        tx.send(Processed {
+            seq,
+            ids,
+            segment,
+            bytes,
+            end: None,
+            reused: None,
+        })
+        .is_ok()
+    }
+
+    /// Whether every chunk of `file` (of snapshot `snap`), and every list blob naming them,
+    /// is still stored in a pack the repository vouches for: only then may a new snapshot
+    /// take the file over without reading it ([`ChunkSink::reuse_file`]).
+    pub fn still_stored(&self, snap: &super::snapshot::Snapshot, file: &FileEntry) -> Result<bool> {
+        for l in &file.lists {
+            match ChunkId::from_hex(l) {
+                Some(id) if self.index.vouches_for(&id) => {}
+                _ => return Ok(false),
+            }
+        }
+        let mut all = true;
+        let read = super::reader::for_each_window(self.repo, &self.index, snap, file, |_, ids| {
+            all &= ids.iter().all(|id| self.index.vouches_for(id));
+            Ok(())
+        });
+        if let Err(e) = read {
+            // Damage the index does not know yet: read the file instead.
+            tracing::warn!("{e}; reading {} again instead of reusing it", file.name);
+            return Ok(false);
+        }
+        Ok(all)
     }
 
     /// Restores order, writes list blobs, fills packs; returns the entries of the files
@@ -404,6 +453,9 @@ impl<'r> BackupWriter<'r> {
                             send(&mut pack)?;
                         }
                     }
+                }
+                if let Some(entry) = p.reused {
+                    files.push(entry);
                 }
                 if let Some(end) = p.end {
                     if !list.is_empty() {

@@ -181,7 +181,7 @@ pub fn backup(
             s.system_id
         )));
     }
-    refuse_changed_cluster(writer, source, &s.system_id)?;
+    let parent = parent_of(writer, source, &s.system_id)?;
     let repo = writer.repository();
     let owner = std::fs::metadata(data_dir)
         .map(|m| (m.uid(), m.gid()))
@@ -238,11 +238,15 @@ pub fn backup(
     progress.begin("physical", total.map(|t| t as u64));
     let mut stopped = None;
     let mut tablespaces = BTreeMap::new();
+    let mut reused = (0u64, 0u64);
+    let reuse = parent.as_ref().map(|p| Reuse::new(writer, p));
     let files = writer.write_files(level, progress, |sink| {
         let mut walker = Walker {
             sink,
             chunking,
             tablespaces: &mut tablespaces,
+            reuse: reuse.as_ref(),
+            reused: &mut reused,
         };
         walker.dir(data_dir, "")?;
         let stop = stop_backup(&mut client, &conn, &s)?;
@@ -323,6 +327,11 @@ pub fn backup(
     if !tablespaces.is_empty() {
         extra.insert(keys::TABLESPACES.into(), serde_json::json!(tablespaces));
     }
+    if let Some(p) = &parent {
+        extra.insert("parent".into(), p.id.clone().into());
+        extra.insert("files_reused".into(), reused.0.into());
+        extra.insert("bytes_reused".into(), reused.1.into());
+    }
     Ok(Captured {
         kind: BackupKind::Physical,
         files,
@@ -362,13 +371,15 @@ fn pause_point(point: &str) {
     }
 }
 
-/// Refuses a source whose earlier physical snapshots are of another cluster: the URL now
-/// reaches a re-created or different cluster, whose WAL would never continue theirs.
-fn refuse_changed_cluster(
+/// The newest earlier physical snapshot of this source and cluster, whose unchanged files
+/// a backup takes over. Refuses a source whose earlier physical snapshots are of another
+/// cluster: the URL now reaches a re-created or different cluster, whose WAL would never
+/// continue theirs.
+fn parent_of(
     writer: &BackupWriter<'_>,
     source: &Source,
     system_id: &str,
-) -> Result<()> {
+) -> Result<Option<Snapshot>> {
     let snaps = writer.repository().snapshots()?;
     let earlier: Option<&Snapshot> = snaps
         .iter()
@@ -391,7 +402,16 @@ fn refuse_changed_cluster(
             system_id
         )));
     }
-    Ok(())
+    Ok(snaps
+        .into_iter()
+        .filter(|s| s.source == source.name && s.kind == BackupKind::Physical)
+        .rfind(|s| {
+            s.metadata
+                .extra
+                .get(wal::keys::SYSTEM_IDENTIFIER)
+                .and_then(|v| v.as_str())
+                == Some(system_id)
+        }))
 }
 
 struct Stopped {
@@ -438,14 +458,69 @@ fn wait_flushed(client: &mut postgres::Client, conn: &Conn, lsn: Lsn) -> Result<
     )))
 }
 
+/// What an earlier snapshot of the same cluster offers for files that did not change.
+///
+/// A file is taken over, not read, when its size and modification time are those the
+/// earlier snapshot recorded, that time lies more than a second before the earlier snapshot
+/// began (so it cannot have changed while that snapshot read it, nor within the time's
+/// granularity), and every chunk of it is still stored where the repository vouches for
+/// it. PostgreSQL writes relation files through write(2), which always sets the time.
+/// pgBackRest's incremental backups rely on the same rule.
+struct Reuse<'w, 'r> {
+    writer: &'w BackupWriter<'r>,
+    parent: &'w Snapshot,
+    files: std::collections::HashMap<&'w str, &'w crate::repository::snapshot::FileEntry>,
+    before_ns: i64,
+}
+
+impl<'w, 'r> Reuse<'w, 'r> {
+    fn new(writer: &'w BackupWriter<'r>, parent: &'w Snapshot) -> Self {
+        Reuse {
+            writer,
+            parent,
+            files: parent.files.iter().map(|f| (f.name.as_str(), f)).collect(),
+            before_ns: (parent.started_at.as_nanosecond() - 1_000_000_000)
+                .try_into()
+                .unwrap_or(i64::MIN),
+        }
+    }
+
+    /// The earlier entry for file `rel` of `size` bytes modified at `mtime_ns`, when it may
+    /// be taken over.
+    fn entry(
+        &self,
+        rel: &str,
+        size: u64,
+        mtime_ns: i64,
+        chunking: Chunking,
+    ) -> Result<Option<crate::repository::snapshot::FileEntry>> {
+        let Some(e) = self.files.get(rel) else {
+            return Ok(None);
+        };
+        let fits = e.size == size
+            && e.chunking == chunking
+            && mtime_ns < self.before_ns
+            && e.tree.as_ref().is_some_and(|t| {
+                t.mtime_ns == Some(mtime_ns) && t.checksum.is_some() && !t.dir && t.link.is_none()
+            });
+        if !fits || !self.writer.still_stored(self.parent, e)? {
+            return Ok(None);
+        }
+        Ok(Some((*e).clone()))
+    }
+}
+
 /// Walks a data directory into a writer session.
-struct Walker<'a, 's, 'p> {
+struct Walker<'a, 's, 'p, 'w, 'r> {
     sink: &'a mut ChunkSink<'p>,
     chunking: Chunking,
     tablespaces: &'s mut BTreeMap<String, String>,
+    reuse: Option<&'s Reuse<'w, 'r>>,
+    /// Files and bytes taken over from the earlier snapshot.
+    reused: &'s mut (u64, u64),
 }
 
-impl Walker<'_, '_, '_> {
+impl Walker<'_, '_, '_, '_, '_> {
     /// Stores `dir` (the data directory, or a directory below it called `rel`).
     fn dir(&mut self, dir: &Path, rel: &str) -> Result<()> {
         let mut entries: Vec<_> = match std::fs::read_dir(dir) {
@@ -509,7 +584,16 @@ impl Walker<'_, '_, '_> {
                 }
                 self.dir(&path, &child)?;
             } else if meta.is_file() {
-                self.file(&path, &child, mode)?;
+                let mtime_ns = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+                if let Some(reuse) = self.reuse {
+                    if let Some(entry) = reuse.entry(&child, meta.len(), mtime_ns, self.chunking)? {
+                        self.reused.0 += 1;
+                        self.reused.1 += entry.size;
+                        self.sink.reuse_file(entry)?;
+                        continue;
+                    }
+                }
+                self.file(&path, &child, mode, Some(mtime_ns))?;
             }
         }
         Ok(())
@@ -520,9 +604,9 @@ impl Walker<'_, '_, '_> {
     }
 
     /// Stores one file as it is now (pages changing under us are made whole by WAL replay).
-    fn file(&mut self, path: &Path, rel: &str, mode: u32) -> Result<()> {
+    fn file(&mut self, path: &Path, rel: &str, mode: u32, mtime_ns: Option<i64>) -> Result<()> {
         match std::fs::File::open(path) {
-            Ok(f) => self.read_from(f, path, rel, mode),
+            Ok(f) => self.read_from(f, path, rel, mode, mtime_ns),
             // Dropped while we walked: WAL replay removes it again.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("reading", path, e)),
@@ -531,11 +615,18 @@ impl Walker<'_, '_, '_> {
 
     /// Stores bytes the server handed over as file `rel`.
     fn bytes(&mut self, rel: &str, data: &[u8], mode: u32) -> Result<()> {
-        self.read_from(data, Path::new(rel), rel, mode)
+        self.read_from(data, Path::new(rel), rel, mode, None)
     }
 
     /// Stores what `from` gives as file `rel`, in pages, with its checksum.
-    fn read_from(&mut self, mut from: impl Read, path: &Path, rel: &str, mode: u32) -> Result<()> {
+    fn read_from(
+        &mut self,
+        mut from: impl Read,
+        path: &Path,
+        rel: &str,
+        mode: u32,
+        mtime_ns: Option<i64>,
+    ) -> Result<()> {
         let Chunking::Fixed { size } = self.chunking else {
             unreachable!("physical snapshots cut pages")
         };
@@ -562,6 +653,7 @@ impl Walker<'_, '_, '_> {
             TreeEntry {
                 mode,
                 checksum: Some(hash.finalize().to_hex().to_string()),
+                mtime_ns,
                 ..TreeEntry::default()
             },
         )
@@ -576,7 +668,7 @@ impl Walker<'_, '_, '_> {
                 path.parent().expect("in pg_wal").display()
             )));
         }
-        self.file(&path, &format!("{WAL_PREFIX}{name}"), 0o600)
+        self.file(&path, &format!("{WAL_PREFIX}{name}"), 0o600, None)
     }
 }
 
