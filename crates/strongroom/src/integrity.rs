@@ -13,10 +13,12 @@
 //! of building on them, and a pack a full read finds sound again loses its record. Must not
 //! delete or rewrite data.
 
+use crate::engine::postgres::wal;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, PackId};
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::repository::archive::Archive;
 use crate::repository::index::Location;
 use crate::repository::journal::JournalRecord;
 use crate::repository::layout::ObjectKind;
@@ -184,6 +186,11 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         }
     }
     let mut bytes_read = 0;
+    // Where physical snapshots need WAL: for naming what a damaged or missing WAL file breaks.
+    let wal_needs = repo
+        .snapshots()
+        .map(|snaps| wal::needs_of(&snaps))
+        .unwrap_or_default();
     if read_data {
         let total: u64 = packs.values().sum();
         progress.begin("read data", Some(total));
@@ -291,33 +298,28 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
                 problems.push(problem(&o.key, "not where an archived WAL file belongs"));
                 continue;
             };
-            if let Err(e) = crate::repository::archive::Archive::new(repo, cluster).get(tli, name) {
+            if let Err(e) = Archive::new(repo, cluster).get(tli, name) {
                 let mut pr = problem(&o.key, e.to_string());
-                pr.snapshots = wal_dependents(repo, cluster, name);
+                pr.snapshots = wal_dependents(&wal_needs, cluster, name);
                 problems.push(pr);
             }
         }
     }
     // WAL continuity where physical snapshots need it (a listing, no reads).
-    if let Ok(snaps) = repo.snapshots() {
-        let needs = crate::engine::postgres::wal::needs_of(&snaps);
-        if !needs.is_empty() {
-            for report in crate::engine::postgres::wal::verify(repo, &needs)? {
-                for t in &report.timelines {
-                    for g in t.gaps.iter().filter(|g| g.needed) {
-                        let mut pr = problem(
-                            ObjectKind::Wal.key(&format!(
-                                "{}/{:08X}/{}",
-                                report.system_identifier, t.timeline, g.from
-                            )),
-                            format!(
-                                "WAL segments {} to {} of cluster {} are missing: recovery from physical snapshots before them stops there (`strongroom wal verify` lists the archive)",
-                                g.from, g.to, report.system_identifier
-                            ),
-                        );
-                        pr.snapshots = wal_dependents(repo, &report.system_identifier, &g.from);
-                        problems.push(pr);
-                    }
+    if !wal_needs.is_empty() {
+        for report in wal::verify(repo, &wal_needs)? {
+            let archive = Archive::new(repo, &report.system_identifier);
+            for t in &report.timelines {
+                for g in t.gaps.iter().filter(|g| g.needed) {
+                    let mut pr = problem(
+                        archive.object_key(&wal::timeline_folder(t.timeline), &g.from),
+                        format!(
+                            "WAL segments {} to {} of cluster {} are missing: recovery from physical snapshots before them stops there (`strongroom wal verify` lists the archive)",
+                            g.from, g.to, report.system_identifier
+                        ),
+                    );
+                    pr.snapshots = wal_dependents(&wal_needs, &report.system_identifier, &g.from);
+                    problems.push(pr);
                 }
             }
         }
@@ -411,22 +413,20 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
 /// Records a pack as damaged; a failure to record is logged, never the check's outcome.
 /// Physical snapshots of `cluster` that need WAL file `name` to become consistent (it lies
 /// between their start and stop on their timeline).
-fn wal_dependents(repo: &Repository, cluster: &str, name: &str) -> Vec<String> {
-    use crate::engine::postgres::{cluster::Lsn, wal};
+fn wal_dependents(needs: &[wal::NeededFrom], cluster: &str, name: &str) -> Vec<String> {
     let Some(file) = wal::WalName::parse(name) else {
         return Vec::new();
     };
-    let snaps = repo.snapshots().unwrap_or_default();
-    wal::needs_of(&snaps)
-        .into_iter()
+    needs
+        .iter()
         .filter(|n| n.cluster == cluster && n.timeline == file.timeline)
         .filter(|n| {
             file.segment_number(n.segment_size).is_some_and(|seg| {
                 seg >= n.start.segment(n.segment_size)
-                    && seg <= Lsn(n.stop.0.saturating_sub(1)).segment(n.segment_size)
+                    && seg <= n.stop.segment_before(n.segment_size)
             })
         })
-        .map(|n| n.snapshot)
+        .map(|n| n.snapshot.clone())
         .collect()
 }
 

@@ -82,6 +82,12 @@ impl Lsn {
     pub fn segment(self, segment_size: u64) -> u64 {
         self.0 / segment_size
     }
+
+    /// The number of the segment holding the byte just before this position: the last
+    /// segment a backup that stopped here needs (its stop LSN points past its end record).
+    pub fn segment_before(self, segment_size: u64) -> u64 {
+        Lsn(self.0.saturating_sub(1)).segment(segment_size)
+    }
 }
 
 impl std::fmt::Display for Lsn {
@@ -100,6 +106,7 @@ mod tests {
         assert_eq!(l.to_string(), "16/B374D848");
         assert_eq!(Lsn::parse("0/2000028").unwrap().0, 0x2000028);
         assert_eq!(Lsn::parse("0/2000028").unwrap().segment(16 << 20), 2);
+        assert_eq!(Lsn::parse("0/3000000").unwrap().segment_before(16 << 20), 2);
         assert!(Lsn::parse("nonsense").is_none());
         assert!(Lsn::parse("1/").is_none());
         assert!(Lsn::parse("0/1") < Lsn::parse("1/0"));

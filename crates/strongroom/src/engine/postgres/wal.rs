@@ -86,7 +86,7 @@ impl WalName {
 
     /// The timeline folder it is archived in (`00000001`).
     pub fn timeline_folder(&self) -> String {
-        format!("{:08X}", self.timeline)
+        timeline_folder(self.timeline)
     }
 
     /// The segment number, for segments, partials and backup files.
@@ -94,6 +94,11 @@ impl WalName {
         let (log, seg) = self.position?;
         Some(log as u64 * segments_per_log(segment_size) + seg as u64)
     }
+}
+
+/// The archive folder of timeline `tli`: eight hex digits, as WAL file names spell it.
+pub fn timeline_folder(tli: u32) -> String {
+    format!("{tli:08X}")
 }
 
 fn segments_per_log(segment_size: u64) -> u64 {
@@ -432,7 +437,7 @@ pub fn verify(repo: &Repository, needs: &[NeededFrom]) -> Result<Vec<ClusterRepo
             let own_stop = mine
                 .iter()
                 .filter(|n| n.timeline == tli)
-                .map(|n| Lsn(n.stop.0.saturating_sub(1)).segment(segment_size))
+                .map(|n| n.stop.segment_before(segment_size))
                 .max();
             if let (Some(stop), Some(&last)) = (own_stop, segs.last()) {
                 if last < stop {
@@ -486,7 +491,7 @@ pub fn first_missing(
     to: u64,
     segment_size: u64,
 ) -> Result<Option<(String, Option<String>)>> {
-    let folder = format!("{timeline:08X}");
+    let folder = timeline_folder(timeline);
     let present: std::collections::HashSet<String> = Archive::new(repo, cluster)
         .list()?
         .into_iter()
