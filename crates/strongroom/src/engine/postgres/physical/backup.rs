@@ -66,7 +66,7 @@ fn skipped(rel: &str, name: &str) -> bool {
     }
     // Tablespaces a restore placed inside the data directory are stored through their
     // links in pg_tblspc, like any tablespace.
-    if rel == super::restore::TABLESPACES_DIR {
+    if rel == super::tree::TABLESPACES_DIR {
         return true;
     }
     name.starts_with("pg_internal.init") || name.starts_with("pgsql_tmp")
@@ -263,9 +263,7 @@ pub fn backup(
             .ok_or_else(|| Error::Source("the backup label names no START WAL LOCATION".into()))?;
         let (first, last) = (
             start_lsn.segment(s.segment_size),
-            // The stop LSN points just past the backup's end record: the segment holding
-            // the byte before it is the last one needed.
-            Lsn(stop.lsn.0.saturating_sub(1)).segment(s.segment_size),
+            stop.lsn.segment_before(s.segment_size),
         );
         let missing = wal::first_missing(repo, &s.system_id, tli, first, last, s.segment_size)?;
         let included = match (&missing, s.archives_here) {
@@ -288,7 +286,7 @@ pub fn backup(
                     walker.wal_file(data_dir, &name)?;
                 }
                 if tli > 1 {
-                    let history = format!("{tli:08X}.history");
+                    let history = format!("{}.history", wal::timeline_folder(tli));
                     if data_dir.join("pg_wal").join(&history).exists() {
                         walker.wal_file(data_dir, &history)?;
                     }

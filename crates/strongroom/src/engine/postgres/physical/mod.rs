@@ -16,7 +16,9 @@
 //! reads the wrong cluster.
 
 pub mod backup;
+pub mod recovery;
 pub mod restore;
+pub mod tree;
 pub mod verify;
 
 use crate::repository::snapshot::Snapshot;

@@ -317,8 +317,8 @@ pub fn test_restore(
             "a physical snapshot without its major version",
         )
     })?;
-    let bindir = server_bindir(major)?;
-    let _ = bindir;
+    // No binaries for this version: say so before restoring anything.
+    server_bindir(major)?;
     let scratch = ScratchDir::new(
         scratch_parent,
         "strongroom-verify-pg-",

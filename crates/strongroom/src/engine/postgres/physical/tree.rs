@@ -1,0 +1,395 @@
+//! Writing a physical snapshot's files into a directory: the part of a restore that moves
+//! the bytes.
+//!
+//! Owns the order and the durability of the writes: directories and links first; files of
+//! more than one chunk list streamed in order, one per core, hashed as they are written;
+//! small files in groups (their chunk lists fetched together), read back against their
+//! checksums; every file synced as it is written, then every directory; `global/pg_control`
+//! last, so a directory cut short cannot start. Also owns where tablespaces come back:
+//! inside the restored data directory ([`TABLESPACES_DIR`]), linked from `pg_tblspc/`, not at
+//! their original locations, which on the same host belong to the cluster that was backed
+//! up. Must not decide where the directory goes or how it recovers.
+
+use super::{PG_CONTROL, TABLESPACE_MAP};
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::repository::index::Index;
+use crate::repository::reader;
+use crate::repository::snapshot::{Chunking, FileEntry, Snapshot};
+use std::collections::HashMap;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::Path;
+
+/// Small files restored together: their chunk lists are fetched in one go.
+const FILES_PER_GROUP: usize = 256;
+
+/// Writes every entry of the snapshot below `dir`; returns the bytes written.
+pub(super) fn write_tree(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    dir: &Path,
+    final_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    progress.begin("restore", Some(snap.size));
+    let mut files: Vec<&FileEntry> = Vec::new();
+    let mut control = None;
+    for f in &snap.files {
+        let rel = safe_relative(snap, &f.name)?;
+        let path = dir.join(rel);
+        let tree = f.tree.clone().unwrap_or_default();
+        if tree.dir || (tree.link.is_some() && f.name.starts_with("pg_tblspc/")) {
+            // A tablespace is written here first and moved below the data directory
+            // afterwards (see `place_tablespaces`).
+            std::fs::create_dir_all(&path).map_err(|e| Error::io("creating", &path, e))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(tree.mode.max(0o700)))
+                .map_err(|e| Error::io("setting permissions of", &path, e))?;
+        } else if let Some(link) = &tree.link {
+            std::os::unix::fs::symlink(link, &path)
+                .map_err(|e| Error::io("creating link", &path, e))?;
+        } else if f.name == TABLESPACE_MAP {
+            // Left out: it would point the restored cluster at the original tablespaces.
+        } else if f.name == PG_CONTROL {
+            control = Some(f);
+        } else {
+            files.push(f);
+        }
+    }
+    let mut bytes = write_files(repo, index, snap, dir, &files, progress)?;
+    place_tablespaces(snap, dir, final_dir)?;
+    // Everything else is on disk before the one file that makes the directory startable:
+    // each file was synced when written, and now every directory (their entries).
+    sync_directories(dir)?;
+    let control = control.ok_or_else(|| {
+        Error::corrupt(
+            Snapshot::object_key(&snap.id),
+            "a physical snapshot without global/pg_control",
+        )
+    })?;
+    bytes += write_files(repo, index, snap, dir, &[control], progress)?;
+    let path = dir.join(PG_CONTROL);
+    std::fs::File::open(&path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("syncing", &path, e))?;
+    crate::storage::sync_dir(path.parent().expect("global/"))?;
+    progress.end();
+    Ok(bytes)
+}
+
+/// Where tablespaces come back: inside the restored data directory, linked from
+/// `pg_tblspc/<oid>` as PostgreSQL requires (it refuses plain directories there at the end of
+/// recovery). Their original locations belong to the cluster that was backed up.
+pub const TABLESPACES_DIR: &str = "strongroom_tablespaces";
+
+/// Moves each tablespace written at `pg_tblspc/<oid>` to [`TABLESPACES_DIR`]`/<oid>` and
+/// links it from `pg_tblspc/<oid>`, by the path it will have once `dir` is `final_dir`.
+fn place_tablespaces(snap: &Snapshot, dir: &Path, final_dir: &Path) -> Result<()> {
+    let spaces: Vec<&str> = snap
+        .files
+        .iter()
+        .filter(|f| f.tree.as_ref().is_some_and(|t| t.link.is_some()))
+        .filter_map(|f| f.name.strip_prefix("pg_tblspc/"))
+        .filter(|oid| !oid.contains('/'))
+        .collect();
+    if spaces.is_empty() {
+        return Ok(());
+    }
+    let home = dir.join(TABLESPACES_DIR);
+    std::fs::create_dir_all(&home).map_err(|e| Error::io("creating", &home, e))?;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("setting permissions of", &home, e))?;
+    for oid in spaces {
+        let written = dir.join("pg_tblspc").join(oid);
+        let placed = home.join(oid);
+        std::fs::rename(&written, &placed).map_err(|e| Error::io("moving", &written, e))?;
+        let link = final_dir.join(TABLESPACES_DIR).join(oid);
+        std::os::unix::fs::symlink(&link, &written)
+            .map_err(|e| Error::io("creating link", &written, e))?;
+    }
+    Ok(())
+}
+
+/// A stored name as a path below the data directory, refusing anything that would leave it.
+fn safe_relative<'a>(snap: &Snapshot, name: &'a str) -> Result<&'a Path> {
+    let p = Path::new(name);
+    if name.is_empty()
+        || p.is_absolute()
+        || p.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(Error::corrupt(
+            Snapshot::object_key(&snap.id),
+            format!("file name {name:?} would leave the data directory"),
+        ));
+    }
+    Ok(p)
+}
+
+/// Writes `files` (grouped: many small files' chunks are fetched together, a large file's
+/// window by window), then checks each against its checksum.
+fn write_files(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    dir: &Path,
+    files: &[&FileEntry],
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let (large, small): (Vec<&FileEntry>, Vec<&FileEntry>) =
+        files.iter().copied().partition(|f| f.lists.len() > 1);
+    // Files written out of order (grouped), whose checksums are checked by reading back.
+    let unhashed = &small;
+    // Large files stream one per core (each fetches its next step while writing one), and
+    // the small ones are written in groups beside them: one stream alone keeps one core busy.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let written = std::sync::atomic::AtomicU64::new(0);
+    let failed: std::sync::Mutex<Option<Error>> = Default::default();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(large.len()) {
+            s.spawn(|| {
+                loop {
+                    if failed.lock().expect("lock").is_some() {
+                        break;
+                    }
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(f) = large.get(i) else { break };
+                    match write_large(repo, index, snap, dir, f, progress) {
+                        Ok(n) => {
+                            written.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            failed.lock().expect("lock").get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+        for group in small.chunks(FILES_PER_GROUP) {
+            if failed.lock().expect("lock").is_some() {
+                break;
+            }
+            match write_group(repo, index, snap, dir, group, progress) {
+                Ok(n) => {
+                    written.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    failed.lock().expect("lock").get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = failed.into_inner().expect("lock") {
+        return Err(e);
+    }
+    let total = written.into_inner();
+    // Checked after writing, reading back what is now in the page cache: the bytes on disk
+    // are the bytes that were backed up.
+    let failures: std::sync::Mutex<Vec<String>> = Default::default();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(f) = unhashed.get(i) else { break };
+                    let Some(want) = f.tree.as_ref().and_then(|t| t.checksum.as_ref()) else {
+                        continue;
+                    };
+                    let path = dir.join(&f.name);
+                    let got = std::fs::File::open(&path).and_then(|mut file| {
+                        let mut h = blake3::Hasher::new();
+                        std::io::copy(&mut file, &mut h)?;
+                        Ok(h.finalize().to_hex().to_string())
+                    });
+                    if got.as_deref().ok() != Some(want.as_str()) {
+                        failures.lock().expect("lock").push(f.name.clone());
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().expect("lock");
+    if let Some(first) = failures.first() {
+        return Err(Error::corrupt(
+            Snapshot::object_key(&snap.id),
+            format!(
+                "restored file {first} does not match its checksum ({} file(s) in all)",
+                failures.len()
+            ),
+        ));
+    }
+    Ok(total)
+}
+
+/// Creates the file for `f` with its size and mode.
+fn create(dir: &Path, f: &FileEntry) -> Result<std::fs::File> {
+    let path = dir.join(&f.name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io("creating", &path, e))?;
+    file.set_len(f.size)
+        .map_err(|e| Error::io("sizing", &path, e))?;
+    let mode = f.tree.as_ref().map(|t| t.mode).unwrap_or(0o600);
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("setting permissions of", &path, e))?;
+    Ok(file)
+}
+
+fn chunk_size(snap: &Snapshot, f: &FileEntry) -> Result<u64> {
+    match f.chunking {
+        Chunking::Fixed { size } => Ok(size as u64),
+        Chunking::ContentDefined => Err(Error::corrupt(
+            Snapshot::object_key(&snap.id),
+            format!("file {} of a physical snapshot is not cut in pages", f.name),
+        )),
+    }
+}
+
+/// Writes chunks at their positions: `places` says where each distinct chunk goes.
+fn place_chunks(
+    repo: &Repository,
+    index: &Index,
+    files: &[std::fs::File],
+    names: &[&str],
+    places: &HashMap<ChunkId, Vec<(usize, u64)>>,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let ids: Vec<ChunkId> = places.keys().copied().collect();
+    let written = std::sync::atomic::AtomicU64::new(0);
+    reader::fetch(repo, index, &ids, |chunks| {
+        for (id, data) in chunks {
+            for &(file, offset) in &places[id] {
+                files[file]
+                    .write_all_at(data, offset)
+                    .map_err(|e| reader::output_error(names[file], e))?;
+                written.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                progress.advance(data.len() as u64);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(written.into_inner())
+}
+
+/// Writes files of at most one list blob each, together.
+fn write_group(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    dir: &Path,
+    group: &[&FileEntry],
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let object = Snapshot::object_key(&snap.id);
+    let list_ids: Vec<ChunkId> = group
+        .iter()
+        .flat_map(|f| f.lists.iter())
+        .map(|h| ChunkId::from_hex(h).ok_or_else(|| Error::corrupt(&object, "bad list id")))
+        .collect::<Result<_>>()?;
+    let lists: std::sync::Mutex<HashMap<ChunkId, Vec<u8>>> = Default::default();
+    reader::fetch(repo, index, &list_ids, |chunks| {
+        let mut l = lists.lock().expect("lock");
+        for (id, data) in chunks {
+            l.insert(*id, data.to_vec());
+        }
+        Ok(())
+    })?;
+    let lists = lists.into_inner().expect("lock");
+    let mut handles = Vec::with_capacity(group.len());
+    let mut places: HashMap<ChunkId, Vec<(usize, u64)>> = HashMap::new();
+    for (i, f) in group.iter().enumerate() {
+        handles.push(create(dir, f)?);
+        let Some(list) = f.lists.first() else {
+            continue;
+        };
+        let size = chunk_size(snap, f)?;
+        let id = ChunkId::from_hex(list).expect("checked above");
+        let body = &lists[&id];
+        if body.len() as u64 != f.chunks * 32 {
+            return Err(Error::corrupt(
+                &object,
+                format!("the chunk list of {} has the wrong length", f.name),
+            ));
+        }
+        for (pos, raw) in body.chunks_exact(32).enumerate() {
+            let id = ChunkId(raw.try_into().expect("32 bytes"));
+            places.entry(id).or_default().push((i, pos as u64 * size));
+        }
+    }
+    let names: Vec<&str> = group.iter().map(|f| f.name.as_str()).collect();
+    let n = place_chunks(repo, index, &handles, &names, &places, progress)?;
+    for (h, f) in handles.iter().zip(group) {
+        h.sync_data()
+            .map_err(|e| Error::io("syncing", dir.join(&f.name), e))?;
+    }
+    Ok(n)
+}
+
+/// Writes one file of many list blobs in order (the next step is fetched while one is
+/// written), hashing as it goes: no read-back needed for its checksum.
+fn write_large(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    dir: &Path,
+    f: &FileEntry,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    struct Hashing<W> {
+        out: W,
+        hash: blake3::Hasher,
+        bytes: u64,
+    }
+    impl<W: std::io::Write> std::io::Write for Hashing<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.out.write(buf)?;
+            self.hash.update(&buf[..n]);
+            self.bytes += n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.out.flush()
+        }
+    }
+    chunk_size(snap, f)?;
+    let mut out = Hashing {
+        out: create(dir, f)?,
+        hash: blake3::Hasher::new(),
+        bytes: 0,
+    };
+    reader::stream_file(repo, index, snap, f, &mut out, progress)?;
+    out.out
+        .sync_data()
+        .map_err(|e| Error::io("syncing", dir.join(&f.name), e))?;
+    let want = f.tree.as_ref().and_then(|t| t.checksum.as_ref());
+    if want.is_some_and(|w| *w != out.hash.finalize().to_hex().as_str()) || out.bytes != f.size {
+        return Err(Error::corrupt(
+            Snapshot::object_key(&snap.id),
+            format!("restored file {} does not match its checksum", f.name),
+        ));
+    }
+    Ok(out.bytes)
+}
+
+/// Fsyncs `dir` and every directory below it (not following links), so the entries of the
+/// files written there survive a crash. Files are synced one by one as they are written:
+/// a `syncfs` would also wait for every other process's dirty data on the filesystem (on a
+/// database host, the running cluster's), which can be gigabytes.
+fn sync_directories(dir: &Path) -> Result<()> {
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
+        let e = e.map_err(|e| Error::io("listing", dir, e))?;
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            sync_directories(&e.path())?;
+        }
+    }
+    crate::storage::sync_dir(dir)
+}
