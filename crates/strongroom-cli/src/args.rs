@@ -208,6 +208,73 @@ pub enum Command {
         #[arg(long)]
         read_data: bool,
     },
+    /// Remove snapshots the retention policy does not keep (--prune: and the data only they used).
+    #[command(
+        after_help = "Examples:\n  strongroom forget --dry-run                  # the [retention] policy: what it keeps, and why\n  strongroom forget --prune                    # apply it, then delete data nothing needs\n  strongroom forget --keep-daily 7 --keep-weekly 4 --source hotel --json\n  strongroom forget 3fa4c1 --prune             # forget one snapshot by id\n\nBuckets are restic's: --keep-daily 7 keeps the newest snapshot of each of the 7 newest days\nthat have one (UTC), so when backups stop nothing ages out. Per source and kind, whatever the\npolicy: the newest snapshot, the newest verified one, and for physical snapshots the one at or\nbefore now minus pitr_window and every later one are kept. Flags replace [retention]'s keep_*\nand keep_within; its tag_within (pre-migration = \"90d\" by default) and pitr_window still apply."
+    )]
+    Forget {
+        /// Snapshot ids (or unique prefixes of 6+ characters) to forget instead of applying a policy.
+        snapshots: Vec<String>,
+        /// Keep the N newest snapshots.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<u32>,
+        /// Keep the newest snapshot of each of the N newest hours that have one.
+        #[arg(long, value_name = "N")]
+        keep_hourly: Option<u32>,
+        /// Keep the newest snapshot of each of the N newest days that have one.
+        #[arg(long, value_name = "N")]
+        keep_daily: Option<u32>,
+        /// Keep the newest snapshot of each of the N newest ISO weeks that have one.
+        #[arg(long, value_name = "N")]
+        keep_weekly: Option<u32>,
+        /// Keep the newest snapshot of each of the N newest months that have one.
+        #[arg(long, value_name = "N")]
+        keep_monthly: Option<u32>,
+        /// Keep the newest snapshot of each of the N newest years that have one.
+        #[arg(long, value_name = "N")]
+        keep_yearly: Option<u32>,
+        /// Keep every snapshot taken within DURATION of the newest one (e.g. 7d).
+        #[arg(long, value_name = "DURATION")]
+        keep_within: Option<String>,
+        /// Keep every snapshot with this tag (repeatable).
+        #[arg(long = "keep-tag", value_name = "TAG")]
+        keep_tags: Vec<String>,
+        /// Say what would be removed (and, with --prune, freed); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Then delete the data no remaining snapshot needs (see `strongroom prune`).
+        #[arg(long)]
+        prune: bool,
+        #[command(flatten)]
+        prune_opts: PruneArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Delete data no snapshot needs: unused packs, WAL older than any kept physical snapshot needs.
+    #[command(
+        after_help = "Examples:\n  strongroom prune --dry-run\n  strongroom prune --max-wait 1h\n\nSafe beside running jobs: packs are first marked, and deleted only once every job that\nstarted before the mark has ended (at most --max-wait; else the next prune finishes). Backups\nand WAL archiving never wait for a prune."
+    )]
+    Prune {
+        /// Say what would be deleted and freed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        prune_opts: PruneArgs,
+    },
+    /// Remove stale locks (of jobs whose process is gone), saying which.
+    #[command(
+        after_help = "Examples:\n  strongroom unlock\n  strongroom unlock --all   # also live-looking ones: only when no strongroom job runs anywhere"
+    )]
+    Unlock {
+        /// Remove every lock, not only stale ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Repair the repository's index.
+    Repair {
+        #[command(subcommand)]
+        action: RepairAction,
+    },
     /// PostgreSQL WAL archiving: archive_command, restore_command and continuity.
     #[command(
         after_help = "In postgresql.conf (the repository and key come from the environment or the config,\nnever the command line):\n  archive_mode = on\n  archive_command = '/usr/local/bin/strongroom wal push %p'\n  restore_command = '/usr/local/bin/strongroom wal fetch %f %p'   # written by restore\n\nExamples:\n  strongroom wal verify\n  strongroom wal verify --json"
@@ -346,6 +413,27 @@ pub enum HotelAction {
         #[arg(long, default_value_t = 2)]
         seed: u64,
     },
+}
+
+/// What a prune may do.
+#[derive(Args, Clone)]
+pub struct PruneArgs {
+    /// Repack packs whose needed share of bytes is below this fraction (default: [prune] repack_below, 0.5).
+    #[arg(long, value_name = "FRACTION")]
+    pub repack_below: Option<f64>,
+    /// Wait at most this long for jobs older than the deletion (default: [prune] max_wait, 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub max_wait: Option<String>,
+}
+
+/// `strongroom repair …`.
+#[derive(Subcommand)]
+pub enum RepairAction {
+    /// Rebuild the index from the packs' own trailers.
+    #[command(
+        after_help = "Example:\n  strongroom repair index\n\nAfter damage or a lost index object: the new index names only chunks whose packs exist and\nopen, so no later backup builds on data that is gone."
+    )]
+    Index,
 }
 
 #[derive(Args, Clone)]

@@ -67,6 +67,9 @@ fn take(
                 .join(", "),
         });
     }
+    // Held until the manifest is written: a prune deletes nothing this backup may build on
+    // before the lock is gone (repository::lock, repository::deletion).
+    let _lock = repo.lock(crate::repository::lock::LockKind::Shared, "backup")?;
     let writer = BackupWriter::new(repo)?;
     let captured = engine.backup(source, &kind, &writer, progress)?;
     let stats = writer.finish()?;
@@ -96,6 +99,7 @@ fn take(
         program_version: env!("CARGO_PKG_VERSION").into(),
         files: captured.files,
     };
+    crate::fault::pause("before-commit");
     repo.write_snapshot(&mut snap)?;
     Ok(snap)
 }

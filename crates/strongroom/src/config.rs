@@ -28,6 +28,9 @@ pub struct Config {
     /// Retention policy.
     #[serde(default)]
     pub retention: Retention,
+    /// How prune reclaims space.
+    #[serde(default)]
+    pub prune: PruneSettings,
     /// Recovery objectives.
     #[serde(default)]
     pub objectives: Objectives,
@@ -117,9 +120,74 @@ pub struct Retention {
     /// Snapshots carrying any of these tags are always kept.
     #[serde(default)]
     pub keep_tags: Vec<String>,
-    /// How far back point-in-time recovery must reach (e.g. `7d`): the WAL it needs is kept.
+    /// How far back point-in-time recovery must reach (e.g. `7d`, the default): the
+    /// physical snapshot at or before that point and every later one are kept, and the WAL
+    /// they need.
     pub pitr_window: Option<String>,
+    /// Per-tag rules (`[retention.tag_within]`, e.g. `pre-migration = "90d"`, the default):
+    /// snapshots carrying the tag are kept this long, counted back from the newest snapshot
+    /// of their source and kind.
+    #[serde(default = "default_tag_within")]
+    pub tag_within: BTreeMap<String, String>,
 }
+
+fn default_tag_within() -> BTreeMap<String, String> {
+    [("pre-migration".to_string(), "90d".to_string())].into()
+}
+
+/// `[prune]`: how prune reclaims space.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneSettings {
+    /// Packs whose needed share of bytes is below this fraction are repacked (default 0.5).
+    pub repack_below: f64,
+    /// How long a prune waits for older jobs before leaving its deletion to the next prune
+    /// (default `10m`).
+    pub max_wait: String,
+}
+
+impl Default for PruneSettings {
+    fn default() -> Self {
+        PruneSettings {
+            repack_below: 0.5,
+            max_wait: "10m".into(),
+        }
+    }
+}
+
+impl Retention {
+    /// The policy this table describes.
+    pub fn policy(&self) -> crate::retention::Policy {
+        let d = |s: &Option<String>| {
+            s.as_deref()
+                .map(|v| crate::parse_duration(v).expect("validated at load"))
+        };
+        crate::retention::Policy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: d(&self.keep_within),
+            keep_tags: self.keep_tags.clone(),
+            tag_within: self
+                .tag_within
+                .iter()
+                .map(|(t, v)| {
+                    (
+                        t.clone(),
+                        crate::parse_duration(v).expect("validated at load"),
+                    )
+                })
+                .collect(),
+            pitr_window: Some(d(&self.pitr_window).unwrap_or(DEFAULT_PITR_WINDOW)),
+        }
+    }
+}
+
+/// The PITR window when the config names none: a week, as the strategy's drills look back.
+pub const DEFAULT_PITR_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 impl Default for Retention {
     /// The strategy's policy: daily 30 days, weekly 3 months, monthly a year.
@@ -134,6 +202,7 @@ impl Default for Retention {
             keep_within: None,
             keep_tags: Vec::new(),
             pitr_window: None,
+            tag_within: default_tag_within(),
         }
     }
 }
@@ -219,10 +288,26 @@ impl Config {
             ("objectives.rto", Some(&cfg.objectives.rto)),
             ("retention.keep_within", cfg.retention.keep_within.as_ref()),
             ("retention.pitr_window", cfg.retention.pitr_window.as_ref()),
+            ("prune.max_wait", Some(&cfg.prune.max_wait)),
         ];
         for (what, v) in durations.into_iter().filter_map(|(w, v)| v.map(|v| (w, v))) {
             crate::parse_duration(v)
                 .map_err(|e| Error::Config(format!("{}: {what}: {e}", origin.display())))?;
+        }
+        for (tag, v) in &cfg.retention.tag_within {
+            crate::parse_duration(v).map_err(|e| {
+                Error::Config(format!(
+                    "{}: retention.tag_within.{tag}: {e}",
+                    origin.display()
+                ))
+            })?;
+        }
+        if !(0.0..=1.0).contains(&cfg.prune.repack_below) {
+            return Err(Error::Config(format!(
+                "{}: prune.repack_below is {}; it must be a fraction between 0 and 1 (e.g. 0.5)",
+                origin.display(),
+                cfg.prune.repack_below
+            )));
         }
         Ok(cfg)
     }

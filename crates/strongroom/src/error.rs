@@ -272,6 +272,9 @@ pub enum Error {
     /// A pipeline thread stopped because another part of it failed.
     #[error("{0}")]
     Internal(String),
+    /// Another job holds a lock this one needs (another prune, say).
+    #[error("{0}")]
+    Locked(String),
 }
 
 /// The sorts of place a snapshot restores into.
@@ -327,6 +330,8 @@ pub enum ErrorKind {
     Internal,
     /// The job's process ended before it could say how the job went (journal records only).
     Interrupted,
+    /// Another job holds a lock this one needs; running it again later may succeed.
+    Locked,
 }
 
 impl ErrorKind {
@@ -347,6 +352,7 @@ impl ErrorKind {
             ErrorKind::CheckFailed => "check_failed",
             ErrorKind::Internal => "internal",
             ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Locked => "locked",
         }
     }
 }
@@ -426,6 +432,7 @@ impl Error {
             Error::InPlace { cause, .. } => *cause,
             Error::Failed(_) => ErrorKind::CheckFailed,
             Error::Internal(_) => ErrorKind::Internal,
+            Error::Locked(_) => ErrorKind::Locked,
         }
     }
 
@@ -434,6 +441,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Storage { transient, .. } => *transient,
+            Error::Locked(_) => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted

@@ -57,6 +57,20 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// Data no snapshot needs: not a problem, but space prune will reclaim.
     pub unreferenced: Unreferenced,
+    /// Locks held when the check ran (its own included).
+    pub locks: Vec<LockNote>,
+    /// Prune deletions marked and not finished (the next prune finishes them).
+    pub pending_deletions: usize,
+}
+
+/// A lock found by `check`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LockNote {
+    /// Who holds it, since when.
+    pub holder: String,
+    /// Why it is stale, when it is (`strongroom unlock` removes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
 }
 
 /// Stored data that no snapshot references.
@@ -127,6 +141,7 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     let mut problems = Vec::new();
     // The index before the packs: a pack is durable before any index object names it, so a
     // backup running meanwhile cannot make one of its packs look missing.
+    let _lock = repo.read_lock("check");
     let index = repo.load_index()?;
     let packs: HashMap<PackId, u64> = storage
         .list(ObjectKind::Pack.folder())?
@@ -160,7 +175,10 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
                 problems.push(pr);
             }
         }
-        if !packs.contains_key(p) {
+        if !packs.contains_key(p) && index.is_doomed(p) {
+            // A prune is deleting it, and every chunk in it that a snapshot needs was
+            // copied first (a pack is only doomed once that is so).
+        } else if !packs.contains_key(p) {
             let mut pr = problem(p.object_key(), "missing, but the index refers to it");
             pr.chunks = ids.iter().copied().collect();
             problems.push(pr);
@@ -200,6 +218,7 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             let object = p.object_key();
             let bytes = match storage.get(&object) {
                 Ok(b) => b,
+                Err(Error::Missing { .. }) if index.is_doomed(p) => continue,
                 Err(e) => {
                     if e.is_damage() {
                         note_damage(repo, p, &e.to_string());
@@ -399,6 +418,31 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         unreferenced.temporary_objects += 1;
         unreferenced.temporary_bytes += o.size;
     }
+    // Locks and deletion marks: read (they are small), never changed here.
+    let now = jiff::Timestamp::now();
+    let mut locks = Vec::new();
+    for l in repo.locks()? {
+        if let Err(why) = &l.record {
+            problems.push(problem(
+                ObjectKind::Lock.key(&l.name),
+                format!("{why}; `strongroom unlock` removes it"),
+            ));
+        }
+        locks.push(LockNote {
+            holder: l.describe(),
+            stale: l.stale(now),
+        });
+    }
+    let mut pending_deletions = 0;
+    for (name, mark) in repo.marks()? {
+        match mark {
+            Ok(_) => pending_deletions += 1,
+            Err(e) => problems.push(problem(
+                ObjectKind::Deletion.key(&name),
+                format!("{e}; this prune's deletion cannot finish (it deletes nothing until the mark is removed by hand)"),
+            )),
+        }
+    }
     Ok(CheckReport {
         ok: problems.is_empty(),
         snapshots,
@@ -407,6 +451,8 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         bytes_read,
         problems,
         unreferenced,
+        locks,
+        pending_deletions,
     })
 }
 

@@ -205,6 +205,7 @@ fn restore(
             });
         }
     }
+    let _lock = repo.read_lock("restore");
     let index = repo.load_index()?;
     let mut staged = engine.stage(repo, &index, snap, target, &state, opts, progress)?;
     staged.ready()?;

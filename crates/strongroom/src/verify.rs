@@ -56,6 +56,7 @@ pub fn run(
     scratch: &Scratch,
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
+    let _lock = repo.read_lock("verify");
     let index = repo.load_index();
     let mut out = Vec::new();
     for snap in snaps {

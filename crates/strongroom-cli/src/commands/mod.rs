@@ -8,6 +8,7 @@ pub mod backup;
 pub mod check;
 pub mod completions;
 pub mod demo;
+pub mod forget;
 pub mod hotel;
 pub mod init;
 pub mod key;
@@ -82,6 +83,44 @@ pub fn run(global: Global, command: Command) -> Result<()> {
             filter,
         } => verify::run(&ctx()?, reference.as_deref(), all, &filter),
         Command::Check { read_data } => check::run(&ctx()?, read_data),
+        Command::Forget {
+            snapshots,
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            keep_within,
+            keep_tags,
+            dry_run,
+            prune,
+            prune_opts,
+            filter,
+        } => forget::run(
+            &ctx()?,
+            snapshots,
+            forget::KeepFlags {
+                last: keep_last,
+                hourly: keep_hourly,
+                daily: keep_daily,
+                weekly: keep_weekly,
+                monthly: keep_monthly,
+                yearly: keep_yearly,
+                within: keep_within,
+                tags: keep_tags,
+            },
+            &filter,
+            dry_run,
+            prune,
+            &prune_opts,
+        ),
+        Command::Prune {
+            dry_run,
+            prune_opts,
+        } => forget::prune(&ctx()?, dry_run, &prune_opts),
+        Command::Unlock { all } => forget::unlock(&ctx()?, all),
+        Command::Repair { action } => forget::repair(&ctx()?, action),
         Command::Key { action } => key::run(&ctx()?, action),
         Command::Wal { action } => wal::run(ctx(), action),
         Command::Demo { dir, bookings } => demo::run(&ctx()?, &dir, bookings),

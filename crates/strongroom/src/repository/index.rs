@@ -47,6 +47,8 @@ pub struct Index {
     present: Option<HashSet<PackId>>,
     /// Packs recorded damaged.
     damaged: HashSet<PackId>,
+    /// Packs a prune's deletion mark will delete (`repository::deletion`).
+    doomed: HashSet<PackId>,
     /// Index objects that could not be read, with why.
     unreadable: Vec<(String, String)>,
 }
@@ -79,9 +81,27 @@ impl Index {
         self.damaged = damaged;
     }
 
-    /// Whether a pack is known missing or damaged.
+    /// Sets the packs a prune is about to delete: like damaged ones, nothing may build on
+    /// them, and reads prefer any other copy.
+    pub fn set_doomed(&mut self, doomed: HashSet<PackId>) {
+        self.doomed = doomed;
+    }
+
+    /// Whether a pack is known missing or damaged, or about to be deleted.
     pub fn is_bad(&self, pack: &PackId) -> bool {
-        self.damaged.contains(pack) || self.present.as_ref().is_some_and(|p| !p.contains(pack))
+        self.damaged.contains(pack)
+            || self.doomed.contains(pack)
+            || self.present.as_ref().is_some_and(|p| !p.contains(pack))
+    }
+
+    /// Whether a prune's mark will delete this pack.
+    pub fn is_doomed(&self, pack: &PackId) -> bool {
+        self.doomed.contains(pack)
+    }
+
+    /// The packs the loaded index objects name, each once.
+    pub fn packs(&self) -> &[PackId] {
+        &self.packs
     }
 
     /// Whether the index can vouch for a chunk: it is listed in a pack in good health. A

@@ -14,8 +14,9 @@
 //! snapshots/<id>            manifests; the commit point
 //! journal/<time>-<rand>     one record per job run, success or failure
 //! damage/<pack id>          packs found damaged or missing: backups store their chunks again
-//! locks/<id>                (room kept: prune's locks)
-//! wal/<system id>/<tli>/<segment>   (room kept: PostgreSQL WAL archive)
+//! locks/<id>                who is using the repository (repository::lock)
+//! deletions/<time>-<rand>   prune's deletion marks: what it deletes once older locks are gone
+//! wal/<system id>/<tli>/<segment>   archived PostgreSQL WAL (repository::archive)
 //! ```
 
 use crate::id::PackId;
@@ -42,13 +43,15 @@ pub enum ObjectKind {
     Damage,
     /// A lock.
     Lock,
+    /// A prune's deletion mark.
+    Deletion,
     /// An archived WAL file.
     Wal,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `check` reads them.
-    pub const ALL: [ObjectKind; 9] = [
+    pub const ALL: [ObjectKind; 10] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
@@ -57,6 +60,7 @@ impl ObjectKind {
         ObjectKind::Journal,
         ObjectKind::Damage,
         ObjectKind::Lock,
+        ObjectKind::Deletion,
         ObjectKind::Wal,
     ];
 
@@ -71,6 +75,7 @@ impl ObjectKind {
             ObjectKind::Journal => "journal/",
             ObjectKind::Damage => "damage/",
             ObjectKind::Lock => "locks/",
+            ObjectKind::Deletion => "deletions/",
             ObjectKind::Wal => "wal/",
         }
     }

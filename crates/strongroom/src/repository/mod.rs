@@ -8,9 +8,11 @@
 
 pub mod archive;
 pub mod damage;
+pub mod deletion;
 pub mod index;
 pub mod journal;
 pub mod layout;
+pub mod lock;
 pub mod pack;
 pub mod reader;
 pub mod snapshot;
@@ -351,6 +353,9 @@ impl Repository {
     pub fn load_index(&self) -> Result<Index> {
         // Index objects are listed before packs: a pack is durable before any index object
         // names it, so every pack a listed object names is in the later pack listing.
+        // Marks before index objects: a prune writes its new index objects before its mark,
+        // so whoever sees a mark also sees the copies it made.
+        let doomed = self.doomed_packs()?;
         let objects = self.storage.list(ObjectKind::Index.folder())?;
         let present = self
             .storage
@@ -360,6 +365,7 @@ impl Repository {
             .collect();
         let mut ix = Index::default();
         ix.set_pack_health(present, self.damaged_packs()?);
+        ix.set_doomed(doomed);
         for info in objects {
             match self.read_index(&info.key) {
                 Ok(entries) => ix.extend(entries),

@@ -215,14 +215,38 @@ pub fn read_pack(key: &MasterKey, object: &str, id: PackId, bytes: &[u8]) -> Res
         ));
     }
     let n = bytes.len();
-    if n < 4 {
-        return Err(Error::corrupt(object, "too short to be a pack"));
-    }
-    let tlen = u32::from_le_bytes(bytes[n - 4..].try_into().expect("4 bytes")) as usize;
-    if tlen + 4 > n {
+    let tlen = trailer_len(object, n as u64, &bytes[n.saturating_sub(4)..])? as usize;
+    decode_trailer(
+        key,
+        object,
+        id,
+        &bytes[n - 4 - tlen..n - 4],
+        (n - 4 - tlen) as u64,
+    )
+}
+
+/// The sealed trailer's length, from a pack's last four bytes; `size` is the pack's size.
+pub fn trailer_len(object: &str, size: u64, last4: &[u8]) -> Result<u64> {
+    let last4: [u8; 4] = last4
+        .try_into()
+        .map_err(|_| Error::corrupt(object, "too short to be a pack"))?;
+    let tlen = u32::from_le_bytes(last4) as u64;
+    if tlen + 4 > size {
         return Err(Error::corrupt(object, "trailer length out of range"));
     }
-    let trailer = key.open(object, TRAILER_AAD, &bytes[n - 4 - tlen..n - 4])?;
+    Ok(tlen)
+}
+
+/// Opens a pack's sealed trailer and returns its entries; `segments_len` is where the
+/// segments end (the trailer's offset), so no entry may point past it.
+pub fn decode_trailer(
+    key: &MasterKey,
+    object: &str,
+    id: PackId,
+    sealed: &[u8],
+    segments_len: u64,
+) -> Result<Vec<Entry>> {
+    let trailer = key.open(object, TRAILER_AAD, sealed)?;
     let mut r = Reader {
         buf: &trailer,
         pos: 0,
@@ -236,7 +260,7 @@ pub fn read_pack(key: &MasterKey, object: &str, id: PackId, bytes: &[u8]) -> Res
             *n = r.u32().ok_or_else(bad)?;
         }
         let [offset, len, inner_offset, inner_len] = nums;
-        if offset as usize + len as usize > n - 4 - tlen {
+        if offset as u64 + len as u64 > segments_len {
             return Err(bad());
         }
         out.push((

@@ -359,6 +359,54 @@ pub fn needs_of(snaps: &[crate::repository::snapshot::Snapshot]) -> Vec<NeededFr
         .collect()
 }
 
+/// An archived file no kept snapshot needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expired {
+    /// Its object key.
+    pub key: String,
+    /// Stored bytes.
+    pub stored: u64,
+}
+
+/// Archived WAL older than what `kept` (the snapshots that stay) need: per cluster, every
+/// segment, partial segment and backup-history file numbered below the start segment of the
+/// oldest kept physical snapshot that relies on the archive, on any timeline. Timeline
+/// history files are never expired (they are tiny and recovery reads them to choose a
+/// timeline). A cluster no kept snapshot relies on keeps all of its WAL: archiving may be
+/// feeding a first base backup that is running right now.
+pub fn expired(
+    repo: &Repository,
+    kept: &[crate::repository::snapshot::Snapshot],
+) -> Result<Vec<Expired>> {
+    let mut cut: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for n in needs_of(kept) {
+        let first = n.start.segment(n.segment_size);
+        let e = cut
+            .entry(n.cluster.clone())
+            .or_insert((first, n.segment_size));
+        e.0 = e.0.min(first);
+    }
+    let mut out = Vec::new();
+    for (cluster, (first, size)) in cut {
+        let archive = Archive::new(repo, &cluster);
+        for l in archive.list()? {
+            let Some(name) = WalName::parse(&l.name) else {
+                continue;
+            };
+            if name.kind == WalKind::History {
+                continue;
+            }
+            if name.segment_number(size).is_some_and(|n| n < first) {
+                out.push(Expired {
+                    key: archive.object_key(&l.timeline, &l.name),
+                    stored: l.stored,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Checks WAL continuity per cluster and timeline; a gap is needed when it lies at or after
 /// the start of a physical snapshot on the same or a later timeline.
 pub fn verify(repo: &Repository, needs: &[NeededFrom]) -> Result<Vec<ClusterReport>> {

@@ -222,7 +222,7 @@ pub fn backup(
         })?
         .get(0);
     tracing::info!(server = %conn.display(), start = %start, data_dir = %data_dir.display(), "physical backup started");
-    pause_point("after-backup-start");
+    crate::fault::pause("after-backup-start");
     let counts = row_counts(&mut client, &conn, RowCounts::Estimate)?;
     let superuser: Option<String> = client
         .query_opt("SELECT rolname::text FROM pg_roles WHERE oid = 10", &[])
@@ -345,28 +345,6 @@ pub fn backup(
             stop_lsn: stop_lsn.to_string(),
         }),
     })
-}
-
-/// Test hook: with `STRONGROOM_FAULT=pause-<point>` and `STRONGROOM_FAULT_DIR=D`, the
-/// backup writes `D/paused` at that point and waits (up to a minute) for `D/go`, so a test
-/// can kill the server at a known moment of the backup.
-fn pause_point(point: &str) {
-    let Ok(fault) = std::env::var("STRONGROOM_FAULT") else {
-        return;
-    };
-    if fault.strip_prefix("pause-") != Some(point) {
-        return;
-    }
-    let Some(dir) = std::env::var_os("STRONGROOM_FAULT_DIR").map(std::path::PathBuf::from) else {
-        return;
-    };
-    let _ = std::fs::write(dir.join("paused"), "");
-    for _ in 0..1200 {
-        if dir.join("go").exists() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 /// The newest earlier physical snapshot of this source and cluster, whose unchanged files

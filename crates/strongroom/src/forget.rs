@@ -1,0 +1,227 @@
+//! Forget: remove the snapshots the retention policy does not keep.
+//!
+//! Owns the `forget` job: gathering what the policy needs to know about each snapshot (its
+//! group, tags, whether a verify of it succeeded, from the journal), applying
+//! `retention::apply`, and deleting the manifests of the snapshots it removes. Must not
+//! decide what to keep (the pure `retention` module does) and must not delete data: the
+//! chunks of forgotten snapshots stay until `prune` (docs/ARCHITECTURE.md, "Invariants":
+//! prune never deletes what a retained snapshot needs).
+//!
+//! Deleting a manifest is safe at any moment: a restore or verify that already read it goes
+//! on (its data is there until a prune, which waits for it), and a kill between deletions
+//! leaves some snapshots forgotten and the rest as they were.
+
+use crate::error::{Error, Result};
+use crate::repository::Repository;
+use crate::repository::journal::JournalRecord;
+use crate::repository::layout::ObjectKind;
+use crate::repository::snapshot::{BackupKind, Filter, Snapshot};
+use crate::retention::{self, Candidate, Policy};
+use serde::Serialize;
+use std::collections::HashSet;
+
+/// What `forget` is asked to do.
+#[derive(Clone, Debug)]
+pub struct ForgetOptions {
+    /// The policy (flags, else the config's `[retention]`).
+    pub policy: Policy,
+    /// Only snapshots passing this filter are considered (the rest are neither kept nor
+    /// removed).
+    pub filter: Filter,
+    /// Snapshot references to forget explicitly instead of applying the policy (damaged
+    /// manifests included).
+    pub ids: Vec<String>,
+    /// Only say what would be removed.
+    pub dry_run: bool,
+    /// The time the policy's windows are measured from (the PITR window).
+    pub now: jiff::Timestamp,
+}
+
+/// A snapshot kept, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Kept {
+    /// Full id.
+    pub id: String,
+    /// First 8 characters.
+    pub short_id: String,
+    /// Source.
+    pub source: String,
+    /// Kind.
+    pub kind: String,
+    /// Start time (RFC 3339 UTC).
+    pub started_at: String,
+    /// The rules that keep it (`daily`, `newest`, `pitr`, `tag:pre-migration`, …).
+    pub reasons: Vec<String>,
+}
+
+/// A snapshot removed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Removed {
+    /// Full id.
+    pub id: String,
+    /// First 8 characters.
+    pub short_id: String,
+    /// Source (empty for a damaged manifest).
+    pub source: String,
+    /// Kind (empty for a damaged manifest).
+    pub kind: String,
+    /// Start time (RFC 3339 UTC; empty for a damaged manifest).
+    pub started_at: String,
+}
+
+/// What `forget` did (or, dry, would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ForgetReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Snapshots kept, with their reasons.
+    pub keep: Vec<Kept>,
+    /// Snapshots removed.
+    pub remove: Vec<Removed>,
+}
+
+fn rfc3339(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn removed(s: &Snapshot) -> Removed {
+    Removed {
+        id: s.id.clone(),
+        short_id: s.short_id().to_string(),
+        source: s.source.clone(),
+        kind: s.kind.to_string(),
+        started_at: rfc3339(s.started_at),
+    }
+}
+
+/// Applies the policy (or removes the snapshots named) and records the job.
+pub fn run(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
+    let started_at = jiff::Timestamp::now();
+    let result = forget(repo, opts);
+    if !opts.dry_run || result.is_err() {
+        let mut rec = JournalRecord::new("forget", started_at);
+        match &result {
+            Ok(r) => rec.size = r.remove.len() as u64,
+            Err(e) => rec.failed(e),
+        }
+        repo.record(&rec);
+    }
+    result
+}
+
+fn forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
+    let mut report = ForgetReport {
+        dry_run: opts.dry_run,
+        ..ForgetReport::default()
+    };
+    if !opts.ids.is_empty() {
+        report.remove = named(repo, &opts.ids)?;
+    } else {
+        let (all, damaged) = repo.snapshots_lenient()?;
+        if !damaged.is_empty() {
+            tracing::warn!(
+                "{} damaged snapshot manifest(s) are left alone; name them to forget them (`strongroom forget ID`)",
+                damaged.len()
+            );
+        }
+        let snaps: Vec<&Snapshot> = all.iter().filter(|s| opts.filter.matches(s)).collect();
+        let verified = verified_snapshots(repo);
+        let candidates: Vec<Candidate> = snaps
+            .iter()
+            .map(|s| Candidate {
+                id: s.id.clone(),
+                source: s.source.clone(),
+                kind: s.kind.to_string(),
+                started_at: s.started_at,
+                finished_at: s.finished_at,
+                tags: s.tags.clone(),
+                verified: verified.contains(&s.id),
+                physical: s.kind == BackupKind::Physical,
+            })
+            .collect();
+        let decisions = retention::apply(&opts.policy, &candidates, opts.now);
+        for (s, d) in snaps.iter().zip(decisions) {
+            debug_assert_eq!(s.id, d.id);
+            if d.keep {
+                report.keep.push(Kept {
+                    id: s.id.clone(),
+                    short_id: s.short_id().to_string(),
+                    source: s.source.clone(),
+                    kind: s.kind.to_string(),
+                    started_at: rfc3339(s.started_at),
+                    reasons: d.reasons.iter().map(|r| r.to_string()).collect(),
+                });
+            } else {
+                report.remove.push(removed(s));
+            }
+        }
+    }
+    if !opts.dry_run {
+        for r in &report.remove {
+            repo.storage().delete(&ObjectKind::Snapshot.key(&r.id))?;
+            tracing::info!(snapshot = %r.short_id, "forgotten");
+        }
+    }
+    Ok(report)
+}
+
+/// The snapshots named by `refs` (full ids or unique prefixes of 6+ characters), damaged
+/// manifests included: forgetting one is how a damaged manifest is cleared for prune.
+fn named(repo: &Repository, refs: &[String]) -> Result<Vec<Removed>> {
+    let ids: Vec<String> = repo
+        .storage()
+        .list(ObjectKind::Snapshot.folder())?
+        .into_iter()
+        .filter_map(|o| ObjectKind::Snapshot.name_of(&o.key).map(str::to_string))
+        .collect();
+    let mut out: Vec<Removed> = Vec::new();
+    for r in refs {
+        let wanted = r.to_ascii_lowercase();
+        if wanted.len() < 6 {
+            return Err(Error::BadReference(format!(
+                "snapshot reference {r:?} is too short: give at least 6 characters of the id"
+            )));
+        }
+        let matches: Vec<&String> = ids.iter().filter(|i| i.starts_with(&wanted)).collect();
+        let id = match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => return Err(Error::NoSnapshot(format!("no snapshot {r}"))),
+            _ => {
+                return Err(Error::BadReference(format!(
+                    "snapshot reference {r:?} is ambiguous ({} snapshots start with it); give more characters",
+                    matches.len()
+                )));
+            }
+        };
+        if out.iter().any(|o| o.id == id) {
+            continue;
+        }
+        out.push(match repo.read_snapshot(&id) {
+            Ok(s) => removed(&s),
+            Err(_) => Removed {
+                short_id: id[..8].to_string(),
+                id,
+                source: String::new(),
+                kind: String::new(),
+                started_at: String::new(),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Ids of snapshots a verify succeeded on, from the journal (an unreadable journal means
+/// none are known: the newest-verified rule then keeps nothing extra).
+fn verified_snapshots(repo: &Repository) -> HashSet<String> {
+    match repo.journal_records() {
+        Ok(records) => records
+            .into_iter()
+            .filter(|r| r.job == "verify" && r.ok)
+            .filter_map(|r| r.snapshot)
+            .collect(),
+        Err(e) => {
+            tracing::warn!("the journal cannot be read ({e}); no snapshot counts as verified");
+            HashSet::new()
+        }
+    }
+}

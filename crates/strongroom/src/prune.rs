@@ -1,0 +1,678 @@
+//! Prune: delete what no remaining snapshot needs, without ever deleting what one does.
+//!
+//! Owns the `prune` job: which packs are garbage, which are worth repacking, which index
+//! objects the repack supersedes, which packs no index names (left by a killed backup) and
+//! which archived WAL no kept physical snapshot needs; then the two-phase delete
+//! (`repository::deletion`). Must not choose which snapshots to keep (`retention` and the
+//! `forget` job do) and must not delete anything that is not named in a deletion mark.
+//!
+//! The order is the safety argument (docs/ARCHITECTURE.md, "Invariants": prune never deletes
+//! what a retained snapshot needs):
+//! 1. Finish earlier marks (a prune killed before it finished).
+//! 2. Plan from one listing of the snapshots: every chunk they reference (list blobs
+//!    included) is live. A manifest, list blob or index object that cannot be read stops
+//!    the prune: it could not know what that snapshot needs.
+//! 3. Repack: the live chunks of packs mostly dead are copied, segment by segment, into
+//!    new packs, re-compressed and re-sealed; new index objects name them. Then every index
+//!    object that names a pack to be deleted is rewritten without those entries. Nothing is
+//!    deleted yet: a stale index entry can never shadow a live one, because readers prefer a
+//!    copy in a pack no mark names.
+//! 4. Write the mark, then list the locks it must outwait.
+//! 5. Sweep: once those locks are gone, check snapshots that appeared since the plan for
+//!    references into marked packs (a backup that loaded the index before the mark may
+//!    have built on them) and spare those packs, indexing them again; then delete the
+//!    superseded index objects, then the packs, then the expired WAL, then the mark.
+//!
+//! A kill at any point leaves either no mark (only extra packs and index objects, which the
+//! next prune treats like any others) or a mark the next prune finishes from where it was.
+
+use crate::engine::postgres::wal;
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, PackId};
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::repository::deletion::DeletionMark;
+use crate::repository::index::{Entry, Index, Location};
+use crate::repository::journal::JournalRecord;
+use crate::repository::layout::ObjectKind;
+use crate::repository::lock::{LockGuard, LockKind};
+use crate::repository::pack::{self, PACK_TARGET, PackBuilder};
+use crate::repository::snapshot::Snapshot;
+use crate::repository::usage::snapshot_chunks;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// How a prune runs.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    /// Packs whose live share of chunk bytes is below this are repacked (0 never, 1 always
+    /// when anything in them is dead).
+    pub repack_below: f64,
+    /// How long the sweep waits for jobs older than the mark before leaving the deletion to
+    /// the next prune.
+    pub max_wait: Duration,
+    /// Only say what would be done.
+    pub dry_run: bool,
+    /// Snapshots to count as already forgotten (a dry run of `forget --prune`, which
+    /// removed nothing yet).
+    pub assume_forgotten: HashSet<String>,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            repack_below: 0.5,
+            max_wait: Duration::from_secs(600),
+            dry_run: false,
+            assume_forgotten: HashSet::new(),
+        }
+    }
+}
+
+/// What a prune did (or, dry, would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PruneReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Snapshots whose data is kept.
+    pub snapshots: usize,
+    /// Packs in the repository before.
+    pub packs: usize,
+    /// Their bytes.
+    pub pack_bytes: u64,
+    /// Packs deleted: those no snapshot needs anything of, and those repacked.
+    pub packs_deleted: usize,
+    /// Of those, packs whose needed chunks were first copied into new packs.
+    pub packs_repacked: usize,
+    /// Packs no index object named (left by a killed backup), deleted.
+    pub orphan_packs: usize,
+    /// Bytes of all packs deleted (whole, repacked, orphans).
+    pub bytes_deleted: u64,
+    /// Bytes of the new packs the repack wrote.
+    pub bytes_written: u64,
+    /// Bytes no snapshot needs, left in packs kept because they are mostly needed.
+    pub unused_bytes_kept: u64,
+    /// Index objects replaced.
+    pub index_superseded: usize,
+    /// Archived WAL files deleted (older than any kept physical snapshot needs).
+    pub wal_deleted: usize,
+    /// Their bytes.
+    pub wal_bytes: u64,
+    /// Packs kept after all because a snapshot taken during the prune uses them.
+    pub spared: usize,
+    /// Bytes freed: deleted packs and WAL, less what the repack wrote.
+    pub freed: i64,
+    /// When the deletion is left to the next prune: why.
+    pub pending: Option<String>,
+}
+
+/// Runs a prune and records it in the journal.
+pub fn run(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
+    let started_at = jiff::Timestamp::now();
+    let _running = repo.job_started("prune", None, None, started_at);
+    let result = prune(repo, opts, progress);
+    let mut rec = JournalRecord::new("prune", started_at);
+    match &result {
+        Ok(r) => {
+            rec.size = r.bytes_deleted + r.wal_bytes;
+            rec.added = r.bytes_written;
+        }
+        Err(e) => rec.failed(e),
+    }
+    if !opts.dry_run || result.is_err() {
+        repo.record(&rec);
+    }
+    result
+}
+
+fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
+    let lock = repo.lock(LockKind::Prune, "prune")?;
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        ..PruneReport::default()
+    };
+    // 1. Earlier marks first: a new plan on top of an unfinished one would count packs
+    //    already doomed.
+    for (name, mark) in repo.marks()? {
+        let mark = match mark {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("deletion mark {name} cannot be read ({e}); it is left alone");
+                continue;
+            }
+        };
+        if opts.dry_run {
+            report.pending = Some(format!(
+                "an earlier prune's deletion ({name}) is not finished; the next prune finishes it first"
+            ));
+            return Ok(report);
+        }
+        let sweep = sweep(repo, &name, mark, opts, &lock)?;
+        report.add_sweep(&sweep);
+        if let Some(why) = sweep.pending {
+            report.pending = Some(why);
+            return Ok(report);
+        }
+    }
+    // 2. Plan.
+    let plan = plan(repo, opts)?;
+    report.snapshots = plan.considered.len();
+    report.packs = plan.pack_sizes.len();
+    report.pack_bytes = plan.pack_sizes.values().sum();
+    report.unused_bytes_kept = plan.unused_kept;
+    if opts.dry_run {
+        report.packs_deleted = plan.delete.len() + plan.repack.len();
+        report.packs_repacked = plan.repack.len();
+        report.orphan_packs = plan.orphans.len();
+        report.bytes_deleted = plan
+            .delete
+            .iter()
+            .chain(&plan.repack)
+            .chain(&plan.orphans)
+            .map(|p| plan.pack_sizes.get(p).copied().unwrap_or(0))
+            .sum();
+        report.index_superseded = plan.superseded.len();
+        report.wal_deleted = plan.wal.len();
+        report.wal_bytes = plan.wal.iter().map(|w| w.stored).sum();
+        report.freed = (report.bytes_deleted + report.wal_bytes) as i64;
+        return Ok(report);
+    }
+    if plan.is_empty() {
+        return Ok(report);
+    }
+    // 3. Copy what is live out of the packs to repack, then rewrite the index objects.
+    let repacked = repack(repo, &plan, progress)?;
+    report.bytes_written = repacked.bytes;
+    let mut doomed: Vec<PackId> = plan.delete.clone();
+    doomed.extend(repacked.emptied.iter().copied());
+    let superseded = rewrite_index(repo, &plan.index_objects, &doomed)?;
+    report.index_superseded = superseded.len();
+    // 4. The mark, then the locks it must outwait.
+    let now = jiff::Timestamp::now();
+    let name = Repository::new_mark_name(now);
+    let damaged = repo.damaged_packs()?;
+    let mut mark = DeletionMark {
+        created: now,
+        hostname: crate::hostname(),
+        pid: std::process::id(),
+        considered: plan.considered.clone(),
+        packs: doomed.iter().map(PackId::to_hex).collect(),
+        orphans: plan.orphans.iter().map(PackId::to_hex).collect(),
+        index: superseded,
+        wal: plan.wal.iter().map(|w| w.key.clone()).collect(),
+        temporary: plan.temporary.iter().map(|o| o.key.clone()).collect(),
+        damage: doomed
+            .iter()
+            .chain(&plan.orphans)
+            .filter(|p| damaged.contains(p))
+            .map(PackId::to_hex)
+            .collect(),
+        ..DeletionMark::default()
+    };
+    repo.write_mark(&name, &mark)?;
+    mark.waiting_for = Some(
+        repo.locks()?
+            .into_iter()
+            .map(|l| l.name)
+            .filter(|n| n != lock.name())
+            .collect(),
+    );
+    repo.write_mark(&name, &mark)?;
+    crate::fault::pause("before-sweep");
+    // 5. Sweep.
+    let sweep = sweep(repo, &name, mark, opts, &lock)?;
+    report.add_sweep(&sweep);
+    report.packs_repacked = repacked.emptied.len();
+    report.pending = sweep.pending;
+    report.freed = (report.bytes_deleted + report.wal_bytes) as i64 - report.bytes_written as i64;
+    Ok(report)
+}
+
+impl PruneReport {
+    fn add_sweep(&mut self, s: &Swept) {
+        self.packs_deleted += s.packs;
+        self.orphan_packs += s.orphans;
+        self.bytes_deleted += s.bytes;
+        self.wal_deleted += s.wal;
+        self.wal_bytes += s.wal_bytes;
+        self.spared += s.spared;
+    }
+}
+
+/// What the plan decided.
+struct Plan {
+    considered: Vec<String>,
+    /// Every pack present, with its size.
+    pack_sizes: HashMap<PackId, u64>,
+    /// Packs with nothing live.
+    delete: Vec<PackId>,
+    /// Packs to repack, with the live chunks to copy out of each.
+    repack: Vec<PackId>,
+    live_in: HashMap<PackId, Vec<(ChunkId, Location)>>,
+    /// Present packs no index object names.
+    orphans: Vec<PackId>,
+    /// Index objects when the plan was made.
+    index_objects: Vec<String>,
+    /// Index objects that name a pack to delete or repack.
+    superseded: Vec<String>,
+    /// Unused bytes left in kept packs.
+    unused_kept: u64,
+    wal: Vec<wal::Expired>,
+    /// Temporary objects of interrupted writes.
+    temporary: Vec<crate::storage::ObjectInfo>,
+}
+
+impl Plan {
+    fn is_empty(&self) -> bool {
+        self.delete.is_empty()
+            && self.repack.is_empty()
+            && self.orphans.is_empty()
+            && self.wal.is_empty()
+            && self.temporary.is_empty()
+    }
+}
+
+fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
+    let (mut snaps, mut damaged) = repo.snapshots_lenient()?;
+    snaps.retain(|s| !opts.assume_forgotten.contains(&s.id));
+    damaged.retain(|(id, _)| !opts.assume_forgotten.contains(id));
+    if let Some((id, e)) = damaged.first() {
+        return Err(Error::Failed(format!(
+            "snapshot {} cannot be read ({e}), so prune cannot know which data it needs; forget it (`strongroom forget {}`) and prune again",
+            &id[..8.min(id.len())],
+            &id[..8.min(id.len())]
+        )));
+    }
+    // Index objects are listed before packs, as `load_index` does: a backup's packs are
+    // durable before its index object, so no indexed pack can look missing.
+    let index_objects: Vec<String> = repo
+        .storage()
+        .list(ObjectKind::Index.folder())?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let index = repo.load_index()?;
+    if let Some((object, why)) = index.unreadable().first() {
+        return Err(Error::Failed(format!(
+            "index object {object} cannot be read ({why}); run `strongroom repair index` before pruning"
+        )));
+    }
+    let pack_sizes: HashMap<PackId, u64> = repo
+        .storage()
+        .list(ObjectKind::Pack.folder())?
+        .into_iter()
+        .filter_map(|o| Some((PackId::from_object_key(&o.key)?, o.size)))
+        .collect();
+    // What every snapshot needs.
+    let mut live: HashSet<ChunkId> = HashSet::new();
+    for s in &snaps {
+        let used = snapshot_chunks(repo, &index, s).map_err(|e| {
+            Error::Failed(format!(
+                "the chunk lists of snapshot {} cannot be read ({e}), so prune cannot know which data it needs; run `strongroom check`, then `strongroom repair index` if chunks are missing from the index",
+                s.short_id()
+            ))
+        })?;
+        if let Some(c) = used.iter().find(|c| !index.contains(c)) {
+            return Err(Error::Failed(format!(
+                "snapshot {} needs chunk {} which no index object lists; run `strongroom repair index` before pruning",
+                s.short_id(),
+                &c.to_hex()[..16]
+            )));
+        }
+        live.extend(used);
+    }
+    // Per pack: bytes of all chunks, bytes of live ones (where the index places them).
+    let mut total: HashMap<PackId, u64> = HashMap::new();
+    let mut live_in: HashMap<PackId, Vec<(ChunkId, Location)>> = HashMap::new();
+    for (id, loc) in index.entries() {
+        *total.entry(loc.pack).or_default() += loc.inner_len as u64;
+        if live.contains(&id) {
+            live_in.entry(loc.pack).or_default().push((id, loc));
+        }
+    }
+    drop(live);
+    let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
+    let recorded_damaged = repo.damaged_packs()?;
+    let mut delete = Vec::new();
+    let mut repack = Vec::new();
+    let mut unused_kept = 0u64;
+    for pack in &indexed {
+        if !pack_sizes.contains_key(pack) {
+            continue; // missing: damage for `check` to report, not garbage
+        }
+        let all = total.get(pack).copied().unwrap_or(0);
+        let used: u64 = live_in
+            .get(pack)
+            .map(|v| v.iter().map(|(_, l)| l.inner_len as u64).sum())
+            .unwrap_or(0);
+        if used == 0 {
+            delete.push(*pack);
+        } else if used < all
+            && !recorded_damaged.contains(pack)
+            && (used as f64) < opts.repack_below * all as f64
+        {
+            repack.push(*pack);
+        } else if let Some(live) = (pack_sizes[pack] * used).checked_div(all) {
+            unused_kept += pack_sizes[pack] - live;
+        }
+    }
+    delete.sort();
+    repack.sort();
+    live_in.retain(|p, _| repack.binary_search(p).is_ok());
+    let mut orphans: Vec<PackId> = pack_sizes
+        .keys()
+        .filter(|p| !indexed.contains(p))
+        .copied()
+        .collect();
+    orphans.sort();
+    // A dry run counts the index objects a repack would supersede; a real one finds them
+    // as it rewrites them (each object read once).
+    let mut superseded = Vec::new();
+    if opts.dry_run {
+        let doomed: HashSet<PackId> = delete.iter().chain(&repack).copied().collect();
+        for object in &index_objects {
+            let entries = repo.read_index(object)?;
+            if entries.iter().any(|(_, l)| doomed.contains(&l.pack)) {
+                superseded.push(object.clone());
+            }
+        }
+    }
+    let wal = wal::expired(repo, &snaps)?;
+    let temporary = repo.storage().list_temporary()?;
+    Ok(Plan {
+        considered: snaps.iter().map(|s| s.id.clone()).collect(),
+        pack_sizes,
+        delete,
+        repack,
+        live_in,
+        orphans,
+        index_objects,
+        superseded,
+        unused_kept,
+        wal,
+        temporary,
+    })
+}
+
+struct Repacked {
+    /// Packs whose live chunks are all copied: to be deleted.
+    emptied: Vec<PackId>,
+    /// Bytes of new packs and index objects written.
+    bytes: u64,
+}
+
+/// Copies the live chunks of the packs to repack into new packs (one segment per ~1 MiB of
+/// chunks, compressed and sealed anew), then writes index objects for them. A pack that
+/// cannot be read is recorded damaged and kept, not repacked.
+fn repack(repo: &Repository, plan: &Plan, progress: &dyn Progress) -> Result<Repacked> {
+    let key = repo.key();
+    let mut z = zstd::bulk::Compressor::new(repo.config().compression_level)
+        .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
+    let mut builder = PackBuilder::default();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut batch: Vec<(ChunkId, Vec<u8>)> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut emptied = Vec::new();
+    let mut bytes = 0u64;
+    let total: u64 = plan
+        .repack
+        .iter()
+        .map(|p| plan.pack_sizes.get(p).copied().unwrap_or(0))
+        .sum();
+    progress.begin("repacking", Some(total));
+    let mut flush_segment = |batch: &mut Vec<(ChunkId, Vec<u8>)>, builder: &mut PackBuilder| {
+        if batch.is_empty() {
+            return;
+        }
+        let refs: Vec<(ChunkId, &[u8])> = batch.iter().map(|(id, d)| (*id, d.as_slice())).collect();
+        builder.add(&pack::encode_segment(key, &mut z, &refs));
+        batch.clear();
+    };
+    let put_pack = |builder: &mut PackBuilder, entries: &mut Vec<Entry>| -> Result<u64> {
+        if builder.is_empty() {
+            return Ok(0);
+        }
+        let p = builder.finish(key);
+        repo.storage().put(&p.id.object_key(), &p.bytes)?;
+        entries.extend(p.entries);
+        Ok(p.bytes.len() as u64)
+    };
+    for pack_id in &plan.repack {
+        let object = pack_id.object_key();
+        let copied = (|| -> Result<Vec<(ChunkId, Vec<u8>)>> {
+            let whole = repo.storage().get(&object)?;
+            pack::read_pack(key, &object, *pack_id, &whole)?;
+            let mut by_segment: BTreeMap<(u32, u32), Vec<(ChunkId, Location)>> = BTreeMap::new();
+            for (id, loc) in &plan.live_in[pack_id] {
+                by_segment
+                    .entry((loc.offset, loc.len))
+                    .or_default()
+                    .push((*id, *loc));
+            }
+            let mut out = Vec::new();
+            for ((offset, len), members) in by_segment {
+                let sealed = whole
+                    .get(offset as usize..offset as usize + len as usize)
+                    .ok_or_else(|| Error::corrupt(&object, "segment out of range"))?;
+                let plain = pack::decode_segment(key, *pack_id, offset, sealed)?;
+                for (id, loc) in members {
+                    out.push((
+                        id,
+                        pack::chunk_from_segment(key, &plain, id, &loc)?.to_vec(),
+                    ));
+                }
+            }
+            Ok(out)
+        })();
+        let chunks = match copied {
+            Ok(c) => c,
+            Err(e) if e.is_damage() => {
+                tracing::warn!("{e}; the pack is kept and recorded damaged instead of repacked");
+                let _ = repo.record_damage(pack_id, &e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for (id, data) in chunks {
+            batch_bytes += data.len();
+            batch.push((id, data));
+            if batch_bytes >= 1 << 20 {
+                flush_segment(&mut batch, &mut builder);
+                batch_bytes = 0;
+                if builder.len() >= PACK_TARGET {
+                    bytes += put_pack(&mut builder, &mut entries)?;
+                }
+            }
+        }
+        emptied.push(*pack_id);
+        progress.advance(plan.pack_sizes.get(pack_id).copied().unwrap_or(0));
+    }
+    flush_segment(&mut batch, &mut builder);
+    bytes += put_pack(&mut builder, &mut entries)?;
+    for part in entries.chunks(262_144) {
+        bytes += repo.write_index(part)?;
+    }
+    progress.end();
+    Ok(Repacked { emptied, bytes })
+}
+
+/// Writes, for every index object in `objects` that names a pack in `doomed`, a new object
+/// without those entries; returns the superseded objects. Entries of other packs (missing
+/// or damaged ones included: that is for `check` to report) are kept as they were.
+fn rewrite_index(repo: &Repository, objects: &[String], doomed: &[PackId]) -> Result<Vec<String>> {
+    let doomed: HashSet<PackId> = doomed.iter().copied().collect();
+    let mut superseded = Vec::new();
+    for object in objects {
+        let entries = repo.read_index(object)?;
+        if !entries.iter().any(|(_, l)| doomed.contains(&l.pack)) {
+            continue;
+        }
+        let kept: Vec<Entry> = entries
+            .into_iter()
+            .filter(|(_, l)| !doomed.contains(&l.pack))
+            .collect();
+        repo.write_index(&kept)?;
+        superseded.push(object.clone());
+    }
+    Ok(superseded)
+}
+
+/// What one sweep deleted.
+#[derive(Default)]
+struct Swept {
+    packs: usize,
+    orphans: usize,
+    bytes: u64,
+    wal: usize,
+    wal_bytes: u64,
+    spared: usize,
+    pending: Option<String>,
+}
+
+/// Waits for the locks the mark must outwait, spares packs that newer snapshots use, then
+/// deletes what the mark names and the mark itself.
+fn sweep(
+    repo: &Repository,
+    name: &str,
+    mut mark: DeletionMark,
+    opts: &PruneOptions,
+    own: &LockGuard,
+) -> Result<Swept> {
+    let mut out = Swept::default();
+    let begun = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let now = jiff::Timestamp::now();
+        let blocking = repo.locks()?.into_iter().find(|l| {
+            l.name != own.name()
+                && mark
+                    .waiting_for
+                    .as_ref()
+                    .is_none_or(|w| w.contains(&l.name))
+                && l.stale(now).is_none()
+        });
+        let Some(lock) = blocking else { break };
+        if begun.elapsed() >= opts.max_wait {
+            out.pending = Some(format!(
+                "the deletion waits for {}, which began before it; the next prune finishes it",
+                lock.describe()
+            ));
+            return Ok(out);
+        }
+        tracing::info!("waiting for {} before deleting", lock.describe());
+        std::thread::sleep(pause.min(opts.max_wait.saturating_sub(begun.elapsed())));
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+    if !mark.checked {
+        spare(repo, &mut mark)?;
+        mark.checked = true;
+        repo.write_mark(name, &mark)?;
+    }
+    out.spared = mark.spared.len();
+    let storage = repo.storage();
+    for object in &mark.index {
+        storage.delete(object)?;
+    }
+    let sizes: HashMap<PackId, u64> = storage
+        .list(ObjectKind::Pack.folder())?
+        .into_iter()
+        .filter_map(|o| Some((PackId::from_object_key(&o.key)?, o.size)))
+        .collect();
+    let orphans: HashSet<&String> = mark.orphans.iter().collect();
+    for pack in mark.doomed_packs() {
+        let Some(size) = sizes.get(&pack) else {
+            continue; // deleted by an earlier, interrupted sweep
+        };
+        storage.delete(&pack.object_key())?;
+        out.bytes += size;
+        if orphans.contains(&pack.to_hex()) {
+            out.orphans += 1;
+        } else {
+            out.packs += 1;
+        }
+    }
+    for d in &mark.damage {
+        if !mark.spared.contains(d) {
+            storage.delete(&ObjectKind::Damage.key(d))?;
+        }
+    }
+    let wal_sizes: HashMap<String, u64> = if mark.wal.is_empty() {
+        HashMap::new()
+    } else {
+        storage
+            .list(ObjectKind::Wal.folder())?
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect()
+    };
+    for key in &mark.wal {
+        if let Some(size) = wal_sizes.get(key) {
+            storage.delete(key)?;
+            out.wal += 1;
+            out.wal_bytes += size;
+        }
+    }
+    for key in &mark.temporary {
+        storage.delete(key)?;
+    }
+    repo.delete_mark(name)?;
+    Ok(out)
+}
+
+/// Spares the marked packs that snapshots newer than the plan use, or that an index object
+/// now names (an orphan that was a running backup's), and indexes spared packs again.
+fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
+    let index = repo.load_index()?;
+    let doomed: HashSet<PackId> = mark.doomed_packs().collect();
+    let considered: HashSet<&String> = mark.considered.iter().collect();
+    let mut spared: HashSet<PackId> = HashSet::new();
+    let (snaps, damaged) = repo.snapshots_lenient()?;
+    if let Some((id, e)) = damaged.iter().find(|(id, _)| !considered.contains(id)) {
+        return Err(Error::Failed(format!(
+            "snapshot {} appeared during the prune and cannot be read ({e}); the deletion waits (forget it, then prune again)",
+            &id[..8.min(id.len())]
+        )));
+    }
+    for snap in snaps.iter().filter(|s| !considered.contains(&s.id)) {
+        for c in new_snapshot_chunks(repo, &index, snap)? {
+            match index.get(&c) {
+                Some(loc) if doomed.contains(&loc.pack) => {
+                    spared.insert(loc.pack);
+                }
+                Some(_) => {}
+                None => {
+                    return Err(Error::Failed(format!(
+                        "snapshot {} (taken during the prune) needs chunk {} which no index object lists; the deletion waits: run `strongroom repair index`",
+                        snap.short_id(),
+                        &c.to_hex()[..16]
+                    )));
+                }
+            }
+        }
+    }
+    let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
+    for o in &mark.orphans {
+        if let Some(p) = PackId::from_hex(o).filter(|p| indexed.contains(p)) {
+            spared.insert(p);
+        }
+    }
+    // A spared pack's entries may be gone from the rewritten index objects: index it again
+    // from its own trailer before any superseded object is deleted.
+    for p in &spared {
+        let object = p.object_key();
+        let whole = repo.storage().get(&object)?;
+        let entries = pack::read_pack(repo.key(), &object, *p, &whole)?;
+        repo.write_index(&entries)?;
+        tracing::info!(
+            "{object} is kept: a snapshot taken during the prune uses it, or a backup indexed it"
+        );
+    }
+    mark.spared = spared.iter().map(PackId::to_hex).collect();
+    mark.spared.sort();
+    Ok(())
+}
+
+fn new_snapshot_chunks(repo: &Repository, index: &Index, snap: &Snapshot) -> Result<Vec<ChunkId>> {
+    Ok(snapshot_chunks(repo, index, snap)?.into_iter().collect())
+}
