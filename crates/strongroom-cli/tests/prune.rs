@@ -491,7 +491,7 @@ fn kills_at_random_moments_never_lose_a_listed_snapshot() {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            let span = if remote { 1500 } else { 400 };
+            let span = if remote { 700 } else { 300 };
             std::thread::sleep(Duration::from_millis(rng.below(span)));
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap();

@@ -151,6 +151,19 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     for (object, why) in index.unreadable() {
         problems.push(problem(object, why));
     }
+    // The local cache remembers index objects read earlier: read every one again, so one
+    // damaged since is named.
+    let unreadable: HashSet<&String> = index.unreadable().iter().map(|(o, _)| o).collect();
+    for o in storage.list(ObjectKind::Index.folder())? {
+        if unreadable.contains(&o.key) {
+            continue;
+        }
+        match repo.read_index(&o.key) {
+            Ok(_) => {}
+            Err(e) if e.is_damage() => problems.push(problem(&o.key, e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
     let recorded = repo.damaged_packs()?;
     // Index entries pointing at packs that do not exist.
     let mut by_pack: HashMap<PackId, Vec<ChunkId>> = HashMap::new();
@@ -216,9 +229,12 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         sorted.sort();
         for (p, size) in sorted {
             let object = p.object_key();
-            let bytes = match storage.get(&object) {
+            let bytes = match read_whole(storage, &object, *size) {
                 Ok(b) => b,
                 Err(Error::Missing { .. }) if index.is_doomed(p) => continue,
+                // A store that fails to answer says nothing about the data: the check
+                // fails as the store's failure, and records no damage.
+                Err(e) if !e.is_damage() => return Err(e),
                 Err(e) => {
                     if e.is_damage() {
                         note_damage(repo, p, &e.to_string());
@@ -453,6 +469,27 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         unreferenced,
         locks,
         pending_deletions,
+    })
+}
+
+/// Reads a whole object whose listing said `size` bytes. A body of another length is a
+/// transfer cut short (a truncated object lists its truncated size), so it is read again;
+/// twice short is the store failing, not damage.
+fn read_whole(storage: &crate::storage::Storage, object: &str, size: u64) -> Result<Vec<u8>> {
+    for _ in 0..2 {
+        let bytes = storage.get(object)?;
+        if bytes.len() as u64 == size {
+            return Ok(bytes);
+        }
+        tracing::warn!(
+            "{object}: {} bytes arrived of the {size} listed; reading it again",
+            bytes.len()
+        );
+    }
+    Err(Error::Storage {
+        location: object.to_string(),
+        detail: format!("the store twice sent fewer or more bytes than the {size} it lists"),
+        transient: true,
     })
 }
 

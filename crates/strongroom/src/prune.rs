@@ -325,12 +325,12 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     // Per pack: bytes of all chunks, bytes of live ones (where the index places them).
     let mut total: HashMap<PackId, u64> = HashMap::new();
     let mut live_in: HashMap<PackId, Vec<(ChunkId, Location)>> = HashMap::new();
-    for (id, loc) in index.entries() {
+    index.for_each(|id, loc| {
         *total.entry(loc.pack).or_default() += loc.inner_len as u64;
         if live.contains(&id) {
             live_in.entry(loc.pack).or_default().push((id, loc));
         }
-    }
+    })?;
     drop(live);
     let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
     let recorded_damaged = repo.damaged_packs()?;

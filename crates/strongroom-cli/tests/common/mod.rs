@@ -76,6 +76,7 @@ impl Env {
             .env("STRONGROOM_PASSWORD", PASSWORD)
             .env_remove("STRONGROOM_CONFIG")
             .env("STRONGROOM_STATE_DIR", self.dir.path().join("state"))
+            .env("STRONGROOM_CACHE_DIR", self.dir.path().join("cache"))
             .env("NO_COLOR", "1");
         c
     }

@@ -32,11 +32,15 @@ pub fn snapshot_chunks(
 /// Ids of the snapshots a damaged or missing object (as named in `err`) affects.
 pub fn snapshots_affected_by(repo: &Repository, index: &Index, err: &Error) -> Result<Vec<String>> {
     let bad: BTreeSet<ChunkId> = match err {
-        Error::DamagedData { pack, segment, .. } => index
-            .entries()
-            .filter(|(_, l)| l.pack == *pack && segment.is_none_or(|o| l.offset == o))
-            .map(|(id, _)| id)
-            .collect(),
+        Error::DamagedData { pack, segment, .. } => {
+            let mut bad = BTreeSet::new();
+            index.for_each(|id, l| {
+                if l.pack == *pack && segment.is_none_or(|o| l.offset == o) {
+                    bad.insert(id);
+                }
+            })?;
+            bad
+        }
         Error::MissingChunk(c) => [*c].into(),
         _ => return Ok(Vec::new()),
     };
