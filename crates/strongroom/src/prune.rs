@@ -31,17 +31,32 @@ use crate::error::{Error, Result};
 use crate::id::{ChunkId, PackId};
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::repository::cache;
 use crate::repository::deletion::DeletionMark;
-use crate::repository::index::{Entry, Index, Location};
+use crate::repository::index::{Entry, Location};
 use crate::repository::journal::JournalRecord;
 use crate::repository::layout::ObjectKind;
 use crate::repository::lock::{LockGuard, LockKind};
 use crate::repository::pack::{self, PACK_TARGET, PackBuilder};
-use crate::repository::snapshot::Snapshot;
-use crate::repository::usage::snapshot_chunks;
+use crate::repository::usage::{SortedIds, for_each_chunk};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
+
+/// Memory for sorting the chunk ids snapshots need (the rest spills to local disk).
+const SORT_MEMORY: usize = 64 << 20;
+
+/// At most this many chunks are copied by one prune's repack (~60 MB of bookkeeping); packs
+/// beyond it wait for the next prune.
+const REPACK_MAX_CHUNKS: u64 = 1 << 20;
+
+/// What one pack holds, and how much of it is needed.
+#[derive(Clone, Copy, Default)]
+struct PackUsage {
+    total: u64,
+    live: u64,
+    live_chunks: u64,
+}
 
 /// How a prune runs.
 #[derive(Clone, Debug)]
@@ -304,62 +319,94 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
         .into_iter()
         .filter_map(|o| Some((PackId::from_object_key(&o.key)?, o.size)))
         .collect();
-    // What every snapshot needs.
-    let mut live: HashSet<ChunkId> = HashSet::new();
-    for s in &snaps {
-        let used = snapshot_chunks(repo, &index, s).map_err(|e| {
+    // What every snapshot needs, sorted on local disk (memory stays bounded whatever the
+    // repository's size); then one pass over the index, in chunk-id order, beside it.
+    let tmp = cache::scratch_dir(repo);
+    let live = SortedIds::needed_by(repo, &index, &snaps, &tmp, SORT_MEMORY).map_err(|e| {
+        if e.is_damage() {
             Error::Failed(format!(
-                "the chunk lists of snapshot {} cannot be read ({e}), so prune cannot know which data it needs; run `strongroom check`, then `strongroom repair index` if chunks are missing from the index",
-                s.short_id()
+                "the chunk lists of a snapshot cannot be read ({e}), so prune cannot know which data it needs; run `strongroom check`, then `strongroom repair index` if chunks are missing from the index"
             ))
-        })?;
-        if let Some(c) = used.iter().find(|c| !index.contains(c)) {
-            return Err(Error::Failed(format!(
-                "snapshot {} needs chunk {} which no index object lists; run `strongroom repair index` before pruning",
-                s.short_id(),
-                &c.to_hex()[..16]
-            )));
-        }
-        live.extend(used);
-    }
-    // Per pack: bytes of all chunks, bytes of live ones (where the index places them).
-    let mut total: HashMap<PackId, u64> = HashMap::new();
-    let mut live_in: HashMap<PackId, Vec<(ChunkId, Location)>> = HashMap::new();
-    index.for_each(|id, loc| {
-        *total.entry(loc.pack).or_default() += loc.inner_len as u64;
-        if live.contains(&id) {
-            live_in.entry(loc.pack).or_default().push((id, loc));
+        } else {
+            e
         }
     })?;
-    drop(live);
+    // Per pack: bytes of all chunks, bytes and count of live ones (where the index places
+    // them: a healthy copy when there is one).
+    let mut usage: HashMap<PackId, PackUsage> = HashMap::new();
+    let mut cursor = live.cursor()?;
+    let mut failed = None;
+    index.for_each(|id, loc| {
+        let u = usage.entry(loc.pack).or_default();
+        u.total += loc.inner_len as u64;
+        match cursor.contains(&id) {
+            Ok(true) => {
+                u.live += loc.inner_len as u64;
+                u.live_chunks += 1;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    cursor.finish()?;
+    if let Some(c) = cursor.first_skipped {
+        return Err(Error::Failed(format!(
+            "{} chunk(s) that snapshots need are in no index object (first: {}); run `strongroom repair index` before pruning",
+            cursor.skipped,
+            &c.to_hex()[..16]
+        )));
+    }
     let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
     let recorded_damaged = repo.damaged_packs()?;
     let mut delete = Vec::new();
     let mut repack = Vec::new();
     let mut unused_kept = 0u64;
-    for pack in &indexed {
+    let mut to_copy = 0u64;
+    let mut sorted_packs: Vec<&PackId> = indexed.iter().collect();
+    sorted_packs.sort();
+    for pack in sorted_packs {
         if !pack_sizes.contains_key(pack) {
             continue; // missing: damage for `check` to report, not garbage
         }
-        let all = total.get(pack).copied().unwrap_or(0);
-        let used: u64 = live_in
-            .get(pack)
-            .map(|v| v.iter().map(|(_, l)| l.inner_len as u64).sum())
-            .unwrap_or(0);
-        if used == 0 {
+        let u = usage.get(pack).copied().unwrap_or_default();
+        if u.live == 0 {
             delete.push(*pack);
-        } else if used < all
+        } else if u.live < u.total
             && !recorded_damaged.contains(pack)
-            && (used as f64) < opts.repack_below * all as f64
+            && (u.live as f64) < opts.repack_below * u.total as f64
+            && to_copy + u.live_chunks <= REPACK_MAX_CHUNKS
         {
+            to_copy += u.live_chunks;
             repack.push(*pack);
-        } else if let Some(live) = (pack_sizes[pack] * used).checked_div(all) {
+        } else if let Some(live) = (pack_sizes[pack] * u.live).checked_div(u.total) {
             unused_kept += pack_sizes[pack] - live;
         }
     }
-    delete.sort();
-    repack.sort();
-    live_in.retain(|p, _| repack.binary_search(p).is_ok());
+    drop(usage);
+    // The live chunks of the packs to repack: a second pass, bounded by REPACK_MAX_CHUNKS.
+    let mut live_in: HashMap<PackId, Vec<(ChunkId, Location)>> = HashMap::new();
+    if !repack.is_empty() {
+        let repacking: HashSet<PackId> = repack.iter().copied().collect();
+        let mut cursor = live.cursor()?;
+        let mut failed = None;
+        index.for_each(|id, loc| match cursor.contains(&id) {
+            Ok(true) if repacking.contains(&loc.pack) => {
+                live_in.entry(loc.pack).or_default().push((id, loc));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
     let mut orphans: Vec<PackId> = pack_sizes
         .keys()
         .filter(|p| !indexed.contains(p))
@@ -635,21 +682,18 @@ fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
         )));
     }
     for snap in snaps.iter().filter(|s| !considered.contains(&s.id)) {
-        for c in new_snapshot_chunks(repo, &index, snap)? {
-            match index.get(&c) {
-                Some(loc) if doomed.contains(&loc.pack) => {
-                    spared.insert(loc.pack);
-                }
-                Some(_) => {}
-                None => {
-                    return Err(Error::Failed(format!(
-                        "snapshot {} (taken during the prune) needs chunk {} which no index object lists; the deletion waits: run `strongroom repair index`",
-                        snap.short_id(),
-                        &c.to_hex()[..16]
-                    )));
-                }
+        for_each_chunk(repo, &index, snap, |c| match index.get(&c) {
+            Some(loc) if doomed.contains(&loc.pack) => {
+                spared.insert(loc.pack);
+                Ok(())
             }
-        }
+            Some(_) => Ok(()),
+            None => Err(Error::Failed(format!(
+                "snapshot {} (taken during the prune) needs chunk {} which no index object lists; the deletion waits: run `strongroom repair index`",
+                snap.short_id(),
+                &c.to_hex()[..16]
+            ))),
+        })?;
     }
     let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
     for o in &mark.orphans {
@@ -671,8 +715,4 @@ fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
     mark.spared = spared.iter().map(PackId::to_hex).collect();
     mark.spared.sort();
     Ok(())
-}
-
-fn new_snapshot_chunks(repo: &Repository, index: &Index, snap: &Snapshot) -> Result<Vec<ChunkId>> {
-    Ok(snapshot_chunks(repo, index, snap)?.into_iter().collect())
 }

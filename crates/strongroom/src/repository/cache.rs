@@ -48,6 +48,17 @@ pub fn cache_root() -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|h| h.join(".cache").join("strongroom")))
 }
 
+/// A local directory for temporary files of large jobs (sorted id spills): beside the
+/// cache when there is one, else the system's temporary directory.
+pub fn scratch_dir(repo: &Repository) -> PathBuf {
+    let lasting = !repo.storage().url().starts_with("memory:");
+    cache_root()
+        .filter(|_| lasting)
+        .map(|r| r.join(&repo.config().id))
+        .filter(|d| std::fs::create_dir_all(d).is_ok())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// What the cache's manifest says it holds.
 #[derive(Default)]
 struct Covered {

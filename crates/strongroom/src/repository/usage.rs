@@ -56,3 +56,133 @@ pub fn snapshots_affected_by(repo: &Repository, index: &Index, err: &Error) -> R
     }
     Ok(out)
 }
+
+/// Calls `each` with every chunk id `snap` needs (list blobs, then the files' chunks in
+/// order; repeats included), streaming: memory is one restore window, whatever the size.
+pub fn for_each_chunk(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    mut each: impl FnMut(ChunkId) -> Result<()>,
+) -> Result<()> {
+    for l in snap.list_ids()? {
+        each(l)?;
+    }
+    for f in &snap.files {
+        reader::for_each_window(repo, index, snap, f, |_, ids| {
+            ids.iter().try_for_each(|id| each(*id))
+        })?;
+    }
+    Ok(())
+}
+
+/// Chunk ids sorted and distinct, in an unlinked temporary file: what a set of snapshots
+/// needs, gathered in bounded memory (`repository::table::IdSorter`) and read back in order
+/// as often as needed.
+pub struct SortedIds {
+    file: std::fs::File,
+    /// Number of ids.
+    pub len: u64,
+}
+
+/// Reads a [`SortedIds`] in ascending order, answering membership for ascending queries.
+pub struct IdCursor {
+    reader: std::io::BufReader<std::fs::File>,
+    next: Option<ChunkId>,
+    /// Ids passed over without being asked for (ascending queries skipped them).
+    pub skipped: u64,
+    /// The first id skipped.
+    pub first_skipped: Option<ChunkId>,
+}
+
+fn tmp_io(dir: &std::path::Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::io("sorting chunk ids in", dir, e)
+}
+
+impl SortedIds {
+    /// The distinct chunks every snapshot in `snaps` needs. `tmp` holds the spill files
+    /// (unlinked as they are made); `mem` bounds the ids held in memory.
+    pub fn needed_by(
+        repo: &Repository,
+        index: &Index,
+        snaps: &[Snapshot],
+        tmp: &std::path::Path,
+        mem: usize,
+    ) -> Result<SortedIds> {
+        use std::io::Write;
+        let err = tmp_io(tmp);
+        let mut sorter = super::table::IdSorter::new(tmp, mem);
+        for s in snaps {
+            for_each_chunk(repo, index, s, |id| sorter.push(id.0).map_err(&err))?;
+        }
+        let file = tempfile::tempfile_in(tmp).map_err(&err)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut len = 0u64;
+        for id in sorter.finish() {
+            w.write_all(&id.map_err(&err)?).map_err(&err)?;
+            len += 1;
+        }
+        let file = w.into_inner().map_err(|e| err(e.into_error()))?;
+        Ok(SortedIds { file, len })
+    }
+
+    /// A cursor from the first id.
+    pub fn cursor(&self) -> Result<IdCursor> {
+        use std::io::Seek;
+        let mut f = self
+            .file
+            .try_clone()
+            .map_err(|e| Error::io("reading sorted chunk ids", "a temporary file", e))?;
+        f.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::io("reading sorted chunk ids", "a temporary file", e))?;
+        let mut c = IdCursor {
+            reader: std::io::BufReader::with_capacity(1 << 20, f),
+            next: None,
+            skipped: 0,
+            first_skipped: None,
+        };
+        c.advance()?;
+        Ok(c)
+    }
+}
+
+impl IdCursor {
+    fn advance(&mut self) -> Result<()> {
+        use std::io::Read;
+        let mut buf = [0u8; 32];
+        self.next = match self.reader.read_exact(&mut buf) {
+            Ok(()) => Some(ChunkId(buf)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
+            Err(e) => return Err(Error::io("reading sorted chunk ids", "a temporary file", e)),
+        };
+        Ok(())
+    }
+
+    /// Whether `id` is in the set; queries must come in ascending order. Ids below `id`
+    /// that were never asked for are counted as skipped.
+    pub fn contains(&mut self, id: &ChunkId) -> Result<bool> {
+        while let Some(n) = self.next {
+            if n >= *id {
+                break;
+            }
+            self.skipped += 1;
+            self.first_skipped.get_or_insert(n);
+            self.advance()?;
+        }
+        if self.next == Some(*id) {
+            self.advance()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Skips to the end, counting what was never asked for.
+    pub fn finish(&mut self) -> Result<()> {
+        while let Some(n) = self.next {
+            self.skipped += 1;
+            self.first_skipped.get_or_insert(n);
+            self.advance()?;
+        }
+        Ok(())
+    }
+}
