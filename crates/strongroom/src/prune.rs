@@ -322,7 +322,7 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     // What every snapshot needs, sorted on local disk (memory stays bounded whatever the
     // repository's size); then one pass over the index, in chunk-id order, beside it.
     let tmp = cache::scratch_dir(repo);
-    let live = SortedIds::needed_by(repo, &index, &snaps, &tmp, SORT_MEMORY).map_err(|e| {
+    let live = SortedIds::needed_by(repo, &index, &snaps, &tmp, SORT_MEMORY, |_, e| Err(e)).map_err(|e| {
         if e.is_damage() {
             Error::Failed(format!(
                 "the chunk lists of a snapshot cannot be read ({e}), so prune cannot know which data it needs; run `strongroom check`, then `strongroom repair index` if chunks are missing from the index"

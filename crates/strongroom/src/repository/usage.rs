@@ -1,9 +1,11 @@
 //! Chunk usage: which chunks a snapshot needs, and which snapshots a damaged object affects.
 //!
-//! Owns walking a snapshot's chunk lists into the set of chunk ids it references, shared by
-//! `check` (which snapshots a damaged pack breaks), `verify` (naming the other snapshots a
-//! failed test restore's damage reaches) and the prune to come (what is still referenced).
-//! Must not decide what to do about damage: callers report or keep.
+//! Owns walking a snapshot's chunk lists (streaming, one restore window at a time) and the
+//! sorted, on-disk set of chunk ids a set of snapshots needs ([`SortedIds`]), shared by
+//! `check` (which snapshots a damaged pack breaks, what no snapshot needs), `verify` (naming
+//! the other snapshots a failed test restore's damage reaches) and `prune` (what is still
+//! referenced). Memory is bounded whatever the snapshots' size. Must not decide what to do
+//! about damage: callers report or keep.
 
 use super::Repository;
 use super::index::Index;
@@ -11,23 +13,7 @@ use super::reader;
 use super::snapshot::Snapshot;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use std::collections::{BTreeSet, HashSet};
-
-/// Every chunk id a snapshot needs, its list blobs included.
-pub fn snapshot_chunks(
-    repo: &Repository,
-    index: &Index,
-    snap: &Snapshot,
-) -> Result<HashSet<ChunkId>> {
-    let mut used: HashSet<ChunkId> = snap.list_ids()?.into_iter().collect();
-    for f in &snap.files {
-        reader::for_each_window(repo, index, snap, f, |_, ids| {
-            used.extend(ids.iter().copied());
-            Ok(())
-        })?;
-    }
-    Ok(used)
-}
+use std::collections::BTreeSet;
 
 /// Ids of the snapshots a damaged or missing object (as named in `err`) affects.
 pub fn snapshots_affected_by(repo: &Repository, index: &Index, err: &Error) -> Result<Vec<String>> {
@@ -46,10 +32,15 @@ pub fn snapshots_affected_by(repo: &Repository, index: &Index, err: &Error) -> R
     };
     let mut out = Vec::new();
     for snap in repo.snapshots()? {
-        let hit = match snapshot_chunks(repo, index, &snap) {
-            Ok(used) => used.iter().any(|c| bad.contains(c)),
-            Err(_) => true,
-        };
+        let mut hit = false;
+        if for_each_chunk(repo, index, &snap, |c| {
+            hit |= bad.contains(&c);
+            Ok(())
+        })
+        .is_err()
+        {
+            hit = true;
+        }
         if hit {
             out.push(snap.short_id().to_string());
         }
@@ -93,6 +84,10 @@ pub struct IdCursor {
     pub skipped: u64,
     /// The first id skipped.
     pub first_skipped: Option<ChunkId>,
+    /// Skipped ids, kept up to [`IdCursor::keep_skipped`] of them.
+    pub skipped_ids: Vec<ChunkId>,
+    /// How many skipped ids to keep (0 by default).
+    pub keep_skipped: usize,
 }
 
 fn tmp_io(dir: &std::path::Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -102,18 +97,23 @@ fn tmp_io(dir: &std::path::Path) -> impl Fn(std::io::Error) -> Error + '_ {
 impl SortedIds {
     /// The distinct chunks every snapshot in `snaps` needs. `tmp` holds the spill files
     /// (unlinked as they are made); `mem` bounds the ids held in memory.
+    /// `on_error` decides what a snapshot whose chunk lists cannot be read means: its
+    /// error ends the sort; `Ok` goes on without the rest of that snapshot.
     pub fn needed_by(
         repo: &Repository,
         index: &Index,
         snaps: &[Snapshot],
         tmp: &std::path::Path,
         mem: usize,
+        mut on_error: impl FnMut(&Snapshot, Error) -> Result<()>,
     ) -> Result<SortedIds> {
         use std::io::Write;
         let err = tmp_io(tmp);
         let mut sorter = super::table::IdSorter::new(tmp, mem);
         for s in snaps {
-            for_each_chunk(repo, index, s, |id| sorter.push(id.0).map_err(&err))?;
+            if let Err(e) = for_each_chunk(repo, index, s, |id| sorter.push(id.0).map_err(&err)) {
+                on_error(s, e)?;
+            }
         }
         let file = tempfile::tempfile_in(tmp).map_err(&err)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
@@ -140,6 +140,8 @@ impl SortedIds {
             next: None,
             skipped: 0,
             first_skipped: None,
+            skipped_ids: Vec::new(),
+            keep_skipped: 0,
         };
         c.advance()?;
         Ok(c)
@@ -165,8 +167,7 @@ impl IdCursor {
             if n >= *id {
                 break;
             }
-            self.skipped += 1;
-            self.first_skipped.get_or_insert(n);
+            self.skip(n);
             self.advance()?;
         }
         if self.next == Some(*id) {
@@ -178,11 +179,25 @@ impl IdCursor {
 
     /// Skips to the end, counting what was never asked for.
     pub fn finish(&mut self) -> Result<()> {
-        while let Some(n) = self.next {
-            self.skipped += 1;
-            self.first_skipped.get_or_insert(n);
-            self.advance()?;
-        }
+        while self.finish_one()? {}
         Ok(())
+    }
+
+    /// Skips one id never asked for; false at the end.
+    pub fn finish_one(&mut self) -> Result<bool> {
+        let Some(n) = self.next else {
+            return Ok(false);
+        };
+        self.skip(n);
+        self.advance()?;
+        Ok(true)
+    }
+
+    fn skip(&mut self, n: ChunkId) {
+        self.skipped += 1;
+        self.first_skipped.get_or_insert(n);
+        if self.skipped_ids.len() < self.keep_skipped {
+            self.skipped_ids.push(n);
+        }
     }
 }
