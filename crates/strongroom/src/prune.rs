@@ -451,7 +451,9 @@ struct Repacked {
 
 /// Copies the live chunks of the packs to repack into new packs (one segment per ~1 MiB of
 /// chunks, compressed and sealed anew), then writes index objects for them. A pack that
-/// cannot be read is recorded damaged and kept, not repacked.
+/// cannot be read is recorded damaged and kept, not repacked. Two threads read and open the
+/// old packs (download, decryption and decompression are most of the cost) while this one
+/// compresses, seals and uploads the new ones.
 fn repack(repo: &Repository, plan: &Plan, progress: &dyn Progress) -> Result<Repacked> {
     let key = repo.key();
     let mut z = zstd::bulk::Compressor::new(repo.config().compression_level)
@@ -485,63 +487,88 @@ fn repack(repo: &Repository, plan: &Plan, progress: &dyn Progress) -> Result<Rep
         entries.extend(p.entries);
         Ok(p.bytes.len() as u64)
     };
-    for pack_id in &plan.repack {
-        let object = pack_id.object_key();
-        let copied = (|| -> Result<Vec<(ChunkId, Vec<u8>)>> {
-            let whole = repo.storage().get(&object)?;
-            pack::read_pack(key, &object, *pack_id, &whole)?;
-            let mut by_segment: BTreeMap<(u32, u32), Vec<(ChunkId, Location)>> = BTreeMap::new();
-            for (id, loc) in &plan.live_in[pack_id] {
-                by_segment
-                    .entry((loc.offset, loc.len))
-                    .or_default()
-                    .push((*id, *loc));
-            }
-            let mut out = Vec::new();
-            for ((offset, len), members) in by_segment {
-                let sealed = whole
-                    .get(offset as usize..offset as usize + len as usize)
-                    .ok_or_else(|| Error::corrupt(&object, "segment out of range"))?;
-                let plain = pack::decode_segment(key, *pack_id, offset, sealed)?;
-                for (id, loc) in members {
-                    out.push((
-                        id,
-                        pack::chunk_from_segment(key, &plain, id, &loc)?.to_vec(),
-                    ));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = crossbeam_channel::bounded::<(PackId, Result<Vec<(ChunkId, Vec<u8>)>>)>(2);
+    std::thread::scope(|s| -> Result<()> {
+        for _ in 0..2 {
+            let (tx, next) = (tx.clone(), &next);
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(p) = plan.repack.get(i) else { break };
+                    if tx.send((*p, copy_out(repo, plan, p))).is_err() {
+                        break;
+                    }
                 }
-            }
-            Ok(out)
-        })();
-        let chunks = match copied {
-            Ok(c) => c,
-            Err(e) if e.is_damage() => {
-                tracing::warn!("{e}; the pack is kept and recorded damaged instead of repacked");
-                let _ = repo.record_damage(pack_id, &e.to_string());
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        for (id, data) in chunks {
-            batch_bytes += data.len();
-            batch.push((id, data));
-            if batch_bytes >= 1 << 20 {
-                flush_segment(&mut batch, &mut builder);
-                batch_bytes = 0;
-                if builder.len() >= PACK_TARGET {
-                    bytes += put_pack(&mut builder, &mut entries)?;
-                }
-            }
+            });
         }
-        emptied.push(*pack_id);
-        progress.advance(plan.pack_sizes.get(pack_id).copied().unwrap_or(0));
-    }
+        drop(tx);
+        for (pack_id, copied) in rx {
+            let chunks = match copied {
+                Ok(c) => c,
+                Err(e) if e.is_damage() => {
+                    tracing::warn!(
+                        "{e}; the pack is kept and recorded damaged instead of repacked"
+                    );
+                    let _ = repo.record_damage(&pack_id, &e.to_string());
+                    continue;
+                }
+                // Dropping the receiver stops the readers.
+                Err(e) => return Err(e),
+            };
+            for (id, data) in chunks {
+                batch_bytes += data.len();
+                batch.push((id, data));
+                if batch_bytes >= 1 << 20 {
+                    flush_segment(&mut batch, &mut builder);
+                    batch_bytes = 0;
+                    if builder.len() >= PACK_TARGET {
+                        bytes += put_pack(&mut builder, &mut entries)?;
+                    }
+                }
+            }
+            emptied.push(pack_id);
+            progress.advance(plan.pack_sizes.get(&pack_id).copied().unwrap_or(0));
+        }
+        Ok(())
+    })?;
     flush_segment(&mut batch, &mut builder);
     bytes += put_pack(&mut builder, &mut entries)?;
     for part in entries.chunks(262_144) {
         bytes += repo.write_index(part)?;
     }
     progress.end();
+    emptied.sort();
     Ok(Repacked { emptied, bytes })
+}
+
+/// The live chunks of one pack to repack, each opened and checked against its id. The
+/// segments' authentication covers their bytes; the whole pack is not hashed again.
+fn copy_out(repo: &Repository, plan: &Plan, pack_id: &PackId) -> Result<Vec<(ChunkId, Vec<u8>)>> {
+    let key = repo.key();
+    let object = pack_id.object_key();
+    let whole = repo.storage().get(&object)?;
+    let mut by_segment: BTreeMap<(u32, u32), Vec<(ChunkId, Location)>> = BTreeMap::new();
+    for (id, loc) in &plan.live_in[pack_id] {
+        by_segment
+            .entry((loc.offset, loc.len))
+            .or_default()
+            .push((*id, *loc));
+    }
+    let mut out = Vec::new();
+    for ((offset, len), members) in by_segment {
+        let sealed = whole
+            .get(offset as usize..offset as usize + len as usize)
+            .ok_or_else(|| Error::corrupt(&object, "segment out of range"))?;
+        let plain = pack::decode_segment(key, *pack_id, offset, sealed)?;
+        for (id, loc) in members {
+            out.push((
+                id,
+                pack::chunk_from_segment(key, &plain, id, &loc)?.to_vec(),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Writes, for every index object in `objects` that names a pack in `doomed`, a new object
