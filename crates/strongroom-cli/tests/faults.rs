@@ -117,16 +117,7 @@ fn update(db: &Path, seed: u64) {
 #[test]
 fn jobs_through_a_faulty_store_complete_or_fail_cleanly() {
     let Some(env) = s3_env() else { return };
-    let seed: u64 = std::env::var("STRONGROOM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {seed} (STRONGROOM_TEST_SEED replays it)");
+    let seed = common::seed();
     let mut rng = Rng::new(seed);
     let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
     let faulty = Faulty {

@@ -1491,16 +1491,7 @@ fn cluster_with_app_owned_hotel(bookings: u64) -> Cluster {
 /// and a schema-and-data fingerprint equal to the one taken when it was backed up.
 #[test]
 fn kills_at_random_moments_never_lose_a_listed_postgres_snapshot() {
-    let seed: u64 = std::env::var("STRONGROOM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {seed} (STRONGROOM_TEST_SEED replays it)");
+    let seed = common::seed();
     let mut rng = hotel::Rng::new(seed);
     let pg = Cluster::start();
     load_hotel(&pg, "hotel", None, None, 20_000);

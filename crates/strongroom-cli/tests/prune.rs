@@ -31,6 +31,13 @@ impl Env {
         assert_cmd::Command::from_std(c)
     }
 
+    fn backup_id(&self, src: &str) -> String {
+        self.backup_json(src, &[])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     fn backup_json(&self, src: &str, extra: &[&str]) -> Value {
         let mut args = vec!["backup", src];
         args.extend_from_slice(extra);
@@ -286,10 +293,7 @@ fn a_backup_running_during_prune_loses_nothing() {
     for env in envs() {
         env.init();
         let (db, src) = hotel_db(&env, 2000);
-        let first = env.backup_json(&src, &[])["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let first = env.backup_id(&src);
         let content = std::fs::read(&db).unwrap();
         // A second backup of the same data loads the index (every chunk is there), then
         // stops before writing its manifest.
@@ -413,10 +417,7 @@ fn repair_index_rebuilds_it_from_the_packs() {
     for env in envs() {
         env.init();
         let (db, src) = hotel_db(&env, 2000);
-        let first = env.backup_json(&src, &[])["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let first = env.backup_id(&src);
         let content = std::fs::read(&db).unwrap();
         let storage = env.storage();
         for o in storage.list("index/").unwrap() {
@@ -434,10 +435,7 @@ fn repair_index_rebuilds_it_from_the_packs() {
         storage.delete(&pack.key).unwrap();
         env.cmd().args(["check"]).assert().code(1);
         env.json(&["repair", "index"]);
-        let second = env.backup_json(&src, &[])["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let second = env.backup_id(&src);
         assert!(env.restored(&second) == content);
     }
 }
@@ -447,16 +445,7 @@ fn repair_index_rebuilds_it_from_the_packs() {
 /// it was taken from, and the same job then runs to the end.
 #[test]
 fn kills_at_random_moments_never_lose_a_listed_snapshot() {
-    let seed: u64 = std::env::var("STRONGROOM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {seed} (STRONGROOM_TEST_SEED replays it)");
+    let seed = common::seed();
     let mut rng = Rng::new(seed);
     for env in envs() {
         let remote = env.repo.starts_with("s3://");

@@ -25,7 +25,7 @@ use crate::repository::layout::ObjectKind;
 use crate::repository::pack;
 use crate::repository::snapshot::Snapshot;
 use crate::repository::table::Table;
-use crate::repository::usage::{SortedIds, for_each_chunk};
+use crate::repository::usage::{SortedIds, for_each_chunk, walk_index};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -467,23 +467,14 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     problems.extend(unlisted);
     let mut unreferenced = Unreferenced::default();
     let mut needed_packs: HashSet<PackId> = HashSet::new();
-    let mut cursor = needed.cursor()?;
-    // Ids the cursor passes over are needed but in no index.
-    cursor.keep_skipped = MAX_NAMED;
-    let mut failed = None;
-    index.for_each(|id, loc| match cursor.contains(&id) {
-        Ok(true) => {
+    // Ids the walk passes over are needed but in no index.
+    let mut cursor = walk_index(&index, &needed, MAX_NAMED, |_, loc, live| {
+        if live {
             needed_packs.insert(loc.pack);
-        }
-        Ok(false) => unreferenced.chunks += 1,
-        Err(e) => {
-            failed.get_or_insert(e);
+        } else {
+            unreferenced.chunks += 1;
         }
     })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    cursor.finish()?;
     if let Some(first) = cursor.first_skipped {
         let mut pr = problem(
             format!("chunk {first}"),

@@ -38,7 +38,7 @@ use crate::repository::journal::JournalRecord;
 use crate::repository::layout::ObjectKind;
 use crate::repository::lock::{LockGuard, LockKind};
 use crate::repository::pack::{self, PACK_TARGET, PackBuilder};
-use crate::repository::usage::{SortedIds, for_each_chunk};
+use crate::repository::usage::{SortedIds, for_each_chunk, walk_index};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -334,26 +334,14 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     // Per pack: bytes of all chunks, bytes and count of live ones (where the index places
     // them: a healthy copy when there is one).
     let mut usage: HashMap<PackId, PackUsage> = HashMap::new();
-    let mut cursor = live.cursor()?;
-    let mut failed = None;
-    index.for_each(|id, loc| {
+    let cursor = walk_index(&index, &live, 0, |_, loc, needed| {
         let u = usage.entry(loc.pack).or_default();
         u.total += loc.inner_len as u64;
-        match cursor.contains(&id) {
-            Ok(true) => {
-                u.live += loc.inner_len as u64;
-                u.live_chunks += 1;
-            }
-            Ok(false) => {}
-            Err(e) => {
-                failed.get_or_insert(e);
-            }
+        if needed {
+            u.live += loc.inner_len as u64;
+            u.live_chunks += 1;
         }
     })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    cursor.finish()?;
     if let Some(c) = cursor.first_skipped {
         return Err(Error::Failed(format!(
             "{} chunk(s) that snapshots need are in no index object (first: {}); run `strongroom repair index` before pruning",
@@ -392,20 +380,11 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     let mut live_in: HashMap<PackId, Vec<(ChunkId, Location)>> = HashMap::new();
     if !repack.is_empty() {
         let repacking: HashSet<PackId> = repack.iter().copied().collect();
-        let mut cursor = live.cursor()?;
-        let mut failed = None;
-        index.for_each(|id, loc| match cursor.contains(&id) {
-            Ok(true) if repacking.contains(&loc.pack) => {
+        walk_index(&index, &live, 0, |id, loc, needed| {
+            if needed && repacking.contains(&loc.pack) {
                 live_in.entry(loc.pack).or_default().push((id, loc));
             }
-            Ok(_) => {}
-            Err(e) => {
-                failed.get_or_insert(e);
-            }
         })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
     }
     let mut orphans: Vec<PackId> = pack_sizes
         .keys()

@@ -76,6 +76,31 @@ pub struct SortedIds {
     pub len: u64,
 }
 
+/// Walks the index in chunk-id order beside `needed`: `each` gets every indexed chunk, its
+/// location and whether it is needed. Returns the finished cursor, whose skipped ids are the
+/// needed chunks no index names (up to `keep_skipped` of them kept).
+pub fn walk_index(
+    index: &Index,
+    needed: &SortedIds,
+    keep_skipped: usize,
+    mut each: impl FnMut(ChunkId, super::index::Location, bool),
+) -> Result<IdCursor> {
+    let mut cursor = needed.cursor()?;
+    cursor.keep_skipped = keep_skipped;
+    let mut failed = None;
+    index.for_each(|id, loc| match cursor.contains(&id) {
+        Ok(live) => each(id, loc, live),
+        Err(e) => {
+            failed.get_or_insert(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    cursor.finish()?;
+    Ok(cursor)
+}
+
 /// Reads a [`SortedIds`] in ascending order, answering membership for ascending queries.
 pub struct IdCursor {
     reader: std::io::BufReader<std::fs::File>,
