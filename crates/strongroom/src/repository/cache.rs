@@ -32,8 +32,8 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Index entries gathered before they are written as one run (~26 MB in memory).
-const BATCH: usize = 512 * 1024;
+/// Index entries gathered before they are written as one run (~7 MB in memory).
+const BATCH: usize = 128 * 1024;
 
 /// The cache root: `$STRONGROOM_CACHE_DIR`, `$XDG_CACHE_HOME/strongroom` or
 /// `~/.cache/strongroom`; `None` when none can be named.

@@ -88,6 +88,21 @@ struct Inner {
     numbers: HashMap<PackId, u32>,
     session: Option<Table<20>>,
     session_dir: Option<tempfile::TempDir>,
+    /// A fixed-size Bloom filter of the session's chunks: most lookups during a backup are
+    /// of new chunks, and without it each would read a block of every session run.
+    session_bloom: Vec<u64>,
+}
+
+/// Bits of the session's Bloom filter: 64 Mi bits (8 MB), 4 probes: about 1% false
+/// positives up to 13 M chunks (50 GB of new 4 KiB pages); beyond that it lets more lookups
+/// through to the disk, never fewer.
+const BLOOM_BITS: u64 = 64 << 20;
+
+fn bloom_probes(id: &ChunkId) -> [u64; 4] {
+    // Chunk ids are keyed hashes: their own bytes are independent hash values.
+    std::array::from_fn(|i| {
+        u64::from_le_bytes(id.0[i * 8..i * 8 + 8].try_into().expect("8 bytes")) % BLOOM_BITS
+    })
 }
 
 impl Default for Index {
@@ -120,6 +135,7 @@ impl Index {
                 numbers,
                 session: None,
                 session_dir: None,
+                session_bloom: Vec::new(),
             }),
             unreadable,
             records,
@@ -175,7 +191,12 @@ impl Index {
     fn locations(&self, id: &ChunkId) -> Vec<(Location, bool)> {
         let inner = self.inner.read().expect("index lock");
         let mut values = Vec::new();
-        for table in self.shared.iter().chain(inner.session.iter()) {
+        let in_session = !inner.session_bloom.is_empty()
+            && bloom_probes(id)
+                .iter()
+                .all(|b| inner.session_bloom[(b / 64) as usize] & (1 << (b % 64)) != 0);
+        let session = inner.session.as_ref().filter(|_| in_session);
+        for table in self.shared.iter().chain(session) {
             match table.get_all(&id.0) {
                 Ok(v) => values.extend(v),
                 Err(e) => tracing::error!(
@@ -298,6 +319,14 @@ impl Index {
         }
         let mut inner = self.inner.write().expect("index lock");
         let mut records = Vec::with_capacity(entries.len());
+        if inner.session_bloom.is_empty() {
+            inner.session_bloom = vec![0u64; (BLOOM_BITS / 64) as usize];
+        }
+        for (id, _) in entries {
+            for b in bloom_probes(id) {
+                inner.session_bloom[(b / 64) as usize] |= 1 << (b % 64);
+            }
+        }
         for (id, loc) in entries {
             let next = inner.packs.len() as u32;
             let n = match inner.numbers.get(&loc.pack) {
