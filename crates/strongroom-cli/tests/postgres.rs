@@ -1485,3 +1485,85 @@ fn cluster_with_app_owned_hotel(bookings: u64) -> Cluster {
     );
     pg
 }
+
+/// SIGKILLs logical backups and `forget --prune` at random moments: after every kill the
+/// repository checks clean, and every listed snapshot restores with its recorded row counts
+/// and a schema-and-data fingerprint equal to the one taken when it was backed up.
+#[test]
+fn kills_at_random_moments_never_lose_a_listed_postgres_snapshot() {
+    let seed = common::seed();
+    let mut rng = hotel::Rng::new(seed);
+    let pg = Cluster::start();
+    load_hotel(&pg, "hotel", None, None, 20_000);
+    let url = pg.super_url("hotel");
+    for env in envs() {
+        env.init();
+        let mut fingerprints: BTreeMap<String, (String, BTreeMap<String, String>)> =
+            BTreeMap::new();
+        let (mut kills, mut round, mut restored) = (0, 0u64, 0u64);
+        while kills < 10 {
+            round += 1;
+            assert!(round < 80, "too few kills landed (seed {seed})");
+            pg.execute("hotel", &hotel::postgres_update_sql(0.05));
+            let state = fingerprint(&pg, "hotel");
+            let prune = rng.below(3) == 0 && fingerprints.len() > 2;
+            let args: Vec<&str> = if prune {
+                vec!["forget", "--keep-last", "2", "--prune"]
+            } else {
+                vec!["backup", &url]
+            };
+            let before: Vec<String> = fingerprints.keys().cloned().collect();
+            let mut child = env
+                .std_cmd()
+                .args(&args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(rng.below(1200)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            child.wait().unwrap();
+            let check = env.json(&["check", "--read-data"]);
+            assert_eq!(check["ok"], true, "round {round}, seed {seed}: {check:#}");
+            let listed = env.json(&["list"]);
+            for s in listed.as_array().unwrap() {
+                let id = s["id"].as_str().unwrap().to_string();
+                if !before.contains(&id) {
+                    fingerprints
+                        .entry(id.clone())
+                        .or_insert_with(|| state.clone());
+                }
+                restored += 1;
+                let target = format!("restored_{restored}");
+                env.json(&["restore", &id, "--target-db", &pg.super_url(&target)]);
+                assert_eq!(
+                    counts(&pg, &target),
+                    snapshot_counts(s),
+                    "round {round}: snapshot {id} has its row counts (seed {seed})"
+                );
+                assert!(
+                    fingerprint(&pg, &target) == fingerprints[&id],
+                    "round {round}: snapshot {id} restores schema and data exactly (seed {seed})"
+                );
+                pg.execute("postgres", &format!("DROP DATABASE {target}"));
+            }
+            fingerprints.retain(|id, _| {
+                listed
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["id"] == id.as_str())
+            });
+            // The job runs to the end after the kill.
+            env.cmd().args(&args).arg("--json").assert().success();
+            for s in env.json(&["list"]).as_array().unwrap() {
+                let id = s["id"].as_str().unwrap().to_string();
+                fingerprints.entry(id).or_insert_with(|| state.clone());
+            }
+        }
+        eprintln!("{}: {kills} kills in {round} rounds", env.repo);
+    }
+}

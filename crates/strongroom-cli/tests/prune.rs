@@ -13,6 +13,13 @@ mod common;
 use common::{Env, envs};
 
 impl Env {
+    fn backup_id(&self, src: &str) -> String {
+        self.backup_json(src, &[])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     fn backup_json(&self, src: &str, extra: &[&str]) -> Value {
         let mut args = vec!["backup", src];
         args.extend_from_slice(extra);
@@ -268,10 +275,7 @@ fn a_backup_running_during_prune_loses_nothing() {
     for env in envs() {
         env.init();
         let (db, src) = hotel_db(&env, 2000);
-        let first = env.backup_json(&src, &[])["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let first = env.backup_id(&src);
         let content = std::fs::read(&db).unwrap();
         // A second backup of the same data loads the index (every chunk is there), then
         // stops before writing its manifest.
@@ -395,10 +399,7 @@ fn repair_index_rebuilds_it_from_the_packs() {
     for env in envs() {
         env.init();
         let (db, src) = hotel_db(&env, 2000);
-        let first = env.backup_json(&src, &[])["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let first = env.backup_id(&src);
         let content = std::fs::read(&db).unwrap();
         let storage = env.storage();
         for o in storage.list("index/").unwrap() {
@@ -416,10 +417,7 @@ fn repair_index_rebuilds_it_from_the_packs() {
         storage.delete(&pack.key).unwrap();
         env.cmd().args(["check"]).assert().code(1);
         env.json(&["repair", "index"]);
-        let second = env.backup_json(&src, &[])["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let second = env.backup_id(&src);
         assert!(env.restored(&second) == content);
     }
 }
@@ -429,16 +427,7 @@ fn repair_index_rebuilds_it_from_the_packs() {
 /// it was taken from, and the same job then runs to the end.
 #[test]
 fn kills_at_random_moments_never_lose_a_listed_snapshot() {
-    let seed: u64 = std::env::var("STRONGROOM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {seed} (STRONGROOM_TEST_SEED replays it)");
+    let seed = common::seed();
     let mut rng = Rng::new(seed);
     for env in envs() {
         let remote = env.repo.starts_with("s3://");
@@ -473,7 +462,7 @@ fn kills_at_random_moments_never_lose_a_listed_snapshot() {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            let span = if remote { 1500 } else { 400 };
+            let span = if remote { 700 } else { 300 };
             std::thread::sleep(Duration::from_millis(rng.below(span)));
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap();

@@ -1,7 +1,9 @@
 //! Throwaway servers for strongroom's tests.
 //!
 //! Owns starting and always removing the real servers tests run against, so that no test ever
-//! touches the machine's own services. Must not depend on strongroom itself, so any crate's
-//! tests can use it (today the command line's integration tests do).
+//! touches the machine's own services, and the fault-injecting proxy tests put in front of
+//! them. Must not depend on strongroom itself, so any crate's tests can use it (today the
+//! command line's integration tests do).
 
 pub mod postgres;
+pub mod s3proxy;

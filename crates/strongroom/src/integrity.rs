@@ -23,7 +23,9 @@ use crate::repository::index::Location;
 use crate::repository::journal::JournalRecord;
 use crate::repository::layout::ObjectKind;
 use crate::repository::pack;
-use crate::repository::usage::snapshot_chunks;
+use crate::repository::snapshot::Snapshot;
+use crate::repository::table::Table;
+use crate::repository::usage::{SortedIds, for_each_chunk, walk_index};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -109,6 +111,83 @@ fn problem(object: impl Into<String>, detail: impl Into<String>) -> Problem {
     }
 }
 
+/// At most this many missing chunks are named one by one (their count is always exact).
+const MAX_NAMED: usize = 100_000;
+
+/// Every indexed chunk by pack, in a temporary sorted table on local disk.
+struct Members {
+    table: Table<48>,
+    /// Per pack, where its furthest segment ends (for a truncation check without reads).
+    ends: HashMap<PackId, u64>,
+    _dir: tempfile::TempDir,
+}
+
+impl Members {
+    fn build(index: &crate::repository::index::Index, tmp: &std::path::Path) -> Result<Members> {
+        let dir = tempfile::Builder::new()
+            .prefix("check-")
+            .tempdir_in(tmp)
+            .map_err(|e| Error::io("making a scratch directory in", tmp, e))?;
+        let err = |e: std::io::Error| Error::io("sorting index entries by pack in", tmp, e);
+        let mut table = Table::<48>::open(dir.path()).map_err(err)?;
+        let mut ends: HashMap<PackId, u64> = HashMap::new();
+        let mut batch = Vec::new();
+        let mut failed = None;
+        index.for_each(|id, l| {
+            let end = ends.entry(l.pack).or_default();
+            *end = (*end).max(l.offset as u64 + l.len as u64);
+            let mut v = [0u8; 48];
+            v[..32].copy_from_slice(&id.0);
+            for (i, n) in [l.offset, l.len, l.inner_offset, l.inner_len]
+                .into_iter()
+                .enumerate()
+            {
+                v[32 + i * 4..36 + i * 4].copy_from_slice(&n.to_le_bytes());
+            }
+            batch.push((l.pack.0, v));
+            if batch.len() >= 512 * 1024 {
+                if let Err(e) = table.add_run(std::mem::take(&mut batch)) {
+                    failed.get_or_insert(e);
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(err(e));
+        }
+        table.add_run(batch).map_err(err)?;
+        Ok(Members {
+            table,
+            ends,
+            _dir: dir,
+        })
+    }
+
+    /// The chunks the index places in `pack`.
+    fn of(&self, pack: &PackId) -> Result<Vec<(ChunkId, Location)>> {
+        let values = self
+            .table
+            .get_all(&pack.0)
+            .map_err(|e| Error::io("reading index entries by pack in", self.table.dir(), e))?;
+        Ok(values
+            .into_iter()
+            .map(|v| {
+                let n =
+                    |i: usize| u32::from_le_bytes(v[32 + i * 4..36 + i * 4].try_into().expect("4"));
+                (
+                    ChunkId(v[..32].try_into().expect("32 bytes")),
+                    Location {
+                        pack: *pack,
+                        offset: n(0),
+                        len: n(1),
+                        inner_offset: n(2),
+                        inner_len: n(3),
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
 /// Runs the consistency check and records it in the journal.
 pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let started_at = jiff::Timestamp::now();
@@ -151,21 +230,33 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     for (object, why) in index.unreadable() {
         problems.push(problem(object, why));
     }
-    let recorded = repo.damaged_packs()?;
-    // Index entries pointing at packs that do not exist.
-    let mut by_pack: HashMap<PackId, Vec<ChunkId>> = HashMap::new();
-    for (id, loc) in index.entries() {
-        by_pack.entry(loc.pack).or_default().push(id);
+    // The local cache remembers index objects read earlier: read every one again, so one
+    // damaged since is named.
+    let unreadable: HashSet<&String> = index.unreadable().iter().map(|(o, _)| o).collect();
+    for o in storage.list(ObjectKind::Index.folder())? {
+        if unreadable.contains(&o.key) {
+            continue;
+        }
+        match repo.read_index(&o.key) {
+            Ok(_) => {}
+            Err(e) if e.is_damage() => problems.push(problem(&o.key, e.to_string())),
+            Err(e) => return Err(e),
+        }
     }
-    for (p, ids) in &by_pack {
-        if let Some(&size) = packs.get(p) {
-            let short: HashSet<ChunkId> = ids
-                .iter()
-                .filter(|id| {
-                    let l = index.get(id).expect("entry from the index");
-                    l.offset as u64 + l.len as u64 > size
-                })
-                .copied()
+    let recorded = repo.damaged_packs()?;
+    // Each pack's chunks as the index places them, sorted by pack on local disk: memory
+    // stays bounded whatever the repository's size.
+    let members = Members::build(&index, &crate::repository::cache::scratch_dir(repo))?;
+    for (p, max_end) in &members.ends {
+        let ids = || -> Result<HashSet<ChunkId>> {
+            Ok(members.of(p)?.into_iter().map(|(c, _)| c).collect())
+        };
+        if let Some(&size) = packs.get(p).filter(|&&size| *max_end > size) {
+            let short: HashSet<ChunkId> = members
+                .of(p)?
+                .into_iter()
+                .filter(|(_, l)| l.offset as u64 + l.len as u64 > size)
+                .map(|(c, _)| c)
                 .collect();
             if !short.is_empty() {
                 let detail = format!("truncated: {size} bytes, shorter than the index says");
@@ -180,7 +271,7 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             // copied first (a pack is only doomed once that is so).
         } else if !packs.contains_key(p) {
             let mut pr = problem(p.object_key(), "missing, but the index refers to it");
-            pr.chunks = ids.iter().copied().collect();
+            pr.chunks = ids()?;
             problems.push(pr);
             // Looked for once more before it is recorded: listings can lag behind writes.
             if !recorded.contains(p) && !storage.exists(&p.object_key()).unwrap_or(true) {
@@ -199,7 +290,7 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
                 })
                 .unwrap_or_else(|e| format!("recorded damaged ({e})"));
             let mut pr = problem(p.object_key(), detail);
-            pr.chunks = ids.iter().copied().collect();
+            pr.chunks = ids()?;
             problems.push(pr);
         }
     }
@@ -216,15 +307,18 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         sorted.sort();
         for (p, size) in sorted {
             let object = p.object_key();
-            let bytes = match storage.get(&object) {
+            let bytes = match read_whole(storage, &object, *size) {
                 Ok(b) => b,
                 Err(Error::Missing { .. }) if index.is_doomed(p) => continue,
+                // A store that fails to answer says nothing about the data: the check
+                // fails as the store's failure, and records no damage.
+                Err(e) if !e.is_damage() => return Err(e),
                 Err(e) => {
                     if e.is_damage() {
                         note_damage(repo, p, &e.to_string());
                     }
                     let mut pr = problem(&object, e.to_string());
-                    pr.chunks = by_pack.get(p).into_iter().flatten().copied().collect();
+                    pr.chunks = members.of(p)?.into_iter().map(|(c, _)| c).collect();
                     problems.push(pr);
                     continue;
                 }
@@ -235,15 +329,9 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             // Whatever the trailer says, authenticate every chunk the index places in this pack.
             let mut bad = HashSet::new();
             let mut first_err = None;
-            let mut members: Vec<(ChunkId, Location)> = by_pack
-                .get(p)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(|id| (*id, index.get(id).expect("entry from the index")))
-                .collect();
-            members.sort_by_key(|(_, l)| (l.offset, l.inner_offset));
-            for seg in members.chunk_by(|a, b| a.1.offset == b.1.offset) {
+            let mut in_pack: Vec<(ChunkId, Location)> = members.of(p)?;
+            in_pack.sort_by_key(|(_, l)| (l.offset, l.inner_offset));
+            for seg in in_pack.chunk_by(|a, b| a.1.offset == b.1.offset) {
                 let loc = seg[0].1;
                 let (s, e) = (loc.offset as usize, loc.offset as usize + loc.len as usize);
                 let opened = bytes
@@ -343,70 +431,91 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             }
         }
     }
-    // Every snapshot: manifest, chunk lists, chunks.
+    // Every snapshot: manifest, chunk lists, chunks. The chunks they need are sorted on
+    // local disk, then walked beside the index in chunk-id order: chunks no index names, and
+    // what no snapshot needs, in bounded memory.
     let listed = storage.list(ObjectKind::Snapshot.folder())?;
-    let mut snapshots = 0;
-    let mut used_by_any: HashSet<ChunkId> = HashSet::new();
+    let mut snaps = Vec::new();
     let mut all_lists_read = true;
     for o in &listed {
         let Some(id) = ObjectKind::Snapshot.name_of(&o.key) else {
             continue;
         };
-        let snap = match repo.read_snapshot(id) {
-            Ok(s) => s,
+        match repo.read_snapshot(id) {
+            Ok(s) => snaps.push(s),
             Err(e) => {
                 let mut pr = problem(&o.key, e.to_string());
                 pr.snapshots.push(id.to_string());
                 problems.push(pr);
                 all_lists_read = false;
-                continue;
-            }
-        };
-        snapshots += 1;
-        let used = match snapshot_chunks(repo, &index, &snap) {
-            Ok(u) => u,
-            Err(e) => {
-                let mut pr = problem(&o.key, format!("cannot read its chunk lists: {e}"));
-                pr.snapshots.push(snap.id.clone());
-                problems.push(pr);
-                all_lists_read = false;
-                continue;
-            }
-        };
-        let missing: Vec<&ChunkId> = used.iter().filter(|c| !index.contains(c)).collect();
-        if !missing.is_empty() {
-            let mut pr = problem(
-                format!("chunk {}", missing[0]),
-                format!(
-                    "{} chunk(s) of snapshot {} are not in any index",
-                    missing.len(),
-                    snap.short_id()
-                ),
-            );
-            pr.snapshots.push(snap.id.clone());
-            problems.push(pr);
-        }
-        for pr in problems.iter_mut() {
-            if !pr.snapshots.contains(&snap.id) && pr.chunks.iter().any(|c| used.contains(c)) {
-                pr.snapshots.push(snap.id.clone());
             }
         }
-        used_by_any.extend(used);
+    }
+    let snapshots = snaps.len();
+    let tmp = crate::repository::cache::scratch_dir(repo);
+    let mut unlisted = Vec::new();
+    let needed = SortedIds::needed_by(repo, &index, &snaps, &tmp, 64 << 20, |s, e| {
+        let mut pr = problem(
+            Snapshot::object_key(&s.id),
+            format!("cannot read its chunk lists: {e}"),
+        );
+        pr.snapshots.push(s.id.clone());
+        unlisted.push(pr);
+        Ok(())
+    })?;
+    all_lists_read &= unlisted.is_empty();
+    problems.extend(unlisted);
+    let mut unreferenced = Unreferenced::default();
+    let mut needed_packs: HashSet<PackId> = HashSet::new();
+    // Ids the walk passes over are needed but in no index.
+    let mut cursor = walk_index(&index, &needed, MAX_NAMED, |_, loc, live| {
+        if live {
+            needed_packs.insert(loc.pack);
+        } else {
+            unreferenced.chunks += 1;
+        }
+    })?;
+    if let Some(first) = cursor.first_skipped {
+        let mut pr = problem(
+            format!("chunk {first}"),
+            format!(
+                "{} chunk(s) that snapshots need are not in any index",
+                cursor.skipped
+            ),
+        );
+        pr.chunks = std::mem::take(&mut cursor.skipped_ids)
+            .into_iter()
+            .collect();
+        problems.push(pr);
+    }
+    // Name the snapshots each problem breaks: one more pass over what they need, only when
+    // something is wrong.
+    let bad: HashSet<ChunkId> = problems
+        .iter()
+        .flat_map(|p| p.chunks.iter().copied())
+        .collect();
+    if !bad.is_empty() {
+        for s in &snaps {
+            let mut hit: HashSet<ChunkId> = HashSet::new();
+            let _ = for_each_chunk(repo, &index, s, |c| {
+                if bad.contains(&c) {
+                    hit.insert(c);
+                }
+                Ok(())
+            });
+            for pr in problems.iter_mut() {
+                if !pr.snapshots.contains(&s.id) && pr.chunks.iter().any(|c| hit.contains(c)) {
+                    pr.snapshots.push(s.id.clone());
+                }
+            }
+        }
     }
     // What no snapshot needs, counted only when every snapshot's lists were read (else a
-    // chunk of an unreadable one would look unneeded).
-    let mut unreferenced = Unreferenced::default();
-    // An unreadable index object hides which packs its chunks are in: then nothing is
-    // called unneeded.
-    if all_lists_read && index.unreadable().is_empty() {
-        let mut needed_packs: HashSet<PackId> = HashSet::new();
-        for (id, loc) in index.entries() {
-            if used_by_any.contains(&id) {
-                needed_packs.insert(loc.pack);
-            } else {
-                unreferenced.chunks += 1;
-            }
-        }
+    // chunk of an unreadable one would look unneeded); an unreadable index object hides
+    // which packs its chunks are in: then nothing is called unneeded.
+    if !(all_lists_read && index.unreadable().is_empty()) {
+        unreferenced = Unreferenced::default();
+    } else {
         for (p, size) in &packs {
             if !needed_packs.contains(p) {
                 unreferenced.packs += 1;
@@ -456,7 +565,27 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     })
 }
 
-/// Records a pack as damaged; a failure to record is logged, never the check's outcome.
+/// Reads a whole object whose listing said `size` bytes. A body of another length is a
+/// transfer cut short (a truncated object lists its truncated size), so it is read again;
+/// twice short is the store failing, not damage.
+fn read_whole(storage: &crate::storage::Storage, object: &str, size: u64) -> Result<Vec<u8>> {
+    for _ in 0..2 {
+        let bytes = storage.get(object)?;
+        if bytes.len() as u64 == size {
+            return Ok(bytes);
+        }
+        tracing::warn!(
+            "{object}: {} bytes arrived of the {size} listed; reading it again",
+            bytes.len()
+        );
+    }
+    Err(Error::Storage {
+        location: object.to_string(),
+        detail: format!("the store twice sent fewer or more bytes than the {size} it lists"),
+        transient: true,
+    })
+}
+
 /// Physical snapshots of `cluster` that need WAL file `name` to become consistent (it lies
 /// between their start and stop on their timeline).
 fn wal_dependents(needs: &[wal::NeededFrom], cluster: &str, name: &str) -> Vec<String> {
@@ -476,6 +605,7 @@ fn wal_dependents(needs: &[wal::NeededFrom], cluster: &str, name: &str) -> Vec<S
         .collect()
 }
 
+/// Records a pack as damaged; a failure to record is logged, never the check's outcome.
 fn note_damage(repo: &Repository, pack: &PackId, detail: &str) {
     if let Err(e) = repo.record_damage(pack, detail) {
         tracing::warn!("could not record {} as damaged: {e}", pack.object_key());

@@ -31,17 +31,32 @@ use crate::error::{Error, Result};
 use crate::id::{ChunkId, PackId};
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::repository::cache;
 use crate::repository::deletion::DeletionMark;
-use crate::repository::index::{Entry, Index, Location};
+use crate::repository::index::{Entry, Location};
 use crate::repository::journal::JournalRecord;
 use crate::repository::layout::ObjectKind;
 use crate::repository::lock::{LockGuard, LockKind};
 use crate::repository::pack::{self, PACK_TARGET, PackBuilder};
-use crate::repository::snapshot::Snapshot;
-use crate::repository::usage::snapshot_chunks;
+use crate::repository::usage::{SortedIds, for_each_chunk, walk_index};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
+
+/// Memory for sorting the chunk ids snapshots need (the rest spills to local disk).
+const SORT_MEMORY: usize = 64 << 20;
+
+/// At most this many chunks are copied by one prune's repack (~60 MB of bookkeeping); packs
+/// beyond it wait for the next prune.
+const REPACK_MAX_CHUNKS: u64 = 1 << 20;
+
+/// What one pack holds, and how much of it is needed.
+#[derive(Clone, Copy, Default)]
+struct PackUsage {
+    total: u64,
+    live: u64,
+    live_chunks: u64,
+}
 
 /// How a prune runs.
 #[derive(Clone, Debug)]
@@ -304,62 +319,73 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
         .into_iter()
         .filter_map(|o| Some((PackId::from_object_key(&o.key)?, o.size)))
         .collect();
-    // What every snapshot needs.
-    let mut live: HashSet<ChunkId> = HashSet::new();
-    for s in &snaps {
-        let used = snapshot_chunks(repo, &index, s).map_err(|e| {
+    // What every snapshot needs, sorted on local disk (memory stays bounded whatever the
+    // repository's size); then one pass over the index, in chunk-id order, beside it.
+    let tmp = cache::scratch_dir(repo);
+    let live = SortedIds::needed_by(repo, &index, &snaps, &tmp, SORT_MEMORY, |_, e| Err(e)).map_err(|e| {
+        if e.is_damage() {
             Error::Failed(format!(
-                "the chunk lists of snapshot {} cannot be read ({e}), so prune cannot know which data it needs; run `strongroom check`, then `strongroom repair index` if chunks are missing from the index",
-                s.short_id()
+                "the chunk lists of a snapshot cannot be read ({e}), so prune cannot know which data it needs; run `strongroom check`, then `strongroom repair index` if chunks are missing from the index"
             ))
-        })?;
-        if let Some(c) = used.iter().find(|c| !index.contains(c)) {
-            return Err(Error::Failed(format!(
-                "snapshot {} needs chunk {} which no index object lists; run `strongroom repair index` before pruning",
-                s.short_id(),
-                &c.to_hex()[..16]
-            )));
+        } else {
+            e
         }
-        live.extend(used);
-    }
-    // Per pack: bytes of all chunks, bytes of live ones (where the index places them).
-    let mut total: HashMap<PackId, u64> = HashMap::new();
-    let mut live_in: HashMap<PackId, Vec<(ChunkId, Location)>> = HashMap::new();
-    for (id, loc) in index.entries() {
-        *total.entry(loc.pack).or_default() += loc.inner_len as u64;
-        if live.contains(&id) {
-            live_in.entry(loc.pack).or_default().push((id, loc));
+    })?;
+    // Per pack: bytes of all chunks, bytes and count of live ones (where the index places
+    // them: a healthy copy when there is one).
+    let mut usage: HashMap<PackId, PackUsage> = HashMap::new();
+    let cursor = walk_index(&index, &live, 0, |_, loc, needed| {
+        let u = usage.entry(loc.pack).or_default();
+        u.total += loc.inner_len as u64;
+        if needed {
+            u.live += loc.inner_len as u64;
+            u.live_chunks += 1;
         }
+    })?;
+    if let Some(c) = cursor.first_skipped {
+        return Err(Error::Failed(format!(
+            "{} chunk(s) that snapshots need are in no index object (first: {}); run `strongroom repair index` before pruning",
+            cursor.skipped,
+            &c.to_hex()[..16]
+        )));
     }
-    drop(live);
     let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
     let recorded_damaged = repo.damaged_packs()?;
     let mut delete = Vec::new();
     let mut repack = Vec::new();
     let mut unused_kept = 0u64;
-    for pack in &indexed {
+    let mut to_copy = 0u64;
+    let mut sorted_packs: Vec<&PackId> = indexed.iter().collect();
+    sorted_packs.sort();
+    for pack in sorted_packs {
         if !pack_sizes.contains_key(pack) {
             continue; // missing: damage for `check` to report, not garbage
         }
-        let all = total.get(pack).copied().unwrap_or(0);
-        let used: u64 = live_in
-            .get(pack)
-            .map(|v| v.iter().map(|(_, l)| l.inner_len as u64).sum())
-            .unwrap_or(0);
-        if used == 0 {
+        let u = usage.get(pack).copied().unwrap_or_default();
+        if u.live == 0 {
             delete.push(*pack);
-        } else if used < all
+        } else if u.live < u.total
             && !recorded_damaged.contains(pack)
-            && (used as f64) < opts.repack_below * all as f64
+            && (u.live as f64) < opts.repack_below * u.total as f64
+            && to_copy + u.live_chunks <= REPACK_MAX_CHUNKS
         {
+            to_copy += u.live_chunks;
             repack.push(*pack);
-        } else if let Some(live) = (pack_sizes[pack] * used).checked_div(all) {
+        } else if let Some(live) = (pack_sizes[pack] * u.live).checked_div(u.total) {
             unused_kept += pack_sizes[pack] - live;
         }
     }
-    delete.sort();
-    repack.sort();
-    live_in.retain(|p, _| repack.binary_search(p).is_ok());
+    drop(usage);
+    // The live chunks of the packs to repack: a second pass, bounded by REPACK_MAX_CHUNKS.
+    let mut live_in: HashMap<PackId, Vec<(ChunkId, Location)>> = HashMap::new();
+    if !repack.is_empty() {
+        let repacking: HashSet<PackId> = repack.iter().copied().collect();
+        walk_index(&index, &live, 0, |id, loc, needed| {
+            if needed && repacking.contains(&loc.pack) {
+                live_in.entry(loc.pack).or_default().push((id, loc));
+            }
+        })?;
+    }
     let mut orphans: Vec<PackId> = pack_sizes
         .keys()
         .filter(|p| !indexed.contains(p))
@@ -404,7 +430,9 @@ struct Repacked {
 
 /// Copies the live chunks of the packs to repack into new packs (one segment per ~1 MiB of
 /// chunks, compressed and sealed anew), then writes index objects for them. A pack that
-/// cannot be read is recorded damaged and kept, not repacked.
+/// cannot be read is recorded damaged and kept, not repacked. Two threads read and open the
+/// old packs (download, decryption and decompression are most of the cost) while this one
+/// compresses, seals and uploads the new ones.
 fn repack(repo: &Repository, plan: &Plan, progress: &dyn Progress) -> Result<Repacked> {
     let key = repo.key();
     let mut z = zstd::bulk::Compressor::new(repo.config().compression_level)
@@ -438,63 +466,88 @@ fn repack(repo: &Repository, plan: &Plan, progress: &dyn Progress) -> Result<Rep
         entries.extend(p.entries);
         Ok(p.bytes.len() as u64)
     };
-    for pack_id in &plan.repack {
-        let object = pack_id.object_key();
-        let copied = (|| -> Result<Vec<(ChunkId, Vec<u8>)>> {
-            let whole = repo.storage().get(&object)?;
-            pack::read_pack(key, &object, *pack_id, &whole)?;
-            let mut by_segment: BTreeMap<(u32, u32), Vec<(ChunkId, Location)>> = BTreeMap::new();
-            for (id, loc) in &plan.live_in[pack_id] {
-                by_segment
-                    .entry((loc.offset, loc.len))
-                    .or_default()
-                    .push((*id, *loc));
-            }
-            let mut out = Vec::new();
-            for ((offset, len), members) in by_segment {
-                let sealed = whole
-                    .get(offset as usize..offset as usize + len as usize)
-                    .ok_or_else(|| Error::corrupt(&object, "segment out of range"))?;
-                let plain = pack::decode_segment(key, *pack_id, offset, sealed)?;
-                for (id, loc) in members {
-                    out.push((
-                        id,
-                        pack::chunk_from_segment(key, &plain, id, &loc)?.to_vec(),
-                    ));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = crossbeam_channel::bounded::<(PackId, Result<Vec<(ChunkId, Vec<u8>)>>)>(2);
+    std::thread::scope(|s| -> Result<()> {
+        for _ in 0..2 {
+            let (tx, next) = (tx.clone(), &next);
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(p) = plan.repack.get(i) else { break };
+                    if tx.send((*p, copy_out(repo, plan, p))).is_err() {
+                        break;
+                    }
                 }
-            }
-            Ok(out)
-        })();
-        let chunks = match copied {
-            Ok(c) => c,
-            Err(e) if e.is_damage() => {
-                tracing::warn!("{e}; the pack is kept and recorded damaged instead of repacked");
-                let _ = repo.record_damage(pack_id, &e.to_string());
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        for (id, data) in chunks {
-            batch_bytes += data.len();
-            batch.push((id, data));
-            if batch_bytes >= 1 << 20 {
-                flush_segment(&mut batch, &mut builder);
-                batch_bytes = 0;
-                if builder.len() >= PACK_TARGET {
-                    bytes += put_pack(&mut builder, &mut entries)?;
-                }
-            }
+            });
         }
-        emptied.push(*pack_id);
-        progress.advance(plan.pack_sizes.get(pack_id).copied().unwrap_or(0));
-    }
+        drop(tx);
+        for (pack_id, copied) in rx {
+            let chunks = match copied {
+                Ok(c) => c,
+                Err(e) if e.is_damage() => {
+                    tracing::warn!(
+                        "{e}; the pack is kept and recorded damaged instead of repacked"
+                    );
+                    let _ = repo.record_damage(&pack_id, &e.to_string());
+                    continue;
+                }
+                // Dropping the receiver stops the readers.
+                Err(e) => return Err(e),
+            };
+            for (id, data) in chunks {
+                batch_bytes += data.len();
+                batch.push((id, data));
+                if batch_bytes >= 1 << 20 {
+                    flush_segment(&mut batch, &mut builder);
+                    batch_bytes = 0;
+                    if builder.len() >= PACK_TARGET {
+                        bytes += put_pack(&mut builder, &mut entries)?;
+                    }
+                }
+            }
+            emptied.push(pack_id);
+            progress.advance(plan.pack_sizes.get(&pack_id).copied().unwrap_or(0));
+        }
+        Ok(())
+    })?;
     flush_segment(&mut batch, &mut builder);
     bytes += put_pack(&mut builder, &mut entries)?;
     for part in entries.chunks(262_144) {
         bytes += repo.write_index(part)?;
     }
     progress.end();
+    emptied.sort();
     Ok(Repacked { emptied, bytes })
+}
+
+/// The live chunks of one pack to repack, each opened and checked against its id. The
+/// segments' authentication covers their bytes; the whole pack is not hashed again.
+fn copy_out(repo: &Repository, plan: &Plan, pack_id: &PackId) -> Result<Vec<(ChunkId, Vec<u8>)>> {
+    let key = repo.key();
+    let object = pack_id.object_key();
+    let whole = repo.storage().get(&object)?;
+    let mut by_segment: BTreeMap<(u32, u32), Vec<(ChunkId, Location)>> = BTreeMap::new();
+    for (id, loc) in &plan.live_in[pack_id] {
+        by_segment
+            .entry((loc.offset, loc.len))
+            .or_default()
+            .push((*id, *loc));
+    }
+    let mut out = Vec::new();
+    for ((offset, len), members) in by_segment {
+        let sealed = whole
+            .get(offset as usize..offset as usize + len as usize)
+            .ok_or_else(|| Error::corrupt(&object, "segment out of range"))?;
+        let plain = pack::decode_segment(key, *pack_id, offset, sealed)?;
+        for (id, loc) in members {
+            out.push((
+                id,
+                pack::chunk_from_segment(key, &plain, id, &loc)?.to_vec(),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Writes, for every index object in `objects` that names a pack in `doomed`, a new object
@@ -635,21 +688,18 @@ fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
         )));
     }
     for snap in snaps.iter().filter(|s| !considered.contains(&s.id)) {
-        for c in new_snapshot_chunks(repo, &index, snap)? {
-            match index.get(&c) {
-                Some(loc) if doomed.contains(&loc.pack) => {
-                    spared.insert(loc.pack);
-                }
-                Some(_) => {}
-                None => {
-                    return Err(Error::Failed(format!(
-                        "snapshot {} (taken during the prune) needs chunk {} which no index object lists; the deletion waits: run `strongroom repair index`",
-                        snap.short_id(),
-                        &c.to_hex()[..16]
-                    )));
-                }
+        for_each_chunk(repo, &index, snap, |c| match index.get(&c) {
+            Some(loc) if doomed.contains(&loc.pack) => {
+                spared.insert(loc.pack);
+                Ok(())
             }
-        }
+            Some(_) => Ok(()),
+            None => Err(Error::Failed(format!(
+                "snapshot {} (taken during the prune) needs chunk {} which no index object lists; the deletion waits: run `strongroom repair index`",
+                snap.short_id(),
+                &c.to_hex()[..16]
+            ))),
+        })?;
     }
     let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
     for o in &mark.orphans {
@@ -671,8 +721,4 @@ fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
     mark.spared = spared.iter().map(PackId::to_hex).collect();
     mark.spared.sort();
     Ok(())
-}
-
-fn new_snapshot_chunks(repo: &Repository, index: &Index, snap: &Snapshot) -> Result<Vec<ChunkId>> {
-    Ok(snapshot_chunks(repo, index, snap)?.into_iter().collect())
 }

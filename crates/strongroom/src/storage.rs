@@ -55,6 +55,16 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// How long one request may stall before it is abandoned and retried: 60 s, or
+/// `STRONGROOM_IO_TIMEOUT` (seconds; tests of stalling stores shorten it).
+fn io_timeout() -> Duration {
+    env("STRONGROOM_IO_TIMEOUT")
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(60))
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -178,17 +188,19 @@ impl Storage {
                 url: url.into(),
                 detail: e.to_string(),
             })?
+            // Timeout inside retry: a request that stalls is abandoned and tried again,
+            // instead of the stall ending the whole job (the timeout used to wrap the retries).
+            .layer(
+                opendal::layers::TimeoutLayer::new()
+                    .with_timeout(io_timeout() * 2)
+                    .with_io_timeout(io_timeout()),
+            )
             .layer(
                 opendal::layers::RetryLayer::new()
                     .with_max_times(4)
                     .with_min_delay(Duration::from_millis(200))
                     .with_max_delay(Duration::from_secs(5))
                     .with_jitter(),
-            )
-            .layer(
-                opendal::layers::TimeoutLayer::new()
-                    .with_timeout(Duration::from_secs(120))
-                    .with_io_timeout(Duration::from_secs(60)),
             );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -201,7 +201,7 @@ fn print_prune(p: &PruneReport) -> Result<()> {
     }
     if p.unused_bytes_kept > 0 {
         outln!(
-            "left in place: about {} no snapshot needs, inside packs that are mostly needed",
+            "left in place: about {} no snapshot needs, in packs not worth repacking (--repack-below)",
             human_bytes(p.unused_bytes_kept)
         )?;
     }

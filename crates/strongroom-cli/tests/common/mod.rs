@@ -44,6 +44,22 @@ pub fn unique() -> String {
     )
 }
 
+/// A seed for a randomized test: `STRONGROOM_TEST_SEED` replays one, else the clock picks
+/// it; printed either way, so a failure can be replayed.
+pub fn seed() -> u64 {
+    let seed = std::env::var("STRONGROOM_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("seed {seed} (STRONGROOM_TEST_SEED replays it)");
+    seed
+}
+
 /// The repositories every scenario runs against: a local directory and, when the S3 test
 /// server is up, a fresh prefix in its bucket.
 pub fn envs() -> Vec<Env> {
@@ -79,6 +95,7 @@ impl Env {
             .env("STRONGROOM_PASSWORD", PASSWORD)
             .env_remove("STRONGROOM_CONFIG")
             .env("STRONGROOM_STATE_DIR", self.dir.path().join("state"))
+            .env("STRONGROOM_CACHE_DIR", self.dir.path().join("cache"))
             .env("NO_COLOR", "1");
         c
     }

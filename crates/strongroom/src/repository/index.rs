@@ -1,18 +1,21 @@
 //! The chunk index: which pack holds a chunk, and where in it.
 //!
-//! Owns the in-memory lookup table and the binary encoding of `index/` objects. Each backup
-//! writes one index object for the packs it added, after the packs are durable and before its
-//! manifest (docs/ARCHITECTURE.md, "Invariants": the manifest is the commit point). Must not read or write storage itself.
+//! Owns the lookup ([`Index`], over the local cache of `repository::cache`) and the binary
+//! encoding of `index/` objects. Each backup writes index objects for the packs it added,
+//! after the packs are durable and before its manifest (docs/ARCHITECTURE.md, "Invariants":
+//! the manifest is the commit point). Must not read or write storage itself.
 //!
 //! Encoding (inside the envelope): `SRIX` magic, version byte, pack count (u32 LE), the pack
 //! ids (32 bytes each), entry count (u32 LE), then per entry: chunk id (32), pack number (u32),
 //! segment offset and sealed length, offset and length inside the segment (u32 each): 52 bytes
-//! per chunk. Kept in memory as one hash map; the
-//! sharded on-disk index is room kept (docs/ARCHITECTURE.md, "Room kept") for repositories of many terabytes.
+//! per chunk. The same 52 bytes (pack numbered in the cache's own pack table) are a record of
+//! the local cache, which keeps memory independent of the repository's size.
 
+use super::table::Table;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, PackId};
 use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
 
 /// Where a chunk lives: its segment in a pack, and its place inside the opened segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,89 +35,190 @@ pub struct Location {
 /// One index entry as written by a backup.
 pub type Entry = (ChunkId, Location);
 
-/// Every chunk the repository knows, loaded from all `index/` objects.
+/// A location as stored in the local table: pack number, then the four numbers.
+pub(crate) type Value = [u8; 20];
+
+pub(crate) fn value_of(pack: u32, loc: &Location) -> Value {
+    let mut v = [0u8; 20];
+    for (i, n) in [pack, loc.offset, loc.len, loc.inner_offset, loc.inner_len]
+        .into_iter()
+        .enumerate()
+    {
+        v[i * 4..i * 4 + 4].copy_from_slice(&n.to_le_bytes());
+    }
+    v
+}
+
+fn numbers_of(v: &Value) -> [u32; 5] {
+    let mut n = [0u32; 5];
+    for (i, x) in n.iter_mut().enumerate() {
+        *x = u32::from_le_bytes(v[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+    }
+    n
+}
+
+/// Every chunk the repository knows: a lookup over the local index cache
+/// (`repository::cache`: sorted runs on disk, see `repository::table`) plus the chunks this
+/// session stored, with what is known of pack health.
 ///
-/// A chunk may be listed more than once (stored again after its first pack was lost): the
-/// index keeps one location, preferring a pack in good health, so reads go to the copy that
-/// exists. Pack health is what the repository knows when the index is loaded: the packs
-/// present, and those recorded damaged.
-#[derive(Default)]
+/// A chunk may be listed more than once (stored again after its first pack was lost, or
+/// copied by a repack): lookups prefer a pack in good health, so reads go to the copy that
+/// exists and backups never build on one that is gone. Memory: the pack table (32 bytes and
+/// a health flag per pack) and the table's fences (8 bytes per 128 chunks); the chunks
+/// themselves stay on disk.
 pub struct Index {
-    packs: Vec<PackId>,
-    pack_numbers: HashMap<PackId, u32>,
-    chunks: HashMap<ChunkId, (u32, [u32; 4])>,
-    /// The packs that exist, when known; a pack not among them is missing.
-    present: Option<HashSet<PackId>>,
-    /// Packs recorded damaged.
-    damaged: HashSet<PackId>,
-    /// Packs a prune's deletion mark will delete (`repository::deletion`).
-    doomed: HashSet<PackId>,
+    /// The synced cache (read-only here).
+    shared: Option<Table<20>>,
+    /// Pack numbers to ids and health; numbers past the cache's are this session's.
+    inner: RwLock<Inner>,
     /// Index objects that could not be read, with why.
     unreadable: Vec<(String, String)>,
+    /// Number of chunk records in the cache (duplicates counted).
+    records: u64,
+    /// Where this session's own entries go (created on first use).
+    scratch: Option<std::path::PathBuf>,
+    /// A temporary cache directory this index lives in, removed with it.
+    temporary: Option<tempfile::TempDir>,
+}
+
+struct Inner {
+    packs: Vec<PackId>,
+    bad: Vec<bool>,
+    doomed: HashSet<PackId>,
+    numbers: HashMap<PackId, u32>,
+    session: Option<Table<20>>,
+    session_dir: Option<tempfile::TempDir>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index::new(None, Vec::new(), 0, Vec::new(), None)
+    }
 }
 
 impl Index {
-    /// Whether a chunk is stored.
-    pub fn contains(&self, id: &ChunkId) -> bool {
-        self.chunks.contains_key(id)
-    }
-
-    /// Where a chunk is stored.
-    pub fn get(&self, id: &ChunkId) -> Option<Location> {
-        self.chunks.get(id).map(|&(p, n)| self.location(p, n))
-    }
-
-    fn location(&self, p: u32, [offset, len, inner_offset, inner_len]: [u32; 4]) -> Location {
-        Location {
-            pack: self.packs[p as usize],
-            offset,
-            len,
-            inner_offset,
-            inner_len,
+    /// An index over a synced cache table whose pack numbers name `packs`.
+    pub(crate) fn new(
+        shared: Option<Table<20>>,
+        packs: Vec<PackId>,
+        records: u64,
+        unreadable: Vec<(String, String)>,
+        scratch: Option<std::path::PathBuf>,
+    ) -> Self {
+        let numbers = packs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i as u32))
+            .collect();
+        let bad = vec![false; packs.len()];
+        Index {
+            shared,
+            inner: RwLock::new(Inner {
+                packs,
+                bad,
+                doomed: HashSet::new(),
+                numbers,
+                session: None,
+                session_dir: None,
+            }),
+            unreadable,
+            records,
+            scratch,
+            temporary: None,
         }
     }
 
-    /// Sets what is known of pack health (call before adding entries): the packs present,
-    /// and the packs recorded damaged.
-    pub fn set_pack_health(&mut self, present: HashSet<PackId>, damaged: HashSet<PackId>) {
-        self.present = Some(present);
-        self.damaged = damaged;
+    /// Keeps a temporary cache directory until this index is dropped.
+    pub(crate) fn keep_alive(&mut self, dir: Option<tempfile::TempDir>) {
+        self.temporary = dir;
     }
 
-    /// Sets the packs a prune is about to delete: like damaged ones, nothing may build on
-    /// them, and reads prefer any other copy.
-    pub fn set_doomed(&mut self, doomed: HashSet<PackId>) {
-        self.doomed = doomed;
+    /// Sets what is known of pack health: the packs present (every other pack is missing),
+    /// the packs recorded damaged, and the packs a prune's deletion mark will delete (like
+    /// damaged ones, nothing may build on them, and reads prefer any other copy).
+    pub fn set_pack_health(
+        &mut self,
+        present: &HashSet<PackId>,
+        damaged: &HashSet<PackId>,
+        doomed: HashSet<PackId>,
+    ) {
+        let inner = self.inner.get_mut().expect("index lock");
+        inner.bad = inner
+            .packs
+            .iter()
+            .map(|p| !present.contains(p) || damaged.contains(p) || doomed.contains(p))
+            .collect();
+        inner.doomed = doomed;
     }
 
     /// Whether a pack is known missing or damaged, or about to be deleted.
     pub fn is_bad(&self, pack: &PackId) -> bool {
-        self.damaged.contains(pack)
-            || self.doomed.contains(pack)
-            || self.present.as_ref().is_some_and(|p| !p.contains(pack))
+        let inner = self.inner.read().expect("index lock");
+        inner
+            .numbers
+            .get(pack)
+            .is_some_and(|&n| inner.bad[n as usize])
+            || inner.doomed.contains(pack)
     }
 
     /// Whether a prune's mark will delete this pack.
     pub fn is_doomed(&self, pack: &PackId) -> bool {
-        self.doomed.contains(pack)
+        self.inner.read().expect("index lock").doomed.contains(pack)
     }
 
-    /// The packs the loaded index objects name, each once.
-    pub fn packs(&self) -> &[PackId] {
-        &self.packs
+    /// The packs the index names, each once.
+    pub fn packs(&self) -> Vec<PackId> {
+        self.inner.read().expect("index lock").packs.clone()
+    }
+
+    /// Every stored location of a chunk, healthy ones first.
+    fn locations(&self, id: &ChunkId) -> Vec<(Location, bool)> {
+        let inner = self.inner.read().expect("index lock");
+        let mut values = Vec::new();
+        for table in self.shared.iter().chain(inner.session.iter()) {
+            match table.get_all(&id.0) {
+                Ok(v) => values.extend(v),
+                Err(e) => tracing::error!(
+                    "the local index cache at {} cannot be read ({e}); remove that directory and run again",
+                    table.dir().display()
+                ),
+            }
+        }
+        let mut out: Vec<(Location, bool)> = values
+            .iter()
+            .filter_map(|v| {
+                let [p, offset, len, inner_offset, inner_len] = numbers_of(v);
+                let pack = *inner.packs.get(p as usize)?;
+                Some((
+                    Location {
+                        pack,
+                        offset,
+                        len,
+                        inner_offset,
+                        inner_len,
+                    },
+                    inner.bad[p as usize],
+                ))
+            })
+            .collect();
+        out.sort_by_key(|(_, bad)| *bad);
+        out
+    }
+
+    /// Whether a chunk is stored.
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        !self.locations(id).is_empty()
+    }
+
+    /// Where a chunk is stored, in a pack in good health when there is one.
+    pub fn get(&self, id: &ChunkId) -> Option<Location> {
+        self.locations(id).first().map(|(l, _)| *l)
     }
 
     /// Whether the index can vouch for a chunk: it is listed in a pack in good health. A
     /// backup stores again every chunk the index cannot vouch for.
     pub fn vouches_for(&self, id: &ChunkId) -> bool {
-        self.chunks
-            .get(id)
-            .is_some_and(|(p, _)| !self.is_bad(&self.packs[*p as usize]))
-    }
-
-    /// Notes an index object that could not be read.
-    pub fn add_unreadable(&mut self, object: String, why: String) {
-        self.unreadable.push((object, why));
+        self.locations(id).first().is_some_and(|(_, bad)| !bad)
     }
 
     /// Index objects that could not be read, with why: chunks only they listed are unknown.
@@ -122,50 +226,106 @@ impl Index {
         &self.unreadable
     }
 
-    /// Number of chunks known.
+    /// Number of chunk records known (a chunk stored twice counts twice).
     pub fn len(&self) -> usize {
-        self.chunks.len()
+        self.records as usize
     }
 
     /// Whether no chunk is known.
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.records == 0
     }
 
-    /// Every entry, in no particular order.
-    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
-        self.chunks
-            .iter()
-            .map(|(id, &(p, n))| (*id, self.location(p, n)))
-    }
-
-    /// Adds one entry. A later duplicate of a chunk keeps the first location, unless that
-    /// one is in a missing or damaged pack and the new one is not.
-    pub fn insert(&mut self, id: ChunkId, loc: Location) {
-        let next = self.packs.len() as u32;
-        let p = *self.pack_numbers.entry(loc.pack).or_insert_with(|| {
-            self.packs.push(loc.pack);
-            next
-        });
-        let value = (p, [loc.offset, loc.len, loc.inner_offset, loc.inner_len]);
-        match self.chunks.get(&id) {
-            None => {
-                self.chunks.insert(id, value);
-            }
-            Some(&(old, _)) => {
-                let old_bad = self.is_bad(&self.packs[old as usize]);
-                if old_bad && !self.is_bad(&loc.pack) {
-                    self.chunks.insert(id, value);
+    /// Calls `each` with every chunk and its location (a healthy one when there is one),
+    /// in chunk-id order, streaming from disk.
+    pub fn for_each(&self, mut each: impl FnMut(ChunkId, Location)) -> Result<()> {
+        let Some(table) = &self.shared else {
+            return Ok(());
+        };
+        let inner = self.inner.read().expect("index lock");
+        let cache_err =
+            |e: std::io::Error| Error::io("reading the local index cache", table.dir(), e);
+        let mut current: Option<(ChunkId, Location, bool)> = None;
+        for r in table.iter_merged().map_err(cache_err)? {
+            let (key, v) = r.map_err(cache_err)?;
+            let [p, offset, len, inner_offset, inner_len] = numbers_of(&v);
+            let Some(&pack) = inner.packs.get(p as usize) else {
+                continue;
+            };
+            let bad = inner.bad[p as usize];
+            let loc = Location {
+                pack,
+                offset,
+                len,
+                inner_offset,
+                inner_len,
+            };
+            let id = ChunkId(key);
+            match &mut current {
+                Some((c, l, b)) if *c == id => {
+                    if *b && !bad {
+                        (*l, *b) = (loc, bad);
+                    }
+                }
+                _ => {
+                    if let Some((c, l, _)) = current.take() {
+                        each(c, l);
+                    }
+                    current = Some((id, loc, bad));
                 }
             }
         }
+        if let Some((c, l, _)) = current {
+            each(c, l);
+        }
+        Ok(())
     }
 
-    /// Adds every entry of a decoded index object.
-    pub fn extend(&mut self, entries: impl IntoIterator<Item = Entry>) {
-        for (id, loc) in entries {
-            self.insert(id, loc);
+    /// Every entry (one per chunk, as [`Index::for_each`] gives them), gathered in memory:
+    /// for tests and small repositories.
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        self.for_each(|c, l| out.push((c, l)))
+            .expect("the local index cache reads");
+        out
+    }
+
+    /// Adds entries this session stored (their packs are durable and an index object names
+    /// them), so lookups find them without keeping them in memory.
+    pub fn remember(&self, entries: &[Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
         }
+        let mut inner = self.inner.write().expect("index lock");
+        let mut records = Vec::with_capacity(entries.len());
+        for (id, loc) in entries {
+            let next = inner.packs.len() as u32;
+            let n = match inner.numbers.get(&loc.pack) {
+                Some(&n) => n,
+                None => {
+                    inner.numbers.insert(loc.pack, next);
+                    inner.packs.push(loc.pack);
+                    inner.bad.push(false);
+                    next
+                }
+            };
+            records.push((id.0, value_of(n, loc)));
+        }
+        if inner.session.is_none() {
+            let dir = match &self.scratch {
+                Some(d) => tempfile::Builder::new().prefix("session-").tempdir_in(d),
+                None => tempfile::tempdir(),
+            }
+            .map_err(|e| Error::io("creating the session index", std::env::temp_dir(), e))?;
+            let table = Table::open(dir.path())
+                .map_err(|e| Error::io("creating the session index", dir.path(), e))?;
+            inner.session = Some(table);
+            inner.session_dir = Some(dir);
+        }
+        let table = inner.session.as_mut().expect("created above");
+        table
+            .add_run(records)
+            .map_err(|e| Error::io("writing the session index", table.dir(), e))
     }
 }
 
@@ -280,45 +440,5 @@ mod tests {
                 prop_assert!(decode("index/x", &body[..body.len() - 1]).is_err());
             }
         }
-    }
-
-    #[test]
-    fn index_keeps_first_location() {
-        let mut ix = Index::default();
-        let a = Location {
-            pack: PackId([1; 32]),
-            offset: 0,
-            len: 10,
-            inner_offset: 0,
-            inner_len: 4096,
-        };
-        let b = Location {
-            pack: PackId([2; 32]),
-            offset: 5,
-            len: 10,
-            inner_offset: 4096,
-            inner_len: 4096,
-        };
-        ix.insert(ChunkId([9; 32]), a);
-        ix.insert(ChunkId([9; 32]), b);
-        assert_eq!(ix.get(&ChunkId([9; 32])), Some(a));
-        assert_eq!(ix.len(), 1);
-        assert_eq!(PackId::from_object_key(&a.pack.object_key()), Some(a.pack));
-        assert!(ix.vouches_for(&ChunkId([9; 32])), "health unknown: trusted");
-
-        // Pack 1 is missing: its chunks are not vouched for, and a copy elsewhere wins.
-        let mut ix = Index::default();
-        ix.set_pack_health([b.pack].into(), HashSet::new());
-        ix.insert(ChunkId([9; 32]), a);
-        assert!(!ix.vouches_for(&ChunkId([9; 32])));
-        ix.insert(ChunkId([9; 32]), b);
-        assert_eq!(ix.get(&ChunkId([9; 32])), Some(b));
-        assert!(ix.vouches_for(&ChunkId([9; 32])));
-        // A pack recorded damaged is not vouched for either, though present.
-        let mut ix = Index::default();
-        ix.set_pack_health([a.pack, b.pack].into(), [b.pack].into());
-        ix.insert(ChunkId([7; 32]), b);
-        assert!(!ix.vouches_for(&ChunkId([7; 32])));
-        assert!(!ix.vouches_for(&ChunkId([8; 32])), "unknown chunk");
     }
 }

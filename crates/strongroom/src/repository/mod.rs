@@ -7,6 +7,7 @@
 //! Must not know about database engines.
 
 pub mod archive;
+pub mod cache;
 pub mod damage;
 pub mod deletion;
 pub mod index;
@@ -16,14 +17,13 @@ pub mod lock;
 pub mod pack;
 pub mod reader;
 pub mod snapshot;
+pub mod table;
 pub mod usage;
 pub mod writer;
 
 use crate::crypto::{self, KdfParams, KeySlot, MasterKey};
 use crate::error::{Error, Result};
-use crate::id::PackId;
 use crate::storage::Storage;
-use index::Index;
 use layout::ObjectKind;
 use serde::{Deserialize, Serialize};
 use snapshot::{Filter, Snapshot};
@@ -344,41 +344,6 @@ impl Repository {
             .iter()
             .filter_map(|info| ObjectKind::Key.name_of(&info.key).map(str::to_string))
             .collect())
-    }
-
-    /// Loads every `index/` object into one lookup table, knowing which packs are present
-    /// and which are recorded damaged. A damaged index object costs only the chunks it
-    /// alone lists: it is skipped and noted ([`Index::unreadable`]), and a backup stores
-    /// those chunks again.
-    pub fn load_index(&self) -> Result<Index> {
-        // Index objects are listed before packs: a pack is durable before any index object
-        // names it, so every pack a listed object names is in the later pack listing.
-        // Marks before index objects: a prune writes its new index objects before its mark,
-        // so whoever sees a mark also sees the copies it made.
-        let doomed = self.doomed_packs()?;
-        let objects = self.storage.list(ObjectKind::Index.folder())?;
-        let present = self
-            .storage
-            .list(ObjectKind::Pack.folder())?
-            .iter()
-            .filter_map(|o| PackId::from_object_key(&o.key))
-            .collect();
-        let mut ix = Index::default();
-        ix.set_pack_health(present, self.damaged_packs()?);
-        ix.set_doomed(doomed);
-        for info in objects {
-            match self.read_index(&info.key) {
-                Ok(entries) => ix.extend(entries),
-                Err(e) if e.is_damage() => {
-                    tracing::warn!(
-                        "{e}; the chunks only it lists are unknown to this run (`strongroom check` tells which snapshots that affects)"
-                    );
-                    ix.add_unreadable(info.key.clone(), e.to_string());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(ix)
     }
 
     /// Reads one index object.

@@ -322,7 +322,7 @@ mod tests {
         assert!(is_output_error(&e) && !e.is_damage(), "{e}");
 
         // One flipped byte in the pack: the damage names the pack.
-        let (_, loc) = index.entries().next().unwrap();
+        let (_, loc) = index.entries()[0];
         let key = loc.pack.object_key();
         let mut bytes = repo.storage().get(&key).unwrap();
         bytes[loc.offset as usize + 30] ^= 0x01;

@@ -18,7 +18,10 @@
 //! filled, one queued and two uploading: about 90 MB whatever the database size.
 //!
 //! Dedup: a chunk is new if neither the repository index nor this session has seen it; the
-//! first worker to claim an id encodes it, the rest only record the id.
+//! first worker to claim an id encodes it, the rest only record the id. Claims are held in
+//! memory only until the chunk's pack is durable and indexed: every [`INDEX_FLUSH`] entries
+//! the session writes an index object and hands the entries to the index
+//! ([`Index::remember`], on local disk), so a first backup of any size keeps its memory.
 //!
 //! Ordering (docs/ARCHITECTURE.md, "Invariants": the manifest is the commit point): [`BackupWriter::finish`] writes the index object only after every
 //! pack upload returned, and the caller writes the manifest only after `finish`.
@@ -504,6 +507,14 @@ impl<'r> BackupWriter<'r> {
             if let Some(entries) = full {
                 let n = self.repo.write_index(&entries)?;
                 self.pack_bytes.fetch_add(n, Ordering::Relaxed);
+                // From now on the index answers for these chunks (from disk), so the set of
+                // ids claimed in memory holds only what is in flight: memory stays bounded
+                // whatever the size of a first backup.
+                self.index.remember(&entries)?;
+                let mut claimed = self.claimed.lock().expect("claim lock");
+                for (id, _) in &entries {
+                    claimed.remove(id);
+                }
             }
         }
         Ok(())
