@@ -13,7 +13,7 @@ mod common;
 use common::pg::{
     Committed, Rig, archive_now, between, ids, restore_and_recover, server_env, workload,
 };
-use common::{Env, envs};
+use common::{Env, envs, seed};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
@@ -137,20 +137,6 @@ fn assert_expired_below(
         "{label}: {report:#}"
     );
     gone
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("STRONGROOM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {seed} (STRONGROOM_TEST_SEED={seed} replays it)");
-    seed
 }
 
 fn place(env: &Env) -> &'static str {
@@ -392,6 +378,7 @@ fn wal_push_killed_at_random_moments_leaves_whole_objects_or_none() {
                 .env_remove("STRONGROOM_PASSWORD")
                 .envs(server_env(&rig.env, &rig.key))
                 .env("STRONGROOM_FETCH_AHEAD", "0")
+                .env("STRONGROOM_CACHE_DIR", rig.env.path("server-state/cache"))
                 .uid(owner.0)
                 .gid(owner.1);
             c
