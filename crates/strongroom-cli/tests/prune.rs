@@ -13,24 +13,6 @@ mod common;
 use common::{Env, envs};
 
 impl Env {
-    /// `strongroom` run under `faketime` at `at` (`YYYY-MM-DD HH:MM:SS`, UTC).
-    fn at(&self, at: &str) -> assert_cmd::Command {
-        let real = self.std_cmd();
-        let mut c = std::process::Command::new("faketime");
-        c.arg("-f")
-            .arg(format!("@{at}"))
-            .arg(real.get_program())
-            .current_dir(self.dir.path())
-            .env("TZ", "UTC");
-        for (k, v) in real.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        assert_cmd::Command::from_std(c)
-    }
-
     fn backup_id(&self, src: &str) -> String {
         self.backup_json(src, &[])["id"]
             .as_str()

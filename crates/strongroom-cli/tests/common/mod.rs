@@ -1,7 +1,10 @@
 //! What every integration test shares: the repositories each scenario runs against (a local
 //! directory and, under ./scripts/test, a fresh prefix on the Garage S3 server) and helpers
-//! that drive the real binary.
+//! that drive the real binary (also under `faketime`). `pg`: PostgreSQL clusters archiving
+//! into a repository, for the physical-backup suites.
 #![allow(dead_code)]
+
+pub mod pg;
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -99,6 +102,25 @@ impl Env {
 
     pub fn cmd(&self) -> Command {
         Command::from_std(self.std_cmd())
+    }
+
+    /// `strongroom` run under Debian's `faketime` from `at` on (`YYYY-MM-DD HH:MM:SS`, UTC;
+    /// the faked clock runs on from there).
+    pub fn at(&self, at: &str) -> Command {
+        let real = self.std_cmd();
+        let mut c = std::process::Command::new("faketime");
+        c.arg("-f")
+            .arg(format!("@{at}"))
+            .arg(real.get_program())
+            .current_dir(self.dir.path())
+            .env("TZ", "UTC");
+        for (k, v) in real.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        Command::from_std(c)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
