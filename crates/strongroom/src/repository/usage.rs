@@ -48,21 +48,43 @@ pub fn snapshots_affected_by(repo: &Repository, index: &Index, err: &Error) -> R
     Ok(out)
 }
 
-/// Calls `each` with every chunk id `snap` needs (list blobs, then the files' chunks in
-/// order; repeats included), streaming: memory is one restore window, whatever the size.
+/// List blobs fetched at once (up to 16 MB of ids).
+const LISTS_PER_FETCH: usize = 256;
+
+/// Calls `each` with every chunk id `snap` needs (list blobs, then the files' chunks; repeats
+/// included, in no promised order), streaming: memory is one batch of list blobs, whatever
+/// the size.
 pub fn for_each_chunk(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,
     mut each: impl FnMut(ChunkId) -> Result<()>,
 ) -> Result<()> {
-    for l in snap.list_ids()? {
-        each(l)?;
+    let lists = snap.list_ids()?;
+    for l in &lists {
+        each(*l)?;
     }
-    for f in &snap.files {
-        reader::for_each_window(repo, index, snap, f, |_, ids| {
-            ids.iter().try_for_each(|id| each(*id))
+    // List blobs of many files fetched together: a physical snapshot is a thousand small
+    // files, and one request per file costs a round trip each on S3 (~46 ms on Garage).
+    // Order does not matter to any caller.
+    let object = Snapshot::object_key(&snap.id);
+    for group in lists.chunks(LISTS_PER_FETCH) {
+        let bodies: std::sync::Mutex<Vec<Vec<u8>>> = Default::default();
+        reader::fetch(repo, index, group, |chunks| {
+            let mut b = bodies.lock().expect("lock");
+            for (_, data) in chunks {
+                if data.len() % 32 != 0 {
+                    return Err(Error::corrupt(&object, "chunk list of odd length"));
+                }
+                b.push(data.to_vec());
+            }
+            Ok(())
         })?;
+        for body in bodies.into_inner().expect("lock") {
+            for raw in body.chunks_exact(32) {
+                each(ChunkId(raw.try_into().expect("32 bytes")))?;
+            }
+        }
     }
     Ok(())
 }
