@@ -156,7 +156,7 @@ where
             Ok(())
         })?;
         let bodies = bodies.into_inner().expect("lock");
-        let mut window = Vec::with_capacity(group.len() * super::writer::IDS_PER_LIST);
+        let mut window = Vec::with_capacity(group.len() * super::snapshot::IDS_PER_LIST);
         for l in &list_ids {
             for raw in bodies[l].chunks_exact(32) {
                 window.push(ChunkId(raw.try_into().expect("32 bytes")));

@@ -165,6 +165,10 @@ pub struct TreeEntry {
     pub mtime_ns: Option<i64>,
 }
 
+/// Chunk ids per list blob (64 KiB of ids): the writer fills list blobs to this, readers
+/// size their windows by it.
+pub const IDS_PER_LIST: usize = 2048;
+
 /// A snapshot manifest.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {

@@ -29,7 +29,7 @@
 use super::Repository;
 use super::index::{Entry, Index};
 use super::pack::{self, FinishedPack, PACK_TARGET, PackBuilder};
-use super::snapshot::{Chunking, FileEntry, TreeEntry};
+use super::snapshot::{Chunking, FileEntry, IDS_PER_LIST, TreeEntry};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::progress::Progress;
@@ -45,9 +45,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// peaked at 246 MB against 100 MB for 1 GB (bench/memory.sh); at 10 TB this is ~20 K index
 /// objects, which the local cache reads once.
 const INDEX_FLUSH: usize = 65_536;
-
-/// Chunk ids per list blob (64 KiB of ids).
-pub const IDS_PER_LIST: usize = 2048;
 
 /// A run of consecutive chunks handed over by an engine: the bytes, and where each chunk ends.
 pub struct Batch {
