@@ -84,11 +84,25 @@ fn run_registered() {
     }
 }
 
-/// Runs `f` with interrupts held off: a signal arriving meanwhile is acted on after it.
+/// Runs `f` with interrupts held off: a signal arriving meanwhile is acted on after it. A
+/// signal that arrived *before* never lets `f` start: the handler thread is about to run
+/// the cleanups and exit, so this waits for it. (Without this, a SIGTERM during the
+/// `before_restore` hook could still let the restore swap, when the main thread reached
+/// the swap before the handler thread took the lock: seen once on a loaded machine.)
 pub fn critical<T>(f: impl FnOnce() -> T) -> T {
-    let _c = lock(&CRITICAL);
+    let c = lock(&CRITICAL);
+    let signalled = SIGNAL.get().is_some_and(|s| s.load(Ordering::SeqCst) != 0);
+    if signalled && HANDLER.load(Ordering::SeqCst) {
+        drop(c);
+        loop {
+            std::thread::park();
+        }
+    }
     f()
 }
+
+/// Whether the signal handler thread runs (it then owns exiting after a signal).
+static HANDLER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Call before the process exits on any path: waits for cleanups in progress and, when a
 /// signal arrived, runs what is left and returns the exit status it calls for (128 + n).
@@ -115,6 +129,7 @@ pub fn install() {
         let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
             return;
         };
+        HANDLER.store(true, Ordering::SeqCst);
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 let _critical = lock(&CRITICAL);
