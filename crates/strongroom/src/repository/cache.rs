@@ -48,12 +48,16 @@ pub fn cache_root() -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|h| h.join(".cache").join("strongroom")))
 }
 
+/// The cache root for `repo`: none for an in-memory store (tests), which lives as long as
+/// its process, and so does its cache.
+fn root_for(repo: &Repository) -> Option<PathBuf> {
+    cache_root().filter(|_| !repo.storage().url().starts_with("memory:"))
+}
+
 /// A local directory for temporary files of large jobs (sorted id spills): beside the
 /// cache when there is one, else the system's temporary directory.
 pub fn scratch_dir(repo: &Repository) -> PathBuf {
-    let lasting = !repo.storage().url().starts_with("memory:");
-    cache_root()
-        .filter(|_| lasting)
+    root_for(repo)
         .map(|r| r.join(&repo.config().id))
         .filter(|d| std::fs::create_dir_all(d).is_ok())
         .unwrap_or_else(std::env::temp_dir)
@@ -125,9 +129,7 @@ impl Drop for DirLock {
 /// Where this repository's cache goes: the named root, else a private temporary directory
 /// (removed when the returned guard drops).
 fn place(repo: &Repository) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
-    // An in-memory store (tests) lives as long as its process: so does its cache.
-    let lasting = !repo.storage().url().starts_with("memory:");
-    if let Some(root) = cache_root().filter(|_| lasting) {
+    if let Some(root) = root_for(repo) {
         let dir = root.join(&repo.config().id).join("index-v1");
         match std::fs::create_dir_all(&dir) {
             Ok(()) => {
