@@ -38,8 +38,27 @@ pub fn run(
             rec.snapshot = Some(s.id.clone());
             rec.size = s.size;
             rec.added = s.added;
+            rec.kind = Some(s.kind.to_string());
+            rec.wal = crate::engine::postgres::wal::needs_of(std::slice::from_ref(s))
+                .first()
+                .map(|n| crate::repository::journal::WalRange {
+                    timeline: n.timeline,
+                    first: crate::engine::postgres::wal::segment_name(
+                        n.timeline,
+                        n.start.0 / n.segment_size,
+                        n.segment_size,
+                    ),
+                    last: crate::engine::postgres::wal::segment_name(
+                        n.timeline,
+                        n.stop.0 / n.segment_size,
+                        n.segment_size,
+                    ),
+                });
         }
-        Err(e) => rec.failed(e),
+        Err(e) => {
+            rec.kind = opts.kind.as_ref().map(|k| k.to_string());
+            rec.failed(e)
+        }
     }
     repo.record(&rec);
     result

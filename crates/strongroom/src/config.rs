@@ -53,6 +53,14 @@ pub struct AlertConfig {
     pub webhook: Option<String>,
     /// Shell command that receives the alert JSON on its standard input.
     pub command: Option<String>,
+    /// Webhook body: `json` (the alert document, the default) or `slack` (a Slack-compatible
+    /// `{"text": …}` message; chosen by default for `hooks.slack.com` URLs).
+    pub format: Option<String>,
+    /// Lowest level sent: `warning` (the default) or `critical`. Recoveries and job
+    /// failures are always sent.
+    pub min_level: Option<String>,
+    /// How long one delivery attempt may take (default `10s`).
+    pub timeout: Option<String>,
 }
 
 /// One `[[contacts]]` table.
@@ -93,6 +101,9 @@ pub struct SourceConfig {
     /// SQLite: how long a backup waits and retries while writers hold the database locked
     /// (e.g. `"5m"`, the default) before it gives up.
     pub lock_timeout: Option<String>,
+    /// Objectives of this source, overriding `[objectives]` key by key.
+    #[serde(default)]
+    pub objectives: Option<SourceObjectives>,
     /// SQLite in rollback-journal mode: the directory where a backup spools the pages it read,
     /// so writers can go on while they are uploaded (default: the system's temporary
     /// directory). Needs room for the whole database.
@@ -207,14 +218,36 @@ impl Default for Retention {
     }
 }
 
-/// `[objectives]`: recovery point and time objectives.
+/// `[objectives]`: recovery point and time objectives, and how often each kind of backup is
+/// expected (what `status` measures against).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Objectives {
-    /// Recovery point objective, e.g. `15m`.
+    /// Recovery point objective, e.g. `15m`: the most data a recovery may lose.
     pub rpo: String,
-    /// Recovery time objective, e.g. `1h`.
+    /// Recovery time objective, e.g. `1h`: the longest a recovery may take.
     pub rto: String,
+    /// Expected time between snapshots, per kind (`[objectives.interval]`, e.g.
+    /// `physical = "6h"`). Defaults: `full` and `logical` daily, `physical` every 6 hours.
+    pub interval: BTreeMap<String, String>,
+    /// Checks `status` runs (`[objectives.checklist]`, e.g. `verify = "7d"`): the longest
+    /// time since the newest successful verify, check and drill. Defaults: verify `1d`
+    /// (the strategy's daily test restore), check `7d`, drill `92d` (quarterly).
+    pub checklist: BTreeMap<String, String>,
+}
+
+/// `[sources.NAME.objectives]`: the keys of `[objectives]` this source sets differently.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceObjectives {
+    /// Recovery point objective of this source.
+    pub rpo: Option<String>,
+    /// Recovery time objective of this source.
+    pub rto: Option<String>,
+    /// Expected time between snapshots, per kind.
+    pub interval: BTreeMap<String, String>,
+    /// Checklist periods of this source.
+    pub checklist: BTreeMap<String, String>,
 }
 
 impl Default for Objectives {
@@ -222,6 +255,72 @@ impl Default for Objectives {
         Objectives {
             rpo: "15m".into(),
             rto: "1h".into(),
+            interval: BTreeMap::new(),
+            checklist: BTreeMap::new(),
+        }
+    }
+}
+
+/// The objectives one source is held to, with every default filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Effective {
+    /// Recovery point objective.
+    pub rpo: std::time::Duration,
+    /// Recovery time objective.
+    pub rto: std::time::Duration,
+    /// Expected time between snapshots, per kind (`full`, `logical`, `physical`).
+    pub interval: BTreeMap<String, std::time::Duration>,
+    /// Longest time since the newest successful `verify`, `check` and `drill`.
+    pub checklist: BTreeMap<String, std::time::Duration>,
+}
+
+/// Kinds and checklist items with their defaults.
+const DEFAULT_INTERVALS: [(&str, u64); 3] = [
+    ("full", 86_400),
+    ("logical", 86_400),
+    ("physical", 6 * 3600),
+];
+const DEFAULT_CHECKLIST: [(&str, u64); 3] = [
+    ("verify", 86_400),
+    ("check", 7 * 86_400),
+    ("drill", 92 * 86_400),
+];
+
+impl Config {
+    /// The objectives `source` (a configured name, or anything else for the global ones)
+    /// is held to.
+    pub fn objectives_of(&self, source: &str) -> Effective {
+        let d = |v: &str| crate::parse_duration(v).expect("validated at load");
+        let over = self
+            .sources
+            .get(source)
+            .and_then(|s| s.objectives.clone())
+            .unwrap_or_default();
+        let merged = |defaults: &[(&str, u64)],
+                      global: &BTreeMap<String, String>,
+                      own: &BTreeMap<String, String>| {
+            let mut m: BTreeMap<String, std::time::Duration> = defaults
+                .iter()
+                .map(|(k, s)| (k.to_string(), std::time::Duration::from_secs(*s)))
+                .collect();
+            for (k, v) in global.iter().chain(own) {
+                m.insert(k.clone(), d(v));
+            }
+            m
+        };
+        Effective {
+            rpo: d(over.rpo.as_deref().unwrap_or(&self.objectives.rpo)),
+            rto: d(over.rto.as_deref().unwrap_or(&self.objectives.rto)),
+            interval: merged(
+                &DEFAULT_INTERVALS,
+                &self.objectives.interval,
+                &over.interval,
+            ),
+            checklist: merged(
+                &DEFAULT_CHECKLIST,
+                &self.objectives.checklist,
+                &over.checklist,
+            ),
         }
     }
 }
@@ -275,13 +374,81 @@ impl Config {
             }
         }
         for (i, a) in cfg.alerts.iter().enumerate() {
-            if a.webhook.is_some() == a.command.is_some() {
-                return Err(Error::Config(format!(
-                    "{}: alert {} needs exactly one of webhook and command",
+            let bad = |what: String| {
+                Err(Error::Config(format!(
+                    "{}: alert {}: {what}",
                     origin.display(),
                     i + 1
-                )));
+                )))
+            };
+            if a.webhook.is_some() == a.command.is_some() {
+                return bad("needs exactly one of webhook and command".into());
             }
+            if let Some(f) = a
+                .format
+                .as_deref()
+                .filter(|f| !["json", "slack"].contains(f))
+            {
+                return bad(format!("format {f:?} is neither \"json\" nor \"slack\""));
+            }
+            if let Some(l) = a
+                .min_level
+                .as_deref()
+                .filter(|l| !["warning", "critical"].contains(l))
+            {
+                return bad(format!(
+                    "min_level {l:?} is neither \"warning\" nor \"critical\""
+                ));
+            }
+            if let Some(t) = &a.timeout {
+                if let Err(e) = crate::parse_duration(t) {
+                    return bad(format!("timeout: {e}"));
+                }
+            }
+        }
+        let mut objective_durations: Vec<(String, &String)> = Vec::new();
+        let mut objective_tables = vec![(
+            "objectives".to_string(),
+            &cfg.objectives.interval,
+            &cfg.objectives.checklist,
+        )];
+        for (name, s) in &cfg.sources {
+            if let Some(o) = &s.objectives {
+                for (k, v) in [("rpo", &o.rpo), ("rto", &o.rto)] {
+                    if let Some(v) = v {
+                        objective_durations.push((format!("sources.{name}.objectives.{k}"), v));
+                    }
+                }
+                objective_tables.push((
+                    format!("sources.{name}.objectives"),
+                    &o.interval,
+                    &o.checklist,
+                ));
+            }
+        }
+        for (at, interval, checklist) in objective_tables {
+            for (k, v) in interval {
+                if !DEFAULT_INTERVALS.iter().any(|(d, _)| d == k) {
+                    return Err(Error::Config(format!(
+                        "{}: {at}.interval.{k}: unknown kind; use full, logical or physical",
+                        origin.display()
+                    )));
+                }
+                objective_durations.push((format!("{at}.interval.{k}"), v));
+            }
+            for (k, v) in checklist {
+                if !DEFAULT_CHECKLIST.iter().any(|(d, _)| d == k) {
+                    return Err(Error::Config(format!(
+                        "{}: {at}.checklist.{k}: unknown item; use verify, check or drill",
+                        origin.display()
+                    )));
+                }
+                objective_durations.push((format!("{at}.checklist.{k}"), v));
+            }
+        }
+        for (what, v) in objective_durations {
+            crate::parse_duration(v)
+                .map_err(|e| Error::Config(format!("{}: {what}: {e}", origin.display())))?;
         }
         let durations = [
             ("objectives.rpo", Some(&cfg.objectives.rpo)),

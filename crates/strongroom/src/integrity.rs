@@ -389,7 +389,7 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         }
         for o in storage.list(ObjectKind::Journal.folder())? {
             bytes_read += o.size;
-            if let Err(e) = repo.read_journal_record(&o.key) {
+            if let Err(e) = repo.read_journal_object(&o.key) {
                 problems.push(problem(o.key, e.to_string()));
             }
         }

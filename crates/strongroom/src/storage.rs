@@ -47,6 +47,8 @@ pub struct ObjectInfo {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// When the object was written, as the store reports it (file mtime, S3 LastModified).
+    pub modified: Option<jiff::Timestamp>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -334,6 +336,10 @@ impl Storage {
                         out.push(ObjectInfo {
                             key: e.path().trim_start_matches('/').to_string(),
                             size: e.metadata().content_length(),
+                            modified: e.metadata().last_modified().and_then(|t| {
+                                jiff::Timestamp::from_nanosecond(t.into_inner().as_nanosecond())
+                                    .ok()
+                            }),
                         });
                     }
                 }
@@ -447,6 +453,10 @@ fn walk_local(root: &Path, dir: &Path, what: Walk, out: &mut Vec<ObjectInfo>) ->
             out.push(ObjectInfo {
                 key: rel.to_string_lossy().replace('\\', "/"),
                 size: meta.len(),
+                modified: meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| jiff::Timestamp::try_from(t).ok()),
             });
         }
     }

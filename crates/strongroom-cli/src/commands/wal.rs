@@ -52,7 +52,14 @@ fn push(ctx: &Ctx, path: &Path) -> Result<()> {
             // Successful pushes are not journaled one by one (the archive itself is their
             // record, and a record per segment would double the writes); failures are.
             let mut rec = JournalRecord::new("wal push", started);
-            rec.snapshot = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            rec.wal = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .map(|name| strongroom::repository::journal::WalRange {
+                    timeline: wal::WalName::parse(&name).map_or(0, |w| w.timeline),
+                    first: name.clone(),
+                    last: name,
+                });
             rec.failed(&e);
             repo.record(&rec);
             Err(e.into())

@@ -50,7 +50,7 @@ pub fn cache_root() -> Option<PathBuf> {
 
 /// The cache root for `repo`: none for an in-memory store (tests), which lives as long as
 /// its process, and so does its cache.
-fn root_for(repo: &Repository) -> Option<PathBuf> {
+pub(crate) fn root_for(repo: &Repository) -> Option<PathBuf> {
     cache_root().filter(|_| !repo.storage().url().starts_with("memory:"))
 }
 

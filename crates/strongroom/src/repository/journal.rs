@@ -9,6 +9,9 @@ use super::layout::ObjectKind;
 use crate::error::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
+mod read;
+pub use read::{JournalQuery, SEGMENT_MIN};
+
 const JOURNAL_AAD: &[u8] = b"strongroom journal";
 
 /// What one job did.
@@ -40,6 +43,42 @@ pub struct JournalRecord {
     pub added: u64,
     /// Host that ran it.
     pub hostname: String,
+    /// The backup's kind (`full`, `logical`, `physical`), for backup records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The WAL a physical backup needs, or the segment a failed `wal push` was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalRange>,
+    /// A drill's measured figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillFigures>,
+}
+
+/// A range of WAL segments on one timeline.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WalRange {
+    /// Timeline.
+    pub timeline: u32,
+    /// First segment (file name).
+    pub first: String,
+    /// Last segment (file name).
+    pub last: String,
+}
+
+/// What a drill measured, kept in its journal record so `status`, `metrics` and the runbook
+/// need not read the full report.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DrillFigures {
+    /// Measured time to recover: every phase from fetch to checks.
+    pub rto_seconds: f64,
+    /// The objective it was measured against.
+    pub rto_objective_seconds: f64,
+    /// The data-loss window the repository gave at the time of the drill.
+    pub rpo_seconds: Option<f64>,
+    /// The objective it was measured against.
+    pub rpo_objective_seconds: f64,
+    /// The report object (`drills/…`) with the phases and checks.
+    pub report: Option<String>,
 }
 
 impl JournalRecord {
@@ -61,6 +100,9 @@ impl JournalRecord {
             size: 0,
             added: 0,
             hostname: crate::hostname(),
+            kind: None,
+            wal: None,
+            drill: None,
         }
     }
 
@@ -285,23 +327,5 @@ impl Repository {
             let _ = std::fs::remove_file(&f);
             tracing::info!(record = %key, "wrote a journal record that had waited locally");
         }
-    }
-
-    /// Every journal record, oldest first.
-    pub fn journal_records(&self) -> Result<Vec<JournalRecord>> {
-        self.storage
-            .list(ObjectKind::Journal.folder())?
-            .iter()
-            .map(|info| self.read_journal_record(&info.key))
-            .collect()
-    }
-
-    /// Reads and authenticates one journal record.
-    pub fn read_journal_record(&self, object: &str) -> Result<JournalRecord> {
-        let body = self
-            .key
-            .open(object, JOURNAL_AAD, &self.storage.get(object)?)?;
-        serde_json::from_slice(&body)
-            .map_err(|e| Error::corrupt(object, format!("malformed journal record: {e}")))
     }
 }

@@ -17,6 +17,8 @@
 //! locks/<id>                who is using the repository (repository::lock)
 //! deletions/<time>-<rand>   prune's deletion marks: what it deletes once older locks are gone
 //! wal/<system id>/<tli>/<segment>   archived PostgreSQL WAL (repository::archive)
+//! drills/<time>-<rand>      recovery drill reports (drill)
+//! state/<name>              what strongroom remembers between runs (the alerts last sent)
 //! ```
 
 use crate::id::PackId;
@@ -47,11 +49,15 @@ pub enum ObjectKind {
     Deletion,
     /// An archived WAL file.
     Wal,
+    /// A recovery drill's report.
+    Drill,
+    /// A small document strongroom remembers between runs (e.g. `state/alerts`).
+    State,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `check` reads them.
-    pub const ALL: [ObjectKind; 10] = [
+    pub const ALL: [ObjectKind; 12] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
@@ -62,6 +68,8 @@ impl ObjectKind {
         ObjectKind::Lock,
         ObjectKind::Deletion,
         ObjectKind::Wal,
+        ObjectKind::Drill,
+        ObjectKind::State,
     ];
 
     /// The prefix under which objects of this kind are listed (`config` is its own key).
@@ -77,6 +85,8 @@ impl ObjectKind {
             ObjectKind::Lock => "locks/",
             ObjectKind::Deletion => "deletions/",
             ObjectKind::Wal => "wal/",
+            ObjectKind::Drill => "drills/",
+            ObjectKind::State => "state/",
         }
     }
 
