@@ -116,7 +116,7 @@ impl Repository {
                 }
             }
         }
-        out.sort_by(|a, b| a.finished_at.cmp(&b.finished_at));
+        out.sort_by_key(|a| a.finished_at);
         Ok(out)
     }
 
@@ -246,7 +246,7 @@ impl Repository {
         if folded.is_empty() {
             return Ok(0);
         }
-        all.sort_by(|a, b| a.record.finished_at.cmp(&b.record.finished_at));
+        all.sort_by_key(|a| a.record.finished_at);
         let newest = all.last().map(|n| n.record.finished_at).unwrap_or(before);
         let json = serde_json::to_vec(&all).expect("journal records serialize");
         let body = zstd::bulk::compress(&json, 9)
