@@ -230,9 +230,9 @@ pub struct Objectives {
     /// Expected time between snapshots, per kind (`[objectives.interval]`, e.g.
     /// `physical = "6h"`). Defaults: `full` and `logical` daily, `physical` every 6 hours.
     pub interval: BTreeMap<String, String>,
-    /// Checks `status` runs (`[objectives.checklist]`, e.g. `verify = "7d"`): the longest
-    /// time since the newest successful verify, check and drill. Defaults: verify `1d`
-    /// (the strategy's daily test restore), check `7d`, drill `92d` (quarterly).
+    /// The strategy's checklist as periods (`[objectives.checklist]`, e.g. `verify = "1d"`):
+    /// the longest time since the newest successful verify, check and drill. Defaults:
+    /// verify `7d` (weekly test restore), check `31d` (monthly), drill `92d` (quarterly).
     pub checklist: BTreeMap<String, String>,
 }
 

@@ -6,6 +6,7 @@
 //! snapshots. The command-line crate `strongroom-cli` is a thin layer over this library.
 
 pub mod access;
+pub mod alert;
 pub mod backup;
 pub mod chunker;
 pub mod config;
