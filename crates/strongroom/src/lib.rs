@@ -20,6 +20,7 @@ pub mod hotel;
 pub mod id;
 pub mod integrity;
 pub mod interrupt;
+pub mod monitor;
 pub mod pipe;
 pub mod process;
 pub mod progress;

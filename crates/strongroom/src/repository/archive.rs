@@ -44,6 +44,8 @@ pub struct Listed {
     pub name: String,
     /// Stored (sealed, compressed) size.
     pub stored: u64,
+    /// When it was archived, as the store reports it.
+    pub modified: Option<jiff::Timestamp>,
 }
 
 /// The archive of one cluster in a repository.
@@ -178,6 +180,7 @@ impl<'r> Archive<'r> {
                     timeline: timeline.to_string(),
                     name: name.to_string(),
                     stored: o.size,
+                    modified: o.modified,
                 })
             })
             .collect())

@@ -1,0 +1,455 @@
+//! The rules of `status`: each source's evidence against its objectives, at a given time.
+//!
+//! Owns what counts as ok, warning and critical. Pure: evidence and `now` in, checks out, so
+//! every rule is tested with a faked clock. Must not read anything.
+//!
+//! The rules, and why:
+//! - A kind's newest snapshot is **critical** once it is older than its interval plus a grace
+//!   of a twelfth of it (a daily backup is late at 26 hours, the strategy's threshold): by
+//!   then a scheduled backup was missed, and "backups that silently stopped" is the disaster
+//!   this exists to catch.
+//! - WAL: the newest archived file older than the RPO is **critical**, unless the server
+//!   says it is idle (its archiver is not failing and `archive_timeout` is within the RPO, so
+//!   anything written would have been archived by now).
+//! - A failing archiver, a last verify or drill that failed, and a last `check` that failed
+//!   are **critical**: each says a recovery may not work.
+//! - Stale or missing verify, drill or check, a drill slower than the RTO, anomalies, failed
+//!   jobs not yet followed by a success, and retention that has not run are **warnings**.
+
+use super::evidence::{Evidence, SourceEvidence};
+use super::{Check, Health, Level, SourceHealth, human_duration, since};
+use crate::config::{Config, Effective};
+use crate::repository::journal::JournalRecord;
+use std::time::Duration;
+
+/// Judges all sources.
+pub fn evaluate(config: &Config, ev: &Evidence, now: jiff::Timestamp) -> Health {
+    let sources: Vec<SourceHealth> = ev
+        .sources
+        .iter()
+        .map(|s| {
+            let objectives = config.objectives_of(&s.name);
+            let mut checks = source_checks(&objectives, s, ev, now);
+            checks.extend(super::anomaly::anomalies(s));
+            let checklist = super::checklist::items(&checks);
+            SourceHealth {
+                source: s.name.clone(),
+                level: checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok),
+                checks,
+                checklist,
+            }
+        })
+        .collect();
+    Health {
+        ok: sources.iter().all(|s| s.level == Level::Ok),
+        at: now,
+        sources,
+    }
+}
+
+fn check(name: impl Into<String>, level: Level, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        level,
+        detail: detail.into(),
+    }
+}
+
+/// The grace a kind's interval gets before its newest snapshot counts as late.
+pub fn grace(interval: Duration) -> Duration {
+    (interval / 12).max(Duration::from_secs(60))
+}
+
+fn short(id: &str) -> &str {
+    &id[..8.min(id.len())]
+}
+
+fn ago(t: jiff::Timestamp, now: jiff::Timestamp) -> String {
+    format!("{} ago", human_duration(since(t, now)))
+}
+
+/// The newest record of `job` that succeeded, and the newest one at all.
+fn newest<'a>(
+    records: &'a [JournalRecord],
+    job: &str,
+) -> (Option<&'a JournalRecord>, Option<&'a JournalRecord>) {
+    let of_job = || records.iter().rev().filter(move |r| r.job == job);
+    (of_job().find(|r| r.ok), of_job().next())
+}
+
+fn source_checks(
+    obj: &Effective,
+    s: &SourceEvidence,
+    ev: &Evidence,
+    now: jiff::Timestamp,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    backups(obj, s, now, &mut out);
+    wal(obj, s, ev, now, &mut out);
+    let name = &s.name;
+    periodic(
+        "verify",
+        &s.records,
+        obj.checklist["verify"],
+        &format!("strongroom verify latest --source {name}"),
+        now,
+        &mut out,
+    );
+    periodic(
+        "drill",
+        &s.records,
+        obj.checklist["drill"],
+        &format!("strongroom drill --source {name}"),
+        now,
+        &mut out,
+    );
+    if let Some(f) = s
+        .records
+        .iter()
+        .rev()
+        .find(|r| r.job == "drill")
+        .and_then(|r| r.drill.as_ref())
+    {
+        let rto = Duration::from_secs_f64(f.rto_seconds.max(0.0));
+        out.push(if rto > obj.rto {
+            check(
+                "drill.rto",
+                Level::Warning,
+                format!(
+                    "the last drill recovered in {}, over the RTO of {}: make restores faster (a nearer snapshot, more frequent physical backups) or revise the objective",
+                    human_duration(rto),
+                    human_duration(obj.rto)
+                ),
+            )
+        } else {
+            check(
+                "drill.rto",
+                Level::Ok,
+                format!(
+                    "the last drill recovered in {}, within the RTO of {}",
+                    human_duration(rto),
+                    human_duration(obj.rto)
+                ),
+            )
+        });
+    }
+    periodic(
+        "check",
+        &ev.repository_jobs,
+        obj.checklist["check"],
+        "strongroom check --read-data",
+        now,
+        &mut out,
+    );
+    failed_jobs(s, now, &mut out);
+    retention(ev, now, &mut out);
+    out
+}
+
+/// Newest snapshot of every kind the source is backed up with, against its interval.
+fn backups(obj: &Effective, s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
+    let mut kinds: Vec<String> = s.snapshots.iter().map(|x| x.kind.to_string()).collect();
+    kinds.extend(
+        s.records
+            .iter()
+            .filter(|r| r.job == "backup")
+            .filter_map(|r| r.kind.clone()),
+    );
+    kinds.sort();
+    kinds.dedup();
+    if kinds.is_empty() {
+        out.push(check(
+            "backup",
+            Level::Critical,
+            format!(
+                "no snapshot of {} yet: run `strongroom backup {}`",
+                s.name, s.name
+            ),
+        ));
+        return;
+    }
+    for kind in kinds {
+        let interval = obj
+            .interval
+            .get(&kind)
+            .copied()
+            .unwrap_or(Duration::from_secs(86_400));
+        let newest = s
+            .snapshots
+            .iter()
+            .rev()
+            .find(|x| x.kind.to_string() == kind);
+        let name = format!("backup.{kind}");
+        let Some(snap) = newest else {
+            out.push(check(
+                name,
+                Level::Critical,
+                format!(
+                    "no {kind} snapshot of {} in the repository, though {kind} backups were attempted: see `strongroom journal --source {} --failed`",
+                    s.name, s.name
+                ),
+            ));
+            continue;
+        };
+        let age = since(snap.finished_at, now);
+        let late = interval + grace(interval);
+        out.push(if age > late {
+            check(
+                name,
+                Level::Critical,
+                format!(
+                    "the newest {kind} snapshot ({}) is {} old; one is expected every {}: backups have stopped, see `strongroom journal --source {} --job backup`",
+                    short(&snap.id),
+                    human_duration(age),
+                    human_duration(interval),
+                    s.name
+                ),
+            )
+        } else {
+            check(
+                name,
+                Level::Ok,
+                format!(
+                    "newest {kind} snapshot {} finished {}, {} (one expected every {})",
+                    short(&snap.id),
+                    ago(snap.finished_at, now),
+                    crate::human_bytes(snap.size),
+                    human_duration(interval)
+                ),
+            )
+        });
+    }
+}
+
+/// The WAL archive's newest file against the RPO, and the server's archiver.
+fn wal(
+    obj: &Effective,
+    s: &SourceEvidence,
+    ev: &Evidence,
+    now: jiff::Timestamp,
+    out: &mut Vec<Check>,
+) {
+    let Some(cluster) = s.clusters().into_iter().next() else {
+        return;
+    };
+    let archiver = s.archiver.as_ref().and_then(|a| a.as_ref().ok());
+    let failing = archiver.filter(|a| {
+        a.failed_count > 0
+            && a.last_failed_time.is_some()
+            && a.last_failed_time > a.last_archived_time
+    });
+    if let Some(a) = failing {
+        out.push(check(
+            "wal.archiver",
+            Level::Critical,
+            format!(
+                "PostgreSQL's archiver is failing: {} could not be archived ({}, {} failures); see the server's log and `strongroom journal --job 'wal push' --failed`",
+                a.last_failed_wal.as_deref().unwrap_or("a WAL file"),
+                a.last_failed_time.map(|t| ago(t, now)).unwrap_or_default(),
+                a.failed_count
+            ),
+        ));
+    } else if let Some(a) = archiver {
+        let level = if a.archive_mode == "off" {
+            Level::Critical
+        } else {
+            Level::Ok
+        };
+        out.push(check(
+            "wal.archiver",
+            level,
+            if level == Level::Critical {
+                "archive_mode is off on the server: no WAL reaches the repository; set archive_mode = on and archive_command = 'strongroom wal push %p'".to_string()
+            } else {
+                format!(
+                    "PostgreSQL's archiver works: {} files archived, the last {}",
+                    a.archived_count,
+                    a.last_archived_time.map(|t| ago(t, now)).unwrap_or_else(|| "never".into())
+                )
+            },
+        ));
+    }
+    let idle = archiver.is_some_and(|a| {
+        failing.is_none()
+            && a.archive_mode != "off"
+            && a.archive_timeout > 0
+            && Duration::from_secs(a.archive_timeout) <= obj.rpo
+    });
+    let unreachable = match &s.archiver {
+        Some(Err(e)) => format!(" (the server could not be asked: {e})"),
+        _ => String::new(),
+    };
+    let newest = ev.wal.get(&cluster);
+    let Some((w, t)) = newest.and_then(|w| Some((w, w.modified?))) else {
+        out.push(check(
+            "wal.archive",
+            Level::Critical,
+            format!(
+                "no WAL of cluster {cluster} is archived: point-in-time recovery is impossible; set archive_command = 'strongroom wal push %p'"
+            ),
+        ));
+        return;
+    };
+    let age = since(t, now);
+    out.push(if age <= obj.rpo {
+        check(
+            "wal.archive",
+            Level::Ok,
+            format!(
+                "newest archived WAL {} is {} old, within the RPO of {}",
+                w.name,
+                human_duration(age),
+                human_duration(obj.rpo)
+            ),
+        )
+    } else if idle {
+        check(
+            "wal.archive",
+            Level::Ok,
+            format!(
+                "newest archived WAL {} is {} old, but the server is idle: its archiver is not failing and archive_timeout ({}s) is within the RPO of {}",
+                w.name,
+                human_duration(age),
+                archiver.map_or(0, |a| a.archive_timeout),
+                human_duration(obj.rpo)
+            ),
+        )
+    } else {
+        check(
+            "wal.archive",
+            Level::Critical,
+            format!(
+                "newest archived WAL {} is {} old, over the RPO of {}: a failure now would lose that much{unreachable}; check archive_command and set archive_timeout within the RPO",
+                w.name,
+                human_duration(age),
+                human_duration(obj.rpo)
+            ),
+        )
+    });
+}
+
+/// A job that should succeed every `period`: verify, drill, check.
+fn periodic(
+    job: &str,
+    records: &[JournalRecord],
+    period: Duration,
+    command: &str,
+    now: jiff::Timestamp,
+    out: &mut Vec<Check>,
+) {
+    let (good, last) = newest(records, job);
+    let c = match (good, last) {
+        (_, Some(l)) if !l.ok => check(
+            job,
+            Level::Critical,
+            format!(
+                "the last {job}{} failed {}: {}; run `{command}` again once it is fixed",
+                l.snapshot
+                    .as_deref()
+                    .map(|s| format!(" (of {})", short(s)))
+                    .unwrap_or_default(),
+                ago(l.finished_at, now),
+                l.error.as_deref().unwrap_or("no reason recorded")
+            ),
+        ),
+        (None, _) => check(
+            job,
+            Level::Warning,
+            format!(
+                "no successful {job} on record; one is expected every {}: run `{command}`",
+                human_duration(period)
+            ),
+        ),
+        (Some(g), _) if since(g.finished_at, now) > period => check(
+            job,
+            Level::Warning,
+            format!(
+                "the last successful {job} was {}; one is expected every {}: run `{command}`",
+                ago(g.finished_at, now),
+                human_duration(period)
+            ),
+        ),
+        (Some(g), _) => check(
+            job,
+            Level::Ok,
+            format!(
+                "last successful {job} {}{}",
+                ago(g.finished_at, now),
+                g.drill
+                    .as_ref()
+                    .map(|d| format!(", recovered in {:.1}s", d.rto_seconds))
+                    .unwrap_or_default()
+            ),
+        ),
+    };
+    out.push(c);
+}
+
+/// Jobs of the source that failed in the last week and were not followed by a success of
+/// the same job: the strategy's weekly "review backup logs for errors", done by evidence.
+fn failed_jobs(s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
+    let week = jiff::SignedDuration::from_hours(24 * 7);
+    let mut open: Vec<&JournalRecord> = Vec::new();
+    for r in s.records.iter().filter(|r| r.finished_at >= now - week) {
+        open.retain(|o| o.job != r.job);
+        if !r.ok {
+            open.push(r);
+        }
+    }
+    // verify and drill failures have checks of their own.
+    open.retain(|r| !matches!(r.job.as_str(), "verify" | "drill"));
+    out.push(match open.as_slice() {
+        [] => check(
+            "jobs",
+            Level::Ok,
+            "no job of this source failed without a later success in the last 7 days",
+        ),
+        failed => check(
+            "jobs",
+            Level::Warning,
+            format!(
+                "{} failed and has not succeeded since: {}: {}",
+                failed
+                    .iter()
+                    .map(|r| r.job.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ago(failed[failed.len() - 1].finished_at, now),
+                failed[failed.len() - 1]
+                    .error
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
+            ),
+        ),
+    });
+}
+
+/// Retention must run: without it the repository grows until the disk is full.
+fn retention(ev: &Evidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
+    let period = Duration::from_secs(8 * 86_400);
+    let last = ev
+        .repository_jobs
+        .iter()
+        .rev()
+        .find(|r| r.ok && matches!(r.job.as_str(), "forget" | "prune"));
+    out.push(match last {
+        Some(r) if since(r.finished_at, now) <= period => check(
+            "retention",
+            Level::Ok,
+            format!("retention last applied {} ({})", ago(r.finished_at, now), r.job),
+        ),
+        Some(r) => check(
+            "retention",
+            Level::Warning,
+            format!(
+                "retention last applied {}: run `strongroom forget --prune` (weekly or more often)",
+                ago(r.finished_at, now)
+            ),
+        ),
+        None => check(
+            "retention",
+            Level::Warning,
+            "retention has never been applied: run `strongroom forget --prune` (weekly or more often)",
+        ),
+    });
+}

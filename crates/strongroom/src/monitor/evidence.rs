@@ -1,0 +1,235 @@
+//! Gathering the evidence monitoring judges: snapshots, journal records, the WAL archive's
+//! newest files and, when the server answers, PostgreSQL's own archiver statistics.
+//!
+//! Owns every read `status` and `metrics` make. Must not judge: what the evidence means is
+//! [`super::evaluate`]'s, so that the rules run on constructed evidence in tests.
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::repository::Repository;
+use crate::repository::archive::Archive;
+use crate::repository::journal::JournalRecord;
+use crate::repository::snapshot::{BackupKind, Snapshot};
+use crate::source::{Location, SourceMatch};
+use std::collections::BTreeMap;
+
+/// What one source's history holds.
+#[derive(Clone, Debug)]
+pub struct SourceEvidence {
+    /// Its name (config name, or the URL identity its snapshots carry).
+    pub name: String,
+    /// Its snapshots, oldest first.
+    pub snapshots: Vec<Snapshot>,
+    /// Its journal records, oldest first.
+    pub records: Vec<JournalRecord>,
+    /// PostgreSQL's archiver, when the source is PostgreSQL with physical snapshots:
+    /// `Ok` with what the server said, `Err` with why it could not be asked.
+    pub archiver: Option<std::result::Result<Archiver, String>>,
+}
+
+impl SourceEvidence {
+    /// The WAL clusters (system identifiers) its physical snapshots belong to, newest first.
+    pub fn clusters(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for s in self.snapshots.iter().rev() {
+            if s.kind != BackupKind::Physical {
+                continue;
+            }
+            let id = s
+                .metadata
+                .extra
+                .get(crate::engine::postgres::wal::keys::SYSTEM_IDENTIFIER)
+                .and_then(|v| v.as_str());
+            if let Some(id) = id.filter(|id| !out.iter().any(|o| o == id)) {
+                out.push(id.to_string());
+            }
+        }
+        out
+    }
+}
+
+/// The newest file in one cluster's WAL archive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WalNewest {
+    /// Its name (segment, partial, history or backup file).
+    pub name: String,
+    /// When the store says it was written.
+    pub modified: Option<jiff::Timestamp>,
+    /// Files archived for the cluster.
+    pub files: usize,
+    /// Bytes they take in the repository.
+    pub bytes: u64,
+}
+
+/// What `pg_stat_archiver` and the settings say.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Archiver {
+    /// `archive_mode`.
+    pub archive_mode: String,
+    /// `archive_timeout` in seconds (0: off).
+    pub archive_timeout: u64,
+    /// Files archived since the statistics were reset.
+    pub archived_count: i64,
+    /// The last file archived.
+    pub last_archived_wal: Option<String>,
+    /// When.
+    pub last_archived_time: Option<jiff::Timestamp>,
+    /// Failed attempts since the statistics were reset.
+    pub failed_count: i64,
+    /// The last file that failed.
+    pub last_failed_wal: Option<String>,
+    /// When.
+    pub last_failed_time: Option<jiff::Timestamp>,
+}
+
+/// Everything monitoring judges.
+#[derive(Clone, Debug, Default)]
+pub struct Evidence {
+    /// Per source.
+    pub sources: Vec<SourceEvidence>,
+    /// Jobs of the whole repository (`check`, `forget`, `prune`, `repair`), oldest first.
+    pub repository_jobs: Vec<JournalRecord>,
+    /// Per cluster (system identifier).
+    pub wal: BTreeMap<String, WalNewest>,
+    /// Bytes the repository's objects take, when asked for.
+    pub repository_bytes: Option<u64>,
+}
+
+/// What to gather.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Only this source (any spelling of it).
+    pub source: Option<String>,
+    /// Ask PostgreSQL servers for their archiver statistics.
+    pub ask_servers: bool,
+    /// Add up the size of every object (one listing of the whole repository).
+    pub repository_size: bool,
+}
+
+/// Reads the evidence for the sources `scope` names: the configured sources, or when none
+/// are configured every source the repository has snapshots of.
+pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evidence> {
+    let snapshots = repo.snapshots()?;
+    let records = repo.journal_records()?;
+    let mut names: Vec<String> = if config.sources.is_empty() {
+        let mut n: Vec<String> = snapshots.iter().map(|s| s.source.clone()).collect();
+        n.extend(
+            records
+                .iter()
+                .filter(|r| r.job == "backup")
+                .filter_map(|r| r.source.clone()),
+        );
+        n.sort();
+        n.dedup();
+        n
+    } else {
+        config.sources.keys().cloned().collect()
+    };
+    if let Some(wanted) = &scope.source {
+        let m = config.source_match(wanted);
+        names.retain(|n| m.matches(n));
+        if names.is_empty() {
+            names.push(wanted.clone());
+        }
+    }
+    let mut sources = Vec::new();
+    for name in names {
+        let m: SourceMatch = config.source_match(&name);
+        let mut ev = SourceEvidence {
+            snapshots: snapshots
+                .iter()
+                .filter(|s| {
+                    m.matches(&s.source)
+                        || s.source_location.as_deref().is_some_and(|l| m.matches(l))
+                })
+                .cloned()
+                .collect(),
+            records: records
+                .iter()
+                .filter(|r| r.source.as_deref().is_some_and(|s| m.matches(s)))
+                .cloned()
+                .collect(),
+            archiver: None,
+            name,
+        };
+        ev.snapshots.sort_by_key(|s| s.finished_at);
+        let physical = ev.snapshots.iter().any(|s| s.kind == BackupKind::Physical);
+        if scope.ask_servers && physical {
+            if let Ok(src) = config.source(Some(&ev.name)) {
+                if let Location::Postgres(url) = &src.location {
+                    ev.archiver = Some(ask_archiver(url));
+                }
+            }
+        }
+        sources.push(ev);
+    }
+    let repository_jobs = records
+        .iter()
+        .filter(|r| {
+            r.source.is_none() || matches!(r.job.as_str(), "check" | "prune" | "forget" | "repair")
+        })
+        .cloned()
+        .collect();
+    let mut wal = BTreeMap::new();
+    let wanted: Vec<String> = sources.iter().flat_map(|s| s.clusters()).collect();
+    for cluster in Archive::clusters(repo)? {
+        if !wanted.contains(&cluster) && scope.source.is_some() {
+            continue;
+        }
+        let listed = Archive::new(repo, &cluster).list()?;
+        let files = listed.len();
+        let bytes = listed.iter().map(|l| l.stored).sum();
+        if let Some(newest) = listed.into_iter().max_by_key(|l| l.modified) {
+            wal.insert(
+                cluster,
+                WalNewest {
+                    name: newest.name,
+                    modified: newest.modified,
+                    files,
+                    bytes,
+                },
+            );
+        }
+    }
+    let repository_bytes = if scope.repository_size {
+        Some(repo.storage().list("")?.iter().map(|o| o.size).sum())
+    } else {
+        None
+    };
+    Ok(Evidence {
+        sources,
+        repository_jobs,
+        wal,
+        repository_bytes,
+    })
+}
+
+/// Asks a PostgreSQL server for `pg_stat_archiver` and the archiving settings.
+fn ask_archiver(url: &str) -> std::result::Result<Archiver, String> {
+    let conn = crate::engine::postgres::server::Conn::parse(url).map_err(|e| e.to_string())?;
+    let mut client = conn.connect().map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(
+            "SELECT current_setting('archive_mode'), \
+                    extract(epoch FROM current_setting('archive_timeout')::interval)::bigint, \
+                    archived_count, last_archived_wal, \
+                    extract(epoch FROM last_archived_time)::float8, \
+                    failed_count, last_failed_wal, \
+                    extract(epoch FROM last_failed_time)::float8 \
+             FROM pg_stat_archiver",
+            &[],
+        )
+        .map_err(|e| format!("pg_stat_archiver: {e}"))?;
+    let ts =
+        |v: Option<f64>| v.and_then(|s| jiff::Timestamp::from_nanosecond((s * 1e9) as i128).ok());
+    Ok(Archiver {
+        archive_mode: row.get(0),
+        archive_timeout: row.get::<_, i64>(1).max(0) as u64,
+        archived_count: row.get(2),
+        last_archived_wal: row.get(3),
+        last_archived_time: ts(row.get(4)),
+        failed_count: row.get(5),
+        last_failed_wal: row.get(6),
+        last_failed_time: ts(row.get(7)),
+    })
+}
