@@ -270,6 +270,47 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Can we recover, and how much would we lose: health per source against [objectives].
+    #[command(
+        after_help = "Per source: the newest snapshot of each kind against its expected interval, the WAL\narchive's age against the RPO (and PostgreSQL's archiver when the server answers), the\nnewest verify, drill and check, anomalies against the source's own history, failed jobs,\nretention, and the strategy's checklist ticked from the journal.\n\nAlerts: when a source's level changed since the last alert ([[alerts]] in the config), one\nis sent; what was sent is remembered in the repository (state/alerts). Run it from cron.\n\nExit codes: 0 everything ok, 1 anything at warning or critical (or the repository could\nnot be read), 2 usage error.\n\nExamples:\n  strongroom status\n  strongroom status --source hotel --json | jq '.sources[].checks[] | select(.level != \"ok\")'\n  */10 * * * *  strongroom status --quiet > /dev/null   # crontab: alerts on changes"
+    )]
+    Status {
+        /// Only this source.
+        #[arg(long, value_name = "S")]
+        source: Option<String>,
+        /// Neither send alerts nor remember state (a look that changes nothing).
+        #[arg(long)]
+        no_alerts: bool,
+    },
+    /// Job records (backup, verify, wal push failures, prune, drill, …), oldest first.
+    #[command(
+        after_help = "Examples:\n  strongroom journal --since 7d --failed\n  strongroom journal --source hotel --job backup --json\n  strongroom journal --job 'wal push' --since '2026-12-01 00:00:00'"
+    )]
+    Journal {
+        /// Only records of this source.
+        #[arg(long, value_name = "S")]
+        source: Option<String>,
+        /// Only records of this job (backup, restore, verify, check, forget, prune, drill,
+        /// wal push, …).
+        #[arg(long, value_name = "JOB")]
+        job: Option<String>,
+        /// Only failures.
+        #[arg(long)]
+        failed: bool,
+        /// Only jobs that finished at or after T (RFC 3339 or `YYYY-MM-DD HH:MM:SS`), or
+        /// within DURATION (`90s`, `15m`, `26h`, `7d`).
+        #[arg(long, value_name = "T|DURATION")]
+        since: Option<String>,
+    },
+    /// Prometheus text exposition format on stdout (node_exporter's textfile collector).
+    #[command(
+        after_help = "Example (crontab; write then rename, so the collector never reads half a file):\n  */5 * * * *  strongroom metrics > /var/lib/node_exporter/strongroom.prom.$$ && mv /var/lib/node_exporter/strongroom.prom.$$ /var/lib/node_exporter/strongroom.prom\n\nAlert rule example:\n  time() - strongroom_last_success_timestamp_seconds{kind=\"full\"} > 26 * 3600"
+    )]
+    Metrics {
+        /// Only this source.
+        #[arg(long, value_name = "S")]
+        source: Option<String>,
+    },
     /// Repair the repository's index.
     Repair {
         #[command(subcommand)]

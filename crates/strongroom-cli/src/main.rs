@@ -7,6 +7,7 @@
 //! document on stdout), 2 usage error. Output cut short by its reader (`| head`) ends the
 //! command quietly with 0. Holds no domain logic: every operation is a call into the library.
 
+mod alerting;
 mod args;
 mod commands;
 mod context;

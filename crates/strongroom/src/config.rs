@@ -281,8 +281,8 @@ const DEFAULT_INTERVALS: [(&str, u64); 3] = [
     ("physical", 6 * 3600),
 ];
 const DEFAULT_CHECKLIST: [(&str, u64); 3] = [
-    ("verify", 86_400),
-    ("check", 7 * 86_400),
+    ("verify", 7 * 86_400),
+    ("check", 31 * 86_400),
     ("drill", 92 * 86_400),
 ];
 

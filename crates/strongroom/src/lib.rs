@@ -64,6 +64,22 @@ pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, Strin
     Ok(std::time::Duration::from_secs(n * secs))
 }
 
+/// Parses a time as the contract spells it: RFC 3339, or `YYYY-MM-DD HH:MM:SS` as UTC.
+pub fn parse_time(text: &str) -> std::result::Result<jiff::Timestamp, String> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", text.trim())
+        .or_else(|_| jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S%.f", text.trim()))
+        .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
+        .map(|z| z.timestamp())
+        .map_err(|_| {
+            format!(
+                "{text:?} is not a time like 2026-12-01T22:59:00Z or '2026-12-01 22:59:00' (UTC)"
+            )
+        })
+}
+
 /// Formats a byte count for people (`1.5 MiB`).
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -11,11 +11,14 @@ pub mod demo;
 pub mod forget;
 pub mod hotel;
 pub mod init;
+pub mod journal;
 pub mod key;
 pub mod list;
 pub mod man;
+pub mod metrics;
 pub mod restore;
 pub mod show;
+pub mod status;
 pub mod verify;
 pub mod wal;
 
@@ -119,6 +122,14 @@ pub fn run(global: Global, command: Command) -> Result<()> {
             dry_run,
             prune_opts,
         } => forget::prune(&ctx()?, dry_run, &prune_opts),
+        Command::Status { source, no_alerts } => status::run(&ctx()?, source.as_deref(), no_alerts),
+        Command::Journal {
+            source,
+            job,
+            failed,
+            since,
+        } => journal::run(&ctx()?, source.as_deref(), job, failed, since.as_deref()),
+        Command::Metrics { source } => metrics::run(&ctx()?, source.as_deref()),
         Command::Unlock { all } => forget::unlock(&ctx()?, all),
         Command::Repair { action } => forget::repair(&ctx()?, action),
         Command::Key { action } => key::run(&ctx()?, action),

@@ -79,21 +79,7 @@ impl Point {
 
 /// Parses a time as the contract spells it: RFC 3339, or `YYYY-MM-DD HH:MM:SS` as UTC.
 fn parse_time(text: &str) -> Result<jiff::Timestamp> {
-    if let Ok(t) = text.parse::<jiff::Timestamp>() {
-        return Ok(t);
-    }
-    jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", text.trim())
-        .or_else(|_| jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S%.f", text.trim()))
-        .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
-        .map(|z| z.timestamp())
-        .map_err(|_| {
-            fail(
-                ErrorKind::BadInput,
-                format!(
-                    "--time {text:?} is not a time like 2026-12-01T22:59:00Z or '2026-12-01 22:59:00' (UTC)"
-                ),
-            )
-        })
+    strongroom::parse_time(text).map_err(|e| fail(ErrorKind::BadInput, format!("--time {e}")))
 }
 
 /// Restores the snapshot `reference` names into the target the flags give.

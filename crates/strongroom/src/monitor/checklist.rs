@@ -21,7 +21,7 @@ const ITEMS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "daily",
-        "Confirm WAL archiving and upload succeeded",
+        "Confirm the backup reached the repository (and WAL archiving works)",
         &["wal.", "jobs"],
     ),
     ("weekly", "Test restore from latest backup", &["verify"]),

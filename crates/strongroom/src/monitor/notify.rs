@@ -149,7 +149,7 @@ pub fn notify(
         if from == s.level {
             continue;
         }
-        let alert = alert_for(s, from, &repo.storage().url(), now);
+        let alert = alert_for(s, from, repo.storage().url(), now);
         let delivered = deliver(&alert);
         if delivered {
             state.sources.insert(

@@ -1,0 +1,94 @@
+//! `strongroom journal`: job records, oldest first, filtered.
+
+use crate::context::Ctx;
+use crate::failure::fail;
+use crate::output::{fmt_time, outln, print_json, short};
+use anyhow::Result;
+use strongroom::ErrorKind;
+use strongroom::repository::journal::JournalQuery;
+
+/// `--since`: a time, or a duration back from now.
+fn since(text: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp> {
+    if let Ok(d) = strongroom::parse_duration(text) {
+        let d = jiff::SignedDuration::try_from(d)
+            .map_err(|_| fail(ErrorKind::BadInput, format!("--since {text}: too long")))?;
+        return Ok(now.checked_sub(d).unwrap_or(jiff::Timestamp::MIN));
+    }
+    strongroom::parse_time(text).map_err(|e| {
+        fail(
+            ErrorKind::BadInput,
+            format!("--since {e}, nor a duration like 7d"),
+        )
+    })
+}
+
+/// Prints the records the flags select.
+pub fn run(
+    ctx: &Ctx,
+    source: Option<&str>,
+    job: Option<String>,
+    failed: bool,
+    since_text: Option<&str>,
+) -> Result<()> {
+    let query = JournalQuery {
+        source: source.map(|s| ctx.config.source_match(s)),
+        job,
+        failed,
+        since: since_text
+            .map(|t| since(t, jiff::Timestamp::now()))
+            .transpose()?,
+    };
+    let repo = ctx.open()?;
+    let records = repo.query_journal(&query)?;
+    if ctx.json() {
+        return print_json(&records);
+    }
+    if records.is_empty() {
+        eprintln!("no journal records match");
+        return Ok(());
+    }
+    outln!(
+        "{:<19}  {:<9}  {:<14}  {:<8}  {:>8}  result",
+        "finished (UTC)",
+        "job",
+        "source",
+        "snapshot",
+        "seconds"
+    )?;
+    for r in &records {
+        let what = r
+            .snapshot
+            .as_deref()
+            .map(short)
+            .or(r.wal.as_ref().map(|w| w.first.as_str()))
+            .unwrap_or("-");
+        let result = if r.ok {
+            let mut s = "ok".to_string();
+            if let Some(k) = &r.kind {
+                s.push_str(&format!(" ({k})"));
+            }
+            if let Some(d) = &r.drill {
+                s.push_str(&format!(
+                    ", recovered in {:.1}s of {:.0}s allowed",
+                    d.rto_seconds, d.rto_objective_seconds
+                ));
+            }
+            s
+        } else {
+            format!(
+                "FAILED [{}] {}",
+                r.error_kind.as_deref().unwrap_or("?"),
+                r.error.as_deref().unwrap_or("")
+            )
+        };
+        outln!(
+            "{:<19}  {:<9}  {:<14}  {:<8}  {:>8.1}  {result}",
+            fmt_time(r.finished_at),
+            r.job,
+            r.source.as_deref().unwrap_or("-"),
+            what,
+            r.seconds
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! `strongroom status`: health per source, alerts on state changes, exit 1 when anything
+//! needs attention.
+
+use crate::context::Ctx;
+use crate::failure::ExitWith;
+use crate::output::{outln, print_json};
+use anyhow::Result;
+use std::io::IsTerminal;
+use strongroom::monitor::{Health, Level, evaluate, evidence, notify};
+
+/// The contract's document, with the checklist and the alerts sent beside it.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    ok: bool,
+    level: Level,
+    at: String,
+    sources: &'a [strongroom::monitor::SourceHealth],
+    alerts: &'a [notify::Notice],
+}
+
+fn paint(level: Level, text: &str) -> String {
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if !color {
+        return text.to_string();
+    }
+    let code = match level {
+        Level::Ok => "32",
+        Level::Warning => "33",
+        Level::Critical => "31;1",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+fn marker(level: Level) -> &'static str {
+    match level {
+        Level::Ok => "ok  ",
+        Level::Warning => "WARN",
+        Level::Critical => "CRIT",
+    }
+}
+
+/// Judges every source (or one), sends alerts for changed levels, prints, and exits 1 when
+/// anything is not ok.
+pub fn run(ctx: &Ctx, source: Option<&str>, no_alerts: bool) -> Result<()> {
+    let repo = ctx.open()?;
+    let now = jiff::Timestamp::now();
+    let scope = evidence::Scope {
+        source: source.map(str::to_string),
+        ask_servers: true,
+        repository_size: false,
+    };
+    let ev = evidence::gather(&repo, &ctx.config, &scope)?;
+    let health = evaluate::evaluate(&ctx.config, &ev, now);
+    let notices = if no_alerts {
+        Vec::new()
+    } else {
+        let deliver = |a: &strongroom::alert::Alert| crate::alerting::deliver(ctx, a);
+        match notify::notify(&repo, &health, now, &deliver) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("could not read or remember the alert state: {e}");
+                Vec::new()
+            }
+        }
+    };
+    if ctx.json() {
+        print_json(&Report {
+            ok: health.ok,
+            level: health.level(),
+            at: health.at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            sources: &health.sources,
+            alerts: &notices,
+        })?;
+    } else {
+        print_human(&health, &notices)?;
+    }
+    if health.ok {
+        Ok(())
+    } else {
+        Err(anyhow::Error::new(ExitWith {
+            code: 1,
+            quiet: true,
+            inner: anyhow::anyhow!("attention needed"),
+        }))
+    }
+}
+
+fn print_human(health: &Health, notices: &[notify::Notice]) -> Result<()> {
+    if health.sources.is_empty() {
+        outln!("no sources: configure [sources.NAME] or take a backup")?;
+    }
+    for s in &health.sources {
+        outln!(
+            "{}  {}",
+            s.source,
+            paint(s.level, &s.level.name().to_uppercase())
+        )?;
+        let w = s.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        for c in &s.checks {
+            outln!(
+                "  {}  {:<w$}  {}",
+                paint(c.level, marker(c.level)),
+                c.name,
+                c.detail
+            )?;
+        }
+        let mut line = String::from("  checklist:");
+        for period in ["daily", "weekly", "monthly", "quarterly"] {
+            let items: Vec<_> = s.checklist.iter().filter(|i| i.period == period).collect();
+            let done = items.iter().filter(|i| i.done).count();
+            line.push_str(&format!(" {period} {done}/{}", items.len()));
+        }
+        outln!("{line}")?;
+        for i in s.checklist.iter().filter(|i| !i.done) {
+            outln!(
+                "    [ ] {}: {} (see {})",
+                i.period,
+                i.item,
+                i.evidence.join(", ")
+            )?;
+        }
+    }
+    for n in notices {
+        outln!(
+            "alert {}: {} {} → {}",
+            if n.delivered {
+                "sent"
+            } else {
+                "NOT delivered (will retry next run)"
+            },
+            n.source,
+            n.from.name(),
+            n.to.name()
+        )?;
+    }
+    Ok(())
+}
