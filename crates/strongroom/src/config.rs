@@ -232,7 +232,8 @@ pub struct Objectives {
     pub interval: BTreeMap<String, String>,
     /// The strategy's checklist as periods (`[objectives.checklist]`, e.g. `verify = "1d"`):
     /// the longest time since the newest successful verify, check and drill. Defaults:
-    /// verify `7d` (weekly test restore), check `31d` (monthly), drill `92d` (quarterly).
+    /// verify `7d` (weekly test restore), check `31d` (monthly), drill `92d` (quarterly);
+    /// `"off"` drops an item.
     pub checklist: BTreeMap<String, String>,
 }
 
@@ -270,7 +271,8 @@ pub struct Effective {
     pub rto: std::time::Duration,
     /// Expected time between snapshots, per kind (`full`, `logical`, `physical`).
     pub interval: BTreeMap<String, std::time::Duration>,
-    /// Longest time since the newest successful `verify`, `check` and `drill`.
+    /// Longest time since the newest successful `verify`, `check` and `drill`; an item
+    /// set to `"off"` is absent (a development database needs no quarterly drill).
     pub checklist: BTreeMap<String, std::time::Duration>,
 }
 
@@ -304,7 +306,11 @@ impl Config {
                 .map(|(k, s)| (k.to_string(), std::time::Duration::from_secs(*s)))
                 .collect();
             for (k, v) in global.iter().chain(own) {
-                m.insert(k.clone(), d(v));
+                if v == "off" {
+                    m.remove(k);
+                } else {
+                    m.insert(k.clone(), d(v));
+                }
             }
             m
         };
@@ -443,7 +449,9 @@ impl Config {
                         origin.display()
                     )));
                 }
-                objective_durations.push((format!("{at}.checklist.{k}"), v));
+                if v != "off" {
+                    objective_durations.push((format!("{at}.checklist.{k}"), v));
+                }
             }
         }
         for (what, v) in objective_durations {

@@ -108,6 +108,9 @@ fn print_human(health: &Health, notices: &[notify::Notice]) -> Result<()> {
         let mut line = String::from("  checklist:");
         for period in ["daily", "weekly", "monthly", "quarterly"] {
             let items: Vec<_> = s.checklist.iter().filter(|i| i.period == period).collect();
+            if items.is_empty() {
+                continue;
+            }
             let done = items.iter().filter(|i| i.done).count();
             line.push_str(&format!(" {period} {done}/{}", items.len()));
         }

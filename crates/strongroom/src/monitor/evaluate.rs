@@ -90,7 +90,7 @@ fn source_checks(
     periodic(
         "verify",
         &s.records,
-        obj.checklist["verify"],
+        obj.checklist.get("verify"),
         &format!("strongroom verify latest --source {name}"),
         now,
         &mut out,
@@ -98,7 +98,7 @@ fn source_checks(
     periodic(
         "drill",
         &s.records,
-        obj.checklist["drill"],
+        obj.checklist.get("drill"),
         &format!("strongroom drill --source {name}"),
         now,
         &mut out,
@@ -136,7 +136,7 @@ fn source_checks(
     periodic(
         "check",
         &ev.repository_jobs,
-        obj.checklist["check"],
+        obj.checklist.get("check"),
         "strongroom check --read-data",
         now,
         &mut out,
@@ -332,11 +332,15 @@ fn wal(
 fn periodic(
     job: &str,
     records: &[JournalRecord],
-    period: Duration,
+    period: Option<&Duration>,
     command: &str,
     now: jiff::Timestamp,
     out: &mut Vec<Check>,
 ) {
+    // Turned off for this source (`[objectives.checklist] drill = "off"`).
+    let Some(&period) = period else {
+        return;
+    };
     let (good, last) = newest(records, job);
     let c = match (good, last) {
         (_, Some(l)) if !l.ok => check(

@@ -133,6 +133,13 @@ fn per_source_intervals_and_objectives_apply() {
     // The last drill took 42 s against an RTO of 30 s.
     assert_eq!(level_of(&h, "drill.rto"), Level::Warning);
     let e = cfg.objectives_of("hotel");
+    let off = Config::parse(
+        "[objectives.checklist]\ndrill = \"off\"\n",
+        std::path::Path::new("t.toml"),
+    )
+    .unwrap();
+    let h = evaluate(&off, &healthy(now), now + hours(24 * 200));
+    assert!(!h.sources[0].checks.iter().any(|c| c.name == "drill"));
     assert_eq!(e.rpo.as_secs(), 900);
     assert_eq!(e.interval["physical"].as_secs(), 6 * 3600);
 }

@@ -92,6 +92,11 @@ impl Repository {
         let cache = self.journal_cache_path();
         let mut known = cache.as_ref().map(read_cache).unwrap_or_default();
         let missing: Vec<&String> = listed.iter().filter(|k| !known.contains_key(*k)).collect();
+        tracing::debug!(
+            "read {} of {} journal objects from the repository (the rest from the local cache)",
+            missing.len(),
+            listed.len()
+        );
         let fetched = self.fetch_journal_objects(&missing)?;
         if let Some(path) = &cache {
             let stale = known.keys().filter(|k| !listed.contains(k)).count();
