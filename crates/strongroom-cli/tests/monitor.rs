@@ -129,6 +129,70 @@ fn backups_that_stop_turn_status_critical_within_one_interval_and_a_backup_clear
 }
 
 #[test]
+fn failed_verify_check_and_backup_jobs_show_in_status() {
+    let env = hotel_env("[objectives.checklist]\ndrill = \"off\"\n");
+    run_at(&env, "2026-11-10 10:00:00", &["backup"]);
+    run_at(&env, "2026-11-10 10:05:00", &["verify", "latest"]);
+    run_at(&env, "2026-11-10 10:10:00", &["check", "--read-data"]);
+    run_at(&env, "2026-11-10 10:15:00", &["forget"]);
+    let (code, _) = status_at(&env, "2026-11-10 10:20:00", &["--no-alerts"]);
+    assert_eq!(code, 0);
+    // A damaged pack: verify and check fail, and say so in status as critical.
+    let storage = env.storage();
+    let pack = storage.list("data/").unwrap().remove(0).key;
+    let mut bytes = storage.get(&pack).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    storage.put(&pack, &bytes).unwrap();
+    let out = env
+        .at("2026-11-10 11:00:00")
+        .args(["verify", "latest"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = env
+        .at("2026-11-10 11:05:00")
+        .args(["check", "--read-data"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // A backup whose source went away.
+    std::fs::rename(env.path("hotel.db"), env.path("moved.db")).unwrap();
+    let out = env
+        .at("2026-11-10 11:10:00")
+        .arg("backup")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (code, doc) = status_at(&env, "2026-11-10 11:15:00", &["--no-alerts"]);
+    assert_eq!(code, 1);
+    assert_eq!(doc["sources"][0]["level"], "critical");
+    let verify = check(&doc, "hotel", "verify");
+    assert_eq!(verify["level"], "critical", "{verify}");
+    assert!(
+        verify["detail"].as_str().unwrap().contains("failed"),
+        "{verify}"
+    );
+    assert_eq!(check(&doc, "hotel", "check")["level"], "critical");
+    let jobs = check(&doc, "hotel", "jobs");
+    assert_eq!(jobs["level"], "warning", "{jobs}");
+    assert!(
+        jobs["detail"].as_str().unwrap().contains("backup"),
+        "{jobs}"
+    );
+    let failed = env.json(&["journal", "--failed"]);
+    let jobs: Vec<&str> = failed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["verify", "check", "backup"]);
+    assert_eq!(failed[2]["error_kind"], "source_failed");
+    assert_eq!(failed[0]["error_kind"], "damaged_data");
+}
+
+#[test]
 fn anomalies_in_the_source_history_are_warnings() {
     let env = hotel_env("[objectives.checklist]\ndrill = \"off\"\n");
     // Rollback-journal mode, so a writer's lock makes a backup wait (the slow job below).
