@@ -143,6 +143,22 @@ fn source_checks(
     );
     failed_jobs(s, now, &mut out);
     retention(ev, now, &mut out);
+    if !ev.damaged_manifests.is_empty() {
+        // Whose they were cannot be read: every source is told.
+        out.push(check(
+            "snapshots.damaged",
+            Level::Critical,
+            format!(
+                "{} snapshot manifest(s) cannot be read ({}): run `strongroom check --read-data`, then `strongroom forget ID` for what cannot be repaired",
+                ev.damaged_manifests.len(),
+                ev.damaged_manifests
+                    .iter()
+                    .map(|id| short(id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
     out
 }
 

@@ -93,6 +93,8 @@ pub struct Evidence {
     pub wal: BTreeMap<String, WalNewest>,
     /// Bytes the repository's objects take, when asked for.
     pub repository_bytes: Option<u64>,
+    /// Ids of snapshot manifests that cannot be read (damaged).
+    pub damaged_manifests: Vec<String>,
 }
 
 /// What to gather.
@@ -109,7 +111,8 @@ pub struct Scope {
 /// Reads the evidence for the sources `scope` names: the configured sources, or when none
 /// are configured every source the repository has snapshots of.
 pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evidence> {
-    let snapshots = repo.snapshots()?;
+    // A damaged manifest is itself a finding, not a reason to say nothing.
+    let (snapshots, damaged) = repo.snapshots_lenient()?;
     let records = repo.journal_records()?;
     let mut names: Vec<String> = if config.sources.is_empty() {
         let mut n: Vec<String> = snapshots.iter().map(|s| s.source.clone()).collect();
@@ -201,6 +204,7 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
         repository_jobs,
         wal,
         repository_bytes,
+        damaged_manifests: damaged.into_iter().map(|(id, _)| id).collect(),
     })
 }
 

@@ -171,6 +171,11 @@ fn verify_drill_and_check_stale_missing_or_failed() {
         "{}",
         c.detail
     );
+    // A damaged manifest: critical for every source.
+    ev.damaged_manifests.push("ab".repeat(32));
+    let h = evaluate(&Config::default(), &ev, now);
+    assert_eq!(level_of(&h, "snapshots.damaged"), Level::Critical);
+    ev.damaged_manifests.clear();
     // Retention never applied.
     ev.repository_jobs.clear();
     let h = evaluate(&Config::default(), &ev, now);
