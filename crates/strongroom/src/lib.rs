@@ -29,6 +29,7 @@ pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod retention;
+pub mod runbook;
 pub mod source;
 pub mod storage;
 pub mod verify;

@@ -1,0 +1,76 @@
+//! Reading what a runbook is written from: snapshots, drill records and when each cluster's
+//! newest WAL segment was archived.
+//!
+//! Owns the reads only (one listing of the manifests, one journal query, one listing per
+//! PostgreSQL cluster that has physical snapshots). Must not write to the repository or
+//! decide anything the runbook says.
+
+use super::Inputs;
+use crate::config::Config;
+use crate::engine::postgres::wal::{self, WalKind, WalName};
+use crate::error::Result;
+use crate::repository::Repository;
+use crate::repository::journal::JournalQuery;
+use crate::repository::layout::ObjectKind;
+use crate::repository::snapshot::BackupKind;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// Reads `repo` for a runbook of `config` (from `config_path`), the repository named as
+/// `repository`, covering `only_source` or every source, written at `now`. Damaged
+/// manifests are left out (`strongroom check` names them).
+pub fn gather(
+    repo: &Repository,
+    config: &Config,
+    config_path: Option<PathBuf>,
+    repository: &str,
+    only_source: Option<&str>,
+    now: jiff::Timestamp,
+) -> Result<Inputs> {
+    let (snapshots, _damaged) = repo.snapshots_lenient()?;
+    let drills = repo.query_journal(&JournalQuery {
+        job: Some("drill".into()),
+        ..JournalQuery::default()
+    })?;
+    let clusters: BTreeSet<String> = snapshots
+        .iter()
+        .filter(|s| s.kind == BackupKind::Physical)
+        .filter_map(|s| {
+            s.metadata
+                .extra
+                .get(wal::keys::SYSTEM_IDENTIFIER)?
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    let mut wal_newest = BTreeMap::new();
+    for cluster in clusters {
+        let prefix = ObjectKind::Wal.key(&format!("{cluster}/"));
+        let newest = repo
+            .storage()
+            .list(&prefix)?
+            .into_iter()
+            .filter(|o| {
+                o.key
+                    .rsplit('/')
+                    .next()
+                    .and_then(WalName::parse)
+                    .is_some_and(|n| n.kind == WalKind::Segment)
+            })
+            .filter_map(|o| o.modified)
+            .max();
+        if let Some(t) = newest {
+            wal_newest.insert(cluster, t);
+        }
+    }
+    Ok(Inputs {
+        config: config.clone(),
+        config_path,
+        repository: repository.to_string(),
+        snapshots,
+        drills,
+        wal_newest,
+        only_source: only_source.map(str::to_string),
+        now,
+    })
+}

@@ -1,0 +1,680 @@
+//! The runbook's sections, one function each, in the order they are printed.
+//!
+//! Owns the wording and the commands. Must not read anything but its inputs, and must never
+//! write a secret (URLs go through `redact_url` or [`super::repository_without_credentials`]).
+
+use super::{
+    Entry, Inputs, fmt_age, fmt_duration, fmt_seconds, fmt_time, repository_without_credentials,
+    sh_quote,
+};
+use crate::human_bytes;
+use crate::repository::journal::JournalRecord;
+use crate::repository::snapshot::{BackupKind, Snapshot};
+use crate::source::Location;
+use crate::source::conninfo::redact_url;
+use std::fmt::Write;
+
+/// Appends one line.
+macro_rules! line {
+    ($md:expr) => { $md.push('\n') };
+    ($md:expr, $($arg:tt)*) => {{ let _ = writeln!($md, $($arg)*); }};
+}
+
+pub(super) fn header(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    line!(md, "# Emergency runbook: {}", names.join(", "));
+    line!(md);
+    line!(
+        md,
+        "Written {} by `strongroom runbook` from the configuration and the repository as they \
+         were then. Regenerate it after every change, and print it.",
+        fmt_time(inputs.now)
+    );
+    line!(md);
+}
+
+pub(super) fn first_minutes(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
+    line!(md, "## First 5 minutes");
+    line!(md);
+    let hooks: Vec<String> = entries
+        .iter()
+        .filter_map(|e| Some((e, e.config?.before_restore.as_deref()?)))
+        .map(|(e, h)| format!("`{h}` ({})", e.name))
+        .collect();
+    let call = inputs
+        .config
+        .contacts
+        .first()
+        .map(|c| {
+            let who = [c.role.as_deref(), c.name.as_deref(), c.phone.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(" Call {who} (all contacts: \"Whom to call\").")
+        })
+        .unwrap_or_default();
+    line!(
+        md,
+        "1. **Stop the writers**: the application, cron jobs and workers that write to the \
+         database{}.{call}",
+        if hooks.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the in-place restore runs {} itself, but stop them now so nothing more is lost",
+                hooks.join(", ")
+            )
+        }
+    );
+    line!(
+        md,
+        "2. **Pick the point**: the newest snapshot, the last one before the damage \
+         (`strongroom list --source NAME`; before a bad migration, the `pre-migration` one), \
+         or for PostgreSQL with WAL archiving a time (`--time`)."
+    );
+    line!(
+        md,
+        "3. **Restore into a new place first** (\"side copy\" below): the live database stays \
+         as it is."
+    );
+    line!(
+        md,
+        "4. **Verify** the copy: the checks under each source; compare row counts with the \
+         snapshot's."
+    );
+    line!(
+        md,
+        "5. **Switch**: restore in place with `--force` (the old data is kept aside until the \
+         new is complete; `--keep-old` keeps it after), start the writers, watch the \
+         application's logs, then run `strongroom backup` once."
+    );
+    line!(md);
+}
+
+pub(super) fn environment(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
+    line!(md, "## Environment");
+    line!(md);
+    line!(
+        md,
+        "On the database host (as root, or the database's system user), before any command:"
+    );
+    line!(md);
+    line!(md, "```sh");
+    let repo = repository_without_credentials(&inputs.repository);
+    line!(md, "export STRONGROOM_REPO={}", sh_quote(&repo));
+    if let Some(p) = &inputs.config_path {
+        line!(
+            md,
+            "export STRONGROOM_CONFIG={}",
+            sh_quote(&p.display().to_string())
+        );
+    }
+    let cfg = &inputs.config;
+    if let Some(f) = &cfg.password_file {
+        line!(
+            md,
+            "# password: password_file {} in the config (read by itself)",
+            f.display()
+        );
+    } else if cfg.password_command.is_some() {
+        line!(
+            md,
+            "# password: password_command in the config (runs by itself; needs its vault)"
+        );
+    } else {
+        line!(
+            md,
+            "export STRONGROOM_PASSWORD_FILE=…   # a file holding the repository password (or set STRONGROOM_PASSWORD)"
+        );
+    }
+    for (prefix, vars) in [
+        (
+            "s3://",
+            "AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… AWS_REGION=…   # and AWS_ENDPOINT_URL for a non-AWS store",
+        ),
+        ("azblob://", "AZURE_STORAGE_ACCOUNT=… AZURE_STORAGE_KEY=…"),
+        ("gs://", "GOOGLE_APPLICATION_CREDENTIALS=…"),
+    ] {
+        if repo.starts_with(prefix) {
+            line!(md, "export {vars}");
+        }
+    }
+    if entries
+        .iter()
+        .any(|e| matches!(e.location, Some(Location::Postgres(_))))
+    {
+        line!(
+            md,
+            "export PGPASSWORD=…   # or ~/.pgpass: the database role's password"
+        );
+    }
+    line!(
+        md,
+        "strongroom list   # proves the repository opens: snapshots, oldest first"
+    );
+    line!(md, "```");
+    line!(md);
+}
+
+pub(super) fn source(md: &mut String, inputs: &Inputs, e: &Entry) {
+    let what = match &e.location {
+        Some(Location::Sqlite(_)) => "SQLite",
+        Some(Location::Postgres(_)) => "PostgreSQL",
+        None => "unknown engine",
+    };
+    line!(md, "## Restore `{}` ({what})", e.name);
+    line!(md);
+    if e.snaps.is_empty() {
+        line!(
+            md,
+            "**No snapshot of this source is in the repository.** Nothing to restore from: \
+             run `strongroom backup {}` as soon as the database is reachable.",
+            sh_quote(&e.name)
+        );
+        line!(md);
+    }
+    match &e.location {
+        Some(Location::Sqlite(_)) => sqlite(md, e),
+        Some(Location::Postgres(url)) => {
+            if e.newest(&BackupKind::Logical).is_some() || e.snaps.is_empty() {
+                logical(md, e, url);
+            }
+            if e.newest(&BackupKind::Physical).is_some() {
+                physical(md, inputs, e);
+            }
+        }
+        None => {}
+    }
+    newest(md, inputs, e);
+    objectives(md, inputs, e);
+    drill(md, e.drills.last().copied());
+}
+
+/// The database file a SQLite source names, absolute.
+fn sqlite_path(e: &Entry) -> String {
+    let id = e
+        .location
+        .as_ref()
+        .map(Location::identity)
+        .unwrap_or_default();
+    id.strip_prefix("sqlite:").unwrap_or(&id).to_string()
+}
+
+fn reference(e: &Entry, kind: &BackupKind) -> String {
+    e.newest(kind)
+        .map_or_else(|| "latest".into(), |s| s.short_id().to_string())
+}
+
+fn hooks_note(md: &mut String, e: &Entry) {
+    let Some(c) = e.config else { return };
+    match (&c.before_restore, &c.after_restore) {
+        (None, None) => line!(
+            md,
+            "No before_restore/after_restore hooks are configured: stop and start the \
+             application yourself around the in-place restore."
+        ),
+        (b, a) => {
+            line!(md, "The in-place restore runs this source's hooks itself:");
+            if let Some(b) = b {
+                line!(
+                    md,
+                    "before_restore `{b}` (after the copy is checked, before the swap);"
+                );
+            }
+            if let Some(a) = a {
+                line!(md, "after_restore `{a}` (also when the swap failed).");
+            }
+            line!(md, "The side copy runs none.");
+        }
+    }
+    line!(md);
+}
+
+fn sqlite(md: &mut String, e: &Entry) {
+    let path = sqlite_path(e);
+    let name = sh_quote(&e.name);
+    let id = reference(e, &BackupKind::Full);
+    let side = format!("{path}.restored");
+    line!(md, "Side copy, then in place:");
+    line!(md);
+    line!(md, "```sh");
+    line!(
+        md,
+        "strongroom restore {id} --source {name} --to {}",
+        sh_quote(&side)
+    );
+    line!(
+        md,
+        "strongroom restore {id} --source {name} --to {} --force",
+        sh_quote(&path)
+    );
+    line!(md, "```");
+    line!(md);
+    line!(
+        md,
+        "`{id}` is the newest snapshot when this was written; `latest` takes the newest when you \
+         run it. To an earlier point: another id from `strongroom list --source {name}` (`--tag \
+         pre-migration` for the one before a migration)."
+    );
+    line!(md);
+    hooks_note(md, e);
+    line!(md, "Verify (the side copy, then the live file):");
+    line!(md);
+    line!(md, "```sh");
+    let q = sh_quote(&side);
+    line!(md, "sqlite3 {q} 'PRAGMA integrity_check'   # expect: ok");
+    row_count_commands(md, e, &BackupKind::Full, |sql| {
+        format!("sqlite3 {q} {}", sh_quote(sql))
+    });
+    line!(md, "```");
+    line!(md);
+}
+
+fn logical(md: &mut String, e: &Entry, url: &str) {
+    let target = redact_url(url);
+    let side = with_dbname(&target, "_restored");
+    let name = sh_quote(&e.name);
+    let id = reference(e, &BackupKind::Logical);
+    line!(
+        md,
+        "Logical (pg_dump) snapshots: side copy into a new database, then in place:"
+    );
+    line!(md);
+    line!(md, "```sh");
+    line!(
+        md,
+        "strongroom restore {id} --source {name} --target-db {}",
+        sh_quote(&side)
+    );
+    line!(
+        md,
+        "strongroom restore {id} --source {name} --target-db {} --force",
+        sh_quote(&target)
+    );
+    line!(md, "```");
+    line!(md);
+    line!(
+        md,
+        "`{id}` is the newest logical snapshot when this was written (`latest` takes the newest \
+         then). A logical snapshot restores as of its own moment: to an earlier point, another id \
+         from `strongroom list --source {name}`. The in-place restore refuses a database with \
+         open sessions: stop the application first."
+    );
+    line!(md);
+    hooks_note(md, e);
+    line!(md, "Verify (the side copy):");
+    line!(md);
+    line!(md, "```sh");
+    let q = sh_quote(&side);
+    row_count_commands(md, e, &BackupKind::Logical, |sql| {
+        format!("psql {q} -Atc {}", sh_quote(sql))
+    });
+    line!(md, "```");
+    line!(md);
+}
+
+/// `url` (already without password) naming the database `<dbname><suffix>`.
+pub(super) fn with_dbname(url: &str, suffix: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    let after = &base[scheme_end + 3..];
+    match after.find('/') {
+        Some(i) if i + 1 < after.len() => format!("{base}{suffix}{query}"),
+        _ => {
+            let user = after
+                .split_once('@')
+                .map(|(u, _)| u.split(':').next().unwrap_or(u))
+                .filter(|u| !u.is_empty())
+                .unwrap_or("postgres");
+            let base = base.trim_end_matches('/');
+            format!("{base}/{user}{suffix}{query}")
+        }
+    }
+}
+
+fn physical(md: &mut String, inputs: &Inputs, e: &Entry) {
+    let Some(newest) = e.newest(&BackupKind::Physical) else {
+        return;
+    };
+    let name = sh_quote(&e.name);
+    let dir = newest
+        .metadata
+        .extra
+        .get(crate::engine::postgres::physical::keys::DATA_DIRECTORY)
+        .and_then(|v| v.as_str())
+        .unwrap_or("/var/lib/postgresql/data")
+        .to_string();
+    let side = sh_quote(&format!("{dir}.restored"));
+    line!(
+        md,
+        "Physical snapshots and point-in-time recovery (on the database host, as root or the \
+         database's system user):"
+    );
+    line!(md);
+    match pitr_window(inputs, e) {
+        Some((from, to)) => line!(
+            md,
+            "**The repository can recover any time from {} to about {}** (the oldest physical \
+             snapshot's end to the newest archived WAL segment). `strongroom wal verify` names \
+             any gap.",
+            fmt_time(from),
+            fmt_time(to)
+        ),
+        None => line!(
+            md,
+            "**No archived WAL for this cluster**: each snapshot restores only as of its own end \
+             (`--immediate`)."
+        ),
+    }
+    line!(md);
+    line!(md, "```sh");
+    line!(
+        md,
+        "strongroom restore latest --source {name} --data-dir {side} --time 'YYYY-MM-DD HH:MM:SS' --start   # UTC"
+    );
+    line!(
+        md,
+        "strongroom restore latest --source {name} --data-dir {side} --latest --start   # all archived WAL"
+    );
+    line!(md, "```");
+    line!(md);
+    line!(
+        md,
+        "`latest` is the newest physical snapshot that ends before the target. `--start` starts \
+         PostgreSQL on the copy (the cluster's port when free, else another), waits for it to \
+         promote, and prints the port, LSN and last commit time reached. In place, with the \
+         server stopped (a running server's directory is always refused):"
+    );
+    line!(md);
+    line!(md, "```sh");
+    line!(
+        md,
+        "strongroom restore latest --source {name} --data-dir {} --force --time 'YYYY-MM-DD HH:MM:SS'",
+        sh_quote(&dir)
+    );
+    line!(md, "```");
+    line!(md);
+    line!(
+        md,
+        "Verify (the started copy, on the port `--start` printed):"
+    );
+    line!(md);
+    line!(md, "```sh");
+    let db = newest
+        .metadata
+        .extra
+        .get(crate::engine::postgres::physical::keys::DATABASE)
+        .and_then(|v| v.as_str())
+        .unwrap_or("postgres")
+        .to_string();
+    row_count_commands(md, e, &BackupKind::Physical, |sql| {
+        format!("psql -p PORT -d {} -Atc {}", sh_quote(&db), sh_quote(sql))
+    });
+    line!(md, "```");
+    line!(md);
+}
+
+/// From the oldest physical snapshot relying on the archive (its end) to the newest archived
+/// WAL segment of the newest snapshot's cluster.
+pub(super) fn pitr_window(
+    inputs: &Inputs,
+    e: &Entry,
+) -> Option<(jiff::Timestamp, jiff::Timestamp)> {
+    use crate::engine::postgres::{physical, wal};
+    let cluster = |s: &Snapshot| {
+        s.metadata
+            .extra
+            .get(wal::keys::SYSTEM_IDENTIFIER)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let newest = e.newest(&BackupKind::Physical)?;
+    let id = cluster(newest)?;
+    let to = *inputs.wal_newest.get(&id)?;
+    let from = e
+        .snaps
+        .iter()
+        .filter(|s| s.kind == BackupKind::Physical && !physical::wal_included(s))
+        .filter(|s| cluster(s).as_deref() == Some(id.as_str()))
+        .map(|s| s.finished_at)
+        .min()?;
+    (to >= from).then_some((from, to))
+}
+
+/// Row-count commands for the largest tables of the newest snapshot of `kind`, and the
+/// source's configured checks, each line built by `cmd` from SQL.
+fn row_count_commands(md: &mut String, e: &Entry, kind: &BackupKind, cmd: impl Fn(&str) -> String) {
+    if let Some(s) = e.newest(kind) {
+        let mut counts: Vec<(&String, &u64)> = s.metadata.row_counts.iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let approx = if kind == &BackupKind::Physical {
+            "about "
+        } else {
+            ""
+        };
+        for (table, n) in counts.into_iter().take(3) {
+            let sql = format!("SELECT count(*) FROM {}", quote_ident(table));
+            line!(
+                md,
+                "{}   # expect {approx}{n} (snapshot {}) or more",
+                cmd(&sql),
+                s.short_id()
+            );
+        }
+    }
+    if let Some(c) = e.config {
+        for check in &c.checks {
+            line!(md, "{}   # {}: expect 1", cmd(&check.sql), check.name);
+        }
+    }
+    let name = sh_quote(&e.name);
+    line!(
+        md,
+        "strongroom show {} --source {name}   # every table's row count and the schema version",
+        reference(e, kind)
+    );
+}
+
+fn quote_ident(t: &str) -> String {
+    if t.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        t.to_string()
+    } else {
+        format!("\"{}\"", t.replace('"', "\"\""))
+    }
+}
+
+fn newest(md: &mut String, inputs: &Inputs, e: &Entry) {
+    if e.snaps.is_empty() {
+        return;
+    }
+    line!(md, "Newest snapshots:");
+    line!(md);
+    line!(md, "| kind | id | taken | age | size | tags |");
+    line!(md, "| --- | --- | --- | --- | --- | --- |");
+    let mut kinds: Vec<&BackupKind> = e.snaps.iter().map(|s| &s.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    let mut rows: Vec<&Snapshot> = kinds.into_iter().filter_map(|k| e.newest(k)).collect();
+    if let Some(pre) = e
+        .snaps
+        .iter()
+        .rev()
+        .find(|s| s.tags.iter().any(|t| t == "pre-migration"))
+        && !rows.iter().any(|r| r.id == pre.id)
+    {
+        rows.push(pre);
+    }
+    for s in rows {
+        line!(
+            md,
+            "| {} | `{}` | {} | {} | {} | {} |",
+            s.kind.as_str(),
+            s.short_id(),
+            fmt_time(s.started_at),
+            fmt_age(s.started_at, inputs.now),
+            human_bytes(s.size),
+            s.tags.join(", ")
+        );
+    }
+    line!(md);
+}
+
+fn objectives(md: &mut String, inputs: &Inputs, e: &Entry) {
+    let o = inputs.config.objectives_of(&e.name);
+    let kinds: &[&str] = match &e.location {
+        Some(Location::Sqlite(_)) => &["full"],
+        _ => &["logical", "physical"],
+    };
+    let intervals: Vec<String> = kinds
+        .iter()
+        .filter_map(|k| Some(format!("{k} every {}", fmt_duration(*o.interval.get(*k)?))))
+        .collect();
+    line!(
+        md,
+        "Objectives: lose at most {} of data (RPO), back in service within {} (RTO); backups \
+         expected {}.",
+        fmt_duration(o.rpo),
+        fmt_duration(o.rto),
+        intervals.join(", ")
+    );
+    line!(md);
+}
+
+/// The last drill's figures, or that there is none.
+pub(super) fn drill(md: &mut String, last: Option<&JournalRecord>) {
+    let Some(r) = last else {
+        line!(
+            md,
+            "Last drill: no drill on record — run `strongroom drill`."
+        );
+        line!(md);
+        return;
+    };
+    let when = fmt_time(r.finished_at);
+    let snap = r
+        .snapshot
+        .as_deref()
+        .map(|s| format!(" of snapshot `{}`", &s[..8.min(s.len())]))
+        .unwrap_or_default();
+    if !r.ok {
+        line!(
+            md,
+            "Last drill: {when}{snap}, **failed**: {}",
+            r.error.as_deref().unwrap_or("no reason recorded")
+        );
+        line!(md);
+        return;
+    }
+    let Some(f) = &r.drill else {
+        line!(
+            md,
+            "Last drill: {when}{snap}, succeeded in {} (no figures recorded).",
+            fmt_seconds(r.seconds)
+        );
+        line!(md);
+        return;
+    };
+    let verdict = |v: f64, objective: f64| if v <= objective { "met" } else { "**missed**" };
+    let rpo = match f.rpo_seconds {
+        Some(v) => format!(
+            "data-loss window {} (objective {}, {})",
+            fmt_seconds(v),
+            fmt_seconds(f.rpo_objective_seconds),
+            verdict(v, f.rpo_objective_seconds)
+        ),
+        None => "data-loss window not measured".into(),
+    };
+    line!(
+        md,
+        "Last drill: {when}{snap}: recovered in {} (objective {}, {}); {rpo}.{}",
+        fmt_seconds(f.rto_seconds),
+        fmt_seconds(f.rto_objective_seconds),
+        verdict(f.rto_seconds, f.rto_objective_seconds),
+        f.report
+            .as_deref()
+            .map(|r| format!(" Report: `{r}`."))
+            .unwrap_or_default()
+    );
+    line!(md);
+}
+
+pub(super) fn contacts(md: &mut String, inputs: &Inputs) {
+    line!(md, "## Whom to call");
+    line!(md);
+    let contacts = &inputs.config.contacts;
+    if contacts.is_empty() {
+        line!(
+            md,
+            "No contacts configured: add `[[contacts]]` tables (role, name, phone, email) to the \
+             configuration and write this runbook again."
+        );
+        line!(md);
+        return;
+    }
+    line!(md, "| role | name | phone | email |");
+    line!(md, "| --- | --- | --- | --- |");
+    let cell = |v: &Option<String>| v.as_deref().unwrap_or("—").replace('|', "\\|");
+    for c in contacts {
+        line!(
+            md,
+            "| {} | {} | {} | {} |",
+            cell(&c.role),
+            cell(&c.name),
+            cell(&c.phone),
+            cell(&c.email)
+        );
+    }
+    line!(md);
+}
+
+pub(super) fn whereabouts(md: &mut String, inputs: &Inputs) {
+    line!(md, "## Where the backups are");
+    line!(md);
+    line!(
+        md,
+        "- Repository: `{}`",
+        repository_without_credentials(&inputs.repository)
+    );
+    match &inputs.config_path {
+        Some(p) => line!(md, "- Configuration: `{}`", p.display()),
+        None => line!(md, "- Configuration: none (sources given as URLs)"),
+    }
+    let r = &inputs.config.retention;
+    let keep: Vec<String> = [
+        ("hourly", r.keep_hourly),
+        ("daily", r.keep_daily),
+        ("weekly", r.keep_weekly),
+        ("monthly", r.keep_monthly),
+        ("yearly", r.keep_yearly),
+        ("last", r.keep_last),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some(format!("{k} {}", v?)))
+    .collect();
+    line!(
+        md,
+        "- Retention: {}; point-in-time recovery kept for {}",
+        if keep.is_empty() {
+            "everything".into()
+        } else {
+            keep.join(", ")
+        },
+        r.pitr_window.as_deref().unwrap_or("7d")
+    );
+    line!(
+        md,
+        "- Health: `strongroom verify latest --source NAME` (test restore), `strongroom check` \
+         (every object present), `strongroom journal --failed` (what went wrong lately)"
+    );
+    line!(md);
+}
