@@ -332,6 +332,15 @@ pub enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Write the emergency procedure for this deployment, as Markdown on stdout.
+    #[command(
+        after_help = "Examples:\n  strongroom runbook > RUNBOOK.md             # every source; print it and keep it by the servers\n  strongroom runbook --source hotel | lp       # one source, straight to the printer\n  strongroom runbook --json | jq -r .markdown\n\nWritten from the config and the repository as they are now: whom to call ([[contacts]]), the\nfirst five minutes, the environment to set (names only, never values), per source the exact\nrestore commands (a side copy first, then in place; for PostgreSQL physical snapshots, the\npoint-in-time window the archive can serve), how to verify the result, the newest snapshots,\nthe objectives and the last drill's figures. No password or key appears in it. Write it\nagain after changing the config, and after drills."
+    )]
+    Runbook {
+        /// Only this source: its config name or its URL in any spelling.
+        #[arg(long, value_name = "S")]
+        source: Option<String>,
+    },
     /// The whole story on an embedded hotel database and a local repository.
     #[command(
         after_help = "Examples:\n  strongroom demo\n  strongroom demo --dir /tmp/strongroom-demo --bookings 20000 --json\n\nNeeds no repository or password: it makes its own in DIR."

@@ -10,12 +10,19 @@
 //! repository, and must never write a secret: passwords are stripped from every URL, the
 //! environment is named without values, and `password_command` is not quoted.
 
+/// Appends one line to a `String` (formatting into a `String` cannot fail).
+macro_rules! line {
+    ($md:expr) => { $md.push('\n') };
+    ($md:expr, $($arg:tt)*) => {{ let _ = writeln!($md, $($arg)*); }};
+}
+
 mod gather;
+mod postgres;
 mod sections;
 #[cfg(test)]
 mod tests;
 
-pub use gather::gather;
+pub use gather::{Context, gather};
 
 use crate::config::{Config, SourceConfig};
 use crate::repository::journal::JournalRecord;
@@ -44,6 +51,8 @@ pub struct Inputs {
     pub only_source: Option<String>,
     /// The time the runbook is written at.
     pub now: jiff::Timestamp,
+    /// The program that restores, as the page names it (`/usr/local/bin/strongroom 0.1.0`).
+    pub program: String,
 }
 
 /// One source the runbook covers: configured, or met only in snapshots.
@@ -212,6 +221,8 @@ pub fn fmt_age(t: jiff::Timestamp, now: jiff::Timestamp) -> String {
     let secs = (now - t).total(jiff::Unit::Second).unwrap_or(0.0);
     if secs < 0.0 {
         "in the future (check this host's clock)".into()
+    } else if secs < 60.0 {
+        "under a minute ago".into()
     } else {
         format!(
             "{} ago",

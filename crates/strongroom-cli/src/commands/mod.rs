@@ -17,6 +17,7 @@ pub mod list;
 pub mod man;
 pub mod metrics;
 pub mod restore;
+pub mod runbook;
 pub mod show;
 pub mod status;
 pub mod verify;
@@ -134,6 +135,7 @@ pub fn run(global: Global, command: Command) -> Result<()> {
         Command::Repair { action } => forget::repair(&ctx()?, action),
         Command::Key { action } => key::run(&ctx()?, action),
         Command::Wal { action } => wal::run(ctx(), action),
+        Command::Runbook { source } => runbook::run(&ctx()?, source.as_deref()),
         Command::Demo { dir, bookings } => demo::run(&ctx()?, &dir, bookings),
         Command::Completions { shell } => completions::run(shell),
         Command::Man { dir } => man::run(dir.as_deref()),

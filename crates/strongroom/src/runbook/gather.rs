@@ -16,17 +16,26 @@ use crate::repository::snapshot::BackupKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-/// Reads `repo` for a runbook of `config` (from `config_path`), the repository named as
-/// `repository`, covering `only_source` or every source, written at `now`. Damaged
-/// manifests are left out (`strongroom check` names them).
-pub fn gather(
-    repo: &Repository,
-    config: &Config,
-    config_path: Option<PathBuf>,
-    repository: &str,
-    only_source: Option<&str>,
-    now: jiff::Timestamp,
-) -> Result<Inputs> {
+/// Where a runbook's inputs come from besides the repository.
+#[derive(Clone, Debug)]
+pub struct Context<'a> {
+    /// The configuration in force.
+    pub config: &'a Config,
+    /// The config file it was read from (absolute), if any.
+    pub config_path: Option<PathBuf>,
+    /// The repository URL as given (credentials are stripped when rendered).
+    pub repository: String,
+    /// Only this source, when given.
+    pub only_source: Option<String>,
+    /// The time the runbook is written at.
+    pub now: jiff::Timestamp,
+    /// The program that restores, as the page names it.
+    pub program: String,
+}
+
+/// Reads `repo` for a runbook in `cx`. Damaged manifests are left out (`strongroom check`
+/// names them).
+pub fn gather(repo: &Repository, cx: Context) -> Result<Inputs> {
     let (snapshots, _damaged) = repo.snapshots_lenient()?;
     let drills = repo.query_journal(&JournalQuery {
         job: Some("drill".into()),
@@ -64,13 +73,14 @@ pub fn gather(
         }
     }
     Ok(Inputs {
-        config: config.clone(),
-        config_path,
-        repository: repository.to_string(),
+        config: cx.config.clone(),
+        config_path: cx.config_path,
+        repository: cx.repository,
         snapshots,
         drills,
         wal_newest,
-        only_source: only_source.map(str::to_string),
-        now,
+        only_source: cx.only_source,
+        now: cx.now,
+        program: cx.program,
     })
 }

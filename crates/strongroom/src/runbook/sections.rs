@@ -1,7 +1,8 @@
 //! The runbook's sections, one function each, in the order they are printed.
 //!
-//! Owns the wording and the commands. Must not read anything but its inputs, and must never
-//! write a secret (URLs go through `redact_url` or [`super::repository_without_credentials`]).
+//! Owns the wording and the commands (the PostgreSQL ones are in `postgres`). Must not read
+//! anything but its inputs, and must never write a secret (the repository URL goes through
+//! [`super::repository_without_credentials`]; `password_command` is named, not quoted).
 
 use super::{
     Entry, Inputs, fmt_age, fmt_duration, fmt_seconds, fmt_time, repository_without_credentials,
@@ -11,14 +12,7 @@ use crate::human_bytes;
 use crate::repository::journal::JournalRecord;
 use crate::repository::snapshot::{BackupKind, Snapshot};
 use crate::source::Location;
-use crate::source::conninfo::redact_url;
 use std::fmt::Write;
-
-/// Appends one line.
-macro_rules! line {
-    ($md:expr) => { $md.push('\n') };
-    ($md:expr, $($arg:tt)*) => {{ let _ = writeln!($md, $($arg)*); }};
-}
 
 pub(super) fn header(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -178,10 +172,10 @@ pub(super) fn source(md: &mut String, inputs: &Inputs, e: &Entry) {
         Some(Location::Sqlite(_)) => sqlite(md, e),
         Some(Location::Postgres(url)) => {
             if e.newest(&BackupKind::Logical).is_some() || e.snaps.is_empty() {
-                logical(md, e, url);
+                super::postgres::logical(md, e, url);
             }
             if e.newest(&BackupKind::Physical).is_some() {
-                physical(md, inputs, e);
+                super::postgres::physical(md, inputs, e);
             }
         }
         None => {}
@@ -201,12 +195,12 @@ fn sqlite_path(e: &Entry) -> String {
     id.strip_prefix("sqlite:").unwrap_or(&id).to_string()
 }
 
-fn reference(e: &Entry, kind: &BackupKind) -> String {
+pub(super) fn reference(e: &Entry, kind: &BackupKind) -> String {
     e.newest(kind)
         .map_or_else(|| "latest".into(), |s| s.short_id().to_string())
 }
 
-fn hooks_note(md: &mut String, e: &Entry) {
+pub(super) fn hooks_note(md: &mut String, e: &Entry) {
     let Some(c) = e.config else { return };
     match (&c.before_restore, &c.after_restore) {
         (None, None) => line!(
@@ -259,7 +253,10 @@ fn sqlite(md: &mut String, e: &Entry) {
     );
     line!(md);
     hooks_note(md, e);
-    line!(md, "Verify (the side copy, then the live file):");
+    line!(
+        md,
+        "Verify the side copy (after the switch, the same on the live file):"
+    );
     line!(md);
     line!(md, "```sh");
     let q = sh_quote(&side);
@@ -271,203 +268,29 @@ fn sqlite(md: &mut String, e: &Entry) {
     line!(md);
 }
 
-fn logical(md: &mut String, e: &Entry, url: &str) {
-    let target = redact_url(url);
-    let side = with_dbname(&target, "_restored");
-    let name = sh_quote(&e.name);
-    let id = reference(e, &BackupKind::Logical);
-    line!(
-        md,
-        "Logical (pg_dump) snapshots: side copy into a new database, then in place:"
-    );
-    line!(md);
-    line!(md, "```sh");
-    line!(
-        md,
-        "strongroom restore {id} --source {name} --target-db {}",
-        sh_quote(&side)
-    );
-    line!(
-        md,
-        "strongroom restore {id} --source {name} --target-db {} --force",
-        sh_quote(&target)
-    );
-    line!(md, "```");
-    line!(md);
-    line!(
-        md,
-        "`{id}` is the newest logical snapshot when this was written (`latest` takes the newest \
-         then). A logical snapshot restores as of its own moment: to an earlier point, another id \
-         from `strongroom list --source {name}`. The in-place restore refuses a database with \
-         open sessions: stop the application first."
-    );
-    line!(md);
-    hooks_note(md, e);
-    line!(md, "Verify (the side copy):");
-    line!(md);
-    line!(md, "```sh");
-    let q = sh_quote(&side);
-    row_count_commands(md, e, &BackupKind::Logical, |sql| {
-        format!("psql {q} -Atc {}", sh_quote(sql))
-    });
-    line!(md, "```");
-    line!(md);
-}
-
-/// `url` (already without password) naming the database `<dbname><suffix>`.
-pub(super) fn with_dbname(url: &str, suffix: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    let after = &base[scheme_end + 3..];
-    match after.find('/') {
-        Some(i) if i + 1 < after.len() => format!("{base}{suffix}{query}"),
-        _ => {
-            let user = after
-                .split_once('@')
-                .map(|(u, _)| u.split(':').next().unwrap_or(u))
-                .filter(|u| !u.is_empty())
-                .unwrap_or("postgres");
-            let base = base.trim_end_matches('/');
-            format!("{base}/{user}{suffix}{query}")
-        }
-    }
-}
-
-fn physical(md: &mut String, inputs: &Inputs, e: &Entry) {
-    let Some(newest) = e.newest(&BackupKind::Physical) else {
-        return;
-    };
-    let name = sh_quote(&e.name);
-    let dir = newest
-        .metadata
-        .extra
-        .get(crate::engine::postgres::physical::keys::DATA_DIRECTORY)
-        .and_then(|v| v.as_str())
-        .unwrap_or("/var/lib/postgresql/data")
-        .to_string();
-    let side = sh_quote(&format!("{dir}.restored"));
-    line!(
-        md,
-        "Physical snapshots and point-in-time recovery (on the database host, as root or the \
-         database's system user):"
-    );
-    line!(md);
-    match pitr_window(inputs, e) {
-        Some((from, to)) => line!(
-            md,
-            "**The repository can recover any time from {} to about {}** (the oldest physical \
-             snapshot's end to the newest archived WAL segment). `strongroom wal verify` names \
-             any gap.",
-            fmt_time(from),
-            fmt_time(to)
-        ),
-        None => line!(
-            md,
-            "**No archived WAL for this cluster**: each snapshot restores only as of its own end \
-             (`--immediate`)."
-        ),
-    }
-    line!(md);
-    line!(md, "```sh");
-    line!(
-        md,
-        "strongroom restore latest --source {name} --data-dir {side} --time 'YYYY-MM-DD HH:MM:SS' --start   # UTC"
-    );
-    line!(
-        md,
-        "strongroom restore latest --source {name} --data-dir {side} --latest --start   # all archived WAL"
-    );
-    line!(md, "```");
-    line!(md);
-    line!(
-        md,
-        "`latest` is the newest physical snapshot that ends before the target. `--start` starts \
-         PostgreSQL on the copy (the cluster's port when free, else another), waits for it to \
-         promote, and prints the port, LSN and last commit time reached. In place, with the \
-         server stopped (a running server's directory is always refused):"
-    );
-    line!(md);
-    line!(md, "```sh");
-    line!(
-        md,
-        "strongroom restore latest --source {name} --data-dir {} --force --time 'YYYY-MM-DD HH:MM:SS'",
-        sh_quote(&dir)
-    );
-    line!(md, "```");
-    line!(md);
-    line!(
-        md,
-        "Verify (the started copy, on the port `--start` printed):"
-    );
-    line!(md);
-    line!(md, "```sh");
-    let db = newest
-        .metadata
-        .extra
-        .get(crate::engine::postgres::physical::keys::DATABASE)
-        .and_then(|v| v.as_str())
-        .unwrap_or("postgres")
-        .to_string();
-    row_count_commands(md, e, &BackupKind::Physical, |sql| {
-        format!("psql -p PORT -d {} -Atc {}", sh_quote(&db), sh_quote(sql))
-    });
-    line!(md, "```");
-    line!(md);
-}
-
-/// From the oldest physical snapshot relying on the archive (its end) to the newest archived
-/// WAL segment of the newest snapshot's cluster.
-pub(super) fn pitr_window(
-    inputs: &Inputs,
-    e: &Entry,
-) -> Option<(jiff::Timestamp, jiff::Timestamp)> {
-    use crate::engine::postgres::{physical, wal};
-    let cluster = |s: &Snapshot| {
-        s.metadata
-            .extra
-            .get(wal::keys::SYSTEM_IDENTIFIER)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    let newest = e.newest(&BackupKind::Physical)?;
-    let id = cluster(newest)?;
-    let to = *inputs.wal_newest.get(&id)?;
-    let from = e
-        .snaps
-        .iter()
-        .filter(|s| s.kind == BackupKind::Physical && !physical::wal_included(s))
-        .filter(|s| cluster(s).as_deref() == Some(id.as_str()))
-        .map(|s| s.finished_at)
-        .min()?;
-    (to >= from).then_some((from, to))
-}
-
 /// Row-count commands for the largest tables of the newest snapshot of `kind`, and the
 /// source's configured checks, each line built by `cmd` from SQL.
-fn row_count_commands(md: &mut String, e: &Entry, kind: &BackupKind, cmd: impl Fn(&str) -> String) {
+pub(super) fn row_count_commands(
+    md: &mut String,
+    e: &Entry,
+    kind: &BackupKind,
+    cmd: impl Fn(&str) -> String,
+) {
     if let Some(s) = e.newest(kind) {
         let mut counts: Vec<(&String, &u64)> = s.metadata.row_counts.iter().collect();
         counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let approx = if kind == &BackupKind::Physical {
-            "about "
-        } else {
-            ""
-        };
         for (table, n) in counts.into_iter().take(3) {
             let sql = format!("SELECT count(*) FROM {}", quote_ident(table));
-            line!(
-                md,
-                "{}   # expect {approx}{n} (snapshot {}) or more",
-                cmd(&sql),
-                s.short_id()
-            );
+            let expect = if kind == &BackupKind::Physical {
+                // Planner estimates at the snapshot; a later recovery point has more.
+                format!(
+                    "about {n} at snapshot {}, more at later points",
+                    s.short_id()
+                )
+            } else {
+                format!("{n} (snapshot {})", s.short_id())
+            };
+            line!(md, "{}   # expect {expect}", cmd(&sql));
         }
     }
     if let Some(c) = e.config {
@@ -669,8 +492,9 @@ pub(super) fn whereabouts(md: &mut String, inputs: &Inputs) {
         } else {
             keep.join(", ")
         },
-        r.pitr_window.as_deref().unwrap_or("7d")
+        fmt_duration(r.policy().pitr_window.unwrap_or_default())
     );
+    line!(md, "- Program: `{}`", inputs.program);
     line!(
         md,
         "- Health: `strongroom verify latest --source NAME` (test restore), `strongroom check` \

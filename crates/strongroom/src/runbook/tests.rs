@@ -52,6 +52,7 @@ fn inputs(cfg: Config, snapshots: Vec<Snapshot>, drills: Vec<JournalRecord>) -> 
         wal_newest: BTreeMap::new(),
         only_source: None,
         now: ts(NOW),
+        program: "/usr/local/bin/strongroom 0.1.0".into(),
     }
 }
 
@@ -111,7 +112,7 @@ fn sqlite_commands_contacts_objectives_and_no_drill() {
         "before_restore `systemctl stop hotel`",
         "after_restore `systemctl start hotel`",
         "sqlite3 /var/lib/hotel/hotel.db.restored 'PRAGMA integrity_check'",
-        "sqlite3 /var/lib/hotel/hotel.db.restored 'SELECT count(*) FROM bookings'   # expect 300000",
+        "sqlite3 /var/lib/hotel/hotel.db.restored 'SELECT count(*) FROM bookings'   # expect 300000 (snapshot cdcdcdcd)",
         "'SELECT count(*) = 0 FROM room_inventory WHERE booked > capacity'   # rooms balance: expect 1",
         "| full | `cdcdcdcd` | 2026-12-01 02:00:00 UTC | 21 h ago | 3.0 MiB |  |",
         "| full | `abababab` | 2026-11-30 10:00:00 UTC | 1 d 13 h ago | 3.0 MiB | pre-migration |",
@@ -121,7 +122,8 @@ fn sqlite_commands_contacts_objectives_and_no_drill() {
         "| DevOps lead | Grace Hopper | +1 555 0100 | — |",
         "- Repository: `s3://hotel-backups/prod`",
         "- Configuration: `/etc/strongroom/strongroom.toml`",
-        "daily 30, weekly 13, monthly 12",
+        "daily 30, weekly 13, monthly 12; point-in-time recovery kept for 7 d",
+        "- Program: `/usr/local/bin/strongroom 0.1.0`",
     ] {
         assert!(md.contains(want), "missing {want:?} in\n{md}");
     }
@@ -204,7 +206,7 @@ physical = "6h"
         "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main.restored --time 'YYYY-MM-DD HH:MM:SS' --start",
         "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main.restored --latest --start",
         "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main --force --time",
-        "psql -p PORT -d hotel -Atc 'SELECT count(*) FROM bookings'   # expect about 300000",
+        "psql -p PORT -d hotel -Atc 'SELECT count(*) FROM bookings'   # expect about 300000 at snapshot 33333333, more at later points",
         "| logical | `11111111` |",
         "| physical | `33333333` |",
         "back in service within 30 min (RTO); backups expected logical every 1 d, physical every 6 h.",
@@ -335,11 +337,11 @@ fn helpers() {
     assert_eq!(fmt_duration(d(7 * 86_400)), "7 d");
     assert_eq!(fmt_seconds(42.25), "42.2 s");
     assert_eq!(
-        sections::with_dbname("postgres://app@db/hotel", "_restored"),
+        postgres::with_dbname("postgres://app@db/hotel", "_restored"),
         "postgres://app@db/hotel_restored"
     );
     assert_eq!(
-        sections::with_dbname("postgres://app@db:5432", "_restored"),
+        postgres::with_dbname("postgres://app@db:5432", "_restored"),
         "postgres://app@db:5432/app_restored"
     );
 }
