@@ -56,7 +56,8 @@ pub(super) fn first_minutes(md: &mut String, inputs: &Inputs, entries: &[Entry])
             String::new()
         } else {
             format!(
-                "; the in-place restore runs {} itself, but stop them now so nothing more is lost",
+                " (the in-place restore runs the before_restore hook {}, but stop them now so \
+                 nothing more is lost)",
                 hooks.join(", ")
             )
         }
@@ -209,17 +210,23 @@ pub(super) fn hooks_note(md: &mut String, e: &Entry) {
              application yourself around the in-place restore."
         ),
         (b, a) => {
-            line!(md, "The in-place restore runs this source's hooks itself:");
+            line!(
+                md,
+                "The in-place restore runs this source's hooks itself (the side copy runs none):"
+            );
+            line!(md);
             if let Some(b) = b {
                 line!(
                     md,
-                    "before_restore `{b}` (after the copy is checked, before the swap);"
+                    "- before_restore `{b}`: after the copy is checked, before the swap"
                 );
             }
             if let Some(a) = a {
-                line!(md, "after_restore `{a}` (also when the swap failed).");
+                line!(
+                    md,
+                    "- after_restore `{a}`: after the swap, also when it failed"
+                );
             }
-            line!(md, "The side copy runs none.");
         }
     }
     line!(md);

@@ -1,0 +1,214 @@
+//! `strongroom runbook` against a real repository with a real SQLite source after real
+//! backups: the page's environment lines and restore commands are run as printed, through
+//! `sh`, and must restore the database.
+
+use std::path::Path;
+use strongroom::hotel::{self, Scale};
+
+mod common;
+use common::{Env, envs};
+
+/// `sh -c script` with the environment's repository and password, the config, and the
+/// built binary first on PATH, as an operator's shell would have them.
+fn sh(env: &Env, config: &Path, script: &str) -> std::process::Output {
+    let real = env.std_cmd();
+    let bin = Path::new(env!("CARGO_BIN_EXE_strongroom"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(script).current_dir(env.dir.path());
+    for (k, v) in real.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    // The page exports these itself; the shell must not get them from elsewhere.
+    c.env_remove("STRONGROOM_REPO")
+        .env_remove("STRONGROOM_CONFIG")
+        .env("PATH", path)
+        .env("RUNBOOK_TEST_CONFIG", config);
+    c.output().unwrap()
+}
+
+fn rows(path: &Path, table: &str) -> i64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The fenced `sh` block that follows `heading` in `md`.
+fn block_after<'a>(md: &'a str, heading: &str) -> &'a str {
+    let at = md
+        .find(heading)
+        .unwrap_or_else(|| panic!("{heading:?} in\n{md}"));
+    let rest = &md[at..];
+    let start = rest.find("```sh\n").unwrap() + 6;
+    let end = start + rest[start..].find("```").unwrap();
+    &rest[start..end]
+}
+
+#[test]
+fn the_printed_commands_restore_the_database() {
+    for env in envs() {
+        // A directory with a space: the printed commands must quote it.
+        let dir = env.path("hotel data");
+        std::fs::create_dir(&dir).unwrap();
+        let db = dir.join("hotel.db");
+        hotel::create(&db, Scale::bookings(2_000), 42).unwrap();
+        let hooks = env.path("hooks.log");
+        let config = env.path("strongroom.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "password_command = \"echo runbook-secret-pw\"\n\
+                 [sources.hotel]\nurl = {:?}\n\
+                 before_restore = \"echo before >> '{}'\"\n\
+                 after_restore = \"echo after >> '{}'\"\n\
+                 [[sources.hotel.checks]]\nname = \"bookings balance\"\nsql = {:?}\n\
+                 [[contacts]]\nrole = \"Database administrator\"\nname = \"Ada Lovelace\"\n\
+                 phone = \"+44 20 7946 0000\"\nemail = \"ada@example.com\"\n",
+                format!("sqlite:{}", db.display()),
+                hooks.display(),
+                hooks.display(),
+                hotel::INVARIANT_SQL
+            ),
+        )
+        .unwrap();
+        let cmd = |args: &[&str]| {
+            let mut c = env.cmd();
+            c.env("STRONGROOM_CONFIG", &config).args(args);
+            c
+        };
+        cmd(&["init"]).assert().success();
+        cmd(&["backup", "hotel", "--tag", "daily"])
+            .assert()
+            .success();
+        let before = rows(&db, "bookings");
+        // A second, newer snapshot with more bookings: the page must name this one.
+        {
+            let mut c = rusqlite::Connection::open(&db).unwrap();
+            let mut rng = hotel::Rng::new(7);
+            for _ in 0..25 {
+                hotel::book_room(&mut c, &mut rng).unwrap();
+            }
+        }
+        let newest = cmd(&["backup", "hotel", "--json"]).output().unwrap();
+        assert!(newest.status.success());
+        let newest: serde_json::Value = serde_json::from_slice(&newest.stdout).unwrap();
+        let short = newest["short_id"].as_str().unwrap().to_string();
+        let expected = rows(&db, "bookings");
+        assert!(expected > before);
+
+        let out = cmd(&["runbook"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let md = String::from_utf8(out.stdout).unwrap();
+        eprintln!("{md}");
+        assert!(!md.contains("runbook-secret-pw"), "{md}");
+        assert!(!md.contains(common::PASSWORD), "{md}");
+        for want in [
+            "# Emergency runbook: hotel",
+            "## First 5 minutes",
+            "## Restore `hotel` (SQLite)",
+            "Last drill: no drill on record — run `strongroom drill`.",
+            "| Database administrator | Ada Lovelace | +44 20 7946 0000 | ada@example.com |",
+            "# password: password_command in the config",
+            "# bookings balance: expect 1",
+        ] {
+            assert!(md.contains(want), "missing {want:?}");
+        }
+        assert!(
+            md.contains(&format!("# expect {expected} (snapshot {short})")),
+            "{md}"
+        );
+        if env.repo.starts_with("s3://") {
+            assert!(md.contains("AWS_ACCESS_KEY_ID=…"), "{md}");
+        }
+
+        // The environment block, without its placeholder lines, then each command as printed.
+        let environment: String = block_after(&md, "## Environment")
+            .lines()
+            .filter(|l| !l.contains('…'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            environment.contains("export STRONGROOM_REPO="),
+            "{environment}"
+        );
+        let restore = block_after(&md, "## Restore `hotel`");
+        let lines: Vec<&str> = restore.lines().collect();
+        assert_eq!(lines.len(), 2, "{restore}");
+        let q = strongroom::runbook::sh_quote;
+        let side = format!("{}.restored", db.display());
+        assert_eq!(
+            lines[0],
+            format!(
+                "strongroom restore {short} --source hotel --to {}",
+                q(&side)
+            )
+        );
+        assert_eq!(
+            lines[1],
+            format!(
+                "strongroom restore {short} --source hotel --to {} --force",
+                q(&db.display().to_string())
+            )
+        );
+
+        // Damage the live database; then follow the page.
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute("DELETE FROM bookings", [])
+            .unwrap();
+        let run = |script: &str| {
+            let out = sh(&env, &config, &format!("set -e\n{environment}{script}"));
+            assert!(
+                out.status.success(),
+                "{script} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        run(lines[0]);
+        assert_eq!(rows(Path::new(&side), "bookings"), expected);
+        assert!(!hooks.exists(), "the side copy ran hooks");
+        // The verify block runs as printed, against the side copy.
+        let verify = block_after(&md, "Verify the side copy");
+        let printed = run(verify);
+        assert!(printed.contains(&format!("{expected}\n")), "{printed}");
+        // In place, as printed: the hooks run around the swap.
+        run(lines[1]);
+        assert_eq!(rows(&db, "bookings"), expected);
+        assert_eq!(std::fs::read_to_string(&hooks).unwrap(), "before\nafter\n");
+        // The same command with its target swapped for another (existing) file.
+        let elsewhere = env.path("elsewhere.db");
+        std::fs::write(&elsewhere, b"old").unwrap();
+        run(&lines[1].replace(
+            &q(&db.display().to_string()),
+            &q(&elsewhere.display().to_string()),
+        ));
+        assert_eq!(rows(&elsewhere, "bookings"), expected);
+
+        // One source only; an unknown one is an error; --json wraps the page.
+        let one = cmd(&["runbook", "--source", "hotel"]).output().unwrap();
+        assert!(String::from_utf8_lossy(&one.stdout).contains("## Restore `hotel`"));
+        let bad = cmd(&["runbook", "--source", "nope"]).output().unwrap();
+        assert_eq!(bad.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("no source \"nope\""));
+        let json = cmd(&["runbook", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert!(
+            v["markdown"]
+                .as_str()
+                .unwrap()
+                .starts_with("# Emergency runbook")
+        );
+    }
+}
