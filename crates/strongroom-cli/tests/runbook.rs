@@ -2,15 +2,27 @@
 //! backups: the page's environment lines and restore commands are run as printed, through
 //! `sh`, and must restore the database.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use strongroom::hotel::{self, Scale};
 
 mod common;
+use common::pg::{Rig, server_env};
 use common::{Env, envs};
+use strongroom_testkit::postgres::bindirs;
 
 /// `sh -c script` with the environment's repository and password, the config, and the
 /// built binary first on PATH, as an operator's shell would have them.
 fn sh(env: &Env, config: &Path, script: &str) -> std::process::Output {
+    sh_with(env, config, script, &[])
+}
+
+/// [`sh`] with more environment: `(name, None)` removes a variable.
+fn sh_with(
+    env: &Env,
+    config: &Path,
+    script: &str,
+    vars: &[(String, Option<String>)],
+) -> std::process::Output {
     let real = env.std_cmd();
     let bin = Path::new(env!("CARGO_BIN_EXE_strongroom"));
     let path = format!(
@@ -31,6 +43,12 @@ fn sh(env: &Env, config: &Path, script: &str) -> std::process::Output {
         .env_remove("STRONGROOM_CONFIG")
         .env("PATH", path)
         .env("RUNBOOK_TEST_CONFIG", config);
+    for (k, v) in vars {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
     c.output().unwrap()
 }
 
@@ -211,4 +229,112 @@ fn the_printed_commands_restore_the_database() {
                 .starts_with("# Emergency runbook")
         );
     }
+}
+
+#[test]
+fn a_physical_source_gets_its_pitr_window_and_a_working_restore_command() {
+    let bindir = bindirs().remove(0);
+    for env in envs() {
+        let rig = Rig::new(env, &bindir, true);
+        rig.pg.create_database("app", None);
+        rig.pg
+            .execute("app", "CREATE TABLE bookings (id int PRIMARY KEY); INSERT INTO bookings SELECT generate_series(1, 500);");
+        // The configured URL carries the password: the page must not.
+        let config = rig.env.path("strongroom.toml");
+        std::fs::write(&config, format!("[sources.prod]\nurl = {:?}\n", rig.url())).unwrap();
+        let cmd = |args: &[&str]| {
+            let mut c = rig.env.cmd();
+            c.env("STRONGROOM_CONFIG", &config).args(args);
+            c
+        };
+        cmd(&["backup", "prod", "--kind", "physical"])
+            .assert()
+            .success();
+        rig.pg.execute(
+            "app",
+            "INSERT INTO bookings SELECT generate_series(501, 600);",
+        );
+        rig.archive_now();
+        let out = cmd(&["runbook", "--source", "prod"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let md = String::from_utf8(out.stdout).unwrap();
+        eprintln!("{md}");
+        assert!(!md.contains(strongroom_testkit::postgres::PASSWORD), "{md}");
+        assert!(md.contains("## Restore `prod` (PostgreSQL)"), "{md}");
+        assert!(
+            md.contains("**The repository can recover any time from "),
+            "{md}"
+        );
+        assert!(md.contains("export PGPASSWORD=…"), "{md}");
+        assert!(md.contains("Last drill: no drill on record"), "{md}");
+
+        // The printed "all archived WAL" restore, as printed, with the server's environment.
+        let environment: String = block_after(&md, "## Environment")
+            .lines()
+            .filter(|l| !l.contains('…'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let block = block_after(&md, "Physical snapshots and point-in-time recovery");
+        let latest = block
+            .lines()
+            .find(|l| l.contains("--latest --start"))
+            .unwrap_or_else(|| panic!("{block}"));
+        let mut vars: Vec<(String, Option<String>)> = server_env(&rig.env, &rig.key)
+            .into_iter()
+            .filter(|(k, _)| k != "STRONGROOM_REPO")
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        vars.push(("STRONGROOM_PASSWORD".into(), None));
+        let out = sh_with(
+            &rig.env,
+            &config,
+            &format!("set -e\n{environment}{latest}"),
+            &vars,
+        );
+        assert!(
+            out.status.success(),
+            "{latest}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // It left a promoted server running on the copy: it holds every booking; stop it.
+        let words: Vec<&str> = latest.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "--data-dir").unwrap();
+        let dir = PathBuf::from(words[at + 1]);
+        assert_eq!(
+            dir,
+            PathBuf::from(format!("{}.restored", rig.pg.data_dir().display()))
+        );
+        stop(&rig.bindir, &dir);
+        let pg = rig.start_restored(&dir).unwrap();
+        let n: i64 = pg
+            .connect("app")
+            .query_one("SELECT count(*) FROM bookings", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 600);
+    }
+}
+
+/// Stops the server `pg_ctl` finds running on `dir`, as an operator would.
+fn stop(bindir: &Path, dir: &Path) {
+    let pgctl = bindir.join("pg_ctl");
+    let mut c = if unsafe { libc::geteuid() } == 0 {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&pgctl);
+        c
+    } else {
+        std::process::Command::new(&pgctl)
+    };
+    assert!(
+        c.arg("-D")
+            .arg(dir)
+            .args(["-m", "fast", "-w", "stop"])
+            .status()
+            .unwrap()
+            .success()
+    );
 }

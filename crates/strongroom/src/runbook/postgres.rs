@@ -103,7 +103,8 @@ pub(super) fn physical(md: &mut String, inputs: &Inputs, e: &Entry) {
             md,
             "**The repository can recover any time from {} to about {}** (the oldest physical \
              snapshot's end to the newest archived WAL segment). `strongroom wal verify` names \
-             any gap.",
+             any gap. A `--time` after the last transaction the archive holds makes recovery \
+             stop with an error: for \"as late as possible\", use `--latest`.",
             fmt_time(from),
             fmt_time(to)
         ),

@@ -289,15 +289,15 @@ pub(super) fn row_count_commands(
         for (table, n) in counts.into_iter().take(3) {
             let sql = format!("SELECT count(*) FROM {}", quote_ident(table));
             let expect = if kind == &BackupKind::Physical {
-                // Planner estimates at the snapshot; a later recovery point has more.
+                // Planner statistics at the snapshot; a later recovery point differs.
                 format!(
-                    "about {n} at snapshot {}, more at later points",
+                    "snapshot {} estimated {n} (planner statistics)",
                     s.short_id()
                 )
             } else {
-                format!("{n} (snapshot {})", s.short_id())
+                format!("expect {n} (snapshot {})", s.short_id())
             };
-            line!(md, "{}   # expect {expect}", cmd(&sql));
+            line!(md, "{}   # {expect}", cmd(&sql));
         }
     }
     if let Some(c) = e.config {
@@ -361,10 +361,17 @@ fn newest(md: &mut String, inputs: &Inputs, e: &Entry) {
 
 fn objectives(md: &mut String, inputs: &Inputs, e: &Entry) {
     let o = inputs.config.objectives_of(&e.name);
-    let kinds: &[&str] = match &e.location {
-        Some(Location::Sqlite(_)) => &["full"],
-        _ => &["logical", "physical"],
-    };
+    // The kinds this source is backed up as; a source with no snapshot yet, every kind
+    // its engine takes.
+    let mut kinds: Vec<&str> = e.snaps.iter().map(|s| s.kind.as_str()).collect();
+    kinds.sort();
+    kinds.dedup();
+    if kinds.is_empty() {
+        kinds = match &e.location {
+            Some(Location::Sqlite(_)) => vec!["full"],
+            _ => vec!["logical", "physical"],
+        };
+    }
     let intervals: Vec<String> = kinds
         .iter()
         .filter_map(|k| Some(format!("{k} every {}", fmt_duration(*o.interval.get(*k)?))))

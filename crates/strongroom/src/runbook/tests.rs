@@ -206,7 +206,7 @@ physical = "6h"
         "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main.restored --time 'YYYY-MM-DD HH:MM:SS' --start",
         "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main.restored --latest --start",
         "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main --force --time",
-        "psql -p PORT -d hotel -Atc 'SELECT count(*) FROM bookings'   # expect about 300000 at snapshot 33333333, more at later points",
+        "psql -p PORT -d hotel -Atc 'SELECT count(*) FROM bookings'   # snapshot 33333333 estimated 300000 (planner statistics)",
         "| logical | `11111111` |",
         "| physical | `33333333` |",
         "back in service within 30 min (RTO); backups expected logical every 1 d, physical every 6 h.",
