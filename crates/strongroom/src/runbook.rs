@@ -53,6 +53,9 @@ pub struct Inputs {
     pub now: jiff::Timestamp,
     /// The program that restores, as the page names it (`/usr/local/bin/strongroom 0.1.0`).
     pub program: String,
+    /// What could not be read, said at the top of the page (damaged manifests, an
+    /// unreadable journal or WAL listing): the rest is still written.
+    pub notes: Vec<String>,
 }
 
 /// One source the runbook covers: configured, or met only in snapshots.

@@ -33,14 +33,28 @@ pub struct Context<'a> {
     pub program: String,
 }
 
-/// Reads `repo` for a runbook in `cx`. Damaged manifests are left out (`strongroom check`
-/// names them).
+/// Reads `repo` for a runbook in `cx`. Only the snapshot listing must succeed: what else
+/// cannot be read (damaged manifests, the journal, a WAL listing) becomes a note on the page.
 pub fn gather(repo: &Repository, cx: Context) -> Result<Inputs> {
-    let (snapshots, _damaged) = repo.snapshots_lenient()?;
-    let drills = repo.query_journal(&JournalQuery {
+    let mut notes = Vec::new();
+    let (snapshots, damaged) = repo.snapshots_lenient()?;
+    if !damaged.is_empty() {
+        notes.push(format!(
+            "{} snapshot manifest(s) are damaged and left out of this page; run `strongroom check`.",
+            damaged.len()
+        ));
+    }
+    let query = JournalQuery {
         job: Some("drill".into()),
         ..JournalQuery::default()
-    })?;
+    };
+    // Secondary facts: a failure to read them must not cost the restore commands.
+    let drills = repo.query_journal(&query).unwrap_or_else(|e| {
+        notes.push(format!(
+            "The journal could not be read ({e}); drills are not shown."
+        ));
+        Vec::new()
+    });
     let clusters: BTreeSet<String> = snapshots
         .iter()
         .filter(|s| s.kind == BackupKind::Physical)
@@ -55,9 +69,17 @@ pub fn gather(repo: &Repository, cx: Context) -> Result<Inputs> {
     let mut wal_newest = BTreeMap::new();
     for cluster in clusters {
         let prefix = ObjectKind::Wal.key(&format!("{cluster}/"));
-        let newest = repo
-            .storage()
-            .list(&prefix)?
+        let listed = match repo.storage().list(&prefix) {
+            Ok(l) => l,
+            Err(e) => {
+                notes.push(format!(
+                    "The WAL archive of cluster {cluster} could not be listed ({e}); its \
+                     point-in-time window is not shown."
+                ));
+                continue;
+            }
+        };
+        let newest = listed
             .into_iter()
             .filter(|o| {
                 o.key
@@ -82,5 +104,6 @@ pub fn gather(repo: &Repository, cx: Context) -> Result<Inputs> {
         only_source: cx.only_source,
         now: cx.now,
         program: cx.program,
+        notes,
     })
 }

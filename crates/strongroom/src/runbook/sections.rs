@@ -25,6 +25,10 @@ pub(super) fn header(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
         fmt_time(inputs.now)
     );
     line!(md);
+    for n in &inputs.notes {
+        line!(md, "> **Note:** {n}");
+        line!(md);
+    }
 }
 
 pub(super) fn first_minutes(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
