@@ -8,7 +8,8 @@
 //! the backups are. [`render`] is pure (its clock is [`Inputs::now`]); [`gather`] is the
 //! thin part that reads the repository. Must not print, run commands or change the
 //! repository, and must never write a secret: passwords are stripped from every URL, the
-//! environment is named without values, and `password_command` is not quoted.
+//! environment is named without values, `password_command` is not quoted, and hooks are shown
+//! through [`redact_command`].
 
 /// Appends one line to a `String` (formatting into a `String` cannot fail).
 macro_rules! line {
@@ -171,6 +172,37 @@ pub fn repository_without_credentials(url: &str) -> String {
     let (authority, path) = rest.split_at(authority_end);
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     format!("{scheme}{host}{path}")
+}
+
+/// A hook's shell command as the page shows it: a password in a PostgreSQL URL, and the
+/// value of a `…PASSWORD=` or `password=` word, replaced by `…`.
+pub fn redact_command(cmd: &str) -> String {
+    cmd.split(' ')
+        .map(|word| {
+            let bare = word.trim_matches(|c| c == '\'' || c == '"');
+            let postgres = bare.starts_with("postgres://") || bare.starts_with("postgresql://");
+            if postgres && crate::source::conninfo::has_password(bare) {
+                return word.replace(bare, &crate::source::conninfo::redact_url(bare));
+            }
+            // Any other URL: a password in its user part.
+            if let Some((scheme, rest)) = bare.split_once("://") {
+                let authority = rest.split(['/', '?']).next().unwrap_or_default();
+                if let Some((user, host)) = authority.rsplit_once('@')
+                    && let Some((name, _)) = user.split_once(':')
+                {
+                    let clean = format!("{scheme}://{name}:…@{host}{}", &rest[authority.len()..]);
+                    return word.replace(bare, &clean);
+                }
+            }
+            match word.split_once('=') {
+                Some((k, v)) if k.to_ascii_lowercase().ends_with("password") && !v.is_empty() => {
+                    format!("{k}=…")
+                }
+                _ => word.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `s` as one shell word: unchanged when it holds only safe characters, else single-quoted.

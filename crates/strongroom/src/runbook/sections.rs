@@ -5,8 +5,8 @@
 //! [`super::repository_without_credentials`]; `password_command` is named, not quoted).
 
 use super::{
-    Entry, Inputs, fmt_age, fmt_duration, fmt_seconds, fmt_time, repository_without_credentials,
-    sh_quote,
+    Entry, Inputs, fmt_age, fmt_duration, fmt_seconds, fmt_time, redact_command,
+    repository_without_credentials, sh_quote,
 };
 use crate::human_bytes;
 use crate::repository::journal::JournalRecord;
@@ -37,7 +37,7 @@ pub(super) fn first_minutes(md: &mut String, inputs: &Inputs, entries: &[Entry])
     let hooks: Vec<String> = entries
         .iter()
         .filter_map(|e| Some((e, e.config?.before_restore.as_deref()?)))
-        .map(|(e, h)| format!("`{h}` ({})", e.name))
+        .map(|(e, h)| format!("`{}` ({})", redact_command(h), e.name))
         .collect();
     let call = inputs
         .config
@@ -219,13 +219,13 @@ pub(super) fn hooks_note(md: &mut String, e: &Entry) {
                 "The in-place restore runs this source's hooks itself (the side copy runs none):"
             );
             line!(md);
-            if let Some(b) = b {
+            if let Some(b) = b.as_deref().map(redact_command) {
                 line!(
                     md,
                     "- before_restore `{b}`: after the copy is checked, before the swap"
                 );
             }
-            if let Some(a) = a {
+            if let Some(a) = a.as_deref().map(redact_command) {
                 line!(
                     md,
                     "- after_restore `{a}`: after the swap, also when it failed"

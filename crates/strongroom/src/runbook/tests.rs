@@ -320,6 +320,28 @@ fn only_one_source_and_unknown_source() {
 }
 
 #[test]
+fn hooks_are_shown_without_their_passwords() {
+    assert_eq!(
+        redact_command("PGPASSWORD=hunter2 psql 'postgres://app:hunter2@db/hotel' -c 'NOTIFY x'"),
+        "PGPASSWORD=… psql 'postgres://app@db/hotel' -c 'NOTIFY x'"
+    );
+    assert_eq!(
+        redact_command("systemctl stop hotel"),
+        "systemctl stop hotel"
+    );
+    let cfg = config(
+        "[sources.hotel]\nurl = \"sqlite:/srv/hotel.db\"\n\
+         before_restore = \"curl -d password=hunter2 https://ops/stop\"\n",
+    );
+    let md = render(&inputs(cfg, vec![], vec![])).unwrap();
+    assert!(!md.contains("hunter2"), "{md}");
+    assert!(
+        md.contains("- before_restore `curl -d password=… https://ops/stop`"),
+        "{md}"
+    );
+}
+
+#[test]
 fn helpers() {
     assert_eq!(sh_quote("/var/lib/hotel.db"), "/var/lib/hotel.db");
     assert_eq!(sh_quote("/srv/my db/it's.db"), "'/srv/my db/it'\\''s.db'");
