@@ -515,8 +515,9 @@ pub(super) fn whereabouts(md: &mut String, inputs: &Inputs) {
     line!(md, "- Program: `{}`", inputs.program);
     line!(
         md,
-        "- Health: `strongroom verify latest --source NAME` (test restore), `strongroom check` \
-         (every object present), `strongroom journal --failed` (what went wrong lately)"
+        "- Health: `strongroom status` (against the objectives), `strongroom verify latest \
+         --source NAME` (test restore), `strongroom check` (every object present), `strongroom \
+         journal --failed` (what went wrong lately)"
     );
     line!(md);
 }
