@@ -170,11 +170,10 @@ fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Res
             return Ok(report);
         }
     }
-    // The journal's one-record objects become a segment (reads stay fast at thousands of
-    // records); those of the last hour stay, so a reader's cache is rarely invalidated.
+    // The journal's one-record objects become a segment, so reads stay fast at thousands
+    // of records (a record written meanwhile stays single until the next prune).
     if !opts.dry_run {
-        let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
-        if let Err(e) = repo.compact_journal(hour_ago) {
+        if let Err(e) = repo.compact_journal(jiff::Timestamp::now()) {
             tracing::warn!("could not fold the journal's records into a segment: {e}");
         }
     }
