@@ -782,7 +782,7 @@ fn slow_down(req: &Request, seq: u64, keep: bool) -> Vec<u8> {
     .into_bytes()
 }
 
-mod http;
+pub(crate) mod http;
 use http::*;
 
 #[cfg(test)]

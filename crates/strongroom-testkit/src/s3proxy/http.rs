@@ -1,29 +1,30 @@
 //! Just enough HTTP/1.1 framing for the proxy: message heads, body framing
 //! (`Content-Length`, `chunked`, to the connection's end), copying bodies whole or in half.
 //! Must not interpret more of a message than where it ends: bytes are relayed as read.
+//! Also read by `webhook`, the alert receiver.
 
 use super::*;
 
-pub(super) fn timed_out(e: &io::Error) -> bool {
+pub(crate) fn timed_out(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
 }
 
-pub(super) fn invalid(msg: &str) -> io::Error {
+pub(crate) fn invalid(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
 }
 
 /// A message head as read: its raw bytes, first line and headers (names in lower case).
-pub(super) struct Head {
-    pub(super) raw: Vec<u8>,
-    pub(super) line: String,
-    pub(super) headers: Vec<(String, String)>,
+pub(crate) struct Head {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) line: String,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Head {
-    pub(super) fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
@@ -31,7 +32,7 @@ impl Head {
     }
 
     /// Whether a comma-separated header (`Connection`, `Transfer-Encoding`) lists `token`.
-    pub(super) fn lists(&self, name: &str, token: &str) -> bool {
+    pub(crate) fn lists(&self, name: &str, token: &str) -> bool {
         self.headers
             .iter()
             .filter(|(n, _)| n == name)
@@ -40,7 +41,7 @@ impl Head {
     }
 
     /// How the body is framed, for a message that may have one.
-    pub(super) fn body(&self) -> io::Result<Body> {
+    pub(crate) fn body(&self) -> io::Result<Body> {
         if let Some(te) = self.get("transfer-encoding") {
             let last = te.rsplit(',').next().unwrap_or_default().trim();
             return Ok(if last.eq_ignore_ascii_case("chunked") {
@@ -63,7 +64,7 @@ impl Head {
     }
 
     /// Whether the connection closes after this message (`version` from its first line).
-    pub(super) fn closes(&self, version: &str) -> bool {
+    pub(crate) fn closes(&self, version: &str) -> bool {
         self.lists("connection", "close")
             || (version == "HTTP/1.0" && !self.lists("connection", "keep-alive"))
     }
@@ -71,7 +72,7 @@ impl Head {
 
 /// How a message's body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Body {
+pub(crate) enum Body {
     None,
     Length(u64),
     Chunked,
@@ -80,22 +81,22 @@ pub(super) enum Body {
 }
 
 impl Body {
-    pub(super) fn has_content(self) -> bool {
+    pub(crate) fn has_content(self) -> bool {
         !matches!(self, Body::None | Body::Length(0))
     }
 }
 
 /// What the proxy needs to know of a request.
-pub(super) struct Request {
-    pub(super) method: String,
-    pub(super) target: String,
-    pub(super) body: Body,
-    pub(super) close: bool,
-    pub(super) expect_continue: bool,
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) body: Body,
+    pub(crate) close: bool,
+    pub(crate) expect_continue: bool,
 }
 
 impl Request {
-    pub(super) fn parse(head: &Head) -> io::Result<Request> {
+    pub(crate) fn parse(head: &Head) -> io::Result<Request> {
         let mut parts = head.line.split(' ');
         let (Some(method), Some(target), Some(version), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -119,22 +120,22 @@ impl Request {
     }
 
     /// Whether the client waits for `100 Continue` before it sends the body.
-    pub(super) fn waits_for_continue(&self) -> bool {
+    pub(crate) fn waits_for_continue(&self) -> bool {
         self.expect_continue && self.body.has_content()
     }
 }
 
 /// What the proxy needs to know of a response.
-pub(super) struct Response {
-    pub(super) status: u16,
-    pub(super) body: Body,
-    pub(super) close: bool,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) body: Body,
+    pub(crate) close: bool,
     /// A final answer before the request body was sent.
-    pub(super) declined: bool,
+    pub(crate) declined: bool,
 }
 
 impl Response {
-    pub(super) fn parse(head: &Head, method: &str) -> io::Result<Response> {
+    pub(crate) fn parse(head: &Head, method: &str) -> io::Result<Response> {
         let mut parts = head.line.splitn(3, ' ');
         let version = parts.next().unwrap_or_default();
         let status = parts
@@ -161,7 +162,7 @@ impl Response {
 }
 
 /// Reads one line (up to `\n`, which it keeps) of at most `max` bytes.
-pub(super) fn read_line(r: &mut impl BufRead, max: usize) -> io::Result<Vec<u8>> {
+pub(crate) fn read_line(r: &mut impl BufRead, max: usize) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     r.take(max as u64 + 1).read_until(b'\n', &mut line)?;
     if line.len() > max {
@@ -171,7 +172,7 @@ pub(super) fn read_line(r: &mut impl BufRead, max: usize) -> io::Result<Vec<u8>>
 }
 
 /// Reads a message head; `None` on a clean end of stream before its first byte.
-pub(super) fn read_head(r: &mut impl BufRead) -> io::Result<Option<Head>> {
+pub(crate) fn read_head(r: &mut impl BufRead) -> io::Result<Option<Head>> {
     let mut raw = Vec::new();
     let mut lines = Vec::new();
     loop {
@@ -209,7 +210,7 @@ pub(super) fn read_head(r: &mut impl BufRead) -> io::Result<Option<Head>> {
 }
 
 /// Copies exactly `n` bytes.
-pub(super) fn copy_exact(r: &mut impl BufRead, w: &mut impl Write, mut n: u64) -> io::Result<()> {
+pub(crate) fn copy_exact(r: &mut impl BufRead, w: &mut impl Write, mut n: u64) -> io::Result<()> {
     while n > 0 {
         let buf = r.fill_buf()?;
         if buf.is_empty() {
@@ -224,7 +225,7 @@ pub(super) fn copy_exact(r: &mut impl BufRead, w: &mut impl Write, mut n: u64) -
 }
 
 /// Copies a body as it is on the wire (chunk sizes, extensions and trailers included).
-pub(super) fn copy_body(r: &mut impl BufRead, w: &mut impl Write, body: Body) -> io::Result<()> {
+pub(crate) fn copy_body(r: &mut impl BufRead, w: &mut impl Write, body: Body) -> io::Result<()> {
     match body {
         Body::None => Ok(()),
         Body::Length(n) => copy_exact(r, w, n),
@@ -253,7 +254,7 @@ pub(super) fn copy_body(r: &mut impl BufRead, w: &mut impl Write, body: Body) ->
     }
 }
 
-pub(super) fn read_chunk_line(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
+pub(crate) fn read_chunk_line(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
     let line = read_line(r, 4096)?;
     if !line.ends_with(b"\n") {
         return Err(io::ErrorKind::UnexpectedEof.into());
@@ -261,14 +262,14 @@ pub(super) fn read_chunk_line(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
     Ok(line)
 }
 
-pub(super) fn chunk_size(line: &[u8]) -> io::Result<u64> {
+pub(crate) fn chunk_size(line: &[u8]) -> io::Result<u64> {
     let text = std::str::from_utf8(line).map_err(|_| invalid("bad chunk size"))?;
     let hex = text.split(';').next().unwrap_or_default().trim();
     u64::from_str_radix(hex, 16).map_err(|_| invalid("bad chunk size"))
 }
 
 /// Reads about half a request body and discards it (for a chunked one: half its first chunk).
-pub(super) fn read_half_body(r: &mut impl BufRead, body: Body) -> io::Result<()> {
+pub(crate) fn read_half_body(r: &mut impl BufRead, body: Body) -> io::Result<()> {
     match body {
         Body::None | Body::UntilClose => Ok(()),
         Body::Length(n) => copy_exact(r, &mut io::sink(), n / 2),
