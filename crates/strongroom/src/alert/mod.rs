@@ -4,6 +4,18 @@
 //! its delivery. Must not decide *when* to alert: `monitor` notices state changes, and the
 //! command line reports failed jobs; here is only what an alert says and how it reaches
 //! people. A failing target is retried and logged, never turned into the job's failure.
+//!
+//! Submodules: `deliver` (one attempt loop per target, [`send`]), `webhook` (HTTP POST and
+//! the Slack body), `command` (a shell command with the JSON on its stdin), `repeat`
+//! (remembering which job failures were alerted, to hold back repeats).
+
+mod command;
+mod deliver;
+pub mod repeat;
+mod webhook;
+
+pub use deliver::{Delivery, Outcome, TargetReport, send};
+pub use webhook::{redact_url, slack_text};
 
 use serde::{Deserialize, Serialize};
 
@@ -61,3 +73,69 @@ pub struct Alert {
     /// The repository, as its URL (never with credentials).
     pub repository: String,
 }
+
+impl Alert {
+    /// A failed job's alert (level `critical`), stamped now on this host. `repository` is
+    /// stripped of credentials here, whoever calls.
+    pub fn job_failed(failure: JobFailure, repository: &str) -> Alert {
+        let host = crate::hostname();
+        let what = match &failure.source {
+            Some(s) => format!("{} of {s}", failure.job),
+            None => failure.job.clone(),
+        };
+        Alert {
+            event: AlertEvent::JobFailed,
+            source: failure.source,
+            level: "critical".into(),
+            previous_level: None,
+            summary: format!("{what} failed on {host}: {}", failure.error),
+            checks: Vec::new(),
+            job: Some(failure.job),
+            error_kind: Some(failure.error_kind),
+            error: Some(failure.error),
+            hint: failure.hint,
+            at: jiff::Timestamp::now(),
+            hostname: host,
+            repository: without_credentials(repository),
+        }
+    }
+
+    /// How this alert's level ranks: `ok` 0, `warning` 1, `critical` (or anything unknown) 2.
+    pub fn rank(level: &str) -> u8 {
+        match level {
+            "ok" => 0,
+            "warning" => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// What [`Alert::job_failed`] needs to know of a failed job.
+#[derive(Clone, Debug, Default)]
+pub struct JobFailure {
+    /// The job (`backup`, `wal push`, …).
+    pub job: String,
+    /// The source it worked on, when there is one.
+    pub source: Option<String>,
+    /// The error's stable kind name (`ErrorKind::name`).
+    pub error_kind: String,
+    /// The error sentence.
+    pub error: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+/// A repository URL as an alert may show it: without `user:password@` and without a query
+/// string (which may carry a SAS token). Plain paths come back unchanged.
+pub fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+mod tests;

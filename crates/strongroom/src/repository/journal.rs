@@ -116,7 +116,7 @@ impl JournalRecord {
 
 /// strongroom's local state directory: `$STRONGROOM_STATE_DIR`, else
 /// `$XDG_STATE_HOME/strongroom`, else `~/.local/state/strongroom`.
-fn state_dir() -> Option<std::path::PathBuf> {
+pub fn state_dir() -> Option<std::path::PathBuf> {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     var("STRONGROOM_STATE_DIR")
         .map(std::path::PathBuf::from)

@@ -1,0 +1,244 @@
+//! Delivery: every `[[alerts]]` target that wants an alert gets it, each on its own.
+//!
+//! Owns which targets want an alert (`min_level`), the attempts (3, with 1 s and 2 s
+//! between them; `STRONGROOM_ALERT_BACKOFF_MS` sets the first pause, for tests), the
+//! per-attempt timeout, the body each target gets, and the report of what happened. Targets
+//! are served in parallel, so one slow target delays no other. Must not fail or panic:
+//! whatever goes wrong is a warning in the log and a line in [`Delivery`].
+
+use super::{Alert, AlertEvent, command, webhook};
+use crate::config::AlertConfig;
+use std::time::Duration;
+
+/// Attempts per target.
+const ATTEMPTS: u32 = 3;
+/// Per-attempt timeout when the target sets none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What happened to one alert at every target.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Delivery {
+    /// One report per configured target, in config order.
+    pub targets: Vec<TargetReport>,
+}
+
+impl Delivery {
+    /// How many targets got the alert.
+    pub fn sent(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Sent { .. }))
+    }
+
+    /// How many targets wanted it and did not get it.
+    pub fn failed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Failed { .. }))
+    }
+
+    fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.targets.iter().filter(|t| f(&t.outcome)).count()
+    }
+}
+
+/// What happened at one target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetReport {
+    /// The target as logs may show it: `alert 2: webhook https://hooks.slack.com/…` or
+    /// `alert 1: command notify` (a command's first word only: the rest may hold a token).
+    pub target: String,
+    /// Sent, failed or not wanted.
+    pub outcome: Outcome,
+}
+
+/// How one target's delivery ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Delivered, after this many attempts.
+    Sent {
+        /// Attempts made (1 when the first one worked).
+        attempts: u32,
+    },
+    /// Given up after this many attempts; `error` says what the last one met.
+    Failed {
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's failure, as a sentence.
+        error: String,
+    },
+    /// The target's `min_level` is above this alert's level.
+    Skipped,
+}
+
+/// Sends `alert` to every target in `targets` that wants it, each independently and in
+/// parallel, with up to 3 attempts each. Never fails: failures are logged (`warn`) and
+/// reported in the returned [`Delivery`]. Takes at most about 3 × the largest `timeout`
+/// plus the pauses between attempts (3 s).
+pub fn send(targets: &[AlertConfig], alert: &Alert) -> Delivery {
+    send_with(targets, alert, backoff())
+}
+
+/// [`send`] with `pause` before the second attempt (doubled before the third).
+pub(super) fn send_with(targets: &[AlertConfig], alert: &Alert, pause: Duration) -> Delivery {
+    let json = match serde_json::to_vec(alert) {
+        Ok(j) => j,
+        Err(e) => {
+            // Cannot happen for this document; still no panic in an alerting path.
+            tracing::warn!("cannot write the alert as JSON: {e}");
+            return Delivery::default();
+        }
+    };
+    let reports = std::thread::scope(|s| {
+        let handles: Vec<_> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let json = &json;
+                (i, s.spawn(move || deliver(i, t, alert, json, pause)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(i, h)| {
+                h.join().unwrap_or_else(|_| TargetReport {
+                    target: name(i, &targets[i]),
+                    outcome: Outcome::Failed {
+                        attempts: 0,
+                        error: "delivery panicked".into(),
+                    },
+                })
+            })
+            .collect()
+    });
+    Delivery { targets: reports }
+}
+
+/// Whether target `t` wants `alert`: recoveries and job failures always; a state change
+/// when its level, or the level it came from (so a team told "critical" hears it eased),
+/// is at least the target's `min_level`.
+pub(super) fn wants(t: &AlertConfig, alert: &Alert) -> bool {
+    if alert.event != AlertEvent::StateChanged {
+        return true;
+    }
+    let min = Alert::rank(t.min_level.as_deref().unwrap_or("warning"));
+    let was = alert.previous_level.as_deref().map_or(0, Alert::rank);
+    Alert::rank(&alert.level).max(was) >= min
+}
+
+/// The target as logs show it (see [`TargetReport::target`]).
+fn name(i: usize, t: &AlertConfig) -> String {
+    match (&t.webhook, &t.command) {
+        (Some(url), _) => format!("alert {}: webhook {}", i + 1, webhook::redact_url(url)),
+        (None, Some(cmd)) => format!(
+            "alert {}: command {}",
+            i + 1,
+            cmd.split_whitespace().next().unwrap_or("(empty)")
+        ),
+        (None, None) => format!("alert {}: no target", i + 1),
+    }
+}
+
+fn deliver(i: usize, t: &AlertConfig, alert: &Alert, json: &[u8], pause: Duration) -> TargetReport {
+    let target = name(i, t);
+    if !wants(t, alert) {
+        tracing::debug!(target = %target, "alert below this target's min_level; not sent");
+        return TargetReport {
+            target,
+            outcome: Outcome::Skipped,
+        };
+    }
+    let outcome = match attempts(t, alert, json, pause) {
+        Ok(attempts) => {
+            tracing::info!(target = %target, attempts, "alert delivered");
+            Outcome::Sent { attempts }
+        }
+        Err((attempts, error)) => {
+            tracing::warn!("{target}: alert not delivered after {attempts} attempts: {error}");
+            Outcome::Failed { attempts, error }
+        }
+    };
+    TargetReport { target, outcome }
+}
+
+/// Tries up to [`ATTEMPTS`] times; the number of attempts made, or that and the last error.
+fn attempts(
+    t: &AlertConfig,
+    alert: &Alert,
+    json: &[u8],
+    mut pause: Duration,
+) -> Result<u32, (u32, String)> {
+    let timeout = t
+        .timeout
+        .as_deref()
+        .and_then(|s| crate::parse_duration(s).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let once: Box<dyn Fn() -> Result<(), String> + '_> = match (&t.webhook, &t.command) {
+        (Some(url), _) => {
+            let slack = match t.format.as_deref() {
+                Some(f) => f == "slack",
+                None => webhook::is_slack(url),
+            };
+            let body = if slack {
+                webhook::slack_body(alert)
+            } else {
+                json.to_vec()
+            };
+            let client = webhook::client(timeout).map_err(|e| (0, e))?;
+            Box::new(move || webhook::post(&client, url, body.clone(), timeout))
+        }
+        (None, Some(cmd)) => {
+            let env = vec![
+                (
+                    "STRONGROOM_ALERT_EVENT",
+                    event_name(alert.event).to_string(),
+                ),
+                ("STRONGROOM_ALERT_LEVEL", alert.level.clone()),
+                (
+                    "STRONGROOM_ALERT_SOURCE",
+                    alert.source.clone().unwrap_or_default(),
+                ),
+            ];
+            Box::new(move || command::run(cmd, json, &env, timeout))
+        }
+        (None, None) => return Err((0, "has neither webhook nor command".into())),
+    };
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        match once() {
+            Ok(()) => return Ok(attempt),
+            Err(e) => {
+                tracing::debug!("alert attempt {attempt} of {ATTEMPTS} failed: {e}");
+                last = e;
+            }
+        }
+        if attempt < ATTEMPTS {
+            std::thread::sleep(pause);
+            pause *= 2;
+        }
+    }
+    Err((ATTEMPTS, last))
+}
+
+/// The pause before the second attempt (doubled before the third): 1 s, or
+/// `STRONGROOM_ALERT_BACKOFF_MS`.
+fn backoff() -> Duration {
+    std::env::var("STRONGROOM_ALERT_BACKOFF_MS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(Duration::from_secs(1), Duration::from_millis)
+}
+
+fn event_name(e: AlertEvent) -> &'static str {
+    match e {
+        AlertEvent::StateChanged => "state_changed",
+        AlertEvent::Recovered => "recovered",
+        AlertEvent::JobFailed => "job_failed",
+    }
+}
+
+/// A duration as people write it in the config: `10s`, `1500ms`.
+pub(super) fn span(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
