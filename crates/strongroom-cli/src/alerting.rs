@@ -1,11 +1,222 @@
-//! Sending alerts from the command line: state changes `status` noticed.
+//! Sending alerts from the command line: state changes `status` noticed ([`deliver`]), and
+//! job failures (when a job command fails, the configured `[[alerts]]` hear of it).
 //!
-//! Owns handing an alert to the configured targets. Must not decide when to alert.
+//! Owns which commands are jobs worth an alert (backup, verify, restore, check, forget,
+//! prune, wal push, drill), what the alert says (the error's kind and sentence as the user
+//! saw them, and a hint derived from the kind), and holding back repeats of the same
+//! failure (`STRONGROOM_ALERT_REPEAT`, default `1h`; `wal push` fails every few seconds
+//! while the repository is down). Must not change the command's outcome: it runs after the
+//! failure was reported, its own trouble is a warning, and the exit code stays the job's.
+//! Delivery itself is the library's (`strongroom::alert::send`).
 
+use crate::args::{Command, Global, WalAction};
 use crate::context::Ctx;
+use crate::failure;
+use std::time::Duration;
+use strongroom::ErrorKind;
+use strongroom::alert::{self, Alert, JobFailure, repeat};
 
-/// Sends `alert` to the configured targets; true when one took it, or none is configured.
-pub fn deliver(ctx: &Ctx, alert: &strongroom::alert::Alert) -> bool {
-    let _ = alert;
-    ctx.config.alerts.is_empty()
+/// Sends `alert` (a state change `status` noticed) to the configured targets; true when a
+/// target took it, or none wanted it (none configured, or all above its level), so the
+/// monitor remembers it as said. False only when every target that wanted it failed: the
+/// next `status` run tries again.
+pub fn deliver(ctx: &Ctx, alert: &Alert) -> bool {
+    if ctx.config.alerts.is_empty() {
+        return true;
+    }
+    let d = alert::send(&ctx.config.alerts, alert);
+    d.sent() > 0 || d.failed() == 0
+}
+
+/// How long the same failure (job, source, error kind) is not alerted again.
+const REPEAT_DEFAULT: Duration = Duration::from_secs(3600);
+
+/// A job command being run, to be alerted about if it fails.
+pub struct Watched {
+    job: &'static str,
+    source: Option<String>,
+    global: Global,
+}
+
+/// The job `command` runs, when its failure is alerted; `None` for commands that are not
+/// jobs (list, show, init, key, …).
+pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
+    let (job, source) = match command {
+        Command::Backup { source, .. } => ("backup", source.clone()),
+        Command::Verify { filter, .. } => ("verify", filter.source.clone()),
+        Command::Restore { filter, .. } => ("restore", filter.source.clone()),
+        Command::Check { .. } => ("check", None),
+        // With --prune or without: the retention run is the job.
+        Command::Forget { filter, .. } => ("forget", filter.source.clone()),
+        Command::Prune { .. } => ("prune", None),
+        Command::Wal {
+            action: WalAction::Push { .. },
+        } => ("wal push", None),
+        // A drill is a job too: `Command::Drill { source, .. } => ("drill", source.clone()),`
+        _ => return None,
+    };
+    Some(Watched {
+        job,
+        source,
+        global: global.clone(),
+    })
+}
+
+/// Alerts the configured targets that the watched job failed with `e`, unless the same
+/// failure was alerted within the repeat window. Never fails; takes at most the slowest
+/// target's attempts (about 3 × its timeout, plus 3 s).
+pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
+    let Some(w) = watched else { return };
+    // The config was read once already; a config that did not load has no targets to use
+    // (its error is what the command reported).
+    let ctx = match Ctx::new(w.global) {
+        Ok(ctx) => ctx,
+        Err(err) => {
+            tracing::debug!("no job-failure alert: the config did not load: {err:#}");
+            return;
+        }
+    };
+    let targets = &ctx.config.alerts;
+    if targets.is_empty() {
+        return;
+    }
+    let (message, kind, _, _) = failure::describe(e);
+    // `backup` with no SOURCE backs up the only configured source: name it.
+    let source = w.source.or_else(|| {
+        (w.job == "backup" && ctx.config.sources.len() == 1)
+            .then(|| ctx.config.sources.keys().next().cloned())
+            .flatten()
+    });
+    let suppressed = match repeat::check(
+        w.job,
+        source.as_deref(),
+        kind.name(),
+        window(),
+        jiff::Timestamp::now(),
+    ) {
+        repeat::Verdict::Suppress => {
+            tracing::info!(
+                "{} failed again ({}); alerted within the repeat window, so not again",
+                w.job,
+                kind.name()
+            );
+            return;
+        }
+        repeat::Verdict::Send { suppressed } => suppressed,
+    };
+    let repository = ctx.access().url().unwrap_or_default();
+    let mut alert = Alert::job_failed(
+        JobFailure {
+            job: w.job.to_string(),
+            source,
+            error_kind: kind.name().to_string(),
+            error: message,
+            hint: Some(hint(w.job, kind).to_string()),
+        },
+        &repository,
+    );
+    if suppressed > 0 {
+        alert.summary.push_str(&if suppressed == 1 {
+            " (1 more failure like it since the last alert was not sent)".to_string()
+        } else {
+            format!(" ({suppressed} more failures like it since the last alert were not sent)")
+        });
+    }
+    let delivery = alert::send(targets, &alert);
+    tracing::debug!(
+        sent = delivery.sent(),
+        failed = delivery.failed(),
+        "job-failure alert"
+    );
+}
+
+/// `STRONGROOM_ALERT_REPEAT` (a duration; `0s` alerts every failure), else one hour.
+fn window() -> Duration {
+    match std::env::var("STRONGROOM_ALERT_REPEAT") {
+        Ok(v) if !v.trim().is_empty() => strongroom::parse_duration(&v).unwrap_or_else(|e| {
+            tracing::warn!("STRONGROOM_ALERT_REPEAT: {e}; using 1h");
+            REPEAT_DEFAULT
+        }),
+        _ => REPEAT_DEFAULT,
+    }
+}
+
+/// What to do about a failure of `kind`, in a sentence.
+pub fn hint(job: &str, kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::StorageUnreachable => {
+            "check the network and credentials of the repository, then run the job again"
+        }
+        ErrorKind::WrongPassword => {
+            "check STRONGROOM_PASSWORD, the password file or password_command: none of them opens a key slot of this repository"
+        }
+        ErrorKind::DamagedData => {
+            "run `strongroom check --read-data` to find every damaged object and the snapshots it affects, then take a new backup"
+        }
+        ErrorKind::Locked => {
+            "another strongroom job holds the repository; if none is running, `strongroom unlock` removes stale locks"
+        }
+        ErrorKind::SourceFailed if job == "wal push" => {
+            "check that the WAL file exists and that archive_command runs in the cluster's data directory"
+        }
+        ErrorKind::SourceFailed => {
+            "check that the database exists and is readable by this user (path and permissions, or the server, role and pg_dump), then run the job again"
+        }
+        ErrorKind::AlreadyExists if job == "wal push" => {
+            "a different file of that name is archived already: check that no other cluster archives into this repository under the same system identifier"
+        }
+        ErrorKind::AlreadyExists => "something of that name exists already; see the error",
+        ErrorKind::NotFound => {
+            "check the snapshot reference, source name or path the job was given, and that the repository is the right one"
+        }
+        ErrorKind::BadInput => "fix the job's arguments or strongroom.toml as the error says",
+        ErrorKind::Unsupported => {
+            "this build of strongroom cannot do that; see the error, or upgrade strongroom"
+        }
+        ErrorKind::TargetRefused => {
+            "the restore target was refused and left as it was; see the error for what it needs"
+        }
+        ErrorKind::LocalIo => {
+            "check free space and permissions on this host (spool, cache and state directories), then run the job again"
+        }
+        ErrorKind::HookFailed => {
+            "check the hook command in strongroom.toml and the application it stops or starts"
+        }
+        ErrorKind::CheckFailed => {
+            "a check failed: the snapshot or repository may not restore; run `strongroom verify` and `strongroom check` and take a new backup"
+        }
+        ErrorKind::Interrupted => "the job ended before it finished; run it again",
+        ErrorKind::Internal => "run the job again with -vv and report the error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_hint() {
+        use ErrorKind::*;
+        for kind in [
+            StorageUnreachable,
+            WrongPassword,
+            DamagedData,
+            NotFound,
+            AlreadyExists,
+            BadInput,
+            Unsupported,
+            SourceFailed,
+            TargetRefused,
+            LocalIo,
+            HookFailed,
+            CheckFailed,
+            Internal,
+            Interrupted,
+            Locked,
+        ] {
+            assert!(!hint("backup", kind).is_empty());
+        }
+        assert!(hint("backup", DamagedData).contains("strongroom check --read-data"));
+        assert_ne!(hint("wal push", SourceFailed), hint("backup", SourceFailed));
+    }
 }

@@ -34,7 +34,7 @@ pub struct Cli {
 }
 
 /// Options every command takes; `--help` lists them apart from the command's own.
-#[derive(Args)]
+#[derive(Args, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository URL: a path, file:///abs/path, s3://bucket/prefix, azblob://…, gs://…

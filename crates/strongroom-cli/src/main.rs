@@ -5,7 +5,7 @@
 //! text or `--json` on stdout; logs, progress and errors on stderr) and exit codes: 0
 //! success, 1 failure (one plain sentence on stderr first, and with `--json` an error
 //! document on stdout), 2 usage error. Output cut short by its reader (`| head`) ends the
-//! command quietly with 0. Holds no domain logic: every operation is a call into the library.
+//! command quietly with 0. A failed job is also alerted ([`alerting`]), after its report. Holds no domain logic: every operation is a call into the library.
 
 mod alerting;
 mod args;
@@ -43,6 +43,7 @@ fn main() {
     let cli = args::Cli::parse();
     init_logs(cli.global.verbose);
     let json = cli.global.json;
+    let watched = alerting::watch(&cli.global, &cli.command);
     let result = commands::run(cli.global, cli.command);
     // A signal may have cut the work short: its cleanups finish before any exit.
     if let Some(code) = strongroom::interrupt::settle() {
@@ -58,10 +59,13 @@ fn main() {
             if !x.quiet {
                 failure::report(&x.inner, json);
             }
+            alerting::failed(watched, &x.inner);
             exposed::print_held_warnings();
             std::process::exit(x.code);
         }
         failure::report(&e, json);
+        // After the report, so the user reads the failure before alerts go out.
+        alerting::failed(watched, &e);
         exposed::print_held_warnings();
         std::process::exit(1);
     }

@@ -1,0 +1,215 @@
+//! Job-failure alerts through the real binary: a failed job reaches the `[[alerts]]` targets
+//! (a real HTTP receiver, a shell command) with its kind and a hint, a dead target never
+//! changes the job's exit code, and `wal push` failing again and again alerts once per
+//! window. Alerts are about the job, not the store, so one local repository suffices.
+//! No assertion depends on how long anything took.
+
+mod common;
+
+use common::Env;
+use serde_json::Value;
+use std::time::Duration;
+use strongroom_testkit::webhook::{Answer, Receiver, unreachable_url};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// A local repository, initialized, with `config` as ./strongroom.toml (the commands run
+/// there). Retries pause 10 ms, not 1 s.
+fn env_with(config: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    let env = Env { dir, repo };
+    env.init();
+    std::fs::write(env.path("strongroom.toml"), config).unwrap();
+    env
+}
+
+fn cmd(env: &Env) -> assert_cmd::Command {
+    let mut c = env.cmd();
+    c.env("STRONGROOM_ALERT_BACKOFF_MS", "10")
+        .env_remove("STRONGROOM_ALERT_REPEAT");
+    c
+}
+
+fn webhook(url: &str) -> String {
+    format!("[[alerts]]\nwebhook = \"{url}\"\ntimeout = \"5s\"\n")
+}
+
+/// Runs `args` with `--json`; it must exit 1. Returns the error document and stderr.
+fn fails(c: &mut assert_cmd::Command, args: &[&str]) -> (Value, String) {
+    let out = c.args(args).arg("--json").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+fn body(r: &strongroom_testkit::webhook::Received) -> Value {
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+#[test]
+fn a_failed_backup_alerts_the_webhook_with_its_kind_and_a_hint() {
+    let rx = Receiver::start();
+    let env = env_with(&webhook(&rx.url()));
+    let (doc, _) = fails(&mut cmd(&env), &["backup", "sqlite:missing.db"]);
+    let kind = doc["error"]["kind"].as_str().unwrap();
+    assert_eq!(kind, "source_failed");
+    // Delivery ends before the process does: what arrived is all there is.
+    let got = rx.requests();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].header("content-type"), Some("application/json"));
+    let a = body(&got[0]);
+    assert_eq!(a["event"], "job_failed");
+    assert_eq!(a["level"], "critical");
+    assert_eq!(a["job"], "backup");
+    assert_eq!(a["error_kind"], kind);
+    assert_eq!(a["error"], doc["error"]["message"]);
+    assert!(a["source"].as_str().unwrap().contains("missing.db"), "{a}");
+    assert!(a["hint"].as_str().unwrap().contains("database"), "{a}");
+    assert_eq!(a["repository"], env.repo.as_str());
+    assert!(!a["hostname"].as_str().unwrap().is_empty());
+
+    // A job that succeeds alerts no one.
+    let db = env.path("hotel.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    cmd(&env)
+        .args(["backup", &format!("sqlite:{}", db.display())])
+        .assert()
+        .success();
+    assert_eq!(rx.requests().len(), 1);
+}
+
+#[test]
+fn a_webhook_answering_500_is_retried_and_the_exit_code_stays_the_jobs() {
+    let rx = Receiver::answering(&[Answer::Status(500)], Answer::Status(200));
+    let env = env_with(&webhook(&rx.url()));
+    fails(&mut cmd(&env), &["restore", "latest", "--to", "out.db"]);
+    let got = rx.requests();
+    assert_eq!(got.len(), 2, "one 500, then delivered: {got:?}");
+    assert_eq!(got[0].body, got[1].body);
+    let a = body(&got[1]);
+    assert_eq!(a["job"], "restore");
+    assert!(!a["error_kind"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn an_unreachable_webhook_is_a_warning_and_the_other_target_still_hears() {
+    let dead = unreachable_url().replace("/hook", "/services/T0/B0/SECRETPATH");
+    let config = format!(
+        "{}[[alerts]]\ncommand = \"cat > alert.json\"\n",
+        webhook(&dead)
+    );
+    let env = env_with(&config);
+    let (doc, stderr) = fails(&mut cmd(&env), &["backup", "sqlite:missing.db"]);
+    assert_eq!(doc["error"]["kind"], "source_failed");
+    assert!(
+        stderr.contains("strongroom: source database") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("WARN") && stderr.contains("alert 1: webhook http://127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not delivered after 3 attempts"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRETPATH"), "{stderr}");
+    let a: Value = serde_json::from_slice(&std::fs::read(env.path("alert.json")).unwrap()).unwrap();
+    assert_eq!(a["job"], "backup");
+    assert_eq!(a["error_kind"], "source_failed");
+
+    // Without --json the exit code is 1 too, and nothing else changes.
+    let out = cmd(&env)
+        .args(["check", "--repo", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn wal_push_failing_again_and_again_alerts_once_per_window() {
+    let rx = Receiver::start();
+    let env = env_with(&webhook(&rx.url()));
+    let push = |at: &str| {
+        let out = env
+            .at(at)
+            .env("STRONGROOM_ALERT_BACKOFF_MS", "10")
+            .env_remove("STRONGROOM_ALERT_REPEAT")
+            .args(["wal", "push", "pg_wal/000000010000000000000001"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Not a data directory: the push fails the same way each time.
+    push("2026-12-01 10:00:00");
+    assert_eq!(rx.requests().len(), 1);
+    push("2026-12-01 10:00:05");
+    push("2026-12-01 10:30:00");
+    assert_eq!(
+        rx.requests().len(),
+        1,
+        "repeats within the hour are held back"
+    );
+    push("2026-12-01 11:00:01");
+    let got = rx.wait_for(2, LONG);
+    assert_eq!(got.len(), 2);
+    let (first, second) = (body(&got[0]), body(&got[1]));
+    assert_eq!(first["job"], "wal push");
+    assert_eq!(first["error_kind"], second["error_kind"]);
+    let summary = second["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("(2 more failures like it since the last alert were not sent)"),
+        "{summary}"
+    );
+
+    // STRONGROOM_ALERT_REPEAT=0s alerts every failure.
+    for _ in 0..2 {
+        cmd(&env)
+            .env("STRONGROOM_ALERT_REPEAT", "0s")
+            .args(["wal", "push", "pg_wal/000000010000000000000001"])
+            .assert()
+            .code(1);
+    }
+    assert_eq!(rx.requests().len(), 4);
+}
+
+#[test]
+fn wal_push_without_a_config_file_has_no_one_to_tell() {
+    let env = env_with("");
+    std::fs::remove_file(env.path("strongroom.toml")).unwrap();
+    let out = cmd(&env)
+        .args(["wal", "push", "pg_wal/000000010000000000000001"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("alert"), "{stderr}");
+}
+
+#[test]
+fn a_command_target_reads_the_alert_on_stdin() {
+    let env = env_with(
+        "[[alerts]]\ncommand = \"cat > alert.json; echo $STRONGROOM_ALERT_EVENT > event.txt\"\n",
+    );
+    let (doc, _) = fails(&mut cmd(&env), &["verify", "latest"]);
+    let a: Value = serde_json::from_slice(&std::fs::read(env.path("alert.json")).unwrap()).unwrap();
+    assert_eq!(a["event"], "job_failed");
+    assert_eq!(a["job"], "verify");
+    assert_eq!(a["error_kind"], doc["error"]["kind"]);
+    assert!(!a["hint"].as_str().unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_to_string(env.path("event.txt"))
+            .unwrap()
+            .trim(),
+        "job_failed"
+    );
+}
