@@ -181,7 +181,7 @@ fn attempts(
             } else {
                 json.to_vec()
             };
-            let client = webhook::client(timeout).map_err(|e| (0, e))?;
+            let client = webhook::client(url, timeout).map_err(|e| (0, e))?;
             Box::new(move || webhook::post(&client, url, body.clone(), timeout))
         }
         (None, Some(cmd)) => {

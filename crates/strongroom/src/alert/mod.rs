@@ -100,7 +100,7 @@ impl Alert {
         }
     }
 
-    /// How this alert's level ranks: `ok` 0, `warning` 1, `critical` (or anything unknown) 2.
+    /// How a level ranks: `ok` 0, `warning` 1, `critical` (or anything unknown) 2.
     pub fn rank(level: &str) -> u8 {
         match level {
             "ok" => 0,

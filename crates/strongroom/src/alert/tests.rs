@@ -91,6 +91,10 @@ fn urls_are_shown_without_their_secret_path() {
     assert_eq!(redact_url("not a url"), "(invalid URL)");
     assert!(webhook::is_slack("https://hooks.slack.com/services/x"));
     assert!(!webhook::is_slack("https://example.org/services/x"));
+    assert!(webhook::is_loopback("http://127.0.0.1:9/x"));
+    assert!(webhook::is_loopback("http://[::1]:9/x"));
+    assert!(webhook::is_loopback("http://LOCALHOST/x"));
+    assert!(!webhook::is_loopback("https://hooks.slack.com/x"));
 }
 
 #[test]

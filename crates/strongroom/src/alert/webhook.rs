@@ -32,15 +32,31 @@ pub(super) fn is_slack(url: &str) -> bool {
 }
 
 /// The client for one target: `timeout` bounds each whole attempt (connect, send, answer);
-/// redirects are not followed (a redirected POST would turn into a GET elsewhere).
-pub(super) fn client(timeout: Duration) -> Result<reqwest::blocking::Client, String> {
-    reqwest::blocking::Client::builder()
+/// redirects are not followed (a redirected POST would turn into a GET elsewhere). Proxies
+/// from the environment (`HTTPS_PROXY`, `NO_PROXY`, …) apply, except to a loopback address.
+pub(super) fn client(url: &str, timeout: Duration) -> Result<reqwest::blocking::Client, String> {
+    let mut b = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("strongroom/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("strongroom/", env!("CARGO_PKG_VERSION")));
+    if is_loopback(url) {
+        b = b.no_proxy();
+    }
+    b.build()
         .map_err(|e| format!("cannot set up an HTTP client: {}", describe(e)))
+}
+
+pub(super) fn is_loopback(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let host = u.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// One POST of `body` (JSON) to `url`: `Ok` on a 2xx answer, else the sentence saying why.
@@ -87,20 +103,23 @@ pub(super) fn post(
     Err(format!("answered {status}{said}"))
 }
 
-/// A reqwest error as a sentence without its URL (which may be a secret), with its causes.
+/// A reqwest error as a sentence without its URL (which may be a secret): for a connection
+/// that failed, the innermost cause (`Connection refused`, a TLS alert, a name not found).
 fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
-    let mut out = e.to_string();
+    let mut causes = Vec::new();
     let mut cause = std::error::Error::source(&e);
     while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
+        causes.push(c.to_string());
         cause = c.source();
     }
-    out
+    match causes.last() {
+        Some(last) if e.is_connect() => format!("could not connect: {last}"),
+        _ => std::iter::once(e.to_string())
+            .chain(causes)
+            .collect::<Vec<_>>()
+            .join(": "),
+    }
 }
 
 /// The Slack-compatible message for `alert`: a level marker (no emoji), the source and
