@@ -32,7 +32,8 @@ fn cmd(env: &Env) -> assert_cmd::Command {
 }
 
 fn webhook(url: &str) -> String {
-    format!("[[alerts]]\nwebhook = \"{url}\"\ntimeout = \"5s\"\n")
+    // A generous timeout: a slow answer on a loaded machine must not become a second request.
+    format!("[[alerts]]\nwebhook = \"{url}\"\ntimeout = \"60s\"\n")
 }
 
 /// Runs `args` with `--json`; it must exit 1. Returns the error document and stderr.
