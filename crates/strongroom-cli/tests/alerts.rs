@@ -1,7 +1,8 @@
 //! Job-failure alerts through the real binary: a failed job reaches the `[[alerts]]` targets
 //! (a real HTTP receiver, a shell command) with its kind and a hint, a dead target never
 //! changes the job's exit code, and `wal push` failing again and again alerts once per
-//! window. Alerts are about the job, not the store, so one local repository suffices.
+//! window; `status` hands its state changes to the same delivery. Alerts are about the job,
+//! not the store, so one local repository suffices.
 //! No assertion depends on how long anything took.
 
 mod common;
@@ -213,4 +214,68 @@ fn a_command_target_reads_the_alert_on_stdin() {
             .trim(),
         "job_failed"
     );
+}
+
+/// A repository with one backed-up SQLite source `hotel` and `alerts` as the config's
+/// `[[alerts]]`: `status` then finds it at warning (no verify, check or drill yet).
+fn hotel_with(alerts: &str) -> Env {
+    let env = env_with("");
+    let db = env.path("hotel.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE bookings(id); INSERT INTO bookings VALUES (1);")
+        .unwrap();
+    let config = format!(
+        "[sources.hotel]\nurl = \"sqlite:{}\"\n{alerts}",
+        db.display()
+    );
+    std::fs::write(env.path("strongroom.toml"), config).unwrap();
+    cmd(&env).args(["backup", "hotel"]).assert().success();
+    env
+}
+
+#[test]
+fn status_alerts_a_state_change_once_through_the_configured_targets() {
+    let rx = Receiver::start();
+    let critical_only = Receiver::start();
+    let env = hotel_with(&format!(
+        "{}{}min_level = \"critical\"\n",
+        webhook(&rx.url()),
+        webhook(&critical_only.url())
+    ));
+    for _ in 0..2 {
+        cmd(&env).arg("status").assert().code(1);
+    }
+    let got = rx.requests();
+    assert_eq!(got.len(), 1, "a change is alerted once: {got:?}");
+    let a = body(&got[0]);
+    assert_eq!(a["event"], "state_changed");
+    assert_eq!(a["source"], "hotel");
+    assert_eq!(a["level"], "warning");
+    assert!(!a["checks"].as_array().unwrap().is_empty(), "{a}");
+    assert!(critical_only.requests().is_empty(), "below its min_level");
+}
+
+#[test]
+fn status_tries_again_when_no_target_took_the_alert() {
+    let env = hotel_with(&webhook(&unreachable_url()));
+    let out = cmd(&env).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not delivered after 3 attempts"),
+        "{stderr}"
+    );
+    // The target is back: the change not yet told is told now.
+    let rx = Receiver::start();
+    let config = std::fs::read_to_string(env.path("strongroom.toml")).unwrap();
+    let live = config.replace(
+        &config[config.find("[[alerts]]").unwrap()..],
+        &webhook(&rx.url()),
+    );
+    std::fs::write(env.path("strongroom.toml"), live).unwrap();
+    cmd(&env).arg("status").assert().code(1);
+    let got = rx.requests();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(body(&got[0])["event"], "state_changed");
 }
