@@ -237,7 +237,7 @@ fn the_slack_format_sends_a_text_message() {
     assert!(!job.contains("secret"), "{job}");
     let mut recovered = state_alert("ok", Some("critical"));
     recovered.event = AlertEvent::Recovered;
-    recovered.summary = "a <b> & c".into();
+    recovered.summary = "a <b> & c".into(); // names no source: it leads
     let text = slack_text(&recovered);
     assert!(
         text.starts_with("*[RECOVERED]* hotel: a &lt;b&gt; &amp; c"),

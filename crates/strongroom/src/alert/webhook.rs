@@ -131,9 +131,11 @@ pub fn slack_text(alert: &Alert) -> String {
         _ => alert.level.to_uppercase(),
     };
     let mut lines = Vec::new();
+    // The source leads the line unless the summary names it already.
     let source = alert
         .source
         .as_deref()
+        .filter(|s| !alert.summary.contains(s))
         .map(|s| format!("{s}: "))
         .unwrap_or_default();
     lines.push(format!("*[{marker}]* {source}{}", esc(&alert.summary)));
