@@ -219,10 +219,7 @@ fn the_slack_format_sends_a_text_message() {
     let v: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
     let text = v["text"].as_str().unwrap();
     assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
-    assert!(
-        text.starts_with("*[CRITICAL]* hotel: hotel is critical"),
-        "{text}"
-    );
+    assert!(text.starts_with("*[CRITICAL]* hotel is critical"), "{text}");
     assert!(
         text.contains("• backup.full (critical): newest full snapshot is 27h old"),
         "{text}"
