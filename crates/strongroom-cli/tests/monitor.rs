@@ -75,13 +75,23 @@ fn check<'a>(doc: &'a Value, source: &str, name: &str) -> &'a Value {
 }
 
 #[test]
-fn backups_that_stop_turn_status_critical_within_one_interval_and_a_backup_clears_it() {
-    let env = hotel_env("[objectives.checklist]\ndrill = \"off\"\n");
+fn backups_that_stop_turn_status_critical_and_alert_within_one_interval_and_a_backup_clears_it() {
+    let hook = strongroom_testkit::webhook::Receiver::start();
+    let env = hotel_env(&format!(
+        "[objectives.checklist]\ndrill = \"off\"\n[[alerts]]\nwebhook = \"{}\"\n",
+        hook.url()
+    ));
+    let alerts = || -> Vec<Value> {
+        hook.requests()
+            .iter()
+            .map(|r| serde_json::from_str(&r.body_text()).unwrap())
+            .collect()
+    };
     run_at(&env, "2026-11-10 10:00:00", &["backup"]);
     run_at(&env, "2026-11-10 10:05:00", &["verify", "latest"]);
     run_at(&env, "2026-11-10 10:10:00", &["check"]);
     run_at(&env, "2026-11-10 10:15:00", &["forget"]);
-    let (code, doc) = status_at(&env, "2026-11-10 11:00:00", &["--no-alerts"]);
+    let (code, doc) = status_at(&env, "2026-11-10 11:00:00", &[]);
     assert_eq!(code, 0, "{doc:#}");
     assert_eq!(doc["ok"], true);
     assert_eq!(doc["sources"][0]["level"], "ok");
@@ -94,11 +104,14 @@ fn backups_that_stop_turn_status_critical_within_one_interval_and_a_backup_clear
         !items.iter().any(|i| i["period"] == "quarterly"),
         "drill is off"
     );
+    assert!(alerts().is_empty(), "all is well: nothing to say");
     // A day later the backup is due, not yet late (the grace is a twelfth of the interval).
-    let (code, _) = status_at(&env, "2026-11-11 11:30:00", &["--no-alerts"]);
+    let (code, _) = status_at(&env, "2026-11-11 11:30:00", &[]);
     assert_eq!(code, 0);
-    // 26 hours and a half after it: late, critical, exit 1, and the human output says so.
-    let (code, doc) = status_at(&env, "2026-11-11 12:30:00", &["--no-alerts"]);
+    assert!(alerts().is_empty());
+    // Backups stopped: 26 hours and a half after the last one (within one interval of the
+    // missed backup, due at 10:00) status is critical, exits 1, and the alert goes out.
+    let (code, doc) = status_at(&env, "2026-11-11 12:30:00", &[]);
     assert_eq!(code, 1);
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["sources"][0]["level"], "critical");
@@ -111,21 +124,45 @@ fn backups_that_stop_turn_status_critical_within_one_interval_and_a_backup_clear
             .contains("backups have stopped"),
         "{c}"
     );
+    let sent = alerts();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0]["event"], "state_changed");
+    assert_eq!(sent[0]["source"], "hotel");
+    assert_eq!(sent[0]["level"], "critical");
+    assert_eq!(sent[0]["previous_level"], "ok");
+    assert!(
+        sent[0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "backup.full"),
+        "{:#}",
+        sent[0]
+    );
+    assert_eq!(doc["alerts"][0]["delivered"], true);
+    // Still critical an hour later: no second alert.
     let out = env
-        .at("2026-11-11 12:30:00")
-        .args(["status", "--no-alerts"])
+        .at("2026-11-11 13:30:00")
+        .arg("status")
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("hotel  CRITICAL"), "{text}");
     assert!(
         text.contains("[ ] daily: Verify automated backup completed"),
         "{text}"
     );
-    // The next backup clears it.
-    run_at(&env, "2026-11-11 12:40:00", &["backup"]);
-    let (code, doc) = status_at(&env, "2026-11-11 12:45:00", &["--no-alerts"]);
+    assert_eq!(alerts().len(), 1, "a state change alerts once");
+    // The next backup clears it, and the recovery is announced.
+    run_at(&env, "2026-11-11 13:40:00", &["backup"]);
+    let (code, doc) = status_at(&env, "2026-11-11 13:45:00", &[]);
     assert_eq!(code, 0, "{doc:#}");
+    let sent = alerts();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert_eq!(sent[1]["event"], "recovered");
+    assert_eq!(sent[1]["level"], "ok");
+    assert_eq!(sent[1]["previous_level"], "critical");
 }
 
 #[test]
