@@ -199,6 +199,23 @@ pub enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Rehearse a recovery: restore a snapshot into a scratch place, time every phase, run the checks, and keep the report.
+    #[command(
+        after_help = "Examples:\n  strongroom drill                                # a random recent snapshot of the only source\n  strongroom drill --source prod --report drill.md\n  strongroom drill --snapshot 3fa4c1 --json\n  STRONGROOM_DRILL_SEED=42 strongroom drill       # replay the random choices of a drill\n  strongroom drill --history                      # the trend: RTO and RPO against the objectives\n\nThe snapshot is random among the source's snapshots of the last 7 days (else its newest 3).\nSQLite restores into a temporary file; PostgreSQL logical into a temporary database on\n[verify] scratch_postgres or the source's server (always dropped); PostgreSQL physical into a\nscratch data directory, where a throwaway server with archive_mode=off recovers through\n`strongroom wal fetch` to a random WAL position after the snapshot. Then the engine's checks,\nrow counts and the source's configured checks. RTO is the sum of the phases (fetch, restore,\nrecovery, checks); RPO is now minus the newest archived WAL segment (physical with archiving)\nor the newest snapshot. Both are measured against [objectives]. The report is kept in the\nrepository (drills/) and journaled. Exit 0 when the drill passed, 1 when it failed."
+    )]
+    Drill {
+        /// Drill this snapshot (id, unique prefix of 6+ characters, or `latest`) instead of a random recent one.
+        #[arg(long, value_name = "REF")]
+        snapshot: Option<String>,
+        /// Also write the report as Markdown to FILE.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// List earlier drills instead (date, source, snapshot, RTO and RPO against objectives, result).
+        #[arg(long, conflicts_with_all = ["snapshot", "report"])]
+        history: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
     /// Check the repository's consistency; --read-data also reads and authenticates every object.
     #[command(
         after_help = "Examples:\n  strongroom check               # every referenced object is present\n  strongroom check --read-data   # and every object reads back intact\n\nExit 1 names each damaged object and the snapshots it affects."

@@ -226,7 +226,7 @@ pub fn run(
         &|_| Some(source.clone()),
         &crate::engine::Scratch {
             dir: std::env::temp_dir(),
-            postgres: None,
+            ..Default::default()
         },
         progress,
     )?;

@@ -118,8 +118,8 @@ fn failed(name: &str, detail: String) -> CheckOutcome {
 
 /// One snapshot's checks, and the kind of failure should one fail: an error becomes a failed
 /// check, `read` for damage (with the other snapshots it affects), `restore` for anything
-/// else, of the error's own kind.
-fn test_restore(
+/// else, of the error's own kind. Drills test-restore through it too.
+pub(crate) fn test_restore(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,

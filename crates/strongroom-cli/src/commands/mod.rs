@@ -8,6 +8,7 @@ pub mod backup;
 pub mod check;
 pub mod completions;
 pub mod demo;
+pub mod drill;
 pub mod forget;
 pub mod hotel;
 pub mod init;
@@ -87,6 +88,12 @@ pub fn run(global: Global, command: Command) -> Result<()> {
             filter,
         } => verify::run(&ctx()?, reference.as_deref(), all, &filter),
         Command::Check { read_data } => check::run(&ctx()?, read_data),
+        Command::Drill {
+            snapshot,
+            report,
+            history,
+            filter,
+        } => drill::run(&ctx()?, snapshot.as_deref(), report.as_deref(), history, &filter),
         Command::Forget {
             snapshots,
             keep_last,

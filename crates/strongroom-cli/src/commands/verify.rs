@@ -30,15 +30,7 @@ pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -
             repo.resolve_one_source(reference.unwrap_or("latest"), &filter.filter(&ctx.config))?;
         (vec![one], Vec::new())
     };
-    let scratch = Scratch {
-        dir: ctx
-            .config
-            .verify
-            .scratch_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir),
-        postgres: ctx.config.verify.scratch_postgres.clone(),
-    };
+    let scratch = Scratch::configured(&ctx.config.verify);
     strongroom::interrupt::install();
     let report = strongroom::verify::run(
         &repo,

@@ -6,6 +6,7 @@
 //! Must not know how chunks are stored (the repository's writer and reader do).
 
 pub mod checks;
+pub mod phases;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
@@ -20,6 +21,7 @@ use crate::repository::snapshot::{
 use crate::repository::writer::BackupWriter;
 use crate::source::{Location, Source};
 pub use checks::CheckOutcome;
+pub use phases::Phases;
 use std::path::PathBuf;
 
 /// What an engine captured.
@@ -85,6 +87,26 @@ pub struct Scratch {
     pub dir: PathBuf,
     /// PostgreSQL server for test restores; `None` uses the source's own server.
     pub postgres: Option<String>,
+    /// Where a physical snapshot's recovery stops; `None`: as soon as it is consistent
+    /// (verify). A drill recovers to a point after the snapshot.
+    pub recovery: Option<RecoveryTarget>,
+    /// Marks the test restore's phases as it passes them (a drill reads them).
+    pub phases: Phases,
+}
+
+impl Scratch {
+    /// The scratch place `[verify]` configures: its `scratch_dir` (default: the system's
+    /// temporary directory) and `scratch_postgres`.
+    pub fn configured(settings: &crate::config::VerifySettings) -> Scratch {
+        Scratch {
+            dir: settings
+                .scratch_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir),
+            postgres: settings.scratch_postgres.clone(),
+            ..Scratch::default()
+        }
+    }
 }
 
 /// Where a recovery that replays a log (PostgreSQL WAL) stops.

@@ -185,14 +185,7 @@ impl Engine for Postgres {
     ) -> Result<Vec<CheckOutcome>> {
         let checks = source.map(|s| s.checks.as_slice()).unwrap_or_default();
         if snap.kind == BackupKind::Physical {
-            return physical::verify::test_restore(
-                repo,
-                index,
-                snap,
-                &scratch.dir,
-                checks,
-                progress,
-            );
+            return physical::verify::test_restore(repo, index, snap, scratch, checks, progress);
         }
         let server = scratch_server(snap, scratch, source)?;
         logical::test_restore(repo, index, snap, &server, scratch, checks, progress)

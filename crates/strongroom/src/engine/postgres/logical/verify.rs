@@ -75,6 +75,7 @@ pub fn test_restore(
     checks: &[SqlCheck],
     progress: &dyn Progress,
 ) -> Result<Vec<CheckOutcome>> {
+    scratch_place.phases.begin("restore");
     let (admin_conn, mut client) = match admin_or_tried(&server.conn) {
         Ok(c) => c,
         Err((tried, e)) => {
@@ -168,6 +169,7 @@ pub fn test_restore(
             return Ok(results);
         }
     };
+    scratch_place.phases.begin("checks");
     results.push(match precounted {
         Some(c) => c,
         None => count_check(&db, snap)?,

@@ -18,6 +18,7 @@
 pub mod backup;
 pub mod recovery;
 pub mod restore;
+pub mod span;
 pub mod tree;
 pub mod verify;
 

@@ -8,7 +8,7 @@
 //! data directories (that is [`super::restore`]).
 
 use super::{keys, major};
-use crate::engine::RecoveryTarget;
+use crate::engine::{RecoveryTarget, Scratch};
 use crate::engine::checks::CheckOutcome;
 use crate::error::{Error, Result};
 use crate::interrupt::{self, ScratchDir};
@@ -301,16 +301,23 @@ pub fn reached(log: &Path) -> Reached {
 }
 
 /// Test-restores a physical snapshot: a scratch data directory, a throwaway server that
-/// recovers it to consistency on a private socket (never archiving, so nothing of it reaches
-/// the repository), exact row counts beside the snapshot's estimates, the source's checks.
+/// recovers it on a private socket to consistency (or to `scratch.recovery`, a drill's
+/// point after the snapshot), never archiving: a promoted copy forks a timeline that must
+/// never reach the repository. Then exact row counts beside the snapshot's estimates and
+/// the source's checks; the phases are marked in `scratch.phases`.
 pub fn test_restore(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,
-    scratch_parent: &Path,
+    scratch_place: &Scratch,
     checks: &[SqlCheck],
     progress: &dyn Progress,
 ) -> Result<Vec<CheckOutcome>> {
+    let phases = &scratch_place.phases;
+    let target = scratch_place
+        .recovery
+        .clone()
+        .unwrap_or(RecoveryTarget::Immediate);
     let major = major(snap).ok_or_else(|| {
         Error::corrupt(
             Snapshot::object_key(&snap.id),
@@ -319,8 +326,9 @@ pub fn test_restore(
     })?;
     // No binaries for this version: say so before restoring anything.
     server_bindir(major)?;
+    phases.begin("restore");
     let scratch = ScratchDir::new(
-        scratch_parent,
+        &scratch_place.dir,
         "strongroom-verify-pg-",
         "test-restored data directory",
     )?;
@@ -329,14 +337,7 @@ pub fn test_restore(
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))
         .map_err(|e| Error::io("setting permissions of", scratch.path(), e))?;
     let data = scratch.path().join("data");
-    super::restore::restore_into(
-        repo,
-        index,
-        snap,
-        &data,
-        &RecoveryTarget::Immediate,
-        progress,
-    )?;
+    super::restore::restore_into(repo, index, snap, &data, &target, progress)?;
     let sockets = scratch.path().join("socket");
     std::fs::create_dir(&sockets).map_err(|e| Error::io("creating", &sockets, e))?;
     let hba = scratch.path().join("hba.conf");
@@ -350,6 +351,7 @@ pub fn test_restore(
         }
     }
     let port = free_port()?;
+    phases.begin("recovery");
     let t = Instant::now();
     let server = start(
         &data,
@@ -384,10 +386,7 @@ pub fn test_restore(
         Ok(()) => results.push(CheckOutcome {
             name: "recovery".into(),
             ok: true,
-            detail: format!(
-                "PostgreSQL {major} replayed the snapshot's WAL to consistency and promoted in {:.1} s",
-                t.elapsed().as_secs_f64()
-            ),
+            detail: recovered(major, &target, &reached(&log), t.elapsed()),
         }),
         Err(e) => {
             results.push(CheckOutcome {
@@ -398,6 +397,7 @@ pub fn test_restore(
             return Ok(results);
         }
     }
+    phases.begin("checks");
     let user = snap
         .metadata
         .extra
@@ -436,6 +436,29 @@ pub fn test_restore(
     drop(server);
     drop(scratch);
     Ok(results)
+}
+
+/// What a successful recovery reached, for its check's detail.
+fn recovered(major: u32, target: &RecoveryTarget, r: &Reached, took: Duration) -> String {
+    let to = match target {
+        RecoveryTarget::Immediate => "to consistency".to_string(),
+        RecoveryTarget::Latest => "to the end of the archive".to_string(),
+        RecoveryTarget::Time(t) => format!("to {t}"),
+        RecoveryTarget::Lsn(l) => format!("to LSN {l}"),
+        RecoveryTarget::Xid(x) => format!("to transaction {x}"),
+        RecoveryTarget::Name(n) => format!("to restore point {n:?}"),
+    };
+    let mut out = format!(
+        "PostgreSQL {major} replayed the snapshot's WAL {to} and promoted in {:.1} s",
+        took.as_secs_f64()
+    );
+    if let Some(l) = &r.lsn {
+        out.push_str(&format!("; redo ended at {l}"));
+    }
+    if let Some(t) = &r.time {
+        out.push_str(&format!(", last transaction replayed committed at {t}"));
+    }
+    out
 }
 
 /// Exact counts of the recovered database beside the snapshot's estimates: every table the
