@@ -3,7 +3,8 @@
 //!
 //! Owns the `check` job. Without read-data it proves that every manifest opens, every chunk
 //! list it names resolves, every chunk is in the index and every pack the index names exists.
-//! With read-data it reads every object (packs, indexes, manifests, journal, key slots),
+//! With read-data it reads every object (packs, indexes, manifests, journal, drill reports,
+//! key slots, archived WAL),
 //! checks each pack's hash against its name and authenticates every blob, and names the
 //! snapshots each damaged object affects. It also accounts for data no snapshot needs (packs
 //! of interrupted backups, temporary objects of interrupted writes), which prune reclaims.
@@ -390,6 +391,12 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
         for o in storage.list(ObjectKind::Journal.folder())? {
             bytes_read += o.size;
             if let Err(e) = repo.read_journal_object(&o.key) {
+                problems.push(problem(o.key, e.to_string()));
+            }
+        }
+        for o in storage.list(ObjectKind::Drill.folder())? {
+            bytes_read += o.size;
+            if let Err(e) = crate::drill::read_report(repo, &o.key) {
                 problems.push(problem(o.key, e.to_string()));
             }
         }

@@ -93,7 +93,13 @@ pub fn run(global: Global, command: Command) -> Result<()> {
             report,
             history,
             filter,
-        } => drill::run(&ctx()?, snapshot.as_deref(), report.as_deref(), history, &filter),
+        } => drill::run(
+            &ctx()?,
+            snapshot.as_deref(),
+            report.as_deref(),
+            history,
+            &filter,
+        ),
         Command::Forget {
             snapshots,
             keep_last,

@@ -137,9 +137,7 @@ pub fn run(repo: &Repository, plan: &Plan<'_>, progress: &dyn Progress) -> Resul
     phases.begin("fetch");
     // What a recovery reads before the first byte of data: the manifest (authenticated
     // again) and the index.
-    let fetched = repo
-        .read_snapshot(&snap.id)
-        .and_then(|_| repo.load_index());
+    let fetched = repo.read_snapshot(&snap.id).and_then(|_| repo.load_index());
     let (recovery, recovery_words) = recovery_point(repo, &snap, &mut rng);
     let scratch = Scratch {
         recovery,
@@ -294,11 +292,12 @@ fn measure_rpo(
         newest.short_id(),
         newest.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     );
-    let clusters: std::collections::BTreeSet<String> =
-        crate::engine::postgres::wal::needs_of(&mine.iter().map(|s| (*s).clone()).collect::<Vec<_>>())
-            .into_iter()
-            .map(|n| n.cluster)
-            .collect();
+    let clusters: std::collections::BTreeSet<String> = crate::engine::postgres::wal::needs_of(
+        &mine.iter().map(|s| (*s).clone()).collect::<Vec<_>>(),
+    )
+    .into_iter()
+    .map(|n| n.cluster)
+    .collect();
     for c in clusters {
         match span::newest_archived(repo, &c) {
             Ok(Some(t)) if t > from => {

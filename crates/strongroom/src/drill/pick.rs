@@ -50,8 +50,8 @@ pub fn choose(
     // The same refusals as `latest`: no snapshot, or snapshots of several sources.
     snapshot::resolve_one_source(all, "latest", filter)?;
     let matching: Vec<&Snapshot> = all.iter().filter(|s| filter.matches(s)).collect();
-    let since = now
-        - jiff::SignedDuration::try_from(RECENT).expect("a week fits a signed duration");
+    let since =
+        now - jiff::SignedDuration::try_from(RECENT).expect("a week fits a signed duration");
     let recent: Vec<&Snapshot> = matching
         .iter()
         .copied()
@@ -97,10 +97,17 @@ mod tests {
     #[test]
     fn recent_snapshots_are_the_pool_else_the_newest_three() {
         let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
-        let all: Vec<Snapshot> = [(40, "a"), (30, "b"), (20, "c"), (10, "d"), (2, "e"), (1, "f")]
-            .iter()
-            .map(|(d, id)| at(*d, &id.repeat(64)))
-            .collect();
+        let all: Vec<Snapshot> = [
+            (40, "a"),
+            (30, "b"),
+            (20, "c"),
+            (10, "d"),
+            (2, "e"),
+            (1, "f"),
+        ]
+        .iter()
+        .map(|(d, id)| at(*d, &id.repeat(64)))
+        .collect();
         let mut seen = std::collections::BTreeSet::new();
         for seed in 0..200 {
             let (s, words) = choose(&all, &Filter::default(), now, &mut Rng::new(seed)).unwrap();
@@ -122,9 +129,20 @@ mod tests {
     fn the_same_seed_makes_the_same_choice() {
         let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
         let all: Vec<Snapshot> = (0..6).map(|i| at(i, &format!("{i}").repeat(64))).collect();
-        let pick = |seed| choose(&all, &Filter::default(), now, &mut Rng::new(seed)).unwrap().0.id;
+        let pick = |seed| {
+            choose(&all, &Filter::default(), now, &mut Rng::new(seed))
+                .unwrap()
+                .0
+                .id
+        };
         assert_eq!(pick(42), pick(42));
-        assert!((0..20).map(pick).collect::<std::collections::BTreeSet<_>>().len() > 1);
+        assert!(
+            (0..20)
+                .map(pick)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 1
+        );
         assert!(choose(&[], &Filter::default(), now, &mut Rng::new(1)).is_err());
     }
 }

@@ -103,7 +103,10 @@ pub fn markdown(r: &DrillReport) -> String {
         let _ = writeln!(o, "| {} | {} |", p.name, duration(p.seconds));
     }
     let _ = writeln!(o, "| **total (RTO)** | **{}** |", duration(r.rto_seconds));
-    let _ = writeln!(o, "\n## Checks\n\n| Check | Result | Detail |\n|---|---|---|");
+    let _ = writeln!(
+        o,
+        "\n## Checks\n\n| Check | Result | Detail |\n|---|---|---|"
+    );
     for c in &r.checks {
         let _ = writeln!(
             o,

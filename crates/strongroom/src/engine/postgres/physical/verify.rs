@@ -8,8 +8,8 @@
 //! data directories (that is [`super::restore`]).
 
 use super::{keys, major};
-use crate::engine::{RecoveryTarget, Scratch};
 use crate::engine::checks::CheckOutcome;
+use crate::engine::{RecoveryTarget, Scratch};
 use crate::error::{Error, Result};
 use crate::interrupt::{self, ScratchDir};
 use crate::progress::Progress;
