@@ -427,3 +427,105 @@ pub fn failure_kind(report: &DrillReport) -> ErrorKind {
         _ => ErrorKind::CheckFailed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KdfParams;
+    use crate::repository::snapshot::tests::sample;
+    use crate::storage::Storage;
+
+    fn repo() -> Repository {
+        let kdf = KdfParams {
+            m_kib: 8,
+            t: 1,
+            p: 1,
+        };
+        Repository::init(Storage::from_url("memory://").unwrap(), Some(b"pw"), kdf).unwrap()
+    }
+
+    fn now() -> jiff::Timestamp {
+        "2026-12-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn snap(id: char, source: &str, ago_secs: i64) -> Snapshot {
+        let mut s = sample(&id.to_string().repeat(64), source, &[]);
+        s.finished_at = now() - jiff::SignedDuration::from_secs(ago_secs);
+        s.started_at = s.finished_at;
+        s
+    }
+
+    fn report(source: &str, ok: bool) -> DrillReport {
+        DrillReport {
+            ok,
+            snapshot: "a".repeat(64),
+            source: source.into(),
+            engine: "sqlite".into(),
+            kind: "full".into(),
+            snapshot_finished_at: now(),
+            started_at: now(),
+            finished_at: now() + jiff::SignedDuration::from_secs(3),
+            seed: 7,
+            choice: "asked for".into(),
+            recovery_target: None,
+            rto_seconds: 2.5,
+            rto_objective_seconds: 3600.0,
+            rto_met: true,
+            rpo_seconds: 7200.0,
+            rpo_objective_seconds: 900.0,
+            rpo_met: false,
+            rpo_basis: "the newest snapshot".into(),
+            phases: vec![Phase {
+                name: "restore".into(),
+                seconds: 2.5,
+            }],
+            checks: Vec::new(),
+            error: None,
+            error_kind: None,
+            report: None,
+            hostname: "h".into(),
+        }
+    }
+
+    #[test]
+    fn rpo_is_now_minus_the_newest_snapshot_of_the_drilled_source() {
+        let r = repo();
+        let all = [
+            snap('a', "hotel", 3 * 3600),
+            snap('b', "hotel", 2 * 3600),
+            snap('c', "other", 60),
+        ];
+        let (secs, basis) = measure_rpo(&r, &all, &all[0], now());
+        assert_eq!(secs, 7200.0);
+        assert!(basis.contains("bbbbbbbb"), "{basis}");
+        let later = now() + jiff::SignedDuration::from_secs(600);
+        assert_eq!(measure_rpo(&r, &all, &all[0], later).0, 7800.0);
+        assert_eq!(measure_rpo(&r, &all, &all[2], now()).0, 60.0);
+    }
+
+    #[test]
+    fn a_kept_report_reads_back_and_its_journal_record_makes_the_history() {
+        let r = repo();
+        let mut rep = report("hotel", false);
+        let key = keep(&r, &mut rep).unwrap();
+        assert!(key.starts_with("drills/20261201T120003"), "{key}");
+        rep.report = Some(key.clone());
+        assert_eq!(read_report(&r, &key).unwrap(), rep);
+        // Sealed with its own associated data: not readable as another object.
+        let sealed = r.storage().get(&key).unwrap();
+        assert!(r.key().open(&key, b"strongroom journal", &sealed).is_err());
+
+        journal(&r, &rep, 10);
+        journal(&r, &report("other", true), 10);
+        let all = history(&r, None).unwrap();
+        assert_eq!(all.len(), 2);
+        let mine = history(&r, Some(SourceMatch::new("hotel"))).unwrap();
+        assert_eq!(mine.len(), 1);
+        let e = &mine[0];
+        assert!(!e.ok);
+        assert_eq!(e.report.as_deref(), Some(key.as_str()));
+        assert_eq!(e.rpo_seconds, Some(7200.0));
+        assert_eq!(e.rto_objective_seconds, Some(3600.0));
+        assert_eq!(e.finished_at, rep.finished_at);
+    }
+}
