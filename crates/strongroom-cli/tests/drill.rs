@@ -249,7 +249,10 @@ fn rpo_is_measured_against_the_clock_and_a_missed_objective_is_said() {
     let src = hotel_db(&env, "hotel.db", 500);
     std::fs::write(
         env.path("strongroom.toml"),
-        format!("[objectives]\nrpo = \"15m\"\nrto = \"1h\"\n[sources.hotel]\nurl = \"{src}\"\n"),
+        format!(
+            "[objectives]\nrpo = \"15m\"\nrto = \"1h\"\n[sources.hotel]\nurl = \"{src}\"\n\
+             [[sources.hotel.checks]]\nname = \"bookings exist\"\nsql = \"SELECT count(*) > 0 FROM bookings\"\n"
+        ),
     )
     .unwrap();
     let id = env.json(&["backup", "hotel"])["id"]
@@ -260,6 +263,14 @@ fn rpo_is_measured_against_the_clock_and_a_missed_objective_is_said() {
     assert_eq!(code, Some(0), "{now}");
     assert_eq!(now["rpo_met"], true, "{now}");
     assert_eq!(now["rpo_objective_seconds"], 900.0);
+    assert!(
+        now["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "bookings exist" && c["ok"] == true),
+        "the source's configured checks run: {now}"
+    );
 
     let later = |args: &[&str]| {
         let real = env.std_cmd();
