@@ -52,8 +52,12 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
         Command::Wal {
             action: WalAction::Push { .. },
         } => ("wal push", None),
-        // A drill is a job too (its listing is not); once `Command::Drill` is merged:
-        // Command::Drill { filter, history: false, .. } => ("drill", filter.source.clone()),
+        // A drill is a job too (its listing is not).
+        Command::Drill {
+            filter,
+            history: false,
+            ..
+        } => ("drill", filter.source.clone()),
         _ => return None,
     };
     Some(Watched {

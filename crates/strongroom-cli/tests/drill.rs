@@ -208,10 +208,21 @@ fn a_drill_of_a_damaged_snapshot_fails_and_is_still_kept() {
         bytes[at] ^= 0x01;
         storage.put(&pack.key, &bytes).unwrap();
     }
+    // A failed drill alerts like any failed job.
+    std::fs::write(
+        env.path("strongroom.toml"),
+        "[[alerts]]\ncommand = \"cat > alert.json\"\n",
+    )
+    .unwrap();
     let (code, doc) = drill(&env, &[], &[]);
     assert_eq!(code, Some(1), "{doc}");
     assert_eq!(doc["ok"], false, "{doc}");
     assert_eq!(doc["snapshot"], id);
+    let alert: Value =
+        serde_json::from_slice(&std::fs::read(env.path("alert.json")).unwrap()).unwrap();
+    assert_eq!(alert["event"], "job_failed", "{alert}");
+    assert_eq!(alert["job"], "drill", "{alert}");
+    assert_eq!(alert["error_kind"], "damaged_data", "{alert}");
     assert!(doc["error"].as_str().unwrap().contains("damaged"), "{doc}");
     let checks = doc["checks"].as_array().unwrap();
     assert!(checks.iter().any(|c| c["ok"] == false), "{doc}");
