@@ -564,3 +564,73 @@ fn now_plus(secs: i64) -> String {
         .strftime("%Y-%m-%d %H:%M:%S")
         .to_string()
 }
+
+#[test]
+fn a_real_drill_ticks_the_quarterly_checklist_and_is_held_to_the_rto() {
+    let env = hotel_env("");
+    run_at(&env, "2026-11-10 10:00:00", &["backup"]);
+    run_at(&env, "2026-11-10 10:05:00", &["verify", "latest"]);
+    run_at(&env, "2026-11-10 10:10:00", &["check"]);
+    run_at(&env, "2026-11-10 10:15:00", &["forget"]);
+    let (code, doc) = status_at(&env, "2026-11-10 10:20:00", &["--no-alerts"]);
+    assert_eq!(code, 1, "no drill yet: {doc:#}");
+    assert_eq!(check(&doc, "hotel", "drill")["level"], "warning");
+    run_at(&env, "2026-11-10 10:30:00", &["drill"]);
+    let (code, doc) = status_at(&env, "2026-11-10 10:40:00", &["--no-alerts"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(check(&doc, "hotel", "drill.rto")["level"], "ok");
+    let quarterly: Vec<&Value> = doc["sources"][0]["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["period"] == "quarterly")
+        .collect();
+    assert_eq!(quarterly.len(), 2);
+    assert!(
+        quarterly.iter().all(|i| i["done"] == true),
+        "{quarterly:#?}"
+    );
+    // Metrics carry the drill's figures.
+    let out = env
+        .at("2026-11-10 10:41:00")
+        .arg("metrics")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("strongroom_drill_last_ok{source=\"hotel\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("strongroom_drill_rto_seconds{source=\"hotel\"}"),
+        "{text}"
+    );
+    // An RTO no recovery can meet: the same drill is now a warning, and says why.
+    let config = std::fs::read_to_string(env.path("strongroom.toml")).unwrap();
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!("{config}[sources.hotel.objectives]\nrto = \"0s\"\n"),
+    )
+    .unwrap();
+    let (code, doc) = status_at(&env, "2026-11-10 10:45:00", &["--no-alerts"]);
+    assert_eq!(code, 1);
+    let rto = check(&doc, "hotel", "drill.rto");
+    assert_eq!(rto["level"], "warning", "{rto}");
+    assert!(
+        rto["detail"].as_str().unwrap().contains("over the RTO"),
+        "{rto}"
+    );
+    // A quarter later the drill is due again.
+    let (_, doc) = status_at(&env, "2027-02-15 10:00:00", &["--no-alerts"]);
+    assert_eq!(check(&doc, "hotel", "drill")["level"], "warning");
+    // The runbook shows the last drill's figures.
+    let out = env
+        .at("2026-11-10 10:50:00")
+        .arg("runbook")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.to_lowercase().contains("last drill"), "{page}");
+    assert!(!page.contains("no drill on record"), "{page}");
+}
