@@ -49,6 +49,12 @@ pub fn run(ctx: &Ctx, dir: &Path, bookings: u64) -> Result<()> {
         s.counts_match
     )?;
     outln!(
+        "  drill: recovered in {:.2} s (RTO objective 1 h); data-loss window {:.0} s (RPO objective 15 min); status {}",
+        s.drill_rto_seconds,
+        s.drill_rpo_seconds,
+        s.status
+    )?;
+    outln!(
         "  demo finished in {:.1} s; everything is in {}",
         s.total_seconds,
         s.dir.display()

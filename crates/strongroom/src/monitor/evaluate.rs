@@ -111,13 +111,17 @@ fn source_checks(
         .and_then(|r| r.drill.as_ref())
     {
         let rto = Duration::from_secs_f64(f.rto_seconds.max(0.0));
+        let took = if f.rto_seconds < 60.0 {
+            format!("{:.1}s", f.rto_seconds)
+        } else {
+            human_duration(rto)
+        };
         out.push(if rto > obj.rto {
             check(
                 "drill.rto",
                 Level::Warning,
                 format!(
-                    "the last drill recovered in {}, over the RTO of {}: make restores faster (a nearer snapshot, more frequent physical backups) or revise the objective",
-                    human_duration(rto),
+                    "the last drill recovered in {took}, over the RTO of {}: make restores faster (a nearer snapshot, more frequent physical backups) or revise the objective",
                     human_duration(obj.rto)
                 ),
             )
@@ -126,8 +130,7 @@ fn source_checks(
                 "drill.rto",
                 Level::Ok,
                 format!(
-                    "the last drill recovered in {}, within the RTO of {}",
-                    human_duration(rto),
+                    "the last drill recovered in {took}, within the RTO of {}",
                     human_duration(obj.rto)
                 ),
             )
