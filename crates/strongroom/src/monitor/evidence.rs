@@ -5,6 +5,7 @@
 //! [`super::evaluate`]'s, so that the rules run on constructed evidence in tests.
 
 use crate::config::Config;
+use crate::engine::postgres::wal::{WalKind, WalName};
 use crate::error::Result;
 use crate::repository::Repository;
 use crate::repository::archive::Archive;
@@ -182,7 +183,16 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
         let listed = Archive::new(repo, &cluster).list()?;
         let files = listed.len();
         let bytes = listed.iter().map(|l| l.stored).sum();
-        if let Some(newest) = listed.into_iter().max_by_key(|l| l.modified) {
+        // Segments and partial segments: a history or backup-label file says nothing about
+        // whether the server's WAL keeps arriving.
+        let newest = listed
+            .into_iter()
+            .filter(|l| {
+                WalName::parse(&l.name)
+                    .is_some_and(|n| matches!(n.kind, WalKind::Segment | WalKind::Partial))
+            })
+            .max_by_key(|l| l.modified);
+        if let Some(newest) = newest {
             wal.insert(
                 cluster,
                 WalNewest {

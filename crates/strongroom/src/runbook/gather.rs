@@ -7,11 +7,10 @@
 
 use super::Inputs;
 use crate::config::Config;
-use crate::engine::postgres::wal::{self, WalKind, WalName};
+use crate::engine::postgres::wal;
 use crate::error::Result;
 use crate::repository::Repository;
 use crate::repository::journal::JournalQuery;
-use crate::repository::layout::ObjectKind;
 use crate::repository::snapshot::BackupKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -68,30 +67,15 @@ pub fn gather(repo: &Repository, cx: Context) -> Result<Inputs> {
         .collect();
     let mut wal_newest = BTreeMap::new();
     for cluster in clusters {
-        let prefix = ObjectKind::Wal.key(&format!("{cluster}/"));
-        let listed = match repo.storage().list(&prefix) {
-            Ok(l) => l,
-            Err(e) => {
-                notes.push(format!(
-                    "The WAL archive of cluster {cluster} could not be listed ({e}); its \
-                     point-in-time window is not shown."
-                ));
-                continue;
+        match crate::engine::postgres::physical::span::newest_archived(repo, &cluster) {
+            Ok(Some(t)) => {
+                wal_newest.insert(cluster, t);
             }
-        };
-        let newest = listed
-            .into_iter()
-            .filter(|o| {
-                o.key
-                    .rsplit('/')
-                    .next()
-                    .and_then(WalName::parse)
-                    .is_some_and(|n| n.kind == WalKind::Segment)
-            })
-            .filter_map(|o| o.modified)
-            .max();
-        if let Some(t) = newest {
-            wal_newest.insert(cluster, t);
+            Ok(None) => {}
+            Err(e) => notes.push(format!(
+                "The WAL archive of cluster {cluster} could not be listed ({e}); its \
+                 point-in-time window is not shown."
+            )),
         }
     }
     Ok(Inputs {
