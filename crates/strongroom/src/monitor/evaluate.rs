@@ -103,13 +103,7 @@ fn source_checks(
         now,
         &mut out,
     );
-    if let Some(f) = s
-        .records
-        .iter()
-        .rev()
-        .find(|r| r.job == "drill")
-        .and_then(|r| r.drill.as_ref())
-    {
+    if let Some(f) = s.last_drill() {
         let rto = Duration::from_secs_f64(f.rto_seconds.max(0.0));
         let took = if f.rto_seconds < 60.0 {
             format!("{:.1}s", f.rto_seconds)

@@ -29,6 +29,15 @@ pub struct SourceEvidence {
 }
 
 impl SourceEvidence {
+    /// The figures of the source's newest drill, when it has one on record.
+    pub fn last_drill(&self) -> Option<&crate::repository::journal::DrillFigures> {
+        self.records
+            .iter()
+            .rev()
+            .find(|r| r.job == "drill")
+            .and_then(|r| r.drill.as_ref())
+    }
+
     /// The WAL clusters (system identifiers) its physical snapshots belong to, newest first.
     pub fn clusters(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();

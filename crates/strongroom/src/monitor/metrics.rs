@@ -258,13 +258,7 @@ pub fn render(config: &Config, ev: &Evidence, health: &Health, now: jiff::Timest
                 );
             }
         }
-        if let Some(f) = s
-            .records
-            .iter()
-            .rev()
-            .find(|r| r.job == "drill")
-            .and_then(|r| r.drill.as_ref())
-        {
+        if let Some(f) = s.last_drill() {
             m.add(
                 "strongroom_drill_rto_seconds",
                 "gauge",

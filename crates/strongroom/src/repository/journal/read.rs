@@ -83,12 +83,7 @@ impl Repository {
 
     /// The records `query` wants, oldest first.
     pub fn query_journal(&self, query: &JournalQuery) -> Result<Vec<JournalRecord>> {
-        let listed: Vec<String> = self
-            .storage
-            .list(ObjectKind::Journal.folder())?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let listed = self.journal_keys()?;
         let cache = self.journal_cache_path();
         let mut known = cache.as_ref().map(read_cache).unwrap_or_default();
         let missing: Vec<&String> = listed.iter().filter(|k| !known.contains_key(*k)).collect();
@@ -123,6 +118,15 @@ impl Repository {
         }
         out.sort_by_key(|a| a.finished_at);
         Ok(out)
+    }
+
+    fn journal_keys(&self) -> Result<Vec<String>> {
+        Ok(self
+            .storage
+            .list(ObjectKind::Journal.folder())?
+            .into_iter()
+            .map(|o| o.key)
+            .collect())
     }
 
     /// Reads and authenticates one journal object: a record, or a segment of them.
@@ -201,12 +205,7 @@ impl Repository {
     /// prune lock: two compactions at once would only duplicate work, never lose records,
     /// but there is no reason to allow it.
     pub fn compact_journal(&self, before: jiff::Timestamp) -> Result<usize> {
-        let listed: Vec<String> = self
-            .storage
-            .list(ObjectKind::Journal.folder())?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let listed = self.journal_keys()?;
         let segments: Vec<&String> = listed.iter().filter(|k| is_segment(k)).collect();
         let singles: Vec<&String> = listed
             .iter()
