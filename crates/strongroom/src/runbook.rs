@@ -20,6 +20,7 @@ macro_rules! line {
 mod gather;
 mod postgres;
 mod sections;
+mod steps;
 #[cfg(test)]
 mod tests;
 

@@ -65,7 +65,7 @@ pub(super) fn run(
         let _ = child.wait();
         return Err(format!(
             "did not finish within {} and was killed",
-            super::deliver::span(timeout)
+            super::span(timeout)
         ));
     };
     if status.success() {

@@ -233,12 +233,3 @@ fn event_name(e: AlertEvent) -> &'static str {
         AlertEvent::JobFailed => "job_failed",
     }
 }
-
-/// A duration as people write it in the config: `10s`, `1500ms`.
-pub(super) fn span(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}

@@ -139,3 +139,12 @@ pub fn without_credentials(url: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A duration as people write it in the config: `10s`, `1500ms`.
+pub(crate) fn span(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

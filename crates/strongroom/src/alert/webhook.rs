@@ -73,7 +73,7 @@ pub(super) fn post(
         .send()
         .map_err(|e| {
             if e.is_timeout() {
-                format!("no answer within {}", super::deliver::span(timeout))
+                format!("no answer within {}", super::span(timeout))
             } else {
                 describe(e)
             }

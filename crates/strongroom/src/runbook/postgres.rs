@@ -4,7 +4,7 @@
 //! Owns those commands' wording. Must not read anything but its inputs, and must never write
 //! a password: the source's URL goes through `redact_url` first.
 
-use super::sections::{hooks_note, reference, row_count_commands};
+use super::steps::{hooks_note, reference, row_count_commands};
 use super::{Entry, Inputs, fmt_time, sh_quote};
 use crate::repository::snapshot::{BackupKind, Snapshot};
 use crate::source::conninfo::redact_url;
