@@ -88,7 +88,9 @@ pub fn run(ctx: &Ctx, source: Option<&str>, no_alerts: bool) -> Result<()> {
 
 fn print_human(health: &Health, notices: &[notify::Notice]) -> Result<()> {
     if health.sources.is_empty() {
-        outln!("no sources: configure [sources.NAME] or take a backup")?;
+        outln!(
+            "nothing to judge: no source is configured and the repository has no snapshot; add [sources.NAME] to the config or take a backup"
+        )?;
     }
     for s in &health.sources {
         outln!(

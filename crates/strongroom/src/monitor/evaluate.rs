@@ -41,7 +41,8 @@ pub fn evaluate(config: &Config, ev: &Evidence, now: jiff::Timestamp) -> Health 
         })
         .collect();
     Health {
-        ok: sources.iter().all(|s| s.level == Level::Ok),
+        // Nothing to judge (no source configured, no snapshot taken) is not "all is well".
+        ok: !sources.is_empty() && sources.iter().all(|s| s.level == Level::Ok),
         at: now,
         sources,
     }

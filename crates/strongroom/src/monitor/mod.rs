@@ -106,13 +106,13 @@ pub struct Health {
 }
 
 impl Health {
-    /// The worst level of any source (ok when there are none).
+    /// The worst level of any source; a warning when there is no source to judge.
     pub fn level(&self) -> Level {
         self.sources
             .iter()
             .map(|s| s.level)
             .max()
-            .unwrap_or(Level::Ok)
+            .unwrap_or(Level::Warning)
     }
 }
 

@@ -199,6 +199,13 @@ fn a_failed_job_warns_until_the_same_job_succeeds() {
 }
 
 #[test]
+fn nothing_to_judge_is_not_ok() {
+    let h = evaluate(&Config::default(), &Evidence::default(), t("2026-12-01T12:00:00Z"));
+    assert!(!h.ok);
+    assert_eq!(h.level(), Level::Warning);
+}
+
+#[test]
 fn no_snapshot_at_all_is_critical() {
     let now = t("2026-12-01T12:00:00Z");
     let ev = Evidence {
