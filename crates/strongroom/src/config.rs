@@ -235,6 +235,10 @@ pub struct Objectives {
     /// verify `7d` (weekly test restore), check `31d` (monthly), drill `92d` (quarterly);
     /// `"off"` drops an item.
     pub checklist: BTreeMap<String, String>,
+    /// A newest snapshot smaller than this is suspect (e.g. `1MiB`, the strategy's floor for
+    /// production); none by default, since anomalies already compare each snapshot with the
+    /// source's own history.
+    pub min_size: Option<String>,
 }
 
 /// `[sources.NAME.objectives]`: the keys of `[objectives]` this source sets differently.
@@ -249,6 +253,8 @@ pub struct SourceObjectives {
     pub interval: BTreeMap<String, String>,
     /// Checklist periods of this source.
     pub checklist: BTreeMap<String, String>,
+    /// Smallest believable snapshot of this source.
+    pub min_size: Option<String>,
 }
 
 impl Default for Objectives {
@@ -258,6 +264,7 @@ impl Default for Objectives {
             rto: "1h".into(),
             interval: BTreeMap::new(),
             checklist: BTreeMap::new(),
+            min_size: None,
         }
     }
 }
@@ -274,6 +281,8 @@ pub struct Effective {
     /// Longest time since the newest successful `verify`, `check` and `drill`; an item
     /// set to `"off"` is absent (a development database needs no quarterly drill).
     pub checklist: BTreeMap<String, std::time::Duration>,
+    /// Smallest believable snapshot, in bytes.
+    pub min_size: Option<u64>,
 }
 
 /// Kinds and checklist items with their defaults.
@@ -327,6 +336,11 @@ impl Config {
                 &self.objectives.checklist,
                 &over.checklist,
             ),
+            min_size: over
+                .min_size
+                .as_deref()
+                .or(self.objectives.min_size.as_deref())
+                .map(|v| crate::parse_size(v).expect("validated at load")),
         }
     }
 }
@@ -452,6 +466,18 @@ impl Config {
                 if v != "off" {
                     objective_durations.push((format!("{at}.checklist.{k}"), v));
                 }
+            }
+        }
+        let sizes = std::iter::once(("objectives.min_size".to_string(), &cfg.objectives.min_size))
+            .chain(cfg.sources.iter().filter_map(|(n, s)| {
+                s.objectives
+                    .as_ref()
+                    .map(|o| (format!("sources.{n}.objectives.min_size"), &o.min_size))
+            }));
+        for (what, v) in sizes {
+            if let Some(v) = v {
+                crate::parse_size(v)
+                    .map_err(|e| Error::Config(format!("{}: {what}: {e}", origin.display())))?;
             }
         }
         for (what, v) in objective_durations {

@@ -66,6 +66,30 @@ pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, Strin
     Ok(std::time::Duration::from_secs(n * secs))
 }
 
+/// Parses a size such as `1MiB`, `500MB`, `2 GiB` or `4096` (bytes).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 1MiB or 500MB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "MB" => 1000_u64.pow(2),
+        "GB" => 1000_u64.pow(3),
+        "TB" => 1000_u64.pow(4),
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(format!("{s:?} is not a size like 1MiB or 500MB")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 /// Parses a time as the contract spells it: RFC 3339, or `YYYY-MM-DD HH:MM:SS` as UTC.
 pub fn parse_time(text: &str) -> std::result::Result<jiff::Timestamp, String> {
     if let Ok(t) = text.parse::<jiff::Timestamp>() {
@@ -115,6 +139,21 @@ mod tests {
         }
         for bad in ["", "m", "15", "1y", "-5m", "1.5h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        for (s, n) in [
+            ("1MiB", 1 << 20),
+            ("500MB", 500_000_000),
+            ("2 GiB", 2 << 30),
+            ("4096", 4096),
+        ] {
+            assert_eq!(parse_size(s).unwrap(), n, "{s}");
+        }
+        for bad in ["", "MiB", "1.5MiB", "1PB", "-1MB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
         }
     }
 

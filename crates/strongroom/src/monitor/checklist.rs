@@ -17,7 +17,7 @@ const ITEMS: &[(&str, &str, &[&str])] = &[
     (
         "daily",
         "Check backup file size is reasonable",
-        &["anomaly.size.", "anomaly.rows."],
+        &["size.", "anomaly.size.", "anomaly.rows."],
     ),
     (
         "daily",

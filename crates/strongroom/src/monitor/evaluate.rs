@@ -205,6 +205,18 @@ fn backups(obj: &Effective, s: &SourceEvidence, now: jiff::Timestamp, out: &mut 
             ));
             continue;
         };
+        if let Some(min) = obj.min_size.filter(|m| snap.size < *m) {
+            out.push(check(
+                format!("size.{kind}"),
+                Level::Warning,
+                format!(
+                    "the newest {kind} snapshot ({}) holds {}, under the {} a backup of this source should hold: was data lost, or the wrong database backed up?",
+                    short(&snap.id),
+                    crate::human_bytes(snap.size),
+                    crate::human_bytes(min)
+                ),
+            ));
+        }
         let age = since(snap.finished_at, now);
         let late = interval + grace(interval);
         out.push(if age > late {

@@ -132,6 +132,24 @@ fn per_source_intervals_and_objectives_apply() {
     assert_eq!(level_of(&h, "backup.full"), Level::Critical);
     // The last drill took 42 s against an RTO of 30 s.
     assert_eq!(level_of(&h, "drill.rto"), Level::Warning);
+    let small = Config::parse(
+        "[objectives]\nmin_size = \"100MB\"\n",
+        std::path::Path::new("t.toml"),
+    )
+    .unwrap();
+    let h = evaluate(&small, &healthy(now), now);
+    assert_eq!(level_of(&h, "size.full"), Level::Warning);
+    assert_eq!(level_of(&h, "backup.full"), Level::Ok);
+    let daily = &h.sources[0].checklist;
+    assert!(daily[0].done, "the backup completed");
+    assert!(!daily[1].done, "its size is not reasonable");
+    assert!(
+        Config::parse(
+            "[objectives]\nmin_size = \"lots\"\n",
+            std::path::Path::new("t.toml")
+        )
+        .is_err()
+    );
     let e = cfg.objectives_of("hotel");
     let off = Config::parse(
         "[objectives.checklist]\ndrill = \"off\"\n",
@@ -200,7 +218,11 @@ fn a_failed_job_warns_until_the_same_job_succeeds() {
 
 #[test]
 fn nothing_to_judge_is_not_ok() {
-    let h = evaluate(&Config::default(), &Evidence::default(), t("2026-12-01T12:00:00Z"));
+    let h = evaluate(
+        &Config::default(),
+        &Evidence::default(),
+        t("2026-12-01T12:00:00Z"),
+    );
     assert!(!h.ok);
     assert_eq!(h.level(), Level::Warning);
 }
