@@ -167,3 +167,38 @@ impl Env {
         Storage::from_url(&self.repo).unwrap()
     }
 }
+
+/// Hotel databases for the SQLite suites.
+impl Env {
+    /// A hotel database `hotel.db` with `bookings` bookings, an initialised repository, and
+    /// the database's source URL.
+    pub fn hotel_source(&self, bookings: u64) -> (PathBuf, String) {
+        let db = self.path("hotel.db");
+        make_db(&db, bookings);
+        self.init();
+        let src = format!("sqlite:{}", db.display());
+        (db, src)
+    }
+}
+
+pub fn make_db(path: &std::path::Path, bookings: u64) {
+    strongroom::hotel::create(path, strongroom::hotel::Scale::bookings(bookings), 42).unwrap();
+}
+
+pub fn invariant_holds(path: &std::path::Path) -> bool {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok", "{}", path.display());
+    c.query_row(strongroom::hotel::INVARIANT_SQL, [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Bookings in a hotel database.
+pub fn bookings_in(path: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM bookings", [], |r| r.get(0))
+        .unwrap()
+}

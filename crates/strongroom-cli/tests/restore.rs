@@ -1,0 +1,425 @@
+//! Restores end to end: the restore safety sequence of the real binary against real SQLite
+//! files (hooks around the swap, only the source's own hooks, `latest` never crossing
+//! sources, interrupted restores finished or undone by the next command, owner, group and
+//! mode kept), on a local repository and, where it matters, on Garage.
+
+use rusqlite::Connection;
+use std::path::Path;
+
+mod common;
+use common::{Env, PASSWORD, bookings_in, envs, invariant_holds, make_db};
+
+#[test]
+fn sqlite_restore_hooks_run_around_the_swap() {
+    let env = envs().into_iter().next().unwrap();
+    let (db, _) = env.hotel_source(500);
+    let log = env.path("hooks.log");
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"sqlite:{}\"\nbefore_restore = \"echo before $STRONGROOM_TARGET >> {l}\"\nafter_restore = \"echo after >> {l}\"\n",
+            db.display(),
+            l = log.display()
+        ),
+    )
+    .unwrap();
+    let snap = env.json(&["backup", "hotel"]);
+    let id = snap["id"].as_str().unwrap();
+    env.cmd()
+        .args(["restore", id, "--to", db.to_str().unwrap(), "--force"])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let before = format!("before {}", db.display());
+    assert_eq!(text.lines().collect::<Vec<_>>(), [before.as_str(), "after"]);
+    assert!(invariant_holds(&db));
+    // A failing before_restore leaves the target as it was.
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"sqlite:{}\"\nbefore_restore = \"exit 4\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let old = std::fs::read(&db).unwrap();
+    let err = env.fails(&["restore", id, "--to", db.to_str().unwrap(), "--force"]);
+    assert!(
+        err.contains("before_restore") && err.contains("status 4"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), old);
+    let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".strongroom-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn latest_never_crosses_sources_on_a_restore() {
+    for env in envs() {
+        let (db, _) = env.hotel_source(300);
+        // Relative spellings, from the environment's directory: recorded by identity.
+        let hotel = env.json(&["backup", "sqlite:hotel.db"]);
+        let want = format!("sqlite:{}", db.display());
+        assert_eq!(
+            hotel["source"],
+            want.as_str(),
+            "one identity: absolute path"
+        );
+        Connection::open(env.path("zero.db"))
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x)")
+            .unwrap();
+        env.json(&["backup", "sqlite:./zero.db"]);
+
+        // A restore of `latest` elsewhere names the sources and changes nothing.
+        let err = env.fails(&["restore", "latest", "--to", "elsewhere.db"]);
+        assert!(
+            err.contains("2 sources") && err.contains("zero.db") && err.contains("--source"),
+            "{err}"
+        );
+        assert!(!env.path("elsewhere.db").exists());
+        let err = env.fails(&["verify"]);
+        assert!(err.contains("2 sources"), "{err}");
+
+        // Onto a source's own database, `latest` is that source's: never the empty one.
+        let before = bookings_in(&db);
+        let out = env
+            .cmd()
+            .args(["restore", "latest", "--to", "hotel.db", "--force"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(bookings_in(&db), before);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(&want) && said.contains("taken") && said.contains("UTC"),
+            "the restore names the source and the snapshot's time: {said}"
+        );
+
+        // --source takes any spelling of the source.
+        for spelling in ["sqlite:hotel.db", "sqlite:./x/../hotel.db", want.as_str()] {
+            let listed = env.json(&["list", "--source", spelling]);
+            assert_eq!(listed.as_array().unwrap().len(), 1, "{spelling}");
+        }
+        env.cmd()
+            .args([
+                "restore",
+                "latest",
+                "--source",
+                "sqlite:hotel.db",
+                "--to",
+                "copy.db",
+            ])
+            .assert()
+            .success();
+        assert_eq!(bookings_in(&env.path("copy.db")), before);
+        env.cmd()
+            .args(["verify", "--source", "sqlite:./hotel.db"])
+            .assert()
+            .success();
+
+        // A configured name matches snapshots recorded by URL, and the other way round.
+        std::fs::write(
+            env.path("strongroom.toml"),
+            format!("[sources.hotel]\nurl = \"sqlite:{}\"\n", db.display()),
+        )
+        .unwrap();
+        let listed = env.json(&["list", "--source", "hotel"]);
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        let named = env.json(&["backup", "sqlite:hotel.db"]);
+        assert_eq!(
+            named["source"], "hotel",
+            "a configured source's URL is that source"
+        );
+        let listed = env.json(&["list", "--source", "sqlite:hotel.db"]);
+        assert_eq!(listed.as_array().unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn hooks_run_only_around_the_sources_own_database() {
+    let env = envs().into_iter().next().unwrap();
+    let (db, _) = env.hotel_source(200);
+    let log = env.path("hooks.log");
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"sqlite:{}\"\nbefore_restore = \"echo before >> {l}\"\nafter_restore = \"echo after >> {l}\"\n",
+            db.display(),
+            l = log.display()
+        ),
+    )
+    .unwrap();
+    env.json(&["backup", "hotel"]);
+    let ran = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // A drill into a side file must not stop production.
+    let out = env
+        .cmd()
+        .args(["restore", "latest", "--source", "hotel", "--to", "drill.db"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(ran(), "", "no hook for a side copy");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--run-hooks"));
+
+    // Asked for, they run.
+    env.cmd()
+        .args([
+            "restore",
+            "latest",
+            "--source",
+            "hotel",
+            "--to",
+            "drill2.db",
+            "--run-hooks",
+        ])
+        .assert()
+        .success();
+    assert_eq!(ran(), "before\nafter\n");
+
+    // Onto the source's own database (any spelling of its path), they run by themselves.
+    std::fs::remove_file(&log).unwrap();
+    env.cmd()
+        .args(["restore", "latest", "--to", "./hotel.db", "--force"])
+        .assert()
+        .success();
+    assert_eq!(ran(), "before\nafter\n");
+
+    // Onto another configured source's database (staging refreshed from production): the
+    // hooks of the database being replaced run, never production's.
+    std::fs::remove_file(&log).unwrap();
+    make_db(&env.path("staging.db"), 10);
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"sqlite:{}\"\nbefore_restore = \"echo before >> {l}\"\n\
+             [sources.staging]\nurl = \"sqlite:{}\"\nbefore_restore = \"echo staging >> {l}\"\n",
+            db.display(),
+            env.path("staging.db").display(),
+            l = log.display()
+        ),
+    )
+    .unwrap();
+    env.cmd()
+        .args([
+            "restore",
+            "latest",
+            "--source",
+            "hotel",
+            "--to",
+            "staging.db",
+            "--force",
+        ])
+        .assert()
+        .success();
+    assert_eq!(ran(), "staging\n");
+}
+
+/// The binary as a child process with the environment's settings, for signalling it.
+fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
+    env.std_cmd()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Files of strongroom's own beside the databases in the environment's directory.
+fn ours(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".strongroom-"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn wait_for(path: &Path) {
+    let t = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            t.elapsed().as_secs() < 120,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn interrupted_restores_clean_up_finish_or_undo_next_time() {
+    let env = envs().into_iter().next().unwrap();
+    let (db, src) = env.hotel_source(3_000);
+    env.json(&["backup", &src]);
+    let before = bookings_in(&db);
+    let (ready, go) = (env.path("ready"), env.path("go"));
+    // A hook that holds the restore after staging, until the test says go.
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"{src}\"\nbefore_restore = \"touch {}; while [ ! -e {} ]; do sleep 0.05; done\"\n",
+            ready.display(),
+            go.display()
+        ),
+    )
+    .unwrap();
+    let restore = ["restore", "latest", "--to", "hotel.db", "--force"];
+    let reset = || {
+        let _ = std::fs::remove_file(&ready);
+        let _ = std::fs::remove_file(&go);
+    };
+
+    // SIGTERM while the copy is staged: the copy and the lock go, the target is intact.
+    let child = spawn(&env, &restore);
+    wait_for(&ready);
+    // Meanwhile a second restore onto the same target is refused.
+    let err = env.fails(&restore);
+    assert!(err.contains("another strongroom restore"), "{err}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ours(&env), Vec::<String>::new(), "nothing of ours is left");
+    assert_eq!(bookings_in(&db), before);
+    reset();
+
+    // SIGKILL at the same point leaves the copy; the next restore removes it, and the next
+    // command to open the repository journals the killed job as interrupted.
+    let mut child = spawn(&env, &restore);
+    wait_for(&ready);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        ours(&env).iter().any(|n| n.ends_with(".tmp")),
+        "{:?}",
+        ours(&env)
+    );
+    std::fs::write(&go, "").unwrap();
+    env.cmd().args(restore).assert().success();
+    assert_eq!(ours(&env), Vec::<String>::new());
+    let repo =
+        strongroom::repository::Repository::open(env.storage(), Some(PASSWORD.as_bytes())).unwrap();
+    let interrupted: Vec<_> = repo
+        .journal_records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.error_kind.as_deref() == Some("interrupted"))
+        .collect();
+    // Both the SIGTERM'd and the SIGKILL'd restore: neither could write its own record.
+    assert_eq!(interrupted.len(), 2, "{interrupted:?}");
+    assert!(interrupted.iter().all(|r| r.job == "restore" && !r.ok));
+    reset();
+    std::fs::write(env.path("strongroom.toml"), "").unwrap();
+
+    // A kill inside the swap itself, on either side of the exchange: the target is always
+    // a whole database, and the next restore finishes or undoes the swap.
+    for (point, kept) in [("before-exchange", false), ("after-exchange", true)] {
+        let out = env
+            .cmd()
+            .args(restore)
+            .env("STRONGROOM_FAULT", point)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: the fault must stop it");
+        assert!(
+            invariant_holds(&db),
+            "{point}: the target is a whole database"
+        );
+        assert_eq!(bookings_in(&db), before);
+        // The next restore may start anywhere: the marker names absolute paths.
+        let abs = db.display().to_string();
+        let out = env
+            .cmd()
+            .current_dir("/")
+            .args(["restore", "latest", "--to", &abs, "--force"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{point}: {err}");
+        if kept {
+            assert!(err.contains("kept at"), "{point}: {err}");
+        } else {
+            assert!(err.contains("had not replaced it"), "{point}: {err}");
+        }
+        let left = ours(&env);
+        assert!(
+            left.iter().all(|n| n.contains(".strongroom-old-")),
+            "{point}: {left:?}"
+        );
+        assert_eq!(left.len(), usize::from(kept), "{point}: {left:?}");
+        for n in left {
+            std::fs::remove_file(env.path(&n)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_restored_file_keeps_its_owner_group_and_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = envs().into_iter().next().unwrap();
+    let (db, src) = env.hotel_source(500);
+    env.json(&["backup", &src]);
+    // A new file follows the umask.
+    let bin = assert_cmd::cargo::cargo_bin("strongroom");
+    let out = std::process::Command::new("sh")
+        .current_dir(env.dir.path())
+        .env("STRONGROOM_REPO", &env.repo)
+        .env("STRONGROOM_PASSWORD", PASSWORD)
+        .env("STRONGROOM_STATE_DIR", env.path("state"))
+        .arg("-c")
+        .arg(format!(
+            "umask 027; exec {} restore latest --to new.db",
+            bin.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(env.path("new.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+
+    // Over an existing file: its owner, group and mode stay (as root: an app-owned file).
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(&db, Some(65534), Some(65534)).unwrap();
+    }
+    let want = std::fs::metadata(&db).unwrap();
+    env.cmd()
+        .args(["restore", "latest", "--to", "hotel.db", "--force"])
+        .assert()
+        .success();
+    let got = std::fs::metadata(&db).unwrap();
+    assert_eq!((got.uid(), got.gid()), (want.uid(), want.gid()));
+    assert_eq!(got.permissions().mode() & 0o7777, 0o664);
+    // The -wal SQLite creates when the application writes follows the database file.
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS app_note(x); INSERT INTO app_note VALUES (1);")
+        .unwrap();
+    let wal = std::fs::metadata(env.path("hotel.db-wal")).unwrap();
+    assert_eq!((wal.uid(), wal.gid()), (want.uid(), want.gid()));
+    drop(c);
+}
