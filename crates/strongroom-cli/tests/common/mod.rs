@@ -4,6 +4,7 @@
 //! into a repository, for the physical-backup suites.
 #![allow(dead_code)]
 
+pub mod hotel_pg;
 pub mod pg;
 
 use assert_cmd::Command;
