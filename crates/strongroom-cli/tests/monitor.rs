@@ -553,6 +553,12 @@ fn wal_archiving_is_judged_by_the_archive_and_by_postgresqls_own_archiver() {
         archiver["detail"].as_str().unwrap().contains("failing"),
         "{archiver}"
     );
+    let out = rig.env.cmd().arg("metrics").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("strongroom_pg_archiver_failing{source=\"pg\"} 1\n"),
+        "{text}"
+    );
     c.batch_execute("ALTER SYSTEM RESET archive_command")
         .unwrap();
     c.batch_execute("SELECT pg_reload_conf()").unwrap();

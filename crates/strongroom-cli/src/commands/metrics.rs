@@ -11,7 +11,7 @@ pub fn run(ctx: &Ctx, source: Option<&str>) -> Result<()> {
     let now = jiff::Timestamp::now();
     let scope = evidence::Scope {
         source: source.map(str::to_string),
-        ask_servers: false,
+        ask_servers: true,
         repository_size: true,
     };
     let ev = evidence::gather(&repo, &ctx.config, &scope)?;

@@ -259,11 +259,7 @@ fn wal(
         return;
     };
     let archiver = s.archiver.as_ref().and_then(|a| a.as_ref().ok());
-    let failing = archiver.filter(|a| {
-        a.failed_count > 0
-            && a.last_failed_time.is_some()
-            && a.last_failed_time > a.last_archived_time
-    });
+    let failing = archiver.filter(|a| a.failing());
     if let Some(a) = failing {
         out.push(check(
             "wal.archiver",

@@ -92,6 +92,15 @@ pub struct Archiver {
     pub last_failed_time: Option<jiff::Timestamp>,
 }
 
+impl Archiver {
+    /// Whether the archiver failed since it last archived a file.
+    pub fn failing(&self) -> bool {
+        self.failed_count > 0
+            && self.last_failed_time.is_some()
+            && self.last_failed_time > self.last_archived_time
+    }
+}
+
 /// Everything monitoring judges.
 #[derive(Clone, Debug, Default)]
 pub struct Evidence {

@@ -186,6 +186,22 @@ pub fn render(config: &Config, ev: &Evidence, health: &Health, now: jiff::Timest
                 seconds,
             );
         }
+        if let Some(Ok(a)) = &s.archiver {
+            m.add(
+                "strongroom_pg_archiver_failed_count",
+                "gauge",
+                "pg_stat_archiver.failed_count of the source's server.",
+                vec![src()],
+                a.failed_count as f64,
+            );
+            m.add(
+                "strongroom_pg_archiver_failing",
+                "gauge",
+                "Whether the server's archiver failed since it last archived a file (1) or not (0).",
+                vec![src()],
+                f64::from(u8::from(a.failing())),
+            );
+        }
         for cluster in s.clusters() {
             let Some(w) = ev.wal.get(&cluster) else {
                 continue;
