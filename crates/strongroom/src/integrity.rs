@@ -4,7 +4,7 @@
 //! Owns the `check` job. Without read-data it proves that every manifest opens, every chunk
 //! list it names resolves, every chunk is in the index and every pack the index names exists.
 //! With read-data it reads every object (packs, indexes, manifests, journal, drill reports,
-//! key slots, archived WAL),
+//! the alert state, key slots, archived WAL),
 //! checks each pack's hash against its name and authenticates every blob, and names the
 //! snapshots each damaged object affects. It also accounts for data no snapshot needs (packs
 //! of interrupted backups, temporary objects of interrupted writes), which prune reclaims.
@@ -398,6 +398,15 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             bytes_read += o.size;
             if let Err(e) = crate::drill::read_report(repo, &o.key) {
                 problems.push(problem(o.key, e.to_string()));
+            }
+        }
+        // What status remembers of the alerts it sent.
+        for o in storage.list(ObjectKind::State.folder())? {
+            bytes_read += o.size;
+            if o.key == crate::monitor::notify::state_key() {
+                if let Err(e) = crate::monitor::notify::read_state(repo) {
+                    problems.push(problem(o.key, e.to_string()));
+                }
             }
         }
         // The WAL archive: every file authenticated and checked against its hash.

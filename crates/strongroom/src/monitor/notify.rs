@@ -43,9 +43,14 @@ impl<'de> Deserialize<'de> for Level {
     }
 }
 
+/// The object that holds the alert state (`state/alerts`).
+pub fn state_key() -> String {
+    ObjectKind::State.key(STATE_NAME)
+}
+
 /// Reads the alert state (empty when none was written yet).
 pub fn read_state(repo: &Repository) -> Result<AlertState> {
-    let key = ObjectKind::State.key(STATE_NAME);
+    let key = state_key();
     let raw = match repo.storage().get(&key) {
         Ok(r) => r,
         Err(Error::Missing { .. }) => return Ok(AlertState::default()),
@@ -57,7 +62,7 @@ pub fn read_state(repo: &Repository) -> Result<AlertState> {
 }
 
 fn write_state(repo: &Repository, state: &AlertState) -> Result<()> {
-    let key = ObjectKind::State.key(STATE_NAME);
+    let key = state_key();
     let body = serde_json::to_vec(state).expect("alert state serializes");
     repo.storage().put(&key, &repo.key().seal(STATE_AAD, &body))
 }
