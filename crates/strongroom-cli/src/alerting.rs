@@ -52,6 +52,9 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
         Command::Wal {
             action: WalAction::Push { .. },
         } => ("wal push", None),
+        // Monitoring that cannot read the repository is itself the alarm (a status that
+        // finds something to attend to alerts through its state changes instead).
+        Command::Status { source, .. } => ("status", source.clone()),
         // A drill is a job too (its listing is not).
         Command::Drill {
             filter,

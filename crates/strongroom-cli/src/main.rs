@@ -59,7 +59,11 @@ fn main() {
             if !x.quiet {
                 failure::report(&x.inner, json);
             }
-            alerting::failed(watched, &x.inner);
+            // A quiet exit is an expected answer (status finding something to attend to),
+            // not a failed job.
+            if !x.quiet {
+                alerting::failed(watched, &x.inner);
+            }
             exposed::print_held_warnings();
             std::process::exit(x.code);
         }

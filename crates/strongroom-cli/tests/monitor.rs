@@ -640,3 +640,48 @@ fn a_real_drill_ticks_the_quarterly_checklist_and_is_held_to_the_rto() {
     assert!(page.to_lowercase().contains("last drill"), "{page}");
     assert!(!page.contains("no drill on record"), "{page}");
 }
+
+#[test]
+fn a_status_that_cannot_read_the_repository_alerts_but_one_that_finds_warnings_does_not() {
+    let env = hotel_env("");
+    let alerts = env.path("alerts.jsonl");
+    let config = std::fs::read_to_string(env.path("strongroom.toml")).unwrap();
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "{config}[[alerts]]\ncommand = \"cat >> '{}'; echo >> '{}'\"\n",
+            alerts.display(),
+            alerts.display()
+        ),
+    )
+    .unwrap();
+    let sent = || -> Vec<Value> {
+        std::fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    env.cmd().arg("backup").assert().success();
+    // Warnings (no verify, check, drill or retention yet): exit 1, one state change alert,
+    // and no job-failure alert for status itself.
+    let out = env.cmd().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let got = sent();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["event"], "state_changed");
+    // The repository gone: status fails, and that failure is the alert.
+    let out = env
+        .cmd()
+        .arg("status")
+        .env("STRONGROOM_REPO", env.path("nowhere"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let got = sent();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(got[1]["event"], "job_failed");
+    assert_eq!(got[1]["job"], "status");
+    assert!(got[1]["hint"].as_str().is_some_and(|h| !h.is_empty()));
+}
