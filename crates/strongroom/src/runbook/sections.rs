@@ -188,7 +188,12 @@ pub(super) fn source(md: &mut String, inputs: &Inputs, e: &Entry) {
     }
     newest(md, inputs, e);
     objectives(md, inputs, e);
-    drill(md, e.drills.last().copied());
+    let drills_expected = inputs
+        .config
+        .objectives_of(&e.name)
+        .checklist
+        .contains_key("drill");
+    drill(md, e.drills.last().copied(), drills_expected);
 }
 
 /// The database file a SQLite source names, absolute.
@@ -308,13 +313,21 @@ fn objectives(md: &mut String, inputs: &Inputs, e: &Entry) {
     line!(md);
 }
 
-/// The last drill's figures, or that there is none.
-pub(super) fn drill(md: &mut String, last: Option<&JournalRecord>) {
+/// The last drill's figures, or that there is none (and whether one is due: a source whose
+/// checklist turns drills off is not told to run one).
+pub(super) fn drill(md: &mut String, last: Option<&JournalRecord>, expected: bool) {
     let Some(r) = last else {
-        line!(
-            md,
-            "Last drill: no drill on record — run `strongroom drill`."
-        );
+        if expected {
+            line!(
+                md,
+                "Last drill: no drill on record — run `strongroom drill`."
+            );
+        } else {
+            line!(
+                md,
+                "Last drill: none on record (drills are turned off for this source)."
+            );
+        }
         line!(md);
         return;
     };

@@ -368,3 +368,23 @@ fn helpers() {
         "postgres://app@db:5432/app_restored"
     );
 }
+
+#[test]
+fn a_source_with_drills_turned_off_is_not_told_to_run_one() {
+    let cfg = config(
+        "[sources.dev]\nurl = \"sqlite:/srv/dev.db\"\n[sources.dev.objectives]\nchecklist = { drill = \"off\" }\n",
+    );
+    let s = snap(
+        "cd",
+        "dev",
+        EngineKind::Sqlite,
+        BackupKind::Full,
+        "2026-12-01T02:00:00Z",
+    );
+    let md = render(&inputs(cfg, vec![s], vec![])).unwrap();
+    assert!(
+        md.contains("Last drill: none on record (drills are turned off for this source)."),
+        "{md}"
+    );
+    assert!(!md.contains("run `strongroom drill`"), "{md}");
+}
