@@ -18,9 +18,13 @@ Examples:
   strongroom verify latest
   strongroom restore latest --to /var/lib/hotel/hotel.db --force
   strongroom check --read-data
+  strongroom status                 # can we recover, and how much would we lose (exit 1: attention)
+  strongroom drill                  # a timed recovery rehearsal against the RTO and RPO
+  strongroom runbook > RUNBOOK.md   # the emergency procedure for this deployment
   strongroom demo
 
-Exit codes: 0 success, 1 failure (a sentence on stderr says what and what to do), 2 usage error.
+Exit codes: 0 success, 1 failure (a sentence on stderr says what and what to do; for status:
+something needs attention), 2 usage error.
 Environment: STRONGROOM_REPO, STRONGROOM_PASSWORD, STRONGROOM_CONFIG, AWS_* for S3, NO_COLOR.";
 
 /// Encrypted, deduplicating, verified backups of SQLite and PostgreSQL databases.
