@@ -94,9 +94,11 @@ impl Repository {
         );
         let fetched = self.fetch_journal_objects(&missing)?;
         if let Some(path) = &cache {
-            let stale = known.keys().filter(|k| !listed.contains(k)).count();
+            // A set, not the list: tens of thousands of records would make this quadratic.
+            let listed_set: HashSet<&String> = listed.iter().collect();
+            let stale = known.keys().filter(|k| !listed_set.contains(k)).count();
             if stale > 0 && stale * 2 > known.len() {
-                known.retain(|k, _| listed.contains(k));
+                known.retain(|k, _| listed_set.contains(k));
                 known.extend(fetched.iter().map(|(k, v)| (k.clone(), v.clone())));
                 rewrite_cache(path, &known);
             } else {
