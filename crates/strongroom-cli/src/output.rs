@@ -54,5 +54,5 @@ pub fn fmt_time(t: jiff::Timestamp) -> String {
 
 /// The first 8 characters of an id.
 pub fn short(id: &str) -> &str {
-    &id[..8.min(id.len())]
+    strongroom::repository::snapshot::short_id(id)
 }

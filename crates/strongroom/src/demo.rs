@@ -336,7 +336,7 @@ pub fn run(
     )?;
     say(&format!(
         "   snapshot {}: recovered and checked in {:.2} s ({}); RTO objective {}: {}",
-        &drill.snapshot[..8.min(drill.snapshot.len())],
+        crate::repository::snapshot::short_id(&drill.snapshot),
         drill.rto_seconds,
         drill
             .phases

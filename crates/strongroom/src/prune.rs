@@ -302,8 +302,8 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     if let Some((id, e)) = damaged.first() {
         return Err(Error::Failed(format!(
             "snapshot {} cannot be read ({e}), so prune cannot know which data it needs; forget it (`strongroom forget {}`) and prune again",
-            &id[..8.min(id.len())],
-            &id[..8.min(id.len())]
+            crate::repository::snapshot::short_id(id),
+            crate::repository::snapshot::short_id(id)
         )));
     }
     // Index objects are listed before packs, as `load_index` does: a backup's packs are
@@ -691,7 +691,7 @@ fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
     if let Some((id, e)) = damaged.iter().find(|(id, _)| !considered.contains(id)) {
         return Err(Error::Failed(format!(
             "snapshot {} appeared during the prune and cannot be read ({e}); the deletion waits (forget it, then prune again)",
-            &id[..8.min(id.len())]
+            crate::repository::snapshot::short_id(id)
         )));
     }
     for snap in snaps.iter().filter(|s| !considered.contains(&s.id)) {

@@ -52,7 +52,7 @@ pub fn markdown(r: &DrillReport) -> String {
     let _ = writeln!(
         o,
         "| Snapshot | `{}` ({} {}, finished {}) |",
-        &r.snapshot[..8.min(r.snapshot.len())],
+        crate::repository::snapshot::short_id(&r.snapshot),
         r.engine,
         r.kind,
         r.snapshot_finished_at.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -147,7 +147,7 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
             cell(e.source.as_deref().unwrap_or("-")),
             e.snapshot
                 .as_deref()
-                .map(|s| &s[..8.min(s.len())])
+                .map(crate::repository::snapshot::short_id)
                 .unwrap_or("-"),
             pair(e.rto_seconds, e.rto_objective_seconds),
             pair(e.rpo_seconds, e.rpo_objective_seconds),

@@ -79,11 +79,11 @@ fn size(kind: &str, snaps: &[&Snapshot]) -> Option<Check> {
             level: Level::Warning,
             detail: format!(
                 "the newest {kind} snapshot ({}) holds {}, under half the median of the {} before it ({}): was data deleted? compare with `strongroom show {}`",
-                &newest.id[..8.min(newest.id.len())],
+                newest.short_id(),
                 crate::human_bytes(newest.size),
                 earlier.len(),
                 crate::human_bytes(med as u64),
-                &newest.id[..8.min(newest.id.len())],
+                newest.short_id(),
             ),
         }
     } else {
@@ -133,7 +133,7 @@ fn rows(kind: &str, snaps: &[&Snapshot]) -> Option<Check> {
             level: Level::Warning,
             detail: format!(
                 "since the previous {kind} snapshot ({}): {}; if that was not intended, restore the previous snapshot elsewhere and compare",
-                &previous.id[..8.min(previous.id.len())],
+                previous.short_id(),
                 dropped.join(", ")
             ),
         }

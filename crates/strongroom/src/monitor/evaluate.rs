@@ -20,6 +20,7 @@ use super::evidence::{Evidence, SourceEvidence};
 use super::{Check, Health, Level, SourceHealth, human_duration, since};
 use crate::config::{Config, Effective};
 use crate::repository::journal::JournalRecord;
+use crate::repository::snapshot::short_id as short;
 use std::time::Duration;
 
 /// Judges all sources.
@@ -59,10 +60,6 @@ fn check(name: impl Into<String>, level: Level, detail: impl Into<String>) -> Ch
 /// The grace a kind's interval gets before its newest snapshot counts as late.
 pub fn grace(interval: Duration) -> Duration {
     (interval / 12).max(Duration::from_secs(60))
-}
-
-fn short(id: &str) -> &str {
-    &id[..8.min(id.len())]
 }
 
 fn ago(t: jiff::Timestamp, now: jiff::Timestamp) -> String {

@@ -412,30 +412,13 @@ impl Repository {
             .iter()
             .filter_map(|info| ObjectKind::Snapshot.name_of(&info.key).map(str::to_string))
             .collect();
-        // Eight reads in flight: one GET per manifest is ~50 ms on S3, so a repository of
-        // hundreds of snapshots is listed in a second, not in tens of them.
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results = std::sync::Mutex::new(Vec::with_capacity(ids.len()));
-        std::thread::scope(|scope| {
-            for _ in 0..8.min(ids.len()) {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(id) = ids.get(i) else { break };
-                        let r = self.read_snapshot(id);
-                        results.lock().expect("not poisoned").push((id, r));
-                    }
-                });
-            }
-        });
+        let results = crate::storage::read_each(&ids, |id| self.read_snapshot(id));
         let mut out = Vec::new();
         let mut damaged = Vec::new();
-        let mut results = results.into_inner().expect("not poisoned");
-        results.sort_by(|a, b| a.0.cmp(b.0));
-        for (id, r) in results {
+        for (id, r) in ids.iter().zip(results) {
             match r {
                 Ok(s) => out.push(s),
-                Err(e @ Error::Corrupt { .. }) => damaged.push((id.to_string(), e)),
+                Err(e @ Error::Corrupt { .. }) => damaged.push((id.clone(), e)),
                 Err(e) => return Err(e),
             }
         }
@@ -472,7 +455,7 @@ impl Repository {
         if !damaged.is_empty() && snapshot::is_latest(&wanted) {
             let ids: Vec<&str> = damaged
                 .iter()
-                .map(|(id, _)| &id[..8.min(id.len())])
+                .map(|(id, _)| snapshot::short_id(id))
                 .collect();
             tracing::warn!(
                 "{} damaged snapshot manifest(s) ({}) skipped: `latest` means the newest readable snapshot; run `strongroom check`",

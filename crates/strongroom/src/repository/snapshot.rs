@@ -169,6 +169,12 @@ pub struct TreeEntry {
 /// size their windows by it.
 pub const IDS_PER_LIST: usize = 2048;
 
+/// The first 8 characters of a snapshot id (the contract's `short_id`), for ids held
+/// without their snapshot (journal records, drill reports).
+pub fn short_id(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
 /// A snapshot manifest.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
@@ -256,7 +262,7 @@ impl Snapshot {
 
     /// The first 8 characters of the id.
     pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(8)]
+        short_id(&self.id)
     }
 
     /// The contract's view of this snapshot.

@@ -335,7 +335,12 @@ pub(super) fn drill(md: &mut String, last: Option<&JournalRecord>, expected: boo
     let snap = r
         .snapshot
         .as_deref()
-        .map(|s| format!(" of snapshot `{}`", &s[..8.min(s.len())]))
+        .map(|s| {
+            format!(
+                " of snapshot `{}`",
+                crate::repository::snapshot::short_id(s)
+            )
+        })
         .unwrap_or_default();
     if !r.ok {
         line!(

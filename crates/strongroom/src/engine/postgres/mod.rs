@@ -4,6 +4,7 @@
 //! Owns dispatching by kind and what all kinds share: reaching the server ([`server`]) and
 //! its client programs ([`tools`]). Must not know how chunks are stored.
 
+pub mod archiver;
 pub mod cluster;
 pub mod dump_format;
 pub mod logical;

@@ -29,9 +29,6 @@ const SEGMENT_SUFFIX: &str = ".segment";
 /// Single-record objects a compaction needs before it folds them into a segment.
 pub const SEGMENT_MIN: usize = 64;
 
-/// Objects fetched at once when the cache lacks them.
-const FETCHERS: usize = 8;
-
 /// Which records a journal query wants.
 #[derive(Clone, Debug, Default)]
 pub struct JournalQuery {
@@ -160,29 +157,11 @@ impl Repository {
     }
 
     fn fetch_journal_objects(&self, keys: &[&String]) -> Result<Vec<(String, Vec<Named>)>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results = std::sync::Mutex::new(Vec::with_capacity(keys.len()));
-        std::thread::scope(|s| {
-            for _ in 0..FETCHERS.min(keys.len()) {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(key) = keys.get(i) else { break };
-                        let r = self.read_named(key).map(|n| (key.to_string(), n));
-                        let failed = r.is_err();
-                        results.lock().expect("not poisoned").push(r);
-                        if failed {
-                            break;
-                        }
-                    }
-                });
-            }
+        let results = crate::storage::read_each(keys, |key| {
+            self.read_named(key).map(|n| (key.to_string(), n))
         });
         let mut out = Vec::with_capacity(keys.len());
-        for r in results.into_inner().expect("not poisoned") {
+        for r in results {
             match r {
                 Ok(x) => out.push(x),
                 // Compacted away between the listing and the read: its segment was listed

@@ -100,10 +100,7 @@ pub fn test_restore(
             server.server()
         )));
     }
-    let name = side_name(
-        "strongroom_verify",
-        &snap.short_id()[..8.min(snap.short_id().len())],
-    );
+    let name = side_name("strongroom_verify", snap.short_id());
     let mut results = Vec::new();
     // A separate scratch server lacks the source's roles, which the dump's OWNER TO and
     // GRANTs name: they are created bare (no login, no password) and dropped afterwards,
