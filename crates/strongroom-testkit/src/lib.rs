@@ -5,6 +5,7 @@
 //! them, and a webhook receiver that records the alerts sent to it (`webhook`). Must not depend on strongroom itself, so any crate's tests can use it (today the
 //! command line's integration tests do).
 
+pub mod attacker;
 pub mod postgres;
 pub mod s3proxy;
 pub mod webhook;
