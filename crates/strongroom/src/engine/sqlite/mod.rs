@@ -303,8 +303,16 @@ impl Engine for Sqlite {
         // The pages are read from the repository and written as they come; the structural
         // check runs while they are synced, as before a real restore's swap.
         scratch.phases.begin("restore");
-        let (tmp, _removed, problems) =
-            restore_checked(repo, index, snap, dir.path(), "verify", how, progress)?;
+        let (tmp, _removed, problems, _file) = restore_checked(
+            repo,
+            index,
+            snap,
+            dir.path(),
+            dir.path(),
+            "verify",
+            how,
+            progress,
+        )?;
         scratch.phases.begin("checks");
         results.push(CheckOutcome {
             name: how.pragma().into(),

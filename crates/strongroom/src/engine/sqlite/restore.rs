@@ -7,7 +7,7 @@
 //! (SQLite would replay a stale `-wal` into the restored pages) and renames the new file into
 //! place. Must not run hooks or decide on `force`: the sequence does.
 
-use super::target::{self, TargetLock};
+use super::target::{self, TargetDir, TargetLock};
 use super::{MAIN_FILE, Thoroughness, integrity_problems, open_existing, sidecar};
 use crate::engine::{RestoreOptions, Staged, Swapped, Target, TargetState};
 use crate::error::{Error, Result, TargetSort};
@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Writes the pages of `file` into `out` at their offsets.
 pub(super) fn write_pages(
@@ -90,17 +91,24 @@ pub(super) fn write_pages(
     Ok(())
 }
 
+/// A restored, checked copy: its path, the guard that removes it, the problems the check
+/// found, and the open file.
+pub(super) type Checked = (PathBuf, interrupt::Guard, Vec<String>, File);
+
 /// Restores the snapshot into a new temporary file in `dir`, synced, and checks it; returns
-/// the file and the problems the check found (the caller decides what they mean).
+/// the file and the problems the check found (the caller decides what they mean). `dir` may
+/// be a [`target::TargetDir::via`] path; `shown_dir` is the directory named in messages.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn restore_checked(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,
     dir: &Path,
+    shown_dir: &Path,
     stem: &str,
     how: Thoroughness,
     progress: &dyn Progress,
-) -> Result<(PathBuf, interrupt::Guard, Vec<String>)> {
+) -> Result<Checked> {
     let file = snap
         .files
         .iter()
@@ -118,8 +126,9 @@ pub(super) fn restore_checked(
         ".tmp",
         "the partly restored database",
     )?;
+    let shown = shown_dir.join(tmp.path().file_name().unwrap_or_default());
     let t = std::time::Instant::now();
-    write_pages(repo, index, snap, file, tmp.as_file(), tmp.path(), progress)?;
+    write_pages(repo, index, snap, file, tmp.as_file(), &shown, progress)?;
     tracing::info!(
         seconds = t.elapsed().as_secs_f64(),
         bytes = file.size,
@@ -134,7 +143,7 @@ pub(super) fn restore_checked(
             open_existing(tmp.path()).and_then(|c| integrity_problems(&c, tmp.path(), how));
         (sync.join().expect("fsync thread"), problems)
     });
-    synced.map_err(|e| Error::io("syncing the restored database", tmp.path(), e))?;
+    synced.map_err(|e| Error::io("syncing the restored database", &shown, e))?;
     let problems = problems?;
     tracing::info!(
         seconds = t.elapsed().as_secs_f64(),
@@ -143,11 +152,11 @@ pub(super) fn restore_checked(
     );
     remove_sidecars(tmp.path());
     // From here the guard alone removes it (on drop, and on interrupts).
-    let path = tmp
-        .into_temp_path()
+    let (file, path) = tmp.into_parts();
+    let path = path
         .keep()
-        .map_err(|e| Error::io("keeping the restored database", dir, e.error))?;
-    Ok((path, guard, problems))
+        .map_err(|e| Error::io("keeping the restored database", shown_dir, e.error))?;
+    Ok((path, guard, problems, file))
 }
 
 pub(super) fn remove_sidecars(path: &Path) {
@@ -156,15 +165,12 @@ pub(super) fn remove_sidecars(path: &Path) {
     }
 }
 
-/// Whether another process holds a POSIX lock anywhere on `path` (`F_GETLK` asks the kernel
-/// without taking one). SQLite locks through exactly these locks.
-fn locked_elsewhere(path: &Path) -> bool {
+/// Whether another process holds a POSIX lock anywhere on `name` (`F_GETLK` asks the kernel
+/// without taking one). SQLite locks through exactly these locks. A link there is not
+/// followed.
+fn locked_elsewhere(dir: &TargetDir, name: &str) -> bool {
     use std::os::fd::AsRawFd;
-    let Ok(f) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    else {
+    let Ok(f) = dir.open_file(name, rustix::fs::OFlags::RDWR, 0) else {
         return false;
     };
     // SAFETY: `flock` is plain data; F_GETLK only writes into the struct we pass.
@@ -182,11 +188,11 @@ fn locked_elsewhere(path: &Path) -> bool {
 /// Refuses a target another process has open. WAL-mode connections keep a lock on the
 /// `-shm` file for as long as they are open; rollback-mode ones lock the database file only
 /// during a transaction, so an idle one cannot be seen (nothing can see it).
-fn ensure_not_in_use(path: &Path) -> Result<()> {
-    if locked_elsewhere(path) || locked_elsewhere(&sidecar(path, "-shm")) {
+fn ensure_not_in_use(dir: &TargetDir, name: &str) -> Result<()> {
+    if locked_elsewhere(dir, name) || locked_elsewhere(dir, &format!("{name}-shm")) {
         return Err(Error::Target(format!(
             "{} is in use by another process; stop the application before restoring over it",
-            path.display()
+            dir.shown(name).display()
         )));
     }
     Ok(())
@@ -257,31 +263,52 @@ pub(super) fn stage(
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating directory", &dir, e))?;
     // Absolute, so the swap marker names the same files whatever directory the next run
-    // starts in.
+    // starts in; opened once, so nothing below resolves the path again.
     let dir = std::path::absolute(&dir).map_err(|e| Error::io("resolving", &dir, e))?;
+    let tdir = TargetDir::open(&dir)?;
     let target = dir.join(&name);
-    let lock = TargetLock::acquire(&target)?;
-    if let Some(what) = target::recover(&target)? {
+    let lock = TargetLock::acquire(&tdir, &name)?;
+    if let Some(what) = target::recover(&tdir, &name)? {
         tracing::warn!("{what}");
     }
-    target::remove_stale_temporaries(&target);
-    if !state.exists() && target.exists() && !opts.force {
+    target::remove_stale_temporaries(&tdir, &name);
+    let old = tdir.stat(&name)?;
+    if let Some(st) = &old {
+        let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        if kind != rustix::fs::FileType::RegularFile {
+            return Err(Error::Target(format!(
+                "{} is {}, not a database file; a restore replaces a file and never writes through a link: restore to the file itself, or remove what is there",
+                target.display(),
+                if kind == rustix::fs::FileType::Symlink {
+                    "a symbolic link"
+                } else {
+                    "not a regular file"
+                }
+            )));
+        }
+    }
+    if !state.exists() && old.is_some() && !opts.force {
         // Recovering an interrupted swap put a database back where none was seen.
         return Err(Error::TargetNotEmpty {
             target: format!("{} already exists", target.display()),
             old: "file",
         });
     }
-    let exists = state.exists() || target.exists();
+    let exists = old.is_some();
     if exists {
-        ensure_not_in_use(&target)?;
+        ensure_not_in_use(&tdir, &name)?;
     }
     let how = if opts.full_check {
         Thoroughness::Full
     } else {
         Thoroughness::Quick
     };
-    let (tmp, guard, problems) = restore_checked(repo, index, snap, &dir, &name, how, progress)?;
+    let (tmp, guard, problems, file) =
+        restore_checked(repo, index, snap, &tdir.via(""), &dir, &name, how, progress)?;
+    let tmp = tmp
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     if !problems.is_empty() {
         return Err(Error::corrupt(
             Snapshot::object_key(&snap.id),
@@ -292,37 +319,41 @@ pub(super) fn stage(
             ),
         ));
     }
-    target::match_owner_and_mode(&tmp, &target, exists)?;
-    let bytes = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+    target::match_owner_and_mode(&file, &tdir.shown(&tmp), old.as_ref())?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok(Box::new(StagedFile {
         tmp,
         guard: Some(guard),
         target,
-        dir,
         name,
         exists,
         bytes,
         aside: Vec::new(),
         _lock: lock,
+        dir: tdir,
     }))
 }
 
 /// A restored, checked database file beside its target.
 struct StagedFile {
-    /// The restored file until it is in place.
-    tmp: PathBuf,
+    /// The restored file's name until it is in place.
+    tmp: String,
     /// Removes `tmp` unless the swap disarmed it.
     guard: Option<interrupt::Guard>,
+    /// The target, for messages.
     target: PathBuf,
-    dir: PathBuf,
+    /// The target's name in `dir`.
     name: String,
     /// Whether a database was at the target when the restore began.
     exists: bool,
     bytes: u64,
-    /// What the swap moved aside, first the old database (when there was one).
-    aside: Vec<PathBuf>,
+    /// What the swap moved aside (names), first the old database (when there was one).
+    aside: Vec<String>,
     /// Held until the restore is over: one restore per target.
     _lock: TargetLock,
+    /// The target's directory, held open (declared last: the guards above resolve through
+    /// it when they drop).
+    dir: Arc<TargetDir>,
 }
 
 impl Staged for StagedFile {
@@ -341,23 +372,21 @@ impl Staged for StagedFile {
     fn swap(&mut self) -> Result<Swapped> {
         // The application may have opened the database while we restored: look again, then
         // make the old database self-contained so its sidecars can move apart from it.
-        let exists = self.exists && self.target.exists();
+        let exists = self.exists && self.dir.stat(&self.name)?.is_some();
         if exists {
-            ensure_not_in_use(&self.target)?;
-            target::settle(&self.target)?;
+            ensure_not_in_use(&self.dir, &self.name)?;
+            target::settle(&self.dir, &self.name)?;
         }
         let tag = format!(
             "{}-{}",
             now_tag(),
             hex::encode(crate::crypto::random_bytes::<3>())
         );
-        let aside = self
-            .dir
-            .join(format!(".{}.strongroom-old-{tag}", self.name));
+        let aside = format!("{}old-{tag}", target::temp_prefix(&self.name));
         // Past this point the copy is no longer ours to remove: it is (or is about to be)
         // the target, and after the exchange its name holds the old database.
         let guard = self.guard.take().expect("swapped once");
-        let placed = match target::swap_in(&self.tmp, &self.target, &aside, exists) {
+        let placed = match target::swap_in(&self.dir, &self.tmp, &self.name, &aside, exists) {
             Ok(p) => {
                 guard.disarm();
                 p
@@ -368,13 +397,10 @@ impl Staged for StagedFile {
             }
         };
         self.aside = placed.old.iter().chain(&placed.sidecars).cloned().collect();
+        let shown = |n: &String| self.dir.shown(n).display().to_string();
         Ok(Swapped {
-            old: placed.old.map(|p| p.display().to_string()),
-            moved_aside: placed
-                .sidecars
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
+            old: placed.old.as_ref().map(shown),
+            moved_aside: placed.sidecars.iter().map(shown).collect(),
             incomplete: placed.incomplete,
         })
     }
@@ -384,11 +410,12 @@ impl Staged for StagedFile {
         // as kept. Sidecars of a removed database are only clutter.
         let mut aside = self.aside.drain(..);
         if let Some(db) = aside.next() {
-            std::fs::remove_file(&db)
-                .map_err(|e| Error::io("removing the old database", &db, e))?;
+            self.dir
+                .unlink(&db)
+                .map_err(|e| Error::io("removing the old database", self.dir.shown(&db), e))?;
         }
         for side in aside {
-            let _ = std::fs::remove_file(side);
+            let _ = self.dir.unlink(&side);
         }
         Ok(())
     }
