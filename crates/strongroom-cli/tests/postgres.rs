@@ -771,3 +771,64 @@ fn restores_reproduce_schema_and_data_exactly_on_every_path() {
         }
     }
 }
+
+/// What PostgreSQL's client tools get from a backup and a restore: the database password
+/// through their environment only (never their command line, which `ps` shows everyone),
+/// and neither the repository's password nor the object store's keys. Wrappers in
+/// `STRONGROOM_PG_BINDIR` record each tool's argv and environment, then run the real one.
+#[test]
+fn client_tools_see_no_secret_they_do_not_need() {
+    let pg = Cluster::start();
+    load_hotel(&pg, "hotel", None, None, 500);
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+    let wrappers = env.path("bin");
+    let seen = env.path("seen");
+    std::fs::create_dir(&wrappers).unwrap();
+    for tool in ["pg_dump", "pg_dumpall", "pg_restore", "psql"] {
+        let real = pg.bindir().join(tool);
+        let real = if real.exists() {
+            real
+        } else {
+            std::path::PathBuf::from("/usr/lib/postgresql/15/bin").join(tool)
+        };
+        let script = wrappers.join(tool);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n{{ echo \"ARGV {tool} $*\"; tr '\\0' '\\n' < /proc/$$/environ; }} >> '{}'\nexec '{}' \"$@\"\n",
+                seen.display(),
+                real.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let url = |db: &str| pg.url(pgkit::SUPERUSER, None, db);
+    let run = |args: &[&str]| {
+        env.cmd()
+            .args(args)
+            .env("STRONGROOM_PG_BINDIR", &wrappers)
+            .env("PGPASSWORD", pgkit::PASSWORD)
+            .env("AWS_SECRET_ACCESS_KEY", "aws-secret-never-passed")
+            .assert()
+            .success();
+    };
+    run(&["backup", &url("hotel")]);
+    run(&["restore", "latest", "--target-db", &url("copy")]);
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(seen.contains("ARGV pg_dump"), "{seen}");
+    assert!(seen.contains("ARGV pg_restore"), "{seen}");
+    for line in seen.lines() {
+        if line.starts_with("ARGV") {
+            assert!(
+                !line.contains(pgkit::PASSWORD),
+                "a password in argv: {line}"
+            );
+        }
+    }
+    assert!(!seen.contains("STRONGROOM_PASSWORD="), "{seen}");
+    assert!(!seen.contains("aws-secret-never-passed"), "{seen}");
+    assert!(seen.contains(&format!("PGPASSWORD={}", pgkit::PASSWORD)));
+}

@@ -423,3 +423,199 @@ fn a_restored_file_keeps_its_owner_group_and_mode() {
     assert_eq!((wal.uid(), wal.gid()), (want.uid(), want.gid()));
     drop(c);
 }
+
+/// A hotel database in `app/`, a directory the attacker (the application's user) owns, as
+/// on a real host; `rootonly/`, a directory only root may enter. Returns (app, rootonly).
+fn attacked_layout(
+    env: &Env,
+    attacker: &strongroom_testkit::attacker::Attacker,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    // The attacker must reach its own directory through ours.
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let app = env.path("app");
+    let rootonly = env.path("rootonly");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::create_dir(&rootonly).unwrap();
+    std::fs::set_permissions(&rootonly, std::fs::Permissions::from_mode(0o700)).unwrap();
+    make_db(&app.join("hotel.db"), 300);
+    attacker.take(&app);
+    attacker.take(&app.join("hotel.db"));
+    env.init();
+    env.json(&[
+        "backup",
+        &format!("sqlite:{}", app.join("hotel.db").display()),
+    ]);
+    (app, rootonly)
+}
+
+/// Runs root's restore onto `app/hotel.db`; returns whether it succeeded and its stderr.
+fn root_restores(env: &Env, app: &Path) -> (bool, String) {
+    let out = env
+        .cmd()
+        .args(["restore", "latest", "--force", "--to"])
+        .arg(app.join("hotel.db"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_swap_marker_another_user_planted_moves_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(attacker) = strongroom_testkit::attacker::Attacker::find() else {
+        return;
+    };
+    let env = envs().into_iter().next().unwrap();
+    let (app, rootonly) = attacked_layout(&env, &attacker);
+    let marker = app.join(".hotel.db.strongroom-swap");
+    let plant = |old_ino: u64, tmp: &Path, aside: &Path| {
+        let json = format!(
+            r#"{{"old_ino":{old_ino},"new_ino":1,"tmp":"{}","aside":"{}"}}"#,
+            tmp.display(),
+            aside.display()
+        );
+        attacker.sh(&format!("printf '%s' '{json}' > '{}'", marker.display()));
+    };
+
+    // Into root's directory: the attacker's script, where root's shell would run it.
+    let script = app.join("evil.sh");
+    attacker.sh(&format!("echo 'id > /tmp/owned' > '{}'", script.display()));
+    let ino = std::fs::metadata(&script).unwrap().ino();
+    plant(ino, &script, &rootonly.join("profile.sh"));
+    let (ok, err) = root_restores(&env, &app);
+    assert!(!ok, "the restore must refuse the marker: {err}");
+    assert!(err.contains("swap marker"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one sentence: {err}");
+    assert!(names_in(&rootonly).is_empty(), "{:?}", names_in(&rootonly));
+    assert!(script.exists());
+    assert!(invariant_holds(&app.join("hotel.db")));
+
+    // Out of root's directory: a secret, into the attacker's hands.
+    let secret = rootonly.join("secret");
+    std::fs::write(&secret, "root's secret").unwrap();
+    let ino = std::fs::metadata(&secret).unwrap().ino();
+    plant(ino, &secret, &app.join("stolen"));
+    let (ok, err) = root_restores(&env, &app);
+    assert!(!ok, "{err}");
+    assert!(secret.exists() && !app.join("stolen").exists());
+
+    // Even naming only strongroom's own names, a marker root did not write is not obeyed.
+    let ours = app.join(".hotel.db.strongroom-x.tmp");
+    plant(1, &ours, &app.join(".hotel.db.strongroom-old-x"));
+    let (ok, err) = root_restores(&env, &app);
+    assert!(!ok, "{err}");
+    assert!(err.contains("not to this user"), "{err}");
+
+    // Removed, as the sentence says: the restore goes through.
+    std::fs::remove_file(&marker).unwrap();
+    let (ok, err) = root_restores(&env, &app);
+    assert!(ok, "{err}");
+    assert!(invariant_holds(&app.join("hotel.db")));
+}
+
+#[test]
+fn links_another_user_planted_beside_a_target_are_never_followed() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(attacker) = strongroom_testkit::attacker::Attacker::find() else {
+        return;
+    };
+    let env = envs().into_iter().next().unwrap();
+    let (app, rootonly) = attacked_layout(&env, &attacker);
+
+    // The restore lock: a link would make root create a file where the link points.
+    let lock = app.join(".hotel.db.strongroom-lock");
+    let created = rootonly.join("created");
+    attacker.sh(&format!(
+        "ln -s '{}' '{}'",
+        created.display(),
+        lock.display()
+    ));
+    let (ok, err) = root_restores(&env, &app);
+    assert!(!ok, "{err}");
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(!created.exists(), "root created a file through the link");
+    std::fs::remove_file(&lock).unwrap();
+
+    // The target itself swapped for a link to a root-only file: refused, and the file keeps
+    // its content, owner and mode.
+    let secret = rootonly.join("secret");
+    std::fs::write(&secret, "root's secret").unwrap();
+    let before = std::fs::metadata(&secret).unwrap();
+    attacker.sh(&format!(
+        "mv '{0}/hotel.db' '{0}/hotel.db.real' && ln -s '{1}' '{0}/hotel.db'",
+        app.display(),
+        secret.display()
+    ));
+    let (ok, err) = root_restores(&env, &app);
+    assert!(!ok, "{err}");
+    assert!(err.contains("symbolic link"), "{err}");
+    let after = std::fs::metadata(&secret).unwrap();
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root's secret");
+    assert_eq!(
+        (after.uid(), after.mode(), after.ino()),
+        (before.uid(), before.mode(), before.ino())
+    );
+    assert!(
+        std::fs::symlink_metadata(app.join("hotel.db"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+/// A hook gets what it needs to stop or start the application, and no secret: not the
+/// repository's password, not the stores' keys, not the database's password; and its
+/// command line (which may hold a token) is not logged, even at `-vv`.
+#[test]
+fn hooks_get_only_what_they_need() {
+    let env = envs().into_iter().next().unwrap();
+    let (_db, src) = env.hotel_source(200);
+    env.json(&["backup", &src]);
+    let seen = env.path("hook-env");
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"{src}\"\nbefore_restore = \"env > {} # token-in-the-command\"\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    let out = env
+        .cmd()
+        .args(["-vv", "restore", "latest", "--to", "hotel.db", "--force"])
+        .env("PGPASSWORD", "pg-secret")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
+        .env("SOME_APP_TOKEN", "app-token")
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("token-in-the-command"), "{err}");
+    let got = std::fs::read_to_string(&seen).unwrap();
+    for secret in [common::PASSWORD, "pg-secret", "aws-secret", "app-token"] {
+        assert!(!got.contains(secret), "{secret} reached the hook: {got}");
+    }
+    for wanted in [
+        "STRONGROOM_SNAPSHOT=",
+        "STRONGROOM_TARGET=",
+        "PATH=",
+        "LC_ALL=C",
+    ] {
+        assert!(got.contains(wanted), "{wanted} missing: {got}");
+    }
+}

@@ -7,8 +7,19 @@
 //! decide which program to run and what its failure means.
 //!
 //! Why one place: a child that outlives an error path keeps a database lock (`pg_dump`) or a
-//! file open; every engine must reap the same way, and a hook must never inherit the
-//! repository password (Architecture, invariant "Secrets never appear").
+//! file open; every engine must reap the same way. And what a child may see of our
+//! environment is decided here once (Architecture, invariant "Secrets never appear"):
+//! - hooks and alert commands ([`config_command`]) get a short list of harmless variables
+//!   ([`PASSED_TO_HOOKS`]) and what strongroom tells them (`STRONGROOM_SNAPSHOT`, …), nothing
+//!   else: no repository password, no object-store credentials, no `PGPASSWORD`. They are
+//!   shell commands from a config file, often written to call other tools, and whatever they
+//!   start inherits what they got;
+//! - PostgreSQL's client tools keep the environment libpq reads but lose the repository's
+//!   and the stores' secrets ([`withhold_store_secrets`]);
+//! - `password_command` keeps the environment (it may need a vault's token) but not the
+//!   repository password.
+//! The command line of a hook is never logged or put in an error: config commands carry
+//! tokens (`curl -u …`) as often as not.
 
 use crate::error::{Error, Result};
 use std::io::Read;
@@ -105,8 +116,75 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
-/// A shell command from the configuration, run through `sh -c` without the repository
-/// password in its environment.
+/// Variables that hold the secrets strongroom itself uses: the repository's password and the
+/// object stores' credentials. Only a child that opens the repository (a PostgreSQL server
+/// whose `restore_command` is `strongroom wal fetch`) keeps them.
+pub const STORE_SECRETS: &[&str] = &[
+    PASSWORD_ENV,
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+];
+
+/// The variables of ours a hook or an alert command sees (besides `LC_*` and what strongroom
+/// sets for it): where programs are, who and where it is, the locale, and libpq's settings
+/// that are not secrets (`PGPASSFILE` names a file; `PGPASSWORD` is not passed).
+pub const PASSED_TO_HOOKS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "NO_COLOR",
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGPASSFILE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGCONNECT_TIMEOUT",
+];
+
+/// Removes the repository's and the stores' secrets from what `cmd` inherits.
+pub fn withhold_store_secrets(cmd: &mut Command) -> &mut Command {
+    for k in STORE_SECRETS {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+/// A shell command from the configuration that acts for the operator (a hook, an alert
+/// command): `sh -c` with only [`PASSED_TO_HOOKS`] (and `LC_*`) of our environment, plus
+/// `env`.
+pub fn config_command(command: &str, env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(command).env_clear().stdin(Stdio::null());
+    for (k, v) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if PASSED_TO_HOOKS.contains(&name.as_ref()) || name.starts_with("LC_") {
+            cmd.env(&k, v);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    cmd
+}
+
+/// A shell command from the configuration that must see our environment
+/// (`password_command`), run through `sh -c` without the repository password.
 fn shell(command: &str) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -125,9 +203,9 @@ pub fn run_hook(hook: &str, command: &str, env: &[(&str, String)]) -> Result<()>
         .try_clone_to_owned()
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null());
-    tracing::info!(hook, command, "running hook");
-    let status = shell(command)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+    // The hook's name only: its command line may carry a token.
+    tracing::info!(hook, "running hook");
+    let status = config_command(command, env)
         .stdout(stdout)
         .status()
         .map_err(|e| Error::Hook {
@@ -139,7 +217,7 @@ pub fn run_hook(hook: &str, command: &str, env: &[(&str, String)]) -> Result<()>
     } else {
         Err(Error::Hook {
             hook: hook.to_string(),
-            detail: format!("`{command}` {}", describe_exit(status)),
+            detail: describe_exit(status),
         })
     }
 }

@@ -5,10 +5,10 @@
 //! so a timeout kills whatever it started too. Must not retry (`deliver` does), and must not
 //! give the command the repository password.
 
-use crate::process::{PASSWORD_ENV, describe_exit, stderr_gist};
+use crate::process::{describe_exit, stderr_gist};
 use std::io::{Read, Seek, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Runs `command` once with `json` on its stdin; `env` adds variables (event, level, source).
@@ -25,11 +25,7 @@ pub(super) fn run(
     let err_out = said
         .try_clone()
         .map_err(|e| format!("no temporary file for stderr: {e}"))?;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .env_remove(PASSWORD_ENV)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+    let mut child = crate::process::config_command(command, env)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(err_out)

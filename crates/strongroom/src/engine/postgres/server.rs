@@ -394,9 +394,9 @@ impl Conn {
             .env("PGDATABASE", &self.dbname)
             .env("PGAPPNAME", "strongroom")
             .env("PGSSLMODE", &self.sslmode)
-            .env_remove("PGSERVICE")
-            // The repository's password is none of pg_dump's business.
-            .env_remove("STRONGROOM_PASSWORD");
+            .env_remove("PGSERVICE");
+        // The repository's password and the stores' keys are none of pg_dump's business.
+        crate::process::withhold_store_secrets(cmd);
         if let Some(r) = &self.sslrootcert {
             cmd.env("PGSSLROOTCERT", r);
         }

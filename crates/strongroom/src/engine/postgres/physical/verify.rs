@@ -137,16 +137,21 @@ impl Drop for Server {
     }
 }
 
+/// `program` of the server's binaries, as `run_as`. The server keeps what its
+/// `restore_command` (`strongroom wal fetch`) needs to open the repository, but not a client
+/// password it has no use for.
 fn command(bindir: &Path, program: &str, run_as: Option<&str>) -> Command {
     let exe = bindir.join(program);
-    match run_as {
+    let mut c = match run_as {
         Some(u) => {
             let mut c = Command::new("runuser");
             c.args(["-u", u, "--"]).arg(exe);
             c
         }
         None => Command::new(exe),
-    }
+    };
+    c.env_remove("PGPASSWORD");
+    c
 }
 
 /// Whether `pg_control` says the cluster in `dir` is in production and recovery is over.
