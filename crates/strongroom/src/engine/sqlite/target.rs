@@ -7,8 +7,9 @@
 //!   `O_NOFOLLOW`), never by path again. strongroom restores as root into directories the
 //!   application's user owns; that user can plant links, or swap the directory itself for a
 //!   link, between two of our steps, and a path looked up twice would follow them. SQLite,
-//!   which takes only paths, opens `/proc/self/fd/N/NAME` (the held directory) with
-//!   `SQLITE_OPEN_NOFOLLOW`;
+//!   which takes only paths, opens `/proc/self/fd/N/NAME`: its unix VFS resolves that link
+//!   to the held directory's current path and opens the file itself with `O_NOFOLLOW`
+//!   (`SQLITE_OPEN_NOFOLLOW` would refuse the `/proc` link itself);
 //! - one restore at a time per target (a lock file beside it, `flock`ed);
 //! - a target that is a symbolic link is refused: a restore replaces a file, never what a
 //!   link points at;
@@ -429,9 +430,7 @@ pub(super) fn settle(dir: &TargetDir, target: &str) -> Result<()> {
     let shown = dir.shown(target);
     let c = match rusqlite::Connection::open_with_flags(
         dir.via(target),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     ) {
         Ok(c) => c,
         // Not a database (a file replaced by force): it has no journal to settle.
