@@ -65,11 +65,10 @@ pub fn parse_version(text: &str) -> Option<(u32, String)> {
 }
 
 fn probe(path: &Path) -> Option<Tool> {
-    let out = Command::new(path)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
+    let mut cmd = Command::new(path);
+    // Asked only for its version: it needs no secret of ours.
+    crate::process::withhold_store_secrets(&mut cmd).env_remove("PGPASSWORD");
+    let out = cmd.arg("--version").stdin(Stdio::null()).output().ok()?;
     if !out.status.success() {
         return None;
     }

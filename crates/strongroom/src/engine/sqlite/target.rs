@@ -86,7 +86,7 @@ impl TargetDir {
 
     /// The inode at `NAME` (not following a link), when something is there.
     fn ino(&self, name: &str) -> Option<u64> {
-        self.stat(name).ok().flatten().map(|st| st.st_ino as u64)
+        self.stat(name).ok().flatten().map(|st| st.st_ino)
     }
 
     /// Opens `NAME` without following a link (and without blocking on a FIFO).
@@ -182,7 +182,7 @@ impl TargetLock {
             }
             // The holder before us may have removed the file after we opened it: the lock
             // counts only on the file that is at the name.
-            let ours = rustix::fs::fstat(&file).map(|st| st.st_ino as u64).ok();
+            let ours = rustix::fs::fstat(&file).map(|st| st.st_ino).ok();
             if ours.is_some() && ours == dir.ino(&name) {
                 let (d, n) = (Arc::clone(dir), name.clone());
                 let removed = interrupt::guard(
