@@ -429,6 +429,62 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_forged_snapshot_cannot_write_below_a_link_it_stores() {
+        let Some(attacker) = Attacker::find() else {
+            return;
+        };
+        let (tmp, vault) = place_with_vault(&attacker);
+        let repo = memory_repo();
+        let vault_s = vault.to_string_lossy().into_owned();
+        let snap = forge(
+            &repo,
+            &[
+                Forged::Dir("global"),
+                Forged::Link("lnk", &vault_s),
+                Forged::File("lnk/file", b"* * * * * root sh /tmp/owned\n"),
+                Forged::File("global/pg_control", b"control"),
+                Forged::File("backup_label", b"label"),
+            ],
+            (attacker.uid, attacker.gid),
+        );
+        let index = repo.load_index().unwrap();
+
+        // Both ways a physical snapshot is restored: beside a target, and into a new
+        // directory (verify's throwaway server).
+        let target = tmp.path().join("main");
+        let staged = stage(
+            &repo,
+            &index,
+            &snap,
+            &target,
+            &TargetState::Absent,
+            &RestoreOptions::default(),
+            &Silent,
+        );
+        let into = restore_into(
+            &repo,
+            &index,
+            &snap,
+            &tmp.path().join("throwaway"),
+            &RecoveryTarget::Latest,
+            &Silent,
+        );
+        for e in [staged.err(), into.err()] {
+            let e = e.expect("the forged snapshot must be refused");
+            let said = e.to_string();
+            assert!(e.is_damage(), "{said}");
+            assert!(
+                said.contains("\"lnk/file\"") && said.contains(snap.short_id()),
+                "{said}"
+            );
+            assert!(said.contains("outside the data directory"), "{said}");
+        }
+        let inside: Vec<_> = std::fs::read_dir(&vault).unwrap().collect();
+        assert!(inside.is_empty(), "written into the vault: {inside:?}");
+        assert!(!target.exists());
+    }
+
+    #[test]
     fn recovery_settings_are_never_written_through_a_link_the_snapshot_stores() {
         let Some(attacker) = Attacker::find() else {
             return;

@@ -8,7 +8,9 @@
 //! last, so a directory cut short cannot start. Also owns where tablespaces come back:
 //! inside the restored data directory ([`TABLESPACES_DIR`]), linked from `pg_tblspc/`, not at
 //! their original locations, which on the same host belong to the cluster that was backed
-//! up.
+//! up. And owns the rule that keeps a snapshot's names inside the directory
+//! ([`check_names`]), checked before anything is written: a manifest is authenticated, but
+//! whoever holds a key file can write one, and root restores it.
 //!
 //! Must not decide where the directory goes or how it recovers, and must not write through a
 //! path: every write goes through [`super::beneath`], relative to the directory's descriptor
@@ -34,7 +36,8 @@ use std::path::Path;
 const FILES_PER_GROUP: usize = 256;
 
 /// Writes every entry of the snapshot below `root` (which will be `final_dir` once moved
-/// into place); returns the bytes written.
+/// into place); returns the bytes written. Refuses a snapshot whose names break
+/// [`check_names`] before writing anything.
 pub(super) fn write_tree(
     repo: &Repository,
     index: &Index,
@@ -43,6 +46,7 @@ pub(super) fn write_tree(
     final_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<u64> {
+    check_names(snap)?;
     progress.begin("restore", Some(snap.size));
     let mut files: Vec<&FileEntry> = Vec::new();
     let mut control = None;
@@ -116,6 +120,79 @@ fn place_tablespaces(snap: &Snapshot, root: &Beneath, final_dir: &Path) -> Resul
         root.rename(&written, &format!("{TABLESPACES_DIR}/{oid}"))?;
         let link = final_dir.join(TABLESPACES_DIR).join(oid);
         root.symlink(&link.to_string_lossy(), &written)?;
+    }
+    Ok(())
+}
+
+/// What a stored name is, for the rule on what may lie below it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sort {
+    Dir,
+    Link,
+    File,
+}
+
+/// Checks that every name of the snapshot stays inside the data directory: a plain relative
+/// path (no `..`, `.`, empty component, leading `/`), named once, not [`TABLESPACES_DIR`]
+/// (which the restore makes), and below no entry the snapshot stores as a link or a file. A
+/// tablespace's link (`pg_tblspc/<oid>`) counts as a directory: it is restored as one. Any
+/// other link is created as a link, so an entry below it would be written through it, to
+/// wherever it points. Order does not matter: links are created before files are written.
+pub(super) fn check_names(snap: &Snapshot) -> Result<()> {
+    let refuse = |detail: String| {
+        Err(Error::corrupt(
+            Snapshot::object_key(&snap.id),
+            format!(
+                "{detail}, so restoring snapshot {} would write outside the data directory; nothing was restored",
+                snap.short_id()
+            ),
+        ))
+    };
+    let mut sorts: HashMap<&str, Sort> = HashMap::with_capacity(snap.files.len());
+    for f in &snap.files {
+        let name = f.name.as_str();
+        let plain = !name.is_empty()
+            && name
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+        if !plain {
+            return refuse(format!("entry {name:?} is not a plain relative path"));
+        }
+        if name == TABLESPACES_DIR || name.starts_with(&format!("{TABLESPACES_DIR}/")) {
+            return refuse(format!(
+                "entry {name:?} is where the restore places tablespaces itself"
+            ));
+        }
+        let tree = f.tree.as_ref();
+        let sort = if tree.is_some_and(|t| t.dir) || is_tablespace(f) {
+            Sort::Dir
+        } else if tree.is_some_and(|t| t.link.is_some()) {
+            Sort::Link
+        } else {
+            Sort::File
+        };
+        if sorts.insert(name, sort).is_some() {
+            return refuse(format!("entry {name:?} is named twice"));
+        }
+    }
+    for f in &snap.files {
+        let name = f.name.as_str();
+        for (i, _) in name.match_indices('/') {
+            let above = &name[..i];
+            match sorts.get(above) {
+                Some(Sort::Link) => {
+                    return refuse(format!(
+                        "entry {name:?} lies below {above:?}, which the snapshot stores as a link"
+                    ));
+                }
+                Some(Sort::File) => {
+                    return refuse(format!(
+                        "entry {name:?} lies below {above:?}, which the snapshot stores as a file"
+                    ));
+                }
+                Some(Sort::Dir) | None => {}
+            }
+        }
     }
     Ok(())
 }
@@ -359,4 +436,136 @@ fn write_large(
         ));
     }
     Ok(out.bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::snapshot::TreeEntry;
+
+    fn entry(name: &str, tree: TreeEntry) -> FileEntry {
+        FileEntry {
+            name: name.into(),
+            size: 0,
+            chunks: 0,
+            chunking: Chunking::Fixed { size: 8192 },
+            lists: vec![],
+            tree: Some(tree),
+        }
+    }
+
+    /// Entries written as `name` (a file), `name/` (a directory) or `name -> to` (a link).
+    fn snapshot(spec: &[&str]) -> Snapshot {
+        let mut s = crate::repository::snapshot::tests::sample(&"ab".repeat(32), "t", &[]);
+        s.files = spec
+            .iter()
+            .map(|e| {
+                if let Some((name, to)) = e.split_once(" -> ") {
+                    let link = Some(to.to_string());
+                    entry(
+                        name,
+                        TreeEntry {
+                            mode: 0o777,
+                            link,
+                            ..TreeEntry::default()
+                        },
+                    )
+                } else if let Some(name) = e.strip_suffix('/').filter(|n| !n.is_empty()) {
+                    entry(
+                        name,
+                        TreeEntry {
+                            mode: 0o700,
+                            dir: true,
+                            ..TreeEntry::default()
+                        },
+                    )
+                } else {
+                    entry(
+                        e,
+                        TreeEntry {
+                            mode: 0o600,
+                            ..TreeEntry::default()
+                        },
+                    )
+                }
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn names_that_would_leave_the_data_directory_are_refused() {
+        let accepted: &[&[&str]] = &[
+            &["global/", "global/pg_control", "base/1/1259"],
+            &[
+                "postgresql.conf -> /etc/postgresql/main.conf",
+                "global/pg_control",
+            ],
+            // A tablespace's link is restored as a directory: its files may lie below it.
+            &[
+                "pg_tblspc/",
+                "pg_tblspc/16384 -> /srv/ts",
+                "pg_tblspc/16384/PG_15/5/16385",
+            ],
+            // Files listed before their directory: order does not matter.
+            &["base/1/1259", "base/", "base/1/"],
+            &["a..b", "..a", "a/.b"],
+        ];
+        for spec in accepted {
+            check_names(&snapshot(spec)).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+        }
+        let refused: &[(&[&str], &str)] = &[
+            (
+                &["lnk -> /root/vault", "lnk/file"],
+                r#""lnk/file" lies below "lnk""#,
+            ),
+            // Wherever the file comes in the list.
+            (
+                &["lnk/file", "lnk -> /root/vault"],
+                r#""lnk/file" lies below "lnk""#,
+            ),
+            (
+                &["a/", "a/lnk -> /", "a/lnk/b/c"],
+                r#""a/lnk/b/c" lies below "a/lnk""#,
+            ),
+            (&["a -> .", "a/b"], "stores as a link"),
+            (&["global", "global/pg_control"], "stores as a file"),
+            // Below a tablespace's directory, another link is only a link.
+            (
+                &[
+                    "pg_tblspc/1 -> /t",
+                    "pg_tblspc/1/x -> /etc",
+                    "pg_tblspc/1/x/y",
+                ],
+                "as a link",
+            ),
+            (
+                &["pg_tblspc -> /etc", "pg_tblspc/1 -> /t"],
+                r#"below "pg_tblspc""#,
+            ),
+            (&["../escape"], "not a plain relative path"),
+            (&["a/../../escape"], "not a plain relative path"),
+            (&["/etc/cron.d/x"], "not a plain relative path"),
+            (&[""], "not a plain relative path"),
+            (&["a//b"], "not a plain relative path"),
+            (&["a/./b"], "not a plain relative path"),
+            (&["."], "not a plain relative path"),
+            (&["a\0b"], "not a plain relative path"),
+            (&["x", "x"], "named twice"),
+            (
+                &["strongroom_tablespaces -> /etc"],
+                "places tablespaces itself",
+            ),
+            (&["strongroom_tablespaces/1/x"], "places tablespaces itself"),
+        ];
+        for (spec, why) in refused {
+            let snap = snapshot(spec);
+            let e = check_names(&snap).expect_err(&format!("{spec:?} must be refused"));
+            let said = e.to_string();
+            assert!(e.is_damage(), "{said}");
+            assert!(said.contains(why), "{spec:?}: {said}");
+            assert!(said.contains(snap.short_id()), "{said}");
+            assert!(said.contains("nothing was restored"), "{said}");
+        }
+    }
 }
