@@ -3,8 +3,12 @@
 //! `restore_command` naming strongroom by absolute path and holding no secret, the recovery
 //! target with `recovery_target_action = 'promote'`, and the timeline to follow.
 //!
-//! Owns those settings and the choice of timeline. Must not write the cluster's files.
+//! Owns those settings and the choice of timeline. Must not write the cluster's files, and
+//! writes its own two through [`super::beneath`]: a link the snapshot stores at either name
+//! is replaced by a file, never read or written through (it could point at any file of the
+//! host, and the restore runs as root).
 
+use super::beneath::Beneath;
 use super::{BACKUP_LABEL, wal_included};
 use crate::engine::RecoveryTarget;
 use crate::engine::postgres::cluster::Lsn;
@@ -12,7 +16,6 @@ use crate::engine::postgres::wal;
 use crate::error::{Error, Result};
 use crate::repository::Repository;
 use crate::repository::snapshot::Snapshot;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// The recovery settings strongroom writes, one per line.
@@ -99,17 +102,35 @@ fn conf_quote(v: &str) -> String {
 
 /// Writes `recovery.signal` and the recovery settings into `postgresql.auto.conf`, replacing
 /// any recovery settings the cluster had (a snapshot of a restored cluster carries its own).
+/// Both are written as new files renamed into place below `root`.
 pub(super) fn write_recovery(
     snap: &Snapshot,
-    dir: &Path,
+    root: &Beneath,
     recovery: &RecoveryTarget,
     timeline: Option<u32>,
 ) -> Result<()> {
     let program = std::env::current_exe()
         .map_err(|e| Error::Internal(format!("cannot find strongroom's own path: {e}")))?;
     let program = std::fs::canonicalize(&program).unwrap_or(program);
-    let auto = dir.join("postgresql.auto.conf");
-    let old = std::fs::read_to_string(&auto).unwrap_or_default();
+    const AUTO: &str = "postgresql.auto.conf";
+    let old = match root.kind(AUTO)? {
+        Some(rustix::fs::FileType::RegularFile) => {
+            let mut text = String::new();
+            if let Some(mut f) = root.open_file(AUTO)? {
+                std::io::Read::read_to_string(&mut f, &mut text)
+                    .map_err(|e| Error::io("reading", root.path().join(AUTO), e))?;
+            }
+            text
+        }
+        None => String::new(),
+        Some(_) => {
+            tracing::warn!(
+                "snapshot {} stores {AUTO} as something other than a file; the restore replaces it with a file holding only the recovery settings",
+                snap.short_id()
+            );
+            String::new()
+        }
+    };
     let mut text: String = old
         .lines()
         .filter(|l| {
@@ -125,14 +146,9 @@ pub(super) fn write_recovery(
     for (k, v) in recovery_settings(recovery, &program, timeline) {
         text.push_str(&format!("{k} = {}\n", conf_quote(&v)));
     }
-    std::fs::write(&auto, text).map_err(|e| Error::io("writing", &auto, e))?;
-    let signal = dir.join("recovery.signal");
-    std::fs::write(&signal, "").map_err(|e| Error::io("writing", &signal, e))?;
-    for f in [&auto, &signal] {
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io("setting permissions of", f, e))?;
-    }
-    if !dir.join(BACKUP_LABEL).exists() {
+    root.replace_file(AUTO, text.as_bytes(), 0o600)?;
+    root.replace_file("recovery.signal", b"", 0o600)?;
+    if root.kind(BACKUP_LABEL)? != Some(rustix::fs::FileType::RegularFile) {
         return Err(Error::corrupt(
             Snapshot::object_key(&snap.id),
             "a physical snapshot without its backup_label",

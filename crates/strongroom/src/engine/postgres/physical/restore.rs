@@ -5,8 +5,11 @@
 //! beside the target only the restore knows, who owns the result, and moving it into place
 //! through the restore safety sequence. Writing the files is [`super::tree`]'s, the
 //! recovery settings [`super::recovery`]'s. Must not start servers (that is
-//! [`super::verify`]).
+//! [`super::verify`]), and must not change anything inside the directory by path: the
+//! directory is opened once and every write, mode and owner below it goes through that
+//! descriptor ([`super::beneath`]), never following a link.
 
+use super::beneath::Beneath;
 use super::recovery::{timeline_for, write_recovery};
 use super::tree::write_tree;
 use super::{keys, wal_included};
@@ -21,7 +24,7 @@ use crate::repository::archive::Archive;
 use crate::repository::index::Index;
 use crate::repository::snapshot::Snapshot;
 use std::collections::HashSet;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// What is at a data-directory target.
@@ -159,17 +162,18 @@ pub fn stage(
         "partly restored data directory",
     )?;
     let dir = scratch.path().to_path_buf();
-    let bytes = write_tree(repo, index, snap, &dir, &target, progress)?;
+    // Everything below is written through this descriptor, never by path.
+    let root = Beneath::open(&dir)?;
+    let bytes = write_tree(repo, index, snap, &root, &target, progress)?;
     let timeline = timeline_for(repo, snap)?;
-    write_recovery(snap, &dir, &opts.recovery, timeline)?;
+    write_recovery(snap, &root, &opts.recovery, timeline)?;
     // The lock file of the scratch directory must not be restored with the cluster.
-    let _ = std::fs::remove_file(dir.join(".lock"));
-    if let Some(owner) = owner_for(snap, &[&target, parent]) {
-        chown_tree(&dir, owner)?;
+    root.remove_file(".lock")?;
+    root.chmod(0o700)?;
+    if let Some((uid, gid)) = owner_for(snap, &[&target, parent]) {
+        root.chown_all(uid, gid)?;
     }
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io("setting permissions of", &dir, e))?;
-    crate::storage::sync_dir(&dir)?;
+    root.sync()?;
     Ok(Box::new(StagedDir {
         scratch: Some(scratch),
         dir,
@@ -191,15 +195,19 @@ pub fn restore_into(
     progress: &dyn Progress,
 ) -> Result<u64> {
     check_wal(repo, snap, recovery)?;
-    std::fs::create_dir(dir).map_err(|e| Error::io("creating", dir, e))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io("setting permissions of", dir, e))?;
-    let bytes = write_tree(repo, index, snap, dir, dir, progress)?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("creating", dir, e))?;
+    // Everything below is written through this descriptor, never by path.
+    let root = Beneath::open(dir)?;
+    root.chmod(0o700)?;
+    let bytes = write_tree(repo, index, snap, &root, dir, progress)?;
     let timeline = timeline_for(repo, snap)?;
-    write_recovery(snap, dir, recovery, timeline)?;
+    write_recovery(snap, &root, recovery, timeline)?;
     let parent = dir.parent().unwrap_or(Path::new("/"));
-    if let Some(owner) = owner_for(snap, &[parent]) {
-        chown_tree(dir, owner)?;
+    if let Some((uid, gid)) = owner_for(snap, &[parent]) {
+        root.chown_all(uid, gid)?;
     }
     Ok(bytes)
 }
@@ -227,19 +235,6 @@ fn owner_for(snap: &Snapshot, places: &[&Path]) -> Option<(u32, u32)> {
     let uid = owner.first()?.as_u64()? as u32;
     let gid = owner.get(1)?.as_u64()? as u32;
     (uid != 0).then_some((uid, gid))
-}
-
-fn chown_tree(dir: &Path, (uid, gid): (u32, u32)) -> Result<()> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
-        .map_err(|e| Error::io("changing the owner of", dir, e))?;
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io("reading", dir, e))?;
-    if meta.is_dir() {
-        for e in std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
-            let e = e.map_err(|e| Error::io("listing", dir, e))?;
-            chown_tree(&e.path(), (uid, gid))?;
-        }
-    }
-    Ok(())
 }
 
 /// A restored data directory beside its target.
@@ -326,5 +321,273 @@ impl Staged for StagedDir {
             std::fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    //! A snapshot forged by whoever holds a key file (the README hands one to `postgres` for
+    //! `archive_command`), restored by root: it must not reach outside the data directory.
+
+    use super::*;
+    use crate::chunker::FixedBatcher;
+    use crate::progress::Silent;
+    use crate::repository::snapshot::{BackupKind, Chunking, EngineKind, TreeEntry};
+    use crate::repository::writer::BackupWriter;
+    use crate::repository::writer::tests::memory_repo;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use strongroom_testkit::attacker::Attacker;
+
+    /// One entry of a forged snapshot.
+    pub(crate) enum Forged<'a> {
+        Dir(&'a str),
+        Link(&'a str, &'a str),
+        File(&'a str, &'a [u8]),
+    }
+
+    /// Writes a physical snapshot of `entries` through the library's own writer, as anyone
+    /// holding the repository's key could, claiming `owner` as the data directory's owner.
+    pub(crate) fn forge(repo: &Repository, entries: &[Forged<'_>], owner: (u32, u32)) -> Snapshot {
+        let w = BackupWriter::new(repo).unwrap();
+        let chunking = Chunking::Fixed { size: 4096 };
+        let files = w
+            .write_files(3, &Silent, |sink| {
+                for e in entries {
+                    let (name, tree) = match e {
+                        Forged::Dir(name) => (
+                            name,
+                            TreeEntry {
+                                mode: 0o700,
+                                dir: true,
+                                ..TreeEntry::default()
+                            },
+                        ),
+                        Forged::Link(name, to) => (
+                            name,
+                            TreeEntry {
+                                mode: 0o777,
+                                link: Some(to.to_string()),
+                                ..TreeEntry::default()
+                            },
+                        ),
+                        Forged::File(name, data) => {
+                            let mut b = FixedBatcher::new(4096);
+                            if let Some(x) = b.push(data) {
+                                sink.push(x)?;
+                            }
+                            if let Some(x) = b.finish() {
+                                sink.push(x)?;
+                            }
+                            let sum = blake3::hash(data).to_hex().to_string();
+                            (
+                                name,
+                                TreeEntry {
+                                    mode: 0o644,
+                                    checksum: Some(sum),
+                                    ..TreeEntry::default()
+                                },
+                            )
+                        }
+                    };
+                    sink.end_file(name, chunking, Some(tree))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        w.finish().unwrap();
+        let mut s = crate::repository::snapshot::tests::sample("", "forged", &[]);
+        s.engine = EngineKind::Postgres;
+        s.kind = BackupKind::Physical;
+        s.metadata
+            .extra
+            .insert(keys::WAL_INCLUDED.into(), true.into());
+        s.metadata
+            .extra
+            .insert(keys::OWNER.into(), serde_json::json!([owner.0, owner.1]));
+        s.files = files;
+        repo.write_snapshot(&mut s).unwrap();
+        s
+    }
+
+    /// A world-readable scratch place holding `vault`, a directory only root may write in.
+    fn place_with_vault(attacker: &Attacker) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let vault = tmp.path().join("vault");
+        std::fs::create_dir(&vault).unwrap();
+        std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let probe = attacker
+            .command("touch")
+            .arg(vault.join("probe"))
+            .status()
+            .unwrap();
+        assert!(
+            !probe.success(),
+            "the attacker must not be able to write in the vault"
+        );
+        (tmp, vault)
+    }
+
+    #[test]
+    fn a_forged_snapshot_cannot_write_below_a_link_it_stores() {
+        let Some(attacker) = Attacker::find() else {
+            return;
+        };
+        let (tmp, vault) = place_with_vault(&attacker);
+        let repo = memory_repo();
+        let vault_s = vault.to_string_lossy().into_owned();
+        let snap = forge(
+            &repo,
+            &[
+                Forged::Dir("global"),
+                Forged::Link("lnk", &vault_s),
+                Forged::File("lnk/file", b"* * * * * root sh /tmp/owned\n"),
+                Forged::File("global/pg_control", b"control"),
+                Forged::File("backup_label", b"label"),
+            ],
+            (attacker.uid, attacker.gid),
+        );
+        let index = repo.load_index().unwrap();
+
+        // Both ways a physical snapshot is restored: beside a target, and into a new
+        // directory (verify's throwaway server).
+        let target = tmp.path().join("main");
+        let staged = stage(
+            &repo,
+            &index,
+            &snap,
+            &target,
+            &TargetState::Absent,
+            &RestoreOptions::default(),
+            &Silent,
+        );
+        let into = restore_into(
+            &repo,
+            &index,
+            &snap,
+            &tmp.path().join("throwaway"),
+            &RecoveryTarget::Latest,
+            &Silent,
+        );
+        for e in [staged.err(), into.err()] {
+            let e = e.expect("the forged snapshot must be refused");
+            let said = e.to_string();
+            assert!(e.is_damage(), "{said}");
+            assert!(
+                said.contains("\"lnk/file\"") && said.contains(snap.short_id()),
+                "{said}"
+            );
+            assert!(said.contains("outside the data directory"), "{said}");
+        }
+        let inside: Vec<_> = std::fs::read_dir(&vault).unwrap().collect();
+        assert!(inside.is_empty(), "written into the vault: {inside:?}");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn recovery_settings_are_never_written_through_a_link_the_snapshot_stores() {
+        let Some(attacker) = Attacker::find() else {
+            return;
+        };
+        let (tmp, vault) = place_with_vault(&attacker);
+        let secret = vault.join("secret");
+        std::fs::write(&secret, "root only\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let signal = vault.join("signal");
+        std::fs::write(&signal, "keep me\n").unwrap();
+        let repo = memory_repo();
+        let (secret_s, signal_s) = (
+            secret.to_string_lossy().into_owned(),
+            signal.to_string_lossy().into_owned(),
+        );
+        let snap = forge(
+            &repo,
+            &[
+                Forged::Dir("global"),
+                Forged::Link("postgresql.auto.conf", &secret_s),
+                Forged::Link("recovery.signal", &signal_s),
+                Forged::File("global/pg_control", b"control"),
+                Forged::File("backup_label", b"label"),
+            ],
+            (attacker.uid, attacker.gid),
+        );
+        let index = repo.load_index().unwrap();
+        let dir = tmp.path().join("restored");
+        restore_into(&repo, &index, &snap, &dir, &RecoveryTarget::Latest, &Silent).unwrap();
+
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
+        assert_eq!(std::fs::read_to_string(&signal).unwrap(), "keep me\n");
+        let meta = std::fs::metadata(&secret).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+        // The restored settings are a file of the attacker's own, holding none of root's.
+        let auto = dir.join("postgresql.auto.conf");
+        let meta = std::fs::symlink_metadata(&auto).unwrap();
+        assert!(meta.is_file() && meta.uid() == attacker.uid);
+        let read = attacker.sh(&format!("cat '{}'", auto.display()));
+        let text = String::from_utf8_lossy(&read.stdout);
+        assert!(
+            text.contains("restore_command") && !text.contains("root only"),
+            "{text}"
+        );
+        assert!(
+            std::fs::symlink_metadata(dir.join("recovery.signal"))
+                .unwrap()
+                .is_file()
+        );
+    }
+
+    /// Runs its action once, when the restore starts writing files.
+    struct Midway<F: Fn() + Sync>(F, std::sync::Once);
+
+    impl<F: Fn() + Sync> Progress for Midway<F> {
+        fn begin(&self, label: &str, _total: Option<u64>) {
+            if label == "restore" {
+                self.1.call_once(|| (self.0)());
+            }
+        }
+    }
+
+    #[test]
+    fn a_link_planted_in_the_directory_during_the_restore_is_never_followed() {
+        let Some(attacker) = Attacker::find() else {
+            return;
+        };
+        let (tmp, vault) = place_with_vault(&attacker);
+        let repo = memory_repo();
+        let snap = forge(
+            &repo,
+            &[
+                Forged::Dir("base"),
+                Forged::Dir("base/1"),
+                Forged::File("base/1/1259", b"pages"),
+                Forged::Dir("global"),
+                Forged::File("global/pg_control", b"control"),
+                Forged::File("backup_label", b"label"),
+            ],
+            (attacker.uid, attacker.gid),
+        );
+        let index = repo.load_index().unwrap();
+        let dir = tmp.path().join("restored");
+        // As if the directory were one another user can write in: they plant links where
+        // the snapshot's directories go, after the restore created the directory.
+        let plant = Midway(
+            || {
+                attacker.take(&dir);
+                attacker.sh(&format!(
+                    "ln -s '{v}' '{d}/base' && ln -s '{v}' '{d}/global'",
+                    v = vault.display(),
+                    d = dir.display()
+                ));
+            },
+            std::sync::Once::new(),
+        );
+        let e = restore_into(&repo, &index, &snap, &dir, &RecoveryTarget::Latest, &plant)
+            .expect_err("a planted link must stop the restore");
+        assert!(plant.1.is_completed(), "the links were planted");
+        assert!(e.to_string().contains("never follows links"), "{e}");
+        let inside: Vec<_> = std::fs::read_dir(&vault).unwrap().collect();
+        assert!(inside.is_empty(), "written into the vault: {inside:?}");
+        let meta = std::fs::metadata(&vault).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o700));
     }
 }

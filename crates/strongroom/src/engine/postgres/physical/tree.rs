@@ -8,8 +8,18 @@
 //! last, so a directory cut short cannot start. Also owns where tablespaces come back:
 //! inside the restored data directory ([`TABLESPACES_DIR`]), linked from `pg_tblspc/`, not at
 //! their original locations, which on the same host belong to the cluster that was backed
-//! up. Must not decide where the directory goes or how it recovers.
+//! up. And owns the rule that keeps a snapshot's names inside the directory
+//! ([`check_names`]), checked before anything is written: a manifest is authenticated, but
+//! whoever holds a key file can write one, and root restores it.
+//!
+//! Must not decide where the directory goes or how it recovers, and must not write through a
+//! path: every write goes through [`super::beneath`], relative to the directory's descriptor
+//! and never following a link. A link the snapshot stores is created as a link and nothing
+//! is written below it; the one exception is a tablespace (`pg_tblspc/<oid>`), whose stored
+//! link is not created at all: its files are written into a new directory in its place, and
+//! the link made at the end points into the restored directory, never at the stored target.
 
+use super::beneath::Beneath;
 use super::{PG_CONTROL, TABLESPACE_MAP};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
@@ -19,37 +29,35 @@ use crate::repository::index::Index;
 use crate::repository::reader;
 use crate::repository::snapshot::{Chunking, FileEntry, Snapshot};
 use std::collections::HashMap;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Small files restored together: their chunk lists are fetched in one go.
 const FILES_PER_GROUP: usize = 256;
 
-/// Writes every entry of the snapshot below `dir`; returns the bytes written.
+/// Writes every entry of the snapshot below `root` (which will be `final_dir` once moved
+/// into place); returns the bytes written. Refuses a snapshot whose names break
+/// [`check_names`] before writing anything.
 pub(super) fn write_tree(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,
-    dir: &Path,
+    root: &Beneath,
     final_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<u64> {
+    check_names(snap)?;
     progress.begin("restore", Some(snap.size));
     let mut files: Vec<&FileEntry> = Vec::new();
     let mut control = None;
     for f in &snap.files {
-        let rel = safe_relative(snap, &f.name)?;
-        let path = dir.join(rel);
         let tree = f.tree.clone().unwrap_or_default();
-        if tree.dir || (tree.link.is_some() && f.name.starts_with("pg_tblspc/")) {
+        if tree.dir || is_tablespace(f) {
             // A tablespace is written here first and moved below the data directory
-            // afterwards (see `place_tablespaces`).
-            std::fs::create_dir_all(&path).map_err(|e| Error::io("creating", &path, e))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(tree.mode.max(0o700)))
-                .map_err(|e| Error::io("setting permissions of", &path, e))?;
+            // afterwards (see `place_tablespaces`); its stored link is never created.
+            root.mkdir(&f.name, (tree.mode & 0o777).max(0o700))?;
         } else if let Some(link) = &tree.link {
-            std::os::unix::fs::symlink(link, &path)
-                .map_err(|e| Error::io("creating link", &path, e))?;
+            root.symlink(link, &f.name)?;
         } else if f.name == TABLESPACE_MAP {
             // Left out: it would point the restored cluster at the original tablespaces.
         } else if f.name == PG_CONTROL {
@@ -58,23 +66,24 @@ pub(super) fn write_tree(
             files.push(f);
         }
     }
-    let mut bytes = write_files(repo, index, snap, dir, &files, progress)?;
-    place_tablespaces(snap, dir, final_dir)?;
+    let mut bytes = write_files(repo, index, snap, root, &files, progress)?;
+    place_tablespaces(snap, root, final_dir)?;
     // Everything else is on disk before the one file that makes the directory startable:
     // each file was synced when written, and now every directory (their entries).
-    sync_directories(dir)?;
+    root.sync_dirs()?;
     let control = control.ok_or_else(|| {
         Error::corrupt(
             Snapshot::object_key(&snap.id),
             "a physical snapshot without global/pg_control",
         )
     })?;
-    bytes += write_files(repo, index, snap, dir, &[control], progress)?;
-    let path = dir.join(PG_CONTROL);
-    std::fs::File::open(&path)
-        .and_then(|f| f.sync_all())
+    bytes += write_files(repo, index, snap, root, &[control], progress)?;
+    let path = root.path().join(PG_CONTROL);
+    root.open_file(PG_CONTROL)?
+        .ok_or_else(|| Error::io("syncing", &path, std::io::ErrorKind::NotFound.into()))?
+        .sync_all()
         .map_err(|e| Error::io("syncing", &path, e))?;
-    crate::storage::sync_dir(path.parent().expect("global/"))?;
+    root.sync_dir("global")?;
     progress.end();
     Ok(bytes)
 }
@@ -84,48 +93,108 @@ pub(super) fn write_tree(
 /// recovery). Their original locations belong to the cluster that was backed up.
 pub const TABLESPACES_DIR: &str = "strongroom_tablespaces";
 
+/// Whether `f` is a tablespace's link, `pg_tblspc/<oid>`: restored as a directory.
+fn is_tablespace(f: &FileEntry) -> bool {
+    f.tree.as_ref().is_some_and(|t| t.link.is_some() && !t.dir)
+        && f.name
+            .strip_prefix("pg_tblspc/")
+            .is_some_and(|oid| !oid.is_empty() && !oid.contains('/'))
+}
+
 /// Moves each tablespace written at `pg_tblspc/<oid>` to [`TABLESPACES_DIR`]`/<oid>` and
-/// links it from `pg_tblspc/<oid>`, by the path it will have once `dir` is `final_dir`.
-fn place_tablespaces(snap: &Snapshot, dir: &Path, final_dir: &Path) -> Result<()> {
+/// links it from `pg_tblspc/<oid>`, by the path it will have once the directory is
+/// `final_dir`.
+fn place_tablespaces(snap: &Snapshot, root: &Beneath, final_dir: &Path) -> Result<()> {
     let spaces: Vec<&str> = snap
         .files
         .iter()
-        .filter(|f| f.tree.as_ref().is_some_and(|t| t.link.is_some()))
+        .filter(|f| is_tablespace(f))
         .filter_map(|f| f.name.strip_prefix("pg_tblspc/"))
-        .filter(|oid| !oid.contains('/'))
         .collect();
     if spaces.is_empty() {
         return Ok(());
     }
-    let home = dir.join(TABLESPACES_DIR);
-    std::fs::create_dir_all(&home).map_err(|e| Error::io("creating", &home, e))?;
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io("setting permissions of", &home, e))?;
+    root.mkdir(TABLESPACES_DIR, 0o700)?;
     for oid in spaces {
-        let written = dir.join("pg_tblspc").join(oid);
-        let placed = home.join(oid);
-        std::fs::rename(&written, &placed).map_err(|e| Error::io("moving", &written, e))?;
+        let written = format!("pg_tblspc/{oid}");
+        root.rename(&written, &format!("{TABLESPACES_DIR}/{oid}"))?;
         let link = final_dir.join(TABLESPACES_DIR).join(oid);
-        std::os::unix::fs::symlink(&link, &written)
-            .map_err(|e| Error::io("creating link", &written, e))?;
+        root.symlink(&link.to_string_lossy(), &written)?;
     }
     Ok(())
 }
 
-/// A stored name as a path below the data directory, refusing anything that would leave it.
-fn safe_relative<'a>(snap: &Snapshot, name: &'a str) -> Result<&'a Path> {
-    let p = Path::new(name);
-    if name.is_empty()
-        || p.is_absolute()
-        || p.components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return Err(Error::corrupt(
+/// What a stored name is, for the rule on what may lie below it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sort {
+    Dir,
+    Link,
+    File,
+}
+
+/// Checks that every name of the snapshot stays inside the data directory: a plain relative
+/// path (no `..`, `.`, empty component, leading `/`), named once, not [`TABLESPACES_DIR`]
+/// (which the restore makes), and below no entry the snapshot stores as a link or a file. A
+/// tablespace's link (`pg_tblspc/<oid>`) counts as a directory: it is restored as one. Any
+/// other link is created as a link, so an entry below it would be written through it, to
+/// wherever it points. Order does not matter: links are created before files are written.
+pub(super) fn check_names(snap: &Snapshot) -> Result<()> {
+    let refuse = |detail: String| {
+        Err(Error::corrupt(
             Snapshot::object_key(&snap.id),
-            format!("file name {name:?} would leave the data directory"),
-        ));
+            format!(
+                "{detail}, so restoring snapshot {} would write outside the data directory; nothing was restored",
+                snap.short_id()
+            ),
+        ))
+    };
+    let mut sorts: HashMap<&str, Sort> = HashMap::with_capacity(snap.files.len());
+    for f in &snap.files {
+        let name = f.name.as_str();
+        let plain = !name.is_empty()
+            && name
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'));
+        if !plain {
+            return refuse(format!("entry {name:?} is not a plain relative path"));
+        }
+        if name == TABLESPACES_DIR || name.starts_with(&format!("{TABLESPACES_DIR}/")) {
+            return refuse(format!(
+                "entry {name:?} is where the restore places tablespaces itself"
+            ));
+        }
+        let tree = f.tree.as_ref();
+        let sort = if tree.is_some_and(|t| t.dir) || is_tablespace(f) {
+            Sort::Dir
+        } else if tree.is_some_and(|t| t.link.is_some()) {
+            Sort::Link
+        } else {
+            Sort::File
+        };
+        if sorts.insert(name, sort).is_some() {
+            return refuse(format!("entry {name:?} is named twice"));
+        }
     }
-    Ok(p)
+    for f in &snap.files {
+        let name = f.name.as_str();
+        for (i, _) in name.match_indices('/') {
+            let above = &name[..i];
+            match sorts.get(above) {
+                Some(Sort::Link) => {
+                    return refuse(format!(
+                        "entry {name:?} lies below {above:?}, which the snapshot stores as a link"
+                    ));
+                }
+                Some(Sort::File) => {
+                    return refuse(format!(
+                        "entry {name:?} lies below {above:?}, which the snapshot stores as a file"
+                    ));
+                }
+                Some(Sort::Dir) | None => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes `files` (grouped: many small files' chunks are fetched together, a large file's
@@ -134,7 +203,7 @@ fn write_files(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,
-    dir: &Path,
+    root: &Beneath,
     files: &[&FileEntry],
     progress: &dyn Progress,
 ) -> Result<u64> {
@@ -157,7 +226,7 @@ fn write_files(
                     }
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(f) = large.get(i) else { break };
-                    match write_large(repo, index, snap, dir, f, progress) {
+                    match write_large(repo, index, snap, root, f, progress) {
                         Ok(n) => {
                             written.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                         }
@@ -172,7 +241,7 @@ fn write_files(
             if failed.lock().expect("lock").is_some() {
                 break;
             }
-            match write_group(repo, index, snap, dir, group, progress) {
+            match write_group(repo, index, snap, root, group, progress) {
                 Ok(n) => {
                     written.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -199,13 +268,12 @@ fn write_files(
                     let Some(want) = f.tree.as_ref().and_then(|t| t.checksum.as_ref()) else {
                         continue;
                     };
-                    let path = dir.join(&f.name);
-                    let got = std::fs::File::open(&path).and_then(|mut file| {
+                    let got = root.open_file(&f.name).ok().flatten().and_then(|mut file| {
                         let mut h = blake3::Hasher::new();
-                        std::io::copy(&mut file, &mut h)?;
-                        Ok(h.finalize().to_hex().to_string())
+                        std::io::copy(&mut file, &mut h).ok()?;
+                        Some(h.finalize().to_hex().to_string())
                     });
-                    if got.as_deref().ok() != Some(want.as_str()) {
+                    if got.as_deref() != Some(want.as_str()) {
                         failures.lock().expect("lock").push(f.name.clone());
                     }
                 }
@@ -225,22 +293,12 @@ fn write_files(
     Ok(total)
 }
 
-/// Creates the file for `f` with its size and mode.
-fn create(dir: &Path, f: &FileEntry) -> Result<std::fs::File> {
-    let path = dir.join(&f.name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| Error::io("creating", &path, e))?;
-    file.set_len(f.size)
-        .map_err(|e| Error::io("sizing", &path, e))?;
+/// Creates the file for `f` with its size and mode (never through a link).
+fn create(root: &Beneath, f: &FileEntry) -> Result<std::fs::File> {
     let mode = f.tree.as_ref().map(|t| t.mode).unwrap_or(0o600);
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("setting permissions of", &path, e))?;
+    let file = root.create_file(&f.name, mode)?;
+    file.set_len(f.size)
+        .map_err(|e| Error::io("sizing", root.path().join(&f.name), e))?;
     Ok(file)
 }
 
@@ -285,7 +343,7 @@ fn write_group(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,
-    dir: &Path,
+    root: &Beneath,
     group: &[&FileEntry],
     progress: &dyn Progress,
 ) -> Result<u64> {
@@ -307,7 +365,7 @@ fn write_group(
     let mut handles = Vec::with_capacity(group.len());
     let mut places: HashMap<ChunkId, Vec<(usize, u64)>> = HashMap::new();
     for (i, f) in group.iter().enumerate() {
-        handles.push(create(dir, f)?);
+        handles.push(create(root, f)?);
         let Some(list) = f.lists.first() else {
             continue;
         };
@@ -329,7 +387,7 @@ fn write_group(
     let n = place_chunks(repo, index, &handles, &names, &places, progress)?;
     for (h, f) in handles.iter().zip(group) {
         h.sync_data()
-            .map_err(|e| Error::io("syncing", dir.join(&f.name), e))?;
+            .map_err(|e| Error::io("syncing", root.path().join(&f.name), e))?;
     }
     Ok(n)
 }
@@ -340,7 +398,7 @@ fn write_large(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,
-    dir: &Path,
+    root: &Beneath,
     f: &FileEntry,
     progress: &dyn Progress,
 ) -> Result<u64> {
@@ -362,14 +420,14 @@ fn write_large(
     }
     chunk_size(snap, f)?;
     let mut out = Hashing {
-        out: create(dir, f)?,
+        out: create(root, f)?,
         hash: blake3::Hasher::new(),
         bytes: 0,
     };
     reader::stream_file(repo, index, snap, f, &mut out, progress)?;
     out.out
         .sync_data()
-        .map_err(|e| Error::io("syncing", dir.join(&f.name), e))?;
+        .map_err(|e| Error::io("syncing", root.path().join(&f.name), e))?;
     let want = f.tree.as_ref().and_then(|t| t.checksum.as_ref());
     if want.is_some_and(|w| *w != out.hash.finalize().to_hex().as_str()) || out.bytes != f.size {
         return Err(Error::corrupt(
@@ -380,16 +438,134 @@ fn write_large(
     Ok(out.bytes)
 }
 
-/// Fsyncs `dir` and every directory below it (not following links), so the entries of the
-/// files written there survive a crash. Files are synced one by one as they are written:
-/// a `syncfs` would also wait for every other process's dirty data on the filesystem (on a
-/// database host, the running cluster's), which can be gigabytes.
-fn sync_directories(dir: &Path) -> Result<()> {
-    for e in std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
-        let e = e.map_err(|e| Error::io("listing", dir, e))?;
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            sync_directories(&e.path())?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::snapshot::TreeEntry;
+
+    fn entry(name: &str, tree: TreeEntry) -> FileEntry {
+        FileEntry {
+            name: name.into(),
+            size: 0,
+            chunks: 0,
+            chunking: Chunking::Fixed { size: 8192 },
+            lists: vec![],
+            tree: Some(tree),
         }
     }
-    crate::storage::sync_dir(dir)
+
+    /// Entries written as `name` (a file), `name/` (a directory) or `name -> to` (a link).
+    fn snapshot(spec: &[&str]) -> Snapshot {
+        let mut s = crate::repository::snapshot::tests::sample(&"ab".repeat(32), "t", &[]);
+        s.files = spec
+            .iter()
+            .map(|e| {
+                if let Some((name, to)) = e.split_once(" -> ") {
+                    let link = Some(to.to_string());
+                    entry(
+                        name,
+                        TreeEntry {
+                            mode: 0o777,
+                            link,
+                            ..TreeEntry::default()
+                        },
+                    )
+                } else if let Some(name) = e.strip_suffix('/').filter(|n| !n.is_empty()) {
+                    entry(
+                        name,
+                        TreeEntry {
+                            mode: 0o700,
+                            dir: true,
+                            ..TreeEntry::default()
+                        },
+                    )
+                } else {
+                    entry(
+                        e,
+                        TreeEntry {
+                            mode: 0o600,
+                            ..TreeEntry::default()
+                        },
+                    )
+                }
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn names_that_would_leave_the_data_directory_are_refused() {
+        let accepted: &[&[&str]] = &[
+            &["global/", "global/pg_control", "base/1/1259"],
+            &[
+                "postgresql.conf -> /etc/postgresql/main.conf",
+                "global/pg_control",
+            ],
+            // A tablespace's link is restored as a directory: its files may lie below it.
+            &[
+                "pg_tblspc/",
+                "pg_tblspc/16384 -> /srv/ts",
+                "pg_tblspc/16384/PG_15/5/16385",
+            ],
+            // Files listed before their directory: order does not matter.
+            &["base/1/1259", "base/", "base/1/"],
+            &["a..b", "..a", "a/.b"],
+        ];
+        for spec in accepted {
+            check_names(&snapshot(spec)).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+        }
+        let refused: &[(&[&str], &str)] = &[
+            (
+                &["lnk -> /root/vault", "lnk/file"],
+                r#""lnk/file" lies below "lnk""#,
+            ),
+            // Wherever the file comes in the list.
+            (
+                &["lnk/file", "lnk -> /root/vault"],
+                r#""lnk/file" lies below "lnk""#,
+            ),
+            (
+                &["a/", "a/lnk -> /", "a/lnk/b/c"],
+                r#""a/lnk/b/c" lies below "a/lnk""#,
+            ),
+            (&["a -> .", "a/b"], "stores as a link"),
+            (&["global", "global/pg_control"], "stores as a file"),
+            // Below a tablespace's directory, another link is only a link.
+            (
+                &[
+                    "pg_tblspc/1 -> /t",
+                    "pg_tblspc/1/x -> /etc",
+                    "pg_tblspc/1/x/y",
+                ],
+                "as a link",
+            ),
+            (
+                &["pg_tblspc -> /etc", "pg_tblspc/1 -> /t"],
+                r#"below "pg_tblspc""#,
+            ),
+            (&["../escape"], "not a plain relative path"),
+            (&["a/../../escape"], "not a plain relative path"),
+            (&["/etc/cron.d/x"], "not a plain relative path"),
+            (&[""], "not a plain relative path"),
+            (&["a//b"], "not a plain relative path"),
+            (&["a/./b"], "not a plain relative path"),
+            (&["."], "not a plain relative path"),
+            (&["a\0b"], "not a plain relative path"),
+            (&["x", "x"], "named twice"),
+            (
+                &["strongroom_tablespaces -> /etc"],
+                "places tablespaces itself",
+            ),
+            (&["strongroom_tablespaces/1/x"], "places tablespaces itself"),
+        ];
+        for (spec, why) in refused {
+            let snap = snapshot(spec);
+            let e = check_names(&snap).expect_err(&format!("{spec:?} must be refused"));
+            let said = e.to_string();
+            assert!(e.is_damage(), "{said}");
+            assert!(said.contains(why), "{spec:?}: {said}");
+            assert!(said.contains(snap.short_id()), "{said}");
+            assert!(said.contains("nothing was restored"), "{said}");
+        }
+    }
 }
