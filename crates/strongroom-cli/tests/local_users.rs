@@ -2,7 +2,7 @@
 //! or state directory another user owns or can write is refused with one sentence, before
 //! any job starts (nothing journaled, no alert), wherever the config came from
 //! (`./strongroom.toml`, `--config`, `STRONGROOM_CONFIG`); state directories strongroom makes
-//! are private. Every attack is played by a real second account
+//! are private, and a new password comes only from a file no other user controls. Every attack is played by a real second account
 //! ([`strongroom_testkit::attacker::Attacker`]); without root the tests say so and pass.
 
 use assert_cmd::Command;
@@ -428,4 +428,70 @@ fn a_new_state_directory_and_everything_in_it_is_private() {
         let mode = f.unwrap().metadata().unwrap().mode() & 0o7777;
         assert_eq!(mode, 0o600);
     }
+}
+
+#[test]
+fn a_new_password_from_a_file_another_user_controls_is_refused() {
+    let Some(attacker) = Attacker::find() else {
+        return;
+    };
+    let root = Root::new();
+    chmod(root.dir.path(), 0o755);
+    // The attacker chose this password, so they would hold a key to the repository.
+    let theirs = root.path("new-password");
+    std::fs::write(&theirs, "").unwrap();
+    attacker.take(&theirs);
+    plant(&attacker, &theirs, "chosen by the attacker\n");
+    let repo = root.path("repo");
+    let out = root
+        .strongroom(root.dir.path())
+        .arg("--repo")
+        .arg(&repo)
+        .arg("--password-file")
+        .arg(&theirs)
+        .arg("init")
+        .output()
+        .unwrap();
+    refused(&out, "the new password file", &theirs);
+    assert!(!repo.exists(), "no repository was made");
+    // An encrypted repository of root's: the attacker's password does not become a slot.
+    let out = root
+        .strongroom(root.dir.path())
+        .env("STRONGROOM_PASSWORD", "root's own")
+        .arg("--repo")
+        .arg(&repo)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = root
+        .strongroom(root.dir.path())
+        .env("STRONGROOM_PASSWORD", "root's own")
+        .arg("--repo")
+        .arg(&repo)
+        .args(["key", "add", "--new-password-file"])
+        .arg(&theirs)
+        .output()
+        .unwrap();
+    refused(&out, "the new password file", &theirs);
+    let out = root
+        .strongroom(root.dir.path())
+        .env_remove("STRONGROOM_PASSWORD")
+        .arg("--repo")
+        .arg(&repo)
+        .arg("--password-file")
+        .arg(&theirs)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong password"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
