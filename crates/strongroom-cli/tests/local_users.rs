@@ -2,8 +2,9 @@
 //! or state directory another user owns or can write is refused with one sentence, before
 //! any job starts (nothing journaled, no alert), wherever the config came from
 //! (`./strongroom.toml`, `--config`, `STRONGROOM_CONFIG`); state directories strongroom makes
-//! are private, and a new password comes only from a file no other user controls. Every attack is played by a real second account
-//! ([`strongroom_testkit::attacker::Attacker`]); without root the tests say so and pass.
+//! are private; a new password comes only from a file no other user controls. Every attack
+//! is played by a real second account ([`strongroom_testkit::attacker::Attacker`]); without
+//! root the tests say so and pass.
 
 use assert_cmd::Command;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
