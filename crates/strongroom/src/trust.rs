@@ -157,7 +157,7 @@ pub fn check_directory_of(path: &Path, what: Obeyed) -> Result<bool> {
         ));
     }
     let shared = meta.mode() & 0o022 != 0;
-    let sticky = meta.mode() & libc::S_ISVTX as u32 != 0;
+    let sticky = meta.mode() & libc::S_ISVTX != 0;
     if shared && !sticky {
         return Err(untrusted(
             what,
