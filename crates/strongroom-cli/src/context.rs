@@ -1,9 +1,12 @@
 //! What every command starts from: the parsed global options, the config and the progress
 //! reporter, and the way to open the repository they name.
 //!
-//! Owns reading the config file (`--config`, `STRONGROOM_CONFIG` or `./strongroom.toml`) and
-//! handing the library its [`Access`]: which repository and which password. Finding the
-//! password and opening the repository are the library's (`strongroom::access`).
+//! Owns finding the config file (`--config`, `STRONGROOM_CONFIG` or `./strongroom.toml`) and
+//! handing the library its [`Access`]: which repository and which password. Reading the file
+//! is the library's, which refuses one another user controls, wherever it came from
+//! (`strongroom::trust`); so is refusing a state directory another user controls, checked
+//! here before any work starts (`strongroom::state`). Finding the password and opening the
+//! repository are the library's too (`strongroom::access`).
 
 use crate::args::Global;
 use crate::progress::Bars;
@@ -26,16 +29,21 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Reads the config and sets up progress reporting.
+    /// Reads the config, checks the state directory and sets up progress reporting. A config
+    /// file or state directory that another user controls is refused here, before any job
+    /// starts: an operator's mistake, not a failed job (nothing is journaled or alerted).
     pub fn new(global: Global) -> Result<Self> {
+        // `./strongroom.toml` is looked for (the contract names it), and held to the same
+        // rule as a file given: whoever else could write it, or its directory, is refused.
         let config_path = global.config.clone().or_else(|| {
-            let p = PathBuf::from("strongroom.toml");
-            p.exists().then_some(p)
+            let p = PathBuf::from("./strongroom.toml");
+            std::fs::symlink_metadata(&p).is_ok().then_some(p)
         });
         let config = match &config_path {
             Some(p) => Config::load(p)?,
             None => Config::default(),
         };
+        strongroom::state::check()?;
         Ok(Ctx {
             config_path,
             progress: Bars::new(!global.quiet),

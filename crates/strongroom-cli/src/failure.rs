@@ -7,7 +7,7 @@
 //! [`Failure`].
 
 use std::io::{IsTerminal, Write};
-use strongroom::error::TargetSort;
+use strongroom::error::{Obeyed, TargetSort};
 use strongroom::{Error, ErrorKind};
 
 /// A failure found by the command line itself, with its kind.
@@ -110,6 +110,14 @@ pub fn with_flags(e: &Error) -> String {
             "{} exists and was not made by the demo; choose another --dir",
             dir.display()
         ),
+        Error::Untrusted {
+            what: Obeyed::ConfigFile,
+            ..
+        } => format!("{e}, or pass --config with a file you own"),
+        Error::Untrusted {
+            what: Obeyed::StateDirectory,
+            ..
+        } => format!("{e}, or set STRONGROOM_STATE_DIR to a directory you own"),
         other => other.to_string(),
     }
 }

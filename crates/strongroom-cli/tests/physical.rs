@@ -6,7 +6,7 @@
 mod common;
 
 use common::pg::{
-    Rig, archive_now, between, expect, ids, restore_and_recover, server_env, workload,
+    Rig, archive_now, between, expect, ids, restore_and_recover, restore_env, workload,
 };
 use common::{PASSWORD, envs};
 use serde_json::Value;
@@ -127,7 +127,7 @@ fn start_recovers_promotes_and_reports_where_it_stopped() {
             .args(["restore", "latest", "--data-dir"])
             .arg(&dir)
             .args(["--xid", &xid, "--start", "--json"])
-            .envs(server_env(&rig.env, &rig.key))
+            .envs(restore_env(&rig.env, &rig.key))
             .env_remove("STRONGROOM_PASSWORD")
             .output()
             .unwrap();

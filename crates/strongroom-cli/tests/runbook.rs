@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use strongroom::hotel::{self, Scale};
 
 mod common;
-use common::pg::{Rig, server_env};
+use common::pg::{Rig, restore_env};
 use common::{Env, envs};
 use strongroom_testkit::postgres::bindirs;
 
@@ -283,7 +283,7 @@ fn a_physical_source_gets_its_pitr_window_and_a_working_restore_command() {
             .lines()
             .find(|l| l.contains("--latest --start"))
             .unwrap_or_else(|| panic!("{block}"));
-        let mut vars: Vec<(String, Option<String>)> = server_env(&rig.env, &rig.key)
+        let mut vars: Vec<(String, Option<String>)> = restore_env(&rig.env, &rig.key)
             .into_iter()
             .filter(|(k, _)| k != "STRONGROOM_REPO")
             .map(|(k, v)| (k, Some(v)))

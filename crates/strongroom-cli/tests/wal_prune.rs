@@ -11,7 +11,8 @@
 mod common;
 
 use common::pg::{
-    Committed, Rig, archive_now, between, ids, restore_and_recover, server_env, workload,
+    Committed, Rig, archive_now, between, ids, restore_and_recover, restore_env, server_env,
+    workload,
 };
 use common::{Env, envs, seed};
 use serde_json::Value;
@@ -178,7 +179,7 @@ fn restore_started(rig: &Rig, name: &str, target: &[&str]) -> (Value, Cluster) {
         .arg(&dir)
         .args(target)
         .args(["--start", "--json"])
-        .envs(server_env(&rig.env, &rig.key))
+        .envs(restore_env(&rig.env, &rig.key))
         .env_remove("STRONGROOM_PASSWORD")
         .env("STRONGROOM_PG_BINDIR", &rig.bindir)
         .output()

@@ -4,11 +4,12 @@
 //! command line and a long-running process (the scheduler to come) open repositories the same
 //! way: the URL given (flag or `STRONGROOM_REPO`), else `repository` in the config; the
 //! password from a password file given, else `STRONGROOM_PASSWORD`, else the config's
-//! `password_file`, else its `password_command`. Must not parse arguments or print: the
-//! command-line crate says which flag supplies what.
+//! `password_file`, else its `password_command`. A password that becomes a new key (a new
+//! repository, a new key slot) is read only from a file no other user controls. Must not
+//! parse arguments or print: the command-line crate says which flag supplies what.
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Obeyed, Result};
 use crate::process::{PASSWORD_ENV, first_line, first_line_of};
 use crate::repository::Repository;
 use crate::storage::Storage;
@@ -30,10 +31,22 @@ pub struct Access {
 }
 
 /// Reads the first line of a password file.
+///
+/// Whoever controls the file can choose the password read, but only one that already opens
+/// the repository (else the job fails with a wrong password, and its alert says so), so a
+/// file another user owns (the database's user's key file, read by root) is accepted here;
+/// a password that becomes a new key is read with [`read_new_password_file`].
 pub fn read_password_file(path: &Path) -> Result<String> {
     let s = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read password file {}: {e}", path.display())))?;
     Ok(first_line(&s))
+}
+
+/// Reads the first line of a file holding the password of a new key slot or repository,
+/// refusing one another user controls ([`crate::trust::read_file`]): they would know a
+/// password that opens the repository.
+pub fn read_new_password_file(path: &Path) -> Result<String> {
+    crate::trust::read_file(path, Obeyed::NewPasswordFile).map(|s| first_line(&s))
 }
 
 impl Access {
@@ -58,14 +71,24 @@ impl Access {
 
     /// The password, when any source has one (an unencrypted repository needs none).
     pub fn password(&self) -> Result<Option<String>> {
+        self.password_read_by(read_password_file)
+    }
+
+    /// The password of a repository being created: as [`Access::password`], but a password
+    /// file is read only when no other user controls it ([`read_new_password_file`]).
+    pub fn new_password(&self) -> Result<Option<String>> {
+        self.password_read_by(read_new_password_file)
+    }
+
+    fn password_read_by(&self, read: fn(&Path) -> Result<String>) -> Result<Option<String>> {
         if let Some(f) = &self.password_file {
-            return read_password_file(f).map(Some);
+            return read(f).map(Some);
         }
         if let Ok(p) = std::env::var(PASSWORD_ENV) {
             return Ok(Some(p));
         }
         if let Some(f) = &self.config_password_file {
-            return read_password_file(f).map(Some);
+            return read(f).map(Some);
         }
         if let Some(cmd) = &self.password_command {
             return first_line_of("password_command", cmd).map(Some);

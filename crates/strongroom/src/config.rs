@@ -1,7 +1,8 @@
 //! The one typed configuration (`strongroom.toml`), validated when it is loaded.
 //!
 //! Owns parsing and validating the file and resolving a SOURCE argument to a source. Errors
-//! point at the line and column. Must not open repositories or databases.
+//! point at the line and column. Must not open repositories or databases, nor read a config
+//! file but through [`crate::trust`]: the file names commands strongroom runs.
 
 use crate::error::{Error, Result};
 use crate::source::{
@@ -332,10 +333,10 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Reads and parses a configuration file.
+    /// Reads and parses a configuration file, refusing one another user controls
+    /// ([`crate::trust::read_file`]): it names commands strongroom runs.
     pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io("reading config", path, e))?;
+        let text = crate::trust::read_file(path, crate::error::Obeyed::ConfigFile)?;
         Self::parse(&text, path)
     }
 

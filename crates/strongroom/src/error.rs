@@ -255,6 +255,19 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("{0}")]
     Config(String),
+    /// A file or directory whose contents decide what strongroom does is in another
+    /// user's hands (owned by them, or writable by them), so it is not used.
+    #[error("refusing {what} {}: {problem}; {fix}", .path.display())]
+    Untrusted {
+        /// What the file or directory is for.
+        what: Obeyed,
+        /// The file or directory refused (a symbolic link's target, when a link led to it).
+        path: PathBuf,
+        /// Who controls it, in words: its owner or its mode.
+        problem: String,
+        /// What to do about it.
+        fix: String,
+    },
     /// A repository URL could not be understood.
     #[error("invalid repository URL {url:?}: {detail}")]
     BadUrl {
@@ -294,6 +307,27 @@ impl std::fmt::Display for TargetSort {
             TargetSort::File => "a file path",
             TargetSort::Database => "a database",
             TargetSort::DataDirectory => "a data directory",
+        })
+    }
+}
+
+/// What a file or directory strongroom obeys is for, in [`Error::Untrusted`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Obeyed {
+    /// The configuration file (it names commands strongroom runs).
+    ConfigFile,
+    /// A file holding a password for a new key slot or a new repository.
+    NewPasswordFile,
+    /// The local state directory or a directory in it.
+    StateDirectory,
+}
+
+impl std::fmt::Display for Obeyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Obeyed::ConfigFile => "the config file",
+            Obeyed::NewPasswordFile => "the new password file",
+            Obeyed::StateDirectory => "the state directory",
         })
     }
 }
@@ -421,6 +455,7 @@ impl Error {
             | Error::BadReference(_)
             | Error::AmbiguousLatest { .. }
             | Error::Config(_)
+            | Error::Untrusted { .. }
             | Error::BadUrl { .. }
             | Error::TargetMismatch { .. }
             | Error::KindMismatch { .. }

@@ -32,7 +32,9 @@ pub mod restore;
 pub mod retention;
 pub mod runbook;
 pub mod source;
+pub mod state;
 pub mod storage;
+pub mod trust;
 pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

@@ -15,7 +15,7 @@ pub fn run(ctx: &Ctx, encryption: &str) -> Result<()> {
     let pw = if encryption == "none" {
         None
     } else {
-        Some(access.password()?.ok_or_else(|| {
+        Some(access.new_password()?.ok_or_else(|| {
             fail(
                 ErrorKind::BadInput,
                 "init needs a password for the new repository: set STRONGROOM_PASSWORD, --password-file or password_command (or pass --encryption none)",

@@ -6,7 +6,7 @@ use crate::failure::fail;
 use crate::output::{outln, print_json};
 use anyhow::Result;
 use strongroom::ErrorKind;
-use strongroom::access::read_password_file;
+use strongroom::access::read_new_password_file;
 use strongroom::crypto::KdfParams;
 
 /// Adds, lists or removes key slots.
@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
             ..
         } => {
             let new_password_file = new_password_file.expect("clap requires one of the two");
-            let pw = read_password_file(&new_password_file)?;
+            let pw = read_new_password_file(&new_password_file)?;
             if pw.is_empty() {
                 return Err(fail(
                     ErrorKind::BadInput,

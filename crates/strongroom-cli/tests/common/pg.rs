@@ -51,6 +51,17 @@ pub fn server_env(env: &Env, key: &Path) -> Vec<(String, String)> {
     v
 }
 
+/// What root's own commands that start a server (`restore --start`) pass on to it: the
+/// server's environment but the state directory, which stays root's. One the server's user
+/// owns is refused (that user could plant notes root acts on); root's, which the server's
+/// user cannot enter, is simply not used by the server.
+pub fn restore_env(env: &Env, key: &Path) -> Vec<(String, String)> {
+    server_env(env, key)
+        .into_iter()
+        .filter(|(k, _)| k != "STRONGROOM_STATE_DIR")
+        .collect()
+}
+
 pub fn open_up(env: &Env) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

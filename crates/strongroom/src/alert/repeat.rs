@@ -3,7 +3,8 @@
 //! `wal push` runs every few seconds while it keeps failing; one alert an hour says it as
 //! well as a thousand. Owns the memory of what was last alerted: one small JSON file per
 //! (job, source, error kind) under `alerts/repeats/` in the local state directory
-//! (`$STRONGROOM_STATE_DIR`, see `repository::journal::state_dir`), read and written under
+//! (`$STRONGROOM_STATE_DIR`, see [`crate::state`], which makes it private and refuses one
+//! another user controls: a planted file could hold alerts back), read and written under
 //! an exclusive `flock`, so two processes failing at once count correctly. Must not send
 //! anything, and must never stop an alert because of its own trouble: without a state
 //! directory, or when the file cannot be used, the alert goes out.
@@ -45,7 +46,7 @@ pub fn check(
     window: Duration,
     now: jiff::Timestamp,
 ) -> Verdict {
-    let Some(dir) = crate::repository::journal::state_dir() else {
+    let Some(dir) = crate::state::location() else {
         return Verdict::Send { suppressed: 0 };
     };
     check_in(&dir, job, source, error_kind, window, now)
@@ -64,7 +65,10 @@ pub fn check_in(
         return Verdict::Send { suppressed: 0 };
     }
     let path = file_for(state_dir, job, source, error_kind);
-    match decide(&path, job, source, error_kind, window, now) {
+    let decided = crate::state::make_dir(state_dir, &["alerts", "repeats"])
+        .map_err(std::io::Error::other)
+        .and_then(|_| decide(&path, job, source, error_kind, window, now));
+    match decided {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(
@@ -93,15 +97,7 @@ fn decide(
     window: Duration,
     now: jiff::Timestamp,
 ) -> std::io::Result<Verdict> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
+    let mut file = crate::state::open_rw(path)?;
     // SAFETY: flock on a descriptor we own; released when `file` closes.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(std::io::Error::last_os_error());

@@ -114,25 +114,16 @@ impl JournalRecord {
     }
 }
 
-/// strongroom's local state directory: `$STRONGROOM_STATE_DIR`, else
-/// `$XDG_STATE_HOME/strongroom`, else `~/.local/state/strongroom`.
-pub fn state_dir() -> Option<std::path::PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    var("STRONGROOM_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| var("XDG_STATE_HOME").map(|x| std::path::Path::new(&x).join("strongroom")))
-        .or_else(|| var("HOME").map(|h| std::path::Path::new(&h).join(".local/state/strongroom")))
-}
-
 /// Where journal records of repository `id` wait while the repository is unreachable:
-/// `pending-journal/<repository id>` in the state directory.
+/// `pending-journal/<repository id>` in the state directory ([`crate::state`]), made when
+/// missing.
 pub fn pending_journal_dir(id: &str) -> Option<std::path::PathBuf> {
-    Some(state_dir()?.join("pending-journal").join(id))
+    crate::state::dir(&["pending-journal", id])
 }
 
 /// Where jobs in progress on repository `id` are noted: `running/<repository id>`.
 fn running_dir(id: &str) -> Option<std::path::PathBuf> {
-    Some(state_dir()?.join("running").join(id))
+    crate::state::dir(&["running", id])
 }
 
 /// A job in progress, noted in the state directory until it ends. A job killed before it
@@ -199,13 +190,15 @@ impl Repository {
             hostname: crate::hostname(),
         };
         let path = running_dir(&self.config().id).and_then(|dir| {
-            std::fs::create_dir_all(&dir).ok()?;
+            use std::io::Write;
             let file = dir.join(format!(
                 "{}-{}.json",
                 std::process::id(),
                 hex::encode(crate::crypto::random_bytes::<4>())
             ));
-            std::fs::write(&file, serde_json::to_vec(&note).ok()?).ok()?;
+            crate::state::create_new(&file)
+                .and_then(|mut f| f.write_all(&serde_json::to_vec(&note)?))
+                .ok()?;
             Some(file)
         });
         RunningJob { path }
@@ -213,7 +206,7 @@ impl Repository {
 
     /// Journals the jobs whose process ended without finishing (their notes remain).
     pub fn journal_interrupted_jobs(&self) {
-        let Some(dir) = running_dir(&self.config().id) else {
+        let Some(dir) = crate::state::existing(&["running", &self.config().id]) else {
             return;
         };
         let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -224,7 +217,7 @@ impl Repository {
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
         {
-            let Some(note) = std::fs::read(&f)
+            let Some(note) = crate::state::read(&f)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<RunningNote>(&b).ok())
             else {
@@ -281,10 +274,12 @@ impl Repository {
             return;
         };
         let kept = pending_journal_dir(&self.config().id).and_then(|dir| {
-            std::fs::create_dir_all(&dir).ok()?;
+            use std::io::Write;
             let file = dir.join(ObjectKind::Journal.name_of(&name).unwrap_or(&name));
             let tmp = file.with_extension("tmp");
-            std::fs::write(&tmp, &sealed).ok()?;
+            crate::state::create(&tmp)
+                .and_then(|mut f| f.write_all(&sealed))
+                .ok()?;
             std::fs::rename(&tmp, &file).ok()?;
             Some(file)
         });
@@ -304,7 +299,7 @@ impl Repository {
     /// Writes records that waited locally into the repository, oldest first; stops at the
     /// first failure (the rest keep waiting).
     pub fn flush_pending_journal(&self) {
-        let Some(dir) = pending_journal_dir(&self.config().id) else {
+        let Some(dir) = crate::state::existing(&["pending-journal", &self.config().id]) else {
             return;
         };
         let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -317,7 +312,7 @@ impl Repository {
             .collect();
         files.sort();
         for f in files {
-            let (Some(name), Ok(bytes)) = (f.file_name(), std::fs::read(&f)) else {
+            let (Some(name), Ok(bytes)) = (f.file_name(), crate::state::read(&f)) else {
                 continue;
             };
             let key = ObjectKind::Journal.key(&name.to_string_lossy());
