@@ -7,7 +7,10 @@
 //! recovery settings [`super::recovery`]'s. Must not start servers (that is
 //! [`super::verify`]), and must not change anything inside the directory by path: the
 //! directory is opened once and every write, mode and owner below it goes through that
-//! descriptor ([`super::beneath`]), never following a link.
+//! descriptor ([`super::beneath`]), never following a link. The swap works the same way one
+//! level up: the target's parent (often owned by `postgres`, who could swap it for a link
+//! between two renames) is opened once at staging, and the old directory goes aside and the
+//! new one into place by `renameat` relative to it.
 
 use super::beneath::Beneath;
 use super::recovery::{timeline_for, write_recovery};
@@ -162,6 +165,13 @@ pub fn stage(
         "partly restored data directory",
     )?;
     let dir = scratch.path().to_path_buf();
+    // The swap renames relative to the parent as it is now, never through a path again.
+    let parent_fd = rustix::fs::open(
+        parent,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io("opening", parent, e.into()))?;
     // Everything below is written through this descriptor, never by path.
     let root = Beneath::open(&dir)?;
     let bytes = write_tree(repo, index, snap, &root, &target, progress)?;
@@ -174,9 +184,15 @@ pub fn stage(
         root.chown_all(uid, gid)?;
     }
     root.sync()?;
+    let scratch_name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(Box::new(StagedDir {
         scratch: Some(scratch),
-        dir,
+        scratch_name,
+        name,
+        parent_fd,
         target,
         existed: state.exists(),
         old: None,
@@ -240,11 +256,39 @@ fn owner_for(snap: &Snapshot, places: &[&Path]) -> Option<(u32, u32)> {
 /// A restored data directory beside its target.
 struct StagedDir {
     scratch: Option<ScratchDir>,
-    dir: PathBuf,
+    /// The restored directory's name in the target's parent.
+    scratch_name: String,
+    /// The target's name in its parent.
+    name: String,
+    /// The target's parent, held open since staging.
+    parent_fd: std::os::fd::OwnedFd,
     target: PathBuf,
     existed: bool,
-    old: Option<PathBuf>,
+    /// The old directory's name in the parent, once it is aside.
+    old: Option<String>,
     bytes: u64,
+}
+
+impl StagedDir {
+    /// A path to `name` in the held parent, for code that takes paths.
+    fn via(&self, name: &str) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", self.parent_fd.as_raw_fd())).join(name)
+    }
+
+    /// `name` in the parent, for messages.
+    fn shown(&self, name: &str) -> PathBuf {
+        self.target.with_file_name(name)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        Ok(rustix::fs::renameat(
+            &self.parent_fd,
+            from,
+            &self.parent_fd,
+            to,
+        )?)
+    }
 }
 
 impl Staged for StagedDir {
@@ -267,33 +311,39 @@ impl Staged for StagedDir {
                 self.target.display()
             )));
         }
-        let parent = self.target.parent().expect("checked in stage");
         let mut old = None;
-        if self.existed && self.target.exists() {
-            let empty = std::fs::read_dir(&self.target)
+        let at_target = rustix::fs::statat(
+            &self.parent_fd,
+            self.name.as_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .ok();
+        if self.existed && at_target.is_some() {
+            let empty = std::fs::read_dir(self.via(&self.name))
                 .map(|mut rd| rd.next().is_none())
                 .unwrap_or(false);
             if empty {
-                std::fs::remove_dir(&self.target)
-                    .map_err(|e| Error::io("removing the empty directory", &self.target, e))?;
+                rustix::fs::unlinkat(
+                    &self.parent_fd,
+                    self.name.as_str(),
+                    rustix::fs::AtFlags::REMOVEDIR,
+                )
+                .map_err(|e| Error::io("removing the empty directory", &self.target, e.into()))?;
             } else {
-                let aside = parent.join(format!(
+                let aside = format!(
                     ".{}.strongroom-old-{}",
-                    self.target
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
+                    self.name,
                     jiff::Timestamp::now().as_second()
-                ));
-                std::fs::rename(&self.target, &aside).map_err(|e| {
+                );
+                self.rename(&self.name, &aside).map_err(|e| {
                     Error::io("moving the old data directory aside", &self.target, e)
                 })?;
                 old = Some(aside);
             }
         }
-        if let Err(e) = std::fs::rename(&self.dir, &self.target) {
+        if let Err(e) = self.rename(&self.scratch_name, &self.name) {
             if let Some(aside) = &old {
-                let _ = std::fs::rename(aside, &self.target);
+                let _ = self.rename(aside, &self.name);
             }
             return Err(Error::io(
                 "moving the restored directory into place",
@@ -305,12 +355,12 @@ impl Staged for StagedDir {
         if let Some(s) = self.scratch.take() {
             s.keep();
         }
-        let incomplete = crate::storage::sync_dir(parent)
+        let incomplete = rustix::fs::fsync(&self.parent_fd)
             .err()
             .map(|e| e.to_string());
         self.old = old.clone();
         Ok(Swapped {
-            old: old.map(|p| p.display().to_string()),
+            old: old.map(|n| self.shown(&n).display().to_string()),
             moved_aside: Vec::new(),
             incomplete,
         })
@@ -318,7 +368,10 @@ impl Staged for StagedDir {
 
     fn discard_old(&mut self) -> Result<()> {
         if let Some(old) = self.old.take() {
-            std::fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
+            // std's remove_dir_all never follows a link inside; the held parent keeps the
+            // path from being redirected.
+            std::fs::remove_dir_all(self.via(&old))
+                .map_err(|e| Error::io("removing", self.shown(&old), e))?;
         }
         Ok(())
     }
