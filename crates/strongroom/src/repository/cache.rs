@@ -93,9 +93,15 @@ pub(crate) fn root_for(repo: &Repository) -> Option<PathBuf> {
 /// cache when its directory is the running user's alone, else the system's temporary
 /// directory (where callers make private directories of random names).
 pub fn scratch_dir(repo: &Repository) -> PathBuf {
-    root_for(repo)
-        .and_then(|r| repo_dir(&r, &repo.config().id).ok())
-        .unwrap_or_else(std::env::temp_dir)
+    private_repo_dir(repo).unwrap_or_else(std::env::temp_dir)
+}
+
+/// This repository's directory under the cache root (`<root>/<repository id>`), made or
+/// checked to be the running user's alone; `None` when there is no root or it fails the
+/// checks (`load_index` warns why). Other local caches of the repository (the journal's)
+/// live here.
+pub(crate) fn private_repo_dir(repo: &Repository) -> Option<PathBuf> {
+    root_for(repo).and_then(|r| repo_dir(&r, &repo.config().id).ok())
 }
 
 fn euid() -> u32 {
