@@ -2,7 +2,8 @@
 //!
 //! Owns: the master key material, its wrapping into password-protected key slots (Argon2id +
 //! XChaCha20-Poly1305), keyed chunk ids (BLAKE3 keyed mode, so ids reveal nothing about content
-//! to someone without the key) and the envelope format. Must not do I/O: callers hand bytes in
+//! to someone without the key), keys derived for authenticating local files
+//! ([`MasterKey::local_key`]) and the envelope format. Must not do I/O: callers hand bytes in
 //! and get bytes out.
 //!
 //! The data key (encrypts) and the id key (names chunks) are separate on purpose: a later
@@ -83,6 +84,20 @@ impl MasterKey {
     /// The chunk-id key (stored in the clear in unencrypted repositories).
     pub fn id_key(&self) -> [u8; 32] {
         self.id
+    }
+
+    /// A key for authenticating local files (caches) against whoever can write them but
+    /// does not hold this repository's secret: derived from the data key, or for an
+    /// unencrypted repository from the id key, which its config stores in the clear (so
+    /// there it holds against those who cannot read the repository). `context` names the
+    /// use, so keys for different uses differ.
+    pub fn local_key(&self, context: &str) -> [u8; 32] {
+        let mut material = Vec::with_capacity(64);
+        if let Some(data) = &self.data {
+            material.extend_from_slice(data);
+        }
+        material.extend_from_slice(&self.id);
+        blake3::derive_key(context, &material)
     }
 
     /// The keyed content address of `data`.
@@ -422,6 +437,19 @@ mod tests {
         assert_eq!(a.chunk_id(b"page"), a.chunk_id(b"page"));
         assert_ne!(a.chunk_id(b"page"), b.chunk_id(b"page"));
         assert_ne!(a.chunk_id(b"page").0, *blake3::hash(b"page").as_bytes());
+    }
+
+    #[test]
+    fn local_keys_differ_by_repository_and_use() {
+        let a = MasterKey::generate();
+        let b = MasterKey::generate();
+        assert_eq!(a.local_key("x"), a.local_key("x"));
+        assert_ne!(a.local_key("x"), a.local_key("y"));
+        assert_ne!(a.local_key("x"), b.local_key("x"));
+        // An encrypted repository's local key depends on its secret data key, not only on
+        // the id key (which an unencrypted repository stores in the clear).
+        let plain = MasterKey::unencrypted(a.id_key());
+        assert_ne!(a.local_key("x"), plain.local_key("x"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::source::SourceMatch;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 const SEGMENT_AAD: &[u8] = b"strongroom journal segment";
@@ -174,8 +175,8 @@ impl Repository {
     }
 
     fn journal_cache_path(&self) -> Option<PathBuf> {
-        let dir = crate::repository::cache::root_for(self)?.join(&self.config().id);
-        std::fs::create_dir_all(&dir).ok()?;
+        // Only in a directory no other local user can write (see `repository::cache`).
+        let dir = crate::repository::cache::private_repo_dir(self)?;
         Some(dir.join("journal-v1"))
     }
 
@@ -287,6 +288,8 @@ fn append_cache(path: &PathBuf, fetched: &[(String, Vec<Named>)]) {
     let _ = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .and_then(|mut f| f.write_all(text.as_bytes()));
 }
@@ -294,7 +297,15 @@ fn append_cache(path: &PathBuf, fetched: &[(String, Vec<Named>)]) {
 fn rewrite_cache(path: &PathBuf, known: &HashMap<String, Vec<Named>>) {
     let text: String = known.iter().filter_map(|(k, v)| line_of(k, v)).collect();
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    if std::fs::write(&tmp, text).is_ok() {
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if written.is_ok() {
         let _ = std::fs::rename(&tmp, path);
     }
 }

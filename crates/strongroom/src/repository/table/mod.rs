@@ -3,11 +3,13 @@
 //! with the repository.
 //!
 //! Owns the local file formats (run files, the table manifest), the rule that keeps a table's
-//! run count logarithmic, and crash consistency of the table directory. Must not know what
+//! run count logarithmic, crash consistency of the table directory, and authenticating what
+//! it reads back with a key the caller gives ([`Table::open_keyed`]). Must not know what
 //! keys and values mean (chunk ids and locations are the index's), must not read or write the
-//! repository's storage, and must not be the only copy of anything: a table is a cache that
-//! the caller can always rebuild from the repository's `index/` objects. What the table covers
-//! is recorded by the caller in the manifest's opaque `meta`.
+//! repository's storage, must not choose or check where its directory is (the caller makes
+//! sure only its own user can write there), and must not be the only copy of anything: a
+//! table is a cache that the caller can always rebuild from the repository's `index/`
+//! objects. What the table covers is recorded by the caller in the manifest's opaque `meta`.
 //!
 //! Why this shape. A hash map of every chunk costs about 100 bytes of RAM per chunk: 130 GB
 //! for 10 TB of 8 KiB chunks. Here the records (32-byte key, `V`-byte value) live in immutable
@@ -38,22 +40,42 @@
 //! location (the read that follows fails authentication); a garbled key is, but for odds of
 //! 2^-256, no real chunk's id. Prune and check read by full scans, which check everything
 //! before they are acted on. An [`io::ErrorKind::InvalidData`] error from any method means the cache is
-//! damaged: [`Table::clear`] it and rebuild.
+//! damaged: [`Table::clear`] it and rebuild. These checksums catch damage, not tampering:
+//! anyone can recompute them (see authentication below).
 //!
 //! Table manifest (`MANIFEST`), the commit point, rewritten as `MANIFEST.tmp` then renamed:
 //! ```text
-//! "SRTBL\0\0\x01" ‖ V (u32 LE) ‖ next run number (u64 LE) ‖ run count (u32 LE)
+//! "SRTBL\0\0\x02" ‖ V (u32 LE) ‖ next run number (u64 LE) ‖ run count (u32 LE)
 //! ‖ per run, oldest first: run number (u64 LE) ‖ record count (u64 LE)
-//! ‖ meta length (u32 LE) ‖ meta ‖ checksum of all of the above (u64 LE)
+//!   ‖ BLAKE3 of the whole run file (32)
+//! ‖ meta length (u32 LE) ‖ meta ‖ tag: keyed BLAKE3 of all of the above (32)
 //! ```
 //! A run is written under a temporary name, renamed into place, and only then named by a new
 //! manifest; runs a compaction replaced are deleted after it. A process killed at any moment
 //! therefore leaves a directory that opens to the old or the new state; [`Table::open`]
 //! deletes the table's own files the manifest does not name (`run-*`, `MANIFEST.tmp`), and
 //! opens a missing, torn or garbled manifest, or one naming a run that fails its checks, as
-//! an empty table. Nothing is fsynced: after a power loss the same checks catch a truncated
-//! file, and the cache can be rebuilt. One process at a time: the caller holds a lock on the
-//! directory.
+//! an empty table ([`Table::discarded`] says why). Nothing is fsynced: after a power loss the
+//! same checks catch a truncated file, and the cache can be rebuilt. One process at a time:
+//! the caller holds a lock on the directory.
+//!
+//! Authentication. Whoever can write the directory could otherwise hand the caller any
+//! records it likes, with checksums that pass: for the index cache, entries claiming chunks
+//! the repository does not hold, so that a backup would skip storing them and its snapshot
+//! would not restore. So the manifest's tag is BLAKE3 in keyed mode under a key the caller
+//! derives from its secrets ([`Table::open_keyed`]; [`Table::open`] uses a fixed public key,
+//! for tables in private temporary directories, where the tag only catches damage). The
+//! manifest names each run's BLAKE3 hash, computed while the run is written, and a keyed
+//! open reads every run once, in 1 MiB pieces, checking it against that hash before anything
+//! is looked up; a run read later is read through the descriptor that was checked (the file
+//! is created mode 0600, so only its owner could change it in place). What the caller keeps
+//! beside the table (the index's pack table) it covers itself, through `meta`, which the tag
+//! covers. Why one hash per run checked at open rather than a MAC per block checked by each
+//! lookup: it keeps memory at the fences alone (per-block tags of 16 bytes would triple it,
+//! 0.19 bytes per record) and keeps lookups, scans and the run format as they were; the cost
+//! is one sequential read of the table per open, about 52 bytes per chunk (measured: see
+//! `repository::cache`). Every file here is opened with `O_NOFOLLOW` and created new
+//! (`O_EXCL`), so a link planted in the directory is never followed.
 //!
 //! Compaction (size-tiered, run after every [`Table::add_run`]): runs are kept oldest first,
 //! each more than twice the size of the next newer one. After a run is added, the newest
@@ -68,8 +90,8 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -85,7 +107,10 @@ pub const DEFAULT_BLOCK_RECORDS: u32 = 128;
 
 const RUN_MAGIC: &[u8; 8] = b"SRRUN\0\0\x01";
 const FOOTER_LEN: usize = 40;
-const MANIFEST_MAGIC: &[u8; 8] = b"SRTBL\0\0\x01";
+const MANIFEST_MAGIC: &[u8; 8] = b"SRTBL\0\0\x02";
+const TAG_LEN: usize = 32;
+/// The manifest key of [`Table::open`]: public, so its tag catches damage, not tampering.
+const PUBLIC_KEY: [u8; 32] = *b"strongroom table, public key v2.";
 const MANIFEST: &str = "MANIFEST";
 const MANIFEST_TMP: &str = "MANIFEST.tmp";
 const RUN_PREFIX: &str = "run-";
@@ -102,6 +127,45 @@ fn invalid(what: impl Into<String>) -> io::Error {
 
 fn invalid_input(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what.into())
+}
+
+/// Opens an existing file for reading, refusing to follow a link in its place (a link
+/// there is an [`io::ErrorKind::InvalidData`] error: the table is not as it left it).
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                invalid(format!("{} is a link", path.display()))
+            } else {
+                e
+            }
+        })
+}
+
+/// Creates `path` anew (mode 0600, read and write), removing a leftover of that name first;
+/// never follows a link in its place (`O_EXCL`, `O_NOFOLLOW`).
+pub(super) fn create_private(path: &Path) -> io::Result<File> {
+    let create = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+    };
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // A leftover of a killed process (or something planted): unlinking removes the
+            // name, never what a link points to.
+            fs::remove_file(path)?;
+            create()
+        }
+        r => r,
+    }
 }
 
 fn prefix(key: &Key) -> u64 {
@@ -144,6 +208,12 @@ pub struct Table<const V: usize> {
     runs: Vec<(u64, Run<V>)>,
     next_run: u64,
     meta: Vec<u8>,
+    /// Authenticates the manifest: the caller's key, or [`PUBLIC_KEY`].
+    key: [u8; 32],
+    /// Whether runs are checked against their hashes at open (a caller's key was given).
+    keyed: bool,
+    /// Why the table opened empty though its directory held one.
+    discarded: Option<String>,
 }
 
 /// Whether an error opening a table means its files are damaged (so it opens empty).
@@ -158,6 +228,7 @@ fn is_damage(e: &io::Error) -> bool {
 struct Listed {
     number: u64,
     count: u64,
+    hash: [u8; 32],
 }
 
 struct Manifest {
@@ -192,10 +263,10 @@ impl<'a> Cursor<'a> {
 }
 
 impl Manifest {
-    fn encode<const V: usize>(&self) -> io::Result<Vec<u8>> {
+    fn encode<const V: usize>(&self, key: &[u8; 32]) -> io::Result<Vec<u8>> {
         let meta_len = u32::try_from(self.meta.len())
             .map_err(|_| invalid_input("table meta longer than 4 GiB"))?;
-        let mut b = Vec::with_capacity(36 + self.runs.len() * 16 + self.meta.len());
+        let mut b = Vec::with_capacity(60 + self.runs.len() * 48 + self.meta.len());
         b.extend_from_slice(MANIFEST_MAGIC);
         b.extend_from_slice(&(V as u32).to_le_bytes());
         b.extend_from_slice(&self.next_run.to_le_bytes());
@@ -203,21 +274,31 @@ impl Manifest {
         for r in &self.runs {
             b.extend_from_slice(&r.number.to_le_bytes());
             b.extend_from_slice(&r.count.to_le_bytes());
+            b.extend_from_slice(&r.hash);
         }
         b.extend_from_slice(&meta_len.to_le_bytes());
         b.extend_from_slice(&self.meta);
-        let sum = checksum(&b);
-        b.extend_from_slice(&sum.to_le_bytes());
+        let tag = blake3::keyed_hash(key, &b);
+        b.extend_from_slice(tag.as_bytes());
         Ok(b)
     }
 
-    fn decode<const V: usize>(bytes: &[u8]) -> io::Result<Self> {
-        if bytes.len() < 8 {
+    fn decode<const V: usize>(bytes: &[u8], key: &[u8; 32]) -> io::Result<Self> {
+        if bytes
+            .get(..8)
+            .is_some_and(|m| m[..7] == MANIFEST_MAGIC[..7] && m[7] != MANIFEST_MAGIC[7])
+        {
+            return Err(invalid("table manifest written by another version"));
+        }
+        if bytes.len() < 8 + TAG_LEN {
             return Err(invalid("table manifest cut short"));
         }
-        let (body, sum) = bytes.split_at(bytes.len() - 8);
-        if checksum(body).to_le_bytes() != sum {
-            return Err(invalid("table manifest fails its checksum"));
+        let (body, tag) = bytes.split_at(bytes.len() - TAG_LEN);
+        // blake3::Hash compares in constant time.
+        if blake3::keyed_hash(key, body) != <[u8; 32]>::try_from(tag).expect("32 bytes") {
+            return Err(invalid(
+                "table manifest fails authentication (changed, or written under another key)",
+            ));
         }
         let mut c = Cursor(body);
         if c.take(8)? != MANIFEST_MAGIC {
@@ -228,16 +309,21 @@ impl Manifest {
         }
         let next_run = c.u64()?;
         let n = c.u32()? as usize;
-        let mut runs = Vec::with_capacity(n.min(body.len() / 16));
+        let mut runs = Vec::with_capacity(n.min(body.len() / 48));
         for _ in 0..n {
             let number = c.u64()?;
             let count = c.u64()?;
+            let hash: [u8; 32] = c.take(32)?.try_into().expect("32 bytes");
             if number >= next_run || runs.iter().any(|r: &Listed| r.number == number) {
                 return Err(invalid(
                     "table manifest names a run twice or from the future",
                 ));
             }
-            runs.push(Listed { number, count });
+            runs.push(Listed {
+                number,
+                count,
+                hash,
+            });
         }
         let meta_len = c.u32()? as usize;
         let meta = c.take(meta_len)?.to_vec();
@@ -257,13 +343,31 @@ fn run_name(number: u64) -> String {
 }
 
 impl<const V: usize> Table<V> {
-    /// Opens (creating if need be) the table in `dir`, with the default block size.
+    /// Opens (creating if need be) the table in `dir`, with the default block size, for a
+    /// directory no one else can write: its checks catch damage, not tampering (see
+    /// [`Table::open_keyed`]).
     pub fn open(dir: &Path) -> io::Result<Self> {
         Self::open_with_block_records(dir, DEFAULT_BLOCK_RECORDS)
     }
 
-    /// Opens the table in `dir`, writing new runs with a fence every `block_records` records.
+    /// As [`Table::open`], writing new runs with a fence every `block_records` records.
     pub fn open_with_block_records(dir: &Path, block_records: u32) -> io::Result<Self> {
+        Self::open_with(dir, block_records, None)
+    }
+
+    /// Opens (creating if need be) the table in `dir`, authenticated under `key` (see the
+    /// module docs): its manifest must carry a tag made with `key`, and every run is read
+    /// once and checked against the hash the manifest names, before this returns. A table
+    /// that fails opens empty, and [`Table::discarded`] says why.
+    pub fn open_keyed(dir: &Path, key: &[u8; 32]) -> io::Result<Self> {
+        Self::open_with(dir, DEFAULT_BLOCK_RECORDS, Some(key))
+    }
+
+    pub(super) fn open_with(
+        dir: &Path,
+        block_records: u32,
+        key: Option<&[u8; 32]>,
+    ) -> io::Result<Self> {
         if block_records == 0 {
             return Err(invalid_input("block_records must be at least 1"));
         }
@@ -274,11 +378,15 @@ impl<const V: usize> Table<V> {
             runs: Vec::new(),
             next_run: 0,
             meta: Vec::new(),
+            key: key.copied().unwrap_or(PUBLIC_KEY),
+            keyed: key.is_some(),
+            discarded: None,
         };
         match table.load() {
             Ok(()) => {}
             Err(e) if is_damage(&e) => {
-                // Torn or garbled: the cache starts over (the caller rebuilds it).
+                // Torn, garbled or forged: the cache starts over (the caller rebuilds it).
+                table.discarded = Some(e.to_string());
                 table.runs.clear();
                 table.meta.clear();
                 table.write_manifest(&[], &[])?;
@@ -290,22 +398,33 @@ impl<const V: usize> Table<V> {
     }
 
     fn load(&mut self) -> io::Result<()> {
-        let bytes = match fs::read(self.dir.join(MANIFEST)) {
-            Ok(bytes) => bytes,
+        let mut bytes = Vec::new();
+        match open_nofollow(&self.dir.join(MANIFEST)) {
+            Ok(mut f) => f.read_to_end(&mut bytes)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return self.write_manifest(&[], &[]),
             Err(e) => return Err(e),
         };
-        let manifest = Manifest::decode::<V>(&bytes)?;
+        let manifest = Manifest::decode::<V>(&bytes, &self.key)?;
         self.next_run = manifest.next_run;
         for listed in &manifest.runs {
-            let run = Run::open(&self.dir.join(run_name(listed.number)))?;
+            let mut run = Run::open(&self.dir.join(run_name(listed.number)))?;
             if run.len() != listed.count {
                 return Err(invalid("run length disagrees with the table manifest"));
             }
+            if self.keyed {
+                run.check_hash(&listed.hash)?;
+            }
+            run.hash = listed.hash;
             self.runs.push((listed.number, run));
         }
         self.meta = manifest.meta;
         Ok(())
+    }
+
+    /// Why the table opened empty though its directory held one (damaged, failed
+    /// authentication, another format); `None` when it opened as it was.
+    pub fn discarded(&self) -> Option<&str> {
+        self.discarded.as_deref()
     }
 
     /// Deletes the table's own files that the manifest does not name: leftovers of a killed
@@ -342,13 +461,14 @@ impl<const V: usize> Table<V> {
                 .map(|(number, run)| Listed {
                     number: *number,
                     count: run.len(),
+                    hash: run.hash,
                 })
                 .collect(),
             meta: meta.to_vec(),
         };
-        let bytes = manifest.encode::<V>()?;
+        let bytes = manifest.encode::<V>(&self.key)?;
         let tmp = self.dir.join(MANIFEST_TMP);
-        fs::write(&tmp, bytes)?;
+        create_private(&tmp)?.write_all(&bytes)?;
         fs::rename(&tmp, self.dir.join(MANIFEST))
     }
 

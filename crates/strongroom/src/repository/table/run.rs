@@ -41,6 +41,8 @@ pub struct RunWriter<const V: usize> {
     pub(super) fences: Vec<u64>,
     pub(super) last: Option<Record<V>>,
     pub(super) sum: Checksum,
+    /// BLAKE3 of every byte written so far.
+    pub(super) hash: blake3::Hasher,
     pub(super) renamed: bool,
 }
 
@@ -51,7 +53,7 @@ impl<const V: usize> RunWriter<V> {
             return Err(invalid_input("block_records must be at least 1"));
         }
         let tmp = tmp_path(path);
-        let file = File::create(&tmp)?;
+        let file = create_private(&tmp)?;
         Ok(RunWriter {
             path: path.to_path_buf(),
             tmp,
@@ -61,6 +63,7 @@ impl<const V: usize> RunWriter<V> {
             fences: Vec::new(),
             last: None,
             sum: Checksum::new(),
+            hash: blake3::Hasher::new(),
             renamed: false,
         })
     }
@@ -82,6 +85,8 @@ impl<const V: usize> RunWriter<V> {
         out.write_all(value)?;
         self.sum.update(key);
         self.sum.update(value);
+        self.hash.update(key);
+        self.hash.update(value);
         self.count += 1;
         self.last = Some((*key, *value));
         Ok(())
@@ -112,11 +117,11 @@ impl<const V: usize> RunWriter<V> {
         let tail_sum = checksum(&tail);
         tail.extend_from_slice(&tail_sum.to_le_bytes());
         out.write_all(&tail)?;
-        out.flush()?;
-        drop(out);
+        self.hash.update(&tail);
+        // The descriptor written is the one read from: nothing is opened by name again.
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         fs::rename(&self.tmp, &self.path)?;
         self.renamed = true;
-        let file = File::open(&self.path)?;
         Ok(Run {
             path: std::mem::take(&mut self.path),
             file,
@@ -124,6 +129,7 @@ impl<const V: usize> RunWriter<V> {
             block_records: self.block_records,
             fences: std::mem::take(&mut self.fences).into(),
             records_sum: self.sum.finish(),
+            hash: *self.hash.finalize().as_bytes(),
         })
     }
 }
@@ -145,12 +151,16 @@ pub struct Run<const V: usize> {
     pub(super) block_records: u32,
     pub(super) fences: Arc<[u64]>,
     pub(super) records_sum: u64,
+    /// BLAKE3 of the whole file, as its writer computed it or a table manifest names it
+    /// (all zeros for a run opened on its own: its hash is then unknown).
+    pub(super) hash: [u8; 32],
 }
 
 impl<const V: usize> Run<V> {
-    /// Opens a run file, reading and checking only its fences and footer.
+    /// Opens a run file (never through a link), reading and checking only its fences and
+    /// footer.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let file = File::open(path)?;
+        let file = open_nofollow(path)?;
         let size = file.metadata()?.len();
         if size < FOOTER_LEN as u64 {
             return Err(invalid(format!("{}: too short for a run", path.display())));
@@ -207,7 +217,30 @@ impl<const V: usize> Run<V> {
             block_records,
             fences,
             records_sum,
+            hash: [0; 32],
         })
+    }
+
+    /// Reads the whole file once, 1 MiB at a time, through the descriptor lookups use, and
+    /// checks it against `expected` (its BLAKE3 hash).
+    pub(super) fn check_hash(&self, expected: &[u8; 32]) -> io::Result<()> {
+        let size = self.file.metadata()?.len();
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; ITER_BUFFER];
+        let mut pos = 0u64;
+        while pos < size {
+            let n = (size - pos).min(ITER_BUFFER as u64) as usize;
+            self.file.read_exact_at(&mut buf[..n], pos)?;
+            hasher.update(&buf[..n]);
+            pos += n as u64;
+        }
+        if hasher.finalize() != *expected {
+            return Err(invalid(format!(
+                "{}: its content is not what the table manifest names",
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Where the run file is.

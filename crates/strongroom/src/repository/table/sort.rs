@@ -100,6 +100,7 @@ impl IdSorter {
                 .read(true)
                 .write(true)
                 .create_new(true)
+                .mode(0o600)
                 .open(&path)
             {
                 Ok(file) => {

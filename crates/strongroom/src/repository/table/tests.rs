@@ -649,3 +649,205 @@ fn bench_lookups() {
         status("VmHWM")
     );
 }
+
+fn sample_keyed(path: &Path, key: &[u8; 32]) -> (Table<4>, Model) {
+    let mut table = Table::<4>::open_with(path, 3, Some(key)).unwrap();
+    let mut model = Model::new();
+    for batch in 0..3u8 {
+        let records: Vec<Record<4>> = (0..20u8)
+            .map(|i| (key_of(i, batch), [batch, i, 0, 0]))
+            .collect();
+        for (k, v) in &records {
+            model.entry(*k).or_default().insert(*v);
+        }
+        table.add_run_with_meta(records, vec![batch]).unwrap();
+    }
+    (table, model)
+}
+
+fn key_of(i: u8, batch: u8) -> Key {
+    key(i % 4, i, batch)
+}
+
+/// Rewrites a run file in place as a valid run (its own checksums right) holding `records`:
+/// what someone who can write the directory, but does not hold the key, can do.
+fn forge_run(path: &Path, records: &[Record<4>]) {
+    let forged = path.with_file_name("forged");
+    let mut w = RunWriter::<4>::create(&forged, 3).unwrap();
+    for (k, v) in records {
+        w.push(k, v).unwrap();
+    }
+    drop(w.finish().unwrap());
+    fs::rename(&forged, path).unwrap();
+}
+
+#[test]
+fn keyed_tables_refuse_what_their_key_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t");
+    let k = [7u8; 32];
+    let (table, model) = sample_keyed(&path, &k);
+    drop(table);
+    // Reopened under its key: as it was.
+    let table = Table::<4>::open_with(&path, 3, Some(&k)).unwrap();
+    assert_eq!(table.discarded(), None);
+    check_against(&table, &model, &[2]);
+    drop(table);
+    // Under another key, or none: empty, and it says why.
+    for other in [Some(&[8u8; 32]), None] {
+        let (table, _) = sample_keyed(&path, &k);
+        drop(table);
+        let table = Table::<4>::open_with(&path, 3, other).unwrap();
+        assert!(
+            table.discarded().unwrap().contains("authentication"),
+            "{:?}",
+            table.discarded()
+        );
+        check_against(&table, &Model::new(), &[]);
+        drop(table);
+        fs::remove_dir_all(&path).unwrap();
+    }
+    // A run replaced by a valid run of the same length claiming other keys: the manifest and
+    // the run's own checksums pass, its hash does not.
+    let (table, model) = sample_keyed(&path, &k);
+    let (number, run) = &table.runs[0];
+    let (run_path, count) = (path.join(run_name(*number)), run.len());
+    drop(table);
+    let forged = |count: u64| -> Vec<Record<4>> {
+        (0..count)
+            .map(|i| {
+                let mut key = [0xAB; 32];
+                key[..8].copy_from_slice(&i.to_be_bytes());
+                (key, [9, 9, 9, 9])
+            })
+            .collect()
+    };
+    let claimed = forged(count)[0].0;
+    forge_run(&run_path, &forged(count));
+    let table = Table::<4>::open_with(&path, 3, Some(&k)).unwrap();
+    assert!(
+        table
+            .discarded()
+            .unwrap()
+            .contains("not what the table manifest names"),
+        "{:?}",
+        table.discarded()
+    );
+    assert!(!table.contains(&claimed).unwrap());
+    check_against(&table, &Model::new(), &[]);
+    drop(table);
+    // The same forgery in a table opened without a key is taken as it is: the checksums are
+    // no defence, which is why the index cache is keyed.
+    fs::remove_dir_all(&path).unwrap();
+    let (table, _) = sample_table(&path);
+    let (number, run) = &table.runs[0];
+    let (run_path, count) = (path.join(run_name(*number)), run.len());
+    drop(table);
+    forge_run(&run_path, &forged(count));
+    let table = Table::<4>::open_with_block_records(&path, 3).unwrap();
+    assert_eq!(table.discarded(), None);
+    assert!(table.contains(&claimed).unwrap());
+    drop(model);
+}
+
+#[test]
+fn links_planted_in_a_table_directory_are_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t");
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"someone else's file").unwrap();
+    let k = [7u8; 32];
+    let (table, model) = sample_keyed(&path, &k);
+    let next = run_name(table.next_run);
+    drop(table);
+    // Links where the table will write its next run and manifest: replaced, not written
+    // through.
+    for name in [format!("{next}.tmp"), MANIFEST_TMP.to_string()] {
+        std::os::unix::fs::symlink(&victim, path.join(name)).unwrap();
+    }
+    let mut table = Table::<4>::open_with(&path, 3, Some(&k)).unwrap();
+    table
+        .add_run_with_meta(vec![(key(9, 9, 9), [1; 4])], vec![2])
+        .unwrap();
+    let mut model = model;
+    model.entry(key(9, 9, 9)).or_default().insert([1; 4]);
+    check_against(&table, &model, &[2]);
+    drop(table);
+    assert_eq!(fs::read(&victim).unwrap(), b"someone else's file");
+    // A link in place of the manifest or a run: not read through; the table opens empty.
+    let manifest = path.join(MANIFEST);
+    let moved = dir.path().join("manifest-copy");
+    fs::rename(&manifest, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &manifest).unwrap();
+    let table = Table::<4>::open_with(&path, 3, Some(&k)).unwrap();
+    assert!(table.discarded().unwrap().contains("is a link"));
+    check_against(&table, &Model::new(), &[]);
+    drop(table);
+    fs::remove_dir_all(&path).unwrap();
+    let (table, _) = sample_keyed(&path, &k);
+    let run_path = table.runs[0].1.path().to_path_buf();
+    drop(table);
+    fs::rename(&run_path, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &run_path).unwrap();
+    let table = Table::<4>::open_with(&path, 3, Some(&k)).unwrap();
+    assert!(table.discarded().unwrap().contains("is a link"));
+    assert_eq!(fs::read(&victim).unwrap(), b"someone else's file");
+    // Files the table creates are its owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path.join(MANIFEST))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// The cost of a keyed open (every run read once and hashed) at a million index-sized
+/// records; run with `cargo test --release -p strongroom --lib keyed_open_cost -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn keyed_open_cost_at_a_million_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t");
+    let k = [7u8; 32];
+    let mut table = Table::<20>::open_keyed(&path, &k).unwrap();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..8 {
+        let records: Vec<Record<20>> = (0..125_000)
+            .map(|_| {
+                let mut key = [0u8; 32];
+                for c in key.chunks_mut(8) {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    c.copy_from_slice(&state.to_le_bytes());
+                }
+                (key, [1u8; 20])
+            })
+            .collect();
+        table.add_run(records).unwrap();
+    }
+    table.compact_all().unwrap();
+    let bytes: u64 = table
+        .runs
+        .iter()
+        .map(|(_, r)| r.file.metadata().unwrap().len())
+        .sum();
+    drop(table);
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let keyed = Table::<20>::open_keyed(&path, &k).unwrap();
+        let keyed_s = t.elapsed().as_secs_f64();
+        assert_eq!(keyed.discarded(), None);
+        assert_eq!(keyed.stored_records(), 1_000_000);
+        // The part of it that is the check: reading and hashing the run.
+        let t = std::time::Instant::now();
+        for (_, run) in &keyed.runs {
+            run.check_hash(&run.hash).unwrap();
+        }
+        let check_s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "1 M records, {bytes} bytes on disk: keyed open {keyed_s:.3} s, of which reading and hashing the runs {check_s:.3} s"
+        );
+    }
+}
