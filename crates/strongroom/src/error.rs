@@ -320,6 +320,9 @@ pub enum Obeyed {
     NewPasswordFile,
     /// The local state directory or a directory in it.
     StateDirectory,
+    /// The local cache directory or a directory in it (the index and journal caches: what a
+    /// backup believes the repository holds).
+    Cache,
 }
 
 impl std::fmt::Display for Obeyed {
@@ -328,6 +331,7 @@ impl std::fmt::Display for Obeyed {
             Obeyed::ConfigFile => "the config file",
             Obeyed::NewPasswordFile => "the new password file",
             Obeyed::StateDirectory => "the state directory",
+            Obeyed::Cache => "the cache directory",
         })
     }
 }

@@ -23,6 +23,7 @@ pub mod integrity;
 pub mod interrupt;
 pub mod monitor;
 pub mod pipe;
+pub mod private_dir;
 pub mod process;
 pub mod progress;
 pub mod prune;

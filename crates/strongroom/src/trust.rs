@@ -2,12 +2,17 @@
 //!
 //! strongroom runs as root or `postgres` on hosts with other local users, and some files
 //! decide what it does: the config names commands it runs (hooks, `[[alerts]] command`,
-//! `password_command`), a new password file becomes a key to the repository, and the state
-//! directory holds notes it acts on. Owns the one rule for them, after git's
-//! `safe.directory`: such a file or directory is used only when the running user or root
+//! `password_command`), a new password file becomes a key to the repository, the state
+//! directory holds notes it acts on, and the cache directory says what a backup believes the
+//! repository holds. Owns the one rule for them, after git's `safe.directory`, as checks of
+//! metadata and the one-sentence refusal ([`Error::Untrusted`]) for each kind of
+//! [`Obeyed`] thing: such a file or directory is used only when the running user or root
 //! owns it and neither its group nor others can write it; a file also only when the
-//! directory it sits in passes the same test, or is sticky (see [`read_file`]). Root's files
-//! are trusted by everyone: root could change the running user's files anyway.
+//! directory it sits in passes the same test, or is sticky (see [`read_file`]); a directory
+//! also only when every directory above it does, or is sticky ([`check_ancestor`]). Root's
+//! files are trusted by everyone: root could change the running user's files anyway.
+//! Making and entering private directories, and the files in them, is
+//! [`crate::private_dir`]'s, with these checks.
 //!
 //! Must not change any owner or mode, and must not open a file it checked a second time by
 //! path: the checks are of the open descriptor, and the text is read from it.
@@ -36,7 +41,7 @@ pub fn read_file(path: &Path, what: Obeyed) -> Result<String> {
     let action = match what {
         Obeyed::ConfigFile => "reading config",
         Obeyed::NewPasswordFile => "reading password file",
-        Obeyed::StateDirectory => "reading",
+        Obeyed::StateDirectory | Obeyed::Cache => "reading",
     };
     let io = |p: &Path, e| Error::io(action, p, e);
     let found = std::fs::symlink_metadata(path).map_err(|e| io(path, e))?;
@@ -97,32 +102,106 @@ pub fn read_file(path: &Path, what: Obeyed) -> Result<String> {
 pub fn check_owner_and_mode(path: &Path, meta: &Metadata, what: Obeyed) -> Result<()> {
     let me = running_user();
     if !trusted_owner(meta.uid()) {
-        return Err(untrusted(
-            what,
-            path,
-            format!(
+        let problem = match what {
+            // The cache's refusal has always named the uids, and its tests look for them.
+            Obeyed::Cache => format!(
+                "it belongs to uid {}, not to this user (uid {}), and whoever owns it {}",
+                meta.uid(),
+                euid(),
+                consequence(what, &me)
+            ),
+            _ => format!(
                 "it is owned by {}, who {}",
                 describe_user(meta.uid()),
                 consequence(what, &me)
             ),
-            format!("chown {} and chmod go-w it", name_or_root(&me)),
-        ));
+        };
+        let fix = match what {
+            Obeyed::Cache => CACHE_ELSEWHERE.into(),
+            _ => format!("chown {} and chmod go-w it", name_or_root(&me)),
+        };
+        return Err(untrusted(what, path, problem, fix));
     }
     if meta.mode() & 0o022 != 0 {
+        let fix = match what {
+            Obeyed::Cache => {
+                "set STRONGROOM_CACHE_DIR to a directory only you can write, or remove their access (chmod go-w)"
+            }
+            _ => "chmod go-w it",
+        };
         return Err(untrusted(
             what,
             path,
             format!(
-                "its mode {:04o} lets {} write it, and whoever writes it {}",
+                "its mode {:04o} makes it writable by other users ({}), and whoever writes it {}",
                 meta.mode() & 0o7777,
                 writers(meta.mode()),
                 consequence(what, &me)
             ),
-            "chmod go-w it".into(),
+            fix.into(),
         ));
     }
     Ok(())
 }
+
+/// Refuses what stands at `path` (by its metadata, a link not followed) where a directory of
+/// strongroom's should be, unless it is a directory that passes [`check_owner_and_mode`].
+pub fn check_directory(path: &Path, meta: &Metadata, what: Obeyed) -> Result<()> {
+    if !meta.is_dir() {
+        let fix = match what {
+            Obeyed::Cache => format!("remove it, or {CACHE_ELSEWHERE}"),
+            _ => "remove it, and look at who made it".into(),
+        };
+        return Err(untrusted(
+            what,
+            path,
+            "it is not a directory (a link is not followed there)".into(),
+            fix,
+        ));
+    }
+    check_owner_and_mode(path, meta, what)
+}
+
+/// Refuses the directory `path` when `ancestor`, a directory above it (by its metadata),
+/// lets another user put something else in its place: owned by another user than the
+/// running one and root, or writable by group or others and not sticky (in a sticky
+/// directory, like `/tmp`, others cannot rename what is not theirs).
+pub fn check_ancestor(path: &Path, ancestor: &Path, meta: &Metadata, what: Obeyed) -> Result<()> {
+    let how = if !trusted_owner(meta.uid()) {
+        format!("it is owned by {}", describe_user(meta.uid()))
+    } else if meta.mode() & 0o022 != 0 && meta.mode() & libc::S_ISVTX == 0 {
+        format!(
+            "its mode {:04o} lets {} rename what is in it",
+            meta.mode() & 0o7777,
+            writers(meta.mode())
+        )
+    } else {
+        return Ok(());
+    };
+    let me = running_user();
+    let fix = match what {
+        Obeyed::Cache => {
+            format!("{CACHE_ELSEWHERE}, under directories only you or root can change")
+        }
+        _ => format!(
+            "keep it under directories only {} can change",
+            writers_ok(&me)
+        ),
+    };
+    Err(untrusted(
+        what,
+        path,
+        format!(
+            "{} above it can be changed by other users ({how}), and whoever changes it {}",
+            ancestor.display(),
+            consequence(what, &me)
+        ),
+        fix,
+    ))
+}
+
+/// The cache's way out of every refusal: it can live anywhere.
+const CACHE_ELSEWHERE: &str = "set STRONGROOM_CACHE_DIR to a directory you own";
 
 /// Whether files of `uid` may decide what this process does: its own, and root's.
 pub fn trusted_owner(uid: u32) -> bool {
@@ -138,11 +217,7 @@ pub fn check_directory_of(path: &Path, what: Obeyed) -> Result<bool> {
     // Named in full: "it sits in ." would not say which directory.
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let me = running_user();
-    let writers_ok = if me == "root" {
-        "root".to_string()
-    } else {
-        format!("{me} or root")
-    };
+    let writers_ok = writers_ok(&me);
     if !trusted_owner(meta.uid()) {
         return Err(untrusted(
             what,
@@ -186,6 +261,15 @@ fn directory_of(path: &Path) -> PathBuf {
     }
 }
 
+/// Who may write where strongroom keeps what it obeys, in words: `root`, or `postgres or root`.
+fn writers_ok(me: &str) -> String {
+    if me == "root" {
+        "root".to_string()
+    } else {
+        format!("{me} or root")
+    }
+}
+
 fn untrusted(what: Obeyed, path: &Path, problem: String, fix: String) -> Error {
     Error::Untrusted {
         what,
@@ -201,6 +285,7 @@ fn consequence(what: Obeyed, me: &str) -> String {
         Obeyed::ConfigFile => format!("could choose the commands strongroom runs as {me}"),
         Obeyed::NewPasswordFile => "would know a password that opens the repository".into(),
         Obeyed::StateDirectory => format!("could plant notes strongroom acts on as {me}"),
+        Obeyed::Cache => "could choose what a backup believes is stored".into(),
     }
 }
 

@@ -67,7 +67,11 @@ pub fn check_in(
     let path = file_for(state_dir, job, source, error_kind);
     let decided = crate::state::make_dir(state_dir, &["alerts", "repeats"])
         .map_err(std::io::Error::other)
-        .and_then(|_| decide(&path, job, source, error_kind, window, now));
+        .and_then(|dir| {
+            // Under the state directory as resolved once, not through a link again.
+            let path = dir.join(name_for(job, source, error_kind));
+            decide(&path, job, source, error_kind, window, now)
+        });
     match decided {
         Ok(v) => v,
         Err(e) => {
@@ -81,12 +85,17 @@ pub fn check_in(
 }
 
 fn file_for(state_dir: &Path, job: &str, source: Option<&str>, error_kind: &str) -> PathBuf {
-    let key = format!("{job}\0{}\0{error_kind}", source.unwrap_or(""));
-    let hash = blake3::hash(key.as_bytes()).to_hex();
     state_dir
         .join("alerts")
         .join("repeats")
-        .join(format!("{}.json", &hash[..32]))
+        .join(name_for(job, source, error_kind))
+}
+
+/// The file's name in `alerts/repeats/`.
+fn name_for(job: &str, source: Option<&str>, error_kind: &str) -> String {
+    let key = format!("{job}\0{}\0{error_kind}", source.unwrap_or(""));
+    let hash = blake3::hash(key.as_bytes()).to_hex();
+    format!("{}.json", &hash[..32])
 }
 
 fn decide(
@@ -97,7 +106,7 @@ fn decide(
     window: Duration,
     now: jiff::Timestamp,
 ) -> std::io::Result<Verdict> {
-    let mut file = crate::state::open_rw(path)?;
+    let mut file = crate::private_dir::open_rw(path)?;
     // SAFETY: flock on a descriptor we own; released when `file` closes.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(std::io::Error::last_os_error());

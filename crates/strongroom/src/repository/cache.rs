@@ -1,11 +1,12 @@
 //! The local index cache: the repository's `index/` objects as sorted runs on local disk.
 //!
 //! Owns where the cache lives (`$STRONGROOM_CACHE_DIR`, else `$XDG_CACHE_HOME/strongroom`,
-//! else `~/.cache/strongroom`; then `<repository id>/index-v1/`), that only the running user
-//! can change it, keeping it in step with the repository, authenticating it, and the pack
-//! table its records number. Must not be the only copy of anything: every byte of it can be
-//! rebuilt from the repository, and is, whenever it does not match or does not verify. Must
-//! not change the mode or owner of a directory it did not create.
+//! else `~/.cache/strongroom`; then `<repository id>/index-v1/`), what happens when that
+//! directory is refused (a temporary cache), keeping it in step with the repository,
+//! authenticating it, and the pack table its records number; who may change it is
+//! [`crate::private_dir`]'s rule. Must not be the only copy of anything: every byte of it
+//! can be rebuilt from the repository, and is, whenever it does not match or does not
+//! verify. Must not change the mode or owner of a directory it did not create.
 //!
 //! Why a cache on disk. Format v1 loaded every index object into one hash map for every
 //! backup, restore and check: ~100 bytes of memory per chunk, 1-2 GB for a 100 GB database of
@@ -27,16 +28,18 @@
 //! Who may change it. strongroom runs as root or `postgres` on hosts with other users. A
 //! cache another user can write would let them choose what a backup believes is stored: an
 //! entry for a chunk the repository lacks makes the backup skip it, and the snapshot does
-//! not restore. So the root must exist as a directory owned by the effective uid and
-//! writable by no one else, under ancestors only root or that user can change (or sticky,
-//! like `/tmp`); the per-repository directories below it likewise, and never links.
-//! Directories are created here with mode 0700 and nothing here ever changes the mode of
-//! one that existed (pointing the cache at `/tmp` must not make `/tmp` private). A root that
-//! fails is not used: the run goes on with a private temporary cache, rebuilt from the
-//! repository, and a warning says which directory was refused, why, and what to do. A
-//! backup at 2 a.m. that runs slower is better than one that does not run, and the
-//! temporary cache is as correct as the real one. Files are opened with `O_NOFOLLOW`;
-//! `lock` and `packs` are replaced when they are not a plain file of ours with one link.
+//! not restore. So the root and the per-repository directories below it are a
+//! [`crate::private_dir`] of kind [`Obeyed::Cache`], which owns the rule and its checks:
+//! owned by the effective uid or root and writable by no one else, under directories only
+//! they can change (or sticky, like `/tmp`), never links below the root, made 0700, and no
+//! existing directory's mode ever changed (pointing the cache at `/tmp` must not make `/tmp`
+//! private); files opened `O_NOFOLLOW`, with `lock` and `packs` replaced when they are not a
+//! plain file of ours with one link. What is the cache's own: a root that fails is not
+//! used; the run goes on with a private temporary cache, rebuilt from the repository, and a
+//! warning says which directory was refused, why, and what to do. A backup at 2 a.m. that
+//! runs slower is better than one that does not run, and the temporary cache is as correct
+//! as the real one. A repository id names a directory only when it is made of letters,
+//! digits, `-` and `_`.
 //!
 //! Authentication. Whatever the cache says, a backup must never reference a chunk the
 //! repository does not hold, whoever wrote the cache (the directory checks above can be
@@ -62,10 +65,11 @@ use super::Repository;
 use super::index::{self, Index};
 use super::layout::ObjectKind;
 use super::table::Table;
-use crate::error::{Error, Result};
+use crate::error::{Error, Obeyed, Result};
 use crate::id::PackId;
+use crate::private_dir;
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Index entries gathered before they are written as one run (~7 MB in memory).
@@ -102,143 +106,24 @@ pub fn scratch_dir(repo: &Repository) -> PathBuf {
 /// checks (`load_index` warns why). Other local caches of the repository (the journal's)
 /// live here.
 pub(crate) fn private_repo_dir(repo: &Repository) -> Option<PathBuf> {
-    root_for(repo).and_then(|r| repo_dir(&r, &repo.config().id).ok())
+    root_for(repo).and_then(|r| repo_dir(&r, &repo.config().id, &[]).ok())
 }
 
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
-}
-
-/// Whether an existing directory is the running user's alone: owned by the effective uid,
-/// writable by neither group nor others. `Err` is one sentence naming it and what to do.
-fn check_private(dir: &Path, meta: &std::fs::Metadata) -> std::result::Result<(), String> {
-    let me = euid();
-    if !meta.is_dir() {
-        return Err(format!(
-            "{} is not a directory (links are not followed below the cache root): remove it, or set STRONGROOM_CACHE_DIR to a directory you own",
-            dir.display()
-        ));
-    }
-    if meta.uid() != me {
-        return Err(format!(
-            "the cache directory {} belongs to uid {}, not to this user (uid {me}): set STRONGROOM_CACHE_DIR to a directory you own",
-            dir.display(),
-            meta.uid()
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "the cache directory {} is writable by other users (mode {:o}): set STRONGROOM_CACHE_DIR to a directory only you can write, or remove their access (chmod go-w)",
-            dir.display(),
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
-}
-
-/// Creates `dir` with mode 0700 (its missing parents too when `parents`), or finds it
-/// there; then checks it is the running user's alone. A link at `dir` is followed only
-/// when `follow` (the root, which the user names); the mode of an existing directory is
-/// never changed.
-fn private_dir(dir: &Path, parents: bool, follow: bool) -> std::result::Result<(), String> {
-    match std::fs::DirBuilder::new()
-        .recursive(parents)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot create {} ({e})", dir.display())),
-    }
-    let meta = if follow {
-        std::fs::metadata(dir)
-    } else {
-        std::fs::symlink_metadata(dir)
-    }
-    .map_err(|e| format!("cannot read {} ({e})", dir.display()))?;
-    check_private(dir, &meta)
-}
-
-/// Resolves the cache root once (links and `..`), checks the directory it names is the
-/// running user's alone, and that no one but root and that user can replace it by renaming
-/// something above it: each ancestor is theirs, and writable by others only when sticky
-/// (like `/tmp`, where others cannot rename what is not theirs). Returns the resolved path,
-/// which is used from then on, so a link someone retargets later is not followed again.
-fn resolve_root(root: &Path) -> std::result::Result<PathBuf, String> {
-    let real = std::fs::canonicalize(root)
-        .map_err(|e| format!("cannot resolve {} ({e})", root.display()))?;
-    let meta = std::fs::symlink_metadata(&real)
-        .map_err(|e| format!("cannot read {} ({e})", real.display()))?;
-    check_private(root, &meta)?;
-    let me = euid();
-    for dir in real.ancestors().skip(1) {
-        let meta =
-            std::fs::metadata(dir).map_err(|e| format!("cannot read {} ({e})", dir.display()))?;
-        let owner_ok = meta.uid() == 0 || meta.uid() == me;
-        let open = meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0;
-        if !owner_ok || open {
-            return Err(format!(
-                "{} above the cache directory {} can be changed by other users: set STRONGROOM_CACHE_DIR to a directory you own, under directories only you or root can change",
-                dir.display(),
-                root.display()
-            ));
-        }
-    }
-    Ok(real)
-}
-
-/// The repository's directory under the cache root, made or checked: the root and it must
-/// be the running user's alone (see the module docs). `Err` says why not, in one sentence.
-fn repo_dir(root: &Path, id: &str) -> std::result::Result<PathBuf, String> {
+/// The repository's directory under the cache root (`<root>/<repository id>`), and `below`
+/// it, made or checked: a private directory of the running user's (see the module docs).
+/// Returned under the root as resolved once.
+fn repo_dir(root: &Path, id: &str, below: &[&str]) -> Result<PathBuf> {
     if id.is_empty()
         || !id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err(format!(
+        return Err(Error::Config(format!(
             "the repository id {id:?} cannot name a cache directory"
-        ));
+        )));
     }
-    private_dir(root, true, true)?;
-    let dir = resolve_root(root)?.join(id);
-    private_dir(&dir, false, false)?;
-    Ok(dir)
-}
-
-/// Opens (creating, mode 0600) a file of the cache for reading and writing, never through
-/// a link; one that is not a plain file of ours with a single link (planted, or a hard link
-/// to someone's file) is replaced by a new empty one.
-fn open_cache_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let open = |new: bool| {
-        let mut o = std::fs::OpenOptions::new();
-        o.read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW);
-        if new {
-            o.create_new(true);
-        } else {
-            o.create(true).truncate(false);
-        }
-        o.open(path)
-    };
-    match open(false) {
-        Ok(f) => {
-            let m = f.metadata()?;
-            if m.is_file() && m.uid() == euid() && m.nlink() == 1 {
-                return Ok(f);
-            }
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {}
-        Err(e) => return Err(e),
-    }
-    tracing::warn!(
-        "{} was not a plain file of this user's; replacing it",
-        path.display()
-    );
-    std::fs::remove_file(path)?;
-    open(true)
+    let parts: Vec<&str> = std::iter::once(id).chain(below.iter().copied()).collect();
+    private_dir::make(root, &parts, Obeyed::Cache)
 }
 
 /// What the cache's manifest says it holds.
@@ -302,7 +187,7 @@ struct DirLock(std::fs::File);
 impl DirLock {
     fn take(dir: &Path) -> std::io::Result<Self> {
         use std::os::fd::AsRawFd;
-        let f = open_cache_file(&dir.join("lock"))?;
+        let f = private_dir::open_rw_or_replace(&dir.join("lock"))?;
         // SAFETY: flock on a descriptor this function owns.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error());
@@ -323,11 +208,7 @@ impl Drop for DirLock {
 /// alone, else a private temporary directory (removed when the returned guard drops).
 fn place(repo: &Repository) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
     if let Some(root) = root_for(repo) {
-        let dir = repo_dir(&root, &repo.config().id).and_then(|d| {
-            let dir = d.join("index-v1");
-            private_dir(&dir, false, false).map(|()| dir)
-        });
-        match dir {
+        match repo_dir(&root, &repo.config().id, &["index-v1"]) {
             Ok(dir) => return Ok((dir, None)),
             Err(why) => tracing::warn!(
                 "not using the index cache under {}: {why}. This run uses a private temporary cache, rebuilt from the repository (slower), until that is fixed",
@@ -415,7 +296,7 @@ impl Repository {
                 dir.display()
             );
         }
-        let packs_file = open_cache_file(&dir.join("packs")).map_err(cache_err)?;
+        let packs_file = private_dir::open_rw_or_replace(&dir.join("packs")).map_err(cache_err)?;
         let listed_set: HashSet<&String> = listed.iter().collect();
         let decoded = decode_meta(table.meta());
         let mut raw = Vec::new();
@@ -536,16 +417,26 @@ mod tests {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     }
 
+    fn refusal(root: &Path, id: &str) -> String {
+        repo_dir(root, id, &[]).unwrap_err().to_string()
+    }
+
     #[test]
     fn cache_dirs_we_create_are_private_from_the_start() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("a/b/cache");
-        let dir = repo_dir(&root, "0123abcd").unwrap();
-        for d in [t.path().join("a"), t.path().join("a/b"), root.clone(), dir] {
+        let dir = repo_dir(&root, "0123abcd", &["index-v1"]).unwrap();
+        for d in [
+            t.path().join("a"),
+            t.path().join("a/b"),
+            root.clone(),
+            root.join("0123abcd"),
+            dir,
+        ] {
             assert_eq!(mode(&d), 0o700, "{}", d.display());
         }
         // Found again as it was: fine.
-        repo_dir(&root, "0123abcd").unwrap();
+        repo_dir(&root, "0123abcd", &[]).unwrap();
     }
 
     #[test]
@@ -555,7 +446,7 @@ mod tests {
         std::fs::create_dir(&shared).unwrap();
         for m in [0o1777, 0o777, 0o770] {
             chmod(&shared, m);
-            let err = repo_dir(&shared, "0123abcd").unwrap_err();
+            let err = refusal(&shared, "0123abcd");
             assert!(err.contains("writable by other users"), "{err}");
             assert!(err.contains(&shared.display().to_string()), "{err}");
             assert!(err.contains("STRONGROOM_CACHE_DIR"), "{err}");
@@ -564,10 +455,10 @@ mod tests {
         }
         // Below a sticky shared directory, a private root of ours is fine.
         chmod(&shared, 0o1777);
-        repo_dir(&shared.join("mine"), "0123abcd").unwrap();
+        repo_dir(&shared.join("mine"), "0123abcd", &[]).unwrap();
         // Below a shared directory that is not sticky, it is not: others could rename it.
         chmod(&shared, 0o777);
-        let err = repo_dir(&shared.join("mine"), "0123abcd").unwrap_err();
+        let err = refusal(&shared.join("mine"), "0123abcd");
         assert!(err.contains("can be changed by other users"), "{err}");
         assert_eq!(mode(&shared), 0o777);
     }
@@ -579,18 +470,18 @@ mod tests {
         let elsewhere = t.path().join("elsewhere");
         std::fs::create_dir(&elsewhere).unwrap();
         chmod(&elsewhere, 0o700);
-        private_dir(&root, true, true).unwrap();
+        private_dir::make(&root, &[], Obeyed::Cache).unwrap();
         std::os::unix::fs::symlink(&elsewhere, root.join("0123abcd")).unwrap();
-        let err = repo_dir(&root, "0123abcd").unwrap_err();
+        let err = refusal(&root, "0123abcd");
         assert!(err.contains("not a directory"), "{err}");
         for id in ["", "..", "../x", "/etc", "a/b"] {
-            assert!(repo_dir(&root, id).unwrap_err().contains("repository id"));
+            assert!(refusal(&root, id).contains("repository id"));
         }
         // A root named through a link is resolved once: the path used from then on does not
         // go through the link, which whoever owns it could retarget.
         let link = t.path().join("link");
         std::os::unix::fs::symlink(&root, &link).unwrap();
-        let dir = repo_dir(&link, "feed").unwrap();
+        let dir = repo_dir(&link, "feed", &[]).unwrap();
         assert_eq!(dir, root.canonicalize().unwrap().join("feed"));
     }
 
@@ -604,30 +495,12 @@ mod tests {
         std::fs::create_dir(&root).unwrap();
         chmod(&root, 0o700);
         attacker.take(&root);
-        let err = repo_dir(&root, "0123abcd").unwrap_err();
+        let err = refusal(&root, "0123abcd");
         assert!(
             err.contains(&format!("belongs to uid {}", attacker.uid)),
             "{err}"
         );
         assert!(err.contains("set STRONGROOM_CACHE_DIR to a directory you own"));
         assert!(!root.join("0123abcd").exists());
-        // A file of theirs (or anyone's with two links) where the cache keeps its pack
-        // table is replaced, not written into.
-        let mine = t.path().join("mine");
-        private_dir(&mine, false, false).unwrap();
-        let victim = t.path().join("victim");
-        std::fs::write(&victim, b"keep").unwrap();
-        std::fs::hard_link(&victim, mine.join("packs")).unwrap();
-        let mut f = open_cache_file(&mine.join("packs")).unwrap();
-        std::io::Write::write_all(&mut f, b"pack ids").unwrap();
-        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
-        std::os::unix::fs::symlink(&victim, mine.join("lock")).unwrap();
-        open_cache_file(&mine.join("lock")).unwrap();
-        assert!(
-            !std::fs::symlink_metadata(mine.join("lock"))
-                .unwrap()
-                .is_symlink()
-        );
-        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
     }
 }

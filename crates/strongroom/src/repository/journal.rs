@@ -196,7 +196,7 @@ impl Repository {
                 std::process::id(),
                 hex::encode(crate::crypto::random_bytes::<4>())
             ));
-            crate::state::create_new(&file)
+            crate::private_dir::create_new(&file)
                 .and_then(|mut f| f.write_all(&serde_json::to_vec(&note)?))
                 .ok()?;
             Some(file)
@@ -217,7 +217,7 @@ impl Repository {
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
         {
-            let Some(note) = crate::state::read(&f)
+            let Some(note) = crate::private_dir::read(&f)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<RunningNote>(&b).ok())
             else {
@@ -277,7 +277,7 @@ impl Repository {
             use std::io::Write;
             let file = dir.join(ObjectKind::Journal.name_of(&name).unwrap_or(&name));
             let tmp = file.with_extension("tmp");
-            crate::state::create(&tmp)
+            crate::private_dir::create(&tmp)
                 .and_then(|mut f| f.write_all(&sealed))
                 .ok()?;
             std::fs::rename(&tmp, &file).ok()?;
@@ -312,7 +312,7 @@ impl Repository {
             .collect();
         files.sort();
         for f in files {
-            let (Some(name), Ok(bytes)) = (f.file_name(), crate::state::read(&f)) else {
+            let (Some(name), Ok(bytes)) = (f.file_name(), crate::private_dir::read(&f)) else {
                 continue;
             };
             let key = ObjectKind::Journal.key(&name.to_string_lossy());

@@ -21,8 +21,7 @@ use crate::source::SourceMatch;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const SEGMENT_AAD: &[u8] = b"strongroom journal segment";
 const SEGMENT_SUFFIX: &str = ".segment";
@@ -83,7 +82,7 @@ impl Repository {
     pub fn query_journal(&self, query: &JournalQuery) -> Result<Vec<JournalRecord>> {
         let listed = self.journal_keys()?;
         let cache = self.journal_cache_path();
-        let mut known = cache.as_ref().map(read_cache).unwrap_or_default();
+        let mut known = cache.as_deref().map(read_cache).unwrap_or_default();
         let missing: Vec<&String> = listed.iter().filter(|k| !known.contains_key(*k)).collect();
         tracing::debug!(
             "read {} of {} journal objects from the repository (the rest from the local cache)",
@@ -175,7 +174,8 @@ impl Repository {
     }
 
     fn journal_cache_path(&self) -> Option<PathBuf> {
-        // Only in a directory no other local user can write (see `repository::cache`).
+        // Only in a directory no other local user can write (see `repository::cache`), and
+        // its file opened only as one of ours (`private_dir`).
         let dir = crate::repository::cache::private_repo_dir(self)?;
         Some(dir.join("journal-v1"))
     }
@@ -257,8 +257,11 @@ impl Repository {
     }
 }
 
-fn read_cache(path: &PathBuf) -> HashMap<String, Vec<Named>> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+fn read_cache(path: &Path) -> HashMap<String, Vec<Named>> {
+    let Some(text) = crate::private_dir::read(path)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
         return HashMap::new();
     };
     text.lines()
@@ -278,33 +281,22 @@ fn line_of(object: &str, records: &[Named]) -> Option<String> {
     Some(s)
 }
 
-fn append_cache(path: &PathBuf, fetched: &[(String, Vec<Named>)]) {
+fn append_cache(path: &Path, fetched: &[(String, Vec<Named>)]) {
     if fetched.is_empty() {
         return;
     }
     let text: String = fetched.iter().filter_map(|(k, v)| line_of(k, v)).collect();
     // One write of whole lines with O_APPEND: concurrent readers append without tearing
     // each other's lines on a local file system; a torn line would be skipped and re-read.
-    let _ = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()));
+    let _ = crate::private_dir::append(path).and_then(|mut f| f.write_all(text.as_bytes()));
 }
 
 fn rewrite_cache(path: &PathBuf, known: &HashMap<String, Vec<Named>>) {
     let text: String = known.iter().filter_map(|(k, v)| line_of(k, v)).collect();
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()));
+    let written =
+        crate::private_dir::create_new(&tmp).and_then(|mut f| f.write_all(text.as_bytes()));
     if written.is_ok() {
         let _ = std::fs::rename(&tmp, path);
     }
