@@ -619,3 +619,111 @@ fn hooks_get_only_what_they_need() {
         assert!(got.contains(wanted), "{wanted} missing: {got}");
     }
 }
+
+/// Names of the locks in `env`'s repository, read from the store without opening the
+/// repository (opening it journals what interrupted jobs left, which must not be needed).
+fn lock_names(env: &Env) -> Vec<String> {
+    env.storage()
+        .list("locks/")
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key)
+        .collect()
+}
+
+/// Notes of jobs in progress left in the state directory (what the next command would
+/// journal as interrupted).
+fn running_notes(env: &Env) -> Vec<String> {
+    let Ok(ids) = std::fs::read_dir(env.path("state/running")) else {
+        return Vec::new();
+    };
+    ids.flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
+/// Sends `sig` to a job paused where `paused` appears, and checks what it left: exit
+/// 128 + sig, no lock, no note for the next command, and its interrupted record written
+/// already, naming the signal.
+fn interrupt(
+    env: &Env,
+    mut cmd: std::process::Command,
+    (paused, go): (&Path, &Path),
+    sig: i32,
+    job: &str,
+) {
+    let _ = std::fs::remove_file(paused);
+    let _ = std::fs::remove_file(go);
+    // Into a file: a paused hook holds a pipe open after strongroom has exited.
+    let log = env.path("interrupted.log");
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(paused);
+    assert_eq!(lock_names(env).len(), 1, "the {job} holds its lock");
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let status = child.wait().unwrap();
+    std::fs::write(go, "").unwrap(); // lets a paused hook end
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(128 + sig), "{job}: {err}");
+    assert_eq!(lock_names(env), Vec::<String>::new(), "{job}: {err}");
+    assert_eq!(running_notes(env), Vec::<String>::new(), "{job}: {err}");
+    let name = if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
+    let repo =
+        strongroom::repository::Repository::open(env.storage(), Some(PASSWORD.as_bytes())).unwrap();
+    let recs = repo.journal_records().unwrap();
+    let last = recs.last().expect("a journal record");
+    assert_eq!(
+        (last.job.as_str(), last.ok, last.error_kind.as_deref()),
+        (job, false, Some("interrupted")),
+        "{last:?}"
+    );
+    assert!(last.error.as_deref().unwrap().contains(name), "{last:?}");
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM during a backup or a restore: the lock goes on the way out
+/// and the journal says "interrupted" there and then, not at the next command (issue 17,
+/// item 5). On a local repository and on Garage.
+#[test]
+fn interrupted_jobs_remove_their_lock_and_journal_it_at_once() {
+    for env in envs() {
+        let (db, src) = env.hotel_source(2_000);
+        let faults = env.path("faults");
+        std::fs::create_dir(&faults).unwrap();
+        let (paused, go) = (faults.join("paused"), faults.join("go"));
+        let points = (paused.as_path(), go.as_path());
+        // A backup held with its data stored and its manifest not yet written.
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            let mut cmd = env.std_cmd();
+            cmd.args(["backup", &src])
+                .env("STRONGROOM_FAULT", "pause-before-commit")
+                .env("STRONGROOM_FAULT_DIR", &faults);
+            interrupt(&env, cmd, points, sig, "backup");
+        }
+        assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
+        // A restore in place held in its before_restore hook, after staging.
+        env.json(&["backup", &src]);
+        std::fs::write(
+            env.path("strongroom.toml"),
+            format!(
+                "[sources.hotel]\nurl = \"{src}\"\nbefore_restore = \"touch {}; while [ ! -e {} ]; do sleep 0.05; done\"\n",
+                paused.display(),
+                go.display()
+            ),
+        )
+        .unwrap();
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            let mut cmd = env.std_cmd();
+            cmd.args(["restore", "latest", "--to", "hotel.db", "--force"]);
+            interrupt(&env, cmd, points, sig, "restore");
+        }
+        assert!(invariant_holds(&db));
+    }
+}

@@ -29,7 +29,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<Snapshot> {
     let started_at = jiff::Timestamp::now();
-    let _running = repo.job_started("backup", Some(&source.name), None, started_at);
+    let running = repo.job_started("backup", Some(&source.name), None, started_at);
     let result = take(repo, source, opts, progress, started_at);
     let mut rec = JournalRecord::new("backup", started_at);
     rec.source = Some(source.name.clone());
@@ -60,7 +60,7 @@ pub fn run(
             rec.failed(e)
         }
     }
-    repo.record(&rec);
+    running.ended(repo, &rec);
     result
 }
 
@@ -119,6 +119,8 @@ fn take(
         files: captured.files,
     };
     crate::fault::pause("before-commit");
-    repo.write_snapshot(&mut snap)?;
+    // Signals held off: an interrupt removes the lock, and a manifest written after that
+    // could name packs a prune, no longer waiting for this backup, is deleting.
+    crate::interrupt::critical(|| repo.write_snapshot(&mut snap))?;
     Ok(snap)
 }

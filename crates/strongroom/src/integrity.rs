@@ -192,13 +192,13 @@ impl Members {
 /// Runs the consistency check and records it in the journal.
 pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let started_at = jiff::Timestamp::now();
-    let _running = repo.job_started("check", None, None, started_at);
+    let running = repo.job_started("check", None, None, started_at);
     let report = match examine(repo, read_data, progress) {
         Ok(r) => r,
         Err(e) => {
             let mut rec = JournalRecord::new("check", started_at);
             rec.failed(&e);
-            repo.record(&rec);
+            running.ended(repo, &rec);
             return Err(e);
         }
     };
@@ -212,7 +212,7 @@ pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             p.describe()
         ));
     }
-    repo.record(&rec);
+    running.ended(repo, &rec);
     Ok(report)
 }
 

@@ -101,6 +101,19 @@ pub fn critical<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// The name of the signal that interrupted this process (`SIGINT (Ctrl-C)`, `SIGTERM`,
+/// `SIGHUP`), once one arrived while the handler was installed; for cleanups that say why
+/// they ran.
+pub fn signal_received() -> Option<&'static str> {
+    match SIGNAL.get().map(|s| s.load(Ordering::SeqCst))? {
+        0 => None,
+        2 => Some("SIGINT (Ctrl-C)"),
+        15 => Some("SIGTERM"),
+        1 => Some("SIGHUP"),
+        _ => Some("a signal"),
+    }
+}
+
 /// Whether the signal handler thread runs (it then owns exiting after a signal).
 static HANDLER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

@@ -125,7 +125,7 @@ pub struct PruneReport {
 /// Runs a prune and records it in the journal.
 pub fn run(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
     let started_at = jiff::Timestamp::now();
-    let _running = repo.job_started("prune", None, None, started_at);
+    let running = repo.job_started("prune", None, None, started_at);
     let result = prune(repo, opts, progress);
     let mut rec = JournalRecord::new("prune", started_at);
     match &result {
@@ -136,7 +136,7 @@ pub fn run(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> R
         Err(e) => rec.failed(e),
     }
     if !opts.dry_run || result.is_err() {
-        repo.record(&rec);
+        running.ended(repo, &rec);
     }
     result
 }

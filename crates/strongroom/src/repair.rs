@@ -52,13 +52,13 @@ pub struct RepairReport {
 /// Rebuilds the index from pack trailers and records the job in the journal.
 pub fn index(repo: &Repository, progress: &dyn Progress) -> Result<RepairReport> {
     let started_at = jiff::Timestamp::now();
-    let _running = repo.job_started("repair", None, None, started_at);
+    let running = repo.job_started("repair", None, None, started_at);
     let result = rebuild(repo, progress);
     let mut rec = JournalRecord::new("repair", started_at);
     if let Err(e) = &result {
         rec.failed(e);
     }
-    repo.record(&rec);
+    running.ended(repo, &rec);
     result
 }
 

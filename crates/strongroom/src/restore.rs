@@ -173,7 +173,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome> {
     let started_at = jiff::Timestamp::now();
-    let _running = repo.job_started("restore", Some(&snap.source), Some(&snap.id), started_at);
+    let running = repo.job_started("restore", Some(&snap.source), Some(&snap.id), started_at);
     let result =
         engine::for_snapshot(snap).and_then(|e| restore(&*e, repo, snap, target, opts, progress));
     let mut rec = JournalRecord::new("restore", started_at);
@@ -183,7 +183,7 @@ pub fn run(
         Ok(o) => rec.size = o.bytes,
         Err(e) => rec.failed(e),
     }
-    repo.record(&rec);
+    running.ended(repo, &rec);
     result
 }
 

@@ -126,17 +126,37 @@ fn running_dir(id: &str) -> Option<std::path::PathBuf> {
     crate::state::dir(&["running", id])
 }
 
-/// A job in progress, noted in the state directory until it ends. A job killed before it
-/// could write its record (SIGKILL, power loss) leaves its note behind, and the next command
-/// that opens the repository journals it as interrupted (docs/ARCHITECTURE.md,
-/// "Invariants": every job leaves a journal record).
+/// A job in progress, noted in the state directory until it ends.
+///
+/// Interrupted by a signal (SIGINT, SIGTERM, SIGHUP), the job is journaled as interrupted
+/// there and then, by a cleanup registered with [`crate::interrupt`] (it runs after the
+/// job's newer cleanups, its lock among them, so the record tells what was left). A job
+/// killed before it could write its record (SIGKILL, power loss) leaves its note behind,
+/// and the next command that opens the repository journals it as interrupted
+/// (docs/ARCHITECTURE.md, "Invariants": every job leaves a journal record).
 #[must_use = "the note is removed when this drops"]
 pub struct RunningJob {
     path: Option<std::path::PathBuf>,
+    on_signal: Option<crate::interrupt::Guard>,
+}
+
+impl RunningJob {
+    /// Journals the job's own outcome. The interrupted record is given up first, with
+    /// signals held off, so a job is journaled once: after a signal that came earlier,
+    /// this never returns (the signal handler journals the job and exits).
+    pub fn ended(mut self, repo: &Repository, record: &JournalRecord) {
+        if let Some(g) = self.on_signal.take() {
+            crate::interrupt::critical(|| g.disarm());
+        }
+        repo.record(record);
+    }
 }
 
 impl Drop for RunningJob {
     fn drop(&mut self) {
+        if let Some(g) = self.on_signal.take() {
+            g.disarm();
+        }
         if let Some(p) = &self.path {
             let _ = std::fs::remove_file(p);
         }
@@ -163,6 +183,45 @@ pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     // The command name (field 2) may hold spaces: count fields after its closing ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The record of a job that ended before it could write its own, saying `why`.
+fn interrupted_record(note: &RunningNote, why: &str) -> JournalRecord {
+    let mut rec = JournalRecord::new(&note.job, note.started_at);
+    rec.source = note.source.clone();
+    rec.snapshot = note.snapshot.clone();
+    rec.ok = false;
+    rec.error = Some(format!("interrupted: {why}"));
+    rec.error_kind = Some(ErrorKind::Interrupted.name().into());
+    rec
+}
+
+/// Registers journaling `note`'s job as interrupted, and removing its note at `path`, for
+/// when a signal ends the process.
+fn journal_on_signal(
+    repo: &Repository,
+    note: RunningNote,
+    path: Option<std::path::PathBuf>,
+) -> crate::interrupt::Guard {
+    let repo = repo.clone();
+    let what = format!(
+        "the running {} job's note (journaling it as interrupted)",
+        note.job
+    );
+    crate::interrupt::guard(what, move || {
+        let signal = crate::interrupt::signal_received().unwrap_or("a signal");
+        let rec = interrupted_record(
+            &note,
+            &format!(
+                "{signal} stopped the {} job before it finished (its lock and temporary files were removed)",
+                note.job
+            ),
+        );
+        repo.record(&rec);
+        if let Some(p) = path {
+            let _ = std::fs::remove_file(p);
+        }
+    })
 }
 
 /// Whether the process a note names is still the one running.
@@ -201,10 +260,15 @@ impl Repository {
                 .ok()?;
             Some(file)
         });
-        RunningJob { path }
+        let on_signal = journal_on_signal(self, note, path.clone());
+        RunningJob {
+            path,
+            on_signal: Some(on_signal),
+        }
     }
 
-    /// Journals the jobs whose process ended without finishing (their notes remain).
+    /// Journals the jobs whose process ended without finishing and without a signal
+    /// handler's chance to say so (SIGKILL, power loss: their notes remain).
     pub fn journal_interrupted_jobs(&self) {
         let Some(dir) = crate::state::existing(&["running", &self.config().id]) else {
             return;
@@ -233,15 +297,13 @@ impl Repository {
                 continue;
             }
             let f = claimed;
-            let mut rec = JournalRecord::new(&note.job, note.started_at);
-            rec.source = note.source;
-            rec.snapshot = note.snapshot;
-            rec.ok = false;
-            rec.error = Some(format!(
-                "interrupted: process {} on {} ended before the {} job finished (a signal, or the machine stopped); it recorded nothing",
-                note.pid, note.hostname, note.job
-            ));
-            rec.error_kind = Some(ErrorKind::Interrupted.name().into());
+            let rec = interrupted_record(
+                &note,
+                &format!(
+                    "process {} on {} ended before the {} job finished (killed, or the machine stopped); it recorded nothing",
+                    note.pid, note.hostname, note.job
+                ),
+            );
             self.record(&rec);
             let _ = std::fs::remove_file(&f);
             tracing::warn!("{}", rec.error.as_deref().unwrap_or_default());

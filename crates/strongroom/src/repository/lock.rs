@@ -21,6 +21,11 @@
 //!   prune lock after writing its own withdraws. Of two racing prunes the later lister
 //!   always sees the earlier writer, so at most one goes on (both may withdraw: safe).
 //!
+//! Release. A lock is deleted when its guard drops and, because a signal ends the process
+//! without unwinding, also when the job is interrupted (SIGINT, SIGTERM, SIGHUP: the
+//! guard registers its deletion with [`crate::interrupt`]). Only a process that could run
+//! nothing (SIGKILL, power loss) leaves its lock behind, and that one is stale.
+//!
 //! Staleness. A lock is stale when its process is gone (same host: the pid's start time in
 //! `/proc` no longer matches) or when its heartbeat is older than [`STALE_AFTER`] by the
 //! reader's clock (another host; clocks only matter to this one judgment, with a margin of
@@ -124,13 +129,41 @@ impl FoundLock {
     }
 }
 
-/// A lock this process holds: refreshed by a heartbeat thread, removed on drop.
+/// A lock this process holds: refreshed by a heartbeat thread, removed on drop and when
+/// the process is interrupted.
 #[must_use = "the lock is released when this drops"]
 pub struct LockGuard {
     name: String,
-    storage: Storage,
     stop: Option<std::sync::mpsc::Sender<()>>,
     beat: Option<std::thread::JoinHandle<()>>,
+    /// Deletes the lock object: on drop, or from the signal handler on an interrupt.
+    release: Option<crate::interrupt::Guard>,
+}
+
+/// Set once the lock object is deleted; the heartbeat writes it only while this is unset,
+/// holding the mutex, so a release from the signal handler is never undone by a refresh.
+type Released = std::sync::Arc<std::sync::Mutex<bool>>;
+
+fn released(r: &Released) -> std::sync::MutexGuard<'_, bool> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Registers the deletion of lock `name` of `job`, run once: on drop or on an interrupt.
+fn release_on_exit(
+    storage: Storage,
+    name: &str,
+    job: &str,
+    gone: Released,
+) -> crate::interrupt::Guard {
+    let key = ObjectKind::Lock.key(name);
+    crate::interrupt::guard(format!("the {job}'s lock {key}"), move || {
+        *released(&gone) = true;
+        if let Err(e) = storage.delete(&key) {
+            tracing::warn!(
+                "could not remove lock {key}: {e}; `strongroom unlock` removes it once it is stale"
+            );
+        }
+    })
 }
 
 impl LockGuard {
@@ -146,12 +179,8 @@ impl Drop for LockGuard {
         if let Some(b) = self.beat.take() {
             let _ = b.join();
         }
-        if let Err(e) = self.storage.delete(&ObjectKind::Lock.key(&self.name)) {
-            tracing::warn!(
-                "could not remove lock {}: {e}; `strongroom unlock` removes it once it is stale",
-                self.name
-            );
-        }
+        // Runs the deletion, unless an interrupt ran it already.
+        drop(self.release.take());
     }
 }
 
@@ -193,12 +222,27 @@ impl Repository {
         };
         let name = hex::encode(crate::crypto::random_bytes::<16>());
         let key = ObjectKind::Lock.key(&name);
-        self.storage.put(&key, &seal(&self.key, &record))?;
+        let gone = Released::default();
+        // Written and registered for release as one step: an interrupt between the two
+        // would leave the lock behind.
+        let release = crate::interrupt::critical(|| {
+            self.storage.put(&key, &seal(&self.key, &record))?;
+            Ok::<_, Error>(release_on_exit(
+                self.storage.clone(),
+                &name,
+                job,
+                gone.clone(),
+            ))
+        })?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let (storage, master) = (self.storage.clone(), self.key.clone());
         let beat = std::thread::spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
             {
+                let gone = released(&gone);
+                if *gone {
+                    return;
+                }
                 record.heartbeat = jiff::Timestamp::now();
                 if let Err(e) = storage.put(&key, &seal(&master, &record)) {
                     tracing::warn!("could not refresh lock {key}: {e}");
@@ -207,9 +251,9 @@ impl Repository {
         });
         let guard = LockGuard {
             name,
-            storage: self.storage.clone(),
             stop: Some(stop),
             beat: Some(beat),
+            release: Some(release),
         };
         if kind == LockKind::Prune {
             let now = jiff::Timestamp::now();

@@ -65,7 +65,9 @@ fn default_stream_level() -> i32 {
     1
 }
 
-/// An open repository.
+/// An open repository. A clone is another handle on the same store and key (the
+/// cleanup that journals an interrupted job holds one).
+#[derive(Clone)]
 pub struct Repository {
     storage: Storage,
     config: RepoConfig,
