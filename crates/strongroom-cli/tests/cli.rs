@@ -413,6 +413,117 @@ fn full_disk_during_restore_leaves_nothing() {
     assert!(!names.iter().any(|n| n.contains("out.db")), "{names:?}");
 }
 
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    /// A tmpfs of `size` at `dir`, or `None` (with a note) where mounting is not allowed.
+    fn tmpfs(dir: &Path, size: &str) -> Option<Mounted> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Mounted(dir.to_path_buf())),
+            other => {
+                eprintln!("note: cannot mount a tmpfs ({other:?}); full-disk test skipped");
+                None
+            }
+        }
+    }
+
+    fn free(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A full repository device during a backup: one sentence naming the device, saying the
+/// partial file was removed and that `prune` reclaims what the backup stored; the earlier
+/// snapshot stays whole, no temporary file is left, and prune does reclaim (issue 17,
+/// item 6).
+#[test]
+fn full_disk_during_backup_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    let Some(mounted) = Mounted::tmpfs(&small, "40m") else {
+        return;
+    };
+    let env = Env {
+        repo: small.join("repo").display().to_string(),
+        dir,
+    };
+    make_db(&env.path("hotel.db"), 500);
+    env.init();
+    let good = env.json(&["backup", "sqlite:hotel.db"]);
+    // 64 MB that does not compress, against 40 MB: packs are stored, then the device fills.
+    let big = Connection::open(env.path("big.db")).unwrap();
+    big.execute_batch(
+        "CREATE TABLE t(x BLOB); WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 \
+         FROM c WHERE n < 4000) INSERT INTO t SELECT randomblob(16000) FROM c;",
+    )
+    .unwrap();
+    drop(big);
+    let err = env.fails(&["backup", "sqlite:big.db"]);
+    assert_eq!(err.trim_end().lines().count(), 1, "one sentence: {err}");
+    let mount = format!("no space left on {} (tmpfs, ", small.display());
+    assert!(err.contains(&mount), "names the device: {err}");
+    assert!(err.contains("partial file was removed"), "{err}");
+    assert!(err.contains("`strongroom prune`"), "{err}");
+    assert!(!err.contains(".tmp-"), "{err}");
+    let leftovers: Vec<String> = walk(&small)
+        .into_iter()
+        .filter(|p| p.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The earlier snapshot is whole, and nothing else became one.
+    let list = env.json(&["list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["id"], good["id"]);
+    env.cmd().args(["check", "--read-data"]).assert().success();
+    // And prune reclaims what the failed backup stored.
+    let before = mounted.free();
+    env.cmd().arg("prune").assert().success();
+    assert!(
+        mounted.free() > before + 16 * 1024 * 1024,
+        "prune freed {} bytes",
+        mounted.free().saturating_sub(before)
+    );
+    env.cmd()
+        .args(["restore", "latest", "--to", "back.db"])
+        .assert()
+        .success();
+    assert!(invariant_holds(&env.path("back.db")));
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}
+
 #[test]
 fn config_sources_checks_and_errors() {
     for env in envs() {

@@ -30,7 +30,7 @@ pub fn run(
 ) -> Result<Snapshot> {
     let started_at = jiff::Timestamp::now();
     let running = repo.job_started("backup", Some(&source.name), None, started_at);
-    let result = take(repo, source, opts, progress, started_at);
+    let result = take(repo, source, opts, progress, started_at).map_err(on_full_device);
     let mut rec = JournalRecord::new("backup", started_at);
     rec.source = Some(source.name.clone());
     match &result {
@@ -62,6 +62,23 @@ pub fn run(
     }
     running.ended(repo, &rec);
     result
+}
+
+/// A full device, phrased for a backup: what it left and that `prune` reclaims it. (The
+/// partial file is removed by the write that failed: temporary files go on drop.)
+fn on_full_device(e: crate::Error) -> crate::Error {
+    match e {
+        crate::Error::NoSpace {
+            action,
+            path,
+            device,
+        } => crate::Error::BackupNoSpace {
+            action,
+            path,
+            device,
+        },
+        other => other,
+    }
 }
 
 fn take(

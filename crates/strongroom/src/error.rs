@@ -9,8 +9,9 @@
 //! Every error also has an [`ErrorKind`]: a stable machine-readable name (printed in `--json`
 //! failures) and whether trying again can help, so a scheduler retries an unreachable store
 //! and a monitor does not retry a wrong password. Must not depend on any module above the
-//! ids and the repository layout.
+//! ids, the repository layout and [`crate::device`] (which device a full path is on).
 
+use crate::device::Device;
 use crate::id::{ChunkId, PackId};
 use std::path::PathBuf;
 
@@ -104,13 +105,32 @@ pub enum Error {
     },
     /// The device ran out of space (or a quota or file-size limit was reached).
     #[error(
-        "no space left {action} {path}: free space on that device (or choose another place) and retry; what was being written was removed"
+        "no space left{on} {action} {path}: free space there (or choose another place) and retry; what was being written was removed",
+        on = on_device(.device),
+        path = .path.display()
     )]
     NoSpace {
         /// What was being done.
         action: &'static str,
         /// The file involved.
         path: PathBuf,
+        /// The filesystem that filled up, when the system says (boxed: errors stay small).
+        device: Option<Box<Device>>,
+    },
+    /// A backup stopped on a full device: what to free, what was cleaned and what reclaims
+    /// the rest ([`Error::NoSpace`] as a backup phrases it).
+    #[error(
+        "no space left{on} {action} {path}: the backup stopped and its partial file was removed; free space there (or choose another place) and retry, and run `strongroom prune` to reclaim what the backup had stored (packs no snapshot uses)",
+        on = on_device(.device),
+        path = .path.display()
+    )]
+    BackupNoSpace {
+        /// What was being done.
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The filesystem that filled up, when the system says (boxed: errors stay small).
+        device: Option<Box<Device>>,
     },
     /// The consumer of restored data stopped taking it (a restore program that exited, a
     /// closed pipe), as opposed to the repository failing to give it.
@@ -397,6 +417,14 @@ impl ErrorKind {
     }
 }
 
+/// " on /srv (ext4, 0 B of 2.0 GiB free)", or nothing when the device is unknown.
+fn on_device(device: &Option<Box<Device>>) -> String {
+    device
+        .as_ref()
+        .map(|d| format!(" on {d}"))
+        .unwrap_or_default()
+}
+
 fn damage_location(pack: &PackId, segment: &Option<u32>) -> String {
     match segment {
         Some(offset) => format!("{} (segment at byte {offset})", pack.object_key()),
@@ -406,15 +434,23 @@ fn damage_location(pack: &PackId, segment: &Option<u32>) -> String {
 
 impl Error {
     /// Shorthand for an [`Error::Io`], or [`Error::NoSpace`] when the device is full.
+    /// A full device is also recognised under the context the `tempfile` crate adds ("at
+    /// path …/.tmp-…"), which hides the OS error number but keeps its kind.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
         let full = matches!(
             source.raw_os_error(),
             Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT)
+        ) || matches!(
+            source.kind(),
+            K::StorageFull | K::FileTooLarge | K::QuotaExceeded
         );
         if full {
+            let path = path.into();
             return Error::NoSpace {
                 action,
-                path: path.into(),
+                device: crate::device::of(&path).map(Box::new),
+                path,
             };
         }
         Error::Io {
@@ -451,7 +487,9 @@ impl Error {
             | Error::MissingChunk(_)
             | Error::Missing { .. } => ErrorKind::DamagedData,
             Error::Storage { .. } => ErrorKind::StorageUnreachable,
-            Error::Io { .. } | Error::NoSpace { .. } => ErrorKind::LocalIo,
+            Error::Io { .. } | Error::NoSpace { .. } | Error::BackupNoSpace { .. } => {
+                ErrorKind::LocalIo
+            }
             Error::Output { .. } | Error::Target(_) | Error::TargetNotEmpty { .. } => {
                 ErrorKind::TargetRefused
             }

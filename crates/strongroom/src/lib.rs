@@ -12,6 +12,7 @@ pub mod chunker;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod device;
 pub mod drill;
 pub mod engine;
 pub mod error;
