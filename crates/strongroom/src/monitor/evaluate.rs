@@ -12,8 +12,9 @@
 //!   says it is idle (its archiver is not failing and `archive_timeout` is within the RPO, so
 //!   anything written would have been archived by now).
 //! - A failing archiver, a last verify or drill that failed, and a last `check` that failed
-//!   are **critical**: each says a recovery may not work.
-//! - Stale or missing verify, drill or check, a drill slower than the RTO, anomalies, failed
+//!   are **critical**: each says a recovery may not work. So is a table that vanished or
+//!   lost most of its rows since the previous snapshot (data loss until someone says so).
+//! - Stale or missing verify, drill or check, a drill slower than the RTO, other anomalies, failed
 //!   jobs not yet followed by a success, and retention that has not run are **warnings**.
 
 use super::evidence::{Evidence, SourceEvidence};

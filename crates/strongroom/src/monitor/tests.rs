@@ -325,7 +325,9 @@ fn anomalies_size_rows_and_duration() {
         .iter()
         .find(|c| c.name == "anomaly.rows.full")
         .unwrap();
-    assert_eq!(rows.level, Level::Warning);
+    // Data loss until someone says it was meant: critical, not a warning.
+    assert_eq!(rows.level, Level::Critical);
+    assert_eq!(h.sources[0].level, Level::Critical);
     assert!(
         rows.detail.contains("bookings 1000 → 300"),
         "{}",
@@ -339,6 +341,46 @@ fn anomalies_size_rows_and_duration() {
         .find(|i| i.item == "Check backup file size is reasonable")
         .unwrap();
     assert!(!item.done);
+}
+
+#[test]
+fn a_vanished_table_alone_is_critical_whatever_its_size() {
+    let now = t("2026-12-01T12:00:00Z");
+    let mut ev = healthy(now);
+    let s = &mut ev.sources[0];
+    s.snapshots[12]
+        .metadata
+        .row_counts
+        .insert("rooms".into(), 12);
+    s.snapshots
+        .last_mut()
+        .unwrap()
+        .metadata
+        .row_counts
+        .remove("bookings");
+    let h = evaluate(&Config::default(), &ev, now);
+    assert_eq!(level_of(&h, "anomaly.rows.full"), Level::Critical);
+    assert_eq!(h.sources[0].level, Level::Critical);
+    // A table that had rows and vanished is judged however small it was.
+    let s = &mut ev.sources[0];
+    s.snapshots
+        .last_mut()
+        .unwrap()
+        .metadata
+        .row_counts
+        .insert("bookings".into(), 1000);
+    let h = evaluate(&Config::default(), &ev, now);
+    let rows = h.sources[0]
+        .checks
+        .iter()
+        .find(|c| c.name == "anomaly.rows.full")
+        .unwrap();
+    assert_eq!(rows.level, Level::Critical);
+    assert!(
+        rows.detail.contains("rooms is gone (had 12 rows)"),
+        "{}",
+        rows.detail
+    );
 }
 
 #[test]
