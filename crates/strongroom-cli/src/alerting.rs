@@ -15,17 +15,22 @@ use crate::failure;
 use std::time::Duration;
 use strongroom::ErrorKind;
 use strongroom::alert::{self, Alert, JobFailure, repeat};
+use strongroom::monitor::notify::Told;
 
-/// Sends `alert` (a state change `status` noticed) to the configured targets; true when a
-/// target took it, or none wanted it (none configured, or all above its level), so the
-/// monitor remembers it as said. False only when every target that wanted it failed: the
-/// next `status` run tries again.
-pub fn deliver(ctx: &Ctx, alert: &Alert) -> bool {
-    if ctx.config.alerts.is_empty() {
-        return true;
-    }
+/// Sends `alert` (a state change `status` noticed) to the configured targets and says what
+/// became of it: sent when a target took it, not wanted when every target is set above its
+/// level (the monitor remembers both as said), failed when every target that wanted it
+/// failed (the next `status` run tries again). `status` calls it only when `[[alerts]]`
+/// has a target.
+pub fn deliver(ctx: &Ctx, alert: &Alert) -> Told {
     let d = alert::send(&ctx.config.alerts, alert);
-    d.sent() > 0 || d.failed() == 0
+    if d.sent() > 0 {
+        Told::Sent
+    } else if d.failed() == 0 {
+        Told::NotWanted
+    } else {
+        Told::Failed
+    }
 }
 
 /// How long the same failure (job, source, error kind) is not alerted again.

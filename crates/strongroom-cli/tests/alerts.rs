@@ -243,15 +243,22 @@ fn status_alerts_a_state_change_once_through_the_configured_targets() {
         webhook(&rx.url()),
         webhook(&critical_only.url())
     ));
-    for _ in 0..2 {
-        cmd(&env).arg("status").assert().code(1);
-    }
+    let out = cmd(&env).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("alert sent: hotel is warning (first alert about it)"),
+        "{stdout}"
+    );
+    cmd(&env).arg("status").assert().code(1);
     let got = rx.requests();
     assert_eq!(got.len(), 1, "a change is alerted once: {got:?}");
     let a = body(&got[0]);
     assert_eq!(a["event"], "state_changed");
     assert_eq!(a["source"], "hotel");
     assert_eq!(a["level"], "warning");
+    // There was no earlier alert, so no earlier level is claimed.
+    assert!(a["previous_level"].is_null(), "{a}");
     assert!(!a["checks"].as_array().unwrap().is_empty(), "{a}");
     assert!(critical_only.requests().is_empty(), "below its min_level");
 }
@@ -278,4 +285,16 @@ fn status_tries_again_when_no_target_took_the_alert() {
     let got = rx.requests();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(body(&got[0])["event"], "state_changed");
+}
+
+#[test]
+fn status_without_alert_targets_claims_no_alert() {
+    let env = hotel_with("");
+    let out = cmd(&env).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("alert"), "nobody was told: {stdout}");
+    let out = cmd(&env).args(["status", "--json"]).output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["alerts"], serde_json::json!([]), "{doc:#}");
 }

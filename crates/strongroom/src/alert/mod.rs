@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertEvent {
-    /// A source's health got worse (ok → warning or critical, warning → critical) or
-    /// better without being ok yet (critical → warning).
+    /// A source's health got worse (ok → warning or critical, warning → critical, or a
+    /// new check failing at the same level: see `new_checks`) or better without being ok
+    /// yet (critical → warning).
     StateChanged,
     /// A source is back to ok.
     Recovered,
@@ -52,8 +53,13 @@ pub struct Alert {
     pub source: Option<String>,
     /// The level now: `ok`, `warning` or `critical` (a failed job is `critical`).
     pub level: String,
-    /// The level the last alert about this source reported, for state changes.
+    /// The level the last alert about this source reported, for state changes; `None`
+    /// when this is the first alert about it (and for failed jobs).
     pub previous_level: Option<String>,
+    /// For state changes: the checks failing now that were not (or less badly) when the
+    /// last alert was sent. A new problem alerts even when the level stays the same.
+    #[serde(default)]
+    pub new_checks: Vec<String>,
     /// One sentence saying what happened.
     pub summary: String,
     /// The checks that are not ok (all of them for a recovery notice: empty).
@@ -88,6 +94,7 @@ impl Alert {
             source: failure.source,
             level: "critical".into(),
             previous_level: None,
+            new_checks: Vec::new(),
             summary: format!("{what} failed on {host}: {}", failure.error),
             checks: Vec::new(),
             job: Some(failure.job),

@@ -399,21 +399,26 @@ fn a_short_history_raises_no_anomaly() {
     );
 }
 
-#[test]
-fn alerts_fire_on_changes_only_and_wait_for_delivery() {
+fn memory_repo() -> crate::repository::Repository {
     let storage = crate::storage::Storage::from_url("memory://").unwrap();
     let kdf = crate::crypto::KdfParams {
         m_kib: 1024,
         t: 1,
         p: 1,
     };
-    let repo = crate::repository::Repository::init(storage, Some(b"pw"), kdf).unwrap();
+    crate::repository::Repository::init(storage, Some(b"pw"), kdf).unwrap()
+}
+
+#[test]
+fn alerts_fire_on_changes_only_and_wait_for_delivery() {
+    use notify::Told;
+    let repo = memory_repo();
     let now = t("2026-12-01T12:00:00Z");
     let ev = healthy(now);
     let sent = std::cell::RefCell::new(Vec::new());
     let deliver = |a: &crate::alert::Alert| {
         sent.borrow_mut().push(a.clone());
-        true
+        Told::Sent
     };
     // Ok at first: nothing to say.
     let h = evaluate(&Config::default(), &ev, now);
@@ -431,13 +436,16 @@ fn alerts_fire_on_changes_only_and_wait_for_delivery() {
     let a = sent.borrow()[0].clone();
     assert_eq!(a.event, crate::alert::AlertEvent::StateChanged);
     assert_eq!(a.level, "critical");
+    // The first alert about a source claims no earlier level.
+    assert_eq!((a.previous_level, n[0].from), (None, None));
     assert!(a.checks.iter().any(|c| c.name == "backup.full"));
     // A target that takes nothing: the change is not remembered, so it is tried again.
     let h_ok = evaluate(&Config::default(), &ev, now);
-    let n = notify::notify(&repo, &h_ok, now, &|_| false).unwrap();
+    let n = notify::notify(&repo, &h_ok, now, &|_| Told::Failed).unwrap();
     assert!(!n[0].delivered);
     let n = notify::notify(&repo, &h_ok, now, &deliver).unwrap();
     assert_eq!((n.len(), n[0].to, n[0].delivered), (1, Level::Ok, true));
+    assert_eq!(n[0].from, Some(Level::Critical));
     assert_eq!(
         sent.borrow().last().unwrap().event,
         crate::alert::AlertEvent::Recovered
@@ -446,6 +454,61 @@ fn alerts_fire_on_changes_only_and_wait_for_delivery() {
         notify::read_state(&repo).unwrap().sources["hotel"].level,
         Level::Ok
     );
+}
+
+#[test]
+fn a_new_problem_alerts_even_when_the_level_stays() {
+    use notify::Told;
+    let repo = memory_repo();
+    let now = t("2026-12-01T12:00:00Z");
+    let mut ev = healthy(now);
+    // Critical already: backups stopped.
+    let later = now + hours(27);
+    let sent = std::cell::RefCell::new(Vec::new());
+    let deliver = |a: &crate::alert::Alert| {
+        sent.borrow_mut().push(a.clone());
+        Told::Sent
+    };
+    let h = evaluate(&Config::default(), &ev, later);
+    assert_eq!(notify::notify(&repo, &h, later, &deliver).unwrap().len(), 1);
+    // bookings vanishes from the newest snapshot: critical still, but a new problem.
+    let newest = ev.sources[0].snapshots.last_mut().unwrap();
+    newest.metadata.row_counts.remove("bookings");
+    let h = evaluate(&Config::default(), &ev, later);
+    assert_eq!(h.sources[0].level, Level::Critical);
+    let n = notify::notify(&repo, &h, later, &deliver).unwrap();
+    assert_eq!(n.len(), 1, "a new failing check is alerted");
+    assert_eq!(n[0].new_checks, ["anomaly.rows.full"]);
+    assert_eq!(
+        (n[0].from, n[0].to),
+        (Some(Level::Critical), Level::Critical)
+    );
+    let a = sent.borrow().last().unwrap().clone();
+    assert_eq!(a.new_checks, ["anomaly.rows.full"]);
+    assert!(a.summary.contains("new problem"), "{}", a.summary);
+    assert!(a.summary.contains("bookings is gone"), "{}", a.summary);
+    // Told once.
+    assert!(
+        notify::notify(&repo, &h, later, &deliver)
+            .unwrap()
+            .is_empty()
+    );
+    // It goes away (quietly remembered), then comes back: new again.
+    ev.sources[0]
+        .snapshots
+        .last_mut()
+        .unwrap()
+        .metadata
+        .row_counts
+        .insert("bookings".into(), 1000);
+    let h_gone = evaluate(&Config::default(), &ev, later);
+    assert!(
+        notify::notify(&repo, &h_gone, later, &deliver)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(notify::notify(&repo, &h, later, &deliver).unwrap().len(), 1);
+    assert_eq!(sent.borrow().len(), 3);
 }
 
 #[test]
