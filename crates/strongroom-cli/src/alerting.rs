@@ -4,8 +4,9 @@
 //! Owns which commands are jobs worth an alert (backup, verify, restore, check, forget,
 //! prune, wal push, drill), what the alert says (the error's kind and sentence as the user
 //! saw them, and a hint derived from the kind), and holding back repeats of the same
-//! failure (`STRONGROOM_ALERT_REPEAT`, default `1h`; `wal push` fails every few seconds
-//! while the repository is down). Must not change the command's outcome: it runs after the
+//! failure in the same repository once an alert about it was delivered
+//! (`STRONGROOM_ALERT_REPEAT`, default `1h`; `wal push` fails every few seconds while the
+//! repository is down). Must not change the command's outcome: it runs after the
 //! failure was reported, its own trouble is a warning, and the exit code stays the job's.
 //! Delivery itself is the library's (`strongroom::alert::send`).
 
@@ -33,7 +34,8 @@ pub fn deliver(ctx: &Ctx, alert: &Alert) -> Told {
     }
 }
 
-/// How long the same failure (job, source, error kind) is not alerted again.
+/// How long the same failure (repository, job, source, error kind) is not alerted again
+/// after an alert about it was delivered.
 const REPEAT_DEFAULT: Duration = Duration::from_secs(3600);
 
 /// A job command being run, to be alerted about if it fails.
@@ -75,8 +77,8 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
     })
 }
 
-/// Alerts the configured targets that the watched job failed with `e`, unless the same
-/// failure was alerted within the repeat window. Never fails; takes at most the slowest
+/// Alerts the configured targets that the watched job failed with `e`, unless an alert
+/// about the same failure was delivered within the repeat window. Never fails; takes at most the slowest
 /// target's attempts (about 3 × its timeout, plus 3 s).
 pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
     let Some(w) = watched else { return };
@@ -100,13 +102,17 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
             .then(|| ctx.config.sources.keys().next().cloned())
             .flatten()
     });
-    let suppressed = match repeat::check(
-        w.job,
-        source.as_deref(),
-        kind.name(),
-        window(),
-        jiff::Timestamp::now(),
-    ) {
+    let url = ctx.access().url().unwrap_or_default();
+    // Per repository: a source of the same name in another one is another source.
+    let repository =
+        crate::context::opened_repository().unwrap_or_else(|| alert::without_credentials(&url));
+    let key = repeat::Failure {
+        repository: &repository,
+        job: w.job,
+        source: source.as_deref(),
+        error_kind: kind.name(),
+    };
+    let suppressed = match repeat::check(&key, window(), jiff::Timestamp::now()) {
         repeat::Verdict::Suppress => {
             tracing::info!(
                 "{} failed again ({}); alerted within the repeat window, so not again",
@@ -117,16 +123,15 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
         }
         repeat::Verdict::Send { suppressed } => suppressed,
     };
-    let repository = ctx.access().url().unwrap_or_default();
     let mut alert = Alert::job_failed(
         JobFailure {
             job: w.job.to_string(),
-            source,
+            source: source.clone(),
             error_kind: kind.name().to_string(),
             error: message,
             hint: Some(hint(w.job, kind).to_string()),
         },
-        &repository,
+        &url,
     );
     if suppressed > 0 {
         alert.summary.push_str(&if suppressed == 1 {
@@ -136,6 +141,8 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
         });
     }
     let delivery = alert::send(targets, &alert);
+    // Only an alert a target took counts as sent: otherwise the next failure tries again.
+    repeat::sent(&key, delivery.sent() > 0, jiff::Timestamp::now());
     tracing::debug!(
         sent = delivery.sent(),
         failed = delivery.failed(),

@@ -298,3 +298,68 @@ fn status_without_alert_targets_claims_no_alert() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["alerts"], serde_json::json!([]), "{doc:#}");
 }
+
+/// `wal push` of a segment that is not there, under `faketime` from `at`; it must exit 1.
+fn push_at(env: &Env, at: &str, extra: &[&str]) -> String {
+    let out = env
+        .at(at)
+        .env("STRONGROOM_ALERT_BACKOFF_MS", "10")
+        .env_remove("STRONGROOM_ALERT_REPEAT")
+        .args(["wal", "push", "pg_wal/000000010000000000000001"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
+#[test]
+fn an_alert_not_delivered_is_not_counted_as_sent() {
+    // The command cannot run ("Permission denied"): every attempt fails.
+    let env = env_with("[[alerts]]\ncommand = \"./notify\"\n");
+    std::fs::write(env.path("notify"), "#!/bin/sh\ncat > alert.json\n").unwrap();
+    let stderr = push_at(&env, "2026-12-01 10:00:00", &[]);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(!env.path("alert.json").exists());
+    // The target works again: the next failure is told, with the one that went untold.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.path("notify"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    push_at(&env, "2026-12-01 10:00:05", &[]);
+    let a: Value = serde_json::from_slice(&std::fs::read(env.path("alert.json")).unwrap()).unwrap();
+    assert_eq!(a["job"], "wal push");
+    let summary = a["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("(1 more failure like it since the last alert was not sent)"),
+        "{summary}"
+    );
+    // Delivered now: repeats within the window are held back.
+    std::fs::remove_file(env.path("alert.json")).unwrap();
+    push_at(&env, "2026-12-01 10:00:10", &[]);
+    assert!(!env.path("alert.json").exists());
+}
+
+#[test]
+fn repeats_are_held_back_per_repository_and_a_clock_gone_back_holds_nothing() {
+    let rx = Receiver::start();
+    let env = env_with(&webhook(&rx.url()));
+    let other = env.path("other-repo").display().to_string();
+    cmd(&env)
+        .args(["init", "--repo", &other])
+        .assert()
+        .success();
+    push_at(&env, "2026-12-01 10:00:00", &[]);
+    assert_eq!(rx.requests().len(), 1);
+    // The same failure in another repository is another failure.
+    push_at(&env, "2026-12-01 10:00:05", &["--repo", &other]);
+    assert_eq!(rx.requests().len(), 2, "another repository alerts");
+    push_at(&env, "2026-12-01 10:00:10", &[]);
+    assert_eq!(rx.requests().len(), 2, "the same one is held back");
+    // The clock goes back an hour: the last alert lies "in the future" and holds nothing.
+    push_at(&env, "2026-12-01 09:00:00", &[]);
+    assert_eq!(
+        rx.requests().len(),
+        3,
+        "a clock gone back holds nothing back"
+    );
+}
