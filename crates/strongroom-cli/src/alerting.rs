@@ -2,7 +2,8 @@
 //! job failures (when a job command fails, the configured `[[alerts]]` hear of it).
 //!
 //! Owns which commands are jobs worth an alert (backup, verify, restore, check, forget,
-//! prune, wal push, drill), what the alert says (the error's kind and sentence as the user
+//! prune, wal push, drill; never for an operator's mistake, `ErrorKind::is_operator_error`),
+//! what the alert says (the error's kind and sentence as the user
 //! saw them, and a hint derived from the kind), and holding back repeats of the same
 //! failure in the same repository once an alert about it was delivered
 //! (`STRONGROOM_ALERT_REPEAT`, default `1h`; `wal push` fails every few seconds while the
@@ -96,6 +97,11 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
         return;
     }
     let (message, kind, _, _) = failure::describe(e);
+    // The person who made the mistake reads the sentence; nobody else needs to hear it.
+    if kind.is_operator_error() {
+        tracing::debug!("no alert: {} was refused as given ({})", w.job, kind.name());
+        return;
+    }
     // `backup` with no SOURCE backs up the only configured source: name it.
     let source = w.source.or_else(|| {
         (w.job == "backup" && ctx.config.sources.len() == 1)

@@ -363,3 +363,58 @@ fn repeats_are_held_back_per_repository_and_a_clock_gone_back_holds_nothing() {
         "a clock gone back holds nothing back"
     );
 }
+
+/// Runs `args` with `--json`; it must exit 1. Returns the error kind.
+fn kind_of(env: &Env, args: &[&str]) -> String {
+    let (doc, _) = fails(&mut cmd(env), args);
+    doc["error"]["kind"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn operator_mistakes_are_not_job_failures() {
+    let rx = Receiver::start();
+    let env = hotel_with(&webhook(&rx.url()));
+    let config = std::fs::read_to_string(env.path("strongroom.toml")).unwrap();
+    // A restore over the source's own database without --force.
+    assert_eq!(
+        kind_of(&env, &["restore", "latest", "--to", "hotel.db"]),
+        "target_refused"
+    );
+    // A backup without a source when several are configured.
+    let two = config.replace(
+        "[[alerts]]",
+        "[sources.other]\nurl = \"sqlite:other.db\"\n[[alerts]]",
+    );
+    std::fs::write(env.path("strongroom.toml"), &two).unwrap();
+    assert_eq!(kind_of(&env, &["backup"]), "bad_input");
+    std::fs::write(env.path("strongroom.toml"), &config).unwrap();
+    assert_eq!(rx.requests().len(), 0, "operator mistakes alert no one");
+    let failed = env.json(&["journal", "--failed"]);
+    assert_eq!(failed, serde_json::json!([]), "{failed:#}");
+    // A side restore that fails (its directory is a file) is journaled, alerted, and says
+    // nothing of the source's health.
+    std::fs::write(env.path("not-a-dir"), "").unwrap();
+    let kind = kind_of(&env, &["restore", "latest", "--to", "not-a-dir/copy.db"]);
+    assert!(
+        !["bad_input", "target_refused"].contains(&kind.as_str()),
+        "{kind}"
+    );
+    assert_eq!(rx.requests().len(), 1);
+    assert_eq!(
+        env.json(&["journal", "--failed"]).as_array().unwrap().len(),
+        1
+    );
+    let out = cmd(&env)
+        .args(["status", "--json", "--no-alerts"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs = doc["sources"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "jobs")
+        .unwrap()
+        .clone();
+    assert_eq!(jobs["level"], "ok", "{jobs}");
+}

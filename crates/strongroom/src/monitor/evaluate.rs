@@ -411,10 +411,17 @@ fn periodic(
 
 /// Jobs of the source that failed in the last week and were not followed by a success of
 /// the same job: the strategy's weekly "review backup logs for errors", done by evidence.
+/// A restore into a side copy and an operator's refused request are not the source's jobs.
 fn failed_jobs(s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
     let week = jiff::SignedDuration::from_hours(24 * 7);
     let mut open: Vec<&JournalRecord> = Vec::new();
-    for r in s.records.iter().filter(|r| r.finished_at >= now - week) {
+    // Side restores and operator mistakes say nothing of the source (records of the
+    // latter were journaled before they were left out).
+    let judged = s
+        .records
+        .iter()
+        .filter(|r| r.finished_at >= now - week && !r.side && (r.ok || r.counts_as_failure()));
+    for r in judged {
         open.retain(|o| o.job != r.job);
         if !r.ok {
             open.push(r);

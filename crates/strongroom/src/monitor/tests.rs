@@ -217,6 +217,33 @@ fn a_failed_job_warns_until_the_same_job_succeeds() {
 }
 
 #[test]
+fn operator_mistakes_and_side_restores_are_not_the_sources_failures() {
+    let now = t("2026-12-01T12:00:00Z");
+    let mut ev = healthy(now);
+    let mut refused = rec("restore", now - hours(1), false);
+    refused.error_kind = Some("target_refused".into());
+    let mut usage = rec("backup", now - hours(1), false);
+    usage.error_kind = Some("bad_input".into());
+    let mut side = rec("restore", now - hours(1), false);
+    side.error_kind = Some("local_io".into());
+    side.side = true;
+    ev.sources[0].records.extend([refused, usage, side]);
+    let h = evaluate(&Config::default(), &ev, now);
+    assert_eq!(
+        level_of(&h, "jobs"),
+        Level::Ok,
+        "{:#?}",
+        h.sources[0].checks
+    );
+    // A restore onto the source's own database that failed is its failure.
+    ev.sources[0]
+        .records
+        .push(rec("restore", now - hours(1), false));
+    let h = evaluate(&Config::default(), &ev, now);
+    assert_eq!(level_of(&h, "jobs"), Level::Warning);
+}
+
+#[test]
 fn nothing_to_judge_is_not_ok() {
     let h = evaluate(
         &Config::default(),
