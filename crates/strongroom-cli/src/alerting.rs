@@ -2,7 +2,7 @@
 //! job failures (when a job command fails, the configured `[[alerts]]` hear of it).
 //!
 //! Owns which commands are jobs worth an alert (backup, verify, restore, check, forget,
-//! prune, wal push, drill; never for an operator's mistake, `ErrorKind::is_operator_error`),
+//! prune, wal push, drill; never for an operator's mistake: `journal::is_job_failure`),
 //! what the alert says (the error's kind and sentence as the user
 //! saw them, and a hint derived from the kind), and holding back repeats of the same
 //! failure in the same repository once an alert about it was delivered
@@ -18,6 +18,7 @@ use std::time::Duration;
 use strongroom::ErrorKind;
 use strongroom::alert::{self, Alert, JobFailure, repeat};
 use strongroom::monitor::notify::Told;
+use strongroom::repository::journal;
 
 /// Sends `alert` (a state change `status` noticed) to the configured targets and says what
 /// became of it: sent when a target took it, not wanted when every target is set above its
@@ -98,7 +99,7 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
     }
     let (message, kind, _, _) = failure::describe(e);
     // The person who made the mistake reads the sentence; nobody else needs to hear it.
-    if kind.is_operator_error() {
+    if !journal::is_job_failure(w.job, Some(kind.name())) {
         tracing::debug!("no alert: {} was refused as given ({})", w.job, kind.name());
         return;
     }

@@ -420,7 +420,8 @@ impl ErrorKind {
     /// without `--force`, a server running on it, in use, or not accepting the data; it was
     /// left as it was). Nothing of the source or the repository is at fault, and the person
     /// who asked reads the sentence: such a failure is neither journaled as a failed job nor
-    /// alerted, and does not count against a source's health. The one place this is decided.
+    /// alerted, and does not count against a source's health (except for jobs nobody
+    /// attends: `repository::journal::is_job_failure`). The one place the kinds are chosen.
     pub fn is_operator_error(self) -> bool {
         matches!(self, ErrorKind::BadInput | ErrorKind::TargetRefused)
     }

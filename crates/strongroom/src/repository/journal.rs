@@ -115,13 +115,7 @@ impl JournalRecord {
     /// mistake (records written before those were left out of the journal), nor a side
     /// restore.
     pub fn counts_as_failure(&self) -> bool {
-        !self.ok
-            && !self.side
-            && !self
-                .error_kind
-                .as_deref()
-                .and_then(ErrorKind::parse)
-                .is_some_and(ErrorKind::is_operator_error)
+        !self.ok && !self.side && is_job_failure(&self.job, self.error_kind.as_deref())
     }
 
     /// Marks the record as a failure with `e`'s sentence and kind.
@@ -130,6 +124,18 @@ impl JournalRecord {
         self.error = Some(e.to_string());
         self.error_kind = Some(e.kind().name().to_string());
     }
+}
+
+/// Whether a failure of `job` with error kind `kind` (its stable name) is the job's failure,
+/// to journal, alert and count against its source, rather than an operator's mistake
+/// ([`ErrorKind::is_operator_error`]) that the person who asked reads and nobody else
+/// needs. `wal push` is the exception: PostgreSQL runs it, nobody reads its sentence, and
+/// a misconfigured archive_command is a broken archive, so every failure of it counts.
+pub fn is_job_failure(job: &str, kind: Option<&str>) -> bool {
+    job == "wal push"
+        || !kind
+            .and_then(ErrorKind::parse)
+            .is_some_and(ErrorKind::is_operator_error)
 }
 
 /// Where journal records of repository `id` wait while the repository is unreachable:
@@ -283,18 +289,13 @@ impl Repository {
     }
 
     /// Appends a record; a failure to do so never turns a job's own outcome into an error.
-    /// A failure that is an operator's mistake ([`ErrorKind::is_operator_error`]: a request
-    /// refused as given) was no job run, and is not recorded.
+    /// A failure that is an operator's mistake ([`is_job_failure`]: a request refused as
+    /// given) was no job run, and is not recorded.
     /// When the store cannot take it (the job failed *because* the store went away), the
     /// sealed record waits in a local directory ([`pending_journal_dir`]) and is written by
     /// the next command that opens the repository (docs/ARCHITECTURE.md, "Invariants": every job leaves a journal record).
     pub fn record(&self, record: &JournalRecord) {
-        let refused = record
-            .error_kind
-            .as_deref()
-            .and_then(ErrorKind::parse)
-            .is_some_and(ErrorKind::is_operator_error);
-        if !record.ok && refused {
+        if !record.ok && !is_job_failure(&record.job, record.error_kind.as_deref()) {
             tracing::debug!(
                 "the {} request was refused; not journaled as a job",
                 record.job
