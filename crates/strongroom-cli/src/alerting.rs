@@ -44,12 +44,15 @@ const REPEAT_DEFAULT: Duration = Duration::from_secs(3600);
 pub struct Watched {
     job: &'static str,
     source: Option<String>,
+    /// The WAL segment `wal push` was given.
+    segment: Option<String>,
     global: Global,
 }
 
 /// The job `command` runs, when its failure is alerted; `None` for commands that are not
 /// jobs (list, show, init, key, …).
 pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
+    let mut segment = None;
     let (job, source) = match command {
         Command::Backup { source, .. } => ("backup", source.clone()),
         Command::Verify { filter, .. } => ("verify", filter.source.clone()),
@@ -59,8 +62,11 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
         Command::Forget { filter, .. } => ("forget", filter.source.clone()),
         Command::Prune { .. } => ("prune", None),
         Command::Wal {
-            action: WalAction::Push { .. },
-        } => ("wal push", None),
+            action: WalAction::Push { path },
+        } => {
+            segment = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            ("wal push", None)
+        }
         // Monitoring that cannot read the repository is itself the alarm (a status that
         // finds something to attend to alerts through its state changes instead).
         Command::Status { source, .. } => ("status", source.clone()),
@@ -75,6 +81,7 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
     Some(Watched {
         job,
         source,
+        segment,
         global: global.clone(),
     })
 }
@@ -103,11 +110,12 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
         tracing::debug!("no alert: {} was refused as given ({})", w.job, kind.name());
         return;
     }
-    // `backup` with no SOURCE backs up the only configured source: name it.
-    let source = w.source.or_else(|| {
-        (w.job == "backup" && ctx.config.sources.len() == 1)
-            .then(|| ctx.config.sources.keys().next().cloned())
-            .flatten()
+    // `backup` with no SOURCE backs up the only configured source, and `wal push`
+    // archives for the only PostgreSQL one: name it.
+    let source = w.source.or_else(|| match w.job {
+        "backup" if ctx.config.sources.len() == 1 => ctx.config.sources.keys().next().cloned(),
+        "wal push" => ctx.config.wal_source(),
+        _ => None,
     });
     let url = ctx.access().url().unwrap_or_default();
     // Per repository: a source of the same name in another one is another source.
@@ -136,6 +144,7 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
             source: source.clone(),
             error_kind: kind.name().to_string(),
             error: message,
+            segment: w.segment,
             hint: Some(hint(w.job, kind).to_string()),
         },
         &url,
@@ -171,6 +180,18 @@ fn window() -> Duration {
 /// What to do about a failure of `kind`, in a sentence.
 pub fn hint(job: &str, kind: ErrorKind) -> &'static str {
     match kind {
+        ErrorKind::StorageUnreachable if job == "wal push" => {
+            "the repository cannot be reached: PostgreSQL keeps the segment in pg_wal and retries archive_command; check the network and credentials of the repository before pg_wal fills the disk"
+        }
+        ErrorKind::BadInput if job == "wal push" => {
+            "check archive_command and the server's environment: it must run `strongroom wal push %p` in the data directory, with the repository and password strongroom.toml or STRONGROOM_* name"
+        }
+        ErrorKind::NotFound if job == "wal push" => {
+            "check the repository the server's environment names (STRONGROOM_REPO or strongroom.toml): archive_command must archive into the existing repository"
+        }
+        ErrorKind::LocalIo if job == "wal push" => {
+            "check that the postgres user can read pg_wal and write strongroom's state and cache directories, and that they have free space"
+        }
         ErrorKind::StorageUnreachable => {
             "check the network and credentials of the repository, then run the job again"
         }
@@ -244,6 +265,14 @@ mod tests {
             assert!(!hint("backup", kind).is_empty());
         }
         assert!(hint("backup", DamagedData).contains("strongroom check --read-data"));
-        assert_ne!(hint("wal push", SourceFailed), hint("backup", SourceFailed));
+        for kind in [
+            SourceFailed,
+            StorageUnreachable,
+            BadInput,
+            NotFound,
+            LocalIo,
+        ] {
+            assert_ne!(hint("wal push", kind), hint("backup", kind), "{kind:?}");
+        }
     }
 }

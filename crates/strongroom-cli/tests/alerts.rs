@@ -418,3 +418,37 @@ fn operator_mistakes_are_not_job_failures() {
         .clone();
     assert_eq!(jobs["level"], "ok", "{jobs}");
 }
+
+#[test]
+fn a_failing_wal_push_alert_names_the_source_and_the_segment() {
+    let rx = Receiver::start();
+    let env = env_with(&format!(
+        "[sources.prod]\nurl = \"postgres://app@127.0.0.1:1/hotel\"\n{}",
+        webhook(&rx.url())
+    ));
+    // Not run in the data directory: archive_command is wrong, and PostgreSQL is the only
+    // one to see the sentence.
+    push_at(&env, "2026-12-01 10:00:00", &[]);
+    let got = rx.requests();
+    assert_eq!(got.len(), 1);
+    let a = body(&got[0]);
+    assert_eq!(a["source"], "prod", "{a}");
+    assert_eq!(a["segment"], "000000010000000000000001", "{a}");
+    let summary = a["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("wal push of prod (segment 000000010000000000000001) failed"),
+        "{summary}"
+    );
+    assert!(
+        a["hint"].as_str().unwrap().contains("archive_command"),
+        "{a}"
+    );
+    // The command status suggests finds it, with or without the source.
+    let all = env.json(&["journal", "--job", "wal push", "--failed"]);
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all:#}");
+    assert_eq!(all[0]["source"], "prod");
+    let of_prod = env.json(&[
+        "journal", "--source", "prod", "--job", "wal push", "--failed",
+    ]);
+    assert_eq!(of_prod, all);
+}

@@ -70,6 +70,9 @@ pub struct Alert {
     pub error_kind: Option<String>,
     /// The failed job's error sentence.
     pub error: Option<String>,
+    /// The WAL segment a failed `wal push` was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
     /// What to do about it.
     pub hint: Option<String>,
     /// When this was noticed.
@@ -85,10 +88,13 @@ impl Alert {
     /// stripped of credentials here, whoever calls.
     pub fn job_failed(failure: JobFailure, repository: &str) -> Alert {
         let host = crate::hostname();
-        let what = match &failure.source {
+        let mut what = match &failure.source {
             Some(s) => format!("{} of {s}", failure.job),
             None => failure.job.clone(),
         };
+        if let Some(seg) = &failure.segment {
+            what.push_str(&format!(" (segment {seg})"));
+        }
         Alert {
             event: AlertEvent::JobFailed,
             source: failure.source,
@@ -100,6 +106,7 @@ impl Alert {
             job: Some(failure.job),
             error_kind: Some(failure.error_kind),
             error: Some(failure.error),
+            segment: failure.segment,
             hint: failure.hint,
             at: jiff::Timestamp::now(),
             hostname: host,
@@ -128,6 +135,8 @@ pub struct JobFailure {
     pub error_kind: String,
     /// The error sentence.
     pub error: String,
+    /// The WAL segment a failed `wal push` was given.
+    pub segment: Option<String>,
     /// What to do about it.
     pub hint: Option<String>,
 }

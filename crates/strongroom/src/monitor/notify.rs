@@ -191,6 +191,7 @@ pub fn alert_for(
         job: None,
         error_kind: None,
         error: None,
+        segment: None,
         at: now,
         hostname: crate::hostname(),
         repository: repository.to_string(),
