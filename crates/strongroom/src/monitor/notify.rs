@@ -90,7 +90,8 @@ pub enum Told {
 pub struct Notice {
     /// The source.
     pub source: String,
-    /// The level the last alert about it reported; `None` when none was ever sent.
+    /// The level the last alert about it reported (or `ok`, when it was first seen ok);
+    /// `None` when nothing was known of it.
     pub from: Option<Level>,
     /// The level now.
     pub to: Level,
@@ -200,9 +201,10 @@ pub fn alert_for(
 
 /// Sends an alert for every source whose level changed since the last alert about it, or
 /// that has a check failing that was not (or less badly) then, and remembers what was
-/// delivered. A source never alerted about is alerted once it is not ok. A set of failing
-/// checks that only shrank is remembered without an alert, so a problem that comes back is
-/// new again. `deliver` says what became of an alert.
+/// delivered. A source first seen ok is remembered as ok without an alert; one first seen
+/// not ok is alerted with no previous level. A set of failing checks that only shrank is
+/// remembered without an alert, so a problem that comes back is new again. `deliver` says
+/// what became of an alert.
 pub fn notify(
     repo: &Repository,
     health: &Health,
@@ -223,13 +225,22 @@ pub fn notify(
             checks: Some(failing),
         };
         if from.unwrap_or(Level::Ok) == s.level && new_checks.is_empty() {
-            if let Some(b) = before.filter(|b| b.checks != remembered.checks) {
-                let quiet = LastSent {
-                    at: b.at,
-                    ..remembered
-                };
-                state.sources.insert(s.source.clone(), quiet);
-                changed = true;
+            // Remembered quietly: a shrunk set, or a source first seen ok (so a later
+            // alert truly comes from ok).
+            match before {
+                Some(b) if b.checks != remembered.checks => {
+                    let quiet = LastSent {
+                        at: b.at,
+                        ..remembered
+                    };
+                    state.sources.insert(s.source.clone(), quiet);
+                    changed = true;
+                }
+                None => {
+                    state.sources.insert(s.source.clone(), remembered);
+                    changed = true;
+                }
+                Some(_) => {}
             }
             continue;
         }

@@ -463,8 +463,13 @@ fn alerts_fire_on_changes_only_and_wait_for_delivery() {
     let a = sent.borrow()[0].clone();
     assert_eq!(a.event, crate::alert::AlertEvent::StateChanged);
     assert_eq!(a.level, "critical");
-    // The first alert about a source claims no earlier level.
-    assert_eq!((a.previous_level, n[0].from), (None, None));
+    // It was seen ok first: the alert says so.
+    assert_eq!(a.previous_level.as_deref(), Some("ok"));
+    // A source first seen not ok claims no earlier level.
+    let fresh = memory_repo();
+    let n = notify::notify(&fresh, &h, later, &deliver).unwrap();
+    assert_eq!(n[0].from, None);
+    assert_eq!(sent.borrow().last().unwrap().previous_level, None);
     assert!(a.checks.iter().any(|c| c.name == "backup.full"));
     // A target that takes nothing: the change is not remembered, so it is tried again.
     let h_ok = evaluate(&Config::default(), &ev, now);
