@@ -393,6 +393,42 @@ impl ErrorKind {
             ErrorKind::Locked => "locked",
         }
     }
+
+    /// Every kind.
+    pub const ALL: [ErrorKind; 15] = [
+        ErrorKind::StorageUnreachable,
+        ErrorKind::WrongPassword,
+        ErrorKind::DamagedData,
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::BadInput,
+        ErrorKind::Unsupported,
+        ErrorKind::SourceFailed,
+        ErrorKind::TargetRefused,
+        ErrorKind::LocalIo,
+        ErrorKind::HookFailed,
+        ErrorKind::CheckFailed,
+        ErrorKind::Internal,
+        ErrorKind::Interrupted,
+        ErrorKind::Locked,
+    ];
+
+    /// The kind a [`ErrorKind::name`] names.
+    pub fn parse(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether an error of this kind is an operator's mistake rather than a job's failure:
+    /// a request that could not apply as given (`bad_input`: usage, config, an ambiguous or
+    /// wrong reference) or a restore target that refused (`target_refused`: not empty
+    /// without `--force`, a server running on it, in use, or not accepting the data; it was
+    /// left as it was). Nothing of the source or the repository is at fault, and the person
+    /// who asked reads the sentence: such a failure is neither journaled as a failed job nor
+    /// alerted, and does not count against a source's health (except for jobs nobody
+    /// attends: `repository::journal::is_job_failure`). The one place the kinds are chosen.
+    pub fn is_operator_error(self) -> bool {
+        matches!(self, ErrorKind::BadInput | ErrorKind::TargetRefused)
+    }
 }
 
 fn damage_location(pack: &PackId, segment: &Option<u32>) -> String {
@@ -538,5 +574,27 @@ mod tests {
             serde_json::to_value(ErrorKind::TargetRefused).unwrap(),
             "target_refused"
         );
+    }
+
+    #[test]
+    fn operator_errors_are_refusals_not_failures() {
+        let refused = Error::TargetNotEmpty {
+            target: "hotel.db already exists".into(),
+            old: "file",
+        };
+        assert!(refused.kind().is_operator_error());
+        assert!(
+            Error::Target("a server is running on it".into())
+                .kind()
+                .is_operator_error()
+        );
+        assert!(Error::Config("x".into()).kind().is_operator_error());
+        for failure in [
+            Error::Source("x".into()),
+            Error::Internal("x".into()),
+            Error::corrupt("snapshots/ab", "bad tag"),
+        ] {
+            assert!(!failure.kind().is_operator_error(), "{failure}");
+        }
     }
 }

@@ -179,12 +179,33 @@ pub fn run(
     let mut rec = JournalRecord::new("restore", started_at);
     rec.source = Some(snap.source.clone());
     rec.snapshot = Some(snap.id.clone());
+    rec.side = !replaces_source(snap, target);
     match &result {
         Ok(o) => rec.size = o.bytes,
         Err(e) => rec.failed(e),
     }
     repo.record(&rec);
     result
+}
+
+/// Whether `target` is the database (or data directory, as recorded at backup) the
+/// snapshot was taken of: a real recovery, whose failure is the source's. Anything else is
+/// a side copy.
+fn replaces_source(snap: &Snapshot, target: &Target) -> bool {
+    if let Target::DataDirectory(dir) = target {
+        let recorded = snap
+            .metadata
+            .extra
+            .get(crate::engine::postgres::physical::keys::DATA_DIRECTORY)
+            .and_then(|v| v.as_str());
+        let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        return recorded.is_some_and(|r| std::path::Path::new(r) == abs);
+    }
+    let source = snap.source_location.as_deref().unwrap_or(&snap.source);
+    match (target.location(), parse_location(source)) {
+        (Some(t), Some(s)) => t.database() == s.database(),
+        _ => false,
+    }
 }
 
 /// The restore safety sequence (see the module docs).

@@ -52,6 +52,8 @@ fn push(ctx: &Ctx, path: &Path) -> Result<()> {
             // Successful pushes are not journaled one by one (the archive itself is their
             // record, and a record per segment would double the writes); failures are.
             let mut rec = JournalRecord::new("wal push", started);
+            // So `journal --source S --job 'wal push'` finds it.
+            rec.source = ctx.config.wal_source();
             rec.wal = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -12,8 +12,9 @@
 //!   says it is idle (its archiver is not failing and `archive_timeout` is within the RPO, so
 //!   anything written would have been archived by now).
 //! - A failing archiver, a last verify or drill that failed, and a last `check` that failed
-//!   are **critical**: each says a recovery may not work.
-//! - Stale or missing verify, drill or check, a drill slower than the RTO, anomalies, failed
+//!   are **critical**: each says a recovery may not work. So is a table that vanished or
+//!   lost most of its rows since the previous snapshot (data loss until someone says so).
+//! - Stale or missing verify, drill or check, a drill slower than the RTO, other anomalies, failed
 //!   jobs not yet followed by a success, and retention that has not run are **warnings**.
 
 use super::evidence::{Evidence, SourceEvidence};
@@ -410,10 +411,17 @@ fn periodic(
 
 /// Jobs of the source that failed in the last week and were not followed by a success of
 /// the same job: the strategy's weekly "review backup logs for errors", done by evidence.
+/// A restore into a side copy and an operator's refused request are not the source's jobs.
 fn failed_jobs(s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
     let week = jiff::SignedDuration::from_hours(24 * 7);
     let mut open: Vec<&JournalRecord> = Vec::new();
-    for r in s.records.iter().filter(|r| r.finished_at >= now - week) {
+    // Side restores and operator mistakes say nothing of the source (records of the
+    // latter were journaled before they were left out).
+    let judged = s
+        .records
+        .iter()
+        .filter(|r| r.finished_at >= now - week && !r.side && (r.ok || r.counts_as_failure()));
+    for r in judged {
         open.retain(|o| o.job != r.job);
         if !r.ok {
             open.push(r);
