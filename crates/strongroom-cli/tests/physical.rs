@@ -81,7 +81,7 @@ fn point_in_time_recovery_keeps_exactly_the_transactions_up_to_each_target() {
 
         // The restored cluster archives its new timeline into the same repository, and a
         // second point-in-time restore follows it.
-        let (_d, restored) = restore_and_recover(&rig, "r-tli", &["--xid", &xid]);
+        let (_d, restored) = restore_and_recover(&rig, "r-tli", &["--xid", &xid, "--archive"]);
         let mut c = restored.connect("app");
         c.execute("INSERT INTO oracle VALUES (1000, now(), 0)", &[])
             .unwrap();
@@ -93,7 +93,8 @@ fn point_in_time_recovery_keeps_exactly_the_transactions_up_to_each_target() {
         archive_now(&restored);
         drop(c);
         drop(restored);
-        let (_d2, again) = restore_and_recover(&rig, "r-tli2", &["--latest"]);
+        let (_d2, again) =
+            restore_and_recover(&rig, "r-tli2", &["--latest", "--timeline", "latest"]);
         let got = ids(&again);
         assert!(got.contains(&1000), "the new timeline's row is recovered");
         assert_eq!(got.len(), expect(&committed, &pre, x1).len() + 1);
@@ -762,4 +763,166 @@ fn unchanged_files_are_taken_over_unless_their_chunks_are_gone() {
         pg.wait_promoted(Duration::from_secs(60)).unwrap();
         assert_eq!((count(&pg, "hot"), count(&pg, "cold")), (1501, 5000));
     }
+}
+
+/// Runs `restore latest --data-dir DIR` with `flags` and `--json`; the document, or the
+/// error on stderr.
+fn restore_json(rig: &Rig, dir: &Path, flags: &[&str]) -> Result<Value, String> {
+    let out = rig
+        .env
+        .cmd()
+        .args(["restore", "latest", "--json", "--data-dir"])
+        .arg(dir)
+        .args(flags)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Issue 17's reproduction: production archives on timeline 1; a side copy restored and
+/// promoted must not archive its timeline into production's repository (unless asked); a
+/// copy that did (`--archive`) forks timeline 2 there; production goes on committing; a
+/// later restore follows production's timeline 1 to its end, a target past the fork is
+/// reached on it, `--timeline` picks the fork, and a target no timeline reaches is refused
+/// before anything is written.
+#[test]
+fn a_restore_follows_the_source_timeline_never_a_side_copy_fork() {
+    let bindir = bindirs().remove(0);
+    let env = envs().remove(0);
+    let mut rig = Rig::new(env, &bindir, true);
+    rig.pg.create_database("app", None);
+    rig.pg.execute(
+        "app",
+        "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);",
+    );
+    rig.backup();
+    let before = workload(&rig.pg, 1, 10, None);
+    rig.archive_now();
+
+    // A side copy, as the README's PITR does it: promoted, and not archiving.
+    let side = rig.env.path("side");
+    let doc = restore_json(&rig, &side, &["--immediate"]).unwrap();
+    let notes = doc["notes"].to_string();
+    assert!(notes.contains("archive_mode = off"), "{doc}");
+    let copy = rig.start_restored(&side).unwrap();
+    copy.wait_promoted(Duration::from_secs(120)).unwrap();
+    let mut c = copy.connect("app");
+    let mode: String = c.query_one("SHOW archive_mode", &[]).unwrap().get(0);
+    assert_eq!(
+        mode, "off",
+        "a side copy must not archive into the source's repository"
+    );
+    c.batch_execute("INSERT INTO oracle VALUES (2000, now(), 0); SELECT pg_switch_wal();")
+        .unwrap();
+    drop(c);
+    drop(copy);
+
+    // A copy that does archive (--archive) forks timeline 2 in the repository.
+    let fork_at = between(&before[4].commit, &before[5].commit);
+    let forked = rig.env.path("forked");
+    restore_json(&rig, &forked, &["--time", &fork_at, "--archive"]).unwrap();
+    let fork = rig.start_restored(&forked).unwrap();
+    fork.wait_promoted(Duration::from_secs(120)).unwrap();
+    let mode: String = fork
+        .connect("app")
+        .query_one("SHOW archive_mode", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "on", "--archive keeps archiving");
+    fork.execute("app", "INSERT INTO oracle VALUES (1000, now(), 0)");
+    archive_now(&fork);
+    drop(fork);
+    let verify = rig.env.json(&["wal", "verify"]);
+    let tls: Vec<u64> = verify["clusters"][0]["timelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["timeline"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        tls,
+        vec![1, 2],
+        "only the --archive copy forked into the archive: {verify}"
+    );
+
+    // Production goes on: a table created after the fork, more commits.
+    rig.pg.execute("app", "CREATE TABLE after_fork (x int)");
+    let after = workload(&rig.pg, 11, 10, None);
+    rig.archive_now();
+    let all: BTreeSet<i32> = (1..=20).collect();
+
+    // The default follows production's timeline 1 to its end.
+    let (_d, pg) = restore_and_recover(&rig, "r-latest", &["--latest"]);
+    assert_eq!(
+        ids(&pg),
+        all,
+        "production's WAL after the fork is recovered"
+    );
+    let n: i64 = pg
+        .connect("app")
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'after_fork'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the table created after the fork is there");
+    drop(pg);
+
+    // A time past the fork is reached on timeline 1.
+    let past = between(&after[4].commit, &after[5].commit);
+    let (_d, pg) = restore_and_recover(&rig, "r-past", &["--time", &past]);
+    assert_eq!(ids(&pg), (1..=15).collect());
+    drop(pg);
+
+    // --timeline picks the fork.
+    let (_d, pg) = restore_and_recover(&rig, "r-fork", &["--timeline", "2"]);
+    let want: BTreeSet<i32> = (1..=5).chain([1000]).collect();
+    assert_eq!(ids(&pg), want);
+    drop(pg);
+    let doc = restore_json(&rig, &rig.env.path("r-current"), &["--timeline", "current"]).unwrap();
+    assert_eq!(doc["timeline"], 1, "{doc}");
+
+    // A target no timeline reaches: refused before anything is written.
+    let nowhere = rig.env.path("r-nowhere");
+    let err = restore_json(&rig, &nowhere, &["--lsn", "FF/0"]).unwrap_err();
+    assert!(err.contains("no timeline reaches LSN FF/0"), "{err}");
+    assert!(
+        err.contains("timeline 1 (pushed from") && err.contains("timeline 2 (pushed from"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    let err = restore_json(&rig, &nowhere, &["--timeline", "3"]).unwrap_err();
+    assert!(
+        err.contains("timeline 3 does not pass through snapshot"),
+        "{err}"
+    );
+    assert!(!nowhere.exists());
+    let strays: Vec<_> = std::fs::read_dir(rig.env.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("r-nowhere"))
+        .collect();
+    assert!(strays.is_empty(), "nothing written: {strays:?}");
+
+    // Production down: its own data directory's records still say timeline 1.
+    rig.pg.stop();
+    let doc = restore_json(&rig, &rig.env.path("r-down"), &["--latest"]).unwrap();
+    assert_eq!(doc["timeline"], 1, "{doc}");
+    assert!(
+        doc["notes"].to_string().contains("the source's own"),
+        "{doc}"
+    );
+
+    // Into production's own data directory: the real recovery keeps archiving, and says so.
+    let own = rig.pg.data_dir();
+    let doc = restore_json(&rig, &own, &["--latest", "--force"]).unwrap();
+    assert!(doc["notes"].to_string().contains("real recovery"), "{doc}");
+    let auto = std::fs::read_to_string(own.join("postgresql.auto.conf")).unwrap();
+    assert!(!auto.contains("archive_mode = 'off'"), "{auto}");
 }

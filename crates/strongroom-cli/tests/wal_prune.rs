@@ -249,7 +249,7 @@ fn expiry(env: Env, bindir: &Path, seed: u64) {
     // Timeline 2 forks at A's end: its history file must survive every prune, its
     // segments (all below B's start) go with the rest once A is forgotten.
     {
-        let (_dir, mut fork) = restore_and_recover(&rig, "fork", &["--immediate"]);
+        let (_dir, mut fork) = restore_and_recover(&rig, "fork", &["--immediate", "--archive"]);
         fork.execute("app", "INSERT INTO oracle VALUES (1000, now(), 0)");
         archive_now(&fork);
         fork.stop();

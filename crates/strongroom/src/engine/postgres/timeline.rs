@@ -7,7 +7,8 @@
 //! (`wal/<cluster>/<tli>/strongroom.origin`: the data directory and host that pushed it,
 //! stored through [`crate::repository::archive`] like any archived file), the reach of a
 //! timeline from a snapshot, and the choice of timeline for a recovery target ([`choose`],
-//! pure). Must not write WAL files or recovery settings (those are [`super::wal`]'s and
+//! pure), and asking a running server which timeline it is on ([`server_timeline`]). Must not
+//! write WAL files or recovery settings (those are [`super::wal`]'s and
 //! [`super::physical::recovery`]'s), and must not start servers.
 //!
 //! Why: a restored side copy that promotes forks a timeline; when it archives into the same
@@ -82,6 +83,39 @@ pub fn record_origin(archive: &Archive, name: &WalName, data_dir: &Path) -> Resu
         // Another pusher wrote it meanwhile: the first one stands.
         Ok(_) | Err(Error::WalConflict { .. }) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// The timeline the server at `url` is on, when it answers and is cluster `cluster`
+/// (another cluster's timeline means nothing here); `None` otherwise.
+pub fn server_timeline(url: &str, cluster: &str) -> Option<u32> {
+    let asked = (|| -> std::result::Result<(String, i32), String> {
+        let conn = super::server::Conn::parse(url).map_err(|e| e.to_string())?;
+        let mut client = conn.connect().map_err(|e| e.to_string())?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT system_identifier FROM pg_control_system())::text, \
+                 CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint()) \
+                 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END",
+                &[],
+            )
+            .map_err(|e| e.to_string())?;
+        Ok((row.get(0), row.get(1)))
+    })();
+    match asked {
+        Ok((id, tli)) if id == cluster && tli > 0 => Some(tli as u32),
+        Ok((id, _)) => {
+            tracing::info!(
+                "the source's server is cluster {id}, not {cluster}: its timeline is not the snapshot's"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::info!(
+                "could not ask the source's server which timeline it is on ({e}); going by the archive's records"
+            );
+            None
+        }
     }
 }
 

@@ -133,7 +133,8 @@ pub struct Pushed {
 }
 
 /// Archives the WAL file at `path` for the cluster whose data directory is `data_dir`
-/// (PostgreSQL runs `archive_command` there, with `%p` relative to it).
+/// (PostgreSQL runs `archive_command` there, with `%p` relative to it), and records the
+/// timeline's origin when it has none ([`super::timeline::record_origin`]).
 pub fn push(repo: &Repository, data_dir: &Path, path: &Path, level: i32) -> Result<Pushed> {
     let cluster = super::cluster::identify(data_dir)?;
     let file_name = path
@@ -145,6 +146,14 @@ pub fn push(repo: &Repository, data_dir: &Path, path: &Path, level: i32) -> Resu
     let data = std::fs::read(&full).map_err(|e| Error::io("reading", &full, e))?;
     let archive = Archive::new(repo, &cluster.system_id());
     let put = archive.put(&name.timeline_folder(), &name.name, &data, level)?;
+    // The file is durable and acknowledged whatever happens here; a timeline left without
+    // its origin record gets it at its next push.
+    if let Err(e) = super::timeline::record_origin(&archive, &name, data_dir) {
+        tracing::warn!(
+            "could not record where timeline {} is pushed from: {e}",
+            name.timeline
+        );
+    }
     Ok(Pushed {
         name: name.name,
         bytes: data.len() as u64,
