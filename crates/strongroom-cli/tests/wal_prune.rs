@@ -36,9 +36,9 @@ fn segment_of(lsn: &str) -> u64 {
 }
 
 /// The segment number a WAL file name carries (segments, `.partial` and `.backup` files);
-/// `None` for timeline history files.
+/// `None` for timeline history files and timelines' origin records (never expired).
 fn number(name: &str) -> Option<u64> {
-    if name.ends_with(".history") {
+    if name.ends_with(".history") || name == "strongroom.origin" {
         return None;
     }
     let log = u64::from_str_radix(&name[8..16], 16).unwrap();
