@@ -530,7 +530,9 @@ fn wal_push_killed_at_random_moments_leaves_whole_objects_or_none() {
         // Every object is whole, whatever the kills left; prune keeps all of a cluster's WAL
         // while no snapshot relies on it, and removes the temporary files of killed writes.
         let listed = archived(&rig.env, &sysid);
-        for e in &listed {
+        // The timeline's origin record is no WAL file (`wal fetch` refuses its name);
+        // `check --read-data` below reads it whole.
+        for e in listed.iter().filter(|e| name_of(e) != "strongroom.origin") {
             fetched_equal(name_of(e), "at the end");
         }
         let temporary = storage.list_temporary().unwrap().len();
