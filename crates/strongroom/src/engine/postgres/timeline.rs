@@ -7,7 +7,9 @@
 //! (`wal/<cluster>/<tli>/strongroom.origin`: the data directory and host that pushed it,
 //! stored through [`crate::repository::archive`] like any archived file), the reach of a
 //! timeline from a snapshot, and the choice of timeline for a recovery target ([`choose`],
-//! pure), and asking a running server which timeline it is on ([`server_timeline`]). Must not
+//! pure), asking a running server which timeline it is on ([`server_timeline`]), which
+//! timeline the source is on ([`source_timeline`]; for a whole cluster's archive, and the
+//! roles of the others, [`judge`]). Must not
 //! write WAL files or recovery settings (those are [`super::wal`]'s and
 //! [`super::physical::recovery`]'s), and must not start servers.
 //!
@@ -21,7 +23,8 @@ use super::wal::{WalKind, WalName};
 use crate::engine::RecoveryTarget;
 use crate::error::{Error, Result};
 use crate::repository::Repository;
-use crate::repository::archive::Archive;
+use crate::repository::archive::{Archive, Listed};
+use crate::repository::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -149,6 +152,11 @@ pub struct ArchiveView {
     pub segment_size: u64,
     /// Every timeline seen, by id.
     pub timelines: BTreeMap<u32, TimelineView>,
+    /// WAL files archived (segments, partials, history and backup files; origin records are
+    /// not WAL and not counted).
+    pub files: usize,
+    /// Bytes those files take in the repository.
+    pub stored: u64,
 }
 
 /// How far a recovery along one timeline can go.
@@ -173,11 +181,21 @@ impl ArchiveView {
     /// Reads the archive of `cluster`: one listing, then each history file and origin record.
     pub fn read(repo: &Repository, cluster: &str, segment_size: u64) -> Result<ArchiveView> {
         let archive = Archive::new(repo, cluster);
+        Self::from_listing(&archive, &archive.list()?, segment_size)
+    }
+
+    /// The view of `archive` from its listing `listed` (a caller that lists it anyway need
+    /// not list it twice): reads each history file and origin record.
+    pub fn from_listing(
+        archive: &Archive,
+        listed: &[Listed],
+        segment_size: u64,
+    ) -> Result<ArchiveView> {
         let mut view = ArchiveView {
             segment_size,
-            timelines: BTreeMap::new(),
+            ..ArchiveView::default()
         };
-        for l in archive.list()? {
+        for l in listed {
             if l.name == ORIGIN {
                 let Some(id) = u32::from_str_radix(&l.timeline, 16).ok() else {
                     continue;
@@ -195,6 +213,8 @@ impl ArchiveView {
             let Some(name) = WalName::parse(&l.name) else {
                 continue;
             };
+            view.files += 1;
+            view.stored += l.stored;
             let t = view.timelines.entry(name.timeline).or_default();
             match name.kind {
                 WalKind::Segment => {
@@ -342,7 +362,8 @@ impl std::str::FromStr for TimelineRequest {
 }
 
 /// How the source's own timeline was found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Found {
     /// Its server said so.
     Server,
@@ -350,10 +371,62 @@ pub enum Found {
     Pushed,
     /// Nothing says otherwise: the snapshot's own timeline.
     Snapshot,
+    /// Nothing says otherwise: the newest timeline (judging a whole cluster's archive).
+    Newest,
+}
+
+impl Found {
+    /// How it was found, as a clause: `its server reports it`.
+    pub fn clause(self) -> &'static str {
+        match self {
+            Found::Server => "its server reports it",
+            Found::Pushed => "its data directory pushed to it last",
+            Found::Snapshot => "no record says otherwise",
+            Found::Newest => "the newest; no record says which the source is on",
+        }
+    }
+}
+
+/// The data directory and host a physical snapshot was taken from, as its origin records
+/// would name them.
+pub fn pushed_from(snap: &Snapshot) -> Option<(&str, &str)> {
+    let dir = snap
+        .metadata
+        .extra
+        .get(super::physical::keys::DATA_DIRECTORY)?
+        .as_str()?;
+    Some((dir, snap.hostname.as_str()))
+}
+
+/// The timeline the source of `snap` is on: `server`'s answer when it gave one, else the
+/// newest timeline the snapshot's data directory and host pushed to, else `otherwise`.
+/// The one rule for restores, `status`, the runbook and `wal verify`.
+pub fn source_timeline(
+    view: &ArchiveView,
+    server: Option<u32>,
+    snap: Option<&Snapshot>,
+    otherwise: SourceTimeline,
+) -> SourceTimeline {
+    if let Some(id) = server {
+        return SourceTimeline {
+            id,
+            how: Found::Server,
+        };
+    }
+    match snap
+        .and_then(pushed_from)
+        .and_then(|(dir, host)| view.pushed_by(dir, host))
+    {
+        Some(id) => SourceTimeline {
+            id,
+            how: Found::Pushed,
+        },
+        None => otherwise,
+    }
 }
 
 /// The timeline the source is on, and how that is known.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct SourceTimeline {
     /// The timeline.
     pub id: u32,
@@ -449,11 +522,7 @@ pub fn choose(
             note: None,
         });
     }
-    let how = match source.how {
-        Found::Server => "its server reports it",
-        Found::Pushed => "its data directory pushed to it last",
-        Found::Snapshot => "no record says otherwise",
-    };
+    let how = source.how.clause();
     let (own, mut why) = match find(source.id) {
         Some(c) => (c, format!("the source's own ({how})")),
         None => (
@@ -503,6 +572,8 @@ pub fn choose(
         note,
     })
 }
+
+pub mod judge;
 
 #[cfg(test)]
 mod tests;

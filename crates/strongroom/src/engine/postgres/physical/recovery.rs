@@ -108,28 +108,14 @@ fn source_timeline(
     request: TimelineRequest,
     source_url: Option<&str>,
 ) -> SourceTimeline {
-    if request == TimelineRequest::Source {
-        if let Some(id) = source_url.and_then(|u| timeline::server_timeline(u, cluster)) {
-            return SourceTimeline {
-                id,
-                how: Found::Server,
-            };
-        }
-    }
-    let dir = snap.metadata.extra.get(keys::DATA_DIRECTORY);
-    match dir
-        .and_then(|d| d.as_str())
-        .and_then(|d| view.pushed_by(d, &snap.hostname))
-    {
-        Some(id) => SourceTimeline {
-            id,
-            how: Found::Pushed,
-        },
-        None => SourceTimeline {
-            id: own,
-            how: Found::Snapshot,
-        },
-    }
+    let server = source_url
+        .filter(|_| request == TimelineRequest::Source)
+        .and_then(|u| timeline::server_timeline(u, cluster));
+    let otherwise = SourceTimeline {
+        id: own,
+        how: Found::Snapshot,
+    };
+    timeline::source_timeline(view, server, Some(snap), otherwise)
 }
 
 /// Whether `target` is the source's own data directory, recorded at backup, on the host
