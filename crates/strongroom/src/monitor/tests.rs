@@ -254,6 +254,7 @@ fn physical(now: jiff::Timestamp, wal_age_minutes: i64) -> Evidence {
             modified: Some(now - jiff::SignedDuration::from_mins(wal_age_minutes)),
             files: 66,
             bytes: 1 << 20,
+            ..WalNewest::default()
         },
     );
     ev
