@@ -50,6 +50,7 @@ fn inputs(cfg: Config, snapshots: Vec<Snapshot>, drills: Vec<JournalRecord>) -> 
         snapshots,
         drills,
         wal_newest: BTreeMap::new(),
+        wal_timelines: BTreeMap::new(),
         only_source: None,
         now: ts(NOW),
         program: "/usr/local/bin/strongroom 0.1.0".into(),
