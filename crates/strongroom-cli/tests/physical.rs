@@ -926,3 +926,194 @@ fn a_restore_follows_the_source_timeline_never_a_side_copy_fork() {
     let auto = std::fs::read_to_string(own.join("postgresql.auto.conf")).unwrap();
     assert!(!auto.contains("archive_mode = 'off'"), "{auto}");
 }
+
+/// Every WAL file archived under `repo` (a local repository): (timeline folder, path), origin
+/// records included.
+fn archived_files(repo: &Path) -> Vec<(String, PathBuf)> {
+    fn walk(dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if let Some(parent) = p.parent().and_then(|d| d.file_name()) {
+                out.push((parent.to_string_lossy().into_owned(), p));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&repo.join("wal"), &mut out);
+    out
+}
+
+/// Sets the modification time (what the local store dates an object by) of `path`.
+fn date(path: &Path, at: jiff::Timestamp) {
+    let ok = std::process::Command::new("touch")
+        .arg("-m")
+        .arg("-d")
+        .arg(format!("@{}", at.as_second()))
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "touch {}", path.display());
+}
+
+/// Issue 17, "timelines judged correctly everywhere": a copy restored with `--archive` forks
+/// timeline 2 into production's archive and keeps archiving there after production's
+/// archive stopped. `wal verify` marks timeline 1 as the source's and 2 as a fork (where it
+/// branched, who pushed it); the runbook's window is timeline 1's reach and names the fork;
+/// `status` judges WAL age on timeline 1, so the fork's fresh archiving does not hide a
+/// stopped production archive; origin records are not counted as WAL files.
+#[test]
+fn status_runbook_and_wal_verify_judge_the_source_timeline_not_a_fork() {
+    let bindir = bindirs().remove(0);
+    let env = envs().remove(0);
+    let mut rig = Rig::new(env, &bindir, true);
+    rig.pg.create_database("app", None);
+    rig.pg.execute(
+        "app",
+        "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);",
+    );
+    std::fs::write(
+        rig.env.path("strongroom.toml"),
+        format!("[sources.prod]\nurl = {:?}\n", rig.url()),
+    )
+    .unwrap();
+    rig.env.json(&["backup", "prod", "--kind", "physical"]);
+    let before = workload(&rig.pg, 1, 10, None);
+    rig.archive_now();
+    let fork_at = between(&before[4].commit, &before[5].commit);
+    let forked = rig.env.path("forked");
+    restore_json(&rig, &forked, &["--time", &fork_at, "--archive"]).unwrap();
+    let fork = rig.start_restored(&forked).unwrap();
+    fork.wait_promoted(Duration::from_secs(120)).unwrap();
+    fork.execute("app", "INSERT INTO oracle VALUES (1000, now(), 0)");
+    archive_now(&fork);
+    drop(fork);
+
+    // wal verify: timeline 1 is the source's (its server says so), 2 a fork of it.
+    let verify = rig.env.json(&["wal", "verify"]);
+    let cluster = &verify["clusters"][0];
+    assert_eq!(cluster["source_timeline"], 1, "{verify:#}");
+    assert_eq!(cluster["source_timeline_found"], "server", "{verify:#}");
+    let tl = |id: u64| {
+        cluster["timelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["timeline"] == id)
+            .unwrap_or_else(|| panic!("timeline {id}: {verify:#}"))
+            .clone()
+    };
+    assert_eq!(tl(1)["role"], "source", "{verify:#}");
+    let two = tl(2);
+    assert_eq!(two["role"], "fork", "{two}");
+    assert_eq!(two["branched_from"], 1, "{two}");
+    assert!(two["branched_at"].as_str().unwrap().contains('/'), "{two}");
+    let copy_dir = std::fs::canonicalize(&forked).unwrap();
+    assert_eq!(
+        two["origin"]["data_directory"],
+        copy_dir.display().to_string(),
+        "{two}"
+    );
+    assert!(
+        two["segments"].as_u64().unwrap() > 0,
+        "the old fields stay: {two}"
+    );
+    assert_eq!(verify["ok"], true, "{verify:#}");
+
+    // The fork keeps archiving (dated half an hour on); production's archive stopped.
+    let files = archived_files(Path::new(&rig.env.repo));
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(30);
+    let mut tl1_newest = None;
+    for (folder, path) in &files {
+        let name = path.file_name().unwrap().to_string_lossy();
+        if folder == "00000002" {
+            date(path, later);
+        } else if folder == "00000001" && name.len() == 24 {
+            let m = std::fs::metadata(path).unwrap().modified().unwrap();
+            let m = jiff::Timestamp::try_from(m).unwrap();
+            tl1_newest = tl1_newest.max(Some(m));
+        }
+    }
+    let tl1_newest = tl1_newest.expect("timeline 1 has segments");
+
+    // The runbook's window ends where timeline 1 ends, and names the fork.
+    let out = rig
+        .env
+        .cmd()
+        .args(["runbook", "--source", "prod"])
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+    assert!(
+        md.contains(&format!(
+            "to about {} along timeline 1**",
+            shown(tl1_newest)
+        )),
+        "{md}"
+    );
+    assert!(
+        !md.contains(&shown(later)),
+        "the fork's reach is not the window: {md}"
+    );
+    assert!(
+        md.contains("timeline 2 (pushed from") && md.contains("branched from timeline 1 at"),
+        "{md}"
+    );
+
+    // status half an hour on: timeline 1 is over the RPO, whatever the fork archived.
+    let at = later.strftime("%Y-%m-%d %H:%M:%S").to_string();
+    let out = rig
+        .env
+        .at(&at)
+        .args(["status", "--json", "--no-alerts"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wal = doc["sources"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "wal.archive")
+        .unwrap_or_else(|| panic!("{doc:#}"))
+        .clone();
+    assert_eq!(wal["level"], "critical", "{wal}");
+    let detail = wal["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("over the RPO") && detail.contains("newest archived WAL 00000001"),
+        "{detail}"
+    );
+    assert!(detail.contains("forks not judged: timeline 2"), "{detail}");
+
+    // Origin records are not WAL files.
+    let wal_files = files
+        .iter()
+        .filter(|(_, p)| !p.ends_with("strongroom.origin"))
+        .count();
+    assert!(wal_files < files.len(), "origin records were written");
+    let out = rig.env.cmd().arg("metrics").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("strongroom_wal_archived_files{")
+                && l.ends_with(&format!(" {wal_files}"))),
+        "{wal_files} WAL files: {text}"
+    );
+
+    // Production down: its data directory's origin records still say timeline 1.
+    rig.pg.stop();
+    let verify = rig.env.json(&["wal", "verify"]);
+    assert_eq!(verify["clusters"][0]["source_timeline"], 1, "{verify:#}");
+    assert_eq!(
+        verify["clusters"][0]["source_timeline_found"], "pushed",
+        "{verify:#}"
+    );
+}
