@@ -150,6 +150,10 @@ pub enum Error {
     /// The archive lacks WAL a recovery needs.
     #[error("{0}")]
     WalGap(String),
+    /// No timeline of the archive can take a recovery where it was asked to go, or the
+    /// timeline asked for does not pass through the snapshot.
+    #[error("{0}")]
+    Timeline(String),
     /// A data directory or server is not the cluster a source or snapshot belongs to.
     #[error("{0}")]
     WrongCluster(String),
@@ -476,7 +480,7 @@ impl Error {
             | Error::NotArchived { .. } => ErrorKind::NotFound,
             Error::WalConflict { .. } => ErrorKind::AlreadyExists,
             Error::WalGap(_) => ErrorKind::DamagedData,
-            Error::WrongCluster(_) => ErrorKind::BadInput,
+            Error::WrongCluster(_) | Error::Timeline(_) => ErrorKind::BadInput,
             Error::RepositoryExists(_) => ErrorKind::AlreadyExists,
             Error::UnsupportedVersion { .. } | Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::WrongPassword { .. } => ErrorKind::WrongPassword,

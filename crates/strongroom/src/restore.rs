@@ -43,6 +43,10 @@ pub struct RestoreOutcome {
     pub old_kept_at: Option<String>,
     /// Stray files that were moved aside (e.g. a stale `-wal` beside a deleted database).
     pub moved_aside: Vec<String>,
+    /// Choices the restore made that the user should hear about (timeline, archiving).
+    pub notes: Vec<String>,
+    /// The timeline a physical restore's recovery follows.
+    pub timeline: Option<u32>,
 }
 
 /// Which snapshot a restore into `target` means: `reference` under `filter`, where
@@ -114,6 +118,20 @@ pub fn physical_snapshot_for(
         }
         resolve_one_source(&fits, reference, filter).cloned()
     })
+}
+
+/// The URL of the PostgreSQL server `snap` was taken from: its configured source's, else
+/// the URL it recorded; `None` for other engines or when neither is known.
+pub fn source_url(config: &Config, snap: &Snapshot) -> Option<String> {
+    let location = config
+        .source_for(&snap.source)
+        .map(|s| s.location)
+        .or_else(|| parse_location(&snap.source))
+        .or_else(|| snap.source_location.as_deref().and_then(parse_location))?;
+    match location {
+        crate::source::Location::Postgres(url) => Some(url),
+        _ => None,
+    }
 }
 
 /// Every recorded source among `all` whose database is the target's: by the recorded name
@@ -276,5 +294,7 @@ fn restore(
         bytes: staged.bytes(),
         old_kept_at,
         moved_aside,
+        notes: staged.notes(),
+        timeline: staged.timeline(),
     })
 }

@@ -281,9 +281,48 @@ fn physical(now: jiff::Timestamp, wal_age_minutes: i64) -> Evidence {
             modified: Some(now - jiff::SignedDuration::from_mins(wal_age_minutes)),
             files: 66,
             bytes: 1 << 20,
+            ..WalNewest::default()
         },
     );
     ev
+}
+
+#[test]
+fn wal_age_names_the_judged_timeline_and_the_forks_not_judged() {
+    let now = t("2026-12-01T12:00:00Z");
+    let mut ev = physical(now, 20);
+    let w = ev.wal.get_mut("7300000000000000001").unwrap();
+    w.timeline = "timeline 1 (pushed from /srv/pg on db1), the source's".into();
+    w.forks = vec![
+        "timeline 2 (pushed from /srv/copy on db1), branched from timeline 1 at 0/5800000".into(),
+    ];
+    let h = evaluate(&Config::default(), &ev, now);
+    let c = h.sources[0]
+        .checks
+        .iter()
+        .find(|c| c.name == "wal.archive")
+        .unwrap();
+    assert_eq!(c.level, Level::Critical);
+    assert!(
+        c.detail.contains("(on timeline 1 (pushed from /srv/pg on db1), the source's; forks not judged: timeline 2"),
+        "{}",
+        c.detail
+    );
+    // Only forks archived: nothing on the source's timeline is nothing.
+    let w = ev.wal.get_mut("7300000000000000001").unwrap();
+    (w.name, w.modified) = (String::new(), None);
+    let h = evaluate(&Config::default(), &ev, now);
+    let c = h.sources[0]
+        .checks
+        .iter()
+        .find(|c| c.name == "wal.archive")
+        .unwrap();
+    assert_eq!(c.level, Level::Critical);
+    assert!(
+        c.detail.starts_with("no WAL on timeline 1") && c.detail.contains("only forks: timeline 2"),
+        "{}",
+        c.detail
+    );
 }
 
 #[test]
