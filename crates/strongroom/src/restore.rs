@@ -211,13 +211,9 @@ pub fn run(
 /// a side copy.
 fn replaces_source(snap: &Snapshot, target: &Target) -> bool {
     if let Target::DataDirectory(dir) = target {
-        let recorded = snap
-            .metadata
-            .extra
-            .get(crate::engine::postgres::physical::keys::DATA_DIRECTORY)
-            .and_then(|v| v.as_str());
-        let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-        return recorded.is_some_and(|r| std::path::Path::new(r) == abs);
+        // One rule with the restore's archiving decision: the recorded directory, on the
+        // host that took the backup.
+        return crate::engine::postgres::physical::recovery::is_source_dir(snap, dir);
     }
     let source = snap.source_location.as_deref().unwrap_or(&snap.source);
     match (target.location(), parse_location(source)) {
