@@ -71,9 +71,11 @@ pub fn reported(kind: ErrorKind, message: impl Into<String>) -> anyhow::Error {
 /// variable that fixes it.
 pub fn with_flags(e: &Error) -> String {
     match e {
-        Error::NoRepository(_) => {
-            format!("{e}: create one with `strongroom init` or check --repo / STRONGROOM_REPO")
-        }
+        // Never "create one": for `wal push` with a mistyped path that advice starts
+        // archiving into an empty repository (issue 17, item 3).
+        Error::NoRepository(_) => format!(
+            "{e}: check STRONGROOM_REPO / --repo / `repository` in the config (a typo?); `strongroom init` makes a new one only if you mean to start one"
+        ),
         Error::RepositoryIsFile(_) => format!("{e}; check --repo / STRONGROOM_REPO"),
         Error::NoRepositoryGiven => format!(
             "{e}: pass --repo URL, set STRONGROOM_REPO, or set `repository` in strongroom.toml"

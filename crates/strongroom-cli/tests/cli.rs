@@ -191,7 +191,7 @@ fn unchanged_and_slightly_changed_databases_add_little() {
 fn bad_input_gets_one_sentence_and_loses_nothing() {
     for env in envs() {
         let err = env.fails(&["list"]);
-        assert!(err.contains("no repository"), "{err}");
+        assert!(err.contains("no strongroom repository"), "{err}");
         let out = env
             .cmd()
             .args(["show", "latest", "--json"])
@@ -339,6 +339,41 @@ fn bad_input_gets_one_sentence_and_loses_nothing() {
             .success();
         assert!(!Path::new(&wal).exists());
         assert!(invariant_holds(&gone));
+    }
+}
+
+/// A mistyped repository is named as given and called a possible typo, never offered as a
+/// new one: for `wal push`, "create one" would start a production archive in an empty
+/// repository (issue 17, item 3).
+#[test]
+fn a_mistyped_repository_is_named_never_offered_as_new() {
+    for env in envs() {
+        env.init();
+        let typo = format!("{}-typo", env.repo);
+        std::fs::write(env.path("000000010000000000000001"), vec![0u8; 16 * 1024]).unwrap();
+        let jobs: [&[&str]; 4] = [
+            &["wal", "push", "000000010000000000000001"],
+            &["backup", "sqlite:hotel.db"],
+            &["list"],
+            &["restore", "latest", "--to", "out.db"],
+        ];
+        for args in jobs {
+            let err = env.fails_with(args, &[("STRONGROOM_REPO", &typo)]);
+            assert!(
+                err.contains(&format!("no strongroom repository at {typo}:")),
+                "{args:?}: {err}"
+            );
+            assert!(
+                err.contains("STRONGROOM_REPO") && err.contains("typo"),
+                "{err}"
+            );
+            assert!(!err.contains("create one"), "{err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "one sentence: {err}");
+        }
+        // Nothing was made at the mistyped location.
+        if !typo.contains("://") {
+            assert!(!Path::new(&typo).exists());
+        }
     }
 }
 

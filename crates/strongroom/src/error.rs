@@ -20,8 +20,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in strongroom, phrased for the person running it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No repository exists at the given location.
-    #[error("no repository at {0}")]
+    /// No repository exists at the given location (the URL or path as given). Every use
+    /// but creating one expects it to exist, so the location may be mistyped: a message
+    /// that advised creating one would start a production archive in an empty repository.
+    #[error("no strongroom repository at {0}")]
     NoRepository(String),
     /// `init` found a repository already.
     #[error("a repository already exists at {0}; refusing to overwrite it")]
