@@ -2,10 +2,12 @@
 //! job failures (when a job command fails, the configured `[[alerts]]` hear of it).
 //!
 //! Owns which commands are jobs worth an alert (backup, verify, restore, check, forget,
-//! prune, wal push, drill), what the alert says (the error's kind and sentence as the user
+//! prune, wal push, drill; never for an operator's mistake: `journal::is_job_failure`),
+//! what the alert says (the error's kind and sentence as the user
 //! saw them, and a hint derived from the kind), and holding back repeats of the same
-//! failure (`STRONGROOM_ALERT_REPEAT`, default `1h`; `wal push` fails every few seconds
-//! while the repository is down). Must not change the command's outcome: it runs after the
+//! failure in the same repository once an alert about it was delivered
+//! (`STRONGROOM_ALERT_REPEAT`, default `1h`; `wal push` fails every few seconds while the
+//! repository is down). Must not change the command's outcome: it runs after the
 //! failure was reported, its own trouble is a warning, and the exit code stays the job's.
 //! Delivery itself is the library's (`strongroom::alert::send`).
 
@@ -15,32 +17,42 @@ use crate::failure;
 use std::time::Duration;
 use strongroom::ErrorKind;
 use strongroom::alert::{self, Alert, JobFailure, repeat};
+use strongroom::monitor::notify::Told;
+use strongroom::repository::journal;
 
-/// Sends `alert` (a state change `status` noticed) to the configured targets; true when a
-/// target took it, or none wanted it (none configured, or all above its level), so the
-/// monitor remembers it as said. False only when every target that wanted it failed: the
-/// next `status` run tries again.
-pub fn deliver(ctx: &Ctx, alert: &Alert) -> bool {
-    if ctx.config.alerts.is_empty() {
-        return true;
-    }
+/// Sends `alert` (a state change `status` noticed) to the configured targets and says what
+/// became of it: sent when a target took it, not wanted when every target is set above its
+/// level (the monitor remembers both as said), failed when every target that wanted it
+/// failed (the next `status` run tries again). `status` calls it only when `[[alerts]]`
+/// has a target.
+pub fn deliver(ctx: &Ctx, alert: &Alert) -> Told {
     let d = alert::send(&ctx.config.alerts, alert);
-    d.sent() > 0 || d.failed() == 0
+    if d.sent() > 0 {
+        Told::Sent
+    } else if d.failed() == 0 {
+        Told::NotWanted
+    } else {
+        Told::Failed
+    }
 }
 
-/// How long the same failure (job, source, error kind) is not alerted again.
+/// How long the same failure (repository, job, source, error kind) is not alerted again
+/// after an alert about it was delivered.
 const REPEAT_DEFAULT: Duration = Duration::from_secs(3600);
 
 /// A job command being run, to be alerted about if it fails.
 pub struct Watched {
     job: &'static str,
     source: Option<String>,
+    /// The WAL segment `wal push` was given.
+    segment: Option<String>,
     global: Global,
 }
 
 /// The job `command` runs, when its failure is alerted; `None` for commands that are not
 /// jobs (list, show, init, key, …).
 pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
+    let mut segment = None;
     let (job, source) = match command {
         Command::Backup { source, .. } => ("backup", source.clone()),
         Command::Verify { filter, .. } => ("verify", filter.source.clone()),
@@ -50,8 +62,11 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
         Command::Forget { filter, .. } => ("forget", filter.source.clone()),
         Command::Prune { .. } => ("prune", None),
         Command::Wal {
-            action: WalAction::Push { .. },
-        } => ("wal push", None),
+            action: WalAction::Push { path },
+        } => {
+            segment = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            ("wal push", None)
+        }
         // Monitoring that cannot read the repository is itself the alarm (a status that
         // finds something to attend to alerts through its state changes instead).
         Command::Status { source, .. } => ("status", source.clone()),
@@ -66,12 +81,13 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
     Some(Watched {
         job,
         source,
+        segment,
         global: global.clone(),
     })
 }
 
-/// Alerts the configured targets that the watched job failed with `e`, unless the same
-/// failure was alerted within the repeat window. Never fails; takes at most the slowest
+/// Alerts the configured targets that the watched job failed with `e`, unless an alert
+/// about the same failure was delivered within the repeat window. Never fails; takes at most the slowest
 /// target's attempts (about 3 × its timeout, plus 3 s).
 pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
     let Some(w) = watched else { return };
@@ -89,19 +105,29 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
         return;
     }
     let (message, kind, _, _) = failure::describe(e);
-    // `backup` with no SOURCE backs up the only configured source: name it.
-    let source = w.source.or_else(|| {
-        (w.job == "backup" && ctx.config.sources.len() == 1)
-            .then(|| ctx.config.sources.keys().next().cloned())
-            .flatten()
+    // The person who made the mistake reads the sentence; nobody else needs to hear it.
+    if !journal::is_job_failure(w.job, Some(kind.name())) {
+        tracing::debug!("no alert: {} was refused as given ({})", w.job, kind.name());
+        return;
+    }
+    // `backup` with no SOURCE backs up the only configured source, and `wal push`
+    // archives for the only PostgreSQL one: name it.
+    let source = w.source.or_else(|| match w.job {
+        "backup" if ctx.config.sources.len() == 1 => ctx.config.sources.keys().next().cloned(),
+        "wal push" => ctx.config.wal_source(),
+        _ => None,
     });
-    let suppressed = match repeat::check(
-        w.job,
-        source.as_deref(),
-        kind.name(),
-        window(),
-        jiff::Timestamp::now(),
-    ) {
+    let url = ctx.access().url().unwrap_or_default();
+    // Per repository: a source of the same name in another one is another source.
+    let repository =
+        crate::context::opened_repository().unwrap_or_else(|| alert::without_credentials(&url));
+    let key = repeat::Failure {
+        repository: &repository,
+        job: w.job,
+        source: source.as_deref(),
+        error_kind: kind.name(),
+    };
+    let suppressed = match repeat::check(&key, window(), jiff::Timestamp::now()) {
         repeat::Verdict::Suppress => {
             tracing::info!(
                 "{} failed again ({}); alerted within the repeat window, so not again",
@@ -112,16 +138,16 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
         }
         repeat::Verdict::Send { suppressed } => suppressed,
     };
-    let repository = ctx.access().url().unwrap_or_default();
     let mut alert = Alert::job_failed(
         JobFailure {
             job: w.job.to_string(),
-            source,
+            source: source.clone(),
             error_kind: kind.name().to_string(),
             error: message,
+            segment: w.segment,
             hint: Some(hint(w.job, kind).to_string()),
         },
-        &repository,
+        &url,
     );
     if suppressed > 0 {
         alert.summary.push_str(&if suppressed == 1 {
@@ -131,6 +157,8 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
         });
     }
     let delivery = alert::send(targets, &alert);
+    // Only an alert a target took counts as sent: otherwise the next failure tries again.
+    repeat::sent(&key, delivery.sent() > 0, jiff::Timestamp::now());
     tracing::debug!(
         sent = delivery.sent(),
         failed = delivery.failed(),
@@ -152,6 +180,18 @@ fn window() -> Duration {
 /// What to do about a failure of `kind`, in a sentence.
 pub fn hint(job: &str, kind: ErrorKind) -> &'static str {
     match kind {
+        ErrorKind::StorageUnreachable if job == "wal push" => {
+            "the repository cannot be reached: PostgreSQL keeps the segment in pg_wal and retries archive_command; check the network and credentials of the repository before pg_wal fills the disk"
+        }
+        ErrorKind::BadInput if job == "wal push" => {
+            "check archive_command and the server's environment: it must run `strongroom wal push %p` in the data directory, with the repository and password strongroom.toml or STRONGROOM_* name"
+        }
+        ErrorKind::NotFound if job == "wal push" => {
+            "check the repository the server's environment names (STRONGROOM_REPO or strongroom.toml): archive_command must archive into the existing repository"
+        }
+        ErrorKind::LocalIo if job == "wal push" => {
+            "check that the postgres user can read pg_wal and write strongroom's state and cache directories, and that they have free space"
+        }
         ErrorKind::StorageUnreachable => {
             "check the network and credentials of the repository, then run the job again"
         }
@@ -225,6 +265,14 @@ mod tests {
             assert!(!hint("backup", kind).is_empty());
         }
         assert!(hint("backup", DamagedData).contains("strongroom check --read-data"));
-        assert_ne!(hint("wal push", SourceFailed), hint("backup", SourceFailed));
+        for kind in [
+            SourceFailed,
+            StorageUnreachable,
+            BadInput,
+            NotFound,
+            LocalIo,
+        ] {
+            assert_ne!(hint("wal push", kind), hint("backup", kind), "{kind:?}");
+        }
     }
 }

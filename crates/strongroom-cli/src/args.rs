@@ -109,7 +109,7 @@ pub enum Command {
     },
     /// Restore a snapshot.
     #[command(
-        after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n  strongroom restore latest --source prod --data-dir /srv/pg/restored --time '2026-12-01 22:59:00' --start\n  strongroom restore latest --data-dir /srv/pg/restored --lsn 16/B374D848\n\nPhysical: the snapshot is written beside DIR, global/pg_control last, with recovery.signal and\nrestore_command = '<this program> wal fetch %f %p' (the server needs STRONGROOM_REPO and the key\nin its environment, as archive_command does); the recovery target goes into\npostgresql.auto.conf with recovery_target_action = promote. `latest` is the newest physical\nsnapshot that ends before the target.\n\nPostgreSQL logical: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old, and when after_restore fails)."
+        after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n  strongroom restore latest --source prod --data-dir /srv/pg/restored --time '2026-12-01 22:59:00' --start\n  strongroom restore latest --data-dir /srv/pg/restored --lsn 16/B374D848\n  strongroom restore latest --data-dir /srv/pg/restored --timeline 2 --latest\n  strongroom restore latest --data-dir /var/lib/postgresql/16/main --force --start\n\nPhysical: the snapshot is written beside DIR, global/pg_control last, with recovery.signal and\nrestore_command = '<this program> wal fetch %f %p' (the server needs STRONGROOM_REPO and the key\nin its environment, as archive_command does); the recovery target goes into\npostgresql.auto.conf with recovery_target_action = promote. `latest` is the newest physical\nsnapshot that ends before the target. Recovery follows the timeline the source is on (not a\ncopy's fork) unless --timeline says otherwise; a target no timeline reaches is refused\nbefore anything is written. Anywhere but the source's own data directory the copy gets\narchive_mode = off (--archive keeps archiving).\n\nPostgreSQL logical: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old, and when after_restore fails)."
     )]
     Restore {
         /// Snapshot id, unique prefix (6+ characters) or `latest`.
@@ -159,9 +159,19 @@ pub enum Command {
         /// Physical: recover only until the snapshot is consistent (its own end).
         #[arg(long, group = "recovery_target", requires = "data_dir")]
         immediate: bool,
-        /// Physical: recover to the end of the archive, following the newest timeline (default).
+        /// Physical: recover to the end of the archive (default).
         #[arg(long, group = "recovery_target", requires = "data_dir")]
         latest: bool,
+        /// Physical: the timeline to follow: a number, `current` (the snapshot's own) or
+        /// `latest` (the newest that passes through the snapshot). Default: the one the
+        /// source itself is on (its server's, else the one its data directory archived to last).
+        #[arg(long, value_name = "N|current|latest", requires = "data_dir")]
+        timeline: Option<strongroom::engine::postgres::timeline::TimelineRequest>,
+        /// Physical: keep WAL archiving on in a directory that is not the source's own data
+        /// directory (off by default, so a side copy never archives its timeline into the
+        /// source's repository).
+        #[arg(long, requires = "data_dir")]
+        archive: bool,
         /// Physical: also start PostgreSQL on the directory, wait until it promoted, and
         /// report the position and time it recovered to.
         #[arg(long, requires = "data_dir")]
@@ -293,7 +303,7 @@ pub enum Command {
     },
     /// Can we recover, and how much would we lose: health per source against [objectives].
     #[command(
-        after_help = "Per source: the newest snapshot of each kind against its expected interval, the WAL\narchive's age against the RPO (and PostgreSQL's archiver when the server answers), the\nnewest verify, drill and check, anomalies against the source's own history, failed jobs,\nretention, and the strategy's checklist ticked from the journal.\n\nAlerts: when a source's level changed since the last alert ([[alerts]] in the config), one\nis sent; what was sent is remembered in the repository (state/alerts). Run it from cron.\n\nExit codes: 0 everything ok, 1 anything at warning or critical (or the repository could\nnot be read), 2 usage error.\n\nExamples:\n  strongroom status\n  strongroom status --source hotel --json | jq '.sources[].checks[] | select(.level != \"ok\")'\n  */10 * * * *  strongroom status --quiet > /dev/null   # crontab: alerts on changes"
+        after_help = "Per source: the newest snapshot of each kind against its expected interval, the WAL\narchive's age against the RPO (and PostgreSQL's archiver when the server answers), the\nnewest verify, drill and check, anomalies against the source's own history, failed jobs,\nretention, and the strategy's checklist ticked from the journal.\n\nAlerts: when a source's level changed since the last alert, or a check fails that did\nnot then ([[alerts]] in the config; without a target nothing is sent), one is sent; what was sent is remembered in the repository (state/alerts). Run it from cron.\n\nExit codes: 0 everything ok, 1 anything at warning or critical (or the repository could\nnot be read), 2 usage error.\n\nExamples:\n  strongroom status\n  strongroom status --source hotel --json | jq '.sources[].checks[] | select(.level != \"ok\")'\n  */10 * * * *  strongroom status --quiet > /dev/null   # crontab: alerts on changes"
     )]
     Status {
         /// Only this source.

@@ -94,8 +94,20 @@ impl Ctx {
         }
     }
 
-    /// Opens the repository.
+    /// Opens the repository (and remembers its id: see [`opened_repository`]).
     pub fn open(&self) -> Result<Repository> {
-        Ok(self.access().open()?)
+        let repo = self.access().open()?;
+        let _ = OPENED.set(repo.config().id.clone());
+        Ok(repo)
     }
+}
+
+/// The id of the repository this process opened first.
+static OPENED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The id of the repository this process opened, if it got that far: a failure alert is
+/// held back per repository, and reading the id again after a failure could wait on an
+/// unreachable store.
+pub fn opened_repository() -> Option<String> {
+    OPENED.get().cloned()
 }

@@ -243,15 +243,22 @@ fn status_alerts_a_state_change_once_through_the_configured_targets() {
         webhook(&rx.url()),
         webhook(&critical_only.url())
     ));
-    for _ in 0..2 {
-        cmd(&env).arg("status").assert().code(1);
-    }
+    let out = cmd(&env).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("alert sent: hotel is warning (first alert about it)"),
+        "{stdout}"
+    );
+    cmd(&env).arg("status").assert().code(1);
     let got = rx.requests();
     assert_eq!(got.len(), 1, "a change is alerted once: {got:?}");
     let a = body(&got[0]);
     assert_eq!(a["event"], "state_changed");
     assert_eq!(a["source"], "hotel");
     assert_eq!(a["level"], "warning");
+    // There was no earlier alert, so no earlier level is claimed.
+    assert!(a["previous_level"].is_null(), "{a}");
     assert!(!a["checks"].as_array().unwrap().is_empty(), "{a}");
     assert!(critical_only.requests().is_empty(), "below its min_level");
 }
@@ -278,4 +285,170 @@ fn status_tries_again_when_no_target_took_the_alert() {
     let got = rx.requests();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(body(&got[0])["event"], "state_changed");
+}
+
+#[test]
+fn status_without_alert_targets_claims_no_alert() {
+    let env = hotel_with("");
+    let out = cmd(&env).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("alert"), "nobody was told: {stdout}");
+    let out = cmd(&env).args(["status", "--json"]).output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["alerts"], serde_json::json!([]), "{doc:#}");
+}
+
+/// `wal push` of a segment that is not there, under `faketime` from `at`; it must exit 1.
+fn push_at(env: &Env, at: &str, extra: &[&str]) -> String {
+    let out = env
+        .at(at)
+        .env("STRONGROOM_ALERT_BACKOFF_MS", "10")
+        .env_remove("STRONGROOM_ALERT_REPEAT")
+        .args(["wal", "push", "pg_wal/000000010000000000000001"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
+#[test]
+fn an_alert_not_delivered_is_not_counted_as_sent() {
+    // The command cannot run ("Permission denied"): every attempt fails.
+    let env = env_with("[[alerts]]\ncommand = \"./notify\"\n");
+    std::fs::write(env.path("notify"), "#!/bin/sh\ncat > alert.json\n").unwrap();
+    let stderr = push_at(&env, "2026-12-01 10:00:00", &[]);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(!env.path("alert.json").exists());
+    // The target works again: the next failure is told, with the one that went untold.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.path("notify"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    push_at(&env, "2026-12-01 10:00:05", &[]);
+    let a: Value = serde_json::from_slice(&std::fs::read(env.path("alert.json")).unwrap()).unwrap();
+    assert_eq!(a["job"], "wal push");
+    let summary = a["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("(1 more failure like it since the last alert was not sent)"),
+        "{summary}"
+    );
+    // Delivered now: repeats within the window are held back.
+    std::fs::remove_file(env.path("alert.json")).unwrap();
+    push_at(&env, "2026-12-01 10:00:10", &[]);
+    assert!(!env.path("alert.json").exists());
+}
+
+#[test]
+fn repeats_are_held_back_per_repository_and_a_clock_gone_back_holds_nothing() {
+    let rx = Receiver::start();
+    let env = env_with(&webhook(&rx.url()));
+    let other = env.path("other-repo").display().to_string();
+    cmd(&env)
+        .args(["init", "--repo", &other])
+        .assert()
+        .success();
+    push_at(&env, "2026-12-01 10:00:00", &[]);
+    assert_eq!(rx.requests().len(), 1);
+    // The same failure in another repository is another failure.
+    push_at(&env, "2026-12-01 10:00:05", &["--repo", &other]);
+    assert_eq!(rx.requests().len(), 2, "another repository alerts");
+    push_at(&env, "2026-12-01 10:00:10", &[]);
+    assert_eq!(rx.requests().len(), 2, "the same one is held back");
+    // The clock goes back an hour: the last alert lies "in the future" and holds nothing.
+    push_at(&env, "2026-12-01 09:00:00", &[]);
+    assert_eq!(
+        rx.requests().len(),
+        3,
+        "a clock gone back holds nothing back"
+    );
+}
+
+/// Runs `args` with `--json`; it must exit 1. Returns the error kind.
+fn kind_of(env: &Env, args: &[&str]) -> String {
+    let (doc, _) = fails(&mut cmd(env), args);
+    doc["error"]["kind"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn operator_mistakes_are_not_job_failures() {
+    let rx = Receiver::start();
+    let env = hotel_with(&webhook(&rx.url()));
+    let config = std::fs::read_to_string(env.path("strongroom.toml")).unwrap();
+    // A restore over the source's own database without --force.
+    assert_eq!(
+        kind_of(&env, &["restore", "latest", "--to", "hotel.db"]),
+        "target_refused"
+    );
+    // A backup without a source when several are configured.
+    let two = config.replace(
+        "[[alerts]]",
+        "[sources.other]\nurl = \"sqlite:other.db\"\n[[alerts]]",
+    );
+    std::fs::write(env.path("strongroom.toml"), &two).unwrap();
+    assert_eq!(kind_of(&env, &["backup"]), "bad_input");
+    std::fs::write(env.path("strongroom.toml"), &config).unwrap();
+    assert_eq!(rx.requests().len(), 0, "operator mistakes alert no one");
+    let failed = env.json(&["journal", "--failed"]);
+    assert_eq!(failed, serde_json::json!([]), "{failed:#}");
+    // A side restore that fails (its directory is a file) is journaled, alerted, and says
+    // nothing of the source's health.
+    std::fs::write(env.path("not-a-dir"), "").unwrap();
+    let kind = kind_of(&env, &["restore", "latest", "--to", "not-a-dir/copy.db"]);
+    assert!(
+        !["bad_input", "target_refused"].contains(&kind.as_str()),
+        "{kind}"
+    );
+    assert_eq!(rx.requests().len(), 1);
+    assert_eq!(
+        env.json(&["journal", "--failed"]).as_array().unwrap().len(),
+        1
+    );
+    let out = cmd(&env)
+        .args(["status", "--json", "--no-alerts"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs = doc["sources"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "jobs")
+        .unwrap()
+        .clone();
+    assert_eq!(jobs["level"], "ok", "{jobs}");
+}
+
+#[test]
+fn a_failing_wal_push_alert_names_the_source_and_the_segment() {
+    let rx = Receiver::start();
+    let env = env_with(&format!(
+        "[sources.prod]\nurl = \"postgres://app@127.0.0.1:1/hotel\"\n{}",
+        webhook(&rx.url())
+    ));
+    // Not run in the data directory: archive_command is wrong, and PostgreSQL is the only
+    // one to see the sentence.
+    push_at(&env, "2026-12-01 10:00:00", &[]);
+    let got = rx.requests();
+    assert_eq!(got.len(), 1);
+    let a = body(&got[0]);
+    assert_eq!(a["source"], "prod", "{a}");
+    assert_eq!(a["segment"], "000000010000000000000001", "{a}");
+    let summary = a["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("wal push of prod (segment 000000010000000000000001) failed"),
+        "{summary}"
+    );
+    assert!(
+        a["hint"].as_str().unwrap().contains("archive_command"),
+        "{a}"
+    );
+    // The command status suggests finds it, with or without the source.
+    let all = env.json(&["journal", "--job", "wal push", "--failed"]);
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all:#}");
+    assert_eq!(all[0]["source"], "prod");
+    let of_prod = env.json(&[
+        "journal", "--source", "prod", "--job", "wal push", "--failed",
+    ]);
+    assert_eq!(of_prod, all);
 }

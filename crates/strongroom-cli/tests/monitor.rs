@@ -277,9 +277,10 @@ fn anomalies_in_the_source_history_are_warnings() {
     holder.join().unwrap();
     let (code, doc) = status_at(&env, "2026-11-05 03:00:00", &["--no-alerts"]);
     assert_eq!(code, 1, "{doc:#}");
-    assert_eq!(doc["sources"][0]["level"], "warning");
+    // Three quarters of a table gone is data loss: critical.
+    assert_eq!(doc["sources"][0]["level"], "critical");
     let rows = check(&doc, "hotel", "anomaly.rows.full");
-    assert_eq!(rows["level"], "warning", "{rows}");
+    assert_eq!(rows["level"], "critical", "{rows}");
     assert!(
         rows["detail"].as_str().unwrap().contains("bookings"),
         "{rows}"

@@ -81,7 +81,7 @@ fn point_in_time_recovery_keeps_exactly_the_transactions_up_to_each_target() {
 
         // The restored cluster archives its new timeline into the same repository, and a
         // second point-in-time restore follows it.
-        let (_d, restored) = restore_and_recover(&rig, "r-tli", &["--xid", &xid]);
+        let (_d, restored) = restore_and_recover(&rig, "r-tli", &["--xid", &xid, "--archive"]);
         let mut c = restored.connect("app");
         c.execute("INSERT INTO oracle VALUES (1000, now(), 0)", &[])
             .unwrap();
@@ -93,7 +93,8 @@ fn point_in_time_recovery_keeps_exactly_the_transactions_up_to_each_target() {
         archive_now(&restored);
         drop(c);
         drop(restored);
-        let (_d2, again) = restore_and_recover(&rig, "r-tli2", &["--latest"]);
+        let (_d2, again) =
+            restore_and_recover(&rig, "r-tli2", &["--latest", "--timeline", "latest"]);
         let got = ids(&again);
         assert!(got.contains(&1000), "the new timeline's row is recovered");
         assert_eq!(got.len(), expect(&committed, &pre, x1).len() + 1);
@@ -762,4 +763,357 @@ fn unchanged_files_are_taken_over_unless_their_chunks_are_gone() {
         pg.wait_promoted(Duration::from_secs(60)).unwrap();
         assert_eq!((count(&pg, "hot"), count(&pg, "cold")), (1501, 5000));
     }
+}
+
+/// Runs `restore latest --data-dir DIR` with `flags` and `--json`; the document, or the
+/// error on stderr.
+fn restore_json(rig: &Rig, dir: &Path, flags: &[&str]) -> Result<Value, String> {
+    let out = rig
+        .env
+        .cmd()
+        .args(["restore", "latest", "--json", "--data-dir"])
+        .arg(dir)
+        .args(flags)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Issue 17's reproduction: production archives on timeline 1; a side copy restored and
+/// promoted must not archive its timeline into production's repository (unless asked); a
+/// copy that did (`--archive`) forks timeline 2 there; production goes on committing; a
+/// later restore follows production's timeline 1 to its end, a target past the fork is
+/// reached on it, `--timeline` picks the fork, and a target no timeline reaches is refused
+/// before anything is written.
+#[test]
+fn a_restore_follows_the_source_timeline_never_a_side_copy_fork() {
+    let bindir = bindirs().remove(0);
+    let env = envs().remove(0);
+    let mut rig = Rig::new(env, &bindir, true);
+    rig.pg.create_database("app", None);
+    rig.pg.execute(
+        "app",
+        "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);",
+    );
+    rig.backup();
+    let before = workload(&rig.pg, 1, 10, None);
+    rig.archive_now();
+
+    // A side copy, as the README's PITR does it: promoted, and not archiving.
+    let side = rig.env.path("side");
+    let doc = restore_json(&rig, &side, &["--immediate"]).unwrap();
+    let notes = doc["notes"].to_string();
+    assert!(notes.contains("archive_mode = off"), "{doc}");
+    let copy = rig.start_restored(&side).unwrap();
+    copy.wait_promoted(Duration::from_secs(120)).unwrap();
+    let mut c = copy.connect("app");
+    let mode: String = c.query_one("SHOW archive_mode", &[]).unwrap().get(0);
+    assert_eq!(
+        mode, "off",
+        "a side copy must not archive into the source's repository"
+    );
+    c.batch_execute("INSERT INTO oracle VALUES (2000, now(), 0); SELECT pg_switch_wal();")
+        .unwrap();
+    drop(c);
+    drop(copy);
+
+    // A copy that does archive (--archive) forks timeline 2 in the repository.
+    let fork_at = between(&before[4].commit, &before[5].commit);
+    let forked = rig.env.path("forked");
+    restore_json(&rig, &forked, &["--time", &fork_at, "--archive"]).unwrap();
+    let fork = rig.start_restored(&forked).unwrap();
+    fork.wait_promoted(Duration::from_secs(120)).unwrap();
+    let mode: String = fork
+        .connect("app")
+        .query_one("SHOW archive_mode", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "on", "--archive keeps archiving");
+    fork.execute("app", "INSERT INTO oracle VALUES (1000, now(), 0)");
+    archive_now(&fork);
+    drop(fork);
+    let verify = rig.env.json(&["wal", "verify"]);
+    let tls: Vec<u64> = verify["clusters"][0]["timelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["timeline"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        tls,
+        vec![1, 2],
+        "only the --archive copy forked into the archive: {verify}"
+    );
+
+    // Production goes on: a table created after the fork, more commits.
+    rig.pg.execute("app", "CREATE TABLE after_fork (x int)");
+    let after = workload(&rig.pg, 11, 10, None);
+    rig.archive_now();
+    let all: BTreeSet<i32> = (1..=20).collect();
+
+    // The default follows production's timeline 1 to its end.
+    let (_d, pg) = restore_and_recover(&rig, "r-latest", &["--latest"]);
+    assert_eq!(
+        ids(&pg),
+        all,
+        "production's WAL after the fork is recovered"
+    );
+    let n: i64 = pg
+        .connect("app")
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'after_fork'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the table created after the fork is there");
+    drop(pg);
+
+    // A time past the fork is reached on timeline 1.
+    let past = between(&after[4].commit, &after[5].commit);
+    let (_d, pg) = restore_and_recover(&rig, "r-past", &["--time", &past]);
+    assert_eq!(ids(&pg), (1..=15).collect());
+    drop(pg);
+
+    // --timeline picks the fork.
+    let (_d, pg) = restore_and_recover(&rig, "r-fork", &["--timeline", "2"]);
+    let want: BTreeSet<i32> = (1..=5).chain([1000]).collect();
+    assert_eq!(ids(&pg), want);
+    drop(pg);
+    let doc = restore_json(&rig, &rig.env.path("r-current"), &["--timeline", "current"]).unwrap();
+    assert_eq!(doc["timeline"], 1, "{doc}");
+
+    // A target no timeline reaches: refused before anything is written.
+    let nowhere = rig.env.path("r-nowhere");
+    let err = restore_json(&rig, &nowhere, &["--lsn", "FF/0"]).unwrap_err();
+    assert!(err.contains("no timeline reaches LSN FF/0"), "{err}");
+    assert!(
+        err.contains("timeline 1 (pushed from") && err.contains("timeline 2 (pushed from"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    let err = restore_json(&rig, &nowhere, &["--timeline", "3"]).unwrap_err();
+    assert!(
+        err.contains("timeline 3 does not pass through snapshot"),
+        "{err}"
+    );
+    assert!(!nowhere.exists());
+    let strays: Vec<_> = std::fs::read_dir(rig.env.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("r-nowhere"))
+        .collect();
+    assert!(strays.is_empty(), "nothing written: {strays:?}");
+
+    // Production down: its own data directory's records still say timeline 1.
+    rig.pg.stop();
+    let doc = restore_json(&rig, &rig.env.path("r-down"), &["--latest"]).unwrap();
+    assert_eq!(doc["timeline"], 1, "{doc}");
+    assert!(
+        doc["notes"].to_string().contains("the source's own"),
+        "{doc}"
+    );
+
+    // Into production's own data directory: the real recovery keeps archiving, and says so.
+    let own = rig.pg.data_dir();
+    let doc = restore_json(&rig, &own, &["--latest", "--force"]).unwrap();
+    assert!(doc["notes"].to_string().contains("real recovery"), "{doc}");
+    let auto = std::fs::read_to_string(own.join("postgresql.auto.conf")).unwrap();
+    assert!(!auto.contains("archive_mode = 'off'"), "{auto}");
+}
+
+/// Every WAL file archived under `repo` (a local repository): (timeline folder, path), origin
+/// records included.
+fn archived_files(repo: &Path) -> Vec<(String, PathBuf)> {
+    fn walk(dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if let Some(parent) = p.parent().and_then(|d| d.file_name()) {
+                out.push((parent.to_string_lossy().into_owned(), p));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&repo.join("wal"), &mut out);
+    out
+}
+
+/// Sets the modification time (what the local store dates an object by) of `path`.
+fn date(path: &Path, at: jiff::Timestamp) {
+    let ok = std::process::Command::new("touch")
+        .arg("-m")
+        .arg("-d")
+        .arg(format!("@{}", at.as_second()))
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "touch {}", path.display());
+}
+
+/// Issue 17, "timelines judged correctly everywhere": a copy restored with `--archive` forks
+/// timeline 2 into production's archive and keeps archiving there after production's
+/// archive stopped. `wal verify` marks timeline 1 as the source's and 2 as a fork (where it
+/// branched, who pushed it); the runbook's window is timeline 1's reach and names the fork;
+/// `status` judges WAL age on timeline 1, so the fork's fresh archiving does not hide a
+/// stopped production archive; origin records are not counted as WAL files.
+#[test]
+fn status_runbook_and_wal_verify_judge_the_source_timeline_not_a_fork() {
+    let bindir = bindirs().remove(0);
+    let env = envs().remove(0);
+    let mut rig = Rig::new(env, &bindir, true);
+    rig.pg.create_database("app", None);
+    rig.pg.execute(
+        "app",
+        "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);",
+    );
+    std::fs::write(
+        rig.env.path("strongroom.toml"),
+        format!("[sources.prod]\nurl = {:?}\n", rig.url()),
+    )
+    .unwrap();
+    rig.env.json(&["backup", "prod", "--kind", "physical"]);
+    let before = workload(&rig.pg, 1, 10, None);
+    rig.archive_now();
+    let fork_at = between(&before[4].commit, &before[5].commit);
+    let forked = rig.env.path("forked");
+    restore_json(&rig, &forked, &["--time", &fork_at, "--archive"]).unwrap();
+    let fork = rig.start_restored(&forked).unwrap();
+    fork.wait_promoted(Duration::from_secs(120)).unwrap();
+    fork.execute("app", "INSERT INTO oracle VALUES (1000, now(), 0)");
+    archive_now(&fork);
+    drop(fork);
+
+    // wal verify: timeline 1 is the source's (its server says so), 2 a fork of it.
+    let verify = rig.env.json(&["wal", "verify"]);
+    let cluster = &verify["clusters"][0];
+    assert_eq!(cluster["source_timeline"], 1, "{verify:#}");
+    assert_eq!(cluster["source_timeline_found"], "server", "{verify:#}");
+    let tl = |id: u64| {
+        cluster["timelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["timeline"] == id)
+            .unwrap_or_else(|| panic!("timeline {id}: {verify:#}"))
+            .clone()
+    };
+    assert_eq!(tl(1)["role"], "source", "{verify:#}");
+    let two = tl(2);
+    assert_eq!(two["role"], "fork", "{two}");
+    assert_eq!(two["branched_from"], 1, "{two}");
+    assert!(two["branched_at"].as_str().unwrap().contains('/'), "{two}");
+    let copy_dir = std::fs::canonicalize(&forked).unwrap();
+    assert_eq!(
+        two["origin"]["data_directory"],
+        copy_dir.display().to_string(),
+        "{two}"
+    );
+    assert!(
+        two["segments"].as_u64().unwrap() > 0,
+        "the old fields stay: {two}"
+    );
+    assert_eq!(verify["ok"], true, "{verify:#}");
+
+    // The fork keeps archiving (dated half an hour on); production's archive stopped.
+    let files = archived_files(Path::new(&rig.env.repo));
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(30);
+    let mut tl1_newest = None;
+    for (folder, path) in &files {
+        let name = path.file_name().unwrap().to_string_lossy();
+        if folder == "00000002" {
+            date(path, later);
+        } else if folder == "00000001" && name.len() == 24 {
+            let m = std::fs::metadata(path).unwrap().modified().unwrap();
+            let m = jiff::Timestamp::try_from(m).unwrap();
+            tl1_newest = tl1_newest.max(Some(m));
+        }
+    }
+    let tl1_newest = tl1_newest.expect("timeline 1 has segments");
+
+    // The runbook's window ends where timeline 1 ends, and names the fork.
+    let out = rig
+        .env
+        .cmd()
+        .args(["runbook", "--source", "prod"])
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+    assert!(
+        md.contains(&format!(
+            "to about {} along timeline 1**",
+            shown(tl1_newest)
+        )),
+        "{md}"
+    );
+    assert!(
+        !md.contains(&shown(later)),
+        "the fork's reach is not the window: {md}"
+    );
+    assert!(
+        md.contains("timeline 2 (pushed from") && md.contains("branched from timeline 1 at"),
+        "{md}"
+    );
+
+    // status half an hour on: timeline 1 is over the RPO, whatever the fork archived.
+    let at = later.strftime("%Y-%m-%d %H:%M:%S").to_string();
+    let out = rig
+        .env
+        .at(&at)
+        .args(["status", "--json", "--no-alerts"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wal = doc["sources"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "wal.archive")
+        .unwrap_or_else(|| panic!("{doc:#}"))
+        .clone();
+    assert_eq!(wal["level"], "critical", "{wal}");
+    let detail = wal["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("over the RPO") && detail.contains("newest archived WAL 00000001"),
+        "{detail}"
+    );
+    assert!(detail.contains("forks not judged: timeline 2"), "{detail}");
+
+    // Origin records are not WAL files.
+    let wal_files = files
+        .iter()
+        .filter(|(_, p)| !p.ends_with("strongroom.origin"))
+        .count();
+    assert!(wal_files < files.len(), "origin records were written");
+    let out = rig.env.cmd().arg("metrics").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("strongroom_wal_archived_files{")
+                && l.ends_with(&format!(" {wal_files}"))),
+        "{wal_files} WAL files: {text}"
+    );
+
+    // Production down: its data directory's origin records still say timeline 1.
+    rig.pg.stop();
+    let verify = rig.env.json(&["wal", "verify"]);
+    assert_eq!(verify["clusters"][0]["source_timeline"], 1, "{verify:#}");
+    assert_eq!(
+        verify["clusters"][0]["source_timeline_found"], "pushed",
+        "{verify:#}"
+    );
 }

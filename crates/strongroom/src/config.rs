@@ -416,6 +416,19 @@ impl Config {
         }
     }
 
+    /// The source a `wal push` archives for, when the config says: the only configured
+    /// PostgreSQL source (archive_command names no source; with several, none is guessed).
+    pub fn wal_source(&self) -> Option<String> {
+        let mut pg = self
+            .sources
+            .iter()
+            .filter(|(_, s)| matches!(parse_location(&s.url), Some(Location::Postgres(_))));
+        match (pg.next(), pg.next()) {
+            (Some((name, _)), None) => Some(name.clone()),
+            _ => None,
+        }
+    }
+
     /// The configured source whose database is at `location` (whoever connects to it).
     pub fn source_at(&self, location: &Location) -> Option<Source> {
         let wanted = location.database();

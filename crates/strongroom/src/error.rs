@@ -172,6 +172,10 @@ pub enum Error {
     /// The archive lacks WAL a recovery needs.
     #[error("{0}")]
     WalGap(String),
+    /// No timeline of the archive can take a recovery where it was asked to go, or the
+    /// timeline asked for does not pass through the snapshot.
+    #[error("{0}")]
+    Timeline(String),
     /// A data directory or server is not the cluster a source or snapshot belongs to.
     #[error("{0}")]
     WrongCluster(String),
@@ -415,6 +419,42 @@ impl ErrorKind {
             ErrorKind::Locked => "locked",
         }
     }
+
+    /// Every kind.
+    pub const ALL: [ErrorKind; 15] = [
+        ErrorKind::StorageUnreachable,
+        ErrorKind::WrongPassword,
+        ErrorKind::DamagedData,
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::BadInput,
+        ErrorKind::Unsupported,
+        ErrorKind::SourceFailed,
+        ErrorKind::TargetRefused,
+        ErrorKind::LocalIo,
+        ErrorKind::HookFailed,
+        ErrorKind::CheckFailed,
+        ErrorKind::Internal,
+        ErrorKind::Interrupted,
+        ErrorKind::Locked,
+    ];
+
+    /// The kind a [`ErrorKind::name`] names.
+    pub fn parse(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether an error of this kind is an operator's mistake rather than a job's failure:
+    /// a request that could not apply as given (`bad_input`: usage, config, an ambiguous or
+    /// wrong reference) or a restore target that refused (`target_refused`: not empty
+    /// without `--force`, a server running on it, in use, or not accepting the data; it was
+    /// left as it was). Nothing of the source or the repository is at fault, and the person
+    /// who asked reads the sentence: such a failure is neither journaled as a failed job nor
+    /// alerted, and does not count against a source's health (except for jobs nobody
+    /// attends: `repository::journal::is_job_failure`). The one place the kinds are chosen.
+    pub fn is_operator_error(self) -> bool {
+        matches!(self, ErrorKind::BadInput | ErrorKind::TargetRefused)
+    }
 }
 
 /// " on /srv (ext4, 0 B of 2.0 GiB free)", or nothing when the device is unknown.
@@ -478,7 +518,7 @@ impl Error {
             | Error::NotArchived { .. } => ErrorKind::NotFound,
             Error::WalConflict { .. } => ErrorKind::AlreadyExists,
             Error::WalGap(_) => ErrorKind::DamagedData,
-            Error::WrongCluster(_) => ErrorKind::BadInput,
+            Error::WrongCluster(_) | Error::Timeline(_) => ErrorKind::BadInput,
             Error::RepositoryExists(_) => ErrorKind::AlreadyExists,
             Error::UnsupportedVersion { .. } | Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::WrongPassword { .. } => ErrorKind::WrongPassword,
@@ -578,5 +618,27 @@ mod tests {
             serde_json::to_value(ErrorKind::TargetRefused).unwrap(),
             "target_refused"
         );
+    }
+
+    #[test]
+    fn operator_errors_are_refusals_not_failures() {
+        let refused = Error::TargetNotEmpty {
+            target: "hotel.db already exists".into(),
+            old: "file",
+        };
+        assert!(refused.kind().is_operator_error());
+        assert!(
+            Error::Target("a server is running on it".into())
+                .kind()
+                .is_operator_error()
+        );
+        assert!(Error::Config("x".into()).kind().is_operator_error());
+        for failure in [
+            Error::Source("x".into()),
+            Error::Internal("x".into()),
+            Error::corrupt("snapshots/ab", "bad tag"),
+        ] {
+            assert!(!failure.kind().is_operator_error(), "{failure}");
+        }
     }
 }

@@ -297,10 +297,8 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     }
     let mut bytes_read = 0;
     // Where physical snapshots need WAL: for naming what a damaged or missing WAL file breaks.
-    let wal_needs = repo
-        .snapshots()
-        .map(|snaps| wal::needs_of(&snaps))
-        .unwrap_or_default();
+    let kept = repo.snapshots().unwrap_or_default();
+    let wal_needs = wal::needs_of(&kept);
     if read_data {
         let total: u64 = packs.values().sum();
         progress.begin("read data", Some(total));
@@ -428,9 +426,10 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             }
         }
     }
-    // WAL continuity where physical snapshots need it (a listing, no reads).
+    // WAL continuity where physical snapshots need it (a listing, and the timelines'
+    // history files and origin records; the source's timeline by those records alone).
     if !wal_needs.is_empty() {
-        for report in wal::verify(repo, &wal_needs)? {
+        for report in wal::verify(repo, &kept, &Default::default())? {
             let archive = Archive::new(repo, &report.system_identifier);
             for t in &report.timelines {
                 for g in t.gaps.iter().filter(|g| g.needed) {

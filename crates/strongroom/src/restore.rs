@@ -43,6 +43,10 @@ pub struct RestoreOutcome {
     pub old_kept_at: Option<String>,
     /// Stray files that were moved aside (e.g. a stale `-wal` beside a deleted database).
     pub moved_aside: Vec<String>,
+    /// Choices the restore made that the user should hear about (timeline, archiving).
+    pub notes: Vec<String>,
+    /// The timeline a physical restore's recovery follows.
+    pub timeline: Option<u32>,
 }
 
 /// Which snapshot a restore into `target` means: `reference` under `filter`, where
@@ -116,6 +120,20 @@ pub fn physical_snapshot_for(
     })
 }
 
+/// The URL of the PostgreSQL server `snap` was taken from: its configured source's, else
+/// the URL it recorded; `None` for other engines or when neither is known.
+pub fn source_url(config: &Config, snap: &Snapshot) -> Option<String> {
+    let location = config
+        .source_for(&snap.source)
+        .map(|s| s.location)
+        .or_else(|| parse_location(&snap.source))
+        .or_else(|| snap.source_location.as_deref().and_then(parse_location))?;
+    match location {
+        crate::source::Location::Postgres(url) => Some(url),
+        _ => None,
+    }
+}
+
 /// Every recorded source among `all` whose database is the target's: by the recorded name
 /// or location, or the configured source the name stands for.
 fn sources_at(config: &Config, all: &[Snapshot], target: &Target) -> Option<SourceMatch> {
@@ -179,12 +197,29 @@ pub fn run(
     let mut rec = JournalRecord::new("restore", started_at);
     rec.source = Some(snap.source.clone());
     rec.snapshot = Some(snap.id.clone());
+    rec.side = !replaces_source(snap, target);
     match &result {
         Ok(o) => rec.size = o.bytes,
         Err(e) => rec.failed(e),
     }
     running.ended(repo, &rec);
     result
+}
+
+/// Whether `target` is the database (or data directory, as recorded at backup) the
+/// snapshot was taken of: a real recovery, whose failure is the source's. Anything else is
+/// a side copy.
+fn replaces_source(snap: &Snapshot, target: &Target) -> bool {
+    if let Target::DataDirectory(dir) = target {
+        // One rule with the restore's archiving decision: the recorded directory, on the
+        // host that took the backup.
+        return crate::engine::postgres::physical::recovery::is_source_dir(snap, dir);
+    }
+    let source = snap.source_location.as_deref().unwrap_or(&snap.source);
+    match (target.location(), parse_location(source)) {
+        (Some(t), Some(s)) => t.database() == s.database(),
+        _ => false,
+    }
 }
 
 /// The restore safety sequence (see the module docs).
@@ -255,5 +290,7 @@ fn restore(
         bytes: staged.bytes(),
         old_kept_at,
         moved_aside,
+        notes: staged.notes(),
+        timeline: staged.timeline(),
     })
 }

@@ -33,6 +33,18 @@ use crate::source::{Location, SourceMatch, parse_location};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// Which timeline of a cluster's archive the point-in-time window follows, and the forks
+/// a restore does not follow unless asked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TimelineFacts {
+    /// The source's timeline.
+    pub source: u32,
+    /// It, as people read it, with how it is known.
+    pub described: String,
+    /// The forks: id, and as people read it (where it branched).
+    pub forks: Vec<(u32, String)>,
+}
+
 /// Everything a runbook is written from.
 #[derive(Clone, Debug)]
 pub struct Inputs {
@@ -46,9 +58,11 @@ pub struct Inputs {
     pub snapshots: Vec<Snapshot>,
     /// Journal records of drills (`job == "drill"`), oldest first.
     pub drills: Vec<JournalRecord>,
-    /// Per PostgreSQL cluster (system identifier): when its newest archived WAL segment
-    /// was stored.
+    /// Per PostgreSQL cluster (system identifier): when the newest WAL segment a recovery
+    /// along the source's timeline reaches was stored.
     pub wal_newest: BTreeMap<String, jiff::Timestamp>,
+    /// Per PostgreSQL cluster: the source's timeline and the forks beside it.
+    pub wal_timelines: BTreeMap<String, TimelineFacts>,
     /// Only this source (a config name or URL), when given.
     pub only_source: Option<String>,
     /// The time the runbook is written at.

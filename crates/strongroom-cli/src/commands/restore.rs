@@ -8,6 +8,7 @@ use crate::output::{fmt_time, outln, print_json};
 use anyhow::Result;
 use std::path::PathBuf;
 use strongroom::engine::postgres::physical;
+use strongroom::engine::postgres::timeline::TimelineRequest;
 use strongroom::engine::{RecoveryTarget, RestoreOptions, Target};
 use strongroom::repository::snapshot::{BackupKind, EngineKind};
 use strongroom::{ErrorKind, human_bytes};
@@ -22,6 +23,10 @@ pub struct Flags {
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL physical: where recovery stops.
     pub point: Point,
+    /// PostgreSQL physical: the timeline to follow.
+    pub timeline: TimelineRequest,
+    /// PostgreSQL physical: keep archiving in a directory that is not the source's own.
+    pub archive: bool,
     /// PostgreSQL physical: start the server and wait for promotion.
     pub start: bool,
     /// With `start`: the port.
@@ -179,6 +184,7 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             before_restore: source.as_ref().and_then(|s| s.before_restore.clone()),
             after_restore: source.as_ref().and_then(|s| s.after_restore.clone()),
             recovery: RecoveryTarget::Latest,
+            ..RestoreOptions::default()
         },
         &ctx.progress,
     )?;
@@ -253,11 +259,17 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
             force: flags.force,
             keep_old: flags.keep_old,
             recovery: recovery.clone(),
+            timeline: flags.timeline,
+            archive: flags.archive,
+            source_url: strongroom::restore::source_url(&ctx.config, &s),
             ..RestoreOptions::default()
         },
         &ctx.progress,
     )?;
     let restored_secs = t.elapsed().as_secs_f64();
+    for n in &out.notes {
+        eprintln!("note: {n}");
+    }
     let point = match &recovery {
         RecoveryTarget::Latest => "the end of the WAL archive".to_string(),
         RecoveryTarget::Immediate => "the snapshot's own end (consistency)".to_string(),
@@ -265,7 +277,10 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
         RecoveryTarget::Lsn(l) => format!("LSN {l}"),
         RecoveryTarget::Xid(x) => format!("transaction {x}"),
         RecoveryTarget::Name(n) => format!("restore point {n:?}"),
-    };
+    } + &out
+        .timeline
+        .map(|t| format!(" on timeline {t}"))
+        .unwrap_or_default();
     let mut reached = None;
     let mut port_used = None;
     if flags.start {
@@ -299,6 +314,7 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
             "snapshot": s.id, "source": s.source, "taken": s.started_at.to_string(),
             "target": out.target, "bytes": out.bytes, "seconds": restored_secs,
             "recovery_target": point, "old_kept_at": out.old_kept_at,
+            "timeline": out.timeline, "notes": out.notes,
             "started": flags.start, "port": port_used,
             "reached": r, "recovery_seconds": secs,
         }))?;

@@ -1,11 +1,12 @@
-//! `strongroom status`: health per source, alerts on state changes, exit 1 when anything
-//! needs attention.
+//! `strongroom status`: health per source, alerts on state changes and new problems (when
+//! `[[alerts]]` has a target), exit 1 when anything needs attention.
 
 use crate::context::Ctx;
 use crate::failure::ExitWith;
 use crate::output::{outln, print_json};
 use anyhow::Result;
 use std::io::IsTerminal;
+use strongroom::monitor::notify::Told;
 use strongroom::monitor::{Health, Level, evaluate, evidence, notify};
 
 /// The contract's document, with the checklist and the alerts sent beside it.
@@ -52,7 +53,8 @@ pub fn run(ctx: &Ctx, source: Option<&str>, no_alerts: bool) -> Result<()> {
     };
     let ev = evidence::gather(&repo, &ctx.config, &scope)?;
     let health = evaluate::evaluate(&ctx.config, &ev, now);
-    let notices = if no_alerts {
+    // No target: nobody is told, so nothing is sent or remembered as said.
+    let notices = if no_alerts || ctx.config.alerts.is_empty() {
         Vec::new()
     } else {
         let deliver = |a: &strongroom::alert::Alert| crate::alerting::deliver(ctx, a);
@@ -127,17 +129,27 @@ fn print_human(health: &Health, notices: &[notify::Notice]) -> Result<()> {
         }
     }
     for n in notices {
-        outln!(
-            "alert {}: {} {} → {}",
-            if n.delivered {
-                "sent"
-            } else {
-                "NOT delivered (will retry next run)"
-            },
-            n.source,
-            n.from.name(),
-            n.to.name()
-        )?;
+        outln!("{}", notice_line(n))?;
     }
     Ok(())
+}
+
+/// One alert `status` handed to the targets, in words: what became of it and what it said.
+fn notice_line(n: &notify::Notice) -> String {
+    let told = match n.told {
+        Told::Sent => "alert sent",
+        Told::NotWanted => "alert not wanted by any target (min_level)",
+        Told::Failed => "alert NOT delivered (will retry next run)",
+    };
+    let what = match n.from {
+        Some(from) if from == n.to => format!(
+            "{} has a new problem (still {}): {}",
+            n.source,
+            n.to.name(),
+            n.new_checks.join(", ")
+        ),
+        Some(from) => format!("{} {} → {}", n.source, from.name(), n.to.name()),
+        None => format!("{} is {} (first alert about it)", n.source, n.to.name()),
+    };
+    format!("{told}: {what}")
 }

@@ -11,7 +11,8 @@ use crate::output::{outln, print_json};
 use anyhow::Result;
 use std::path::Path;
 use std::time::Duration;
-use strongroom::engine::postgres::wal;
+use strongroom::engine::postgres::timeline::judge::Role;
+use strongroom::engine::postgres::{timeline, wal};
 use strongroom::repository::journal::JournalRecord;
 use strongroom::{Error, ErrorKind, human_bytes};
 
@@ -52,6 +53,8 @@ fn push(ctx: &Ctx, path: &Path) -> Result<()> {
             // Successful pushes are not journaled one by one (the archive itself is their
             // record, and a record per segment would double the writes); failures are.
             let mut rec = JournalRecord::new("wal push", started);
+            // So `journal --source S --job 'wal push'` finds it.
+            rec.source = ctx.config.wal_source();
             rec.wal = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -137,7 +140,8 @@ fn fetch(ctx: Result<Ctx>, name: &str, dest: &Path) -> Result<()> {
 fn verify(ctx: &Ctx) -> Result<()> {
     let repo = ctx.open()?;
     let snaps = repo.snapshots()?;
-    let reports = wal::verify(&repo, &wal::needs_of(&snaps))?;
+    let servers = timeline::judge::servers(&ctx.config, &snaps);
+    let reports = wal::verify(&repo, &snaps, &servers)?;
     let ok = reports.iter().all(|r| r.ok);
     if ctx.json() {
         print_json(&serde_json::json!({"ok": ok, "clusters": reports}))?;
@@ -146,15 +150,18 @@ fn verify(ctx: &Ctx) -> Result<()> {
     } else {
         for r in &reports {
             outln!(
-                "cluster {} ({} stored, {} segments)",
+                "cluster {} ({} stored, {} segments); the source is on timeline {} ({})",
                 r.system_identifier,
                 human_bytes(r.stored),
-                human_bytes(r.segment_size)
+                human_bytes(r.segment_size),
+                r.source_timeline,
+                r.source_timeline_found.clause()
             )?;
             for t in &r.timelines {
                 outln!(
-                    "  timeline {}: {} segment(s){}{}{}",
+                    "  timeline {}{}: {} segment(s){}{}{}",
                     t.timeline,
+                    role_text(t),
                     t.segments,
                     match (&t.first, &t.last) {
                         (Some(f), Some(l)) => format!(", {f} … {l}"),
@@ -170,6 +177,8 @@ fn verify(ctx: &Ctx) -> Result<()> {
                 for g in &t.gaps {
                     let what = if g.needed {
                         "MISSING (a physical snapshot needs it)"
+                    } else if t.role == Role::Fork {
+                        "missing on a fork (recovery of the source does not follow it)"
                     } else {
                         "missing (before any physical snapshot needs WAL)"
                     };
@@ -189,4 +198,22 @@ fn verify(ctx: &Ctx) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// What a timeline is to the source, as `wal verify` lists it: ` (the source's)`,
+/// ` (the source's past)`, ` (a fork from timeline 1 at 0/5800000, pushed from … on …)`.
+fn role_text(t: &wal::TimelineReport) -> String {
+    let from = t
+        .origin
+        .as_ref()
+        .map(|o| format!(", pushed from {} on {}", o.data_directory, o.hostname))
+        .unwrap_or_default();
+    match t.role {
+        Role::Source => format!(" (the source's{from})"),
+        Role::Ancestor => format!(" (the source's past{from})"),
+        Role::Fork => match (t.branched_from, &t.branched_at) {
+            (Some(p), Some(at)) => format!(" (a fork from timeline {p} at {at}{from})"),
+            _ => format!(" (a fork{from})"),
+        },
+    }
 }

@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertEvent {
-    /// A source's health got worse (ok → warning or critical, warning → critical) or
-    /// better without being ok yet (critical → warning).
+    /// A source's health got worse (ok → warning or critical, warning → critical, or a
+    /// new check failing at the same level: see `new_checks`) or better without being ok
+    /// yet (critical → warning).
     StateChanged,
     /// A source is back to ok.
     Recovered,
@@ -52,8 +53,13 @@ pub struct Alert {
     pub source: Option<String>,
     /// The level now: `ok`, `warning` or `critical` (a failed job is `critical`).
     pub level: String,
-    /// The level the last alert about this source reported, for state changes.
+    /// The level the last alert about this source reported, for state changes; `None`
+    /// when this is the first alert about it (and for failed jobs).
     pub previous_level: Option<String>,
+    /// For state changes: the checks failing now that were not (or less badly) when the
+    /// last alert was sent. A new problem alerts even when the level stays the same.
+    #[serde(default)]
+    pub new_checks: Vec<String>,
     /// One sentence saying what happened.
     pub summary: String,
     /// The checks that are not ok (all of them for a recovery notice: empty).
@@ -64,6 +70,9 @@ pub struct Alert {
     pub error_kind: Option<String>,
     /// The failed job's error sentence.
     pub error: Option<String>,
+    /// The WAL segment a failed `wal push` was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
     /// What to do about it.
     pub hint: Option<String>,
     /// When this was noticed.
@@ -79,20 +88,25 @@ impl Alert {
     /// stripped of credentials here, whoever calls.
     pub fn job_failed(failure: JobFailure, repository: &str) -> Alert {
         let host = crate::hostname();
-        let what = match &failure.source {
+        let mut what = match &failure.source {
             Some(s) => format!("{} of {s}", failure.job),
             None => failure.job.clone(),
         };
+        if let Some(seg) = &failure.segment {
+            what.push_str(&format!(" (segment {seg})"));
+        }
         Alert {
             event: AlertEvent::JobFailed,
             source: failure.source,
             level: "critical".into(),
             previous_level: None,
+            new_checks: Vec::new(),
             summary: format!("{what} failed on {host}: {}", failure.error),
             checks: Vec::new(),
             job: Some(failure.job),
             error_kind: Some(failure.error_kind),
             error: Some(failure.error),
+            segment: failure.segment,
             hint: failure.hint,
             at: jiff::Timestamp::now(),
             hostname: host,
@@ -121,6 +135,8 @@ pub struct JobFailure {
     pub error_kind: String,
     /// The error sentence.
     pub error: String,
+    /// The WAL segment a failed `wal push` was given.
+    pub segment: Option<String>,
     /// What to do about it.
     pub hint: Option<String>,
 }

@@ -17,6 +17,7 @@ fn job_alert() -> Alert {
             source: Some("hotel".into()),
             error_kind: "source_failed".into(),
             error: "cannot open sqlite:/srv/hotel.db: no such file".into(),
+            segment: None,
             hint: Some("check that the database exists".into()),
         },
         "s3://user:secret@backups/hotel?sig=abc",

@@ -292,14 +292,14 @@ fn measure_rpo(
         newest.short_id(),
         newest.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     );
-    let clusters: std::collections::BTreeSet<String> = crate::engine::postgres::wal::needs_of(
-        &mine.iter().map(|s| (*s).clone()).collect::<Vec<_>>(),
-    )
-    .into_iter()
-    .map(|n| n.cluster)
-    .collect();
+    let owned: Vec<Snapshot> = mine.iter().map(|s| (*s).clone()).collect();
+    let clusters: std::collections::BTreeSet<String> =
+        crate::engine::postgres::wal::needs_of(&owned)
+            .into_iter()
+            .map(|n| n.cluster)
+            .collect();
     for c in clusters {
-        match span::newest_archived(repo, &c) {
+        match span::newest_archived(repo, &c, &owned) {
             Ok(Some(t)) if t > from => {
                 from = t;
                 basis = format!(

@@ -147,6 +147,13 @@ pub struct RestoreOptions {
     pub after_restore: Option<String>,
     /// Where recovery stops (physical snapshots).
     pub recovery: RecoveryTarget,
+    /// Which timeline recovery follows (physical snapshots; default: the source's own).
+    pub timeline: postgres::timeline::TimelineRequest,
+    /// Keep WAL archiving on in a restored data directory that is not the source's own
+    /// (physical snapshots; the source's own always keeps it).
+    pub archive: bool,
+    /// The source's URL, to ask its server which timeline it is on (physical snapshots).
+    pub source_url: Option<String>,
 }
 
 /// What a restore target holds before the restore, as its engine sees it.
@@ -206,6 +213,14 @@ pub trait Staged {
     fn swap(&mut self) -> Result<Swapped>;
     /// Removes the old data after a successful swap.
     fn discard_old(&mut self) -> Result<()>;
+    /// What the user should hear about choices the restore made (a timeline, archiving).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The timeline recovery follows, for a physical restore that recovers from the archive.
+    fn timeline(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// A database engine.

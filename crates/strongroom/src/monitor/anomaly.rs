@@ -1,10 +1,11 @@
 //! Anomalies: a source's newest backup against its own recent history.
 //!
-//! Owns three rules, each a warning: a snapshot much smaller than the median of its recent
-//! ones (the strategy's "backup under 1 MB is suspect", made relative so it fits every
-//! database: a truncated table or an emptied database shows up whatever its usual size), a
-//! table whose row count dropped sharply since the previous snapshot, and a backup job far
-//! slower than usual. Pure; must not read anything.
+//! Owns three rules: a snapshot much smaller than the median of its recent ones (a warning:
+//! the strategy's "backup under 1 MB is suspect", made relative so it fits every database:
+//! a truncated table or an emptied database shows up whatever its usual size), a table that
+//! vanished or lost most of its rows since the previous snapshot (critical: that is data
+//! loss until someone says it was meant), and a backup job far slower than usual (a
+//! warning). Pure; must not read anything.
 //!
 //! History: up to [`HISTORY`] earlier snapshots (or jobs) of the same kind, and at least
 //! [`MIN_HISTORY`] of them, so a new source raises nothing until it has a history.
@@ -19,10 +20,11 @@ pub const HISTORY: usize = 10;
 pub const MIN_HISTORY: usize = 3;
 /// A snapshot below this share of the median size is an anomaly.
 pub const SIZE_SHARE: f64 = 0.5;
-/// A table that lost more than this share of its rows since the previous snapshot is an
-/// anomaly, when it had at least [`ROWS_MIN`] rows.
+/// A table that lost more than this share of its rows since the previous snapshot is a
+/// critical anomaly, when it had at least [`ROWS_MIN`] rows.
 pub const ROWS_DROP: f64 = 0.5;
-/// Tables smaller than this are not judged by their row counts.
+/// Tables smaller than this are not judged by how many rows they lost (small tables vary);
+/// any table that had rows and vanished is.
 pub const ROWS_MIN: u64 = 100;
 /// A job taking more than this many times the median duration is an anomaly…
 pub const SLOW_FACTOR: f64 = 3.0;
@@ -108,11 +110,11 @@ fn rows(kind: &str, snaps: &[&Snapshot]) -> Option<Check> {
         return None;
     }
     let mut dropped = Vec::new();
-    for (table, &before) in old.iter().filter(|(_, n)| **n >= ROWS_MIN) {
+    for (table, &before) in old.iter().filter(|(_, n)| **n > 0) {
         let now = newest.metadata.row_counts.get(table).copied();
         match now {
             None => dropped.push(format!("{table} is gone (had {before} rows)")),
-            Some(n) if (n as f64) < before as f64 * (1.0 - ROWS_DROP) => {
+            Some(n) if before >= ROWS_MIN && (n as f64) < before as f64 * (1.0 - ROWS_DROP) => {
                 dropped.push(format!("{table} {before} → {n} rows"))
             }
             _ => {}
@@ -130,7 +132,7 @@ fn rows(kind: &str, snaps: &[&Snapshot]) -> Option<Check> {
     } else {
         Check {
             name,
-            level: Level::Warning,
+            level: Level::Critical,
             detail: format!(
                 "since the previous {kind} snapshot ({}): {}; if that was not intended, restore the previous snapshot elsewhere and compare",
                 previous.short_id(),

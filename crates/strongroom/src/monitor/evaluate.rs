@@ -12,8 +12,9 @@
 //!   says it is idle (its archiver is not failing and `archive_timeout` is within the RPO, so
 //!   anything written would have been archived by now).
 //! - A failing archiver, a last verify or drill that failed, and a last `check` that failed
-//!   are **critical**: each says a recovery may not work.
-//! - Stale or missing verify, drill or check, a drill slower than the RTO, anomalies, failed
+//!   are **critical**: each says a recovery may not work. So is a table that vanished or
+//!   lost most of its rows since the previous snapshot (data loss until someone says so).
+//! - Stale or missing verify, drill or check, a drill slower than the RTO, other anomalies, failed
 //!   jobs not yet followed by a success, and retention that has not run are **warnings**.
 
 use super::evidence::{Evidence, SourceEvidence};
@@ -244,17 +245,8 @@ fn backups(obj: &Effective, s: &SourceEvidence, now: jiff::Timestamp, out: &mut 
     }
 }
 
-/// The WAL archive's newest file against the RPO, and the server's archiver.
-fn wal(
-    obj: &Effective,
-    s: &SourceEvidence,
-    ev: &Evidence,
-    now: jiff::Timestamp,
-    out: &mut Vec<Check>,
-) {
-    let Some(cluster) = s.clusters().into_iter().next() else {
-        return;
-    };
+/// PostgreSQL's archiver, when the server answered: failing, off, or working.
+fn archiver_check(s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
     let archiver = s.archiver.as_ref().and_then(|a| a.as_ref().ok());
     let failing = archiver.filter(|a| a.failing());
     if let Some(a) = failing {
@@ -288,6 +280,23 @@ fn wal(
             },
         ));
     }
+}
+
+/// The newest WAL archived on the source's timeline against the RPO, and the server's
+/// archiver ([`archiver_check`]).
+fn wal(
+    obj: &Effective,
+    s: &SourceEvidence,
+    ev: &Evidence,
+    now: jiff::Timestamp,
+    out: &mut Vec<Check>,
+) {
+    let Some(cluster) = s.clusters().into_iter().next() else {
+        return;
+    };
+    archiver_check(s, now, out);
+    let archiver = s.archiver.as_ref().and_then(|a| a.as_ref().ok());
+    let failing = archiver.filter(|a| a.failing());
     let idle = archiver.is_some_and(|a| {
         failing.is_none()
             && a.archive_mode != "off"
@@ -300,22 +309,36 @@ fn wal(
     };
     let newest = ev.wal.get(&cluster);
     let Some((w, t)) = newest.and_then(|w| Some((w, w.modified?))) else {
+        let which = match newest {
+            Some(w) => format!("on {} (only forks: {})", w.timeline, w.forks.join("; ")),
+            None => format!("of cluster {cluster}"),
+        };
         out.push(check(
             "wal.archive",
             Level::Critical,
             format!(
-                "no WAL of cluster {cluster} is archived: point-in-time recovery is impossible; set archive_command = 'strongroom wal push %p'"
+                "no WAL {which} is archived: point-in-time recovery is impossible; set archive_command = 'strongroom wal push %p'"
             ),
         ));
         return;
     };
     let age = since(t, now);
+    // Which timeline was judged, and the forks that were not, when there are any.
+    let on = if w.forks.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (on {}; forks not judged: {})",
+            w.timeline,
+            w.forks.join("; ")
+        )
+    };
     out.push(if age <= obj.rpo {
         check(
             "wal.archive",
             Level::Ok,
             format!(
-                "newest archived WAL {} is {} old, within the RPO of {}",
+                "newest archived WAL {}{on} is {} old, within the RPO of {}",
                 w.name,
                 human_duration(age),
                 human_duration(obj.rpo)
@@ -326,7 +349,7 @@ fn wal(
             "wal.archive",
             Level::Ok,
             format!(
-                "newest archived WAL {} is {} old, but the server is idle: its archiver is not failing and archive_timeout ({}s) is within the RPO of {}",
+                "newest archived WAL {}{on} is {} old, but the server is idle: its archiver is not failing and archive_timeout ({}s) is within the RPO of {}",
                 w.name,
                 human_duration(age),
                 archiver.map_or(0, |a| a.archive_timeout),
@@ -338,7 +361,7 @@ fn wal(
             "wal.archive",
             Level::Critical,
             format!(
-                "newest archived WAL {} is {} old, over the RPO of {}: a failure now would lose that much{unreachable}; check archive_command and set archive_timeout within the RPO",
+                "newest archived WAL {}{on} is {} old, over the RPO of {}: a failure now would lose that much{unreachable}; check archive_command and set archive_timeout within the RPO",
                 w.name,
                 human_duration(age),
                 human_duration(obj.rpo)
@@ -410,10 +433,17 @@ fn periodic(
 
 /// Jobs of the source that failed in the last week and were not followed by a success of
 /// the same job: the strategy's weekly "review backup logs for errors", done by evidence.
+/// A restore into a side copy and an operator's refused request are not the source's jobs.
 fn failed_jobs(s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
     let week = jiff::SignedDuration::from_hours(24 * 7);
     let mut open: Vec<&JournalRecord> = Vec::new();
-    for r in s.records.iter().filter(|r| r.finished_at >= now - week) {
+    // Side restores and operator mistakes say nothing of the source (records of the
+    // latter were journaled before they were left out).
+    let judged = s
+        .records
+        .iter()
+        .filter(|r| r.finished_at >= now - week && !r.side && (r.ok || r.counts_as_failure()));
+    for r in judged {
         open.retain(|o| o.job != r.job);
         if !r.ok {
             open.push(r);

@@ -6,10 +6,12 @@
 
 use crate::config::Config;
 pub use crate::engine::postgres::archiver::Archiver;
-use crate::engine::postgres::wal::{WalKind, WalName};
+use crate::engine::postgres::timeline::judge::{self, Judged};
+use crate::engine::postgres::timeline::server_timeline;
 use crate::error::Result;
 use crate::repository::Repository;
 use crate::repository::archive::Archive;
+
 use crate::repository::journal::JournalRecord;
 use crate::repository::snapshot::{BackupKind, Snapshot};
 use crate::source::{Location, SourceMatch};
@@ -59,17 +61,23 @@ impl SourceEvidence {
     }
 }
 
-/// The newest file in one cluster's WAL archive.
-#[derive(Clone, Debug, PartialEq)]
+/// One cluster's WAL archive, judged on the source's timeline
+/// ([`crate::engine::postgres::timeline::judge`]): a fork a side copy archives neither hides
+/// a stopped source archive nor, left behind, raises an alarm.
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct WalNewest {
-    /// Its name (segment, partial, history or backup file).
+    /// The newest segment on the source's timeline (or its past), empty when there is none.
     pub name: String,
     /// When the store says it was written.
     pub modified: Option<jiff::Timestamp>,
-    /// Files archived for the cluster.
+    /// WAL files archived for the cluster, on every timeline (origin records not counted).
     pub files: usize,
     /// Bytes they take in the repository.
     pub bytes: u64,
+    /// The source's timeline as people read it, with how it is known.
+    pub timeline: String,
+    /// The forks, as people read them (where each branched, when it last archived).
+    pub forks: Vec<String>,
 }
 
 /// Everything monitoring judges.
@@ -126,6 +134,8 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
         }
     }
     let mut sources = Vec::new();
+    // What the sources' servers say their timeline is, by cluster.
+    let mut servers = BTreeMap::new();
     for name in names {
         let m: SourceMatch = config.source_match(&name);
         let mut ev = SourceEvidence {
@@ -150,7 +160,12 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
         if scope.ask_servers && physical {
             if let Ok(src) = config.source(Some(&ev.name)) {
                 if let Location::Postgres(url) = &src.location {
-                    ev.archiver = Some(crate::engine::postgres::archiver::ask(url));
+                    let asked = crate::engine::postgres::archiver::ask(url);
+                    // Only a server that answered is asked again, for its timeline.
+                    for c in ev.clusters().iter().filter(|_| asked.is_ok()) {
+                        servers.extend(server_timeline(url, c).map(|t| (c.clone(), t)));
+                    }
+                    ev.archiver = Some(asked);
                 }
             }
         }
@@ -163,34 +178,15 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
         })
         .cloned()
         .collect();
-    let mut wal = BTreeMap::new();
     let wanted: Vec<String> = sources.iter().flat_map(|s| s.clusters()).collect();
+    let mut wal = BTreeMap::new();
     for cluster in Archive::clusters(repo)? {
         if !wanted.contains(&cluster) && scope.source.is_some() {
             continue;
         }
-        let listed = Archive::new(repo, &cluster).list()?;
-        let files = listed.len();
-        let bytes = listed.iter().map(|l| l.stored).sum();
-        // Segments and partial segments: a history or backup-label file says nothing about
-        // whether the server's WAL keeps arriving.
-        let newest = listed
-            .into_iter()
-            .filter(|l| {
-                WalName::parse(&l.name)
-                    .is_some_and(|n| matches!(n.kind, WalKind::Segment | WalKind::Partial))
-            })
-            .max_by_key(|l| l.modified);
-        if let Some(newest) = newest {
-            wal.insert(
-                cluster,
-                WalNewest {
-                    name: newest.name,
-                    modified: newest.modified,
-                    files,
-                    bytes,
-                },
-            );
+        let judged = judge::read(repo, &cluster, &snapshots, servers.get(&cluster).copied())?;
+        if judged.view.files > 0 {
+            wal.insert(cluster, wal_newest(&judged));
         }
     }
     let repository_bytes = if scope.repository_size {
@@ -205,4 +201,35 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
         repository_bytes,
         damaged_manifests: damaged.into_iter().map(|(id, _)| id).collect(),
     })
+}
+
+/// What `status` judges of one cluster's archive: the newest segment on the source's line,
+/// the source's timeline and the forks beside it.
+fn wal_newest(j: &Judged) -> WalNewest {
+    let (name, modified) = j
+        .newest()
+        .map_or((String::new(), None), |(n, t)| (n, Some(t)));
+    let forks = j
+        .forks()
+        .into_iter()
+        .map(|id| {
+            let last = j.view.timelines[&id].segments.values().flatten().max();
+            match last {
+                Some(t) => format!(
+                    "{}, last archived {}",
+                    j.describe_fork(id),
+                    t.strftime("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => j.describe_fork(id),
+            }
+        })
+        .collect();
+    WalNewest {
+        name,
+        modified,
+        files: j.view.files,
+        bytes: j.view.stored,
+        timeline: j.describe_source(),
+        forks,
+    }
 }

@@ -217,6 +217,33 @@ fn a_failed_job_warns_until_the_same_job_succeeds() {
 }
 
 #[test]
+fn operator_mistakes_and_side_restores_are_not_the_sources_failures() {
+    let now = t("2026-12-01T12:00:00Z");
+    let mut ev = healthy(now);
+    let mut refused = rec("restore", now - hours(1), false);
+    refused.error_kind = Some("target_refused".into());
+    let mut usage = rec("backup", now - hours(1), false);
+    usage.error_kind = Some("bad_input".into());
+    let mut side = rec("restore", now - hours(1), false);
+    side.error_kind = Some("local_io".into());
+    side.side = true;
+    ev.sources[0].records.extend([refused, usage, side]);
+    let h = evaluate(&Config::default(), &ev, now);
+    assert_eq!(
+        level_of(&h, "jobs"),
+        Level::Ok,
+        "{:#?}",
+        h.sources[0].checks
+    );
+    // A restore onto the source's own database that failed is its failure.
+    ev.sources[0]
+        .records
+        .push(rec("restore", now - hours(1), false));
+    let h = evaluate(&Config::default(), &ev, now);
+    assert_eq!(level_of(&h, "jobs"), Level::Warning);
+}
+
+#[test]
 fn nothing_to_judge_is_not_ok() {
     let h = evaluate(
         &Config::default(),
@@ -254,9 +281,48 @@ fn physical(now: jiff::Timestamp, wal_age_minutes: i64) -> Evidence {
             modified: Some(now - jiff::SignedDuration::from_mins(wal_age_minutes)),
             files: 66,
             bytes: 1 << 20,
+            ..WalNewest::default()
         },
     );
     ev
+}
+
+#[test]
+fn wal_age_names_the_judged_timeline_and_the_forks_not_judged() {
+    let now = t("2026-12-01T12:00:00Z");
+    let mut ev = physical(now, 20);
+    let w = ev.wal.get_mut("7300000000000000001").unwrap();
+    w.timeline = "timeline 1 (pushed from /srv/pg on db1), the source's".into();
+    w.forks = vec![
+        "timeline 2 (pushed from /srv/copy on db1), branched from timeline 1 at 0/5800000".into(),
+    ];
+    let h = evaluate(&Config::default(), &ev, now);
+    let c = h.sources[0]
+        .checks
+        .iter()
+        .find(|c| c.name == "wal.archive")
+        .unwrap();
+    assert_eq!(c.level, Level::Critical);
+    assert!(
+        c.detail.contains("(on timeline 1 (pushed from /srv/pg on db1), the source's; forks not judged: timeline 2"),
+        "{}",
+        c.detail
+    );
+    // Only forks archived: nothing on the source's timeline is nothing.
+    let w = ev.wal.get_mut("7300000000000000001").unwrap();
+    (w.name, w.modified) = (String::new(), None);
+    let h = evaluate(&Config::default(), &ev, now);
+    let c = h.sources[0]
+        .checks
+        .iter()
+        .find(|c| c.name == "wal.archive")
+        .unwrap();
+    assert_eq!(c.level, Level::Critical);
+    assert!(
+        c.detail.starts_with("no WAL on timeline 1") && c.detail.contains("only forks: timeline 2"),
+        "{}",
+        c.detail
+    );
 }
 
 #[test]
@@ -325,7 +391,9 @@ fn anomalies_size_rows_and_duration() {
         .iter()
         .find(|c| c.name == "anomaly.rows.full")
         .unwrap();
-    assert_eq!(rows.level, Level::Warning);
+    // Data loss until someone says it was meant: critical, not a warning.
+    assert_eq!(rows.level, Level::Critical);
+    assert_eq!(h.sources[0].level, Level::Critical);
     assert!(
         rows.detail.contains("bookings 1000 → 300"),
         "{}",
@@ -339,6 +407,46 @@ fn anomalies_size_rows_and_duration() {
         .find(|i| i.item == "Check backup file size is reasonable")
         .unwrap();
     assert!(!item.done);
+}
+
+#[test]
+fn a_vanished_table_alone_is_critical_whatever_its_size() {
+    let now = t("2026-12-01T12:00:00Z");
+    let mut ev = healthy(now);
+    let s = &mut ev.sources[0];
+    s.snapshots[12]
+        .metadata
+        .row_counts
+        .insert("rooms".into(), 12);
+    s.snapshots
+        .last_mut()
+        .unwrap()
+        .metadata
+        .row_counts
+        .remove("bookings");
+    let h = evaluate(&Config::default(), &ev, now);
+    assert_eq!(level_of(&h, "anomaly.rows.full"), Level::Critical);
+    assert_eq!(h.sources[0].level, Level::Critical);
+    // A table that had rows and vanished is judged however small it was.
+    let s = &mut ev.sources[0];
+    s.snapshots
+        .last_mut()
+        .unwrap()
+        .metadata
+        .row_counts
+        .insert("bookings".into(), 1000);
+    let h = evaluate(&Config::default(), &ev, now);
+    let rows = h.sources[0]
+        .checks
+        .iter()
+        .find(|c| c.name == "anomaly.rows.full")
+        .unwrap();
+    assert_eq!(rows.level, Level::Critical);
+    assert!(
+        rows.detail.contains("rooms is gone (had 12 rows)"),
+        "{}",
+        rows.detail
+    );
 }
 
 #[test]
@@ -357,21 +465,26 @@ fn a_short_history_raises_no_anomaly() {
     );
 }
 
-#[test]
-fn alerts_fire_on_changes_only_and_wait_for_delivery() {
+fn memory_repo() -> crate::repository::Repository {
     let storage = crate::storage::Storage::from_url("memory://").unwrap();
     let kdf = crate::crypto::KdfParams {
         m_kib: 1024,
         t: 1,
         p: 1,
     };
-    let repo = crate::repository::Repository::init(storage, Some(b"pw"), kdf).unwrap();
+    crate::repository::Repository::init(storage, Some(b"pw"), kdf).unwrap()
+}
+
+#[test]
+fn alerts_fire_on_changes_only_and_wait_for_delivery() {
+    use notify::Told;
+    let repo = memory_repo();
     let now = t("2026-12-01T12:00:00Z");
     let ev = healthy(now);
     let sent = std::cell::RefCell::new(Vec::new());
     let deliver = |a: &crate::alert::Alert| {
         sent.borrow_mut().push(a.clone());
-        true
+        Told::Sent
     };
     // Ok at first: nothing to say.
     let h = evaluate(&Config::default(), &ev, now);
@@ -389,13 +502,21 @@ fn alerts_fire_on_changes_only_and_wait_for_delivery() {
     let a = sent.borrow()[0].clone();
     assert_eq!(a.event, crate::alert::AlertEvent::StateChanged);
     assert_eq!(a.level, "critical");
+    // It was seen ok first: the alert says so.
+    assert_eq!(a.previous_level.as_deref(), Some("ok"));
+    // A source first seen not ok claims no earlier level.
+    let fresh = memory_repo();
+    let n = notify::notify(&fresh, &h, later, &deliver).unwrap();
+    assert_eq!(n[0].from, None);
+    assert_eq!(sent.borrow().last().unwrap().previous_level, None);
     assert!(a.checks.iter().any(|c| c.name == "backup.full"));
     // A target that takes nothing: the change is not remembered, so it is tried again.
     let h_ok = evaluate(&Config::default(), &ev, now);
-    let n = notify::notify(&repo, &h_ok, now, &|_| false).unwrap();
+    let n = notify::notify(&repo, &h_ok, now, &|_| Told::Failed).unwrap();
     assert!(!n[0].delivered);
     let n = notify::notify(&repo, &h_ok, now, &deliver).unwrap();
     assert_eq!((n.len(), n[0].to, n[0].delivered), (1, Level::Ok, true));
+    assert_eq!(n[0].from, Some(Level::Critical));
     assert_eq!(
         sent.borrow().last().unwrap().event,
         crate::alert::AlertEvent::Recovered
@@ -404,6 +525,61 @@ fn alerts_fire_on_changes_only_and_wait_for_delivery() {
         notify::read_state(&repo).unwrap().sources["hotel"].level,
         Level::Ok
     );
+}
+
+#[test]
+fn a_new_problem_alerts_even_when_the_level_stays() {
+    use notify::Told;
+    let repo = memory_repo();
+    let now = t("2026-12-01T12:00:00Z");
+    let mut ev = healthy(now);
+    // Critical already: backups stopped.
+    let later = now + hours(27);
+    let sent = std::cell::RefCell::new(Vec::new());
+    let deliver = |a: &crate::alert::Alert| {
+        sent.borrow_mut().push(a.clone());
+        Told::Sent
+    };
+    let h = evaluate(&Config::default(), &ev, later);
+    assert_eq!(notify::notify(&repo, &h, later, &deliver).unwrap().len(), 1);
+    // bookings vanishes from the newest snapshot: critical still, but a new problem.
+    let newest = ev.sources[0].snapshots.last_mut().unwrap();
+    newest.metadata.row_counts.remove("bookings");
+    let h = evaluate(&Config::default(), &ev, later);
+    assert_eq!(h.sources[0].level, Level::Critical);
+    let n = notify::notify(&repo, &h, later, &deliver).unwrap();
+    assert_eq!(n.len(), 1, "a new failing check is alerted");
+    assert_eq!(n[0].new_checks, ["anomaly.rows.full"]);
+    assert_eq!(
+        (n[0].from, n[0].to),
+        (Some(Level::Critical), Level::Critical)
+    );
+    let a = sent.borrow().last().unwrap().clone();
+    assert_eq!(a.new_checks, ["anomaly.rows.full"]);
+    assert!(a.summary.contains("new problem"), "{}", a.summary);
+    assert!(a.summary.contains("bookings is gone"), "{}", a.summary);
+    // Told once.
+    assert!(
+        notify::notify(&repo, &h, later, &deliver)
+            .unwrap()
+            .is_empty()
+    );
+    // It goes away (quietly remembered), then comes back: new again.
+    ev.sources[0]
+        .snapshots
+        .last_mut()
+        .unwrap()
+        .metadata
+        .row_counts
+        .insert("bookings".into(), 1000);
+    let h_gone = evaluate(&Config::default(), &ev, later);
+    assert!(
+        notify::notify(&repo, &h_gone, later, &deliver)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(notify::notify(&repo, &h, later, &deliver).unwrap().len(), 1);
+    assert_eq!(sent.borrow().len(), 3);
 }
 
 #[test]

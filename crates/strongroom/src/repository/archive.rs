@@ -88,6 +88,11 @@ impl<'r> Archive<'r> {
         ObjectKind::Wal.key(&format!("{}/{timeline}/{name}", self.cluster))
     }
 
+    /// Whether `name` on `timeline` is archived (one existence check, no read).
+    pub fn has(&self, timeline: &str, name: &str) -> Result<bool> {
+        self.repo.storage().exists(&self.object_key(timeline, name))
+    }
+
     /// Stores `data` as `name` on `timeline`, durably; when the name is archived already,
     /// succeeds if the content is the same and fails with [`Error::WalConflict`] otherwise,
     /// keeping the archived copy.

@@ -52,6 +52,10 @@ pub struct JournalRecord {
     /// A drill's measured figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillFigures>,
+    /// A restore into a place other than the source's own database or data directory (a
+    /// side copy): its outcome says nothing of the source's health.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub side: bool,
 }
 
 /// A range of WAL segments on one timeline.
@@ -103,7 +107,15 @@ impl JournalRecord {
             kind: None,
             wal: None,
             drill: None,
+            side: false,
         }
+    }
+
+    /// Whether this record is a failure that counts against its source: not an operator's
+    /// mistake (records written before those were left out of the journal), nor a side
+    /// restore.
+    pub fn counts_as_failure(&self) -> bool {
+        !self.ok && !self.side && is_job_failure(&self.job, self.error_kind.as_deref())
     }
 
     /// Marks the record as a failure with `e`'s sentence and kind.
@@ -112,6 +124,18 @@ impl JournalRecord {
         self.error = Some(e.to_string());
         self.error_kind = Some(e.kind().name().to_string());
     }
+}
+
+/// Whether a failure of `job` with error kind `kind` (its stable name) is the job's failure,
+/// to journal, alert and count against its source, rather than an operator's mistake
+/// ([`ErrorKind::is_operator_error`]) that the person who asked reads and nobody else
+/// needs. `wal push` is the exception: PostgreSQL runs it, nobody reads its sentence, and
+/// a misconfigured archive_command is a broken archive, so every failure of it counts.
+pub fn is_job_failure(job: &str, kind: Option<&str>) -> bool {
+    job == "wal push"
+        || !kind
+            .and_then(ErrorKind::parse)
+            .is_some_and(ErrorKind::is_operator_error)
 }
 
 /// Where journal records of repository `id` wait while the repository is unreachable:
@@ -327,10 +351,19 @@ impl Repository {
     }
 
     /// Appends a record; a failure to do so never turns a job's own outcome into an error.
+    /// A failure that is an operator's mistake ([`is_job_failure`]: a request refused as
+    /// given) was no job run, and is not recorded.
     /// When the store cannot take it (the job failed *because* the store went away), the
     /// sealed record waits in a local directory ([`pending_journal_dir`]) and is written by
     /// the next command that opens the repository (docs/ARCHITECTURE.md, "Invariants": every job leaves a journal record).
     pub fn record(&self, record: &JournalRecord) {
+        if !record.ok && !is_job_failure(&record.job, record.error_kind.as_deref()) {
+            tracing::debug!(
+                "the {} request was refused; not journaled as a job",
+                record.job
+            );
+            return;
+        }
         let (name, sealed) = self.seal_record(record);
         let Err(e) = self.storage.put(&name, &sealed) else {
             return;

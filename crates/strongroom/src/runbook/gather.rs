@@ -1,13 +1,14 @@
-//! Reading what a runbook is written from: snapshots, drill records and when each cluster's
-//! newest WAL segment was archived.
+//! Reading what a runbook is written from: snapshots, drill records and, per cluster, which
+//! timeline the source is on and how far a recovery along it reaches.
 //!
 //! Owns the reads only (one listing of the manifests, one journal query, one listing per
-//! PostgreSQL cluster that has physical snapshots). Must not write to the repository or
+//! PostgreSQL cluster that has physical snapshots, with its history files and origin
+//! records; the source's timeline by those records, never by asking its server). Must not write to the repository or
 //! decide anything the runbook says.
 
-use super::Inputs;
+use super::{Inputs, TimelineFacts};
 use crate::config::Config;
-use crate::engine::postgres::wal;
+use crate::engine::postgres::timeline::judge::{self, Judged};
 use crate::error::Result;
 use crate::repository::Repository;
 use crate::repository::journal::JournalQuery;
@@ -57,23 +58,23 @@ pub fn gather(repo: &Repository, cx: Context) -> Result<Inputs> {
     let clusters: BTreeSet<String> = snapshots
         .iter()
         .filter(|s| s.kind == BackupKind::Physical)
-        .filter_map(|s| {
-            s.metadata
-                .extra
-                .get(wal::keys::SYSTEM_IDENTIFIER)?
-                .as_str()
-                .map(str::to_string)
-        })
+        .filter_map(|s| judge::cluster_of(s).map(str::to_string))
         .collect();
     let mut wal_newest = BTreeMap::new();
+    let mut wal_timelines = BTreeMap::new();
     for cluster in clusters {
-        match crate::engine::postgres::physical::span::newest_archived(repo, &cluster) {
-            Ok(Some(t)) => {
-                wal_newest.insert(cluster, t);
+        // The records alone: a runbook is read when the server may be down.
+        match judge::read(repo, &cluster, &snapshots, None) {
+            Ok(j) => {
+                let reach = judge::newest_of(&snapshots, &cluster).and_then(|s| j.reach_from(s));
+                let to = reach
+                    .and_then(|r| r.archived)
+                    .or_else(|| j.newest().map(|(_, t)| t));
+                wal_newest.extend(to.map(|t| (cluster.clone(), t)));
+                wal_timelines.insert(cluster, facts(&j));
             }
-            Ok(None) => {}
             Err(e) => notes.push(format!(
-                "The WAL archive of cluster {cluster} could not be listed ({e}); its \
+                "The WAL archive of cluster {cluster} could not be read ({e}); its \
                  point-in-time window is not shown."
             )),
         }
@@ -85,9 +86,23 @@ pub fn gather(repo: &Repository, cx: Context) -> Result<Inputs> {
         snapshots,
         drills,
         wal_newest,
+        wal_timelines,
         only_source: cx.only_source,
         now: cx.now,
         program: cx.program,
         notes,
     })
+}
+
+/// The source's timeline of a judged archive and its forks, for the page.
+fn facts(j: &Judged) -> TimelineFacts {
+    TimelineFacts {
+        source: j.source.id,
+        described: j.describe_source(),
+        forks: j
+            .forks()
+            .into_iter()
+            .map(|id| (id, j.describe_fork(id)))
+            .collect(),
+    }
 }

@@ -98,13 +98,18 @@ pub(super) fn physical(md: &mut String, inputs: &Inputs, e: &Entry) {
          database's system user):"
     );
     line!(md);
+    let facts = cluster_of(newest).and_then(|c| inputs.wal_timelines.get(&c));
+    let along = facts
+        .map(|f| format!(" along timeline {}", f.source))
+        .unwrap_or_default();
     match pitr_window(inputs, e) {
         Some((from, to)) => line!(
             md,
-            "**The repository can recover any time from {} to about {}** (the oldest physical \
-             snapshot's end to the newest archived WAL segment). `strongroom wal verify` names \
-             any gap. A `--time` after the last transaction the archive holds makes recovery \
-             stop with an error: for \"as late as possible\", use `--latest`.",
+            "**The repository can recover any time from {} to about {}{along}** (the oldest \
+             physical snapshot's end to the newest WAL segment archived without a gap on the \
+             source's timeline). `strongroom wal verify` names any gap. A `--time` after the \
+             last transaction the archive holds makes recovery stop with an error: for \"as \
+             late as possible\", use `--latest`.",
             fmt_time(from),
             fmt_time(to)
         ),
@@ -115,6 +120,9 @@ pub(super) fn physical(md: &mut String, inputs: &Inputs, e: &Entry) {
         ),
     }
     line!(md);
+    if let Some(f) = facts.filter(|f| !f.forks.is_empty()) {
+        timelines_note(md, f);
+    }
     line!(md, "```sh");
     line!(
         md,
@@ -162,20 +170,32 @@ pub(super) fn physical(md: &mut String, inputs: &Inputs, e: &Entry) {
     line!(md);
 }
 
-/// From the oldest physical snapshot relying on the archive (its end) to the newest archived
-/// WAL segment of the newest snapshot's cluster.
+/// Which timeline restores follow, and the forks beside it that they do not.
+fn timelines_note(md: &mut String, f: &super::TimelineFacts) {
+    let forks: Vec<&str> = f.forks.iter().map(|(_, d)| d.as_str()).collect();
+    line!(
+        md,
+        "Restores follow {}. The archive also holds forks that restored copies archived, \
+         which they do not follow unless `--timeline N` asks: {}.",
+        f.described,
+        forks.join("; ")
+    );
+    line!(md);
+}
+
+/// The cluster (system identifier) a snapshot recorded.
+fn cluster_of(s: &Snapshot) -> Option<String> {
+    crate::engine::postgres::timeline::judge::cluster_of(s).map(str::to_string)
+}
+
+/// From the oldest physical snapshot relying on the archive (its end) to the newest WAL
+/// segment a recovery from the newest snapshot's along the source's timeline reaches.
 pub(super) fn pitr_window(
     inputs: &Inputs,
     e: &Entry,
 ) -> Option<(jiff::Timestamp, jiff::Timestamp)> {
-    use crate::engine::postgres::{physical, wal};
-    let cluster = |s: &Snapshot| {
-        s.metadata
-            .extra
-            .get(wal::keys::SYSTEM_IDENTIFIER)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
+    use crate::engine::postgres::physical;
+    let cluster = cluster_of;
     let newest = e.newest(&BackupKind::Physical)?;
     let id = cluster(newest)?;
     let to = *inputs.wal_newest.get(&id)?;

@@ -50,6 +50,7 @@ fn inputs(cfg: Config, snapshots: Vec<Snapshot>, drills: Vec<JournalRecord>) -> 
         snapshots,
         drills,
         wal_newest: BTreeMap::new(),
+        wal_timelines: BTreeMap::new(),
         only_source: None,
         now: ts(NOW),
         program: "/usr/local/bin/strongroom 0.1.0".into(),
@@ -387,4 +388,43 @@ fn a_source_with_drills_turned_off_is_not_told_to_run_one() {
         "{md}"
     );
     assert!(!md.contains("run `strongroom drill`"), "{md}");
+}
+
+#[test]
+fn the_window_names_the_source_timeline_and_the_forks_beside_it() {
+    let mut s = snap(
+        "44",
+        "postgres://app@db:5432/hotel",
+        EngineKind::Postgres,
+        BackupKind::Physical,
+        "2026-12-01T21:00:00Z",
+    );
+    s.metadata
+        .extra
+        .insert("system_identifier".into(), "9".into());
+    let mut i = inputs(Config::default(), vec![s], vec![]);
+    i.wal_newest.insert("9".into(), ts("2026-12-01T22:55:00Z"));
+    let mut facts = super::TimelineFacts {
+        source: 1,
+        described: "timeline 1 (pushed from /srv/pg on db1), the source's: its data directory pushed to it last".into(),
+        forks: vec![],
+    };
+    i.wal_timelines.insert("9".into(), facts.clone());
+    let md = render(&i).unwrap();
+    assert!(
+        md.contains("to about 2026-12-01 22:55:00 UTC along timeline 1**"),
+        "{md}"
+    );
+    assert!(!md.contains("forks"), "no forks, nothing to say: {md}");
+    facts.forks = vec![(
+        2,
+        "timeline 2 (pushed from /srv/copy on db1), branched from timeline 1 at 0/5800000".into(),
+    )];
+    i.wal_timelines.insert("9".into(), facts);
+    let md = render(&i).unwrap();
+    assert!(
+        md.contains("Restores follow timeline 1 (pushed from /srv/pg on db1), the source's")
+            && md.contains("unless `--timeline N` asks: timeline 2 (pushed from /srv/copy on db1), branched from timeline 1 at 0/5800000."),
+        "{md}"
+    );
 }

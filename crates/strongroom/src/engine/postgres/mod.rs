@@ -11,6 +11,7 @@ pub mod logical;
 pub mod physical;
 pub mod properties;
 pub mod server;
+pub mod timeline;
 pub mod tls;
 pub mod tools;
 pub mod wal;

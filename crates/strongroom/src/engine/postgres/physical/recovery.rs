@@ -3,15 +3,20 @@
 //! `restore_command` naming strongroom by absolute path and holding no secret, the recovery
 //! target with `recovery_target_action = 'promote'`, and the timeline to follow.
 //!
-//! Owns those settings and the choice of timeline. Must not write the cluster's files, and
+//! Owns those settings, what the source's timeline is taken to be for a restore (its server,
+//! its origin records, the snapshot), and whether the restored copy archives (only in the
+//! source's own data directory, or when asked). The choice among timelines is
+//! [`crate::engine::postgres::timeline`]'s. Must not write the cluster's files, and
 //! writes its own two through [`super::beneath`]: a link the snapshot stores at either name
 //! is replaced by a file, never read or written through (it could point at any file of the
 //! host, and the restore runs as root).
 
 use super::beneath::Beneath;
-use super::{BACKUP_LABEL, wal_included};
+use super::{BACKUP_LABEL, keys, wal_included};
 use crate::engine::RecoveryTarget;
-use crate::engine::postgres::cluster::Lsn;
+use crate::engine::postgres::timeline::{
+    self, ArchiveView, Chosen, Found, SourceTimeline, TimelineRequest,
+};
 use crate::engine::postgres::wal;
 use crate::error::{Error, Result};
 use crate::repository::Repository;
@@ -51,14 +56,21 @@ pub fn recovery_settings(
     out
 }
 
-/// The timeline recovery follows: the newest archived timeline that descends from the
-/// snapshot's position (its history names the snapshot's timeline with a switch point after
-/// the snapshot's start), else the snapshot's own. PostgreSQL's `latest` would take the
-/// newest timeline of all, and a restored copy that was promoted and archived into this
-/// repository (a drill, say) forks a timeline the primary never took: recovery from a later
-/// snapshot of the primary then stops with "requested timeline is not a child of this
-/// server's history". `None` when the snapshot carries its own WAL (no archive to follow).
-pub(super) fn timeline_for(repo: &Repository, snap: &Snapshot) -> Result<Option<u32>> {
+/// The timeline recovery of `snap` follows to `recovery` ([`timeline::choose`]): the one
+/// `request` names, else the one the source is on: its server's (asked at `source_url` when
+/// given and reachable, and only when it is the snapshot's cluster), else the newest its
+/// own data directory pushed to, else the snapshot's own. PostgreSQL's `latest` would take
+/// the newest timeline of all, and a restored copy that was promoted and archived into this
+/// repository forks a timeline the source never took. `None` when the snapshot carries its
+/// own WAL (no archive to follow). Refuses, before anything is written, a target the chosen
+/// timeline cannot reach.
+pub(super) fn timeline_for(
+    repo: &Repository,
+    snap: &Snapshot,
+    recovery: &RecoveryTarget,
+    request: TimelineRequest,
+    source_url: Option<&str>,
+) -> Result<Option<Chosen>> {
     if wal_included(snap) {
         return Ok(None);
     }
@@ -66,32 +78,56 @@ pub(super) fn timeline_for(repo: &Repository, snap: &Snapshot) -> Result<Option<
     let Some(need) = needs.first() else {
         return Ok(None);
     };
-    let archive = crate::repository::archive::Archive::new(repo, &need.cluster);
-    let mut best = need.timeline;
-    for l in archive.list()? {
-        let Some(name) = wal::WalName::parse(&l.name) else {
-            continue;
-        };
-        if name.kind != wal::WalKind::History || name.timeline <= best {
-            continue;
-        }
-        let text = archive.get(&l.timeline, &l.name)?;
-        if descends(&String::from_utf8_lossy(&text), need.timeline, need.start) {
-            best = name.timeline;
-        }
-    }
-    Ok(Some(best))
+    let view = ArchiveView::read(repo, &need.cluster, need.segment_size)?;
+    let source = source_timeline(
+        &view,
+        snap,
+        &need.cluster,
+        need.timeline,
+        request,
+        source_url,
+    );
+    timeline::choose(
+        &view,
+        snap.short_id(),
+        (need.timeline, need.start),
+        recovery,
+        request,
+        &source,
+    )
+    .map(Some)
 }
 
-/// Whether a timeline whose history file reads `history` passes through timeline `tli` at
-/// `at`: the line for `tli` switches away after `at`.
-fn descends(history: &str, tli: u32, at: Lsn) -> bool {
-    history.lines().any(|line| {
-        let mut f = line.split_whitespace();
-        matches!(
-            (f.next().and_then(|t| t.parse::<u32>().ok()), f.next().and_then(Lsn::parse)),
-            (Some(t), Some(switch)) if t == tli && switch > at
-        )
+/// The timeline the source of `snap` is on (see [`timeline_for`]); the server is asked only
+/// when the choice is the default one.
+fn source_timeline(
+    view: &ArchiveView,
+    snap: &Snapshot,
+    cluster: &str,
+    own: u32,
+    request: TimelineRequest,
+    source_url: Option<&str>,
+) -> SourceTimeline {
+    let server = source_url
+        .filter(|_| request == TimelineRequest::Source)
+        .and_then(|u| timeline::server_timeline(u, cluster));
+    let otherwise = SourceTimeline {
+        id: own,
+        how: Found::Snapshot,
+    };
+    timeline::source_timeline(view, server, Some(snap), otherwise)
+}
+
+/// Whether `target` is the source's own data directory, recorded at backup, on the host
+/// that took the backup: a restore there is the real recovery and keeps archiving.
+pub fn is_source_dir(snap: &Snapshot, target: &Path) -> bool {
+    let recorded = snap
+        .metadata
+        .extra
+        .get(keys::DATA_DIRECTORY)
+        .and_then(|v| v.as_str());
+    recorded.is_some_and(|d| {
+        snap.hostname == crate::hostname() && timeline::same_dir(d, &target.to_string_lossy())
     })
 }
 
@@ -101,13 +137,15 @@ fn conf_quote(v: &str) -> String {
 }
 
 /// Writes `recovery.signal` and the recovery settings into `postgresql.auto.conf`, replacing
-/// any recovery settings the cluster had (a snapshot of a restored cluster carries its own).
+/// any recovery settings the cluster had (a snapshot of a restored cluster carries its own),
+/// and `archive_mode = 'off'` unless `archive`.
 /// Both are written as new files renamed into place below `root`.
 pub(super) fn write_recovery(
     snap: &Snapshot,
     root: &Beneath,
     recovery: &RecoveryTarget,
     timeline: Option<u32>,
+    archive: bool,
 ) -> Result<()> {
     let program = std::env::current_exe()
         .map_err(|e| Error::Internal(format!("cannot find strongroom's own path: {e}")))?;
@@ -146,6 +184,13 @@ pub(super) fn write_recovery(
     for (k, v) in recovery_settings(recovery, &program, timeline) {
         text.push_str(&format!("{k} = {}\n", conf_quote(&v)));
     }
+    if !archive {
+        text.push_str(
+            "# Not the source's own data directory: this copy must never archive into the source's\n\
+             # repository (its promotion forks a timeline there). `restore --archive` keeps archiving.\n\
+             archive_mode = 'off'\n",
+        );
+    }
     root.replace_file(AUTO, text.as_bytes(), 0o600)?;
     root.replace_file("recovery.signal", b"", 0o600)?;
     if root.kind(BACKUP_LABEL)? != Some(rustix::fs::FileType::RegularFile) {
@@ -160,22 +205,6 @@ pub(super) fn write_recovery(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_timeline_descends_from_a_position_only_when_it_forked_after_it() {
-        // Timeline 3 forked from 2 at 0/9000000, which forked from 1 at 0/6000000.
-        let history =
-            "1\t0/6000000\tno recovery target specified\n\n2\t0/9000000\tafter transaction 750\n";
-        let at = |s| Lsn::parse(s).unwrap();
-        assert!(
-            descends(history, 1, at("0/5000028")),
-            "forked after the snapshot"
-        );
-        assert!(!descends(history, 1, at("0/7000028")), "forked before it");
-        assert!(descends(history, 2, at("0/8000000")));
-        assert!(!descends(history, 4, at("0/1000000")), "not in its history");
-        assert!(!descends("garbage\n", 1, at("0/1")));
-    }
 
     #[test]
     fn recovery_settings_name_the_target_promote_and_hold_no_secret() {

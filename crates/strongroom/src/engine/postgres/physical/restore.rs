@@ -13,10 +13,11 @@
 //! new one into place by `renameat` relative to it.
 
 use super::beneath::Beneath;
-use super::recovery::{timeline_for, write_recovery};
+use super::recovery::{is_source_dir, timeline_for, write_recovery};
 use super::tree::write_tree;
 use super::{keys, wal_included};
 use crate::engine::postgres::cluster::Lsn;
+use crate::engine::postgres::timeline::TimelineRequest;
 use crate::engine::postgres::wal::{self, segment_name};
 use crate::engine::{RecoveryTarget, RestoreOptions, Staged, Swapped, TargetState};
 use crate::error::{Error, Result};
@@ -68,8 +69,8 @@ pub fn running_postmaster(dir: &Path) -> Option<i32> {
     (pid > 0 && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
 }
 
-/// Checks that the archive holds the WAL `snap` needs to become consistent, and says how
-/// far it can recover; fails naming the first missing segment.
+/// Checks that the archive holds the WAL `snap` needs to become consistent, and warns how
+/// far its own timeline can recover; fails naming the first missing segment.
 pub fn check_wal(repo: &Repository, snap: &Snapshot, recovery: &RecoveryTarget) -> Result<()> {
     if wal_included(snap) {
         if !matches!(recovery, RecoveryTarget::Immediate | RecoveryTarget::Latest) {
@@ -124,11 +125,8 @@ pub fn check_wal(repo: &Repository, snap: &Snapshot, recovery: &RecoveryTarget) 
             snap.short_id(),
             segment_name(tli, n - 1, seg)
         );
-        if let RecoveryTarget::Lsn(l) = recovery {
-            if Lsn::parse(l).is_some_and(|t| t > reach) {
-                return Err(Error::WalGap(message));
-            }
-        }
+        // A target past it is refused by the choice of timeline, which knows whether
+        // another timeline gets there.
         tracing::warn!("{message}");
     }
     Ok(())
@@ -146,6 +144,18 @@ pub fn stage(
 ) -> Result<Box<dyn Staged>> {
     check_wal(repo, snap, &opts.recovery)?;
     let target = std::path::absolute(target).map_err(|e| Error::io("resolving", target, e))?;
+    // Chosen (or refused) before anything is written.
+    let chosen = timeline_for(
+        repo,
+        snap,
+        &opts.recovery,
+        opts.timeline,
+        opts.source_url.as_deref(),
+    )?;
+    let own = is_source_dir(snap, &target);
+    let archive = own || opts.archive;
+    let mut notes: Vec<String> = chosen.iter().filter_map(|c| c.note.clone()).collect();
+    notes.push(archiving_note(snap, &target, own, archive));
     let parent = target
         .parent()
         .ok_or_else(|| Error::Target(format!("{} has no parent directory", target.display())))?;
@@ -175,8 +185,8 @@ pub fn stage(
     // Everything below is written through this descriptor, never by path.
     let root = Beneath::open(&dir)?;
     let bytes = write_tree(repo, index, snap, &root, &target, progress)?;
-    let timeline = timeline_for(repo, snap)?;
-    write_recovery(snap, &root, &opts.recovery, timeline)?;
+    let timeline = chosen.map(|c| c.timeline);
+    write_recovery(snap, &root, &opts.recovery, timeline, archive)?;
     // The lock file of the scratch directory must not be restored with the cluster.
     root.remove_file(".lock")?;
     root.chmod(0o700)?;
@@ -197,7 +207,36 @@ pub fn stage(
         existed: state.exists(),
         old: None,
         bytes,
+        notes,
+        timeline,
     }))
+}
+
+/// What a restore into `target` does about archiving, in one sentence.
+fn archiving_note(snap: &Snapshot, target: &Path, own: bool, archive: bool) -> String {
+    let recorded = snap
+        .metadata
+        .extra
+        .get(keys::DATA_DIRECTORY)
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown");
+    if own {
+        format!(
+            "{} is the source's own data directory: this is the real recovery, and the server archives into the repository as before (its promotion starts the source's next timeline)",
+            target.display()
+        )
+    } else if archive {
+        format!(
+            "archiving stays on in {} as asked (--archive): once promoted it archives into this repository on a timeline of its own, a fork the source's restores do not follow",
+            target.display()
+        )
+    } else {
+        format!(
+            "{} is not the source's own data directory ({recorded} on {}): archive_mode = off is set in its postgresql.auto.conf, so this copy never archives into the source's repository (--archive keeps archiving)",
+            target.display(),
+            snap.hostname
+        )
+    }
 }
 
 /// Restores `snap` into the new directory `dir` (a scratch place: no swap, no safety
@@ -211,6 +250,7 @@ pub fn restore_into(
     progress: &dyn Progress,
 ) -> Result<u64> {
     check_wal(repo, snap, recovery)?;
+    let chosen = timeline_for(repo, snap, recovery, TimelineRequest::Source, None)?;
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(dir)
@@ -219,8 +259,7 @@ pub fn restore_into(
     let root = Beneath::open(dir)?;
     root.chmod(0o700)?;
     let bytes = write_tree(repo, index, snap, &root, dir, progress)?;
-    let timeline = timeline_for(repo, snap)?;
-    write_recovery(snap, &root, recovery, timeline)?;
+    write_recovery(snap, &root, recovery, chosen.map(|c| c.timeline), false)?;
     let parent = dir.parent().unwrap_or(Path::new("/"));
     if let Some((uid, gid)) = owner_for(snap, &[parent]) {
         root.chown_all(uid, gid)?;
@@ -267,6 +306,10 @@ struct StagedDir {
     /// The old directory's name in the parent, once it is aside.
     old: Option<String>,
     bytes: u64,
+    /// What the user should hear (timeline chosen, archiving).
+    notes: Vec<String>,
+    /// The timeline recovery follows.
+    timeline: Option<u32>,
 }
 
 impl StagedDir {
@@ -302,6 +345,14 @@ impl Staged for StagedDir {
 
     fn ready(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
+    }
+
+    fn timeline(&self) -> Option<u32> {
+        self.timeline
     }
 
     fn swap(&mut self) -> Result<Swapped> {

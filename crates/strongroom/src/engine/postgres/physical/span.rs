@@ -1,17 +1,18 @@
 //! How far past a physical snapshot a recovery can surely be sent, and when the WAL
-//! archive of a cluster last grew: what a drill needs to pick a point in time and to
+//! archive of a cluster last grew on the source's timeline: what a drill needs to pick a point in time and to
 //! measure the data-loss window.
 //!
-//! Owns reading the archive's listing for those two answers. Must not write anything and
-//! must not fetch WAL contents (a listing is all it reads).
+//! Owns reading the archive's listing for those two answers (with the timelines' history
+//! files and origin records for the second). Must not write anything and must not fetch WAL
+//! segments.
 
 use super::wal_included;
 use crate::engine::postgres::cluster::Lsn;
+use crate::engine::postgres::timeline::judge;
 use crate::engine::postgres::wal::{self, WalKind, WalName, segment_name};
 use crate::error::Result;
 use crate::repository::Repository;
 use crate::repository::archive::Archive;
-use crate::repository::layout::ObjectKind;
 use crate::repository::snapshot::Snapshot;
 use std::collections::HashSet;
 
@@ -64,21 +65,16 @@ pub fn recovery_span(repo: &Repository, snap: &Snapshot) -> Result<Option<Span>>
     }))
 }
 
-/// When the newest WAL segment of cluster `system_id` was archived, as the store dates its
-/// objects; `None` when nothing is archived or the store gives no times.
-pub fn newest_archived(repo: &Repository, system_id: &str) -> Result<Option<jiff::Timestamp>> {
-    let prefix = ObjectKind::Wal.key(&format!("{system_id}/"));
-    Ok(repo
-        .storage()
-        .list(&prefix)?
-        .into_iter()
-        .filter(|o| {
-            o.key
-                .rsplit('/')
-                .next()
-                .and_then(WalName::parse)
-                .is_some_and(|n| matches!(n.kind, WalKind::Segment | WalKind::Partial))
-        })
-        .filter_map(|o| o.modified)
-        .max())
+/// When the newest WAL segment on the source's timeline of cluster `system_id` was archived
+/// (by the origin records of the newest of `snaps`, see
+/// [`crate::engine::postgres::timeline::judge`]: a fork a side copy archives says nothing
+/// about the source), as the store dates its objects; `None` when nothing is archived there
+/// or the store gives no times.
+pub fn newest_archived(
+    repo: &Repository,
+    system_id: &str,
+    snaps: &[Snapshot],
+) -> Result<Option<jiff::Timestamp>> {
+    let judged = judge::read(repo, system_id, snaps, None)?;
+    Ok(judged.newest().map(|(_, t)| t))
 }
