@@ -3,13 +3,15 @@
 
 use super::*;
 
-const SEG: u64 = 16 << 20;
+/// The segment size of the archives described here (also `judge`'s tests).
+pub(super) const SEG: u64 = 16 << 20;
 
 fn at(s: &str) -> Lsn {
     Lsn::parse(s).unwrap()
 }
 
-fn time(secs: i64) -> jiff::Timestamp {
+/// Second `secs` of the tests' clock.
+pub(super) fn time(secs: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap()
 }
 
@@ -22,10 +24,23 @@ fn tl(
     history: &str,
     dir: Option<&str>,
 ) {
+    tl_at(view, id, segs, |n| n as i64 * 10 + id as i64, history, dir);
+}
+
+/// Timeline `id` with segments `segs` archived at second `at(n)`, the given history, pushed
+/// from `dir` on db1 when given (also `judge`'s tests).
+pub(super) fn tl_at(
+    view: &mut ArchiveView,
+    id: u32,
+    segs: std::ops::RangeInclusive<u64>,
+    at: impl Fn(u64) -> i64,
+    history: &str,
+    dir: Option<&str>,
+) {
     let t = view.timelines.entry(id).or_default();
     t.history = parse_history(history);
     for n in segs {
-        t.segments.insert(n, Some(time(n as i64 * 10 + id as i64)));
+        t.segments.insert(n, Some(time(at(n))));
     }
     t.origin = dir.map(|d| Origin {
         timeline: id,

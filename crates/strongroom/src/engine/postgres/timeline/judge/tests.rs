@@ -2,37 +2,8 @@
 //! source's, what the others are to it, and the newest archive time on its line.
 
 use super::*;
-use crate::engine::postgres::timeline::{Origin, TimelineView, parse_history};
 
-const SEG: u64 = 16 << 20;
-
-fn time(secs: i64) -> jiff::Timestamp {
-    jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap()
-}
-
-/// Timeline `id` with segments `segs` archived at `at(n)`, the given history, pushed from
-/// `dir` on db1 when given.
-fn tl(
-    view: &mut ArchiveView,
-    id: u32,
-    segs: std::ops::RangeInclusive<u64>,
-    at: impl Fn(u64) -> i64,
-    history: &str,
-    dir: Option<&str>,
-) {
-    let t: &mut TimelineView = view.timelines.entry(id).or_default();
-    t.history = parse_history(history);
-    for n in segs {
-        t.segments.insert(n, Some(time(at(n))));
-    }
-    t.origin = dir.map(|d| Origin {
-        timeline: id,
-        data_directory: d.into(),
-        hostname: "db1".into(),
-        first: String::new(),
-        pushed_at: time(0),
-    });
-}
+use crate::engine::postgres::timeline::tests::{SEG, time, tl_at as tl};
 
 /// Production (/srv/pg/main) archived segments 1 to 20 on timeline 1, the last an hour ago
 /// (second 0 is now - 3600); a side copy (/srv/pg/copy) forked timeline 2 at segment 5 and
