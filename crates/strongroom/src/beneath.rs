@@ -1,24 +1,35 @@
-//! Files below one directory, reached through its descriptor and never through a link.
+//! A directory held open, and everything below it reached through its descriptor, never
+//! through a link.
 //!
-//! Owns every change a physical restore makes inside the directory it restores into:
-//! directories, files and links are created, opened, renamed, given their modes and owners
-//! and synced relative to a descriptor of that directory (`openat`, `mkdirat`, `symlinkat`,
-//! `renameat`, `fchmod`, `fchownat`), one path component at a time, each opened with
-//! `O_NOFOLLOW`. A link met on the way, whether the snapshot stored it or someone planted it
-//! while the restore ran, fails the operation instead of being followed, so nothing is ever
-//! written outside the directory. Names are checked again here (no `..`, no absolute paths,
-//! no empty components). Must not decide what is written (that is [`super::tree`] and
-//! [`super::recovery`]).
+//! Owns the one way strongroom changes a directory another user may control: restores run
+//! as root into directories the application's user (or `postgres`) owns, and whoever owns
+//! them can plant links, or swap a directory for a link, between two of our steps. So a
+//! directory is opened once ([`Beneath::open`] refuses a link there; [`Beneath::open_named`]
+//! resolves the one the operator named, once) and every later step is relative to that
+//! descriptor:
+//! - path-walking operations (`mkdir`, `create_file`, `replace_file`, `rename`, `chown_all`,
+//!   …) go one component at a time, each opened with `O_NOFOLLOW`, and refuse names that
+//!   would leave the directory (no `..`, no absolute paths, no empty components); a link met
+//!   on the way fails the operation instead of being followed. A physical restore writes a
+//!   whole data directory this way;
+//! - name-level operations (`*_name`, [`Beneath::exchange_names`], [`Beneath::names`])
+//!   act on one entry of the directory itself and return the operating system's error
+//!   untouched, so their callers (the SQLite target's swap) phrase it;
+//! - [`Beneath::via`] gives code that takes only paths (SQLite, temporary files) a path
+//!   through the held descriptor (`/proc/self/fd/N/NAME`).
+//!
+//! Must not decide what is written or why (the engines do).
 
 use crate::error::{Error, Result};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// A directory a restore writes into, held open; every path given to it is relative to it.
+/// A directory held open; every path given to it is relative to it.
 pub struct Beneath {
     fd: OwnedFd,
     path: PathBuf,
@@ -84,9 +95,113 @@ impl Beneath {
         })
     }
 
+    /// Opens the directory the operator named at `path` (absolute), following a link there
+    /// this once: the operator chose it. Nothing below it is looked up by path again.
+    pub fn open_named(path: &Path) -> Result<Beneath> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("opening", path, e.into()))?;
+        Ok(Beneath {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// The directory's path, for messages.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// `name` in the directory, for messages.
+    pub fn shown(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// A path to `name` that resolves through the held descriptor, for code that takes only
+    /// paths: a directory swapped for a link is not followed.
+    pub fn via(&self, name: &str) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd())).join(name)
+    }
+
+    /// What is at `name` in the directory itself, not following a link; `None` when nothing
+    /// is.
+    pub fn stat_name(&self, name: &str) -> Result<Option<rustix::fs::Stat>> {
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(Error::io("reading", self.shown(name), e.into())),
+        }
+    }
+
+    /// The inode at `name` (not following a link), when something is there.
+    pub fn ino_name(&self, name: &str) -> Option<u64> {
+        self.stat_name(name).ok().flatten().map(|st| st.st_ino)
+    }
+
+    /// Opens `name` with `flags`, never following a link and never blocking on a FIFO.
+    pub fn open_name(&self, name: &str, flags: OFlags, mode: u32) -> std::io::Result<File> {
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::from_raw_mode(mode),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// Renames `from` to `to`, both names in the directory.
+    pub fn rename_name(&self, from: &str, to: &str) -> std::io::Result<()> {
+        Ok(rustix::fs::renameat(&self.fd, from, &self.fd, to)?)
+    }
+
+    /// Exchanges two names in the directory atomically, where the kernel and file system
+    /// can (`EINVAL`/`ENOSYS` where they cannot).
+    pub fn exchange_names(&self, a: &str, b: &str) -> std::io::Result<()> {
+        Ok(rustix::fs::renameat_with(
+            &self.fd,
+            a,
+            &self.fd,
+            b,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )?)
+    }
+
+    /// Gives the file at `from` the new name `to`, failing if anything is there (a link at
+    /// `from` is linked, not followed).
+    pub fn link_name(&self, from: &str, to: &str) -> std::io::Result<()> {
+        Ok(rustix::fs::linkat(
+            &self.fd,
+            from,
+            &self.fd,
+            to,
+            AtFlags::empty(),
+        )?)
+    }
+
+    /// Removes the entry `name` (a link is removed, never followed; a directory with
+    /// `dir`).
+    pub fn unlink_name(&self, name: &str, dir: bool) -> std::io::Result<()> {
+        let flags = if dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        Ok(rustix::fs::unlinkat(&self.fd, name, flags)?)
+    }
+
+    /// The names in the directory (none when it cannot be listed).
+    pub fn names(&self) -> Vec<String> {
+        entries(self.fd.as_fd(), &self.path)
+            .map(|v| {
+                v.into_iter()
+                    .map(|(n, _)| String::from_utf8_lossy(n.to_bytes()).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The directory holding `rel` and the last component of `rel`; directories missing on

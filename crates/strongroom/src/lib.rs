@@ -8,6 +8,7 @@
 pub mod access;
 pub mod alert;
 pub mod backup;
+pub(crate) mod beneath;
 pub mod chunker;
 pub mod config;
 pub mod crypto;

@@ -7,8 +7,9 @@
 //! (SQLite would replay a stale `-wal` into the restored pages) and renames the new file into
 //! place. Must not run hooks or decide on `force`: the sequence does.
 
-use super::target::{self, TargetDir, TargetLock};
+use super::target::{self, TargetLock};
 use super::{MAIN_FILE, Thoroughness, integrity_problems, open_existing, sidecar};
+use crate::beneath::Beneath;
 use crate::engine::{RestoreOptions, Staged, Swapped, Target, TargetState};
 use crate::error::{Error, Result, TargetSort};
 use crate::interrupt;
@@ -97,7 +98,7 @@ pub(super) type Checked = (PathBuf, interrupt::Guard, Vec<String>, File);
 
 /// Restores the snapshot into a new temporary file in `dir`, synced, and checks it; returns
 /// the file and the problems the check found (the caller decides what they mean). `dir` may
-/// be a [`target::TargetDir::via`] path; `shown_dir` is the directory named in messages.
+/// be a [`target::Beneath::via`] path; `shown_dir` is the directory named in messages.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn restore_checked(
     repo: &Repository,
@@ -168,9 +169,9 @@ pub(super) fn remove_sidecars(path: &Path) {
 /// Whether another process holds a POSIX lock anywhere on `name` (`F_GETLK` asks the kernel
 /// without taking one). SQLite locks through exactly these locks. A link there is not
 /// followed.
-fn locked_elsewhere(dir: &TargetDir, name: &str) -> bool {
+fn locked_elsewhere(dir: &Beneath, name: &str) -> bool {
     use std::os::fd::AsRawFd;
-    let Ok(f) = dir.open_file(name, rustix::fs::OFlags::RDWR, 0) else {
+    let Ok(f) = dir.open_name(name, rustix::fs::OFlags::RDWR, 0) else {
         return false;
     };
     // SAFETY: `flock` is plain data; F_GETLK only writes into the struct we pass.
@@ -188,7 +189,7 @@ fn locked_elsewhere(dir: &TargetDir, name: &str) -> bool {
 /// Refuses a target another process has open. WAL-mode connections keep a lock on the
 /// `-shm` file for as long as they are open; rollback-mode ones lock the database file only
 /// during a transaction, so an idle one cannot be seen (nothing can see it).
-fn ensure_not_in_use(dir: &TargetDir, name: &str) -> Result<()> {
+fn ensure_not_in_use(dir: &Beneath, name: &str) -> Result<()> {
     if locked_elsewhere(dir, name) || locked_elsewhere(dir, &format!("{name}-shm")) {
         return Err(Error::Target(format!(
             "{} is in use by another process; stop the application before restoring over it",
@@ -265,14 +266,14 @@ pub(super) fn stage(
     // Absolute, so the swap marker names the same files whatever directory the next run
     // starts in; opened once, so nothing below resolves the path again.
     let dir = std::path::absolute(&dir).map_err(|e| Error::io("resolving", &dir, e))?;
-    let tdir = TargetDir::open(&dir)?;
+    let tdir = Arc::new(Beneath::open_named(&dir)?);
     let target = dir.join(&name);
     let lock = TargetLock::acquire(&tdir, &name)?;
     if let Some(what) = target::recover(&tdir, &name)? {
         tracing::warn!("{what}");
     }
     target::remove_stale_temporaries(&tdir, &name);
-    let old = tdir.stat(&name)?;
+    let old = tdir.stat_name(&name)?;
     if let Some(st) = &old {
         let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
         if kind != rustix::fs::FileType::RegularFile {
@@ -353,7 +354,7 @@ struct StagedFile {
     _lock: TargetLock,
     /// The target's directory, held open (declared last: the guards above resolve through
     /// it when they drop).
-    dir: Arc<TargetDir>,
+    dir: Arc<Beneath>,
 }
 
 impl Staged for StagedFile {
@@ -372,7 +373,7 @@ impl Staged for StagedFile {
     fn swap(&mut self) -> Result<Swapped> {
         // The application may have opened the database while we restored: look again, then
         // make the old database self-contained so its sidecars can move apart from it.
-        let exists = self.exists && self.dir.stat(&self.name)?.is_some();
+        let exists = self.exists && self.dir.stat_name(&self.name)?.is_some();
         if exists {
             ensure_not_in_use(&self.dir, &self.name)?;
             target::settle(&self.dir, &self.name)?;
@@ -411,11 +412,11 @@ impl Staged for StagedFile {
         let mut aside = self.aside.drain(..);
         if let Some(db) = aside.next() {
             self.dir
-                .unlink(&db)
+                .unlink_name(&db, false)
                 .map_err(|e| Error::io("removing the old database", self.dir.shown(&db), e))?;
         }
         for side in aside {
-            let _ = self.dir.unlink(&side);
+            let _ = self.dir.unlink_name(&side, false);
         }
         Ok(())
     }

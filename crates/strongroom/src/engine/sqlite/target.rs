@@ -2,8 +2,9 @@
 //! kill at any moment cannot leave half done.
 //!
 //! Owns what happens at the target path itself:
-//! - the target's directory is opened once ([`TargetDir`]) and every name beside the target
-//!   is resolved against that descriptor (`openat`, `renameat2`, `unlinkat`, with
+//! - the target's directory is opened once ([`crate::beneath::Beneath`], the one home of
+//!   "a directory held open", shared with the physical restore) and every name beside the
+//!   target is resolved against that descriptor (`openat`, `renameat2`, `unlinkat`, with
 //!   `O_NOFOLLOW`), never by path again. strongroom restores as root into directories the
 //!   application's user owns; that user can plant links, or swap the directory itself for a
 //!   link, between two of our steps, and a path looked up twice would follow them. SQLite,
@@ -31,120 +32,15 @@
 //!
 //! Must not read snapshots or run hooks.
 
+use crate::beneath::Beneath;
 use crate::error::{Error, Result};
 use crate::interrupt;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat};
+use rustix::fs::{FileType, Mode, OFlags, Stat};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// The directory of a restore target, held open for the whole restore.
-pub(super) struct TargetDir {
-    fd: OwnedFd,
-    /// Its absolute path, for messages and for the swap marker.
-    shown: PathBuf,
-}
-
-impl TargetDir {
-    /// Opens `dir` (absolute) once; every later step works relative to this descriptor.
-    pub(super) fn open(dir: &Path) -> Result<Arc<TargetDir>> {
-        let fd = rustix::fs::open(
-            dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io("opening the target's directory", dir, e.into()))?;
-        Ok(Arc::new(TargetDir {
-            fd,
-            shown: dir.to_path_buf(),
-        }))
-    }
-
-    /// `NAME` in this directory, for messages.
-    pub(super) fn shown(&self, name: &str) -> PathBuf {
-        self.shown.join(name)
-    }
-
-    /// A path to `NAME` that resolves through the held descriptor, for code that takes only
-    /// paths (SQLite, temporary files): a directory swapped for a link is not followed.
-    pub(super) fn via(&self, name: &str) -> PathBuf {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd())).join(name)
-    }
-
-    /// What is at `NAME`, not following a link; `None` when nothing is.
-    pub(super) fn stat(&self, name: &str) -> Result<Option<Stat>> {
-        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(st)),
-            Err(rustix::io::Errno::NOENT) => Ok(None),
-            Err(e) => Err(Error::io("reading", self.shown(name), e.into())),
-        }
-    }
-
-    /// The inode at `NAME` (not following a link), when something is there.
-    fn ino(&self, name: &str) -> Option<u64> {
-        self.stat(name).ok().flatten().map(|st| st.st_ino)
-    }
-
-    /// Opens `NAME` without following a link (and without blocking on a FIFO).
-    pub(super) fn open_file(&self, name: &str, flags: OFlags, mode: u32) -> std::io::Result<File> {
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name,
-            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::from_raw_mode(mode),
-        )?;
-        Ok(File::from(fd))
-    }
-
-    /// Renames `from` to `to`, both in this directory.
-    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
-        Ok(rustix::fs::renameat(&self.fd, from, &self.fd, to)?)
-    }
-
-    /// Exchanges two names atomically, when the kernel and file system can.
-    fn exchange(&self, a: &str, b: &str) -> std::io::Result<()> {
-        Ok(rustix::fs::renameat_with(
-            &self.fd,
-            a,
-            &self.fd,
-            b,
-            RenameFlags::EXCHANGE,
-        )?)
-    }
-
-    /// Removes `NAME` (a link is removed, never followed).
-    pub(super) fn unlink(&self, name: &str) -> std::io::Result<()> {
-        Ok(rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())?)
-    }
-
-    /// Makes the directory's entries durable.
-    fn sync(&self) -> std::io::Result<()> {
-        Ok(rustix::fs::fsync(&self.fd)?)
-    }
-
-    /// The names in the directory.
-    fn names(&self) -> Vec<String> {
-        let Ok(dup) = rustix::fs::openat(
-            &self.fd,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) else {
-            return Vec::new();
-        };
-        let Ok(dir) = rustix::fs::Dir::read_from(dup) else {
-            return Vec::new();
-        };
-        dir.flatten()
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .filter(|n| n != "." && n != "..")
-            .collect()
-    }
-}
 
 /// The name of strongroom's own file beside a target `NAME`: `.NAME.strongroom-<what>`.
 fn beside(name: &str, what: &str) -> String {
@@ -166,12 +62,12 @@ pub(super) struct TargetLock {
 
 impl TargetLock {
     /// Takes the lock, or says another restore holds it.
-    pub(super) fn acquire(dir: &Arc<TargetDir>, target: &str) -> Result<TargetLock> {
+    pub(super) fn acquire(dir: &Arc<Beneath>, target: &str) -> Result<TargetLock> {
         use std::os::fd::AsRawFd;
         let name = beside(target, "lock");
         loop {
             let file = dir
-                .open_file(&name, OFlags::CREATE | OFlags::WRONLY, 0o600)
+                .open_name(&name, OFlags::CREATE | OFlags::WRONLY, 0o600)
                 .map_err(|e| refuse_link(dir, &name, "the restore lock", e))?;
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -183,12 +79,12 @@ impl TargetLock {
             // The holder before us may have removed the file after we opened it: the lock
             // counts only on the file that is at the name.
             let ours = rustix::fs::fstat(&file).map(|st| st.st_ino).ok();
-            if ours.is_some() && ours == dir.ino(&name) {
+            if ours.is_some() && ours == dir.ino_name(&name) {
                 let (d, n) = (Arc::clone(dir), name.clone());
                 let removed = interrupt::guard(
                     format!("the restore lock {}", dir.shown(&name).display()),
                     move || {
-                        let _ = d.unlink(&n);
+                        let _ = d.unlink_name(&n, false);
                     },
                 );
                 return Ok(TargetLock {
@@ -202,7 +98,7 @@ impl TargetLock {
 
 /// The error for a file of ours that could not be opened: a link planted at its name is
 /// named as such (`O_NOFOLLOW` fails with `ELOOP`).
-fn refuse_link(dir: &TargetDir, name: &str, what: &str, e: std::io::Error) -> Error {
+fn refuse_link(dir: &Beneath, name: &str, what: &str, e: std::io::Error) -> Error {
     if e.raw_os_error() == Some(libc::ELOOP) {
         Error::Target(format!(
             "{} is a symbolic link where strongroom keeps {what}; someone else put it there: remove it after checking who did, then restore again",
@@ -237,10 +133,10 @@ fn fault(point: &str) {
 }
 
 /// Reads the swap marker beside `target`, refusing one this user did not write.
-fn read_marker(dir: &TargetDir, target: &str) -> Result<Option<(String, Vec<u8>)>> {
+fn read_marker(dir: &Beneath, target: &str) -> Result<Option<(String, Vec<u8>)>> {
     let name = beside(target, "swap");
     let shown = dir.shown(&name);
-    let mut file = match dir.open_file(&name, OFlags::RDONLY, 0) {
+    let mut file = match dir.open_name(&name, OFlags::RDONLY, 0) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
@@ -283,11 +179,11 @@ fn read_marker(dir: &TargetDir, target: &str) -> Result<Option<(String, Vec<u8>)
 
 /// The name, in the target's directory, of a file a marker names: only strongroom's own
 /// files beside `target` qualify.
-fn marked_name(dir: &TargetDir, target: &str, marker: &str, p: &Path) -> Result<String> {
+fn marked_name(dir: &Beneath, target: &str, marker: &str, p: &Path) -> Result<String> {
     let name = p.file_name().map(|n| n.to_string_lossy().to_string());
     match name {
         Some(n)
-            if p.parent() == Some(dir.shown.as_path())
+            if p.parent() == Some(dir.path())
                 && n.starts_with(&temp_prefix(target))
                 && n.len() > temp_prefix(target).len() =>
         {
@@ -303,41 +199,41 @@ fn marked_name(dir: &TargetDir, target: &str, marker: &str, p: &Path) -> Result<
 }
 
 /// Finishes or undoes a swap an earlier, killed restore left half done; says what it did.
-pub(super) fn recover(dir: &TargetDir, target: &str) -> Result<Option<String>> {
+pub(super) fn recover(dir: &Beneath, target: &str) -> Result<Option<String>> {
     let Some((marker, text)) = read_marker(dir, target)? else {
         return Ok(None);
     };
     let Ok(m) = serde_json::from_slice::<SwapMarker>(&text) else {
         // Cut short while being written: the swap had not begun.
-        let _ = dir.unlink(&marker);
+        let _ = dir.unlink_name(&marker, false);
         return Ok(None);
     };
     let tmp = marked_name(dir, target, &marker, &m.tmp)?;
     let aside = marked_name(dir, target, &marker, &m.aside)?;
     let shown = dir.shown(target);
-    let done = if dir.ino(&tmp) == Some(m.old_ino) {
+    let done = if dir.ino_name(&tmp) == Some(m.old_ino) {
         // Exchanged, but the old database did not reach its place aside: it goes there now,
         // whatever the target holds (it is never removed).
-        dir.rename(&tmp, &aside)
+        dir.rename_name(&tmp, &aside)
             .map_err(|e| Error::io("moving the old database aside", dir.shown(&tmp), e))?;
         format!(
             "an interrupted restore had already put its copy in place at {}; the database it replaced is kept at {}",
             shown.display(),
             dir.shown(&aside).display()
         )
-    } else if dir.ino(&aside) == Some(m.old_ino) && dir.ino(target) == Some(m.new_ino) {
+    } else if dir.ino_name(&aside) == Some(m.old_ino) && dir.ino_name(target) == Some(m.new_ino) {
         // Swapped completely; only the marker was left.
         format!(
             "an interrupted restore had put its copy in place at {}; the database it replaced is kept at {}",
             shown.display(),
             dir.shown(&aside).display()
         )
-    } else if dir.ino(target).is_none() && dir.ino(&aside) == Some(m.old_ino) {
+    } else if dir.ino_name(target).is_none() && dir.ino_name(&aside) == Some(m.old_ino) {
         // Killed between the two renames of a file system without exchange: put it back.
-        dir.rename(&aside, target)
+        dir.rename_name(&aside, target)
             .map_err(|e| Error::io("putting the old database back at", &shown, e))?;
-        if dir.ino(&tmp) == Some(m.new_ino) {
-            let _ = dir.unlink(&tmp);
+        if dir.ino_name(&tmp) == Some(m.new_ino) {
+            let _ = dir.unlink_name(&tmp, false);
         }
         format!(
             "an interrupted restore had moved {} aside; it is back in place",
@@ -345,22 +241,22 @@ pub(super) fn recover(dir: &TargetDir, target: &str) -> Result<Option<String>> {
         )
     } else {
         // Not exchanged: the target is the old database, untouched; drop the copy.
-        if dir.ino(&tmp) == Some(m.new_ino) {
-            let _ = dir.unlink(&tmp);
+        if dir.ino_name(&tmp) == Some(m.new_ino) {
+            let _ = dir.unlink_name(&tmp, false);
         }
         format!(
             "an interrupted restore into {} had not replaced it; its copy was removed",
             shown.display()
         )
     };
-    dir.unlink(&marker)
+    dir.unlink_name(&marker, false)
         .map_err(|e| Error::io("removing", dir.shown(&marker), e))?;
     let _ = dir.sync();
     Ok(Some(done))
 }
 
 /// Removes temporary files interrupted restores into `target` left (call under the lock).
-pub(super) fn remove_stale_temporaries(dir: &TargetDir, target: &str) {
+pub(super) fn remove_stale_temporaries(dir: &Beneath, target: &str) {
     let prefix = temp_prefix(target);
     for name in dir.names() {
         if let Some(rest) = name.strip_prefix(&prefix) {
@@ -370,7 +266,7 @@ pub(super) fn remove_stale_temporaries(dir: &TargetDir, target: &str) {
                     .any(|s| rest.ends_with(s));
             if tmp && !rest.starts_with("old-") {
                 tracing::warn!(file = %dir.shown(&name).display(), "removing what an interrupted restore left");
-                let _ = dir.unlink(&name);
+                let _ = dir.unlink_name(&name, false);
             }
         }
     }
@@ -425,7 +321,7 @@ pub(super) fn match_owner_and_mode(tmp: &File, shown: &Path, old: Option<&Stat>)
 /// Makes the old database self-contained before it moves: WAL content checkpointed into the
 /// file (and the WAL truncated), a hot rollback journal rolled back. Its `-wal`, `-shm` and
 /// `-journal` then hold nothing it needs, whatever happens to them.
-pub(super) fn settle(dir: &TargetDir, target: &str) -> Result<()> {
+pub(super) fn settle(dir: &Beneath, target: &str) -> Result<()> {
     let not_a_db = |e: &rusqlite::Error| super::is_not_a_db(e);
     let shown = dir.shown(target);
     let c = match rusqlite::Connection::open_with_flags(
@@ -475,14 +371,14 @@ pub(super) struct Placed {
 /// its sidecars moving to `aside`. On an error nothing has changed; once the copy is in
 /// place, later failures come back in [`Placed::incomplete`].
 pub(super) fn swap_in(
-    dir: &TargetDir,
+    dir: &Beneath,
     tmp: &str,
     target: &str,
     aside: &str,
     exists: bool,
 ) -> Result<Placed> {
     let ino = |n: &str| {
-        dir.ino(n).ok_or_else(|| {
+        dir.ino_name(n).ok_or_else(|| {
             Error::io(
                 "reading",
                 dir.shown(n),
@@ -510,15 +406,15 @@ pub(super) fn swap_in(
     let mut moved: Vec<(String, String)> = Vec::new();
     let undo = |moved: &mut Vec<(String, String)>| {
         while let Some((from, to)) = moved.pop() {
-            let _ = dir.rename(&to, &from);
+            let _ = dir.rename_name(&to, &from);
         }
-        let _ = dir.unlink(&marker);
+        let _ = dir.unlink_name(&marker, false);
     };
     for s in ["-wal", "-journal", "-shm"] {
         let side = format!("{target}{s}");
-        if dir.ino(&side).is_some() {
+        if dir.ino_name(&side).is_some() {
             let to = format!("{aside}{s}");
-            if let Err(e) = dir.rename(&side, &to) {
+            if let Err(e) = dir.rename_name(&side, &to) {
                 undo(&mut moved);
                 return Err(Error::io(
                     "moving aside (nothing was changed)",
@@ -537,11 +433,11 @@ pub(super) fn swap_in(
     };
     let shown = dir.shown(target);
     if exists {
-        match dir.exchange(tmp, target) {
+        match dir.exchange_names(tmp, target) {
             Ok(()) => {
                 fault("after-exchange");
                 // The target is the new database; the old one is at `tmp`'s name.
-                match dir.rename(tmp, aside) {
+                match dir.rename_name(tmp, aside) {
                     Ok(()) => placed.old = Some(aside.to_string()),
                     Err(e) => {
                         placed.old = Some(tmp.to_string());
@@ -553,12 +449,12 @@ pub(super) fn swap_in(
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
                 // A file system without exchange: two renames, undone on failure. A kill
                 // between them leaves the target missing, with the marker naming both.
-                dir.rename(target, aside).map_err(|e| {
+                dir.rename_name(target, aside).map_err(|e| {
                     undo(&mut moved);
                     Error::io("moving aside (nothing was changed)", &shown, e)
                 })?;
-                if let Err(e) = dir.rename(tmp, target) {
-                    let _ = dir.rename(aside, target);
+                if let Err(e) = dir.rename_name(tmp, target) {
+                    let _ = dir.rename_name(aside, target);
                     undo(&mut moved);
                     return Err(Error::io(
                         "moving the restored database into place (the old files were put back) at",
@@ -579,16 +475,15 @@ pub(super) fn swap_in(
         }
     } else {
         // Nothing to replace: a new name, refused if something appeared there meanwhile.
-        rustix::fs::linkat(&dir.fd, tmp, &dir.fd, target, AtFlags::empty())
-            .map_err(std::io::Error::from)
-            .and_then(|()| dir.unlink(tmp))
+        dir.link_name(tmp, target)
+            .and_then(|()| dir.unlink_name(tmp, false))
             .map_err(|e| {
                 undo(&mut moved);
                 Error::io("moving the restored database into place at", &shown, e)
             })?;
     }
     if placed.incomplete.is_none() {
-        let _ = dir.unlink(&marker);
+        let _ = dir.unlink_name(&marker, false);
     }
     if let Err(e) = dir.sync() {
         placed
@@ -600,26 +495,26 @@ pub(super) fn swap_in(
 
 /// Writes the swap marker durably: a new file of ours (never through a link), synced, then
 /// named, so a kill leaves either no marker or a whole one.
-fn write_marker(dir: &TargetDir, marker: &str, bytes: &[u8]) -> Result<()> {
+fn write_marker(dir: &Beneath, marker: &str, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = format!("{marker}.tmp");
-    let _ = dir.unlink(&tmp);
+    let _ = dir.unlink_name(&tmp, false);
     let mut f = dir
-        .open_file(&tmp, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY, 0o600)
+        .open_name(&tmp, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY, 0o600)
         .map_err(|e| refuse_link(dir, &tmp, "the swap marker", e))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
-        .and_then(|()| dir.rename(&tmp, marker))
-        .and_then(|()| dir.sync())
+        .and_then(|()| dir.rename_name(&tmp, marker))
         .map_err(|e| Error::io("writing the swap marker", dir.shown(marker), e))
+        .and_then(|()| dir.sync())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn dir_of(d: &tempfile::TempDir) -> Arc<TargetDir> {
-        TargetDir::open(d.path()).unwrap()
+    fn dir_of(d: &tempfile::TempDir) -> Arc<Beneath> {
+        Arc::new(Beneath::open_named(d.path()).unwrap())
     }
 
     #[test]
@@ -627,7 +522,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a"), "A").unwrap();
         std::fs::write(d.path().join("b"), "B").unwrap();
-        dir_of(&d).exchange("a", "b").unwrap();
+        dir_of(&d).exchange_names("a", "b").unwrap();
         assert_eq!(std::fs::read_to_string(d.path().join("a")).unwrap(), "B");
         assert_eq!(std::fs::read_to_string(d.path().join("b")).unwrap(), "A");
     }

@@ -16,7 +16,6 @@
 //! reads the wrong cluster.
 
 pub mod backup;
-mod beneath;
 pub mod recovery;
 pub mod restore;
 pub mod span;

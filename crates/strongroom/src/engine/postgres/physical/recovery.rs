@@ -7,12 +7,12 @@
 //! its origin records, the snapshot), and whether the restored copy archives (only in the
 //! source's own data directory, or when asked). The choice among timelines is
 //! [`crate::engine::postgres::timeline`]'s. Must not write the cluster's files, and
-//! writes its own two through [`super::beneath`]: a link the snapshot stores at either name
+//! writes its own two through [`crate::beneath`]: a link the snapshot stores at either name
 //! is replaced by a file, never read or written through (it could point at any file of the
 //! host, and the restore runs as root).
 
-use super::beneath::Beneath;
 use super::{BACKUP_LABEL, keys, wal_included};
+use crate::beneath::Beneath;
 use crate::engine::RecoveryTarget;
 use crate::engine::postgres::timeline::{
     self, ArchiveView, Chosen, Found, SourceTimeline, TimelineRequest,

@@ -7,15 +7,15 @@
 //! recovery settings [`super::recovery`]'s. Must not start servers (that is
 //! [`super::verify`]), and must not change anything inside the directory by path: the
 //! directory is opened once and every write, mode and owner below it goes through that
-//! descriptor ([`super::beneath`]), never following a link. The swap works the same way one
+//! descriptor ([`crate::beneath`]), never following a link. The swap works the same way one
 //! level up: the target's parent (often owned by `postgres`, who could swap it for a link
 //! between two renames) is opened once at staging, and the old directory goes aside and the
 //! new one into place by `renameat` relative to it.
 
-use super::beneath::Beneath;
 use super::recovery::{is_source_dir, timeline_for, write_recovery};
 use super::tree::write_tree;
 use super::{keys, wal_included};
+use crate::beneath::Beneath;
 use crate::engine::postgres::cluster::Lsn;
 use crate::engine::postgres::timeline::TimelineRequest;
 use crate::engine::postgres::wal::{self, segment_name};
@@ -176,12 +176,7 @@ pub fn stage(
     )?;
     let dir = scratch.path().to_path_buf();
     // The swap renames relative to the parent as it is now, never through a path again.
-    let parent_fd = rustix::fs::open(
-        parent,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| Error::io("opening", parent, e.into()))?;
+    let parent_dir = Beneath::open_named(parent)?;
     // Everything below is written through this descriptor, never by path.
     let root = Beneath::open(&dir)?;
     let bytes = write_tree(repo, index, snap, &root, &target, progress)?;
@@ -202,7 +197,7 @@ pub fn stage(
         scratch: Some(scratch),
         scratch_name,
         name,
-        parent_fd,
+        parent: parent_dir,
         target,
         existed: state.exists(),
         old: None,
@@ -300,7 +295,7 @@ struct StagedDir {
     /// The target's name in its parent.
     name: String,
     /// The target's parent, held open since staging.
-    parent_fd: std::os::fd::OwnedFd,
+    parent: Beneath,
     target: PathBuf,
     existed: bool,
     /// The old directory's name in the parent, once it is aside.
@@ -310,28 +305,6 @@ struct StagedDir {
     notes: Vec<String>,
     /// The timeline recovery follows.
     timeline: Option<u32>,
-}
-
-impl StagedDir {
-    /// A path to `name` in the held parent, for code that takes paths.
-    fn via(&self, name: &str) -> PathBuf {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", self.parent_fd.as_raw_fd())).join(name)
-    }
-
-    /// `name` in the parent, for messages.
-    fn shown(&self, name: &str) -> PathBuf {
-        self.target.with_file_name(name)
-    }
-
-    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
-        Ok(rustix::fs::renameat(
-            &self.parent_fd,
-            from,
-            &self.parent_fd,
-            to,
-        )?)
-    }
 }
 
 impl Staged for StagedDir {
@@ -363,38 +336,30 @@ impl Staged for StagedDir {
             )));
         }
         let mut old = None;
-        let at_target = rustix::fs::statat(
-            &self.parent_fd,
-            self.name.as_str(),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .ok();
+        let at_target = self.parent.ino_name(&self.name);
         if self.existed && at_target.is_some() {
-            let empty = std::fs::read_dir(self.via(&self.name))
+            let empty = std::fs::read_dir(self.parent.via(&self.name))
                 .map(|mut rd| rd.next().is_none())
                 .unwrap_or(false);
             if empty {
-                rustix::fs::unlinkat(
-                    &self.parent_fd,
-                    self.name.as_str(),
-                    rustix::fs::AtFlags::REMOVEDIR,
-                )
-                .map_err(|e| Error::io("removing the empty directory", &self.target, e.into()))?;
+                self.parent
+                    .unlink_name(&self.name, true)
+                    .map_err(|e| Error::io("removing the empty directory", &self.target, e))?;
             } else {
                 let aside = format!(
                     ".{}.strongroom-old-{}",
                     self.name,
                     jiff::Timestamp::now().as_second()
                 );
-                self.rename(&self.name, &aside).map_err(|e| {
+                self.parent.rename_name(&self.name, &aside).map_err(|e| {
                     Error::io("moving the old data directory aside", &self.target, e)
                 })?;
                 old = Some(aside);
             }
         }
-        if let Err(e) = self.rename(&self.scratch_name, &self.name) {
+        if let Err(e) = self.parent.rename_name(&self.scratch_name, &self.name) {
             if let Some(aside) = &old {
-                let _ = self.rename(aside, &self.name);
+                let _ = self.parent.rename_name(aside, &self.name);
             }
             return Err(Error::io(
                 "moving the restored directory into place",
@@ -406,12 +371,10 @@ impl Staged for StagedDir {
         if let Some(s) = self.scratch.take() {
             s.keep();
         }
-        let incomplete = rustix::fs::fsync(&self.parent_fd)
-            .err()
-            .map(|e| e.to_string());
+        let incomplete = self.parent.sync().err().map(|e| e.to_string());
         self.old = old.clone();
         Ok(Swapped {
-            old: old.map(|n| self.shown(&n).display().to_string()),
+            old: old.map(|n| self.parent.shown(&n).display().to_string()),
             moved_aside: Vec::new(),
             incomplete,
         })
@@ -421,8 +384,8 @@ impl Staged for StagedDir {
         if let Some(old) = self.old.take() {
             // std's remove_dir_all never follows a link inside; the held parent keeps the
             // path from being redirected.
-            std::fs::remove_dir_all(self.via(&old))
-                .map_err(|e| Error::io("removing", self.shown(&old), e))?;
+            std::fs::remove_dir_all(self.parent.via(&old))
+                .map_err(|e| Error::io("removing", self.parent.shown(&old), e))?;
         }
         Ok(())
     }

@@ -13,14 +13,14 @@
 //! whoever holds a key file can write one, and root restores it.
 //!
 //! Must not decide where the directory goes or how it recovers, and must not write through a
-//! path: every write goes through [`super::beneath`], relative to the directory's descriptor
+//! path: every write goes through [`crate::beneath`], relative to the directory's descriptor
 //! and never following a link. A link the snapshot stores is created as a link and nothing
 //! is written below it; the one exception is a tablespace (`pg_tblspc/<oid>`), whose stored
 //! link is not created at all: its files are written into a new directory in its place, and
 //! the link made at the end points into the restored directory, never at the stored target.
 
-use super::beneath::Beneath;
 use super::{PG_CONTROL, TABLESPACE_MAP};
+use crate::beneath::Beneath;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::progress::Progress;
