@@ -586,6 +586,43 @@ fn config_sources_checks_and_errors() {
 }
 
 #[test]
+fn every_config_mistake_is_named_in_one_run() {
+    let env = &envs()[0];
+    // Three independent mistakes in three tables: the operator fixes them all at once.
+    std::fs::write(
+        env.path("strongroom.toml"),
+        "[sources.prod]\nurl = \"postgres://app@db/hotel\"\nlock_timout = \"5m\"\n\
+         [retention]\nkeep_daily = 7\npitr_window = \"a week\"\n\
+         [[alerts]]\nwebhook = \"http://127.0.0.1:9/hook\"\nmin_level = \"urgent\"\n",
+    )
+    .unwrap();
+    let err = env.fails(&["list"]);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[0], "strongroom: ./strongroom.toml has 3 problems:",
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("strongroom.toml:3:1: sources.prod.lock_timout: unknown field"),
+        "{err}"
+    );
+    assert!(
+        lines[2].contains("strongroom.toml:6:1: retention.pitr_window: \"a week\""),
+        "{err}"
+    );
+    assert!(
+        lines[3].contains("strongroom.toml:9:1: alerts[0].min_level: \"urgent\""),
+        "{err}"
+    );
+    // The kind stays the same: a bad_input, which the JSON error document says.
+    let out = env.cmd().args(["list", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "bad_input");
+    assert_eq!(v["error"]["message"].as_str().unwrap().lines().count(), 4);
+}
+
+#[test]
 fn second_password_and_unencrypted_repositories() {
     for env in envs() {
         env.init();
