@@ -623,6 +623,60 @@ fn every_config_mistake_is_named_in_one_run() {
 }
 
 #[test]
+fn journal_and_list_columns_line_up_with_long_sources() {
+    let env = &envs()[0];
+    env.init();
+    let deep = "var/lib/applications/hotel-bookings-production/databases";
+    std::fs::create_dir_all(env.path(deep)).unwrap();
+    let long = env.path(&format!("{deep}/hotel_bookings_production.sqlite3"));
+    make_db(&long, 300);
+    make_db(&env.path("hotel.db"), 300);
+    std::fs::write(
+        env.path("strongroom.toml"),
+        "[sources.hotel]\nurl = \"sqlite:hotel.db\"\n",
+    )
+    .unwrap();
+    let a = env.json(&["backup", "hotel"]);
+    let b = env.json(&["backup", &format!("sqlite:{}", long.display())]);
+    let c = env.json(&["backup", "hotel"]);
+    let ids: Vec<String> = [&a, &b, &c]
+        .iter()
+        .map(|s| s["id"].as_str().unwrap()[..8].to_string())
+        .collect();
+    let column = |line: &str, what: &str| line[..line.find(what).unwrap()].chars().count();
+    let out = env.cmd().arg("journal").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let rows: Vec<&str> = lines[1..]
+        .iter()
+        .copied()
+        .filter(|l| ids.iter().any(|id| l.contains(id.as_str())))
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows[1].contains("hotel_bookings_production.sqlite3"),
+        "{text}"
+    );
+    for (row, id) in rows.iter().zip(&ids) {
+        assert_eq!(column(row, id), column(lines[0], "snapshot"), "{text}");
+        assert_eq!(
+            column(row, "  ok") + 2,
+            column(lines[0], "result"),
+            "{text}"
+        );
+    }
+    // `list` lays its columns out the same way.
+    let out = env.cmd().arg("list").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for (row, id) in lines[1..4].iter().zip(&ids) {
+        assert!(row.starts_with(id.as_str()), "{text}");
+        assert_eq!(column(row, "full"), column(lines[0], "kind"), "{text}");
+    }
+}
+
+#[test]
 fn second_password_and_unencrypted_repositories() {
     for env in envs() {
         env.init();
