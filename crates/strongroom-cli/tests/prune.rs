@@ -495,3 +495,98 @@ fn kills_at_random_moments_never_lose_a_listed_snapshot() {
         eprintln!("{}: {kills} kills in {round} rounds", env.repo);
     }
 }
+
+/// Runs a command that must succeed; returns its stdout.
+fn said(env: &Env, args: &[&str]) -> String {
+    let out = env.cmd().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn check_and_prune_say_zero_and_one_in_words() {
+    for env in envs() {
+        env.init();
+        // Nothing yet: said so, with no "0 pack(s)".
+        assert_eq!(
+            said(&env, &["check"]),
+            "an empty repository: no snapshots, packs or chunks yet\nno problems found\n"
+        );
+        assert_eq!(
+            said(&env, &["prune"]),
+            "nothing to remove: the repository holds no packs\n"
+        );
+        assert_eq!(
+            said(&env, &["forget", "--prune"]),
+            "no snapshot matches: nothing to forget\nnothing to remove: the repository holds no packs\n"
+        );
+        assert_eq!(
+            said(&env, &["unlock"]),
+            "no lock removed; no lock is held\n"
+        );
+
+        // One snapshot in one pack: singular, and nothing to remove said in words.
+        let (_, src) = hotel_db(&env, 200);
+        let id = env.backup_id(&src);
+        let text = said(&env, &["check", "--read-data"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("1 snapshot, 1 pack, "), "{text}");
+        assert!(lines[0].contains(" chunks; ") && lines[0].ends_with(" read and authenticated"));
+        assert_eq!(lines[1..], ["no problems found"], "{text}");
+        let text = said(&env, &["forget", "--prune"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with(&format!("keep  {}  ", &id[..8])),
+            "{text}"
+        );
+        assert_eq!(
+            lines[1], "1 snapshot kept; nothing to remove: the policy keeps every one",
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("1 pack (")
+                && lines[2].ends_with(") held the data of 1 kept snapshot"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[3..],
+            ["nothing to remove: every pack holds data a kept snapshot needs"],
+            "{text}"
+        );
+        // Forgetting it frees its one pack.
+        let text = said(&env, &["forget", &id, "--prune", "--dry-run"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "would remove 1 snapshot", "{text}");
+        assert!(lines[2].ends_with(", and no snapshot kept"), "{text}");
+        assert!(
+            lines[3].starts_with("would delete: 1 pack no kept snapshot needs; "),
+            "{text}"
+        );
+        assert!(lines[4].starts_with("would free: "), "{text}");
+        let text = said(&env, &["forget", &id, "--prune"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "removed 1 snapshot", "{text}");
+        assert!(
+            lines[3].starts_with("deleted: 1 pack no kept snapshot needs; "),
+            "{text}"
+        );
+        assert!(!text.contains("(s)"), "{text}");
+        // One problem is "a problem", and the snapshot it breaks is "snapshot", singular.
+        let id = env.backup_id(&src);
+        let man = format!("snapshots/{id}");
+        let storage = env.storage();
+        let mut m = storage.get(&man).unwrap();
+        m[10] ^= 0x80;
+        storage.put(&man, &m).unwrap();
+        let err = env.fails(&["check"]);
+        assert!(
+            err.contains("strongroom: the repository has a problem: "),
+            "{err}"
+        );
+        assert!(!err.contains("(s)"), "{err}");
+    }
+}

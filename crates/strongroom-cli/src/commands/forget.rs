@@ -3,12 +3,12 @@
 
 use crate::args::{FilterArgs, PruneArgs, RepairAction};
 use crate::context::Ctx;
-use crate::output::{outln, print_json};
+use crate::output::{Align, Table, outln, print_json};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use strongroom::forget::{ForgetOptions, ForgetReport};
-use strongroom::human_bytes;
 use strongroom::prune::{PruneOptions, PruneReport};
+use strongroom::{counted, human_bytes};
 
 /// The keep flags of `forget`, as typed.
 pub struct KeepFlags {
@@ -126,31 +126,29 @@ pub fn run(
             prune: pruned.as_ref(),
         });
     }
-    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut table = Table::headless(&[Align::Left; 6]);
     for k in &report.keep {
-        outln!(
-            "keep   {}  {}  {:<8} {}  ({})",
-            k.short_id,
-            k.started_at,
-            k.kind,
-            k.source,
-            k.reasons.join(", ")
-        )?;
+        table.row([
+            "keep".to_string(),
+            k.short_id.clone(),
+            k.started_at.clone(),
+            k.kind.clone(),
+            k.source.clone(),
+            format!("({})", k.reasons.join(", ")),
+        ]);
     }
     for r in &report.remove {
-        outln!(
-            "remove {}  {}  {:<8} {}",
-            r.short_id,
-            r.started_at,
-            r.kind,
-            r.source
-        )?;
+        table.row([
+            "remove".to_string(),
+            r.short_id.clone(),
+            r.started_at.clone(),
+            r.kind.clone(),
+            r.source.clone(),
+            String::new(),
+        ]);
     }
-    outln!(
-        "{} snapshot(s) kept, {} {verb}",
-        report.keep.len(),
-        report.remove.len()
-    )?;
+    table.print()?;
+    outln!("{}", forget_summary(&report))?;
     if let Some(p) = &pruned {
         print_prune(p)?;
     }
@@ -168,52 +166,128 @@ pub fn prune(ctx: &Ctx, dry_run: bool, args: &PruneArgs) -> Result<()> {
     print_prune(&report)
 }
 
+/// The last line of `forget`: what was kept and what went, counted.
+fn forget_summary(r: &ForgetReport) -> String {
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    match (r.keep.len(), r.remove.len()) {
+        (0, 0) => "no snapshot matches: nothing to forget".into(),
+        (kept, 0) => format!(
+            "{} kept; nothing to remove: the policy keeps every one",
+            counted(kept, "snapshot")
+        ),
+        (0, gone) => format!("{verb} {}", counted(gone, "snapshot")),
+        (kept, gone) => format!(
+            "{} kept, {verb} {}",
+            counted(kept, "snapshot"),
+            counted(gone, "snapshot")
+        ),
+    }
+}
+
 fn print_prune(p: &PruneReport) -> Result<()> {
-    let would = if p.dry_run { "would be " } else { "" };
-    outln!(
-        "{} snapshot(s) keep {} pack(s), {}",
-        p.snapshots,
-        p.packs,
-        human_bytes(p.pack_bytes)
-    )?;
-    outln!(
-        "packs {would}deleted: {} ({} repacked first), {} left by interrupted backups; {} in all",
-        p.packs_deleted,
-        p.packs_repacked,
-        p.orphan_packs,
-        human_bytes(p.bytes_deleted)
-    )?;
-    if p.bytes_written > 0 {
-        outln!("written by the repack: {}", human_bytes(p.bytes_written))?;
-    }
-    if p.wal_deleted > 0 {
-        outln!(
-            "archived WAL {would}deleted: {} file(s), {} (older than any kept physical snapshot needs)",
-            p.wal_deleted,
-            human_bytes(p.wal_bytes)
-        )?;
-    }
-    if p.spared > 0 {
-        outln!(
-            "kept after all: {} pack(s) that a backup taken during the prune uses",
-            p.spared
-        )?;
-    }
-    if p.unused_bytes_kept > 0 {
-        outln!(
-            "left in place: about {} no snapshot needs, in packs not worth repacking (--repack-below)",
-            human_bytes(p.unused_bytes_kept)
-        )?;
-    }
-    outln!(
-        "{}: {}",
-        if p.dry_run { "would free" } else { "freed" },
-        human_bytes(p.freed.max(0) as u64)
-    )?;
-    if let Some(why) = &p.pending {
-        outln!("not finished: {why}")?;
+    for line in prune_lines(p) {
+        outln!("{line}")?;
     }
     Ok(())
+}
+
+/// What a prune did, as people read it: counts that are zero are left out or said in words.
+fn prune_lines(p: &PruneReport) -> Vec<String> {
+    let (would, delete) = if p.dry_run {
+        ("would be ", "would delete")
+    } else {
+        ("", "deleted")
+    };
+    let mut out = Vec::new();
+    // An unfinished earlier deletion stops the prune before it plans: nothing was counted.
+    let planned = p.pending.is_none() || p.packs > 0 || p.snapshots > 0;
+    if planned && p.packs > 0 {
+        let held = match (p.dry_run, p.packs) {
+            (false, _) => "held",
+            (true, 1) => "holds",
+            (true, _) => "hold",
+        };
+        let packs = format!(
+            "{} ({})",
+            counted(p.packs, "pack"),
+            human_bytes(p.pack_bytes)
+        );
+        out.push(match p.snapshots {
+            0 => format!("{packs}, and no snapshot kept"),
+            n => format!("{packs} {held} the data of {}", counted(n, "kept snapshot")),
+        });
+    }
+    let mut gone = Vec::new();
+    if p.packs_deleted > 0 {
+        let repacked = match p.packs_repacked {
+            0 => String::new(),
+            n if n == p.packs_deleted => {
+                " (what they still held copied into new packs first)".to_string()
+            }
+            n => format!(" ({n} of them repacked first)"),
+        };
+        gone.push(format!(
+            "{} no kept snapshot needs{repacked}",
+            counted(p.packs_deleted, "pack")
+        ));
+    }
+    if p.orphan_packs > 0 {
+        gone.push(format!(
+            "{} left by interrupted backups",
+            counted(p.orphan_packs, "pack")
+        ));
+    }
+    if !gone.is_empty() {
+        out.push(format!(
+            "{delete}: {}; {} in all",
+            gone.join(", and "),
+            human_bytes(p.bytes_deleted)
+        ));
+    }
+    if p.bytes_written > 0 {
+        out.push(format!(
+            "written by the repack: {}",
+            human_bytes(p.bytes_written)
+        ));
+    }
+    if p.wal_deleted > 0 {
+        out.push(format!(
+            "archived WAL {would}deleted: {}, {} (older than any kept physical snapshot needs)",
+            counted(p.wal_deleted, "file"),
+            human_bytes(p.wal_bytes)
+        ));
+    }
+    if p.spared > 0 {
+        out.push(format!(
+            "kept after all: {} that a backup taken during the prune uses",
+            counted(p.spared, "pack")
+        ));
+    }
+    if p.unused_bytes_kept > 0 {
+        out.push(format!(
+            "left in place: about {} no snapshot needs, in packs not worth repacking (--repack-below)",
+            human_bytes(p.unused_bytes_kept)
+        ));
+    }
+    if gone.is_empty() && p.wal_deleted == 0 {
+        if planned {
+            out.push(if p.packs == 0 {
+                "nothing to remove: the repository holds no packs".to_string()
+            } else {
+                "nothing to remove: every pack holds data a kept snapshot needs".to_string()
+            });
+        }
+    } else {
+        out.push(format!(
+            "{}: {}",
+            if p.dry_run { "would free" } else { "freed" },
+            human_bytes(p.freed.max(0) as u64)
+        ));
+    }
+    if let Some(why) = &p.pending {
+        out.push(format!("not finished: {why}"));
+    }
+    out
 }
 
 /// `strongroom unlock`.
@@ -252,8 +326,16 @@ pub fn unlock(ctx: &Ctx, all: bool) -> Result<()> {
         outln!("removed lock {}: {} ({})", r.lock, r.holder, r.why)?;
     }
     outln!(
-        "{} lock(s) removed, {left} still held by running jobs",
-        out.len()
+        "{}; {}",
+        match out.len() {
+            0 => "no lock removed".to_string(),
+            n => format!("removed {}", counted(n, "lock")),
+        },
+        match left {
+            0 => "no lock is held".to_string(),
+            1 => "1 is still held by a running job".to_string(),
+            n => format!("{n} are still held by running jobs"),
+        }
     )?;
     Ok(())
 }
