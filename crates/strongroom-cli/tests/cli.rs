@@ -736,6 +736,11 @@ fn demo_tells_the_whole_story() {
     assert!(
         v["backups"][1]["added"].as_u64().unwrap() < v["backups"][0]["added"].as_u64().unwrap()
     );
+    // The story ends with everything in order: the retention step status asks for is run
+    // (older backups of the day give way to the newest), so status is ok.
+    assert!(text.contains("forget --prune"), "{text}");
+    assert!(v["forgotten"].as_u64().unwrap() >= 1, "{text}");
+    assert_eq!(v["status"], "ok", "{text}");
 }
 
 #[test]

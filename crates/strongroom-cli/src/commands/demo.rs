@@ -55,6 +55,11 @@ pub fn run(ctx: &Ctx, dir: &Path, bookings: u64) -> Result<()> {
         s.status
     )?;
     outln!(
+        "  retention: {} forgotten, {} freed by prune",
+        strongroom::counted(s.forgotten, "older snapshot"),
+        human_bytes(s.freed)
+    )?;
+    outln!(
         "  demo finished in {:.1} s; everything is in {}",
         s.total_seconds,
         s.dir.display()
