@@ -394,11 +394,20 @@ pub fn run(
     }
     let pruned = crate::prune::run(&repo, &Default::default(), progress)?;
     let freed = pruned.freed.max(0) as u64;
+    let reclaimed = if freed > 0 {
+        format!("prune freed {}", human_bytes(freed))
+    } else if pruned.unused_bytes_kept > 0 {
+        format!(
+            "the {} only they needed stays for now, in packs still mostly in use (prune repacks them once that is worth it)",
+            human_bytes(pruned.unused_bytes_kept)
+        )
+    } else {
+        "nothing for prune to delete: the kept snapshot needs every pack".to_string()
+    };
     say(&format!(
-        "   {} kept, {} removed; prune freed {}",
+        "   {} kept, {} removed; {reclaimed}",
         crate::counted(forgotten.keep.len(), "snapshot"),
         crate::counted(forgotten.remove.len(), "snapshot"),
-        human_bytes(freed)
     ));
 
     say("13. Status: can we recover, and how much would we lose? (from the repository's evidence)");

@@ -55,9 +55,13 @@ pub fn run(ctx: &Ctx, dir: &Path, bookings: u64) -> Result<()> {
         s.status
     )?;
     outln!(
-        "  retention: {} forgotten, {} freed by prune",
+        "  retention: {} forgotten{}",
         strongroom::counted(s.forgotten, "older snapshot"),
-        human_bytes(s.freed)
+        if s.freed > 0 {
+            format!(", {} freed by prune", human_bytes(s.freed))
+        } else {
+            String::new()
+        }
     )?;
     outln!(
         "  demo finished in {:.1} s; everything is in {}",
