@@ -94,6 +94,16 @@ impl Ctx {
         }
     }
 
+    /// The name a recorded source is shown under: its configured name when it was recorded
+    /// by URL before the config named it (one database is one source in every listing),
+    /// else as recorded.
+    pub fn source_name(&self, recorded: &str) -> String {
+        self.config
+            .configured_name(recorded)
+            .unwrap_or(recorded)
+            .to_string()
+    }
+
     /// Opens the repository (and remembers its id: see [`opened_repository`]).
     pub fn open(&self) -> Result<Repository> {
         let repo = self.access().open()?;
