@@ -29,7 +29,7 @@ Environment: STRONGROOM_REPO, STRONGROOM_PASSWORD, STRONGROOM_CONFIG, AWS_* for 
 
 /// Encrypted, deduplicating, verified backups of SQLite and PostgreSQL databases.
 #[derive(Parser)]
-#[command(name = "strongroom", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "strongroom", version, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
