@@ -393,6 +393,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the configured source names, one per line: what shell completion offers for
+    /// `--source` and backup's SOURCE (the scripts of `completions` call it).
+    #[command(hide = true)]
+    SourceNames,
     /// Print the manual page (roff), or write one page per command into a directory.
     #[command(
         after_help = "Examples:\n  strongroom man | man -l -\n  strongroom man --dir /usr/local/share/man/man1"

@@ -33,12 +33,7 @@ impl Ctx {
     /// file or state directory that another user controls is refused here, before any job
     /// starts: an operator's mistake, not a failed job (nothing is journaled or alerted).
     pub fn new(global: Global) -> Result<Self> {
-        // `./strongroom.toml` is looked for (the contract names it), and held to the same
-        // rule as a file given: whoever else could write it, or its directory, is refused.
-        let config_path = global.config.clone().or_else(|| {
-            let p = PathBuf::from("./strongroom.toml");
-            std::fs::symlink_metadata(&p).is_ok().then_some(p)
-        });
+        let config_path = config_path(&global);
         let config = match &config_path {
             Some(p) => Config::load(p)?,
             None => Config::default(),
@@ -100,6 +95,17 @@ impl Ctx {
         let _ = OPENED.set(repo.config().id.clone());
         Ok(repo)
     }
+}
+
+/// The config file to read: `--config` (or `STRONGROOM_CONFIG`, which clap puts there),
+/// else `./strongroom.toml` when present. That one is looked for (the contract names it),
+/// and held to the same rule as a file given when read: whoever else could write it, or its
+/// directory, is refused.
+pub fn config_path(global: &Global) -> Option<PathBuf> {
+    global.config.clone().or_else(|| {
+        let p = PathBuf::from("./strongroom.toml");
+        std::fs::symlink_metadata(&p).is_ok().then_some(p)
+    })
 }
 
 /// The id of the repository this process opened first.

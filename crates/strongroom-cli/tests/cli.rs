@@ -1095,6 +1095,99 @@ fn examples_keep_their_lines_in_help_and_man_page() {
 }
 
 #[test]
+fn completion_offers_configured_source_names() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("strongroom.toml"),
+        "[sources.prod]\nurl = \"sqlite:prod.db\"\n[sources.staging]\nurl = \"sqlite:staging.db\"\n",
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("strongroom");
+    let script = |shell: &str| {
+        let out = Command::cargo_bin("strongroom")
+            .unwrap()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    std::fs::write(dir.path().join("strongroom.bash"), script("bash")).unwrap();
+    // What bash does on <TAB>: the registered function, called with the words so far.
+    let driver = r#"
+        source ./strongroom.bash
+        f=$(complete -p strongroom | sed -E 's/.*-F ([^ ]+).*/\1/')
+        tab() {
+            COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=()
+            "$f" strongroom "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+            echo "${COMPREPLY[*]}"
+        }
+        tab strongroom list --source ''
+        tab strongroom backup ''
+        tab strongroom restore latest --source st
+        tab strongroom list --source = ''
+        tab strongroom backup --tag daily --kind full p
+        (cd / && tab strongroom --config "$CONFIG" status --source '')
+        (cd / && tab strongroom status --source '')
+    "#;
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", driver])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("CONFIG", dir.path().join("strongroom.toml"))
+        .env_remove("STRONGROOM_CONFIG")
+        .output()
+        .unwrap();
+    let answers = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        answers.lines().collect::<Vec<_>>(),
+        [
+            "prod staging",
+            "prod staging",
+            "staging",
+            "prod staging",
+            "prod",
+            "prod staging",
+            // No config where it runs, none given: nothing to offer, and no error shown.
+            "",
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // zsh and fish (not installed here): every place a source goes asks for the names.
+    let zsh = script("zsh");
+    let specs: Vec<&str> = zsh
+        .lines()
+        .filter(|l| l.starts_with("'--source=") || l.starts_with("'::source -- "))
+        .collect();
+    assert!(specs.len() >= 10, "{zsh}");
+    for spec in specs {
+        assert!(spec.ends_with(":_strongroom_source_names' \\"), "{spec}");
+    }
+    assert!(zsh.contains("_strongroom_source_names() {"));
+    let fish = script("fish");
+    assert!(
+        fish.contains("__fish_strongroom_using_subcommand list show restore")
+            && fish.contains("-l source -x -a \"(__fish_strongroom_source_names)\"")
+            && fish.contains(
+                "__fish_strongroom_using_subcommand backup\" -f -a \"(__fish_strongroom_source_names)\""
+            ),
+        "{fish}"
+    );
+}
+
+#[test]
 fn a_locked_database_is_waited_for_then_refused_by_name_after_lock_timeout() {
     // Waiting for the lock happens before anything is stored: one store shows it.
     let env = envs().into_iter().next().unwrap();
