@@ -16,6 +16,7 @@ mod failure;
 mod help_layout;
 mod output;
 mod progress;
+mod prompt;
 
 use clap::{CommandFactory, FromArgMatches};
 use std::io::IsTerminal;

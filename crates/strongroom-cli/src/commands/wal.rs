@@ -35,7 +35,7 @@ fn here() -> Result<std::path::PathBuf> {
 
 fn push(ctx: &Ctx, path: &Path) -> Result<()> {
     let started = jiff::Timestamp::now();
-    let repo = ctx.open()?;
+    let repo = ctx.open_unattended()?;
     let level = repo.config().stream_compression_level;
     match wal::push(&repo, &here()?, path, level) {
         Ok(p) => {

@@ -27,7 +27,12 @@ pub struct Pty {
 
 impl Pty {
     /// Starts `cmd` on a new terminal `cols` columns wide.
-    pub fn spawn(mut cmd: Command, cols: u16) -> Pty {
+    pub fn spawn(cmd: Command, cols: u16) -> Pty {
+        Pty::spawn_with(cmd, cols, true)
+    }
+
+    /// Starts `cmd` on a new terminal, its stdin the terminal too when `stdin`, else empty.
+    pub fn spawn_with(mut cmd: Command, cols: u16, stdin: bool) -> Pty {
         let (mut master, mut slave) = (-1, -1);
         let size = libc::winsize {
             ws_row: 40,
@@ -51,15 +56,19 @@ impl Pty {
         let (master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         // SAFETY: fcntl on a descriptor we own; the child must not inherit the master.
         unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
+        cmd.stdin(if stdin {
+            Stdio::from(slave.try_clone().unwrap())
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
         // SAFETY: only async-signal-safe calls between fork and exec: a new session, whose
-        // controlling terminal is this one (stdin).
+        // controlling terminal is this one (stdout).
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                if libc::setsid() < 0 || libc::ioctl(1, libc::TIOCSCTTY, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
