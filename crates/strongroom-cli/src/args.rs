@@ -29,7 +29,7 @@ Environment: STRONGROOM_REPO, STRONGROOM_PASSWORD, STRONGROOM_CONFIG, AWS_* for 
 
 /// Encrypted, deduplicating, verified backups of SQLite and PostgreSQL databases.
 #[derive(Parser)]
-#[command(name = "strongroom", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "strongroom", version, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -393,6 +393,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the configured source names, one per line: what shell completion offers for
+    /// `--source` and backup's SOURCE (the scripts of `completions` call it).
+    #[command(hide = true)]
+    SourceNames,
     /// Print the manual page (roff), or write one page per command into a directory.
     #[command(
         after_help = "Examples:\n  strongroom man | man -l -\n  strongroom man --dir /usr/local/share/man/man1"

@@ -6,10 +6,12 @@
 //! is the library's, which refuses one another user controls, wherever it came from
 //! (`strongroom::trust`); so is refusing a state directory another user controls, checked
 //! here before any work starts (`strongroom::state`). Finding the password and opening the
-//! repository are the library's too (`strongroom::access`).
+//! repository are the library's too (`strongroom::access`); asking for the password on a
+//! terminal when none is configured is `prompt`'s.
 
 use crate::args::Global;
 use crate::progress::Bars;
+use crate::prompt;
 use anyhow::Result;
 use std::path::PathBuf;
 use strongroom::access::Access;
@@ -33,12 +35,7 @@ impl Ctx {
     /// file or state directory that another user controls is refused here, before any job
     /// starts: an operator's mistake, not a failed job (nothing is journaled or alerted).
     pub fn new(global: Global) -> Result<Self> {
-        // `./strongroom.toml` is looked for (the contract names it), and held to the same
-        // rule as a file given: whoever else could write it, or its directory, is refused.
-        let config_path = global.config.clone().or_else(|| {
-            let p = PathBuf::from("./strongroom.toml");
-            std::fs::symlink_metadata(&p).is_ok().then_some(p)
-        });
+        let config_path = config_path(&global);
         let config = match &config_path {
             Some(p) => Config::load(p)?,
             None => Config::default(),
@@ -94,12 +91,53 @@ impl Ctx {
         }
     }
 
-    /// Opens the repository (and remembers its id: see [`opened_repository`]).
+    /// The name a recorded source is shown under: its configured name when it was recorded
+    /// by URL before the config named it (one database is one source in every listing),
+    /// else as recorded.
+    pub fn source_name(&self, recorded: &str) -> String {
+        self.config
+            .configured_name(recorded)
+            .unwrap_or(recorded)
+            .to_string()
+    }
+
+    /// Opens the repository (and remembers its id: see [`opened_repository`]). An encrypted
+    /// one that nothing configured gives a password for asks for it on the terminal, when
+    /// there is one ([`prompt`]); elsewhere that stays an error saying how to give one.
     pub fn open(&self) -> Result<Repository> {
+        let access = self.access();
+        let repo = match access.open() {
+            Err(strongroom::Error::PasswordMissing) => {
+                let Some(mut terminal) = prompt::Terminal::open() else {
+                    return Err(strongroom::Error::PasswordMissing.into());
+                };
+                prompt::remember(&terminal.password(&access.url()?)?);
+                access.open()?
+            }
+            opened => opened?,
+        };
+        let _ = OPENED.set(repo.config().id.clone());
+        Ok(repo)
+    }
+
+    /// Opens the repository without ever asking for a password: for PostgreSQL's
+    /// `archive_command`, which a prompt would stall.
+    pub fn open_unattended(&self) -> Result<Repository> {
         let repo = self.access().open()?;
         let _ = OPENED.set(repo.config().id.clone());
         Ok(repo)
     }
+}
+
+/// The config file to read: `--config` (or `STRONGROOM_CONFIG`, which clap puts there),
+/// else `./strongroom.toml` when present. That one is looked for (the contract names it),
+/// and held to the same rule as a file given when read: whoever else could write it, or its
+/// directory, is refused.
+pub fn config_path(global: &Global) -> Option<PathBuf> {
+    global.config.clone().or_else(|| {
+        let p = PathBuf::from("./strongroom.toml");
+        std::fs::symlink_metadata(&p).is_ok().then_some(p)
+    })
 }
 
 /// The id of the repository this process opened first.

@@ -81,7 +81,9 @@ pub fn with_flags(e: &Error) -> String {
             "{e}: pass --repo URL, set STRONGROOM_REPO, or set `repository` in strongroom.toml"
         ),
         Error::PasswordMissing => {
-            format!("{e}: set STRONGROOM_PASSWORD, --password-file or password_command")
+            format!(
+                "{e}: set STRONGROOM_PASSWORD, --password-file or password_command, or run it on a terminal to type it"
+            )
         }
         Error::TargetNotEmpty { target, old } => format!(
             "{target}; pass --force to replace it (the old {old} is kept aside until the restore has succeeded)"

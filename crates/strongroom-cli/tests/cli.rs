@@ -1078,6 +1078,211 @@ fn help_completions_and_man_page() {
     }
 }
 
+/// The example lines of every man page, by the command they belong to (`["key", "add"]`):
+/// the lines of the no-fill blocks of its "EXAMPLES AND NOTES" section, unescaped. Also
+/// checks that no example sits outside such a block, where roff would fill it into prose.
+fn man_page_examples(dir: &Path) -> Vec<(Vec<String>, Vec<String>)> {
+    let unescape = |l: &str| {
+        l.replace("\\*(Aq", "'")
+            .replace("\\-", "-")
+            .replace("\\&", "")
+            .replace("\\\\", "\\")
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Some(at) = text.find(".SH \"EXAMPLES AND NOTES\"") else {
+            continue;
+        };
+        let mut examples = Vec::new();
+        let mut no_fill = false;
+        for line in text[at..].lines().skip(1) {
+            match line {
+                l if l.starts_with(".SH") => break,
+                ".nf" => no_fill = true,
+                ".fi" => no_fill = false,
+                l if no_fill => examples.push(unescape(l)),
+                l => assert!(
+                    !unescape(l).trim_start().starts_with("strongroom "),
+                    "{name}: an example outside a no-fill block: {l}"
+                ),
+            }
+        }
+        let command: Vec<String> = name.split('-').skip(1).map(str::to_string).collect();
+        out.push((command, examples));
+    }
+    out
+}
+
+#[test]
+fn examples_keep_their_lines_in_help_and_man_page() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::cargo_bin("strongroom")
+        .unwrap()
+        .args(["man", "--dir", dir.path().to_str().unwrap()])
+        .assert()
+        .success();
+    let pages = man_page_examples(dir.path());
+    let long = "strongroom restore latest --source prod --data-dir /srv/pg/restored --time '2026-12-01 22:59:00' --start";
+    assert!(
+        pages.iter().any(|(_, ex)| ex.iter().any(|l| l == long)),
+        "{pages:?}"
+    );
+    let with_examples = pages.iter().filter(|(_, ex)| !ex.is_empty()).count();
+    assert!(with_examples >= 25, "{pages:?}");
+
+    let help = |command: &[String], columns: &str| {
+        let out = Command::cargo_bin("strongroom")
+            .unwrap()
+            .args(command)
+            .arg("--help")
+            .env("COLUMNS", columns)
+            .env_remove("STRONGROOM_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (command, examples) in &pages {
+        for columns in ["60", "200"] {
+            let text = help(command, columns);
+            for example in examples {
+                assert!(
+                    text.lines().any(|l| l.trim() == example.trim()),
+                    "{command:?} at {columns} columns breaks {example:?}:\n{text}"
+                );
+            }
+            // Prose still fills the width: only indented lines (examples, options) and
+            // the usage line (clap's) may be longer.
+            for line in text
+                .lines()
+                .filter(|l| !l.starts_with(' ') && !l.starts_with("Usage:"))
+            {
+                assert!(
+                    line.chars().count() <= 100.min(columns.parse().unwrap()),
+                    "{command:?} at {columns} columns: {line:?}"
+                );
+            }
+        }
+    }
+
+    // On a terminal, its width counts (not COLUMNS), with the same result.
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"));
+    cmd.args(["restore", "--help"])
+        .env("COLUMNS", "200")
+        .env("NO_COLOR", "1");
+    let mut pty = common::pty::Pty::spawn(cmd, 60);
+    assert!(pty.finish().success(), "{}", pty.output);
+    assert!(
+        pty.output.lines().any(|l| l.trim() == long),
+        "{}",
+        pty.output
+    );
+    assert!(
+        pty.output
+            .lines()
+            .filter(|l| !l.starts_with(' ') && !l.starts_with("Usage:"))
+            .all(|l| l.chars().count() <= 60),
+        "{}",
+        pty.output
+    );
+}
+
+#[test]
+fn completion_offers_configured_source_names() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("strongroom.toml"),
+        "[sources.prod]\nurl = \"sqlite:prod.db\"\n[sources.staging]\nurl = \"sqlite:staging.db\"\n",
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("strongroom");
+    let script = |shell: &str| {
+        let out = Command::cargo_bin("strongroom")
+            .unwrap()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    std::fs::write(dir.path().join("strongroom.bash"), script("bash")).unwrap();
+    // What bash does on <TAB>: the registered function, called with the words so far.
+    let driver = r#"
+        source ./strongroom.bash
+        f=$(complete -p strongroom | sed -E 's/.*-F ([^ ]+).*/\1/')
+        tab() {
+            COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=()
+            "$f" strongroom "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+            echo "${COMPREPLY[*]}"
+        }
+        tab strongroom list --source ''
+        tab strongroom backup ''
+        tab strongroom restore latest --source st
+        tab strongroom list --source = ''
+        tab strongroom backup --tag daily --kind full p
+        (cd / && tab strongroom --config "$CONFIG" status --source '')
+        (cd / && tab strongroom status --source '')
+    "#;
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", driver])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("CONFIG", dir.path().join("strongroom.toml"))
+        .env_remove("STRONGROOM_CONFIG")
+        .output()
+        .unwrap();
+    let answers = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        answers.lines().collect::<Vec<_>>(),
+        [
+            "prod staging",
+            "prod staging",
+            "staging",
+            "prod staging",
+            "prod",
+            "prod staging",
+            // No config where it runs, none given: nothing to offer, and no error shown.
+            "",
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // zsh and fish (not installed here): every place a source goes asks for the names.
+    let zsh = script("zsh");
+    let specs: Vec<&str> = zsh
+        .lines()
+        .filter(|l| l.starts_with("'--source=") || l.starts_with("'::source -- "))
+        .collect();
+    assert!(specs.len() >= 10, "{zsh}");
+    for spec in specs {
+        assert!(spec.ends_with(":_strongroom_source_names' \\"), "{spec}");
+    }
+    assert!(zsh.contains("_strongroom_source_names() {"));
+    let fish = script("fish");
+    assert!(
+        fish.contains("__fish_strongroom_using_subcommand list show restore")
+            && fish.contains("-l source -x -a \"(__fish_strongroom_source_names)\"")
+            && fish.contains(
+                "__fish_strongroom_using_subcommand backup\" -f -a \"(__fish_strongroom_source_names)\""
+            ),
+        "{fish}"
+    );
+}
+
 #[test]
 fn a_locked_database_is_waited_for_then_refused_by_name_after_lock_timeout() {
     // Waiting for the lock happens before anything is stored: one store shows it.

@@ -144,6 +144,62 @@ fn latest_never_crosses_sources_on_a_restore() {
     }
 }
 
+/// Snapshots and jobs recorded by URL before a config named the database, and by the
+/// config's name afterwards, are one source: one retention group, one name in every listing.
+#[test]
+fn one_database_is_one_source_before_and_after_the_config_names_it() {
+    let env = envs().into_iter().next().unwrap();
+    let (db, url) = env.hotel_source(200);
+    env.json(&["backup", &url]);
+    env.cmd().args(["drill", "--source", &url]).assert().success();
+    env.json(&["backup", "sqlite:hotel.db"]);
+    std::fs::write(
+        env.path("strongroom.toml"),
+        format!("[sources.hotel]\nurl = \"sqlite:{}\"\n", db.display()),
+    )
+    .unwrap();
+    let newest = env.json(&["backup", "hotel"]);
+    assert_eq!(newest["source"], "hotel");
+
+    let listed = env.json(&["list"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hotel"; 3], "one name in the listing");
+    let text = env.cmd().arg("list").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(!text.contains("sqlite:"), "{text}");
+
+    let journal = env.json(&["journal", "--job", "backup"]);
+    let sources: Vec<&str> = journal
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["hotel"; 3], "one name in the journal");
+    let history = env.json(&["drill", "--history"]);
+    assert_eq!(history[0]["source"], "hotel", "{history}");
+
+    // The newest of the one group is kept; the two taken by URL go.
+    let forgot = env.json(&["forget", "--keep-last", "1"]);
+    let kept = forgot["keep"].as_array().unwrap();
+    assert_eq!(kept.len(), 1, "{forgot}");
+    assert_eq!(kept[0]["id"], newest["id"]);
+    assert_eq!(kept[0]["source"], "hotel");
+    assert_eq!(forgot["remove"].as_array().unwrap().len(), 2, "{forgot}");
+    assert!(
+        forgot["remove"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["source"] == "hotel")
+    );
+}
+
 #[test]
 fn hooks_run_only_around_the_sources_own_database() {
     let env = envs().into_iter().next().unwrap();

@@ -455,6 +455,17 @@ impl Config {
         m
     }
 
+    /// The configured name of a source recorded by URL: a snapshot or job recorded before
+    /// the config named its database is shown under that name, so one database is one
+    /// source in every listing. `None` when `recorded` is not a URL a configured source has.
+    pub fn configured_name(&self, recorded: &str) -> Option<&str> {
+        let identity = identity_of(recorded)?;
+        self.sources
+            .iter()
+            .find(|(_, s)| identity_of(&s.url).as_deref() == Some(identity.as_str()))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// The source a snapshot's recorded source name refers to, when it still resolves.
     pub fn source_for(&self, recorded: &str) -> Option<Source> {
         self.source(Some(recorded)).ok()

@@ -18,7 +18,7 @@ use crate::repository::layout::ObjectKind;
 use crate::repository::snapshot::{BackupKind, Filter, Snapshot};
 use crate::retention::{self, Candidate, Policy};
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// What `forget` is asked to do.
 #[derive(Clone, Debug)]
@@ -130,11 +130,13 @@ fn forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
         }
         let snaps: Vec<&Snapshot> = all.iter().filter(|s| opts.filter.matches(s)).collect();
         let verified = verified_snapshots(repo);
+        let names = names_by_identity(&snaps);
         let candidates: Vec<Candidate> = snaps
             .iter()
             .map(|s| Candidate {
                 id: s.id.clone(),
-                source: s.source.clone(),
+                // One database is one group, whatever it was called when each was taken.
+                source: s.identity(),
                 kind: s.kind.to_string(),
                 started_at: s.started_at,
                 finished_at: s.finished_at,
@@ -150,13 +152,16 @@ fn forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
                 report.keep.push(Kept {
                     id: s.id.clone(),
                     short_id: s.short_id().to_string(),
-                    source: s.source.clone(),
+                    source: names[&s.identity()].clone(),
                     kind: s.kind.to_string(),
                     started_at: rfc3339(s.started_at),
                     reasons: d.reasons.iter().map(|r| r.to_string()).collect(),
                 });
             } else {
-                report.remove.push(removed(s));
+                report.remove.push(Removed {
+                    source: names[&s.identity()].clone(),
+                    ..removed(s)
+                });
             }
         }
     }
@@ -167,6 +172,24 @@ fn forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
         }
     }
     Ok(report)
+}
+
+/// The name each database is reported under: the newest config name any of its snapshots
+/// was recorded under (a URL is what older snapshots carry before a config named it), else
+/// the newest recorded spelling.
+fn names_by_identity(snaps: &[&Snapshot]) -> HashMap<String, String> {
+    let mut names: HashMap<String, String> = HashMap::new();
+    // Oldest first: a later snapshot's name wins, and a config name wins over a URL.
+    for s in snaps {
+        let named = crate::source::parse_location(&s.source).is_none();
+        let entry = names
+            .entry(s.identity())
+            .or_insert_with(|| s.source.clone());
+        if named || crate::source::parse_location(entry).is_some() {
+            *entry = s.source.clone();
+        }
+    }
+    names
 }
 
 /// The snapshots named by `refs` (full ids or unique prefixes of 6+ characters), damaged

@@ -39,6 +39,7 @@ pub mod state;
 pub mod storage;
 pub mod trust;
 pub mod verify;
+pub mod wal_push;
 
 pub use error::{Error, ErrorKind, Result};
 

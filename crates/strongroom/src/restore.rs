@@ -50,8 +50,11 @@ pub struct RestoreOutcome {
 }
 
 /// Which snapshot a restore into `target` means: `reference` under `filter`, where
-/// `latest` never crosses sources. Without a source in the filter, a target that is a
-/// source's own database (whoever connects to it) says which source `latest` is of.
+/// `latest` never crosses sources. `latest` only considers snapshots that can restore into
+/// the target's kind (a SQLite file, a database, a data directory), when any can: another
+/// source's snapshots of another kind make nothing ambiguous. Without a source in the
+/// filter, a target that is a source's own database (whoever connects to it) says which
+/// source `latest` is of.
 pub fn snapshot_for(
     repo: &Repository,
     config: &Config,
@@ -61,10 +64,23 @@ pub fn snapshot_for(
 ) -> Result<Snapshot> {
     repo.resolve_with(reference, |all| {
         let mut filter = filter.clone();
-        if let (None, Some(t), true) = (&filter.source, target, is_latest(reference)) {
-            filter.source = sources_at(config, all, t);
+        if !is_latest(reference) {
+            return resolve_one_source(all, reference, &filter).cloned();
         }
-        resolve_one_source(all, reference, &filter).cloned()
+        let fitting: Vec<Snapshot>;
+        let pool = match target {
+            Some(t) if all.iter().any(|s| t.fits(s) && filter.matches(s)) => {
+                fitting = all.iter().filter(|s| t.fits(s)).cloned().collect();
+                &fitting[..]
+            }
+            // None fits: the newest is resolved, and the caller says which target its kind
+            // needs.
+            _ => all,
+        };
+        if let (None, Some(t)) = (&filter.source, target) {
+            filter.source = sources_at(config, pool, t);
+        }
+        resolve_one_source(pool, reference, &filter).cloned()
     })
 }
 
@@ -293,4 +309,97 @@ fn restore(
         notes: staged.notes(),
         timeline: staged.timeline(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KdfParams;
+    use crate::repository::snapshot::tests::sample;
+    use crate::repository::snapshot::{BackupKind, EngineKind};
+    use crate::storage::Storage;
+
+    fn repo() -> Repository {
+        let kdf = KdfParams {
+            m_kib: 8,
+            t: 1,
+            p: 1,
+        };
+        Repository::init(Storage::from_url("memory://").unwrap(), Some(b"pw"), kdf).unwrap()
+    }
+
+    fn stored(repo: &Repository, source: &str, engine: EngineKind, kind: BackupKind, at: i64) {
+        let mut s = sample("", source, &[]);
+        s.engine = engine;
+        s.kind = kind;
+        s.started_at = jiff::Timestamp::from_second(at).unwrap();
+        s.finished_at = s.started_at;
+        repo.write_snapshot(&mut s).unwrap();
+    }
+
+    #[test]
+    fn latest_only_weighs_snapshots_the_target_can_take() {
+        let r = repo();
+        let config = Config::default();
+        stored(
+            &r,
+            "postgres://app@db:5432/hotel",
+            EngineKind::Postgres,
+            BackupKind::Logical,
+            10,
+        );
+        stored(
+            &r,
+            "postgres://app@db:5432/hotel",
+            EngineKind::Postgres,
+            BackupKind::Physical,
+            20,
+        );
+        stored(
+            &r,
+            "sqlite:/srv/dev.db",
+            EngineKind::Sqlite,
+            BackupKind::Full,
+            30,
+        );
+        let none = Filter::default();
+        let at = |t: Target| snapshot_for(&r, &config, "latest", &none, Some(&t));
+        let logical = at(Target::Database("postgres://postgres@scratch/new".into())).unwrap();
+        assert_eq!(
+            (logical.engine, logical.kind),
+            (EngineKind::Postgres, BackupKind::Logical),
+            "one source has logical snapshots: nothing is ambiguous"
+        );
+        let file = at(Target::File("/tmp/elsewhere.db".into())).unwrap();
+        assert_eq!(file.source, "sqlite:/srv/dev.db");
+        // A second source of the same kind is ambiguous again.
+        stored(
+            &r,
+            "sqlite:/srv/other.db",
+            EngineKind::Sqlite,
+            BackupKind::Full,
+            40,
+        );
+        assert!(matches!(
+            at(Target::File("/tmp/elsewhere.db".into())),
+            Err(Error::AmbiguousLatest { .. })
+        ));
+        // No snapshot fits: the newest is resolved (the caller names the target it needs).
+        let r = repo();
+        stored(
+            &r,
+            "sqlite:/srv/dev.db",
+            EngineKind::Sqlite,
+            BackupKind::Full,
+            30,
+        );
+        let s = snapshot_for(
+            &r,
+            &config,
+            "latest",
+            &none,
+            Some(&Target::Database("postgres://x@y/z".into())),
+        );
+        assert_eq!(s.unwrap().engine, EngineKind::Sqlite);
+    }
 }

@@ -88,7 +88,10 @@ pub fn run(
 fn list(ctx: &Ctx, filter: &FilterArgs) -> Result<()> {
     let repo = ctx.open()?;
     let source = filter.source.as_deref().map(|s| ctx.config.source_match(s));
-    let entries = drill::history(&repo, source)?;
+    let mut entries = drill::history(&repo, source)?;
+    for e in &mut entries {
+        e.source = e.source.as_deref().map(|s| ctx.source_name(s));
+    }
     if ctx.json() {
         print_json(&entries)
     } else {

@@ -39,7 +39,10 @@ pub fn run(
             .transpose()?,
     };
     let repo = ctx.open()?;
-    let records = repo.query_journal(&query)?;
+    let mut records = repo.query_journal(&query)?;
+    for r in &mut records {
+        r.source = r.source.as_deref().map(|s| ctx.source_name(s));
+    }
     if ctx.json() {
         return print_json(&records);
     }

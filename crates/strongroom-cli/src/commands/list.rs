@@ -14,7 +14,18 @@ pub fn run(ctx: &Ctx, filter: &FilterArgs) -> Result<()> {
     let repo = ctx.open()?;
     let f = filter.filter(&ctx.config);
     let (all, damaged) = repo.snapshots_lenient()?;
-    let snaps: Vec<Snapshot> = all.into_iter().filter(|s| f.matches(s)).collect();
+    let snaps: Vec<Snapshot> = all
+        .into_iter()
+        .filter(|s| f.matches(s))
+        .map(|mut s| {
+            let name = ctx.source_name(&s.source);
+            if name != s.source {
+                s.source_location = Some(s.identity());
+                s.source = name;
+            }
+            s
+        })
+        .collect();
     if ctx.json() {
         print_json(&snaps.iter().map(Snapshot::summary).collect::<Vec<_>>())?;
     } else if snaps.is_empty() {

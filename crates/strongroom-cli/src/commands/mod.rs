@@ -31,7 +31,7 @@ use anyhow::Result;
 /// Runs one command. The config is read only for commands that use it, so completions, the
 /// man page and the hotel helpers work beside a broken `strongroom.toml`.
 pub fn run(global: Global, command: Command) -> Result<()> {
-    let ctx = move || Ctx::new(global);
+    let ctx = || Ctx::new(global.clone());
     match command {
         Command::Init { encryption } => init::run(&ctx()?, &encryption),
         Command::Backup { source, kind, tags } => {
@@ -155,6 +155,7 @@ pub fn run(global: Global, command: Command) -> Result<()> {
         Command::Runbook { source } => runbook::run(&ctx()?, source.as_deref()),
         Command::Demo { dir, bookings } => demo::run(&ctx()?, &dir, bookings),
         Command::Completions { shell } => completions::run(shell),
+        Command::SourceNames => completions::source_names(&global),
         Command::Man { dir } => man::run(dir.as_deref()),
         Command::Hotel { action } => hotel::run(action),
     }

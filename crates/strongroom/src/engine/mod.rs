@@ -72,6 +72,20 @@ impl Target {
         }
     }
 
+    /// Whether `snap` can be restored here: a SQLite snapshot into a file, a logical
+    /// PostgreSQL one into a database, a physical one into a data directory.
+    pub fn fits(&self, snap: &Snapshot) -> bool {
+        match self {
+            Target::File(_) => snap.engine == EngineKind::Sqlite,
+            Target::Database(_) => {
+                snap.engine == EngineKind::Postgres && snap.kind == BackupKind::Logical
+            }
+            Target::DataDirectory(_) => {
+                snap.engine == EngineKind::Postgres && snap.kind == BackupKind::Physical
+            }
+        }
+    }
+
     /// Whether this target is `source`'s own database, whoever connects to it (its hooks
     /// then apply).
     pub fn is_location_of(&self, source: &Source) -> bool {

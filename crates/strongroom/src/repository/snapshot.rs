@@ -265,6 +265,18 @@ impl Snapshot {
         short_id(&self.id)
     }
 
+    /// The one identity of the database this snapshot is of, however its source was named
+    /// when it was taken: the recorded location (a config name keeps it beside), else the
+    /// identity of a recorded URL (older builds recorded other spellings), else the recorded
+    /// name. Snapshots taken by URL before a config existed and by the config's name
+    /// afterwards have the same identity: one group for retention, one source for `latest`.
+    pub fn identity(&self) -> String {
+        self.source_location
+            .clone()
+            .or_else(|| crate::source::identity_of(&self.source))
+            .unwrap_or_else(|| self.source.clone())
+    }
+
     /// The contract's view of this snapshot.
     pub fn summary(&self) -> SnapshotSummary<'_> {
         SnapshotSummary {
@@ -386,12 +398,7 @@ pub fn resolve_one_source<'a>(
         // with its location) is one source.
         let mut sources: std::collections::BTreeMap<String, &str> = Default::default();
         for s in all.iter().filter(|s| filter.matches(s)) {
-            let key = s
-                .source_location
-                .clone()
-                .or_else(|| crate::source::identity_of(&s.source))
-                .unwrap_or_else(|| s.source.clone());
-            sources.entry(key).or_insert(&s.source);
+            sources.entry(s.identity()).or_insert(&s.source);
         }
         if sources.len() > 1 {
             let mut names: Vec<String> = sources.into_values().map(str::to_string).collect();

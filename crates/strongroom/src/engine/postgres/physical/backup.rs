@@ -359,7 +359,7 @@ fn parent_of(
     let snaps = writer.repository().snapshots()?;
     let earlier: Option<&Snapshot> = snaps
         .iter()
-        .filter(|s| s.source == source.name && s.kind == BackupKind::Physical)
+        .filter(|s| is_of(s, source) && s.kind == BackupKind::Physical)
         .rfind(|s| {
             s.metadata
                 .extra
@@ -380,7 +380,7 @@ fn parent_of(
     }
     Ok(snaps
         .into_iter()
-        .filter(|s| s.source == source.name && s.kind == BackupKind::Physical)
+        .filter(|s| is_of(s, source) && s.kind == BackupKind::Physical)
         .rfind(|s| {
             s.metadata
                 .extra
@@ -388,6 +388,12 @@ fn parent_of(
                 .and_then(|v| v.as_str())
                 == Some(system_id)
         }))
+}
+
+/// Whether `snap` is of `source`, under whichever name it was taken (a URL before the config
+/// named it).
+fn is_of(snap: &Snapshot, source: &Source) -> bool {
+    snap.source == source.name || snap.identity() == source.location.identity()
 }
 
 struct Stopped {
