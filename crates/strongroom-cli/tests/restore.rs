@@ -151,7 +151,10 @@ fn one_database_is_one_source_before_and_after_the_config_names_it() {
     let env = envs().into_iter().next().unwrap();
     let (db, url) = env.hotel_source(200);
     env.json(&["backup", &url]);
-    env.cmd().args(["drill", "--source", &url]).assert().success();
+    env.cmd()
+        .args(["drill", "--source", &url])
+        .assert()
+        .success();
     env.json(&["backup", "sqlite:hotel.db"]);
     std::fs::write(
         env.path("strongroom.toml"),
