@@ -81,7 +81,7 @@ fn main() {
         // After the report, so the user reads the failure before alerts go out.
         alerting::failed(watched, &e);
         exposed::print_held_warnings();
-        std::process::exit(1);
+        std::process::exit(failure::exit_code(&e));
     }
     exposed::print_held_warnings();
 }

@@ -590,3 +590,31 @@ fn check_and_prune_say_zero_and_one_in_words() {
         assert!(!err.contains("(s)"), "{err}");
     }
 }
+
+/// Flags that do not go together, or a flag value that cannot be read, are usage errors:
+/// exit 2 with kind `usage`, one sentence, nothing forgotten, nothing journaled.
+#[test]
+fn bad_flag_combinations_are_usage_errors() {
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+    let (_, src) = hotel_db(&env, 50);
+    let id = env.backup_id(&src);
+    for args in [
+        vec!["forget", &id[..8], "--keep-last", "1"],
+        vec!["forget", "--keep-within", "a while"],
+        vec!["prune", "--repack-below", "1.5"],
+        vec!["prune", "--max-wait", "soon"],
+    ] {
+        let mut full = vec!["--json"];
+        full.extend(&args);
+        let out = env.cmd().args(&full).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["kind"], "usage", "{args:?}: {doc}");
+    }
+    assert_eq!(env.ids(), [id], "nothing forgotten");
+    let failed = env.json(&["journal", "--failed"]);
+    assert_eq!(failed.as_array().unwrap().len(), 0, "{failed}");
+}
