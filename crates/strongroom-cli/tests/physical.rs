@@ -151,9 +151,105 @@ fn start_recovers_promotes_and_reports_where_it_stopped() {
                 .contains(&format!("transaction {xid}")),
             "{doc}"
         );
-        // The server it left running answers on the port it reported: stop it the way an
-        // operator would, then look at what it recovered.
+        // The server it left running answers on the port it reported; the restore printed
+        // the line that stops it (the right pg_ctl, as the right user): run it as printed,
+        // then look at what it recovered.
         let port = doc["port"].as_u64().unwrap();
+        assert!(port > 0);
+        let stop = doc["stop_command"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{doc}"));
+        assert!(stop.contains(" -D ") && stop.ends_with(" stop"), "{stop}");
+        let out = std::process::Command::new("sh")
+            .args(["-c", stop])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{stop}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !dir.join("postmaster.pid").exists(),
+            "{stop} left it running"
+        );
+        let pg = rig.start_restored(&dir).unwrap();
+        let got = ids(&pg);
+        assert_eq!(got, committed[..3].iter().map(|c| c.id).collect());
+        drop(pg);
+        // Without --start, the restore prints the line that starts the copy (the snapshot's
+        // pg_ctl, as the directory's owner, a free port, the repository and key file in its
+        // environment): run as printed, the copy recovers to the same point.
+        let dir2 = rig.env.path("printed");
+        let out = rig
+            .env
+            .cmd()
+            .args(["restore", "latest", "--data-dir"])
+            .arg(&dir2)
+            .args(["--xid", &xid])
+            .envs(restore_env(&rig.env, &rig.key))
+            .env_remove("STRONGROOM_PASSWORD")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let start = text
+            .lines()
+            .find_map(|l| l.strip_prefix("start it with: "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(start.contains("STRONGROOM_PASSWORD_FILE="), "{start}");
+        let out = std::process::Command::new("sh")
+            .args(["-c", start])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{start}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // pg_ctl waited until the copy accepted connections: it reached consistency through
+        // `strongroom wal fetch` with that environment. It promotes at the target by itself;
+        // then it holds exactly the transactions up to it. (Stopping it mid-promotion would
+        // leave a crash recovery to replay what pg_wal holds: wait for it instead.)
+        let port = start
+            .split("-p ")
+            .nth(1)
+            .and_then(|p| p.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no port in {start}"));
+        let mut client = postgres::Config::new()
+            .host("127.0.0.1")
+            .port(port)
+            .user("postgres")
+            .password(strongroom_testkit::postgres::PASSWORD)
+            .dbname("app")
+            .connect(postgres::NoTls)
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        while client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .unwrap()
+            .get::<_, bool>(0)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the copy never promoted"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let got: BTreeSet<i32> = client
+            .query("SELECT id FROM oracle", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(got, committed[..3].iter().map(|c| c.id).collect());
+        drop(client);
         let pgctl = rig.bindir.join("pg_ctl");
         let mut stop = if unsafe { libc::geteuid() } == 0 {
             let mut c = std::process::Command::new("runuser");
@@ -164,16 +260,37 @@ fn start_recovers_promotes_and_reports_where_it_stopped() {
         };
         assert!(
             stop.arg("-D")
-                .arg(&dir)
+                .arg(&dir2)
                 .args(["-m", "fast", "-w", "stop"])
                 .status()
                 .unwrap()
                 .success()
         );
-        assert!(port > 0);
-        let pg = rig.start_restored(&dir).unwrap();
-        let got = ids(&pg);
-        assert_eq!(got, committed[..3].iter().map(|c| c.id).collect());
+        // As root, the server runs as postgres: a key file only root can read fails its
+        // restore_command, and the failure says so (not only "exit code 254").
+        if unsafe { libc::geteuid() } == 0 {
+            use std::os::unix::fs::PermissionsExt;
+            let private = rig.env.path("root-only");
+            std::fs::create_dir(&private).unwrap();
+            std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+            let key = private.join("wal.key");
+            std::fs::copy(&rig.key, &key).unwrap();
+            let out = rig
+                .env
+                .cmd()
+                .args(["restore", "latest", "--data-dir"])
+                .arg(rig.env.path("unreadable"))
+                .args(["--xid", &xid, "--start"])
+                .envs(restore_env(&rig.env, &rig.key))
+                .env("STRONGROOM_PASSWORD_FILE", &key)
+                .env_remove("STRONGROOM_PASSWORD")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(err.contains("cannot read password file"), "{err}");
+            assert!(err.contains("must be readable by postgres"), "{err}");
+        }
         // Its config holds no secret and recovery.signal is gone after promotion.
         let auto = std::fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap();
         assert!(auto.contains("restore_command"), "{auto}");
