@@ -420,26 +420,56 @@ fn wal_fetch_and_push_follow_postgresql_rules() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!rig.env.path("x").exists());
-    // Unreachable repository, wrong key: above 125 after retrying, nothing written.
+    // A store that does not answer: retried (a warning per attempt), then above 125,
+    // nothing written.
     let out = in_data(&["wal", "fetch", &first])
         .arg(rig.env.path("y"))
-        .env("STRONGROOM_REPO", rig.env.path("no-such-repo"))
+        .env("STRONGROOM_REPO", "s3://no-bucket/repo")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .env("STRONGROOM_FETCH_RETRIES", "2")
         .output()
         .unwrap();
-    assert!(out.status.code().unwrap() > 125, "{:?}", out.status);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code().unwrap() > 125, "{:?}: {err}", out.status);
+    assert!(err.contains("(attempt 1/2)"), "{err}");
     assert!(!rig.env.path("y").exists());
+    // What no retry can change fails at once (no attempt warning), above 125: a repository
+    // that is not there, a wrong key, no password at all.
     let wrong = rig.env.path("wrong.key");
     std::fs::write(
         &wrong,
         format!("{}\n", "strongroom-key-v1:".to_string() + &"0".repeat(64)),
     )
     .unwrap();
-    let out = in_data(&["wal", "fetch", &first])
-        .arg(rig.env.path("y"))
-        .env("STRONGROOM_PASSWORD_FILE", &wrong)
-        .output()
-        .unwrap();
-    assert!(out.status.code().unwrap() > 125, "{:?}", out.status);
+    let cases: [(&str, &str, Option<&Path>); 3] = [
+        ("no repository", "no strongroom repository", None),
+        ("wrong key", "wrong password", Some(&wrong)),
+        ("no password", "no password was given", None),
+    ];
+    for (case, says, key) in cases {
+        let mut c = in_data(&["wal", "fetch", &first]);
+        c.arg(rig.env.path("y"))
+            .env("STRONGROOM_FETCH_RETRIES", "3");
+        match (case, key) {
+            ("no repository", _) => {
+                c.env("STRONGROOM_REPO", rig.env.path("no-such-repo"));
+            }
+            (_, Some(k)) => {
+                c.env("STRONGROOM_PASSWORD_FILE", k);
+            }
+            _ => {
+                c.env_remove("STRONGROOM_PASSWORD_FILE");
+            }
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code().unwrap() > 125, "{case}: {:?}", out.status);
+        assert!(err.contains(says), "{case}: {err}");
+        assert!(!err.contains("attempt"), "{case} was retried: {err}");
+        assert!(!rig.env.path("y").exists());
+    }
     // Pushing the same file again succeeds; other content under the name fails, keeping
     // the archived copy.
     let seg = rig.env.path(&first);
