@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 mod objectives;
+#[cfg(test)]
+mod reference;
 pub use objectives::{Effective, Objectives, SourceObjectives};
 
 /// The whole configuration file.
