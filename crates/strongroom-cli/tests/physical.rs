@@ -351,6 +351,117 @@ fn verify_recovers_a_physical_snapshot_on_a_throwaway_server_and_removes_it() {
 }
 
 #[test]
+fn a_cluster_configured_outside_its_data_directory_restores_into_copies_that_start() {
+    // Debian keeps postgresql.conf and pg_hba.conf in /etc/postgresql/<version>/<cluster>:
+    // the data directory, and so the snapshot, holds neither. The running server read them
+    // at its start; moved out now, the backup sees a directory like Debian's.
+    let bindir = bindirs().remove(0);
+    let rig = Rig::new(envs().remove(0), &bindir, true);
+    rig.pg.create_database("app", None);
+    rig.pg.execute(
+        "app",
+        "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);
+         INSERT INTO oracle SELECT g, now(), 0 FROM generate_series(1, 50) g; ANALYZE oracle;",
+    );
+    let data = rig.pg.data_dir();
+    let etc = rig.env.path("etc");
+    std::fs::create_dir(&etc).unwrap();
+    for f in ["postgresql.conf", "pg_hba.conf"] {
+        std::fs::rename(data.join(f), etc.join(f)).unwrap();
+    }
+    rig.backup();
+    rig.archive_now();
+    // verify's throwaway server starts on it (it failed: "could not access the server
+    // configuration file").
+    let out = rig
+        .env
+        .cmd()
+        .args(["verify", "latest", "--json"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], true, "{doc}");
+    // A side copy started by restore --start: it gets a minimal postgresql.conf and a
+    // pg_hba.conf for this host only, starts, promotes, and holds the data.
+    let dir = rig.env.path("copy");
+    let out = rig
+        .env
+        .cmd()
+        .args(["restore", "latest", "--data-dir"])
+        .arg(&dir)
+        .args(["--latest", "--start", "--json"])
+        .envs(restore_env(&rig.env, &rig.key))
+        .env_remove("STRONGROOM_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("holds no postgresql.conf")),
+        "{doc}"
+    );
+    let conf = std::fs::read_to_string(dir.join("postgresql.conf")).unwrap();
+    assert!(!conf.contains("data_directory ="), "{conf}");
+    let hba = std::fs::read_to_string(dir.join("pg_hba.conf")).unwrap();
+    assert!(hba.contains("127.0.0.1/32"), "{hba}");
+    let mut client = postgres::Config::new()
+        .host("127.0.0.1")
+        .port(doc["port"].as_u64().unwrap() as u16)
+        .user("postgres")
+        .password(strongroom_testkit::postgres::PASSWORD)
+        .dbname("app")
+        .connect(postgres::NoTls)
+        .unwrap();
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM oracle", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 50);
+    drop(client);
+    let stop = doc["stop_command"].as_str().unwrap();
+    assert!(
+        std::process::Command::new("sh")
+            .args(["-c", stop])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The source's own data directory gets nothing of the kind: its service starts it with
+    // its own configuration, which pg_ctl -D cannot, so --start there is refused up front.
+    let out = rig
+        .env
+        .cmd()
+        .args([
+            "restore",
+            "latest",
+            "--force",
+            "--latest",
+            "--start",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("keeps its configuration elsewhere") && err.contains("nothing was restored"),
+        "{err}"
+    );
+    for f in ["postgresql.conf", "pg_hba.conf"] {
+        std::fs::rename(etc.join(f), data.join(f)).unwrap();
+    }
+}
+
+#[test]
 fn without_archiving_a_snapshot_carries_its_wal_and_restores_to_its_end() {
     for bindir in bindirs() {
         let rig = Rig::new(envs().remove(0), &bindir, false);

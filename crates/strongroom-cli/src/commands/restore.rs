@@ -248,6 +248,19 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
             ),
         ));
     }
+    // The real recovery of a cluster that keeps its configuration elsewhere (Debian) is
+    // started by its service, with that configuration and environment: pg_ctl -D cannot.
+    let own = std::path::absolute(&dir).is_ok_and(|d| physical::recovery::is_source_dir(&s, &d));
+    let by_service = (own && physical::config_elsewhere(&s)).then(|| service_start(&s, &dir));
+    if let (true, Some(how)) = (flags.start, &by_service) {
+        return Err(fail(
+            ErrorKind::BadInput,
+            format!(
+                "{} is the source's own data directory, and its cluster keeps its configuration elsewhere (Debian: /etc/postgresql): restore it without --start, then start it as its service does ({how}); nothing was restored",
+                dir.display()
+            ),
+        ));
+    }
     strongroom::interrupt::install();
     let t = std::time::Instant::now();
     let target = Target::DataDirectory(dir.clone());
@@ -342,6 +355,12 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
                     outln!("it keeps running; stop it with: {stop}")?;
                 }
             }
+            None if by_service.is_some() => {
+                outln!(
+                    "start it as its service does: {}; its restore_command (`strongroom wal fetch`) reads the repository with that cluster's environment file, as archive_command does, and it recovers and promotes at the target",
+                    by_service.as_deref().unwrap_or_default()
+                )?;
+            }
             None => {
                 let line = match flags.port {
                     Some(p) => start_line(ctx, &s, &dir, Some(p)),
@@ -363,6 +382,20 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
         }
     }
     Ok(())
+}
+
+/// How the service of a cluster that keeps its configuration elsewhere starts it: Debian's
+/// `pg_ctlcluster` line when /etc/postgresql names `dir`, else the general form.
+fn service_start(s: &strongroom::repository::snapshot::Snapshot, dir: &std::path::Path) -> String {
+    let major = physical::major(s);
+    major
+        .and_then(|m| physical::verify::debian_start_command(m, dir))
+        .unwrap_or_else(|| {
+            let v = major.map_or_else(|| "<version>".to_string(), |m| m.to_string());
+            format!(
+                "pg_ctlcluster {v} <cluster> start, or systemctl start postgresql@{v}-<cluster>"
+            )
+        })
 }
 
 /// The exact line that starts a server on the restored `dir` (the snapshot's major version's

@@ -320,6 +320,30 @@ pub fn start_command(
     })
 }
 
+/// How Debian's tools start the cluster whose data directory is `dir`: `pg_ctlcluster 15
+/// main start`, found from the `data_directory` of `/etc/postgresql/<major>/*/postgresql.conf`;
+/// `None` when no cluster there names it. Such a cluster keeps its configuration (and the
+/// environment its `restore_command` needs, in the `environment` file) outside `dir`, so
+/// `pg_ctl -D dir` cannot start it.
+pub fn debian_start_command(major: u32, dir: &Path) -> Option<String> {
+    let wanted = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let clusters = std::fs::read_dir(format!("/etc/postgresql/{major}")).ok()?;
+    for c in clusters.flatten() {
+        let text = std::fs::read_to_string(c.path().join("postgresql.conf")).unwrap_or_default();
+        let named = text.lines().find_map(|l| {
+            let l = l.split('#').next()?.trim();
+            let v = l.strip_prefix("data_directory")?.trim_start();
+            let v = v.strip_prefix('=').unwrap_or(v).trim().trim_matches('\'');
+            Some(PathBuf::from(v))
+        });
+        if named.is_some_and(|d| std::fs::canonicalize(&d).unwrap_or(d) == wanted) {
+            let name = c.file_name().to_string_lossy().into_owned();
+            return Some(format!("pg_ctlcluster {major} {name} start"));
+        }
+    }
+    None
+}
+
 /// `pg_ctl -o` splits its options like a shell: quote values that need it.
 fn shell_quote(v: &str) -> String {
     if !v.is_empty()
