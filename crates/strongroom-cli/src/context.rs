@@ -68,8 +68,19 @@ impl Ctx {
     /// finds the repository the same way (paths made absolute; a password given in the
     /// environment is there already).
     pub fn export_access_env(&self) {
+        for (k, v) in self.access_env() {
+            // SAFETY: called before any thread of ours reads the environment concurrently
+            // (the command is single-threaded at this point; pipelines have finished).
+            unsafe { std::env::set_var(k, v) };
+        }
+    }
+
+    /// What [`Ctx::export_access_env`] puts into the environment: the repository, the
+    /// password file and the config, as absolute paths, when this command was given them.
+    /// None is a secret (a password itself is never among them).
+    pub fn access_env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
         let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let mut vars: Vec<(&str, std::ffi::OsString)> = Vec::new();
+        let mut vars: Vec<(&'static str, std::ffi::OsString)> = Vec::new();
         if let Ok(url) = self.access().url() {
             let url = if url.contains("://") {
                 url
@@ -84,11 +95,7 @@ impl Ctx {
         if let Some(c) = &self.config_path {
             vars.push(("STRONGROOM_CONFIG", abs(c).into()));
         }
-        for (k, v) in vars {
-            // SAFETY: called before any thread of ours reads the environment concurrently
-            // (the command is single-threaded at this point; pipelines have finished).
-            unsafe { std::env::set_var(k, v) };
-        }
+        vars
     }
 
     /// The name a recorded source is shown under: its configured name when it was recorded

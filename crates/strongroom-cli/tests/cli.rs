@@ -1342,3 +1342,137 @@ fn a_locked_database_is_waited_for_then_refused_by_name_after_lock_timeout() {
     let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(snap["metadata"]["row_counts"], row_counts(&db));
 }
+
+/// The environment variables the program's own code reads: every name in a read of the
+/// environment in `crates/strongroom/src` and `crates/strongroom-cli/src`, test modules
+/// left out. A read is `var("N")`, `var_os("N")`, a one-argument helper `env("N")`,
+/// `try_from_env("N")`, clap's `env = "N"`, or one of those given a `const X: &str = "N"`.
+/// Passing a variable on to a child (`.env("N", v)`) or listing it for hooks is no read.
+fn environment_read_by_the_code() -> std::collections::BTreeSet<String> {
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && p.file_name().is_some_and(|n| n != "tests.rs")
+            {
+                out.push(p);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut paths = Vec::new();
+    for dir in ["crates/strongroom/src", "crates/strongroom-cli/src"] {
+        files(&root.join(dir), &mut paths);
+    }
+    let sources: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            // A file's unit tests sit at its end.
+            match text.find("#[cfg(test)]\nmod ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        })
+        .collect();
+    let is_name = |s: &str| {
+        s.len() > 2
+            && s.starts_with(|c: char| c.is_ascii_uppercase())
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    let reads = |before: &str, after: &str| {
+        let before = before.trim_end();
+        ((before.ends_with("var(") || before.ends_with("var_os(") || before.ends_with("env("))
+            && after.trim_start().starts_with(')'))
+            || before.ends_with("env =")
+    };
+    let mut found = std::collections::BTreeSet::new();
+    let mut consts = Vec::new();
+    for text in &sources {
+        let mut rest = text.as_str();
+        let mut offset = 0;
+        while let Some(open) = rest.find('"') {
+            let Some(len) = rest[open + 1..].find('"') else {
+                break;
+            };
+            let literal = &rest[open + 1..open + 1 + len];
+            let at = offset + open;
+            let before = &text[..at];
+            let after = &text[at + len + 2..];
+            if is_name(literal) {
+                if reads(before, after) {
+                    found.insert(literal.to_string());
+                } else if let Some(decl) = before.trim_end().strip_suffix(": &str =") {
+                    let ident: String = decl
+                        .chars()
+                        .rev()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                        .chars()
+                        .rev()
+                        .collect();
+                    if decl[..decl.len() - ident.len()]
+                        .trim_end()
+                        .ends_with("const")
+                    {
+                        consts.push((ident, literal.to_string()));
+                    }
+                }
+            }
+            offset = at + len + 2;
+            rest = &text[offset..];
+        }
+    }
+    for (ident, name) in consts {
+        let used = sources.iter().any(|t| {
+            ["var(", "var_os(", "env("]
+                .iter()
+                .any(|f| t.contains(&format!("{f}{ident})")))
+        });
+        if used {
+            found.insert(name);
+        }
+    }
+    found.retain(|n| !n.starts_with("STRONGROOM_TEST_"));
+    found
+}
+
+#[test]
+fn every_environment_variable_read_is_in_the_help() {
+    let found = environment_read_by_the_code();
+    // The scan itself works: it finds reads of each sort (a direct `var`, a helper `env`,
+    // clap's `env =`, a named constant).
+    for known in [
+        "STRONGROOM_FETCH_RETRIES",
+        "PGSSLMODE",
+        "STRONGROOM_REPO",
+        "STRONGROOM_PASSWORD",
+        "STRONGROOM_DRILL_SEED",
+    ] {
+        assert!(
+            found.contains(known),
+            "{known} not found by the scan: {found:?}"
+        );
+    }
+    let out = Command::cargo_bin("strongroom")
+        .unwrap()
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let listed = &help[help.find("Environment").expect("an environment list")..];
+    let words: std::collections::BTreeSet<&str> = listed
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .collect();
+    let missing: Vec<&String> = found
+        .iter()
+        .filter(|n| !words.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "read by the code but not in --help's environment list: {missing:?}\n{listed}"
+    );
+}

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 mod objectives;
 mod problems;
+#[cfg(test)]
+mod reference;
 pub use objectives::{Effective, Objectives, SourceObjectives};
 use problems::{KeyPath, Problems};
 

@@ -248,6 +248,19 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
             ),
         ));
     }
+    // The real recovery of a cluster that keeps its configuration elsewhere (Debian) is
+    // started by its service, with that configuration and environment: pg_ctl -D cannot.
+    let own = std::path::absolute(&dir).is_ok_and(|d| physical::recovery::is_source_dir(&s, &d));
+    let by_service = (own && physical::config_elsewhere(&s)).then(|| service_start(&s, &dir));
+    if let (true, Some(how)) = (flags.start, &by_service) {
+        return Err(fail(
+            ErrorKind::BadInput,
+            format!(
+                "{} is the source's own data directory, and its cluster keeps its configuration elsewhere (Debian: /etc/postgresql): restore it without --start, then start it as its service does ({how}); nothing was restored",
+                dir.display()
+            ),
+        ));
+    }
     strongroom::interrupt::install();
     let t = std::time::Instant::now();
     let target = Target::DataDirectory(dir.clone());
@@ -283,27 +296,17 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
         .unwrap_or_default();
     let mut reached = None;
     let mut port_used = None;
+    let mut stop_command = None;
     if flags.start {
         ctx.export_access_env();
         let major = physical::major(&s).unwrap_or(0);
-        let port = match flags.port {
-            Some(p) => p,
-            None => {
-                let own = physical_port(&dir).unwrap_or(5432);
-                if std::net::TcpListener::bind(("127.0.0.1", own)).is_ok() {
-                    own
-                } else {
-                    let p = physical::verify::free_port()?;
-                    eprintln!("note: port {own} is taken; starting on port {p} instead");
-                    p
-                }
-            }
-        };
+        let port = choose_port(&dir, flags.port)?;
         let log = dir.join("strongroom-start.log");
         let t = std::time::Instant::now();
         let server = physical::verify::start(&dir, major, port, &log, &[])?;
         server.wait_promoted(std::time::Duration::from_secs(24 * 3600))?;
         let r = physical::verify::reached(&log);
+        stop_command = Some(server.stop_command());
         server.detach();
         reached = Some((r, t.elapsed().as_secs_f64()));
         port_used = Some(port);
@@ -316,7 +319,7 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
             "recovery_target": point, "old_kept_at": out.old_kept_at,
             "timeline": out.timeline, "notes": out.notes,
             "started": flags.start, "port": port_used,
-            "reached": r, "recovery_seconds": secs,
+            "reached": r, "recovery_seconds": secs, "stop_command": stop_command,
         }))?;
     } else {
         outln!(
@@ -348,14 +351,85 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
                 if let Some(why) = &r.stopped {
                     outln!("  {why}")?;
                 }
+                if let Some(stop) = &stop_command {
+                    outln!("it keeps running; stop it with: {stop}")?;
+                }
             }
-            None => outln!(
-                "start it with: pg_ctl -D {} start (STRONGROOM_REPO and the key in the server's environment, as for archive_command); it recovers through `strongroom wal fetch` and promotes at the target",
-                out.target
-            )?,
+            None if by_service.is_some() => {
+                outln!(
+                    "start it as its service does: {}; its restore_command (`strongroom wal fetch`) reads the repository with that cluster's environment file, as archive_command does, and it recovers and promotes at the target",
+                    by_service.as_deref().unwrap_or_default()
+                )?;
+            }
+            None => {
+                let line = match flags.port {
+                    Some(p) => start_line(ctx, &s, &dir, Some(p)),
+                    None => start_line(ctx, &s, &dir, choose_port(&dir, None).ok()),
+                };
+                outln!(
+                    "start it with: {}",
+                    line.unwrap_or_else(|| format!("pg_ctl -D {} start", out.target))
+                )?;
+                outln!(
+                    "  its restore_command (`strongroom wal fetch`) reads the repository with the environment on that line, as archive_command does{}; it recovers and promotes at the target",
+                    if ctx.global.password_file.is_none() {
+                        ": add STRONGROOM_PASSWORD_FILE=<a key file the server's user can read> to it (a password is never printed)"
+                    } else {
+                        ""
+                    }
+                )?;
+            }
         }
     }
     Ok(())
+}
+
+/// How the service of a cluster that keeps its configuration elsewhere starts it: Debian's
+/// `pg_ctlcluster` line when /etc/postgresql names `dir`, else the general form.
+fn service_start(s: &strongroom::repository::snapshot::Snapshot, dir: &std::path::Path) -> String {
+    let major = physical::major(s);
+    major
+        .and_then(|m| physical::verify::debian_start_command(m, dir))
+        .unwrap_or_else(|| {
+            let v = major.map_or_else(|| "<version>".to_string(), |m| m.to_string());
+            format!(
+                "pg_ctlcluster {v} <cluster> start, or systemctl start postgresql@{v}-<cluster>"
+            )
+        })
+}
+
+/// The exact line that starts a server on the restored `dir` (the snapshot's major version's
+/// `pg_ctl`, as the directory's owner), with the repository, password file and config this
+/// command used in its environment; `None` when the binaries are not here.
+fn start_line(
+    ctx: &Ctx,
+    s: &strongroom::repository::snapshot::Snapshot,
+    dir: &std::path::Path,
+    port: Option<u16>,
+) -> Option<String> {
+    let major = physical::major(s)?;
+    let dir = std::path::absolute(dir).ok()?;
+    let env: Vec<(&str, String)> = ctx
+        .access_env()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+        .collect();
+    physical::verify::start_command(&dir, major, port, &env, &dir.join("strongroom-start.log")).ok()
+}
+
+/// The port a server on `dir` starts on: the one asked for, else the one its config files
+/// set (5432 when none) while it is free, else a free one (and a note says so).
+fn choose_port(dir: &std::path::Path, asked: Option<u16>) -> Result<u16> {
+    if let Some(p) = asked {
+        return Ok(p);
+    }
+    let own = physical_port(dir).unwrap_or(5432);
+    if std::net::TcpListener::bind(("127.0.0.1", own)).is_ok() {
+        return Ok(own);
+    }
+    let p = physical::verify::free_port()?;
+    eprintln!("note: port {own} is taken; starting on port {p} instead");
+    Ok(p)
 }
 
 /// The `port` a data directory's config files set, if any.

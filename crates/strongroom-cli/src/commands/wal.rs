@@ -97,8 +97,20 @@ fn fetch(ctx: Result<Ctx>, name: &str, dest: &Path) -> Result<()> {
                     inner: e.into(),
                 }));
             }
-            // Retrying cannot change these.
-            Err(e @ (Error::WrongPassword { .. } | Error::WrongCluster(_) | Error::Config(_))) => {
+            // Retrying cannot change these: no password or a wrong one, a data directory
+            // that is not the repository's cluster, a config or URL that is wrong, no
+            // repository at the location, a repository this build cannot read. Each retry
+            // would only hold the recovery for seconds before the same sentence.
+            Err(
+                e @ (Error::WrongPassword { .. }
+                | Error::PasswordMissing
+                | Error::WrongCluster(_)
+                | Error::Config(_)
+                | Error::BadUrl { .. }
+                | Error::NoRepositoryGiven
+                | Error::NoRepository(_)
+                | Error::UnsupportedVersion { .. }),
+            ) => {
                 return Err(abort(e.into()));
             }
             Err(e) => {

@@ -78,12 +78,12 @@ pub struct Effective {
 }
 
 /// Kinds and checklist items with their defaults.
-const DEFAULT_INTERVALS: [(&str, u64); 3] = [
+pub(super) const DEFAULT_INTERVALS: [(&str, u64); 3] = [
     ("full", 86_400),
     ("logical", 86_400),
     ("physical", 6 * 3600),
 ];
-const DEFAULT_CHECKLIST: [(&str, u64); 3] = [
+pub(super) const DEFAULT_CHECKLIST: [(&str, u64); 3] = [
     ("verify", 7 * 86_400),
     ("check", 31 * 86_400),
     ("drill", 92 * 86_400),

@@ -63,6 +63,13 @@ pub fn wal_included(snap: &Snapshot) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the cluster kept its configuration outside its data directory (Debian's
+/// `/etc/postgresql/<version>/<cluster>`): the snapshot holds no `postgresql.conf`, so a
+/// restored copy cannot start with `pg_ctl -D` until it is given one.
+pub fn config_elsewhere(snap: &Snapshot) -> bool {
+    !snap.files.iter().any(|f| f.name == "postgresql.conf")
+}
+
 /// The major version a physical snapshot was taken of.
 pub fn major(snap: &Snapshot) -> Option<u32> {
     snap.metadata

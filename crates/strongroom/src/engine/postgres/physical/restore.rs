@@ -12,7 +12,7 @@
 //! between two renames) is opened once at staging, and the old directory goes aside and the
 //! new one into place by `renameat` relative to it.
 
-use super::recovery::{is_source_dir, timeline_for, write_recovery};
+use super::recovery::{is_source_dir, timeline_for, write_missing_config, write_recovery};
 use super::tree::write_tree;
 use super::{keys, wal_included};
 use crate::beneath::Beneath;
@@ -182,6 +182,9 @@ pub fn stage(
     let bytes = write_tree(repo, index, snap, &root, &target, progress)?;
     let timeline = chosen.map(|c| c.timeline);
     write_recovery(snap, &root, &opts.recovery, timeline, archive)?;
+    if !own {
+        notes.extend(write_missing_config(snap, &root)?);
+    }
     // The lock file of the scratch directory must not be restored with the cluster.
     root.remove_file(".lock")?;
     root.chmod(0o700)?;
@@ -255,6 +258,7 @@ pub fn restore_into(
     root.chmod(0o700)?;
     let bytes = write_tree(repo, index, snap, &root, dir, progress)?;
     write_recovery(snap, &root, recovery, chosen.map(|c| c.timeline), false)?;
+    write_missing_config(snap, &root)?;
     let parent = dir.parent().unwrap_or(Path::new("/"));
     if let Some((uid, gid)) = owner_for(snap, &[parent]) {
         root.chown_all(uid, gid)?;
