@@ -30,7 +30,8 @@ Environment (every variable strongroom reads):
     --config; STRONGROOM_PASSWORD: the password itself
   STRONGROOM_STATE_DIR, STRONGROOM_CACHE_DIR: local state and index cache (default under
     XDG_STATE_HOME and XDG_CACHE_HOME, else HOME)
-  STRONGROOM_LOG: log filter (e.g. strongroom=debug); NO_COLOR: no colours
+  STRONGROOM_LOG: log filter (e.g. strongroom=debug); NO_COLOR: no colours; COLUMNS: help
+    width when not on a terminal
   STRONGROOM_PG_BINDIR: PostgreSQL programs (else Debian's, pg_config --bindir, then PATH)
   STRONGROOM_FETCH_RETRIES (4), STRONGROOM_FETCH_AHEAD (4): wal fetch's tries and read-ahead
   STRONGROOM_ALERT_REPEAT (1h): how long a repeated job-failure alert is held back
