@@ -267,30 +267,8 @@ pub enum Command {
     Forget {
         /// Snapshot ids (or unique prefixes of 6+ characters) to forget instead of applying a policy.
         snapshots: Vec<String>,
-        /// Keep the N newest snapshots.
-        #[arg(long, value_name = "N")]
-        keep_last: Option<u32>,
-        /// Keep the newest snapshot of each of the N newest hours that have one.
-        #[arg(long, value_name = "N")]
-        keep_hourly: Option<u32>,
-        /// Keep the newest snapshot of each of the N newest days that have one.
-        #[arg(long, value_name = "N")]
-        keep_daily: Option<u32>,
-        /// Keep the newest snapshot of each of the N newest ISO weeks that have one.
-        #[arg(long, value_name = "N")]
-        keep_weekly: Option<u32>,
-        /// Keep the newest snapshot of each of the N newest months that have one.
-        #[arg(long, value_name = "N")]
-        keep_monthly: Option<u32>,
-        /// Keep the newest snapshot of each of the N newest years that have one.
-        #[arg(long, value_name = "N")]
-        keep_yearly: Option<u32>,
-        /// Keep every snapshot taken within DURATION of the newest one (e.g. 7d).
-        #[arg(long, value_name = "DURATION")]
-        keep_within: Option<String>,
-        /// Keep every snapshot with this tag (repeatable).
-        #[arg(long = "keep-tag", value_name = "TAG")]
-        keep_tags: Vec<String>,
+        #[command(flatten)]
+        keep: strongroom::retention::KeepRules,
         /// Say what would be removed (and, with --prune, freed); change nothing.
         #[arg(long)]
         dry_run: bool,

@@ -5,6 +5,7 @@
 //! file but through [`crate::trust`]: the file names commands strongroom runs.
 
 use crate::error::{Error, Result};
+use crate::retention::KeepRules;
 use crate::source::{
     DEFAULT_LOCK_TIMEOUT, Location, RowCounts, Source, SourceMatch, SqlCheck, identity_of,
     parse_location,
@@ -33,9 +34,9 @@ pub struct Config {
     /// Named sources.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
-    /// Retention policy.
+    /// Retention policy (`[retention]`; the strategy's when the table is absent).
     #[serde(default)]
-    pub retention: Retention,
+    pub retention: KeepRules,
     /// How prune reclaims space.
     #[serde(default)]
     pub prune: PruneSettings,
@@ -118,42 +119,6 @@ pub struct SourceConfig {
     pub spool_dir: Option<PathBuf>,
 }
 
-/// `[retention]`: how many snapshots of each period to keep.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Retention {
-    /// Newest snapshots kept regardless of age.
-    pub keep_last: Option<u32>,
-    /// One per hour for this many hours.
-    pub keep_hourly: Option<u32>,
-    /// One per day for this many days.
-    pub keep_daily: Option<u32>,
-    /// One per week for this many weeks.
-    pub keep_weekly: Option<u32>,
-    /// One per month for this many months.
-    pub keep_monthly: Option<u32>,
-    /// One per year for this many years.
-    pub keep_yearly: Option<u32>,
-    /// Everything newer than this duration (e.g. `7d`).
-    pub keep_within: Option<String>,
-    /// Snapshots carrying any of these tags are always kept.
-    #[serde(default)]
-    pub keep_tags: Vec<String>,
-    /// How far back point-in-time recovery must reach (e.g. `7d`, the default): the
-    /// physical snapshot at or before that point and every later one are kept, and the WAL
-    /// they need.
-    pub pitr_window: Option<String>,
-    /// Per-tag rules (`[retention.tag_within]`, e.g. `pre-migration = "90d"`, the default):
-    /// snapshots carrying the tag are kept this long, counted back from the newest snapshot
-    /// of their source and kind.
-    #[serde(default = "default_tag_within")]
-    pub tag_within: BTreeMap<String, String>,
-}
-
-fn default_tag_within() -> BTreeMap<String, String> {
-    [("pre-migration".to_string(), "90d".to_string())].into()
-}
-
 /// `[prune]`: how prune reclaims space.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -170,58 +135,6 @@ impl Default for PruneSettings {
         PruneSettings {
             repack_below: 0.5,
             max_wait: "10m".into(),
-        }
-    }
-}
-
-impl Retention {
-    /// The policy this table describes.
-    pub fn policy(&self) -> crate::retention::Policy {
-        let d = |s: &Option<String>| {
-            s.as_deref()
-                .map(|v| crate::parse_duration(v).expect("validated at load"))
-        };
-        crate::retention::Policy {
-            keep_last: self.keep_last,
-            keep_hourly: self.keep_hourly,
-            keep_daily: self.keep_daily,
-            keep_weekly: self.keep_weekly,
-            keep_monthly: self.keep_monthly,
-            keep_yearly: self.keep_yearly,
-            keep_within: d(&self.keep_within),
-            keep_tags: self.keep_tags.clone(),
-            tag_within: self
-                .tag_within
-                .iter()
-                .map(|(t, v)| {
-                    (
-                        t.clone(),
-                        crate::parse_duration(v).expect("validated at load"),
-                    )
-                })
-                .collect(),
-            pitr_window: Some(d(&self.pitr_window).unwrap_or(DEFAULT_PITR_WINDOW)),
-        }
-    }
-}
-
-/// The PITR window when the config names none: a week, as the strategy's drills look back.
-pub const DEFAULT_PITR_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
-
-impl Default for Retention {
-    /// The strategy's policy: daily 30 days, weekly 3 months, monthly a year.
-    fn default() -> Self {
-        Retention {
-            keep_last: None,
-            keep_hourly: None,
-            keep_daily: Some(30),
-            keep_weekly: Some(13),
-            keep_monthly: Some(12),
-            keep_yearly: None,
-            keep_within: None,
-            keep_tags: Vec::new(),
-            pitr_window: None,
-            tag_within: default_tag_within(),
         }
     }
 }

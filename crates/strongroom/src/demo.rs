@@ -372,7 +372,7 @@ pub fn run(
     let forgotten = crate::forget::run(
         &repo,
         &crate::forget::ForgetOptions {
-            policy: config.retention.policy(),
+            policy: config.retention.policy().expect("validated at load"),
             filter: Default::default(),
             ids: Vec::new(),
             dry_run: false,

@@ -48,6 +48,141 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// The PITR window when the config names none: a week, as the strategy's drills look back.
+pub const DEFAULT_PITR_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+
+/// The keep rules as people write them: the `[retention]` table of the config and the
+/// `forget --keep-*` flags are this one struct (serde fills it from the file, clap from the
+/// flags; `KeepRules::over` puts flags over the config), and [`KeepRules::policy`] turns it
+/// into the [`Policy`] the decision reads. Durations stay text until then, so a config
+/// problem is named with its key and line (`config::problems`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[serde(deny_unknown_fields)]
+pub struct KeepRules {
+    /// Keep the N newest snapshots.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest hours that have one.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest days that have one.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest ISO weeks that have one.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest months that have one.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest years that have one.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot taken within DURATION of the newest one (e.g. 7d).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DURATION"))]
+    pub keep_within: Option<String>,
+    /// Keep every snapshot with this tag (repeatable).
+    #[cfg_attr(feature = "clap", arg(long = "keep-tag", value_name = "TAG"))]
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// How far back point-in-time recovery must reach (default 7d): the physical snapshot
+    /// at or before that point and every later one are kept, and the WAL they need.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DURATION"))]
+    pub pitr_window: Option<String>,
+    /// Per-tag rules (`[retention.tag_within]`, e.g. `pre-migration = "90d"`, the default):
+    /// snapshots carrying the tag are kept this long, counted back from the newest snapshot
+    /// of their source and kind. Config only.
+    #[cfg_attr(feature = "clap", arg(skip))]
+    #[serde(default = "default_tag_within")]
+    pub tag_within: BTreeMap<String, String>,
+}
+
+fn default_tag_within() -> BTreeMap<String, String> {
+    [("pre-migration".to_string(), "90d".to_string())].into()
+}
+
+impl Default for KeepRules {
+    /// The strategy's policy: daily 30 days, weekly 3 months, monthly a year, pre-migration
+    /// snapshots 90 days.
+    fn default() -> Self {
+        KeepRules {
+            keep_last: None,
+            keep_hourly: None,
+            keep_daily: Some(30),
+            keep_weekly: Some(13),
+            keep_monthly: Some(12),
+            keep_yearly: None,
+            keep_within: None,
+            keep_tags: Vec::new(),
+            pitr_window: None,
+            tag_within: default_tag_within(),
+        }
+    }
+}
+
+impl KeepRules {
+    /// Whether any snapshot-keeping rule is set (`keep_*`); the PITR window and tag rules
+    /// are not counted.
+    pub fn any_keep(&self) -> bool {
+        [
+            self.keep_last,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ]
+        .iter()
+        .any(Option::is_some)
+            || self.keep_within.is_some()
+            || !self.keep_tags.is_empty()
+    }
+
+    /// These rules (typed as flags) over `base` (the config's): when any `keep_*` rule is
+    /// given, the given ones are the whole set of keep rules, as the config's table is;
+    /// the PITR window is the given one, else the base's; tag rules are the base's.
+    pub fn over(self, base: &KeepRules) -> KeepRules {
+        let keep = if self.any_keep() {
+            self.clone()
+        } else {
+            base.clone()
+        };
+        KeepRules {
+            pitr_window: self.pitr_window.or_else(|| base.pitr_window.clone()),
+            tag_within: base.tag_within.clone(),
+            ..keep
+        }
+    }
+
+    /// The policy these rules describe; a duration that does not read is named by its key
+    /// (`keep_within`, `pitr_window`, `tag_within.TAG`) with why.
+    pub fn policy(&self) -> std::result::Result<Policy, (String, String)> {
+        let d = |key: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|v| crate::parse_duration(v).map_err(|e| (key.to_string(), e.to_string())))
+                .transpose()
+        };
+        let mut tag_within = Vec::new();
+        for (t, v) in &self.tag_within {
+            let span =
+                crate::parse_duration(v).map_err(|e| (format!("tag_within.{t}"), e.to_string()))?;
+            tag_within.push((t.clone(), span));
+        }
+        Ok(Policy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: d("keep_within", &self.keep_within)?,
+            keep_tags: self.keep_tags.clone(),
+            tag_within,
+            pitr_window: Some(d("pitr_window", &self.pitr_window)?.unwrap_or(DEFAULT_PITR_WINDOW)),
+        })
+    }
+}
+
 /// Which snapshots to keep: a snapshot is kept when any rule (or a safety rule) keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
@@ -74,17 +209,12 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The strategy: daily 30, weekly 13, monthly 12, pre-migration tags 90 days, PITR 7 days.
+    /// The strategy: daily 30, weekly 13, monthly 12, pre-migration tags 90 days, PITR 7 days
+    /// (the default [`KeepRules`], the one place it is written).
     pub fn strategy() -> Self {
-        const DAY: u64 = 24 * 60 * 60;
-        Policy {
-            keep_daily: Some(30),
-            keep_weekly: Some(13),
-            keep_monthly: Some(12),
-            tag_within: vec![("pre-migration".into(), Duration::from_secs(90 * DAY))],
-            pitr_window: Some(Duration::from_secs(7 * DAY)),
-            ..Policy::default()
-        }
+        KeepRules::default()
+            .policy()
+            .expect("the strategy's durations read")
     }
 
     /// Whether no rule is set (a count of 0 is unset, as in restic); [`apply`] then keeps all.

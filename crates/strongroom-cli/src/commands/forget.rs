@@ -10,39 +10,7 @@ use serde::Serialize;
 use strongroom::counted;
 use strongroom::forget::{ForgetOptions, ForgetReport};
 use strongroom::prune::PruneReport;
-
-/// The keep flags of `forget`, as typed.
-pub struct KeepFlags {
-    /// `--keep-last`.
-    pub last: Option<u32>,
-    /// `--keep-hourly`.
-    pub hourly: Option<u32>,
-    /// `--keep-daily`.
-    pub daily: Option<u32>,
-    /// `--keep-weekly`.
-    pub weekly: Option<u32>,
-    /// `--keep-monthly`.
-    pub monthly: Option<u32>,
-    /// `--keep-yearly`.
-    pub yearly: Option<u32>,
-    /// `--keep-within`.
-    pub within: Option<String>,
-    /// `--keep-tag`.
-    pub tags: Vec<String>,
-}
-
-impl KeepFlags {
-    fn any(&self) -> bool {
-        self.last.is_some()
-            || self.hourly.is_some()
-            || self.daily.is_some()
-            || self.weekly.is_some()
-            || self.monthly.is_some()
-            || self.yearly.is_some()
-            || self.within.is_some()
-            || !self.tags.is_empty()
-    }
-}
+use strongroom::retention::KeepRules;
 
 /// `forget`'s JSON document: the contract's `keep` and `remove`, plus the prune's report.
 #[derive(Serialize)]
@@ -57,32 +25,19 @@ struct ForgetJson<'a> {
 pub fn run(
     ctx: &Ctx,
     snapshots: Vec<String>,
-    keep: KeepFlags,
+    keep: KeepRules,
     filter: &FilterArgs,
     dry_run: bool,
     prune: bool,
     prune_args: &PruneArgs,
 ) -> Result<()> {
-    if !snapshots.is_empty() && keep.any() {
+    if !snapshots.is_empty() && keep.any_keep() {
         return Err(usage("give snapshot ids or --keep-* rules, not both"));
     }
-    let mut policy = ctx.config.retention.policy();
-    if keep.any() {
-        let within = keep
-            .within
-            .as_deref()
-            .map(strongroom::parse_duration)
-            .transpose()
-            .map_err(|e| usage(format!("--keep-within: {e}")))?;
-        policy.keep_last = keep.last;
-        policy.keep_hourly = keep.hourly;
-        policy.keep_daily = keep.daily;
-        policy.keep_weekly = keep.weekly;
-        policy.keep_monthly = keep.monthly;
-        policy.keep_yearly = keep.yearly;
-        policy.keep_within = within;
-        policy.keep_tags = keep.tags;
-    }
+    let policy = keep
+        .over(&ctx.config.retention)
+        .policy()
+        .map_err(|(key, e)| usage(format!("--{}: {e}", key.replace('_', "-"))))?;
     let prune_opts = prune
         .then(|| super::prune::options(ctx, prune_args, dry_run))
         .transpose()?;

@@ -100,7 +100,7 @@ fn accepted() -> BTreeSet<String> {
                 }
             }
             "retention" => {
-                let retention = fields!(Retention {
+                let retention = fields!(KeepRules {
                     keep_last,
                     keep_hourly,
                     keep_daily,
@@ -289,7 +289,7 @@ fn resolved(c: &Config) -> String {
         (
             (&c.repository, &c.password_command, &c.password_file),
             c.source(Some("s")).ok(),
-            c.retention.policy(),
+            c.retention.policy().unwrap(),
             c.objectives_of("s"),
             c.objectives_of("elsewhere"),
             &c.prune,
@@ -397,9 +397,9 @@ fn the_documented_defaults_are_the_defaults() {
 fn a_retention_table_is_the_whole_policy() {
     let path = Path::new("c.toml");
     let c = Config::parse("[retention]\nkeep_daily = 7\n", path).unwrap();
-    let p = c.retention.policy();
+    let p = c.retention.policy().unwrap();
     assert_eq!(p.keep_daily, Some(7));
     assert_eq!((p.keep_weekly, p.keep_monthly), (None, None));
-    assert_eq!(p.pitr_window, Some(DEFAULT_PITR_WINDOW));
+    assert_eq!(p.pitr_window, Some(crate::retention::DEFAULT_PITR_WINDOW));
     assert!(p.tag_within.iter().any(|(t, _)| t == "pre-migration"));
 }

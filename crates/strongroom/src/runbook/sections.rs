@@ -454,7 +454,12 @@ pub(super) fn whereabouts(md: &mut String, inputs: &Inputs) {
         } else {
             keep.join(", ")
         },
-        fmt_duration(r.policy().pitr_window.unwrap_or_default())
+        fmt_duration(
+            r.policy()
+                .ok()
+                .and_then(|p| p.pitr_window)
+                .unwrap_or(crate::retention::DEFAULT_PITR_WINDOW)
+        )
     );
     line!(md, "- Program: `{}`", inputs.program);
     line!(
