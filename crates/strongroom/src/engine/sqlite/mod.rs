@@ -32,7 +32,7 @@ mod target;
 
 use super::checks::{CheckOutcome, compare_row_counts, truthy_text};
 use super::{Captured, Engine, RestoreOptions, Scratch, Staged, Target, TargetState};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TargetSort};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::Index;
@@ -254,6 +254,10 @@ impl Engine for Sqlite {
 
     fn backup_kinds(&self) -> &'static [BackupKind] {
         &[BackupKind::Full]
+    }
+
+    fn restores_into(&self, _kind: &BackupKind) -> Option<TargetSort> {
+        Some(TargetSort::File)
     }
 
     fn backup(
