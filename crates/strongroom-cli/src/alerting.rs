@@ -218,6 +218,7 @@ pub fn hint(job: &str, kind: ErrorKind) -> &'static str {
             "check the snapshot reference, source name or path the job was given, and that the repository is the right one"
         }
         ErrorKind::BadInput => "fix the job's arguments or strongroom.toml as the error says",
+        ErrorKind::Usage => "fix the job's flags as the error says (`--help` shows them)",
         ErrorKind::Unsupported => {
             "this build of strongroom cannot do that; see the error, or upgrade strongroom"
         }

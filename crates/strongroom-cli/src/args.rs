@@ -25,11 +25,32 @@ Examples:
 
 Exit codes: 0 success, 1 failure (a sentence on stderr says what and what to do; for status:
 something needs attention), 2 usage error.
-Environment: STRONGROOM_REPO, STRONGROOM_PASSWORD, STRONGROOM_CONFIG, AWS_* for S3, NO_COLOR.";
+Environment (every variable strongroom reads):
+  STRONGROOM_REPO, STRONGROOM_PASSWORD_FILE, STRONGROOM_CONFIG: as --repo, --password-file,
+    --config; STRONGROOM_PASSWORD: the password itself
+  STRONGROOM_STATE_DIR, STRONGROOM_CACHE_DIR: local state and index cache (default under
+    XDG_STATE_HOME and XDG_CACHE_HOME, else HOME)
+  STRONGROOM_LOG: log filter (e.g. strongroom=debug); NO_COLOR: no colours; COLUMNS: help
+    width when not on a terminal
+  STRONGROOM_PG_BINDIR: PostgreSQL programs (else Debian's, pg_config --bindir, then PATH)
+  STRONGROOM_FETCH_RETRIES (4), STRONGROOM_FETCH_AHEAD (4): wal fetch's tries and read-ahead
+  STRONGROOM_ALERT_REPEAT (1h): how long a repeated job-failure alert is held back
+  STRONGROOM_DRILL_SEED: replay a drill's random choices
+  STRONGROOM_IO_TIMEOUT (60): seconds an object-store request may stall before a retry
+  STRONGROOM_PG_PLAIN_RESTORE: logical restores through pg_restore alone (no parallel COPY)
+  S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
+    AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3
+  Azure: AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_KEY, AZURE_STORAGE_ENDPOINT
+  GCS: GOOGLE_APPLICATION_CREDENTIALS
+  PostgreSQL, as libpq reads them: PGHOST, PGPORT, PGUSER (else USER, LOGNAME), PGDATABASE,
+    PGPASSWORD, PGPASSFILE, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGCONNECT_TIMEOUT
+  HOSTNAME: this host's name when /proc does not say; TMPDIR: spool and scratch files
+  Test hooks, leave unset: STRONGROOM_FAULT, STRONGROOM_FAULT_DIR,
+    STRONGROOM_ALERT_BACKOFF_MS, STRONGROOM_LOCK_HEARTBEAT";
 
 /// Encrypted, deduplicating, verified backups of SQLite and PostgreSQL databases.
 #[derive(Parser)]
-#[command(name = "strongroom", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "strongroom", version, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -393,6 +414,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the configured source names, one per line: what shell completion offers for
+    /// `--source` and backup's SOURCE (the scripts of `completions` call it).
+    #[command(hide = true)]
+    SourceNames,
     /// Print the manual page (roff), or write one page per command into a directory.
     #[command(
         after_help = "Examples:\n  strongroom man | man -l -\n  strongroom man --dir /usr/local/share/man/man1"

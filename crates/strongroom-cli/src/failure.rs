@@ -58,6 +58,21 @@ pub fn fail(kind: ErrorKind, message: impl Into<String>) -> anyhow::Error {
     })
 }
 
+/// A usage error: flags the command cannot take together, or a flag's value it cannot read
+/// (kind `usage`, exit 2, as clap's own usage errors). An operator's mistake, not a failed
+/// job.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    fail(ErrorKind::Usage, message)
+}
+
+/// The exit code a failure ends the command with: 2 for a usage error, else 1.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    match e.downcast_ref::<Failure>() {
+        Some(f) if f.kind == ErrorKind::Usage => 2,
+        _ => 1,
+    }
+}
+
 /// A failure already reported in the JSON document printed on stdout.
 pub fn reported(kind: ErrorKind, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Failure {
@@ -81,7 +96,9 @@ pub fn with_flags(e: &Error) -> String {
             "{e}: pass --repo URL, set STRONGROOM_REPO, or set `repository` in strongroom.toml"
         ),
         Error::PasswordMissing => {
-            format!("{e}: set STRONGROOM_PASSWORD, --password-file or password_command")
+            format!(
+                "{e}: set STRONGROOM_PASSWORD, --password-file or password_command, or run it on a terminal to type it"
+            )
         }
         Error::TargetNotEmpty { target, old } => format!(
             "{target}; pass --force to replace it (the old {old} is kept aside until the restore has succeeded)"

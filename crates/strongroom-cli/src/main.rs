@@ -13,10 +13,12 @@ mod commands;
 mod context;
 mod exposed;
 mod failure;
+mod help_layout;
 mod output;
 mod progress;
+mod prompt;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::io::IsTerminal;
 
 fn init_logs(verbose: u8) {
@@ -39,8 +41,16 @@ fn init_logs(verbose: u8) {
         .init();
 }
 
+/// The command line, parsed as `Cli::parse` would, with after-help text laid out by
+/// [`help_layout`] (examples whole, prose filled).
+fn parse() -> args::Cli {
+    let mut matches = help_layout::apply(args::Cli::command()).get_matches();
+    args::Cli::from_arg_matches_mut(&mut matches)
+        .unwrap_or_else(|e| e.format(&mut args::Cli::command()).exit())
+}
+
 fn main() {
-    let cli = args::Cli::parse();
+    let cli = parse();
     init_logs(cli.global.verbose);
     let json = cli.global.json;
     let watched = alerting::watch(&cli.global, &cli.command);
@@ -71,7 +81,7 @@ fn main() {
         // After the report, so the user reads the failure before alerts go out.
         alerting::failed(watched, &e);
         exposed::print_held_warnings();
-        std::process::exit(1);
+        std::process::exit(failure::exit_code(&e));
     }
     exposed::print_held_warnings();
 }

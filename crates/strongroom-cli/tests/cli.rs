@@ -586,6 +586,97 @@ fn config_sources_checks_and_errors() {
 }
 
 #[test]
+fn every_config_mistake_is_named_in_one_run() {
+    let env = &envs()[0];
+    // Three independent mistakes in three tables: the operator fixes them all at once.
+    std::fs::write(
+        env.path("strongroom.toml"),
+        "[sources.prod]\nurl = \"postgres://app@db/hotel\"\nlock_timout = \"5m\"\n\
+         [retention]\nkeep_daily = 7\npitr_window = \"a week\"\n\
+         [[alerts]]\nwebhook = \"http://127.0.0.1:9/hook\"\nmin_level = \"urgent\"\n",
+    )
+    .unwrap();
+    let err = env.fails(&["list"]);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[0], "strongroom: ./strongroom.toml has 3 problems:",
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("strongroom.toml:3:1: sources.prod.lock_timout: unknown field"),
+        "{err}"
+    );
+    assert!(
+        lines[2].contains("strongroom.toml:6:1: retention.pitr_window: \"a week\""),
+        "{err}"
+    );
+    assert!(
+        lines[3].contains("strongroom.toml:9:1: alerts[0].min_level: \"urgent\""),
+        "{err}"
+    );
+    // The kind stays the same: a bad_input, which the JSON error document says.
+    let out = env.cmd().args(["list", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "bad_input");
+    assert_eq!(v["error"]["message"].as_str().unwrap().lines().count(), 4);
+}
+
+#[test]
+fn journal_and_list_columns_line_up_with_long_sources() {
+    let env = &envs()[0];
+    env.init();
+    let deep = "var/lib/applications/hotel-bookings-production/databases";
+    std::fs::create_dir_all(env.path(deep)).unwrap();
+    let long = env.path(&format!("{deep}/hotel_bookings_production.sqlite3"));
+    make_db(&long, 300);
+    make_db(&env.path("hotel.db"), 300);
+    std::fs::write(
+        env.path("strongroom.toml"),
+        "[sources.hotel]\nurl = \"sqlite:hotel.db\"\n",
+    )
+    .unwrap();
+    let a = env.json(&["backup", "hotel"]);
+    let b = env.json(&["backup", &format!("sqlite:{}", long.display())]);
+    let c = env.json(&["backup", "hotel"]);
+    let ids: Vec<String> = [&a, &b, &c]
+        .iter()
+        .map(|s| s["id"].as_str().unwrap()[..8].to_string())
+        .collect();
+    let column = |line: &str, what: &str| line[..line.find(what).unwrap()].chars().count();
+    let out = env.cmd().arg("journal").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let rows: Vec<&str> = lines[1..]
+        .iter()
+        .copied()
+        .filter(|l| ids.iter().any(|id| l.contains(id.as_str())))
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows[1].contains("hotel_bookings_production.sqlite3"),
+        "{text}"
+    );
+    for (row, id) in rows.iter().zip(&ids) {
+        assert_eq!(column(row, id), column(lines[0], "snapshot"), "{text}");
+        assert_eq!(
+            column(row, "  ok") + 2,
+            column(lines[0], "result"),
+            "{text}"
+        );
+    }
+    // `list` lays its columns out the same way.
+    let out = env.cmd().arg("list").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for (row, id) in lines[1..4].iter().zip(&ids) {
+        assert!(row.starts_with(id.as_str()), "{text}");
+        assert_eq!(column(row, "full"), column(lines[0], "kind"), "{text}");
+    }
+}
+
+#[test]
 fn second_password_and_unencrypted_repositories() {
     for env in envs() {
         env.init();
@@ -645,6 +736,11 @@ fn demo_tells_the_whole_story() {
     assert!(
         v["backups"][1]["added"].as_u64().unwrap() < v["backups"][0]["added"].as_u64().unwrap()
     );
+    // The story ends with everything in order: the retention step status asks for is run
+    // (older backups of the day give way to the newest), so status is ok.
+    assert!(text.contains("forget --prune"), "{text}");
+    assert!(v["forgotten"].as_u64().unwrap() >= 1, "{text}");
+    assert_eq!(v["status"], "ok", "{text}");
 }
 
 #[test]
@@ -982,6 +1078,211 @@ fn help_completions_and_man_page() {
     }
 }
 
+/// The example lines of every man page, by the command they belong to (`["key", "add"]`):
+/// the lines of the no-fill blocks of its "EXAMPLES AND NOTES" section, unescaped. Also
+/// checks that no example sits outside such a block, where roff would fill it into prose.
+fn man_page_examples(dir: &Path) -> Vec<(Vec<String>, Vec<String>)> {
+    let unescape = |l: &str| {
+        l.replace("\\*(Aq", "'")
+            .replace("\\-", "-")
+            .replace("\\&", "")
+            .replace("\\\\", "\\")
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Some(at) = text.find(".SH \"EXAMPLES AND NOTES\"") else {
+            continue;
+        };
+        let mut examples = Vec::new();
+        let mut no_fill = false;
+        for line in text[at..].lines().skip(1) {
+            match line {
+                l if l.starts_with(".SH") => break,
+                ".nf" => no_fill = true,
+                ".fi" => no_fill = false,
+                l if no_fill => examples.push(unescape(l)),
+                l => assert!(
+                    !unescape(l).trim_start().starts_with("strongroom "),
+                    "{name}: an example outside a no-fill block: {l}"
+                ),
+            }
+        }
+        let command: Vec<String> = name.split('-').skip(1).map(str::to_string).collect();
+        out.push((command, examples));
+    }
+    out
+}
+
+#[test]
+fn examples_keep_their_lines_in_help_and_man_page() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::cargo_bin("strongroom")
+        .unwrap()
+        .args(["man", "--dir", dir.path().to_str().unwrap()])
+        .assert()
+        .success();
+    let pages = man_page_examples(dir.path());
+    let long = "strongroom restore latest --source prod --data-dir /srv/pg/restored --time '2026-12-01 22:59:00' --start";
+    assert!(
+        pages.iter().any(|(_, ex)| ex.iter().any(|l| l == long)),
+        "{pages:?}"
+    );
+    let with_examples = pages.iter().filter(|(_, ex)| !ex.is_empty()).count();
+    assert!(with_examples >= 25, "{pages:?}");
+
+    let help = |command: &[String], columns: &str| {
+        let out = Command::cargo_bin("strongroom")
+            .unwrap()
+            .args(command)
+            .arg("--help")
+            .env("COLUMNS", columns)
+            .env_remove("STRONGROOM_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (command, examples) in &pages {
+        for columns in ["60", "200"] {
+            let text = help(command, columns);
+            for example in examples {
+                assert!(
+                    text.lines().any(|l| l.trim() == example.trim()),
+                    "{command:?} at {columns} columns breaks {example:?}:\n{text}"
+                );
+            }
+            // Prose still fills the width: only indented lines (examples, options) and
+            // the usage line (clap's) may be longer.
+            for line in text
+                .lines()
+                .filter(|l| !l.starts_with(' ') && !l.starts_with("Usage:"))
+            {
+                assert!(
+                    line.chars().count() <= 100.min(columns.parse().unwrap()),
+                    "{command:?} at {columns} columns: {line:?}"
+                );
+            }
+        }
+    }
+
+    // On a terminal, its width counts (not COLUMNS), with the same result.
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("strongroom"));
+    cmd.args(["restore", "--help"])
+        .env("COLUMNS", "200")
+        .env("NO_COLOR", "1");
+    let mut pty = common::pty::Pty::spawn(cmd, 60);
+    assert!(pty.finish().success(), "{}", pty.output);
+    assert!(
+        pty.output.lines().any(|l| l.trim() == long),
+        "{}",
+        pty.output
+    );
+    assert!(
+        pty.output
+            .lines()
+            .filter(|l| !l.starts_with(' ') && !l.starts_with("Usage:"))
+            .all(|l| l.chars().count() <= 60),
+        "{}",
+        pty.output
+    );
+}
+
+#[test]
+fn completion_offers_configured_source_names() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("strongroom.toml"),
+        "[sources.prod]\nurl = \"sqlite:prod.db\"\n[sources.staging]\nurl = \"sqlite:staging.db\"\n",
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("strongroom");
+    let script = |shell: &str| {
+        let out = Command::cargo_bin("strongroom")
+            .unwrap()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    std::fs::write(dir.path().join("strongroom.bash"), script("bash")).unwrap();
+    // What bash does on <TAB>: the registered function, called with the words so far.
+    let driver = r#"
+        source ./strongroom.bash
+        f=$(complete -p strongroom | sed -E 's/.*-F ([^ ]+).*/\1/')
+        tab() {
+            COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=()
+            "$f" strongroom "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+            echo "${COMPREPLY[*]}"
+        }
+        tab strongroom list --source ''
+        tab strongroom backup ''
+        tab strongroom restore latest --source st
+        tab strongroom list --source = ''
+        tab strongroom backup --tag daily --kind full p
+        (cd / && tab strongroom --config "$CONFIG" status --source '')
+        (cd / && tab strongroom status --source '')
+    "#;
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", driver])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("CONFIG", dir.path().join("strongroom.toml"))
+        .env_remove("STRONGROOM_CONFIG")
+        .output()
+        .unwrap();
+    let answers = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        answers.lines().collect::<Vec<_>>(),
+        [
+            "prod staging",
+            "prod staging",
+            "staging",
+            "prod staging",
+            "prod",
+            "prod staging",
+            // No config where it runs, none given: nothing to offer, and no error shown.
+            "",
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // zsh and fish (not installed here): every place a source goes asks for the names.
+    let zsh = script("zsh");
+    let specs: Vec<&str> = zsh
+        .lines()
+        .filter(|l| l.starts_with("'--source=") || l.starts_with("'::source -- "))
+        .collect();
+    assert!(specs.len() >= 10, "{zsh}");
+    for spec in specs {
+        assert!(spec.ends_with(":_strongroom_source_names' \\"), "{spec}");
+    }
+    assert!(zsh.contains("_strongroom_source_names() {"));
+    let fish = script("fish");
+    assert!(
+        fish.contains("__fish_strongroom_using_subcommand list show restore")
+            && fish.contains("-l source -x -a \"(__fish_strongroom_source_names)\"")
+            && fish.contains(
+                "__fish_strongroom_using_subcommand backup\" -f -a \"(__fish_strongroom_source_names)\""
+            ),
+        "{fish}"
+    );
+}
+
 #[test]
 fn a_locked_database_is_waited_for_then_refused_by_name_after_lock_timeout() {
     // Waiting for the lock happens before anything is stored: one store shows it.
@@ -1040,4 +1341,138 @@ fn a_locked_database_is_waited_for_then_refused_by_name_after_lock_timeout() {
     assert!(out.status.success(), "{stderr}");
     let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(snap["metadata"]["row_counts"], row_counts(&db));
+}
+
+/// The environment variables the program's own code reads: every name in a read of the
+/// environment in `crates/strongroom/src` and `crates/strongroom-cli/src`, test modules
+/// left out. A read is `var("N")`, `var_os("N")`, a one-argument helper `env("N")`,
+/// `try_from_env("N")`, clap's `env = "N"`, or one of those given a `const X: &str = "N"`.
+/// Passing a variable on to a child (`.env("N", v)`) or listing it for hooks is no read.
+fn environment_read_by_the_code() -> std::collections::BTreeSet<String> {
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && p.file_name().is_some_and(|n| n != "tests.rs")
+            {
+                out.push(p);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut paths = Vec::new();
+    for dir in ["crates/strongroom/src", "crates/strongroom-cli/src"] {
+        files(&root.join(dir), &mut paths);
+    }
+    let sources: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            // A file's unit tests sit at its end.
+            match text.find("#[cfg(test)]\nmod ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        })
+        .collect();
+    let is_name = |s: &str| {
+        s.len() > 2
+            && s.starts_with(|c: char| c.is_ascii_uppercase())
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    let reads = |before: &str, after: &str| {
+        let before = before.trim_end();
+        ((before.ends_with("var(") || before.ends_with("var_os(") || before.ends_with("env("))
+            && after.trim_start().starts_with(')'))
+            || before.ends_with("env =")
+    };
+    let mut found = std::collections::BTreeSet::new();
+    let mut consts = Vec::new();
+    for text in &sources {
+        let mut rest = text.as_str();
+        let mut offset = 0;
+        while let Some(open) = rest.find('"') {
+            let Some(len) = rest[open + 1..].find('"') else {
+                break;
+            };
+            let literal = &rest[open + 1..open + 1 + len];
+            let at = offset + open;
+            let before = &text[..at];
+            let after = &text[at + len + 2..];
+            if is_name(literal) {
+                if reads(before, after) {
+                    found.insert(literal.to_string());
+                } else if let Some(decl) = before.trim_end().strip_suffix(": &str =") {
+                    let ident: String = decl
+                        .chars()
+                        .rev()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                        .chars()
+                        .rev()
+                        .collect();
+                    if decl[..decl.len() - ident.len()]
+                        .trim_end()
+                        .ends_with("const")
+                    {
+                        consts.push((ident, literal.to_string()));
+                    }
+                }
+            }
+            offset = at + len + 2;
+            rest = &text[offset..];
+        }
+    }
+    for (ident, name) in consts {
+        let used = sources.iter().any(|t| {
+            ["var(", "var_os(", "env("]
+                .iter()
+                .any(|f| t.contains(&format!("{f}{ident})")))
+        });
+        if used {
+            found.insert(name);
+        }
+    }
+    found.retain(|n| !n.starts_with("STRONGROOM_TEST_"));
+    found
+}
+
+#[test]
+fn every_environment_variable_read_is_in_the_help() {
+    let found = environment_read_by_the_code();
+    // The scan itself works: it finds reads of each sort (a direct `var`, a helper `env`,
+    // clap's `env =`, a named constant).
+    for known in [
+        "STRONGROOM_FETCH_RETRIES",
+        "PGSSLMODE",
+        "STRONGROOM_REPO",
+        "STRONGROOM_PASSWORD",
+        "STRONGROOM_DRILL_SEED",
+    ] {
+        assert!(
+            found.contains(known),
+            "{known} not found by the scan: {found:?}"
+        );
+    }
+    let out = Command::cargo_bin("strongroom")
+        .unwrap()
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let listed = &help[help.find("Environment").expect("an environment list")..];
+    let words: std::collections::BTreeSet<&str> = listed
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .collect();
+    let missing: Vec<&String> = found
+        .iter()
+        .filter(|n| !words.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "read by the code but not in --help's environment list: {missing:?}\n{listed}"
+    );
 }

@@ -151,9 +151,105 @@ fn start_recovers_promotes_and_reports_where_it_stopped() {
                 .contains(&format!("transaction {xid}")),
             "{doc}"
         );
-        // The server it left running answers on the port it reported: stop it the way an
-        // operator would, then look at what it recovered.
+        // The server it left running answers on the port it reported; the restore printed
+        // the line that stops it (the right pg_ctl, as the right user): run it as printed,
+        // then look at what it recovered.
         let port = doc["port"].as_u64().unwrap();
+        assert!(port > 0);
+        let stop = doc["stop_command"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{doc}"));
+        assert!(stop.contains(" -D ") && stop.ends_with(" stop"), "{stop}");
+        let out = std::process::Command::new("sh")
+            .args(["-c", stop])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{stop}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !dir.join("postmaster.pid").exists(),
+            "{stop} left it running"
+        );
+        let pg = rig.start_restored(&dir).unwrap();
+        let got = ids(&pg);
+        assert_eq!(got, committed[..3].iter().map(|c| c.id).collect());
+        drop(pg);
+        // Without --start, the restore prints the line that starts the copy (the snapshot's
+        // pg_ctl, as the directory's owner, a free port, the repository and key file in its
+        // environment): run as printed, the copy recovers to the same point.
+        let dir2 = rig.env.path("printed");
+        let out = rig
+            .env
+            .cmd()
+            .args(["restore", "latest", "--data-dir"])
+            .arg(&dir2)
+            .args(["--xid", &xid])
+            .envs(restore_env(&rig.env, &rig.key))
+            .env_remove("STRONGROOM_PASSWORD")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let start = text
+            .lines()
+            .find_map(|l| l.strip_prefix("start it with: "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(start.contains("STRONGROOM_PASSWORD_FILE="), "{start}");
+        let out = std::process::Command::new("sh")
+            .args(["-c", start])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{start}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // pg_ctl waited until the copy accepted connections: it reached consistency through
+        // `strongroom wal fetch` with that environment. It promotes at the target by itself;
+        // then it holds exactly the transactions up to it. (Stopping it mid-promotion would
+        // leave a crash recovery to replay what pg_wal holds: wait for it instead.)
+        let port = start
+            .split("-p ")
+            .nth(1)
+            .and_then(|p| p.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no port in {start}"));
+        let mut client = postgres::Config::new()
+            .host("127.0.0.1")
+            .port(port)
+            .user("postgres")
+            .password(strongroom_testkit::postgres::PASSWORD)
+            .dbname("app")
+            .connect(postgres::NoTls)
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        while client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .unwrap()
+            .get::<_, bool>(0)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the copy never promoted"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let got: BTreeSet<i32> = client
+            .query("SELECT id FROM oracle", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(got, committed[..3].iter().map(|c| c.id).collect());
+        drop(client);
         let pgctl = rig.bindir.join("pg_ctl");
         let mut stop = if unsafe { libc::geteuid() } == 0 {
             let mut c = std::process::Command::new("runuser");
@@ -164,16 +260,37 @@ fn start_recovers_promotes_and_reports_where_it_stopped() {
         };
         assert!(
             stop.arg("-D")
-                .arg(&dir)
+                .arg(&dir2)
                 .args(["-m", "fast", "-w", "stop"])
                 .status()
                 .unwrap()
                 .success()
         );
-        assert!(port > 0);
-        let pg = rig.start_restored(&dir).unwrap();
-        let got = ids(&pg);
-        assert_eq!(got, committed[..3].iter().map(|c| c.id).collect());
+        // As root, the server runs as postgres: a key file only root can read fails its
+        // restore_command, and the failure says so (not only "exit code 254").
+        if unsafe { libc::geteuid() } == 0 {
+            use std::os::unix::fs::PermissionsExt;
+            let private = rig.env.path("root-only");
+            std::fs::create_dir(&private).unwrap();
+            std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+            let key = private.join("wal.key");
+            std::fs::copy(&rig.key, &key).unwrap();
+            let out = rig
+                .env
+                .cmd()
+                .args(["restore", "latest", "--data-dir"])
+                .arg(rig.env.path("unreadable"))
+                .args(["--xid", &xid, "--start"])
+                .envs(restore_env(&rig.env, &rig.key))
+                .env("STRONGROOM_PASSWORD_FILE", &key)
+                .env_remove("STRONGROOM_PASSWORD")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(err.contains("cannot read password file"), "{err}");
+            assert!(err.contains("must be readable by postgres"), "{err}");
+        }
         // Its config holds no secret and recovery.signal is gone after promotion.
         let auto = std::fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap();
         assert!(auto.contains("restore_command"), "{auto}");
@@ -230,6 +347,117 @@ fn verify_recovers_a_physical_snapshot_on_a_throwaway_server_and_removes_it() {
             .map(|e| e.path())
             .collect();
         assert!(left.is_empty(), "the scratch cluster is removed: {left:?}");
+    }
+}
+
+#[test]
+fn a_cluster_configured_outside_its_data_directory_restores_into_copies_that_start() {
+    // Debian keeps postgresql.conf and pg_hba.conf in /etc/postgresql/<version>/<cluster>:
+    // the data directory, and so the snapshot, holds neither. The running server read them
+    // at its start; moved out now, the backup sees a directory like Debian's.
+    let bindir = bindirs().remove(0);
+    let rig = Rig::new(envs().remove(0), &bindir, true);
+    rig.pg.create_database("app", None);
+    rig.pg.execute(
+        "app",
+        "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);
+         INSERT INTO oracle SELECT g, now(), 0 FROM generate_series(1, 50) g; ANALYZE oracle;",
+    );
+    let data = rig.pg.data_dir();
+    let etc = rig.env.path("etc");
+    std::fs::create_dir(&etc).unwrap();
+    for f in ["postgresql.conf", "pg_hba.conf"] {
+        std::fs::rename(data.join(f), etc.join(f)).unwrap();
+    }
+    rig.backup();
+    rig.archive_now();
+    // verify's throwaway server starts on it (it failed: "could not access the server
+    // configuration file").
+    let out = rig
+        .env
+        .cmd()
+        .args(["verify", "latest", "--json"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], true, "{doc}");
+    // A side copy started by restore --start: it gets a minimal postgresql.conf and a
+    // pg_hba.conf for this host only, starts, promotes, and holds the data.
+    let dir = rig.env.path("copy");
+    let out = rig
+        .env
+        .cmd()
+        .args(["restore", "latest", "--data-dir"])
+        .arg(&dir)
+        .args(["--latest", "--start", "--json"])
+        .envs(restore_env(&rig.env, &rig.key))
+        .env_remove("STRONGROOM_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("holds no postgresql.conf")),
+        "{doc}"
+    );
+    let conf = std::fs::read_to_string(dir.join("postgresql.conf")).unwrap();
+    assert!(!conf.contains("data_directory ="), "{conf}");
+    let hba = std::fs::read_to_string(dir.join("pg_hba.conf")).unwrap();
+    assert!(hba.contains("127.0.0.1/32"), "{hba}");
+    let mut client = postgres::Config::new()
+        .host("127.0.0.1")
+        .port(doc["port"].as_u64().unwrap() as u16)
+        .user("postgres")
+        .password(strongroom_testkit::postgres::PASSWORD)
+        .dbname("app")
+        .connect(postgres::NoTls)
+        .unwrap();
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM oracle", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 50);
+    drop(client);
+    let stop = doc["stop_command"].as_str().unwrap();
+    assert!(
+        std::process::Command::new("sh")
+            .args(["-c", stop])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The source's own data directory gets nothing of the kind: its service starts it with
+    // its own configuration, which pg_ctl -D cannot, so --start there is refused up front.
+    let out = rig
+        .env
+        .cmd()
+        .args([
+            "restore",
+            "latest",
+            "--force",
+            "--latest",
+            "--start",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("keeps its configuration elsewhere") && err.contains("nothing was restored"),
+        "{err}"
+    );
+    for f in ["postgresql.conf", "pg_hba.conf"] {
+        std::fs::rename(etc.join(f), data.join(f)).unwrap();
     }
 }
 
@@ -303,26 +531,56 @@ fn wal_fetch_and_push_follow_postgresql_rules() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!rig.env.path("x").exists());
-    // Unreachable repository, wrong key: above 125 after retrying, nothing written.
+    // A store that does not answer: retried (a warning per attempt), then above 125,
+    // nothing written.
     let out = in_data(&["wal", "fetch", &first])
         .arg(rig.env.path("y"))
-        .env("STRONGROOM_REPO", rig.env.path("no-such-repo"))
+        .env("STRONGROOM_REPO", "s3://no-bucket/repo")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .env("STRONGROOM_FETCH_RETRIES", "2")
         .output()
         .unwrap();
-    assert!(out.status.code().unwrap() > 125, "{:?}", out.status);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code().unwrap() > 125, "{:?}: {err}", out.status);
+    assert!(err.contains("(attempt 1/2)"), "{err}");
     assert!(!rig.env.path("y").exists());
+    // What no retry can change fails at once (no attempt warning), above 125: a repository
+    // that is not there, a wrong key, no password at all.
     let wrong = rig.env.path("wrong.key");
     std::fs::write(
         &wrong,
         format!("{}\n", "strongroom-key-v1:".to_string() + &"0".repeat(64)),
     )
     .unwrap();
-    let out = in_data(&["wal", "fetch", &first])
-        .arg(rig.env.path("y"))
-        .env("STRONGROOM_PASSWORD_FILE", &wrong)
-        .output()
-        .unwrap();
-    assert!(out.status.code().unwrap() > 125, "{:?}", out.status);
+    let cases: [(&str, &str, Option<&Path>); 3] = [
+        ("no repository", "no strongroom repository", None),
+        ("wrong key", "wrong password", Some(&wrong)),
+        ("no password", "no password was given", None),
+    ];
+    for (case, says, key) in cases {
+        let mut c = in_data(&["wal", "fetch", &first]);
+        c.arg(rig.env.path("y"))
+            .env("STRONGROOM_FETCH_RETRIES", "3");
+        match (case, key) {
+            ("no repository", _) => {
+                c.env("STRONGROOM_REPO", rig.env.path("no-such-repo"));
+            }
+            (_, Some(k)) => {
+                c.env("STRONGROOM_PASSWORD_FILE", k);
+            }
+            _ => {
+                c.env_remove("STRONGROOM_PASSWORD_FILE");
+            }
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code().unwrap() > 125, "{case}: {:?}", out.status);
+        assert!(err.contains(says), "{case}: {err}");
+        assert!(!err.contains("attempt"), "{case} was retried: {err}");
+        assert!(!rig.env.path("y").exists());
+    }
     // Pushing the same file again succeeds; other content under the name fails, keeping
     // the archived copy.
     let seg = rig.env.path(&first);

@@ -495,3 +495,126 @@ fn kills_at_random_moments_never_lose_a_listed_snapshot() {
         eprintln!("{}: {kills} kills in {round} rounds", env.repo);
     }
 }
+
+/// Runs a command that must succeed; returns its stdout.
+fn said(env: &Env, args: &[&str]) -> String {
+    let out = env.cmd().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn check_and_prune_say_zero_and_one_in_words() {
+    for env in envs() {
+        env.init();
+        // Nothing yet: said so, with no "0 pack(s)".
+        assert_eq!(
+            said(&env, &["check"]),
+            "an empty repository: no snapshots, packs or chunks yet\nno problems found\n"
+        );
+        assert_eq!(
+            said(&env, &["prune"]),
+            "nothing to remove: the repository holds no packs\n"
+        );
+        assert_eq!(
+            said(&env, &["forget", "--prune"]),
+            "no snapshot matches: nothing to forget\nnothing to remove: the repository holds no packs\n"
+        );
+        assert_eq!(
+            said(&env, &["unlock"]),
+            "no lock removed; no lock is held\n"
+        );
+
+        // One snapshot in one pack: singular, and nothing to remove said in words.
+        let (_, src) = hotel_db(&env, 200);
+        let id = env.backup_id(&src);
+        let text = said(&env, &["check", "--read-data"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("1 snapshot, 1 pack, "), "{text}");
+        assert!(lines[0].contains(" chunks; ") && lines[0].ends_with(" read and authenticated"));
+        assert_eq!(lines[1..], ["no problems found"], "{text}");
+        let text = said(&env, &["forget", "--prune"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with(&format!("keep  {}  ", &id[..8])),
+            "{text}"
+        );
+        assert_eq!(
+            lines[1], "1 snapshot kept; nothing to remove: the policy keeps every one",
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("1 pack (")
+                && lines[2].ends_with(") held the data of 1 kept snapshot"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[3..],
+            ["nothing to remove: every pack holds data a kept snapshot needs"],
+            "{text}"
+        );
+        // Forgetting it frees its one pack.
+        let text = said(&env, &["forget", &id, "--prune", "--dry-run"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "would remove 1 snapshot", "{text}");
+        assert!(lines[2].ends_with(", and no snapshot kept"), "{text}");
+        assert!(
+            lines[3].starts_with("would delete: 1 pack no kept snapshot needs; "),
+            "{text}"
+        );
+        assert!(lines[4].starts_with("would free: "), "{text}");
+        let text = said(&env, &["forget", &id, "--prune"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "removed 1 snapshot", "{text}");
+        assert!(
+            lines[3].starts_with("deleted: 1 pack no kept snapshot needs; "),
+            "{text}"
+        );
+        assert!(!text.contains("(s)"), "{text}");
+        // One problem is "a problem", and the snapshot it breaks is "snapshot", singular.
+        let id = env.backup_id(&src);
+        let man = format!("snapshots/{id}");
+        let storage = env.storage();
+        let mut m = storage.get(&man).unwrap();
+        m[10] ^= 0x80;
+        storage.put(&man, &m).unwrap();
+        let err = env.fails(&["check"]);
+        assert!(
+            err.contains("strongroom: the repository has a problem: "),
+            "{err}"
+        );
+        assert!(!err.contains("(s)"), "{err}");
+    }
+}
+
+/// Flags that do not go together, or a flag value that cannot be read, are usage errors:
+/// exit 2 with kind `usage`, one sentence, nothing forgotten, nothing journaled.
+#[test]
+fn bad_flag_combinations_are_usage_errors() {
+    let env = envs().into_iter().next().unwrap();
+    env.init();
+    let (_, src) = hotel_db(&env, 50);
+    let id = env.backup_id(&src);
+    for args in [
+        vec!["forget", &id[..8], "--keep-last", "1"],
+        vec!["forget", "--keep-within", "a while"],
+        vec!["prune", "--repack-below", "1.5"],
+        vec!["prune", "--max-wait", "soon"],
+    ] {
+        let mut full = vec!["--json"];
+        full.extend(&args);
+        let out = env.cmd().args(&full).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["kind"], "usage", "{args:?}: {doc}");
+    }
+    assert_eq!(env.ids(), [id], "nothing forgotten");
+    let failed = env.json(&["journal", "--failed"]);
+    assert_eq!(failed.as_array().unwrap().len(), 0, "{failed}");
+}

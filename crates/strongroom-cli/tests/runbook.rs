@@ -165,19 +165,21 @@ fn the_printed_commands_restore_the_database() {
         assert_eq!(lines.len(), 2, "{restore}");
         let q = strongroom::runbook::sh_quote;
         let side = format!("{}.restored", db.display());
+        // `latest`, never an id that the next backup makes stale; the id is only told.
         assert_eq!(
             lines[0],
-            format!(
-                "strongroom restore {short} --source hotel --to {}",
-                q(&side)
-            )
+            format!("strongroom restore latest --source hotel --to {}", q(&side))
         );
         assert_eq!(
             lines[1],
             format!(
-                "strongroom restore {short} --source hotel --to {} --force",
+                "strongroom restore latest --source hotel --to {} --force",
                 q(&db.display().to_string())
             )
+        );
+        assert!(
+            md.contains(&format!("(snapshot {short} when this was written)")),
+            "{md}"
         );
 
         // Damage the live database; then follow the page.
@@ -300,7 +302,17 @@ fn a_physical_source_gets_its_pitr_window_and_a_working_restore_command() {
             "{latest}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // It left a promoted server running on the copy: it holds every booking; stop it.
+        // It left a promoted server running on the copy, on the port it printed. The page's
+        // verify lines run as printed (from root's shell too: they name the source's host
+        // and role, the password from PGPASSWORD as the environment block says) and count
+        // every booking.
+        let printed = String::from_utf8_lossy(&out.stdout).to_string();
+        let port = printed
+            .split(" on port ")
+            .nth(1)
+            .and_then(|r| r.split(':').next())
+            .unwrap_or_else(|| panic!("no port in {printed}"))
+            .to_string();
         let words: Vec<&str> = latest.split_whitespace().collect();
         let at = words.iter().position(|w| *w == "--data-dir").unwrap();
         let dir = PathBuf::from(words[at + 1]);
@@ -308,33 +320,40 @@ fn a_physical_source_gets_its_pitr_window_and_a_working_restore_command() {
             dir,
             PathBuf::from(format!("{}.restored", rig.pg.data_dir().display()))
         );
-        stop(&rig.bindir, &dir);
-        let pg = rig.start_restored(&dir).unwrap();
-        let n: i64 = pg
-            .connect("app")
-            .query_one("SELECT count(*) FROM bookings", &[])
-            .unwrap()
-            .get(0);
-        assert_eq!(n, 600);
+        let verify = block_after(&md, "Verify (the started copy");
+        let count = verify
+            .lines()
+            .find(|l| l.contains("SELECT count(*) FROM bookings"))
+            .unwrap_or_else(|| panic!("{verify}"));
+        assert!(
+            count.starts_with("psql -h 127.0.0.1 -U postgres "),
+            "{count}"
+        );
+        vars.push((
+            "PGPASSWORD".into(),
+            Some(strongroom_testkit::postgres::PASSWORD.into()),
+        ));
+        let out = sh_with(&rig.env, &config, &count.replace("PORT", &port), &vars);
+        assert!(
+            out.status.success(),
+            "{count}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "600");
+        // The line the restore printed stops it.
+        let stop = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("it keeps running; stop it with: "))
+            .unwrap_or_else(|| panic!("no stop line in {printed}"));
+        let out = sh_with(&rig.env, &config, stop, &[]);
+        assert!(
+            out.status.success(),
+            "{stop}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !dir.join("postmaster.pid").exists(),
+            "{stop} left it running"
+        );
     }
-}
-
-/// Stops the server `pg_ctl` finds running on `dir`, as an operator would.
-fn stop(bindir: &Path, dir: &Path) {
-    let pgctl = bindir.join("pg_ctl");
-    let mut c = if unsafe { libc::geteuid() } == 0 {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&pgctl);
-        c
-    } else {
-        std::process::Command::new(&pgctl)
-    };
-    assert!(
-        c.arg("-D")
-            .arg(dir)
-            .args(["-m", "fast", "-w", "stop"])
-            .status()
-            .unwrap()
-            .success()
-    );
 }

@@ -1,7 +1,7 @@
 //! The one typed configuration (`strongroom.toml`), validated when it is loaded.
 //!
-//! Owns parsing and validating the file and resolving a SOURCE argument to a source. Errors
-//! point at the line and column. Must not open repositories or databases, nor read a config
+//! Owns parsing and validating the file and resolving a SOURCE argument to a source. A file's
+//! problems are reported all at once, each naming its key and line ([`problems`]). Must not open repositories or databases, nor read a config
 //! file but through [`crate::trust`]: the file names commands strongroom runs.
 
 use crate::error::{Error, Result};
@@ -14,7 +14,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 mod objectives;
+mod problems;
+#[cfg(test)]
+mod reference;
 pub use objectives::{Effective, Objectives, SourceObjectives};
+use problems::{KeyPath, Problems};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -234,103 +238,103 @@ pub struct VerifySettings {
 }
 
 impl Config {
-    /// Parses configuration text; `origin` names the file in errors.
+    /// Parses configuration text; `origin` names the file in errors. Every problem found is
+    /// reported at once, one line each naming its key and line (a TOML syntax error stops
+    /// the reading, so it is reported alone).
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let pos = e.span().map(|s| line_col(text, s.start));
-            let msg = e.message().trim_end_matches('\n');
-            match pos {
-                Some((l, c)) => Error::Config(format!("{}:{l}:{c}: {msg}", origin.display())),
-                None => Error::Config(format!("{}: {msg}", origin.display())),
+        let mut problems = Problems::parse(text, origin)?;
+        let cfg: Option<Config> = problems.deserialize();
+        if let Some(cfg) = &cfg {
+            cfg.validate(&mut problems);
+        }
+        problems.finish(cfg)
+    }
+
+    /// Checks what the types alone do not: URLs, durations, sizes, alert settings.
+    fn validate(&self, problems: &mut Problems<'_>) {
+        let duration = |problems: &mut Problems<'_>, path: KeyPath, v: &str| {
+            if let Err(e) = crate::parse_duration(v) {
+                problems.at(path, e);
             }
-        })?;
-        for (name, s) in &cfg.sources {
+        };
+        for (name, s) in &self.sources {
+            let at = KeyPath::of(&["sources", name]);
             if parse_location(&s.url).is_none() {
-                return Err(Error::Config(format!(
-                    "{}: sources.{name}.url {:?} is neither sqlite:PATH nor postgres://…",
-                    origin.display(),
-                    s.url
-                )));
+                problems.at(
+                    at.clone().key("url"),
+                    format!("{:?} is neither sqlite:PATH nor postgres://…", s.url),
+                );
             }
             if let Some(t) = &s.lock_timeout {
-                crate::parse_duration(t).map_err(|e| {
-                    Error::Config(format!(
-                        "{}: sources.{name}.lock_timeout: {e}",
-                        origin.display()
-                    ))
-                })?;
+                duration(problems, at.clone().key("lock_timeout"), t);
             }
-            for c in &s.checks {
+            for (i, c) in s.checks.iter().enumerate() {
                 if c.sql.trim().is_empty() {
-                    return Err(Error::Config(format!(
-                        "{}: check {:?} of source {name} has an empty sql",
-                        origin.display(),
-                        c.name
-                    )));
+                    problems.at(
+                        at.clone().key("checks").index(i).key("sql"),
+                        format!("check {:?} has an empty sql", c.name),
+                    );
                 }
             }
         }
-        for (i, a) in cfg.alerts.iter().enumerate() {
-            let bad = |what: String| {
-                Err(Error::Config(format!(
-                    "{}: alert {}: {what}",
-                    origin.display(),
-                    i + 1
-                )))
-            };
+        for (i, a) in self.alerts.iter().enumerate() {
+            let at = KeyPath::of(&["alerts"]).index(i);
             if a.webhook.is_some() == a.command.is_some() {
-                return bad("needs exactly one of webhook and command".into());
+                problems.at(at.clone(), "needs exactly one of webhook and command");
             }
             if let Some(f) = a
                 .format
                 .as_deref()
                 .filter(|f| !["json", "slack"].contains(f))
             {
-                return bad(format!("format {f:?} is neither \"json\" nor \"slack\""));
+                problems.at(
+                    at.clone().key("format"),
+                    format!("{f:?} is neither \"json\" nor \"slack\""),
+                );
             }
             if let Some(l) = a
                 .min_level
                 .as_deref()
                 .filter(|l| !["warning", "critical"].contains(l))
             {
-                return bad(format!(
-                    "min_level {l:?} is neither \"warning\" nor \"critical\""
-                ));
+                problems.at(
+                    at.clone().key("min_level"),
+                    format!("{l:?} is neither \"warning\" nor \"critical\""),
+                );
             }
             if let Some(t) = &a.timeout {
-                if let Err(e) = crate::parse_duration(t) {
-                    return bad(format!("timeout: {e}"));
-                }
+                duration(problems, at.clone().key("timeout"), t);
             }
         }
-        objectives::validate(&cfg, origin)?;
+        objectives::validate(self, problems);
         let durations = [
-            ("objectives.rpo", Some(&cfg.objectives.rpo)),
-            ("objectives.rto", Some(&cfg.objectives.rto)),
-            ("retention.keep_within", cfg.retention.keep_within.as_ref()),
-            ("retention.pitr_window", cfg.retention.pitr_window.as_ref()),
-            ("prune.max_wait", Some(&cfg.prune.max_wait)),
+            (
+                &["retention", "keep_within"],
+                self.retention.keep_within.as_ref(),
+            ),
+            (
+                &["retention", "pitr_window"],
+                self.retention.pitr_window.as_ref(),
+            ),
+            (&["prune", "max_wait"], Some(&self.prune.max_wait)),
         ];
-        for (what, v) in durations.into_iter().filter_map(|(w, v)| v.map(|v| (w, v))) {
-            crate::parse_duration(v)
-                .map_err(|e| Error::Config(format!("{}: {what}: {e}", origin.display())))?;
+        for (path, v) in durations {
+            if let Some(v) = v {
+                duration(problems, KeyPath::of(path), v);
+            }
         }
-        for (tag, v) in &cfg.retention.tag_within {
-            crate::parse_duration(v).map_err(|e| {
-                Error::Config(format!(
-                    "{}: retention.tag_within.{tag}: {e}",
-                    origin.display()
-                ))
-            })?;
+        for (tag, v) in &self.retention.tag_within {
+            duration(problems, KeyPath::of(&["retention", "tag_within", tag]), v);
         }
-        if !(0.0..=1.0).contains(&cfg.prune.repack_below) {
-            return Err(Error::Config(format!(
-                "{}: prune.repack_below is {}; it must be a fraction between 0 and 1 (e.g. 0.5)",
-                origin.display(),
-                cfg.prune.repack_below
-            )));
+        if !(0.0..=1.0).contains(&self.prune.repack_below) {
+            problems.at(
+                KeyPath::of(&["prune", "repack_below"]),
+                format!(
+                    "{} is not a fraction between 0 and 1 (e.g. 0.5)",
+                    self.prune.repack_below
+                ),
+            );
         }
-        Ok(cfg)
     }
 
     /// Reads and parses a configuration file, refusing one another user controls
@@ -468,13 +472,6 @@ impl Config {
     pub fn source_for(&self, recorded: &str) -> Option<Source> {
         self.source(Some(recorded)).ok()
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    (line, col)
 }
 
 #[cfg(test)]
@@ -647,5 +644,70 @@ spool_dir = "/var/tmp"
         .unwrap_err()
         .to_string();
         assert!(e.contains("objectives.rpo"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_one_run() {
+        let text = r#"repository = "/srv/backups"
+retention_days = 30
+[sources.prod]
+url = "mysql://db/hotel"
+lock_timout = "5m"
+[sources.hotel]
+url = 5
+[sources."db.old"]
+url = "sqlite:old.db"
+lock_timeout = "soon"
+[objectives]
+rpo = "a while"
+[objectives.interval]
+weekly = "7d"
+[retention]
+keep_daily = -1
+pitr_window = "a week"
+[[alerts]]
+webhook = "http://x"
+format = "teams"
+[[alerts]]
+webhook = "http://x"
+command = "cat"
+"#;
+        let e = Config::parse(text, Path::new("c.toml")).unwrap_err();
+        assert_eq!(e.kind().name(), "bad_input");
+        let e = e.to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines[0], "c.toml has 11 problems:", "{e}");
+        let expected = [
+            "c.toml:2:1: retention_days: unknown field `retention_days`",
+            "c.toml:4:1: sources.prod.url: \"mysql://db/hotel\" is neither",
+            "c.toml:5:1: sources.prod.lock_timout: unknown field `lock_timout`",
+            "c.toml:7:7: sources.hotel.url: invalid type: integer `5`, expected a string",
+            "c.toml:10:1: sources.\"db.old\".lock_timeout: ",
+            "c.toml:12:1: objectives.rpo: ",
+            "c.toml:14:1: objectives.interval.weekly: unknown kind",
+            "c.toml:16:14: retention.keep_daily: invalid value: integer `-1`",
+            "c.toml:17:1: retention.pitr_window: ",
+            "c.toml:20:1: alerts[0].format: \"teams\" is neither",
+            "c.toml:21:1: alerts[1]: needs exactly one",
+        ];
+        for (line, want) in lines[1..].iter().zip(expected) {
+            assert!(
+                line.trim_start().starts_with(want),
+                "{line:?} is not {want:?}:\n{e}"
+            );
+        }
+        assert_eq!(lines.len(), expected.len() + 1, "{e}");
+        // A problem alone keeps the one-line form; a syntax error stops the reading.
+        let e = Config::parse("[prune]\nmax_wait = \"never\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.toml:2:1: prune.max_wait: ") && !e.contains('\n'),
+            "{e}"
+        );
+        let e = Config::parse("[sources.a\nurl = 5\nnope = 1\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:1:") && !e.contains('\n'), "{e}");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Owns the demo's script: build a hotel booking database, create a repository, back up while
 //! guests keep booking, take a pre-migration backup, verify by test restores, lose the
-//! database, restore it and prove it is whole. Uses only the library's public operations, so
+//! database, restore it and prove it is whole, check the repository, drill, apply the
+//! retention policy and prune, and end on `status`. Uses only the library's public operations, so
 //! the demo is also an end-to-end exercise of them. Must not print: it narrates through a
 //! callback and returns a summary.
 
@@ -66,6 +67,10 @@ pub struct DemoSummary {
     pub drill_rto_seconds: f64,
     /// The data-loss window the repository gave at the drill, in seconds.
     pub drill_rpo_seconds: f64,
+    /// Snapshots the retention policy removed at the end.
+    pub forgotten: usize,
+    /// Bytes the prune after it freed.
+    pub freed: u64,
     /// `status` at the end: `ok`, `warning` or `critical`.
     pub status: String,
     /// Total seconds.
@@ -365,7 +370,51 @@ pub fn run(
         return Err(Error::Failed("the drill failed during the demo".into()));
     }
 
-    say("12. Status: can we recover, and how much would we lose? (from the repository's evidence)");
+    say(
+        "12. Applying the retention policy, as status asks weekly (`strongroom forget --prune`): old snapshots forgotten, then what nothing needs deleted",
+    );
+    let forgotten = crate::forget::run(
+        &repo,
+        &crate::forget::ForgetOptions {
+            policy: config.retention.policy(),
+            filter: Default::default(),
+            ids: Vec::new(),
+            dry_run: false,
+            now: jiff::Timestamp::now(),
+        },
+    )?;
+    for k in &forgotten.keep {
+        say(&format!(
+            "   keep   {} ({})",
+            k.short_id,
+            k.reasons.join(", ")
+        ));
+    }
+    for r in &forgotten.remove {
+        say(&format!(
+            "   remove {} (no rule keeps it: the policy keeps the newest of each day, week and month)",
+            r.short_id
+        ));
+    }
+    let pruned = crate::prune::run(&repo, &Default::default(), progress)?;
+    let freed = pruned.freed.max(0) as u64;
+    let reclaimed = if freed > 0 {
+        format!("prune freed {}", human_bytes(freed))
+    } else if pruned.unused_bytes_kept > 0 {
+        format!(
+            "the {} only they needed stays for now, in packs still mostly in use (prune repacks them once that is worth it)",
+            human_bytes(pruned.unused_bytes_kept)
+        )
+    } else {
+        "nothing for prune to delete: the kept snapshot needs every pack".to_string()
+    };
+    say(&format!(
+        "   {} kept, {} removed; {reclaimed}",
+        crate::counted(forgotten.keep.len(), "snapshot"),
+        crate::counted(forgotten.remove.len(), "snapshot"),
+    ));
+
+    say("13. Status: can we recover, and how much would we lose? (from the repository's evidence)");
     let evidence = crate::monitor::evidence::gather(
         &repo,
         &config,
@@ -388,6 +437,8 @@ pub fn run(
         drill_rto_seconds: drill.rto_seconds,
         drill_rpo_seconds: drill.rpo_seconds,
         status: health.level().name().to_string(),
+        forgotten: forgotten.remove.len(),
+        freed,
         dir: dir.to_path_buf(),
         bookings,
         booked_during_backup: during,

@@ -401,6 +401,8 @@ pub enum ErrorKind {
     Interrupted,
     /// Another job holds a lock this one needs; running it again later may succeed.
     Locked,
+    /// Flags the command cannot take together, or a flag value it cannot read (exit 2).
+    Usage,
 }
 
 impl ErrorKind {
@@ -422,11 +424,12 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Locked => "locked",
+            ErrorKind::Usage => "usage",
         }
     }
 
     /// Every kind.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::StorageUnreachable,
         ErrorKind::WrongPassword,
         ErrorKind::DamagedData,
@@ -442,6 +445,7 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::Interrupted,
         ErrorKind::Locked,
+        ErrorKind::Usage,
     ];
 
     /// The kind a [`ErrorKind::name`] names.
@@ -450,15 +454,18 @@ impl ErrorKind {
     }
 
     /// Whether an error of this kind is an operator's mistake rather than a job's failure:
-    /// a request that could not apply as given (`bad_input`: usage, config, an ambiguous or
-    /// wrong reference) or a restore target that refused (`target_refused`: not empty
+    /// a request that could not apply as given (`usage`: flags that do not go together;
+    /// `bad_input`: config, an ambiguous or wrong reference) or a restore target that refused (`target_refused`: not empty
     /// without `--force`, a server running on it, in use, or not accepting the data; it was
     /// left as it was). Nothing of the source or the repository is at fault, and the person
     /// who asked reads the sentence: such a failure is neither journaled as a failed job nor
     /// alerted, and does not count against a source's health (except for jobs nobody
     /// attends: `repository::journal::is_job_failure`). The one place the kinds are chosen.
     pub fn is_operator_error(self) -> bool {
-        matches!(self, ErrorKind::BadInput | ErrorKind::TargetRefused)
+        matches!(
+            self,
+            ErrorKind::Usage | ErrorKind::BadInput | ErrorKind::TargetRefused
+        )
     }
 }
 

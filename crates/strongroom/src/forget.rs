@@ -119,9 +119,13 @@ fn forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
     } else {
         let (all, damaged) = repo.snapshots_lenient()?;
         if !damaged.is_empty() {
+            let (is, them) = match damaged.len() {
+                1 => ("is", "it"),
+                _ => ("are", "them"),
+            };
             tracing::warn!(
-                "{} damaged snapshot manifest(s) are left alone; name them to forget them (`strongroom forget ID`)",
-                damaged.len()
+                "{} {is} left alone; name {them} to forget {them} (`strongroom forget ID`)",
+                crate::counted(damaged.len(), "damaged snapshot manifest"),
             );
         }
         let snaps: Vec<&Snapshot> = all.iter().filter(|s| opts.filter.matches(s)).collect();

@@ -91,6 +91,18 @@ pub struct Unreferenced {
     pub temporary_bytes: u64,
 }
 
+impl CheckReport {
+    /// The problems as one phrase (`a problem: …`, `3 problems, first: …`); `None` when
+    /// none was found.
+    pub fn problems_found(&self) -> Option<String> {
+        let first = self.problems.first()?.describe();
+        Some(match self.problems.len() {
+            1 => format!("a problem: {first}"),
+            n => format!("{n} problems, first: {first}"),
+        })
+    }
+}
+
 impl Problem {
     /// The problem as one phrase: the object, then what is wrong, naming the object once
     /// (a detail taken from an error often names it already).
@@ -205,13 +217,7 @@ pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     let mut rec = JournalRecord::new("check", started_at);
     rec.ok = report.ok;
     rec.size = report.bytes_read;
-    if let Some(p) = report.problems.first() {
-        rec.error = Some(format!(
-            "{} problem(s), first: {}",
-            report.problems.len(),
-            p.describe()
-        ));
-    }
+    rec.error = report.problems_found();
     running.ended(repo, &rec);
     Ok(report)
 }
@@ -352,7 +358,10 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
             }
             match (first_err, whole) {
                 (Some(e), _) => {
-                    let detail = format!("{} damaged chunk(s), first: {e}", bad.len());
+                    let detail = match bad.len() {
+                        1 => format!("a damaged chunk: {e}"),
+                        n => format!("{n} damaged chunks, first: {e}"),
+                    };
                     note_damage(repo, p, &detail);
                     let mut pr = problem(&object, detail);
                     pr.chunks = bad;
@@ -493,10 +502,10 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     if let Some(first) = cursor.first_skipped {
         let mut pr = problem(
             format!("chunk {first}"),
-            format!(
-                "{} chunk(s) that snapshots need are not in any index",
-                cursor.skipped
-            ),
+            match cursor.skipped {
+                1 => "a chunk that a snapshot needs is not in any index".to_string(),
+                n => format!("{n} chunks that snapshots need are not in any index"),
+            },
         );
         pr.chunks = std::mem::take(&mut cursor.skipped_ids)
             .into_iter()

@@ -39,6 +39,7 @@ pub mod state;
 pub mod storage;
 pub mod trust;
 pub mod verify;
+pub mod wal_push;
 
 pub use error::{Error, ErrorKind, Result};
 
@@ -127,9 +128,26 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A count with its noun, for people: `no snapshots`, `1 snapshot`, `2 snapshots` (the
+/// plural adds an `s`: pass nouns that follow that rule).
+pub fn counted(n: usize, noun: &str) -> String {
+    match n {
+        0 => format!("no {noun}s"),
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts() {
+        assert_eq!(counted(0, "pack"), "no packs");
+        assert_eq!(counted(1, "pack"), "1 pack");
+        assert_eq!(counted(2, "damaged chunk"), "2 damaged chunks");
+    }
 
     #[test]
     fn durations() {

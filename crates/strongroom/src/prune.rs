@@ -350,11 +350,15 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
         }
     })?;
     if let Some(c) = cursor.first_skipped {
-        return Err(Error::Failed(format!(
-            "{} chunk(s) that snapshots need are in no index object (first: {}); run `strongroom repair index` before pruning",
-            cursor.skipped,
-            &c.to_hex()[..16]
-        )));
+        let first = &c.to_hex()[..16];
+        return Err(Error::Failed(match cursor.skipped {
+            1 => format!(
+                "a chunk that a snapshot needs ({first}) is in no index object; run `strongroom repair index` before pruning"
+            ),
+            n => format!(
+                "{n} chunks that snapshots need are in no index object (first: {first}); run `strongroom repair index` before pruning"
+            ),
+        }));
     }
     let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
     let recorded_damaged = repo.damaged_packs()?;

@@ -65,6 +65,8 @@ pub struct RestoreRequest {
     pub archive: bool,
     /// Run the snapshot's source's hooks even when the target is not its own database.
     pub run_hooks: bool,
+    /// A server will be started on the restored data directory (`restore --start`).
+    pub start: bool,
 }
 
 /// What a restore did, for the report.
@@ -122,6 +124,7 @@ pub fn run(
         timeline: request.timeline,
         archive: request.archive,
         source_url: source_url(config, &snap),
+        start: request.start,
     };
     let mut outcome = restore_journaled(repo, &snap, target, &opts, progress)?;
     outcome.hooks_skipped = hooks.skipped.map(|s| {

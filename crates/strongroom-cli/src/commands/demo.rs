@@ -55,6 +55,15 @@ pub fn run(ctx: &Ctx, dir: &Path, bookings: u64) -> Result<()> {
         s.status
     )?;
     outln!(
+        "  retention: {} forgotten{}",
+        strongroom::counted(s.forgotten, "older snapshot"),
+        if s.freed > 0 {
+            format!(", {} freed by prune", human_bytes(s.freed))
+        } else {
+            String::new()
+        }
+    )?;
+    outln!(
         "  demo finished in {:.1} s; everything is in {}",
         s.total_seconds,
         s.dir.display()

@@ -2,7 +2,7 @@
 
 use crate::context::Ctx;
 use crate::failure::fail;
-use crate::output::{fmt_time, outln, print_json, short};
+use crate::output::{Align, Table, fmt_time, print_json, short};
 use anyhow::Result;
 use strongroom::ErrorKind;
 use strongroom::repository::journal::JournalQuery;
@@ -50,14 +50,14 @@ pub fn run(
         eprintln!("no journal records match");
         return Ok(());
     }
-    outln!(
-        "{:<19}  {:<9}  {:<14}  {:<8}  {:>8}  result",
-        "finished (UTC)",
-        "job",
-        "source",
-        "snapshot",
-        "seconds"
-    )?;
+    let mut table = Table::new(&[
+        ("finished (UTC)", Align::Left),
+        ("job", Align::Left),
+        ("source", Align::Left),
+        ("snapshot", Align::Left),
+        ("seconds", Align::Right),
+        ("result", Align::Left),
+    ]);
     for r in &records {
         let what = r
             .snapshot
@@ -84,14 +84,14 @@ pub fn run(
                 r.error.as_deref().unwrap_or("")
             )
         };
-        outln!(
-            "{:<19}  {:<9}  {:<14}  {:<8}  {:>8.1}  {result}",
+        table.row([
             fmt_time(r.finished_at),
-            r.job,
-            r.source.as_deref().unwrap_or("-"),
-            what,
-            r.seconds
-        )?;
+            r.job.clone(),
+            r.source.clone().unwrap_or_else(|| "-".into()),
+            what.to_string(),
+            format!("{:.1}", r.seconds),
+            result,
+        ]);
     }
-    Ok(())
+    table.print()
 }

@@ -3,7 +3,7 @@
 use crate::args::FilterArgs;
 use crate::context::Ctx;
 use crate::failure::reported;
-use crate::output::{fmt_time, outln, print_json, short};
+use crate::output::{Align, Table, fmt_time, outln, print_json, short};
 use anyhow::Result;
 use strongroom::repository::snapshot::Snapshot;
 use strongroom::{ErrorKind, human_bytes};
@@ -31,33 +31,27 @@ pub fn run(ctx: &Ctx, filter: &FilterArgs) -> Result<()> {
     } else if snaps.is_empty() {
         eprintln!("no snapshots");
     } else {
-        let w = snaps
-            .iter()
-            .map(|s| s.source.len())
-            .max()
-            .unwrap_or(0)
-            .max(6);
-        outln!(
-            "{:<8}  {:<19}  {:<w$}  {:<8}  {:>10}  {:>10}  tags",
-            "id",
-            "taken (UTC)",
-            "source",
-            "kind",
-            "size",
-            "added"
-        )?;
+        let mut table = Table::new(&[
+            ("id", Align::Left),
+            ("taken (UTC)", Align::Left),
+            ("source", Align::Left),
+            ("kind", Align::Left),
+            ("size", Align::Right),
+            ("added", Align::Right),
+            ("tags", Align::Left),
+        ]);
         for s in &snaps {
-            outln!(
-                "{:<8}  {:<19}  {:<w$}  {:<8}  {:>10}  {:>10}  {}",
-                s.short_id(),
+            table.row([
+                s.short_id().to_string(),
                 fmt_time(s.started_at),
-                s.source,
-                s.kind.as_str(),
+                s.source.clone(),
+                s.kind.as_str().to_string(),
                 human_bytes(s.size),
                 human_bytes(s.added),
-                s.tags.join(",")
-            )?;
+                s.tags.join(","),
+            ]);
         }
+        table.print()?;
         outln!("{} snapshot(s)", snaps.len())?;
     }
     if let Some((id, e)) = damaged.first() {

@@ -17,10 +17,13 @@ pub mod key;
 pub mod list;
 pub mod man;
 pub mod metrics;
+pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod runbook;
 pub mod show;
 pub mod status;
+pub mod unlock;
 pub mod verify;
 pub mod wal;
 
@@ -31,7 +34,7 @@ use anyhow::Result;
 /// Runs one command. The config is read only for commands that use it, so completions, the
 /// man page and the hotel helpers work beside a broken `strongroom.toml`.
 pub fn run(global: Global, command: Command) -> Result<()> {
-    let ctx = move || Ctx::new(global);
+    let ctx = || Ctx::new(global.clone());
     match command {
         Command::Init { encryption } => init::run(&ctx()?, &encryption),
         Command::Backup { source, kind, tags } => {
@@ -139,7 +142,7 @@ pub fn run(global: Global, command: Command) -> Result<()> {
         Command::Prune {
             dry_run,
             prune_opts,
-        } => forget::prune(&ctx()?, dry_run, &prune_opts),
+        } => prune::run(&ctx()?, dry_run, &prune_opts),
         Command::Status { source, no_alerts } => status::run(&ctx()?, source.as_deref(), no_alerts),
         Command::Journal {
             source,
@@ -148,13 +151,14 @@ pub fn run(global: Global, command: Command) -> Result<()> {
             since,
         } => journal::run(&ctx()?, source.as_deref(), job, failed, since.as_deref()),
         Command::Metrics { source } => metrics::run(&ctx()?, source.as_deref()),
-        Command::Unlock { all } => forget::unlock(&ctx()?, all),
-        Command::Repair { action } => forget::repair(&ctx()?, action),
+        Command::Unlock { all } => unlock::run(&ctx()?, all),
+        Command::Repair { action } => repair::run(&ctx()?, action),
         Command::Key { action } => key::run(&ctx()?, action),
         Command::Wal { action } => wal::run(ctx(), action),
         Command::Runbook { source } => runbook::run(&ctx()?, source.as_deref()),
         Command::Demo { dir, bookings } => demo::run(&ctx()?, &dir, bookings),
         Command::Completions { shell } => completions::run(shell),
+        Command::SourceNames => completions::source_names(&global),
         Command::Man { dir } => man::run(dir.as_deref()),
         Command::Hotel { action } => hotel::run(action),
     }

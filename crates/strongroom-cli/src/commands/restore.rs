@@ -140,6 +140,7 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             jobs: flags.jobs,
             archive: flags.archive,
             run_hooks: flags.run_hooks,
+            start: flags.start,
         },
         &ctx.progress,
     )?;
@@ -201,6 +202,9 @@ fn physical(
     port: Option<u16>,
 ) -> Result<()> {
     let s = &out.snapshot;
+    let own = std::path::absolute(dir).is_ok_and(|d| physical::recovery::is_source_dir(s, &d));
+    let by_service =
+        (own && physical::config_elsewhere(s)).then(|| physical::start::service_start(s, dir));
     for n in &out.notes {
         eprintln!("note: {n}");
     }
@@ -217,6 +221,7 @@ fn physical(
         .unwrap_or_default();
     let mut reached = None;
     let mut port_used = None;
+    let mut stop_command = None;
     if start {
         // The server's restore_command (`strongroom wal fetch`) opens the repository as
         // this command did.
@@ -231,6 +236,7 @@ fn physical(
         let promoted = physical::start::start_restored(dir, s, chosen.port)?;
         reached = Some((promoted.reached, promoted.seconds));
         port_used = Some(chosen.port);
+        stop_command = Some(promoted.stop_command);
     }
     if ctx.json() {
         let (r, secs) = reached.clone().unzip();
@@ -240,7 +246,7 @@ fn physical(
             "recovery_target": point, "old_kept_at": out.old_kept_at,
             "timeline": out.timeline, "notes": out.notes,
             "started": start, "port": port_used,
-            "reached": r, "recovery_seconds": secs,
+            "reached": r, "recovery_seconds": secs, "stop_command": stop_command,
         }))?;
     } else {
         outln!(
@@ -272,12 +278,56 @@ fn physical(
                 if let Some(why) = &r.stopped {
                     outln!("  {why}")?;
                 }
+                if let Some(stop) = &stop_command {
+                    outln!("it keeps running; stop it with: {stop}")?;
+                }
             }
-            None => outln!(
-                "start it with: pg_ctl -D {} start (STRONGROOM_REPO and the key in the server's environment, as for archive_command); it recovers through `strongroom wal fetch` and promotes at the target",
-                out.target
-            )?,
+            None if by_service.is_some() => {
+                outln!(
+                    "start it as its service does: {}; its restore_command (`strongroom wal fetch`) reads the repository with that cluster's environment file, as archive_command does, and it recovers and promotes at the target",
+                    by_service.as_deref().unwrap_or_default()
+                )?;
+            }
+            None => {
+                let line = start_line(
+                    ctx,
+                    s,
+                    dir,
+                    physical::start::port_for(dir, port).ok().map(|c| c.port),
+                );
+                outln!(
+                    "start it with: {}",
+                    line.unwrap_or_else(|| format!("pg_ctl -D {} start", out.target))
+                )?;
+                outln!(
+                    "  its restore_command (`strongroom wal fetch`) reads the repository with the environment on that line, as archive_command does{}; it recovers and promotes at the target",
+                    if ctx.global.password_file.is_none() {
+                        ": add STRONGROOM_PASSWORD_FILE=<a key file the server's user can read> to it (a password is never printed)"
+                    } else {
+                        ""
+                    }
+                )?;
+            }
         }
     }
     Ok(())
+}
+
+/// The exact line that starts a server on the restored `dir` (the snapshot's major version's
+/// `pg_ctl`, as the directory's owner), with the repository, password file and config this
+/// command used in its environment; `None` when the binaries are not here.
+fn start_line(
+    ctx: &Ctx,
+    s: &strongroom::repository::snapshot::Snapshot,
+    dir: &std::path::Path,
+    port: Option<u16>,
+) -> Option<String> {
+    let major = physical::PhysicalMetadata::of(s).major_version?;
+    let dir = std::path::absolute(dir).ok()?;
+    let env: Vec<(&str, String)> = ctx
+        .access_env()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+        .collect();
+    physical::start::start_command(&dir, major, port, &env, &dir.join("strongroom-start.log")).ok()
 }

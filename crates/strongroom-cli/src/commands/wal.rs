@@ -13,7 +13,6 @@ use std::path::Path;
 use std::time::Duration;
 use strongroom::engine::postgres::timeline::judge::Role;
 use strongroom::engine::postgres::{timeline, wal};
-use strongroom::repository::journal::JournalRecord;
 use strongroom::{Error, ErrorKind, human_bytes};
 
 /// The exit code that makes PostgreSQL stop recovery (anything above 125).
@@ -34,40 +33,17 @@ fn here() -> Result<std::path::PathBuf> {
 }
 
 fn push(ctx: &Ctx, path: &Path) -> Result<()> {
-    let started = jiff::Timestamp::now();
-    let repo = ctx.open()?;
-    let level = repo.config().stream_compression_level;
-    match wal::push(&repo, &here()?, path, level) {
-        Ok(p) => {
-            tracing::info!(
-                "archived {} of cluster {} ({} → {}{})",
-                p.name,
-                p.cluster.system_id(),
-                human_bytes(p.bytes),
-                human_bytes(p.stored),
-                if p.already { ", archived already" } else { "" }
-            );
-            Ok(())
-        }
-        Err(e) => {
-            // Successful pushes are not journaled one by one (the archive itself is their
-            // record, and a record per segment would double the writes); failures are.
-            let mut rec = JournalRecord::new("wal push", started);
-            // So `journal --source S --job 'wal push'` finds it.
-            rec.source = ctx.config.wal_source();
-            rec.wal = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .map(|name| strongroom::repository::journal::WalRange {
-                    timeline: wal::WalName::parse(&name).map_or(0, |w| w.timeline),
-                    first: name.clone(),
-                    last: name,
-                });
-            rec.failed(&e);
-            repo.record(&rec);
-            Err(e.into())
-        }
-    }
+    let repo = ctx.open_unattended()?;
+    let p = strongroom::wal_push::run(&repo, &here()?, path, ctx.config.wal_source())?;
+    tracing::info!(
+        "archived {} of cluster {} ({} → {}{})",
+        p.name,
+        p.cluster.system_id(),
+        human_bytes(p.bytes),
+        human_bytes(p.stored),
+        if p.already { ", archived already" } else { "" }
+    );
+    Ok(())
 }
 
 fn attempts() -> u32 {
@@ -121,8 +97,20 @@ fn fetch(ctx: Result<Ctx>, name: &str, dest: &Path) -> Result<()> {
                     inner: e.into(),
                 }));
             }
-            // Retrying cannot change these.
-            Err(e @ (Error::WrongPassword { .. } | Error::WrongCluster(_) | Error::Config(_))) => {
+            // Retrying cannot change these: no password or a wrong one, a data directory
+            // that is not the repository's cluster, a config or URL that is wrong, no
+            // repository at the location, a repository this build cannot read. Each retry
+            // would only hold the recovery for seconds before the same sentence.
+            Err(
+                e @ (Error::WrongPassword { .. }
+                | Error::PasswordMissing
+                | Error::WrongCluster(_)
+                | Error::Config(_)
+                | Error::BadUrl { .. }
+                | Error::NoRepositoryGiven
+                | Error::NoRepository(_)
+                | Error::UnsupportedVersion { .. }),
+            ) => {
                 return Err(abort(e.into()));
             }
             Err(e) => {

@@ -6,6 +6,7 @@
 
 pub mod hotel_pg;
 pub mod pg;
+pub mod pty;
 
 use assert_cmd::Command;
 use serde_json::Value;

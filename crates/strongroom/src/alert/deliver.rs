@@ -15,6 +15,33 @@ const ATTEMPTS: u32 = 3;
 /// Per-attempt timeout when the target sets none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What an `[[alerts]]` table's optional keys come to (their defaults live here, with the
+/// delivery that uses them; docs/CONFIG.md states them and its test checks them).
+impl AlertConfig {
+    /// The lowest level of a state change this target is sent: `min_level`, else `warning`.
+    pub fn min_level_or_default(&self) -> &str {
+        self.min_level.as_deref().unwrap_or("warning")
+    }
+
+    /// How long one delivery attempt may take: `timeout`, else (or when zero) 10 s.
+    pub fn timeout_or_default(&self) -> Duration {
+        self.timeout
+            .as_deref()
+            .and_then(|s| crate::parse_duration(s).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// Whether a webhook gets Slack's message rather than the alert document: `format =
+    /// "slack"`, or no `format` and a Slack URL.
+    pub fn slack_body(&self) -> bool {
+        match self.format.as_deref() {
+            Some(f) => f == "slack",
+            None => self.webhook.as_deref().is_some_and(webhook::is_slack),
+        }
+    }
+}
+
 /// What happened to one alert at every target.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Delivery {
@@ -117,7 +144,7 @@ pub(super) fn wants(t: &AlertConfig, alert: &Alert) -> bool {
     if alert.event != AlertEvent::StateChanged {
         return true;
     }
-    let min = Alert::rank(t.min_level.as_deref().unwrap_or("warning"));
+    let min = Alert::rank(t.min_level_or_default());
     let was = alert.previous_level.as_deref().map_or(0, Alert::rank);
     Alert::rank(&alert.level).max(was) >= min
 }
@@ -164,19 +191,10 @@ fn attempts(
     json: &[u8],
     mut pause: Duration,
 ) -> Result<u32, (u32, String)> {
-    let timeout = t
-        .timeout
-        .as_deref()
-        .and_then(|s| crate::parse_duration(s).ok())
-        .filter(|d| !d.is_zero())
-        .unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = t.timeout_or_default();
     let once: Box<dyn Fn() -> Result<(), String> + '_> = match (&t.webhook, &t.command) {
         (Some(url), _) => {
-            let slack = match t.format.as_deref() {
-                Some(f) => f == "slack",
-                None => webhook::is_slack(url),
-            };
-            let body = if slack {
+            let body = if t.slack_body() {
                 webhook::slack_body(alert)
             } else {
                 json.to_vec()

@@ -6,10 +6,9 @@
 //! rules that use these figures are `monitor`'s.
 
 use super::Config;
-use crate::error::{Error, Result};
+use super::problems::{KeyPath, Problems};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// `[objectives]`: recovery point and time objectives, and how often each kind of backup is
 /// expected (what `status` measures against).
@@ -79,12 +78,12 @@ pub struct Effective {
 }
 
 /// Kinds and checklist items with their defaults.
-const DEFAULT_INTERVALS: [(&str, u64); 3] = [
+pub(super) const DEFAULT_INTERVALS: [(&str, u64); 3] = [
     ("full", 86_400),
     ("logical", 86_400),
     ("physical", 6 * 3600),
 ];
-const DEFAULT_CHECKLIST: [(&str, u64); 3] = [
+pub(super) const DEFAULT_CHECKLIST: [(&str, u64); 3] = [
     ("verify", 7 * 86_400),
     ("check", 31 * 86_400),
     ("drill", 92 * 86_400),
@@ -138,65 +137,60 @@ impl Config {
     }
 }
 
-/// Checks every objective's duration, size, kind and checklist item, naming the key at fault.
-pub(super) fn validate(cfg: &Config, origin: &Path) -> Result<()> {
-    let mut objective_durations: Vec<(String, &String)> = Vec::new();
-    let mut objective_tables = vec![(
-        "objectives".to_string(),
+/// Checks every objective's duration, size, kind and checklist item, noting each key at
+/// fault.
+pub(super) fn validate(cfg: &Config, problems: &mut Problems<'_>) {
+    let mut tables = vec![(
+        KeyPath::of(&["objectives"]),
+        Some(&cfg.objectives.rpo),
+        Some(&cfg.objectives.rto),
         &cfg.objectives.interval,
         &cfg.objectives.checklist,
+        &cfg.objectives.min_size,
     )];
     for (name, s) in &cfg.sources {
         if let Some(o) = &s.objectives {
-            for (k, v) in [("rpo", &o.rpo), ("rto", &o.rto)] {
-                if let Some(v) = v {
-                    objective_durations.push((format!("sources.{name}.objectives.{k}"), v));
-                }
-            }
-            objective_tables.push((
-                format!("sources.{name}.objectives"),
+            tables.push((
+                KeyPath::of(&["sources", name, "objectives"]),
+                o.rpo.as_ref(),
+                o.rto.as_ref(),
                 &o.interval,
                 &o.checklist,
+                &o.min_size,
             ));
         }
     }
-    for (at, interval, checklist) in objective_tables {
-        for (k, v) in interval {
-            if !DEFAULT_INTERVALS.iter().any(|(d, _)| d == k) {
-                return Err(Error::Config(format!(
-                    "{}: {at}.interval.{k}: unknown kind; use full, logical or physical",
-                    origin.display()
-                )));
+    let duration = |problems: &mut Problems<'_>, path: KeyPath, v: &str| {
+        if let Err(e) = crate::parse_duration(v) {
+            problems.at(path, e);
+        }
+    };
+    for (at, rpo, rto, interval, checklist, min_size) in tables {
+        for (k, v) in [("rpo", rpo), ("rto", rto)] {
+            if let Some(v) = v {
+                duration(problems, at.clone().key(k), v);
             }
-            objective_durations.push((format!("{at}.interval.{k}"), v));
+        }
+        for (k, v) in interval {
+            let path = at.clone().key("interval").key(k);
+            if DEFAULT_INTERVALS.iter().any(|(d, _)| d == k) {
+                duration(problems, path, v);
+            } else {
+                problems.at(path, "unknown kind; use full, logical or physical");
+            }
         }
         for (k, v) in checklist {
+            let path = at.clone().key("checklist").key(k);
             if !DEFAULT_CHECKLIST.iter().any(|(d, _)| d == k) {
-                return Err(Error::Config(format!(
-                    "{}: {at}.checklist.{k}: unknown item; use verify, check or drill",
-                    origin.display()
-                )));
+                problems.at(path, "unknown item; use verify, check or drill");
+            } else if v != "off" {
+                duration(problems, path, v);
             }
-            if v != "off" {
-                objective_durations.push((format!("{at}.checklist.{k}"), v));
+        }
+        if let Some(v) = min_size {
+            if let Err(e) = crate::parse_size(v) {
+                problems.at(at.clone().key("min_size"), e);
             }
         }
     }
-    let sizes = std::iter::once(("objectives.min_size".to_string(), &cfg.objectives.min_size))
-        .chain(cfg.sources.iter().filter_map(|(n, s)| {
-            s.objectives
-                .as_ref()
-                .map(|o| (format!("sources.{n}.objectives.min_size"), &o.min_size))
-        }));
-    for (what, v) in sizes {
-        if let Some(v) = v {
-            crate::parse_size(v)
-                .map_err(|e| Error::Config(format!("{}: {what}: {e}", origin.display())))?;
-        }
-    }
-    for (what, v) in objective_durations {
-        crate::parse_duration(v)
-            .map_err(|e| Error::Config(format!("{}: {what}: {e}", origin.display())))?;
-    }
-    Ok(())
 }

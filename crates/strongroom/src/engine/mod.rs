@@ -180,6 +180,10 @@ pub struct RestoreOptions {
     pub archive: bool,
     /// The source's URL, to ask its server which timeline it is on (physical snapshots).
     pub source_url: Option<String>,
+    /// A server will be started on the restored data directory with `pg_ctl`
+    /// (`restore --start`): refused before anything is written where that cannot work (the
+    /// source's own directory of a cluster whose configuration lives elsewhere).
+    pub start: bool,
 }
 
 /// What a restore target holds before the restore, as its engine sees it.

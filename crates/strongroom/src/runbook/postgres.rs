@@ -4,7 +4,7 @@
 //! Owns those commands' wording. Must not read anything but its inputs, and must never write
 //! a password: the source's URL goes through `redact_url` first.
 
-use super::steps::{hooks_note, reference, row_count_commands};
+use super::steps::{hooks_note, latest_when_written, row_count_commands};
 use super::{Entry, Inputs, fmt_time, sh_quote};
 use crate::engine::postgres::physical::PhysicalMetadata;
 use crate::repository::snapshot::{BackupKind, Snapshot};
@@ -15,7 +15,7 @@ pub(super) fn logical(md: &mut String, e: &Entry, url: &str) {
     let target = redact_url(url);
     let side = with_dbname(&target, "_restored");
     let name = sh_quote(&e.name);
-    let id = reference(e, &BackupKind::Logical);
+    let when = latest_when_written(e, &BackupKind::Logical);
     line!(
         md,
         "Logical (pg_dump) snapshots: side copy into a new database, then in place:"
@@ -24,22 +24,22 @@ pub(super) fn logical(md: &mut String, e: &Entry, url: &str) {
     line!(md, "```sh");
     line!(
         md,
-        "strongroom restore {id} --source {name} --target-db {}",
+        "strongroom restore latest --source {name} --target-db {}",
         sh_quote(&side)
     );
     line!(
         md,
-        "strongroom restore {id} --source {name} --target-db {} --force",
+        "strongroom restore latest --source {name} --target-db {} --force",
         sh_quote(&target)
     );
     line!(md, "```");
     line!(md);
     line!(
         md,
-        "`{id}` is the newest logical snapshot when this was written (`latest` takes the newest \
-         then). A logical snapshot restores as of its own moment: to an earlier point, another id \
-         from `strongroom list --source {name}`. The in-place restore refuses a database with \
-         open sessions: stop the application first."
+        "`latest` is the newest logical snapshot when you run it{when}. A logical snapshot \
+         restores as of its own moment: to an earlier point, its id from `strongroom list \
+         --source {name}`. The in-place restore refuses a database with open sessions: stop \
+         the application first."
     );
     line!(md);
     hooks_note(md, e);
@@ -136,9 +136,14 @@ pub(super) fn physical(md: &mut String, inputs: &Inputs, e: &Entry) {
     line!(
         md,
         "`latest` is the newest physical snapshot that ends before the target. `--start` starts \
-         PostgreSQL on the copy (the cluster's port when free, else another), waits for it to \
-         promote, and prints the port, LSN and last commit time reached. In place, with the \
-         server stopped (a running server's directory is always refused):"
+         PostgreSQL on the copy (the cluster's port when free, else another) as the data \
+         directory's owner, waits for it to promote, and prints the port, LSN and last commit \
+         time reached, and the line that stops it. The server it starts fetches WAL with \
+         `strongroom wal fetch` (its `restore_command`) as that user, with this shell's \
+         environment: STRONGROOM_REPO and a key file that user can read \
+         (`export STRONGROOM_PASSWORD_FILE=` the key file `archive_command` uses), not a \
+         password file only root can read. In place, with the server stopped (a running \
+         server's directory is always refused):"
     );
     line!(md);
     line!(md, "```sh");
@@ -151,16 +156,53 @@ pub(super) fn physical(md: &mut String, inputs: &Inputs, e: &Entry) {
     line!(md);
     line!(
         md,
-        "Verify (the started copy, on the port `--start` printed):"
+        "Then start the server as it is always started (Debian: `pg_ctlcluster` or `systemctl \
+         start postgresql@…`): it recovers through the same `restore_command`, so its own \
+         environment must hold STRONGROOM_REPO and STRONGROOM_PASSWORD_FILE, as for \
+         `archive_command` (Debian: `/etc/postgresql/<version>/<cluster>/environment`)."
+    );
+    line!(md);
+    line!(
+        md,
+        "Verify (the started copy, on the port `--start` printed; the role's password from \
+         PGPASSWORD or ~/.pgpass, as for the backup):"
     );
     line!(md);
     line!(md, "```sh");
     let db = recorded.database.unwrap_or_else(|| "postgres".to_string());
+    let psql = psql_as(e, newest);
     row_count_commands(md, e, &BackupKind::Physical, |sql| {
-        format!("psql -p PORT -d {} -Atc {}", sh_quote(&db), sh_quote(sql))
+        format!("{psql} -p PORT -d {} -Atc {}", sh_quote(&db), sh_quote(sql))
     });
     line!(md, "```");
     line!(md);
+}
+
+/// `psql` aimed at the started copy as the source's URL connects (`-h HOST -U USER`), so it
+/// works from root's shell: bare `psql` would try root's peer authentication over the
+/// default socket. A URL that names a socket directory, or no host, connects over that
+/// socket, where peer authentication wants the role's own system user: `runuser -u USER --
+/// psql -h DIR -U USER`.
+fn psql_as(e: &Entry, newest: &Snapshot) -> String {
+    let url = match &e.location {
+        Some(crate::source::Location::Postgres(u)) => redact_url(u),
+        _ => String::new(),
+    };
+    let cfg = url.parse::<::postgres::Config>().ok();
+    let user = cfg
+        .as_ref()
+        .and_then(|c| c.get_user().map(str::to_string))
+        .or_else(|| PhysicalMetadata::of(newest).bootstrap_superuser)
+        .unwrap_or_else(|| "postgres".into());
+    let u = sh_quote(&user);
+    match cfg.as_ref().and_then(|c| c.get_hosts().first().cloned()) {
+        Some(::postgres::config::Host::Tcp(h)) => format!("psql -h {} -U {u}", sh_quote(&h)),
+        Some(::postgres::config::Host::Unix(dir)) => format!(
+            "runuser -u {u} -- psql -h {} -U {u}",
+            sh_quote(&dir.display().to_string())
+        ),
+        None => format!("runuser -u {u} -- psql -U {u}"),
+    }
 }
 
 /// Which timeline restores follow, and the forks beside it that they do not.

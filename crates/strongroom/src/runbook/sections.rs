@@ -4,7 +4,7 @@
 //! anything but its inputs, and must never write a secret (the repository URL goes through
 //! [`super::repository_without_credentials`]; `password_command` is named, not quoted).
 
-use super::steps::{hooks_note, reference, row_count_commands};
+use super::steps::{hooks_note, latest_when_written, row_count_commands};
 use super::{
     Entry, Inputs, fmt_age, fmt_duration, fmt_seconds, fmt_time, redact_command,
     repository_without_credentials, sh_quote,
@@ -142,6 +142,15 @@ pub(super) fn environment(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
     }
     if entries
         .iter()
+        .any(|e| e.newest(&BackupKind::Physical).is_some())
+    {
+        line!(
+            md,
+            "# physical restores with --start: the server runs as the data directory's owner and reads the repository itself, so STRONGROOM_PASSWORD_FILE must be a key file that user can read (archive_command's)"
+        );
+    }
+    if entries
+        .iter()
         .any(|e| matches!(e.location, Some(Location::Postgres(_))))
     {
         line!(
@@ -209,28 +218,28 @@ fn sqlite_path(e: &Entry) -> String {
 fn sqlite(md: &mut String, e: &Entry) {
     let path = sqlite_path(e);
     let name = sh_quote(&e.name);
-    let id = reference(e, &BackupKind::Full);
+    let when = latest_when_written(e, &BackupKind::Full);
     let side = format!("{path}.restored");
     line!(md, "Side copy, then in place:");
     line!(md);
     line!(md, "```sh");
     line!(
         md,
-        "strongroom restore {id} --source {name} --to {}",
+        "strongroom restore latest --source {name} --to {}",
         sh_quote(&side)
     );
     line!(
         md,
-        "strongroom restore {id} --source {name} --to {} --force",
+        "strongroom restore latest --source {name} --to {} --force",
         sh_quote(&path)
     );
     line!(md, "```");
     line!(md);
     line!(
         md,
-        "`{id}` is the newest snapshot when this was written; `latest` takes the newest when you \
-         run it. To an earlier point: another id from `strongroom list --source {name}` (`--tag \
-         pre-migration` for the one before a migration)."
+        "`latest` is the newest snapshot when you run it{when}. To an earlier point: its id \
+         from `strongroom list --source {name}`, or `latest --tag pre-migration` for the one \
+         before a migration."
     );
     line!(md);
     hooks_note(md, e);

@@ -8,10 +8,14 @@ use super::{Entry, redact_command, sh_quote};
 use crate::repository::snapshot::BackupKind;
 use std::fmt::Write;
 
-/// The short id of the newest snapshot of `kind`, or `latest` when there is none.
-pub(super) fn reference(e: &Entry, kind: &BackupKind) -> String {
+/// What `latest` named when the page was written: " (snapshot 3fa4c1d2 when this was
+/// written)", or nothing when there is no snapshot of `kind`. Commands say `latest` (or a
+/// time), never an id: an id printed on paper goes stale with the next backup, and a
+/// restore of it would silently bring back old data.
+pub(super) fn latest_when_written(e: &Entry, kind: &BackupKind) -> String {
     e.newest(kind)
-        .map_or_else(|| "latest".into(), |s| s.short_id().to_string())
+        .map(|s| format!(" (snapshot {} when this was written)", s.short_id()))
+        .unwrap_or_default()
 }
 
 /// What the in-place restore does with the source's hooks.
@@ -79,8 +83,7 @@ pub(super) fn row_count_commands(
     let name = sh_quote(&e.name);
     line!(
         md,
-        "strongroom show {} --source {name}   # every table's row count and the schema version",
-        reference(e, kind)
+        "strongroom show latest --source {name}   # every table's row count and the schema version"
     );
 }
 

@@ -109,8 +109,10 @@ fn sqlite_commands_contacts_objectives_and_no_drill() {
         "export STRONGROOM_PASSWORD_FILE=…",
         "AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… AWS_REGION=…",
         "## Restore `hotel` (SQLite)",
-        "strongroom restore cdcdcdcd --source hotel --to /var/lib/hotel/hotel.db.restored\n",
-        "strongroom restore cdcdcdcd --source hotel --to /var/lib/hotel/hotel.db --force\n",
+        "strongroom restore latest --source hotel --to /var/lib/hotel/hotel.db.restored\n",
+        "strongroom restore latest --source hotel --to /var/lib/hotel/hotel.db --force\n",
+        "`latest` is the newest snapshot when you run it (snapshot cdcdcdcd when this was written)",
+        "strongroom show latest --source hotel   # every table's row count",
         "- before_restore `systemctl stop hotel`: after the copy is checked, before the swap\n",
         "- after_restore `systemctl start hotel`: after the swap, also when it failed\n",
         "sqlite3 /var/lib/hotel/hotel.db.restored 'PRAGMA integrity_check'",
@@ -129,11 +131,33 @@ fn sqlite_commands_contacts_objectives_and_no_drill() {
     ] {
         assert!(md.contains(want), "missing {want:?} in\n{md}");
     }
+    no_command_pins_an_id(&md, &["cdcdcdcd", "abababab"]);
     // The commands come before the reference material.
     let at = |s: &str| md.find(s).unwrap();
     assert!(at("## First 5 minutes") < at("## Restore"));
     assert!(at("## Restore") < at("## Whom to call"));
     assert!(at("## Whom to call") < at("## Where the backups are"));
+}
+
+/// No command in the page's `sh` blocks names a snapshot by id: printed on paper, an id goes
+/// stale with the next backup (a comment saying what was expected of which snapshot may).
+fn no_command_pins_an_id(md: &str, ids: &[&str]) {
+    let mut in_block = false;
+    for line in md.lines() {
+        if line.starts_with("```") {
+            in_block = line == "```sh";
+            continue;
+        }
+        let command = line.split("   # ").next().unwrap_or(line);
+        if in_block {
+            for id in ids {
+                assert!(
+                    !command.contains(id),
+                    "{line:?} pins snapshot {id} in\n{md}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -200,20 +224,58 @@ physical = "6h"
         "# password: password_command in the config",
         "export PGPASSWORD=…",
         "## Restore `prod` (PostgreSQL)",
-        "strongroom restore 11111111 --source prod --target-db 'postgres://app@db.internal:5432/hotel_restored?sslmode=require'\n",
-        "strongroom restore 11111111 --source prod --target-db 'postgres://app@db.internal:5432/hotel?sslmode=require' --force\n",
+        "strongroom restore latest --source prod --target-db 'postgres://app@db.internal:5432/hotel_restored?sslmode=require'\n",
+        "strongroom restore latest --source prod --target-db 'postgres://app@db.internal:5432/hotel?sslmode=require' --force\n",
+        "`latest` is the newest logical snapshot when you run it (snapshot 11111111 when this was written)",
         "psql 'postgres://app@db.internal:5432/hotel_restored?sslmode=require' -Atc 'SELECT count(*) FROM bookings'",
         "No before_restore/after_restore hooks are configured",
         "**The repository can recover any time from 2026-11-24 03:01:00 UTC to about 2026-12-01 22:55:00 UTC**",
         "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main.restored --time 'YYYY-MM-DD HH:MM:SS' --start",
         "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main.restored --latest --start",
         "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main --force --time",
-        "psql -p PORT -d hotel -Atc 'SELECT count(*) FROM bookings'   # snapshot 33333333 estimated 300000 (planner statistics)",
+        "psql -h db.internal -U app -p PORT -d hotel -Atc 'SELECT count(*) FROM bookings'   # snapshot 33333333 estimated 300000 (planner statistics)",
+        "# physical restores with --start: the server runs as the data directory's owner",
+        "`export STRONGROOM_PASSWORD_FILE=` the key file `archive_command` uses",
+        "and the line that stops it",
+        "its own environment must hold STRONGROOM_REPO and STRONGROOM_PASSWORD_FILE",
         "| logical | `11111111` |",
         "| physical | `33333333` |",
         "back in service within 30 min (RTO); backups expected logical every 1 d, physical every 6 h.",
     ] {
         assert!(md.contains(want), "missing {want:?} in\n{md}");
+    }
+    no_command_pins_an_id(&md, &["11111111", "22222222", "33333333"]);
+}
+
+#[test]
+fn psql_lines_work_from_roots_shell() {
+    // Over a socket, peer authentication wants the role's own system user; over TCP, the
+    // host and role of the source's URL (bare `psql` as root would try role "root").
+    for (url, want) in [
+        (
+            "postgres://postgres@/hotel?host=/var/run/postgresql",
+            "runuser -u postgres -- psql -h /var/run/postgresql -U postgres -p PORT -d hotel -Atc",
+        ),
+        (
+            "postgres://backup:pw@127.0.0.1:5433/hotel",
+            "psql -h 127.0.0.1 -U backup -p PORT -d hotel -Atc",
+        ),
+    ] {
+        let cfg = config(&format!("[sources.prod]\nurl = {url:?}\n"));
+        let mut s = snap(
+            "55",
+            "prod",
+            EngineKind::Postgres,
+            BackupKind::Physical,
+            "2026-12-01T21:00:00Z",
+        );
+        s.metadata
+            .extra
+            .insert("system_identifier".into(), "9".into());
+        s.metadata.extra.insert("database".into(), "hotel".into());
+        let md = render(&inputs(cfg, vec![s], vec![])).unwrap();
+        assert!(md.contains(want), "missing {want:?} in\n{md}");
+        assert!(!md.contains(":pw@"), "{md}");
     }
 }
 

@@ -37,3 +37,10 @@ pub const TABLESPACE_MAP: &str = "tablespace_map";
 pub const WAL_PREFIX: &str = "pg_wal/";
 /// The file written last on restore: without it the directory cannot start.
 pub const PG_CONTROL: &str = "global/pg_control";
+
+/// Whether the cluster kept its configuration outside its data directory (Debian's
+/// `/etc/postgresql/<version>/<cluster>`): the snapshot holds no `postgresql.conf`, so a
+/// restored copy cannot start with `pg_ctl -D` until it is given one.
+pub fn config_elsewhere(snap: &crate::repository::snapshot::Snapshot) -> bool {
+    !snap.files.iter().any(|f| f.name == "postgresql.conf")
+}

@@ -4,8 +4,9 @@
 //! target with `recovery_target_action = 'promote'`, and the timeline to follow.
 //!
 //! Owns those settings, what the source's timeline is taken to be for a restore (its server,
-//! its origin records, the snapshot), and whether the restored copy archives (only in the
-//! source's own data directory, or when asked). The choice among timelines is
+//! its origin records, the snapshot), whether the restored copy archives (only in the
+//! source's own data directory, or when asked), and the minimal configuration a copy gets
+//! when its cluster kept its own elsewhere (Debian's `/etc/postgresql`). The choice among timelines is
 //! [`crate::engine::postgres::timeline`]'s. Must not write the cluster's files, and
 //! writes its own two through [`crate::beneath`]: a link the snapshot stores at either name
 //! is replaced by a file, never read or written through (it could point at any file of the
@@ -196,6 +197,47 @@ pub(super) fn write_recovery(
         ));
     }
     Ok(())
+}
+
+/// What a side copy of a cluster that kept its configuration elsewhere gets, so that it
+/// starts with `pg_ctl -D` (as `restore --start`, `verify` and `drill` start it): a
+/// `postgresql.conf` saying why it is nearly empty (PostgreSQL's defaults, the snapshot's
+/// `postgresql.auto.conf` and the recovery settings apply), and a `pg_hba.conf` that lets in
+/// only this host (Debian's default rules), when the snapshot holds neither. Never the
+/// source's own configuration: Debian's names the production data directory
+/// (`data_directory`), and a copy started with it would start on production's files. The
+/// source's own data directory gets nothing: its service starts it with its configuration.
+/// Returns the note the restore prints, when it wrote anything.
+pub(super) fn write_missing_config(snap: &Snapshot, root: &Beneath) -> Result<Option<String>> {
+    if !super::config_elsewhere(snap) || root.kind("postgresql.conf")?.is_some() {
+        return Ok(None);
+    }
+    root.replace_file(
+        "postgresql.conf",
+        b"# Written by strongroom restore: the cluster backed up kept its configuration outside its
+          # data directory (Debian: /etc/postgresql/<version>/<cluster>/), and a restored copy must
+          # not use that one (its data_directory is the source's). This copy runs with PostgreSQL's
+          # defaults and postgresql.auto.conf; add settings here.
+",
+        0o600,
+    )?;
+    if root.kind("pg_hba.conf")?.is_none() {
+        root.replace_file(
+            "pg_hba.conf",
+            b"# Written by strongroom restore (the cluster backed up kept its pg_hba.conf elsewhere):
+              # this host only, as Debian's defaults: the role's own system user over the socket,
+              # a password over loopback.
+              local   all   all                  peer
+              host    all   all   127.0.0.1/32   scram-sha-256
+              host    all   all   ::1/128        scram-sha-256
+",
+            0o600,
+        )?;
+    }
+    Ok(Some(format!(
+        "snapshot {} holds no postgresql.conf (its cluster kept its configuration elsewhere, as Debian does in /etc/postgresql): the copy gets a minimal one and a pg_hba.conf for this host only, so it starts with PostgreSQL's defaults",
+        snap.short_id()
+    )))
 }
 
 #[cfg(test)]

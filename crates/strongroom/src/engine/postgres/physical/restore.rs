@@ -13,7 +13,7 @@
 //! new one into place by `renameat` relative to it.
 
 use super::PhysicalMetadata;
-use super::recovery::{is_source_dir, timeline_for, write_recovery};
+use super::recovery::{is_source_dir, timeline_for, write_missing_config, write_recovery};
 use super::tree::write_tree;
 use crate::beneath::Beneath;
 use crate::engine::postgres::cluster::Lsn;
@@ -153,6 +153,15 @@ pub fn stage(
         opts.source_url.as_deref(),
     )?;
     let own = is_source_dir(snap, &target);
+    // The real recovery of a cluster that keeps its configuration elsewhere (Debian) is
+    // started by its service, with that configuration and environment: pg_ctl -D cannot.
+    if opts.start && own && super::config_elsewhere(snap) {
+        return Err(Error::Target(format!(
+            "{} is the source's own data directory, and its cluster keeps its configuration elsewhere (Debian: /etc/postgresql): restore it without --start, then start it as its service does ({}); nothing was restored",
+            target.display(),
+            super::start::service_start(snap, &target)
+        )));
+    }
     let archive = own || opts.archive;
     let mut notes: Vec<String> = chosen.iter().filter_map(|c| c.note.clone()).collect();
     notes.push(archiving_note(snap, &target, own, archive));
@@ -182,6 +191,9 @@ pub fn stage(
     let bytes = write_tree(repo, index, snap, &root, &target, progress)?;
     let timeline = chosen.map(|c| c.timeline);
     write_recovery(snap, &root, &opts.recovery, timeline, archive)?;
+    if !own {
+        notes.extend(write_missing_config(snap, &root)?);
+    }
     // The lock file of the scratch directory must not be restored with the cluster.
     root.remove_file(".lock")?;
     root.chmod(0o700)?;
@@ -251,6 +263,7 @@ pub fn restore_into(
     root.chmod(0o700)?;
     let bytes = write_tree(repo, index, snap, &root, dir, progress)?;
     write_recovery(snap, &root, recovery, chosen.map(|c| c.timeline), false)?;
+    write_missing_config(snap, &root)?;
     let parent = dir.parent().unwrap_or(Path::new("/"));
     if let Some((uid, gid)) = owner_for(snap, &[parent]) {
         root.chown_all(uid, gid)?;

@@ -94,6 +94,23 @@ impl Server {
         }
     }
 
+    /// The shell command that stops it as an operator would type it: the same `pg_ctl`, as
+    /// the same user (`runuser -u postgres -- …/pg_ctl -D DIR -m fast stop` when strongroom
+    /// runs as root), so a server `restore --start` leaves running can be stopped without
+    /// guessing which binaries and user it runs with (Debian keeps `pg_ctl` off the PATH).
+    pub fn stop_command(&self) -> String {
+        let q = |p: &Path| shell_quote(&p.display().to_string());
+        let pg_ctl = format!(
+            "{} -D {} -m fast stop",
+            q(&self.bindir.join("pg_ctl")),
+            q(&self.dir)
+        );
+        match &self.run_as {
+            Some(u) => format!("runuser -u {} -- {pg_ctl}", shell_quote(u)),
+            None => pg_ctl,
+        }
+    }
+
     /// Leaves it running after this value is dropped.
     pub fn detach(mut self) {
         self.stop_on_drop = false;
@@ -115,10 +132,22 @@ impl Server {
                 return Ok(());
             }
             if !running && (seen_running || start.elapsed() > Duration::from_secs(30)) {
+                // Its restore_command runs as the server's user, with this command's
+                // environment: a password file only root can read fails there.
+                let gist = log_gist(&self.log);
+                let whose = self
+                    .run_as
+                    .as_deref()
+                    .filter(|_| gist.starts_with("strongroom: "))
+                    .map(|u| {
+                        format!(
+                            "; the server runs as {u} with this command's environment, so the repository and the password or key file (STRONGROOM_PASSWORD_FILE) must be readable by {u}"
+                        )
+                    })
+                    .unwrap_or_default();
                 return Err(Error::Failed(format!(
-                    "the server on {} stopped during recovery: {}",
+                    "the server on {} stopped during recovery: {gist}{whose}",
                     self.dir.display(),
-                    log_gist(&self.log)
                 )));
             }
             if start.elapsed() > timeout {
@@ -176,7 +205,10 @@ fn promoted(dir: &Path) -> bool {
         && !dir.join("recovery.signal").exists()
 }
 
-/// The last FATAL/PANIC/ERROR lines of a server log, or its last line.
+/// The last FATAL/PANIC lines of a server log, or its last line; preceded by the last
+/// complaint of `strongroom wal fetch` itself (its stderr lands in the server's log), which
+/// says why the archive could not be read: "cannot read password file …" names the cause
+/// where PostgreSQL's own line only says that `restore_command` failed.
 fn log_gist(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let bad: Vec<&str> = text
@@ -191,7 +223,13 @@ fn log_gist(log: &Path) -> String {
     } else {
         bad[bad.len().saturating_sub(2)..].join(" / ")
     };
-    format!("{} (log: {})", pick.trim(), log.display())
+    let fetch = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("strongroom: "))
+        .map(|l| format!("{} / ", l.trim()))
+        .unwrap_or_default();
+    format!("{fetch}{} (log: {})", pick.trim(), log.display())
 }
 
 /// Starts PostgreSQL on `dir` (as the directory's owner when strongroom runs as root), on
@@ -203,29 +241,8 @@ pub fn start(
     log: &Path,
     settings: &[(&str, String)],
 ) -> Result<Server> {
-    use std::os::unix::fs::MetadataExt;
     let bindir = server_bindir(major)?;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let owner = std::fs::metadata(dir)
-        .map_err(|e| Error::io("reading", dir, e))?
-        .uid();
-    let run_as = if root {
-        if owner == 0 {
-            return Err(Error::Target(format!(
-                "{} belongs to root, and PostgreSQL refuses to run as root: give it to the database's system user (chown -R postgres: …)",
-                dir.display()
-            )));
-        }
-        Some(user_name(owner).ok_or_else(|| {
-            Error::Target(format!(
-                "the owner (uid {owner}) of {} has no name",
-                dir.display()
-            ))
-        })?)
-    } else {
-        None
-    };
+    let run_as = run_as(dir)?;
     let mut opts = format!("-p {port}");
     for (k, v) in settings {
         opts.push_str(&format!(" -c {k}={}", shell_quote(v)));
@@ -257,6 +274,86 @@ pub fn start(
         )));
     }
     Ok(server)
+}
+
+/// The user a server on `dir` runs as: the directory's owner when strongroom runs as root
+/// (PostgreSQL refuses to run as root), else none (this process's own user).
+fn run_as(dir: &Path) -> Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let owner = std::fs::metadata(dir)
+        .map_err(|e| Error::io("reading", dir, e))?
+        .uid();
+    if owner == 0 {
+        return Err(Error::Target(format!(
+            "{} belongs to root, and PostgreSQL refuses to run as root: give it to the database's system user (chown -R postgres: …)",
+            dir.display()
+        )));
+    }
+    user_name(owner).map(Some).ok_or_else(|| {
+        Error::Target(format!(
+            "the owner (uid {owner}) of {} has no name",
+            dir.display()
+        ))
+    })
+}
+
+/// The shell command that starts a server on the restored `dir` as [`start`] would (the
+/// same binaries, as the same user, on `port` when given), with `env` (names and values that
+/// are no secret: the repository and the key file's path) in its environment for
+/// `restore_command`, logging to `log`.
+pub fn start_command(
+    dir: &Path,
+    major: u32,
+    port: Option<u16>,
+    env: &[(&str, String)],
+    log: &Path,
+) -> Result<String> {
+    let q = |p: &Path| shell_quote(&p.display().to_string());
+    let bindir = server_bindir(major)?;
+    let env: String = env
+        .iter()
+        .map(|(k, v)| format!("{k}={} ", shell_quote(v)))
+        .collect();
+    let port = port.map(|p| format!(" -o '-p {p}'")).unwrap_or_default();
+    let pg_ctl = format!(
+        "{} -D {} -l {}{port} start",
+        q(&bindir.join("pg_ctl")),
+        q(dir),
+        q(log)
+    );
+    Ok(match run_as(dir)? {
+        Some(u) => format!("runuser -u {} -- env {env}{pg_ctl}", shell_quote(&u)),
+        None if env.is_empty() => pg_ctl,
+        None => format!("env {env}{pg_ctl}"),
+    })
+}
+
+/// How Debian's tools start the cluster whose data directory is `dir`: `pg_ctlcluster 15
+/// main start`, found from the `data_directory` of `/etc/postgresql/<major>/*/postgresql.conf`;
+/// `None` when no cluster there names it. Such a cluster keeps its configuration (and the
+/// environment its `restore_command` needs, in the `environment` file) outside `dir`, so
+/// `pg_ctl -D dir` cannot start it.
+pub fn debian_start_command(major: u32, dir: &Path) -> Option<String> {
+    let wanted = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let clusters = std::fs::read_dir(format!("/etc/postgresql/{major}")).ok()?;
+    for c in clusters.flatten() {
+        let text = std::fs::read_to_string(c.path().join("postgresql.conf")).unwrap_or_default();
+        let named = text.lines().find_map(|l| {
+            let l = l.split('#').next()?.trim();
+            let v = l.strip_prefix("data_directory")?.trim_start();
+            let v = v.strip_prefix('=').unwrap_or(v).trim().trim_matches('\'');
+            Some(PathBuf::from(v))
+        });
+        if named.is_some_and(|d| std::fs::canonicalize(&d).unwrap_or(d) == wanted) {
+            let name = c.file_name().to_string_lossy().into_owned();
+            return Some(format!("pg_ctlcluster {major} {name} start"));
+        }
+    }
+    None
 }
 
 /// `pg_ctl -o` splits its options like a shell: quote values that need it.
@@ -379,6 +476,8 @@ pub struct Promoted {
     pub reached: Reached,
     /// Seconds from the start until it promoted.
     pub seconds: f64,
+    /// The shell line that stops it (it keeps running).
+    pub stop_command: String,
 }
 
 /// Starts PostgreSQL on `dir`, where `snap` was restored, on `port` (logging to
@@ -392,11 +491,27 @@ pub fn start_restored(dir: &Path, snap: &Snapshot, port: u16) -> Result<Promoted
     let server = start(dir, major, port, &log, &[])?;
     server.wait_promoted(Duration::from_secs(24 * 3600))?;
     let reached = reached(&log);
+    let stop_command = server.stop_command();
     server.detach();
     Ok(Promoted {
         reached,
         seconds: t.elapsed().as_secs_f64(),
+        stop_command,
     })
+}
+
+/// How the service of a cluster that keeps its configuration elsewhere starts it: Debian's
+/// `pg_ctlcluster` line when /etc/postgresql names `dir`, else the general form.
+pub fn service_start(snap: &Snapshot, dir: &Path) -> String {
+    let major = PhysicalMetadata::of(snap).major_version;
+    major
+        .and_then(|m| debian_start_command(m, dir))
+        .unwrap_or_else(|| {
+            let v = major.map_or_else(|| "<version>".to_string(), |m| m.to_string());
+            format!(
+                "pg_ctlcluster {v} <cluster> start, or systemctl start postgresql@{v}-<cluster>"
+            )
+        })
 }
 
 #[cfg(test)]
