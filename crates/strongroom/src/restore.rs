@@ -282,7 +282,7 @@ fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome> {
-    let state = engine.inspect(snap, target)?;
+    let state = engine.inspect(snap, target, opts)?;
     if let TargetState::Occupied { what, old } = &state {
         if !opts.force {
             return Err(Error::TargetNotEmpty {

@@ -292,9 +292,15 @@ pub trait Engine {
         writer: &BackupWriter<'_>,
         progress: &dyn Progress,
     ) -> Result<Captured>;
-    /// Looks at a restore target without changing it: refuses one of the wrong sort or one
-    /// it cannot restore into, and says what it holds.
-    fn inspect(&self, snap: &Snapshot, target: &Target) -> Result<TargetState>;
+    /// Looks at a restore target without changing it: refuses one of the wrong sort, one it
+    /// cannot restore into, or a request that cannot work there (`opts`), and says what it
+    /// holds.
+    fn inspect(
+        &self,
+        snap: &Snapshot,
+        target: &Target,
+        opts: &RestoreOptions,
+    ) -> Result<TargetState>;
     /// Restores `snap` beside `target` (found as `state`) and checks the copy; the target is
     /// not touched. The copy is removed if the result is dropped before its swap.
     #[allow(clippy::too_many_arguments)]

@@ -172,9 +172,14 @@ impl Engine for Postgres {
         }
     }
 
-    fn inspect(&self, snap: &Snapshot, target: &Target) -> Result<TargetState> {
+    fn inspect(
+        &self,
+        snap: &Snapshot,
+        target: &Target,
+        opts: &RestoreOptions,
+    ) -> Result<TargetState> {
         if snap.kind == BackupKind::Physical {
-            return physical::restore::inspect(snap, physical_target(snap, target)?);
+            return physical::restore::inspect(snap, physical_target(snap, target)?, opts);
         }
         logical::inspect(logical_target(snap, target)?)
     }

@@ -270,7 +270,12 @@ impl Engine for Sqlite {
         backup::capture(source_path(source), source, writer, progress)
     }
 
-    fn inspect(&self, snap: &Snapshot, target: &Target) -> Result<TargetState> {
+    fn inspect(
+        &self,
+        snap: &Snapshot,
+        target: &Target,
+        _opts: &RestoreOptions,
+    ) -> Result<TargetState> {
         restore::inspect(snap, target)
     }
 

@@ -31,9 +31,20 @@ use std::collections::HashSet;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-/// What is at a data-directory target.
-pub fn inspect(snap: &Snapshot, dir: &Path) -> Result<TargetState> {
-    let _ = snap;
+/// What is at a data-directory target. Refuses first (before a running server is named) a
+/// `--start` that cannot work there.
+pub fn inspect(snap: &Snapshot, dir: &Path, opts: &RestoreOptions) -> Result<TargetState> {
+    let target = std::path::absolute(dir).map_err(|e| Error::io("resolving", dir, e))?;
+    let own = is_source_dir(snap, &target);
+    // The real recovery of a cluster that keeps its configuration elsewhere (Debian) is
+    // started by its service, with that configuration and environment: pg_ctl -D cannot.
+    if opts.start && own && super::config_elsewhere(snap) {
+        return Err(Error::Target(format!(
+            "{} is the source's own data directory, and its cluster keeps its configuration elsewhere (Debian: /etc/postgresql): restore it without --start, then start it as its service does ({}); nothing was restored",
+            target.display(),
+            super::start::service_start(snap, &target)
+        )));
+    }
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TargetState::Absent),
         Err(e) => Err(Error::io("reading", dir, e)),
@@ -153,15 +164,6 @@ pub fn stage(
         opts.source_url.as_deref(),
     )?;
     let own = is_source_dir(snap, &target);
-    // The real recovery of a cluster that keeps its configuration elsewhere (Debian) is
-    // started by its service, with that configuration and environment: pg_ctl -D cannot.
-    if opts.start && own && super::config_elsewhere(snap) {
-        return Err(Error::Target(format!(
-            "{} is the source's own data directory, and its cluster keeps its configuration elsewhere (Debian: /etc/postgresql): restore it without --start, then start it as its service does ({}); nothing was restored",
-            target.display(),
-            super::start::service_start(snap, &target)
-        )));
-    }
     let archive = own || opts.archive;
     let mut notes: Vec<String> = chosen.iter().filter_map(|c| c.note.clone()).collect();
     notes.push(archiving_note(snap, &target, own, archive));
