@@ -105,15 +105,27 @@ pub fn with_flags(e: &Error) -> String {
         ),
         Error::TargetMismatch {
             snapshot,
-            what,
+            engine,
+            kind,
+            given,
             needs,
         } => {
-            let flag = match needs {
-                TargetSort::File => "--to PATH",
-                TargetSort::Database => "--target-db postgres://…",
-                TargetSort::DataDirectory => "--data-dir DIR",
-            };
-            format!("snapshot {snapshot} is {what}: restore it with {flag}")
+            let flag = target_flag(*needs);
+            match given {
+                Some(TargetSort::DataDirectory) => format!(
+                    "snapshot {snapshot} is a {engine} {kind} snapshot, not a physical one: restore it with {flag}"
+                ),
+                _ => {
+                    let (is, give) = match needs {
+                        TargetSort::File => ("SQLite", "the file to write"),
+                        TargetSort::Database => ("logical PostgreSQL", "the database"),
+                        TargetSort::DataDirectory => {
+                            ("physical PostgreSQL", "the data directory to write")
+                        }
+                    };
+                    format!("snapshot {snapshot} is a {is} snapshot: give {give} with {flag}")
+                }
+            }
         }
         Error::KindMismatch {
             kind,
@@ -138,6 +150,15 @@ pub fn with_flags(e: &Error) -> String {
             ..
         } => format!("{e}, or set STRONGROOM_STATE_DIR to a directory you own"),
         other => other.to_string(),
+    }
+}
+
+/// The flag that gives a restore target of `sort`.
+fn target_flag(sort: TargetSort) -> &'static str {
+    match sort {
+        TargetSort::File => "--to PATH",
+        TargetSort::Database => "--target-db postgres://…",
+        TargetSort::DataDirectory => "--data-dir DIR",
     }
 }
 
@@ -183,5 +204,47 @@ pub fn report(e: &anyhow::Error, json: bool) {
         eprintln!("\x1b[31mstrongroom:\x1b[0m {message}");
     } else {
         eprintln!("strongroom: {message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mismatch(engine: &str, kind: &str, given: Option<TargetSort>, needs: TargetSort) -> String {
+        with_flags(&Error::TargetMismatch {
+            snapshot: "3fa4c1d2".into(),
+            engine: engine.into(),
+            kind: kind.into(),
+            given,
+            needs,
+        })
+    }
+
+    /// The library's one refusal in the words the two restore paths always printed: with
+    /// `--data-dir`, "not a physical one"; otherwise what to give and with which flag.
+    #[test]
+    fn a_target_of_the_wrong_sort_names_the_flag_that_fixes_it() {
+        use TargetSort::*;
+        assert_eq!(
+            mismatch("sqlite", "full", None, File),
+            "snapshot 3fa4c1d2 is a SQLite snapshot: give the file to write with --to PATH"
+        );
+        assert_eq!(
+            mismatch("postgres", "physical", Some(File), DataDirectory),
+            "snapshot 3fa4c1d2 is a physical PostgreSQL snapshot: give the data directory to write with --data-dir DIR"
+        );
+        assert_eq!(
+            mismatch("postgres", "logical", Some(File), Database),
+            "snapshot 3fa4c1d2 is a logical PostgreSQL snapshot: give the database with --target-db postgres://…"
+        );
+        assert_eq!(
+            mismatch("postgres", "logical", Some(DataDirectory), Database),
+            "snapshot 3fa4c1d2 is a postgres logical snapshot, not a physical one: restore it with --target-db postgres://…"
+        );
+        assert_eq!(
+            mismatch("sqlite", "full", Some(DataDirectory), File),
+            "snapshot 3fa4c1d2 is a sqlite full snapshot, not a physical one: restore it with --to PATH"
+        );
     }
 }

@@ -786,3 +786,73 @@ fn interrupted_jobs_remove_their_lock_and_journal_it_at_once() {
         assert!(invariant_holds(&db));
     }
 }
+
+/// The one refusal of a target of the wrong sort (the library decides, the command line
+/// names the flag), in the words both restore paths always used, as `bad_input`; and a
+/// point-in-time restore's `latest` without a physical snapshot says so.
+#[test]
+fn a_target_of_the_wrong_sort_is_refused_naming_the_flag_it_needs() {
+    let env = envs().into_iter().next().unwrap();
+    let (db, src) = env.hotel_source(20);
+    let snap = env.json(&["backup", &src]);
+    let id = snap["id"].as_str().unwrap();
+    let short = &id[..8];
+    let refusal = |args: &[&str]| {
+        let err = env.fails(args);
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("strongroom: "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        let out = env.cmd().arg("--json").args(args).output().unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            lines[0].trim_start_matches("strongroom: ").to_string(),
+            doc["error"]["kind"].as_str().unwrap().to_string(),
+        )
+    };
+    let sqlite =
+        format!("snapshot {short} is a SQLite snapshot: give the file to write with --to PATH");
+    assert_eq!(
+        refusal(&["restore", "latest"]),
+        (sqlite.clone(), "bad_input".into())
+    );
+    assert_eq!(
+        refusal(&[
+            "restore",
+            "latest",
+            "--target-db",
+            "postgres://app@127.0.0.1:9/hotel"
+        ]),
+        (sqlite, "bad_input".into())
+    );
+    let dir = env.path("pgdata");
+    let dir = dir.to_str().unwrap();
+    assert_eq!(
+        refusal(&["restore", id, "--data-dir", dir]),
+        (
+            format!(
+                "snapshot {short} is a sqlite full snapshot, not a physical one: restore it with --to PATH"
+            ),
+            "bad_input".into()
+        )
+    );
+    assert_eq!(
+        refusal(&["restore", "latest", "--data-dir", dir]),
+        (
+            "the repository has no physical snapshots; take one with `strongroom backup --kind physical`".into(),
+            "not_found".into()
+        )
+    );
+    // Nothing was written anywhere, and the source is as it was.
+    assert!(!Path::new(dir).exists());
+    assert!(invariant_holds(&db));
+    assert!(
+        env.json(&["journal"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["job"] != "restore"),
+        "a refusal is not a restore job"
+    );
+}

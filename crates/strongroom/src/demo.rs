@@ -9,12 +9,13 @@
 
 use crate::backup::{self, BackupOptions};
 use crate::crypto::KdfParams;
-use crate::engine::{RestoreOptions, Target};
+use crate::engine::Target;
 use crate::error::{Error, Result};
 use crate::hotel::{self, Rng, Scale};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::snapshot::Snapshot;
+use crate::restore::RestoreRequest;
 use crate::source::{Location, Source, SqlCheck};
 use crate::storage::Storage;
 use crate::{human_bytes, restore, verify};
@@ -277,9 +278,12 @@ pub fn run(
     let t = Instant::now();
     restore::run(
         &repo,
-        &pre,
-        &Target::File(db.clone()),
-        &RestoreOptions::default(),
+        &crate::config::Config::default(),
+        RestoreRequest {
+            reference: pre.id.clone(),
+            target: Some(Target::File(db.clone())),
+            ..RestoreRequest::default()
+        },
         progress,
     )?;
     let restore_seconds = t.elapsed().as_secs_f64();

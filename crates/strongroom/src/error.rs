@@ -236,13 +236,18 @@ pub enum Error {
         /// The kind of the failure after the swap.
         cause: ErrorKind,
     },
-    /// A snapshot was given a target of the wrong sort (a file for a database, …).
-    #[error("snapshot {snapshot} is {what}: it restores into {needs}")]
+    /// A snapshot was given a target of the wrong sort (a file for a database, …), or none
+    /// (`crate::engine::misfit`, the one place this refusal is made).
+    #[error("snapshot {snapshot} is a {engine} {kind} snapshot: it restores into {needs}")]
     TargetMismatch {
         /// Short id.
         snapshot: String,
-        /// What the snapshot is, e.g. "a SQLite database".
-        what: String,
+        /// The engine that took it, as recorded ("sqlite", "postgres").
+        engine: String,
+        /// Its kind, as recorded ("full", "logical", "physical").
+        kind: String,
+        /// The sort of target that was given; `None` when none was.
+        given: Option<TargetSort>,
         /// The sort of target it needs.
         needs: TargetSort,
     },

@@ -1,7 +1,12 @@
-//! The restore job: one snapshot into a target, through the one restore safety sequence.
+//! The restore job: one request (a snapshot reference, a target, a recovery target and the
+//! person's choices) in, one snapshot restored through the one restore safety sequence out.
 //!
-//! Owns the sequence that guards a target (docs/ARCHITECTURE.md, "Invariants": a restore
-//! never destroys data silently), written once for every engine:
+//! Owns, in this order: which snapshot a restore means (the repository resolves the
+//! reference; `latest` weighs only snapshots the target takes, or follows the engine's own
+//! rule, [`Engine::latest_for`]), the refusal of a target of the wrong sort (the engine
+//! seam's [`engine::misfit`]), whose hooks run, and the sequence that guards a target
+//! (docs/ARCHITECTURE.md, "Invariants": a restore never destroys data silently), written
+//! once for every engine:
 //!
 //! 1. the engine inspects the target; one that holds data is refused unless `force`;
 //! 2. the engine restores the snapshot *beside* the target and checks the copy (integrity,
@@ -16,12 +21,14 @@
 //!    went wrong after the copy was in place: then it is kept and the error says where.
 //!
 //! Engines supply only what differs ([`Engine::inspect`], [`Engine::stage`], [`Staged`]):
-//! a SQLite file and its sidecars, a PostgreSQL database renamed on its server, and next a
-//! PostgreSQL data directory. Also records the job in the journal. Must not resolve
-//! snapshot references or know how an engine builds its copy.
+//! a SQLite file and its sidecars, a PostgreSQL database renamed on its server, a PostgreSQL
+//! data directory. Also records the job in the journal. Must not know what an engine's
+//! snapshots record or how it builds its copy, and must not print (the outcome says what
+//! the caller tells the person).
 
 use crate::config::Config;
-use crate::engine::{self, Engine, RestoreOptions, Target, TargetState};
+use crate::engine::postgres::timeline::TimelineRequest;
+use crate::engine::{self, Engine, RecoveryTarget, RestoreOptions, Target, TargetState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::interrupt;
 use crate::process::run_hook;
@@ -32,9 +39,41 @@ use crate::repository::snapshot::{Filter, Snapshot, is_latest, resolve_one_sourc
 use crate::source::{Source, SourceMatch, parse_location};
 use serde::Serialize;
 
+/// What a restore is asked to do: everything a caller hands over.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreRequest {
+    /// The snapshot: an id, a unique prefix of one, or `latest`.
+    pub reference: String,
+    /// Which sources and tags `reference` is taken among.
+    pub filter: Filter,
+    /// Where the data goes; `None` when none was given (refused once the snapshot says
+    /// which sort it needs).
+    pub target: Option<Target>,
+    /// Where recovery stops (physical snapshots).
+    pub recovery: RecoveryTarget,
+    /// Which timeline recovery follows (physical snapshots; default: the source's own).
+    pub timeline: TimelineRequest,
+    /// Replace a non-empty target (its old data is kept aside until the restore succeeded).
+    pub force: bool,
+    /// Keep the old data aside even after success.
+    pub keep_old: bool,
+    /// The engine's full (slow) integrity check instead of its quick one.
+    pub full_check: bool,
+    /// Parallel jobs for engines that restore in parallel (`None`: one per core).
+    pub jobs: Option<usize>,
+    /// Keep WAL archiving on in a restored data directory that is not the source's own.
+    pub archive: bool,
+    /// Run the snapshot's source's hooks even when the target is not its own database.
+    pub run_hooks: bool,
+    /// A server will be started on the restored data directory (`restore --start`).
+    pub start: bool,
+}
+
 /// What a restore did, for the report.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct RestoreOutcome {
+    /// The snapshot restored.
+    pub snapshot: Snapshot,
     /// Where the data went.
     pub target: String,
     /// Bytes written.
@@ -47,25 +86,81 @@ pub struct RestoreOutcome {
     pub notes: Vec<String>,
     /// The timeline a physical restore's recovery follows.
     pub timeline: Option<u32>,
+    /// Why the snapshot's source's `before_restore`/`after_restore` hooks did not run, when
+    /// it has some: the target is not its database (the caller says how to run them).
+    pub hooks_skipped: Option<String>,
+}
+
+/// Restores the snapshot `request` names into its target through the restore safety
+/// sequence, and records the job in the journal: resolves the reference, refuses a target
+/// of the wrong sort, and runs the hooks of the database being replaced. Finding the
+/// snapshot and refusing the target are not journaled (nothing was restored).
+pub fn run(
+    repo: &Repository,
+    config: &Config,
+    request: RestoreRequest,
+    progress: &dyn Progress,
+) -> Result<RestoreOutcome> {
+    let given = request.target.as_ref();
+    let snap = snapshot_for(
+        repo,
+        config,
+        &request.reference,
+        &request.filter,
+        given,
+        &request.recovery,
+    )?;
+    let target = engine::target_for(&snap, given)?;
+    let hooks = hooks_for(config, &snap, target, request.run_hooks);
+    let source = hooks.from.as_ref();
+    let opts = RestoreOptions {
+        force: request.force,
+        keep_old: request.keep_old,
+        full_check: request.full_check,
+        jobs: request.jobs,
+        before_restore: source.and_then(|s| s.before_restore.clone()),
+        after_restore: source.and_then(|s| s.after_restore.clone()),
+        recovery: request.recovery.clone(),
+        timeline: request.timeline,
+        archive: request.archive,
+        source_url: source_url(config, &snap),
+        start: request.start,
+    };
+    let mut outcome = restore_journaled(repo, &snap, target, &opts, progress)?;
+    outcome.hooks_skipped = hooks.skipped.map(|s| {
+        format!(
+            "not running source {}'s before_restore/after_restore hooks: {} is not its own database",
+            s.name,
+            target.identity()
+        )
+    });
+    Ok(outcome)
 }
 
 /// Which snapshot a restore into `target` means: `reference` under `filter`, where
-/// `latest` never crosses sources. `latest` only considers snapshots that can restore into
-/// the target's kind (a SQLite file, a database, a data directory), when any can: another
-/// source's snapshots of another kind make nothing ambiguous. Without a source in the
-/// filter, a target that is a source's own database (whoever connects to it) says which
-/// source `latest` is of.
-pub fn snapshot_for(
+/// `latest` never crosses sources. For `latest`, an engine with a rule of its own for the
+/// target decides ([`Engine::latest_for`]: a point-in-time restore's base backup);
+/// otherwise only snapshots that can restore into the target's kind (a SQLite file, a
+/// database, a data directory) are considered, when any can: another source's snapshots of
+/// another kind make nothing ambiguous. Without a source in the filter, a target that is a
+/// source's own database (whoever connects to it) says which source `latest` is of.
+fn snapshot_for(
     repo: &Repository,
     config: &Config,
     reference: &str,
     filter: &Filter,
     target: Option<&Target>,
+    recovery: &RecoveryTarget,
 ) -> Result<Snapshot> {
     repo.resolve_with(reference, |all| {
         let mut filter = filter.clone();
         if !is_latest(reference) {
             return resolve_one_source(all, reference, &filter).cloned();
+        }
+        if let Some(t) = target {
+            if let Some(chosen) = engine::for_target(t).latest_for(all, &filter, t, recovery) {
+                return chosen;
+            }
         }
         let fitting: Vec<Snapshot>;
         let pool = match target {
@@ -73,7 +168,7 @@ pub fn snapshot_for(
                 fitting = all.iter().filter(|s| t.fits(s)).cloned().collect();
                 &fitting[..]
             }
-            // None fits: the newest is resolved, and the caller says which target its kind
+            // None fits: the newest is resolved, and the refusal says which target its kind
             // needs.
             _ => all,
         };
@@ -81,58 +176,6 @@ pub fn snapshot_for(
             filter.source = sources_at(config, pool, t);
         }
         resolve_one_source(pool, reference, &filter).cloned()
-    })
-}
-
-/// The physical snapshot a point-in-time restore starts from: for `latest`, the newest
-/// physical snapshot that ends before the recovery target (by stop time for `--time`, stop
-/// LSN for `--lsn`; the newest for the other targets), never crossing sources.
-pub fn physical_snapshot_for(
-    repo: &Repository,
-    reference: &str,
-    filter: &Filter,
-    recovery: &crate::engine::RecoveryTarget,
-) -> Result<Snapshot> {
-    use crate::engine::RecoveryTarget;
-    use crate::engine::postgres::cluster::Lsn;
-    use crate::repository::snapshot::BackupKind;
-    if !is_latest(reference) {
-        return repo.resolve(reference, filter);
-    }
-    repo.resolve_with(reference, |all| {
-        let fits: Vec<Snapshot> = all
-            .iter()
-            .filter(|s| s.kind == BackupKind::Physical)
-            .filter(|s| match recovery {
-                RecoveryTarget::Time(t) => {
-                    let stop = s
-                        .metadata
-                        .extra
-                        .get(crate::engine::postgres::physical::keys::STOP_TIME)
-                        .and_then(|v| v.as_str())
-                        .and_then(|v| v.parse::<jiff::Timestamp>().ok())
-                        .unwrap_or(s.finished_at);
-                    stop <= *t
-                }
-                RecoveryTarget::Lsn(l) => {
-                    let stop = s.wal.as_ref().and_then(|w| Lsn::parse(&w.stop_lsn));
-                    matches!((stop, Lsn::parse(l)), (Some(a), Some(b)) if a <= b)
-                }
-                _ => true,
-            })
-            .cloned()
-            .collect();
-        if fits.is_empty() && all.iter().any(|s| s.kind == BackupKind::Physical && filter.matches(s)) {
-            return Err(crate::Error::NoSnapshot(
-                "no physical snapshot ends before the recovery target; choose a later target or an older base backup by id".into(),
-            ));
-        }
-        if fits.is_empty() {
-            return Err(crate::Error::NoSnapshot(
-                "the repository has no physical snapshots; take one with `strongroom backup --kind physical`".into(),
-            ));
-        }
-        resolve_one_source(&fits, reference, filter).cloned()
     })
 }
 
@@ -175,20 +218,26 @@ fn sources_at(config: &Config, all: &[Snapshot], target: &Target) -> Option<Sour
 
 /// Whose `before_restore`/`after_restore` hooks a restore runs.
 #[derive(Clone, Debug, Default)]
-pub struct Hooks {
+struct Hooks {
     /// The source whose hooks run, if any.
-    pub from: Option<Source>,
+    from: Option<Source>,
     /// The snapshot's source, when it has hooks that do not run (the target is not its
     /// database): worth telling the user.
-    pub skipped: Option<Source>,
+    skipped: Option<Source>,
 }
 
 /// Hooks (stop and start the application) belong to the database being replaced: those of
 /// the configured source whose database `target` is. A restore into any other place runs
 /// none, so a drill never stops production, unless `asked`: then the snapshot's source's.
-pub fn hooks_for(config: &Config, snap: &Snapshot, target: &Target, asked: bool) -> Hooks {
+/// A target that is no source's location (a data directory: sources are reached through
+/// their server) runs none and tells of none, asked or not: stopping the server is the
+/// person's (the restore refuses a directory a server runs on).
+fn hooks_for(config: &Config, snap: &Snapshot, target: &Target, asked: bool) -> Hooks {
+    let Some(location) = target.location() else {
+        return Hooks::default();
+    };
     let snapshot_source = config.source_for(&snap.source);
-    let from = match target.location().and_then(|l| config.source_at(&l)) {
+    let from = match config.source_at(&location) {
         Some(replaced) => Some(replaced),
         None if asked => snapshot_source.clone(),
         None => None,
@@ -199,7 +248,7 @@ pub fn hooks_for(config: &Config, snap: &Snapshot, target: &Target, asked: bool)
 }
 
 /// Restores `snap` into `target` and records the job in the journal.
-pub fn run(
+fn restore_journaled(
     repo: &Repository,
     snap: &Snapshot,
     target: &Target,
@@ -208,34 +257,20 @@ pub fn run(
 ) -> Result<RestoreOutcome> {
     let started_at = jiff::Timestamp::now();
     let running = repo.job_started("restore", Some(&snap.source), Some(&snap.id), started_at);
-    let result =
-        engine::for_snapshot(snap).and_then(|e| restore(&*e, repo, snap, target, opts, progress));
+    let engine = engine::for_snapshot(snap);
+    // A real recovery's failure is the source's; anything else is a side copy.
+    let side = !engine.as_ref().is_ok_and(|e| e.is_source(snap, target));
+    let result = engine.and_then(|e| restore(&*e, repo, snap, target, opts, progress));
     let mut rec = JournalRecord::new("restore", started_at);
     rec.source = Some(snap.source.clone());
     rec.snapshot = Some(snap.id.clone());
-    rec.side = !replaces_source(snap, target);
+    rec.side = side;
     match &result {
         Ok(o) => rec.size = o.bytes,
         Err(e) => rec.failed(e),
     }
     running.ended(repo, &rec);
     result
-}
-
-/// Whether `target` is the database (or data directory, as recorded at backup) the
-/// snapshot was taken of: a real recovery, whose failure is the source's. Anything else is
-/// a side copy.
-fn replaces_source(snap: &Snapshot, target: &Target) -> bool {
-    if let Target::DataDirectory(dir) = target {
-        // One rule with the restore's archiving decision: the recorded directory, on the
-        // host that took the backup.
-        return crate::engine::postgres::physical::recovery::is_source_dir(snap, dir);
-    }
-    let source = snap.source_location.as_deref().unwrap_or(&snap.source);
-    match (target.location(), parse_location(source)) {
-        (Some(t), Some(s)) => t.database() == s.database(),
-        _ => false,
-    }
 }
 
 /// The restore safety sequence (see the module docs).
@@ -247,7 +282,7 @@ fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome> {
-    let state = engine.inspect(snap, target)?;
+    let state = engine.inspect(snap, target, opts)?;
     if let TargetState::Occupied { what, old } = &state {
         if !opts.force {
             return Err(Error::TargetNotEmpty {
@@ -302,12 +337,14 @@ fn restore(
         }
     }
     Ok(RestoreOutcome {
+        snapshot: snap.clone(),
         target: shown,
         bytes: staged.bytes(),
         old_kept_at,
         moved_aside,
         notes: staged.notes(),
         timeline: staged.timeline(),
+        hooks_skipped: None,
     })
 }
 
@@ -363,7 +400,8 @@ mod tests {
             30,
         );
         let none = Filter::default();
-        let at = |t: Target| snapshot_for(&r, &config, "latest", &none, Some(&t));
+        let latest = RecoveryTarget::Latest;
+        let at = |t: Target| snapshot_for(&r, &config, "latest", &none, Some(&t), &latest);
         let logical = at(Target::Database("postgres://postgres@scratch/new".into())).unwrap();
         assert_eq!(
             (logical.engine, logical.kind),
@@ -399,6 +437,7 @@ mod tests {
             "latest",
             &none,
             Some(&Target::Database("postgres://x@y/z".into())),
+            &RecoveryTarget::Latest,
         );
         assert_eq!(s.unwrap().engine, EngineKind::Sqlite);
     }

@@ -1,4 +1,9 @@
-//! `strongroom restore`: a snapshot into a file or a database.
+//! `strongroom restore`: a snapshot into a file, a database or a data directory.
+//!
+//! Turns the flags into one [`strongroom::restore::RestoreRequest`] (which snapshot, where to,
+//! where recovery stops) and prints what the library's restore did; with `--start`, then
+//! starts the restored cluster through the library and prints where it recovered to.
+//! Must not decide which snapshot or which sort of target (the library's).
 
 use crate::args::FilterArgs;
 use crate::context::Ctx;
@@ -6,11 +11,12 @@ use crate::exposed;
 use crate::failure::fail;
 use crate::output::{fmt_time, outln, print_json};
 use anyhow::Result;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use strongroom::engine::postgres::physical;
 use strongroom::engine::postgres::timeline::TimelineRequest;
-use strongroom::engine::{RecoveryTarget, RestoreOptions, Target};
-use strongroom::repository::snapshot::{BackupKind, EngineKind};
+use strongroom::engine::{RecoveryTarget, Target};
+use strongroom::repository::snapshot::EngineKind;
+use strongroom::restore::{RestoreOutcome, RestoreRequest};
 use strongroom::{ErrorKind, human_bytes};
 
 /// The restore's own flags.
@@ -100,102 +106,65 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             "give only one target: --to PATH (SQLite), --target-db URL (PostgreSQL logical) or --data-dir DIR (PostgreSQL physical)",
         ));
     }
-    if flags.data_dir.is_some() {
-        return physical(ctx, reference, filter, flags);
-    }
+    let recovery = flags.point.target()?;
     if let Some(url) = &flags.target_db {
         exposed::warn_password_in_argv(url, "--target-db");
     }
-    let repo = ctx.open()?;
-    let given = match (&flags.to, &flags.target_db) {
-        (Some(p), None) => Some(Target::File(p.clone())),
-        (None, Some(url)) => Some(Target::Database(url.clone())),
+    let target = match (flags.to, flags.target_db, flags.data_dir) {
+        (Some(path), _, _) => Some(Target::File(path)),
+        (_, Some(url), _) => Some(Target::Database(url)),
+        (_, _, Some(dir)) => Some(Target::DataDirectory(dir)),
         _ => None,
     };
-    let s = strongroom::restore::snapshot_for(
-        &repo,
-        &ctx.config,
-        reference,
-        &filter.filter(&ctx.config),
-        given.as_ref(),
-    )?;
-    let logical = s.kind == BackupKind::Logical;
-    let target = match (&s.engine, flags.to, flags.target_db) {
-        (EngineKind::Sqlite, Some(p), None) => Target::File(p),
-        (EngineKind::Sqlite, _, _) => {
-            return Err(fail(
-                ErrorKind::BadInput,
-                format!(
-                    "snapshot {} is a SQLite snapshot: give the file to write with --to PATH",
-                    s.short_id()
-                ),
-            ));
-        }
-        (EngineKind::Postgres, None, Some(url)) if logical => Target::Database(url),
-        (EngineKind::Postgres, _, _) if s.kind == BackupKind::Physical => {
-            return Err(fail(
-                ErrorKind::BadInput,
-                format!(
-                    "snapshot {} is a physical PostgreSQL snapshot: give the data directory to write with --data-dir DIR",
-                    s.short_id()
-                ),
-            ));
-        }
-        (EngineKind::Postgres, _, _) if logical => {
-            return Err(fail(
-                ErrorKind::BadInput,
-                format!(
-                    "snapshot {} is a logical PostgreSQL snapshot: give the database with --target-db postgres://…",
-                    s.short_id()
-                ),
-            ));
-        }
-        (e, _, _) => {
-            return Err(fail(
-                ErrorKind::Unsupported,
-                format!(
-                    "restoring {e} {} snapshots is not available in this build",
-                    s.kind
-                ),
-            ));
-        }
+    let data_dir = match &target {
+        Some(Target::DataDirectory(dir)) => Some(dir.clone()),
+        _ => None,
     };
-    let hooks = strongroom::restore::hooks_for(&ctx.config, &s, &target, flags.run_hooks);
-    if let Some(src) = &hooks.skipped {
-        eprintln!(
-            "note: not running source {}'s before_restore/after_restore hooks: {} is not its own database (--run-hooks runs them)",
-            src.name,
-            target.identity()
-        );
-    }
-    let source = hooks.from;
-    // Ctrl-C or SIGTERM removes the partly restored copy (file or database) before exit.
+    let repo = ctx.open()?;
+    // Ctrl-C or SIGTERM removes the partly restored copy (file, database or directory)
+    // before exit.
     strongroom::interrupt::install();
     let t = std::time::Instant::now();
     let out = strongroom::restore::run(
         &repo,
-        &s,
-        &target,
-        &RestoreOptions {
+        &ctx.config,
+        RestoreRequest {
+            reference: reference.to_string(),
+            filter: filter.filter(&ctx.config),
+            target,
+            recovery: recovery.clone(),
+            timeline: flags.timeline,
             force: flags.force,
             keep_old: flags.keep_old,
             full_check: flags.full_check,
             jobs: flags.jobs,
-            before_restore: source.as_ref().and_then(|s| s.before_restore.clone()),
-            after_restore: source.as_ref().and_then(|s| s.after_restore.clone()),
-            recovery: RecoveryTarget::Latest,
-            ..RestoreOptions::default()
+            archive: flags.archive,
+            run_hooks: flags.run_hooks,
+            start: flags.start,
         },
         &ctx.progress,
     )?;
+    let seconds = t.elapsed().as_secs_f64();
+    if let Some(why) = &out.hooks_skipped {
+        eprintln!("note: {why} (--run-hooks runs them)");
+    }
+    match data_dir {
+        Some(dir) => physical(ctx, &out, seconds, &recovery, &dir, flags.start, flags.port),
+        None => restored(ctx, &out, seconds, flags.full_check),
+    }
+}
+
+/// Prints a restore into a file or a database.
+fn restored(ctx: &Ctx, out: &RestoreOutcome, seconds: f64, full_check: bool) -> Result<()> {
+    let s = &out.snapshot;
     if ctx.json() {
         print_json(
             &serde_json::json!({"snapshot": s.id, "source": s.source, "taken": s.started_at.to_string(),
             "target": out.target, "bytes": out.bytes,
-            "seconds": t.elapsed().as_secs_f64(), "old_kept_at": out.old_kept_at, "moved_aside": out.moved_aside}),
+            "seconds": seconds, "old_kept_at": out.old_kept_at, "moved_aside": out.moved_aside}),
         )?;
     } else {
-        let checked = match (&s.engine, flags.full_check) {
+        let checked = match (&s.engine, full_check) {
             (EngineKind::Sqlite, true) => "integrity_check ok",
             (EngineKind::Sqlite, false) => "quick_check ok",
             _ => "row counts match the snapshot",
@@ -207,7 +176,7 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             fmt_time(s.started_at),
             out.target,
             human_bytes(out.bytes),
-            t.elapsed().as_secs_f64()
+            seconds
         )?;
         if let Some(old) = &out.old_kept_at {
             outln!("the previous database is kept at {old}")?;
@@ -221,69 +190,25 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
     Ok(())
 }
 
-/// A physical snapshot into a data directory, ready to recover to the target point, and
-/// with `--start` recovered and promoted.
-fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Result<()> {
-    let dir = flags.data_dir.clone().expect("checked by the caller");
-    let recovery = flags.point.target()?;
-    let repo = ctx.open()?;
-    let s = strongroom::restore::physical_snapshot_for(
-        &repo,
-        reference,
-        &filter.filter(&ctx.config),
-        &recovery,
-    )?;
-    if s.kind != BackupKind::Physical {
-        let flag = match s.engine {
-            EngineKind::Sqlite => "--to PATH",
-            _ => "--target-db postgres://…",
-        };
-        return Err(fail(
-            ErrorKind::BadInput,
-            format!(
-                "snapshot {} is a {} {} snapshot, not a physical one: restore it with {flag}",
-                s.short_id(),
-                s.engine,
-                s.kind
-            ),
-        ));
-    }
-    // The real recovery of a cluster that keeps its configuration elsewhere (Debian) is
-    // started by its service, with that configuration and environment: pg_ctl -D cannot.
-    let own = std::path::absolute(&dir).is_ok_and(|d| physical::recovery::is_source_dir(&s, &d));
-    let by_service = (own && physical::config_elsewhere(&s)).then(|| service_start(&s, &dir));
-    if let (true, Some(how)) = (flags.start, &by_service) {
-        return Err(fail(
-            ErrorKind::BadInput,
-            format!(
-                "{} is the source's own data directory, and its cluster keeps its configuration elsewhere (Debian: /etc/postgresql): restore it without --start, then start it as its service does ({how}); nothing was restored",
-                dir.display()
-            ),
-        ));
-    }
-    strongroom::interrupt::install();
-    let t = std::time::Instant::now();
-    let target = Target::DataDirectory(dir.clone());
-    let out = strongroom::restore::run(
-        &repo,
-        &s,
-        &target,
-        &RestoreOptions {
-            force: flags.force,
-            keep_old: flags.keep_old,
-            recovery: recovery.clone(),
-            timeline: flags.timeline,
-            archive: flags.archive,
-            source_url: strongroom::restore::source_url(&ctx.config, &s),
-            ..RestoreOptions::default()
-        },
-        &ctx.progress,
-    )?;
-    let restored_secs = t.elapsed().as_secs_f64();
+/// Prints a restore into a data directory, ready to recover to `recovery`; with `start`,
+/// first starts PostgreSQL on it and waits until it recovered and promoted.
+fn physical(
+    ctx: &Ctx,
+    out: &RestoreOutcome,
+    restored_secs: f64,
+    recovery: &RecoveryTarget,
+    dir: &Path,
+    start: bool,
+    port: Option<u16>,
+) -> Result<()> {
+    let s = &out.snapshot;
+    let own = std::path::absolute(dir).is_ok_and(|d| physical::recovery::is_source_dir(s, &d));
+    let by_service =
+        (own && physical::config_elsewhere(s)).then(|| physical::start::service_start(s, dir));
     for n in &out.notes {
         eprintln!("note: {n}");
     }
-    let point = match &recovery {
+    let point = match recovery {
         RecoveryTarget::Latest => "the end of the WAL archive".to_string(),
         RecoveryTarget::Immediate => "the snapshot's own end (consistency)".to_string(),
         RecoveryTarget::Time(t) => format!("{t}"),
@@ -297,19 +222,21 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
     let mut reached = None;
     let mut port_used = None;
     let mut stop_command = None;
-    if flags.start {
+    if start {
+        // The server's restore_command (`strongroom wal fetch`) opens the repository as
+        // this command did.
         ctx.export_access_env();
-        let major = physical::major(&s).unwrap_or(0);
-        let port = choose_port(&dir, flags.port)?;
-        let log = dir.join("strongroom-start.log");
-        let t = std::time::Instant::now();
-        let server = physical::verify::start(&dir, major, port, &log, &[])?;
-        server.wait_promoted(std::time::Duration::from_secs(24 * 3600))?;
-        let r = physical::verify::reached(&log);
-        stop_command = Some(server.stop_command());
-        server.detach();
-        reached = Some((r, t.elapsed().as_secs_f64()));
-        port_used = Some(port);
+        let chosen = physical::start::port_for(dir, port)?;
+        if let Some(own) = chosen.instead_of {
+            eprintln!(
+                "note: port {own} is taken; starting on port {} instead",
+                chosen.port
+            );
+        }
+        let promoted = physical::start::start_restored(dir, s, chosen.port)?;
+        reached = Some((promoted.reached, promoted.seconds));
+        port_used = Some(chosen.port);
+        stop_command = Some(promoted.stop_command);
     }
     if ctx.json() {
         let (r, secs) = reached.clone().unzip();
@@ -318,7 +245,7 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
             "target": out.target, "bytes": out.bytes, "seconds": restored_secs,
             "recovery_target": point, "old_kept_at": out.old_kept_at,
             "timeline": out.timeline, "notes": out.notes,
-            "started": flags.start, "port": port_used,
+            "started": start, "port": port_used,
             "reached": r, "recovery_seconds": secs, "stop_command": stop_command,
         }))?;
     } else {
@@ -362,10 +289,12 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
                 )?;
             }
             None => {
-                let line = match flags.port {
-                    Some(p) => start_line(ctx, &s, &dir, Some(p)),
-                    None => start_line(ctx, &s, &dir, choose_port(&dir, None).ok()),
-                };
+                let line = start_line(
+                    ctx,
+                    s,
+                    dir,
+                    physical::start::port_for(dir, port).ok().map(|c| c.port),
+                );
                 outln!(
                     "start it with: {}",
                     line.unwrap_or_else(|| format!("pg_ctl -D {} start", out.target))
@@ -384,20 +313,6 @@ fn physical(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Re
     Ok(())
 }
 
-/// How the service of a cluster that keeps its configuration elsewhere starts it: Debian's
-/// `pg_ctlcluster` line when /etc/postgresql names `dir`, else the general form.
-fn service_start(s: &strongroom::repository::snapshot::Snapshot, dir: &std::path::Path) -> String {
-    let major = physical::major(s);
-    major
-        .and_then(|m| physical::verify::debian_start_command(m, dir))
-        .unwrap_or_else(|| {
-            let v = major.map_or_else(|| "<version>".to_string(), |m| m.to_string());
-            format!(
-                "pg_ctlcluster {v} <cluster> start, or systemctl start postgresql@{v}-<cluster>"
-            )
-        })
-}
-
 /// The exact line that starts a server on the restored `dir` (the snapshot's major version's
 /// `pg_ctl`, as the directory's owner), with the repository, password file and config this
 /// command used in its environment; `None` when the binaries are not here.
@@ -407,49 +322,12 @@ fn start_line(
     dir: &std::path::Path,
     port: Option<u16>,
 ) -> Option<String> {
-    let major = physical::major(s)?;
+    let major = physical::PhysicalMetadata::of(s).major_version?;
     let dir = std::path::absolute(dir).ok()?;
     let env: Vec<(&str, String)> = ctx
         .access_env()
         .into_iter()
         .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
         .collect();
-    physical::verify::start_command(&dir, major, port, &env, &dir.join("strongroom-start.log")).ok()
-}
-
-/// The port a server on `dir` starts on: the one asked for, else the one its config files
-/// set (5432 when none) while it is free, else a free one (and a note says so).
-fn choose_port(dir: &std::path::Path, asked: Option<u16>) -> Result<u16> {
-    if let Some(p) = asked {
-        return Ok(p);
-    }
-    let own = physical_port(dir).unwrap_or(5432);
-    if std::net::TcpListener::bind(("127.0.0.1", own)).is_ok() {
-        return Ok(own);
-    }
-    let p = physical::verify::free_port()?;
-    eprintln!("note: port {own} is taken; starting on port {p} instead");
-    Ok(p)
-}
-
-/// The `port` a data directory's config files set, if any.
-fn physical_port(dir: &std::path::Path) -> Option<u16> {
-    let mut port = None;
-    for f in ["postgresql.conf", "postgresql.auto.conf"] {
-        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if let Some(v) = line.strip_prefix("port") {
-                let v = v
-                    .trim_start()
-                    .trim_start_matches('=')
-                    .trim()
-                    .trim_matches('\'');
-                if let Ok(p) = v.parse() {
-                    port = Some(p);
-                }
-            }
-        }
-    }
-    port
+    physical::start::start_command(&dir, major, port, &env, &dir.join("strongroom-start.log")).ok()
 }

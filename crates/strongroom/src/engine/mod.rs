@@ -1,9 +1,19 @@
 //! Database engines: how a live database becomes chunks, and chunks a database again.
 //!
 //! Owns the seam between databases and the repository. Each engine captures a consistent
-//! state with its metadata, restores a snapshot into a target, and test-restores it into a
-//! scratch place for verification. Adding an engine touches this folder and nothing else.
-//! Must not know how chunks are stored (the repository's writer and reader do).
+//! state with its metadata, says which sort of target each of its snapshot kinds restores
+//! into and which snapshot `latest` means for a restore when it has a rule of its own (a
+//! base backup that ends before a recovery target), restores a snapshot into a target, and
+//! test-restores it into a scratch place for verification. Here, too, the one refusal of a
+//! target of the wrong sort ([`misfit`]). Must not know how chunks are stored (the
+//! repository's writer and reader do).
+//!
+//! Adding an engine is a module in this folder, its arms in [`for_source`],
+//! [`for_snapshot`] and [`for_target`], and outside it only the names that say which engine
+//! a thing is: a `source::Location` variant (with `parse_location`), an
+//! `snapshot::EngineKind`; and for a new sort of target, a [`Target`] variant, an
+//! `error::TargetSort` and the command line's flag for it (`commands/restore.rs`,
+//! `failure.rs`). The restore and verify jobs do not change.
 
 pub mod checks;
 pub mod phases;
@@ -11,12 +21,12 @@ pub mod postgres;
 pub mod schema;
 pub mod sqlite;
 
-use crate::error::Result;
+use crate::error::{Error, Result, TargetSort};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::Index;
 use crate::repository::snapshot::{
-    BackupKind, EngineKind, FileEntry, Metadata, Snapshot, WalRange,
+    BackupKind, EngineKind, FileEntry, Filter, Metadata, Snapshot, WalRange,
 };
 use crate::repository::writer::BackupWriter;
 use crate::source::{Location, Source};
@@ -72,18 +82,20 @@ impl Target {
         }
     }
 
-    /// Whether `snap` can be restored here: a SQLite snapshot into a file, a logical
-    /// PostgreSQL one into a database, a physical one into a data directory.
-    pub fn fits(&self, snap: &Snapshot) -> bool {
+    /// The sort of place this is.
+    pub fn sort(&self) -> TargetSort {
         match self {
-            Target::File(_) => snap.engine == EngineKind::Sqlite,
-            Target::Database(_) => {
-                snap.engine == EngineKind::Postgres && snap.kind == BackupKind::Logical
-            }
-            Target::DataDirectory(_) => {
-                snap.engine == EngineKind::Postgres && snap.kind == BackupKind::Physical
-            }
+            Target::File(_) => TargetSort::File,
+            Target::Database(_) => TargetSort::Database,
+            Target::DataDirectory(_) => TargetSort::DataDirectory,
         }
+    }
+
+    /// Whether `snap` can be restored here, as its engine says ([`Engine::restores_into`]):
+    /// a SQLite snapshot into a file, a logical PostgreSQL one into a database, a physical
+    /// one into a data directory.
+    pub fn fits(&self, snap: &Snapshot) -> bool {
+        sort_for(snap) == Some(self.sort())
     }
 
     /// Whether this target is `source`'s own database, whoever connects to it (its hooks
@@ -168,6 +180,10 @@ pub struct RestoreOptions {
     pub archive: bool,
     /// The source's URL, to ask its server which timeline it is on (physical snapshots).
     pub source_url: Option<String>,
+    /// A server will be started on the restored data directory with `pg_ctl`
+    /// (`restore --start`): refused before anything is written where that cannot work (the
+    /// source's own directory of a cluster whose configuration lives elsewhere).
+    pub start: bool,
 }
 
 /// What a restore target holds before the restore, as its engine sees it.
@@ -243,6 +259,30 @@ pub trait Engine {
     fn kind(&self) -> EngineKind;
     /// The backup kinds it takes; the first is the default.
     fn backup_kinds(&self) -> &'static [BackupKind];
+    /// The sort of target its snapshots of `kind` restore into; `None` for a kind this
+    /// build cannot restore.
+    fn restores_into(&self, kind: &BackupKind) -> Option<TargetSort>;
+    /// The snapshot `latest` means, among `all` (the repository's listing, oldest first)
+    /// under `filter`, for a restore into `target` that recovers to `recovery`, when this
+    /// engine has a rule of its own for it: a physical PostgreSQL restore starts from the
+    /// newest base backup that ends before the recovery target. `None`: the restore job's
+    /// rule applies (the newest snapshot the target takes).
+    fn latest_for(
+        &self,
+        all: &[Snapshot],
+        filter: &Filter,
+        target: &Target,
+        recovery: &RecoveryTarget,
+    ) -> Option<Result<Snapshot>> {
+        let _ = (all, filter, target, recovery);
+        None
+    }
+    /// Whether `target` is where `snap` was taken from (the source's own database, or data
+    /// directory): a restore there is a real recovery, whose failure is the source's;
+    /// anywhere else it is a side copy.
+    fn is_source(&self, snap: &Snapshot, target: &Target) -> bool {
+        is_source_database(snap, target)
+    }
     /// Captures a consistent snapshot of the source, of `kind` (one of
     /// [`Engine::backup_kinds`]), through `writer`.
     fn backup(
@@ -252,9 +292,15 @@ pub trait Engine {
         writer: &BackupWriter<'_>,
         progress: &dyn Progress,
     ) -> Result<Captured>;
-    /// Looks at a restore target without changing it: refuses one of the wrong sort or one
-    /// it cannot restore into, and says what it holds.
-    fn inspect(&self, snap: &Snapshot, target: &Target) -> Result<TargetState>;
+    /// Looks at a restore target without changing it: refuses one of the wrong sort, one it
+    /// cannot restore into, or a request that cannot work there (`opts`), and says what it
+    /// holds.
+    fn inspect(
+        &self,
+        snap: &Snapshot,
+        target: &Target,
+        opts: &RestoreOptions,
+    ) -> Result<TargetState>;
     /// Restores `snap` beside `target` (found as `state`) and checks the copy; the target is
     /// not touched. The copy is removed if the result is dropped before its swap.
     #[allow(clippy::too_many_arguments)]
@@ -290,12 +336,65 @@ pub fn for_source(source: &Source) -> Result<Box<dyn Engine>> {
     }
 }
 
+/// The engine that restores into a sort of target (before a snapshot is chosen: which
+/// rule chooses it).
+pub fn for_target(target: &Target) -> Box<dyn Engine> {
+    match target {
+        Target::File(_) => Box::new(sqlite::Sqlite),
+        Target::Database(_) | Target::DataDirectory(_) => Box::new(postgres::Postgres),
+    }
+}
+
+/// The sort of target `snap` restores into; `None` when this build cannot restore it.
+fn sort_for(snap: &Snapshot) -> Option<TargetSort> {
+    for_snapshot(snap).ok()?.restores_into(&snap.kind)
+}
+
+/// The target `snap` restores into: `given`, when it is of the sort the snapshot needs;
+/// otherwise [`misfit`]'s refusal.
+pub fn target_for<'t>(snap: &Snapshot, given: Option<&'t Target>) -> Result<&'t Target> {
+    match given {
+        Some(t) if t.fits(snap) => Ok(t),
+        _ => Err(misfit(snap, given)),
+    }
+}
+
+/// The one refusal of a restore of `snap` into `given` (or into nothing), whichever path
+/// finds it: [`Error::TargetMismatch`] (kind `bad_input`) naming the sort of target the
+/// snapshot needs and the sort given, or [`Error::Unsupported`] for a snapshot this build
+/// cannot restore at all.
+pub fn misfit(snap: &Snapshot, given: Option<&Target>) -> Error {
+    match sort_for(snap) {
+        Some(needs) => Error::TargetMismatch {
+            snapshot: snap.short_id().into(),
+            engine: snap.engine.to_string(),
+            kind: snap.kind.to_string(),
+            given: given.map(Target::sort),
+            needs,
+        },
+        None => Error::Unsupported(format!(
+            "restoring {} {} snapshots is not available in this build",
+            snap.engine, snap.kind
+        )),
+    }
+}
+
+/// Whether `target` names the database `snap` was taken of (its recorded location, else its
+/// recorded source): the rule [`Engine::is_source`] starts from.
+pub fn is_source_database(snap: &Snapshot, target: &Target) -> bool {
+    let source = snap.source_location.as_deref().unwrap_or(&snap.source);
+    match (target.location(), crate::source::parse_location(source)) {
+        (Some(t), Some(s)) => t.database() == s.database(),
+        _ => false,
+    }
+}
+
 /// The engine that wrote a snapshot.
 pub fn for_snapshot(snap: &Snapshot) -> Result<Box<dyn Engine>> {
     match &snap.engine {
         EngineKind::Sqlite => Ok(Box::new(sqlite::Sqlite)),
         EngineKind::Postgres => Ok(Box::new(postgres::Postgres)),
-        EngineKind::Other(other) => Err(crate::Error::Unsupported(format!(
+        EngineKind::Other(other) => Err(Error::Unsupported(format!(
             "snapshot {} was taken by engine {other:?}, which this build cannot restore",
             snap.short_id()
         ))),

@@ -48,13 +48,9 @@ impl SourceEvidence {
             if s.kind != BackupKind::Physical {
                 continue;
             }
-            let id = s
-                .metadata
-                .extra
-                .get(crate::engine::postgres::wal::keys::SYSTEM_IDENTIFIER)
-                .and_then(|v| v.as_str());
-            if let Some(id) = id.filter(|id| !out.iter().any(|o| o == id)) {
-                out.push(id.to_string());
+            let id = crate::engine::postgres::physical::PhysicalMetadata::of(s).system_identifier;
+            if let Some(id) = id.filter(|id| !out.contains(id)) {
+                out.push(id);
             }
         }
         out

@@ -58,7 +58,7 @@ pub fn gather(repo: &Repository, cx: Context) -> Result<Inputs> {
     let clusters: BTreeSet<String> = snapshots
         .iter()
         .filter(|s| s.kind == BackupKind::Physical)
-        .filter_map(|s| judge::cluster_of(s).map(str::to_string))
+        .filter_map(judge::cluster_of)
         .collect();
     let mut wal_newest = BTreeMap::new();
     let mut wal_timelines = BTreeMap::new();

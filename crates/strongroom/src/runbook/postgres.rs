@@ -6,6 +6,7 @@
 
 use super::steps::{hooks_note, latest_when_written, row_count_commands};
 use super::{Entry, Inputs, fmt_time, sh_quote};
+use crate::engine::postgres::physical::PhysicalMetadata;
 use crate::repository::snapshot::{BackupKind, Snapshot};
 use crate::source::conninfo::redact_url;
 use std::fmt::Write;
@@ -84,13 +85,11 @@ pub(super) fn physical(md: &mut String, inputs: &Inputs, e: &Entry) {
         return;
     };
     let name = sh_quote(&e.name);
-    let dir = newest
-        .metadata
-        .extra
-        .get(crate::engine::postgres::physical::keys::DATA_DIRECTORY)
-        .and_then(|v| v.as_str())
-        .unwrap_or("/var/lib/postgresql/data")
-        .to_string();
+    let recorded = PhysicalMetadata::of(newest);
+    let dir = recorded
+        .data_directory
+        .clone()
+        .unwrap_or_else(|| "/var/lib/postgresql/data".to_string());
     let side = sh_quote(&format!("{dir}.restored"));
     line!(
         md,
@@ -170,13 +169,7 @@ pub(super) fn physical(md: &mut String, inputs: &Inputs, e: &Entry) {
     );
     line!(md);
     line!(md, "```sh");
-    let db = newest
-        .metadata
-        .extra
-        .get(crate::engine::postgres::physical::keys::DATABASE)
-        .and_then(|v| v.as_str())
-        .unwrap_or("postgres")
-        .to_string();
+    let db = recorded.database.unwrap_or_else(|| "postgres".to_string());
     let psql = psql_as(e, newest);
     row_count_commands(md, e, &BackupKind::Physical, |sql| {
         format!("{psql} -p PORT -d {} -Atc {}", sh_quote(&db), sh_quote(sql))
@@ -199,14 +192,7 @@ fn psql_as(e: &Entry, newest: &Snapshot) -> String {
     let user = cfg
         .as_ref()
         .and_then(|c| c.get_user().map(str::to_string))
-        .or_else(|| {
-            newest
-                .metadata
-                .extra
-                .get(crate::engine::postgres::physical::keys::SUPERUSER)
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        })
+        .or_else(|| PhysicalMetadata::of(newest).bootstrap_superuser)
         .unwrap_or_else(|| "postgres".into());
     let u = sh_quote(&user);
     match cfg.as_ref().and_then(|c| c.get_hosts().first().cloned()) {
@@ -234,7 +220,7 @@ fn timelines_note(md: &mut String, f: &super::TimelineFacts) {
 
 /// The cluster (system identifier) a snapshot recorded.
 fn cluster_of(s: &Snapshot) -> Option<String> {
-    crate::engine::postgres::timeline::judge::cluster_of(s).map(str::to_string)
+    crate::engine::postgres::timeline::judge::cluster_of(s)
 }
 
 /// From the oldest physical snapshot relying on the archive (its end) to the newest WAL
@@ -243,7 +229,6 @@ pub(super) fn pitr_window(
     inputs: &Inputs,
     e: &Entry,
 ) -> Option<(jiff::Timestamp, jiff::Timestamp)> {
-    use crate::engine::postgres::physical;
     let cluster = cluster_of;
     let newest = e.newest(&BackupKind::Physical)?;
     let id = cluster(newest)?;
@@ -251,7 +236,7 @@ pub(super) fn pitr_window(
     let from = e
         .snaps
         .iter()
-        .filter(|s| s.kind == BackupKind::Physical && !physical::wal_included(s))
+        .filter(|s| s.kind == BackupKind::Physical && !PhysicalMetadata::of(s).wal_included)
         .filter(|s| cluster(s).as_deref() == Some(id.as_str()))
         .map(|s| s.finished_at)
         .min()?;

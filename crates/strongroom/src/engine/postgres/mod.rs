@@ -16,12 +16,15 @@ pub mod tls;
 pub mod tools;
 pub mod wal;
 
-use super::{Captured, CheckOutcome, Engine, RestoreOptions, Scratch, Staged, Target, TargetState};
+use super::{
+    Captured, CheckOutcome, Engine, RecoveryTarget, RestoreOptions, Scratch, Staged, Target,
+    TargetState, misfit,
+};
 use crate::error::{Error, Result, TargetSort};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::Index;
-use crate::repository::snapshot::{BackupKind, EngineKind, Snapshot};
+use crate::repository::snapshot::{BackupKind, EngineKind, Filter, Snapshot};
 use crate::repository::writer::BackupWriter;
 use crate::source::{Location, Source, parse_location};
 
@@ -29,15 +32,7 @@ use crate::source::{Location, Source, parse_location};
 fn logical_target<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t str> {
     match (&snap.kind, target) {
         (BackupKind::Logical, Target::Database(url)) => Ok(url),
-        (BackupKind::Logical, _) => Err(Error::TargetMismatch {
-            snapshot: snap.short_id().into(),
-            what: "a logical PostgreSQL backup".into(),
-            needs: TargetSort::Database,
-        }),
-        (kind, _) => Err(Error::Unsupported(format!(
-            "snapshot {} is of kind {kind}, which this build cannot restore",
-            snap.short_id()
-        ))),
+        _ => Err(misfit(snap, Some(target))),
     }
 }
 
@@ -45,11 +40,7 @@ fn logical_target<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t str> {
 fn physical_target<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t std::path::Path> {
     match target {
         Target::DataDirectory(dir) => Ok(dir),
-        _ => Err(Error::TargetMismatch {
-            snapshot: snap.short_id().into(),
-            what: "a physical PostgreSQL backup".into(),
-            needs: TargetSort::DataDirectory,
-        }),
+        _ => Err(misfit(snap, Some(target))),
     }
 }
 
@@ -126,6 +117,36 @@ impl Engine for Postgres {
         &[BackupKind::Logical, BackupKind::Physical]
     }
 
+    fn restores_into(&self, kind: &BackupKind) -> Option<TargetSort> {
+        match kind {
+            BackupKind::Logical => Some(TargetSort::Database),
+            BackupKind::Physical => Some(TargetSort::DataDirectory),
+            _ => None,
+        }
+    }
+
+    fn latest_for(
+        &self,
+        all: &[Snapshot],
+        filter: &Filter,
+        target: &Target,
+        recovery: &RecoveryTarget,
+    ) -> Option<Result<Snapshot>> {
+        match target {
+            Target::DataDirectory(_) => Some(physical::base::latest_base(all, filter, recovery)),
+            _ => None,
+        }
+    }
+
+    fn is_source(&self, snap: &Snapshot, target: &Target) -> bool {
+        match target {
+            // One rule with the restore's archiving decision: the recorded directory, on the
+            // host that took the backup.
+            Target::DataDirectory(dir) => physical::recovery::is_source_dir(snap, dir),
+            _ => super::is_source_database(snap, target),
+        }
+    }
+
     fn backup(
         &self,
         source: &Source,
@@ -151,9 +172,14 @@ impl Engine for Postgres {
         }
     }
 
-    fn inspect(&self, snap: &Snapshot, target: &Target) -> Result<TargetState> {
+    fn inspect(
+        &self,
+        snap: &Snapshot,
+        target: &Target,
+        opts: &RestoreOptions,
+    ) -> Result<TargetState> {
         if snap.kind == BackupKind::Physical {
-            return physical::restore::inspect(snap, physical_target(snap, target)?);
+            return physical::restore::inspect(snap, physical_target(snap, target)?, opts);
         }
         logical::inspect(logical_target(snap, target)?)
     }

@@ -389,12 +389,8 @@ impl Found {
 
 /// The data directory and host a physical snapshot was taken from, as its origin records
 /// would name them.
-pub fn pushed_from(snap: &Snapshot) -> Option<(&str, &str)> {
-    let dir = snap
-        .metadata
-        .extra
-        .get(super::physical::keys::DATA_DIRECTORY)?
-        .as_str()?;
+pub fn pushed_from(snap: &Snapshot) -> Option<(String, &str)> {
+    let dir = super::physical::PhysicalMetadata::of(snap).data_directory?;
     Some((dir, snap.hostname.as_str()))
 }
 
@@ -415,7 +411,7 @@ pub fn source_timeline(
     }
     match snap
         .and_then(pushed_from)
-        .and_then(|(dir, host)| view.pushed_by(dir, host))
+        .and_then(|(dir, host)| view.pushed_by(&dir, host))
     {
         Some(id) => SourceTimeline {
             id,

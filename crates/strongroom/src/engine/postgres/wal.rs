@@ -11,6 +11,7 @@
 //! codes (the command line's) and must not know how objects are sealed.
 
 use super::cluster::{ClusterId, Lsn};
+use super::physical::PhysicalMetadata;
 use super::timeline::judge::{self, Role};
 use super::timeline::{ArchiveView, Found, Origin};
 use crate::error::{Error, Result};
@@ -349,35 +350,24 @@ pub struct NeededFrom {
     pub segment_size: u64,
 }
 
-/// Metadata keys a physical snapshot records about its cluster.
-pub mod keys {
-    /// The cluster's system identifier (text).
-    pub const SYSTEM_IDENTIFIER: &str = "system_identifier";
-    /// The cluster's WAL segment size in bytes.
-    pub const SEGMENT_SIZE: &str = "wal_segment_size";
-}
-
 /// Where each physical snapshot in `snaps` starts its need for WAL.
 pub fn needs_of(snaps: &[crate::repository::snapshot::Snapshot]) -> Vec<NeededFrom> {
     snaps
         .iter()
-        // A snapshot that carries its own WAL needs nothing from the archive.
-        .filter(|s| !super::physical::wal_included(s))
         .filter_map(|s| {
+            let facts = PhysicalMetadata::of(s);
+            // A snapshot that carries its own WAL needs nothing from the archive.
+            if facts.wal_included {
+                return None;
+            }
             let wal = s.wal.as_ref()?;
-            let cluster = s.metadata.extra.get(keys::SYSTEM_IDENTIFIER)?.as_str()?;
             Some(NeededFrom {
                 snapshot: s.id.clone(),
-                cluster: cluster.to_string(),
+                cluster: facts.system_identifier?,
                 timeline: wal.timeline,
                 start: Lsn::parse(&wal.start_lsn)?,
                 stop: Lsn::parse(&wal.stop_lsn)?,
-                segment_size: s
-                    .metadata
-                    .extra
-                    .get(keys::SEGMENT_SIZE)
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(DEFAULT_SEGMENT_SIZE),
+                segment_size: facts.wal_segment_size.unwrap_or(DEFAULT_SEGMENT_SIZE),
             })
         })
         .collect()

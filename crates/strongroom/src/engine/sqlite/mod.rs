@@ -32,7 +32,7 @@ mod target;
 
 use super::checks::{CheckOutcome, compare_row_counts, truthy_text};
 use super::{Captured, Engine, RestoreOptions, Scratch, Staged, Target, TargetState};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TargetSort};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::Index;
@@ -256,6 +256,10 @@ impl Engine for Sqlite {
         &[BackupKind::Full]
     }
 
+    fn restores_into(&self, _kind: &BackupKind) -> Option<TargetSort> {
+        Some(TargetSort::File)
+    }
+
     fn backup(
         &self,
         source: &Source,
@@ -266,7 +270,12 @@ impl Engine for Sqlite {
         backup::capture(source_path(source), source, writer, progress)
     }
 
-    fn inspect(&self, snap: &Snapshot, target: &Target) -> Result<TargetState> {
+    fn inspect(
+        &self,
+        snap: &Snapshot,
+        target: &Target,
+        _opts: &RestoreOptions,
+    ) -> Result<TargetState> {
         restore::inspect(snap, target)
     }
 

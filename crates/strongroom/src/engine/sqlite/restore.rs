@@ -11,7 +11,7 @@ use super::target::{self, TargetLock};
 use super::{MAIN_FILE, Thoroughness, integrity_problems, open_existing, sidecar};
 use crate::beneath::Beneath;
 use crate::engine::{RestoreOptions, Staged, Swapped, Target, TargetState};
-use crate::error::{Error, Result, TargetSort};
+use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::progress::Progress;
 use crate::repository::Repository;
@@ -208,11 +208,7 @@ fn now_tag() -> String {
 /// The target file path of a restore, refused when it is not one.
 fn target_path<'t>(snap: &Snapshot, target: &'t Target) -> Result<&'t Path> {
     let Target::File(path) = target else {
-        return Err(Error::TargetMismatch {
-            snapshot: snap.short_id().into(),
-            what: "a SQLite database".into(),
-            needs: TargetSort::File,
-        });
+        return Err(crate::engine::misfit(snap, Some(target)));
     };
     if path.file_name().is_none() {
         return Err(Error::Target(format!(

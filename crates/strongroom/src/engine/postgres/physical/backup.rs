@@ -12,7 +12,7 @@
 //! page that an earlier snapshot stored is not stored again; every snapshot lists all of its
 //! pages, so each restores on its own and none depends on another being kept.
 
-use super::{BACKUP_LABEL, TABLESPACE_MAP, WAL_PREFIX, keys};
+use super::{BACKUP_LABEL, PhysicalMetadata, TABLESPACE_MAP, WAL_PREFIX};
 use crate::chunker::FixedBatcher;
 use crate::engine::Captured;
 use crate::engine::postgres::cluster::{self, Lsn};
@@ -303,33 +303,24 @@ pub fn backup(
     tracing::info!(start = %start_lsn, stop = %stop_lsn, files = files.len(), "physical backup stopped");
 
     let mut extra: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    extra.insert(
-        wal::keys::SYSTEM_IDENTIFIER.into(),
-        s.system_id.clone().into(),
-    );
-    extra.insert(wal::keys::SEGMENT_SIZE.into(), s.segment_size.into());
-    extra.insert(keys::WAL_INCLUDED.into(), included.into());
-    extra.insert(keys::DATA_DIRECTORY.into(), s.data_dir.clone().into());
-    extra.insert(keys::OWNER.into(), serde_json::json!([owner.0, owner.1]));
-    extra.insert(keys::MAJOR.into(), f.major().into());
-    extra.insert("block_size".into(), s.block_size.into());
-    extra.insert(keys::DATABASE.into(), conn.dbname().into());
-    if let Some(su) = superuser {
-        extra.insert(keys::SUPERUSER.into(), su.into());
+    PhysicalMetadata {
+        system_identifier: Some(s.system_id.clone()),
+        wal_segment_size: Some(s.segment_size),
+        wal_included: included,
+        data_directory: Some(s.data_dir.clone()),
+        owner: Some(owner),
+        major_version: Some(f.major()),
+        block_size: Some(s.block_size),
+        database: Some(conn.dbname().to_string()),
+        bootstrap_superuser: superuser,
+        row_counts_estimated: true,
+        stop_time: Some(jiff::Timestamp::now()),
+        tablespaces,
+        parent: parent.as_ref().map(|p| p.id.clone()),
+        files_reused: parent.as_ref().map(|_| reused.0),
+        bytes_reused: parent.as_ref().map(|_| reused.1),
     }
-    extra.insert("row_counts_estimated".into(), true.into());
-    extra.insert(
-        keys::STOP_TIME.into(),
-        jiff::Timestamp::now().to_string().into(),
-    );
-    if !tablespaces.is_empty() {
-        extra.insert(keys::TABLESPACES.into(), serde_json::json!(tablespaces));
-    }
-    if let Some(p) = &parent {
-        extra.insert("parent".into(), p.id.clone().into());
-        extra.insert("files_reused".into(), reused.0.into());
-        extra.insert("bytes_reused".into(), reused.1.into());
-    }
+    .write_into(&mut extra);
     Ok(Captured {
         kind: BackupKind::Physical,
         files,
@@ -361,18 +352,17 @@ fn parent_of(
         .iter()
         .filter(|s| is_of(s, source) && s.kind == BackupKind::Physical)
         .rfind(|s| {
-            s.metadata
-                .extra
-                .get(wal::keys::SYSTEM_IDENTIFIER)
-                .and_then(|v| v.as_str())
+            PhysicalMetadata::of(s)
+                .system_identifier
                 .is_some_and(|id| id != system_id)
         });
     if let Some(old) = earlier {
         return Err(Error::WrongCluster(format!(
             "source {} was cluster {} in snapshot {} and is now cluster {}: the server was re-created or the URL reaches another cluster; if that is intended, back it up under a new source name",
             source.name,
-            old.metadata.extra[wal::keys::SYSTEM_IDENTIFIER]
-                .as_str()
+            PhysicalMetadata::of(old)
+                .system_identifier
+                .as_deref()
                 .unwrap_or("?"),
             old.short_id(),
             system_id
@@ -381,13 +371,7 @@ fn parent_of(
     Ok(snaps
         .into_iter()
         .filter(|s| is_of(s, source) && s.kind == BackupKind::Physical)
-        .rfind(|s| {
-            s.metadata
-                .extra
-                .get(wal::keys::SYSTEM_IDENTIFIER)
-                .and_then(|v| v.as_str())
-                == Some(system_id)
-        }))
+        .rfind(|s| PhysicalMetadata::of(s).system_identifier.as_deref() == Some(system_id)))
 }
 
 /// Whether `snap` is of `source`, under whichever name it was taken (a URL before the config

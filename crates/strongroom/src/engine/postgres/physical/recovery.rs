@@ -12,7 +12,7 @@
 //! is replaced by a file, never read or written through (it could point at any file of the
 //! host, and the restore runs as root).
 
-use super::{BACKUP_LABEL, keys, wal_included};
+use super::{BACKUP_LABEL, PhysicalMetadata};
 use crate::beneath::Beneath;
 use crate::engine::RecoveryTarget;
 use crate::engine::postgres::timeline::{
@@ -72,7 +72,7 @@ pub(super) fn timeline_for(
     request: TimelineRequest,
     source_url: Option<&str>,
 ) -> Result<Option<Chosen>> {
-    if wal_included(snap) {
+    if PhysicalMetadata::of(snap).wal_included {
         return Ok(None);
     }
     let needs = wal::needs_of(std::slice::from_ref(snap));
@@ -122,13 +122,9 @@ fn source_timeline(
 /// Whether `target` is the source's own data directory, recorded at backup, on the host
 /// that took the backup: a restore there is the real recovery and keeps archiving.
 pub fn is_source_dir(snap: &Snapshot, target: &Path) -> bool {
-    let recorded = snap
-        .metadata
-        .extra
-        .get(keys::DATA_DIRECTORY)
-        .and_then(|v| v.as_str());
+    let recorded = PhysicalMetadata::of(snap).data_directory;
     recorded.is_some_and(|d| {
-        snap.hostname == crate::hostname() && timeline::same_dir(d, &target.to_string_lossy())
+        snap.hostname == crate::hostname() && timeline::same_dir(&d, &target.to_string_lossy())
     })
 }
 

@@ -12,9 +12,9 @@
 //! between two renames) is opened once at staging, and the old directory goes aside and the
 //! new one into place by `renameat` relative to it.
 
+use super::PhysicalMetadata;
 use super::recovery::{is_source_dir, timeline_for, write_missing_config, write_recovery};
 use super::tree::write_tree;
-use super::{keys, wal_included};
 use crate::beneath::Beneath;
 use crate::engine::postgres::cluster::Lsn;
 use crate::engine::postgres::timeline::TimelineRequest;
@@ -31,9 +31,20 @@ use std::collections::HashSet;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-/// What is at a data-directory target.
-pub fn inspect(snap: &Snapshot, dir: &Path) -> Result<TargetState> {
-    let _ = snap;
+/// What is at a data-directory target. Refuses first (before a running server is named) a
+/// `--start` that cannot work there.
+pub fn inspect(snap: &Snapshot, dir: &Path, opts: &RestoreOptions) -> Result<TargetState> {
+    let target = std::path::absolute(dir).map_err(|e| Error::io("resolving", dir, e))?;
+    let own = is_source_dir(snap, &target);
+    // The real recovery of a cluster that keeps its configuration elsewhere (Debian) is
+    // started by its service, with that configuration and environment: pg_ctl -D cannot.
+    if opts.start && own && super::config_elsewhere(snap) {
+        return Err(Error::Target(format!(
+            "{} is the source's own data directory, and its cluster keeps its configuration elsewhere (Debian: /etc/postgresql): restore it without --start, then start it as its service does ({}); nothing was restored",
+            target.display(),
+            super::start::service_start(snap, &target)
+        )));
+    }
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TargetState::Absent),
         Err(e) => Err(Error::io("reading", dir, e)),
@@ -72,7 +83,7 @@ pub fn running_postmaster(dir: &Path) -> Option<i32> {
 /// Checks that the archive holds the WAL `snap` needs to become consistent, and warns how
 /// far its own timeline can recover; fails naming the first missing segment.
 pub fn check_wal(repo: &Repository, snap: &Snapshot, recovery: &RecoveryTarget) -> Result<()> {
-    if wal_included(snap) {
+    if PhysicalMetadata::of(snap).wal_included {
         if !matches!(recovery, RecoveryTarget::Immediate | RecoveryTarget::Latest) {
             tracing::warn!(
                 "snapshot {} carries its own WAL (archiving was not into this repository when it was taken): it restores to the end of its backup, not to later points",
@@ -212,12 +223,8 @@ pub fn stage(
 
 /// What a restore into `target` does about archiving, in one sentence.
 fn archiving_note(snap: &Snapshot, target: &Path, own: bool, archive: bool) -> String {
-    let recorded = snap
-        .metadata
-        .extra
-        .get(keys::DATA_DIRECTORY)
-        .and_then(|v| v.as_str())
-        .unwrap_or("unknown");
+    let recorded = PhysicalMetadata::of(snap).data_directory;
+    let recorded = recorded.as_deref().unwrap_or("unknown");
     if own {
         format!(
             "{} is the source's own data directory: this is the real recovery, and the server archives into the repository as before (its promotion starts the source's next timeline)",
@@ -285,9 +292,7 @@ fn owner_for(snap: &Snapshot, places: &[&Path]) -> Option<(u32, u32)> {
     if let Some(owner) = places.iter().find_map(|p| owner_of(p)) {
         return Some(owner);
     }
-    let owner = snap.metadata.extra.get(keys::OWNER)?.as_array()?;
-    let uid = owner.first()?.as_u64()? as u32;
-    let gid = owner.get(1)?.as_u64()? as u32;
+    let (uid, gid) = PhysicalMetadata::of(snap).owner?;
     (uid != 0).then_some((uid, gid))
 }
 
@@ -469,12 +474,12 @@ pub(super) mod tests {
         let mut s = crate::repository::snapshot::tests::sample("", "forged", &[]);
         s.engine = EngineKind::Postgres;
         s.kind = BackupKind::Physical;
-        s.metadata
-            .extra
-            .insert(keys::WAL_INCLUDED.into(), true.into());
-        s.metadata
-            .extra
-            .insert(keys::OWNER.into(), serde_json::json!([owner.0, owner.1]));
+        PhysicalMetadata {
+            wal_included: true,
+            owner: Some(owner),
+            ..PhysicalMetadata::default()
+        }
+        .write_into(&mut s.metadata.extra);
         s.files = files;
         repo.write_snapshot(&mut s).unwrap();
         s

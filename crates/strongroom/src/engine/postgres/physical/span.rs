@@ -6,7 +6,7 @@
 //! files and origin records for the second). Must not write anything and must not fetch WAL
 //! segments.
 
-use super::wal_included;
+use super::PhysicalMetadata;
 use crate::engine::postgres::cluster::Lsn;
 use crate::engine::postgres::timeline::judge;
 use crate::engine::postgres::wal::{self, WalKind, WalName, segment_name};
@@ -31,7 +31,7 @@ pub struct Span {
 /// The span past `snap` that the archive can replay; `None` when the snapshot carries its
 /// own WAL, records no WAL range, or nothing was archived after its end.
 pub fn recovery_span(repo: &Repository, snap: &Snapshot) -> Result<Option<Span>> {
-    if wal_included(snap) {
+    if PhysicalMetadata::of(snap).wal_included {
         return Ok(None);
     }
     let Some(need) = wal::needs_of(std::slice::from_ref(snap)).into_iter().next() else {

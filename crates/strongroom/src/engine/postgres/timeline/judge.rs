@@ -15,7 +15,8 @@
 use super::{ArchiveView, Found, Reach, SourceTimeline, source_timeline};
 use crate::config::Config;
 use crate::engine::postgres::cluster::Lsn;
-use crate::engine::postgres::wal::{self, DEFAULT_SEGMENT_SIZE, keys, segment_name};
+use crate::engine::postgres::physical::PhysicalMetadata;
+use crate::engine::postgres::wal::{self, DEFAULT_SEGMENT_SIZE, segment_name};
 use crate::error::Result;
 use crate::repository::Repository;
 use crate::repository::snapshot::{BackupKind, Snapshot};
@@ -147,18 +148,18 @@ pub fn judge(view: ArchiveView, server: Option<u32>, newest: Option<&Snapshot>) 
 pub fn newest_of<'a>(snaps: &'a [Snapshot], cluster: &str) -> Option<&'a Snapshot> {
     snaps
         .iter()
-        .filter(|s| s.kind == BackupKind::Physical && cluster_of(s) == Some(cluster))
+        .filter(|s| s.kind == BackupKind::Physical && cluster_of(s).as_deref() == Some(cluster))
         .max_by_key(|s| s.finished_at)
 }
 
 /// The cluster (system identifier) a physical snapshot recorded.
-pub fn cluster_of(snap: &Snapshot) -> Option<&str> {
-    snap.metadata.extra.get(keys::SYSTEM_IDENTIFIER)?.as_str()
+pub fn cluster_of(snap: &Snapshot) -> Option<String> {
+    PhysicalMetadata::of(snap).system_identifier
 }
 
 /// The WAL segment size a snapshot recorded, else the default.
 pub fn segment_size_of(snap: Option<&Snapshot>) -> u64 {
-    snap.and_then(|s| s.metadata.extra.get(keys::SEGMENT_SIZE)?.as_u64())
+    snap.and_then(|s| PhysicalMetadata::of(s).wal_segment_size)
         .unwrap_or(DEFAULT_SEGMENT_SIZE)
 }
 
@@ -180,14 +181,15 @@ pub fn read(
 /// server answered and is that cluster. Costs a connection per cluster (and the connect
 /// timeout for a server that does not answer).
 pub fn servers(config: &Config, snaps: &[Snapshot]) -> BTreeMap<String, u32> {
-    let mut clusters: Vec<&str> = snaps.iter().filter_map(cluster_of).collect();
+    let mut clusters: Vec<String> = snaps.iter().filter_map(cluster_of).collect();
     clusters.sort_unstable();
     clusters.dedup();
     clusters
         .into_iter()
         .filter_map(|c| {
-            let url = crate::restore::source_url(config, newest_of(snaps, c)?)?;
-            Some((c.to_string(), super::server_timeline(&url, c)?))
+            let url = crate::restore::source_url(config, newest_of(snaps, &c)?)?;
+            let timeline = super::server_timeline(&url, &c)?;
+            Some((c, timeline))
         })
         .collect()
 }
