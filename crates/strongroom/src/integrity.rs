@@ -280,8 +280,11 @@ struct Examination<'a> {
     all_lists_read: bool,
     /// Packs holding a chunk a snapshot needs.
     needed_packs: HashSet<PackId>,
+    /// What no snapshot needs, as reported.
     unreferenced: Unreferenced,
+    /// The locks found, as reported.
     locks: Vec<LockNote>,
+    /// Deletions marked and not finished, as reported.
     pending_deletions: usize,
 }
 
