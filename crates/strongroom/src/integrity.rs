@@ -20,13 +20,15 @@ use crate::id::{ChunkId, PackId};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::archive::Archive;
-use crate::repository::index::Location;
+use crate::repository::cache::scratch_dir;
+use crate::repository::index::{Index, Location};
 use crate::repository::journal::JournalRecord;
 use crate::repository::layout::ObjectKind;
 use crate::repository::pack;
 use crate::repository::snapshot::Snapshot;
 use crate::repository::table::Table;
 use crate::repository::usage::{SortedIds, for_each_chunk, walk_index};
+use crate::storage::Storage;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -136,7 +138,7 @@ struct Members {
 }
 
 impl Members {
-    fn build(index: &crate::repository::index::Index, tmp: &std::path::Path) -> Result<Members> {
+    fn build(index: &Index, tmp: &std::path::Path) -> Result<Members> {
         let dir = tempfile::Builder::new()
             .prefix("check-")
             .tempdir_in(tmp)
@@ -222,224 +224,315 @@ pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
     Ok(report)
 }
 
+/// The check as its steps, in order. Each step adds what it finds to the examination's
+/// problems, so they are reported in this order.
 fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
-    let storage = repo.storage();
-    let mut problems = Vec::new();
     // The index before the packs: a pack is durable before any index object names it, so a
     // backup running meanwhile cannot make one of its packs look missing.
     let _lock = repo.read_lock("check");
-    let index = repo.load_index()?;
-    let packs: HashMap<PackId, u64> = storage
-        .list(ObjectKind::Pack.folder())?
-        .into_iter()
-        .filter_map(|o| PackId::from_object_key(&o.key).map(|p| (p, o.size)))
-        .collect();
-    for (object, why) in index.unreadable() {
-        problems.push(problem(object, why));
-    }
-    // The local cache remembers index objects read earlier: read every one again, so one
-    // damaged since is named.
-    let unreadable: HashSet<&String> = index.unreadable().iter().map(|(o, _)| o).collect();
-    for o in storage.list(ObjectKind::Index.folder())? {
-        if unreadable.contains(&o.key) {
-            continue;
-        }
-        match repo.read_index(&o.key) {
-            Ok(_) => {}
-            Err(e) if e.is_damage() => problems.push(problem(&o.key, e.to_string())),
-            Err(e) => return Err(e),
-        }
-    }
-    let recorded = repo.damaged_packs()?;
-    // Each pack's chunks as the index places them, sorted by pack on local disk: memory
-    // stays bounded whatever the repository's size.
-    let members = Members::build(&index, &crate::repository::cache::scratch_dir(repo))?;
-    for (p, max_end) in &members.ends {
-        let ids = || -> Result<HashSet<ChunkId>> {
-            Ok(members.of(p)?.into_iter().map(|(c, _)| c).collect())
-        };
-        if let Some(&size) = packs.get(p).filter(|&&size| *max_end > size) {
-            let short: HashSet<ChunkId> = members
-                .of(p)?
-                .into_iter()
-                .filter(|(_, l)| l.offset as u64 + l.len as u64 > size)
-                .map(|(c, _)| c)
-                .collect();
-            if !short.is_empty() {
-                let detail = format!("truncated: {size} bytes, shorter than the index says");
-                note_damage(repo, p, &detail);
-                let mut pr = problem(p.object_key(), detail);
-                pr.chunks = short;
-                problems.push(pr);
-            }
-        }
-        if !packs.contains_key(p) && index.is_doomed(p) {
-            // A prune is deleting it, and every chunk in it that a snapshot needs was
-            // copied first (a pack is only doomed once that is so).
-        } else if !packs.contains_key(p) {
-            let mut pr = problem(p.object_key(), "missing, but the index refers to it");
-            pr.chunks = ids()?;
-            problems.push(pr);
-            // Looked for once more before it is recorded: listings can lag behind writes.
-            if !recorded.contains(p) && !storage.exists(&p.object_key()).unwrap_or(true) {
-                note_damage(repo, p, "missing");
-            }
-        } else if recorded.contains(p) && !read_data {
-            // Found damaged by an earlier check or verify; only a full read clears it.
-            let detail = repo
-                .read_damage(p)
-                .map(|r| {
-                    format!(
-                        "recorded damaged on {}: {}",
-                        r.found_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-                        r.detail
-                    )
-                })
-                .unwrap_or_else(|e| format!("recorded damaged ({e})"));
-            let mut pr = problem(p.object_key(), detail);
-            pr.chunks = ids()?;
-            problems.push(pr);
-        }
-    }
-    let mut bytes_read = 0;
+    let mut ex = Examination::begin(repo)?;
+    ex.index_objects_readable()?;
+    let indexed = ex.indexed_packs()?;
+    ex.packs_present(&indexed, read_data)?;
     // Where physical snapshots need WAL: for naming what a damaged or missing WAL file breaks.
     let kept = repo.snapshots().unwrap_or_default();
     let wal_needs = wal::needs_of(&kept);
     if read_data {
-        let total: u64 = packs.values().sum();
+        ex.read_packs(&indexed, progress)?;
+        ex.read_small_objects()?;
+        ex.read_archived_wal(&wal_needs)?;
+    }
+    if !wal_needs.is_empty() {
+        ex.wal_continuous(&kept, &wal_needs)?;
+    }
+    ex.read_manifests()?;
+    ex.chunks_indexed()?;
+    ex.name_broken_snapshots();
+    ex.count_unneeded()?;
+    ex.locks_and_marks()?;
+    Ok(ex.report())
+}
+
+/// The packs as the index and the damage record know them: what the pack steps hold the
+/// store's listing against.
+struct IndexedPacks {
+    /// Packs recorded damaged when the check began.
+    recorded: HashSet<PackId>,
+    /// Each pack's chunks as the index places them.
+    members: Members,
+}
+
+/// One examination: what its steps share, and what they find.
+struct Examination<'a> {
+    repo: &'a Repository,
+    storage: &'a Storage,
+    /// The index, loaded under the lock before the packs were listed.
+    index: Index,
+    /// Every pack the store lists, with its size.
+    packs: HashMap<PackId, u64>,
+    /// What is wrong, in the order found.
+    problems: Vec<Problem>,
+    /// Bytes read (with read-data).
+    bytes_read: u64,
+    /// The snapshots whose manifest opened.
+    snaps: Vec<Snapshot>,
+    /// Whether every snapshot's manifest and chunk lists were read.
+    all_lists_read: bool,
+    /// Packs holding a chunk a snapshot needs.
+    needed_packs: HashSet<PackId>,
+    /// What no snapshot needs, as reported.
+    unreferenced: Unreferenced,
+    /// The locks found, as reported.
+    locks: Vec<LockNote>,
+    /// Deletions marked and not finished, as reported.
+    pending_deletions: usize,
+}
+
+impl<'a> Examination<'a> {
+    /// Loads the index, then lists the packs (in this order: see `examine`).
+    fn begin(repo: &'a Repository) -> Result<Self> {
+        let storage = repo.storage();
+        let index = repo.load_index()?;
+        let packs = storage
+            .list(ObjectKind::Pack.folder())?
+            .into_iter()
+            .filter_map(|o| PackId::from_object_key(&o.key).map(|p| (p, o.size)))
+            .collect();
+        Ok(Examination {
+            repo,
+            storage,
+            index,
+            packs,
+            problems: Vec::new(),
+            bytes_read: 0,
+            snaps: Vec::new(),
+            all_lists_read: true,
+            needed_packs: HashSet::new(),
+            unreferenced: Unreferenced::default(),
+            locks: Vec::new(),
+            pending_deletions: 0,
+        })
+    }
+
+    /// Every index object reads: those the load could not read, then every listed one read
+    /// again, because the local cache remembers index objects read earlier and one damaged
+    /// since would otherwise go unnamed.
+    fn index_objects_readable(&mut self) -> Result<()> {
+        for (object, why) in self.index.unreadable() {
+            self.problems.push(problem(object, why));
+        }
+        let unreadable: HashSet<&String> = self.index.unreadable().iter().map(|(o, _)| o).collect();
+        for o in self.storage.list(ObjectKind::Index.folder())? {
+            if unreadable.contains(&o.key) {
+                continue;
+            }
+            match self.repo.read_index(&o.key) {
+                Ok(_) => {}
+                Err(e) if e.is_damage() => self.problems.push(problem(&o.key, e.to_string())),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The damage record, and each pack's chunks as the index places them, sorted by pack on
+    /// local disk: memory stays bounded whatever the repository's size.
+    fn indexed_packs(&self) -> Result<IndexedPacks> {
+        let recorded = self.repo.damaged_packs()?;
+        let members = Members::build(&self.index, &scratch_dir(self.repo))?;
+        Ok(IndexedPacks { recorded, members })
+    }
+
+    /// Every pack the index names is there (unless a prune is deleting it) and as long as the
+    /// index says, without reading it; without read-data, a pack recorded damaged stays a
+    /// problem, since only a full read clears it.
+    fn packs_present(&mut self, indexed: &IndexedPacks, read_data: bool) -> Result<()> {
+        for (p, max_end) in &indexed.members.ends {
+            if let Some(&size) = self.packs.get(p).filter(|&&size| *max_end > size) {
+                self.truncated(&indexed.members, p, size)?;
+            }
+            let listed = self.packs.contains_key(p);
+            if !listed && self.index.is_doomed(p) {
+                // A prune is deleting it, and every chunk in it that a snapshot needs was
+                // copied first (a pack is only doomed once that is so).
+            } else if !listed {
+                self.pack_problem(&indexed.members, p, "missing, but the index refers to it")?;
+                // Looked for once more before it is recorded: listings can lag behind writes.
+                if !indexed.recorded.contains(p)
+                    && !self.storage.exists(&p.object_key()).unwrap_or(true)
+                {
+                    note_damage(self.repo, p, "missing");
+                }
+            } else if indexed.recorded.contains(p) && !read_data {
+                // Found damaged by an earlier check or verify.
+                let detail = recorded_damage(self.repo, p);
+                self.pack_problem(&indexed.members, p, detail)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A pack shorter than the index says: the chunks past its end are lost, and it is
+    /// recorded damaged.
+    fn truncated(&mut self, members: &Members, p: &PackId, size: u64) -> Result<()> {
+        let short: HashSet<ChunkId> = members
+            .of(p)?
+            .into_iter()
+            .filter(|(_, l)| l.offset as u64 + l.len as u64 > size)
+            .map(|(c, _)| c)
+            .collect();
+        if !short.is_empty() {
+            let detail = format!("truncated: {size} bytes, shorter than the index says");
+            note_damage(self.repo, p, &detail);
+            let mut pr = problem(p.object_key(), detail);
+            pr.chunks = short;
+            self.problems.push(pr);
+        }
+        Ok(())
+    }
+
+    /// A problem with a whole pack: every chunk the index places in it is affected.
+    fn pack_problem(
+        &mut self,
+        members: &Members,
+        p: &PackId,
+        detail: impl Into<String>,
+    ) -> Result<()> {
+        let mut pr = problem(p.object_key(), detail);
+        pr.chunks = members.of(p)?.into_iter().map(|(c, _)| c).collect();
+        self.problems.push(pr);
+        Ok(())
+    }
+
+    /// With read-data: every listed pack read whole, in name order, and every chunk the index
+    /// places in it authenticated.
+    fn read_packs(&mut self, indexed: &IndexedPacks, progress: &dyn Progress) -> Result<()> {
+        let total: u64 = self.packs.values().sum();
         progress.begin("read data", Some(total));
-        let mut sorted: Vec<_> = packs.iter().collect();
+        let mut sorted: Vec<(PackId, u64)> = self.packs.iter().map(|(p, s)| (*p, *s)).collect();
         sorted.sort();
         for (p, size) in sorted {
-            let object = p.object_key();
-            let bytes = match read_whole(storage, &object, *size) {
-                Ok(b) => b,
-                Err(Error::Missing { .. }) if index.is_doomed(p) => continue,
-                // A store that fails to answer says nothing about the data: the check
-                // fails as the store's failure, and records no damage.
-                Err(e) if !e.is_damage() => return Err(e),
-                Err(e) => {
-                    if e.is_damage() {
-                        note_damage(repo, p, &e.to_string());
-                    }
-                    let mut pr = problem(&object, e.to_string());
-                    pr.chunks = members.of(p)?.into_iter().map(|(c, _)| c).collect();
-                    problems.push(pr);
-                    continue;
-                }
-            };
-            bytes_read += bytes.len() as u64;
-            progress.advance(*size);
-            let whole = pack::read_pack(repo.key(), &object, *p, &bytes);
-            // Whatever the trailer says, authenticate every chunk the index places in this pack.
-            let mut bad = HashSet::new();
-            let mut first_err = None;
-            let mut in_pack: Vec<(ChunkId, Location)> = members.of(p)?;
-            in_pack.sort_by_key(|(_, l)| (l.offset, l.inner_offset));
-            for seg in in_pack.chunk_by(|a, b| a.1.offset == b.1.offset) {
-                let loc = seg[0].1;
-                let (s, e) = (loc.offset as usize, loc.offset as usize + loc.len as usize);
-                let opened = bytes
-                    .get(s..e)
-                    .ok_or_else(|| Error::corrupt(&object, "shorter than the index says"))
-                    .and_then(|sealed| pack::decode_segment(repo.key(), *p, loc.offset, sealed));
-                for (id, l) in seg {
-                    let res = match &opened {
-                        Ok(plain) => {
-                            pack::chunk_from_segment(repo.key(), plain, *id, l).map(|_| ())
-                        }
-                        Err(e) => Err(Error::corrupt(&object, e.to_string())),
-                    };
-                    if let Err(err) = res {
-                        bad.insert(*id);
-                        first_err.get_or_insert(err);
-                    }
-                }
-            }
-            match (first_err, whole) {
-                (Some(e), _) => {
-                    let detail = match bad.len() {
-                        1 => format!("a damaged chunk: {e}"),
-                        n => format!("{n} damaged chunks, first: {e}"),
-                    };
-                    note_damage(repo, p, &detail);
-                    let mut pr = problem(&object, detail);
-                    pr.chunks = bad;
-                    problems.push(pr);
-                }
-                (None, Err(e)) => {
-                    note_damage(repo, p, &e.to_string());
-                    problems.push(problem(
-                        &object,
-                        format!("{e} (no indexed chunk is affected)"),
-                    ))
-                }
-                (None, Ok(_)) => {
-                    if recorded.contains(p) {
-                        match repo.clear_damage(p) {
-                            Ok(()) => {
-                                tracing::info!(pack = %object, "read sound again; its damage record is removed")
-                            }
-                            Err(e) => tracing::warn!(
-                                "could not remove the damage record of {object}: {e}"
-                            ),
-                        }
-                    }
-                }
-            }
+            self.read_pack(indexed, &p, size, progress)?;
         }
         progress.end();
-        for o in storage.list(ObjectKind::Key.folder())? {
-            bytes_read += o.size;
-            if let Err(e) = crate::repository::read_key_slot(storage, &o.key) {
-                problems.push(problem(o.key, e.to_string()));
+        Ok(())
+    }
+
+    /// One pack read and its chunks authenticated: found damaged, it is recorded so; found
+    /// sound, an earlier record of its damage is removed.
+    fn read_pack(
+        &mut self,
+        indexed: &IndexedPacks,
+        p: &PackId,
+        size: u64,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let object = p.object_key();
+        let bytes = match read_whole(self.storage, &object, size) {
+            Ok(b) => b,
+            Err(Error::Missing { .. }) if self.index.is_doomed(p) => return Ok(()),
+            // A store that fails to answer says nothing about the data: the check
+            // fails as the store's failure, and records no damage.
+            Err(e) if !e.is_damage() => return Err(e),
+            Err(e) => {
+                note_damage(self.repo, p, &e.to_string());
+                return self.pack_problem(&indexed.members, p, e.to_string());
             }
-        }
-        for o in storage.list(ObjectKind::Journal.folder())? {
-            bytes_read += o.size;
-            if let Err(e) = repo.read_journal_object(&o.key) {
-                problems.push(problem(o.key, e.to_string()));
+        };
+        self.bytes_read += bytes.len() as u64;
+        progress.advance(size);
+        let whole = pack::read_pack(self.repo.key(), &object, *p, &bytes);
+        // Whatever the trailer says, authenticate every chunk the index places in this pack.
+        let (bad, first_err) = authenticate(self.repo, &object, p, &bytes, indexed.members.of(p)?);
+        match (first_err, whole) {
+            (Some(e), _) => {
+                let detail = match bad.len() {
+                    1 => format!("a damaged chunk: {e}"),
+                    n => format!("{n} damaged chunks, first: {e}"),
+                };
+                note_damage(self.repo, p, &detail);
+                let mut pr = problem(&object, detail);
+                pr.chunks = bad;
+                self.problems.push(pr);
             }
-        }
-        for o in storage.list(ObjectKind::Drill.folder())? {
-            bytes_read += o.size;
-            if let Err(e) = crate::drill::read_report(repo, &o.key) {
-                problems.push(problem(o.key, e.to_string()));
+            (None, Err(e)) => {
+                note_damage(self.repo, p, &e.to_string());
+                self.problems.push(problem(
+                    &object,
+                    format!("{e} (no indexed chunk is affected)"),
+                ))
             }
+            (None, Ok(_)) if indexed.recorded.contains(p) => clear_damage(self.repo, p),
+            (None, Ok(_)) => {}
         }
-        // What status remembers of the alerts it sent.
-        for o in storage.list(ObjectKind::State.folder())? {
-            bytes_read += o.size;
-            if o.key == crate::monitor::notify::state_key() {
-                if let Err(e) = crate::monitor::notify::read_state(repo) {
-                    problems.push(problem(o.key, e.to_string()));
+        Ok(())
+    }
+
+    /// With read-data: the small objects read and authenticated (key slots, the journal,
+    /// drill reports, and the alert state, what status remembers of the alerts it sent).
+    fn read_small_objects(&mut self) -> Result<()> {
+        let repo = self.repo;
+        let alerts = crate::monitor::notify::state_key();
+        type Reader<'r> = &'r dyn Fn(&str) -> Result<()>;
+        let readers: [(ObjectKind, Reader); 4] = [
+            (ObjectKind::Key, &|o| {
+                crate::repository::read_key_slot(repo.storage(), o).map(drop)
+            }),
+            (ObjectKind::Journal, &|o| {
+                repo.read_journal_object(o).map(drop)
+            }),
+            (ObjectKind::Drill, &|o| {
+                crate::drill::read_report(repo, o).map(drop)
+            }),
+            (ObjectKind::State, &|o| {
+                if o == alerts {
+                    crate::monitor::notify::read_state(repo).map(drop)
+                } else {
+                    Ok(())
+                }
+            }),
+        ];
+        for (kind, read) in readers {
+            for o in self.storage.list(kind.folder())? {
+                self.bytes_read += o.size;
+                if let Err(e) = read(&o.key) {
+                    self.problems.push(problem(o.key, e.to_string()));
                 }
             }
         }
-        // The WAL archive: every file authenticated and checked against its hash.
-        for o in storage.list(ObjectKind::Wal.folder())? {
-            bytes_read += o.size;
+        Ok(())
+    }
+
+    /// With read-data: the WAL archive, every file authenticated and checked against its
+    /// hash; a damaged one breaks the physical snapshots that need it.
+    fn read_archived_wal(&mut self, wal_needs: &[wal::NeededFrom]) -> Result<()> {
+        for o in self.storage.list(ObjectKind::Wal.folder())? {
+            self.bytes_read += o.size;
             let Some(rest) = ObjectKind::Wal.name_of(&o.key) else {
                 continue;
             };
             let mut parts = rest.splitn(3, '/');
             let (Some(cluster), Some(tli), Some(name)) = (parts.next(), parts.next(), parts.next())
             else {
-                problems.push(problem(&o.key, "not where an archived WAL file belongs"));
+                self.problems
+                    .push(problem(&o.key, "not where an archived WAL file belongs"));
                 continue;
             };
-            if let Err(e) = Archive::new(repo, cluster).get(tli, name) {
+            if let Err(e) = Archive::new(self.repo, cluster).get(tli, name) {
                 let mut pr = problem(&o.key, e.to_string());
-                pr.snapshots = wal_dependents(&wal_needs, cluster, name);
-                problems.push(pr);
+                pr.snapshots = wal_dependents(wal_needs, cluster, name);
+                self.problems.push(pr);
             }
         }
+        Ok(())
     }
-    // WAL continuity where physical snapshots need it (a listing, and the timelines'
-    // history files and origin records; the source's timeline by those records alone).
-    if !wal_needs.is_empty() {
-        for report in wal::verify(repo, &kept, &Default::default())? {
-            let archive = Archive::new(repo, &report.system_identifier);
+
+    /// WAL continuity where physical snapshots need it (a listing, and the timelines' history
+    /// files and origin records; the source's timeline by those records alone): a gap stops
+    /// the recovery of the snapshots that need what it lacks.
+    fn wal_continuous(&mut self, kept: &[Snapshot], wal_needs: &[wal::NeededFrom]) -> Result<()> {
+        for report in wal::verify(self.repo, kept, &Default::default())? {
+            let archive = Archive::new(self.repo, &report.system_identifier);
             for t in &report.timelines {
                 for g in t.gaps.iter().filter(|g| g.needed) {
                     let mut pr = problem(
@@ -449,150 +542,225 @@ fn examine(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Resul
                             g.from, g.to, report.system_identifier
                         ),
                     );
-                    pr.snapshots = wal_dependents(&wal_needs, &report.system_identifier, &g.from);
-                    problems.push(pr);
+                    pr.snapshots = wal_dependents(wal_needs, &report.system_identifier, &g.from);
+                    self.problems.push(pr);
                 }
             }
         }
+        Ok(())
     }
-    // Every snapshot: manifest, chunk lists, chunks. The chunks they need are sorted on
-    // local disk, then walked beside the index in chunk-id order: chunks no index names, and
-    // what no snapshot needs, in bounded memory.
-    let listed = storage.list(ObjectKind::Snapshot.folder())?;
-    let mut snaps = Vec::new();
-    let mut all_lists_read = true;
-    for o in &listed {
-        let Some(id) = ObjectKind::Snapshot.name_of(&o.key) else {
-            continue;
-        };
-        match repo.read_snapshot(id) {
-            Ok(s) => snaps.push(s),
-            Err(e) => {
-                let mut pr = problem(&o.key, e.to_string());
-                pr.snapshots.push(id.to_string());
-                problems.push(pr);
-                all_lists_read = false;
+
+    /// Every listed snapshot's manifest opens; one that does not is a problem of its own
+    /// snapshot.
+    fn read_manifests(&mut self) -> Result<()> {
+        for o in self.storage.list(ObjectKind::Snapshot.folder())? {
+            let Some(id) = ObjectKind::Snapshot.name_of(&o.key) else {
+                continue;
+            };
+            match self.repo.read_snapshot(id) {
+                Ok(s) => self.snaps.push(s),
+                Err(e) => {
+                    let mut pr = problem(&o.key, e.to_string());
+                    pr.snapshots.push(id.to_string());
+                    self.problems.push(pr);
+                    self.all_lists_read = false;
+                }
             }
         }
-    }
-    let snapshots = snaps.len();
-    let tmp = crate::repository::cache::scratch_dir(repo);
-    let mut unlisted = Vec::new();
-    let needed = SortedIds::needed_by(repo, &index, &snaps, &tmp, 64 << 20, |s, e| {
-        let mut pr = problem(
-            Snapshot::object_key(&s.id),
-            format!("cannot read its chunk lists: {e}"),
-        );
-        pr.snapshots.push(s.id.clone());
-        unlisted.push(pr);
         Ok(())
-    })?;
-    all_lists_read &= unlisted.is_empty();
-    problems.extend(unlisted);
-    let mut unreferenced = Unreferenced::default();
-    let mut needed_packs: HashSet<PackId> = HashSet::new();
-    // Ids the walk passes over are needed but in no index.
-    let mut cursor = walk_index(&index, &needed, MAX_NAMED, |_, loc, live| {
-        if live {
-            needed_packs.insert(loc.pack);
-        } else {
-            unreferenced.chunks += 1;
-        }
-    })?;
-    if let Some(first) = cursor.first_skipped {
-        let mut pr = problem(
-            format!("chunk {first}"),
-            match cursor.skipped {
-                1 => "a chunk that a snapshot needs is not in any index".to_string(),
-                n => format!("{n} chunks that snapshots need are not in any index"),
-            },
-        );
-        pr.chunks = std::mem::take(&mut cursor.skipped_ids)
-            .into_iter()
-            .collect();
-        problems.push(pr);
     }
-    // Name the snapshots each problem breaks: one more pass over what they need, only when
-    // something is wrong.
-    let bad: HashSet<ChunkId> = problems
-        .iter()
-        .flat_map(|p| p.chunks.iter().copied())
-        .collect();
-    if !bad.is_empty() {
-        for s in &snaps {
+
+    /// Every chunk a snapshot needs is in the index. The snapshots' chunk lists are read and
+    /// the ids they need sorted on local disk, then walked beside the index in chunk-id order:
+    /// chunks no index names, and what no snapshot needs, in bounded memory.
+    fn chunks_indexed(&mut self) -> Result<()> {
+        let tmp = scratch_dir(self.repo);
+        let mut unlisted = Vec::new();
+        let needed = SortedIds::needed_by(
+            self.repo,
+            &self.index,
+            &self.snaps,
+            &tmp,
+            64 << 20,
+            |s, e| {
+                let mut pr = problem(
+                    Snapshot::object_key(&s.id),
+                    format!("cannot read its chunk lists: {e}"),
+                );
+                pr.snapshots.push(s.id.clone());
+                unlisted.push(pr);
+                Ok(())
+            },
+        )?;
+        self.all_lists_read &= unlisted.is_empty();
+        self.problems.extend(unlisted);
+        // Ids the walk passes over are needed but in no index.
+        let mut cursor = walk_index(&self.index, &needed, MAX_NAMED, |_, loc, live| {
+            if live {
+                self.needed_packs.insert(loc.pack);
+            } else {
+                self.unreferenced.chunks += 1;
+            }
+        })?;
+        if let Some(first) = cursor.first_skipped {
+            let mut pr = problem(
+                format!("chunk {first}"),
+                match cursor.skipped {
+                    1 => "a chunk that a snapshot needs is not in any index".to_string(),
+                    n => format!("{n} chunks that snapshots need are not in any index"),
+                },
+            );
+            pr.chunks = std::mem::take(&mut cursor.skipped_ids)
+                .into_iter()
+                .collect();
+            self.problems.push(pr);
+        }
+        Ok(())
+    }
+
+    /// Names the snapshots each problem breaks: one more pass over what they need, only when
+    /// something is wrong; after every step that finds damaged or missing chunks.
+    fn name_broken_snapshots(&mut self) {
+        let bad: HashSet<ChunkId> = self
+            .problems
+            .iter()
+            .flat_map(|p| p.chunks.iter().copied())
+            .collect();
+        if bad.is_empty() {
+            return;
+        }
+        for s in &self.snaps {
             let mut hit: HashSet<ChunkId> = HashSet::new();
-            let _ = for_each_chunk(repo, &index, s, |c| {
+            let _ = for_each_chunk(self.repo, &self.index, s, |c| {
                 if bad.contains(&c) {
                     hit.insert(c);
                 }
                 Ok(())
             });
-            for pr in problems.iter_mut() {
+            for pr in self.problems.iter_mut() {
                 if !pr.snapshots.contains(&s.id) && pr.chunks.iter().any(|c| hit.contains(c)) {
                     pr.snapshots.push(s.id.clone());
                 }
             }
         }
     }
-    // What no snapshot needs, counted only when every snapshot's lists were read (else a
-    // chunk of an unreadable one would look unneeded); an unreadable index object hides
-    // which packs its chunks are in: then nothing is called unneeded.
-    if !(all_lists_read && index.unreadable().is_empty()) {
-        unreferenced = Unreferenced::default();
-    } else {
-        for (p, size) in &packs {
-            if !needed_packs.contains(p) {
-                unreferenced.packs += 1;
-                unreferenced.pack_bytes += size;
+
+    /// What no snapshot needs (prune reclaims it): packs, counted only when every snapshot's
+    /// lists were read (else a chunk of an unreadable one would look unneeded) and every index
+    /// object (one unreadable hides which packs its chunks are in: then nothing is called
+    /// unneeded); and the temporary objects of interrupted writes.
+    fn count_unneeded(&mut self) -> Result<()> {
+        if !(self.all_lists_read && self.index.unreadable().is_empty()) {
+            self.unreferenced = Unreferenced::default();
+        } else {
+            for (p, size) in &self.packs {
+                if !self.needed_packs.contains(p) {
+                    self.unreferenced.packs += 1;
+                    self.unreferenced.pack_bytes += size;
+                }
+            }
+        }
+        for o in self.storage.list_temporary()? {
+            self.unreferenced.temporary_objects += 1;
+            self.unreferenced.temporary_bytes += o.size;
+        }
+        Ok(())
+    }
+
+    /// Locks and deletion marks: read (they are small), never changed here; one unreadable is
+    /// a problem.
+    fn locks_and_marks(&mut self) -> Result<()> {
+        let now = jiff::Timestamp::now();
+        for l in self.repo.locks()? {
+            if let Err(why) = &l.record {
+                self.problems.push(problem(
+                    ObjectKind::Lock.key(&l.name),
+                    format!("{why}; `strongroom unlock` removes it"),
+                ));
+            }
+            self.locks.push(LockNote {
+                holder: l.describe(),
+                stale: l.stale(now),
+            });
+        }
+        for (name, mark) in self.repo.marks()? {
+            match mark {
+                Ok(_) => self.pending_deletions += 1,
+                Err(e) => self.problems.push(problem(
+                    ObjectKind::Deletion.key(&name),
+                    format!("{e}; this prune's deletion cannot finish (it deletes nothing until the mark is removed by hand)"),
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    /// The report of what the steps found.
+    fn report(self) -> CheckReport {
+        CheckReport {
+            ok: self.problems.is_empty(),
+            snapshots: self.snaps.len(),
+            packs: self.packs.len(),
+            chunks: self.index.len(),
+            bytes_read: self.bytes_read,
+            problems: self.problems,
+            unreferenced: self.unreferenced,
+            locks: self.locks,
+            pending_deletions: self.pending_deletions,
+        }
+    }
+}
+
+/// Authenticates, segment by segment, every chunk the index places in a pack against the
+/// pack's bytes: the chunks that fail, and the first failure.
+fn authenticate(
+    repo: &Repository,
+    object: &str,
+    p: &PackId,
+    bytes: &[u8],
+    mut in_pack: Vec<(ChunkId, Location)>,
+) -> (HashSet<ChunkId>, Option<Error>) {
+    let mut bad = HashSet::new();
+    let mut first_err = None;
+    in_pack.sort_by_key(|(_, l)| (l.offset, l.inner_offset));
+    for seg in in_pack.chunk_by(|a, b| a.1.offset == b.1.offset) {
+        let loc = seg[0].1;
+        let (s, e) = (loc.offset as usize, loc.offset as usize + loc.len as usize);
+        let opened = bytes
+            .get(s..e)
+            .ok_or_else(|| Error::corrupt(object, "shorter than the index says"))
+            .and_then(|sealed| pack::decode_segment(repo.key(), *p, loc.offset, sealed));
+        for (id, l) in seg {
+            let res = match &opened {
+                Ok(plain) => pack::chunk_from_segment(repo.key(), plain, *id, l).map(|_| ()),
+                Err(e) => Err(Error::corrupt(object, e.to_string())),
+            };
+            if let Err(err) = res {
+                bad.insert(*id);
+                first_err.get_or_insert(err);
             }
         }
     }
-    for o in storage.list_temporary()? {
-        unreferenced.temporary_objects += 1;
-        unreferenced.temporary_bytes += o.size;
-    }
-    // Locks and deletion marks: read (they are small), never changed here.
-    let now = jiff::Timestamp::now();
-    let mut locks = Vec::new();
-    for l in repo.locks()? {
-        if let Err(why) = &l.record {
-            problems.push(problem(
-                ObjectKind::Lock.key(&l.name),
-                format!("{why}; `strongroom unlock` removes it"),
-            ));
-        }
-        locks.push(LockNote {
-            holder: l.describe(),
-            stale: l.stale(now),
-        });
-    }
-    let mut pending_deletions = 0;
-    for (name, mark) in repo.marks()? {
-        match mark {
-            Ok(_) => pending_deletions += 1,
-            Err(e) => problems.push(problem(
-                ObjectKind::Deletion.key(&name),
-                format!("{e}; this prune's deletion cannot finish (it deletes nothing until the mark is removed by hand)"),
-            )),
-        }
-    }
-    Ok(CheckReport {
-        ok: problems.is_empty(),
-        snapshots,
-        packs: packs.len(),
-        chunks: index.len(),
-        bytes_read,
-        problems,
-        unreferenced,
-        locks,
-        pending_deletions,
-    })
+    (bad, first_err)
+}
+
+/// What the damage record says of a pack, for a check that does not read it.
+fn recorded_damage(repo: &Repository, p: &PackId) -> String {
+    repo.read_damage(p)
+        .map(|r| {
+            format!(
+                "recorded damaged on {}: {}",
+                r.found_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                r.detail
+            )
+        })
+        .unwrap_or_else(|e| format!("recorded damaged ({e})"))
 }
 
 /// Reads a whole object whose listing said `size` bytes. A body of another length is a
 /// transfer cut short (a truncated object lists its truncated size), so it is read again;
 /// twice short is the store failing, not damage.
-fn read_whole(storage: &crate::storage::Storage, object: &str, size: u64) -> Result<Vec<u8>> {
+fn read_whole(storage: &Storage, object: &str, size: u64) -> Result<Vec<u8>> {
     for _ in 0..2 {
         let bytes = storage.get(object)?;
         if bytes.len() as u64 == size {
@@ -633,5 +801,15 @@ fn wal_dependents(needs: &[wal::NeededFrom], cluster: &str, name: &str) -> Vec<S
 fn note_damage(repo: &Repository, pack: &PackId, detail: &str) {
     if let Err(e) = repo.record_damage(pack, detail) {
         tracing::warn!("could not record {} as damaged: {e}", pack.object_key());
+    }
+}
+
+/// Removes the damage record of a pack a full read found sound again; a failure to remove it
+/// is logged, never the check's outcome.
+fn clear_damage(repo: &Repository, pack: &PackId) {
+    let object = pack.object_key();
+    match repo.clear_damage(pack) {
+        Ok(()) => tracing::info!(pack = %object, "read sound again; its damage record is removed"),
+        Err(e) => tracing::warn!("could not remove the damage record of {object}: {e}"),
     }
 }
