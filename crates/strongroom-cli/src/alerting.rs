@@ -56,7 +56,7 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
     let (job, source) = match command {
         Command::Backup { source, .. } => ("backup", source.clone()),
         Command::Verify { filter, .. } => ("verify", filter.source.clone()),
-        Command::Restore { filter, .. } => ("restore", filter.source.clone()),
+        Command::Restore(a) => ("restore", a.filter.source.clone()),
         Command::Check { .. } => ("check", None),
         // With --prune or without: the retention run is the job.
         Command::Forget { filter, .. } => ("forget", filter.source.clone()),

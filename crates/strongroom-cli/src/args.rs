@@ -132,95 +132,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n  strongroom restore latest --source prod --data-dir /srv/pg/restored --time '2026-12-01 22:59:00' --start\n  strongroom restore latest --data-dir /srv/pg/restored --lsn 16/B374D848\n  strongroom restore latest --data-dir /srv/pg/restored --timeline 2 --latest\n  strongroom restore latest --data-dir /var/lib/postgresql/16/main --force --start\n\nPhysical: the snapshot is written beside DIR, global/pg_control last, with recovery.signal and\nrestore_command = '<this program> wal fetch %f %p' (the server needs STRONGROOM_REPO and the key\nin its environment, as archive_command does); the recovery target goes into\npostgresql.auto.conf with recovery_target_action = promote. `latest` is the newest physical\nsnapshot that ends before the target. Recovery follows the timeline the source is on (not a\ncopy's fork) unless --timeline says otherwise; a target no timeline reaches is refused\nbefore anything is written. Anywhere but the source's own data directory the copy gets\narchive_mode = off (--archive keeps archiving).\n\nPostgreSQL logical: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old, and when after_restore fails)."
     )]
-    Restore {
-        /// Snapshot id, unique prefix (6+ characters) or `latest`.
-        reference: String,
-        /// SQLite: the database file to write.
-        #[arg(long, value_name = "PATH")]
-        to: Option<PathBuf>,
-        /// PostgreSQL logical: the database to restore into.
-        #[arg(long, value_name = "URL")]
-        target_db: Option<String>,
-        /// PostgreSQL physical: the data directory to write (empty or absent; --force replaces).
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        /// Physical: recover to the last transaction committed at or before T (RFC 3339, or
-        /// `YYYY-MM-DD HH:MM:SS` as UTC).
-        #[arg(
-            long,
-            value_name = "T",
-            group = "recovery_target",
-            requires = "data_dir"
-        )]
-        time: Option<String>,
-        /// Physical: recover to this WAL position (`0/3000148`).
-        #[arg(
-            long,
-            value_name = "L",
-            group = "recovery_target",
-            requires = "data_dir"
-        )]
-        lsn: Option<String>,
-        /// Physical: recover up to and including this transaction id.
-        #[arg(
-            long,
-            value_name = "X",
-            group = "recovery_target",
-            requires = "data_dir"
-        )]
-        xid: Option<u64>,
-        /// Physical: recover to a restore point made with pg_create_restore_point(N).
-        #[arg(
-            long,
-            value_name = "N",
-            group = "recovery_target",
-            requires = "data_dir"
-        )]
-        name: Option<String>,
-        /// Physical: recover only until the snapshot is consistent (its own end).
-        #[arg(long, group = "recovery_target", requires = "data_dir")]
-        immediate: bool,
-        /// Physical: recover to the end of the archive (default).
-        #[arg(long, group = "recovery_target", requires = "data_dir")]
-        latest: bool,
-        /// Physical: the timeline to follow: a number, `current` (the snapshot's own) or
-        /// `latest` (the newest that passes through the snapshot). Default: the one the
-        /// source itself is on (its server's, else the one its data directory archived to last).
-        #[arg(long, value_name = "N|current|latest", requires = "data_dir")]
-        timeline: Option<strongroom::engine::postgres::timeline::TimelineRequest>,
-        /// Physical: keep WAL archiving on in a directory that is not the source's own data
-        /// directory (off by default, so a side copy never archives its timeline into the
-        /// source's repository).
-        #[arg(long, requires = "data_dir")]
-        archive: bool,
-        /// Physical: also start PostgreSQL on the directory, wait until it promoted, and
-        /// report the position and time it recovered to.
-        #[arg(long, requires = "data_dir")]
-        start: bool,
-        /// With --start: the port to listen on (default: the cluster's own when free, else
-        /// a free one).
-        #[arg(long, value_name = "PORT", requires = "start")]
-        port: Option<u16>,
-        /// Replace an existing target (the old data is kept aside until the restore succeeded).
-        #[arg(long)]
-        force: bool,
-        /// With --force: keep the replaced data aside after success.
-        #[arg(long)]
-        keep_old: bool,
-        /// Run SQLite's full `PRAGMA integrity_check` (slow: ~30 s/GB) instead of `quick_check`.
-        #[arg(long)]
-        full_check: bool,
-        /// PostgreSQL: parallel pg_restore jobs (default: one per core; 1 streams without a
-        /// temporary file).
-        #[arg(long, value_name = "N")]
-        jobs: Option<usize>,
-        /// Run the source's before_restore/after_restore hooks even though the target is not
-        /// the source's own database (they run by themselves only when it is).
-        #[arg(long)]
-        run_hooks: bool,
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
+    Restore(RestoreArgs),
     /// Prove snapshots restore: test-restore each, check integrity, row counts and configured checks.
     #[command(
         after_help = "Examples:\n  strongroom verify            # the latest snapshot\n  strongroom verify --all --json"
@@ -411,6 +323,88 @@ pub enum Command {
         #[command(subcommand)]
         action: HotelAction,
     },
+}
+
+/// `strongroom restore`'s options: which snapshot, where to, and where recovery stops.
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// Snapshot id, unique prefix (6+ characters) or `latest`.
+    pub reference: String,
+    /// SQLite: the database file to write.
+    #[arg(long, value_name = "PATH")]
+    pub to: Option<PathBuf>,
+    /// PostgreSQL logical: the database to restore into.
+    #[arg(long, value_name = "URL")]
+    pub target_db: Option<String>,
+    /// PostgreSQL physical: the data directory to write (empty or absent; --force replaces).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub point: RecoveryPointArgs,
+    /// Physical: the timeline to follow: a number, `current` (the snapshot's own) or
+    /// `latest` (the newest that passes through the snapshot). Default: the one the
+    /// source itself is on (its server's, else the one its data directory archived to last).
+    #[arg(long, value_name = "N|current|latest", requires = "data_dir")]
+    pub timeline: Option<strongroom::engine::postgres::timeline::TimelineRequest>,
+    /// Physical: keep WAL archiving on in a directory that is not the source's own data
+    /// directory (off by default, so a side copy never archives its timeline into the
+    /// source's repository).
+    #[arg(long, requires = "data_dir")]
+    pub archive: bool,
+    /// Physical: also start PostgreSQL on the directory, wait until it promoted, and
+    /// report the position and time it recovered to.
+    #[arg(long, requires = "data_dir")]
+    pub start: bool,
+    /// With --start: the port to listen on (default: the cluster's own when free, else
+    /// a free one).
+    #[arg(long, value_name = "PORT", requires = "start")]
+    pub port: Option<u16>,
+    /// Replace an existing target (the old data is kept aside until the restore succeeded).
+    #[arg(long)]
+    pub force: bool,
+    /// With --force: keep the replaced data aside after success.
+    #[arg(long)]
+    pub keep_old: bool,
+    /// Run SQLite's full `PRAGMA integrity_check` (slow: ~30 s/GB) instead of `quick_check`.
+    #[arg(long)]
+    pub full_check: bool,
+    /// PostgreSQL: parallel pg_restore jobs (default: one per core; 1 streams without a
+    /// temporary file).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Run the source's before_restore/after_restore hooks even though the target is not
+    /// the source's own database (they run by themselves only when it is).
+    #[arg(long)]
+    pub run_hooks: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Where a physical restore's recovery stops: at most one of these (the `recovery_target`
+/// group), each only with `--data-dir`.
+#[derive(Args)]
+#[group(id = "recovery_target", multiple = false)]
+pub struct RecoveryPointArgs {
+    /// Physical: recover to the last transaction committed at or before T (RFC 3339, or
+    /// `YYYY-MM-DD HH:MM:SS` as UTC).
+    #[arg(long, value_name = "T", requires = "data_dir")]
+    pub time: Option<String>,
+    /// Physical: recover to this WAL position (`0/3000148`).
+    #[arg(long, value_name = "L", requires = "data_dir")]
+    pub lsn: Option<String>,
+    /// Physical: recover up to and including this transaction id.
+    #[arg(long, value_name = "X", requires = "data_dir")]
+    pub xid: Option<u64>,
+    /// Physical: recover to a restore point made with pg_create_restore_point(N).
+    #[arg(long, value_name = "N", requires = "data_dir")]
+    pub name: Option<String>,
+    /// Physical: recover only until the snapshot is consistent (its own end).
+    #[arg(long, requires = "data_dir")]
+    pub immediate: bool,
+    /// Physical: recover to the end of the archive (default).
+    #[arg(long, requires = "data_dir")]
+    // The default when none is given: here to be accepted and to exclude the others.
+    pub latest: bool,
 }
 
 #[derive(Subcommand)]

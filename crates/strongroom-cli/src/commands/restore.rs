@@ -5,66 +5,21 @@
 //! starts the restored cluster through the library and prints where it recovered to.
 //! Must not decide which snapshot or which sort of target (the library's).
 
-use crate::args::FilterArgs;
+use crate::args::{RecoveryPointArgs, RestoreArgs};
 use crate::context::Ctx;
 use crate::exposed;
 use crate::failure::fail;
 use crate::output::{fmt_time, outln, print_json};
 use anyhow::Result;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use strongroom::engine::postgres::physical;
-use strongroom::engine::postgres::timeline::TimelineRequest;
 use strongroom::engine::{RecoveryTarget, Target};
 use strongroom::repository::snapshot::EngineKind;
 use strongroom::restore::{RestoreOutcome, RestoreRequest};
 use strongroom::{ErrorKind, human_bytes};
 
-/// The restore's own flags.
-pub struct Flags {
-    /// SQLite: the file to write.
-    pub to: Option<PathBuf>,
-    /// PostgreSQL logical: the database to restore into.
-    pub target_db: Option<String>,
-    /// PostgreSQL physical: the data directory to write.
-    pub data_dir: Option<PathBuf>,
-    /// PostgreSQL physical: where recovery stops.
-    pub point: Point,
-    /// PostgreSQL physical: the timeline to follow.
-    pub timeline: TimelineRequest,
-    /// PostgreSQL physical: keep archiving in a directory that is not the source's own.
-    pub archive: bool,
-    /// PostgreSQL physical: start the server and wait for promotion.
-    pub start: bool,
-    /// With `start`: the port.
-    pub port: Option<u16>,
-    /// Replace an existing target.
-    pub force: bool,
-    /// Keep the replaced data after success.
-    pub keep_old: bool,
-    /// SQLite's full integrity check instead of the quick one.
-    pub full_check: bool,
-    /// PostgreSQL: parallel jobs.
-    pub jobs: Option<usize>,
-    /// Run the source's hooks even when the target is not its own database.
-    pub run_hooks: bool,
-}
-
-/// The recovery target flags (at most one is set; clap sees to that).
-#[derive(Default)]
-pub struct Point {
-    /// `--time`.
-    pub time: Option<String>,
-    /// `--lsn`.
-    pub lsn: Option<String>,
-    /// `--xid`.
-    pub xid: Option<u64>,
-    /// `--name`.
-    pub name: Option<String>,
-    /// `--immediate`.
-    pub immediate: bool,
-}
-
-impl Point {
+impl RecoveryPointArgs {
+    /// The recovery target these flags name (`--latest`, the default, when none is given).
     fn target(&self) -> Result<RecoveryTarget> {
         Ok(if let Some(t) = &self.time {
             RecoveryTarget::Time(parse_time(t)?)
@@ -93,12 +48,12 @@ fn parse_time(text: &str) -> Result<jiff::Timestamp> {
     strongroom::parse_time(text).map_err(|e| fail(ErrorKind::BadInput, format!("--time {e}")))
 }
 
-/// Restores the snapshot `reference` names into the target the flags give.
-pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Result<()> {
+/// Restores the snapshot `args.reference` names into the target the flags give.
+pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<()> {
     let targets = [
-        flags.to.is_some(),
-        flags.target_db.is_some(),
-        flags.data_dir.is_some(),
+        args.to.is_some(),
+        args.target_db.is_some(),
+        args.data_dir.is_some(),
     ];
     if targets.iter().filter(|t| **t).count() > 1 {
         return Err(fail(
@@ -106,11 +61,11 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
             "give only one target: --to PATH (SQLite), --target-db URL (PostgreSQL logical) or --data-dir DIR (PostgreSQL physical)",
         ));
     }
-    let recovery = flags.point.target()?;
-    if let Some(url) = &flags.target_db {
+    let recovery = args.point.target()?;
+    if let Some(url) = &args.target_db {
         exposed::warn_password_in_argv(url, "--target-db");
     }
-    let target = match (flags.to, flags.target_db, flags.data_dir) {
+    let target = match (args.to, args.target_db, args.data_dir) {
         (Some(path), _, _) => Some(Target::File(path)),
         (_, Some(url), _) => Some(Target::Database(url)),
         (_, _, Some(dir)) => Some(Target::DataDirectory(dir)),
@@ -129,18 +84,18 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
         &repo,
         &ctx.config,
         RestoreRequest {
-            reference: reference.to_string(),
-            filter: filter.filter(&ctx.config),
+            reference: args.reference,
+            filter: args.filter.filter(&ctx.config),
             target,
             recovery: recovery.clone(),
-            timeline: flags.timeline,
-            force: flags.force,
-            keep_old: flags.keep_old,
-            full_check: flags.full_check,
-            jobs: flags.jobs,
-            archive: flags.archive,
-            run_hooks: flags.run_hooks,
-            start: flags.start,
+            timeline: args.timeline.unwrap_or_default(),
+            force: args.force,
+            keep_old: args.keep_old,
+            full_check: args.full_check,
+            jobs: args.jobs,
+            archive: args.archive,
+            run_hooks: args.run_hooks,
+            start: args.start,
         },
         &ctx.progress,
     )?;
@@ -149,8 +104,8 @@ pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs, flags: Flags) -> Res
         eprintln!("note: {why} (--run-hooks runs them)");
     }
     match data_dir {
-        Some(dir) => physical(ctx, &out, seconds, &recovery, &dir, flags.start, flags.port),
-        None => restored(ctx, &out, seconds, flags.full_check),
+        Some(dir) => physical(ctx, &out, seconds, &recovery, &dir, args.start, args.port),
+        None => restored(ctx, &out, seconds, args.full_check),
     }
 }
 
