@@ -59,8 +59,8 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
         Command::Restore(a) => ("restore", a.filter.source.clone()),
         Command::Check { .. } => ("check", None),
         // With --prune or without: the retention run is the job.
-        Command::Forget { filter, .. } => ("forget", filter.source.clone()),
-        Command::Prune { .. } => ("prune", None),
+        Command::Forget(a) => ("forget", a.filter.source.clone()),
+        Command::Prune(_) => ("prune", None),
         Command::Wal {
             action: WalAction::Push { path },
         } => {

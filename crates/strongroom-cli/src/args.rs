@@ -176,33 +176,12 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  strongroom forget --dry-run                  # the [retention] policy: what it keeps, and why\n  strongroom forget --prune                    # apply it, then delete data nothing needs\n  strongroom forget --keep-daily 7 --keep-weekly 4 --source hotel --json\n  strongroom forget 3fa4c1 --prune             # forget one snapshot by id\n\nBuckets are restic's: --keep-daily 7 keeps the newest snapshot of each of the 7 newest days\nthat have one (UTC), so when backups stop nothing ages out. Per source and kind, whatever the\npolicy: the newest snapshot, the newest verified one, and for physical snapshots the one at or\nbefore now minus pitr_window and every later one are kept. Flags replace [retention]'s keep_*\nand keep_within; its tag_within (pre-migration = \"90d\" by default) and pitr_window still apply."
     )]
-    Forget {
-        /// Snapshot ids (or unique prefixes of 6+ characters) to forget instead of applying a policy.
-        snapshots: Vec<String>,
-        #[command(flatten)]
-        keep: strongroom::retention::KeepRules,
-        /// Say what would be removed (and, with --prune, freed); change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Then delete the data no remaining snapshot needs (see `strongroom prune`).
-        #[arg(long)]
-        prune: bool,
-        #[command(flatten)]
-        prune_opts: PruneArgs,
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
+    Forget(ForgetArgs),
     /// Delete data no snapshot needs: unused packs, WAL older than any kept physical snapshot needs.
     #[command(
         after_help = "Examples:\n  strongroom prune --dry-run\n  strongroom prune --max-wait 1h\n\nSafe beside running jobs: packs are first marked, and deleted only once every job that\nstarted before the mark has ended (at most --max-wait; else the next prune finishes). Backups\nand WAL archiving never wait for a prune."
     )]
-    Prune {
-        /// Say what would be deleted and freed; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[command(flatten)]
-        prune_opts: PruneArgs,
-    },
+    Prune(PruneArgs),
     /// Remove stale locks (of jobs whose process is gone), saying which.
     #[command(
         after_help = "Examples:\n  strongroom unlock\n  strongroom unlock --all   # also live-looking ones: only when no strongroom job runs anywhere"
@@ -323,6 +302,35 @@ pub enum Command {
         #[command(subcommand)]
         action: HotelAction,
     },
+}
+
+/// `strongroom forget`'s options: which snapshots go (ids or keep rules), and the prune after.
+#[derive(Args)]
+pub struct ForgetArgs {
+    /// Snapshot ids (or unique prefixes of 6+ characters) to forget instead of applying a policy.
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub keep: strongroom::retention::KeepRules,
+    /// Say what would be removed (and, with --prune, freed); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Then delete the data no remaining snapshot needs (see `strongroom prune`).
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub limits: PruneLimits,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// `strongroom prune`'s options.
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Say what would be deleted and freed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub limits: PruneLimits,
 }
 
 /// `strongroom restore`'s options: which snapshot, where to, and where recovery stops.
@@ -493,9 +501,10 @@ pub enum HotelAction {
     },
 }
 
-/// What a prune may do.
-#[derive(Args, Clone)]
-pub struct PruneArgs {
+/// What a prune may do: which packs it repacks, and how long it waits for older jobs
+/// (`prune`, and `forget --prune`).
+#[derive(Args)]
+pub struct PruneLimits {
     /// Repack packs whose needed share of bytes is below this fraction (default: [prune] repack_below, 0.5).
     #[arg(long, value_name = "FRACTION")]
     pub repack_below: Option<f64>,

@@ -1,7 +1,7 @@
 //! `strongroom forget`: applying the retention policy (or forgetting the snapshots named),
 //! then `--prune` when asked.
 
-use crate::args::{FilterArgs, PruneArgs};
+use crate::args::ForgetArgs;
 use crate::context::Ctx;
 use crate::failure::usage;
 use crate::output::{Align, Table, outln, print_json};
@@ -10,7 +10,6 @@ use serde::Serialize;
 use strongroom::counted;
 use strongroom::forget::{ForgetOptions, ForgetReport};
 use strongroom::prune::PruneReport;
-use strongroom::retention::KeepRules;
 
 /// `forget`'s JSON document: the contract's `keep` and `remove`, plus the prune's report.
 #[derive(Serialize)]
@@ -22,33 +21,27 @@ struct ForgetJson<'a> {
 }
 
 /// Applies the policy (or forgets the snapshots named), then prunes when asked.
-pub fn run(
-    ctx: &Ctx,
-    snapshots: Vec<String>,
-    keep: KeepRules,
-    filter: &FilterArgs,
-    dry_run: bool,
-    prune: bool,
-    prune_args: &PruneArgs,
-) -> Result<()> {
-    if !snapshots.is_empty() && keep.any_keep() {
+pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<()> {
+    if !args.snapshots.is_empty() && args.keep.any_keep() {
         return Err(usage("give snapshot ids or --keep-* rules, not both"));
     }
-    let policy = keep
+    let policy = args
+        .keep
         .over(&ctx.config.retention)
         .policy()
         .map_err(|(key, e)| usage(format!("--{}: {e}", key.replace('_', "-"))))?;
-    let prune_opts = prune
-        .then(|| super::prune::options(ctx, prune_args, dry_run))
+    let prune_opts = args
+        .prune
+        .then(|| super::prune::options(ctx, &args.limits, args.dry_run))
         .transpose()?;
     let repo = ctx.open()?;
     let report = strongroom::forget::run(
         &repo,
         &ForgetOptions {
             policy,
-            filter: filter.filter(&ctx.config),
-            ids: snapshots,
-            dry_run,
+            filter: args.filter.filter(&ctx.config),
+            ids: args.snapshots,
+            dry_run: args.dry_run,
             now: jiff::Timestamp::now(),
         },
     )?;

@@ -61,26 +61,8 @@ pub fn run(global: Global, command: Command) -> Result<()> {
             history,
             &filter,
         ),
-        Command::Forget {
-            snapshots,
-            keep,
-            dry_run,
-            prune,
-            prune_opts,
-            filter,
-        } => forget::run(
-            &ctx()?,
-            snapshots,
-            keep,
-            &filter,
-            dry_run,
-            prune,
-            &prune_opts,
-        ),
-        Command::Prune {
-            dry_run,
-            prune_opts,
-        } => prune::run(&ctx()?, dry_run, &prune_opts),
+        Command::Forget(a) => forget::run(&ctx()?, a),
+        Command::Prune(a) => prune::run(&ctx()?, a),
         Command::Status { source, no_alerts } => status::run(&ctx()?, source.as_deref(), no_alerts),
         Command::Journal {
             source,

@@ -1,6 +1,6 @@
 //! `strongroom prune`: deleting the data no snapshot needs, and saying what went in words.
 
-use crate::args::PruneArgs;
+use crate::args::{PruneArgs, PruneLimits};
 use crate::context::Ctx;
 use crate::failure::usage;
 use crate::output::{outln, print_json};
@@ -9,8 +9,8 @@ use strongroom::prune::{PruneOptions, PruneReport};
 use strongroom::{counted, human_bytes};
 
 /// Deletes what no snapshot needs (or, dry, says what it would).
-pub fn run(ctx: &Ctx, dry_run: bool, args: &PruneArgs) -> Result<()> {
-    let opts = options(ctx, args, dry_run)?;
+pub fn run(ctx: &Ctx, args: PruneArgs) -> Result<()> {
+    let opts = options(ctx, &args.limits, args.dry_run)?;
     let repo = ctx.open()?;
     let report = strongroom::prune::run(&repo, &opts, &ctx.progress)?;
     if ctx.json() {
@@ -20,15 +20,15 @@ pub fn run(ctx: &Ctx, dry_run: bool, args: &PruneArgs) -> Result<()> {
 }
 
 /// The prune's options: the flags, else the config's `[prune]` (`forget --prune` too).
-pub fn options(ctx: &Ctx, args: &PruneArgs, dry_run: bool) -> Result<PruneOptions> {
+pub fn options(ctx: &Ctx, limits: &PruneLimits, dry_run: bool) -> Result<PruneOptions> {
     let settings = &ctx.config.prune;
-    let repack_below = args.repack_below.unwrap_or(settings.repack_below);
+    let repack_below = limits.repack_below.unwrap_or(settings.repack_below);
     if !(0.0..=1.0).contains(&repack_below) {
         return Err(usage(
             "--repack-below must be a fraction between 0 and 1 (e.g. 0.5)",
         ));
     }
-    let wait = args.max_wait.as_deref().unwrap_or(&settings.max_wait);
+    let wait = limits.max_wait.as_deref().unwrap_or(&settings.max_wait);
     let max_wait =
         strongroom::parse_duration(wait).map_err(|e| usage(format!("--max-wait {wait:?}: {e}")))?;
     Ok(PruneOptions {
