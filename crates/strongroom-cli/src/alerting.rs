@@ -54,8 +54,8 @@ pub struct Watched {
 pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
     let mut segment = None;
     let (job, source) = match command {
-        Command::Backup { source, .. } => ("backup", source.clone()),
-        Command::Verify { filter, .. } => ("verify", filter.source.clone()),
+        Command::Backup(a) => ("backup", a.source.clone()),
+        Command::Verify(a) => ("verify", a.filter.source.clone()),
         Command::Restore(a) => ("restore", a.filter.source.clone()),
         Command::Check { .. } => ("check", None),
         // With --prune or without: the retention run is the job.
@@ -69,13 +69,9 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
         }
         // Monitoring that cannot read the repository is itself the alarm (a status that
         // finds something to attend to alerts through its state changes instead).
-        Command::Status { source, .. } => ("status", source.clone()),
+        Command::Status(a) => ("status", a.source.clone()),
         // A drill is a job too (its listing is not).
-        Command::Drill {
-            filter,
-            history: false,
-            ..
-        } => ("drill", filter.source.clone()),
+        Command::Drill(a) if !a.history => ("drill", a.filter.source.clone()),
         _ => return None,
     };
     Some(Watched {

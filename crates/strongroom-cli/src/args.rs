@@ -100,16 +100,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  strongroom backup sqlite:hotel.db --tag daily\n  strongroom backup hotel --tag pre-migration   # a [sources.hotel] from the config\n  strongroom backup postgres://app@db:5432/hotel?sslmode=require\n\nPostgreSQL: the password comes from the URL, PGPASSWORD or ~/.pgpass and reaches pg_dump\nonly through its environment; it is never recorded. pg_dump is searched in\nSTRONGROOM_PG_BINDIR, /usr/lib/postgresql/*/bin, pg_config --bindir and PATH; the oldest\none at least as new as the server is used."
     )]
-    Backup {
-        /// A configured source name, sqlite:PATH or postgres://… (default: the only configured source).
-        source: Option<String>,
-        /// full (SQLite), logical or physical (PostgreSQL).
-        #[arg(long, value_parser = ["full", "logical", "physical"])]
-        kind: Option<String>,
-        /// Tag the snapshot (repeatable).
-        #[arg(long = "tag", value_name = "TAG")]
-        tags: Vec<String>,
-    },
+    Backup(BackupArgs),
     /// List snapshots, oldest first.
     #[command(
         after_help = "Examples:\n  strongroom list\n  strongroom list --source hotel --tag pre-migration\n  strongroom list --json | jq -r '.[].id'"
@@ -122,12 +113,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  strongroom show latest\n  strongroom show 3fa4c1\n  strongroom show latest --source hotel --tag pre-migration --json"
     )]
-    Show {
-        /// Snapshot id, unique prefix (6+ characters) or `latest`.
-        reference: String,
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
+    Show(ShowArgs),
     /// Restore a snapshot.
     #[command(
         after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n  strongroom restore latest --source prod --data-dir /srv/pg/restored --time '2026-12-01 22:59:00' --start\n  strongroom restore latest --data-dir /srv/pg/restored --lsn 16/B374D848\n  strongroom restore latest --data-dir /srv/pg/restored --timeline 2 --latest\n  strongroom restore latest --data-dir /var/lib/postgresql/16/main --force --start\n\nPhysical: the snapshot is written beside DIR, global/pg_control last, with recovery.signal and\nrestore_command = '<this program> wal fetch %f %p' (the server needs STRONGROOM_REPO and the key\nin its environment, as archive_command does); the recovery target goes into\npostgresql.auto.conf with recovery_target_action = promote. `latest` is the newest physical\nsnapshot that ends before the target. Recovery follows the timeline the source is on (not a\ncopy's fork) unless --timeline says otherwise; a target no timeline reaches is refused\nbefore anything is written. Anywhere but the source's own data directory the copy gets\narchive_mode = off (--archive keeps archiving).\n\nPostgreSQL logical: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old, and when after_restore fails)."
@@ -137,32 +123,12 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  strongroom verify            # the latest snapshot\n  strongroom verify --all --json"
     )]
-    Verify {
-        /// Snapshot id, unique prefix or `latest` (default).
-        reference: Option<String>,
-        /// Verify every snapshot (that matches --source/--tag).
-        #[arg(long, conflicts_with = "reference")]
-        all: bool,
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
+    Verify(VerifyArgs),
     /// Rehearse a recovery: restore a snapshot into a scratch place, time every phase, run the checks, and keep the report.
     #[command(
         after_help = "Examples:\n  strongroom drill                                # a random recent snapshot of the only source\n  strongroom drill --source prod --report drill.md\n  strongroom drill --snapshot 3fa4c1 --json\n  STRONGROOM_DRILL_SEED=42 strongroom drill       # replay the random choices of a drill\n  strongroom drill --history                      # the trend: RTO and RPO against the objectives\n\nThe snapshot is random among the source's snapshots of the last 7 days (else its newest 3).\nSQLite restores into a temporary file; PostgreSQL logical into a temporary database on\n[verify] scratch_postgres or the source's server (always dropped); PostgreSQL physical into a\nscratch data directory, where a throwaway server with archive_mode=off recovers through\n`strongroom wal fetch` to a random WAL position after the snapshot. Then the engine's checks,\nrow counts and the source's configured checks. RTO is the sum of the phases (fetch, restore,\nrecovery, checks); RPO is now minus the newest archived WAL segment (physical with archiving)\nor the newest snapshot. Both are measured against [objectives]. The report is kept in the\nrepository (drills/) and journaled. Exit 0 when the drill passed, 1 when it failed."
     )]
-    Drill {
-        /// Drill this snapshot (id, unique prefix of 6+ characters, or `latest`) instead of a random recent one.
-        #[arg(long, value_name = "REF")]
-        snapshot: Option<String>,
-        /// Also write the report as Markdown to FILE.
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// List earlier drills instead (date, source, snapshot, RTO and RPO against objectives, result).
-        #[arg(long, conflicts_with_all = ["snapshot", "report"])]
-        history: bool,
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
+    Drill(DrillArgs),
     /// Check the repository's consistency; --read-data also reads and authenticates every object.
     #[command(
         after_help = "Examples:\n  strongroom check               # every referenced object is present\n  strongroom check --read-data   # and every object reads back intact\n\nExit 1 names each damaged object and the snapshots it affects."
@@ -195,34 +161,12 @@ pub enum Command {
     #[command(
         after_help = "Per source: the newest snapshot of each kind against its expected interval, the WAL\narchive's age against the RPO (and PostgreSQL's archiver when the server answers), the\nnewest verify, drill and check, anomalies against the source's own history, failed jobs,\nretention, and the strategy's checklist ticked from the journal.\n\nAlerts: when a source's level changed since the last alert, or a check fails that did\nnot then ([[alerts]] in the config; without a target nothing is sent), one is sent; what was sent is remembered in the repository (state/alerts). Run it from cron.\n\nExit codes: 0 everything ok, 1 anything at warning or critical (or the repository could\nnot be read), 2 usage error.\n\nExamples:\n  strongroom status\n  strongroom status --source hotel --json | jq '.sources[].checks[] | select(.level != \"ok\")'\n  */10 * * * *  strongroom status --quiet > /dev/null   # crontab: alerts on changes"
     )]
-    Status {
-        /// Only this source.
-        #[arg(long, value_name = "S")]
-        source: Option<String>,
-        /// Neither send alerts nor remember state (a look that changes nothing).
-        #[arg(long)]
-        no_alerts: bool,
-    },
+    Status(StatusArgs),
     /// Job records (backup, verify, wal push failures, prune, drill, …), oldest first.
     #[command(
         after_help = "Examples:\n  strongroom journal --since 7d --failed\n  strongroom journal --source hotel --job backup --json\n  strongroom journal --job 'wal push' --since '2026-12-01 00:00:00'"
     )]
-    Journal {
-        /// Only records of this source.
-        #[arg(long, value_name = "S")]
-        source: Option<String>,
-        /// Only records of this job (backup, restore, verify, check, forget, prune, drill,
-        /// wal push, …).
-        #[arg(long, value_name = "JOB")]
-        job: Option<String>,
-        /// Only failures.
-        #[arg(long)]
-        failed: bool,
-        /// Only jobs that finished at or after T (RFC 3339 or `YYYY-MM-DD HH:MM:SS`), or
-        /// within DURATION (`90s`, `15m`, `26h`, `7d`).
-        #[arg(long, value_name = "T|DURATION")]
-        since: Option<String>,
-    },
+    Journal(JournalArgs),
     /// Prometheus text exposition format on stdout (node_exporter's textfile collector).
     #[command(
         after_help = "Example (crontab; write then rename, so the collector never reads half a file):\n  */5 * * * *  strongroom metrics > /var/lib/node_exporter/strongroom.prom.$$ && mv /var/lib/node_exporter/strongroom.prom.$$ /var/lib/node_exporter/strongroom.prom\n\nAlert rule example:\n  time() - strongroom_last_success_timestamp_seconds{kind=\"full\"} > 26 * 3600"
@@ -266,14 +210,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  strongroom demo\n  strongroom demo --dir /tmp/strongroom-demo --bookings 20000 --json\n\nNeeds no repository or password: it makes its own in DIR."
     )]
-    Demo {
-        /// Where to run (made fresh).
-        #[arg(long, default_value = "strongroom-demo")]
-        dir: PathBuf,
-        /// Bookings in the generated database.
-        #[arg(long, default_value_t = 300_000)]
-        bookings: u64,
-    },
+    Demo(DemoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Examples:\n  strongroom completions bash > /etc/bash_completion.d/strongroom\n  strongroom completions zsh > \"${fpath[1]}/_strongroom\"\n  strongroom completions fish > ~/.config/fish/completions/strongroom.fish"
@@ -304,33 +241,26 @@ pub enum Command {
     },
 }
 
-/// `strongroom forget`'s options: which snapshots go (ids or keep rules), and the prune after.
+/// `strongroom backup`'s options: which source, what kind, which tags.
 #[derive(Args)]
-pub struct ForgetArgs {
-    /// Snapshot ids (or unique prefixes of 6+ characters) to forget instead of applying a policy.
-    pub snapshots: Vec<String>,
-    #[command(flatten)]
-    pub keep: strongroom::retention::KeepRules,
-    /// Say what would be removed (and, with --prune, freed); change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Then delete the data no remaining snapshot needs (see `strongroom prune`).
-    #[arg(long)]
-    pub prune: bool,
-    #[command(flatten)]
-    pub limits: PruneLimits,
-    #[command(flatten)]
-    pub filter: FilterArgs,
+pub struct BackupArgs {
+    /// A configured source name, sqlite:PATH or postgres://… (default: the only configured source).
+    pub source: Option<String>,
+    /// full (SQLite), logical or physical (PostgreSQL).
+    #[arg(long, value_parser = ["full", "logical", "physical"])]
+    pub kind: Option<String>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
 }
 
-/// `strongroom prune`'s options.
+/// `strongroom show`'s options.
 #[derive(Args)]
-pub struct PruneArgs {
-    /// Say what would be deleted and freed; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
+pub struct ShowArgs {
+    /// Snapshot id, unique prefix (6+ characters) or `latest`.
+    pub reference: String,
     #[command(flatten)]
-    pub limits: PruneLimits,
+    pub filter: FilterArgs,
 }
 
 /// `strongroom restore`'s options: which snapshot, where to, and where recovery stops.
@@ -413,6 +343,114 @@ pub struct RecoveryPointArgs {
     #[arg(long, requires = "data_dir")]
     // The default when none is given: here to be accepted and to exclude the others.
     pub latest: bool,
+}
+
+/// `strongroom verify`'s options: one snapshot, or every one the filter keeps.
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Snapshot id, unique prefix or `latest` (default).
+    pub reference: Option<String>,
+    /// Verify every snapshot (that matches --source/--tag).
+    #[arg(long, conflicts_with = "reference")]
+    pub all: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// `strongroom drill`'s options.
+#[derive(Args)]
+pub struct DrillArgs {
+    /// Drill this snapshot (id, unique prefix of 6+ characters, or `latest`) instead of a random recent one.
+    #[arg(long, value_name = "REF")]
+    pub snapshot: Option<String>,
+    /// Also write the report as Markdown to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// List earlier drills instead (date, source, snapshot, RTO and RPO against objectives, result).
+    #[arg(long, conflicts_with_all = ["snapshot", "report"])]
+    pub history: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// `strongroom forget`'s options: which snapshots go (ids or keep rules), and the prune after.
+#[derive(Args)]
+pub struct ForgetArgs {
+    /// Snapshot ids (or unique prefixes of 6+ characters) to forget instead of applying a policy.
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub keep: strongroom::retention::KeepRules,
+    /// Say what would be removed (and, with --prune, freed); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Then delete the data no remaining snapshot needs (see `strongroom prune`).
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub limits: PruneLimits,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// `strongroom prune`'s options.
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Say what would be deleted and freed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub limits: PruneLimits,
+}
+
+/// `strongroom status`'s options.
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Only this source.
+    #[arg(long, value_name = "S")]
+    pub source: Option<String>,
+    /// Neither send alerts nor remember state (a look that changes nothing).
+    #[arg(long)]
+    pub no_alerts: bool,
+}
+
+/// `strongroom journal`'s options: which records.
+#[derive(Args)]
+pub struct JournalArgs {
+    /// Only records of this source.
+    #[arg(long, value_name = "S")]
+    pub source: Option<String>,
+    /// Only records of this job (backup, restore, verify, check, forget, prune, drill,
+    /// wal push, …).
+    #[arg(long, value_name = "JOB")]
+    pub job: Option<String>,
+    /// Only failures.
+    #[arg(long)]
+    pub failed: bool,
+    /// Only jobs that finished at or after T (RFC 3339 or `YYYY-MM-DD HH:MM:SS`), or
+    /// within DURATION (`90s`, `15m`, `26h`, `7d`).
+    #[arg(long, value_name = "T|DURATION")]
+    pub since: Option<String>,
+}
+
+/// `strongroom demo`'s options.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Where to run (made fresh).
+    #[arg(long, default_value = "strongroom-demo")]
+    pub dir: PathBuf,
+    /// Bookings in the generated database.
+    #[arg(long, default_value_t = 300_000)]
+    pub bookings: u64,
+}
+
+/// `strongroom repair …`.
+#[derive(Subcommand)]
+pub enum RepairAction {
+    /// Rebuild the index from the packs' own trailers.
+    #[command(
+        after_help = "Example:\n  strongroom repair index\n\nAfter damage or a lost index object: the new index names only chunks whose packs exist and\nopen, so no later backup builds on data that is gone."
+    )]
+    Index,
 }
 
 #[derive(Subcommand)]
@@ -501,28 +539,6 @@ pub enum HotelAction {
     },
 }
 
-/// What a prune may do: which packs it repacks, and how long it waits for older jobs
-/// (`prune`, and `forget --prune`).
-#[derive(Args)]
-pub struct PruneLimits {
-    /// Repack packs whose needed share of bytes is below this fraction (default: [prune] repack_below, 0.5).
-    #[arg(long, value_name = "FRACTION")]
-    pub repack_below: Option<f64>,
-    /// Wait at most this long for jobs older than the deletion (default: [prune] max_wait, 10m).
-    #[arg(long, value_name = "DURATION")]
-    pub max_wait: Option<String>,
-}
-
-/// `strongroom repair …`.
-#[derive(Subcommand)]
-pub enum RepairAction {
-    /// Rebuild the index from the packs' own trailers.
-    #[command(
-        after_help = "Example:\n  strongroom repair index\n\nAfter damage or a lost index object: the new index names only chunks whose packs exist and\nopen, so no later backup builds on data that is gone."
-    )]
-    Index,
-}
-
 #[derive(Args, Clone)]
 pub struct FilterArgs {
     /// Only snapshots of this source: its config name or its URL in any spelling.
@@ -541,4 +557,16 @@ impl FilterArgs {
             tags: self.tags.clone(),
         }
     }
+}
+
+/// What a prune may do: which packs it repacks, and how long it waits for older jobs
+/// (`prune`, and `forget --prune`).
+#[derive(Args)]
+pub struct PruneLimits {
+    /// Repack packs whose needed share of bytes is below this fraction (default: [prune] repack_below, 0.5).
+    #[arg(long, value_name = "FRACTION")]
+    pub repack_below: Option<f64>,
+    /// Wait at most this long for jobs older than the deletion (default: [prune] max_wait, 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub max_wait: Option<String>,
 }

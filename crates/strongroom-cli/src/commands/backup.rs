@@ -1,5 +1,6 @@
 //! `strongroom backup`: take a snapshot of a source.
 
+use crate::args::BackupArgs;
 use crate::context::Ctx;
 use crate::exposed;
 use crate::output::{outln, print_json};
@@ -8,8 +9,9 @@ use strongroom::backup::BackupOptions;
 use strongroom::human_bytes;
 use strongroom::repository::snapshot::BackupKind;
 
-/// Backs up `source` (the only configured one when `None`).
-pub fn run(ctx: &Ctx, source: Option<&str>, kind: Option<String>, tags: Vec<String>) -> Result<()> {
+/// Backs up `args.source` (the only configured one when `None`).
+pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<()> {
+    let source = args.source.as_deref();
     if let Some(arg) = source {
         // A configured name is never a URL, so this only looks at URLs typed on the line.
         exposed::warn_password_in_argv(arg, "the source URL");
@@ -17,8 +19,8 @@ pub fn run(ctx: &Ctx, source: Option<&str>, kind: Option<String>, tags: Vec<Stri
     let repo = ctx.open()?;
     let src = ctx.config.source(source)?;
     let opts = BackupOptions {
-        tags,
-        kind: kind.map(BackupKind::from),
+        tags: args.tags,
+        kind: args.kind.map(BackupKind::from),
     };
     // Ctrl-C must not leave a spool file (a copy of the database) behind.
     strongroom::interrupt::install();

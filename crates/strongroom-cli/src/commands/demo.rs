@@ -1,18 +1,18 @@
 //! `strongroom demo`: the whole story on an embedded hotel database.
 
+use crate::args::DemoArgs;
 use crate::context::Ctx;
 use crate::output::{outln, print_json};
 use anyhow::Result;
-use std::path::Path;
 use strongroom::human_bytes;
 
-/// Runs the demo in `dir` and prints its summary.
-pub fn run(ctx: &Ctx, dir: &Path, bookings: u64) -> Result<()> {
+/// Runs the demo in `args.dir` and prints its summary.
+pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
     // The story goes on when stdout is gone; the summary's write then ends the command.
     let mut say = |line: &str| {
         let _ = outln!("{line}");
     };
-    let s = strongroom::demo::run(dir, bookings, &mut say, &ctx.progress)?;
+    let s = strongroom::demo::run(&args.dir, args.bookings, &mut say, &ctx.progress)?;
     if ctx.json() {
         return print_json(&s);
     }

@@ -1,25 +1,18 @@
 //! `strongroom drill`: a timed recovery rehearsal, and `--history`, the trend of earlier ones.
 
-use crate::args::FilterArgs;
+use crate::args::{DrillArgs, FilterArgs};
 use crate::context::Ctx;
 use crate::failure::{fail, reported};
 use crate::output::{outln, print_json, short};
 use anyhow::{Context, Result};
-use std::path::Path;
 use strongroom::ErrorKind;
 use strongroom::drill::{self, Plan, SEED_VAR};
 use strongroom::engine::Scratch;
 
-/// Runs a drill (or lists earlier ones with `history`).
-pub fn run(
-    ctx: &Ctx,
-    snapshot: Option<&str>,
-    report_file: Option<&Path>,
-    history: bool,
-    filter: &FilterArgs,
-) -> Result<()> {
-    if history {
-        return list(ctx, filter);
+/// Runs a drill (or lists earlier ones with `args.history`).
+pub fn run(ctx: &Ctx, args: DrillArgs) -> Result<()> {
+    if args.history {
+        return list(ctx, &args.filter);
     }
     // A physical snapshot is recovered by a server whose restore_command runs
     // `strongroom wal fetch`: it must find this repository.
@@ -36,8 +29,8 @@ pub fn run(
     let repo = ctx.open()?;
     strongroom::interrupt::install();
     let plan = Plan {
-        filter: filter.filter(&ctx.config),
-        reference: snapshot.map(str::to_string),
+        filter: args.filter.filter(&ctx.config),
+        reference: args.snapshot,
         seed,
         now: jiff::Timestamp::now(),
         config: &ctx.config,
@@ -57,7 +50,7 @@ pub fn run(
             .unwrap_or_default()
     );
     let markdown = drill::report::markdown(&report);
-    if let Some(file) = report_file {
+    if let Some(file) = &args.report {
         std::fs::write(file, &markdown)
             .with_context(|| format!("writing the drill report to {}", file.display()))?;
     }

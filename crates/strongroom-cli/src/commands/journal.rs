@@ -1,5 +1,6 @@
 //! `strongroom journal`: job records, oldest first, filtered.
 
+use crate::args::JournalArgs;
 use crate::context::Ctx;
 use crate::failure::fail;
 use crate::output::{Align, Table, fmt_time, print_json, short};
@@ -23,19 +24,14 @@ fn since(text: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp> {
 }
 
 /// Prints the records the flags select.
-pub fn run(
-    ctx: &Ctx,
-    source: Option<&str>,
-    job: Option<String>,
-    failed: bool,
-    since_text: Option<&str>,
-) -> Result<()> {
+pub fn run(ctx: &Ctx, args: JournalArgs) -> Result<()> {
     let query = JournalQuery {
-        source: source.map(|s| ctx.config.source_match(s)),
-        job,
-        failed,
-        since: since_text
-            .map(|t| since(t, jiff::Timestamp::now()))
+        source: args.source.map(|s| ctx.config.source_match(&s)),
+        job: args.job,
+        failed: args.failed,
+        since: args
+            .since
+            .map(|t| since(&t, jiff::Timestamp::now()))
             .transpose()?,
     };
     let repo = ctx.open()?;

@@ -37,46 +37,24 @@ pub fn run(global: Global, command: Command) -> Result<()> {
     let ctx = || Ctx::new(global.clone());
     match command {
         Command::Init { encryption } => init::run(&ctx()?, &encryption),
-        Command::Backup { source, kind, tags } => {
-            backup::run(&ctx()?, source.as_deref(), kind, tags)
-        }
+        Command::Backup(a) => backup::run(&ctx()?, a),
         Command::List { filter } => list::run(&ctx()?, &filter),
-        Command::Show { reference, filter } => show::run(&ctx()?, &reference, &filter),
+        Command::Show(a) => show::run(&ctx()?, a),
         Command::Restore(a) => restore::run(&ctx()?, a),
-        Command::Verify {
-            reference,
-            all,
-            filter,
-        } => verify::run(&ctx()?, reference.as_deref(), all, &filter),
+        Command::Verify(a) => verify::run(&ctx()?, a),
         Command::Check { read_data } => check::run(&ctx()?, read_data),
-        Command::Drill {
-            snapshot,
-            report,
-            history,
-            filter,
-        } => drill::run(
-            &ctx()?,
-            snapshot.as_deref(),
-            report.as_deref(),
-            history,
-            &filter,
-        ),
+        Command::Drill(a) => drill::run(&ctx()?, a),
         Command::Forget(a) => forget::run(&ctx()?, a),
         Command::Prune(a) => prune::run(&ctx()?, a),
-        Command::Status { source, no_alerts } => status::run(&ctx()?, source.as_deref(), no_alerts),
-        Command::Journal {
-            source,
-            job,
-            failed,
-            since,
-        } => journal::run(&ctx()?, source.as_deref(), job, failed, since.as_deref()),
+        Command::Status(a) => status::run(&ctx()?, a),
+        Command::Journal(a) => journal::run(&ctx()?, a),
         Command::Metrics { source } => metrics::run(&ctx()?, source.as_deref()),
         Command::Unlock { all } => unlock::run(&ctx()?, all),
         Command::Repair { action } => repair::run(&ctx()?, action),
         Command::Key { action } => key::run(&ctx()?, action),
         Command::Wal { action } => wal::run(ctx(), action),
         Command::Runbook { source } => runbook::run(&ctx()?, source.as_deref()),
-        Command::Demo { dir, bookings } => demo::run(&ctx()?, &dir, bookings),
+        Command::Demo(a) => demo::run(&ctx()?, a),
         Command::Completions { shell } => completions::run(shell),
         Command::SourceNames => completions::source_names(&global),
         Command::Man { dir } => man::run(dir.as_deref()),

@@ -1,16 +1,16 @@
 //! `strongroom show`: one snapshot.
 
-use crate::args::FilterArgs;
+use crate::args::ShowArgs;
 use crate::context::Ctx;
 use crate::output::{fmt_time, outln, print_json};
 use anyhow::Result;
 use strongroom::human_bytes;
 use strongroom::repository::snapshot::Snapshot;
 
-/// Shows the snapshot `reference` names.
-pub fn run(ctx: &Ctx, reference: &str, filter: &FilterArgs) -> Result<()> {
+/// Shows the snapshot `args.reference` names.
+pub fn run(ctx: &Ctx, args: ShowArgs) -> Result<()> {
     let repo = ctx.open()?;
-    let s = repo.resolve(reference, &filter.filter(&ctx.config))?;
+    let s = repo.resolve(&args.reference, &args.filter.filter(&ctx.config))?;
     if ctx.json() {
         print_json(&s.summary())?;
     } else {

@@ -1,6 +1,7 @@
 //! `strongroom status`: health per source, alerts on state changes and new problems (when
 //! `[[alerts]]` has a target), exit 1 when anything needs attention.
 
+use crate::args::StatusArgs;
 use crate::context::Ctx;
 use crate::failure::ExitWith;
 use crate::output::{outln, print_json};
@@ -43,18 +44,18 @@ fn marker(level: Level) -> &'static str {
 
 /// Judges every source (or one), sends alerts for changed levels, prints, and exits 1 when
 /// anything is not ok.
-pub fn run(ctx: &Ctx, source: Option<&str>, no_alerts: bool) -> Result<()> {
+pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
     let repo = ctx.open()?;
     let now = jiff::Timestamp::now();
     let scope = evidence::Scope {
-        source: source.map(str::to_string),
+        source: args.source,
         ask_servers: true,
         repository_size: false,
     };
     let ev = evidence::gather(&repo, &ctx.config, &scope)?;
     let health = evaluate::evaluate(&ctx.config, &ev, now);
     // No target: nobody is told, so nothing is sent or remembered as said.
-    let notices = if no_alerts || ctx.config.alerts.is_empty() {
+    let notices = if args.no_alerts || ctx.config.alerts.is_empty() {
         Vec::new()
     } else {
         let deliver = |a: &strongroom::alert::Alert| crate::alerting::deliver(ctx, a);

@@ -1,6 +1,6 @@
 //! `strongroom verify`: prove snapshots restore, by restoring them.
 
-use crate::args::FilterArgs;
+use crate::args::VerifyArgs;
 use crate::context::Ctx;
 use crate::failure::{fail, reported};
 use crate::output::{outln, print_json, short};
@@ -9,14 +9,15 @@ use strongroom::ErrorKind;
 use strongroom::engine::Scratch;
 use strongroom::repository::snapshot::Snapshot;
 
-/// Test-restores the snapshot `reference` names (default `latest`), or every one with `all`.
-pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -> Result<()> {
+/// Test-restores the snapshot `args.reference` names (default `latest`), or every one with
+/// `args.all`.
+pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
     // Physical snapshots are test-restored by a server whose restore_command runs
     // `strongroom wal fetch`: it must find this repository.
     ctx.export_access_env();
     let repo = ctx.open()?;
-    let (snaps, damaged) = if all {
-        let f = filter.filter(&ctx.config);
+    let (snaps, damaged) = if args.all {
+        let f = args.filter.filter(&ctx.config);
         // A damaged manifest is reported, not fatal: its source and tags are unknown, so it is
         // listed whatever the filter says.
         let (good, damaged) = repo.snapshots_lenient()?;
@@ -26,8 +27,8 @@ pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -
         }
         (v, damaged)
     } else {
-        let one =
-            repo.resolve_one_source(reference.unwrap_or("latest"), &filter.filter(&ctx.config))?;
+        let reference = args.reference.as_deref().unwrap_or("latest");
+        let one = repo.resolve_one_source(reference, &args.filter.filter(&ctx.config))?;
         (vec![one], Vec::new())
     };
     let scratch = Scratch::configured(&ctx.config.verify);
