@@ -3,6 +3,12 @@
 //! Owns what a user can type and what `--help` says (with examples), nothing else: each
 //! command's work is in `commands/`. Global options are flagged `global = true` so they are
 //! accepted after the command too.
+//!
+//! Each group of options is written once: a command with more than one option has its own
+//! `…Args` struct here (a tuple variant of [`Command`]), which its handler takes whole; a
+//! command with one keeps it inline. Groups that several commands share ([`FilterArgs`],
+//! [`PruneLimits`], the library's `KeepRules`, [`RecoveryPointArgs`] inside restore's) are
+//! flattened into them, never repeated.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -539,6 +545,7 @@ pub enum HotelAction {
     },
 }
 
+/// Which snapshots a command looks at: `--source` and `--tag`.
 #[derive(Args, Clone)]
 pub struct FilterArgs {
     /// Only snapshots of this source: its config name or its URL in any spelling.

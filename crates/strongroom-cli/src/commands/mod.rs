@@ -3,6 +3,8 @@
 //!
 //! Must not hold domain logic: what a command does is the library's; here is only which
 //! call, with which options, and how its result looks.
+//!
+//! [`run`] only dispatches: each handler takes its command's clap struct from `args` whole.
 
 pub mod backup;
 pub mod check;
