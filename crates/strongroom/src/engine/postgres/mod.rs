@@ -90,6 +90,20 @@ fn scratch_server(
     })
 }
 
+/// The URL of the PostgreSQL server `snap` was taken from: its configured source's, else
+/// the URL it recorded; `None` for other engines or when neither is known.
+pub fn source_url(config: &crate::config::Config, snap: &Snapshot) -> Option<String> {
+    postgres_url(config.location_of(&snap.source, snap.source_location.as_deref()))
+}
+
+/// The URL a location names when it is a PostgreSQL one.
+pub fn postgres_url(location: Option<Location>) -> Option<String> {
+    match location? {
+        Location::Postgres(url) => Some(url),
+        _ => None,
+    }
+}
+
 /// Where a URL recorded in the snapshot came from, for messages.
 fn recorded(snap: &Snapshot) -> String {
     format!("the source URL recorded in snapshot {}", snap.short_id())
