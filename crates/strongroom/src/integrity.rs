@@ -531,7 +531,9 @@ impl<'a> Examination<'a> {
     /// files and origin records; the source's timeline by those records alone): a gap stops
     /// the recovery of the snapshots that need what it lacks.
     fn wal_continuous(&mut self, kept: &[Snapshot], wal_needs: &[wal::NeededFrom]) -> Result<()> {
-        for report in wal::verify(self.repo, kept, &Default::default())? {
+        for report in
+            crate::engine::postgres::continuity::verify(self.repo, kept, &Default::default())?
+        {
             let archive = Archive::new(self.repo, &report.system_identifier);
             for t in &report.timelines {
                 for g in t.gaps.iter().filter(|g| g.needed) {

@@ -6,6 +6,7 @@
 
 pub mod archiver;
 pub mod cluster;
+pub mod continuity;
 pub mod dump_format;
 pub mod logical;
 pub mod physical;
