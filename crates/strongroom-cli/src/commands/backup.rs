@@ -4,8 +4,8 @@ use crate::context::Ctx;
 use crate::exposed;
 use crate::output::{outln, print_json};
 use anyhow::Result;
-use strongroom::backup::BackupOptions;
 use strongroom::human_bytes;
+use strongroom::jobs::backup::BackupOptions;
 use strongroom::repository::snapshot::BackupKind;
 
 /// Backs up `source` (the only configured one when `None`).
@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, source: Option<&str>, kind: Option<String>, tags: Vec<Stri
     };
     // Ctrl-C must not leave a spool file (a copy of the database) behind.
     strongroom::interrupt::install();
-    let snap = strongroom::backup::run(&repo, &src, &opts, &ctx.progress)?;
+    let snap = strongroom::jobs::backup::run(&repo, &src, &opts, &ctx.progress)?;
     if ctx.json() {
         print_json(&snap.summary())?;
     } else {

@@ -12,7 +12,7 @@ pub fn run(ctx: &Ctx, dir: &Path, bookings: u64) -> Result<()> {
     let mut say = |line: &str| {
         let _ = outln!("{line}");
     };
-    let s = strongroom::demo::run(dir, bookings, &mut say, &ctx.progress)?;
+    let s = strongroom::jobs::demo::run(dir, bookings, &mut say, &ctx.progress)?;
     if ctx.json() {
         return print_json(&s);
     }

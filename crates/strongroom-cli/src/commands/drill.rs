@@ -7,8 +7,8 @@ use crate::output::{outln, print_json, short};
 use anyhow::{Context, Result};
 use std::path::Path;
 use strongroom::ErrorKind;
-use strongroom::drill::{self, Plan, SEED_VAR};
 use strongroom::engine::Scratch;
+use strongroom::jobs::drill::{self, Plan, SEED_VAR};
 
 /// Runs a drill (or lists earlier ones with `history`).
 pub fn run(

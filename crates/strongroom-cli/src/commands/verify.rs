@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, reference: Option<&str>, all: bool, filter: &FilterArgs) -
     };
     let scratch = Scratch::configured(&ctx.config.verify);
     strongroom::interrupt::install();
-    let report = strongroom::verify::run(
+    let report = strongroom::jobs::verify::run(
         &repo,
         &snaps,
         &damaged,

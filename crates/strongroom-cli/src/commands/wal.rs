@@ -34,7 +34,7 @@ fn here() -> Result<std::path::PathBuf> {
 
 fn push(ctx: &Ctx, path: &Path) -> Result<()> {
     let repo = ctx.open_unattended()?;
-    let p = strongroom::wal_push::run(&repo, &here()?, path, ctx.config.wal_source())?;
+    let p = strongroom::jobs::wal_push::run(&repo, &here()?, path, ctx.config.wal_source())?;
     tracing::info!(
         "archived {} of cluster {} ({} → {}{})",
         p.name,

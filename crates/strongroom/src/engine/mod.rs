@@ -226,7 +226,7 @@ pub struct Swapped {
 
 /// A snapshot restored beside its target and checked; the target is still untouched.
 ///
-/// The restore sequence (`crate::restore`) drives it: [`Staged::ready`], the
+/// The restore sequence (`crate::jobs::restore`) drives it: [`Staged::ready`], the
 /// `before_restore` hook, [`Staged::swap`] (signals held off), the `after_restore` hook,
 /// then [`Staged::discard_old`] unless the old data is to be kept. Dropping a staged copy
 /// that was not swapped in removes it.

@@ -7,18 +7,19 @@
 //! the demo is also an end-to-end exercise of them. Must not print: it narrates through a
 //! callback and returns a summary.
 
-use crate::backup::{self, BackupOptions};
 use crate::crypto::KdfParams;
 use crate::engine::Target;
 use crate::error::{Error, Result};
 use crate::hotel::{self, Rng, Scale};
+use crate::human_bytes;
+use crate::jobs::backup::{self, BackupOptions};
+use crate::jobs::restore::RestoreRequest;
+use crate::jobs::{restore, verify};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::snapshot::Snapshot;
-use crate::restore::RestoreRequest;
 use crate::source::{Location, Source, SqlCheck};
 use crate::storage::Storage;
-use crate::{human_bytes, restore, verify};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -419,7 +420,7 @@ impl<'a> Demo<'a> {
     /// Step 10: `check --read-data`.
     fn check_repository(&mut self) -> Result<()> {
         self.say("10. Checking the repository: every object read back and authenticated");
-        let checked = crate::integrity::run(&self.repo, true, self.progress)?;
+        let checked = crate::jobs::integrity::run(&self.repo, true, self.progress)?;
         if !checked.ok {
             return Err(Error::Failed(
                 "the repository check found damage during the demo".into(),
@@ -433,13 +434,13 @@ impl<'a> Demo<'a> {
     }
 
     /// Step 11: a drill, timed phase by phase against the objectives.
-    fn drill(&mut self) -> Result<crate::drill::DrillReport> {
+    fn drill(&mut self) -> Result<crate::jobs::drill::DrillReport> {
         self.say(
             "11. A disaster-recovery drill: a random recent snapshot restored and checked, every phase timed",
         );
-        let drill = crate::drill::run(
+        let drill = crate::jobs::drill::run(
             &self.repo,
-            &crate::drill::Plan {
+            &crate::jobs::drill::Plan {
                 filter: Default::default(),
                 reference: None,
                 seed: 11,
@@ -486,9 +487,9 @@ impl<'a> Demo<'a> {
         self.say(
             "12. Applying the retention policy, as status asks weekly (`strongroom forget --prune`): old snapshots forgotten, then what nothing needs deleted",
         );
-        let forgotten = crate::forget::run(
+        let forgotten = crate::jobs::forget::run(
             &self.repo,
-            &crate::forget::ForgetOptions {
+            &crate::jobs::forget::ForgetOptions {
                 policy: self.config.retention.policy().expect("validated at load"),
                 filter: Default::default(),
                 ids: Vec::new(),
@@ -509,7 +510,7 @@ impl<'a> Demo<'a> {
                 r.short_id
             ));
         }
-        let pruned = crate::prune::run(&self.repo, &Default::default(), self.progress)?;
+        let pruned = crate::jobs::prune::run(&self.repo, &Default::default(), self.progress)?;
         let freed = pruned.freed.max(0) as u64;
         let reclaimed = if freed > 0 {
             format!("prune freed {}", human_bytes(freed))

@@ -482,7 +482,7 @@ impl<'a> Examination<'a> {
                 repo.read_journal_object(o).map(drop)
             }),
             (ObjectKind::Drill, &|o| {
-                crate::drill::read_report(repo, o).map(drop)
+                crate::jobs::drill::read_report(repo, o).map(drop)
             }),
             (ObjectKind::State, &|o| {
                 if o == alerts {
