@@ -385,6 +385,16 @@ impl Config {
     pub fn source_for(&self, recorded: &str) -> Option<Source> {
         self.source(Some(recorded)).ok()
     }
+
+    /// Where the database a snapshot was taken of is now: its configured source's location
+    /// (the config may have moved it), else the recorded name when it is a URL, else the
+    /// location recorded beside a config name.
+    pub fn location_of(&self, recorded: &str, location: Option<&str>) -> Option<Location> {
+        self.source_for(recorded)
+            .map(|s| s.location)
+            .or_else(|| parse_location(recorded))
+            .or_else(|| location.and_then(parse_location))
+    }
 }
 
 #[cfg(test)]

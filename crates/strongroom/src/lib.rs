@@ -2,44 +2,35 @@
 //!
 //! Every backup becomes a [`repository::snapshot::Snapshot`] in a [`repository::Repository`]
 //! that lives on any object store ([`storage`]). Engines ([`engine`]) turn a live database into
-//! chunks and back; everything else (restore, [`verify`], [`check`]) is an operation over
-//! snapshots. The command-line crate `strongroom-cli` is a thin layer over this library.
+//! chunks and back; the [`jobs`] (backup, restore, verify, check, forget, prune, drill, …)
+//! are operations over snapshots, each with its journal record. The command-line crate `strongroom-cli` is a thin layer over this library.
 
 pub mod access;
 pub mod alert;
-pub mod backup;
 pub(crate) mod beneath;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
-pub mod demo;
 pub mod device;
-pub mod drill;
 pub mod engine;
 pub mod error;
 pub mod fault;
-pub mod forget;
 pub mod hotel;
 pub mod id;
-pub mod integrity;
 pub mod interrupt;
+pub mod jobs;
 pub mod monitor;
 pub mod pipe;
 pub mod private_dir;
 pub mod process;
 pub mod progress;
-pub mod prune;
-pub mod repair;
 pub mod repository;
-pub mod restore;
 pub mod retention;
 pub mod runbook;
 pub mod source;
 pub mod state;
 pub mod storage;
 pub mod trust;
-pub mod verify;
-pub mod wal_push;
 
 pub use error::{Error, ErrorKind, Result};
 

@@ -5,8 +5,8 @@ use crate::context::Ctx;
 use crate::exposed;
 use crate::output::{outln, print_json};
 use anyhow::Result;
-use strongroom::backup::BackupOptions;
 use strongroom::human_bytes;
+use strongroom::jobs::backup::BackupOptions;
 use strongroom::repository::snapshot::BackupKind;
 
 /// Backs up `args.source` (the only configured one when `None`).
@@ -24,7 +24,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<()> {
     };
     // Ctrl-C must not leave a spool file (a copy of the database) behind.
     strongroom::interrupt::install();
-    let snap = strongroom::backup::run(&repo, &src, &opts, &ctx.progress)?;
+    let snap = strongroom::jobs::backup::run(&repo, &src, &opts, &ctx.progress)?;
     if ctx.json() {
         print_json(&snap.summary())?;
     } else {

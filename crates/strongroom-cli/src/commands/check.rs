@@ -4,13 +4,13 @@ use crate::context::Ctx;
 use crate::failure::reported;
 use crate::output::{outln, print_json, short};
 use anyhow::Result;
-use strongroom::integrity::CheckReport;
+use strongroom::jobs::integrity::CheckReport;
 use strongroom::{ErrorKind, counted, human_bytes};
 
 /// Checks that everything a snapshot needs is present (and with `read_data`, intact).
 pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
     let repo = ctx.open()?;
-    let report = strongroom::integrity::run(&repo, read_data, &ctx.progress)?;
+    let report = strongroom::jobs::integrity::run(&repo, read_data, &ctx.progress)?;
     if ctx.json() {
         print_json(&report)?;
     } else {

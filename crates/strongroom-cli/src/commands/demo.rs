@@ -12,7 +12,7 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
     let mut say = |line: &str| {
         let _ = outln!("{line}");
     };
-    let s = strongroom::demo::run(&args.dir, args.bookings, &mut say, &ctx.progress)?;
+    let s = strongroom::jobs::demo::run(&args.dir, args.bookings, &mut say, &ctx.progress)?;
     if ctx.json() {
         return print_json(&s);
     }

@@ -6,8 +6,8 @@ use crate::failure::{fail, reported};
 use crate::output::{outln, print_json, short};
 use anyhow::{Context, Result};
 use strongroom::ErrorKind;
-use strongroom::drill::{self, Plan, SEED_VAR};
 use strongroom::engine::Scratch;
+use strongroom::jobs::drill::{self, Plan, SEED_VAR};
 
 /// Runs a drill (or lists earlier ones with `args.history`).
 pub fn run(ctx: &Ctx, args: DrillArgs) -> Result<()> {

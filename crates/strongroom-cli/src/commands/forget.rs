@@ -8,8 +8,8 @@ use crate::output::{Align, Table, outln, print_json};
 use anyhow::Result;
 use serde::Serialize;
 use strongroom::counted;
-use strongroom::forget::{ForgetOptions, ForgetReport};
-use strongroom::prune::PruneReport;
+use strongroom::jobs::forget::{ForgetOptions, ForgetReport};
+use strongroom::jobs::prune::PruneReport;
 
 /// `forget`'s JSON document: the contract's `keep` and `remove`, plus the prune's report.
 #[derive(Serialize)]
@@ -35,7 +35,7 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<()> {
         .then(|| super::prune::options(ctx, &args.limits, args.dry_run))
         .transpose()?;
     let repo = ctx.open()?;
-    let report = strongroom::forget::run(
+    let report = strongroom::jobs::forget::run(
         &repo,
         &ForgetOptions {
             policy,
@@ -48,7 +48,7 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<()> {
     let pruned = match prune_opts {
         Some(mut o) => {
             o.assume_forgotten = report.remove.iter().map(|r| r.id.clone()).collect();
-            Some(strongroom::prune::run(&repo, &o, &ctx.progress)?)
+            Some(strongroom::jobs::prune::run(&repo, &o, &ctx.progress)?)
         }
         None => None,
     };

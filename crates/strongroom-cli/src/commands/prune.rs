@@ -5,14 +5,14 @@ use crate::context::Ctx;
 use crate::failure::usage;
 use crate::output::{outln, print_json};
 use anyhow::Result;
-use strongroom::prune::{PruneOptions, PruneReport};
+use strongroom::jobs::prune::{PruneOptions, PruneReport};
 use strongroom::{counted, human_bytes};
 
 /// Deletes what no snapshot needs (or, dry, says what it would).
 pub fn run(ctx: &Ctx, args: PruneArgs) -> Result<()> {
     let opts = options(ctx, &args.limits, args.dry_run)?;
     let repo = ctx.open()?;
-    let report = strongroom::prune::run(&repo, &opts, &ctx.progress)?;
+    let report = strongroom::jobs::prune::run(&repo, &opts, &ctx.progress)?;
     if ctx.json() {
         return print_json(&report);
     }

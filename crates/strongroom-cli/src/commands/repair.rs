@@ -10,7 +10,7 @@ pub fn run(ctx: &Ctx, action: RepairAction) -> Result<()> {
     match action {
         RepairAction::Index => {
             let repo = ctx.open()?;
-            let r = strongroom::repair::index(&repo, &ctx.progress)?;
+            let r = strongroom::jobs::repair::index(&repo, &ctx.progress)?;
             if ctx.json() {
                 return print_json(&r);
             }

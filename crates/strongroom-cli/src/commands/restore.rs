@@ -1,6 +1,6 @@
 //! `strongroom restore`: a snapshot into a file, a database or a data directory.
 //!
-//! Turns the flags into one [`strongroom::restore::RestoreRequest`] (which snapshot, where to,
+//! Turns the flags into one [`strongroom::jobs::restore::RestoreRequest`] (which snapshot, where to,
 //! where recovery stops) and prints what the library's restore did; with `--start`, then
 //! starts the restored cluster through the library and prints where it recovered to.
 //! Must not decide which snapshot or which sort of target (the library's).
@@ -14,8 +14,8 @@ use anyhow::Result;
 use std::path::Path;
 use strongroom::engine::postgres::physical;
 use strongroom::engine::{RecoveryTarget, Target};
+use strongroom::jobs::restore::{RestoreOutcome, RestoreRequest};
 use strongroom::repository::snapshot::EngineKind;
-use strongroom::restore::{RestoreOutcome, RestoreRequest};
 use strongroom::{ErrorKind, human_bytes};
 
 impl RecoveryPointArgs {
@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<()> {
     // before exit.
     strongroom::interrupt::install();
     let t = std::time::Instant::now();
-    let out = strongroom::restore::run(
+    let out = strongroom::jobs::restore::run(
         &repo,
         &ctx.config,
         RestoreRequest {

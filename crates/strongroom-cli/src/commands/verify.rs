@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
     };
     let scratch = Scratch::configured(&ctx.config.verify);
     strongroom::interrupt::install();
-    let report = strongroom::verify::run(
+    let report = strongroom::jobs::verify::run(
         &repo,
         &snaps,
         &damaged,

@@ -12,7 +12,7 @@ use anyhow::Result;
 use std::path::Path;
 use std::time::Duration;
 use strongroom::engine::postgres::timeline::judge::Role;
-use strongroom::engine::postgres::{timeline, wal};
+use strongroom::engine::postgres::{continuity, timeline, wal};
 use strongroom::{Error, ErrorKind, human_bytes};
 
 /// The exit code that makes PostgreSQL stop recovery (anything above 125).
@@ -34,7 +34,7 @@ fn here() -> Result<std::path::PathBuf> {
 
 fn push(ctx: &Ctx, path: &Path) -> Result<()> {
     let repo = ctx.open_unattended()?;
-    let p = strongroom::wal_push::run(&repo, &here()?, path, ctx.config.wal_source())?;
+    let p = strongroom::jobs::wal_push::run(&repo, &here()?, path, ctx.config.wal_source())?;
     tracing::info!(
         "archived {} of cluster {} ({} → {}{})",
         p.name,
@@ -129,7 +129,7 @@ fn verify(ctx: &Ctx) -> Result<()> {
     let repo = ctx.open()?;
     let snaps = repo.snapshots()?;
     let servers = timeline::judge::servers(&ctx.config, &snaps);
-    let reports = wal::verify(&repo, &snaps, &servers)?;
+    let reports = continuity::verify(&repo, &snaps, &servers)?;
     let ok = reports.iter().all(|r| r.ok);
     if ctx.json() {
         print_json(&serde_json::json!({"ok": ok, "clusters": reports}))?;
@@ -190,7 +190,7 @@ fn verify(ctx: &Ctx) -> Result<()> {
 
 /// What a timeline is to the source, as `wal verify` lists it: ` (the source's)`,
 /// ` (the source's past)`, ` (a fork from timeline 1 at 0/5800000, pushed from … on …)`.
-fn role_text(t: &wal::TimelineReport) -> String {
+fn role_text(t: &continuity::TimelineReport) -> String {
     let from = t
         .origin
         .as_ref()

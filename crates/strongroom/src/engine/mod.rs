@@ -178,8 +178,9 @@ pub struct RestoreOptions {
     /// Keep WAL archiving on in a restored data directory that is not the source's own
     /// (physical snapshots; the source's own always keeps it).
     pub archive: bool,
-    /// The source's URL, to ask its server which timeline it is on (physical snapshots).
-    pub source_url: Option<String>,
+    /// Where the snapshot's source is now ([`crate::config::Config::location_of`]): a
+    /// PostgreSQL restore asks its server which timeline it is on (physical snapshots).
+    pub source_location: Option<Location>,
     /// A server will be started on the restored data directory with `pg_ctl`
     /// (`restore --start`): refused before anything is written where that cannot work (the
     /// source's own directory of a cluster whose configuration lives elsewhere).
@@ -225,7 +226,7 @@ pub struct Swapped {
 
 /// A snapshot restored beside its target and checked; the target is still untouched.
 ///
-/// The restore sequence (`crate::restore`) drives it: [`Staged::ready`], the
+/// The restore sequence (`crate::jobs::restore`) drives it: [`Staged::ready`], the
 /// `before_restore` hook, [`Staged::swap`] (signals held off), the `after_restore` hook,
 /// then [`Staged::discard_old`] unless the old data is to be kept. Dropping a staged copy
 /// that was not swapped in removes it.

@@ -6,6 +6,7 @@
 
 pub mod archiver;
 pub mod cluster;
+pub mod continuity;
 pub mod dump_format;
 pub mod logical;
 pub mod physical;
@@ -88,6 +89,20 @@ fn scratch_server(
         conn: server::Conn::parse(&url)?,
         from,
     })
+}
+
+/// The URL of the PostgreSQL server `snap` was taken from: its configured source's, else
+/// the URL it recorded; `None` for other engines or when neither is known.
+pub fn source_url(config: &crate::config::Config, snap: &Snapshot) -> Option<String> {
+    postgres_url(config.location_of(&snap.source, snap.source_location.as_deref()))
+}
+
+/// The URL a location names when it is a PostgreSQL one.
+pub fn postgres_url(location: Option<Location>) -> Option<String> {
+    match location? {
+        Location::Postgres(url) => Some(url),
+        _ => None,
+    }
 }
 
 /// Where a URL recorded in the snapshot came from, for messages.

@@ -1,6 +1,6 @@
 //! Restoring a SQLite snapshot beside its target file, and the file swap.
 //!
-//! Owns what is particular to SQLite files in the restore safety sequence (`crate::restore`):
+//! Owns what is particular to SQLite files in the restore safety sequence (`crate::jobs::restore`):
 //! a temporary file in the target's directory, written at page offsets, synced while
 //! `quick_check` (or `integrity_check`) reads it; a target in use by another process is
 //! refused; the swap moves the old file and its `-wal`, `-journal` and `-shm` aside together

@@ -2,7 +2,7 @@
 //! beside it, and the swap the library's restore sequence drives.
 //!
 //! Owns what is particular to PostgreSQL databases in the restore safety sequence
-//! (`crate::restore`): emptiness means no user objects, "beside" is a new database on the
+//! (`crate::jobs::restore`): emptiness means no user objects, "beside" is a new database on the
 //! same server, the swap is two renames, the old data is a renamed database. Must not run
 //! hooks or decide on `force`: the sequence does.
 

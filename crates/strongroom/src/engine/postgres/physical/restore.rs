@@ -14,6 +14,7 @@
 
 use super::PhysicalMetadata;
 use super::recovery::{is_source_dir, timeline_for, write_missing_config, write_recovery};
+use super::start::running_postmaster;
 use super::tree::write_tree;
 use crate::beneath::Beneath;
 use crate::engine::postgres::cluster::Lsn;
@@ -70,14 +71,6 @@ pub fn inspect(snap: &Snapshot, dir: &Path, opts: &RestoreOptions) -> Result<Tar
             }
         }
     }
-}
-
-/// The pid in `dir/postmaster.pid` when that process is alive.
-pub fn running_postmaster(dir: &Path) -> Option<i32> {
-    let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    (pid > 0 && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
 }
 
 /// Checks that the archive holds the WAL `snap` needs to become consistent, and warns how
@@ -161,7 +154,7 @@ pub fn stage(
         snap,
         &opts.recovery,
         opts.timeline,
-        opts.source_url.as_deref(),
+        crate::engine::postgres::postgres_url(opts.source_location.clone()).as_deref(),
     )?;
     let own = is_source_dir(snap, &target);
     let archive = own || opts.archive;

@@ -49,6 +49,14 @@ fn user_name(uid: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
+/// The pid in `dir/postmaster.pid` when that process is alive.
+pub fn running_postmaster(dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    (pid > 0 && unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+}
+
 /// A server started on a data directory by strongroom.
 pub struct Server {
     bindir: PathBuf,
@@ -122,7 +130,7 @@ impl Server {
         let start = Instant::now();
         let mut seen_running = false;
         loop {
-            let running = super::restore::running_postmaster(&self.dir).is_some();
+            let running = running_postmaster(&self.dir).is_some();
             seen_running |= running;
             if running && promoted(&self.dir) {
                 // Segments fetched ahead that recovery did not need.

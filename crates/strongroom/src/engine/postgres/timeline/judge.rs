@@ -187,7 +187,7 @@ pub fn servers(config: &Config, snaps: &[Snapshot]) -> BTreeMap<String, u32> {
     clusters
         .into_iter()
         .filter_map(|c| {
-            let url = crate::restore::source_url(config, newest_of(snaps, &c)?)?;
+            let url = crate::engine::postgres::source_url(config, newest_of(snaps, &c)?)?;
             let timeline = super::server_timeline(&url, &c)?;
             Some((c, timeline))
         })

@@ -145,7 +145,7 @@ pub fn run(repo: &Repository, plan: &Plan<'_>, progress: &dyn Progress) -> Resul
         ..plan.scratch.clone()
     };
     let (checks, kind) = match &fetched {
-        Ok(index) => crate::verify::test_restore(
+        Ok(index) => crate::jobs::verify::test_restore(
             repo,
             index,
             &snap,

@@ -482,7 +482,7 @@ impl<'a> Examination<'a> {
                 repo.read_journal_object(o).map(drop)
             }),
             (ObjectKind::Drill, &|o| {
-                crate::drill::read_report(repo, o).map(drop)
+                crate::jobs::drill::read_report(repo, o).map(drop)
             }),
             (ObjectKind::State, &|o| {
                 if o == alerts {
@@ -531,7 +531,9 @@ impl<'a> Examination<'a> {
     /// files and origin records; the source's timeline by those records alone): a gap stops
     /// the recovery of the snapshots that need what it lacks.
     fn wal_continuous(&mut self, kept: &[Snapshot], wal_needs: &[wal::NeededFrom]) -> Result<()> {
-        for report in wal::verify(self.repo, kept, &Default::default())? {
+        for report in
+            crate::engine::postgres::continuity::verify(self.repo, kept, &Default::default())?
+        {
             let archive = Archive::new(self.repo, &report.system_identifier);
             for t in &report.timelines {
                 for g in t.gaps.iter().filter(|g| g.needed) {

@@ -123,7 +123,7 @@ pub fn run(
         recovery: request.recovery.clone(),
         timeline: request.timeline,
         archive: request.archive,
-        source_url: source_url(config, &snap),
+        source_location: config.location_of(&snap.source, snap.source_location.as_deref()),
         start: request.start,
     };
     let mut outcome = restore_journaled(repo, &snap, target, &opts, progress)?;
@@ -177,20 +177,6 @@ fn snapshot_for(
         }
         resolve_one_source(pool, reference, &filter).cloned()
     })
-}
-
-/// The URL of the PostgreSQL server `snap` was taken from: its configured source's, else
-/// the URL it recorded; `None` for other engines or when neither is known.
-pub fn source_url(config: &Config, snap: &Snapshot) -> Option<String> {
-    let location = config
-        .source_for(&snap.source)
-        .map(|s| s.location)
-        .or_else(|| parse_location(&snap.source))
-        .or_else(|| snap.source_location.as_deref().and_then(parse_location))?;
-    match location {
-        crate::source::Location::Postgres(url) => Some(url),
-        _ => None,
-    }
 }
 
 /// Every recorded source among `all` whose database is the target's: by the recorded name
