@@ -178,8 +178,16 @@ fn absolute(path: &std::path::Path) -> PathBuf {
     out
 }
 
-/// `postgres://user@host:port/dbname` from a URL or a `key=value` connection string.
+/// `postgres://user@host:port/dbname` from a URL or a `key=value` connection string, with
+/// what the URL leaves out taken from libpq's environment (`PGHOST`, `PGPORT`, `PGUSER`,
+/// `PGDATABASE`), as the connection itself takes it: `postgres:///hotel` with `PGPORT=5433`
+/// is another cluster than with none, and must not share its snapshots' identity.
 fn postgres_identity(url: &str) -> String {
+    postgres_identity_in(url, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+/// [`postgres_identity`] with the environment given (tests pass their own).
+fn postgres_identity_in(url: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
     let mut user = None;
     let mut host = None;
     let mut port = None;
@@ -223,9 +231,19 @@ fn postgres_identity(url: &str) -> String {
             _ => {}
         }
     }
-    let host = host.unwrap_or_else(|| "localhost".into());
-    let port = port.unwrap_or_else(|| "5432".into());
-    let dbname = dbname.or_else(|| user.clone()).unwrap_or_default();
+    let user = user.or_else(|| env("PGUSER"));
+    let host = host
+        .or_else(|| env("PGHOST"))
+        // A socket directory is this host's server, as `localhost` is.
+        .filter(|h| !h.starts_with('/'))
+        .unwrap_or_else(|| "localhost".into());
+    let port = port
+        .or_else(|| env("PGPORT"))
+        .unwrap_or_else(|| "5432".into());
+    let dbname = dbname
+        .or_else(|| env("PGDATABASE"))
+        .or_else(|| user.clone())
+        .unwrap_or_default();
     match user {
         Some(u) => format!("postgres://{u}@{host}:{port}/{dbname}"),
         None => format!("postgres://{host}:{port}/{dbname}"),
@@ -318,6 +336,39 @@ mod tests {
         assert_eq!(
             Location::Postgres("host=db user=app dbname=hotel password=x".into()).identity(),
             pg
+        );
+    }
+
+    #[test]
+    fn what_the_url_leaves_out_comes_from_libpqs_environment() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let none = env(&[]);
+        assert_eq!(
+            postgres_identity_in("postgres:///hotel", &none),
+            "postgres://localhost:5432/hotel"
+        );
+        let other = env(&[("PGPORT", "54666"), ("PGUSER", "app")]);
+        assert_eq!(
+            postgres_identity_in("postgres:///hotel", &other),
+            "postgres://app@localhost:54666/hotel",
+            "another port is another cluster"
+        );
+        // What the URL says wins over the environment.
+        assert_eq!(
+            postgres_identity_in("postgres://ops@db:5432/hotel", &other),
+            "postgres://ops@db:5432/hotel"
+        );
+        // A socket directory is this host.
+        let socket = env(&[("PGHOST", "/var/run/postgresql")]);
+        assert_eq!(
+            postgres_identity_in("postgres:///hotel", &socket),
+            "postgres://localhost:5432/hotel"
         );
     }
 
