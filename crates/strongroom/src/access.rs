@@ -28,6 +28,10 @@ pub struct Access {
     pub config_password_file: Option<PathBuf>,
     /// `password_command` from the config.
     pub password_command: Option<String>,
+    /// The variable that carries the password: `STRONGROOM_PASSWORD` when `None`; the
+    /// other repository of a copy has its own (`STRONGROOM_FROM_PASSWORD`,
+    /// `STRONGROOM_TO_PASSWORD`).
+    pub password_env: Option<&'static str>,
 }
 
 /// Reads the first line of a password file.
@@ -50,15 +54,57 @@ pub fn read_new_password_file(path: &Path) -> Result<String> {
 }
 
 impl Access {
-    /// Access as configured, with what was given explicitly taking precedence.
+    /// Access as configured, with what was given explicitly taking precedence. A URL given
+    /// that names a `[[copies]]` entry is opened with that copy's password setting instead
+    /// of the primary's (`STRONGROOM_PASSWORD` and a password file given still win).
     pub fn new(url: Option<String>, password_file: Option<PathBuf>, config: &Config) -> Self {
+        let copy = url.as_deref().and_then(|u| config.copy_at(u));
+        let (config_password_file, password_command) = match copy {
+            Some(c) => (c.password_file.clone(), c.password_command.clone()),
+            None => (config.password_file.clone(), config.password_command.clone()),
+        };
         Access {
             url,
             password_file,
             config_url: config.repository.clone(),
-            config_password_file: config.password_file.clone(),
-            password_command: config.password_command.clone(),
+            config_password_file,
+            password_command,
+            password_env: None,
         }
+    }
+
+    /// Access to the other repository of a copy: at `url`, its password from
+    /// `password_file` (a flag), else the variable `env`, else the `[[copies]]` entry at
+    /// `url` (its `password_file`, else its `password_command`), else, when `url` is the
+    /// configured repository, the config's own password settings.
+    pub fn other(
+        url: &str,
+        password_file: Option<PathBuf>,
+        env: &'static str,
+        config: &Config,
+    ) -> Self {
+        let primary = config
+            .repository
+            .as_deref()
+            .is_some_and(|r| crate::config::same_repository(r, url));
+        let (config_password_file, password_command) = match config.copy_at(url) {
+            Some(c) => (c.password_file.clone(), c.password_command.clone()),
+            None if primary => (config.password_file.clone(), config.password_command.clone()),
+            None => (None, None),
+        };
+        Access {
+            url: Some(url.to_string()),
+            password_file,
+            config_url: None,
+            config_password_file,
+            password_command,
+            password_env: Some(env),
+        }
+    }
+
+    /// The variable the password is read from.
+    pub fn password_variable(&self) -> &'static str {
+        self.password_env.unwrap_or(PASSWORD_ENV)
     }
 
     /// The repository URL, or [`Error::NoRepositoryGiven`].
@@ -84,7 +130,7 @@ impl Access {
         if let Some(f) = &self.password_file {
             return read(f).map(Some);
         }
-        if let Ok(p) = std::env::var(PASSWORD_ENV) {
+        if let Ok(p) = std::env::var(self.password_variable()) {
             return Ok(Some(p));
         }
         if let Some(f) = &self.config_password_file {
@@ -105,7 +151,15 @@ impl Access {
     pub fn open(&self) -> Result<Repository> {
         let password = self.password()?;
         let storage = self.storage()?;
-        Repository::open(storage, password.as_deref().map(str::as_bytes))
+        match Repository::open(storage, password.as_deref().map(str::as_bytes)) {
+            Err(Error::PasswordMissing) if self.password_env.is_some() => {
+                Err(Error::NoPasswordFor {
+                    url: self.url()?,
+                    variable: self.password_variable(),
+                })
+            }
+            opened => opened,
+        }
     }
 }
 
