@@ -10,7 +10,7 @@
 
 use crate::config::Config;
 use crate::error::{Error, Obeyed, Result};
-use crate::process::{PASSWORD_ENV, first_line, first_line_of};
+use crate::process::{FROM_PASSWORD_ENV, PASSWORD_ENV, TO_PASSWORD_ENV, first_line, first_line_of};
 use crate::repository::Repository;
 use crate::storage::Storage;
 use std::path::{Path, PathBuf};
@@ -28,10 +28,41 @@ pub struct Access {
     pub config_password_file: Option<PathBuf>,
     /// `password_command` from the config.
     pub password_command: Option<String>,
-    /// The variable that carries the password: `STRONGROOM_PASSWORD` when `None`; the
-    /// other repository of a copy has its own (`STRONGROOM_FROM_PASSWORD`,
-    /// `STRONGROOM_TO_PASSWORD`).
-    pub password_env: Option<&'static str>,
+    /// The variable that carries the password.
+    pub password_env: PasswordVariable,
+}
+
+/// Which environment variable carries a repository's password: the repository's own, or
+/// that of the other repository of a copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PasswordVariable {
+    /// `STRONGROOM_PASSWORD`: the repository a command works on.
+    #[default]
+    Repository,
+    /// `STRONGROOM_FROM_PASSWORD`: the repository `init --copy-of` copies.
+    From,
+    /// `STRONGROOM_TO_PASSWORD`: the repository `copy` copies into.
+    To,
+}
+
+impl PasswordVariable {
+    /// The variable's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PasswordVariable::Repository => PASSWORD_ENV,
+            PasswordVariable::From => FROM_PASSWORD_ENV,
+            PasswordVariable::To => TO_PASSWORD_ENV,
+        }
+    }
+
+    /// The password it holds, if set.
+    fn read(self) -> Option<String> {
+        match self {
+            PasswordVariable::Repository => std::env::var(PASSWORD_ENV).ok(),
+            PasswordVariable::From => std::env::var(FROM_PASSWORD_ENV).ok(),
+            PasswordVariable::To => std::env::var(TO_PASSWORD_ENV).ok(),
+        }
+    }
 }
 
 /// Reads the first line of a password file.
@@ -61,7 +92,10 @@ impl Access {
         let copy = url.as_deref().and_then(|u| config.copy_at(u));
         let (config_password_file, password_command) = match copy {
             Some(c) => (c.password_file.clone(), c.password_command.clone()),
-            None => (config.password_file.clone(), config.password_command.clone()),
+            None => (
+                config.password_file.clone(),
+                config.password_command.clone(),
+            ),
         };
         Access {
             url,
@@ -69,7 +103,7 @@ impl Access {
             config_url: config.repository.clone(),
             config_password_file,
             password_command,
-            password_env: None,
+            password_env: PasswordVariable::Repository,
         }
     }
 
@@ -80,7 +114,7 @@ impl Access {
     pub fn other(
         url: &str,
         password_file: Option<PathBuf>,
-        env: &'static str,
+        env: PasswordVariable,
         config: &Config,
     ) -> Self {
         let primary = config
@@ -89,7 +123,10 @@ impl Access {
             .is_some_and(|r| crate::config::same_repository(r, url));
         let (config_password_file, password_command) = match config.copy_at(url) {
             Some(c) => (c.password_file.clone(), c.password_command.clone()),
-            None if primary => (config.password_file.clone(), config.password_command.clone()),
+            None if primary => (
+                config.password_file.clone(),
+                config.password_command.clone(),
+            ),
             None => (None, None),
         };
         Access {
@@ -98,13 +135,8 @@ impl Access {
             config_url: None,
             config_password_file,
             password_command,
-            password_env: Some(env),
+            password_env: env,
         }
-    }
-
-    /// The variable the password is read from.
-    pub fn password_variable(&self) -> &'static str {
-        self.password_env.unwrap_or(PASSWORD_ENV)
     }
 
     /// The repository URL, or [`Error::NoRepositoryGiven`].
@@ -130,7 +162,7 @@ impl Access {
         if let Some(f) = &self.password_file {
             return read(f).map(Some);
         }
-        if let Ok(p) = std::env::var(self.password_variable()) {
+        if let Some(p) = self.password_env.read() {
             return Ok(Some(p));
         }
         if let Some(f) = &self.config_password_file {
@@ -152,10 +184,10 @@ impl Access {
         let password = self.password()?;
         let storage = self.storage()?;
         match Repository::open(storage, password.as_deref().map(str::as_bytes)) {
-            Err(Error::PasswordMissing) if self.password_env.is_some() => {
+            Err(Error::PasswordMissing) if self.password_env != PasswordVariable::Repository => {
                 Err(Error::NoPasswordFor {
                     url: self.url()?,
-                    variable: self.password_variable(),
+                    variable: self.password_env.name(),
                 })
             }
             opened => opened,

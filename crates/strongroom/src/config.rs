@@ -261,7 +261,10 @@ impl Config {
         for (i, c) in self.copies.iter().enumerate() {
             let at = KeyPath::of(&["copies"]).index(i);
             if c.repository.trim().is_empty() {
-                problems.at(at.clone().key("repository"), "is empty: give the copy's repository URL");
+                problems.at(
+                    at.clone().key("repository"),
+                    "is empty: give the copy's repository URL",
+                );
             }
             if c.password_file.is_some() && c.password_command.is_some() {
                 problems.at(
@@ -505,11 +508,16 @@ password_command = "pass show usb"
         assert_eq!(c.retention_for("/srv/backups").keep_daily, Some(7));
         assert!(c.copy_at("s3://offsite/other").is_none());
         assert_eq!(
-            c.copy_at("/mnt/usb/hotel").unwrap().password_command.as_deref(),
+            c.copy_at("/mnt/usb/hotel")
+                .unwrap()
+                .password_command
+                .as_deref(),
             Some("pass show usb")
         );
         let both = "[[copies]]\nrepository = \"/x\"\npassword_file = \"/a\"\npassword_command = \"b\"\n[copies.retention]\nkeep_within = \"soon\"\n";
-        let e = Config::parse(both, Path::new("c.toml")).unwrap_err().to_string();
+        let e = Config::parse(both, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("copies[0]: needs at most one"), "{e}");
         assert!(e.contains("copies[0].retention.keep_within"), "{e}");
         let e = Config::parse("[[copies]]\npassword_file = \"/a\"\n", Path::new("c.toml"))

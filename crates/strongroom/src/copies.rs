@@ -44,8 +44,8 @@ pub struct Standing {
     pub primary_newest: Option<SnapshotMark>,
     /// The copy's newest snapshot.
     pub copy_newest: Option<SnapshotMark>,
-    /// Snapshots of the primary the copy lacks (a copy's own retention may have forgotten
-    /// older ones the primary keeps; those count here too).
+    /// Snapshots of the primary the copy lacks and did not forget itself (its own retention
+    /// removes what it does not keep: those are not behind, `repository::forgotten`).
     pub snapshots_missing: usize,
     /// Per cluster with archived WAL in either.
     pub wal: Vec<WalStanding>,
@@ -56,12 +56,20 @@ pub struct Standing {
 pub fn standing(primary: &Repository, copy: &Repository) -> Result<Standing> {
     let (primary_snaps, _) = primary.snapshots_lenient()?;
     let (copy_snaps, _) = copy.snapshots_lenient()?;
-    let held: HashSet<&str> = copy_snaps.iter().map(|s| s.id.as_str()).collect();
+    let forgotten = copy.forgotten()?;
+    let held: HashSet<&str> = copy_snaps
+        .iter()
+        .map(|s| s.id.as_str())
+        .chain(forgotten.iter().map(String::as_str))
+        .collect();
     let newest = |snaps: &[Snapshot]| {
-        snaps.iter().max_by_key(|s| s.finished_at).map(|s| SnapshotMark {
-            id: s.id.clone(),
-            finished_at: s.finished_at,
-        })
+        snaps
+            .iter()
+            .max_by_key(|s| s.finished_at)
+            .map(|s| SnapshotMark {
+                id: s.id.clone(),
+                finished_at: s.finished_at,
+            })
     };
     let primary_wal = wal_by_cluster(primary)?;
     let copy_wal = wal_by_cluster(copy)?;

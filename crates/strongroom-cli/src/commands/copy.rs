@@ -7,9 +7,8 @@ use crate::failure::{fail, reported, with_flags};
 use crate::output::{outln, print_json, short};
 use anyhow::Result;
 use serde::Serialize;
-use strongroom::access::Access;
+use strongroom::access::{Access, PasswordVariable};
 use strongroom::jobs::copy::{CopyOptions, CopyReport};
-use strongroom::process::TO_PASSWORD_ENV;
 use strongroom::repository::journal::CopyFigures;
 use strongroom::{Error, ErrorKind, human_bytes};
 
@@ -29,7 +28,7 @@ pub fn run(ctx: &Ctx, args: CopyArgs) -> Result<()> {
         Some(url) => vec![Access::other(
             url,
             args.to_password_file.clone(),
-            TO_PASSWORD_ENV,
+            PasswordVariable::To,
             &ctx.config,
         )],
         None if ctx.config.copies.is_empty() => {
@@ -42,7 +41,7 @@ pub fn run(ctx: &Ctx, args: CopyArgs) -> Result<()> {
             .config
             .copies
             .iter()
-            .map(|c| Access::other(&c.repository, None, TO_PASSWORD_ENV, &ctx.config))
+            .map(|c| Access::other(&c.repository, None, PasswordVariable::To, &ctx.config))
             .collect(),
     };
     let source = ctx.open()?;

@@ -7,9 +7,8 @@ use crate::failure::{fail, usage};
 use crate::output::print_json;
 use crate::prompt::Terminal;
 use anyhow::Result;
-use strongroom::access::Access;
+use strongroom::access::{Access, PasswordVariable};
 use strongroom::crypto::KdfParams;
-use strongroom::process::FROM_PASSWORD_ENV;
 use strongroom::repository::{Repository, layout};
 use strongroom::storage::Storage;
 use strongroom::{Error, ErrorKind};
@@ -49,7 +48,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<()> {
                 Access::other(
                     url,
                     args.from_password_file.clone(),
-                    FROM_PASSWORD_ENV,
+                    PasswordVariable::From,
                     &ctx.config,
                 )
                 .open()?,

@@ -5,9 +5,10 @@
 //! is written, and the job's journal record (in the source's journal, one per destination).
 //! Must not decrypt and re-encrypt: source and destination share the master key
 //! (`repository::CopyOf`), so packs, manifests and archived WAL are written byte for byte as
-//! the source holds them. Must not delete or rewrite anything in either repository; its only
-//! writes to the source are its lock, its journal record and the damage record of a pack it
-//! found damaged (as `check` would write).
+//! the source holds them. Must not delete or rewrite anything in either repository but
+//! damage records: its only writes to the source are its lock, its journal record and the
+//! damage record of a pack it found damaged (as `check` writes them), and in the
+//! destination it removes the damage record of a pack it wrote there again.
 //!
 //! Why raw objects: restic and rustic `copy` decrypt every blob and encrypt it again under
 //! the destination's keys, so a snapshot's whole content is read and uploaded again, and the
@@ -83,6 +84,9 @@ pub struct CopyReport {
     /// Packs found at the destination that no index object named there (left by a copy
     /// that was killed), indexed from their trailers instead of copied again.
     pub packs_indexed: usize,
+    /// Snapshots the destination lacks because its own `forget` removed them
+    /// (`state/forgotten`): not copied again unless named.
+    pub snapshots_forgotten_there: usize,
     /// What could not be copied: each object at fault, why, and the snapshots it kept from
     /// the destination. Empty when everything asked for is durable there.
     pub failures: Vec<CopyFailure>,
@@ -182,6 +186,9 @@ pub fn run(
                 rec.error_kind = report.failure_kind().map(|k| k.name().to_string());
             }
         }
+        // A reference that names no snapshot copied nothing and broke nothing (as for a
+        // restore, finding the snapshot is not journaled).
+        Err(Error::NoSnapshot(_) | Error::NoMatchingSnapshot) => return result,
         Err(e) => {
             rec.failed(e);
             rec.copy = Some(CopyFigures {
@@ -354,6 +361,18 @@ impl<'a> Job<'a> {
             .iter()
             .filter_map(|o| ObjectKind::Snapshot.name_of(&o.key).map(str::to_string))
             .collect();
+        // What the destination's own retention removed stays removed, unless named.
+        let forgotten = if options.references.is_empty() {
+            self.dest.forgotten()?
+        } else {
+            BTreeSet::new()
+        };
+        let mut count_forgotten = 0;
+        let mut absent = |id: &str| {
+            let gone = forgotten.contains(id);
+            count_forgotten += usize::from(gone);
+            !present.contains(id) && !gone
+        };
         let listed = self.source.storage().list(ObjectKind::Snapshot.folder())?;
         let everything = options.references.is_empty()
             && options.filter.source.is_none()
@@ -367,15 +386,9 @@ impl<'a> Job<'a> {
                     Some((id.to_string(), o.size))
                 })
                 .collect();
-            let mut count_present = 0;
-            let missing: Vec<(String, u64)> = ids
-                .into_iter()
-                .filter(|(id, _)| {
-                    let here = present.contains(id);
-                    count_present += usize::from(here);
-                    !here
-                })
-                .collect();
+            let count_present = ids.iter().filter(|(id, _)| present.contains(id)).count();
+            let missing: Vec<(String, u64)> =
+                ids.into_iter().filter(|(id, _)| absent(id)).collect();
             self.report
                 .lock()
                 .expect("report lock")
@@ -387,6 +400,8 @@ impl<'a> Job<'a> {
                 self.bytes_read.fetch_add(*size, Ordering::Relaxed);
                 match r {
                     Ok(s) => out.push(s),
+                    // Forgotten in the source since the listing.
+                    Err(Error::Missing { .. }) => {}
                     Err(e) if e.is_damage() => self.fail(&e, Some(id)),
                     Err(e) => return Err(e),
                 }
@@ -417,20 +432,23 @@ impl<'a> Job<'a> {
                 }
                 picked.into_values().collect()
             };
-            let (here, missing): (Vec<Snapshot>, Vec<Snapshot>) =
-                picked.into_iter().partition(|s| present.contains(&s.id));
             self.report
                 .lock()
                 .expect("report lock")
                 .figures
-                .snapshots_present = here.len();
+                .snapshots_present = picked.iter().filter(|s| present.contains(&s.id)).count();
+            let missing: Vec<Snapshot> = picked.into_iter().filter(|s| absent(&s.id)).collect();
             if options.references.is_empty() {
-                for (id, e) in damaged.iter().filter(|(id, _)| !present.contains(id)) {
+                for (id, e) in damaged.iter().filter(|(id, _)| absent(id)) {
                     self.fail(e, Some(id));
                 }
             }
             missing
         };
+        self.report
+            .lock()
+            .expect("report lock")
+            .snapshots_forgotten_there = count_forgotten;
         let mut chosen = chosen;
         chosen.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
         Ok(chosen)
@@ -664,7 +682,11 @@ impl<'a> Job<'a> {
     fn bring(&self, packs: &BTreeSet<PackId>) -> Result<()> {
         let todo: Vec<PackId> = {
             let done = self.done.lock().expect("done lock");
-            packs.iter().filter(|p| !done.contains(p)).copied().collect()
+            packs
+                .iter()
+                .filter(|p| !done.contains(p))
+                .copied()
+                .collect()
         };
         // The first damage found is the snapshot's; the packs after it are still brought
         // (other snapshots may need them), so one damaged pack costs only what it holds.
@@ -923,13 +945,61 @@ mod tests {
     }
 
     #[test]
+    fn what_the_copy_forgot_stays_forgotten_unless_named() {
+        let source = memory_repo();
+        let (fa, _) = store_pages(&source, &pages(50, 1));
+        let sa = snapshot_of(&source, vec![fa]);
+        let (fb, _) = store_pages(&source, &pages(50, 2));
+        snapshot_of(&source, vec![fb]);
+        let dest = copy_of(&source);
+        assert_eq!(run_copy(&source, &dest).figures.snapshots_copied, 2);
+        let forget = crate::jobs::forget::ForgetOptions {
+            policy: crate::retention::KeepRules::default().policy().unwrap(),
+            filter: Filter::default(),
+            ids: vec![sa.id.clone()],
+            dry_run: false,
+            now: jiff::Timestamp::now(),
+        };
+        crate::jobs::forget::run(&dest, &forget).unwrap();
+        assert!(dest.forgotten().unwrap().contains(&sa.id));
+        let r = run_copy(&source, &dest);
+        assert_eq!(r.figures.snapshots_copied, 0, "{r:?}");
+        assert_eq!(r.snapshots_forgotten_there, 1);
+        assert_eq!(r.figures.snapshots_present, 1);
+        // Named, it is copied again.
+        let named = CopyOptions {
+            references: vec![sa.id.clone()],
+            filter: Filter::default(),
+        };
+        let r = copy(&source, &dest, "memory://", &named, &Silent).unwrap();
+        assert_eq!(r.figures.snapshots_copied, 1, "{r:?}");
+        // A primary (not a copy) keeps no such record.
+        crate::jobs::forget::run(&source, &forget).unwrap();
+        assert!(source.forgotten().unwrap().is_empty());
+    }
+
+    #[test]
     fn a_repository_with_keys_of_its_own_is_refused() {
         let source = memory_repo();
         let other = memory_repo();
-        let e = copy(&source, &other, "memory://", &CopyOptions::default(), &Silent).unwrap_err();
+        let e = copy(
+            &source,
+            &other,
+            "memory://",
+            &CopyOptions::default(),
+            &Silent,
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::NotACopy { .. }), "{e}");
         assert_eq!(e.kind(), ErrorKind::BadInput);
-        let e = copy(&source, &source, "memory://", &CopyOptions::default(), &Silent).unwrap_err();
+        let e = copy(
+            &source,
+            &source,
+            "memory://",
+            &CopyOptions::default(),
+            &Silent,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("same repository"), "{e}");
         // A copy of a copy is of the family: objects move both ways.
         let first = copy_of(&source);
@@ -1024,7 +1094,10 @@ mod tests {
         assert_eq!(r.figures.wal_files_copied, 1, "{r:?}");
         assert_eq!(r.failures[0].object, key);
         let d = Archive::new(&dest, "7300000000000000001");
-        assert_eq!(d.get("00000001", "000000010000000000000001").unwrap(), b"one");
+        assert_eq!(
+            d.get("00000001", "000000010000000000000001").unwrap(),
+            b"one"
+        );
         assert!(!d.has("00000001", "000000010000000000000002").unwrap());
     }
 }

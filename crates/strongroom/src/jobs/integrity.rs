@@ -469,7 +469,8 @@ impl<'a> Examination<'a> {
     }
 
     /// With read-data: the small objects read and authenticated (key slots, the journal,
-    /// drill reports, and the alert state, what status remembers of the alerts it sent).
+    /// drill reports, the alert state, what status remembers of the alerts it sent, and a
+    /// copy's record of the snapshots its forget removed).
     fn read_small_objects(&mut self) -> Result<()> {
         let repo = self.repo;
         let alerts = crate::monitor::notify::state_key();
@@ -487,6 +488,8 @@ impl<'a> Examination<'a> {
             (ObjectKind::State, &|o| {
                 if o == alerts {
                     crate::monitor::notify::read_state(repo).map(drop)
+                } else if o == crate::repository::forgotten::key() {
+                    repo.forgotten().map(drop)
                 } else {
                     Ok(())
                 }

@@ -10,6 +10,7 @@ pub mod archive;
 pub mod cache;
 pub mod damage;
 pub mod deletion;
+pub mod forgotten;
 pub mod index;
 pub mod journal;
 pub mod layout;
@@ -151,7 +152,14 @@ impl Repository {
             Some(_) => MasterKey::generate(),
             None => MasterKey::unencrypted(crypto::random_bytes()),
         };
-        Self::create(storage, password, kdf, key, None, (3, default_stream_level()))
+        Self::create(
+            storage,
+            password,
+            kdf,
+            key,
+            None,
+            (3, default_stream_level()),
+        )
     }
 
     /// Creates a copy of `source` (`init --copy-of`): a repository of its own (its own id,

@@ -360,7 +360,10 @@ mod tests {
         // verify: the whole pack, or the first damage naming the pack
         assert_eq!(verify(&key, p.id, &p.bytes).unwrap(), p.entries);
         let e = verify(&key, p.id, &bad).unwrap_err();
-        assert!(matches!(e, Error::DamagedData { pack, .. } if pack == p.id), "{e}");
+        assert!(
+            matches!(e, Error::DamagedData { pack, .. } if pack == p.id),
+            "{e}"
+        );
         assert!(verify(&MasterKey::generate(), p.id, &p.bytes).is_err());
     }
 }
