@@ -528,6 +528,21 @@ fn a_destination_that_is_not_a_copy_is_refused_in_one_sentence() {
     assert!(err.contains("STRONGROOM_TO_PASSWORD"), "{err}");
     let err = primary.fails(&["copy"]);
     assert!(err.contains("--to") && err.contains("[[copies]]"), "{err}");
+    // A mistyped destination or source: the flag that fixes it, not --repo.
+    let nowhere = primary.path("nowhere").display().to_string();
+    let err = primary.fails_with(
+        &["copy", "--to", &nowhere],
+        &[("STRONGROOM_TO_PASSWORD", COPY_PASSWORD)],
+    );
+    assert!(
+        err.contains("check --to") && err.contains("init --copy-of"),
+        "{err}"
+    );
+    let err = dest.fails_with(
+        &["init", "--copy-of", &nowhere],
+        &[("STRONGROOM_FROM_PASSWORD", PASSWORD)],
+    );
+    assert!(err.contains("check --copy-of"), "{err}");
     // And a copy of a repository needs its password.
     let other = envs().remove(0);
     let out = other
@@ -543,8 +558,8 @@ fn a_destination_that_is_not_a_copy_is_refused_in_one_sentence() {
 
 /// The acceptance test of a second copy: a physical snapshot and its WAL copied to Garage,
 /// the primary removed (its repository and its server), then a point-in-time restore from
-/// the copy alone keeps exactly the transactions committed before the target; `verify` and
-/// `wal fetch` work from the copy too.
+/// the copy alone keeps exactly the transactions committed before the target; `verify`,
+/// `drill` and `wal fetch` work from the copy too.
 #[test]
 fn physical_snapshot_and_wal_copied_to_garage_recover_to_a_time_with_the_primary_gone() {
     let Some(dest) = envs().into_iter().find(|e| e.repo.contains("://")) else {
@@ -633,6 +648,14 @@ fn physical_snapshot_and_wal_copied_to_garage_recover_to_a_time_with_the_primary
         .env("STRONGROOM_PG_BINDIR", &bindir);
     let verified = common::json_of(c);
     assert_eq!(verified["ok"], true, "{verified}");
+    // drill: a timed recovery to a random point after the snapshot, from the copy.
+    let mut c = on_copy(&dest);
+    c.args(["drill", "--snapshot", "latest"])
+        .env("TMPDIR", &scratch)
+        .env("STRONGROOM_PG_BINDIR", &bindir);
+    let drilled = common::json_of(c);
+    assert_eq!(drilled["ok"], true, "{drilled}");
+    assert_eq!(drilled["snapshot"], snap["id"], "{drilled}");
     // wal fetch, as restore_command runs it in a data directory of the cluster, serves a
     // segment from the copy.
     let first = dest

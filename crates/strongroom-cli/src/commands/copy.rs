@@ -69,7 +69,14 @@ pub fn run(ctx: &Ctx, args: CopyArgs) -> Result<()> {
             }
             // One destination that cannot be copied into does not stop the others.
             Err(e) => {
-                let sentence = with_flags(&e);
+                let sentence = match &e {
+                    // The flag that fixes it is --to (or the config), not --repo.
+                    Error::NoRepository(at) => format!(
+                        "no strongroom repository at {at} to copy into: check --to or the [[copies]] entry (a typo?); `strongroom --repo {at} init --copy-of {}` makes a copy there",
+                        source.storage().url()
+                    ),
+                    other => with_flags(other),
+                };
                 entries.push(Entry {
                     report: CopyReport {
                         figures: CopyFigures {

@@ -44,15 +44,24 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<()> {
                     "--encryption does not go with --copy-of: a copy is encrypted exactly when the repository it copies is",
                 ));
             }
-            Some(
-                Access::other(
-                    url,
-                    args.from_password_file.clone(),
-                    PasswordVariable::From,
-                    &ctx.config,
-                )
-                .open()?,
+            let opened = Access::other(
+                url,
+                args.from_password_file.clone(),
+                PasswordVariable::From,
+                &ctx.config,
             )
+            .open();
+            match opened {
+                Err(strongroom::Error::NoRepository(at)) => {
+                    return Err(fail(
+                        ErrorKind::NotFound,
+                        format!(
+                            "no strongroom repository at {at} to make a copy of: check --copy-of (a typo?); nothing was created"
+                        ),
+                    ));
+                }
+                opened => Some(opened?),
+            }
         }
         None => None,
     };

@@ -369,9 +369,12 @@ impl<'a> Job<'a> {
         };
         let mut count_forgotten = 0;
         let mut absent = |id: &str| {
+            if present.contains(id) {
+                return false;
+            }
             let gone = forgotten.contains(id);
             count_forgotten += usize::from(gone);
-            !present.contains(id) && !gone
+            !gone
         };
         let listed = self.source.storage().list(ObjectKind::Snapshot.folder())?;
         let everything = options.references.is_empty()
