@@ -2,7 +2,7 @@
 //! job failures (when a job command fails, the configured `[[alerts]]` hear of it).
 //!
 //! Owns which commands are jobs worth an alert (backup, verify, restore, check, forget,
-//! prune, wal push, drill; never for an operator's mistake: `journal::is_job_failure`),
+//! prune, copy, wal push, drill; never for an operator's mistake: `journal::is_job_failure`),
 //! what the alert says (the error's kind and sentence as the user
 //! saw them, and a hint derived from the kind), and holding back repeats of the same
 //! failure in the same repository once an alert about it was delivered
@@ -61,6 +61,7 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
         // With --prune or without: the retention run is the job.
         Command::Forget(a) => ("forget", a.filter.source.clone()),
         Command::Prune(_) => ("prune", None),
+        Command::Copy(a) => ("copy", a.filter.source.clone()),
         Command::Wal {
             action: WalAction::Push { path },
         } => {

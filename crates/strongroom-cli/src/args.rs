@@ -27,6 +27,7 @@ Examples:
   strongroom status                 # can we recover, and how much would we lose (exit 1: attention)
   strongroom drill                  # a timed recovery rehearsal against the RTO and RPO
   strongroom runbook > RUNBOOK.md   # the emergency procedure for this deployment
+  strongroom copy --to s3://offsite/hotel   # a second copy elsewhere (made with init --copy-of)
   strongroom demo
 
 Exit codes: 0 success, 1 failure (a sentence on stderr says what and what to do; for status:
@@ -34,6 +35,8 @@ something needs attention), 2 usage error.
 Environment (every variable strongroom reads):
   STRONGROOM_REPO, STRONGROOM_PASSWORD_FILE, STRONGROOM_CONFIG: as --repo, --password-file,
     --config; STRONGROOM_PASSWORD: the password itself
+  STRONGROOM_FROM_PASSWORD: the password of the repository init --copy-of copies;
+    STRONGROOM_TO_PASSWORD: the password of the repository copy writes to
   STRONGROOM_STATE_DIR, STRONGROOM_CACHE_DIR: local state and index cache (default under
     XDG_STATE_HOME and XDG_CACHE_HOME, else HOME)
   STRONGROOM_LOG: log filter (e.g. strongroom=debug); NO_COLOR: no colours; COLUMNS: help
@@ -96,12 +99,10 @@ pub struct Global {
 #[derive(Subcommand)]
 pub enum Command {
     /// Create a repository (encrypted unless --encryption none).
-    #[command(after_help = "Example:\n  STRONGROOM_PASSWORD=… strongroom --repo /srv/backups init")]
-    Init {
-        /// `none` for an unencrypted repository (objects are still checksummed).
-        #[arg(long, value_parser = ["none", "xchacha20poly1305"], default_value = "xchacha20poly1305")]
-        encryption: String,
-    },
+    #[command(
+        after_help = "Examples:\n  STRONGROOM_PASSWORD=… strongroom --repo /srv/backups init\n  STRONGROOM_FROM_PASSWORD=… STRONGROOM_PASSWORD=… strongroom --repo s3://offsite/hotel init --copy-of /srv/backups\n\n--copy-of makes a second copy (see `strongroom copy`): a repository of its own (its own id,\npasswords, journal and locks) that shares the other's keys and settings, so snapshots and WAL\nare copied into it as they are stored, without being decrypted and encrypted again. The\nsource's password comes from --from-password-file, else STRONGROOM_FROM_PASSWORD, else the\nconfig when URL is its repository; the copy's from --password-file, STRONGROOM_PASSWORD or\nthe config, as for any new repository. A copy of an unencrypted repository is unencrypted."
+    )]
+    Init(InitArgs),
     /// Take a snapshot of a source.
     #[command(
         after_help = "Examples:\n  strongroom backup sqlite:hotel.db --tag daily\n  strongroom backup hotel --tag pre-migration   # a [sources.hotel] from the config\n  strongroom backup postgres://app@db:5432/hotel?sslmode=require\n\nPostgreSQL: the password comes from the URL, PGPASSWORD or ~/.pgpass and reaches pg_dump\nonly through its environment; it is never recorded. pg_dump is searched in\nSTRONGROOM_PG_BINDIR, /usr/lib/postgresql/*/bin, pg_config --bindir and PATH; the oldest\none at least as new as the server is used."
@@ -135,6 +136,11 @@ pub enum Command {
         after_help = "Examples:\n  strongroom drill                                # a random recent snapshot of the only source\n  strongroom drill --source prod --report drill.md\n  strongroom drill --snapshot 3fa4c1 --json\n  STRONGROOM_DRILL_SEED=42 strongroom drill       # replay the random choices of a drill\n  strongroom drill --history                      # the trend: RTO and RPO against the objectives\n\nThe snapshot is random among the source's snapshots of the last 7 days (else its newest 3).\nSQLite restores into a temporary file; PostgreSQL logical into a temporary database on\n[verify] scratch_postgres or the source's server (always dropped); PostgreSQL physical into a\nscratch data directory, where a throwaway server with archive_mode=off recovers through\n`strongroom wal fetch` to a random WAL position after the snapshot. Then the engine's checks,\nrow counts and the source's configured checks. RTO is the sum of the phases (fetch, restore,\nrecovery, checks); RPO is now minus the newest archived WAL segment (physical with archiving)\nor the newest snapshot. Both are measured against [objectives]. The report is kept in the\nrepository (drills/) and journaled. Exit 0 when the drill passed, 1 when it failed."
     )]
     Drill(DrillArgs),
+    /// Copy snapshots and the WAL archive into a second repository made with `init --copy-of`.
+    #[command(
+        after_help = "Examples:\n  strongroom copy                                    # into every [[copies]] of the config\n  STRONGROOM_TO_PASSWORD=… strongroom copy --to s3://offsite/hotel\n  strongroom copy --to /mnt/usb/hotel --to-password-file /etc/strongroom/usb latest\n  strongroom copy --json | jq '.copies[] | {repository, snapshots_copied, bytes_written}'\n  30 3 * * *  strongroom copy --quiet                # crontab: after the nightly backup\n\nEvery snapshot the destination lacks (or the REFs named, narrowed by --source and --tag) and\nevery archived WAL file it lacks is copied as stored: each pack, manifest and WAL file is\nread from this repository, authenticated (a pack checked against its name, every segment\nopened and every chunk hashed), and written there; a damaged one is named with the snapshots\nit affects and never copied, and the rest is. A second run moves only what is new. Killed at\nany moment, the destination stays consistent (a snapshot's manifest is written last) and the\nnext run does not copy again what is there. Exit 0 only when everything asked for is durable\nthere. The destination's password: --to-password-file, else STRONGROOM_TO_PASSWORD, else its\n[[copies]] entry's password_file or password_command."
+    )]
+    Copy(CopyArgs),
     /// Check the repository's consistency; --read-data also reads and authenticates every object.
     #[command(
         after_help = "Examples:\n  strongroom check               # every referenced object is present\n  strongroom check --read-data   # and every object reads back intact\n\nExit 1 names each damaged object and the snapshots it affects."
@@ -245,6 +251,39 @@ pub enum Command {
         #[command(subcommand)]
         action: HotelAction,
     },
+}
+
+/// `strongroom init`'s options: encrypted or not, or a copy of another repository.
+#[derive(Args)]
+pub struct InitArgs {
+    /// `none` for an unencrypted repository (objects are still checksummed).
+    #[arg(long, value_parser = ["none", "xchacha20poly1305"], default_value = "xchacha20poly1305")]
+    pub encryption: String,
+    /// Make a copy of the repository at URL: it shares that repository's keys, so `strongroom
+    /// copy` moves snapshots and WAL into it as they are; it has its own password.
+    #[arg(long, value_name = "URL")]
+    pub copy_of: Option<String>,
+    /// With --copy-of: read the password of the repository at URL from the first line of FILE.
+    #[arg(long, value_name = "FILE", requires = "copy_of")]
+    pub from_password_file: Option<PathBuf>,
+}
+
+/// `strongroom copy`'s options: which snapshots, and where to.
+#[derive(Args)]
+pub struct CopyArgs {
+    /// Snapshots to copy (id, unique prefix of 6+ characters, or `latest`); default: every
+    /// one the destination lacks.
+    #[arg(value_name = "REF")]
+    pub references: Vec<String>,
+    /// The repository to copy into (made with `init --copy-of`); default: every [[copies]]
+    /// entry of the config.
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Read the destination's password (or key file) from the first line of FILE.
+    #[arg(long, value_name = "FILE", requires = "to")]
+    pub to_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `strongroom backup`'s options: which source, what kind, which tags.

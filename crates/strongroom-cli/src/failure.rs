@@ -100,6 +100,19 @@ pub fn with_flags(e: &Error) -> String {
                 "{e}: set STRONGROOM_PASSWORD, --password-file or password_command, or run it on a terminal to type it"
             )
         }
+        Error::NoPasswordFor { variable, .. } => {
+            let flag = if *variable == strongroom::process::FROM_PASSWORD_ENV {
+                "--from-password-file"
+            } else {
+                "--to-password-file"
+            };
+            format!(
+                "{e}: set {variable}, pass {flag}, or give its [[copies]] entry a password_file or password_command"
+            )
+        }
+        Error::NotACopy { source_url, .. } => format!(
+            "{e}; make a copy with `strongroom --repo NEW-URL init --copy-of {source_url}` and copy into it"
+        ),
         Error::TargetNotEmpty { target, old } => format!(
             "{target}; pass --force to replace it (the old {old} is kept aside until the restore has succeeded)"
         ),

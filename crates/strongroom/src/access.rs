@@ -10,7 +10,7 @@
 
 use crate::config::Config;
 use crate::error::{Error, Obeyed, Result};
-use crate::process::{PASSWORD_ENV, first_line, first_line_of};
+use crate::process::{FROM_PASSWORD_ENV, PASSWORD_ENV, TO_PASSWORD_ENV, first_line, first_line_of};
 use crate::repository::Repository;
 use crate::storage::Storage;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,41 @@ pub struct Access {
     pub config_password_file: Option<PathBuf>,
     /// `password_command` from the config.
     pub password_command: Option<String>,
+    /// The variable that carries the password.
+    pub password_env: PasswordVariable,
+}
+
+/// Which environment variable carries a repository's password: the repository's own, or
+/// that of the other repository of a copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PasswordVariable {
+    /// `STRONGROOM_PASSWORD`: the repository a command works on.
+    #[default]
+    Repository,
+    /// `STRONGROOM_FROM_PASSWORD`: the repository `init --copy-of` copies.
+    From,
+    /// `STRONGROOM_TO_PASSWORD`: the repository `copy` copies into.
+    To,
+}
+
+impl PasswordVariable {
+    /// The variable's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PasswordVariable::Repository => PASSWORD_ENV,
+            PasswordVariable::From => FROM_PASSWORD_ENV,
+            PasswordVariable::To => TO_PASSWORD_ENV,
+        }
+    }
+
+    /// The password it holds, if set.
+    fn read(self) -> Option<String> {
+        match self {
+            PasswordVariable::Repository => std::env::var(PASSWORD_ENV).ok(),
+            PasswordVariable::From => std::env::var(FROM_PASSWORD_ENV).ok(),
+            PasswordVariable::To => std::env::var(TO_PASSWORD_ENV).ok(),
+        }
+    }
 }
 
 /// Reads the first line of a password file.
@@ -50,14 +85,57 @@ pub fn read_new_password_file(path: &Path) -> Result<String> {
 }
 
 impl Access {
-    /// Access as configured, with what was given explicitly taking precedence.
+    /// Access as configured, with what was given explicitly taking precedence. A URL given
+    /// that names a `[[copies]]` entry is opened with that copy's password setting instead
+    /// of the primary's (`STRONGROOM_PASSWORD` and a password file given still win).
     pub fn new(url: Option<String>, password_file: Option<PathBuf>, config: &Config) -> Self {
+        let copy = url.as_deref().and_then(|u| config.copy_at(u));
+        let (config_password_file, password_command) = match copy {
+            Some(c) => (c.password_file.clone(), c.password_command.clone()),
+            None => (
+                config.password_file.clone(),
+                config.password_command.clone(),
+            ),
+        };
         Access {
             url,
             password_file,
             config_url: config.repository.clone(),
-            config_password_file: config.password_file.clone(),
-            password_command: config.password_command.clone(),
+            config_password_file,
+            password_command,
+            password_env: PasswordVariable::Repository,
+        }
+    }
+
+    /// Access to the other repository of a copy: at `url`, its password from
+    /// `password_file` (a flag), else the variable `env`, else the `[[copies]]` entry at
+    /// `url` (its `password_file`, else its `password_command`), else, when `url` is the
+    /// configured repository, the config's own password settings.
+    pub fn other(
+        url: &str,
+        password_file: Option<PathBuf>,
+        env: PasswordVariable,
+        config: &Config,
+    ) -> Self {
+        let primary = config
+            .repository
+            .as_deref()
+            .is_some_and(|r| crate::config::same_repository(r, url));
+        let (config_password_file, password_command) = match config.copy_at(url) {
+            Some(c) => (c.password_file.clone(), c.password_command.clone()),
+            None if primary => (
+                config.password_file.clone(),
+                config.password_command.clone(),
+            ),
+            None => (None, None),
+        };
+        Access {
+            url: Some(url.to_string()),
+            password_file,
+            config_url: None,
+            config_password_file,
+            password_command,
+            password_env: env,
         }
     }
 
@@ -84,7 +162,7 @@ impl Access {
         if let Some(f) = &self.password_file {
             return read(f).map(Some);
         }
-        if let Ok(p) = std::env::var(PASSWORD_ENV) {
+        if let Some(p) = self.password_env.read() {
             return Ok(Some(p));
         }
         if let Some(f) = &self.config_password_file {
@@ -105,7 +183,15 @@ impl Access {
     pub fn open(&self) -> Result<Repository> {
         let password = self.password()?;
         let storage = self.storage()?;
-        Repository::open(storage, password.as_deref().map(str::as_bytes))
+        match Repository::open(storage, password.as_deref().map(str::as_bytes)) {
+            Err(Error::PasswordMissing) if self.password_env != PasswordVariable::Repository => {
+                Err(Error::NoPasswordFor {
+                    url: self.url()?,
+                    variable: self.password_env.name(),
+                })
+            }
+            opened => opened,
+        }
     }
 }
 

@@ -52,6 +52,25 @@ pub struct Config {
     /// Who to call (`[[contacts]]`), for the runbook and drill reports.
     #[serde(default)]
     pub contacts: Vec<Contact>,
+    /// Other repositories `strongroom copy` keeps in step with this one (`[[copies]]`).
+    #[serde(default)]
+    pub copies: Vec<CopyConfig>,
+}
+
+/// One `[[copies]]` table: a repository made with `init --copy-of` that `strongroom copy`
+/// (without `--to`) copies snapshots and WAL into.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CopyConfig {
+    /// The copy's repository URL.
+    pub repository: String,
+    /// A file whose first line is the copy's password (or key file).
+    pub password_file: Option<PathBuf>,
+    /// A command whose first line of output is the copy's password.
+    pub password_command: Option<String>,
+    /// The copy's own retention (`[copies.retention]`), applied by `forget` run on the copy;
+    /// the primary's `[retention]` when absent.
+    pub retention: Option<KeepRules>,
 }
 
 /// One `[[alerts]]` table: exactly one of `webhook` and `command`.
@@ -220,24 +239,42 @@ impl Config {
             }
         }
         objectives::validate(self, problems);
-        let durations = [
-            (
-                &["retention", "keep_within"],
-                self.retention.keep_within.as_ref(),
-            ),
-            (
-                &["retention", "pitr_window"],
-                self.retention.pitr_window.as_ref(),
-            ),
-            (&["prune", "max_wait"], Some(&self.prune.max_wait)),
-        ];
-        for (path, v) in durations {
-            if let Some(v) = v {
-                duration(problems, KeyPath::of(path), v);
+        duration(
+            problems,
+            KeyPath::of(&["prune", "max_wait"]),
+            &self.prune.max_wait,
+        );
+        let keep_durations = |problems: &mut Problems<'_>, at: KeyPath, rules: &KeepRules| {
+            for (key, v) in [
+                ("keep_within", rules.keep_within.as_ref()),
+                ("pitr_window", rules.pitr_window.as_ref()),
+            ] {
+                if let Some(v) = v {
+                    duration(problems, at.clone().key(key), v);
+                }
             }
-        }
-        for (tag, v) in &self.retention.tag_within {
-            duration(problems, KeyPath::of(&["retention", "tag_within", tag]), v);
+            for (tag, v) in &rules.tag_within {
+                duration(problems, at.clone().key("tag_within").key(tag), v);
+            }
+        };
+        keep_durations(problems, KeyPath::of(&["retention"]), &self.retention);
+        for (i, c) in self.copies.iter().enumerate() {
+            let at = KeyPath::of(&["copies"]).index(i);
+            if c.repository.trim().is_empty() {
+                problems.at(
+                    at.clone().key("repository"),
+                    "is empty: give the copy's repository URL",
+                );
+            }
+            if c.password_file.is_some() && c.password_command.is_some() {
+                problems.at(
+                    at.clone(),
+                    "needs at most one of password_file and password_command",
+                );
+            }
+            if let Some(r) = &c.retention {
+                keep_durations(problems, at.clone().key("retention"), r);
+            }
         }
         if !(0.0..=1.0).contains(&self.prune.repack_below) {
             problems.at(
@@ -381,6 +418,24 @@ impl Config {
             .map(|(name, _)| name.as_str())
     }
 
+    /// The `[[copies]]` entry whose repository is at `url` (spelled as the config spells it,
+    /// or the same path written another way), if one is.
+    pub fn copy_at(&self, url: &str) -> Option<&CopyConfig> {
+        let wanted = repository_identity(url);
+        self.copies
+            .iter()
+            .find(|c| repository_identity(&c.repository) == wanted)
+    }
+
+    /// The keep rules for the repository at `url`: a `[[copies]]` entry's own
+    /// `[copies.retention]` when `url` is that copy's and it has one, else `[retention]`
+    /// (the primary's rules serve a copy that sets none).
+    pub fn retention_for(&self, url: &str) -> &KeepRules {
+        self.copy_at(url)
+            .and_then(|c| c.retention.as_ref())
+            .unwrap_or(&self.retention)
+    }
+
     /// The source a snapshot's recorded source name refers to, when it still resolves.
     pub fn source_for(&self, recorded: &str) -> Option<Source> {
         self.source(Some(recorded)).ok()
@@ -397,10 +452,79 @@ impl Config {
     }
 }
 
+/// Whether two URLs name the same repository (see [`repository_identity`]).
+pub fn same_repository(a: &str, b: &str) -> bool {
+    repository_identity(a) == repository_identity(b)
+}
+
+/// One spelling of a repository URL, for telling whether two name the same repository:
+/// object-store URLs without a trailing slash, local paths (plain or `file://`) made
+/// absolute without their trailing slash.
+fn repository_identity(url: &str) -> String {
+    let url = url.trim();
+    if url.contains("://") && !url.starts_with("file://") {
+        return url.trim_end_matches('/').to_string();
+    }
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    let abs = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
+    let mut clean = PathBuf::new();
+    for part in abs.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            other => clean.push(other),
+        }
+    }
+    clean.display().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::source::Location;
+
+    #[test]
+    fn copies_parse_and_a_copy_has_its_own_retention() {
+        let text = r#"
+repository = "/srv/backups"
+[retention]
+keep_daily = 7
+[[copies]]
+repository = "s3://offsite/hotel/"
+password_file = "/etc/strongroom/offsite"
+[copies.retention]
+keep_daily = 90
+[[copies]]
+repository = "/mnt/usb/hotel"
+password_command = "pass show usb"
+"#;
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.copies.len(), 2);
+        assert_eq!(c.retention_for("s3://offsite/hotel").keep_daily, Some(90));
+        assert_eq!(c.retention_for("/mnt/usb/./hotel/").keep_daily, Some(7));
+        assert_eq!(c.retention_for("file:///mnt/usb/hotel").keep_daily, Some(7));
+        assert_eq!(c.retention_for("/srv/backups").keep_daily, Some(7));
+        assert!(c.copy_at("s3://offsite/other").is_none());
+        assert_eq!(
+            c.copy_at("/mnt/usb/hotel")
+                .unwrap()
+                .password_command
+                .as_deref(),
+            Some("pass show usb")
+        );
+        let both = "[[copies]]\nrepository = \"/x\"\npassword_file = \"/a\"\npassword_command = \"b\"\n[copies.retention]\nkeep_within = \"soon\"\n";
+        let e = Config::parse(both, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("copies[0]: needs at most one"), "{e}");
+        assert!(e.contains("copies[0].retention.keep_within"), "{e}");
+        let e = Config::parse("[[copies]]\npassword_file = \"/a\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("repository"), "{e}");
+    }
 
     const EXAMPLE: &str = r#"
 repository = "/srv/backups"

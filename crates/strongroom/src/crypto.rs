@@ -86,6 +86,20 @@ impl MasterKey {
         self.id
     }
 
+    /// Whether `other` is the same key material (data key and id key): what lets two
+    /// repositories share packs, index entries, manifests and archived WAL byte for byte
+    /// (`strongroom copy`). Compared in constant time.
+    pub fn same_as(&self, other: &MasterKey) -> bool {
+        // blake3::Hash compares in constant time.
+        let ct_eq = |a: &[u8; 32], b: &[u8; 32]| blake3::Hash::from(*a) == blake3::Hash::from(*b);
+        let data = match (&self.data, &other.data) {
+            (Some(a), Some(b)) => ct_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        data & ct_eq(&self.id, &other.id)
+    }
+
     /// A key for authenticating local files (caches) against whoever can write them but
     /// does not hold this repository's secret: derived from the data key, or for an
     /// unencrypted repository from the id key, which its config stores in the clear (so

@@ -51,6 +51,26 @@ pub enum Error {
     /// An encrypted repository was opened without a password.
     #[error("the repository is encrypted and no password was given")]
     PasswordMissing,
+    /// The other repository of a copy (the source of `init --copy-of`, the destination of
+    /// `copy`) is encrypted and nothing gave its password.
+    #[error("the repository at {url} is encrypted and no password was given for it")]
+    NoPasswordFor {
+        /// The repository as given.
+        url: String,
+        /// The variable its password is read from (`STRONGROOM_TO_PASSWORD`, …).
+        variable: &'static str,
+    },
+    /// `copy` was given a destination that does not share the source's keys: it was not
+    /// made with `init --copy-of` from this repository (or another of its family).
+    #[error(
+        "the repository at {destination} is not a copy of the repository at {source_url} (it has keys of its own, so it cannot take its packs as they are)"
+    )]
+    NotACopy {
+        /// The destination as given.
+        destination: String,
+        /// The source as given.
+        source_url: String,
+    },
     /// A stored object failed authentication or its checksum.
     #[error("{object} is damaged: {detail}")]
     Corrupt {
@@ -547,6 +567,8 @@ impl Error {
             }
             Error::Source(_) | Error::Sqlite { .. } => ErrorKind::SourceFailed,
             Error::PasswordMissing
+            | Error::NoPasswordFor { .. }
+            | Error::NotACopy { .. }
             | Error::NoRepositoryGiven
             | Error::BadReference(_)
             | Error::AmbiguousLatest { .. }

@@ -10,6 +10,7 @@ pub mod alert;
 pub(crate) mod beneath;
 pub mod chunker;
 pub mod config;
+pub mod copies;
 pub mod crypto;
 pub mod device;
 pub mod engine;

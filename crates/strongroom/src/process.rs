@@ -17,7 +17,8 @@
 //! - PostgreSQL's client tools keep the environment libpq reads but lose the repository's
 //!   and the stores' secrets ([`withhold_store_secrets`]);
 //! - `password_command` keeps the environment (it may need a vault's token) but not the
-//!   repository password.
+//!   repository passwords (`STRONGROOM_PASSWORD`, and the copy's `STRONGROOM_FROM_PASSWORD`
+//!   and `STRONGROOM_TO_PASSWORD`).
 //!
 //! The command line of a hook is never logged or put in an error: config commands carry
 //! tokens (`curl -u …`) as often as not.
@@ -28,6 +29,15 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// The environment variable that carries the repository password; no child inherits it.
 pub const PASSWORD_ENV: &str = "STRONGROOM_PASSWORD";
+
+/// The password of the repository `init --copy-of` makes a copy of; no child inherits it.
+pub const FROM_PASSWORD_ENV: &str = "STRONGROOM_FROM_PASSWORD";
+
+/// The password of the repository `copy --to` copies into; no child inherits it.
+pub const TO_PASSWORD_ENV: &str = "STRONGROOM_TO_PASSWORD";
+
+/// Every variable that carries a repository password.
+pub const PASSWORD_ENVS: [&str; 3] = [PASSWORD_ENV, FROM_PASSWORD_ENV, TO_PASSWORD_ENV];
 
 /// Kills a child process when dropped unless it was waited for.
 pub struct ChildGuard(Option<Child>);
@@ -122,6 +132,8 @@ pub fn describe_exit(status: ExitStatus) -> String {
 /// whose `restore_command` is `strongroom wal fetch`) keeps them.
 pub const STORE_SECRETS: &[&str] = &[
     PASSWORD_ENV,
+    FROM_PASSWORD_ENV,
+    TO_PASSWORD_ENV,
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -188,10 +200,10 @@ pub fn config_command(command: &str, env: &[(&str, String)]) -> Command {
 /// (`password_command`), run through `sh -c` without the repository password.
 fn shell(command: &str) -> Command {
     let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .env_remove(PASSWORD_ENV)
-        .stdin(Stdio::null());
+    cmd.arg("-c").arg(command).stdin(Stdio::null());
+    for k in PASSWORD_ENVS {
+        cmd.env_remove(k);
+    }
     cmd
 }
 
@@ -258,13 +270,15 @@ mod tests {
 
     #[test]
     fn hooks_report_their_exit_and_never_see_the_password() {
-        let removed = shell("true")
-            .get_envs()
-            .any(|(k, v)| k == PASSWORD_ENV && v.is_none());
-        assert!(
-            removed,
-            "the password must be taken out of password_command's environment"
-        );
+        for pw in PASSWORD_ENVS {
+            let removed = shell("true")
+                .get_envs()
+                .any(|(k, v)| k == pw && v.is_none());
+            assert!(
+                removed,
+                "{pw} must be taken out of password_command's environment"
+            );
+        }
         // A hook starts from an empty environment: only what is passed on is set.
         let hook = config_command("true", &[("STRONGROOM_SNAPSHOT", "abc".into())]);
         assert!(hook.get_envs().all(|(k, _)| {

@@ -25,9 +25,11 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<()> {
     if !args.snapshots.is_empty() && args.keep.any_keep() {
         return Err(usage("give snapshot ids or --keep-* rules, not both"));
     }
+    // A copy keeps what its own `[copies.retention]` says (the primary's rules otherwise).
+    let url = ctx.access().url()?;
     let policy = args
         .keep
-        .over(&ctx.config.retention)
+        .over(ctx.config.retention_for(&url))
         .policy()
         .map_err(|(key, e)| usage(format!("--{}: {e}", key.replace('_', "-"))))?;
     let prune_opts = args

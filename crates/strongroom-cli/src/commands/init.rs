@@ -1,10 +1,13 @@
-//! `strongroom init`: create a repository, with a password configured or typed (twice).
+//! `strongroom init`: create a repository, with a password configured or typed (twice), or
+//! a copy of another (`--copy-of`) sharing its keys under a password of its own.
 
+use crate::args::InitArgs;
 use crate::context::Ctx;
-use crate::failure::fail;
+use crate::failure::{fail, usage};
 use crate::output::print_json;
 use crate::prompt::Terminal;
 use anyhow::Result;
+use strongroom::access::{Access, PasswordVariable};
 use strongroom::crypto::KdfParams;
 use strongroom::repository::{Repository, layout};
 use strongroom::storage::Storage;
@@ -29,12 +32,44 @@ fn typed_password(terminal: &mut Terminal, storage: &Storage) -> Result<String> 
     }
 }
 
-/// Creates the repository, encrypted unless `encryption` is `none`; without a configured
-/// password, one typed at the terminal.
-pub fn run(ctx: &Ctx, encryption: &str) -> Result<()> {
+/// Creates the repository, encrypted unless `--encryption none`, or a copy of another
+/// (`--copy-of`); without a configured password, one typed at the terminal.
+pub fn run(ctx: &Ctx, args: InitArgs) -> Result<()> {
     let access = ctx.access();
     let storage = access.storage()?;
-    let pw = if encryption == "none" {
+    let source = match &args.copy_of {
+        Some(url) => {
+            if args.encryption == "none" {
+                return Err(usage(
+                    "--encryption does not go with --copy-of: a copy is encrypted exactly when the repository it copies is",
+                ));
+            }
+            let opened = Access::other(
+                url,
+                args.from_password_file.clone(),
+                PasswordVariable::From,
+                &ctx.config,
+            )
+            .open();
+            match opened {
+                Err(strongroom::Error::NoRepository(at)) => {
+                    return Err(fail(
+                        ErrorKind::NotFound,
+                        format!(
+                            "no strongroom repository at {at} to make a copy of: check --copy-of (a typo?); nothing was created"
+                        ),
+                    ));
+                }
+                opened => Some(opened?),
+            }
+        }
+        None => None,
+    };
+    let encrypted = match &source {
+        Some(s) => s.key().is_encrypted(),
+        None => args.encryption != "none",
+    };
+    let pw = if !encrypted {
         None
     } else if let Some(pw) = access.new_password()? {
         if pw.is_empty() {
@@ -52,26 +87,39 @@ pub fn run(ctx: &Ctx, encryption: &str) -> Result<()> {
             "init needs a password for the new repository: set STRONGROOM_PASSWORD, --password-file or password_command, or run it on a terminal to type one (or pass --encryption none)",
         ));
     };
-    let repo = Repository::init(
-        storage,
-        pw.as_deref().map(str::as_bytes),
-        KdfParams::default(),
-    )?;
+    let pw = pw.as_deref().map(str::as_bytes);
+    let repo = match &source {
+        Some(s) => Repository::init_copy(storage, pw, KdfParams::default(), s)?,
+        None => Repository::init(storage, pw, KdfParams::default())?,
+    };
+    let copy_of = repo.config().copy_of.as_ref().map(|c| c.repository.clone());
     if ctx.json() {
-        print_json(
-            &serde_json::json!({"repository": repo.storage().url(), "id": repo.config().id, "encryption": repo.config().encryption}),
-        )?;
+        print_json(&serde_json::json!({
+            "repository": repo.storage().url(),
+            "id": repo.config().id,
+            "encryption": repo.config().encryption,
+            "copy_of": copy_of,
+        }))?;
     } else {
         let sort = if repo.key().is_encrypted() {
             "encrypted"
         } else {
             "unencrypted"
         };
-        eprintln!(
-            "created {sort} repository {} at {}",
-            repo.config().id,
-            repo.storage().url()
-        );
+        match (&source, &copy_of) {
+            (Some(s), Some(id)) => eprintln!(
+                "created {sort} repository {} at {}, a copy of repository {id} at {}: `strongroom copy --to {}` fills it",
+                repo.config().id,
+                repo.storage().url(),
+                s.storage().url(),
+                repo.storage().url()
+            ),
+            _ => eprintln!(
+                "created {sort} repository {} at {}",
+                repo.config().id,
+                repo.storage().url()
+            ),
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod check;
 pub mod completions;
+pub mod copy;
 pub mod demo;
 pub mod drill;
 pub mod forget;
@@ -38,12 +39,13 @@ use anyhow::Result;
 pub fn run(global: Global, command: Command) -> Result<()> {
     let ctx = || Ctx::new(global.clone());
     match command {
-        Command::Init { encryption } => init::run(&ctx()?, &encryption),
+        Command::Init(a) => init::run(&ctx()?, a),
         Command::Backup(a) => backup::run(&ctx()?, a),
         Command::List { filter } => list::run(&ctx()?, &filter),
         Command::Show(a) => show::run(&ctx()?, a),
         Command::Restore(a) => restore::run(&ctx()?, a),
         Command::Verify(a) => verify::run(&ctx()?, a),
+        Command::Copy(a) => copy::run(&ctx()?, a),
         Command::Check { read_data } => check::run(&ctx()?, read_data),
         Command::Drill(a) => drill::run(&ctx()?, a),
         Command::Forget(a) => forget::run(&ctx()?, a),

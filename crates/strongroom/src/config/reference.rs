@@ -61,6 +61,7 @@ fn accepted() -> BTreeSet<String> {
         verify,
         alerts,
         contacts,
+        copies,
     });
     for f in top {
         match f {
@@ -151,6 +152,17 @@ fn accepted() -> BTreeSet<String> {
                 .iter()
                 .map(|g| format!("alerts[].{g}")),
             ),
+            // A copy's retention is one key: a table of `[retention]`'s keys.
+            "copies" => keys.extend(
+                fields!(CopyConfig {
+                    repository,
+                    password_file,
+                    password_command,
+                    retention,
+                })
+                .iter()
+                .map(|g| format!("copies[].{g}")),
+            ),
             "contacts" => keys.extend(
                 fields!(Contact {
                     role,
@@ -216,7 +228,9 @@ fn keys_of(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
         };
         match v {
             // A map of tags to durations is one key.
-            toml::Value::Table(_) if path == "retention.tag_within" => {
+            toml::Value::Table(_)
+                if path == "retention.tag_within" || path == "copies[].retention" =>
+            {
                 out.insert(path);
             }
             toml::Value::Table(t) if prefix == "sources" => keys_of(t, "sources.NAME", out),
@@ -296,6 +310,7 @@ fn resolved(c: &Config) -> String {
             &c.verify,
             alerts,
             &c.contacts,
+            &c.copies,
         )
     )
 }

@@ -2,7 +2,8 @@
 //!
 //! Owns the `forget` job: gathering what the policy needs to know about each snapshot (its
 //! group, tags, whether a verify of it succeeded, from the journal), applying
-//! `retention::apply`, and deleting the manifests of the snapshots it removes. Must not
+//! `retention::apply`, and deleting the manifests of the snapshots it removes (in a copy,
+//! after noting their ids in `state/forgotten`, `repository::forgotten`). Must not
 //! decide what to keep (the pure `retention` module does) and must not delete data: the
 //! chunks of forgotten snapshots stay until `prune` (docs/ARCHITECTURE.md, "Invariants":
 //! prune never deletes what a retained snapshot needs).
@@ -166,6 +167,11 @@ fn forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
         }
     }
     if !opts.dry_run {
+        // A copy remembers what its own retention removed, so `copy` does not bring it
+        // back; first, so a kill leaves no snapshot gone and unrecorded.
+        if repo.config().copy_of.is_some() && !report.remove.is_empty() {
+            repo.note_forgotten(report.remove.iter().map(|r| r.id.clone()))?;
+        }
         for r in &report.remove {
             repo.storage().delete(&ObjectKind::Snapshot.key(&r.id))?;
             tracing::info!(snapshot = %r.short_id, "forgotten");

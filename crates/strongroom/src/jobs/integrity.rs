@@ -469,7 +469,8 @@ impl<'a> Examination<'a> {
     }
 
     /// With read-data: the small objects read and authenticated (key slots, the journal,
-    /// drill reports, and the alert state, what status remembers of the alerts it sent).
+    /// drill reports, the alert state, what status remembers of the alerts it sent, and a
+    /// copy's record of the snapshots its forget removed).
     fn read_small_objects(&mut self) -> Result<()> {
         let repo = self.repo;
         let alerts = crate::monitor::notify::state_key();
@@ -487,6 +488,8 @@ impl<'a> Examination<'a> {
             (ObjectKind::State, &|o| {
                 if o == alerts {
                     crate::monitor::notify::read_state(repo).map(drop)
+                } else if o == crate::repository::forgotten::key() {
+                    repo.forgotten().map(drop)
                 } else {
                     Ok(())
                 }
@@ -520,7 +523,7 @@ impl<'a> Examination<'a> {
             };
             if let Err(e) = Archive::new(self.repo, cluster).get(tli, name) {
                 let mut pr = problem(&o.key, e.to_string());
-                pr.snapshots = wal_dependents(wal_needs, cluster, name);
+                pr.snapshots = wal::dependents(wal_needs, cluster, name);
                 self.problems.push(pr);
             }
         }
@@ -544,7 +547,7 @@ impl<'a> Examination<'a> {
                             g.from, g.to, report.system_identifier
                         ),
                     );
-                    pr.snapshots = wal_dependents(wal_needs, &report.system_identifier, &g.from);
+                    pr.snapshots = wal::dependents(wal_needs, &report.system_identifier, &g.from);
                     self.problems.push(pr);
                 }
             }
@@ -778,25 +781,6 @@ fn read_whole(storage: &Storage, object: &str, size: u64) -> Result<Vec<u8>> {
         detail: format!("the store twice sent fewer or more bytes than the {size} it lists"),
         transient: true,
     })
-}
-
-/// Physical snapshots of `cluster` that need WAL file `name` to become consistent (it lies
-/// between their start and stop on their timeline).
-fn wal_dependents(needs: &[wal::NeededFrom], cluster: &str, name: &str) -> Vec<String> {
-    let Some(file) = wal::WalName::parse(name) else {
-        return Vec::new();
-    };
-    needs
-        .iter()
-        .filter(|n| n.cluster == cluster && n.timeline == file.timeline)
-        .filter(|n| {
-            file.segment_number(n.segment_size).is_some_and(|seg| {
-                seg >= n.start.segment(n.segment_size)
-                    && seg <= n.stop.segment_before(n.segment_size)
-            })
-        })
-        .map(|n| n.snapshot.clone())
-        .collect()
 }
 
 /// Records a pack as damaged; a failure to record is logged, never the check's outcome.

@@ -25,7 +25,6 @@ use crate::repository::index::Entry;
 use crate::repository::journal::JournalRecord;
 use crate::repository::layout::ObjectKind;
 use crate::repository::lock::LockKind;
-use crate::repository::pack;
 use serde::Serialize;
 
 /// Entries per index object written.
@@ -85,13 +84,7 @@ fn rebuild(repo: &Repository, progress: &dyn Progress) -> Result<RepairReport> {
     progress.begin("reading pack trailers", Some(packs.len() as u64));
     for (id, size) in &packs {
         let object = id.object_key();
-        let found = (|| {
-            let last4 = storage.get_range(&object, size.saturating_sub(4), 4.min(*size))?;
-            let tlen = pack::trailer_len(&object, *size, &last4)?;
-            let start = size - 4 - tlen;
-            let sealed = storage.get_range(&object, start, tlen)?;
-            pack::decode_trailer(repo.key(), &object, *id, &sealed, start)
-        })();
+        let found = repo.pack_trailer(*id, *size);
         progress.advance(1);
         match found {
             Ok(e) => {

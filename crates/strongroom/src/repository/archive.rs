@@ -158,18 +158,7 @@ impl<'r> Archive<'r> {
             }
             Err(e) => return Err(e),
         };
-        let body = self.repo.key().open(&key, key.as_bytes(), &sealed)?;
-        let (hash, len) = header(&key, &body)?;
-        let mut data = Vec::with_capacity(len as usize);
-        zstd::stream::copy_decode(&body[HEADER..], &mut data)
-            .map_err(|e| Error::corrupt(&key, format!("decompression failed: {e}")))?;
-        if data.len() as u64 != len || self.repo.key().chunk_id(&data).0 != hash {
-            return Err(Error::corrupt(
-                &key,
-                "content does not match its recorded hash",
-            ));
-        }
-        Ok(data)
+        open(self.repo, &key, &sealed)
     }
 
     /// Every archived file of this cluster, sorted by timeline folder and name.
@@ -196,6 +185,24 @@ impl<'r> Archive<'r> {
         let body = self.repo.key().open(key, key.as_bytes(), &sealed)?;
         header(key, &body)
     }
+}
+
+/// Opens an archived object as stored under `key` (the whole key, `wal/…`): authenticated
+/// (the key is its associated data), decompressed and checked against its recorded hash.
+/// Returns the file's content. `copy` calls it on each object before writing it elsewhere.
+pub fn open(repo: &Repository, key: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+    let body = repo.key().open(key, key.as_bytes(), sealed)?;
+    let (hash, len) = header(key, &body)?;
+    let mut data = Vec::with_capacity(len as usize);
+    zstd::stream::copy_decode(&body[HEADER..], &mut data)
+        .map_err(|e| Error::corrupt(key, format!("decompression failed: {e}")))?;
+    if data.len() as u64 != len || repo.key().chunk_id(&data).0 != hash {
+        return Err(Error::corrupt(
+            key,
+            "content does not match its recorded hash",
+        ));
+    }
+    Ok(data)
 }
 
 fn header(key: &str, body: &[u8]) -> Result<([u8; 32], u64)> {

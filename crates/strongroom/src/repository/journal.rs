@@ -56,6 +56,27 @@ pub struct JournalRecord {
     /// side copy): its outcome says nothing of the source's health.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub side: bool,
+    /// A copy job's destination and what it moved there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyFigures>,
+}
+
+/// What one `copy` job moved into one destination: the contract's `--json` entry, kept in
+/// its journal record too.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CopyFigures {
+    /// The destination repository, as given.
+    pub repository: String,
+    /// Snapshots whose manifests this run wrote there.
+    pub snapshots_copied: usize,
+    /// Snapshots asked for that were there already.
+    pub snapshots_present: usize,
+    /// Archived WAL files (segments, history files, origin records) written there.
+    pub wal_files_copied: usize,
+    /// Bytes read from the source repository.
+    pub bytes_read: u64,
+    /// Bytes written to the destination repository.
+    pub bytes_written: u64,
 }
 
 /// A range of WAL segments on one timeline.
@@ -108,6 +129,7 @@ impl JournalRecord {
             wal: None,
             drill: None,
             side: false,
+            copy: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod archive;
 pub mod cache;
 pub mod damage;
 pub mod deletion;
+pub mod forgotten;
 pub mod index;
 pub mod journal;
 pub mod layout;
@@ -59,6 +60,33 @@ pub struct RepoConfig {
     /// (zstd's fast levels use a larger window relative to their cost on text-like dumps).
     #[serde(default = "default_stream_level")]
     pub stream_compression_level: i32,
+    /// Set in a repository made by `init --copy-of`: which repository it was made from and
+    /// the family of repositories sharing its keys (see [`CopyOf`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<CopyOf>,
+}
+
+/// What a copy made with `init --copy-of` records of its origin. A copy shares the master
+/// key (data key and id key) of the repository it was made from, under key slots of its
+/// own: chunk ids, packs, index entries, manifests and archived WAL are the same bytes in
+/// both, so `strongroom copy` moves objects as they are, without decrypting and
+/// re-encrypting them. Older builds ignore the field and open a copy as any repository.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyOf {
+    /// The id of the repository the copy was made from.
+    pub repository: String,
+    /// The id of the first repository of the family (the one whose keys every copy, and
+    /// copy of a copy, shares): two repositories of one family can take each other's
+    /// objects.
+    pub family: String,
+}
+
+impl RepoConfig {
+    /// The family of repositories that share this one's keys: the id of the first one
+    /// (this repository's own id unless it was made by `init --copy-of`).
+    pub fn family(&self) -> &str {
+        self.copy_of.as_ref().map_or(&self.id, |c| &c.family)
+    }
 }
 
 fn default_stream_level() -> i32 {
@@ -120,6 +148,69 @@ fn hash_hex(bytes: &[u8]) -> String {
 impl Repository {
     /// Creates a repository; encrypted with `password` unless `password` is `None`.
     pub fn init(storage: Storage, password: Option<&[u8]>, kdf: KdfParams) -> Result<Self> {
+        let key = match password {
+            Some(_) => MasterKey::generate(),
+            None => MasterKey::unencrypted(crypto::random_bytes()),
+        };
+        Self::create(
+            storage,
+            password,
+            kdf,
+            key,
+            None,
+            (3, default_stream_level()),
+        )
+    }
+
+    /// Creates a copy of `source` (`init --copy-of`): a repository of its own (its own id,
+    /// key slots, journal and locks) that shares `source`'s master key and compression
+    /// levels, so `strongroom copy` can move packs, manifests and WAL between them as they
+    /// are. Its own `password` wraps the shared key; an unencrypted source makes an
+    /// unencrypted copy, which takes no password.
+    pub fn init_copy(
+        storage: Storage,
+        password: Option<&[u8]>,
+        kdf: KdfParams,
+        source: &Repository,
+    ) -> Result<Self> {
+        match (source.key.is_encrypted(), password) {
+            (true, None) => return Err(Error::PasswordMissing),
+            (false, Some(_)) => {
+                return Err(Error::Config(format!(
+                    "the repository at {} is not encrypted, so its copy cannot be: make the copy without a password",
+                    source.storage.url()
+                )));
+            }
+            _ => {}
+        }
+        let copy_of = CopyOf {
+            repository: source.config.id.clone(),
+            family: source.config.family().to_string(),
+        };
+        let levels = (
+            source.config.compression_level,
+            source.config.stream_compression_level,
+        );
+        Self::create(
+            storage,
+            password,
+            kdf,
+            source.key.clone(),
+            Some(copy_of),
+            levels,
+        )
+    }
+
+    /// Writes a new repository's key slot, then its config (last: its presence is what
+    /// makes a repository exist).
+    fn create(
+        storage: Storage,
+        password: Option<&[u8]>,
+        kdf: KdfParams,
+        key: MasterKey,
+        copy_of: Option<CopyOf>,
+        (compression_level, stream_compression_level): (i32, i32),
+    ) -> Result<Self> {
         if password.is_some_and(<[u8]>::is_empty) {
             return Err(Error::EmptyPassword);
         }
@@ -127,10 +218,6 @@ impl Repository {
             return Err(Error::RepositoryExists(storage.url().to_string()));
         }
         let id = hex::encode(crypto::random_bytes::<16>());
-        let key = match password {
-            Some(_) => MasterKey::generate(),
-            None => MasterKey::unencrypted(crypto::random_bytes()),
-        };
         let config = RepoConfig {
             version: FORMAT_VERSION,
             id: id.clone(),
@@ -142,8 +229,9 @@ impl Repository {
             }
             .into(),
             id_key: (!key.is_encrypted()).then(|| hex::encode(key.id_key())),
-            compression_level: 3,
-            stream_compression_level: default_stream_level(),
+            compression_level,
+            stream_compression_level,
+            copy_of,
         };
         let body = serde_json::to_vec_pretty(&config).expect("config serializes");
         let sealed = crypto::seal_plain(CONFIG_AAD, &body);
@@ -370,6 +458,19 @@ impl Repository {
         Ok(sealed.len() as u64)
     }
 
+    /// The entries of a pack's trailer, read with two ranged reads (its last four bytes,
+    /// then the sealed trailer) instead of the whole pack; `size` is the pack's listed size.
+    pub fn pack_trailer(&self, id: crate::id::PackId, size: u64) -> Result<Vec<index::Entry>> {
+        let object = id.object_key();
+        let last4 = self
+            .storage
+            .get_range(&object, size.saturating_sub(4), 4.min(size))?;
+        let tlen = pack::trailer_len(&object, size, &last4)?;
+        let start = size - 4 - tlen;
+        let sealed = self.storage.get_range(&object, start, tlen)?;
+        pack::decode_trailer(&self.key, &object, id, &sealed, start)
+    }
+
     /// Stores a manifest (the commit point) and sets its id; returns the bytes written.
     pub fn write_snapshot(&self, snap: &mut Snapshot) -> Result<u64> {
         let body = snap.encode();
@@ -383,6 +484,21 @@ impl Repository {
 
     /// Reads one manifest and checks that its content matches its name.
     pub fn read_snapshot(&self, id: &str) -> Result<Snapshot> {
+        let (_, body) = self.open_snapshot(id)?;
+        Snapshot::decode(id, &body)
+    }
+
+    /// One manifest as stored (sealed), once it opened and its content matched its name:
+    /// what `copy` writes into a repository sharing this one's keys.
+    pub fn sealed_snapshot(&self, id: &str) -> Result<Vec<u8>> {
+        let (sealed, body) = self.open_snapshot(id)?;
+        Snapshot::decode(id, &body)?;
+        Ok(sealed)
+    }
+
+    /// Reads one manifest: its sealed bytes and its authenticated body, whose keyed hash
+    /// is its name.
+    fn open_snapshot(&self, id: &str) -> Result<(Vec<u8>, Vec<u8>)> {
         let object = Snapshot::object_key(id);
         let sealed = self.storage.get(&object)?;
         let body = self.key.open(&object, SNAPSHOT_AAD, &sealed)?;
@@ -393,7 +509,7 @@ impl Repository {
         {
             return Err(Error::corrupt(object, "content does not match its id"));
         }
-        Snapshot::decode(id, &body)
+        Ok((sealed, body))
     }
 
     /// Every snapshot, oldest first; fails on the first damaged manifest.

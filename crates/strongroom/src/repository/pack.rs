@@ -225,6 +225,38 @@ pub fn read_pack(key: &MasterKey, object: &str, id: PackId, bytes: &[u8]) -> Res
     )
 }
 
+/// Checks a whole pack as `check --read-data` does, before it is trusted elsewhere
+/// (`copy`): its name against its content, its trailer, and every segment the trailer
+/// names opened (authenticated, decompressed) with every chunk in it hashed against its id.
+/// Returns the trailer's entries; the first failure otherwise, naming the pack.
+pub fn verify(key: &MasterKey, id: PackId, bytes: &[u8]) -> Result<Vec<Entry>> {
+    let object = id.object_key();
+    let entries = read_pack(key, &object, id, bytes).map_err(|e| match e {
+        Error::Corrupt { detail, .. } => Error::DamagedData {
+            pack: id,
+            segment: None,
+            detail,
+        },
+        other => other,
+    })?;
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by_key(|(_, l)| (l.offset, l.inner_offset));
+    for seg in sorted.chunk_by(|a, b| a.1.offset == b.1.offset) {
+        let loc = seg[0].1;
+        let (s, e) = (loc.offset as usize, loc.offset as usize + loc.len as usize);
+        let sealed = bytes.get(s..e).ok_or_else(|| Error::DamagedData {
+            pack: id,
+            segment: Some(loc.offset),
+            detail: "the segment lies outside the pack".into(),
+        })?;
+        let plain = decode_segment(key, id, loc.offset, sealed)?;
+        for (chunk, l) in seg {
+            chunk_from_segment(key, &plain, *chunk, l)?;
+        }
+    }
+    Ok(entries)
+}
+
 /// The sealed trailer's length, from a pack's last four bytes; `size` is the pack's size.
 pub fn trailer_len(object: &str, size: u64, last4: &[u8]) -> Result<u64> {
     let last4: [u8; 4] = last4
@@ -325,5 +357,13 @@ mod tests {
         let plain = decode_segment(&key, p.id, loc.offset, sealed).unwrap();
         assert!(chunk_from_segment(&key, &plain, ChunkId([1; 32]), &loc).is_err());
         assert!(chunk_from_segment(&key, &plain, id, &loc).is_ok());
+        // verify: the whole pack, or the first damage naming the pack
+        assert_eq!(verify(&key, p.id, &p.bytes).unwrap(), p.entries);
+        let e = verify(&key, p.id, &bad).unwrap_err();
+        assert!(
+            matches!(e, Error::DamagedData { pack, .. } if pack == p.id),
+            "{e}"
+        );
+        assert!(verify(&MasterKey::generate(), p.id, &p.bytes).is_err());
     }
 }

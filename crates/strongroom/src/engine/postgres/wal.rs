@@ -302,6 +302,26 @@ pub fn needs_of(snaps: &[crate::repository::snapshot::Snapshot]) -> Vec<NeededFr
         .collect()
 }
 
+/// The physical snapshots (of `needs`) of `cluster` that need archived file `name` to
+/// become consistent: it lies between their start and stop on their timeline. What a
+/// damaged or missing WAL file breaks, for `check` and `copy`.
+pub fn dependents(needs: &[NeededFrom], cluster: &str, name: &str) -> Vec<String> {
+    let Some(file) = WalName::parse(name) else {
+        return Vec::new();
+    };
+    needs
+        .iter()
+        .filter(|n| n.cluster == cluster && n.timeline == file.timeline)
+        .filter(|n| {
+            file.segment_number(n.segment_size).is_some_and(|seg| {
+                seg >= n.start.segment(n.segment_size)
+                    && seg <= n.stop.segment_before(n.segment_size)
+            })
+        })
+        .map(|n| n.snapshot.clone())
+        .collect()
+}
+
 /// An archived file no kept snapshot needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expired {

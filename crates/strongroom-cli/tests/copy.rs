@@ -1,0 +1,679 @@
+//! `strongroom copy` and `init --copy-of`, end to end: the real binary copying from a local
+//! repository into a local one and (under ./scripts/test) into Garage S3. A copy restores
+//! every snapshot alone, a second run moves only what is new (measured in bytes), a SIGKILL
+//! at any moment leaves it consistent and the next run moves nothing twice, a damaged source
+//! pack is named and never copied, a repository that is not a copy is refused, and a
+//! physical snapshot with its WAL recovers to a point in time from the copy with the
+//! primary gone.
+
+mod common;
+
+use common::pg::{Rig, archive_now, between, expect, ids, server_env, workload};
+use common::{Env, PASSWORD, envs};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use strongroom::hotel::{self, Rng, Scale};
+use strongroom_testkit::postgres::{Cluster, bindirs, give_to_server_user};
+
+/// The copy's own password: a copy shares its source's keys, not its passwords.
+const COPY_PASSWORD: &str = "another horse, another battery";
+
+fn hotel_db(env: &Env, bookings: u64) -> (PathBuf, String) {
+    let db = env.path("hotel.db");
+    hotel::create(&db, Scale::bookings(bookings), 42).unwrap();
+    let src = format!("sqlite:{}", db.display());
+    (db, src)
+}
+
+fn update(db: &Path, fraction: f64, seed: u64) {
+    let mut c = rusqlite::Connection::open(db).unwrap();
+    hotel::update_random_bookings(&mut c, fraction, seed).unwrap();
+}
+
+/// A local primary repository for a copy into `dest`.
+fn primary() -> Env {
+    envs().remove(0)
+}
+
+/// The binary on the copy: its URL and its own password.
+fn on_copy(dest: &Env) -> assert_cmd::Command {
+    let mut c = dest.cmd();
+    c.env("STRONGROOM_PASSWORD", COPY_PASSWORD);
+    c
+}
+
+/// `init --copy-of` the primary at `dest`.
+fn init_copy(primary: &Env, dest: &Env) {
+    on_copy(dest)
+        .env("STRONGROOM_FROM_PASSWORD", PASSWORD)
+        .args(["init", "--copy-of", &primary.repo])
+        .assert()
+        .success();
+}
+
+/// The primary's `copy --to dest` (with `extra`), as a plain process.
+fn copy_cmd(primary: &Env, dest: &Env, extra: &[&str]) -> std::process::Command {
+    let mut c = primary.std_cmd();
+    c.env("STRONGROOM_TO_PASSWORD", COPY_PASSWORD)
+        .args(["copy", "--to", &dest.repo])
+        .args(extra);
+    c
+}
+
+/// A successful `copy --json` into `dest`: its one entry.
+fn copied(primary: &Env, dest: &Env, extra: &[&str]) -> Value {
+    let doc = common::json_of(assert_cmd::Command::from_std(copy_cmd(
+        primary, dest, extra,
+    )));
+    assert_eq!(doc["copies"].as_array().unwrap().len(), 1, "{doc}");
+    doc["copies"][0].clone()
+}
+
+fn ids_of(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn copy_ids(dest: &Env) -> Vec<String> {
+    let mut c = on_copy(dest);
+    c.arg("list");
+    ids_of(&common::json_of(c))
+}
+
+/// Restores `id` from the copy and returns the file's bytes.
+fn restored_from_copy(dest: &Env, id: &str) -> Vec<u8> {
+    let to = dest.path(&format!("restored-{}.db", &id[..12]));
+    let _ = std::fs::remove_file(&to);
+    on_copy(dest)
+        .args(["restore", id, "--to"])
+        .arg(&to)
+        .assert()
+        .success();
+    let bytes = std::fs::read(&to).unwrap();
+    std::fs::remove_file(&to).unwrap();
+    bytes
+}
+
+fn check_copy(dest: &Env) -> Value {
+    let mut c = on_copy(dest);
+    c.args(["check", "--read-data"]);
+    common::json_of(c)
+}
+
+fn listed(dest: &Env, folder: &str) -> HashSet<String> {
+    dest.storage()
+        .list(folder)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+#[test]
+fn a_copy_restores_alone_and_a_second_run_moves_only_what_is_new() {
+    for dest in envs() {
+        let primary = primary();
+        primary.init();
+        let (db, src) = hotel_db(&primary, 100_000);
+        let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let first = primary.json(&["backup", &src]);
+        states.insert(
+            first["id"].as_str().unwrap().into(),
+            std::fs::read(&db).unwrap(),
+        );
+        update(&db, 0.05, 1);
+        let second = primary.json(&["backup", &src, "--tag", "pre-migration"]);
+        states.insert(
+            second["id"].as_str().unwrap().into(),
+            std::fs::read(&db).unwrap(),
+        );
+
+        init_copy(&primary, &dest);
+        let info = {
+            let mut c = on_copy(&dest);
+            c.args(["check"]);
+            common::json_of(c)
+        };
+        assert_eq!(info["snapshots"], 0, "a new copy is empty: {info}");
+        let entry = copied(&primary, &dest, &[]);
+        assert_eq!(entry["repository"], dest.repo.as_str());
+        assert_eq!(entry["snapshots_copied"], 2, "{entry}");
+        assert_eq!(entry["snapshots_present"], 0, "{entry}");
+        assert_eq!(entry["wal_files_copied"], 0, "{entry}");
+        assert!(n(&entry["bytes_written"]) > 0 && n(&entry["bytes_read"]) > 0);
+
+        // The copy opens with its own password, not the primary's, and restores alone.
+        let out = dest.cmd().arg("list").output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "the primary's password opens no copy"
+        );
+        let check = check_copy(&dest);
+        assert_eq!(check["ok"], true, "{check:#}");
+        let mut in_copy = copy_ids(&dest);
+        in_copy.sort();
+        assert_eq!(in_copy, states.keys().cloned().collect::<Vec<_>>());
+        for (id, state) in &states {
+            assert!(
+                restored_from_copy(&dest, id) == *state,
+                "{id} restores from the copy"
+            );
+        }
+
+        // A 1% change: the copy reads and writes about what the backup added.
+        update(&db, 0.01, 2);
+        let third = primary.json(&["backup", &src]);
+        let added = n(&third["added"]);
+        states.insert(
+            third["id"].as_str().unwrap().into(),
+            std::fs::read(&db).unwrap(),
+        );
+        let entry = copied(&primary, &dest, &[]);
+        eprintln!(
+            "{}: backup added {added}, copy read {} and wrote {}",
+            dest.repo, entry["bytes_read"], entry["bytes_written"]
+        );
+        assert_eq!(
+            (
+                n(&entry["snapshots_copied"]),
+                n(&entry["snapshots_present"])
+            ),
+            (1, 2),
+            "{entry}"
+        );
+        let most = added as f64 * 1.1;
+        assert!(
+            n(&entry["bytes_read"]) as f64 <= most,
+            "read {} for {added} added",
+            entry["bytes_read"]
+        );
+        assert!(
+            n(&entry["bytes_written"]) as f64 <= most,
+            "wrote {} for {added} added",
+            entry["bytes_written"]
+        );
+        let id = third["id"].as_str().unwrap();
+        assert!(restored_from_copy(&dest, id) == states[id]);
+
+        // Nothing new: nothing moves.
+        let entry = copied(&primary, &dest, &[]);
+        assert_eq!(entry["snapshots_copied"], 0, "{entry}");
+        assert_eq!(entry["snapshots_present"], 3, "{entry}");
+        assert_eq!(
+            (n(&entry["bytes_read"]), n(&entry["bytes_written"])),
+            (0, 0)
+        );
+
+        // The journal of the primary has the copy, with its figures.
+        let journal = primary.json(&["journal", "--job", "copy"]);
+        let records = journal.as_array().unwrap();
+        assert_eq!(records.len(), 3, "{journal}");
+        assert_eq!(records[1]["copy"]["snapshots_copied"], 1, "{journal}");
+        assert_eq!(records[1]["copy"]["repository"], dest.repo.as_str());
+    }
+}
+
+#[test]
+fn configured_copies_are_copied_without_to_and_keep_their_own_retention() {
+    let primary = primary();
+    primary.init();
+    let (db, src) = hotel_db(&primary, 5_000);
+    for i in 0..3 {
+        update(&db, 0.1, i);
+        primary.json(&["backup", &src]);
+    }
+    let targets: Vec<Env> = vec![envs().remove(0), envs().remove(0)];
+    for t in &targets {
+        init_copy(&primary, t);
+    }
+    let password = primary.path("copy-password");
+    std::fs::write(&password, format!("{COPY_PASSWORD}\n")).unwrap();
+    let config = primary.path("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[retention]\nkeep_last = 3\n\n[[copies]]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n[copies.retention]\nkeep_last = 1\n\n[[copies]]\nrepository = \"{}\"\npassword_command = \"echo '{COPY_PASSWORD}'\"\n",
+            targets[0].repo,
+            password.display(),
+            targets[1].repo
+        ),
+    )
+    .unwrap();
+    let with_config = |env: &Env| {
+        let mut c = env.cmd();
+        c.env("STRONGROOM_CONFIG", &config);
+        c
+    };
+    let mut c = with_config(&primary);
+    c.arg("copy");
+    let doc = common::json_of(c);
+    let copies = doc["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2, "{doc}");
+    for (entry, t) in copies.iter().zip(&targets) {
+        assert_eq!(entry["repository"], t.repo.as_str());
+        assert_eq!(entry["snapshots_copied"], 3, "{doc}");
+    }
+    // `--repo` naming a copy opens it with its [[copies]] password and forgets by its own
+    // retention; the primary keeps by [retention].
+    let forget = |env: &Env, repo: &str| {
+        let mut c = with_config(env);
+        c.env_remove("STRONGROOM_PASSWORD")
+            .args(["--repo", repo, "forget", "--dry-run"]);
+        common::json_of(c)
+    };
+    let on_first = forget(&targets[0], &targets[0].repo);
+    assert_eq!(
+        on_first["remove"].as_array().unwrap().len(),
+        2,
+        "{on_first}"
+    );
+    let on_second = forget(&targets[1], &targets[1].repo);
+    assert_eq!(
+        on_second["remove"].as_array().unwrap().len(),
+        0,
+        "{on_second}"
+    );
+    let mut c = with_config(&primary);
+    c.args(["forget", "--dry-run"]);
+    assert_eq!(common::json_of(c)["remove"].as_array().unwrap().len(), 0);
+    // Forgotten for real in the first copy, they are not copied back: that copy keeps what
+    // its own retention keeps.
+    let mut c = with_config(&targets[0]);
+    c.env_remove("STRONGROOM_PASSWORD")
+        .args(["--repo", &targets[0].repo, "forget", "--prune"]);
+    common::json_of(c);
+    update(&db, 0.1, 9);
+    primary.json(&["backup", &src]);
+    let mut c = with_config(&primary);
+    c.arg("copy");
+    let doc = common::json_of(c);
+    let first = &doc["copies"][0];
+    assert_eq!(first["snapshots_copied"], 1, "only the new one: {doc}");
+    assert_eq!(first["snapshots_forgotten_there"], 2, "{doc}");
+    assert_eq!(doc["copies"][1]["snapshots_copied"], 1, "{doc}");
+    assert_eq!(doc["copies"][1]["snapshots_present"], 3, "{doc}");
+    let check = check_copy(&targets[0]);
+    assert_eq!(check["ok"], true, "{check:#}");
+    assert_eq!(copy_ids(&targets[0]).len(), 2);
+}
+
+/// Starts `args` paused at `point` (see `strongroom::fault`); returns once it is there.
+fn paused(mut cmd: std::process::Command, point: &str, dir: &Path) -> Child {
+    std::fs::create_dir_all(dir).unwrap();
+    let _ = std::fs::remove_file(dir.join("go"));
+    let _ = std::fs::remove_file(dir.join("paused"));
+    let child = cmd
+        .env("STRONGROOM_FAULT", format!("pause-{point}"))
+        .env("STRONGROOM_FAULT_DIR", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !dir.join("paused").exists() {
+        assert!(Instant::now() < deadline, "never reached {point}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// SIGKILLs a copy just before its index objects and just before its manifest, then at
+/// random moments: after every kill the copy checks clean, every snapshot it lists restores
+/// byte-identical, and the run that finishes the job writes no pack, WAL file or manifest
+/// that was there already.
+#[test]
+fn a_killed_copy_leaves_the_copy_consistent_and_nothing_is_moved_twice() {
+    let seed = common::seed();
+    let mut rng = Rng::new(seed);
+    for dest in envs() {
+        let remote = dest.repo.contains("://");
+        let primary = primary();
+        primary.init();
+        let (db, src) = hotel_db(&primary, 40_000);
+        let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let backup = |round: u64, states: &mut BTreeMap<String, Vec<u8>>| {
+            update(&db, 0.2, round);
+            let s = primary.json(&["backup", &src]);
+            states.insert(
+                s["id"].as_str().unwrap().into(),
+                std::fs::read(&db).unwrap(),
+            );
+        };
+        backup(0, &mut states);
+        init_copy(&primary, &dest);
+        let faults = primary.path("faults");
+
+        // Killed with its packs written and no index object naming them.
+        let mut child = paused(copy_cmd(&primary, &dest, &[]), "copy-before-index", &faults);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(copy_ids(&dest).is_empty(), "no manifest before its data");
+        let packs = listed(&dest, "data/");
+        assert!(!packs.is_empty());
+        let check = check_copy(&dest);
+        assert_eq!(check["ok"], true, "{check:#}");
+        let entry = copied(&primary, &dest, &[]);
+        assert_eq!(entry["packs_copied"], 0, "nothing copied twice: {entry}");
+        assert_eq!(n(&entry["packs_indexed"]), packs.len() as u64, "{entry}");
+        assert_eq!(entry["snapshots_copied"], 1, "{entry}");
+
+        // Killed with everything written but the manifest.
+        backup(1, &mut states);
+        let mut child = paused(
+            copy_cmd(&primary, &dest, &[]),
+            "copy-before-commit",
+            &faults,
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(copy_ids(&dest).len(), 1);
+        let check = check_copy(&dest);
+        assert_eq!(check["ok"], true, "{check:#}");
+        let before = listed(&dest, "data/");
+        let entry = copied(&primary, &dest, &[]);
+        assert_eq!(entry["packs_copied"], 0, "{entry}");
+        assert_eq!(entry["packs_indexed"], 0, "they were indexed: {entry}");
+        assert_eq!(entry["snapshots_copied"], 1, "{entry}");
+        assert_eq!(listed(&dest, "data/"), before);
+
+        // At random moments.
+        let span = if remote { 2500 } else { 1200 };
+        let mut kills = 0;
+        let mut round = 1;
+        let mut verified: HashSet<String> = copy_ids(&dest).into_iter().collect();
+        while kills < 5 {
+            round += 1;
+            assert!(round < 60, "too few kills landed");
+            backup(round, &mut states);
+            let mut child = copy_cmd(&primary, &dest, &[])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(rng.below(span)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            child.wait().unwrap();
+            let check = check_copy(&dest);
+            assert_eq!(check["ok"], true, "round {round}, seed {seed}: {check:#}");
+            // Each snapshot in the copy restores byte-identical, checked once: its objects
+            // are never written again, and check --read-data covers them after that.
+            for id in copy_ids(&dest) {
+                if verified.insert(id.clone()) {
+                    assert!(
+                        restored_from_copy(&dest, &id) == states[&id],
+                        "round {round}: {id} restores byte-identical (seed {seed})"
+                    );
+                }
+            }
+            let (packs, snaps) = (listed(&dest, "data/"), listed(&dest, "snapshots/"));
+            let entry = copied(&primary, &dest, &[]);
+            let (packs_after, snaps_after) = (listed(&dest, "data/"), listed(&dest, "snapshots/"));
+            assert_eq!(
+                n(&entry["packs_copied"]) as usize,
+                packs_after.len() - packs.len(),
+                "round {round}: only packs the copy lacked were written (seed {seed}): {entry}"
+            );
+            assert_eq!(
+                n(&entry["snapshots_copied"]) as usize,
+                snaps_after.len() - snaps.len(),
+                "round {round} (seed {seed}): {entry}"
+            );
+            assert_eq!(snaps_after.len(), states.len());
+        }
+        eprintln!("{}: {kills} kills in {round} rounds", dest.repo);
+    }
+}
+
+#[test]
+fn a_damaged_source_pack_is_named_with_its_snapshot_and_never_copied() {
+    for dest in envs() {
+        let primary = primary();
+        primary.init();
+        let (db, src) = hotel_db(&primary, 5_000);
+        let good = primary.json(&["backup", &src]);
+        let before = listed(&primary, "data/");
+        update(&db, 0.3, 1);
+        let hit = primary.json(&["backup", &src]);
+        let hit_id = hit["id"].as_str().unwrap();
+        let pack = listed(&primary, "data/")
+            .into_iter()
+            .find(|k| !before.contains(k))
+            .expect("the second backup added a pack");
+        let path = Path::new(&primary.repo).join(&pack);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() / 3;
+        bytes[at] ^= 0x10;
+        std::fs::write(&path, bytes).unwrap();
+
+        init_copy(&primary, &dest);
+        let out = copy_cmd(&primary, &dest, &["--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&pack) && err.contains(&hit_id[..8]),
+            "names the pack and the snapshot: {err}"
+        );
+        let last = err.trim_end().lines().last().unwrap();
+        assert!(last.starts_with("strongroom: "), "{err}");
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let entry = &doc["copies"][0];
+        assert_eq!(entry["snapshots_copied"], 1, "{doc}");
+        let failures = entry["failures"].as_array().unwrap();
+        assert_eq!(failures.len(), 1, "{doc}");
+        assert_eq!(failures[0]["object"], pack.as_str());
+        assert_eq!(failures[0]["kind"], "damaged_data");
+        assert_eq!(failures[0]["snapshots"][0], hit_id);
+        assert!(!dest.storage().exists(&pack).unwrap(), "never written");
+        assert_eq!(
+            copy_ids(&dest),
+            vec![good["id"].as_str().unwrap().to_string()]
+        );
+        let check = check_copy(&dest);
+        assert_eq!(check["ok"], true, "{check:#}");
+        // The failure is journaled in the primary, as damage.
+        let journal = primary.json(&["journal", "--job", "copy", "--failed"]);
+        assert_eq!(journal[0]["error_kind"], "damaged_data", "{journal}");
+    }
+}
+
+#[test]
+fn a_destination_that_is_not_a_copy_is_refused_in_one_sentence() {
+    let primary = primary();
+    primary.init();
+    let (_db, src) = hotel_db(&primary, 2_000);
+    primary.json(&["backup", &src]);
+    for dest in envs() {
+        // A repository of its own: plain init, its own keys.
+        on_copy(&dest).arg("init").assert().success();
+        let out = copy_cmd(&primary, &dest, &[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "one sentence: {err}");
+        assert!(
+            err.contains("is not a copy of") && err.contains("init --copy-of"),
+            "{err}"
+        );
+        assert!(listed(&dest, "data/").is_empty() && listed(&dest, "snapshots/").is_empty());
+        let out = copy_cmd(&primary, &dest, &["--json"]).output().unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["copies"][0]["error"]["kind"], "bad_input", "{doc}");
+        // An operator's mistake: not journaled as a failed job.
+        let journal = primary.json(&["journal", "--job", "copy"]);
+        assert_eq!(journal.as_array().unwrap().len(), 0, "{journal}");
+    }
+    // No password for the destination, and no destination at all: one sentence each.
+    let dest = envs().remove(0);
+    init_copy(&primary, &dest);
+    let out = primary
+        .cmd()
+        .args(["copy", "--to", &dest.repo])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("STRONGROOM_TO_PASSWORD"), "{err}");
+    let err = primary.fails(&["copy"]);
+    assert!(err.contains("--to") && err.contains("[[copies]]"), "{err}");
+    // A mistyped destination or source: the flag that fixes it, not --repo.
+    let nowhere = primary.path("nowhere").display().to_string();
+    let err = primary.fails_with(
+        &["copy", "--to", &nowhere],
+        &[("STRONGROOM_TO_PASSWORD", COPY_PASSWORD)],
+    );
+    assert!(
+        err.contains("check --to") && err.contains("init --copy-of"),
+        "{err}"
+    );
+    let err = dest.fails_with(
+        &["init", "--copy-of", &nowhere],
+        &[("STRONGROOM_FROM_PASSWORD", PASSWORD)],
+    );
+    assert!(err.contains("check --copy-of"), "{err}");
+    // And a copy of a repository needs its password.
+    let other = envs().remove(0);
+    let out = other
+        .cmd()
+        .args(["init", "--copy-of", &primary.repo])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("STRONGROOM_FROM_PASSWORD"), "{err}");
+    assert!(!Path::new(&other.repo).join("config").exists());
+}
+
+/// The acceptance test of a second copy: a physical snapshot and its WAL copied to Garage,
+/// the primary removed (its repository and its server), then a point-in-time restore from
+/// the copy alone keeps exactly the transactions committed before the target; `verify`,
+/// `drill` and `wal fetch` work from the copy too.
+#[test]
+fn physical_snapshot_and_wal_copied_to_garage_recover_to_a_time_with_the_primary_gone() {
+    let Some(dest) = envs().into_iter().find(|e| e.repo.contains("://")) else {
+        return;
+    };
+    let bindir = bindirs().remove(0);
+    let rig = Rig::new(primary(), &bindir, true);
+    rig.pg.create_database("app", None);
+    rig.pg.execute(
+        "app",
+        "CREATE TABLE oracle (id int PRIMARY KEY, at timestamptz, xid bigint);
+         INSERT INTO oracle SELECT g, clock_timestamp(), txid_current() FROM generate_series(-99, 0) g;",
+    );
+    let snap = rig.backup();
+    let pre: std::collections::BTreeSet<i32> = (-99..=0).collect();
+    let committed = workload(&rig.pg, 1, 30, None);
+    archive_now(&rig.pg);
+
+    init_copy(&rig.env, &dest);
+    let key = dest.path("copy.key");
+    on_copy(&dest)
+        .args(["key", "add", "--new-key-file"])
+        .arg(&key)
+        .args(["--label", "restore_command"])
+        .assert()
+        .success();
+    give_to_server_user(&key);
+    common::pg::open_up(&dest);
+    let entry = copied(&rig.env, &dest, &[]);
+    assert_eq!(entry["snapshots_copied"], 1, "{entry}");
+    let archived = listed(&rig.env, "wal/").len() as u64;
+    assert_eq!(n(&entry["wal_files_copied"]), archived, "{entry}");
+
+    // The primary is gone: its server stopped, its repository deleted.
+    let Rig { env, pg, .. } = rig;
+    drop(pg);
+    std::fs::remove_dir_all(&env.repo).unwrap();
+
+    let t = 1 + (common::seed() as usize % (committed.len() - 2));
+    let time = between(&committed[t - 1].commit, &committed[t].commit);
+    let dir = dest.path("recovered");
+    // The restore and the server's restore_command both read the copy alone.
+    let copy_env: Vec<(String, String)> = server_env(&dest, &key)
+        .into_iter()
+        .filter(|(k, _)| k != "STRONGROOM_STATE_DIR")
+        .collect();
+    let out = dest
+        .cmd()
+        .env_remove("STRONGROOM_PASSWORD")
+        .envs(copy_env)
+        .args(["restore", "latest", "--data-dir"])
+        .arg(&dir)
+        .args(["--time", &time, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restore from the copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["snapshot"], snap["id"], "{doc}");
+    let mut b = Cluster::start_existing(&dir, &bindir);
+    for (k, v) in server_env(&dest, &key) {
+        b = b.env(k, v);
+    }
+    let recovered = b
+        .try_start()
+        .unwrap_or_else(|log| panic!("the recovered cluster did not start:\n{log}"));
+    recovered
+        .wait_promoted(Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ids(&recovered),
+        expect(&committed, &pre, t),
+        "exactly the transactions committed before {time}"
+    );
+    drop(recovered);
+
+    // verify: a test restore on a throwaway server, from the copy.
+    let scratch = dest.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut c = on_copy(&dest);
+    c.args(["verify", "latest"])
+        .env("TMPDIR", &scratch)
+        .env("STRONGROOM_PG_BINDIR", &bindir);
+    let verified = common::json_of(c);
+    assert_eq!(verified["ok"], true, "{verified}");
+    // drill: a timed recovery to a random point after the snapshot, from the copy.
+    let mut c = on_copy(&dest);
+    c.args(["drill", "--snapshot", "latest"])
+        .env("TMPDIR", &scratch)
+        .env("STRONGROOM_PG_BINDIR", &bindir);
+    let drilled = common::json_of(c);
+    assert_eq!(drilled["ok"], true, "{drilled}");
+    assert_eq!(drilled["snapshot"], snap["id"], "{drilled}");
+    // wal fetch, as restore_command runs it in a data directory of the cluster, serves a
+    // segment from the copy.
+    let first = dest
+        .storage()
+        .list("wal/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .find(|k| k.rsplit('/').next().is_some_and(|n| n.len() == 24))
+        .unwrap();
+    let name = first.rsplit('/').next().unwrap().to_string();
+    on_copy(&dest)
+        .current_dir(&dir)
+        .args(["wal", "fetch", &name, "strongroom-fetched"])
+        .env("STRONGROOM_FETCH_AHEAD", "0")
+        .assert()
+        .success();
+    let fetched = dir.join("strongroom-fetched");
+    assert_eq!(std::fs::metadata(&fetched).unwrap().len(), 16 << 20);
+    std::fs::remove_file(fetched).unwrap();
+}
