@@ -11,6 +11,7 @@ pub mod check;
 pub mod completions;
 pub mod demo;
 pub mod drill;
+pub mod export;
 pub mod forget;
 pub mod hotel;
 pub mod init;
@@ -43,6 +44,7 @@ pub fn run(global: Global, command: Command) -> Result<()> {
         Command::List { filter } => list::run(&ctx()?, &filter),
         Command::Show(a) => show::run(&ctx()?, a),
         Command::Restore(a) => restore::run(&ctx()?, a),
+        Command::Export(a) => export::run(&ctx()?, a),
         Command::Verify(a) => verify::run(&ctx()?, a),
         Command::Check { read_data } => check::run(&ctx()?, read_data),
         Command::Drill(a) => drill::run(&ctx()?, a),
