@@ -330,8 +330,8 @@ pub struct RestoreArgs {
 const EXPORT_HELP: &str = "\
 Examples:
   strongroom export latest --to hotel.db                    # SQLite: the database file
-  strongroom export latest --source prod --to hotel.dump    # logical: and hotel.dump.globals.sql
-  strongroom export 3fa4c1 --to pgdata.tar --gpg-recipient ops@example.com
+  strongroom export latest --source prod --kind logical --to hotel.dump   # and hotel.dump.globals.sql
+  strongroom export latest --source prod --kind physical --to pgdata.tar --gpg-recipient ops@example.com
   strongroom export latest --to hotel.db.age --age-recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
 
 Back with the database's own tools alone:
@@ -373,6 +373,10 @@ pub struct ExportArgs {
     /// id); `gpg -d` decrypts.
     #[arg(long, value_name = "ID")]
     pub gpg_recipient: Option<String>,
+    /// Only snapshots of this kind: full (SQLite), logical or physical (PostgreSQL); a
+    /// source with both logical and physical snapshots otherwise exports its newest.
+    #[arg(long, value_parser = ["full", "logical", "physical"])]
+    pub kind: Option<String>,
     /// Replace FILE (and FILE.globals.sql) when they exist; each stays as it is until the
     /// new one is complete.
     #[arg(long)]

@@ -426,9 +426,27 @@ fn a_physical_export_is_a_tar_postgres_starts_on_by_itself() {
             if archive {
                 rig.archive_now();
             }
+            // A logical snapshot of the same source, newer: --kind picks the physical one
+            // (pg_dump is at hand for the machine's own server version only).
+            if n == 0 {
+                let logical = rig.env.json(&["backup", &rig.url()]);
+                assert_eq!(logical["kind"], "logical");
+            }
 
             let tar = rig.env.path("pgdata.tar");
-            let doc = export(&rig.env, &keys, &["latest", "--to", tar.to_str().unwrap()]);
+            let doc = export(
+                &rig.env,
+                &keys,
+                &[
+                    "latest",
+                    "--kind",
+                    "physical",
+                    "--to",
+                    tar.to_str().unwrap(),
+                ],
+            );
+            assert_eq!(doc["kind"], "physical");
+            assert_eq!(doc["snapshot"], snap["id"]);
             assert_eq!(
                 doc["files"][0]["bytes"],
                 std::fs::metadata(&tar).unwrap().len()
@@ -453,7 +471,7 @@ fn a_physical_export_is_a_tar_postgres_starts_on_by_itself() {
                 &rig.env,
                 &keys,
                 &[
-                    "latest",
+                    snap["id"].as_str().unwrap(),
                     "--to",
                     sealed.to_str().unwrap(),
                     "--age-recipient",

@@ -12,6 +12,7 @@ use anyhow::Result;
 use strongroom::human_bytes;
 use strongroom::jobs::export::{ExportOutcome, ExportRequest};
 use strongroom::recipient::Recipient;
+use strongroom::repository::snapshot::BackupKind;
 
 /// Exports the snapshot `args.reference` names to `args.to`.
 pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<()> {
@@ -30,6 +31,7 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<()> {
         ExportRequest {
             reference: args.reference,
             filter: args.filter.filter(&ctx.config),
+            kind: args.kind.map(BackupKind::from),
             to: args.to,
             recipient,
             force: args.force,

@@ -4,7 +4,7 @@
 //! encrypted to an age or OpenPGP recipient.
 //!
 //! Owns, in this order: which snapshot the reference means (`latest` never crosses
-//! sources); the files the engine announces (`Engine::export_files`) and the refusal of a
+//! sources, and takes only the kind asked for when one is); the files the engine announces (`Engine::export_files`) and the refusal of a
 //! path that exists unless `force`, or that is a directory, before anything is read; each
 //! file written into a temporary file beside its final name (`.NAME.strongroom-export-*`,
 //! mode 0600, removed on failure and on SIGINT/SIGTERM/SIGHUP), through the recipient's
@@ -26,7 +26,7 @@ use crate::progress::Progress;
 use crate::recipient::{Recipient, Sealed, seal};
 use crate::repository::Repository;
 use crate::repository::journal::JournalRecord;
-use crate::repository::snapshot::{Filter, Snapshot};
+use crate::repository::snapshot::{BackupKind, Filter, Snapshot, resolve_one_source};
 use serde::Serialize;
 use std::ffi::OsString;
 use std::fs::File;
@@ -40,6 +40,9 @@ pub struct ExportRequest {
     pub reference: String,
     /// Which sources and tags `reference` is taken among.
     pub filter: Filter,
+    /// Only snapshots of this kind (a PostgreSQL source has logical and physical ones, and
+    /// `latest` would otherwise take whichever is newer).
+    pub kind: Option<BackupKind>,
     /// The file to write; companions get a suffix (`FILE.globals.sql`).
     pub to: PathBuf,
     /// Encrypt every file to this key.
@@ -80,7 +83,14 @@ pub fn run(
     request: ExportRequest,
     progress: &dyn Progress,
 ) -> Result<ExportOutcome> {
-    let snap = repo.resolve_one_source(&request.reference, &request.filter)?;
+    let snap = repo.resolve_with(&request.reference, |all| {
+        let pool: Vec<Snapshot> = all
+            .iter()
+            .filter(|s| request.kind.as_ref().is_none_or(|k| &s.kind == k))
+            .cloned()
+            .collect();
+        resolve_one_source(&pool, &request.reference, &request.filter).cloned()
+    })?;
     let engine = engine::for_snapshot(&snap)?;
     let announced = engine.export_files(&snap)?;
     let planned = plan(&request.to, &announced, request.force)?;
