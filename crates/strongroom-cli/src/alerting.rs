@@ -57,6 +57,8 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
         Command::Backup(a) => ("backup", a.source.clone()),
         Command::Verify(a) => ("verify", a.filter.source.clone()),
         Command::Restore(a) => ("restore", a.filter.source.clone()),
+        // Often run from cron, to hand a copy to the keepers of a GPG key.
+        Command::Export(a) => ("export", a.filter.source.clone()),
         Command::Check { .. } => ("check", None),
         // With --prune or without: the retention run is the job.
         Command::Forget(a) => ("forget", a.filter.source.clone()),

@@ -126,6 +126,9 @@ pub enum Command {
         after_help = "Examples:\n  strongroom restore latest --to hotel.db\n  strongroom restore 3fa4c1 --to /var/lib/hotel/hotel.db --force --keep-old\n  strongroom restore latest --source prod --target-db postgres://app@db/hotel --force\n  strongroom restore latest --source prod --data-dir /srv/pg/restored --time '2026-12-01 22:59:00' --start\n  strongroom restore latest --data-dir /srv/pg/restored --lsn 16/B374D848\n  strongroom restore latest --data-dir /srv/pg/restored --timeline 2 --latest\n  strongroom restore latest --data-dir /var/lib/postgresql/16/main --force --start\n\nPhysical: the snapshot is written beside DIR, global/pg_control last, with recovery.signal and\nrestore_command = '<this program> wal fetch %f %p' (the server needs STRONGROOM_REPO and the key\nin its environment, as archive_command does); the recovery target goes into\npostgresql.auto.conf with recovery_target_action = promote. `latest` is the newest physical\nsnapshot that ends before the target. Recovery follows the timeline the source is on (not a\ncopy's fork) unless --timeline says otherwise; a target no timeline reaches is refused\nbefore anything is written. Anywhere but the source's own data directory the copy gets\narchive_mode = off (--archive keeps archiving).\n\nPostgreSQL logical: the snapshot is restored into a new database beside the target and checked\n(row counts); then the source's before_restore hook runs, the old database is renamed\naside, the new one renamed into place, after_restore runs, and the old one is dropped\n(kept with --keep-old, and when after_restore fails)."
     )]
     Restore(RestoreArgs),
+    /// Write a snapshot as the database's own artifact, readable without strongroom (optionally encrypted to an age or OpenPGP key).
+    #[command(after_help = EXPORT_HELP)]
+    Export(ExportArgs),
     /// Prove snapshots restore: test-restore each, check integrity, row counts and configured checks.
     #[command(
         after_help = "Examples:\n  strongroom verify            # the latest snapshot\n  strongroom verify --all --json"
@@ -359,6 +362,64 @@ pub struct RestoreArgs {
     /// the source's own database (they run by themselves only when it is).
     #[arg(long)]
     pub run_hooks: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+const EXPORT_HELP: &str = "\
+Examples:
+  strongroom export latest --to hotel.db                    # SQLite: the database file
+  strongroom export latest --source prod --kind logical --to hotel.dump   # and hotel.dump.globals.sql
+  strongroom export latest --source prod --kind physical --to pgdata.tar --gpg-recipient ops@example.com
+  strongroom export latest --to hotel.db.age --age-recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+
+Back with the database's own tools alone:
+  sqlite3 hotel.db 'PRAGMA integrity_check'
+  psql -f hotel.dump.globals.sql postgres && createdb hotel && pg_restore -d hotel hotel.dump
+  install -d -m 700 -o postgres -g postgres /srv/pg/copy && tar -xf pgdata.tar -C /srv/pg/copy
+  runuser -u postgres -- pg_ctl -D /srv/pg/copy start
+  age -d -i key.txt hotel.db.age > hotel.db
+  gpg -d pgdata.tar.gpg | tar -x -C /srv/pg/copy
+
+SQLite: the database file, page for page. PostgreSQL logical: the pg_dump custom-format archive
+exactly as pg_dump wrote it (uncompressed) at FILE, and the roles and tablespaces (pg_dumpall
+--globals-only) as SQL at FILE.globals.sql. PostgreSQL physical: one tar of the data directory
+(extract it into an empty directory) with backup_label and the WAL from the backup's start to
+its stop in pg_wal/: PostgreSQL started on it replays that WAL and opens, consistent, with no
+archive and no strongroom. The copy gets archive_mode = off in postgresql.auto.conf (ALTER
+SYSTEM RESET archive_mode undoes it); tablespaces are inside it, under strongroom_tablespaces/,
+linked from pg_tblspc/; a cluster configured in /etc/postgresql gets a minimal postgresql.conf.
+
+Each file is written as .NAME.strongroom-export-*.tmp beside it (mode 0600) and renamed into
+place once complete and synced: a file at FILE is always whole, and an existing one (refused
+without --force) stays until the new one is complete. With a recipient every file is encrypted
+to it and no plaintext is written to disk. gpg uses its own keyring (GNUPGHOME) and its trust:
+import the public key and make it valid (gpg --lsign-key) first; keys are never fetched from
+the network. Memory stays flat whatever the size: everything streams.";
+
+/// `strongroom export`'s options: which snapshot, where to, and to whom it is encrypted.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Snapshot id, unique prefix (6+ characters) or `latest`.
+    pub reference: String,
+    /// The file to write (PostgreSQL logical: FILE.globals.sql too).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// Encrypt to this age X25519 recipient (age1…); `age -d -i KEYFILE` decrypts.
+    #[arg(long, value_name = "KEY", conflicts_with = "gpg_recipient")]
+    pub age_recipient: Option<String>,
+    /// Encrypt to this OpenPGP key of the local GnuPG keyring (fingerprint, key id or user
+    /// id); `gpg -d` decrypts.
+    #[arg(long, value_name = "ID")]
+    pub gpg_recipient: Option<String>,
+    /// Only snapshots of this kind: full (SQLite), logical or physical (PostgreSQL); a
+    /// source with both logical and physical snapshots otherwise exports its newest.
+    #[arg(long, value_parser = ["full", "logical", "physical"])]
+    pub kind: Option<String>,
+    /// Replace FILE (and FILE.globals.sql) when they exist; each stays as it is until the
+    /// new one is complete.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

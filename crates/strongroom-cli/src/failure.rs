@@ -116,6 +116,10 @@ pub fn with_flags(e: &Error) -> String {
         Error::TargetNotEmpty { target, old } => format!(
             "{target}; pass --force to replace it (the old {old} is kept aside until the restore has succeeded)"
         ),
+        Error::ExportExists(path) => format!(
+            "{} already exists; pass --force to replace it (it stays as it is until the new export is complete)",
+            path.display()
+        ),
         Error::TargetMismatch {
             snapshot,
             engine,

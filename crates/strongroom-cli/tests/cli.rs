@@ -1034,6 +1034,7 @@ fn help_completions_and_man_page() {
         &["list"],
         &["show"],
         &["restore"],
+        &["export"],
         &["verify"],
         &["check"],
         &["key"],

@@ -339,6 +339,16 @@ pub enum Error {
     /// Another job holds a lock this one needs (another prune, say).
     #[error("{0}")]
     Locked(String),
+    /// An export's output file exists and replacing it was not asked for.
+    #[error(
+        "{} already exists; replacing it must be asked for (it stays as it is until the new export is complete)",
+        .0.display()
+    )]
+    ExportExists(PathBuf),
+    /// A key to encrypt an export to is not usable: not an age X25519 recipient, or one
+    /// GnuPG cannot encrypt to (not in its keyring, not trusted, expired).
+    #[error("{0}")]
+    Recipient(String),
 }
 
 /// The sorts of place a snapshot restores into.
@@ -562,9 +572,10 @@ impl Error {
             Error::Io { .. } | Error::NoSpace { .. } | Error::BackupNoSpace { .. } => {
                 ErrorKind::LocalIo
             }
-            Error::Output { .. } | Error::Target(_) | Error::TargetNotEmpty { .. } => {
-                ErrorKind::TargetRefused
-            }
+            Error::Output { .. }
+            | Error::Target(_)
+            | Error::TargetNotEmpty { .. }
+            | Error::ExportExists(_) => ErrorKind::TargetRefused,
             Error::Source(_) | Error::Sqlite { .. } => ErrorKind::SourceFailed,
             Error::PasswordMissing
             | Error::NoPasswordFor { .. }
@@ -580,7 +591,8 @@ impl Error {
             | Error::DemoDirTaken(_)
             | Error::RepositoryIsFile(_)
             | Error::EmptyPassword
-            | Error::LastKeySlot(_) => ErrorKind::BadInput,
+            | Error::LastKeySlot(_)
+            | Error::Recipient(_) => ErrorKind::BadInput,
             Error::Hook { .. } => ErrorKind::HookFailed,
             Error::InPlace { cause, .. } => *cause,
             Error::Failed(_) => ErrorKind::CheckFailed,

@@ -25,6 +25,7 @@ pub mod pipe;
 pub mod private_dir;
 pub mod process;
 pub mod progress;
+pub mod recipient;
 pub mod repository;
 pub mod retention;
 pub mod runbook;

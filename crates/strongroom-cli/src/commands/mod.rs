@@ -12,6 +12,7 @@ pub mod completions;
 pub mod copy;
 pub mod demo;
 pub mod drill;
+pub mod export;
 pub mod forget;
 pub mod hotel;
 pub mod init;
@@ -44,6 +45,7 @@ pub fn run(global: Global, command: Command) -> Result<()> {
         Command::List { filter } => list::run(&ctx()?, &filter),
         Command::Show(a) => show::run(&ctx()?, a),
         Command::Restore(a) => restore::run(&ctx()?, a),
+        Command::Export(a) => export::run(&ctx()?, a),
         Command::Verify(a) => verify::run(&ctx()?, a),
         Command::Copy(a) => copy::run(&ctx()?, a),
         Command::Check { read_data } => check::run(&ctx()?, read_data),

@@ -4,8 +4,9 @@
 //! state with its metadata, says which sort of target each of its snapshot kinds restores
 //! into and which snapshot `latest` means for a restore when it has a rule of its own (a
 //! base backup that ends before a recovery target), restores a snapshot into a target, and
-//! test-restores it into a scratch place for verification. Here, too, the one refusal of a
-//! target of the wrong sort ([`misfit`]). Must not know how chunks are stored (the
+//! test-restores it into a scratch place for verification, and writes it out as the
+//! database's own artifact for `strongroom export` ([`export`]). Here, too, the one refusal
+//! of a target of the wrong sort ([`misfit`]). Must not know how chunks are stored (the
 //! repository's writer and reader do).
 //!
 //! Adding an engine is a module in this folder, its arms in [`for_source`],
@@ -16,6 +17,7 @@
 //! `failure.rs`). The restore and verify jobs do not change.
 
 pub mod checks;
+pub mod export;
 pub mod phases;
 pub mod postgres;
 pub mod schema;
@@ -327,6 +329,20 @@ pub trait Engine {
         source: Option<&Source>,
         progress: &dyn Progress,
     ) -> Result<Vec<CheckOutcome>>;
+    /// The files an export of `snap` writes, in order (see [`export`]): refuses a kind this
+    /// build cannot export, before anything is read.
+    fn export_files(&self, snap: &Snapshot) -> Result<Vec<export::ExportFile>>;
+    /// Writes `snap` into `sink` as the database's own artifact (a SQLite file, a `pg_dump`
+    /// archive and its globals, a data directory's tar), the files in the order
+    /// [`Engine::export_files`] announced, streaming: nothing is held whole in memory.
+    fn export(
+        &self,
+        repo: &Repository,
+        index: &Index,
+        snap: &Snapshot,
+        sink: &mut dyn export::ExportSink,
+        progress: &dyn Progress,
+    ) -> Result<()>;
 }
 
 /// The engine that handles a source.

@@ -3,10 +3,11 @@
 //!
 //! Owns the sequence of each job over the layers below it: `backup` (source → engine →
 //! writer → manifest), `restore` (the restore safety sequence), `verify` (test restores),
-//! `integrity` (`check`), `forget`, `prune`, `repair`, `drill`, `wal_push` (PostgreSQL's
-//! `archive_command`), `copy` (into a second repository of the family) and `demo` (the
-//! whole story over the others). Each records itself in the journal; the command line
-//! writes no records. Must not hold what the jobs share:
+//! `integrity` (`check`), `forget`, `prune`, `repair`, `drill`, `export` (a snapshot as
+//! the database's own artifact), `wal_push` (PostgreSQL's `archive_command`), `copy` (into
+//! a second repository of the family) and `demo` (the whole story over the others). Each
+//! records itself in the journal; the command line writes no records. Must not hold what
+//! the jobs share:
 //! engines (`crate::engine`), the repository's objects (`crate::repository`), the policy
 //! (`crate::retention`), monitoring (`crate::monitor`) and alerting (`crate::alert`) are
 //! layers of their own, so a job is read top to bottom here and a subsystem is reused by
@@ -21,6 +22,7 @@ pub mod backup;
 pub mod copy;
 pub mod demo;
 pub mod drill;
+pub mod export;
 pub mod forget;
 pub mod integrity;
 pub mod prune;

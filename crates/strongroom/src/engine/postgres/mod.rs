@@ -1,7 +1,7 @@
 //! The PostgreSQL engine: logical snapshots (`pg_dump`), physical base backups restored to a
 //! point in time, and WAL archiving (`wal`).
 //!
-//! Owns dispatching by kind and what all kinds share: reaching the server ([`server`]) and
+//! Owns dispatching by kind (backup, restore, test restore, export) and what all kinds share: reaching the server ([`server`]) and
 //! its client programs ([`tools`]). Must not know how chunks are stored.
 
 pub mod archiver;
@@ -17,6 +17,7 @@ pub mod tls;
 pub mod tools;
 pub mod wal;
 
+use super::export::{ExportFile, ExportSink};
 use super::{
     Captured, CheckOutcome, Engine, RecoveryTarget, RestoreOptions, Scratch, Staged, Target,
     TargetState, misfit,
@@ -233,4 +234,38 @@ impl Engine for Postgres {
         let server = scratch_server(snap, scratch, source)?;
         logical::test_restore(repo, index, snap, &server, scratch, checks, progress)
     }
+
+    fn export_files(&self, snap: &Snapshot) -> Result<Vec<ExportFile>> {
+        match snap.kind {
+            BackupKind::Logical => Ok(logical::export::export_files(snap)),
+            BackupKind::Physical => Ok(vec![physical::export::TAR]),
+            _ => Err(unexportable(snap)),
+        }
+    }
+
+    fn export(
+        &self,
+        repo: &Repository,
+        index: &Index,
+        snap: &Snapshot,
+        sink: &mut dyn ExportSink,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        match snap.kind {
+            BackupKind::Logical => logical::export::export(repo, index, snap, sink, progress),
+            BackupKind::Physical => {
+                let out = sink.file(physical::export::TAR.suffix)?;
+                physical::export::export(repo, index, snap, out, progress)
+            }
+            _ => Err(unexportable(snap)),
+        }
+    }
+}
+
+/// A PostgreSQL snapshot of a kind this build does not know.
+fn unexportable(snap: &Snapshot) -> Error {
+    Error::Unsupported(format!(
+        "exporting postgres {} snapshots is not available in this build",
+        snap.kind
+    ))
 }

@@ -22,12 +22,14 @@
 //! Table data streams from the repository through parallel `COPY` connections (see
 //! `dump_format`); archives that path cannot take (non-UTF-8 data, large objects) go through
 //! `pg_restore -j`, which needs a seekable file: the dump is spooled to `$TMPDIR` for it.
+//! An export (`export`) writes the stored archive out unchanged, with the globals beside it.
 //! Must not know how chunks are stored.
 
 mod admin;
 mod backup;
 pub(in crate::engine::postgres) mod catalog;
 mod copy;
+pub mod export;
 mod load;
 mod restore;
 mod verify;

@@ -5,8 +5,9 @@
 //! the data directory, `backup_label`, `tablespace_map`, and the WAL from start to stop when
 //! the archive cannot give it) and what it records about its cluster ([`metadata`]), taking
 //! one ([`backup`]), which one a recovery to a point starts from ([`base`]), restoring one
-//! ([`restore`]), starting a server on the result ([`start`]) and proving one restores
-//! ([`verify`]: a throwaway server recovers it). Must not know how chunks are stored, and
+//! ([`restore`]), starting a server on the result ([`start`]), proving one restores
+//! ([`verify`]: a throwaway server recovers it) and writing one out as a tar that starts
+//! without strongroom ([`export`]). Must not know how chunks are stored, and
 //! must not touch the WAL archive's objects (that is [`super::wal`]).
 //!
 //! Why read the data directory rather than stream `BASE_BACKUP` over the replication
@@ -19,6 +20,7 @@
 
 pub mod backup;
 pub mod base;
+pub mod export;
 pub mod metadata;
 pub mod recovery;
 pub mod restore;

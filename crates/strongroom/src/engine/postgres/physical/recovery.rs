@@ -199,6 +199,25 @@ pub(super) fn write_recovery(
     Ok(())
 }
 
+/// The `postgresql.conf` a copy of a cluster that kept its configuration elsewhere gets
+/// (restore and export).
+pub(super) const MINIMAL_CONF: &[u8] =
+    b"# Written by strongroom (restore or export): the cluster backed up kept its configuration
+      # outside its data directory (Debian: /etc/postgresql/<version>/<cluster>/), and a copy must
+      # not use that one (its data_directory is the source's). This copy runs with PostgreSQL's
+      # defaults and postgresql.auto.conf; add settings here.
+";
+
+/// The `pg_hba.conf` such a copy gets when the snapshot holds none: this host only.
+pub(super) const HOST_ONLY_HBA: &[u8] =
+    b"# Written by strongroom (restore or export; the cluster backed up kept its pg_hba.conf
+      # elsewhere): this host only, as Debian's defaults: the role's own system user over the
+      # socket, a password over loopback.
+      local   all   all                  peer
+      host    all   all   127.0.0.1/32   scram-sha-256
+      host    all   all   ::1/128        scram-sha-256
+";
+
 /// What a side copy of a cluster that kept its configuration elsewhere gets, so that it
 /// starts with `pg_ctl -D` (as `restore --start`, `verify` and `drill` start it): a
 /// `postgresql.conf` saying why it is nearly empty (PostgreSQL's defaults, the snapshot's
@@ -212,27 +231,9 @@ pub(super) fn write_missing_config(snap: &Snapshot, root: &Beneath) -> Result<Op
     if !super::config_elsewhere(snap) || root.kind("postgresql.conf")?.is_some() {
         return Ok(None);
     }
-    root.replace_file(
-        "postgresql.conf",
-        b"# Written by strongroom restore: the cluster backed up kept its configuration outside its
-          # data directory (Debian: /etc/postgresql/<version>/<cluster>/), and a restored copy must
-          # not use that one (its data_directory is the source's). This copy runs with PostgreSQL's
-          # defaults and postgresql.auto.conf; add settings here.
-",
-        0o600,
-    )?;
+    root.replace_file("postgresql.conf", MINIMAL_CONF, 0o600)?;
     if root.kind("pg_hba.conf")?.is_none() {
-        root.replace_file(
-            "pg_hba.conf",
-            b"# Written by strongroom restore (the cluster backed up kept its pg_hba.conf elsewhere):
-              # this host only, as Debian's defaults: the role's own system user over the socket,
-              # a password over loopback.
-              local   all   all                  peer
-              host    all   all   127.0.0.1/32   scram-sha-256
-              host    all   all   ::1/128        scram-sha-256
-",
-            0o600,
-        )?;
+        root.replace_file("pg_hba.conf", HOST_ONLY_HBA, 0o600)?;
     }
     Ok(Some(format!(
         "snapshot {} holds no postgresql.conf (its cluster kept its configuration elsewhere, as Debian does in /etc/postgresql): the copy gets a minimal one and a pg_hba.conf for this host only, so it starts with PostgreSQL's defaults",

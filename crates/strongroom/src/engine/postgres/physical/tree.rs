@@ -94,7 +94,7 @@ pub(super) fn write_tree(
 pub const TABLESPACES_DIR: &str = "strongroom_tablespaces";
 
 /// Whether `f` is a tablespace's link, `pg_tblspc/<oid>`: restored as a directory.
-fn is_tablespace(f: &FileEntry) -> bool {
+pub(super) fn is_tablespace(f: &FileEntry) -> bool {
     f.tree.as_ref().is_some_and(|t| t.link.is_some() && !t.dir)
         && f.name
             .strip_prefix("pg_tblspc/")
