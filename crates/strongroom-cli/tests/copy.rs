@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use strongroom::hotel::{self, Rng, Scale};
 use strongroom_testkit::postgres::{Cluster, bindirs, give_to_server_user};
 
@@ -310,22 +310,8 @@ fn configured_copies_are_copied_without_to_and_keep_their_own_retention() {
 
 /// Starts `args` paused at `point` (see `strongroom::fault`); returns once it is there.
 fn paused(mut cmd: std::process::Command, point: &str, dir: &Path) -> Child {
-    std::fs::create_dir_all(dir).unwrap();
-    let _ = std::fs::remove_file(dir.join("go"));
-    let _ = std::fs::remove_file(dir.join("paused"));
-    let child = cmd
-        .env("STRONGROOM_FAULT", format!("pause-{point}"))
-        .env("STRONGROOM_FAULT_DIR", dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !dir.join("paused").exists() {
-        assert!(Instant::now() < deadline, "never reached {point}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    common::paused_at(cmd, point, dir)
 }
 
 /// SIGKILLs a copy just before its index objects and just before its manifest, then at

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use strongroom::hotel::{self, Rng, Scale};
 
 mod common;
@@ -250,24 +250,9 @@ fn prune_frees_space_and_every_kept_snapshot_restores_byte_identical() {
 
 /// Starts `args` paused at `point` (see `strongroom::fault`); returns once it is there.
 fn paused(env: &Env, args: &[&str], point: &str, dir: &Path) -> Child {
-    std::fs::create_dir_all(dir).unwrap();
-    let _ = std::fs::remove_file(dir.join("go"));
-    let _ = std::fs::remove_file(dir.join("paused"));
-    let child = env
-        .std_cmd()
-        .args(args)
-        .env("STRONGROOM_FAULT", format!("pause-{point}"))
-        .env("STRONGROOM_FAULT_DIR", dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !dir.join("paused").exists() {
-        assert!(Instant::now() < deadline, "{args:?} never reached {point}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    let mut cmd = env.std_cmd();
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    common::paused_at(cmd, point, dir)
 }
 
 #[test]

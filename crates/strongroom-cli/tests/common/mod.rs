@@ -204,3 +204,30 @@ pub fn bookings_in(path: &std::path::Path) -> i64 {
         .query_row("SELECT count(*) FROM bookings", [], |r| r.get(0))
         .unwrap()
 }
+
+/// Starts `cmd` paused at the fault point `point` (see `strongroom::fault`; `dir` is where the
+/// pause and its release are signalled) and returns once it is there. The caller sets up
+/// the command's output.
+pub fn paused_at(
+    mut cmd: std::process::Command,
+    point: &str,
+    dir: &std::path::Path,
+) -> std::process::Child {
+    std::fs::create_dir_all(dir).unwrap();
+    let _ = std::fs::remove_file(dir.join("go"));
+    let _ = std::fs::remove_file(dir.join("paused"));
+    let child = cmd
+        .env("STRONGROOM_FAULT", format!("pause-{point}"))
+        .env("STRONGROOM_FAULT_DIR", dir)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !dir.join("paused").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{cmd:?} never reached {point}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
