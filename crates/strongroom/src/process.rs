@@ -18,6 +18,9 @@
 //!   and the stores' secrets ([`withhold_store_secrets`]);
 //! - `password_command` keeps the environment (it may need a vault's token) but not the
 //!   repository password.
+//! - `gpg`, which encrypts an export (`crate::recipient`), keeps the environment GnuPG reads
+//!   (`GNUPGHOME`, the agent's) but loses the repository's and the stores' secrets and
+//!   `PGPASSWORD`.
 //!
 //! The command line of a hook is never logged or put in an error: config commands carry
 //! tokens (`curl -u …`) as often as not.
