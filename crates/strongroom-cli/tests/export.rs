@@ -289,6 +289,71 @@ fn an_export_that_fails_leaves_no_partial_file_and_the_old_one_in_place() {
     assert!(exports.iter().all(|r| !r.ok && r.side));
 }
 
+#[test]
+fn an_interrupted_export_removes_its_file_and_a_killed_one_is_cleaned_up_next_time() {
+    let env = envs().remove(0);
+    let (_db, src) = env.hotel_source(2_000);
+    env.json(&["backup", &src]);
+    let to = env.path("hotel.db");
+    std::fs::write(&to, b"the previous export").unwrap();
+    let faults = env.path("faults");
+    std::fs::create_dir(&faults).unwrap();
+    // Every file complete in its temporary file, none renamed: a signal then.
+    let paused = |signal: i32| -> std::process::ExitStatus {
+        let _ = std::fs::remove_file(faults.join("paused"));
+        let mut child = env
+            .std_cmd()
+            .args(["export", "latest", "--force", "--to"])
+            .arg(&to)
+            .env("STRONGROOM_FAULT", "pause-export-before-rename")
+            .env("STRONGROOM_FAULT_DIR", &faults)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..1200 {
+            if faults.join("paused").exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(faults.join("paused").exists(), "the export never paused");
+        assert_eq!(leftovers(env.dir.path()).len(), 1, "its temporary file");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait().unwrap()
+    };
+    let status = paused(libc::SIGTERM);
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    assert!(
+        leftovers(env.dir.path()).is_empty(),
+        "removed on the signal"
+    );
+    assert_eq!(std::fs::read(&to).unwrap(), b"the previous export");
+
+    // SIGKILL leaves it (nothing can run): the next export to the same path removes it once
+    // no export holds it and it is a minute old.
+    let status = paused(libc::SIGKILL);
+    assert_eq!(status.code(), None);
+    let left = leftovers(env.dir.path());
+    assert_eq!(left.len(), 1);
+    assert_eq!(std::fs::read(&to).unwrap(), b"the previous export");
+    run(Command::new("touch")
+        .args(["-d", "2 minutes ago"])
+        .arg(env.path(&left[0])));
+    export(
+        &env,
+        &keys(env.dir.path()),
+        &["latest", "--force", "--to", to.to_str().unwrap()],
+    );
+    assert!(
+        leftovers(env.dir.path()).is_empty(),
+        "{:?}",
+        leftovers(env.dir.path())
+    );
+    assert_eq!(sqlite3_counts(&to)["bookings"], 2_000);
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -4,7 +4,8 @@
 //! writes `D/paused` and waits (up to a minute) for `D/go`, so an integration test can kill
 //! a server, run a prune or SIGKILL the job at exactly that moment. Points: `backup-start`
 //! (`after-backup-start`: physical, after `pg_backup_start`), `before-commit` (any backup, data stored, manifest
-//! not yet written) and `before-sweep` (prune, mark written, nothing deleted). Must not
+//! not yet written), `before-sweep` (prune, mark written, nothing deleted) and
+//! `export-before-rename` (export, every file complete in its temporary file, none renamed). Must not
 //! change what a job does when the variables are unset.
 
 /// Pauses at `point` when the test hook asks for it.

@@ -19,6 +19,9 @@
 //! - `password_command` keeps the environment (it may need a vault's token) but not the
 //!   repository passwords (`STRONGROOM_PASSWORD`, and the copy's `STRONGROOM_FROM_PASSWORD`
 //!   and `STRONGROOM_TO_PASSWORD`).
+//! - `gpg`, which encrypts an export (`crate::recipient`), keeps the environment GnuPG reads
+//!   (`GNUPGHOME`, the agent's) but loses the repository's and the stores' secrets and
+//!   `PGPASSWORD`.
 //!
 //! The command line of a hook is never logged or put in an error: config commands carry
 //! tokens (`curl -u …`) as often as not.

@@ -7,7 +7,7 @@
 //! ([`ExportSink`]: the job's, which encrypts and moves them into place), and copying one
 //! stored file into a writer in order, checked ([`copy_file`]). Must not decide where the
 //! files go, whether they are encrypted or when they replace what was there (the job's,
-//! `crate::jobs::export`), and must not hold whole files in memory: everything streams
+//! `crate::jobs::export`), and must not hold a large file whole in memory: files stream
 //! through `repository::reader`.
 
 use crate::error::{Error, Result};

@@ -7,7 +7,8 @@
 //! sources, and takes only the kind asked for when one is); the files the engine announces (`Engine::export_files`) and the refusal of a
 //! path that exists unless `force`, or that is a directory, before anything is read; each
 //! file written into a temporary file beside its final name (`.NAME.strongroom-export-*`,
-//! mode 0600, removed on failure and on SIGINT/SIGTERM/SIGHUP), through the recipient's
+//! mode 0600, removed on failure and on SIGINT/SIGTERM/SIGHUP, and locked while written, so
+//! that the next export to the same path removes one a SIGKILL left), through the recipient's
 //! encryption when one is given (`crate::recipient`: with a recipient no plaintext byte
 //! reaches the disk, not even in the temporary file); and only once every file is complete
 //! and synced, each renamed over its final name and the directory synced. A file at the path
@@ -97,6 +98,9 @@ pub fn run(
     let started_at = jiff::Timestamp::now();
     let running = repo.job_started("export", Some(&snap.source), Some(&snap.id), started_at);
     let result = (|| {
+        for p in &planned {
+            remove_stale(&p.path);
+        }
         let _lock = repo.read_lock("export");
         let index = repo.load_index()?;
         let mut outputs = Outputs {
@@ -188,6 +192,55 @@ fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
+/// The name prefix of the temporary files of an export to `path`.
+fn temp_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.strongroom-export-")
+}
+
+/// Removes the temporary files beside `path` that an export killed before its cleanup could
+/// run (SIGKILL, a crash) left behind: regular files named by [`temp_prefix`] that no live
+/// export holds locked, and older than a minute (one just made may not be locked yet). They
+/// may hold the data in the clear.
+fn remove_stale(path: &Path) {
+    let prefix = temp_prefix(path);
+    let Ok(entries) = std::fs::read_dir(parent_of(path)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(&prefix) && name.ends_with(".tmp")) {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        let young = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < std::time::Duration::from_secs(60));
+        if !meta.is_file() || young {
+            continue;
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(e.path())
+        else {
+            continue;
+        };
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            tracing::warn!(file = %e.path().display(), "removing what an interrupted export left");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// The file being written: the temporary file, and what is written into it.
 struct Current {
     at: usize,
@@ -247,6 +300,7 @@ impl Outputs<'_> {
     /// their directory.
     fn commit(mut self) -> Result<Vec<Exported>> {
         self.finish_current()?;
+        crate::fault::pause("export-before-rename");
         let mut out = Vec::new();
         let mut dirs: Vec<PathBuf> = Vec::new();
         for d in self.done.drain(..) {
@@ -286,18 +340,17 @@ impl ExportSink for Outputs<'_> {
                 ))
             })?;
         let path = &self.planned[at].path;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         // 0600, in the final file's directory (so the rename stays on one filesystem).
         let (tmp, guard) = interrupt::temp_file(
             &parent_of(path),
-            &format!(".{name}.strongroom-export-"),
+            &temp_prefix(path),
             ".tmp",
             "the partly written export",
         )?;
         let (file, tmp): (File, tempfile::TempPath) = tmp.into_parts();
+        // Held while it exists (gpg's copy of the descriptor shares it): a later export
+        // tells a live one from one a SIGKILL left (`remove_stale`).
+        let _ = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive);
         let inner = seal(self.recipient, file, path)?;
         let current = self.current.insert(Current {
             at,
