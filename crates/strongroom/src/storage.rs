@@ -90,8 +90,10 @@ impl Storage {
     ///
     /// S3 reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`
     /// and `AWS_ENDPOINT_URL` (path-style addressing); Azure reads `AZURE_STORAGE_ACCOUNT`,
-    /// `AZURE_STORAGE_KEY` and optionally `AZURE_STORAGE_ENDPOINT`; GCS reads
-    /// `GOOGLE_APPLICATION_CREDENTIALS`.
+    /// `AZURE_STORAGE_KEY` and optionally `AZURE_STORAGE_ENDPOINT` (Azurite:
+    /// `http://127.0.0.1:10000/devstoreaccount1`); GCS reads `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// or `STORAGE_EMULATOR_HOST` (`host:port` or a URL) for an emulator, which gets
+    /// unsigned requests.
     pub fn from_url(url: &str) -> Result<Self> {
         let bad = |detail: &str| Error::BadUrl {
             url: url.into(),
@@ -142,7 +144,21 @@ impl Storage {
             let mut b = opendal::services::Gcs::default()
                 .bucket(&bucket)
                 .root(&root);
-            if let Some(p) = env("GOOGLE_APPLICATION_CREDENTIALS") {
+            if let Some(host) = env("STORAGE_EMULATOR_HOST") {
+                // As Google's own client libraries do: an emulator (fake-gcs-server, the
+                // Cloud Storage testbench) takes plain HTTP and no credentials, so none are
+                // looked for, neither on disk nor at the VM metadata server.
+                let endpoint = if host.contains("://") {
+                    host
+                } else {
+                    format!("http://{host}")
+                };
+                b = b
+                    .endpoint(endpoint.trim_end_matches('/'))
+                    .skip_signature()
+                    .disable_vm_metadata()
+                    .disable_config_load();
+            } else if let Some(p) = env("GOOGLE_APPLICATION_CREDENTIALS") {
                 b = b.credential_path(&p);
             }
             return Self::remote(url, opendal::Operator::new(b));
