@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use strongroom::hotel::{self, Rng, Scale};
 
 mod common;
-use common::{Env, envs};
+use common::{Env, Store, envs};
 
 impl Env {
     fn backup_id(&self, src: &str) -> String {
@@ -430,7 +430,7 @@ fn kills_at_random_moments_never_lose_a_listed_snapshot() {
     let seed = common::seed();
     let mut rng = Rng::new(seed);
     for env in envs() {
-        let remote = env.repo.starts_with("s3://");
+        let remote = env.store() != Store::Local;
         env.init();
         let (db, src) = hotel_db(&env, 4000);
         let mut copies: BTreeMap<String, Vec<u8>> = BTreeMap::new();
