@@ -240,16 +240,38 @@ impl Storage {
         &self.url
     }
 
-    fn remote_err(&self, key: &str, e: opendal::Error) -> Error {
+    /// The error for a failed request about `key`.
+    ///
+    /// "Not found" is a missing object only when an object was read. Azure and GCS answer a
+    /// write or a listing in a container or bucket that does not exist with a plain 404
+    /// (where S3 says `NoSuchBucket`), and a read there too (Azure with its
+    /// `ContainerNotFound` code, GCS saying the bucket "does not exist"; fake-gcs-server
+    /// says only "Not Found"): a repository in a missing place is no damage.
+    fn remote_err(&self, key: &str, e: opendal::Error, asked: Asked) -> Error {
+        let location = format!("{}/{}", self.url.trim_end_matches('/'), key);
         if e.kind() == opendal::ErrorKind::NotFound {
-            return Error::Missing {
-                object: key.to_string(),
-                context: String::new(),
+            if asked == Asked::ReadObject && !place_missing(&e) {
+                return Error::Missing {
+                    object: key.to_string(),
+                    context: String::new(),
+                };
+            }
+            let place = if self.url.starts_with("azblob://") {
+                "container"
+            } else {
+                "bucket"
+            };
+            return Error::Storage {
+                location,
+                detail: format!(
+                    "the {place} does not exist; create the {place} or fix the repository URL"
+                ),
+                transient: false,
             };
         }
         Error::Storage {
-            location: format!("{}/{}", self.url.trim_end_matches('/'), key),
-            detail: short_detail(&e),
+            location,
+            detail: short_detail(&self.url, &e),
             // OpenDAL marks a temporary error persistent once its retries are used up: it is
             // still worth another run later.
             transient: e.is_temporary() || e.is_persistent() || is_unreachable(&e),
@@ -269,7 +291,7 @@ impl Storage {
             Backend::Remote { op, rt } => rt
                 .block_on(op.write(key, data.to_vec()))
                 .map(|_| ())
-                .map_err(|e| self.remote_err(key, e)),
+                .map_err(|e| self.remote_err(key, e, Asked::Other)),
         }
     }
 
@@ -283,7 +305,7 @@ impl Storage {
             Backend::Remote { op, rt } => rt
                 .block_on(op.read(key))
                 .map(|b| b.to_vec())
-                .map_err(|e| self.remote_err(key, e)),
+                .map_err(|e| self.remote_err(key, e, Asked::ReadObject)),
         }
     }
 
@@ -309,7 +331,7 @@ impl Storage {
                 let buf = rt
                     .block_on(async { op.read_with(key).range(offset..offset + len).await })
                     .map(|b| b.to_vec())
-                    .map_err(|e| self.remote_err(key, e))?;
+                    .map_err(|e| self.remote_err(key, e, Asked::ReadObject))?;
                 if buf.len() as u64 != len {
                     return Err(Error::corrupt(key, "object is shorter than the index says"));
                 }
@@ -324,8 +346,10 @@ impl Storage {
             Backend::Local { root, .. } => Ok(root.join(key).is_file()),
             Backend::Remote { op, rt } => match rt.block_on(op.stat(key)) {
                 Ok(_) => Ok(true),
-                Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(self.remote_err(key, e)),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound && !place_missing(&e) => {
+                    Ok(false)
+                }
+                Err(e) => Err(self.remote_err(key, e, Asked::ReadObject)),
             },
         }
     }
@@ -344,8 +368,9 @@ impl Storage {
                 let entries =
                     match rt.block_on(async { op.list_with(prefix).recursive(true).await }) {
                         Ok(e) => e,
-                        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
-                        Err(e) => return Err(self.remote_err(prefix, e)),
+                        // An empty prefix lists as empty on every store: "not found" here
+                        // is the container or bucket.
+                        Err(e) => return Err(self.remote_err(prefix, e, Asked::Other)),
                     };
                 for e in entries {
                     if e.metadata().mode().is_file() {
@@ -388,9 +413,26 @@ impl Storage {
             }
             Backend::Remote { op, rt } => rt
                 .block_on(op.delete(key))
-                .map_err(|e| self.remote_err(key, e)),
+                .map_err(|e| self.remote_err(key, e, Asked::Other)),
         }
     }
+}
+
+/// What a failed request asked of the store, which decides what "not found" means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// Reading an object (get, ranged get, stat): "not found" is the object, unless the
+    /// store says it is the container or bucket.
+    ReadObject,
+    /// Writing, listing, deleting: "not found" can only be the container or bucket.
+    Other,
+}
+
+/// Whether a "not found" names the container or bucket rather than the object: Azure's
+/// `ContainerNotFound` code, GCS's "The specified bucket does not exist.".
+fn place_missing(e: &opendal::Error) -> bool {
+    let full = format!("{e:?} {e}");
+    full.contains("ContainerNotFound") || full.contains("bucket does not exist")
 }
 
 /// Whether an OpenDAL error says the store could not be reached at all.
@@ -401,14 +443,22 @@ fn is_unreachable(e: &opendal::Error) -> bool {
         || full.contains("dns error")
 }
 
-/// One readable clause from an OpenDAL error, whose own text spans lines of context.
-fn short_detail(e: &opendal::Error) -> String {
+/// One readable clause from an OpenDAL error, whose own text spans lines of context, with
+/// what to check on the store `url` names.
+fn short_detail(url: &str, e: &opendal::Error) -> String {
     let full = format!("{e:?} {e}");
-    // S3-style services quote the server's code and message.
+    // S3 and Azure quote the server's code and message (Azure's message runs on with
+    // RequestId and Time lines, which are cut off).
     let quoted = |field: &str| {
         let start = full.find(&format!("{field}: \""))? + field.len() + 3;
         let len = full[start..].find('"')?;
-        Some(full[start..start + len].to_string())
+        let text = &full[start..start + len];
+        let end = ["\\n", "RequestId:"]
+            .iter()
+            .filter_map(|cut| text.find(cut))
+            .min()
+            .unwrap_or(text.len());
+        Some(text[..end].trim_end().to_string())
     };
     if let (Some(code), message) = (quoted("code"), quoted("message")) {
         let hint = match code.as_str() {
@@ -416,12 +466,28 @@ fn short_detail(e: &opendal::Error) -> String {
             "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
                 "; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket policy"
             }
+            "AuthenticationFailed" | "AuthorizationFailure" => {
+                "; check AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY"
+            }
             _ => "",
         };
-        return format!("{code}: {}{hint}", message.unwrap_or_default());
+        // A HEAD's answer has no body: Azure's code then comes from a header, alone.
+        return match message.filter(|m| !m.is_empty()) {
+            Some(message) => format!("{code}: {message}{hint}"),
+            None => format!("{code}{hint}"),
+        };
     }
     if is_unreachable(e) {
-        return "the object store is unreachable (connection failed after retries); check AWS_ENDPOINT_URL and the network".into();
+        let check = if url.starts_with("azblob://") {
+            "AZURE_STORAGE_ENDPOINT (or AZURE_STORAGE_ACCOUNT)"
+        } else if url.starts_with("gs://") {
+            "STORAGE_EMULATOR_HOST, when set,"
+        } else {
+            "AWS_ENDPOINT_URL"
+        };
+        return format!(
+            "the object store is unreachable (connection failed after retries); check {check} and the network"
+        );
     }
     match e.kind() {
         opendal::ErrorKind::PermissionDenied => {
