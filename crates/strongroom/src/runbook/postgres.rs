@@ -240,5 +240,7 @@ pub(super) fn pitr_window(
         .filter(|s| cluster(s).as_deref() == Some(id.as_str()))
         .map(|s| s.finished_at)
         .min()?;
-    (to >= from).then_some((from, to))
+    // At whole seconds: Azure dates objects to the second, so a segment archived in the
+    // second a snapshot ended may be listed as archived before it.
+    (to.as_second() >= from.as_second()).then_some((from, to))
 }
