@@ -561,6 +561,14 @@ fn walk_local(root: &Path, dir: &Path, what: Walk, out: &mut Vec<ObjectInfo>) ->
     Ok(())
 }
 
+/// Whether an object the store dates `dated` (an [`ObjectInfo::modified`]) was written at
+/// or after `t`. Azure dates objects to the whole second (S3 to the millisecond, GCS to the
+/// microsecond), so a date without a fraction of a second stands for any instant of its
+/// second: an object written in the same second as `t` may have been written after it.
+pub fn written_at_or_after(dated: jiff::Timestamp, t: jiff::Timestamp) -> bool {
+    dated >= t || (dated.subsec_nanosecond() == 0 && dated.as_second() == t.as_second())
+}
+
 /// Reads in flight at once for [`read_each`]: one GET is ~50 ms on S3, so hundreds of small
 /// objects (manifests, journal records) take a second this way, not tens of them.
 pub const READS_IN_FLIGHT: usize = 8;
