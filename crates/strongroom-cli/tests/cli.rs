@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use strongroom::hotel::{self, Rng};
 
 mod common;
-use common::{Env, PASSWORD, Store, envs, invariant_holds, json_of, make_db};
+use common::{
+    Env, LOCAL_AND_S3, PASSWORD, Store, envs, envs_on, invariant_holds, json_of, make_db,
+};
 
 fn row_counts(path: &Path) -> Value {
     let c = Connection::open(path).unwrap();
@@ -73,7 +75,7 @@ impl Writers {
 }
 
 fn consistent_under_writers(journal_mode: &str) {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         let db = env.path("hotel.db");
         make_db(&db, 20_000);
         Connection::open(&db)
@@ -189,7 +191,7 @@ fn unchanged_and_slightly_changed_databases_add_little() {
 
 #[test]
 fn bad_input_gets_one_sentence_and_loses_nothing() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         let err = env.fails(&["list"]);
         assert!(err.contains("no strongroom repository"), "{err}");
         let out = env
@@ -526,7 +528,7 @@ fn walk(dir: &Path) -> Vec<String> {
 
 #[test]
 fn config_sources_checks_and_errors() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         make_db(&env.path("hotel.db"), 3_000);
         std::fs::write(
             env.path("strongroom.toml"),
@@ -678,7 +680,7 @@ fn journal_and_list_columns_line_up_with_long_sources() {
 
 #[test]
 fn second_password_and_unencrypted_repositories() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         env.init();
         std::fs::write(env.path("pw2"), "another password\n").unwrap();
         env.cmd()
@@ -864,7 +866,7 @@ fn one_row_snapshot(env: &Env) -> String {
 
 #[test]
 fn secrets_and_inputs_are_safe_by_default() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         // An empty password is refused at init, and no repository is made.
         let err = env.fails_with(&["init"], &[("STRONGROOM_PASSWORD", "")]);
         assert!(err.contains("empty"), "{err}");
@@ -991,7 +993,7 @@ fn closed_stdout_ends_quietly() {
 
 #[test]
 fn messages_do_not_contradict_themselves() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         env.init();
         let id = one_row_snapshot(&env);
         // LATEST, in any case, means latest.

@@ -1,7 +1,7 @@
 //! Storage faults: every job, through a proxy in front of the object store that answers
-//! 503s, drops connections before and during answers, stalls and truncates bodies, either completes or
-//! fails cleanly (one sentence, exit 1); and afterwards, with the store healthy again, every
-//! listed snapshot restores byte-identical and `check --read-data` passes.
+//! 503s, drops connections before and during answers, stalls and truncates bodies, either
+//! completes or fails cleanly (one sentence, exit 1); and afterwards, with the store healthy
+//! again, every listed snapshot restores byte-identical and `check --read-data` passes.
 //!
 //! On every object store `./scripts/test` starts (Garage, Azurite, fake-gcs-server), one test
 //! per store so they run side by side: the proxy relays bytes untouched, which all three
