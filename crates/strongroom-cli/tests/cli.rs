@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use strongroom::hotel::{self, Rng};
 
 mod common;
-use common::{Env, PASSWORD, envs, invariant_holds, json_of, make_db};
+use common::{
+    Env, LOCAL_AND_S3, PASSWORD, Store, envs, envs_on, invariant_holds, json_of, make_db,
+};
 
 fn row_counts(path: &Path) -> Value {
     let c = Connection::open(path).unwrap();
@@ -73,7 +75,7 @@ impl Writers {
 }
 
 fn consistent_under_writers(journal_mode: &str) {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         let db = env.path("hotel.db");
         make_db(&db, 20_000);
         Connection::open(&db)
@@ -189,7 +191,7 @@ fn unchanged_and_slightly_changed_databases_add_little() {
 
 #[test]
 fn bad_input_gets_one_sentence_and_loses_nothing() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         let err = env.fails(&["list"]);
         assert!(err.contains("no strongroom repository"), "{err}");
         let out = env
@@ -526,7 +528,7 @@ fn walk(dir: &Path) -> Vec<String> {
 
 #[test]
 fn config_sources_checks_and_errors() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         make_db(&env.path("hotel.db"), 3_000);
         std::fs::write(
             env.path("strongroom.toml"),
@@ -678,7 +680,7 @@ fn journal_and_list_columns_line_up_with_long_sources() {
 
 #[test]
 fn second_password_and_unencrypted_repositories() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         env.init();
         std::fs::write(env.path("pw2"), "another password\n").unwrap();
         env.cmd()
@@ -746,41 +748,53 @@ fn demo_tells_the_whole_story() {
 #[test]
 fn unreachable_or_missing_object_store_is_one_clear_sentence() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::cargo_bin("strongroom")
-        .unwrap()
-        .current_dir(dir.path())
-        .args(["--repo", "s3://nowhere/prefix", "list"])
-        .env("STRONGROOM_PASSWORD", PASSWORD)
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "y")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one sentence, no retry noise: {err}"
-    );
-    assert!(
-        err.contains("unreachable") && err.contains("AWS_ENDPOINT_URL"),
-        "{err}"
-    );
-    // With --json the failure is also a document a scheduler can act on: worth a retry.
-    let out = Command::cargo_bin("strongroom")
-        .unwrap()
-        .current_dir(dir.path())
-        .args(["--repo", "s3://nowhere/prefix", "list", "--json"])
-        .env("STRONGROOM_PASSWORD", PASSWORD)
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "y")
-        .output()
-        .unwrap();
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["error"]["kind"], "storage_unreachable", "{doc}");
-    assert_eq!(doc["error"]["retryable"], true, "{doc}");
+    // Nothing listens on port 9; each store's error names the variable that points there.
+    for (repo, var, endpoint) in [
+        (
+            "s3://nowhere/prefix",
+            "AWS_ENDPOINT_URL",
+            "http://127.0.0.1:9",
+        ),
+        (
+            "azblob://nowhere/prefix",
+            "AZURE_STORAGE_ENDPOINT",
+            "http://127.0.0.1:9/devstoreaccount1",
+        ),
+        (
+            "gs://nowhere/prefix",
+            "STORAGE_EMULATOR_HOST",
+            "127.0.0.1:9",
+        ),
+    ] {
+        let run = |json: bool| {
+            let mut c = Command::cargo_bin("strongroom").unwrap();
+            c.current_dir(dir.path())
+                .args(["--repo", repo, "list"])
+                .env("STRONGROOM_PASSWORD", PASSWORD)
+                .env(var, endpoint)
+                .env("AWS_ACCESS_KEY_ID", "x")
+                .env("AWS_SECRET_ACCESS_KEY", "y")
+                .env("AZURE_STORAGE_ACCOUNT", "devstoreaccount1")
+                .env("AZURE_STORAGE_KEY", "eA==");
+            if json {
+                c.arg("--json");
+            }
+            c.output().unwrap()
+        };
+        let out = run(false);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{repo}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{repo}: one sentence, no retry noise: {err}"
+        );
+        assert!(err.contains("unreachable") && err.contains(var), "{err}");
+        // With --json the failure is also a document a scheduler can act on: worth a retry.
+        let doc: Value = serde_json::from_slice(&run(true).stdout).unwrap();
+        assert_eq!(doc["error"]["kind"], "storage_unreachable", "{doc}");
+        assert_eq!(doc["error"]["retryable"], true, "{doc}");
+    }
     if let Ok(base) = std::env::var("STRONGROOM_TEST_S3") {
         let env = Env {
             dir,
@@ -791,6 +805,50 @@ fn unreachable_or_missing_object_store_is_one_clear_sentence() {
             err.contains("NoSuchBucket") && err.trim_end().lines().count() == 1,
             "{err}"
         );
+    }
+}
+
+/// A repository URL naming a container (Azure) or bucket (GCS) that does not exist: those
+/// stores answer a plain "not found" where S3 says `NoSuchBucket`, which must not pass for
+/// a missing object (damage) nor let `init` go on: one sentence saying what is missing.
+#[test]
+fn a_missing_container_or_bucket_is_named_never_taken_for_damage() {
+    for store in [Store::Azure, Store::Gcs] {
+        let Some(env) = store.env() else { continue };
+        let (scheme, rest) = env.repo.split_once("://").unwrap();
+        let env = Env {
+            repo: format!("{scheme}://no-such-{rest}"),
+            ..env
+        };
+        let place = if store == Store::Azure {
+            "container"
+        } else {
+            "bucket"
+        };
+        let err = env.fails(&["init"]);
+        assert!(
+            err.contains(&format!("the {place} does not exist"))
+                && err.trim_end().lines().count() == 1,
+            "{err}"
+        );
+        let out = env.cmd().args(["init", "--json"]).output().unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["kind"], "storage_unreachable", "{doc}");
+        assert_eq!(doc["error"]["retryable"], false, "{doc}");
+        // Reading is no damage either. (fake-gcs-server answers every "not found" alike, so
+        // there the missing config reads as no repository; real GCS names the bucket.)
+        let out = env.cmd().args(["list", "--json"]).output().unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_ne!(doc["error"]["kind"], "damaged_data", "{doc}");
+        if store == Store::Azure {
+            assert!(
+                doc["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the container does not exist"),
+                "{doc}"
+            );
+        }
     }
 }
 
@@ -808,7 +866,7 @@ fn one_row_snapshot(env: &Env) -> String {
 
 #[test]
 fn secrets_and_inputs_are_safe_by_default() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         // An empty password is refused at init, and no repository is made.
         let err = env.fails_with(&["init"], &[("STRONGROOM_PASSWORD", "")]);
         assert!(err.contains("empty"), "{err}");
@@ -935,7 +993,7 @@ fn closed_stdout_ends_quietly() {
 
 #[test]
 fn messages_do_not_contradict_themselves() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         env.init();
         let id = one_row_snapshot(&env);
         // LATEST, in any case, means latest.

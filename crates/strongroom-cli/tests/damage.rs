@@ -1,6 +1,7 @@
 //! Damaged and missing data end to end: flipped bytes are named and refused, backups never
 //! build on missing or damaged packs, a truncated pack found by `check` is stored again, and
-//! `check` accounts for data no snapshot needs; on a local repository and on Garage.
+//! `check` accounts for data no snapshot needs, a pack cut short is named by `restore`; on a
+//! local repository and on every object store (Garage, Azurite, fake-gcs-server).
 
 use rusqlite::Connection;
 use serde_json::Value;
@@ -125,6 +126,38 @@ fn a_truncated_pack_found_by_check_is_stored_again() {
             .assert()
             .success();
         assert_eq!(bookings_in(&env.path("after.db")), bookings_in(&db));
+    }
+}
+
+/// A pack cut short under the index's feet: `restore` says so and names it, as damage no
+/// retry can mend, on every store alike. (Object stores answer a range read past an
+/// object's end with a short body or "invalid range", which alone looks like a failing
+/// network.)
+#[test]
+fn a_truncated_pack_makes_restore_name_the_damage() {
+    for env in envs() {
+        let (_, src) = env.hotel_source(2_000);
+        env.json(&["backup", &src]);
+        let storage = env.storage();
+        let victim = storage.list("data/").unwrap().remove(0).key;
+        let bytes = storage.get(&victim).unwrap();
+        storage.put(&victim, &bytes[..bytes.len() / 2]).unwrap();
+        let out = env
+            .cmd()
+            .args(["restore", "latest", "--to", "after.db", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", env.repo);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["kind"], "damaged_data", "{}: {doc}", env.repo);
+        assert_eq!(doc["error"]["retryable"], false, "{}: {doc}", env.repo);
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&victim) && message.contains("shorter"),
+            "{}: {doc}",
+            env.repo
+        );
+        assert!(!env.path("after.db").exists(), "{}", env.repo);
     }
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::pg::{Rig, workload};
-use common::{Env, PASSWORD, envs, json_of};
+use common::{Env, LOCAL_AND_S3, PASSWORD, envs, envs_on, json_of};
 use serde_json::Value;
 use strongroom::hotel::{self, Scale};
 use strongroom_testkit::postgres::{self as pgkit, Cluster, bindirs};
@@ -95,7 +95,7 @@ fn assert_passed(doc: &Value, snapshot: &str) {
 
 #[test]
 fn a_sqlite_drill_is_timed_checked_kept_and_journaled() {
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         env.init();
         let src = hotel_db(&env, "hotel.db", 2_000);
         let first = env.json(&["backup", &src]);

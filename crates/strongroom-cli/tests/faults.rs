@@ -1,9 +1,12 @@
-//! Storage faults: every job, through a proxy in front of Garage that answers 503s, drops
-//! connections before and during answers, stalls and truncates bodies, either completes or
-//! fails cleanly (one sentence, exit 1); and afterwards, with the store healthy again, every
-//! listed snapshot restores byte-identical and `check --read-data` passes.
+//! Storage faults: every job, through a proxy in front of the object store that answers
+//! 503s, drops connections before and during answers, stalls and truncates bodies, either
+//! completes or fails cleanly (one sentence, exit 1); and afterwards, with the store healthy
+//! again, every listed snapshot restores byte-identical and `check --read-data` passes.
 //!
-//! S3 only: these need the Garage server `./scripts/test` starts.
+//! On every object store `./scripts/test` starts (Garage, Azurite, fake-gcs-server), one test
+//! per store so they run side by side: the proxy relays bytes untouched, which all three
+//! allow (S3's SigV4 signs the `Host` the proxy passes on as the client sent it, Azure's
+//! Shared Key signs no host, and the GCS emulator takes unsigned requests).
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -13,30 +16,53 @@ use strongroom::hotel::{self, Rng, Scale};
 use strongroom_testkit::s3proxy::{Fault, FaultProxy, Plan, Rule};
 
 mod common;
-use common::{Env, envs};
+use common::{Env, Store};
 
-/// The S3 environment of the test run, or `None` (with a note) when there is none.
-fn s3_env() -> Option<Env> {
-    let env = envs().into_iter().find(|e| e.repo.starts_with("s3://"));
-    if env.is_none() {
-        eprintln!("note: no S3 server: fault scenarios skipped (./scripts/test runs them)");
-    }
-    env
-}
-
-struct Faulty<'a> {
-    env: &'a Env,
+/// A repository on a store and a fault proxy in front of its server.
+struct Faulty {
+    env: Env,
     proxy: FaultProxy,
+    /// The variable strongroom reads the endpoint from, and the endpoint through the proxy.
+    endpoint: (&'static str, String),
 }
 
-impl Faulty<'_> {
+impl Faulty {
+    /// A fresh repository on `store` behind a new proxy, or `None` (with a note) when that
+    /// store's server is not up.
+    fn on(store: Store) -> Option<Faulty> {
+        let env = store.env()?;
+        let (var, upstream) = store
+            .endpoint()
+            .unwrap_or_else(|| panic!("{} has no endpoint variable set", store.name()));
+        let proxy = FaultProxy::start(&upstream);
+        // The proxy's address in place of the server's; a path (Azurite's account) stays.
+        let rest = upstream.trim_start_matches("http://");
+        let path = rest.find('/').map_or("", |i| &rest[i..]);
+        let through = format!("{}{path}", proxy.url());
+        Some(Faulty {
+            env,
+            proxy,
+            endpoint: (var, through),
+        })
+    }
+
+    /// The part of a request's path that names objects under `key` (`data/`, `config`):
+    /// GCS's JSON API sends an object's name as one path segment, its slashes escaped.
+    fn objects(&self, key: &str) -> String {
+        let part = format!("/{key}");
+        match self.env.store() {
+            Store::Gcs => part.replace('/', "%2F"),
+            _ => part,
+        }
+    }
+
     /// Runs strongroom through the proxy; returns (exit code, stdout, stderr).
     fn run(&self, args: &[&str]) -> (i32, String, String) {
         let out = self
             .env
             .std_cmd()
             .args(args)
-            .env("AWS_ENDPOINT_URL", self.proxy.url())
+            .env(self.endpoint.0, &self.endpoint.1)
             .env("STRONGROOM_IO_TIMEOUT", "3")
             .output()
             .unwrap();
@@ -115,17 +141,29 @@ fn update(db: &Path, seed: u64) {
 }
 
 #[test]
-fn jobs_through_a_faulty_store_complete_or_fail_cleanly() {
-    let Some(env) = s3_env() else { return };
+fn jobs_through_a_faulty_store_complete_or_fail_cleanly_s3() {
+    jobs_through_a_faulty_store(Store::S3);
+}
+
+#[test]
+fn jobs_through_a_faulty_store_complete_or_fail_cleanly_azure() {
+    jobs_through_a_faulty_store(Store::Azure);
+}
+
+#[test]
+fn jobs_through_a_faulty_store_complete_or_fail_cleanly_gcs() {
+    jobs_through_a_faulty_store(Store::Gcs);
+}
+
+fn jobs_through_a_faulty_store(store: Store) {
+    let Some(faulty) = Faulty::on(store) else {
+        return;
+    };
+    let env = &faulty.env;
     let seed = common::seed();
     let mut rng = Rng::new(seed);
-    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let faulty = Faulty {
-        env: &env,
-        proxy: FaultProxy::start(&upstream),
-    };
     env.init();
-    let (db, src) = hotel_db(&env);
+    let (db, src) = hotel_db(env);
     let mut copies: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let (mut ok, mut failed) = (0, 0);
     for round in 0..16u64 {
@@ -172,14 +210,14 @@ fn jobs_through_a_faulty_store_complete_or_fail_cleanly() {
         }
         // The store healthy again: everything listed restores, the repository checks
         // clean, and snapshots a failed backup committed anyway (its answer lost) are whole.
-        let ids = verify_all(&env, &copies, &state);
+        let ids = verify_all(env, &copies, &state);
         for id in ids {
             copies.entry(id).or_insert_with(|| state.clone());
         }
         // The job runs to the end once the store behaves.
         if job[0] != "restore" {
             env.cmd().args(&job).arg("--json").assert().success();
-            for id in verify_all(&env, &copies, &state) {
+            for id in verify_all(env, &copies, &state) {
                 copies.entry(id).or_insert_with(|| state.clone());
             }
         }
@@ -194,19 +232,35 @@ fn jobs_through_a_faulty_store_complete_or_fail_cleanly() {
 }
 
 #[test]
-fn a_check_through_a_failing_store_reports_no_damage() {
-    let Some(env) = s3_env() else { return };
-    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let faulty = Faulty {
-        env: &env,
-        proxy: FaultProxy::start(&upstream),
+fn a_check_through_a_failing_store_reports_no_damage_s3() {
+    a_check_through_a_failing_store(Store::S3);
+}
+
+#[test]
+fn a_check_through_a_failing_store_reports_no_damage_azure() {
+    a_check_through_a_failing_store(Store::Azure);
+}
+
+#[test]
+fn a_check_through_a_failing_store_reports_no_damage_gcs() {
+    a_check_through_a_failing_store(Store::Gcs);
+}
+
+fn a_check_through_a_failing_store(store: Store) {
+    let Some(faulty) = Faulty::on(store) else {
+        return;
     };
+    let env = &faulty.env;
     env.init();
-    let (_db, src) = hotel_db(&env);
+    let (_db, src) = hotel_db(env);
     env.json(&["backup", &src]);
     // Every pack download is cut short: the store is failing, the data is not damaged.
     faulty.proxy.set_plan(
-        Plan::seeded(1).rule(Rule::new(Fault::TruncateBody).method("GET").path("/data/")),
+        Plan::seeded(1).rule(
+            Rule::new(Fault::TruncateBody)
+                .method("GET")
+                .path(&faulty.objects("data/")),
+        ),
     );
     let (code, _, stderr) = faulty.run(&["check", "--read-data"]);
     clean_failure(&["check"], code, &stderr, 1);
@@ -223,7 +277,7 @@ fn a_check_through_a_failing_store_reports_no_damage() {
         Plan::seeded(2).rule(
             Rule::new(Fault::StallForever)
                 .method("GET")
-                .path("/config")
+                .path(&faulty.objects("config"))
                 .nth(1),
         ),
     );

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use strongroom::hotel::{self, Scale};
 
 mod common;
-use common::{Env, envs};
+use common::{Env, LOCAL_AND_S3, envs_on};
 
 fn have_npm() -> bool {
     Command::new("npm")
@@ -121,7 +121,7 @@ fn package_json_scripts_back_up_verify_migrate_and_report() {
         eprintln!("SKIPPED: npm is not installed (./scripts/test installs it with apt-get)");
         return;
     }
-    for env in envs() {
+    for env in envs_on(&LOCAL_AND_S3) {
         env.init();
         let dir = project(&env);
         let db = dir.join("prisma/dev.db");

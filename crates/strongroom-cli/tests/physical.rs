@@ -110,7 +110,7 @@ fn point_in_time_recovery_keeps_exactly_the_transactions_up_to_each_target() {
 fn start_recovers_promotes_and_reports_where_it_stopped() {
     let bindir = bindirs().remove(0);
     for env in envs() {
-        let s3 = env.repo.contains("://");
+        let store = env.store().name();
         let rig = Rig::new(env, &bindir, true);
         rig.pg.create_database("app", None);
         rig.pg.execute(
@@ -134,7 +134,7 @@ fn start_recovers_promotes_and_reports_where_it_stopped() {
             .unwrap();
         assert!(
             out.status.success(),
-            "s3={s3}: {}",
+            "{store}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap();

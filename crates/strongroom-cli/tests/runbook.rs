@@ -7,7 +7,7 @@ use strongroom::hotel::{self, Scale};
 
 mod common;
 use common::pg::{Rig, restore_env};
-use common::{Env, envs};
+use common::{Env, Store, envs};
 use strongroom_testkit::postgres::bindirs;
 
 /// `sh -c script` with the environment's repository and password, the config, and the
@@ -146,8 +146,15 @@ fn the_printed_commands_restore_the_database() {
             md.contains(&format!("# expect {expected} (snapshot {short})")),
             "{md}"
         );
-        if env.repo.starts_with("s3://") {
-            assert!(md.contains("AWS_ACCESS_KEY_ID=…"), "{md}");
+        // The store's credentials, as placeholders the operator fills in.
+        let credentials = match env.store() {
+            Store::Local => None,
+            Store::S3 => Some("AWS_ACCESS_KEY_ID=…"),
+            Store::Azure => Some("AZURE_STORAGE_KEY=…"),
+            Store::Gcs => Some("GOOGLE_APPLICATION_CREDENTIALS=…"),
+        };
+        if let Some(credentials) = credentials {
+            assert!(md.contains(credentials), "{md}");
         }
 
         // The environment block, without its placeholder lines, then each command as printed.

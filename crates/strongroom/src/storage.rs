@@ -90,8 +90,10 @@ impl Storage {
     ///
     /// S3 reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`
     /// and `AWS_ENDPOINT_URL` (path-style addressing); Azure reads `AZURE_STORAGE_ACCOUNT`,
-    /// `AZURE_STORAGE_KEY` and optionally `AZURE_STORAGE_ENDPOINT`; GCS reads
-    /// `GOOGLE_APPLICATION_CREDENTIALS`.
+    /// `AZURE_STORAGE_KEY` and optionally `AZURE_STORAGE_ENDPOINT` (Azurite:
+    /// `http://127.0.0.1:10000/devstoreaccount1`); GCS reads `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// or `STORAGE_EMULATOR_HOST` (`host:port` or a URL) for an emulator, which gets
+    /// unsigned requests.
     pub fn from_url(url: &str) -> Result<Self> {
         let bad = |detail: &str| Error::BadUrl {
             url: url.into(),
@@ -142,7 +144,21 @@ impl Storage {
             let mut b = opendal::services::Gcs::default()
                 .bucket(&bucket)
                 .root(&root);
-            if let Some(p) = env("GOOGLE_APPLICATION_CREDENTIALS") {
+            if let Some(host) = env("STORAGE_EMULATOR_HOST") {
+                // As Google's own client libraries do: an emulator (fake-gcs-server, the
+                // Cloud Storage testbench) takes plain HTTP and no credentials, so none are
+                // looked for, neither on disk nor at the VM metadata server.
+                let endpoint = if host.contains("://") {
+                    host
+                } else {
+                    format!("http://{host}")
+                };
+                b = b
+                    .endpoint(endpoint.trim_end_matches('/'))
+                    .skip_signature()
+                    .disable_vm_metadata()
+                    .disable_config_load();
+            } else if let Some(p) = env("GOOGLE_APPLICATION_CREDENTIALS") {
                 b = b.credential_path(&p);
             }
             return Self::remote(url, opendal::Operator::new(b));
@@ -224,16 +240,38 @@ impl Storage {
         &self.url
     }
 
-    fn remote_err(&self, key: &str, e: opendal::Error) -> Error {
+    /// The error for a failed request about `key`.
+    ///
+    /// "Not found" is a missing object only when an object was read. Azure and GCS answer a
+    /// write or a listing in a container or bucket that does not exist with a plain 404
+    /// (where S3 says `NoSuchBucket`), and a read there too (Azure with its
+    /// `ContainerNotFound` code, GCS saying the bucket "does not exist"; fake-gcs-server
+    /// says only "Not Found"): a repository in a missing place is no damage.
+    fn remote_err(&self, key: &str, e: opendal::Error, asked: Asked) -> Error {
+        let location = format!("{}/{}", self.url.trim_end_matches('/'), key);
         if e.kind() == opendal::ErrorKind::NotFound {
-            return Error::Missing {
-                object: key.to_string(),
-                context: String::new(),
+            if asked == Asked::ReadObject && !place_missing(&e) {
+                return Error::Missing {
+                    object: key.to_string(),
+                    context: String::new(),
+                };
+            }
+            let place = if self.url.starts_with("azblob://") {
+                "container"
+            } else {
+                "bucket"
+            };
+            return Error::Storage {
+                location,
+                detail: format!(
+                    "the {place} does not exist; create the {place} or fix the repository URL"
+                ),
+                transient: false,
             };
         }
         Error::Storage {
-            location: format!("{}/{}", self.url.trim_end_matches('/'), key),
-            detail: short_detail(&e),
+            location,
+            detail: short_detail(&self.url, &e),
             // OpenDAL marks a temporary error persistent once its retries are used up: it is
             // still worth another run later.
             transient: e.is_temporary() || e.is_persistent() || is_unreachable(&e),
@@ -253,7 +291,7 @@ impl Storage {
             Backend::Remote { op, rt } => rt
                 .block_on(op.write(key, data.to_vec()))
                 .map(|_| ())
-                .map_err(|e| self.remote_err(key, e)),
+                .map_err(|e| self.remote_err(key, e, Asked::Other)),
         }
     }
 
@@ -267,7 +305,7 @@ impl Storage {
             Backend::Remote { op, rt } => rt
                 .block_on(op.read(key))
                 .map(|b| b.to_vec())
-                .map_err(|e| self.remote_err(key, e)),
+                .map_err(|e| self.remote_err(key, e, Asked::ReadObject)),
         }
     }
 
@@ -290,12 +328,28 @@ impl Storage {
                 Ok(buf)
             }
             Backend::Remote { op, rt } => {
-                let buf = rt
+                let shorter = || Error::corrupt(key, "object is shorter than the index says");
+                let buf = match rt
                     .block_on(async { op.read_with(key).range(offset..offset + len).await })
-                    .map(|b| b.to_vec())
-                    .map_err(|e| self.remote_err(key, e))?;
+                {
+                    Ok(b) => b.to_vec(),
+                    // A range past the object's end is answered with a short body or
+                    // "invalid range" (S3 and Azure 416, GCS's bare 416, Azurite's 206 with an
+                    // empty Content-Range), which alone looks like a failing network: the
+                    // object's size says whether it is damage, as a local read's EOF does.
+                    Err(e) => {
+                        let err = self.remote_err(key, e, Asked::ReadObject);
+                        if matches!(err, Error::Storage { .. })
+                            && let Ok(meta) = rt.block_on(op.stat(key))
+                            && meta.content_length() < offset + len
+                        {
+                            return Err(shorter());
+                        }
+                        return Err(err);
+                    }
+                };
                 if buf.len() as u64 != len {
-                    return Err(Error::corrupt(key, "object is shorter than the index says"));
+                    return Err(shorter());
                 }
                 Ok(buf)
             }
@@ -308,8 +362,10 @@ impl Storage {
             Backend::Local { root, .. } => Ok(root.join(key).is_file()),
             Backend::Remote { op, rt } => match rt.block_on(op.stat(key)) {
                 Ok(_) => Ok(true),
-                Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(self.remote_err(key, e)),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound && !place_missing(&e) => {
+                    Ok(false)
+                }
+                Err(e) => Err(self.remote_err(key, e, Asked::ReadObject)),
             },
         }
     }
@@ -328,8 +384,9 @@ impl Storage {
                 let entries =
                     match rt.block_on(async { op.list_with(prefix).recursive(true).await }) {
                         Ok(e) => e,
-                        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
-                        Err(e) => return Err(self.remote_err(prefix, e)),
+                        // An empty prefix lists as empty on every store: "not found" here
+                        // is the container or bucket.
+                        Err(e) => return Err(self.remote_err(prefix, e, Asked::Other)),
                     };
                 for e in entries {
                     if e.metadata().mode().is_file() {
@@ -372,9 +429,26 @@ impl Storage {
             }
             Backend::Remote { op, rt } => rt
                 .block_on(op.delete(key))
-                .map_err(|e| self.remote_err(key, e)),
+                .map_err(|e| self.remote_err(key, e, Asked::Other)),
         }
     }
+}
+
+/// What a failed request asked of the store, which decides what "not found" means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// Reading an object (get, ranged get, stat): "not found" is the object, unless the
+    /// store says it is the container or bucket.
+    ReadObject,
+    /// Writing, listing, deleting: "not found" can only be the container or bucket.
+    Other,
+}
+
+/// Whether a "not found" names the container or bucket rather than the object: Azure's
+/// `ContainerNotFound` code, GCS's "The specified bucket does not exist.".
+fn place_missing(e: &opendal::Error) -> bool {
+    let full = format!("{e:?} {e}");
+    full.contains("ContainerNotFound") || full.contains("bucket does not exist")
 }
 
 /// Whether an OpenDAL error says the store could not be reached at all.
@@ -385,14 +459,22 @@ fn is_unreachable(e: &opendal::Error) -> bool {
         || full.contains("dns error")
 }
 
-/// One readable clause from an OpenDAL error, whose own text spans lines of context.
-fn short_detail(e: &opendal::Error) -> String {
+/// One readable clause from an OpenDAL error, whose own text spans lines of context, with
+/// what to check on the store `url` names.
+fn short_detail(url: &str, e: &opendal::Error) -> String {
     let full = format!("{e:?} {e}");
-    // S3-style services quote the server's code and message.
+    // S3 and Azure quote the server's code and message (Azure's message runs on with
+    // RequestId and Time lines, which are cut off).
     let quoted = |field: &str| {
         let start = full.find(&format!("{field}: \""))? + field.len() + 3;
         let len = full[start..].find('"')?;
-        Some(full[start..start + len].to_string())
+        let text = &full[start..start + len];
+        let end = ["\\n", "RequestId:"]
+            .iter()
+            .filter_map(|cut| text.find(cut))
+            .min()
+            .unwrap_or(text.len());
+        Some(text[..end].trim_end().to_string())
     };
     if let (Some(code), message) = (quoted("code"), quoted("message")) {
         let hint = match code.as_str() {
@@ -400,12 +482,28 @@ fn short_detail(e: &opendal::Error) -> String {
             "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
                 "; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket policy"
             }
+            "AuthenticationFailed" | "AuthorizationFailure" => {
+                "; check AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY"
+            }
             _ => "",
         };
-        return format!("{code}: {}{hint}", message.unwrap_or_default());
+        // A HEAD's answer has no body: Azure's code then comes from a header, alone.
+        return match message.filter(|m| !m.is_empty()) {
+            Some(message) => format!("{code}: {message}{hint}"),
+            None => format!("{code}{hint}"),
+        };
     }
     if is_unreachable(e) {
-        return "the object store is unreachable (connection failed after retries); check AWS_ENDPOINT_URL and the network".into();
+        let check = if url.starts_with("azblob://") {
+            "AZURE_STORAGE_ENDPOINT (or AZURE_STORAGE_ACCOUNT)"
+        } else if url.starts_with("gs://") {
+            "STORAGE_EMULATOR_HOST, when set,"
+        } else {
+            "AWS_ENDPOINT_URL"
+        };
+        return format!(
+            "the object store is unreachable (connection failed after retries); check {check} and the network"
+        );
     }
     match e.kind() {
         opendal::ErrorKind::PermissionDenied => {
@@ -461,6 +559,14 @@ fn walk_local(root: &Path, dir: &Path, what: Walk, out: &mut Vec<ObjectInfo>) ->
         }
     }
     Ok(())
+}
+
+/// Whether an object the store dates `dated` (an [`ObjectInfo::modified`]) was written at
+/// or after `t`. Azure dates objects to the whole second (S3 to the millisecond, GCS to the
+/// microsecond), so a date without a fraction of a second stands for any instant of its
+/// second: an object written in the same second as `t` may have been written after it.
+pub fn written_at_or_after(dated: jiff::Timestamp, t: jiff::Timestamp) -> bool {
+    dated >= t || (dated.subsec_nanosecond() == 0 && dated.as_second() == t.as_second())
 }
 
 /// Reads in flight at once for [`read_each`]: one GET is ~50 ms on S3, so hundreds of small
@@ -573,6 +679,46 @@ mod tests {
         s.delete("snapshots/aa").unwrap();
         s.delete("snapshots/aa").unwrap();
         assert!(s.list("snapshots/").unwrap().is_empty());
+    }
+
+    /// [`exercise`] and what the repository relies on beyond it (a range past an object's
+    /// end is damage; listings carry write times), on each object store the test run has:
+    /// a fresh prefix under `STRONGROOM_TEST_S3`, `_AZURE` and `_GCS` (`./scripts/test`
+    /// starts Garage, Azurite and fake-gcs-server). Under CI a missing one fails.
+    #[test]
+    fn object_store_backends() {
+        for var in [
+            "STRONGROOM_TEST_S3",
+            "STRONGROOM_TEST_AZURE",
+            "STRONGROOM_TEST_GCS",
+        ] {
+            let Some(base) = env(var) else {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{var} is not set: run the suite through ./scripts/test"
+                );
+                eprintln!("note: {var} unset, skipped (./scripts/test sets it)");
+                continue;
+            };
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let url = format!("{}/unit-{t:x}", base.trim_end_matches('/'));
+            let s = Storage::from_url(&url).unwrap();
+            exercise(&s);
+            s.put("data/0a/0abc", b"0123456789").unwrap();
+            for (offset, len) in [(8, 4), (10, 1), (20, 4)] {
+                let e = s.get_range("data/0a/0abc", offset, len).unwrap_err();
+                assert!(
+                    matches!(e, Error::Corrupt { .. }),
+                    "{url}: {offset}+{len} of 10 bytes: {e:?}"
+                );
+            }
+            let listed = s.list("data/").unwrap();
+            assert!(listed[0].modified.is_some(), "{url}: {listed:?}");
+            s.delete("data/0a/0abc").unwrap();
+        }
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub fn server_env(env: &Env, key: &Path) -> Vec<(String, String)> {
         "AWS_SECRET_ACCESS_KEY",
         "AWS_REGION",
         "AWS_ENDPOINT_URL",
+        "AZURE_STORAGE_ACCOUNT",
+        "AZURE_STORAGE_KEY",
+        "AZURE_STORAGE_ENDPOINT",
+        "STORAGE_EMULATOR_HOST",
     ] {
         if let Ok(val) = std::env::var(k) {
             v.push((k.to_string(), val));

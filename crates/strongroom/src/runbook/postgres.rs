@@ -240,5 +240,7 @@ pub(super) fn pitr_window(
         .filter(|s| cluster(s).as_deref() == Some(id.as_str()))
         .map(|s| s.finished_at)
         .min()?;
-    (to >= from).then_some((from, to))
+    // As the store dates it: Azure to the whole second, so a segment archived in the
+    // second a snapshot ended may be listed as archived before it.
+    crate::storage::written_at_or_after(to, from).then_some((from, to))
 }

@@ -133,8 +133,14 @@ pub(super) fn environment(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
             "s3://",
             "AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… AWS_REGION=…   # and AWS_ENDPOINT_URL for a non-AWS store",
         ),
-        ("azblob://", "AZURE_STORAGE_ACCOUNT=… AZURE_STORAGE_KEY=…"),
-        ("gs://", "GOOGLE_APPLICATION_CREDENTIALS=…"),
+        (
+            "azblob://",
+            "AZURE_STORAGE_ACCOUNT=… AZURE_STORAGE_KEY=…   # and AZURE_STORAGE_ENDPOINT outside Azure's public cloud",
+        ),
+        (
+            "gs://",
+            "GOOGLE_APPLICATION_CREDENTIALS=…   # or STORAGE_EMULATOR_HOST for an emulator",
+        ),
     ] {
         if repo.starts_with(prefix) {
             line!(md, "export {vars}");

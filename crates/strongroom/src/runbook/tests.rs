@@ -490,3 +490,32 @@ fn the_window_names_the_source_timeline_and_the_forks_beside_it() {
         "{md}"
     );
 }
+
+/// Azure dates objects to the whole second: a segment archived in the same second a
+/// physical snapshot ended (at .6 s) is listed as archived before it, and the window
+/// must still be there, compared at the store's precision.
+#[test]
+fn a_window_closed_within_the_second_of_the_snapshot_is_still_a_window() {
+    let mut s = snap(
+        "55",
+        "postgres://app@db:5432/hotel",
+        EngineKind::Postgres,
+        BackupKind::Physical,
+        "2026-12-01T21:00:00Z",
+    );
+    s.finished_at = ts("2026-12-01T21:01:00.600Z");
+    s.metadata
+        .extra
+        .insert("system_identifier".into(), "9".into());
+    let mut i = inputs(Config::default(), vec![s], vec![]);
+    i.wal_newest.insert("9".into(), ts("2026-12-01T21:01:00Z"));
+    let md = render(&i).unwrap();
+    assert!(
+        md.contains("**The repository can recover any time from 2026-12-01 21:01:00 UTC to about 2026-12-01 21:01:00 UTC**"),
+        "{md}"
+    );
+    // A second before the snapshot's end is before it at any precision: no window.
+    i.wal_newest.insert("9".into(), ts("2026-12-01T21:00:59Z"));
+    let md = render(&i).unwrap();
+    assert!(md.contains("**No archived WAL for this cluster**"), "{md}");
+}

@@ -445,8 +445,13 @@ fn holds(reach: &Reach, target: &RecoveryTarget) -> Option<bool> {
     match target {
         RecoveryTarget::Latest | RecoveryTarget::Immediate => Some(true),
         RecoveryTarget::Lsn(l) => Some(Lsn::parse(l).is_none_or(|l| l <= reach.lsn)),
-        // A commit at or after the target must exist; it was archived after it was made.
-        RecoveryTarget::Time(t) => Some(reach.archived.is_none_or(|a| a >= *t)),
+        // A commit at or after the target must exist; it was archived after it was made
+        // (as the store dates it: Azure to the whole second).
+        RecoveryTarget::Time(t) => Some(
+            reach
+                .archived
+                .is_none_or(|a| crate::storage::written_at_or_after(a, *t)),
+        ),
         RecoveryTarget::Xid(_) | RecoveryTarget::Name(_) => None,
     }
 }

@@ -291,3 +291,33 @@ fn the_timeline_a_data_directory_pushed_to_last_is_found_by_its_records() {
     tl(&mut v, 3, 9..=9, "1\t0/8800000\tx\n", Some("/srv/pg/main"));
     assert_eq!(v.pushed_by("/srv/pg/main", "db1"), Some(3));
 }
+
+/// Azure dates objects to the whole second: timeline 1's newest segment, listed as
+/// archived at second 201, may have been archived at any instant of it, so a target
+/// 0.4 s into that second is within reach; a second later it is not.
+#[test]
+fn a_whole_second_archive_date_reaches_a_target_within_its_second() {
+    let mut alone = forked();
+    alone.timelines.remove(&2);
+    let within = time(201) + jiff::SignedDuration::from_millis(400);
+    let c = choose(
+        &alone,
+        "4f21c26c",
+        snap(),
+        &RecoveryTarget::Time(within),
+        TimelineRequest::Source,
+        &source(1, Found::Server),
+    )
+    .unwrap();
+    assert_eq!(c.timeline, 1);
+    let e = choose(
+        &alone,
+        "4f21c26c",
+        snap(),
+        &RecoveryTarget::Time(time(202)),
+        TimelineRequest::Source,
+        &source(1, Found::Server),
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("no timeline reaches"), "{e}");
+}
