@@ -91,7 +91,8 @@ pub struct Global {
     /// More log output on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// No progress bars.
+    /// No progress bars; and nothing on stdout when backup, copy, verify, check, drill,
+    /// export, forget, prune or unlock succeed (for cron: errors still go to stderr).
     #[arg(short, long, global = true)]
     pub quiet: bool,
 }
@@ -254,6 +255,26 @@ pub enum Command {
         #[command(subcommand)]
         action: HotelAction,
     },
+}
+
+impl Command {
+    /// Whether this command does a job cron runs, whose report `--quiet` leaves out on
+    /// success. Reads (list, status, …) print what was asked for, and restore is run by a
+    /// person who needs its start line.
+    pub fn is_job(&self) -> bool {
+        matches!(
+            self,
+            Command::Backup(_)
+                | Command::Copy(_)
+                | Command::Verify(_)
+                | Command::Check { .. }
+                | Command::Drill(_)
+                | Command::Export(_)
+                | Command::Forget(_)
+                | Command::Prune(_)
+                | Command::Unlock { .. }
+        )
+    }
 }
 
 /// `strongroom init`'s options: encrypted or not, or a copy of another repository.

@@ -3,10 +3,26 @@
 //! Owns the look of what more than one command prints (one [`Table`] for every column
 //! layout, so columns line up whatever the values' lengths), and what happens when stdout closes
 //! early (`strongroom list | head -1`): the write fails with [`StdoutClosed`] instead of a
-//! panic, and `main` exits quietly. Must not decide what to print.
+//! panic, and `main` exits quietly; and `--quiet` on a command cron runs, which leaves stdout
+//! empty on success ([`silence`]). Must not decide what to print.
 
 use anyhow::Result;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static SILENT: AtomicBool = AtomicBool::new(false);
+
+/// From now on [`outln!`] writes nothing: `--quiet` on a command that changes something
+/// (backup, copy, forget, …), so cron mails nothing when all went well. Errors and warnings
+/// go to stderr and still show; `--json` documents still print (they were asked for).
+pub fn silence() {
+    SILENT.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`silence`] was called.
+pub fn silenced() -> bool {
+    SILENT.load(Ordering::Relaxed)
+}
 
 /// Stdout was closed by its reader before everything was written: not a failure to report.
 #[derive(Debug)]
@@ -30,11 +46,15 @@ pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
 }
 
 /// Like `println!`, but returns the write's outcome (see [`stdout_error`]) for `?` instead
-/// of panicking when stdout is gone.
+/// of panicking when stdout is gone, and writes nothing once [`silence`]d.
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        writeln!(std::io::stdout(), $($arg)*).map_err($crate::output::stdout_error)
+        if $crate::output::silenced() {
+            Ok(())
+        } else {
+            writeln!(std::io::stdout(), $($arg)*).map_err($crate::output::stdout_error)
+        }
     }};
 }
 pub(crate) use outln;

@@ -992,6 +992,42 @@ fn closed_stdout_ends_quietly() {
 }
 
 #[test]
+fn quiet_jobs_print_nothing_on_success_and_still_say_why_they_failed() {
+    // Cron mails whatever a job prints: `--quiet` on a job leaves stdout empty when it
+    // succeeds, while a read still prints what was asked and a failure still says why.
+    let env = envs().remove(0);
+    let (_db, src) = env.hotel_source(50);
+    for args in [
+        &["backup", src.as_str(), "--quiet"][..],
+        &["-q", "verify", "latest"],
+        &["check", "--quiet"],
+        &["forget", "--keep-last", "5", "--prune", "--quiet"],
+    ] {
+        let out = env.cmd().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{args:?}");
+    }
+    let listed = env.cmd().args(["list", "--quiet"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("1 snapshot"));
+    let json = env
+        .cmd()
+        .args(["backup", &src, "--quiet", "--json"])
+        .output()
+        .unwrap();
+    assert!(json.status.success());
+    let doc: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(doc["id"].is_string(), "{doc}");
+    let failed = env
+        .cmd()
+        .args(["verify", "nosuchid", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(!String::from_utf8_lossy(&failed.stderr).trim().is_empty());
+}
+
+#[test]
 fn messages_do_not_contradict_themselves() {
     for env in envs_on(&LOCAL_AND_S3) {
         env.init();

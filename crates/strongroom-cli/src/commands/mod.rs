@@ -39,6 +39,9 @@ use anyhow::Result;
 /// man page and the hotel helpers work beside a broken `strongroom.toml`.
 pub fn run(global: Global, command: Command) -> Result<()> {
     let ctx = || Ctx::new(global.clone());
+    if global.quiet && command.is_job() {
+        crate::output::silence();
+    }
     match command {
         Command::Init(a) => init::run(&ctx()?, a),
         Command::Backup(a) => backup::run(&ctx()?, a),
