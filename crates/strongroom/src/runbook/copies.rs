@@ -35,7 +35,10 @@ pub(super) fn listed(inputs: &Inputs) -> Vec<String> {
         .config
         .copies
         .iter()
-        .map(|c| format!("`{}` (`{}`)", c.name(), repository_of(c)))
+        .map(|c| match (c.name(), repository_of(c)) {
+            (name, url) if name == url => format!("`{url}`"),
+            (name, url) => format!("`{name}` (`{url}`)"),
+        })
         .collect()
 }
 
@@ -60,10 +63,13 @@ pub(super) fn copies(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
         .any(|e| e.newest(&BackupKind::Physical).is_some());
     for c in copies {
         let url = repository_of(c);
-        line!(md, "### Copy `{}`", c.name());
+        let name = c.name();
+        line!(md, "### Copy `{name}`");
         line!(md);
-        line!(md, "Repository `{url}`.");
-        line!(md);
+        if name != url {
+            line!(md, "Repository `{url}`.");
+            line!(md);
+        }
         line!(md, "```sh");
         line!(
             md,

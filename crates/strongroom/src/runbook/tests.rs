@@ -572,13 +572,13 @@ password_command = "pass show usb-hunter2"
         "export STRONGROOM_REPO=s3://offsite/hotel   # the copy",
         "unset STRONGROOM_PASSWORD; export STRONGROOM_PASSWORD_FILE=/etc/strongroom/offsite   # the copy's own password",
         "export AWS_ACCESS_KEY_ID=…",
-        "### Copy `/mnt/usb/strongroom`",
+        "### Copy `/mnt/usb/strongroom`\n\n```sh\n",
         "export STRONGROOM_REPO=/mnt/usb/strongroom   # the copy",
         "unset STRONGROOM_PASSWORD STRONGROOM_PASSWORD_FILE   # the copy's password_command in the config opens it",
         "strongroom restore latest --source hotel --to /var/lib/hotel/hotel.db.restored\n",
         "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main.restored --latest --start",
         "STRONGROOM_PASSWORD_FILE must be a key file of the copy",
-        "- Copies: `offsite` (`s3://offsite/hotel`), `/mnt/usb/strongroom` (`/mnt/usb/strongroom`) (see \"Restore from a copy\")",
+        "- Copies: `offsite` (`s3://offsite/hotel`), `/mnt/usb/strongroom` (see \"Restore from a copy\")",
     ] {
         assert!(section.contains(want), "missing {want:?} in\n{section}");
     }
