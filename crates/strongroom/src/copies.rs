@@ -5,12 +5,13 @@
 //! each, the snapshots the copy lacks, and per cluster the newest archived WAL segment of
 //! each and the archived files the copy lacks; per source, since when the copy lacks a
 //! recovery point the primary has (its lag). `status`, `metrics` and the runbook read it.
-//! The primary is read once ([`Primary`]) for any number of copies. Must not change either
+//! The primary is read once ([`Primary`]) for any number of copies. Also whether a
+//! repository may be a copy of another at all ([`check_family`]). Must not change either
 //! repository (`jobs::copy` moves objects) and must not judge: the thresholds are
 //! `monitor`'s.
 
 use crate::engine::postgres::wal::{WalKind, WalName};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::repository::Repository;
 use crate::repository::layout::ObjectKind;
 use crate::repository::snapshot::Snapshot;
@@ -119,8 +120,11 @@ impl SourceStanding {
     /// How long the copy has trailed the primary at `now`: zero when it holds the
     /// primary's newest snapshots and WAL.
     pub fn lag(&self, now: jiff::Timestamp) -> std::time::Duration {
-        self.behind_since()
-            .map_or(std::time::Duration::ZERO, |t| crate::monitor::since(t, now))
+        self.behind_since().map_or(std::time::Duration::ZERO, |t| {
+            std::time::Duration::from_secs_f64(
+                (now - t).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0),
+            )
+        })
     }
 }
 
@@ -163,6 +167,25 @@ impl Standing {
             wal: cluster.and_then(|c| self.wal.iter().find(|w| w.cluster == c).cloned()),
         }
     }
+}
+
+/// Whether `dest` may take `source`'s objects as they are: the same family (one was made
+/// from the other with `init --copy-of`, or both from a third) and the same keys.
+pub fn check_family(source: &Repository, dest: &Repository) -> Result<()> {
+    if source.config().id == dest.config().id {
+        return Err(Error::Config(format!(
+            "{} and {} are the same repository: give another destination",
+            source.storage().url(),
+            dest.storage().url()
+        )));
+    }
+    if source.config().family() != dest.config().family() || !source.key().same_as(dest.key()) {
+        return Err(Error::NotACopy {
+            destination: dest.storage().url().to_string(),
+            source_url: source.storage().url().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// A copy as sentences name it: `offsite (s3://bucket/copy)`, or the URL alone when the

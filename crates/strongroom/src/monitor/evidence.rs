@@ -280,7 +280,7 @@ fn read_copies(
             let standing = Access::other(&c.repository, None, PasswordVariable::To, config)
                 .open()
                 .and_then(|copy| {
-                    crate::jobs::copy::check_family(repo, &copy)?;
+                    crate::copies::check_family(repo, &copy)?;
                     primary.standing_of(&copy)
                 })
                 .map_err(|e| {
