@@ -950,3 +950,73 @@ fn a_copy_that_cannot_be_read_is_critical_in_one_sentence() {
         "{metrics}"
     );
 }
+
+/// The real time `secs` from now, as `YYYY-MM-DD HH:MM:SS` for faketime: WAL objects carry
+/// the store's (real) times, so the faked clock starts from the real one.
+fn now_plus(secs: i64) -> String {
+    (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+#[test]
+fn status_judges_a_copys_wal_past_its_newest_segment_against_the_rpo() {
+    let bindir = bindirs().remove(0);
+    // Local: S3 servers refuse requests signed at a faked time.
+    let rig = Rig::new(primary(), &bindir, true);
+    let dest = envs().remove(0);
+    let password = dest.path("offsite-password");
+    std::fs::write(&password, format!("{COPY_PASSWORD}\n")).unwrap();
+    rig.pg.create_database("app", None);
+    std::fs::write(
+        rig.env.path("strongroom.toml"),
+        format!(
+            "[sources.pg]\nurl = \"{}\"\n[[copies]]\nname = \"offsite\"\nrepository = \"{}\"\npassword_file = \"{}\"\n",
+            rig.url(),
+            dest.repo,
+            password.display()
+        ),
+    )
+    .unwrap();
+    let snap = rig.backup();
+    assert_eq!(snap["source"], "pg");
+    rig.archive_now();
+    init_copy(&rig.env, &dest);
+    rig.env.cmd().arg("copy").assert().success();
+    let (_, doc) = status_at(&rig.env, &now_plus(0));
+    let c = check_named(&doc, "copy.offsite");
+    assert_eq!(c["level"], "ok", "{c}");
+    assert!(
+        detail(c).contains(&format!(
+            "newest snapshot {}, the primary's too, WAL to ",
+            snap["short_id"].as_str().unwrap()
+        )) && detail(c).contains(", the primary's too; no lag"),
+        "{c}"
+    );
+    // WAL archived since the copy: the copy lacks it from the moment it was stored.
+    rig.archive_now();
+    let (_, doc) = status_at(&rig.env, &now_plus(20 * 60));
+    let c = check_named(&doc, "copy.offsite");
+    eprintln!("{}", detail(c));
+    assert_eq!(c["level"], "warning", "{c}");
+    assert!(
+        detail(c).contains("the primary's too, WAL to ")
+            && detail(c).contains("segment behind)")
+            && detail(c).contains("m behind the primary, over the RPO of 15m"),
+        "{c}"
+    );
+    // Past the RPO plus the physical interval (6 h): critical.
+    let (_, doc) = status_at(&rig.env, &now_plus(7 * 3600));
+    let c = check_named(&doc, "copy.offsite");
+    assert_eq!(c["level"], "critical", "{c}");
+    assert!(
+        detail(c).contains("over the RPO of 15m plus the physical interval of 6h"),
+        "{c}"
+    );
+    // Copied: level again.
+    rig.env.cmd().arg("copy").assert().success();
+    let (_, doc) = status_at(&rig.env, &now_plus(0));
+    let c = check_named(&doc, "copy.offsite");
+    assert_eq!(c["level"], "ok", "{c}");
+    assert!(detail(c).ends_with("; no lag"), "{c}");
+}
