@@ -82,9 +82,17 @@ impl CopyConfig {
     pub fn name(&self) -> String {
         match self.name.as_deref().map(str::trim) {
             Some(n) if !n.is_empty() => n.to_string(),
-            _ => crate::alert::without_credentials(self.repository.trim())
-                .trim_end_matches('/')
-                .to_string(),
+            _ => self.repository_shown(),
+        }
+    }
+
+    /// The repository URL as messages and metrics show it: without credentials or a
+    /// query string, without a trailing slash.
+    pub fn repository_shown(&self) -> String {
+        let url = crate::alert::without_credentials(self.repository.trim());
+        match url.trim_end_matches('/') {
+            "" => url,
+            trimmed => trimmed.to_string(),
         }
     }
 }

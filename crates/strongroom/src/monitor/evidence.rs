@@ -276,7 +276,7 @@ fn read_copies(
         .iter()
         .map(|c| {
             let name = c.name();
-            let repository = crate::alert::without_credentials(&c.repository);
+            let repository = c.repository_shown();
             let standing = Access::other(&c.repository, None, PasswordVariable::To, config)
                 .open()
                 .and_then(|copy| {

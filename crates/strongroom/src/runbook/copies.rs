@@ -8,7 +8,7 @@
 
 use super::postgres::with_dbname;
 use super::sections::{sqlite_path, store_credentials};
-use super::{Entry, Inputs, repository_without_credentials, sh_quote};
+use super::{Entry, Inputs, sh_quote};
 use crate::config::CopyConfig;
 use crate::engine::postgres::physical::PhysicalMetadata;
 use crate::repository::snapshot::BackupKind;
@@ -19,7 +19,7 @@ use std::fmt::Write;
 /// A copy's repository as the page prints it: without credentials, a relative local path
 /// made absolute (it means nothing to whoever reads the page elsewhere).
 fn repository_of(c: &CopyConfig) -> String {
-    let url = repository_without_credentials(c.repository.trim());
+    let url = c.repository_shown();
     if url.contains("://") {
         url
     } else {
