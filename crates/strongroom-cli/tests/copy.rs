@@ -4,7 +4,9 @@
 //! at any moment leaves it consistent and the next run moves nothing twice, a damaged source
 //! pack is named and never copied, a repository that is not a copy is refused, and a
 //! physical snapshot with its WAL recovers to a point in time from the copy with the
-//! primary gone.
+//! primary gone. `status` judges each `[[copies]]` repository's lag against the RPO (time
+//! moved by `faketime`), alerts when a copy falls behind, `metrics` exports the lag, and a
+//! copy that cannot be read is critical in one sentence.
 
 mod common;
 
@@ -662,4 +664,359 @@ fn physical_snapshot_and_wal_copied_to_garage_recover_to_a_time_with_the_primary
     let fetched = dir.join("strongroom-fetched");
     assert_eq!(std::fs::metadata(&fetched).unwrap().len(), 16 << 20);
     std::fs::remove_file(fetched).unwrap();
+}
+
+/// `args` at faked time `at` (`YYYY-MM-DD HH:MM:SS`), which must succeed.
+fn run_at(env: &Env, at: &str, args: &[&str]) -> String {
+    let out = env.at(at).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} at {at}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `status --json` at faked time `at`: its exit code and document.
+fn status_at(env: &Env, at: &str) -> (i32, Value) {
+    let out = env.at(at).args(["status", "--json"]).output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), doc)
+}
+
+/// The check `name` of the one source in a status document.
+fn check_named<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["sources"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {doc:#}"))
+}
+
+fn detail(c: &Value) -> &str {
+    c["detail"].as_str().unwrap()
+}
+
+/// A local primary with a hotel database configured as `hotel` (drills off), `extra`
+/// config appended; the config lies in the primary's directory, where commands run.
+fn monitored(extra: &str) -> (Env, PathBuf) {
+    let primary = primary();
+    primary.init();
+    let (db, src) = hotel_db(&primary, 2_000);
+    std::fs::write(
+        primary.path("strongroom.toml"),
+        format!(
+            "[sources.hotel]\nurl = \"{src}\"\n[objectives.checklist]\ndrill = \"off\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    (primary, db)
+}
+
+#[test]
+fn status_judges_a_copy_by_its_lag_against_the_rpo_and_alerts_when_it_falls_behind() {
+    let hook = strongroom_testkit::webhook::Receiver::start();
+    // Local repositories: S3 servers refuse requests signed at a faked time.
+    let dest = envs().remove(0);
+    let password = dest.path("offsite-password");
+    std::fs::write(&password, format!("{COPY_PASSWORD}\n")).unwrap();
+    let (primary, db) = monitored(&format!(
+        "[[alerts]]\nwebhook = \"{}\"\n[[copies]]\nname = \"offsite\"\nrepository = \"{}\"\npassword_file = \"{}\"\n",
+        hook.url(),
+        dest.repo,
+        password.display()
+    ));
+    init_copy(&primary, &dest);
+    let alerts = || -> Vec<Value> {
+        hook.requests()
+            .iter()
+            .map(|r| serde_json::from_str(&r.body_text()).unwrap())
+            .collect()
+    };
+    let first = run_at(&primary, "2026-11-10 10:00:00", &["backup", "--json"]);
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let first = first["short_id"].as_str().unwrap().to_string();
+    run_at(&primary, "2026-11-10 10:01:00", &["copy"]);
+    run_at(&primary, "2026-11-10 10:05:00", &["verify", "latest"]);
+    run_at(&primary, "2026-11-10 10:10:00", &["check"]);
+    run_at(&primary, "2026-11-10 10:15:00", &["forget"]);
+    // In step: ok, saying what it holds.
+    let (code, doc) = status_at(&primary, "2026-11-10 10:30:00");
+    assert_eq!(code, 0, "{doc:#}");
+    let c = check_named(&doc, "copy.offsite");
+    assert_eq!(c["level"], "ok", "{c}");
+    assert!(
+        detail(c).starts_with(&format!(
+            "copy offsite ({}): newest snapshot {first}, the primary's too; no lag",
+            dest.repo
+        )),
+        "{c}"
+    );
+    assert!(alerts().is_empty(), "{:#?}", alerts());
+
+    // A backup the copy does not have: within the RPO (15 min) it is only said.
+    update(&db, 0.05, 1);
+    let second = run_at(&primary, "2026-11-10 11:00:00", &["backup", "--json"]);
+    let second: Value = serde_json::from_str(&second).unwrap();
+    let second = second["short_id"].as_str().unwrap().to_string();
+    let (code, doc) = status_at(&primary, "2026-11-10 11:10:30");
+    assert_eq!(code, 0, "{doc:#}");
+    let c = check_named(&doc, "copy.offsite");
+    assert_eq!(c["level"], "ok", "{c}");
+    assert!(
+        detail(c).contains(&format!(
+            "newest snapshot {first} against the primary's {second}, 1 missing; 10m behind the primary, within the RPO of 15m"
+        )),
+        "{c}"
+    );
+    // Past the RPO: a warning, exit 1, and the state change is alerted, naming the check.
+    let (code, doc) = status_at(&primary, "2026-11-10 11:20:30");
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["sources"][0]["level"], "warning", "{doc:#}");
+    let c = check_named(&doc, "copy.offsite");
+    assert_eq!(c["level"], "warning", "{c}");
+    assert!(
+        detail(c).contains("20m behind the primary, over the RPO of 15m"),
+        "{c}"
+    );
+    let sent = alerts();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0]["event"], "state_changed");
+    assert_eq!(sent[0]["level"], "warning");
+    assert!(
+        sent[0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "copy.offsite"),
+        "{:#}",
+        sent[0]
+    );
+    let metrics = run_at(&primary, "2026-11-10 11:20:30", &["metrics"]);
+    // The faked clock runs on from each start: the lag is 20.5 minutes, give or take the
+    // seconds the commands took.
+    assert!((lag_in(&metrics) - 1230.0).abs() < 20.0, "{metrics}");
+    for want in [
+        "strongroom_copy_snapshots_missing{source=\"hotel\",copy=\"offsite\"} 1\n",
+        "strongroom_copy_readable{copy=\"offsite\"} 1\n",
+    ] {
+        assert!(metrics.contains(want), "{want} in\n{metrics}");
+    }
+    promtool_accepts(&metrics);
+
+    // A day on (the backup itself not yet late): the RPO plus the daily interval is past,
+    // copies have stopped: critical, alerted again.
+    let (code, doc) = status_at(&primary, "2026-11-11 11:20:30");
+    assert_eq!(code, 1);
+    assert_eq!(check_named(&doc, "backup.full")["level"], "ok", "{doc:#}");
+    let c = check_named(&doc, "copy.offsite");
+    assert_eq!(c["level"], "critical", "{c}");
+    assert!(
+        detail(c).contains(
+            "24h 20m behind the primary, over the RPO of 15m plus the full interval of 24h: copies have stopped"
+        ),
+        "{c}"
+    );
+    let sent = alerts();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert_eq!(
+        (&sent[1]["level"], &sent[1]["previous_level"]),
+        (&Value::from("critical"), &Value::from("warning"))
+    );
+    let metrics = run_at(&primary, "2026-11-11 11:20:30", &["metrics"]);
+    assert!((lag_in(&metrics) - 87_630.0).abs() < 20.0, "{metrics}");
+
+    // `copy` brings it level: ok again, and the recovery is announced.
+    run_at(&primary, "2026-11-11 11:25:00", &["copy"]);
+    let (code, doc) = status_at(&primary, "2026-11-11 11:30:00");
+    assert_eq!(code, 0, "{doc:#}");
+    let c = check_named(&doc, "copy.offsite");
+    assert!(
+        detail(c).contains(&format!(
+            "newest snapshot {second}, the primary's too; no lag"
+        )),
+        "{c}"
+    );
+    let sent = alerts();
+    assert_eq!(sent.len(), 3, "{sent:#?}");
+    assert_eq!(sent[2]["event"], "recovered");
+    // The human report names it too.
+    let text = run_at(&primary, "2026-11-11 11:31:00", &["status", "--no-alerts"]);
+    assert!(text.contains("copy.offsite"), "{text}");
+}
+
+/// The value of `strongroom_copy_lag_seconds` for hotel in offsite.
+fn lag_in(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("strongroom_copy_lag_seconds{source=\"hotel\",copy=\"offsite\"} ")
+        })
+        .unwrap_or_else(|| panic!("no lag in\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+/// `promtool check metrics` accepts `text` (when promtool is installed; under CI it must be).
+fn promtool_accepts(text: &str) {
+    if !Path::new("/usr/bin/promtool").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool missing: ./scripts/test installs Debian's prometheus package"
+        );
+        return;
+    }
+    use std::io::Write;
+    let mut child = std::process::Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_copy_that_cannot_be_read_is_critical_in_one_sentence() {
+    let dest = envs().remove(0);
+    let wrong = dest.path("wrong-password");
+    std::fs::write(&wrong, "not the copy's password\n").unwrap();
+    let nowhere = dest.path("nowhere");
+    let (primary, _) = monitored(&format!(
+        "[[copies]]\nname = \"usb\"\nrepository = \"{}\"\npassword_file = \"{}\"\n[[copies]]\nrepository = \"{}\"\npassword_file = \"{}\"\n",
+        nowhere.display(),
+        wrong.display(),
+        dest.repo,
+        wrong.display()
+    ));
+    init_copy(&primary, &dest);
+    primary.cmd().arg("backup").assert().success();
+    let out = primary.cmd().args(["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["sources"][0]["level"], "critical", "{doc:#}");
+    // The primary's own checks are still judged.
+    assert_eq!(check_named(&doc, "backup.full")["level"], "ok", "{doc:#}");
+    let usb = check_named(&doc, "copy.usb");
+    assert_eq!(usb["level"], "critical");
+    assert_eq!(
+        detail(usb),
+        format!(
+            "copy usb ({}) cannot be read: no strongroom repository at {}; check its [[copies]] entry (repository, password_file or password_command) and that its store is reachable, then run `strongroom copy`",
+            nowhere.display(),
+            nowhere.display()
+        )
+    );
+    // Unnamed, a copy is called by its repository.
+    let other = check_named(&doc, &format!("copy.{}", dest.repo));
+    assert_eq!(other["level"], "critical");
+    assert!(
+        detail(other).starts_with(&format!(
+            "copy {} cannot be read: wrong password",
+            dest.repo
+        )),
+        "{other}"
+    );
+    let metrics = {
+        let out = primary.cmd().arg("metrics").output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        metrics.contains("strongroom_copy_readable{copy=\"usb\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("strongroom_copy_lag_seconds"),
+        "{metrics}"
+    );
+}
+
+/// The real time `secs` from now, as `YYYY-MM-DD HH:MM:SS` for faketime: WAL objects carry
+/// the store's (real) times, so the faked clock starts from the real one.
+fn now_plus(secs: i64) -> String {
+    (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+#[test]
+fn status_judges_a_copys_wal_past_its_newest_segment_against_the_rpo() {
+    let bindir = bindirs().remove(0);
+    // Local: S3 servers refuse requests signed at a faked time.
+    let rig = Rig::new(primary(), &bindir, true);
+    let dest = envs().remove(0);
+    let password = dest.path("offsite-password");
+    std::fs::write(&password, format!("{COPY_PASSWORD}\n")).unwrap();
+    rig.pg.create_database("app", None);
+    std::fs::write(
+        rig.env.path("strongroom.toml"),
+        format!(
+            "[sources.pg]\nurl = \"{}\"\n[[copies]]\nname = \"offsite\"\nrepository = \"{}\"\npassword_file = \"{}\"\n",
+            rig.url(),
+            dest.repo,
+            password.display()
+        ),
+    )
+    .unwrap();
+    let snap = rig.backup();
+    assert_eq!(snap["source"], "pg");
+    rig.archive_now();
+    init_copy(&rig.env, &dest);
+    rig.env.cmd().arg("copy").assert().success();
+    let (_, doc) = status_at(&rig.env, &now_plus(0));
+    let c = check_named(&doc, "copy.offsite");
+    assert_eq!(c["level"], "ok", "{c}");
+    assert!(
+        detail(c).contains(&format!(
+            "newest snapshot {}, the primary's too, WAL to ",
+            snap["short_id"].as_str().unwrap()
+        )) && detail(c).contains(", the primary's too; no lag"),
+        "{c}"
+    );
+    // WAL archived since the copy: the copy lacks it from the moment it was stored.
+    rig.archive_now();
+    let (_, doc) = status_at(&rig.env, &now_plus(20 * 60));
+    let c = check_named(&doc, "copy.offsite");
+    eprintln!("{}", detail(c));
+    assert_eq!(c["level"], "warning", "{c}");
+    assert!(
+        detail(c).contains("the primary's too, WAL to ")
+            && detail(c).contains("segment behind)")
+            && detail(c).contains("m behind the primary, over the RPO of 15m"),
+        "{c}"
+    );
+    // Past the RPO plus the physical interval (6 h): critical.
+    let (_, doc) = status_at(&rig.env, &now_plus(7 * 3600));
+    let c = check_named(&doc, "copy.offsite");
+    assert_eq!(c["level"], "critical", "{c}");
+    assert!(
+        detail(c).contains("over the RPO of 15m plus the physical interval of 6h"),
+        "{c}"
+    );
+    // Copied: level again.
+    rig.env.cmd().arg("copy").assert().success();
+    let (_, doc) = status_at(&rig.env, &now_plus(0));
+    let c = check_named(&doc, "copy.offsite");
+    assert_eq!(c["level"], "ok", "{c}");
+    assert!(detail(c).ends_with("; no lag"), "{c}");
 }

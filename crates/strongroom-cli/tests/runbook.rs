@@ -1,6 +1,7 @@
 //! `strongroom runbook` against a real repository with a real SQLite source after real
 //! backups: the page's environment lines and restore commands are run as printed, through
-//! `sh`, and must restore the database.
+//! `sh`, and must restore the database; from each `[[copies]]` repository too, with the
+//! primary gone.
 
 use std::path::{Path, PathBuf};
 use strongroom::hotel::{self, Scale};
@@ -362,5 +363,101 @@ fn a_physical_source_gets_its_pitr_window_and_a_working_restore_command() {
             !dir.join("postmaster.pid").exists(),
             "{stop} left it running"
         );
+    }
+}
+
+#[test]
+fn the_printed_copy_sections_restore_with_the_primary_gone() {
+    const COPY_PASSWORD: &str = "another horse, another battery";
+    // The copy on every store; the primary and a second copy local.
+    for dest in envs() {
+        let primary = envs().remove(0);
+        let usb = envs().remove(0);
+        let db = primary.path("hotel.db");
+        hotel::create(&db, Scale::bookings(2_000), 42).unwrap();
+        let password = primary.path("offsite-password");
+        std::fs::write(&password, format!("{COPY_PASSWORD}\n")).unwrap();
+        let config = primary.path("strongroom.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[sources.hotel]\nurl = {:?}\n\
+                 [[copies]]\nname = \"offsite\"\nrepository = {:?}\npassword_file = {:?}\n\
+                 [[copies]]\nrepository = {:?}\npassword_command = \"echo '{COPY_PASSWORD}'\"\n",
+                format!("sqlite:{}", db.display()),
+                dest.repo,
+                password.display().to_string(),
+                usb.repo
+            ),
+        )
+        .unwrap();
+        let cmd = |args: &[&str]| {
+            let mut c = primary.cmd();
+            c.env("STRONGROOM_CONFIG", &config).args(args);
+            c
+        };
+        cmd(&["init"]).assert().success();
+        cmd(&["backup", "hotel"]).assert().success();
+        let expected = rows(&db, "bookings");
+        for copy in [&dest, &usb] {
+            cmd(&["--repo", &copy.repo, "init", "--copy-of", &primary.repo])
+                .env("STRONGROOM_FROM_PASSWORD", common::PASSWORD)
+                .env("STRONGROOM_PASSWORD", COPY_PASSWORD)
+                .assert()
+                .success();
+        }
+        cmd(&["copy"]).assert().success();
+        let out = cmd(&["runbook"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let md = String::from_utf8(out.stdout).unwrap();
+        eprintln!("{md}");
+        assert!(!md.contains(COPY_PASSWORD), "{md}");
+        assert!(md.contains("## Restore from a copy"), "{md}");
+        assert!(
+            md.contains(&format!("- Copies: `offsite` (`{}`), ", dest.repo)),
+            "{md}"
+        );
+
+        // The primary is gone, and the database damaged.
+        std::fs::remove_dir_all(primary.path("repo")).unwrap();
+        std::fs::remove_dir_all(primary.path("cache")).ok();
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute("DELETE FROM bookings", [])
+            .unwrap();
+        // The operator's shell as "Environment" sets it up (its check that the primary
+        // opens cannot pass now), then each copy's block as printed.
+        let environment: String = block_after(&md, "## Environment")
+            .lines()
+            .filter(|l| l.starts_with("export ") && !l.contains('…'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let side = PathBuf::from(format!("{}.restored", db.display()));
+        for heading in [
+            "### Copy `offsite`".to_string(),
+            format!("### Copy `{}`", usb.repo),
+        ] {
+            let block: String = block_after(&md, &heading)
+                .lines()
+                .filter(|l| !l.contains('…'))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert!(
+                block.contains("strongroom restore latest --source hotel --to "),
+                "{block}"
+            );
+            let _ = std::fs::remove_file(&side);
+            let out = sh(&primary, &config, &format!("set -e\n{environment}{block}"));
+            assert!(
+                out.status.success(),
+                "{heading}: {block} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(rows(&side, "bookings"), expected, "{heading}");
+        }
     }
 }

@@ -62,6 +62,9 @@ pub struct Config {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CopyConfig {
+    /// What `status`, `metrics` and the runbook call the copy (`offsite`); the repository
+    /// URL without credentials when unset ([`CopyConfig::name`]).
+    pub name: Option<String>,
     /// The copy's repository URL.
     pub repository: String,
     /// A file whose first line is the copy's password (or key file).
@@ -71,6 +74,27 @@ pub struct CopyConfig {
     /// The copy's own retention (`[copies.retention]`), applied by `forget` run on the copy;
     /// the primary's `[retention]` when absent.
     pub retention: Option<KeepRules>,
+}
+
+impl CopyConfig {
+    /// The copy's name: `name` when set, else its repository URL without credentials
+    /// (stable, and unique among copies as long as the repositories are).
+    pub fn name(&self) -> String {
+        match self.name.as_deref().map(str::trim) {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => self.repository_shown(),
+        }
+    }
+
+    /// The repository URL as messages and metrics show it: without credentials or a
+    /// query string, without a trailing slash.
+    pub fn repository_shown(&self) -> String {
+        let url = crate::alert::without_credentials(self.repository.trim());
+        match url.trim_end_matches('/') {
+            "" => url,
+            trimmed => trimmed.to_string(),
+        }
+    }
 }
 
 /// One `[[alerts]]` table: exactly one of `webhook` and `command`.
@@ -274,6 +298,20 @@ impl Config {
             }
             if let Some(r) = &c.retention {
                 keep_durations(problems, at.clone().key("retention"), r);
+            }
+            if c.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                problems.at(
+                    at.clone().key("name"),
+                    "is empty: give the copy a name (`offsite`), or leave it out",
+                );
+            } else if self.copies[..i].iter().any(|o| o.name() == c.name()) {
+                problems.at(
+                    at.clone().key("name"),
+                    format!(
+                        "{:?} names another [[copies]] entry too: give each copy a name of its own",
+                        c.name()
+                    ),
+                );
             }
         }
         if !(0.0..=1.0).contains(&self.prune.repack_below) {
@@ -524,6 +562,28 @@ password_command = "pass show usb"
             .unwrap_err()
             .to_string();
         assert!(e.contains("repository"), "{e}");
+    }
+
+    #[test]
+    fn a_copy_is_named_by_its_name_else_its_url_without_credentials_and_names_are_unique() {
+        let text = r#"
+[[copies]]
+name = "offsite"
+repository = "s3://offsite/hotel/"
+[[copies]]
+repository = "s3://key:secret@other/hotel/?sas=token"
+[[copies]]
+repository = "/mnt/usb/hotel"
+"#;
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        let names: Vec<String> = c.copies.iter().map(CopyConfig::name).collect();
+        assert_eq!(names, ["offsite", "s3://other/hotel", "/mnt/usb/hotel"]);
+        let twice = "[[copies]]\nname = \"a\"\nrepository = \"/x\"\n[[copies]]\nname = \"a\"\nrepository = \"/y\"\n[[copies]]\nname = \" \"\nrepository = \"/z\"\n";
+        let e = Config::parse(twice, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("copies[1].name"), "{e}");
+        assert!(e.contains("copies[2].name: is empty"), "{e}");
     }
 
     const EXAMPLE: &str = r#"

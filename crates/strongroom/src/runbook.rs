@@ -4,8 +4,8 @@
 //! Owns what the runbook says and in which order: the first five minutes, the environment
 //! to set (names, never values), per source the exact restore commands (side copy first,
 //! then in place; point in time where the repository can serve it), how to check the result,
-//! the newest snapshots, objectives and the last drill's figures, whom to call, and where
-//! the backups are. [`render`] is pure (its clock is [`Inputs::now`]); [`gather`] is the
+//! the newest snapshots, objectives and the last drill's figures, how to restore from each
+//! `[[copies]]` repository with the primary gone, whom to call, and where the backups are. [`render`] is pure (its clock is [`Inputs::now`]); [`gather`] is the
 //! thin part that reads the repository. Must not print, run commands or change the
 //! repository, and must never write a secret: passwords are stripped from every URL, the
 //! environment is named without values, `password_command` is not quoted, and hooks are shown
@@ -17,6 +17,7 @@ macro_rules! line {
     ($md:expr, $($arg:tt)*) => {{ let _ = writeln!($md, $($arg)*); }};
 }
 
+mod copies;
 mod gather;
 mod postgres;
 mod sections;
@@ -171,6 +172,7 @@ pub fn render(inputs: &Inputs) -> crate::Result<String> {
     for e in &entries {
         sections::source(&mut md, inputs, e);
     }
+    copies::copies(&mut md, inputs, &entries);
     sections::contacts(&mut md, inputs);
     sections::whereabouts(&mut md, inputs);
     Ok(md)

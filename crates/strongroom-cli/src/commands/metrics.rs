@@ -13,6 +13,7 @@ pub fn run(ctx: &Ctx, source: Option<&str>) -> Result<()> {
         source: source.map(str::to_string),
         ask_servers: true,
         repository_size: true,
+        copies: true,
     };
     let ev = evidence::gather(&repo, &ctx.config, &scope)?;
     let health = evaluate::evaluate(&ctx.config, &ev, now);

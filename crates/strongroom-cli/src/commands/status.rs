@@ -51,6 +51,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
         source: args.source,
         ask_servers: true,
         repository_size: false,
+        copies: true,
     };
     let ev = evidence::gather(&repo, &ctx.config, &scope)?;
     let health = evaluate::evaluate(&ctx.config, &ev, now);

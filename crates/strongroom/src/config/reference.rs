@@ -155,6 +155,7 @@ fn accepted() -> BTreeSet<String> {
             // A copy's retention is one key: a table of `[retention]`'s keys.
             "copies" => keys.extend(
                 fields!(CopyConfig {
+                    name,
                     repository,
                     password_file,
                     password_command,

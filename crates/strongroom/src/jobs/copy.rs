@@ -201,25 +201,6 @@ pub fn run(
     result
 }
 
-/// Whether `dest` may take `source`'s objects as they are: the same family (one was made
-/// from the other with `init --copy-of`, or both from a third) and the same keys.
-pub fn check_family(source: &Repository, dest: &Repository) -> Result<()> {
-    if source.config().id == dest.config().id {
-        return Err(Error::Config(format!(
-            "{} and {} are the same repository: give another destination",
-            source.storage().url(),
-            dest.storage().url()
-        )));
-    }
-    if source.config().family() != dest.config().family() || !source.key().same_as(dest.key()) {
-        return Err(Error::NotACopy {
-            destination: dest.storage().url().to_string(),
-            source_url: source.storage().url().to_string(),
-        });
-    }
-    Ok(())
-}
-
 fn copy(
     source: &Repository,
     dest: &Repository,
@@ -227,7 +208,7 @@ fn copy(
     options: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
-    check_family(source, dest)?;
+    crate::copies::check_family(source, dest)?;
     // The source is read: a prune there waits for this lock (a read-only bucket during a
     // disaster gets a warning instead). The destination is written like a backup writes:
     // a prune there does not delete what this copy builds on until the lock is gone.
@@ -1008,7 +989,7 @@ mod tests {
         let first = copy_of(&source);
         let second = copy_of(&first);
         assert_eq!(second.config().family(), source.config().id);
-        check_family(&second, &source).unwrap();
+        crate::copies::check_family(&second, &source).unwrap();
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //! - A failing archiver, a last verify or drill that failed, and a last `check` that failed
 //!   are **critical**: each says a recovery may not work. So is a table that vanished or
 //!   lost most of its rows since the previous snapshot (data loss until someone says so).
+//! - A `[[copies]]` repository that has lacked a recovery point the primary has (a
+//!   snapshot newer than its newest of that kind, WAL past its newest segment) for longer
+//!   than the RPO is a **warning**: losing the primary now would lose more than the RPO.
+//!   Past the RPO plus the kind's interval (physical's for WAL) it is **critical**: a whole
+//!   backup interval went by without a copy, so copies have stopped. A copy that cannot be
+//!   opened or read is **critical**: there is no second copy to count on.
 //! - Stale or missing verify, drill or check, a drill slower than the RTO, other anomalies, failed
 //!   jobs not yet followed by a success, and retention that has not run are **warnings**.
 
@@ -85,6 +91,7 @@ fn source_checks(
     let mut out = Vec::new();
     backups(obj, s, now, &mut out);
     wal(obj, s, ev, now, &mut out);
+    copies(obj, s, now, &mut out);
     let name = &s.name;
     periodic(
         "verify",
@@ -243,6 +250,122 @@ fn backups(obj: &Effective, s: &SourceEvidence, now: jiff::Timestamp, out: &mut 
             )
         });
     }
+}
+
+/// Each `[[copies]]` repository for this source: what it holds against the primary, and
+/// how long it has trailed it against the RPO and the RPO plus an interval.
+fn copies(obj: &Effective, s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
+    let interval_of = |kind: &str| {
+        obj.interval
+            .get(kind)
+            .copied()
+            .unwrap_or(Duration::from_secs(86_400))
+    };
+    for c in &s.copies {
+        let name = format!("copy.{}", c.name);
+        let st = match &c.standing {
+            Ok(st) => st,
+            Err(sentence) => {
+                out.push(check(name, Level::Critical, sentence.clone()));
+                continue;
+            }
+        };
+        // What it lags by, per kind of recovery point, and where that turns critical.
+        let mut parts: Vec<(Duration, Duration, String)> = st
+            .behind
+            .iter()
+            .map(|(kind, t)| {
+                let interval = interval_of(kind);
+                (
+                    since(*t, now),
+                    obj.rpo + interval,
+                    format!("the {kind} interval of {}", human_duration(interval)),
+                )
+            })
+            .collect();
+        if let Some(t) = st.wal.as_ref().and_then(|w| w.behind_since) {
+            let interval = interval_of("physical");
+            parts.push((
+                since(t, now),
+                obj.rpo + interval,
+                format!("the physical interval of {}", human_duration(interval)),
+            ));
+        }
+        let lag = st.lag(now);
+        let rpo = human_duration(obj.rpo);
+        let held = copy_holds(st, &s.name);
+        let label = crate::copies::label(&c.name, &c.repository);
+        let stopped = parts.iter().find(|(l, limit, _)| l > limit);
+        out.push(if let Some((_, _, interval)) = stopped {
+            check(
+                name,
+                Level::Critical,
+                format!(
+                    "copy {label}: {held}; {} behind the primary, over the RPO of {rpo} plus {interval}: copies have stopped; run `strongroom copy` and see `strongroom journal --job copy --failed`",
+                    human_duration(lag)
+                ),
+            )
+        } else if lag > obj.rpo {
+            check(
+                name,
+                Level::Warning,
+                format!(
+                    "copy {label}: {held}; {} behind the primary, over the RPO of {rpo}: losing the primary now would lose more than the RPO; run `strongroom copy` (more often)",
+                    human_duration(lag)
+                ),
+            )
+        } else if lag.is_zero() {
+            check(name, Level::Ok, format!("copy {label}: {held}; no lag"))
+        } else {
+            check(
+                name,
+                Level::Ok,
+                format!(
+                    "copy {label}: {held}; {} behind the primary, within the RPO of {rpo}",
+                    human_duration(lag)
+                ),
+            )
+        });
+    }
+}
+
+/// What a copy holds of `source` against the primary: its newest snapshot and WAL segment.
+fn copy_holds(st: &crate::copies::SourceStanding, source: &str) -> String {
+    let missing = if st.snapshots_missing == 0 {
+        String::new()
+    } else {
+        format!(", {} missing", st.snapshots_missing)
+    };
+    let snapshots = match (&st.copy_newest, &st.primary_newest) {
+        (_, None) => format!("no snapshot of {source} to copy yet"),
+        (Some(c), Some(p)) if c.id == p.id => {
+            format!(
+                "newest snapshot {}, the primary's too{missing}",
+                short(&c.id)
+            )
+        }
+        (Some(c), Some(p)) => format!(
+            "newest snapshot {} against the primary's {}{missing}",
+            short(&c.id),
+            short(&p.id)
+        ),
+        (None, Some(p)) => format!(
+            "no snapshot of {source}, against the primary's {}{missing}",
+            short(&p.id)
+        ),
+    };
+    let wal = st.wal.as_ref().map(|w| {
+        let copy = w.copy_newest.as_deref().unwrap_or("none");
+        match w.primary_newest.as_deref() {
+            Some(p) if p == copy => format!(", WAL to {p}, the primary's too"),
+            Some(p) => format!(
+                ", WAL to {copy} against the primary's {p} ({} behind)",
+                crate::counted(w.segments_behind, "segment")
+            ),
+            None => String::new(),
+        }
+    });
+    format!("{snapshots}{}", wal.unwrap_or_default())
 }
 
 /// PostgreSQL's archiver, when the server answered: failing, off, or working.

@@ -1,10 +1,14 @@
 //! Gathering the evidence monitoring judges: snapshots, journal records, the WAL archive's
-//! newest files and, when the server answers, PostgreSQL's own archiver statistics.
+//! newest files, when the server answers PostgreSQL's own archiver statistics, and how each
+//! `[[copies]]` repository stands against this one.
 //!
-//! Owns every read `status` and `metrics` make. Must not judge: what the evidence means is
+//! Owns every read `status` and `metrics` make (each copy is opened and listed once per
+//! run, whatever the number of sources). Must not judge: what the evidence means is
 //! [`super::evaluate`]'s, so that the rules run on constructed evidence in tests.
 
+use crate::access::{Access, PasswordVariable};
 use crate::config::Config;
+use crate::copies::{Primary, SourceStanding, Standing};
 pub use crate::engine::postgres::archiver::Archiver;
 use crate::engine::postgres::timeline::judge::{self, Judged};
 use crate::engine::postgres::timeline::server_timeline;
@@ -29,6 +33,30 @@ pub struct SourceEvidence {
     /// PostgreSQL's archiver, when the source is PostgreSQL with physical snapshots:
     /// `Ok` with what the server said, `Err` with why it could not be asked.
     pub archiver: Option<std::result::Result<Archiver, String>>,
+    /// How each `[[copies]]` repository stands for this source, in config order.
+    pub copies: Vec<SourceCopy>,
+}
+
+/// One copy as one source sees it.
+#[derive(Clone, Debug)]
+pub struct SourceCopy {
+    /// The copy's name ([`crate::config::CopyConfig::name`]).
+    pub name: String,
+    /// Its repository URL without credentials.
+    pub repository: String,
+    /// How it stands for the source, or the sentence saying why it could not be read.
+    pub standing: std::result::Result<SourceStanding, String>,
+}
+
+/// One `[[copies]]` repository against this one.
+#[derive(Clone, Debug)]
+pub struct CopyEvidence {
+    /// The copy's name.
+    pub name: String,
+    /// Its repository URL without credentials.
+    pub repository: String,
+    /// How it stands, or the sentence saying why it could not be opened or read.
+    pub standing: std::result::Result<Standing, String>,
 }
 
 impl SourceEvidence {
@@ -89,6 +117,8 @@ pub struct Evidence {
     pub repository_bytes: Option<u64>,
     /// Ids of snapshot manifests that cannot be read (damaged).
     pub damaged_manifests: Vec<String>,
+    /// Each `[[copies]]` repository, when asked for.
+    pub copies: Vec<CopyEvidence>,
 }
 
 /// What to gather.
@@ -100,6 +130,8 @@ pub struct Scope {
     pub ask_servers: bool,
     /// Add up the size of every object (one listing of the whole repository).
     pub repository_size: bool,
+    /// Open every `[[copies]]` repository and compare it with this one.
+    pub copies: bool,
 }
 
 /// Reads the evidence for the sources `scope` names: the configured sources, or when none
@@ -149,6 +181,7 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
                 .cloned()
                 .collect(),
             archiver: None,
+            copies: Vec::new(),
             name,
         };
         ev.snapshots.sort_by_key(|s| s.finished_at);
@@ -185,6 +218,34 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
             wal.insert(cluster, wal_newest(&judged));
         }
     }
+    let copies = if scope.copies && !config.copies.is_empty() {
+        read_copies(repo, config, &snapshots)?
+    } else {
+        Vec::new()
+    };
+    for s in &mut sources {
+        let m = config.source_match(&s.name);
+        let cluster = s.clusters().into_iter().next();
+        s.copies = copies
+            .iter()
+            .map(|c| SourceCopy {
+                name: c.name.clone(),
+                repository: c.repository.clone(),
+                standing: c.standing.as_ref().map_err(Clone::clone).map(|st| {
+                    st.of_source(
+                        |mark| {
+                            m.matches(&mark.source)
+                                || mark
+                                    .source_location
+                                    .as_deref()
+                                    .is_some_and(|l| m.matches(l))
+                        },
+                        cluster.as_deref(),
+                    )
+                }),
+            })
+            .collect();
+    }
     let repository_bytes = if scope.repository_size {
         Some(repo.storage().list("")?.iter().map(|o| o.size).sum())
     } else {
@@ -196,7 +257,45 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
         wal,
         repository_bytes,
         damaged_manifests: damaged.into_iter().map(|(id, _)| id).collect(),
+        copies,
     })
+}
+
+/// Opens each `[[copies]]` repository (with its entry's password settings, as `copy`
+/// does) and compares it with `repo`, whose `snapshots` are already read: the primary's
+/// WAL is listed once for all of them. A copy that cannot be opened or read is a sentence
+/// naming it, not an error: the others, and the primary's own health, are still judged.
+fn read_copies(
+    repo: &Repository,
+    config: &Config,
+    snapshots: &[crate::repository::snapshot::Snapshot],
+) -> Result<Vec<CopyEvidence>> {
+    let primary = Primary::with_snapshots(repo, snapshots)?;
+    Ok(config
+        .copies
+        .iter()
+        .map(|c| {
+            let name = c.name();
+            let repository = c.repository_shown();
+            let standing = Access::other(&c.repository, None, PasswordVariable::To, config)
+                .open()
+                .and_then(|copy| {
+                    crate::copies::check_family(repo, &copy)?;
+                    primary.standing_of(&copy)
+                })
+                .map_err(|e| {
+                    format!(
+                        "copy {} cannot be read: {e}; check its [[copies]] entry (repository, password_file or password_command) and that its store is reachable, then run `strongroom copy`",
+                        crate::copies::label(&name, &repository)
+                    )
+                });
+            CopyEvidence {
+                name,
+                repository,
+                standing,
+            }
+        })
+        .collect())
 }
 
 /// What `status` judges of one cluster's archive: the newest segment on the source's line,

@@ -292,6 +292,26 @@ pub fn render(config: &Config, ev: &Evidence, health: &Health, now: jiff::Timest
                 );
             }
         }
+        for c in &s.copies {
+            let Ok(st) = &c.standing else {
+                continue;
+            };
+            let labels = || vec![src(), ("copy", c.name.clone())];
+            m.add(
+                "strongroom_copy_lag_seconds",
+                "gauge",
+                "How long the copy has lacked a snapshot or WAL of the source that the repository has (0 when level).",
+                labels(),
+                st.lag(now).as_secs_f64(),
+            );
+            m.add(
+                "strongroom_copy_snapshots_missing",
+                "gauge",
+                "Snapshots of the source the copy lacks (less those its own retention removed).",
+                labels(),
+                st.snapshots_missing as f64,
+            );
+        }
         let mut counts: BTreeMap<(String, bool), u64> = BTreeMap::new();
         for r in &s.records {
             *counts.entry((r.job.clone(), r.ok)).or_default() += 1;
@@ -327,6 +347,15 @@ pub fn render(config: &Config, ev: &Evidence, health: &Health, now: jiff::Timest
             "Whether the newest repository check succeeded (1) or failed (0).",
             vec![],
             f64::from(u8::from(r.ok)),
+        );
+    }
+    for c in &ev.copies {
+        m.add(
+            "strongroom_copy_readable",
+            "gauge",
+            "Whether the copy could be opened and listed (1) or not (0).",
+            vec![("copy", c.name.clone())],
+            f64::from(u8::from(c.standing.is_ok())),
         );
     }
     if let Some(b) = ev.repository_bytes {

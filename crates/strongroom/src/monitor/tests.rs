@@ -53,6 +53,7 @@ fn healthy(now: jiff::Timestamp) -> Evidence {
         snapshots: Vec::new(),
         records: Vec::new(),
         archiver: None,
+        copies: Vec::new(),
     };
     for d in (0..14).rev() {
         let at = now - hours(1 + 24 * d);
@@ -263,6 +264,7 @@ fn no_snapshot_at_all_is_critical() {
             snapshots: vec![],
             records: vec![],
             archiver: None,
+            copies: Vec::new(),
         }],
         ..Evidence::default()
     };
@@ -609,6 +611,151 @@ fn metrics_text_is_well_formed() {
         }
     }
     assert!(families >= 15, "{text}");
+}
+
+/// `healthy(now)` with one copy, `offsite`, that lacks the newest snapshot (finished an
+/// hour before `now`) since `behind_minutes` ago, or holds everything (`None`).
+fn with_copy(now: jiff::Timestamp, behind_minutes: Option<i64>) -> Evidence {
+    use crate::copies::{SnapshotMark, SourceStanding};
+    let mut ev = healthy(now);
+    let s = &mut ev.sources[0];
+    let mark = |x: &Snapshot| SnapshotMark {
+        id: x.id.clone(),
+        source: x.source.clone(),
+        source_location: None,
+        kind: x.kind.to_string(),
+        finished_at: x.finished_at,
+    };
+    let newest = mark(s.snapshots.last().unwrap());
+    let before = mark(&s.snapshots[s.snapshots.len() - 2]);
+    let standing = match behind_minutes {
+        None => SourceStanding {
+            primary_newest: Some(newest.clone()),
+            copy_newest: Some(newest),
+            snapshots_missing: 0,
+            behind: Default::default(),
+            wal: None,
+        },
+        Some(m) => SourceStanding {
+            primary_newest: Some(newest),
+            copy_newest: Some(before),
+            snapshots_missing: 1,
+            behind: [("full".to_string(), now - jiff::SignedDuration::from_mins(m))].into(),
+            wal: None,
+        },
+    };
+    s.copies = vec![super::evidence::SourceCopy {
+        name: "offsite".into(),
+        repository: "s3://offsite/hotel".into(),
+        standing: Ok(standing),
+    }];
+    ev
+}
+
+#[test]
+fn a_copy_that_trails_past_the_rpo_warns_and_past_an_interval_more_is_critical() {
+    let now = t("2026-12-01T12:00:00Z");
+    let detail = |h: &Health| {
+        h.sources[0]
+            .checks
+            .iter()
+            .find(|c| c.name == "copy.offsite")
+            .unwrap()
+            .detail
+            .clone()
+    };
+    let h = evaluate(&Config::default(), &with_copy(now, None), now);
+    assert!(h.ok, "{:#?}", h.sources[0].checks);
+    assert_eq!(level_of(&h, "copy.offsite"), Level::Ok);
+    assert!(
+        detail(&h).starts_with(
+            "copy offsite (s3://offsite/hotel): newest snapshot 00000000, the primary's too; no lag"
+        ),
+        "{}",
+        detail(&h)
+    );
+    // Within the RPO (15 min): ok, with the lag said.
+    let h = evaluate(&Config::default(), &with_copy(now, Some(14)), now);
+    assert_eq!(level_of(&h, "copy.offsite"), Level::Ok);
+    assert!(
+        detail(&h).contains("14m behind the primary, within the RPO of 15m"),
+        "{}",
+        detail(&h)
+    );
+    // Past it: a warning, and the source with it.
+    let h = evaluate(&Config::default(), &with_copy(now, Some(16)), now);
+    assert_eq!(level_of(&h, "copy.offsite"), Level::Warning);
+    assert_eq!(h.sources[0].level, Level::Warning);
+    let d = detail(&h);
+    assert!(
+        d.contains("newest snapshot 00000001 against the primary's 00000000, 1 missing")
+            && d.contains("16m behind the primary, over the RPO of 15m")
+            && d.contains("strongroom copy"),
+        "{d}"
+    );
+    // Past the RPO plus the full interval (a day): critical, copies have stopped.
+    let h = evaluate(&Config::default(), &with_copy(now, Some(24 * 60 + 14)), now);
+    assert_eq!(level_of(&h, "copy.offsite"), Level::Warning);
+    let h = evaluate(&Config::default(), &with_copy(now, Some(24 * 60 + 16)), now);
+    assert_eq!(level_of(&h, "copy.offsite"), Level::Critical);
+    assert!(
+        detail(&h)
+            .contains("over the RPO of 15m plus the full interval of 24h: copies have stopped"),
+        "{}",
+        detail(&h)
+    );
+    // WAL past the copy's newest segment is judged with the physical interval (6 h).
+    let mut ev = with_copy(now, None);
+    if let Ok(st) = &mut ev.sources[0].copies[0].standing {
+        st.wal = Some(crate::copies::WalStanding {
+            cluster: "73".into(),
+            primary_newest: Some("000000010000000000000009".into()),
+            copy_newest: Some("000000010000000000000007".into()),
+            files_missing: 2,
+            segments_behind: 2,
+            behind_since: Some(now - hours(7)),
+        });
+    }
+    let h = evaluate(&Config::default(), &ev, now);
+    assert_eq!(level_of(&h, "copy.offsite"), Level::Critical);
+    assert!(
+        detail(&h).contains("WAL to 000000010000000000000007 against the primary's 000000010000000000000009 (2 segments behind)"),
+        "{}",
+        detail(&h)
+    );
+    // A copy that cannot be read: critical, its sentence as it was gathered.
+    let mut ev = with_copy(now, None);
+    ev.sources[0].copies[0].standing = Err("copy offsite cannot be read: wrong password".into());
+    let h = evaluate(&Config::default(), &ev, now);
+    assert_eq!(level_of(&h, "copy.offsite"), Level::Critical);
+    assert_eq!(detail(&h), "copy offsite cannot be read: wrong password");
+}
+
+#[test]
+fn metrics_carry_each_copys_lag_and_whether_it_could_be_read() {
+    let now = t("2026-12-01T12:00:00Z");
+    let mut ev = with_copy(now, Some(20));
+    ev.copies = vec![
+        super::evidence::CopyEvidence {
+            name: "offsite".into(),
+            repository: "s3://offsite/hotel".into(),
+            standing: Err("unused".into()),
+        },
+        super::evidence::CopyEvidence {
+            name: "usb".into(),
+            repository: "/mnt/usb".into(),
+            standing: Err("cannot be read".into()),
+        },
+    ];
+    let h = evaluate(&Config::default(), &ev, now);
+    let text = metrics::render(&Config::default(), &ev, &h, now);
+    for want in [
+        "strongroom_copy_lag_seconds{source=\"hotel\",copy=\"offsite\"} 1200\n",
+        "strongroom_copy_snapshots_missing{source=\"hotel\",copy=\"offsite\"} 1\n",
+        "strongroom_copy_readable{copy=\"usb\"} 0\n",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
 }
 
 #[test]

@@ -128,24 +128,7 @@ pub(super) fn environment(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
             "export STRONGROOM_PASSWORD_FILE=…   # a file holding the repository password (or set STRONGROOM_PASSWORD)"
         );
     }
-    for (prefix, vars) in [
-        (
-            "s3://",
-            "AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… AWS_REGION=…   # and AWS_ENDPOINT_URL for a non-AWS store",
-        ),
-        (
-            "azblob://",
-            "AZURE_STORAGE_ACCOUNT=… AZURE_STORAGE_KEY=…   # and AZURE_STORAGE_ENDPOINT outside Azure's public cloud",
-        ),
-        (
-            "gs://",
-            "GOOGLE_APPLICATION_CREDENTIALS=…   # or STORAGE_EMULATOR_HOST for an emulator",
-        ),
-    ] {
-        if repo.starts_with(prefix) {
-            line!(md, "export {vars}");
-        }
-    }
+    store_credentials(md, &repo);
     if entries
         .iter()
         .any(|e| e.newest(&BackupKind::Physical).is_some())
@@ -170,6 +153,28 @@ pub(super) fn environment(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
     );
     line!(md, "```");
     line!(md);
+}
+
+/// The store's credential variables for the repository at `repo`, as placeholders.
+pub(super) fn store_credentials(md: &mut String, repo: &str) {
+    for (prefix, vars) in [
+        (
+            "s3://",
+            "AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… AWS_REGION=…   # and AWS_ENDPOINT_URL for a non-AWS store",
+        ),
+        (
+            "azblob://",
+            "AZURE_STORAGE_ACCOUNT=… AZURE_STORAGE_KEY=…   # and AZURE_STORAGE_ENDPOINT outside Azure's public cloud",
+        ),
+        (
+            "gs://",
+            "GOOGLE_APPLICATION_CREDENTIALS=…   # or STORAGE_EMULATOR_HOST for an emulator",
+        ),
+    ] {
+        if repo.starts_with(prefix) {
+            line!(md, "export {vars}");
+        }
+    }
 }
 
 pub(super) fn source(md: &mut String, inputs: &Inputs, e: &Entry) {
@@ -212,7 +217,7 @@ pub(super) fn source(md: &mut String, inputs: &Inputs, e: &Entry) {
 }
 
 /// The database file a SQLite source names, absolute.
-fn sqlite_path(e: &Entry) -> String {
+pub(super) fn sqlite_path(e: &Entry) -> String {
     let id = e
         .location
         .as_ref()
@@ -436,6 +441,14 @@ pub(super) fn whereabouts(md: &mut String, inputs: &Inputs) {
         "- Repository: `{}`",
         repository_without_credentials(&inputs.repository)
     );
+    let copies = super::copies::listed(inputs);
+    if !copies.is_empty() {
+        line!(
+            md,
+            "- Copies: {} (see \"Restore from a copy\")",
+            copies.join(", ")
+        );
+    }
     match &inputs.config_path {
         Some(p) => line!(md, "- Configuration: `{}`", p.display()),
         None => line!(md, "- Configuration: none (sources given as URLs)"),

@@ -519,3 +519,76 @@ fn a_window_closed_within_the_second_of_the_snapshot_is_still_a_window() {
     let md = render(&i).unwrap();
     assert!(md.contains("**No archived WAL for this cluster**"), "{md}");
 }
+
+#[test]
+fn each_copy_is_named_with_its_repository_password_and_restore_commands() {
+    let cfg = config(
+        r#"
+repository = "/srv/backups"
+[sources.hotel]
+url = "sqlite:/var/lib/hotel/hotel.db"
+[sources.prod]
+url = "postgres://app:s3cretpw@db.internal:5432/hotel"
+[[copies]]
+name = "offsite"
+repository = "s3://AKIAEXAMPLE:wJalrXUtnFEMI@offsite/hotel?sas=tok"
+password_file = "/etc/strongroom/offsite"
+[[copies]]
+repository = "/mnt/usb/strongroom"
+password_command = "pass show usb-hunter2"
+"#,
+    );
+    let hotel = snap(
+        "44",
+        "hotel",
+        EngineKind::Sqlite,
+        BackupKind::Full,
+        "2026-12-01T02:00:00Z",
+    );
+    let mut physical = snap(
+        "55",
+        "prod",
+        EngineKind::Postgres,
+        BackupKind::Physical,
+        "2026-12-01T03:00:00Z",
+    );
+    physical.metadata.extra.insert(
+        "data_directory".into(),
+        "/var/lib/postgresql/15/main".into(),
+    );
+    let md = render(&inputs(cfg, vec![hotel, physical], vec![])).unwrap();
+    for secret in [
+        "s3cretpw",
+        "hunter2",
+        "wJalrXUtnFEMI",
+        "AKIAEXAMPLE",
+        "sas=tok",
+    ] {
+        assert!(!md.contains(secret), "{secret} leaked into\n{md}");
+    }
+    let section = &md[md.find("## Restore from a copy").expect("the section")..];
+    for want in [
+        "### Copy `offsite`\n\nRepository `s3://offsite/hotel`.",
+        "export STRONGROOM_REPO=s3://offsite/hotel   # the copy",
+        "unset STRONGROOM_PASSWORD; export STRONGROOM_PASSWORD_FILE=/etc/strongroom/offsite   # the copy's own password",
+        "export AWS_ACCESS_KEY_ID=…",
+        "### Copy `/mnt/usb/strongroom`\n\n```sh\n",
+        "export STRONGROOM_REPO=/mnt/usb/strongroom   # the copy",
+        "unset STRONGROOM_PASSWORD STRONGROOM_PASSWORD_FILE   # the copy's password_command in the config opens it",
+        "strongroom restore latest --source hotel --to /var/lib/hotel/hotel.db.restored\n",
+        "strongroom restore latest --source prod --data-dir /var/lib/postgresql/15/main.restored --latest --start",
+        "STRONGROOM_PASSWORD_FILE must be a key file of the copy",
+        "- Copies: `offsite` (`s3://offsite/hotel`), `/mnt/usb/strongroom` (see \"Restore from a copy\")",
+    ] {
+        assert!(section.contains(want), "missing {want:?} in\n{section}");
+    }
+    assert_eq!(
+        section.matches("strongroom list   #").count(),
+        2,
+        "{section}"
+    );
+    no_command_pins_an_id(&md, &["44444444", "55555555"]);
+    // No copy configured: no section.
+    let md = render(&inputs(config(SQLITE), vec![], vec![])).unwrap();
+    assert!(!md.contains("Restore from a copy"), "{md}");
+}
