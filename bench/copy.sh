@@ -2,7 +2,8 @@
 # Benchmark: copying a hotel database's history from a local repository to S3 (Garage).
 # `strongroom copy` against `restic copy`, in one run, on the same history and the same
 # store. Not a test: run it by hand (`bench/copy.sh`); at the default 1 GB it takes about
-# ten minutes on two cores and 6 GB of disk.
+# twenty minutes on two shared cores and 14 GB of disk (both sources and both copies hold
+# the whole history; restic's grows by about 370 MB a day), `BENCH_MB=100` about two.
 #
 # The history: a full backup of a hotel SQLite database of BENCH_MB MB (default 1000), then
 # DAYS daily backups (default 10), each after `hotel update --fraction UPDATE` (default 0.01,
