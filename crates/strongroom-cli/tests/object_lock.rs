@@ -1,0 +1,259 @@
+//! S3 Object Lock end to end (`init --object-lock`), against moto's S3 server, which
+//! enforces it (`scripts/moto-up`; Garage has no object lock). Each test first proves the
+//! enforcement: a direct DELETE of a locked object version must fail, and the same request
+//! for an unlocked version must succeed (so the refusal is the lock's, not a bad request).
+//!
+//! moto's clock is real: lock expiry is not waited for. Commands run under `faketime`
+//! where a later "now" matters (extension, check); the planning of deletes after expiry is
+//! unit-tested with a faked clock in the library.
+
+use serde_json::Value;
+use std::sync::Mutex;
+use strongroom::object_lock::{LockMode, LockPolicy};
+use strongroom::repository::layout::ObjectKind;
+use strongroom::storage::Storage;
+
+mod common;
+use common::{Env, unique};
+
+/// The process environment holds Garage's AWS_* for the other stores; a Storage for moto is
+/// built with moto's, under this lock, and the environment put back.
+static ENV: Mutex<()> = Mutex::new(());
+
+/// moto's endpoint and credentials, as `scripts/moto-up` exports them.
+fn moto_vars() -> Option<Vec<(&'static str, String)>> {
+    let get = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+    let Some(endpoint) = get("STRONGROOM_TEST_S3_LOCK_ENDPOINT") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "STRONGROOM_TEST_S3_LOCK_ENDPOINT is not set: run the suite through ./scripts/test"
+        );
+        eprintln!(
+            "note: STRONGROOM_TEST_S3_LOCK unset, object-lock scenarios skipped (./scripts/test starts moto)"
+        );
+        return None;
+    };
+    Some(vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", get("STRONGROOM_TEST_S3_LOCK_KEY_ID")?),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            get("STRONGROOM_TEST_S3_LOCK_SECRET")?,
+        ),
+        ("AWS_REGION", "us-east-1".into()),
+    ])
+}
+
+/// A repository on moto: a fresh prefix in the lock-enabled bucket (`lock`) or the plain one.
+struct Moto {
+    env: Env,
+    vars: Vec<(&'static str, String)>,
+}
+
+impl Moto {
+    fn new(lock: bool) -> Option<Moto> {
+        let vars = moto_vars()?;
+        let var = if lock {
+            "STRONGROOM_TEST_S3_LOCK"
+        } else {
+            "STRONGROOM_TEST_S3_NOLOCK"
+        };
+        let base = std::env::var(var).expect("moto-up exports both buckets");
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+            repo: format!("{}/{}", base.trim_end_matches('/'), unique()),
+        };
+        Some(Moto { env, vars })
+    }
+
+    fn cmd(&self) -> assert_cmd::Command {
+        let mut c = self.env.cmd();
+        c.envs(self.vars.iter().map(|(k, v)| (*k, v.as_str())));
+        c
+    }
+
+    /// The binary under faketime from `at` on, with moto's variables.
+    fn at(&self, at: &str) -> assert_cmd::Command {
+        let mut c = self.env.at(at);
+        c.envs(self.vars.iter().map(|(k, v)| (*k, v.as_str())));
+        c
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut c = self.cmd();
+        c.args(args);
+        common::json_of(c)
+    }
+
+    /// A Storage on this repository's prefix that writes and reads object locks as the
+    /// repository does (`policy`).
+    fn storage(&self, policy: LockPolicy) -> Storage {
+        let _held = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let saved: Vec<(&str, Option<String>)> = self
+            .vars
+            .iter()
+            .map(|(k, _)| (*k, std::env::var(k).ok()))
+            .collect();
+        for (k, v) in &self.vars {
+            // SAFETY: under ENV; the tests of this file read these only under it.
+            unsafe { std::env::set_var(k, v) };
+        }
+        let s = Storage::from_url(&self.env.repo)
+            .and_then(|s| s.with_object_lock(policy, &ObjectKind::unlocked_folders()));
+        for (k, v) in saved {
+            match v {
+                // SAFETY: as above.
+                Some(v) => unsafe { std::env::set_var(k, v) },
+                None => unsafe { std::env::remove_var(k) },
+            }
+        }
+        s.unwrap()
+    }
+
+    /// Proves the store enforces object lock before a test relies on it: a locked
+    /// version's DELETE is refused, an unlocked version's same DELETE succeeds.
+    fn prove_enforcement(&self) {
+        let s = self.storage(LockPolicy {
+            days: 1,
+            mode: LockMode::Governance,
+        });
+        s.put("proof/locked", b"locked").unwrap();
+        let locked = s.lock_of("proof/locked", None).unwrap().unwrap();
+        assert!(locked.until.is_some(), "{locked:?}");
+        let v = locked.version.expect("a versioned bucket names versions");
+        assert!(
+            !s.delete_version("proof/locked", &v).unwrap(),
+            "the store deleted a locked version: it does not enforce object lock"
+        );
+        // Locks are written without an object lock: the same request deletes it.
+        s.put("locks/proof", b"unlocked").unwrap();
+        let unlocked = s.lock_of("locks/proof", None).unwrap().unwrap();
+        assert_eq!(unlocked.until, None);
+        assert!(
+            s.delete_version("locks/proof", &unlocked.version.unwrap())
+                .unwrap()
+        );
+        assert!(s.lock_of("locks/proof", None).unwrap().is_none());
+    }
+}
+
+fn sqlite_source(env: &Env) -> String {
+    let db = env.path("hotel.db");
+    common::make_db(&db, 200);
+    format!("sqlite:{}", db.display())
+}
+
+/// Every object a backup writes is locked for the days asked, in the mode asked; locks are
+/// not left behind; the repository restores.
+#[test]
+fn init_object_lock_locks_every_object() {
+    for (days, mode) in [(2u32, "governance"), (1, "compliance")] {
+        let Some(m) = Moto::new(true) else { return };
+        m.prove_enforcement();
+        let mut init = m.cmd();
+        init.args(["init", "--object-lock", &days.to_string()]);
+        if mode == "compliance" {
+            init.args(["--lock-mode", mode]);
+        }
+        let doc = common::json_of(init);
+        assert_eq!(doc["object_lock"]["days"], days, "{doc}");
+        assert_eq!(doc["object_lock"]["mode"], mode, "{doc}");
+        let src = sqlite_source(&m.env);
+        let before = jiff::Timestamp::now();
+        let snap = m.json(&["backup", &src]);
+        let s = m.storage(LockPolicy {
+            days,
+            mode: LockMode::parse(mode).unwrap(),
+        });
+        let objects = s.list("").unwrap();
+        let kinds: Vec<_> = objects
+            .iter()
+            .filter_map(|o| ObjectKind::of_key(&o.key))
+            .collect();
+        for want in [
+            ObjectKind::Config,
+            ObjectKind::Key,
+            ObjectKind::Pack,
+            ObjectKind::Index,
+            ObjectKind::Snapshot,
+            ObjectKind::Journal,
+        ] {
+            assert!(kinds.contains(&want), "{want:?} not in {objects:?}");
+        }
+        assert!(
+            !kinds.contains(&ObjectKind::Lock),
+            "the backup's lock was left: {objects:?}"
+        );
+        for o in objects.iter().filter(|o| !o.key.starts_with("proof/")) {
+            let l = s.lock_of(&o.key, None).unwrap().unwrap();
+            let until = l.until.unwrap_or_else(|| panic!("{} is not locked", o.key));
+            let span = until.duration_since(before);
+            assert!(
+                span >= jiff::SignedDuration::from_hours(24 * i64::from(days))
+                    - jiff::SignedDuration::from_secs(1),
+                "{}: locked until {until}, written after {before}",
+                o.key
+            );
+            assert_eq!(l.mode, LockMode::parse(mode), "{}", o.key);
+            // And the store holds it: its version cannot be deleted.
+            assert!(!s.delete_version(&o.key, &l.version.unwrap()).unwrap());
+        }
+        let to = m.env.path("restored.db");
+        m.cmd()
+            .args(["restore", snap["id"].as_str().unwrap(), "--to"])
+            .arg(&to)
+            .assert()
+            .success();
+        assert_eq!(common::bookings_in(&to), 200);
+    }
+}
+
+/// A store that cannot lock is refused by init in one sentence, and nothing is written.
+#[test]
+fn init_object_lock_refuses_stores_without_it() {
+    let mut places: Vec<(String, Vec<(&'static str, String)>)> = Vec::new();
+    let local = tempfile::tempdir().unwrap();
+    places.push((local.path().join("repo").display().to_string(), vec![]));
+    if let Some(m) = Moto::new(false) {
+        places.push((m.env.repo.clone(), m.vars.clone()));
+    }
+    if let Some(garage) = common::Store::S3.env() {
+        let vars = [
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ]
+        .into_iter()
+        .filter_map(|k| Some((k, std::env::var(k).ok()?)))
+        .collect();
+        places.push((garage.repo.clone(), vars));
+    }
+    for (repo, vars) in places {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+            repo: repo.clone(),
+        };
+        let _held = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let out = env
+            .cmd()
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(["init", "--object-lock", "7"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{repo}: {err}");
+        assert!(err.contains("cannot lock objects"), "{repo}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{repo}: {err}");
+        let listed = env
+            .cmd()
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(["list"])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&listed.stderr).contains("no strongroom repository"),
+            "{repo}: init wrote something: {}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+    }
+}
