@@ -257,3 +257,108 @@ fn init_object_lock_refuses_stores_without_it() {
         );
     }
 }
+
+/// Versions (not delete markers) under `prefix` that are no longer current.
+fn hidden_versions(s: &Storage, prefix: &str) -> Vec<strongroom::object_lock::ObjectVersion> {
+    s.versions(prefix)
+        .unwrap()
+        .into_iter()
+        .filter(|v| !v.latest && !v.delete_marker)
+        .collect()
+}
+
+/// `forget --prune` hides what no kept snapshot needs at once (listings, restores and
+/// check are as on any store) but never asks S3 to delete a locked version: it reports the
+/// bytes waiting, and a later prune deletes those versions once their lock has ended; one
+/// run when strongroom's clock says they ended but the store still holds them (moto's
+/// clock is real) deletes nothing and keeps them waiting.
+#[test]
+fn prune_waits_for_the_lock_then_deletes_the_versions() {
+    let Some(m) = Moto::new(true) else { return };
+    m.prove_enforcement();
+    m.cmd()
+        .args(["init", "--object-lock", "1"])
+        .assert()
+        .success();
+    let policy = LockPolicy {
+        days: 1,
+        mode: LockMode::Governance,
+    };
+    let s = m.storage(policy);
+    let db = m.env.path("hotel.db");
+    common::make_db(&db, 300);
+    let src = format!("sqlite:{}", db.display());
+    m.json(&["backup", &src]);
+    std::fs::remove_file(&db).unwrap();
+    strongroom::hotel::create(&db, strongroom::hotel::Scale::bookings(400), 7).unwrap();
+    let kept = m.json(&["backup", &src]);
+    let doc = m.json(&["forget", "--keep-last", "1", "--prune"]);
+    let p = &doc["prune"];
+    assert!(p["packs_deleted"].as_u64().unwrap() > 0, "{doc}");
+    let waiting = p["bytes_waiting_for_lock"].as_u64().unwrap();
+    let versions = p["versions_waiting_for_lock"].as_u64().unwrap();
+    assert!(waiting >= p["bytes_deleted"].as_u64().unwrap(), "{doc}");
+    assert_eq!(p["versions_released"], 0, "{doc}");
+    assert!(p["next_lock_end"].is_string(), "{doc}");
+    // Hidden, still stored, still locked.
+    let hidden = hidden_versions(&s, "");
+    assert_eq!(hidden.len() as u64, versions, "{hidden:?}");
+    for v in &hidden {
+        assert!(!s.delete_version(&v.key, &v.version).unwrap(), "{v:?}");
+    }
+    let text = m.cmd().args(["prune"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("waiting for their object lock to end"),
+        "{text}"
+    );
+
+    // Two days later by strongroom's clock, but the store's locks hold: nothing deleted,
+    // and the dates read again.
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(50))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let mut c = m.at(&later);
+    c.arg("prune");
+    let p = common::json_of(c);
+    assert_eq!(p["versions_released"], 0, "{p}");
+    assert_eq!(
+        p["versions_waiting_for_lock"].as_u64(),
+        Some(versions),
+        "{p}"
+    );
+    assert_eq!(hidden_versions(&s, "").len() as u64, versions);
+
+    // The locks end (moto, unlike AWS, lets a test set a past date), and the next prune
+    // deletes exactly the versions it hid, and the delete markers in front of them.
+    for v in &hidden {
+        s.extend_lock(
+            &v.key,
+            Some(&v.version),
+            jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+        )
+        .unwrap();
+    }
+    let mut c = m.at(&later);
+    c.arg("prune");
+    let p = common::json_of(c);
+    assert_eq!(p["versions_released"].as_u64(), Some(versions), "{p}");
+    assert_eq!(p["bytes_released"].as_u64(), Some(waiting), "{p}");
+    assert_eq!(p["versions_waiting_for_lock"], 0, "{p}");
+    assert!(hidden_versions(&s, "").is_empty());
+    let markers: Vec<_> = s
+        .versions("")
+        .unwrap()
+        .into_iter()
+        .filter(|v| v.delete_marker && !v.key.starts_with("locks/"))
+        .collect();
+    assert!(markers.is_empty(), "{markers:?}");
+    assert_eq!(m.json(&["check", "--read-data"])["ok"], true);
+    let to = m.env.path("restored.db");
+    m.cmd()
+        .args(["restore", kept["id"].as_str().unwrap(), "--to"])
+        .arg(&to)
+        .assert()
+        .success();
+    assert_eq!(common::bookings_in(&to), 400);
+}

@@ -454,12 +454,14 @@ impl S3Locks {
         }))
     }
 
-    /// Sets the lock of `key`'s current version to `until` (`PutObjectRetention`). S3
+    /// Sets the lock of `key`'s current version (or `version`) to `until`
+    /// (`PutObjectRetention`). S3
     /// refuses to shorten a lock (governance without the bypass, compliance always), so
     /// callers only ever extend.
     pub(crate) async fn extend(
         &self,
         key: &str,
+        version: Option<&str>,
         mode: LockMode,
         until: jiff::Timestamp,
     ) -> Result<()> {
@@ -473,7 +475,10 @@ impl S3Locks {
             ("content-type", "application/xml".to_string()),
             ("content-md5", md5_base64(&body)),
         ];
-        let url = format!("{}?retention", self.path_of(key));
+        let mut url = format!("{}?retention", self.path_of(key));
+        if let Some(v) = version {
+            url.push_str(&format!("&versionId={}", encode_query(v)));
+        }
         let a = self
             .send(reqwest::Method::PUT, &url, &headers, body, key)
             .await?;

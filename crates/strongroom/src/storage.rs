@@ -334,10 +334,17 @@ impl Storage {
         rt.block_on(l.s3.lock_of(key, version))
     }
 
-    /// Extends the lock of `key`'s current version to `until`, in the repository's mode.
-    pub fn extend_lock(&self, key: &str, until: jiff::Timestamp) -> Result<()> {
+    /// Sets the lock of `key`'s current version (or of `version`) to `until`, in the
+    /// repository's mode. S3 only ever lets it grow (a governance lock shrinks only with the
+    /// bypass permission, a compliance lock never).
+    pub fn extend_lock(
+        &self,
+        key: &str,
+        version: Option<&str>,
+        until: jiff::Timestamp,
+    ) -> Result<()> {
         let (l, rt) = self.locking()?;
-        rt.block_on(l.s3.extend(key, l.policy.mode, until))
+        rt.block_on(l.s3.extend(key, version, l.policy.mode, until))
     }
 
     /// Deletes one version of `key`; `Ok(false)` when the store refuses because it is

@@ -10,6 +10,7 @@ pub mod archive;
 pub mod cache;
 pub mod damage;
 pub mod deletion;
+pub mod expiring;
 pub mod forgotten;
 pub mod index;
 pub mod journal;
