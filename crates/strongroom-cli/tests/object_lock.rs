@@ -362,3 +362,138 @@ fn prune_waits_for_the_lock_then_deletes_the_versions() {
         .success();
     assert_eq!(common::bookings_in(&to), 400);
 }
+
+/// `strongroom_time` as faketime takes it, `hours` from now.
+fn hours_on(hours: i64) -> (jiff::Timestamp, String) {
+    let t = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(hours);
+    (t, t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+/// `forget --prune` keeps what a restore needs locked the policy's days ahead of its clock
+/// (extending each lock past that by a margin, so the next daily run extends nothing), and
+/// leaves the journal with the lock it was written with.
+#[test]
+fn forget_prune_keeps_what_kept_snapshots_need_locked_ahead() {
+    let Some(m) = Moto::new(true) else { return };
+    m.prove_enforcement();
+    m.cmd()
+        .args(["init", "--object-lock", "2"])
+        .assert()
+        .success();
+    let src = sqlite_source(&m.env);
+    m.json(&["backup", &src]);
+    let s = m.storage(LockPolicy {
+        days: 2,
+        mode: LockMode::Governance,
+    });
+    let journal_before: Vec<_> = s
+        .list("journal/")
+        .unwrap()
+        .into_iter()
+        .map(|o| {
+            (
+                o.key.clone(),
+                s.lock_of(&o.key, None).unwrap().unwrap().until,
+            )
+        })
+        .collect();
+    // A day and a half on, every lock written with the backup ends within a day.
+    let (later, at) = hours_on(36);
+    let mut c = m.at(&at);
+    c.args(["forget", "--keep-last", "5", "--prune"]);
+    let doc = common::json_of(c);
+    let r = &doc["object_lock"];
+    let objects = r["objects"].as_u64().unwrap();
+    assert!(objects >= 5, "{doc}");
+    assert_eq!(r["extended"].as_u64(), Some(objects), "{doc}");
+    let want = later + jiff::SignedDuration::from_hours(48);
+    for kind in strongroom::jobs::locking::NEEDED_KINDS {
+        let keys: Vec<String> = if kind == ObjectKind::Config {
+            vec!["config".into()]
+        } else {
+            s.list(kind.folder())
+                .unwrap()
+                .into_iter()
+                .map(|o| o.key)
+                .collect()
+        };
+        for key in keys {
+            let until = s.lock_of(&key, None).unwrap().unwrap().until.unwrap();
+            assert!(until >= want, "{key}: locked until {until}, wanted {want}");
+        }
+    }
+    for (key, until) in journal_before {
+        assert_eq!(
+            s.lock_of(&key, None).unwrap().unwrap().until,
+            until,
+            "{key}"
+        );
+    }
+    // The next run the same day extends nothing: the margin holds.
+    let mut c = m.at(&at);
+    c.args(["forget", "--keep-last", "5", "--prune"]);
+    let doc = common::json_of(c);
+    assert_eq!(doc["object_lock"]["extended"], 0, "{doc}");
+    assert_eq!(
+        doc["object_lock"]["objects"].as_u64(),
+        Some(objects),
+        "{doc}"
+    );
+}
+
+/// `check` reads the lock of every object the kept snapshots need and reports those whose
+/// lock ends before the snapshots could be released (here: the strategy keeps a daily
+/// snapshot at least until the 30th day after its own, and the lock is one day), and those
+/// whose lock is already over, by its clock.
+#[test]
+fn check_reports_locks_that_end_before_the_snapshots_need() {
+    let Some(m) = Moto::new(true) else { return };
+    m.prove_enforcement();
+    m.cmd()
+        .args(["init", "--object-lock", "1"])
+        .assert()
+        .success();
+    let src = sqlite_source(&m.env);
+    let snap = m.json(&["backup", &src]);
+    let doc = m.json(&["check"]);
+    assert_eq!(doc["ok"], true, "{doc}");
+    let c = &doc["object_lock"];
+    assert_eq!(c["days"], 1, "{doc}");
+    let objects = c["objects"].as_u64().unwrap();
+    assert!(objects >= 4, "{doc}");
+    assert_eq!(c["unprotected"], 0, "{doc}");
+    assert_eq!(c["short"].as_u64(), Some(objects), "{doc}");
+    let gaps = c["gaps"].as_array().unwrap();
+    let short_id = &snap["short_id"];
+    let pack = gaps
+        .iter()
+        .find(|g| g["object"].as_str().unwrap().starts_with("data/"))
+        .unwrap_or_else(|| panic!("no pack among {gaps:?}"));
+    assert!(
+        pack["snapshots"].as_array().unwrap().contains(short_id),
+        "{pack}"
+    );
+    let needed: jiff::Timestamp = pack["needed_until"].as_str().unwrap().parse().unwrap();
+    assert!(
+        needed >= jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 29),
+        "{pack}"
+    );
+    let text = m.cmd().arg("check").output().unwrap();
+    let err = String::from_utf8_lossy(&text.stderr);
+    assert!(text.status.success(), "{err}");
+    assert!(
+        err.contains("lock ends before the snapshots that need"),
+        "{err}"
+    );
+
+    // Three days on by its clock, every lock is over: unprotected now.
+    let (_, at) = hours_on(72);
+    let mut c = m.at(&at);
+    c.arg("check");
+    let doc = common::json_of(c);
+    assert_eq!(
+        doc["object_lock"]["unprotected"].as_u64(),
+        Some(objects),
+        "{doc}"
+    );
+}

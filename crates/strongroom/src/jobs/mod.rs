@@ -25,6 +25,7 @@ pub mod drill;
 pub mod export;
 pub mod forget;
 pub mod integrity;
+pub mod locking;
 pub mod prune;
 pub mod repair;
 pub mod restore;
