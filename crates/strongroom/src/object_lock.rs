@@ -203,8 +203,9 @@ impl S3Locks {
     /// The client for the repository at `s3://bucket/prefix` (`url`), with the endpoint,
     /// region and credentials OpenDAL reads (`AWS_ENDPOINT_URL` path-style, `AWS_REGION`,
     /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, else the shared
-    /// credentials file and profile).
-    pub(crate) fn new(url: &str, bucket: &str, prefix: &str) -> Result<S3Locks> {
+    /// credentials file and profile). `timeout` bounds each request, as OpenDAL's timeout
+    /// layer bounds the others.
+    pub(crate) fn new(url: &str, bucket: &str, prefix: &str, timeout: Duration) -> Result<S3Locks> {
         let region = env("AWS_REGION")
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".into());
@@ -234,7 +235,7 @@ impl S3Locks {
         };
         let mut client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120));
+            .timeout(timeout);
         if base.contains("://127.0.0.1") || base.contains("://localhost") {
             // reqwest honours HTTP_PROXY even for loopback.
             client = client.no_proxy();

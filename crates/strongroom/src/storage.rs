@@ -264,7 +264,9 @@ impl Storage {
     /// S3.
     fn s3_locks(&self) -> Result<object_lock::S3Locks> {
         match &self.s3_place {
-            Some((bucket, root)) => object_lock::S3Locks::new(&self.url, bucket, root),
+            Some((bucket, root)) => {
+                object_lock::S3Locks::new(&self.url, bucket, root, io_timeout() * 2)
+            }
             None => Err(Error::NoObjectLock {
                 url: self.url.clone(),
                 reason: "only S3 buckets have object lock".into(),
