@@ -851,3 +851,36 @@ fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
     mark.spared.sort();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which hidden versions a prune deletes depends only on their recorded lock date and
+    /// its clock: due at or after the date, waiting before it, due at once without a lock.
+    #[test]
+    fn hidden_versions_are_due_when_their_lock_ends_by_the_prunes_clock() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let v = |key: &str, until: Option<&str>| ExpiringVersion {
+            key: key.into(),
+            version: format!("v-{key}"),
+            size: 10,
+            until: until.map(t),
+        };
+        let versions = vec![
+            v("data/aa/a", Some("2026-12-07T00:00:00Z")),
+            v("data/bb/b", Some("2026-12-09T00:00:00Z")),
+            v("index/c", None),
+        ];
+        let keys = |vs: &[ExpiringVersion]| vs.iter().map(|v| v.key.clone()).collect::<Vec<_>>();
+        let (due, waiting) = due_at(versions.clone(), t("2026-12-06T12:00:00Z"));
+        assert_eq!(keys(&due), ["index/c"]);
+        assert_eq!(keys(&waiting), ["data/aa/a", "data/bb/b"]);
+        let (due, waiting) = due_at(versions.clone(), t("2026-12-07T00:00:00Z"));
+        assert_eq!(keys(&due), ["data/aa/a", "index/c"]);
+        assert_eq!(keys(&waiting), ["data/bb/b"]);
+        let (due, waiting) = due_at(versions, t("2027-01-01T00:00:00Z"));
+        assert_eq!(due.len(), 3);
+        assert!(waiting.is_empty());
+    }
+}
