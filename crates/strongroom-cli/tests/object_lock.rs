@@ -208,9 +208,30 @@ fn init_object_lock_locks_every_object() {
     }
 }
 
-/// A store that cannot lock is refused by init in one sentence, and nothing is written.
+/// A store that cannot lock is refused by init in one sentence, and nothing is written;
+/// so are a lock of no days and a mode without a lock.
 #[test]
 fn init_object_lock_refuses_stores_without_it() {
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+        repo: "s3://nowhere/x".into(),
+    };
+    let out = env
+        .cmd()
+        .args(["init", "--lock-mode", "compliance"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    if let Some(m) = Moto::new(true) {
+        let out = m
+            .cmd()
+            .args(["init", "--object-lock", "0"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("out of range"), "{err}");
+    }
     let mut places: Vec<(String, Vec<(&'static str, String)>)> = Vec::new();
     let local = tempfile::tempdir().unwrap();
     places.push((local.path().join("repo").display().to_string(), vec![]));
