@@ -285,8 +285,8 @@ impl S3Locks {
         }
     }
 
-    /// Sends one signed request, retrying connection failures and 5xx answers up to 4
-    /// times (as the OpenDAL retry layer does for every other request).
+    /// Sends one signed request, retrying connection failures, throttling and 5xx answers
+    /// up to 4 times (as the OpenDAL retry layer does for every other request).
     async fn send(
         &self,
         method: reqwest::Method,
@@ -324,7 +324,8 @@ impl S3Locks {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
                     match resp.bytes().await {
-                        Ok(b) if status < 500 || attempt > 4 => {
+                        // Throttling (429, 503 SlowDown) and server errors are retried.
+                        Ok(b) if (status < 500 && status != 429) || attempt > 4 => {
                             return Ok(Answer {
                                 status,
                                 headers,

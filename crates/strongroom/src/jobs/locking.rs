@@ -80,8 +80,19 @@ fn policy_of(repo: &Repository) -> Result<LockPolicy> {
 }
 
 /// Extends the locks of the objects a restore needs so each ends at least the policy's
-/// days after `now` (see the module header).
+/// days after `now` (see the module header), and journals the run (`lock-renewal`).
 pub fn renew(repo: &Repository, now: jiff::Timestamp) -> Result<Renewal> {
+    let started_at = jiff::Timestamp::now();
+    let result = extend_needed(repo, now);
+    let mut rec = crate::repository::journal::JournalRecord::new("lock-renewal", started_at);
+    if let Err(e) = &result {
+        rec.failed(e);
+    }
+    repo.record(&rec);
+    result
+}
+
+fn extend_needed(repo: &Repository, now: jiff::Timestamp) -> Result<Renewal> {
     let policy = policy_of(repo)?;
     let storage = repo.storage();
     let mut keys = Vec::new();
