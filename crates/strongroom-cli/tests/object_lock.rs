@@ -518,3 +518,44 @@ fn check_reports_locks_that_end_before_the_snapshots_need() {
         "{doc}"
     );
 }
+
+/// What an intruder with the host's credentials can do to a pack: hide it behind a delete
+/// marker. `check` names it missing (and says the locks could not be judged, without
+/// hiding the damage), the locked version is still there, and removing the marker brings
+/// the repository back whole.
+#[test]
+fn a_hidden_pack_is_damage_check_names_and_the_version_brings_back() {
+    let Some(m) = Moto::new(true) else { return };
+    m.prove_enforcement();
+    m.cmd()
+        .args(["init", "--object-lock", "1"])
+        .assert()
+        .success();
+    let src = sqlite_source(&m.env);
+    let snap = m.json(&["backup", &src]);
+    let s = m.storage(LockPolicy {
+        days: 1,
+        mode: LockMode::Governance,
+    });
+    let pack = s.list("data/").unwrap().remove(0).key;
+    s.delete(&pack).unwrap();
+    assert!(s.list("data/").unwrap().is_empty());
+    let out = m.cmd().arg("check").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&pack), "{err}");
+    assert!(err.contains("could not be judged"), "{err}");
+    // The locked version survived the DELETE; removing the marker in front of it restores it.
+    let versions = s.versions(&pack).unwrap();
+    let marker = versions.iter().find(|v| v.delete_marker).unwrap();
+    assert!(versions.iter().any(|v| !v.delete_marker));
+    assert!(s.delete_version(&pack, &marker.version).unwrap());
+    assert_eq!(m.json(&["check", "--read-data"])["ok"], true);
+    let to = m.env.path("restored.db");
+    m.cmd()
+        .args(["restore", snap["id"].as_str().unwrap(), "--to"])
+        .arg(&to)
+        .assert()
+        .success();
+    assert_eq!(common::bookings_in(&to), 200);
+}

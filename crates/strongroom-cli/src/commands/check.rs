@@ -22,8 +22,14 @@ pub fn run(ctx: &Ctx, read_data: bool) -> Result<()> {
             .policy()
             .map_err(|(key, e)| usage(format!("[retention] {key}: {e}")))?;
         let now = jiff::Timestamp::now();
-        let releases = strongroom::jobs::locking::release_dates(&repo, &policy, now)?;
-        report.object_lock = Some(strongroom::jobs::locking::coverage(&repo, &releases, now)?);
+        // Damage the check found (an unreadable manifest or list) can stop the judgement
+        // of the locks: the damage is the report, the locks a warning.
+        match strongroom::jobs::locking::release_dates(&repo, &policy, now)
+            .and_then(|releases| strongroom::jobs::locking::coverage(&repo, &releases, now))
+        {
+            Ok(c) => report.object_lock = Some(c),
+            Err(e) => eprintln!("warning: the object locks could not be judged: {e}"),
+        }
     }
     if ctx.json() {
         print_json(&report)?;
