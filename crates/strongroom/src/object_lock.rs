@@ -202,9 +202,9 @@ impl Answer {
 impl S3Locks {
     /// The client for the repository at `s3://bucket/prefix` (`url`), with the endpoint,
     /// region and credentials OpenDAL reads (`AWS_ENDPOINT_URL` path-style, `AWS_REGION`,
-    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, else the shared
-    /// credentials file and profile). `timeout` bounds each request, as OpenDAL's timeout
-    /// layer bounds the others.
+    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, else the default
+    /// chain: profile files, web identity, ECS, the EC2 instance metadata). `timeout`
+    /// bounds each request, as OpenDAL's timeout layer bounds the others.
     pub(crate) fn new(url: &str, bucket: &str, prefix: &str, timeout: Duration) -> Result<S3Locks> {
         let region = env("AWS_REGION")
             .or_else(|| env("AWS_DEFAULT_REGION"))
@@ -213,8 +213,11 @@ impl S3Locks {
             Some(ep) => format!("{}/{bucket}", ep.trim_end_matches('/')),
             None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         };
+        // OpenDAL's transport also serves the credential providers that ask over HTTP
+        // (the EC2 instance metadata, ECS), as it does for OpenDAL's own signer.
         let ctx = reqsign_core::Context::new()
             .with_file_read(reqsign_file_read_tokio::TokioFileRead)
+            .with_http_send(opendal::HttpTransporter::default())
             .with_env(reqsign_core::OsEnv);
         let request_signer = reqsign_aws_v4::RequestSigner::new("s3", &region);
         let signer = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
@@ -227,9 +230,7 @@ impl S3Locks {
             }
             _ => reqsign_core::Signer::new(
                 ctx,
-                reqsign_aws_v4::DefaultCredentialProvider::builder()
-                    .no_imds()
-                    .build(),
+                reqsign_aws_v4::DefaultCredentialProvider::new(),
                 request_signer,
             ),
         };
