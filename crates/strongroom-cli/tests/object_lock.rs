@@ -559,3 +559,59 @@ fn a_hidden_pack_is_damage_check_names_and_the_version_brings_back() {
         .success();
     assert_eq!(common::bookings_in(&to), 200);
 }
+
+/// A sweep killed between recording a version and hiding its object leaves the version
+/// listed while it is still the object's current one: a prune after its lock ended must
+/// leave it (and the snapshot that needs it) alone.
+#[test]
+fn a_recorded_version_still_current_is_never_deleted() {
+    let Some(m) = Moto::new(true) else { return };
+    m.prove_enforcement();
+    m.cmd()
+        .args(["init", "--object-lock", "1"])
+        .assert()
+        .success();
+    let src = sqlite_source(&m.env);
+    let snap = m.json(&["backup", &src]);
+    let s = m.storage(LockPolicy {
+        days: 1,
+        mode: LockMode::Governance,
+    });
+    let pack = s.list("data/").unwrap().remove(0);
+    let state = s.lock_of(&pack.key, None).unwrap().unwrap();
+    let version = state.version.clone().unwrap();
+    // As a killed sweep leaves it: recorded, not hidden; and its lock over at the store.
+    let repo =
+        strongroom::repository::Repository::open(s.clone(), Some(common::PASSWORD.as_bytes()))
+            .unwrap();
+    repo.write_expiring(&[strongroom::repository::expiring::ExpiringVersion {
+        key: pack.key.clone(),
+        version: version.clone(),
+        size: pack.size,
+        until: state.until,
+    }])
+    .unwrap();
+    s.extend_lock(
+        &pack.key,
+        Some(&version),
+        jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+    )
+    .unwrap();
+    let (_, at) = hours_on(50);
+    let mut c = m.at(&at);
+    c.arg("prune");
+    let p = common::json_of(c);
+    assert_eq!(p["versions_released"], 0, "{p}");
+    assert_eq!(p["versions_waiting_for_lock"], 1, "{p}");
+    assert_eq!(
+        s.lock_of(&pack.key, None).unwrap().unwrap().version,
+        Some(version)
+    );
+    assert_eq!(m.json(&["check", "--read-data"])["ok"], true);
+    let to = m.env.path("restored.db");
+    m.cmd()
+        .args(["restore", snap["id"].as_str().unwrap(), "--to"])
+        .arg(&to)
+        .assert()
+        .success();
+}
