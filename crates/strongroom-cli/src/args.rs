@@ -101,7 +101,7 @@ pub struct Global {
 pub enum Command {
     /// Create a repository (encrypted unless --encryption none).
     #[command(
-        after_help = "Examples:\n  STRONGROOM_PASSWORD=… strongroom --repo /srv/backups init\n  STRONGROOM_FROM_PASSWORD=… STRONGROOM_PASSWORD=… strongroom --repo s3://offsite/hotel init --copy-of /srv/backups\n\n--copy-of makes a second copy (see `strongroom copy`): a repository of its own (its own id,\npasswords, journal and locks) that shares the other's keys and settings, so snapshots and WAL\nare copied into it as they are stored, without being decrypted and encrypted again. The\nsource's password comes from --from-password-file, else STRONGROOM_FROM_PASSWORD, else the\nconfig when URL is its repository; the copy's from --password-file, STRONGROOM_PASSWORD or\nthe config, as for any new repository. A copy of an unencrypted repository is unencrypted."
+        after_help = "Examples:\n  STRONGROOM_PASSWORD=… strongroom --repo /srv/backups init\n  STRONGROOM_FROM_PASSWORD=… STRONGROOM_PASSWORD=… strongroom --repo s3://offsite/hotel init --copy-of /srv/backups\n\n--copy-of makes a second copy (see `strongroom copy`): a repository of its own (its own id,\npasswords, journal and locks) that shares the other's keys and settings, so snapshots and WAL\nare copied into it as they are stored, without being decrypted and encrypted again. The\nsource's password comes from --from-password-file, else STRONGROOM_FROM_PASSWORD, else the\nconfig when URL is its repository; the copy's from --password-file, STRONGROOM_PASSWORD or\nthe config, as for any new repository. A copy of an unencrypted repository is unencrypted.\n\n--object-lock DAYS (S3 only, a bucket created with Object Lock enabled) writes every object\nlocked for DAYS: nobody holding this host's credentials can delete or overwrite a backup\nbefore then. `forget --prune` keeps what kept snapshots need locked DAYS ahead, and prune\ndeletes what they no longer need once its lock ends. Locks, deletion marks and prune's\nlist of what waits are written unlocked. WARNING: --lock-mode compliance cannot be\nshortened or removed by anyone, the account owner included, and every object written\nis stored and billed for the whole DAYS whatever you delete; governance (the default)\ncan be lifted by a user with s3:BypassGovernanceRetention.\n  strongroom --repo s3://vault/hotel init --object-lock 30\n  strongroom --repo s3://vault/hotel init --object-lock 90 --lock-mode compliance"
     )]
     Init(InitArgs),
     /// Take a snapshot of a source.
@@ -290,6 +290,14 @@ pub struct InitArgs {
     /// With --copy-of: read the password of the repository at URL from the first line of FILE.
     #[arg(long, value_name = "FILE", requires = "copy_of")]
     pub from_password_file: Option<PathBuf>,
+    /// S3 only: write every object under an S3 Object Lock of at least DAYS (the bucket must
+    /// have Object Lock enabled).
+    #[arg(long, value_name = "DAYS", conflicts_with = "copy_of")]
+    pub object_lock: Option<u32>,
+    /// With --object-lock: governance (default; users with s3:BypassGovernanceRetention can
+    /// lift it) or compliance (nobody can shorten it, the account owner included).
+    #[arg(long, value_name = "MODE", value_parser = ["governance", "compliance"], requires = "object_lock")]
+    pub lock_mode: Option<String>,
 }
 
 /// `strongroom copy`'s options: which snapshots, and where to.

@@ -165,6 +165,14 @@ pub enum Error {
     /// A local repository path names a plain file.
     #[error("{} is a file, not a repository directory", .0.display())]
     RepositoryIsFile(PathBuf),
+    /// Object lock was asked of a store that cannot lock objects.
+    #[error("{url} cannot lock objects: {reason}")]
+    NoObjectLock {
+        /// The repository URL.
+        url: String,
+        /// Why not, and what would.
+        reason: String,
+    },
     /// A new password is empty.
     #[error("the new password is empty")]
     EmptyPassword,
@@ -562,7 +570,9 @@ impl Error {
             Error::WalGap(_) => ErrorKind::DamagedData,
             Error::WrongCluster(_) | Error::Timeline(_) => ErrorKind::BadInput,
             Error::RepositoryExists(_) => ErrorKind::AlreadyExists,
-            Error::UnsupportedVersion { .. } | Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::UnsupportedVersion { .. }
+            | Error::Unsupported(_)
+            | Error::NoObjectLock { .. } => ErrorKind::Unsupported,
             Error::WrongPassword { .. } => ErrorKind::WrongPassword,
             Error::Corrupt { .. }
             | Error::DamagedData { .. }

@@ -21,6 +21,7 @@ pub mod id;
 pub mod interrupt;
 pub mod jobs;
 pub mod monitor;
+pub mod object_lock;
 pub mod pipe;
 pub mod private_dir;
 pub mod process;

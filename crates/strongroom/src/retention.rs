@@ -413,6 +413,53 @@ pub fn apply(policy: &Policy, snapshots: &[Candidate], now: Timestamp) -> Vec<De
         .collect()
 }
 
+/// The earliest moment the policy could stop keeping a snapshot it keeps today for
+/// `reasons` (as [`apply`] gave them at `now`); `None` when no passage of time releases it
+/// (a kept tag, an empty policy). A lower bound, whatever backups follow: a bucket rule
+/// keeping it among the N newest hours, days, ISO weeks, months or years needs N later
+/// buckets to hold a snapshot, the first instant of the N-th is its bucket's start plus N
+/// periods; `keep_within` and a tag's window need a newer snapshot started that much later;
+/// the PITR window lets go of a base only that long after it finished; `last`, `newest` and
+/// `newest-verified` can lapse at any moment, so they give `now`. A snapshot is released
+/// only once every reason lapsed: the latest bound wins. Used to judge whether object locks
+/// last as long as the snapshots that need them (`check` on a repository with object lock).
+pub fn earliest_release(
+    policy: &Policy,
+    reasons: &[Reason],
+    started_at: Timestamp,
+    finished_at: Timestamp,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let after = |d: Option<Duration>, from: Timestamp| {
+        d.and_then(|d| jiff::SignedDuration::try_from(d).ok())
+            .map_or(now, |d| from.saturating_add(d).unwrap_or(from))
+    };
+    let mut latest = now;
+    for r in reasons {
+        let bound = match r {
+            Reason::Last | Reason::Newest | Reason::NewestVerified => now,
+            Reason::Tag(_) | Reason::NoPolicy => return None,
+            Reason::Hourly => Period::Hour.after(started_at, policy.keep_hourly),
+            Reason::Daily => Period::Day.after(started_at, policy.keep_daily),
+            Reason::Weekly => Period::Week.after(started_at, policy.keep_weekly),
+            Reason::Monthly => Period::Month.after(started_at, policy.keep_monthly),
+            Reason::Yearly => Period::Year.after(started_at, policy.keep_yearly),
+            Reason::Within => after(policy.keep_within, started_at),
+            Reason::TagWithin(t) => after(
+                policy
+                    .tag_within
+                    .iter()
+                    .find(|(tag, _)| tag == t)
+                    .map(|(_, d)| *d),
+                started_at,
+            ),
+            Reason::Pitr => after(policy.pitr_window, finished_at),
+        };
+        latest = latest.max(bound);
+    }
+    Some(latest)
+}
+
 /// A calendar period that bucket rules count.
 #[derive(Clone, Copy)]
 enum Period {
@@ -437,6 +484,37 @@ impl Period {
             Period::Month => (dt.year(), dt.month(), 0, 0),
             Period::Year => (dt.year(), 0, 0, 0),
         }
+    }
+}
+
+impl Period {
+    /// The start of `t`'s bucket plus `n` periods (UTC): the first instant of the `n`-th
+    /// bucket after `t`'s. `None` counts as no periods.
+    fn after(self, t: Timestamp, n: Option<u32>) -> Timestamp {
+        let n = i64::from(n.unwrap_or(0));
+        let dt = TimeZone::UTC.to_datetime(t);
+        let start = match self {
+            Period::Hour => dt.date().at(dt.hour(), 0, 0, 0),
+            Period::Day => dt.date().at(0, 0, 0, 0),
+            Period::Week => {
+                let back = i64::from(dt.date().weekday().to_monday_zero_offset());
+                (dt.date() - jiff::Span::new().days(back)).at(0, 0, 0, 0)
+            }
+            Period::Month => dt.date().first_of_month().at(0, 0, 0, 0),
+            Period::Year => dt.date().first_of_year().at(0, 0, 0, 0),
+        };
+        let span = match self {
+            Period::Hour => jiff::Span::new().hours(n),
+            Period::Day => jiff::Span::new().days(n),
+            Period::Week => jiff::Span::new().weeks(n),
+            Period::Month => jiff::Span::new().months(n),
+            Period::Year => jiff::Span::new().years(n),
+        };
+        start
+            .checked_add(span)
+            .ok()
+            .and_then(|d| TimeZone::UTC.to_timestamp(d).ok())
+            .unwrap_or(Timestamp::MAX)
     }
 }
 

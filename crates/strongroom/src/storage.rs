@@ -13,6 +13,7 @@
 //! calls run on a small runtime owned by the backend.
 
 use crate::error::{Error, Result};
+use crate::object_lock::{self, LockPolicy, ObjectLockState, ObjectVersion};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,24 @@ use std::time::Duration;
 pub struct Storage {
     url: String,
     backend: Backend,
+    /// S3 only: the bucket and the prefix inside it, for the requests [`object_lock`] makes.
+    s3_place: Option<(String, String)>,
+    /// The repository's object-lock policy once [`Storage::with_object_lock`] set it.
+    locking: Option<Arc<Locking>>,
+}
+
+/// What [`Storage::put`] and [`Storage::delete`] do on a repository with object lock.
+struct Locking {
+    s3: object_lock::S3Locks,
+    policy: LockPolicy,
+    /// Key prefixes written without a lock (and deleted with every version).
+    unlocked: Vec<&'static str>,
+}
+
+impl Locking {
+    fn locks(&self, key: &str) -> bool {
+        !self.unlocked.iter().any(|p| key.starts_with(p))
+    }
 }
 
 #[derive(Clone)]
@@ -121,7 +140,9 @@ impl Storage {
             if let Some(k) = env("AWS_SESSION_TOKEN") {
                 b = b.session_token(&k);
             }
-            return Self::remote(url, opendal::Operator::new(b));
+            let mut storage = Self::remote(url, opendal::Operator::new(b))?;
+            storage.s3_place = Some((bucket, root));
+            return Ok(storage);
         }
         if let Some(rest) = url.strip_prefix("azblob://") {
             let (container, root) = split_bucket(url, rest)?;
@@ -195,6 +216,8 @@ impl Storage {
                 owner: local_owner(&path),
                 root: path,
             },
+            s3_place: None,
+            locking: None,
         })
     }
 
@@ -232,7 +255,111 @@ impl Storage {
                 op,
                 rt: Arc::new(rt),
             },
+            s3_place: None,
+            locking: None,
         })
+    }
+
+    /// The client for object-lock requests; [`Error::NoObjectLock`] on a store that is not
+    /// S3.
+    fn s3_locks(&self) -> Result<object_lock::S3Locks> {
+        match &self.s3_place {
+            Some((bucket, root)) => {
+                object_lock::S3Locks::new(&self.url, bucket, root, io_timeout() * 2)
+            }
+            None => Err(Error::NoObjectLock {
+                url: self.url.clone(),
+                reason: "only S3 buckets have object lock".into(),
+            }),
+        }
+    }
+
+    fn runtime(&self) -> Option<&tokio::runtime::Runtime> {
+        match &self.backend {
+            Backend::Remote { rt, .. } => Some(rt),
+            Backend::Local { .. } => None,
+        }
+    }
+
+    /// Checks that the store can lock objects: an S3 bucket with Object Lock enabled.
+    /// [`Error::NoObjectLock`] otherwise (a local directory, Azure, GCS, a bucket made
+    /// without it, a store such as Garage that has none).
+    pub fn probe_object_lock(&self) -> Result<()> {
+        let s3 = self.s3_locks()?;
+        let rt = self.runtime().expect("S3 is remote");
+        if rt.block_on(s3.bucket_locks())? {
+            Ok(())
+        } else {
+            Err(Error::NoObjectLock {
+                url: self.url.clone(),
+                reason: "its bucket has no Object Lock enabled (S3 turns it on when the bucket is created, or for a versioned bucket afterwards)".into(),
+            })
+        }
+    }
+
+    /// This store with `policy` applied: every [`Storage::put`] under a key that starts with
+    /// none of `unlocked` is written locked for `policy.days`; objects under `unlocked` are
+    /// written without a lock, and [`Storage::delete`] removes every version of them.
+    pub fn with_object_lock(
+        mut self,
+        policy: LockPolicy,
+        unlocked: &[&'static str],
+    ) -> Result<Self> {
+        let s3 = self.s3_locks()?;
+        self.locking = Some(Arc::new(Locking {
+            s3,
+            policy,
+            unlocked: unlocked.to_vec(),
+        }));
+        Ok(self)
+    }
+
+    /// The object-lock policy writes follow, when the repository has one.
+    pub fn object_lock(&self) -> Option<LockPolicy> {
+        self.locking.as_ref().map(|l| l.policy)
+    }
+
+    fn locking(&self) -> Result<(&Locking, &tokio::runtime::Runtime)> {
+        match (&self.locking, self.runtime()) {
+            (Some(l), Some(rt)) => Ok((l, rt)),
+            _ => Err(Error::NoObjectLock {
+                url: self.url.clone(),
+                reason: "the repository has no object lock".into(),
+            }),
+        }
+    }
+
+    /// The lock of `key`'s current version (or of `version`): `None` when the object (or
+    /// version) does not exist. Object-lock repositories only.
+    pub fn lock_of(&self, key: &str, version: Option<&str>) -> Result<Option<ObjectLockState>> {
+        let (l, rt) = self.locking()?;
+        rt.block_on(l.s3.lock_of(key, version))
+    }
+
+    /// Sets the lock of `key`'s current version (or of `version`) to `until`, in the
+    /// repository's mode. S3 only ever lets it grow (a governance lock shrinks only with the
+    /// bypass permission, a compliance lock never).
+    pub fn extend_lock(
+        &self,
+        key: &str,
+        version: Option<&str>,
+        until: jiff::Timestamp,
+    ) -> Result<()> {
+        let (l, rt) = self.locking()?;
+        rt.block_on(l.s3.extend(key, version, l.policy.mode, until))
+    }
+
+    /// Deletes one version of `key`; `Ok(false)` when the store refuses because it is
+    /// still locked.
+    pub fn delete_version(&self, key: &str, version: &str) -> Result<bool> {
+        let (l, rt) = self.locking()?;
+        rt.block_on(l.s3.delete_version(key, version))
+    }
+
+    /// Every version and delete marker under `prefix`.
+    pub fn versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>> {
+        let (l, rt) = self.locking()?;
+        rt.block_on(l.s3.versions(prefix))
     }
 
     /// The URL this store was opened from.
@@ -287,6 +414,13 @@ impl Storage {
                     hand_over(root, key, *owner)?;
                 }
                 Ok(())
+            }
+            Backend::Remote { rt, .. }
+                if let Some(l) = &self.locking
+                    && l.locks(key) =>
+            {
+                let until = l.policy.until(jiff::Timestamp::now());
+                rt.block_on(l.s3.put_locked(key, data, l.policy.mode, until))
             }
             Backend::Remote { op, rt } => rt
                 .block_on(op.write(key, data.to_vec()))
@@ -417,7 +551,27 @@ impl Storage {
     }
 
     /// Deletes an object; deleting a missing object succeeds.
+    ///
+    /// On a repository with object lock (a versioned bucket) this hides the object behind a
+    /// delete marker, which S3 allows whatever the lock, and the locked version stays until
+    /// its date (`prune` deletes it then). An object written without a lock is deleted
+    /// whole, every version.
     pub fn delete(&self, key: &str) -> Result<()> {
+        if let Some(l) = &self.locking
+            && !l.locks(key)
+            && let Some(rt) = self.runtime()
+        {
+            let mut all_gone = true;
+            for v in rt.block_on(l.s3.versions(key))? {
+                if v.key == key {
+                    all_gone &= rt.block_on(l.s3.delete_version(key, &v.version))?;
+                }
+            }
+            if all_gone {
+                return Ok(());
+            }
+            // A bucket's default retention locked it after all: hide it.
+        }
         match &self.backend {
             Backend::Local { root, .. } => {
                 let path = root.join(key);

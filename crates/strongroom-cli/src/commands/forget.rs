@@ -9,6 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 use strongroom::counted;
 use strongroom::jobs::forget::{ForgetOptions, ForgetReport};
+use strongroom::jobs::locking::Renewal;
 use strongroom::jobs::prune::PruneReport;
 
 /// `forget`'s JSON document: the contract's `keep` and `remove`, plus the prune's report.
@@ -18,6 +19,9 @@ struct ForgetJson<'a> {
     forget: &'a ForgetReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     prune: Option<&'a PruneReport>,
+    /// With object lock, after the prune: the locks kept ahead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_lock: Option<&'a Renewal>,
 }
 
 /// Applies the policy (or forgets the snapshots named), then prunes when asked.
@@ -54,10 +58,21 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<()> {
         }
         None => None,
     };
+    // The maintenance step of object lock: what the kept snapshots (and the PITR window)
+    // still need, as prune left it, stays locked the policy's days ahead.
+    let renewed = if pruned.is_some() && !args.dry_run && repo.storage().object_lock().is_some() {
+        Some(strongroom::jobs::locking::renew(
+            &repo,
+            jiff::Timestamp::now(),
+        )?)
+    } else {
+        None
+    };
     if ctx.json() {
         return print_json(&ForgetJson {
             forget: &report,
             prune: pruned.as_ref(),
+            object_lock: renewed.as_ref(),
         });
     }
     let mut table = Table::headless(&[Align::Left; 6]);
@@ -85,6 +100,17 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<()> {
     outln!("{}", forget_summary(&report))?;
     if let Some(p) = &pruned {
         super::prune::print(p)?;
+    }
+    if let Some(r) = &renewed {
+        let least = r
+            .locked_until_at_least
+            .map(|t| format!("; all locked until at least {}", crate::output::fmt_time(t)))
+            .unwrap_or_default();
+        outln!(
+            "object lock: {} of {} a restore needs extended{least}",
+            r.extended,
+            counted(r.objects, "object")
+        )?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use crate::prompt::Terminal;
 use anyhow::Result;
 use strongroom::access::{Access, PasswordVariable};
 use strongroom::crypto::KdfParams;
+use strongroom::object_lock::{LockMode, LockPolicy};
 use strongroom::repository::{Repository, layout};
 use strongroom::storage::Storage;
 use strongroom::{Error, ErrorKind};
@@ -37,6 +38,10 @@ fn typed_password(terminal: &mut Terminal, storage: &Storage) -> Result<String> 
 pub fn run(ctx: &Ctx, args: InitArgs) -> Result<()> {
     let access = ctx.access();
     let storage = access.storage()?;
+    if args.object_lock.is_some() {
+        // Before a password is asked for: a store that cannot lock is said at once.
+        storage.probe_object_lock()?;
+    }
     let source = match &args.copy_of {
         Some(url) => {
             if args.encryption == "none" {
@@ -88,9 +93,18 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<()> {
         ));
     };
     let pw = pw.as_deref().map(str::as_bytes);
-    let repo = match &source {
-        Some(s) => Repository::init_copy(storage, pw, KdfParams::default(), s)?,
-        None => Repository::init(storage, pw, KdfParams::default())?,
+    let lock = args.object_lock.map(|days| LockPolicy {
+        days,
+        mode: args
+            .lock_mode
+            .as_deref()
+            .and_then(LockMode::parse)
+            .unwrap_or_default(),
+    });
+    let repo = match (&source, lock) {
+        (Some(s), _) => Repository::init_copy(storage, pw, KdfParams::default(), s)?,
+        (None, Some(lock)) => Repository::init_locked(storage, pw, KdfParams::default(), lock)?,
+        (None, None) => Repository::init(storage, pw, KdfParams::default())?,
     };
     let copy_of = repo.config().copy_of.as_ref().map(|c| c.repository.clone());
     if ctx.json() {
@@ -99,6 +113,9 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<()> {
             "id": repo.config().id,
             "encryption": repo.config().encryption,
             "copy_of": copy_of,
+            "object_lock": repo.config().object_lock.map(|l| serde_json::json!({
+                "days": l.days, "mode": l.mode.name(),
+            })),
         }))?;
     } else {
         let sort = if repo.key().is_encrypted() {
@@ -119,6 +136,13 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<()> {
                 repo.config().id,
                 repo.storage().url()
             ),
+        }
+        if let Some(l) = repo.config().object_lock {
+            eprintln!(
+                "every object is written under a {} object lock of {} days",
+                l.mode.name(),
+                l.days
+            );
         }
     }
     Ok(())

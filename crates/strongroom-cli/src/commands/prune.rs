@@ -140,6 +140,24 @@ fn prune_lines(p: &PruneReport) -> Vec<String> {
             human_bytes(p.freed.max(0) as u64)
         ));
     }
+    if p.versions_released > 0 {
+        out.push(format!(
+            "{delete} for good: {} hidden earlier whose object lock ended ({})",
+            counted(p.versions_released, "object version"),
+            human_bytes(p.bytes_released)
+        ));
+    }
+    if p.versions_waiting_for_lock > 0 {
+        let first = p
+            .next_lock_end
+            .map(|t| format!(", the first on {}", crate::output::fmt_time(t)))
+            .unwrap_or_default();
+        out.push(format!(
+            "waiting for their object lock to end: {} ({}) no snapshot needs, still stored and billed{first}; a later prune deletes them",
+            counted(p.versions_waiting_for_lock, "object version"),
+            human_bytes(p.bytes_waiting_for_lock)
+        ));
+    }
     if let Some(why) = &p.pending {
         out.push(format!("not finished: {why}"));
     }

@@ -172,8 +172,15 @@ fn forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
         if repo.config().copy_of.is_some() && !report.remove.is_empty() {
             repo.note_forgotten(report.remove.iter().map(|r| r.id.clone()))?;
         }
+        // One call: with object lock, the manifests' versions are recorded for prune to
+        // delete once their lock ends (`repository::expiring`).
+        let keys: Vec<String> = report
+            .remove
+            .iter()
+            .map(|r| ObjectKind::Snapshot.key(&r.id))
+            .collect();
+        repo.delete_objects(&keys)?;
         for r in &report.remove {
-            repo.storage().delete(&ObjectKind::Snapshot.key(&r.id))?;
             tracing::info!(snapshot = %r.short_id, "forgotten");
         }
     }

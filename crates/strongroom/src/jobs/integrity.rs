@@ -66,6 +66,10 @@ pub struct CheckReport {
     pub locks: Vec<LockNote>,
     /// Prune deletions marked and not finished (the next prune finishes them).
     pub pending_deletions: usize,
+    /// On a repository with object lock: how far the locks cover the kept snapshots
+    /// (`jobs::locking::coverage`, added by the caller, which knows the retention policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<crate::jobs::locking::LockCoverage>,
 }
 
 /// A lock found by `check`.
@@ -712,6 +716,7 @@ impl<'a> Examination<'a> {
             unreferenced: self.unreferenced,
             locks: self.locks,
             pending_deletions: self.pending_deletions,
+            object_lock: None,
         }
     }
 }

@@ -5,7 +5,9 @@
 //! writer → manifest), `restore` (the restore safety sequence), `verify` (test restores),
 //! `integrity` (`check`), `forget`, `prune`, `repair`, `drill`, `export` (a snapshot as
 //! the database's own artifact), `wal_push` (PostgreSQL's `archive_command`), `copy` (into
-//! a second repository of the family) and `demo` (the whole story over the others). Each
+//! a second repository of the family), `locking` (object-lock upkeep: renewing locks for
+//! `forget --prune`, their coverage for `check`) and `demo` (the whole story over the
+//! others). Each
 //! records itself in the journal; the command line writes no records. Must not hold what
 //! the jobs share:
 //! engines (`crate::engine`), the repository's objects (`crate::repository`), the policy
@@ -25,6 +27,7 @@ pub mod drill;
 pub mod export;
 pub mod forget;
 pub mod integrity;
+pub mod locking;
 pub mod prune;
 pub mod repair;
 pub mod restore;

@@ -33,6 +33,7 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::cache;
 use crate::repository::deletion::DeletionMark;
+use crate::repository::expiring::ExpiringVersion;
 use crate::repository::index::{Entry, Location};
 use crate::repository::journal::JournalRecord;
 use crate::repository::layout::ObjectKind;
@@ -120,6 +121,18 @@ pub struct PruneReport {
     pub freed: i64,
     /// When the deletion is left to the next prune: why.
     pub pending: Option<String>,
+    /// Object lock only: hidden object versions still locked, whose delete waits for their
+    /// lock to end (a later prune deletes them).
+    pub versions_waiting_for_lock: usize,
+    /// Their bytes: stored (and billed) until then.
+    pub bytes_waiting_for_lock: u64,
+    /// When the first of them may be deleted.
+    pub next_lock_end: Option<jiff::Timestamp>,
+    /// Object lock only: hidden versions whose lock had ended, deleted now (or, dry, that
+    /// would be).
+    pub versions_released: usize,
+    /// Their bytes.
+    pub bytes_released: u64,
 }
 
 /// Runs a prune and records it in the journal.
@@ -143,6 +156,105 @@ pub fn run(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> R
 
 fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
     let lock = repo.lock(LockKind::Prune, "prune")?;
+    let mut report = steps(repo, opts, progress, &lock)?;
+    if repo.storage().object_lock().is_some() {
+        let r = release(repo, jiff::Timestamp::now(), opts.dry_run)?;
+        report.versions_waiting_for_lock = r.waiting.len();
+        report.bytes_waiting_for_lock = r.waiting.iter().map(|v| v.size).sum();
+        report.next_lock_end = r.waiting.iter().filter_map(|v| v.until).min();
+        report.versions_released = r.released;
+        report.bytes_released = r.released_bytes;
+    }
+    Ok(report)
+}
+
+/// What [`release`] did.
+#[derive(Debug, Default)]
+pub struct Released {
+    /// Hidden versions still locked (or not yet hidden: a sweep killed between recording
+    /// and hiding them), kept in the expiring list.
+    pub waiting: Vec<ExpiringVersion>,
+    /// Versions deleted.
+    pub released: usize,
+    /// Their bytes.
+    pub released_bytes: u64,
+}
+
+/// Splits the expiring versions at `now`: those whose lock has ended (due), and those that
+/// wait. Pure, so the planning is tested with any clock.
+pub fn due_at(
+    versions: Vec<ExpiringVersion>,
+    now: jiff::Timestamp,
+) -> (Vec<ExpiringVersion>, Vec<ExpiringVersion>) {
+    versions.into_iter().partition(|v| v.due(now))
+}
+
+/// Object lock only: deletes the versions earlier prunes and forgets hid whose lock has
+/// ended by `now` (never asking S3 to delete one still locked), then the delete markers
+/// left alone in front of nothing; the rest stays in the expiring list for a later prune.
+/// A version S3 still refuses (its lock was extended meanwhile) has its date read again.
+/// A recorded version that is still its object's current one (a sweep killed between
+/// recording and hiding it) waits: the sweep that finishes hides it first.
+pub fn release(repo: &Repository, now: jiff::Timestamp, dry_run: bool) -> Result<Released> {
+    let storage = repo.storage();
+    let (lists, versions) = repo.expiring()?;
+    let mut seen = HashSet::new();
+    let versions: Vec<ExpiringVersion> = versions
+        .into_iter()
+        .filter(|v| seen.insert((v.key.clone(), v.version.clone())))
+        .collect();
+    let (due, mut waiting) = due_at(versions, now);
+    let mut out = Released::default();
+    if dry_run {
+        out.released = due.len();
+        out.released_bytes = due.iter().map(|v| v.size).sum();
+        out.waiting = waiting;
+        return Ok(out);
+    }
+    if due.is_empty() {
+        out.waiting = waiting;
+        return Ok(out);
+    }
+    for mut v in due {
+        let current = storage.lock_of(&v.key, None)?;
+        if current.is_some_and(|c| c.version.as_deref() == Some(v.version.as_str())) {
+            waiting.push(v);
+            continue;
+        }
+        if storage.delete_version(&v.key, &v.version)? {
+            out.released += 1;
+            out.released_bytes += v.size;
+            // The delete marker in front of it now hides nothing: remove it too, so
+            // listings do not wade through markers. Only when nothing else remains.
+            let rest: Vec<_> = storage
+                .versions(&v.key)?
+                .into_iter()
+                .filter(|r| r.key == v.key)
+                .collect();
+            if !rest.is_empty() && rest.iter().all(|r| r.delete_marker) {
+                for r in rest {
+                    storage.delete_version(&r.key, &r.version)?;
+                }
+            }
+        } else {
+            v.until = storage
+                .lock_of(&v.key, Some(&v.version))?
+                .and_then(|s| s.until)
+                .or(Some(now + jiff::SignedDuration::from_hours(24)));
+            waiting.push(v);
+        }
+    }
+    repo.replace_expiring(&lists, &waiting)?;
+    out.waiting = waiting;
+    Ok(out)
+}
+
+fn steps(
+    repo: &Repository,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+    lock: &LockGuard,
+) -> Result<PruneReport> {
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         ..PruneReport::default()
@@ -163,7 +275,7 @@ fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Res
             ));
             return Ok(report);
         }
-        let sweep = sweep(repo, &name, mark, opts, &lock)?;
+        let sweep = sweep(repo, &name, mark, opts, lock)?;
         report.add_sweep(&sweep);
         if let Some(why) = sweep.pending {
             report.pending = Some(why);
@@ -243,7 +355,7 @@ fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Res
     repo.write_mark(&name, &mark)?;
     crate::fault::pause("before-sweep");
     // 5. Sweep.
-    let sweep = sweep(repo, &name, mark, opts, &lock)?;
+    let sweep = sweep(repo, &name, mark, opts, lock)?;
     report.add_sweep(&sweep);
     report.packs_repacked = repacked.emptied.len();
     report.pending = sweep.pending;
@@ -634,21 +746,22 @@ fn sweep(
         repo.write_mark(name, &mark)?;
     }
     out.spared = mark.spared.len();
+    // Deleted through `delete_objects`: on a repository with object lock each version is
+    // recorded before it is hidden, for `release` to delete once its lock ends.
     let storage = repo.storage();
-    for object in &mark.index {
-        storage.delete(object)?;
-    }
+    repo.delete_objects(&mark.index)?;
     let sizes: HashMap<PackId, u64> = storage
         .list(ObjectKind::Pack.folder())?
         .into_iter()
         .filter_map(|o| Some((PackId::from_object_key(&o.key)?, o.size)))
         .collect();
     let orphans: HashSet<&String> = mark.orphans.iter().collect();
+    let mut packs = Vec::new();
     for pack in mark.doomed_packs() {
         let Some(size) = sizes.get(&pack) else {
             continue; // deleted by an earlier, interrupted sweep
         };
-        storage.delete(&pack.object_key())?;
+        packs.push(pack.object_key());
         out.bytes += size;
         if orphans.contains(&pack.to_hex()) {
             out.orphans += 1;
@@ -656,11 +769,14 @@ fn sweep(
             out.packs += 1;
         }
     }
-    for d in &mark.damage {
-        if !mark.spared.contains(d) {
-            storage.delete(&ObjectKind::Damage.key(d))?;
-        }
-    }
+    repo.delete_objects(&packs)?;
+    let damage: Vec<String> = mark
+        .damage
+        .iter()
+        .filter(|d| !mark.spared.contains(d))
+        .map(|d| ObjectKind::Damage.key(d))
+        .collect();
+    repo.delete_objects(&damage)?;
     let wal_sizes: HashMap<String, u64> = if mark.wal.is_empty() {
         HashMap::new()
     } else {
@@ -670,13 +786,15 @@ fn sweep(
             .map(|o| (o.key, o.size))
             .collect()
     };
+    let mut wal = Vec::new();
     for key in &mark.wal {
         if let Some(size) = wal_sizes.get(key) {
-            storage.delete(key)?;
+            wal.push(key.clone());
             out.wal += 1;
             out.wal_bytes += size;
         }
     }
+    repo.delete_objects(&wal)?;
     for key in &mark.temporary {
         storage.delete(key)?;
     }
@@ -732,4 +850,37 @@ fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
     mark.spared = spared.iter().map(PackId::to_hex).collect();
     mark.spared.sort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which hidden versions a prune deletes depends only on their recorded lock date and
+    /// its clock: due at or after the date, waiting before it, due at once without a lock.
+    #[test]
+    fn hidden_versions_are_due_when_their_lock_ends_by_the_prunes_clock() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let v = |key: &str, until: Option<&str>| ExpiringVersion {
+            key: key.into(),
+            version: format!("v-{key}"),
+            size: 10,
+            until: until.map(t),
+        };
+        let versions = vec![
+            v("data/aa/a", Some("2026-12-07T00:00:00Z")),
+            v("data/bb/b", Some("2026-12-09T00:00:00Z")),
+            v("index/c", None),
+        ];
+        let keys = |vs: &[ExpiringVersion]| vs.iter().map(|v| v.key.clone()).collect::<Vec<_>>();
+        let (due, waiting) = due_at(versions.clone(), t("2026-12-06T12:00:00Z"));
+        assert_eq!(keys(&due), ["index/c"]);
+        assert_eq!(keys(&waiting), ["data/aa/a", "data/bb/b"]);
+        let (due, waiting) = due_at(versions.clone(), t("2026-12-07T00:00:00Z"));
+        assert_eq!(keys(&due), ["data/aa/a", "index/c"]);
+        assert_eq!(keys(&waiting), ["data/bb/b"]);
+        let (due, waiting) = due_at(versions, t("2027-01-01T00:00:00Z"));
+        assert_eq!(due.len(), 3);
+        assert!(waiting.is_empty());
+    }
 }

@@ -110,10 +110,10 @@ fn rebuild(repo: &Repository, progress: &dyn Progress) -> Result<RepairReport> {
         repo.write_index(&entries)?;
         report.index_written += 1;
     }
-    for o in &old {
-        storage.delete(&o.key)?;
-        report.index_removed += 1;
-    }
+    // With object lock, their versions wait in the expiring list for prune.
+    let old_keys: Vec<String> = old.iter().map(|o| o.key.clone()).collect();
+    repo.delete_objects(&old_keys)?;
+    report.index_removed += old_keys.len();
     let present: std::collections::HashSet<PackId> = packs.iter().map(|(p, _)| *p).collect();
     for p in damaged.iter().filter(|p| !present.contains(p)) {
         repo.clear_damage(p)?;

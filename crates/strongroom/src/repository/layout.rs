@@ -19,6 +19,7 @@
 //! wal/<system id>/<tli>/<segment>   archived PostgreSQL WAL (repository::archive)
 //! drills/<time>-<rand>      recovery drill reports (drill)
 //! state/<name>              what strongroom remembers between runs (the alerts last sent)
+//! expiring/<time>-<rand>    object versions prune hid that wait for their object lock to end
 //! ```
 
 use crate::id::PackId;
@@ -53,11 +54,14 @@ pub enum ObjectKind {
     Drill,
     /// A small document strongroom remembers between runs (e.g. `state/alerts`).
     State,
+    /// Object versions a prune hid on a repository with object lock, waiting for their lock
+    /// to end before they are deleted (`repository::expiring`).
+    Expiring,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `check` reads them.
-    pub const ALL: [ObjectKind; 12] = [
+    pub const ALL: [ObjectKind; 13] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
@@ -70,7 +74,30 @@ impl ObjectKind {
         ObjectKind::Wal,
         ObjectKind::Drill,
         ObjectKind::State,
+        ObjectKind::Expiring,
     ];
+
+    /// Whether objects of this kind are written under the repository's object lock. Locks,
+    /// deletion marks and the expiring list are not: they guard or schedule work and hold
+    /// no data, are rewritten (a lock's heartbeat every minute) and must be deletable at
+    /// once (a released lock); each locked version would stay stored for the whole lock.
+    /// Deleting one loses no backup: at worst a prune waits less, or space is reclaimed
+    /// later.
+    pub fn locked(self) -> bool {
+        !matches!(
+            self,
+            ObjectKind::Lock | ObjectKind::Deletion | ObjectKind::Expiring
+        )
+    }
+
+    /// The folders of the kinds written without the object lock (see [`ObjectKind::locked`]).
+    pub fn unlocked_folders() -> Vec<&'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(|k| !k.locked())
+            .map(ObjectKind::folder)
+            .collect()
+    }
 
     /// The prefix under which objects of this kind are listed (`config` is its own key).
     pub fn folder(self) -> &'static str {
@@ -87,6 +114,7 @@ impl ObjectKind {
             ObjectKind::Wal => "wal/",
             ObjectKind::Drill => "drills/",
             ObjectKind::State => "state/",
+            ObjectKind::Expiring => "expiring/",
         }
     }
 

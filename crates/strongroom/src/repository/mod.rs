@@ -10,6 +10,7 @@ pub mod archive;
 pub mod cache;
 pub mod damage;
 pub mod deletion;
+pub mod expiring;
 pub mod forgotten;
 pub mod index;
 pub mod journal;
@@ -64,6 +65,11 @@ pub struct RepoConfig {
     /// the family of repositories sharing its keys (see [`CopyOf`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_of: Option<CopyOf>,
+    /// Set by `init --object-lock DAYS`: every object (but locks, deletion marks and the
+    /// expiring list) is written locked for that long, in that mode (S3 only). Older builds
+    /// ignore it and would write without locks: open such a repository with this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<crate::object_lock::LockPolicy>,
 }
 
 /// What a copy made with `init --copy-of` records of its origin. A copy shares the master
@@ -159,6 +165,44 @@ impl Repository {
             key,
             None,
             (3, default_stream_level()),
+            None,
+        )
+    }
+
+    /// Creates a repository whose every object is written under `lock` (`init
+    /// --object-lock`). The store is probed first: a store without object lock (not S3, or
+    /// a bucket without Object Lock enabled) is refused with [`Error::NoObjectLock`] before
+    /// anything is written.
+    pub fn init_locked(
+        storage: Storage,
+        password: Option<&[u8]>,
+        kdf: KdfParams,
+        lock: crate::object_lock::LockPolicy,
+    ) -> Result<Self> {
+        if lock.days == 0 || lock.days > crate::object_lock::LockPolicy::MAX_DAYS {
+            return Err(Error::Config(format!(
+                "an object lock of {} days is out of range: give 1 to {} days",
+                lock.days,
+                crate::object_lock::LockPolicy::MAX_DAYS
+            )));
+        }
+        storage.probe_object_lock()?;
+        if storage.exists(layout::CONFIG)? {
+            return Err(Error::RepositoryExists(storage.url().to_string()));
+        }
+        let storage = storage.with_object_lock(lock, &ObjectKind::unlocked_folders())?;
+        let key = match password {
+            Some(_) => MasterKey::generate(),
+            None => MasterKey::unencrypted(crypto::random_bytes()),
+        };
+        Self::create(
+            storage,
+            password,
+            kdf,
+            key,
+            None,
+            (3, default_stream_level()),
+            Some(lock),
         )
     }
 
@@ -198,6 +242,7 @@ impl Repository {
             source.key.clone(),
             Some(copy_of),
             levels,
+            None,
         )
     }
 
@@ -210,6 +255,7 @@ impl Repository {
         key: MasterKey,
         copy_of: Option<CopyOf>,
         (compression_level, stream_compression_level): (i32, i32),
+        object_lock: Option<crate::object_lock::LockPolicy>,
     ) -> Result<Self> {
         if password.is_some_and(<[u8]>::is_empty) {
             return Err(Error::EmptyPassword);
@@ -232,6 +278,7 @@ impl Repository {
             compression_level,
             stream_compression_level,
             copy_of,
+            object_lock,
         };
         let body = serde_json::to_vec_pretty(&config).expect("config serializes");
         let sealed = crypto::seal_plain(CONFIG_AAD, &body);
@@ -275,6 +322,11 @@ impl Repository {
     /// Opens an existing repository, unlocking it with `password` when it is encrypted.
     pub fn open(storage: Storage, password: Option<&[u8]>) -> Result<Self> {
         let (config, sealed) = read_config(&storage)?;
+        // Every write from here on follows the repository's object lock.
+        let storage = match config.object_lock {
+            Some(lock) => storage.with_object_lock(lock, &ObjectKind::unlocked_folders())?,
+            None => storage,
+        };
         if config.encryption == "none" {
             let mut id = [0u8; 32];
             hex::decode_to_slice(config.id_key.as_deref().unwrap_or_default(), &mut id)

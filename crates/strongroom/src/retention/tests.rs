@@ -792,3 +792,52 @@ fn reasons_are_written_as_strings() {
 }
 
 mod properties;
+
+#[test]
+fn earliest_release_is_the_latest_lower_bound_of_the_reasons() {
+    let t = |s: &str| s.parse::<Timestamp>().unwrap();
+    let policy = Policy {
+        keep_daily: Some(7),
+        keep_weekly: Some(4),
+        keep_monthly: Some(2),
+        keep_within: Some(Duration::from_secs(3 * 86_400)),
+        pitr_window: Some(Duration::from_secs(86_400)),
+        tag_within: vec![("pre-migration".into(), Duration::from_secs(90 * 86_400))],
+        ..Policy::default()
+    };
+    // Wednesday 2026-12-02 13:30.
+    let started = t("2026-12-02T13:30:00Z");
+    let finished = t("2026-12-02T13:40:00Z");
+    let now = t("2026-12-06T00:00:00Z");
+    let at = |reasons: &[Reason]| earliest_release(&policy, reasons, started, finished, now);
+    assert_eq!(at(&[Reason::Daily]), Some(t("2026-12-09T00:00:00Z")));
+    // ISO week from Monday 2026-11-30, four weeks on.
+    assert_eq!(at(&[Reason::Weekly]), Some(t("2026-12-28T00:00:00Z")));
+    assert_eq!(at(&[Reason::Monthly]), Some(t("2027-02-01T00:00:00Z")));
+    assert_eq!(
+        at(&[Reason::Within]),
+        Some(t("2026-12-06T00:00:00Z")).max(Some(now))
+    );
+    assert_eq!(
+        at(&[Reason::TagWithin("pre-migration".into())]),
+        Some(t("2027-03-02T13:30:00Z"))
+    );
+    // The PITR window counts from the end; `newest` may lapse now.
+    assert_eq!(at(&[Reason::Pitr]), Some(now));
+    assert_eq!(at(&[Reason::Newest]), Some(now));
+    // Every reason must lapse: the latest wins; a kept tag never lapses.
+    assert_eq!(
+        at(&[Reason::Daily, Reason::Monthly, Reason::Newest]),
+        Some(t("2027-02-01T00:00:00Z"))
+    );
+    assert_eq!(at(&[Reason::Daily, Reason::Tag("keep".into())]), None);
+    assert_eq!(at(&[Reason::NoPolicy]), None);
+    let recent = earliest_release(
+        &policy,
+        &[Reason::Pitr],
+        t("2026-12-05T20:00:00Z"),
+        t("2026-12-05T20:10:00Z"),
+        now,
+    );
+    assert_eq!(recent, Some(t("2026-12-06T20:10:00Z")));
+}

@@ -245,9 +245,9 @@ impl Repository {
             hex::encode(crate::crypto::random_bytes::<4>())
         ));
         self.storage.put(&key, &self.key.seal(SEGMENT_AAD, &body))?;
-        for k in &folded {
-            self.storage.delete(k)?;
-        }
+        // With object lock, their versions wait in the expiring list for prune.
+        let folded: Vec<String> = folded.into_iter().cloned().collect();
+        self.delete_objects(&folded)?;
         tracing::info!(
             "folded {} journal objects ({} records) into {key}",
             folded.len(),
