@@ -154,6 +154,17 @@ fn hash_hex(bytes: &[u8]) -> String {
 impl Repository {
     /// Creates a repository; encrypted with `password` unless `password` is `None`.
     pub fn init(storage: Storage, password: Option<&[u8]>, kdf: KdfParams) -> Result<Self> {
+        Self::fresh(storage, password, kdf, None)
+    }
+
+    /// A repository under a new master key (encrypted when `password` is given), its
+    /// objects written under `lock` when one is given.
+    fn fresh(
+        storage: Storage,
+        password: Option<&[u8]>,
+        kdf: KdfParams,
+        lock: Option<crate::object_lock::LockPolicy>,
+    ) -> Result<Self> {
         let key = match password {
             Some(_) => MasterKey::generate(),
             None => MasterKey::unencrypted(crypto::random_bytes()),
@@ -165,7 +176,7 @@ impl Repository {
             key,
             None,
             (3, default_stream_level()),
-            None,
+            lock,
         )
     }
 
@@ -191,19 +202,7 @@ impl Repository {
             return Err(Error::RepositoryExists(storage.url().to_string()));
         }
         let storage = storage.with_object_lock(lock, &ObjectKind::unlocked_folders())?;
-        let key = match password {
-            Some(_) => MasterKey::generate(),
-            None => MasterKey::unencrypted(crypto::random_bytes()),
-        };
-        Self::create(
-            storage,
-            password,
-            kdf,
-            key,
-            None,
-            (3, default_stream_level()),
-            Some(lock),
-        )
+        Self::fresh(storage, password, kdf, Some(lock))
     }
 
     /// Creates a copy of `source` (`init --copy-of`): a repository of its own (its own id,
