@@ -17,23 +17,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
-use strongroom::hotel::{self, Rng, Scale};
+use strongroom::hotel::Rng;
 use strongroom_testkit::postgres::{Cluster, bindirs, give_to_server_user};
 
 /// The copy's own password: a copy shares its source's keys, not its passwords.
 const COPY_PASSWORD: &str = "another horse, another battery";
-
-fn hotel_db(env: &Env, bookings: u64) -> (PathBuf, String) {
-    let db = env.path("hotel.db");
-    hotel::create(&db, Scale::bookings(bookings), 42).unwrap();
-    let src = format!("sqlite:{}", db.display());
-    (db, src)
-}
-
-fn update(db: &Path, fraction: f64, seed: u64) {
-    let mut c = rusqlite::Connection::open(db).unwrap();
-    hotel::update_random_bookings(&mut c, fraction, seed).unwrap();
-}
 
 /// A local primary repository for a copy into `dest`.
 fn primary() -> Env {
@@ -126,14 +114,14 @@ fn a_copy_restores_alone_and_a_second_run_moves_only_what_is_new() {
     for dest in envs() {
         let primary = primary();
         primary.init();
-        let (db, src) = hotel_db(&primary, 100_000);
+        let (db, src) = primary.hotel_db(100_000);
         let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let first = primary.json(&["backup", &src]);
         states.insert(
             first["id"].as_str().unwrap().into(),
             std::fs::read(&db).unwrap(),
         );
-        update(&db, 0.05, 1);
+        common::update_bookings(&db, 0.05, 1);
         let second = primary.json(&["backup", &src, "--tag", "pre-migration"]);
         states.insert(
             second["id"].as_str().unwrap().into(),
@@ -174,7 +162,7 @@ fn a_copy_restores_alone_and_a_second_run_moves_only_what_is_new() {
         }
 
         // A 1% change: the copy reads and writes about what the backup added.
-        update(&db, 0.01, 2);
+        common::update_bookings(&db, 0.01, 2);
         let third = primary.json(&["backup", &src]);
         let added = n(&third["added"]);
         states.insert(
@@ -230,9 +218,9 @@ fn a_copy_restores_alone_and_a_second_run_moves_only_what_is_new() {
 fn configured_copies_are_copied_without_to_and_keep_their_own_retention() {
     let primary = primary();
     primary.init();
-    let (db, src) = hotel_db(&primary, 5_000);
+    let (db, src) = primary.hotel_db(5_000);
     for i in 0..3 {
-        update(&db, 0.1, i);
+        common::update_bookings(&db, 0.1, i);
         primary.json(&["backup", &src]);
     }
     let targets: Vec<Env> = vec![envs().remove(0), envs().remove(0)];
@@ -295,7 +283,7 @@ fn configured_copies_are_copied_without_to_and_keep_their_own_retention() {
     c.env_remove("STRONGROOM_PASSWORD")
         .args(["--repo", &targets[0].repo, "forget", "--prune"]);
     common::json_of(c);
-    update(&db, 0.1, 9);
+    common::update_bookings(&db, 0.1, 9);
     primary.json(&["backup", &src]);
     let mut c = with_config(&primary);
     c.arg("copy");
@@ -352,10 +340,10 @@ fn killed_copies(store: Store, random_kills: usize) {
         let remote = dest.repo.contains("://");
         let primary = primary();
         primary.init();
-        let (db, src) = hotel_db(&primary, 40_000);
+        let (db, src) = primary.hotel_db(40_000);
         let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let backup = |round: u64, states: &mut BTreeMap<String, Vec<u8>>| {
-            update(&db, 0.2, round);
+            common::update_bookings(&db, 0.2, round);
             let s = primary.json(&["backup", &src]);
             states.insert(
                 s["id"].as_str().unwrap().into(),
@@ -455,10 +443,10 @@ fn a_damaged_source_pack_is_named_with_its_snapshot_and_never_copied() {
     for dest in envs() {
         let primary = primary();
         primary.init();
-        let (db, src) = hotel_db(&primary, 5_000);
+        let (db, src) = primary.hotel_db(5_000);
         let good = primary.json(&["backup", &src]);
         let before = listed(&primary, "data/");
-        update(&db, 0.3, 1);
+        common::update_bookings(&db, 0.3, 1);
         let hit = primary.json(&["backup", &src]);
         let hit_id = hit["id"].as_str().unwrap();
         let pack = listed(&primary, "data/")
@@ -506,7 +494,7 @@ fn a_damaged_source_pack_is_named_with_its_snapshot_and_never_copied() {
 fn a_destination_that_is_not_a_copy_is_refused_in_one_sentence() {
     let primary = primary();
     primary.init();
-    let (_db, src) = hotel_db(&primary, 2_000);
+    let (_db, src) = primary.hotel_db(2_000);
     primary.json(&["backup", &src]);
     for dest in envs() {
         // A repository of its own: plain init, its own keys.
@@ -732,7 +720,7 @@ fn detail(c: &Value) -> &str {
 fn monitored(extra: &str) -> (Env, PathBuf) {
     let primary = primary();
     primary.init();
-    let (db, src) = hotel_db(&primary, 2_000);
+    let (db, src) = primary.hotel_db(2_000);
     std::fs::write(
         primary.path("strongroom.toml"),
         format!(
@@ -785,7 +773,7 @@ fn status_judges_a_copy_by_its_lag_against_the_rpo_and_alerts_when_it_falls_behi
     assert!(alerts().is_empty(), "{:#?}", alerts());
 
     // A backup the copy does not have: within the RPO (15 min) it is only said.
-    update(&db, 0.05, 1);
+    common::update_bookings(&db, 0.05, 1);
     let second = run_at(&primary, "2026-11-10 11:00:00", &["backup", "--json"]);
     let second: Value = serde_json::from_str(&second).unwrap();
     let second = second["short_id"].as_str().unwrap().to_string();

@@ -10,9 +10,8 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-use strongroom::hotel::{self, Rng, Scale};
+use strongroom::hotel::Rng;
 use strongroom_testkit::s3proxy::{Fault, FaultProxy, Plan, Rule};
 
 mod common;
@@ -128,18 +127,6 @@ fn verify_all(env: &Env, copies: &BTreeMap<String, Vec<u8>>, state_of_new: &[u8]
     ids
 }
 
-fn hotel_db(env: &Env) -> (PathBuf, String) {
-    let db = env.path("hotel.db");
-    hotel::create(&db, Scale::bookings(3000), 42).unwrap();
-    let src = format!("sqlite:{}", db.display());
-    (db, src)
-}
-
-fn update(db: &Path, seed: u64) {
-    let mut c = rusqlite::Connection::open(db).unwrap();
-    hotel::update_random_bookings(&mut c, 0.3, seed).unwrap();
-}
-
 #[test]
 fn jobs_through_a_faulty_store_complete_or_fail_cleanly_s3() {
     jobs_through_a_faulty_store(Store::S3);
@@ -163,11 +150,11 @@ fn jobs_through_a_faulty_store(store: Store) {
     let seed = common::seed();
     let mut rng = Rng::new(seed);
     env.init();
-    let (db, src) = hotel_db(env);
+    let (db, src) = env.hotel_db(3000);
     let mut copies: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let (mut ok, mut failed) = (0, 0);
     for round in 0..16u64 {
-        update(&db, round);
+        common::update_bookings(&db, 0.3, round);
         let state = std::fs::read(&db).unwrap();
         let plan = random_plan(&mut rng);
         let plan_seed = plan.seed();
@@ -252,7 +239,7 @@ fn a_check_through_a_failing_store(store: Store) {
     };
     let env = &faulty.env;
     env.init();
-    let (_db, src) = hotel_db(env);
+    let (_db, src) = env.hotel_db(3000);
     env.json(&["backup", &src]);
     // Every pack download is cut short: the store is failing, the data is not damaged.
     faulty.proxy.set_plan(

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 use strongroom::hotel::{self, Rng, Scale};
@@ -54,18 +54,6 @@ impl Env {
     }
 }
 
-fn hotel_db(env: &Env, bookings: u64) -> (PathBuf, String) {
-    let db = env.path("hotel.db");
-    hotel::create(&db, Scale::bookings(bookings), 42).unwrap();
-    let src = format!("sqlite:{}", db.display());
-    (db, src)
-}
-
-fn update(db: &Path, fraction: f64, seed: u64) {
-    let mut c = rusqlite::Connection::open(db).unwrap();
-    hotel::update_random_bookings(&mut c, fraction, seed).unwrap();
-}
-
 fn reasons(doc: &Value, id: &str) -> Vec<String> {
     doc["keep"]
         .as_array()
@@ -100,7 +88,7 @@ fn repo_bytes(env: &Env) -> u64 {
 fn forget_applies_the_policy_per_source_and_says_why() {
     let env = envs().remove(0);
     env.init();
-    let (db, src) = hotel_db(&env, 500);
+    let (db, src) = env.hotel_db(500);
     // Twelve daily snapshots at 02:00, two on the last day, and one tagged pre-migration.
     let mut daily = Vec::new();
     for day in 1..=12 {
@@ -116,7 +104,7 @@ fn forget_applies_the_policy_per_source_and_says_why() {
         );
         let s: Value = serde_json::from_slice(&out.stdout).unwrap();
         daily.push(s["id"].as_str().unwrap().to_string());
-        update(&db, 0.05, day);
+        common::update_bookings(&db, 0.05, day);
     }
     let out = env
         .at("2026-11-12 14:00:00")
@@ -201,7 +189,7 @@ fn forget_applies_the_policy_per_source_and_says_why() {
 fn prune_frees_space_and_every_kept_snapshot_restores_byte_identical() {
     for env in envs_on(&LOCAL_AND_S3) {
         env.init();
-        let (db, src) = hotel_db(&env, 3000);
+        let (db, src) = env.hotel_db(3000);
         let mut copies: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for i in 0..5 {
             let id = env.backup_json(&src, &[])["id"]
@@ -209,7 +197,7 @@ fn prune_frees_space_and_every_kept_snapshot_restores_byte_identical() {
                 .unwrap()
                 .to_string();
             copies.insert(id, std::fs::read(&db).unwrap());
-            update(&db, 0.3, i);
+            common::update_bookings(&db, 0.3, i);
         }
         let before = repo_bytes(&env);
         let dry = env.json(&["forget", "--keep-last", "2", "--prune", "--dry-run"]);
@@ -259,7 +247,7 @@ fn paused(env: &Env, args: &[&str], point: &str, dir: &Path) -> Child {
 fn a_backup_running_during_prune_loses_nothing() {
     for env in envs() {
         env.init();
-        let (db, src) = hotel_db(&env, 2000);
+        let (db, src) = env.hotel_db(2000);
         let first = env.backup_id(&src);
         let content = std::fs::read(&db).unwrap();
         // A second backup of the same data loads the index (every chunk is there), then
@@ -300,10 +288,10 @@ fn a_backup_running_during_prune_loses_nothing() {
         assert_eq!(check["pending_deletions"], 0);
         assert!(env.restored(&second) == content);
         // A prune waits for a backup that began before its mark, and the backup never waits.
-        update(&db, 0.5, 1);
+        common::update_bookings(&db, 0.5, 1);
         env.backup_json(&src, &[]);
         env.json(&["forget", &second]);
-        update(&db, 0.5, 2);
+        common::update_bookings(&db, 0.5, 2);
         let backup = paused(&env, &["backup", &src, "--json"], "before-commit", &pause);
         let prune = paused(
             &env,
@@ -328,7 +316,7 @@ fn a_backup_running_during_prune_loses_nothing() {
 fn a_killed_prune_is_finished_by_the_next_and_stale_locks_are_named() {
     for env in envs() {
         env.init();
-        let (db, src) = hotel_db(&env, 2000);
+        let (db, src) = env.hotel_db(2000);
         let mut copies = BTreeMap::new();
         for i in 0..3 {
             let id = env.backup_json(&src, &[])["id"]
@@ -336,7 +324,7 @@ fn a_killed_prune_is_finished_by_the_next_and_stale_locks_are_named() {
                 .unwrap()
                 .to_string();
             copies.insert(id, std::fs::read(&db).unwrap());
-            update(&db, 0.5, i);
+            common::update_bookings(&db, 0.5, i);
         }
         env.json(&["forget", "--keep-last", "1"]);
         // Killed with its mark written and nothing deleted.
@@ -355,7 +343,7 @@ fn a_killed_prune_is_finished_by_the_next_and_stale_locks_are_named() {
             .collect();
         assert_eq!(stale.len(), 1, "the killed prune's lock: {check:#}");
         // A killed backup leaves packs no index names, and a stale lock.
-        update(&db, 0.5, 9);
+        common::update_bookings(&db, 0.5, 9);
         let mut backup = paused(&env, &["backup", &src], "before-commit", &pause);
         backup.kill().unwrap();
         backup.wait().unwrap();
@@ -383,7 +371,7 @@ fn a_killed_prune_is_finished_by_the_next_and_stale_locks_are_named() {
 fn repair_index_rebuilds_it_from_the_packs() {
     for env in envs_on(&LOCAL_AND_S3) {
         env.init();
-        let (db, src) = hotel_db(&env, 2000);
+        let (db, src) = env.hotel_db(2000);
         let first = env.backup_id(&src);
         let content = std::fs::read(&db).unwrap();
         let storage = env.storage();
@@ -423,14 +411,14 @@ fn kills_at_random_moments_never_lose_a_listed_snapshot() {
             10
         };
         env.init();
-        let (db, src) = hotel_db(&env, 4000);
+        let (db, src) = env.hotel_db(4000);
         let mut copies: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut kills = 0;
         let mut round = 0u64;
         while kills < wanted {
             round += 1;
             assert!(round < 200, "too few kills landed");
-            update(&db, 0.2, round);
+            common::update_bookings(&db, 0.2, round);
             let state = std::fs::read(&db).unwrap();
             let prune = rng.below(2) == 0 && copies.len() > 2;
             let args: Vec<&str> = if prune {
@@ -521,7 +509,7 @@ fn check_and_prune_say_zero_and_one_in_words() {
         );
 
         // One snapshot in one pack: singular, and nothing to remove said in words.
-        let (_, src) = hotel_db(&env, 200);
+        let (_, src) = env.hotel_db(200);
         let id = env.backup_id(&src);
         let text = said(&env, &["check", "--read-data"]);
         let lines: Vec<&str> = text.lines().collect();
@@ -588,7 +576,7 @@ fn check_and_prune_say_zero_and_one_in_words() {
 fn bad_flag_combinations_are_usage_errors() {
     let env = envs().into_iter().next().unwrap();
     env.init();
-    let (_, src) = hotel_db(&env, 50);
+    let (_, src) = env.hotel_db(50);
     let id = env.backup_id(&src);
     for args in [
         vec!["forget", &id[..8], "--keep-last", "1"],

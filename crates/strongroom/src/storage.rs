@@ -663,8 +663,38 @@ fn short_detail(url: &str, e: &opendal::Error) -> String {
         opendal::ErrorKind::PermissionDenied => {
             "access denied; check the credentials and the bucket policy".into()
         }
-        kind => format!("{kind}: {}", e.message()),
+        kind => format!("{kind}: {}", one_line(e.message())),
     }
+}
+
+/// A server's error body as one clause: an XML body's `Code: Message` (S3's shape, which
+/// proxies and emulators answer for any store), a JSON body's `error.message` (GCS's), else
+/// the first line. Multi-line bodies would break the one-sentence error rule.
+fn one_line(message: &str) -> String {
+    let tag = |name: &str| {
+        let start = message.find(&format!("<{name}>"))? + name.len() + 2;
+        let len = message[start..].find(&format!("</{name}>"))?;
+        Some(message[start..start + len].trim().to_string())
+    };
+    if let Some(code) = tag("Code") {
+        return match tag("Message") {
+            Some(m) if !m.is_empty() => format!("{code}: {m}"),
+            _ => code,
+        };
+    }
+    if let Some(m) = message
+        .find('{')
+        .and_then(|at| serde_json::from_str::<serde_json::Value>(&message[at..]).ok())
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+    {
+        return m;
+    }
+    message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn local_read_err(key: &str, path: &Path, e: std::io::Error) -> Error {

@@ -259,9 +259,16 @@ impl Env {
     /// A hotel database `hotel.db` with `bookings` bookings, an initialised repository, and
     /// the database's source URL.
     pub fn hotel_source(&self, bookings: u64) -> (PathBuf, String) {
+        let made = self.hotel_db(bookings);
+        self.init();
+        made
+    }
+
+    /// A hotel database of `bookings` bookings at `hotel.db` in this environment's
+    /// directory, and its source URL (the repository is left as it is).
+    pub fn hotel_db(&self, bookings: u64) -> (PathBuf, String) {
         let db = self.path("hotel.db");
         make_db(&db, bookings);
-        self.init();
         let src = format!("sqlite:{}", db.display());
         (db, src)
     }
@@ -269,6 +276,12 @@ impl Env {
 
 pub fn make_db(path: &std::path::Path, bookings: u64) {
     strongroom::hotel::create(path, strongroom::hotel::Scale::bookings(bookings), 42).unwrap();
+}
+
+/// Changes `fraction` of the bookings of the hotel database at `db`, chosen by `seed`.
+pub fn update_bookings(db: &std::path::Path, fraction: f64, seed: u64) {
+    let mut c = rusqlite::Connection::open(db).unwrap();
+    strongroom::hotel::update_random_bookings(&mut c, fraction, seed).unwrap();
 }
 
 pub fn invariant_holds(path: &std::path::Path) -> bool {

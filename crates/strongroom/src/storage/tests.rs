@@ -106,3 +106,12 @@ fn bad_urls_are_refused_with_a_reason() {
         assert!(e.contains(want), "{u}: {e}");
     }
 }
+
+#[test]
+fn a_servers_error_body_becomes_one_clause() {
+    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>x</RequestId></Error>\n";
+    assert_eq!(one_line(xml), "SlowDown: Please reduce your request rate.");
+    let json = "{\"error\": {\"code\": 503, \"message\": \"Backend Error\"}}";
+    assert_eq!(one_line(json), "Backend Error");
+    assert_eq!(one_line("\n  first\nsecond"), "first");
+}
