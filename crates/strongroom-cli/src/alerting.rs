@@ -218,6 +218,9 @@ pub fn hint(job: &str, kind: ErrorKind) -> &'static str {
         }
         ErrorKind::BadInput => "fix the job's arguments or strongroom.toml as the error says",
         ErrorKind::Usage => "fix the job's flags as the error says (`--help` shows them)",
+        ErrorKind::AppendOnly => {
+            "this host holds an append-only key: run the job where a full key is (an operator's machine), or give this job a full key"
+        }
         ErrorKind::Unsupported => {
             "this build of strongroom cannot do that; see the error, or upgrade strongroom"
         }

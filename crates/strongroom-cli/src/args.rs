@@ -619,7 +619,7 @@ pub enum WalAction {
 pub enum KeyAction {
     /// Add a password (read from the first line of FILE), or make a key file.
     #[command(
-        after_help = "Examples:\n  strongroom key add --new-password-file /run/secrets/ops --label ops-team\n  strongroom key add --new-key-file /var/lib/postgresql/strongroom.key --label wal-archiving\n\nA key file holds 256 random bits. Give it as the password file (--password-file,\nSTRONGROOM_PASSWORD_FILE or password_file in the config): it opens the repository without the\nmemory-hard password stretching, which is what lets `wal push` archive hundreds of segments a\nminute. Keep it readable by the database's system user only, as the data it protects."
+        after_help = "Examples:\n  strongroom key add --new-password-file /run/secrets/ops --label ops-team\n  strongroom key add --new-key-file /var/lib/postgresql/strongroom.key --label wal-archiving\n  strongroom key add --append-only --new-key-file /var/lib/postgresql/strongroom.key --label db1\n\nA key file holds 256 random bits. Give it as the password file (--password-file,\nSTRONGROOM_PASSWORD_FILE or password_file in the config): it opens the repository without the\nmemory-hard password stretching, which is what lets `wal push` archive hundreds of segments a\nminute. Keep it readable by the database's system user only, as the data it protects.\n\nAn append-only key (--append-only) is what a database host should hold: its backups and WAL\nare sealed so that only full keys read them, even the host cannot read them back. It cannot\nrestore, verify, check, forget, prune, export, copy, read the journal or `wal fetch`\n(restore_command needs a full key), and it never deletes. Give the host store credentials\nthat cannot delete or overwrite either (a bucket policy), and see `strongroom status` for\nwhat protects each repository."
     )]
     #[command(group = clap::ArgGroup::new("secret").required(true))]
     Add {
@@ -632,8 +632,12 @@ pub enum KeyAction {
         /// A label for the slot (who or what it is for).
         #[arg(long, default_value = "")]
         label: String,
+        /// Make an append-only key, for a database host: it may `backup`, `wal push` and
+        /// `list` its own snapshots, and nothing that reads contents or deletes.
+        #[arg(long)]
+        append_only: bool,
     },
-    /// List key slots: id, label and when each was made.
+    /// List key slots: id, label, kind and when each was made.
     #[command(after_help = "Examples:\n  strongroom key list\n  strongroom key list --json")]
     List,
     /// Remove a key slot, so its password no longer opens the repository.

@@ -6,11 +6,23 @@
 //! ([`MasterKey::local_key`]) and the envelope format. Must not do I/O: callers hand bytes in
 //! and get bytes out.
 //!
-//! The data key (encrypts) and the id key (names chunks) are separate on purpose: a later
-//! write-only backup host can be given the id key and a public recipient without the data key.
+//! The data key (encrypts) and the id key (names chunks) are separate on purpose: an
+//! append-only key (`key add --append-only`, for a database host) holds the id key and a
+//! public recipient, never the data key. It seals every object it writes to the recipient,
+//! whose private half is derived from the data key, so only full keys read what a host
+//! wrote, the host itself included. Its slot also carries the *shared key* (derived from the
+//! data key; seals what both kinds of key must read: deletion marks) and its own *catalog
+//! key* (derived from the data key and the slot's catalog id; seals the host's record of what
+//! it stored, `repository::catalog`). docs/ARCHITECTURE.md, "Append-only keys", has the
+//! threat model.
 //!
 //! Envelope formats, first byte tells which:
-//! * `0x01` encrypted: `01 ‖ nonce(24) ‖ XChaCha20-Poly1305(ciphertext ‖ tag(16))`
+//! * `0x01` encrypted: `01 ‖ nonce(24) ‖ XChaCha20-Poly1305(ciphertext ‖ tag(16))`, under the
+//!   data key (or the shared or a catalog key, by the caller's choice: [`MasterKey::seal_shared`]).
+//! * `0x02` sealed to the recipient, by an append-only key: `02 ‖ ephemeral X25519 public
+//!   key(32) ‖ nonce(24) ‖ XChaCha20-Poly1305(ciphertext ‖ tag(16))` under
+//!   BLAKE3-derive-key(X25519(ephemeral, recipient) ‖ ephemeral public ‖ recipient). A fresh
+//!   ephemeral key per envelope: a host keeps nothing that opens what it sealed.
 //! * `0x00` plain (repositories made with `--encryption none`, and the config and key slot
 //!   files that must be readable before any key is known): `00 ‖ bytes ‖ BLAKE3(aad ‖ bytes)`.
 //!   That detects damage, not tampering.
@@ -24,6 +36,7 @@ use std::fmt;
 
 const TAG_PLAIN: u8 = 0x00;
 const TAG_XCHACHA: u8 = 0x01;
+const TAG_SEALED_TO: u8 = 0x02;
 const NONCE_LEN: usize = 24;
 const HASH_LEN: usize = 32;
 
@@ -35,13 +48,42 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// The repository's secret material, unwrapped from a key slot (or stored openly with
-/// `--encryption none`, where only the id key exists and nothing is secret).
+/// `--encryption none`, where only the id key exists and nothing is secret). A *full* key
+/// holds the data key; an *append-only* key holds instead what a database host needs to
+/// write ([`AppendOnly`]).
 #[derive(Clone)]
 pub struct MasterKey {
-    /// Encrypts and authenticates objects; `None` for unencrypted repositories.
+    /// Encrypts and authenticates objects; `None` for unencrypted repositories and for
+    /// append-only keys.
     data: Option<[u8; 32]>,
     /// Keys the chunk-id hash.
     id: [u8; 32],
+    /// What an append-only key holds in place of the data key.
+    append_only: Option<AppendOnly>,
+}
+
+/// What an append-only key holds: enough to write objects only full keys can read, to read
+/// deletion marks, and to read and write its own catalog.
+#[derive(Clone)]
+pub struct AppendOnly {
+    /// The X25519 public key every object is sealed to.
+    recipient: [u8; 32],
+    /// The shared key ([`MasterKey::seal_shared`]).
+    shared: [u8; 32],
+    /// Names the slot's catalog folder (`catalogs/<id>/`).
+    catalog_id: String,
+    /// Seals the slot's catalog.
+    catalog: [u8; 32],
+}
+
+/// What kind of key opened a repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyRole {
+    /// Reads and writes everything.
+    Full,
+    /// Writes backups and WAL, lists its own snapshots; reads no contents, deletes nothing.
+    AppendOnly,
 }
 
 impl fmt::Debug for MasterKey {
@@ -54,9 +96,27 @@ impl fmt::Debug for MasterKey {
 #[derive(Serialize, Deserialize)]
 struct MasterKeyWire {
     repo_id: String,
+    /// Empty in an append-only slot.
     data_key: String,
     id_key: String,
     config_hash: String,
+    /// The append-only part (absent in a full slot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    append_only: Option<AppendOnlyWire>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AppendOnlyWire {
+    recipient: String,
+    shared_key: String,
+    catalog_id: String,
+    catalog_key: String,
+}
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
 }
 
 impl MasterKey {
@@ -65,6 +125,7 @@ impl MasterKey {
         MasterKey {
             data: Some(random_bytes()),
             id: random_bytes(),
+            append_only: None,
         }
     }
 
@@ -73,12 +134,108 @@ impl MasterKey {
         MasterKey {
             data: None,
             id: id_key,
+            append_only: None,
         }
     }
 
     /// Whether objects are encrypted under this key.
     pub fn is_encrypted(&self) -> bool {
-        self.data.is_some()
+        self.data.is_some() || self.append_only.is_some()
+    }
+
+    /// Whether this is a full key or an append-only one.
+    pub fn role(&self) -> KeyRole {
+        if self.append_only.is_some() {
+            KeyRole::AppendOnly
+        } else {
+            KeyRole::Full
+        }
+    }
+
+    /// A new append-only key derived from this full key, with a catalog of its own; `None`
+    /// for an unencrypted repository or an append-only key.
+    pub fn derive_append_only(&self) -> Option<MasterKey> {
+        let data = self.data.as_ref()?;
+        let catalog_id = hex::encode(random_bytes::<16>());
+        Some(MasterKey {
+            data: None,
+            id: self.id,
+            append_only: Some(AppendOnly {
+                recipient: x25519_dalek::PublicKey::from(&recipient_secret(data)).to_bytes(),
+                shared: shared_key(data),
+                catalog: catalog_key(data, &catalog_id),
+                catalog_id,
+            }),
+        })
+    }
+
+    /// The shared key: the data key's derivation that append-only keys also hold.
+    fn shared(&self) -> Option<[u8; 32]> {
+        match (&self.data, &self.append_only) {
+            (Some(data), _) => Some(shared_key(data)),
+            (None, Some(a)) => Some(a.shared),
+            (None, None) => None,
+        }
+    }
+
+    /// Seals what full and append-only keys must both read (deletion marks); plain in an
+    /// unencrypted repository.
+    pub fn seal_shared(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        match self.shared() {
+            Some(key) => seal_with(&key, aad, plaintext),
+            None => seal_plain(aad, plaintext),
+        }
+    }
+
+    /// Opens an envelope of [`MasterKey::seal_shared`]; a full key also opens one sealed
+    /// under the data key (marks written before append-only keys existed).
+    pub fn open_shared(&self, object: &str, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        match (sealed.first(), self.shared()) {
+            (Some(&TAG_XCHACHA), Some(key)) => match open_with(&key, aad, sealed) {
+                Some(plain) => Ok(plain),
+                None if self.data.is_some() => self.open(object, aad, sealed),
+                None => Err(Error::corrupt(
+                    object,
+                    "authentication failed (the bytes were changed, or it was sealed for full keys only)",
+                )),
+            },
+            _ => self.open(object, aad, sealed),
+        }
+    }
+
+    /// The folder name of this append-only key's catalog.
+    pub fn catalog_id(&self) -> Option<&str> {
+        self.append_only.as_ref().map(|a| a.catalog_id.as_str())
+    }
+
+    /// Seals a catalog object of this append-only key; `None` for a full key.
+    pub fn seal_catalog(&self, aad: &[u8], plaintext: &[u8]) -> Option<Vec<u8>> {
+        let a = self.append_only.as_ref()?;
+        Some(seal_with(&a.catalog, aad, plaintext))
+    }
+
+    /// Opens a catalog object of the catalog `catalog_id`: an append-only key opens its
+    /// own, a full key any.
+    pub fn open_catalog(
+        &self,
+        catalog_id: &str,
+        object: &str,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
+        let key = match (&self.data, &self.append_only) {
+            (Some(data), _) => catalog_key(data, catalog_id),
+            (None, Some(a)) if a.catalog_id == catalog_id => a.catalog,
+            _ => return Err(Error::AppendOnly("read another host's catalog".into())),
+        };
+        open_with(&key, aad, sealed)
+            .ok_or_else(|| Error::corrupt(object, "authentication failed (the bytes were changed)"))
+    }
+
+    /// Whether `sealed` was written by an append-only key (a `0x02` envelope): a full key
+    /// does not vouch for what it holds until it has checked it.
+    pub fn sealed_by_append_only(sealed: &[u8]) -> bool {
+        sealed.first() == Some(&TAG_SEALED_TO)
     }
 
     /// The chunk-id key (stored in the clear in unencrypted repositories).
@@ -94,7 +251,7 @@ impl MasterKey {
         let ct_eq = |a: &[u8; 32], b: &[u8; 32]| blake3::Hash::from(*a) == blake3::Hash::from(*b);
         let data = match (&self.data, &other.data) {
             (Some(a), Some(b)) => ct_eq(a, b),
-            (None, None) => true,
+            (None, None) => self.append_only.is_none() && other.append_only.is_none(),
             _ => false,
         };
         data & ct_eq(&self.id, &other.id)
@@ -106,9 +263,12 @@ impl MasterKey {
     /// there it holds against those who cannot read the repository). `context` names the
     /// use, so keys for different uses differ.
     pub fn local_key(&self, context: &str) -> [u8; 32] {
-        let mut material = Vec::with_capacity(64);
+        let mut material = Vec::with_capacity(96);
         if let Some(data) = &self.data {
             material.extend_from_slice(data);
+        }
+        if let Some(a) = &self.append_only {
+            material.extend_from_slice(&a.catalog);
         }
         material.extend_from_slice(&self.id);
         blake3::derive_key(context, &material)
@@ -121,20 +281,52 @@ impl MasterKey {
 
     /// Wraps `plaintext` in the envelope; `aad` binds it to its object type (an index cannot
     /// pass for a manifest), not to its name.
+    /// An append-only key seals to the recipient (`0x02`), which only full keys open.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        match &self.data {
-            Some(key) => seal_with(key, aad, plaintext),
-            None => seal_plain(aad, plaintext),
+        match (&self.data, &self.append_only) {
+            (Some(key), _) => seal_with(key, aad, plaintext),
+            (None, Some(a)) => seal_to(&a.recipient, aad, plaintext),
+            (None, None) => seal_plain(aad, plaintext),
         }
     }
 
-    /// Opens an envelope made by [`MasterKey::seal`]; `object` names it in errors.
+    /// Seals as an append-only key of this repository would (`0x02`, to the recipient): a
+    /// full key rewriting what a host wrote keeps it marked as the host's. Plain in an
+    /// unencrypted repository.
+    pub fn seal_as_host(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        match (&self.data, &self.append_only) {
+            (Some(data), _) => seal_to(
+                &x25519_dalek::PublicKey::from(&recipient_secret(data)).to_bytes(),
+                aad,
+                plaintext,
+            ),
+            (None, Some(a)) => seal_to(&a.recipient, aad, plaintext),
+            (None, None) => seal_plain(aad, plaintext),
+        }
+    }
+
+    /// Opens an envelope made by [`MasterKey::seal`]; `object` names it in errors. An
+    /// append-only key opens nothing: [`Error::AppendOnly`].
     pub fn open(&self, object: &str, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        if self.append_only.is_some() {
+            return Err(Error::AppendOnly(format!("read {object}")));
+        }
         match sealed.first() {
             Some(&TAG_XCHACHA) => match &self.data {
                 Some(key) => open_with(key, aad, sealed).ok_or_else(|| {
                     Error::corrupt(object, "authentication failed (the bytes were changed)")
                 }),
+                None => Err(Error::corrupt(
+                    object,
+                    "encrypted object in an unencrypted repository",
+                )),
+            },
+            Some(&TAG_SEALED_TO) => match &self.data {
+                Some(data) => {
+                    open_sealed_to(&recipient_secret(data), aad, sealed).ok_or_else(|| {
+                        Error::corrupt(object, "authentication failed (the bytes were changed)")
+                    })
+                }
                 None => Err(Error::corrupt(
                     object,
                     "encrypted object in an unencrypted repository",
@@ -159,9 +351,98 @@ impl MasterKey {
             data_key: self.data.map(hex::encode).unwrap_or_default(),
             id_key: hex::encode(self.id),
             config_hash: config_hash.to_string(),
+            append_only: self.append_only.as_ref().map(|a| AppendOnlyWire {
+                recipient: hex::encode(a.recipient),
+                shared_key: hex::encode(a.shared),
+                catalog_id: a.catalog_id.clone(),
+                catalog_key: hex::encode(a.catalog),
+            }),
         };
         serde_json::to_vec(&wire).expect("serializing a key cannot fail")
     }
+
+    fn from_wire(wire: &MasterKeyWire) -> Option<MasterKey> {
+        let id = hex32(&wire.id_key)?;
+        match &wire.append_only {
+            None => Some(MasterKey {
+                data: Some(hex32(&wire.data_key)?),
+                id,
+                append_only: None,
+            }),
+            Some(a) => Some(MasterKey {
+                data: None,
+                id,
+                append_only: Some(AppendOnly {
+                    recipient: hex32(&a.recipient)?,
+                    shared: hex32(&a.shared_key)?,
+                    catalog_id: a.catalog_id.clone(),
+                    catalog: hex32(&a.catalog_key)?,
+                }),
+            }),
+        }
+    }
+}
+
+/// The recipient's private half, derived from the data key: only full keys have it.
+fn recipient_secret(data: &[u8; 32]) -> x25519_dalek::StaticSecret {
+    x25519_dalek::StaticSecret::from(blake3::derive_key(
+        "strongroom append-only recipient v1",
+        data,
+    ))
+}
+
+fn shared_key(data: &[u8; 32]) -> [u8; 32] {
+    blake3::derive_key("strongroom shared key v1", data)
+}
+
+fn catalog_key(data: &[u8; 32], catalog_id: &str) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("strongroom catalog key v1");
+    h.update(data);
+    h.update(catalog_id.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+fn envelope_key(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("strongroom envelope v2");
+    h.update(shared);
+    h.update(ephemeral);
+    h.update(recipient);
+    *h.finalize().as_bytes()
+}
+
+fn seal_to(recipient: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let ephemeral = x25519_dalek::StaticSecret::from(random_bytes::<32>());
+    let public = x25519_dalek::PublicKey::from(&ephemeral).to_bytes();
+    let shared = ephemeral.diffie_hellman(&x25519_dalek::PublicKey::from(*recipient));
+    let key = envelope_key(shared.as_bytes(), &public, recipient);
+    let inner = seal_with(&key, aad, plaintext);
+    let mut out = Vec::with_capacity(1 + 32 + inner.len() - 1);
+    out.push(TAG_SEALED_TO);
+    out.extend_from_slice(&public);
+    out.extend_from_slice(&inner[1..]);
+    out
+}
+
+fn open_sealed_to(
+    secret: &x25519_dalek::StaticSecret,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Option<Vec<u8>> {
+    if sealed.len() < 1 + 32 + NONCE_LEN + 16 {
+        return None;
+    }
+    let public: [u8; 32] = sealed[1..33].try_into().ok()?;
+    let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(public));
+    if !shared.was_contributory() {
+        return None;
+    }
+    let recipient = x25519_dalek::PublicKey::from(secret).to_bytes();
+    let key = envelope_key(shared.as_bytes(), &public, &recipient);
+    // The rest is a 0x01 envelope without its tag byte.
+    let mut inner = Vec::with_capacity(sealed.len() - 32);
+    inner.push(TAG_XCHACHA);
+    inner.extend_from_slice(&sealed[33..]);
+    open_with(&key, aad, &inner)
 }
 
 fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
@@ -299,6 +580,10 @@ pub struct KeySlot {
     /// Free-form label, e.g. the host or person it was made for.
     #[serde(default)]
     pub label: String,
+    /// Whether the slot holds an append-only key (informative: what the slot opens is
+    /// decided by what it wraps, which only its password reveals).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub append_only: bool,
 }
 
 fn derive(password: &[u8], salt: &[u8], params: KdfParams) -> Result<[u8; 32]> {
@@ -359,6 +644,7 @@ impl KeySlot {
             wrapped: hex::encode(wrapped),
             created: jiff::Timestamp::now().to_string(),
             label: label.to_string(),
+            append_only: key.role() == KeyRole::AppendOnly,
         })
     }
 
@@ -380,19 +666,9 @@ impl KeySlot {
         };
         let wire: MasterKeyWire =
             serde_json::from_slice(&plain).map_err(|e| Error::corrupt(object, e.to_string()))?;
-        let mut data = [0u8; 32];
-        let mut id = [0u8; 32];
-        hex::decode_to_slice(&wire.data_key, &mut data)
-            .and_then(|_| hex::decode_to_slice(&wire.id_key, &mut id))
-            .map_err(|_| Error::corrupt(object, "bad key material"))?;
-        Ok(Some((
-            MasterKey {
-                data: Some(data),
-                id,
-            },
-            wire.repo_id,
-            wire.config_hash,
-        )))
+        let key = MasterKey::from_wire(&wire)
+            .ok_or_else(|| Error::corrupt(object, "bad key material"))?;
+        Ok(Some((key, wire.repo_id, wire.config_hash)))
     }
 }
 
@@ -442,6 +718,83 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("data/ab/cd"), "{err}");
+    }
+
+    #[test]
+    fn append_only_keys_seal_what_only_full_keys_open() {
+        let full = MasterKey::generate();
+        let host = full.derive_append_only().unwrap();
+        assert_eq!(host.role(), KeyRole::AppendOnly);
+        assert!(host.is_encrypted());
+        assert!(host.derive_append_only().is_none());
+        assert!(
+            MasterKey::unencrypted([1; 32])
+                .derive_append_only()
+                .is_none()
+        );
+        assert_eq!(host.chunk_id(b"page"), full.chunk_id(b"page"));
+        let sealed = host.seal(b"pack", b"guest data");
+        assert!(MasterKey::sealed_by_append_only(&sealed));
+        assert!(!MasterKey::sealed_by_append_only(&full.seal(b"pack", b"x")));
+        assert_eq!(full.open("o", b"pack", &sealed).unwrap(), b"guest data");
+        // Two seals of the same bytes differ (a fresh ephemeral key each time).
+        assert_ne!(sealed, host.seal(b"pack", b"guest data"));
+        // The host opens nothing, not even what it sealed itself.
+        let e = host.open("data/ab/cd", b"pack", &sealed).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::AppendOnly, "{e}");
+        assert!(host.open("o", b"pack", &full.seal(b"pack", b"x")).is_err());
+        // Wrong aad, another repository's full key, a flipped byte: refused.
+        assert!(full.open("o", b"index", &sealed).is_err());
+        assert!(MasterKey::generate().open("o", b"pack", &sealed).is_err());
+        for i in [0, 1, 40, sealed.len() - 1] {
+            let mut bad = sealed.clone();
+            bad[i] ^= 4;
+            assert!(full.open("o", b"pack", &bad).is_err(), "byte {i}");
+        }
+        // The shared key: both read deletion marks; marks sealed before under the data key
+        // still open with a full key.
+        let mark = full.seal_shared(b"mark", b"doomed");
+        assert_eq!(host.open_shared("m", b"mark", &mark).unwrap(), b"doomed");
+        assert_eq!(full.open_shared("m", b"mark", &mark).unwrap(), b"doomed");
+        let old = full.seal(b"mark", b"old");
+        assert_eq!(full.open_shared("m", b"mark", &old).unwrap(), b"old");
+        assert!(host.open_shared("m", b"mark", &old).is_err());
+        // Catalogs: the host opens its own, a full key any, another host none of this one's.
+        let id = host.catalog_id().unwrap().to_string();
+        let cat = host.seal_catalog(b"cat", b"entries").unwrap();
+        assert_eq!(
+            host.open_catalog(&id, "c", b"cat", &cat).unwrap(),
+            b"entries"
+        );
+        assert_eq!(
+            full.open_catalog(&id, "c", b"cat", &cat).unwrap(),
+            b"entries"
+        );
+        let other = full.derive_append_only().unwrap();
+        assert!(other.open_catalog(&id, "c", b"cat", &cat).is_err());
+        assert!(full.seal_catalog(b"cat", b"x").is_none());
+        // Local keys differ between a host's key and the full key.
+        assert_ne!(host.local_key("x"), full.local_key("x"));
+    }
+
+    #[test]
+    fn append_only_slots_round_trip() {
+        let full = MasterKey::generate();
+        let host = full.derive_append_only().unwrap();
+        let slot = KeySlot::create(b"host pw", &host, "r", "c", fast(), "db1").unwrap();
+        assert!(slot.append_only);
+        let (got, _, _) = slot.open(b"host pw", "keys/h").unwrap().unwrap();
+        assert_eq!(got.role(), KeyRole::AppendOnly);
+        assert_eq!(got.catalog_id(), host.catalog_id());
+        let sealed = got.seal(b"a", b"b");
+        assert_eq!(full.open("o", b"a", &sealed).unwrap(), b"b");
+        let full_slot = KeySlot::create(b"pw", &full, "r", "c", fast(), "").unwrap();
+        assert!(!full_slot.append_only);
+        assert!(
+            !serde_json::to_string(&full_slot)
+                .unwrap()
+                .contains("append_only")
+        );
     }
 
     #[test]

@@ -347,6 +347,12 @@ pub enum Error {
     /// Another job holds a lock this one needs (another prune, say).
     #[error("{0}")]
     Locked(String),
+    /// The repository was opened with an append-only key, which cannot do this (the text
+    /// says what, as a verb phrase: "restore a snapshot").
+    #[error(
+        "this password opens an append-only key, which cannot {0}: use a full key (a password made by `init` or by `key add` without --append-only)"
+    )]
+    AppendOnly(String),
     /// An export's output file exists and replacing it was not asked for.
     #[error(
         "{} already exists; replacing it must be asked for (it stays as it is until the new export is complete)",
@@ -441,6 +447,9 @@ pub enum ErrorKind {
     Locked,
     /// Flags the command cannot take together, or a flag value it cannot read (exit 2).
     Usage,
+    /// The repository was opened with an append-only key, which may only add backups and
+    /// WAL and list its own snapshots.
+    AppendOnly,
 }
 
 impl ErrorKind {
@@ -463,11 +472,12 @@ impl ErrorKind {
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Locked => "locked",
             ErrorKind::Usage => "usage",
+            ErrorKind::AppendOnly => "append_only",
         }
     }
 
     /// Every kind.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::StorageUnreachable,
         ErrorKind::WrongPassword,
         ErrorKind::DamagedData,
@@ -484,6 +494,7 @@ impl ErrorKind {
         ErrorKind::Interrupted,
         ErrorKind::Locked,
         ErrorKind::Usage,
+        ErrorKind::AppendOnly,
     ];
 
     /// The kind a [`ErrorKind::name`] names.
@@ -493,7 +504,8 @@ impl ErrorKind {
 
     /// Whether an error of this kind is an operator's mistake rather than a job's failure:
     /// a request that could not apply as given (`usage`: flags that do not go together;
-    /// `bad_input`: config, an ambiguous or wrong reference) or a restore target that refused (`target_refused`: not empty
+    /// `bad_input`: config, an ambiguous or wrong reference; `append_only`: a host's key asked
+    /// to read or delete) or a restore target that refused (`target_refused`: not empty
     /// without `--force`, a server running on it, in use, or not accepting the data; it was
     /// left as it was). Nothing of the source or the repository is at fault, and the person
     /// who asked reads the sentence: such a failure is neither journaled as a failed job nor
@@ -502,7 +514,10 @@ impl ErrorKind {
     pub fn is_operator_error(self) -> bool {
         matches!(
             self,
-            ErrorKind::Usage | ErrorKind::BadInput | ErrorKind::TargetRefused
+            ErrorKind::Usage
+                | ErrorKind::BadInput
+                | ErrorKind::TargetRefused
+                | ErrorKind::AppendOnly
         )
     }
 }
@@ -608,6 +623,7 @@ impl Error {
             Error::Failed(_) => ErrorKind::CheckFailed,
             Error::Internal(_) => ErrorKind::Internal,
             Error::Locked(_) => ErrorKind::Locked,
+            Error::AppendOnly(_) => ErrorKind::AppendOnly,
         }
     }
 

@@ -1,4 +1,4 @@
-//! `strongroom key`: the passwords (key slots) that open the repository.
+//! `strongroom key`: the passwords (key slots) that open the repository, full or append-only.
 
 use crate::args::KeyAction;
 use crate::context::Ctx;
@@ -16,13 +16,17 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
         KeyAction::Add {
             new_key_file: Some(path),
             label,
+            append_only,
             ..
         } => {
+            // Refused before the file is made: an append-only key cannot add keys.
+            repo.require_full("add a key")?;
             let secret = strongroom::crypto::new_key_file_secret();
             write_key_file(&path, &secret)?;
-            match repo.add_password(secret.as_bytes(), KdfParams::default(), &label) {
+            match add(&repo, secret.as_bytes(), &label, append_only) {
                 Ok(name) => eprintln!(
-                    "added key slot {name}, opened by the key file {}",
+                    "added {} slot {name}, opened by the key file {}",
+                    kind(append_only),
                     path.display()
                 ),
                 Err(e) => {
@@ -34,6 +38,7 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
         KeyAction::Add {
             new_password_file,
             label,
+            append_only,
             ..
         } => {
             let new_password_file = new_password_file.expect("clap requires one of the two");
@@ -47,8 +52,8 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
                     ),
                 ));
             }
-            let name = repo.add_password(pw.as_bytes(), KdfParams::default(), &label)?;
-            eprintln!("added key slot {name}");
+            let name = add(&repo, pw.as_bytes(), &label, append_only)?;
+            eprintln!("added {} slot {name}", kind(append_only));
         }
         KeyAction::List => {
             let slots = repo.key_slots()?;
@@ -58,9 +63,11 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
                     .map(|(id, slot)| match slot {
                         Ok(s) => serde_json::json!({
                             "id": id, "label": s.label, "created": s.created,
+                            "append_only": s.append_only,
                         }),
                         Err(e) => serde_json::json!({
-                            "id": id, "label": null, "created": null, "damaged": damage(e),
+                            "id": id, "label": null, "created": null, "append_only": null,
+                            "damaged": damage(e),
                         }),
                     })
                     .collect();
@@ -68,11 +75,26 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
             } else if slots.is_empty() {
                 eprintln!("no key slots (the repository is not encrypted)");
             } else {
-                outln!("{:<32}  {:<19}  label", "id", "created (UTC)")?;
+                outln!(
+                    "{:<32}  {:<19}  {:<11}  label",
+                    "id",
+                    "created (UTC)",
+                    "kind"
+                )?;
                 for (id, slot) in &slots {
                     match slot {
-                        Ok(s) => outln!("{id:<32}  {:<19}  {}", created(&s.created), s.label)?,
-                        Err(e) => outln!("{id:<32}  {:<19}  (damaged: {})", "-", damage(e))?,
+                        Ok(s) => outln!(
+                            "{id:<32}  {:<19}  {:<11}  {}",
+                            created(&s.created),
+                            if s.append_only { "append-only" } else { "full" },
+                            s.label
+                        )?,
+                        Err(e) => outln!(
+                            "{id:<32}  {:<19}  {:<11}  (damaged: {})",
+                            "-",
+                            "-",
+                            damage(e)
+                        )?,
                     }
                 }
             }
@@ -87,6 +109,29 @@ pub fn run(ctx: &Ctx, action: KeyAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Adds a slot for `secret`: a full key, or an append-only one.
+fn add(
+    repo: &strongroom::repository::Repository,
+    secret: &[u8],
+    label: &str,
+    append_only: bool,
+) -> strongroom::Result<String> {
+    if append_only {
+        repo.add_append_only(secret, KdfParams::default(), label)
+    } else {
+        repo.add_password(secret, KdfParams::default(), label)
+    }
+}
+
+/// What a slot holds, as the messages say it.
+fn kind(append_only: bool) -> &'static str {
+    if append_only {
+        "append-only key"
+    } else {
+        "key"
+    }
 }
 
 /// Writes a new key file readable by its owner only; refuses to replace an existing file

@@ -9,11 +9,16 @@ use strongroom::repository::snapshot::Snapshot;
 use strongroom::{ErrorKind, human_bytes};
 
 /// Lists the snapshots that match the filter; damaged manifests are named on stderr and
-/// make the command fail after the intact ones were listed.
+/// make the command fail after the intact ones were listed. With an append-only key, the
+/// snapshots that key took (`Repository::catalog_snapshots`).
 pub fn run(ctx: &Ctx, filter: &FilterArgs) -> Result<()> {
     let repo = ctx.open()?;
     let f = filter.filter(&ctx.config);
-    let (all, damaged) = repo.snapshots_lenient()?;
+    // An append-only key lists what it wrote, from its catalog: it cannot open manifests.
+    let (all, damaged) = match repo.role() {
+        strongroom::crypto::KeyRole::Full => repo.snapshots_lenient()?,
+        strongroom::crypto::KeyRole::AppendOnly => repo.catalog_snapshots()?,
+    };
     let snaps: Vec<Snapshot> = all
         .into_iter()
         .filter(|s| f.matches(s))

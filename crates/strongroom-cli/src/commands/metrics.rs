@@ -14,6 +14,7 @@ pub fn run(ctx: &Ctx, source: Option<&str>) -> Result<()> {
         ask_servers: true,
         repository_size: true,
         copies: true,
+        protection: false,
     };
     let ev = evidence::gather(&repo, &ctx.config, &scope)?;
     let health = evaluate::evaluate(&ctx.config, &ev, now);

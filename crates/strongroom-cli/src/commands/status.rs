@@ -1,5 +1,6 @@
 //! `strongroom status`: health per source, alerts on state changes and new problems (when
-//! `[[alerts]]` has a target), exit 1 when anything needs attention.
+//! `[[alerts]]` has a target), what protects the repository and its copies, exit 1 when
+//! anything needs attention.
 
 use crate::args::StatusArgs;
 use crate::context::Ctx;
@@ -18,6 +19,8 @@ struct Report<'a> {
     at: String,
     sources: &'a [strongroom::monitor::SourceHealth],
     alerts: &'a [notify::Notice],
+    /// What protects the repository and each copy from a stolen host.
+    protection: &'a [strongroom::monitor::protection::Protection],
 }
 
 fn paint(level: Level, text: &str) -> String {
@@ -52,6 +55,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
         ask_servers: true,
         repository_size: false,
         copies: true,
+        protection: true,
     };
     let ev = evidence::gather(&repo, &ctx.config, &scope)?;
     let health = evaluate::evaluate(&ctx.config, &ev, now);
@@ -75,9 +79,10 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
             at: health.at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             sources: &health.sources,
             alerts: &notices,
+            protection: &ev.protection,
         })?;
     } else {
-        print_human(&health, &notices)?;
+        print_human(&health, &notices, &ev.protection)?;
     }
     if health.ok {
         Ok(())
@@ -90,7 +95,11 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
     }
 }
 
-fn print_human(health: &Health, notices: &[notify::Notice]) -> Result<()> {
+fn print_human(
+    health: &Health,
+    notices: &[notify::Notice],
+    protection: &[strongroom::monitor::protection::Protection],
+) -> Result<()> {
     if health.sources.is_empty() {
         outln!(
             "nothing to judge: no source is configured and the repository has no snapshot; add [sources.NAME] to the config or take a backup"
@@ -128,6 +137,12 @@ fn print_human(health: &Health, notices: &[notify::Notice]) -> Result<()> {
                 i.item,
                 i.evidence.join(", ")
             )?;
+        }
+    }
+    if !protection.is_empty() {
+        outln!("protection")?;
+        for p in protection {
+            outln!("  {} ({}): {}", p.name, p.repository, p.describe())?;
         }
     }
     for n in notices {

@@ -134,6 +134,8 @@ fn take(
         hostname: crate::hostname(),
         program_version: env!("CARGO_PKG_VERSION").into(),
         files: captured.files,
+        append_only: repo.role() == crate::crypto::KeyRole::AppendOnly,
+        unvouched: false,
     };
     crate::fault::pause("before-commit");
     // Signals held off: an interrupt removes the lock, and a manifest written after that

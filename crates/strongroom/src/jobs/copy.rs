@@ -168,6 +168,7 @@ pub fn run(
     options: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
+    source.require_full("copy snapshots")?;
     let started_at = jiff::Timestamp::now();
     let url = destination.url()?;
     let running = source.job_started("copy", None, None, started_at);

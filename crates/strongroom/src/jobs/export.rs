@@ -84,6 +84,7 @@ pub fn run(
     request: ExportRequest,
     progress: &dyn Progress,
 ) -> Result<ExportOutcome> {
+    repo.require_full("export a snapshot")?;
     let snap = repo.resolve_with(&request.reference, |all| {
         let pool: Vec<Snapshot> = all
             .iter()

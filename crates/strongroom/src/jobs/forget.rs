@@ -2,7 +2,8 @@
 //!
 //! Owns the `forget` job: gathering what the policy needs to know about each snapshot (its
 //! group, tags, whether a verify of it succeeded, from the journal), applying
-//! `retention::apply`, and deleting the manifests of the snapshots it removes (in a copy,
+//! `retention::apply` (to the snapshots a full key vouched for apart from the ones an
+//! append-only key wrote and nobody checked yet: `vouched_apart`), and deleting the manifests of the snapshots it removes (in a copy,
 //! after noting their ids in `state/forgotten`, `repository::forgotten`). Must not
 //! decide what to keep (the pure `retention` module does) and must not delete data: the
 //! chunks of forgotten snapshots stay until `prune` (docs/ARCHITECTURE.md, "Invariants":
@@ -97,6 +98,7 @@ fn removed(s: &Snapshot) -> Removed {
 
 /// Applies the policy (or removes the snapshots named) and records the job.
 pub fn run(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
+    repo.require_full("forget snapshots")?;
     let started_at = jiff::Timestamp::now();
     let result = forget(repo, opts);
     if !opts.dry_run || result.is_err() {
@@ -146,7 +148,7 @@ fn forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
                 physical: s.kind == BackupKind::Physical,
             })
             .collect();
-        let decisions = retention::apply(&opts.policy, &candidates, opts.now);
+        let decisions = vouched_apart(&opts.policy, &snaps, &candidates, opts.now);
         for (s, d) in snaps.iter().zip(decisions) {
             debug_assert_eq!(s.id, d.id);
             if d.keep {
@@ -185,6 +187,31 @@ fn forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
         }
     }
     Ok(report)
+}
+
+/// The policy's decisions, with what append-only keys wrote unable to push out what a full
+/// key vouched for: vouched snapshots are decided among themselves alone, so no number of
+/// snapshots a stolen host writes (junk, or dated anyhow) changes which of them are kept.
+/// Unvouched ones are decided among all, and age out like any other.
+fn vouched_apart(
+    policy: &Policy,
+    snaps: &[&Snapshot],
+    candidates: &[Candidate],
+    now: jiff::Timestamp,
+) -> Vec<retention::Decision> {
+    let mut decisions = retention::apply(policy, candidates, now);
+    if snaps.iter().all(|s| !s.unvouched) {
+        return decisions;
+    }
+    let vouched: Vec<usize> = (0..snaps.len()).filter(|&i| !snaps[i].unvouched).collect();
+    let among: Vec<Candidate> = vouched.iter().map(|&i| candidates[i].clone()).collect();
+    for (i, d) in vouched
+        .into_iter()
+        .zip(retention::apply(policy, &among, now))
+    {
+        decisions[i] = d;
+    }
+    decisions
 }
 
 /// The name each database is reported under: the newest config name any of its snapshots

@@ -200,6 +200,8 @@ impl Members {
                         len: n(1),
                         inner_offset: n(2),
                         inner_len: n(3),
+                        // Whose it is does not matter to checking what a pack holds.
+                        from_host: false,
                     },
                 )
             })
@@ -209,6 +211,7 @@ impl Members {
 
 /// Runs the consistency check and records it in the journal.
 pub fn run(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
+    repo.require_full("check the repository")?;
     let started_at = jiff::Timestamp::now();
     let running = repo.job_started("check", None, None, started_at);
     let report = match examine(repo, read_data, progress) {

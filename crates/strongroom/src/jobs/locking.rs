@@ -82,6 +82,7 @@ fn policy_of(repo: &Repository) -> Result<LockPolicy> {
 /// Extends the locks of the objects a restore needs so each ends at least the policy's
 /// days after `now` (see the module header), and journals the run (`lock-renewal`).
 pub fn renew(repo: &Repository, now: jiff::Timestamp) -> Result<Renewal> {
+    repo.require_full("renew object locks")?;
     let started_at = jiff::Timestamp::now();
     let result = extend_needed(repo, now);
     let mut rec = crate::repository::journal::JournalRecord::new("lock-renewal", started_at);

@@ -137,6 +137,7 @@ pub struct PruneReport {
 
 /// Runs a prune and records it in the journal.
 pub fn run(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
+    repo.require_full("prune the repository")?;
     let started_at = jiff::Timestamp::now();
     let running = repo.job_started("prune", None, None, started_at);
     let result = prune(repo, opts, progress);
@@ -196,6 +197,7 @@ pub fn due_at(
 /// A recorded version that is still its object's current one (a sweep killed between
 /// recording and hiding it) waits: the sweep that finishes hides it first.
 pub fn release(repo: &Repository, now: jiff::Timestamp, dry_run: bool) -> Result<Released> {
+    repo.require_full("delete what a prune released")?;
     let storage = repo.storage();
     let (lists, versions) = repo.expiring()?;
     let mut seen = HashSet::new();

@@ -50,6 +50,7 @@ pub struct RepairReport {
 
 /// Rebuilds the index from pack trailers and records the job in the journal.
 pub fn index(repo: &Repository, progress: &dyn Progress) -> Result<RepairReport> {
+    repo.require_full("repair the index")?;
     let started_at = jiff::Timestamp::now();
     let running = repo.job_started("repair", None, None, started_at);
     let result = rebuild(repo, progress);

@@ -101,6 +101,7 @@ pub fn run(
     request: RestoreRequest,
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome> {
+    repo.require_full("restore a snapshot")?;
     let given = request.target.as_ref();
     let snap = snapshot_for(
         repo,

@@ -5,8 +5,10 @@
 //! captured at backup time, run the source's configured checks, and always remove the scratch
 //! copy. Every snapshot gets its own outcome and journal record, whatever fails: a damaged
 //! manifest, an unreachable server or a failed restore is a failed check of that snapshot.
-//! Must not change the repository except for the journal record and the record of a pack
-//! it found damaged (`repository::damage`), which keeps the next backup off it.
+//! Must not change the repository except for the journal record, the record of a pack
+//! it found damaged (`repository::damage`), which keeps the next backup off it, and the
+//! vouch for a snapshot an append-only key wrote that passed (`Repository::vouch`: the same
+//! manifest sealed under the full key, so retention counts it).
 
 use crate::engine::{self, CheckOutcome, Scratch};
 use crate::error::{Error, ErrorKind, Result};
@@ -56,6 +58,7 @@ pub fn run(
     scratch: &Scratch,
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
+    repo.require_full("verify a snapshot")?;
     let _lock = repo.read_lock("verify");
     let index = repo.load_index();
     let mut out = Vec::new();
@@ -170,6 +173,19 @@ fn finish(
     checks: Vec<CheckOutcome>,
     kind: ErrorKind,
 ) -> SnapshotVerification {
+    let mut checks = checks;
+    // A snapshot an append-only key wrote that passed: vouched for, so retention counts it.
+    if let Some(s) = snap.filter(|s| s.unvouched && checks.iter().all(|c| c.ok)) {
+        let vouched = repo.vouch(&s.id);
+        checks.push(CheckOutcome {
+            name: "vouch".into(),
+            ok: vouched.is_ok(),
+            detail: match vouched {
+                Ok(_) => "written by an append-only key; sealed again under the full key, so retention counts it from now on".into(),
+                Err(e) => format!("passed, but could not be marked as checked ({e}); retention does not count it yet"),
+            },
+        });
+    }
     let ok = checks.iter().all(|c| c.ok);
     let mut rec = JournalRecord::new("verify", started_at);
     rec.source = snap.map(|s| s.source.clone());

@@ -22,6 +22,9 @@
 //!   opened or read is **critical**: there is no second copy to count on.
 //! - Stale or missing verify, drill or check, a drill slower than the RTO, other anomalies, failed
 //!   jobs not yet followed by a success, and retention that has not run are **warnings**.
+//! - `protection` says which kind of key took the source's backups and what guards the
+//!   repository; it is ok (a fact to know, not a fault) except when kept snapshots are no
+//!   longer under the repository's object lock: a **warning**, renewal has fallen behind.
 
 use super::evidence::{Evidence, SourceEvidence};
 use super::{Check, Health, Level, SourceHealth, human_duration, since};
@@ -73,6 +76,55 @@ fn ago(t: jiff::Timestamp, now: jiff::Timestamp) -> String {
     format!("{} ago", human_duration(since(t, now)))
 }
 
+/// The `protection` check, when the evidence holds what protects the repository: which
+/// kind of key took the source's newest snapshot (a full key on a database host can read
+/// and delete every backup), what guards the repository, and the source's kept snapshots
+/// whose object lock has ended (a warning: `forget --prune` renews locks).
+fn protection(s: &SourceEvidence, ev: &Evidence, out: &mut Vec<Check>) {
+    let Some(repo) = ev.protection.first() else {
+        return;
+    };
+    let taken = match s.snapshots.last() {
+        Some(n) if n.append_only => format!(
+            "backups taken with an append-only key (newest {} on {}): that host can neither read nor delete them",
+            short(&n.id),
+            n.hostname
+        ),
+        Some(n) if repo.encryption != "none" => format!(
+            "backups taken with a full key (newest {} on {}): whoever takes that host over can read and delete them; give it an append-only key (`strongroom key add --append-only`)",
+            short(&n.id),
+            n.hostname
+        ),
+        Some(n) => format!(
+            "backups taken on {} (newest {}) into an unencrypted repository: whoever can read the store reads them",
+            n.hostname,
+            short(&n.id)
+        ),
+        None => "no backup yet".to_string(),
+    };
+    let unlocked: Vec<&str> = s
+        .snapshots
+        .iter()
+        .filter(|x| repo.unlocked_snapshots.contains(&x.id))
+        .map(|x| short(&x.id))
+        .collect();
+    let (level, lock) = match unlocked.first() {
+        Some(oldest) => (
+            Level::Warning,
+            format!(
+                "; {} no longer under object lock (oldest {oldest}): run `strongroom forget --prune`, which renews locks",
+                crate::counted(unlocked.len(), "kept snapshot")
+            ),
+        ),
+        None => (Level::Ok, String::new()),
+    };
+    out.push(check(
+        "protection",
+        level,
+        format!("{taken}; repository {}{lock}", repo.describe()),
+    ));
+}
+
 /// The newest record of `job` that succeeded, and the newest one at all.
 fn newest<'a>(
     records: &'a [JournalRecord],
@@ -92,6 +144,7 @@ fn source_checks(
     backups(obj, s, now, &mut out);
     wal(obj, s, ev, now, &mut out);
     copies(obj, s, now, &mut out);
+    protection(s, ev, &mut out);
     let name = &s.name;
     periodic(
         "verify",

@@ -119,6 +119,9 @@ pub struct Evidence {
     pub damaged_manifests: Vec<String>,
     /// Each `[[copies]]` repository, when asked for.
     pub copies: Vec<CopyEvidence>,
+    /// What protects the repository (first) and each copy that could be opened, when asked
+    /// for (`Scope::protection`).
+    pub protection: Vec<super::protection::Protection>,
 }
 
 /// What to gather.
@@ -132,11 +135,15 @@ pub struct Scope {
     pub repository_size: bool,
     /// Open every `[[copies]]` repository and compare it with this one.
     pub copies: bool,
+    /// Read what protects the repository and its copies (`monitor::protection`: key slots,
+    /// and with an object lock one HEAD per manifest).
+    pub protection: bool,
 }
 
 /// Reads the evidence for the sources `scope` names: the configured sources, or when none
 /// are configured every source the repository has snapshots of.
 pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evidence> {
+    repo.require_full("read the journal and the snapshots status judges")?;
     // A damaged manifest is itself a finding, not a reason to say nothing.
     let (snapshots, damaged) = repo.snapshots_lenient()?;
     let records = repo.journal_records()?;
@@ -218,8 +225,25 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
             wal.insert(cluster, wal_newest(&judged));
         }
     }
+    let now = jiff::Timestamp::now();
+    let mut protection = Vec::new();
+    if scope.protection {
+        let shown = crate::runbook::repository_without_credentials(repo.storage().url());
+        protection.push(super::protection::of(
+            repo,
+            "repository",
+            &shown,
+            &snapshots,
+            now,
+        )?);
+    }
     let copies = if scope.copies && !config.copies.is_empty() {
-        read_copies(repo, config, &snapshots)?
+        read_copies(
+            repo,
+            config,
+            &snapshots,
+            scope.protection.then_some(&mut protection),
+        )?
     } else {
         Vec::new()
     };
@@ -258,6 +282,7 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
         repository_bytes,
         damaged_manifests: damaged.into_iter().map(|(id, _)| id).collect(),
         copies,
+        protection,
     })
 }
 
@@ -269,6 +294,7 @@ fn read_copies(
     repo: &Repository,
     config: &Config,
     snapshots: &[crate::repository::snapshot::Snapshot],
+    mut protection: Option<&mut Vec<super::protection::Protection>>,
 ) -> Result<Vec<CopyEvidence>> {
     let primary = Primary::with_snapshots(repo, snapshots)?;
     Ok(config
@@ -281,6 +307,15 @@ fn read_copies(
                 .open()
                 .and_then(|copy| {
                     crate::copies::check_family(repo, &copy)?;
+                    if let Some(out) = protection.as_deref_mut() {
+                        // Its manifests' locks are read only when it has a lock.
+                        let kept = match copy.config().object_lock {
+                            Some(_) => copy.snapshots_lenient()?.0,
+                            None => Vec::new(),
+                        };
+                        let now = jiff::Timestamp::now();
+                        out.push(super::protection::of(&copy, &name, &repository, &kept, now)?);
+                    }
                     primary.standing_of(&copy)
                 })
                 .map_err(|e| {

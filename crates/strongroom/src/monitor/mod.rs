@@ -9,7 +9,8 @@
 //! The split: [`evidence`] gathers (reads the repository and servers), [`evaluate`],
 //! [`anomaly`] and [`checklist`] judge (pure functions of evidence and `now`, so every rule
 //! is tested with a faked clock), [`notify`] remembers what was last sent and sends state
-//! changes, [`metrics`] renders. Must not send alerts itself except through
+//! changes, [`metrics`] renders, [`protection`] reads what guards the repository against
+//! a stolen host. Must not send alerts itself except through
 //! [`crate::alert::send`], and must not write anything but `state/alerts`.
 
 pub mod anomaly;
@@ -18,6 +19,7 @@ pub mod evaluate;
 pub mod evidence;
 pub mod metrics;
 pub mod notify;
+pub mod protection;
 
 #[cfg(test)]
 mod tests;

@@ -99,6 +99,15 @@ impl<'r> Archive<'r> {
     pub fn put(&self, timeline: &str, name: &str, data: &[u8], level: i32) -> Result<Put> {
         let key = self.object_key(timeline, name);
         if self.repo.storage().exists(&key)? {
+            if self.repo.role() == crate::crypto::KeyRole::AppendOnly {
+                // A host cannot read what it archived, so it cannot compare: the archived
+                // copy stays, as it would on a conflict, and `check` (full key) compares
+                // what is archived against the timeline.
+                tracing::info!(
+                    "{name} is archived already; this append-only key cannot compare it with the file and keeps the archived copy"
+                );
+                return Ok(Put::AlreadyArchived);
+            }
             let (archived, _) = self.open_header(&key)?;
             if archived == self.repo.key().chunk_id(data).0 {
                 return Ok(Put::AlreadyArchived);

@@ -207,8 +207,13 @@ impl Drop for DirLock {
 /// Where this repository's cache goes: the named root when it is the running user's
 /// alone, else a private temporary directory (removed when the returned guard drops).
 fn place(repo: &Repository) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    // An append-only key's index is its catalog: a cache of its own, beside a full key's.
+    let sub = match repo.key().catalog_id() {
+        Some(id) => format!("catalog-{id}-v1"),
+        None => "index-v1".to_string(),
+    };
     if let Some(root) = root_for(repo) {
-        match repo_dir(&root, &repo.config().id, &["index-v1"]) {
+        match repo_dir(&root, &repo.config().id, &[&sub]) {
             Ok(dir) => return Ok((dir, None)),
             Err(why) => tracing::warn!(
                 "not using the index cache under {}: {why}. This run uses a private temporary cache, rebuilt from the repository (slower), until that is fixed",
@@ -224,7 +229,8 @@ fn place(repo: &Repository) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
 }
 
 impl Repository {
-    /// Brings the local index cache in step with the repository's `index/` objects and
+    /// Brings the local index cache in step with the repository's `index/` objects (an
+    /// append-only key: its catalog's entry objects, `repository::catalog`) and
     /// returns the index over it, knowing which packs are present, recorded damaged, or
     /// about to be deleted by a prune. A damaged index object costs only the chunks it alone
     /// lists: it is skipped and noted ([`Index::unreadable`]), and a backup stores those
@@ -234,19 +240,30 @@ impl Repository {
         // so whoever sees a mark also sees the copies it made. Index objects before packs: a
         // pack is durable before any index object names it, so every pack a listed object
         // names is in the later pack listing.
-        let doomed = self.doomed_packs()?;
-        let listed: Vec<String> = self
-            .storage
-            .list(ObjectKind::Index.folder())?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        let present: HashSet<PackId> = self
+        let (doomed, unreadable_marks) = self.doomed_packs_and_unreadable()?;
+        let listed: Vec<String> = match self.catalog_folder() {
+            Some(_) => self.catalog_entry_objects()?,
+            None => self
+                .storage
+                .list(ObjectKind::Index.folder())?
+                .into_iter()
+                .map(|o| o.key)
+                .collect(),
+        };
+        let mut present: HashSet<PackId> = self
             .storage
             .list(ObjectKind::Pack.folder())?
             .iter()
             .filter_map(|o| PackId::from_object_key(&o.key))
             .collect();
+        if unreadable_marks && self.catalog_folder().is_some() {
+            // A mark this key cannot read (written before append-only keys, or damaged) may
+            // doom any pack: build on none this time.
+            tracing::warn!(
+                "a prune's deletion mark cannot be read with this append-only key: this backup stores every chunk again"
+            );
+            present.clear();
+        }
         let damaged = self.damaged_packs()?;
         let (dir, temporary) = place(self)?;
         let cache_err = |e: std::io::Error| Error::io("updating the local index cache", &dir, e);
@@ -341,7 +358,11 @@ impl Repository {
             .collect();
         let rebuilt = covered.objects.is_empty() && fresh.len() > 1;
         for (i, object) in fresh.iter().enumerate() {
-            match self.read_index(object) {
+            let read = match self.catalog_folder() {
+                Some(_) => self.read_catalog_entries(object),
+                None => self.read_index(object),
+            };
+            match read {
                 Ok(entries) => {
                     for (id, loc) in entries {
                         let next = packs.len() as u32;

@@ -13,6 +13,9 @@
 //! is gone (`waiting_for`) may the marked objects be deleted, after snapshots that appeared
 //! meanwhile were checked for references into them (`spared`). A mark that cannot be read
 //! deletes nothing. A prune killed at any point leaves a mark the next prune finishes.
+//!
+//! Marks are sealed under the shared key (`crypto::MasterKey::seal_shared`): append-only
+//! hosts read them too, so their backups never build on a pack about to go.
 
 use super::Repository;
 use super::layout::ObjectKind;
@@ -75,7 +78,7 @@ impl Repository {
         let body = serde_json::to_vec(mark).expect("mark serializes");
         self.storage.put(
             &ObjectKind::Deletion.key(name),
-            &self.key.seal(DELETION_AAD, &body),
+            &self.key.seal_shared(DELETION_AAD, &body),
         )
     }
 
@@ -101,10 +104,14 @@ impl Repository {
         for name in names {
             let key = ObjectKind::Deletion.key(&name);
             let mark = match self.storage.get(&key) {
-                Ok(sealed) => self.key.open(&key, DELETION_AAD, &sealed).and_then(|b| {
-                    serde_json::from_slice(&b)
-                        .map_err(|e| Error::corrupt(key.clone(), format!("malformed mark: {e}")))
-                }),
+                Ok(sealed) => self
+                    .key
+                    .open_shared(&key, DELETION_AAD, &sealed)
+                    .and_then(|b| {
+                        serde_json::from_slice(&b).map_err(|e| {
+                            Error::corrupt(key.clone(), format!("malformed mark: {e}"))
+                        })
+                    }),
                 // Finished by another prune between the listing and the read.
                 Err(Error::Missing { .. }) => continue,
                 Err(e) => return Err(e),
@@ -116,16 +123,25 @@ impl Repository {
 
     /// Packs some readable mark will delete: no job may build on them.
     pub fn doomed_packs(&self) -> Result<HashSet<PackId>> {
+        Ok(self.doomed_packs_and_unreadable()?.0)
+    }
+
+    /// [`Repository::doomed_packs`], and whether some mark could not be read.
+    pub(crate) fn doomed_packs_and_unreadable(&self) -> Result<(HashSet<PackId>, bool)> {
         let mut out = HashSet::new();
+        let mut unreadable = false;
         for (name, mark) in self.marks()? {
             match mark {
                 Ok(m) => out.extend(m.doomed_packs()),
-                Err(e) => tracing::warn!(
-                    "deletion mark {name} cannot be read ({e}); it deletes nothing (`strongroom check` reports it)"
-                ),
+                Err(e) => {
+                    unreadable = true;
+                    tracing::warn!(
+                        "deletion mark {name} cannot be read ({e}); it deletes nothing (`strongroom check` reports it)"
+                    )
+                }
             }
         }
-        Ok(out)
+        Ok((out, unreadable))
     }
 
     /// Removes a finished mark.

@@ -30,16 +30,32 @@ pub struct Location {
     pub inner_offset: u32,
     /// Length of the chunk.
     pub inner_len: u32,
+    /// Whether an append-only key recorded this location (its index object is sealed to the
+    /// recipient, `0x02`). A full key's backup never builds on such a location alone: a
+    /// stolen host could have written junk under a chunk's id, which reads would catch (a
+    /// chunk is checked against its keyed id) but too late for the snapshot that relied on
+    /// it. Not part of the entry's encoding: the envelope says it, and
+    /// [`Repository::write_index`](super::Repository::write_index) seals by it.
+    pub from_host: bool,
 }
 
 /// One index entry as written by a backup.
 pub type Entry = (ChunkId, Location);
 
-/// A location as stored in the local table: pack number, then the four numbers.
+/// A location as stored in the local table: pack number (its top bit set when the location
+/// is [`Location::from_host`]), then the four numbers.
 pub(crate) type Value = [u8; 20];
+
+/// The top bit of a table record's pack number: the location is [`Location::from_host`].
+const FROM_HOST: u32 = 1 << 31;
 
 pub(crate) fn value_of(pack: u32, loc: &Location) -> Value {
     let mut v = [0u8; 20];
+    let pack = if loc.from_host {
+        pack | FROM_HOST
+    } else {
+        pack
+    };
     for (i, n) in [pack, loc.offset, loc.len, loc.inner_offset, loc.inner_len]
         .into_iter()
         .enumerate()
@@ -49,12 +65,15 @@ pub(crate) fn value_of(pack: u32, loc: &Location) -> Value {
     v
 }
 
-fn numbers_of(v: &Value) -> [u32; 5] {
+/// A table record's numbers (pack number without its flag) and its [`Location::from_host`].
+fn numbers_of(v: &Value) -> ([u32; 5], bool) {
     let mut n = [0u32; 5];
     for (i, x) in n.iter_mut().enumerate() {
         *x = u32::from_le_bytes(v[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
     }
-    n
+    let from_host = n[0] & FROM_HOST != 0;
+    n[0] &= !FROM_HOST;
+    (n, from_host)
 }
 
 /// Every chunk the repository knows: a lookup over the local index cache
@@ -187,7 +206,8 @@ impl Index {
         self.inner.read().expect("index lock").packs.clone()
     }
 
-    /// Every stored location of a chunk, healthy ones first.
+    /// Every stored location of a chunk with whether its pack is bad: healthy ones first,
+    /// and among those a full key's before an append-only key's.
     fn locations(&self, id: &ChunkId) -> Vec<(Location, bool)> {
         let inner = self.inner.read().expect("index lock");
         let mut values = Vec::new();
@@ -208,7 +228,7 @@ impl Index {
         let mut out: Vec<(Location, bool)> = values
             .iter()
             .filter_map(|v| {
-                let [p, offset, len, inner_offset, inner_len] = numbers_of(v);
+                let ([p, offset, len, inner_offset, inner_len], from_host) = numbers_of(v);
                 let pack = *inner.packs.get(p as usize)?;
                 Some((
                     Location {
@@ -217,13 +237,24 @@ impl Index {
                         len,
                         inner_offset,
                         inner_len,
+                        from_host,
                     },
                     inner.bad[p as usize],
                 ))
             })
             .collect();
-        out.sort_by_key(|(_, bad)| *bad);
+        out.sort_by_key(|(l, bad)| (*bad, l.from_host));
         out
+    }
+
+    /// Every location of a chunk in a pack in good health but `except`: where a read turns
+    /// when the chunk at `except` does not match its id.
+    pub fn alternatives(&self, id: &ChunkId, except: &Location) -> Vec<Location> {
+        self.locations(id)
+            .into_iter()
+            .filter(|(l, bad)| !bad && l != except)
+            .map(|(l, _)| l)
+            .collect()
     }
 
     /// Whether a chunk is stored.
@@ -236,10 +267,13 @@ impl Index {
         self.locations(id).first().map(|(l, _)| *l)
     }
 
-    /// Whether the index can vouch for a chunk: it is listed in a pack in good health. A
-    /// backup stores again every chunk the index cannot vouch for.
+    /// Whether the index can vouch for a chunk: it is listed in a pack in good health, by
+    /// a full key (an append-only key's index is its own catalog, whose locations are its
+    /// own). A backup stores again every chunk the index cannot vouch for.
     pub fn vouches_for(&self, id: &ChunkId) -> bool {
-        self.locations(id).first().is_some_and(|(_, bad)| !bad)
+        self.locations(id)
+            .first()
+            .is_some_and(|(l, bad)| !bad && !l.from_host)
     }
 
     /// Index objects that could not be read, with why: chunks only they listed are unknown.
@@ -257,19 +291,48 @@ impl Index {
         self.records == 0
     }
 
-    /// Calls `each` with every chunk and its location (a healthy one when there is one),
-    /// in chunk-id order, streaming from disk.
+    /// Calls `each` with every chunk and its location (a healthy one when there is one, a
+    /// full key's before an append-only key's), in chunk-id order, streaming from disk.
     pub fn for_each(&self, mut each: impl FnMut(ChunkId, Location)) -> Result<()> {
+        self.for_each_group(|id, group| each(id, group[0].0))
+    }
+
+    /// Like [`Index::for_each`], and also every other healthy location of a chunk when its
+    /// first is an append-only key's: what a prune must keep. A stolen host can list junk
+    /// under a chunk's id beside the honest copy; which is which shows only when read (reads
+    /// turn to the other, `reader`), so neither may go.
+    pub fn for_each_guarded(&self, mut each: impl FnMut(ChunkId, Location)) -> Result<()> {
+        self.for_each_group(|id, group| {
+            each(id, group[0].0);
+            if group[0].0.from_host {
+                for (l, bad) in &group[1..] {
+                    if !bad && l.pack != group[0].0.pack {
+                        each(id, *l);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Calls `each` with every chunk and all its locations with whether their pack is bad,
+    /// the preferred first (healthy before bad, a full key's before a host's).
+    fn for_each_group(&self, mut each: impl FnMut(ChunkId, &[(Location, bool)])) -> Result<()> {
         let Some(table) = &self.shared else {
             return Ok(());
         };
         let inner = self.inner.read().expect("index lock");
         let cache_err =
             |e: std::io::Error| Error::io("reading the local index cache", table.dir(), e);
-        let mut current: Option<(ChunkId, Location, bool)> = None;
+        let mut current: Option<ChunkId> = None;
+        let mut group: Vec<(Location, bool)> = Vec::new();
+        let mut flush = |id: ChunkId, group: &mut Vec<(Location, bool)>| {
+            group.sort_by_key(|(l, bad)| (*bad, l.from_host));
+            each(id, group);
+            group.clear();
+        };
         for r in table.iter_merged().map_err(cache_err)? {
             let (key, v) = r.map_err(cache_err)?;
-            let [p, offset, len, inner_offset, inner_len] = numbers_of(&v);
+            let ([p, offset, len, inner_offset, inner_len], from_host) = numbers_of(&v);
             let Some(&pack) = inner.packs.get(p as usize) else {
                 continue;
             };
@@ -280,24 +343,19 @@ impl Index {
                 len,
                 inner_offset,
                 inner_len,
+                from_host,
             };
             let id = ChunkId(key);
-            match &mut current {
-                Some((c, l, b)) if *c == id => {
-                    if *b && !bad {
-                        (*l, *b) = (loc, bad);
-                    }
+            if current != Some(id) {
+                if let Some(c) = current.take() {
+                    flush(c, &mut group);
                 }
-                _ => {
-                    if let Some((c, l, _)) = current.take() {
-                        each(c, l);
-                    }
-                    current = Some((id, loc, bad));
-                }
+                current = Some(id);
             }
+            group.push((loc, bad));
         }
-        if let Some((c, l, _)) = current {
-            each(c, l);
+        if let Some(c) = current {
+            flush(c, &mut group);
         }
         Ok(())
     }
@@ -388,7 +446,8 @@ pub fn encode(entries: &[Entry]) -> Vec<u8> {
     out
 }
 
-/// Decodes an index object body; `object` names it in errors.
+/// Decodes an index object body; `object` names it in errors. Every location comes back
+/// [`Location::from_host`] `false`: the caller knows the envelope.
 pub fn decode(object: &str, body: &[u8]) -> Result<Vec<Entry>> {
     let bad = |what: &str| Error::corrupt(object, format!("malformed index: {what}"));
     let mut r = Reader { buf: body, pos: 0 };
@@ -425,6 +484,7 @@ pub fn decode(object: &str, body: &[u8]) -> Result<Vec<Entry>> {
                 len,
                 inner_offset,
                 inner_len,
+                from_host: false,
             },
         ));
     }
@@ -462,7 +522,7 @@ mod tests {
     proptest! {
         #[test]
         fn encode_decode_round_trip(raw in proptest::collection::vec((any::<[u8; 32]>(), 0u8..4, any::<u32>(), any::<u32>()), 0..200)) {
-            let entries: Vec<Entry> = raw.iter().map(|(id, p, o, l)| (ChunkId(*id), Location { pack: PackId([*p; 32]), offset: *o, len: *l, inner_offset: *l / 3, inner_len: *o / 5 })).collect();
+            let entries: Vec<Entry> = raw.iter().map(|(id, p, o, l)| (ChunkId(*id), Location { pack: PackId([*p; 32]), offset: *o, len: *l, inner_offset: *l / 3, inner_len: *o / 5, from_host: false })).collect();
             let body = encode(&entries);
             prop_assert_eq!(decode("index/x", &body).unwrap(), entries);
             if !body.is_empty() {

@@ -20,6 +20,8 @@
 //! drills/<time>-<rand>      recovery drill reports (drill)
 //! state/<name>              what strongroom remembers between runs (the alerts last sent)
 //! expiring/<time>-<rand>    object versions prune hid that wait for their object lock to end
+//! catalogs/<id>/i-<hash>    what an append-only key stored, sealed for it (repository::catalog)
+//! catalogs/<id>/s-<snap>    the manifest of a snapshot it committed
 //! ```
 
 use crate::id::PackId;
@@ -57,11 +59,13 @@ pub enum ObjectKind {
     /// Object versions a prune hid on a repository with object lock, waiting for their lock
     /// to end before they are deleted (`repository::expiring`).
     Expiring,
+    /// What an append-only key stored, readable by that key (`repository::catalog`).
+    Catalog,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `check` reads them.
-    pub const ALL: [ObjectKind; 13] = [
+    pub const ALL: [ObjectKind; 14] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
@@ -75,6 +79,7 @@ impl ObjectKind {
         ObjectKind::Drill,
         ObjectKind::State,
         ObjectKind::Expiring,
+        ObjectKind::Catalog,
     ];
 
     /// Whether objects of this kind are written under the repository's object lock. Locks,
@@ -115,6 +120,7 @@ impl ObjectKind {
             ObjectKind::Drill => "drills/",
             ObjectKind::State => "state/",
             ObjectKind::Expiring => "expiring/",
+            ObjectKind::Catalog => "catalogs/",
         }
     }
 

@@ -26,6 +26,12 @@
 //! guard registers its deletion with [`crate::interrupt`]). Only a process that could run
 //! nothing (SIGKILL, power loss) leaves its lock behind, and that one is stale.
 //!
+//! Append-only keys. A database host's store may refuse it deletes and overwrites (a bucket
+//! policy). Its lock is then written once and each heartbeat is a new object beside it,
+//! `locks/<name>.<n>`; whoever lists the locks reads them as one lock whose heartbeat is
+//! the newest (`FoundLock::parts`). The host cannot delete them: they go stale and
+//! `strongroom unlock`, with a full key, removes every part.
+//!
 //! Staleness. A lock is stale when its process is gone (same host: the pid's start time in
 //! `/proc` no longer matches) or when its heartbeat is older than [`STALE_AFTER`] by the
 //! reader's clock (another host; clocks only matter to this one judgment, with a margin of
@@ -83,8 +89,11 @@ pub struct LockRecord {
 pub struct FoundLock {
     /// Its name (the part after `locks/`).
     pub name: String,
-    /// Its content, or why it could not be read.
+    /// Its content, or why it could not be read. With heartbeats written as objects of
+    /// their own, the newest one's heartbeat.
     pub record: std::result::Result<LockRecord, String>,
+    /// The heartbeat objects an append-only key wrote beside it (`<name>.<n>`).
+    pub parts: Vec<String>,
 }
 
 impl FoundLock {
@@ -154,14 +163,20 @@ fn release_on_exit(
     name: &str,
     job: &str,
     gone: Released,
+    append_only: bool,
 ) -> crate::interrupt::Guard {
     let key = ObjectKind::Lock.key(name);
     crate::interrupt::guard(format!("the {job}'s lock {key}"), move || {
         *released(&gone) = true;
-        if let Err(e) = storage.delete(&key) {
-            tracing::warn!(
+        match storage.delete(&key) {
+            Ok(()) => {}
+            // Expected where the store refuses a host deletes (see the module docs).
+            Err(e) if append_only => tracing::info!(
+                "this append-only key could not remove its lock {key} ({e}); it goes stale, and `strongroom unlock` with a full key removes it"
+            ),
+            Err(e) => tracing::warn!(
                 "could not remove lock {key}: {e}; `strongroom unlock` removes it once it is stale"
-            );
+            ),
         }
     })
 }
@@ -225,6 +240,7 @@ impl Repository {
         let gone = Released::default();
         // Written and registered for release as one step: an interrupt between the two
         // would leave the lock behind.
+        let append_only = self.key.role() == crate::crypto::KeyRole::AppendOnly;
         let release = crate::interrupt::critical(|| {
             self.storage.put(&key, &seal(&self.key, &record))?;
             Ok::<_, Error>(release_on_exit(
@@ -232,11 +248,14 @@ impl Repository {
                 &name,
                 job,
                 gone.clone(),
+                append_only,
             ))
         })?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let (storage, master) = (self.storage.clone(), self.key.clone());
+        let append_only = self.key.role() == crate::crypto::KeyRole::AppendOnly;
         let beat = std::thread::spawn(move || {
+            let mut beats = 0u64;
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
             {
                 let gone = released(&gone);
@@ -244,7 +263,14 @@ impl Repository {
                     return;
                 }
                 record.heartbeat = jiff::Timestamp::now();
-                if let Err(e) = storage.put(&key, &seal(&master, &record)) {
+                beats += 1;
+                // An append-only key may not overwrite: each heartbeat is an object of its own.
+                let at = if append_only {
+                    format!("{key}.{beats}")
+                } else {
+                    key.clone()
+                };
+                if let Err(e) = storage.put(&at, &seal(&master, &record)) {
                     tracing::warn!("could not refresh lock {key}: {e}");
                 }
             }
@@ -311,14 +337,32 @@ impl Repository {
             out.push(FoundLock {
                 name: name.to_string(),
                 record,
+                parts: Vec::new(),
             });
         }
-        Ok(out)
+        // Heartbeats written as objects of their own fold into their lock.
+        let (parts, mut locks): (Vec<FoundLock>, Vec<FoundLock>) =
+            out.into_iter().partition(|l| l.name.contains('.'));
+        for part in parts {
+            let base = part.name.split('.').next().unwrap_or_default().to_string();
+            match locks.iter_mut().find(|l| l.name == base) {
+                Some(lock) => {
+                    if let (Ok(r), Ok(p)) = (&mut lock.record, &part.record) {
+                        r.heartbeat = r.heartbeat.max(p.heartbeat);
+                    }
+                    lock.parts.push(part.name);
+                }
+                // Its lock was removed: the heartbeat stands for it.
+                None => locks.push(part),
+            }
+        }
+        Ok(locks)
     }
 
     /// Removes every stale lock (all locks but this process's own with `all`); returns what
     /// was removed, with why.
     pub fn unlock(&self, all: bool, now: jiff::Timestamp) -> Result<Vec<(FoundLock, String)>> {
+        self.require_full("remove locks")?;
         let mut removed = Vec::new();
         for lock in self.locks()? {
             let why = match lock.stale(now) {
@@ -326,6 +370,9 @@ impl Repository {
                 None if all => "removed on request (--all)".to_string(),
                 None => continue,
             };
+            for part in &lock.parts {
+                self.storage.delete(&ObjectKind::Lock.key(part))?;
+            }
             self.storage.delete(&ObjectKind::Lock.key(&lock.name))?;
             removed.push((lock, why));
         }

@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod cache;
+pub mod catalog;
 pub mod damage;
 pub mod deletion;
 pub mod expiring;
@@ -301,14 +302,18 @@ impl Repository {
         config_hash: &str,
         label: &str,
     ) -> Result<String> {
-        let slot = KeySlot::create(
-            password,
-            &self.key,
-            &self.config.id,
-            config_hash,
-            kdf,
-            label,
-        )?;
+        self.write_slot_of(&self.key, password, kdf, config_hash, label)
+    }
+
+    fn write_slot_of(
+        &self,
+        key: &MasterKey,
+        password: &[u8],
+        kdf: KdfParams,
+        config_hash: &str,
+        label: &str,
+    ) -> Result<String> {
+        let slot = KeySlot::create(password, key, &self.config.id, config_hash, kdf, label)?;
         let body = serde_json::to_vec_pretty(&slot).expect("key slot serializes");
         let name = hex::encode(crypto::random_bytes::<16>());
         self.storage.put(
@@ -389,6 +394,7 @@ impl Repository {
 
     /// Adds a key slot so `password` also opens the repository; returns the slot name.
     pub fn add_password(&self, password: &[u8], kdf: KdfParams, label: &str) -> Result<String> {
+        self.require_full("add a key")?;
         if !self.key.is_encrypted() {
             return Err(Error::Config(
                 "the repository is not encrypted; it has no passwords".into(),
@@ -399,6 +405,37 @@ impl Repository {
         }
         let (_, sealed) = read_config(&self.storage)?;
         self.write_key_slot(password, kdf, &hash_hex(&sealed), label)
+    }
+
+    /// Adds a key slot holding an append-only key (`key add --append-only`), for a host
+    /// that may add backups and WAL but read and delete nothing; returns the slot name.
+    /// The key gets a catalog of its own (`repository::catalog`).
+    pub fn add_append_only(&self, password: &[u8], kdf: KdfParams, label: &str) -> Result<String> {
+        self.require_full("add a key")?;
+        let Some(key) = self.key.derive_append_only() else {
+            return Err(Error::Config(
+                "the repository is not encrypted: an append-only key needs an encrypted repository (a host with write access to an unencrypted one reads everything anyway)".into(),
+            ));
+        };
+        if password.is_empty() {
+            return Err(Error::EmptyPassword);
+        }
+        let (_, sealed) = read_config(&self.storage)?;
+        self.write_slot_of(&key, password, kdf, &hash_hex(&sealed), label)
+    }
+
+    /// Refuses, with [`Error::AppendOnly`], when the repository was opened with an
+    /// append-only key; `what` is a verb phrase ("restore a snapshot").
+    pub fn require_full(&self, what: &str) -> Result<()> {
+        match self.key.role() {
+            crypto::KeyRole::Full => Ok(()),
+            crypto::KeyRole::AppendOnly => Err(Error::AppendOnly(what.to_string())),
+        }
+    }
+
+    /// Whether the repository was opened with a full or an append-only key.
+    pub fn role(&self) -> crypto::KeyRole {
+        self.key.role()
     }
 
     /// Every key slot by name, read but not opened; a slot that cannot be read comes with
@@ -418,6 +455,7 @@ impl Repository {
     /// characters); returns the slot's name. Refuses to remove the last slot that can be
     /// read, which would leave no password that opens the repository.
     pub fn remove_key_slot(&self, reference: &str) -> Result<String> {
+        self.require_full("remove a key")?;
         if !self.key.is_encrypted() {
             return Err(Error::Config(
                 "the repository is not encrypted; it has no passwords".into(),
@@ -487,26 +525,50 @@ impl Repository {
             .collect())
     }
 
-    /// Reads one index object.
+    /// Reads one index object; locations an append-only key recorded come back
+    /// [`index::Location::from_host`].
     pub fn read_index(&self, object: &str) -> Result<Vec<index::Entry>> {
         let sealed = self.storage.get(object)?;
         let body = self.key.open(object, INDEX_AAD, &sealed)?;
         let body = zstd::decode_all(&body[..])
             .map_err(|e| Error::corrupt(object, format!("decompression failed: {e}")))?;
-        index::decode(object, &body)
+        let mut entries = index::decode(object, &body)?;
+        if MasterKey::sealed_by_append_only(&sealed) {
+            for (_, loc) in &mut entries {
+                loc.from_host = true;
+            }
+        }
+        Ok(entries)
     }
 
-    /// Writes an index object for `entries`; returns its size in bytes.
+    /// Writes index objects for `entries`; returns their size in bytes. Locations an
+    /// append-only key recorded ([`index::Location::from_host`]) go into an object of their
+    /// own, sealed to the recipient as that key would have (so a prune's or a copy's rewrite
+    /// keeps them what they were). An append-only key also records its entries in its
+    /// catalog (`repository::catalog`).
     pub fn write_index(&self, entries: &[index::Entry]) -> Result<u64> {
-        if entries.is_empty() {
-            return Ok(0);
+        let (host, full): (Vec<index::Entry>, Vec<index::Entry>) = entries
+            .iter()
+            .copied()
+            .partition(|(_, l)| l.from_host || self.key.role() == crypto::KeyRole::AppendOnly);
+        let mut bytes = 0;
+        for (part, as_host) in [(full, false), (host, true)] {
+            if part.is_empty() {
+                continue;
+            }
+            let body = index::encode(&part);
+            let body = zstd::bulk::compress(&body, 3).expect("in-memory compression cannot fail");
+            let sealed = if as_host {
+                self.key.seal_as_host(INDEX_AAD, &body)
+            } else {
+                self.key.seal(INDEX_AAD, &body)
+            };
+            let name = ObjectKind::Index.key(&hash_hex(&sealed));
+            self.storage.put(&name, &sealed)?;
+            bytes += sealed.len() as u64;
         }
-        let body = index::encode(entries);
-        let body = zstd::bulk::compress(&body, 3).expect("in-memory compression cannot fail");
-        let sealed = self.key.seal(INDEX_AAD, &body);
-        let name = ObjectKind::Index.key(&hash_hex(&sealed));
-        self.storage.put(&name, &sealed)?;
-        Ok(sealed.len() as u64)
+        self.catalog_entries(entries)?;
+        Ok(bytes)
     }
 
     /// The entries of a pack's trailer, read with two ranged reads (its last four bytes,
@@ -530,13 +592,40 @@ impl Repository {
             .to_string();
         let sealed = self.key.seal(SNAPSHOT_AAD, &body);
         self.storage.put(&Snapshot::object_key(&snap.id), &sealed)?;
+        // After the manifest: the catalog says what was committed, and `list` shows a
+        // record only while its manifest is listed. The snapshot is committed whatever
+        // happens to this record: failing here would report a stored backup as failed.
+        if let Err(e) = self.catalog_snapshot(snap) {
+            tracing::warn!(
+                "snapshot {} is stored, but this host's `list` will not show it: {e}",
+                snap.short_id()
+            );
+        }
         Ok(sealed.len() as u64)
     }
 
-    /// Reads one manifest and checks that its content matches its name.
+    /// Reads one manifest and checks that its content matches its name. A manifest an
+    /// append-only key wrote comes back [`Snapshot::unvouched`] until [`Repository::vouch`].
     pub fn read_snapshot(&self, id: &str) -> Result<Snapshot> {
-        let (_, body) = self.open_snapshot(id)?;
-        Snapshot::decode(id, &body)
+        let (sealed, body) = self.open_snapshot(id)?;
+        let mut snap = Snapshot::decode(id, &body)?;
+        snap.unvouched = MasterKey::sealed_by_append_only(&sealed);
+        Ok(snap)
+    }
+
+    /// Vouches for a snapshot an append-only key wrote, once a full key has checked it
+    /// (`verify`): its manifest is sealed again under the data key, the same content under
+    /// the same id, so retention counts it from then on (`retention`: what an append-only
+    /// host writes cannot push a vouched snapshot out). Returns whether it was unvouched.
+    pub fn vouch(&self, id: &str) -> Result<bool> {
+        self.require_full("vouch for a snapshot")?;
+        let (sealed, body) = self.open_snapshot(id)?;
+        if !MasterKey::sealed_by_append_only(&sealed) {
+            return Ok(false);
+        }
+        let resealed = self.key.seal(SNAPSHOT_AAD, &body);
+        self.storage.put(&Snapshot::object_key(id), &resealed)?;
+        Ok(true)
     }
 
     /// One manifest as stored (sealed), once it opened and its content matched its name:

@@ -198,6 +198,7 @@ impl PackBuilder {
                         len,
                         inner_offset,
                         inner_len,
+                        from_host: false,
                     },
                 )
             })
@@ -279,6 +280,8 @@ pub fn decode_trailer(
     segments_len: u64,
 ) -> Result<Vec<Entry>> {
     let trailer = key.open(object, TRAILER_AAD, sealed)?;
+    // A pack an append-only key wrote: its locations are the host's (index::Location).
+    let from_host = MasterKey::sealed_by_append_only(sealed);
     let mut r = Reader {
         buf: &trailer,
         pos: 0,
@@ -303,6 +306,7 @@ pub fn decode_trailer(
                 len,
                 inner_offset,
                 inner_len,
+                from_host,
             },
         ));
     }

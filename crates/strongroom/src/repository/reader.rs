@@ -2,7 +2,8 @@
 //!
 //! Owns fetching chunks efficiently: grouped by pack, neighbouring segments coalesced into one
 //! ranged read, several reads in flight (object stores reward parallel requests), every
-//! segment authenticated and every chunk checked against its id before it is handed on. Must not decide where the
+//! segment authenticated and every chunk checked against its id before it is handed on,
+//! and a chunk that fails read from the other places the index lists it (`from_elsewhere`). Must not decide where the
 //! bytes go: callers pass a sink.
 //!
 //! Memory is bounded by the window the caller asks for, not by the file: a file is restored
@@ -101,14 +102,33 @@ where
                                 let loc = seg[0].1;
                                 let from = (loc.offset as u64 - r.start) as usize;
                                 let sealed = &buf[from..from + loc.len as usize];
-                                let plain = pack::decode_segment(key, r.pack, loc.offset, sealed)?;
-                                let chunks = seg
-                                    .iter()
-                                    .map(|(id, l)| {
-                                        Ok((*id, pack::chunk_from_segment(key, &plain, *id, l)?))
-                                    })
-                                    .collect::<Result<Vec<_>>>()?;
-                                sink(&chunks)?;
+                                let failed =
+                                    match pack::decode_segment(key, r.pack, loc.offset, sealed) {
+                                        Ok(plain) => match seg
+                                            .iter()
+                                            .map(|(id, l)| {
+                                                Ok((
+                                                    *id,
+                                                    pack::chunk_from_segment(key, &plain, *id, l)?,
+                                                ))
+                                            })
+                                            .collect::<Result<Vec<_>>>()
+                                        {
+                                            Ok(chunks) => {
+                                                sink(&chunks)?;
+                                                None
+                                            }
+                                            Err(e) => Some(e),
+                                        },
+                                        Err(e) => Some(e),
+                                    };
+                                match failed {
+                                    None => {}
+                                    Some(e) if e.is_damage() => {
+                                        from_elsewhere(repo, index, seg, &sink).map_err(|_| e)?
+                                    }
+                                    Some(e) => return Err(e),
+                                }
                             }
                             Ok(())
                         });
@@ -124,6 +144,48 @@ where
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Reads the chunks of a segment that failed (damaged, or not what its ids say) from the
+/// other places the index lists them, one by one: a chunk stored again after damage, or
+/// the honest copy beside junk a stolen append-only host wrote under the same id (every
+/// chunk is checked against its keyed id, so junk is caught; this is what keeps it from
+/// costing a restore). Fails when some chunk is nowhere else readable.
+fn from_elsewhere<S>(
+    repo: &Repository,
+    index: &Index,
+    seg: &[(ChunkId, Location)],
+    sink: &S,
+) -> Result<()>
+where
+    S: Fn(&[(ChunkId, &[u8])]) -> Result<()>,
+{
+    let key = repo.key();
+    for (id, failed) in seg {
+        let mut found = None;
+        for alt in index.alternatives(id, failed) {
+            let got = repo
+                .storage()
+                .get_range(&alt.pack.object_key(), alt.offset as u64, alt.len as u64)
+                .and_then(|sealed| pack::decode_segment(key, alt.pack, alt.offset, &sealed))
+                .and_then(|plain| {
+                    pack::chunk_from_segment(key, &plain, *id, &alt).map(<[u8]>::to_vec)
+                });
+            if let Ok(chunk) = got {
+                tracing::warn!(
+                    "chunk {} did not read back from {}; read it from {} instead",
+                    id.to_hex(),
+                    failed.pack.object_key(),
+                    alt.pack.object_key()
+                );
+                found = Some(chunk);
+                break;
+            }
+        }
+        let chunk = found.ok_or(Error::MissingChunk(*id))?;
+        sink(&[(*id, &chunk)])?;
+    }
+    Ok(())
 }
 
 /// Calls `each(position, chunk ids)` for consecutive windows of a file's chunk list, where

@@ -213,6 +213,15 @@ pub struct Snapshot {
     pub program_version: String,
     /// Stored files.
     pub files: Vec<FileEntry>,
+    /// Taken with an append-only key, as the key that wrote it says (`status` shows which
+    /// kind of key a source's host holds; a vouch reseals the manifest but keeps this).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub append_only: bool,
+    /// Written by an append-only key and not yet checked by a full key
+    /// ([`super::Repository::vouch`]): retention keeps it but does not count it. Not stored
+    /// in the manifest: the envelope says it.
+    #[serde(skip)]
+    pub unvouched: bool,
 }
 
 /// The snapshot object of the command-line contract (what `--json` prints).
@@ -430,6 +439,8 @@ pub(crate) mod tests {
             hostname: "h".into(),
             program_version: "0".into(),
             files: vec![],
+            append_only: false,
+            unvouched: false,
         }
     }
 

@@ -99,7 +99,8 @@ pub struct SortedIds {
 }
 
 /// Walks the index in chunk-id order beside `needed`: `each` gets every indexed chunk, its
-/// location and whether it is needed. Returns the finished cursor, whose skipped ids are the
+/// location and whether it is needed (a chunk an append-only key listed more than once,
+/// once per healthy pack: `Index::for_each_guarded`). Returns the finished cursor, whose skipped ids are the
 /// needed chunks no index names (up to `keep_skipped` of them kept).
 pub fn walk_index(
     index: &Index,
@@ -110,10 +111,21 @@ pub fn walk_index(
     let mut cursor = needed.cursor()?;
     cursor.keep_skipped = keep_skipped;
     let mut failed = None;
-    index.for_each(|id, loc| match cursor.contains(&id) {
-        Ok(live) => each(id, loc, live),
-        Err(e) => {
-            failed.get_or_insert(e);
+    // A chunk comes once per location kept: the cursor is asked once per chunk.
+    let mut last: Option<(ChunkId, bool)> = None;
+    index.for_each_guarded(|id, loc| {
+        let live = match last {
+            Some((l, live)) if l == id => Ok(live),
+            _ => cursor.contains(&id),
+        };
+        match live {
+            Ok(live) => {
+                last = Some((id, live));
+                each(id, loc, live)
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
         }
     })?;
     if let Some(e) = failed {

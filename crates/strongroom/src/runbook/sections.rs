@@ -128,6 +128,16 @@ pub(super) fn environment(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
             "export STRONGROOM_PASSWORD_FILE=…   # a file holding the repository password (or set STRONGROOM_PASSWORD)"
         );
     }
+    let append_only = inputs.snapshots.iter().any(|s| s.append_only);
+    line!(
+        md,
+        "# which key restores: a full key (a password made by `init`, or by `key add` without --append-only){}",
+        if append_only {
+            "; the database host's key is append-only (`strongroom key list` shows each slot's kind) and cannot read backups or fetch WAL"
+        } else {
+            ""
+        }
+    );
     store_credentials(md, &repo);
     if entries
         .iter()
@@ -135,7 +145,12 @@ pub(super) fn environment(md: &mut String, inputs: &Inputs, entries: &[Entry]) {
     {
         line!(
             md,
-            "# physical restores with --start: the server runs as the data directory's owner and reads the repository itself, so STRONGROOM_PASSWORD_FILE must be a key file that user can read (archive_command's)"
+            "{}",
+            if append_only {
+                "# physical restores with --start: the server runs as the data directory's owner and reads the repository itself (restore_command), so STRONGROOM_PASSWORD_FILE must be a FULL key file that user can read: archive_command's is append-only; make one with `strongroom key add --new-key-file FILE` and remove it after the recovery (`strongroom key remove ID`)"
+            } else {
+                "# physical restores with --start: the server runs as the data directory's owner and reads the repository itself, so STRONGROOM_PASSWORD_FILE must be a key file that user can read (archive_command's)"
+            }
         );
     }
     if entries

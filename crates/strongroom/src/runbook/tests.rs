@@ -39,6 +39,8 @@ fn snap(id: &str, source: &str, engine: EngineKind, kind: BackupKind, at: &str) 
         hostname: "db1".into(),
         program_version: "0.1.0".into(),
         files: vec![],
+        append_only: false,
+        unvouched: false,
     }
 }
 

@@ -177,6 +177,7 @@ pub fn fetch(
     dest: &Path,
     ahead: u32,
 ) -> Result<u64> {
+    repo.require_full("fetch archived WAL (restore_command needs a full key)")?;
     let cluster = super::cluster::identify(data_dir)?;
     let parsed = WalName::parse(name).ok_or_else(|| unarchivable(name))?;
     let dest = data_dir.join(dest);

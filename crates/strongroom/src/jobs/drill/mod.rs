@@ -120,6 +120,7 @@ pub struct Plan<'a> {
 /// that fails (damage, a failed check) still returns its report, with `ok` false; an error
 /// means no snapshot could be chosen or the repository could not be read at all.
 pub fn run(repo: &Repository, plan: &Plan<'_>, progress: &dyn Progress) -> Result<DrillReport> {
+    repo.require_full("run a recovery drill")?;
     let _lock = repo.read_lock("drill");
     let all = repo.snapshots_lenient()?.0;
     let mut rng = Rng::new(plan.seed);
@@ -392,6 +393,7 @@ pub struct HistoryEntry {
 /// Earlier drills, oldest first, from the journal's drill records (of `source`'s only,
 /// when given).
 pub fn history(repo: &Repository, source: Option<SourceMatch>) -> Result<Vec<HistoryEntry>> {
+    repo.require_full("read drill reports")?;
     let query = JournalQuery {
         source,
         job: Some("drill".into()),

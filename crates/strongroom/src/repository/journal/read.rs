@@ -80,6 +80,7 @@ impl Repository {
 
     /// The records `query` wants, oldest first.
     pub fn query_journal(&self, query: &JournalQuery) -> Result<Vec<JournalRecord>> {
+        self.require_full("read the journal")?;
         let listed = self.journal_keys()?;
         let cache = self.journal_cache_path();
         let mut known = cache.as_deref().map(read_cache).unwrap_or_default();

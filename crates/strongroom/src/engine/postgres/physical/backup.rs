@@ -347,7 +347,12 @@ fn parent_of(
     source: &Source,
     system_id: &str,
 ) -> Result<Option<Snapshot>> {
-    let snaps = writer.repository().snapshots()?;
+    // An append-only key reads its own snapshots, from its catalog.
+    let repo = writer.repository();
+    let snaps = match repo.role() {
+        crate::crypto::KeyRole::Full => repo.snapshots()?,
+        crate::crypto::KeyRole::AppendOnly => repo.catalog_snapshots()?.0,
+    };
     let earlier: Option<&Snapshot> = snaps
         .iter()
         .filter(|s| is_of(s, source) && s.kind == BackupKind::Physical)
