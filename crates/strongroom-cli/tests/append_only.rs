@@ -76,7 +76,7 @@ fn a_host_key_backs_up_and_lists_but_reads_deletes_and_forgets_nothing() {
         assert_eq!(kinds.iter().filter(|k| **k).count(), 1, "{keys}");
 
         let first = host_json(&env, &key, &["backup", &src]);
-        let id = first["snapshot"]["id"].as_str().unwrap().to_string();
+        let id = first["id"].as_str().unwrap().to_string();
         update_bookings(&db, 0.01, 7);
         let second = host_json(&env, &key, &["backup", &src]);
         // The host lists what it did: ids, sources, times.
@@ -89,7 +89,7 @@ fn a_host_key_backs_up_and_lists_but_reads_deletes_and_forgets_nothing() {
             .collect();
         assert_eq!(
             ids,
-            [id.as_str(), second["snapshot"]["id"].as_str().unwrap()]
+            [id.as_str(), second["id"].as_str().unwrap()]
         );
         assert_eq!(listed[0]["source"], src.as_str());
 
@@ -160,10 +160,10 @@ fn a_host_deduplicates_against_its_own_backups_even_after_losing_its_cache() {
     full(&["backup", &full_src]);
     update_bookings(&host_db, 0.01, 11);
     update_bookings(&full_db, 0.01, 11);
-    let full_added = full(&["backup", &full_src])["snapshot"]["added"]
+    let full_added = full(&["backup", &full_src])["added"]
         .as_u64()
         .unwrap();
-    let host_added = host_json(&env, &key, &["backup", &host_src])["snapshot"]["added"]
+    let host_added = host_json(&env, &key, &["backup", &host_src])["added"]
         .as_u64()
         .unwrap();
     eprintln!("second backup added: host {host_added} B, full key {full_added} B");
@@ -175,10 +175,10 @@ fn a_host_deduplicates_against_its_own_backups_even_after_losing_its_cache() {
     std::fs::remove_dir_all(env.path("host-cache")).unwrap();
     update_bookings(&host_db, 0.01, 12);
     update_bookings(&full_db, 0.01, 12);
-    let full_added = full(&["backup", &full_src])["snapshot"]["added"]
+    let full_added = full(&["backup", &full_src])["added"]
         .as_u64()
         .unwrap();
-    let host_added = host_json(&env, &key, &["backup", &host_src])["snapshot"]["added"]
+    let host_added = host_json(&env, &key, &["backup", &host_src])["added"]
         .as_u64()
         .unwrap();
     eprintln!("after losing the cache: host {host_added} B, full key {full_added} B");
@@ -190,7 +190,7 @@ fn a_host_deduplicates_against_its_own_backups_even_after_losing_its_cache() {
     // a chunk's id from the page), and reads them fine.
     let full_here = env.json(&["backup", &host_src]);
     assert!(
-        full_here["snapshot"]["added"].as_u64().unwrap() > host_added,
+        full_here["added"].as_u64().unwrap() > host_added,
         "{full_here}"
     );
 }
@@ -200,14 +200,19 @@ fn junk_from_a_host_never_pushes_a_vouched_snapshot_out() {
     let env = envs_on(&[common::Store::Local]).remove(0);
     let (db, src) = env.hotel_source(1_000);
     let key = host_key(&env, "db1");
-    let good = host_json(&env, &key, &["backup", &src])["snapshot"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Two good backups, each checked by a full key: verify vouches for them.
+    let mut good = Vec::new();
+    for seed in [1, 2] {
+        update_bookings(&db, 0.05, seed);
+        let id = host_json(&env, &key, &["backup", &src])["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let verified = env.json(&["verify", &id]);
+        assert_eq!(verified["ok"], true, "{verified}");
+        good.push(id);
+    }
     let good_bookings = common::bookings_in(&db);
-    // A full key checks it: verify vouches for it.
-    let verified = env.json(&["verify", &good]);
-    assert_eq!(verified["ok"], true, "{verified}");
     // The host is taken over: 100 junk snapshots of the same source in a row.
     std::fs::remove_file(&db).unwrap();
     let junk = rusqlite::Connection::open(&db).unwrap();
@@ -220,18 +225,22 @@ fn junk_from_a_host_never_pushes_a_vouched_snapshot_out() {
             .assert()
             .success();
     }
-    let forgot = env.json(&["forget", "--keep-last", "3"]);
+    // keep-last 2 over everything would keep two junk snapshots and, by the safety rule,
+    // the newest verified one only: the first good one would go.
+    let forgot = env.json(&["forget", "--keep-last", "2"]);
     let kept: Vec<&str> = forgot["keep"]
         .as_array()
         .unwrap()
         .iter()
         .map(|k| k["id"].as_str().unwrap())
         .collect();
-    assert!(kept.contains(&good.as_str()), "{forgot}");
-    assert_eq!(kept.len(), 4, "the vouched one and the 3 newest: {forgot}");
+    for g in &good {
+        assert!(kept.contains(&g.as_str()), "{g} forgotten: {forgot}");
+    }
+    assert_eq!(kept.len(), 4, "the 2 vouched ones and the 2 newest: {forgot}");
     let restored = env.path("back.db");
     env.cmd()
-        .args(["restore", &good, "--to"])
+        .args(["restore", &good[1], "--to"])
         .arg(&restored)
         .assert()
         .success();
