@@ -87,10 +87,7 @@ fn a_host_key_backs_up_and_lists_but_reads_deletes_and_forgets_nothing() {
             .iter()
             .map(|s| s["id"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            ids,
-            [id.as_str(), second["id"].as_str().unwrap()]
-        );
+        assert_eq!(ids, [id.as_str(), second["id"].as_str().unwrap()]);
         assert_eq!(listed[0]["source"], src.as_str());
 
         // Everything that reads contents, deletes or manages keys is refused by kind.
@@ -125,6 +122,35 @@ fn a_host_key_backs_up_and_lists_but_reads_deletes_and_forgets_nothing() {
         assert!(common::invariant_holds(&restore_to));
         let all = env.json(&["list"]);
         assert_eq!(all.as_array().unwrap().len(), 2);
+        // status, with the full key, says the host's backups were taken with an
+        // append-only key, and how the repository is protected.
+        let out = env.cmd().args(["status", "--json"]).output().unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["protection"][0]["append_only_keys"], 1, "{doc}");
+        assert_eq!(doc["protection"][0]["full_keys"], 1, "{doc}");
+        assert_eq!(doc["protection"][0]["encryption"], "xchacha20poly1305");
+        let check = doc["sources"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "protection")
+            .unwrap_or_else(|| panic!("{doc}"))
+            .clone();
+        assert_eq!(check["level"], "ok", "{check}");
+        let detail = check["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("taken with an append-only key")
+                && detail.contains("1 full key and 1 append-only key"),
+            "{detail}"
+        );
+        // The runbook says which key restores.
+        let runbook = env.cmd().arg("runbook").output().unwrap();
+        let page = String::from_utf8_lossy(&runbook.stdout);
+        assert!(
+            page.contains("which key restores: a full key")
+                && page.contains("the database host's key is append-only"),
+            "{page}"
+        );
         // Refusals are an operator's mistake, not job failures: nothing journaled failed.
         let failed = env.json(&["journal", "--failed"]);
         assert_eq!(failed.as_array().unwrap().len(), 0, "{failed}");
@@ -160,9 +186,7 @@ fn a_host_deduplicates_against_its_own_backups_even_after_losing_its_cache() {
     full(&["backup", &full_src]);
     update_bookings(&host_db, 0.01, 11);
     update_bookings(&full_db, 0.01, 11);
-    let full_added = full(&["backup", &full_src])["added"]
-        .as_u64()
-        .unwrap();
+    let full_added = full(&["backup", &full_src])["added"].as_u64().unwrap();
     let host_added = host_json(&env, &key, &["backup", &host_src])["added"]
         .as_u64()
         .unwrap();
@@ -175,9 +199,7 @@ fn a_host_deduplicates_against_its_own_backups_even_after_losing_its_cache() {
     std::fs::remove_dir_all(env.path("host-cache")).unwrap();
     update_bookings(&host_db, 0.01, 12);
     update_bookings(&full_db, 0.01, 12);
-    let full_added = full(&["backup", &full_src])["added"]
-        .as_u64()
-        .unwrap();
+    let full_added = full(&["backup", &full_src])["added"].as_u64().unwrap();
     let host_added = host_json(&env, &key, &["backup", &host_src])["added"]
         .as_u64()
         .unwrap();
@@ -237,7 +259,11 @@ fn junk_from_a_host_never_pushes_a_vouched_snapshot_out() {
     for g in &good {
         assert!(kept.contains(&g.as_str()), "{g} forgotten: {forgot}");
     }
-    assert_eq!(kept.len(), 4, "the 2 vouched ones and the 2 newest: {forgot}");
+    assert_eq!(
+        kept.len(),
+        4,
+        "the 2 vouched ones and the 2 newest: {forgot}"
+    );
     let restored = env.path("back.db");
     env.cmd()
         .args(["restore", &good[1], "--to"])

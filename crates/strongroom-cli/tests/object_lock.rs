@@ -615,3 +615,63 @@ fn a_recorded_version_still_current_is_never_deleted() {
         .assert()
         .success();
 }
+
+/// `status` shows the repository's lock and, once a kept snapshot's lock has ended (renewal
+/// fell behind), warns in the source's `protection` check, naming the snapshot.
+#[test]
+fn status_shows_the_lock_and_warns_once_a_kept_snapshots_lock_ended() {
+    let Some(m) = Moto::new(true) else { return };
+    m.prove_enforcement();
+    m.cmd()
+        .args(["init", "--object-lock", "1"])
+        .assert()
+        .success();
+    let src = sqlite_source(&m.env);
+    let snap = m.json(&["backup", &src]);
+    let short = snap["short_id"].as_str().unwrap().to_string();
+    let status = |cmd: &mut assert_cmd::Command| -> Value {
+        let out = cmd.args(["status", "--json"]).output().unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("status: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let protection_check = |doc: &Value| -> Value {
+        doc["sources"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "protection")
+            .unwrap_or_else(|| panic!("no protection check: {doc}"))
+            .clone()
+    };
+    let now = status(&mut m.cmd());
+    let p = &now["protection"][0];
+    assert_eq!(p["object_lock"]["days"], 1, "{now}");
+    assert_eq!(p["object_lock"]["mode"], "governance", "{now}");
+    assert_eq!(p["full_keys"], 1, "{now}");
+    assert_eq!(
+        p["unlocked_snapshots"].as_array().unwrap().len(),
+        0,
+        "{now}"
+    );
+    let c = protection_check(&now);
+    assert_eq!(c["level"], "ok", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("object lock governance 1 days"),
+        "{c}"
+    );
+    // Three days on, nothing renewed the locks.
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(72))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let then = status(&mut m.at(&later));
+    let c = protection_check(&then);
+    assert_eq!(c["level"], "warning", "{c}");
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&short) && detail.contains("forget --prune"),
+        "{detail}"
+    );
+}
