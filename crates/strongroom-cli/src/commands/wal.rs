@@ -99,10 +99,12 @@ fn fetch(ctx: Result<Ctx>, name: &str, dest: &Path) -> Result<()> {
             }
             // Retrying cannot change these: no password or a wrong one, a data directory
             // that is not the repository's cluster, a config or URL that is wrong, no
-            // repository at the location, a repository this build cannot read. Each retry
-            // would only hold the recovery for seconds before the same sentence.
+            // repository at the location, a repository this build cannot read, an
+            // append-only key (restore_command needs a full one). Each retry would only
+            // hold the recovery for seconds before the same sentence.
             Err(
                 e @ (Error::WrongPassword { .. }
+                | Error::AppendOnly(_)
                 | Error::PasswordMissing
                 | Error::WrongCluster(_)
                 | Error::Config(_)
