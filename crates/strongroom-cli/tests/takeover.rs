@@ -50,7 +50,14 @@ fn a_taken_over_host_cannot_destroy_its_backups_and_the_operator_recovers_to_jus
     env.init();
     let key = env.path("host.key");
     env.cmd()
-        .args(["key", "add", "--append-only", "--label", "db1", "--new-key-file"])
+        .args([
+            "key",
+            "add",
+            "--append-only",
+            "--label",
+            "db1",
+            "--new-key-file",
+        ])
         .arg(&key)
         .assert()
         .success();
@@ -71,7 +78,10 @@ fn a_taken_over_host_cannot_destroy_its_backups_and_the_operator_recovers_to_jus
         .setting("track_commit_timestamp", "on")
         .setting("max_wal_senders", "4")
         .setting("archive_mode", "on")
-        .setting("archive_command", &format!("{} wal push %p", exe().display()));
+        .setting(
+            "archive_command",
+            &format!("{} wal push %p", exe().display()),
+        );
     for (k, v) in &server_vars {
         b = b.env(k, v);
     }
@@ -132,7 +142,12 @@ fn a_taken_over_host_cannot_destroy_its_backups_and_the_operator_recovers_to_jus
     }
     // restore_command's side: refused, with the code that stops a recovery.
     let out = host()
-        .args(["wal", "fetch", "000000010000000000000001", "pg_wal/RECOVERYXLOG"])
+        .args([
+            "wal",
+            "fetch",
+            "000000010000000000000001",
+            "pg_wal/RECOVERYXLOG",
+        ])
         .current_dir(pg.data_dir())
         .output()
         .unwrap();
@@ -141,16 +156,15 @@ fn a_taken_over_host_cannot_destroy_its_backups_and_the_operator_recovers_to_jus
     // With the host's store credentials, past strongroom: the store refuses.
     let admin = storage_at(&env.repo, &garage);
     let through = storage_at(&env.repo, &proxy.url());
-    let pack = admin
-        .list(ObjectKind::Pack.folder())
-        .unwrap()
-        .remove(0)
-        .key;
+    let pack = admin.list(ObjectKind::Pack.folder()).unwrap().remove(0).key;
     let manifest = ObjectKind::Snapshot.key(&base_id);
     let sealed = admin.get(&manifest).unwrap();
     assert!(through.get(&pack).is_err(), "a pack was read");
     assert!(through.delete(&pack).is_err(), "a pack was deleted");
-    assert!(through.put(&manifest, b"junk").is_err(), "a manifest was overwritten");
+    assert!(
+        through.put(&manifest, b"junk").is_err(),
+        "a manifest was overwritten"
+    );
     assert!(through.delete(&manifest).is_err(), "a manifest was deleted");
     assert!(admin.get(&pack).is_ok());
     assert_eq!(admin.get(&manifest).unwrap(), sealed);
@@ -166,7 +180,11 @@ fn a_taken_over_host_cannot_destroy_its_backups_and_the_operator_recovers_to_jus
 
     // The operator, with a full key, straight to the store.
     let listed = env.cmd().args(["list", "--json"]).output().unwrap();
-    assert_eq!(listed.status.code(), Some(1), "the forged manifest is named");
+    assert_eq!(
+        listed.status.code(),
+        Some(1),
+        "the forged manifest is named"
+    );
     let snaps: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 4, "{snaps}");
     // A full key file for the recovering server's restore_command (the host's cannot fetch).
