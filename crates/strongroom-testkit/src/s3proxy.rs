@@ -26,6 +26,8 @@
 //! - [`Stats`]: every request seen, the fault it got and the server's answer, so a test can
 //!   say what the client did (retried after a 503, read again after a truncation) and print it
 //!   when it fails.
+//! - Which objects exist, as far as what passed through it tells ([`policy`]): written, read or
+//!   listed through it, and not deleted since.
 //! - Its threads and sockets: all stop when the [`FaultProxy`] is dropped.
 //!
 //! # What it must not do
@@ -69,6 +71,11 @@
 //!   `Content-Length` (or chunked framing), then half the body, then the connection closes: a
 //!   reader must notice the short body instead of taking a partial object for a whole one.
 //!   Meant for `GET`s; a response without a body is relayed whole, then the connection closes.
+//! - [`Fault::Forbidden`]: a request the store's bucket policy (or a key's permissions) does
+//!   not allow: `403 Forbidden` with S3's `AccessDenied` XML error, answered by the proxy; the
+//!   request never reaches the server. Like the 503, a request body is read and dropped and
+//!   the connection goes on, unless the client waits for `100 Continue` (then the body never
+//!   comes, and the connection closes after the answer).
 //! - [`Fault::DropMidRequest`]: an upload cut short. The proxy reads the request head and half
 //!   the body (answering `100 Continue` itself if the client waits for it), then closes the
 //!   connection; the server never sees the request. On a request without a body the connection
@@ -87,8 +94,15 @@
 //! the match count, so a replay with the same seed faults the same matches: exactly the same
 //! requests when the client sends them in the same order (one connection at a time), the same
 //! mix otherwise.
+//!
+//! A rule can also leave out requests whose query names a sub-resource
+//! ([`Rule::except_query`]: `"uploadId"` spares the parts of a multipart upload), and match
+//! only requests on an object the proxy knows exists ([`Rule::existing`]), which is how it
+//! refuses overwrites. [`Plan::append_only_bucket_policy`] puts these together into the bucket
+//! policy of an append-only key: no deletes, no overwrites, no reading the backups' contents.
+//! How the proxy learns which objects exist, and what it cannot know, is in [`policy`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -123,6 +137,9 @@ pub enum Fault {
     TruncateBody,
     /// Read the request head and half its body, then close, never forwarding it.
     DropMidRequest,
+    /// Answer `403 Forbidden` with an S3 `AccessDenied` XML error body, without forwarding the
+    /// request (a bucket policy's refusal).
+    Forbidden,
 }
 
 /// When a rule fires among the requests its filter matches.
@@ -141,6 +158,10 @@ pub struct Rule {
     method: Option<String>,
     path: Option<String>,
     query: Option<String>,
+    /// Query parts that exclude a request ([`Rule::except_query`]).
+    except: Vec<String>,
+    /// Only objects the proxy knows exist ([`Rule::existing`]).
+    existing: bool,
     when: When,
 }
 
@@ -152,6 +173,8 @@ impl Rule {
             method: None,
             path: None,
             query: None,
+            except: Vec::new(),
+            existing: false,
             when: When::Every,
         }
     }
@@ -171,6 +194,19 @@ impl Rule {
     /// Only requests whose query (the target after `?`, as sent) contains `part`.
     pub fn query(mut self, part: &str) -> Rule {
         self.query = Some(part.to_string());
+        self
+    }
+
+    /// Not requests whose query contains `part`; each call adds one more exception.
+    pub fn except_query(mut self, part: &str) -> Rule {
+        self.except.push(part.to_string());
+        self
+    }
+
+    /// Only requests on an object (`/BUCKET/KEY`) the proxy knows exists: one it saw written,
+    /// read or listed through it, or was told of ([`FaultProxy::add_known_keys`]).
+    pub fn existing(mut self) -> Rule {
+        self.existing = true;
         self
     }
 
@@ -203,10 +239,13 @@ impl Rule {
         self
     }
 
-    fn matches(&self, method: &str, path: &str, query: &str) -> bool {
+    /// Whether the filter takes a request; `exists` says whether its object is known to exist.
+    fn matches(&self, method: &str, path: &str, query: &str, exists: bool) -> bool {
         self.method.as_deref().is_none_or(|m| m == method)
             && self.path.as_deref().is_none_or(|p| path.contains(p))
             && self.query.as_deref().is_none_or(|q| query.contains(q))
+            && !self.except.iter().any(|q| query.contains(q.as_str()))
+            && (!self.existing || exists)
     }
 }
 
@@ -324,6 +363,8 @@ struct State {
     /// Per rule of the plan: how many requests its filter matched.
     matched: Vec<u64>,
     stats: Stats,
+    /// The objects known to exist, as decoded paths `/BUCKET/KEY` (see `policy`).
+    known: BTreeSet<String>,
 }
 
 impl FaultProxy {
@@ -346,6 +387,7 @@ impl FaultProxy {
                 plan: Plan::seeded(0),
                 matched: Vec::new(),
                 stats: Stats::default(),
+                known: BTreeSet::new(),
             }),
             sockets: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
@@ -441,12 +483,14 @@ impl Shared {
             plan,
             matched,
             stats,
+            known,
         } = &mut *guard;
         stats.requests += 1;
         let seq = stats.requests;
+        let exists = object_path(path).is_some_and(|p| known.contains(&p));
         let mut chosen = None;
         for (i, rule) in plan.rules.iter().enumerate() {
-            if !rule.matches(method, path, query) {
+            if !rule.matches(method, path, query, exists) {
                 continue;
             }
             matched[i] += 1;
@@ -565,7 +609,7 @@ fn serve(shared: &Shared, id: u64, client: &TcpStream) -> io::Result<()> {
         let req = Request::parse(&head)?;
         let (seq, fault) = shared.decide(&req.method, &req.target);
         match fault {
-            Some(Fault::Status503) => {
+            Some(refusal @ (Fault::Status503 | Fault::Forbidden)) => {
                 // A client waiting for `100 Continue` will not send the body: answering closes
                 // the connection. Otherwise the body is read (and dropped), so the connection
                 // can carry the next request.
@@ -573,7 +617,7 @@ fn serve(shared: &Shared, id: u64, client: &TcpStream) -> io::Result<()> {
                 if !req.waits_for_continue() {
                     copy_body(&mut client.r, &mut io::sink(), req.body)?;
                 }
-                client.w.write_all(&slow_down(&req, seq, keep))?;
+                client.w.write_all(&s3_error(&req, seq, keep, refusal))?;
                 client.w.flush()?;
                 if !keep {
                     client.close();
@@ -604,6 +648,7 @@ fn serve(shared: &Shared, id: u64, client: &TcpStream) -> io::Result<()> {
             return Ok(());
         };
         shared.answered(seq, resp.status);
+        shared.learn(&req, resp.status, None);
         let close = req.close || resp.close || resp.body == Body::UntilClose || resp.declined;
         match fault {
             Some(Fault::DropBeforeResponse) => {
@@ -640,7 +685,16 @@ fn serve(shared: &Shared, id: u64, client: &TcpStream) -> io::Result<()> {
             _ => {}
         }
         client.w.write_all(&resp_head.raw)?;
-        copy_body(&mut up.r, &mut client.w, resp.body)?;
+        if wants_body(&req, resp.status) {
+            // A listing or a multipart upload's outcome: read whole, to learn which objects
+            // exist, then relayed as read.
+            let mut raw = Vec::new();
+            copy_body(&mut up.r, &mut raw, resp.body)?;
+            client.w.write_all(&raw)?;
+            shared.learn(&req, resp.status, Some(&content(&raw, resp.body)));
+        } else {
+            copy_body(&mut up.r, &mut client.w, resp.body)?;
+        }
         client.w.flush()?;
         if close {
             client.close();
@@ -759,8 +813,17 @@ fn hold(shared: &Shared, client: &TcpStream, d: Option<Duration>) -> io::Result<
     Ok(there)
 }
 
-/// The `503 Slow Down` S3 answers when throttling.
-fn slow_down(req: &Request, seq: u64, keep: bool) -> Vec<u8> {
+/// The error S3 answers for `fault`: `503 Slow Down` when throttling, `403 Forbidden` when a
+/// policy refuses.
+fn s3_error(req: &Request, seq: u64, keep: bool, fault: Fault) -> Vec<u8> {
+    let (status, code, message) = match fault {
+        Fault::Forbidden => ("403 Forbidden", "AccessDenied", "Access Denied"),
+        _ => (
+            "503 Slow Down",
+            "SlowDown",
+            "Please reduce your request rate.",
+        ),
+    };
     let path = req.target.split('?').next().unwrap_or_default();
     let path = path
         .replace('&', "&amp;")
@@ -768,13 +831,13 @@ fn slow_down(req: &Request, seq: u64, keep: bool) -> Vec<u8> {
         .replace('>', "&gt;");
     let id = format!("faultproxy-{seq}");
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
-         <Message>Please reduce your request rate.</Message><Resource>{path}</Resource>\
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>{message}</Message><Resource>{path}</Resource>\
          <RequestId>{id}</RequestId></Error>"
     );
     let body = if req.method == "HEAD" { "" } else { &body };
     format!(
-        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
          x-amz-request-id: {id}\r\nConnection: {}\r\n\r\n{body}",
         body.len(),
         if keep { "keep-alive" } else { "close" }
@@ -784,6 +847,8 @@ fn slow_down(req: &Request, seq: u64, keep: bool) -> Vec<u8> {
 
 pub(crate) mod http;
 use http::*;
+pub mod policy;
+use policy::{content, object_path, wants_body};
 
 #[cfg(test)]
 mod tests;

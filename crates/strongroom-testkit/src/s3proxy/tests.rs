@@ -5,6 +5,8 @@
 use super::*;
 use std::sync::Condvar;
 
+mod bucket_policy;
+
 /// Generous: only a broken proxy makes a test wait this long.
 const PATIENCE: Duration = Duration::from_secs(60);
 
