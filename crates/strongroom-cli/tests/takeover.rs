@@ -178,7 +178,17 @@ fn a_taken_over_host_cannot_destroy_its_backups_and_the_operator_recovers_to_jus
     assert!(refused >= 6, "the policy refused {refused} requests");
     drop(pg);
 
-    // The operator, with a full key, straight to the store.
+    // The operator, with a full key, straight to the store. The host's locks, which the
+    // store would not let it delete, are stale (their processes are gone): unlock clears
+    // them, heartbeats and all.
+    let locks_left = admin.list(ObjectKind::Lock.folder()).unwrap();
+    assert!(!locks_left.is_empty(), "the policy let the host delete its locks");
+    let unlocked = env.json(&["unlock"]);
+    assert!(
+        !unlocked["removed"].as_array().unwrap().is_empty(),
+        "{unlocked}"
+    );
+    assert!(admin.list(ObjectKind::Lock.folder()).unwrap().is_empty());
     let listed = env.cmd().args(["list", "--json"]).output().unwrap();
     assert_eq!(
         listed.status.code(),
