@@ -172,6 +172,11 @@ fn a_taken_over_host_cannot_destroy_its_backups_and_the_operator_recovers_to_jus
     for _ in 0..3 {
         host_json(&["backup", &url, "--kind", "physical"]);
     }
+    // The host can still say what it did (through the policy: its catalog, not the
+    // manifests it may not read).
+    let listed = host_json(&["list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
+    assert_eq!(listed[0]["id"], base_id.as_str());
     let forged = ObjectKind::Snapshot.key(&"ab".repeat(32));
     through.put(&forged, b"not a manifest").unwrap();
     let refused = proxy.stats().count(Fault::Forbidden);
@@ -182,7 +187,10 @@ fn a_taken_over_host_cannot_destroy_its_backups_and_the_operator_recovers_to_jus
     // store would not let it delete, are stale (their processes are gone): unlock clears
     // them, heartbeats and all.
     let locks_left = admin.list(ObjectKind::Lock.folder()).unwrap();
-    assert!(!locks_left.is_empty(), "the policy let the host delete its locks");
+    assert!(
+        !locks_left.is_empty(),
+        "the policy let the host delete its locks"
+    );
     let unlocked = env.json(&["unlock"]);
     assert!(
         !unlocked["removed"].as_array().unwrap().is_empty(),

@@ -400,8 +400,10 @@ impl Storage {
             location,
             detail: short_detail(&self.url, &e),
             // OpenDAL marks a temporary error persistent once its retries are used up: it is
-            // still worth another run later.
-            transient: e.is_temporary() || e.is_persistent() || is_unreachable(&e),
+            // still worth another run later. A refusal (403: credentials, a bucket policy)
+            // is what it is however often it is asked.
+            transient: e.kind() != opendal::ErrorKind::PermissionDenied
+                && (e.is_temporary() || e.is_persistent() || is_unreachable(&e)),
         }
     }
 

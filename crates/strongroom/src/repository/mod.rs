@@ -528,6 +528,7 @@ impl Repository {
     /// Reads one index object; locations an append-only key recorded come back
     /// [`index::Location::from_host`].
     pub fn read_index(&self, object: &str) -> Result<Vec<index::Entry>> {
+        self.require_full("read the index")?;
         let sealed = self.storage.get(object)?;
         let body = self.key.open(object, INDEX_AAD, &sealed)?;
         let body = zstd::decode_all(&body[..])
@@ -639,6 +640,7 @@ impl Repository {
     /// Reads one manifest: its sealed bytes and its authenticated body, whose keyed hash
     /// is its name.
     fn open_snapshot(&self, id: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+        self.require_full("read a snapshot")?;
         let object = Snapshot::object_key(id);
         let sealed = self.storage.get(&object)?;
         let body = self.key.open(&object, SNAPSHOT_AAD, &sealed)?;
@@ -664,6 +666,8 @@ impl Repository {
     /// Every readable snapshot, oldest first, and the ids of damaged manifests with why:
     /// one damaged manifest must not stop anyone from listing or restoring the others.
     pub fn snapshots_lenient(&self) -> Result<(Vec<Snapshot>, Vec<Damaged>)> {
+        // Before any request: a store that refuses the host its reads would answer first.
+        self.require_full("read snapshots (an append-only key lists its own with `list`)")?;
         let ids: Vec<String> = self
             .storage
             .list(ObjectKind::Snapshot.folder())?
