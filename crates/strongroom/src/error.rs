@@ -350,7 +350,7 @@ pub enum Error {
     /// The repository was opened with an append-only key, which cannot do this (the text
     /// says what, as a verb phrase: "restore a snapshot").
     #[error(
-        "this password opens an append-only key, which cannot {0}: use a full key (a password made by `init` or by `key add` without --append-only)"
+        "the repository was opened with an append-only key, which cannot {0}: use a full key (the password made by `init`, or one added by `key add` without --append-only)"
     )]
     AppendOnly(String),
     /// An export's output file exists and replacing it was not asked for.
