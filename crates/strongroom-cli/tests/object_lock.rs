@@ -675,3 +675,47 @@ fn status_shows_the_lock_and_warns_once_a_kept_snapshots_lock_ended() {
         "{detail}"
     );
 }
+
+/// `init --copy-of URL --object-lock DAYS`: a copy whose every object is locked, filled by
+/// `copy` from an unlocked primary, restores; its packs cannot be deleted.
+#[test]
+fn a_copy_can_be_locked_where_its_primary_is_not() {
+    let Some(m) = Moto::new(true) else { return };
+    m.prove_enforcement();
+    let primary = common::envs_on(&[common::Store::Local]).remove(0);
+    primary.init();
+    let src = sqlite_source(&primary);
+    let snap = primary.json(&["backup", &src]);
+    let mut init = m.cmd();
+    init.args(["init", "--copy-of", &primary.repo, "--object-lock", "1"])
+        .env("STRONGROOM_FROM_PASSWORD", common::PASSWORD);
+    let doc = common::json_of(init);
+    assert_eq!(doc["object_lock"]["days"], 1, "{doc}");
+    let mut copy = primary.cmd();
+    copy.args(["copy", "--to", &m.env.repo])
+        .env("STRONGROOM_TO_PASSWORD", common::PASSWORD)
+        .envs(m.vars.iter().map(|(k, v)| (*k, v.as_str())));
+    let report = common::json_of(copy);
+    assert_eq!(report["copies"][0]["snapshots_copied"], 1, "{report}");
+    let s = m.storage(LockPolicy {
+        days: 1,
+        mode: LockMode::Governance,
+    });
+    let packs = s.list(ObjectKind::Pack.folder()).unwrap();
+    assert!(!packs.is_empty());
+    for o in packs
+        .iter()
+        .chain(&s.list(ObjectKind::Snapshot.folder()).unwrap())
+    {
+        let l = s.lock_of(&o.key, None).unwrap().unwrap();
+        assert!(l.until.is_some(), "{} is not locked", o.key);
+        assert!(!s.delete_version(&o.key, &l.version.unwrap()).unwrap());
+    }
+    let back = m.env.path("back.db");
+    m.cmd()
+        .args(["restore", snap["id"].as_str().unwrap(), "--to"])
+        .arg(&back)
+        .assert()
+        .success();
+    assert!(common::invariant_holds(&back));
+}

@@ -342,6 +342,7 @@ mod tests {
                 p: 1,
             },
             &primary,
+            None,
         )
         .unwrap();
         let empty = standing(&primary, &copy).unwrap();

@@ -102,7 +102,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<()> {
             .unwrap_or_default(),
     });
     let repo = match (&source, lock) {
-        (Some(s), _) => Repository::init_copy(storage, pw, KdfParams::default(), s)?,
+        (Some(s), lock) => Repository::init_copy(storage, pw, KdfParams::default(), s, lock)?,
         (None, Some(lock)) => Repository::init_locked(storage, pw, KdfParams::default(), lock)?,
         (None, None) => Repository::init(storage, pw, KdfParams::default())?,
     };

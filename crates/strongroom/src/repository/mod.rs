@@ -191,6 +191,13 @@ impl Repository {
         kdf: KdfParams,
         lock: crate::object_lock::LockPolicy,
     ) -> Result<Self> {
+        let storage = Self::locked_storage(storage, lock)?;
+        Self::fresh(storage, password, kdf, Some(lock))
+    }
+
+    /// `storage`, made to write under `lock`, once the lock's days are in range, the store
+    /// is probed for object lock and no repository is there yet.
+    fn locked_storage(storage: Storage, lock: crate::object_lock::LockPolicy) -> Result<Storage> {
         if lock.days == 0 || lock.days > crate::object_lock::LockPolicy::MAX_DAYS {
             return Err(Error::Config(format!(
                 "an object lock of {} days is out of range: give 1 to {} days",
@@ -202,8 +209,7 @@ impl Repository {
         if storage.exists(layout::CONFIG)? {
             return Err(Error::RepositoryExists(storage.url().to_string()));
         }
-        let storage = storage.with_object_lock(lock, &ObjectKind::unlocked_folders())?;
-        Self::fresh(storage, password, kdf, Some(lock))
+        storage.with_object_lock(lock, &ObjectKind::unlocked_folders())
     }
 
     /// Creates a copy of `source` (`init --copy-of`): a repository of its own (its own id,
@@ -211,12 +217,17 @@ impl Repository {
     /// levels, so `strongroom copy` can move packs, manifests and WAL between them as they
     /// are. Its own `password` wraps the shared key; an unencrypted source makes an
     /// unencrypted copy, which takes no password.
+    /// With `lock`, every object of the copy is written under it (`init --copy-of URL
+    /// --object-lock DAYS`), as [`Repository::init_locked`] does: the copy a stolen primary
+    /// cannot reach is also one its store's credentials cannot destroy.
     pub fn init_copy(
         storage: Storage,
         password: Option<&[u8]>,
         kdf: KdfParams,
         source: &Repository,
+        lock: Option<crate::object_lock::LockPolicy>,
     ) -> Result<Self> {
+        source.require_full("make a copy")?;
         match (source.key.is_encrypted(), password) {
             (true, None) => return Err(Error::PasswordMissing),
             (false, Some(_)) => {
@@ -235,6 +246,10 @@ impl Repository {
             source.config.compression_level,
             source.config.stream_compression_level,
         );
+        let storage = match lock {
+            Some(lock) => Self::locked_storage(storage, lock)?,
+            None => storage,
+        };
         Self::create(
             storage,
             password,
@@ -242,7 +257,7 @@ impl Repository {
             source.key.clone(),
             Some(copy_of),
             levels,
-            None,
+            lock,
         )
     }
 

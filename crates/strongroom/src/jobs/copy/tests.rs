@@ -19,6 +19,7 @@ fn copy_of(source: &Repository) -> Repository {
         Some(b"its own"),
         cheap(),
         source,
+        None,
     )
     .unwrap()
 }
