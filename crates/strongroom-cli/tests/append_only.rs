@@ -11,24 +11,6 @@ use std::path::{Path, PathBuf};
 mod common;
 use common::{Env, LOCAL_AND_S3, envs_on, update_bookings};
 
-/// An append-only key file for `env`'s repository, made with the full key.
-fn host_key(env: &Env, label: &str) -> PathBuf {
-    let key = env.path(&format!("{label}.key"));
-    env.cmd()
-        .args([
-            "key",
-            "add",
-            "--append-only",
-            "--label",
-            label,
-            "--new-key-file",
-        ])
-        .arg(&key)
-        .assert()
-        .success();
-    key
-}
-
 /// The binary as the host runs it: the append-only key file, no full password, a cache of
 /// its own.
 fn host(env: &Env, key: &Path) -> assert_cmd::Command {
@@ -65,7 +47,7 @@ fn a_host_key_backs_up_and_lists_but_reads_deletes_and_forgets_nothing() {
     for env in envs_on(&LOCAL_AND_S3) {
         eprintln!("== {}", env.store().name());
         let (db, src) = env.hotel_source(2_000);
-        let key = host_key(&env, "db1");
+        let key = env.append_only_key("db1");
         let keys = env.json(&["key", "list"]);
         let kinds: Vec<bool> = keys
             .as_array()
@@ -169,7 +151,7 @@ fn a_host_deduplicates_against_its_own_backups_even_after_losing_its_cache() {
     common::make_db(&host_db, 20_000);
     std::fs::copy(&host_db, &full_db).unwrap();
     env.init();
-    let key = host_key(&env, "db1");
+    let key = env.append_only_key("db1");
     env.cmd()
         .env("STRONGROOM_REPO", &full_repo)
         .arg("init")
@@ -221,7 +203,7 @@ fn a_host_deduplicates_against_its_own_backups_even_after_losing_its_cache() {
 fn junk_from_a_host_never_pushes_a_vouched_snapshot_out() {
     let env = envs_on(&[common::Store::Local]).remove(0);
     let (db, src) = env.hotel_source(1_000);
-    let key = host_key(&env, "db1");
+    let key = env.append_only_key("db1");
     // Two good backups, each checked by a full key: verify vouches for them.
     let mut good = Vec::new();
     for seed in [1, 2] {

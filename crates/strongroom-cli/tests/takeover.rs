@@ -48,19 +48,7 @@ fn a_taken_over_host_cannot_destroy_its_backups_and_the_operator_recovers_to_jus
 
     // The operator makes the repository and the host's key (full key, direct to the store).
     env.init();
-    let key = env.path("host.key");
-    env.cmd()
-        .args([
-            "key",
-            "add",
-            "--append-only",
-            "--label",
-            "db1",
-            "--new-key-file",
-        ])
-        .arg(&key)
-        .assert()
-        .success();
+    let key = env.append_only_key("db1");
     give_to_server_user(&key);
     open_up(&env);
     // What the host holds: its key file, and store credentials that go through the policy.

@@ -249,6 +249,25 @@ impl Env {
         err
     }
 
+    /// A new append-only key file `LABEL.key` for this repository, made with the full key
+    /// (`key add --append-only`): what a database host holds.
+    pub fn append_only_key(&self, label: &str) -> PathBuf {
+        let key = self.path(&format!("{label}.key"));
+        self.cmd()
+            .args([
+                "key",
+                "add",
+                "--append-only",
+                "--label",
+                label,
+                "--new-key-file",
+            ])
+            .arg(&key)
+            .assert()
+            .success();
+        key
+    }
+
     pub fn storage(&self) -> Storage {
         Storage::from_url(&self.repo).unwrap()
     }

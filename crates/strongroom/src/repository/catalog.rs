@@ -121,25 +121,14 @@ impl Repository {
             .filter_map(|o| o.key.strip_prefix(&prefix).map(str::to_string))
             .filter(|id| present.contains(id))
             .collect();
-        let results = crate::storage::read_each(&ids, |id| {
+        super::read_manifests(&ids, |id| {
             let object = format!("{prefix}{id}");
             let body = self.open_catalog_object(&object)?;
             let mut snap = Snapshot::decode(id, &body)
                 .map_err(|_| Error::corrupt(&object, "malformed catalog record"))?;
             snap.unvouched = true;
             Ok(snap)
-        });
-        let mut out = Vec::new();
-        let mut damaged = Vec::new();
-        for (id, r) in ids.iter().zip(results) {
-            match r {
-                Ok(s) => out.push(s),
-                Err(e @ Error::Corrupt { .. }) => damaged.push((id.clone(), e)),
-                Err(e) => return Err(e),
-            }
-        }
-        out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
-        Ok((out, damaged))
+        })
     }
 
     fn open_catalog_object(&self, object: &str) -> Result<Vec<u8>> {

@@ -148,6 +148,26 @@ pub fn read_key_slot(storage: &Storage, object: &str) -> Result<KeySlot> {
         .map_err(|e| Error::corrupt(object, format!("malformed key slot: {e}")))
 }
 
+/// Reads the manifests `ids` names with `read`, in parallel: the readable ones oldest
+/// first, the damaged ones apart with why; any other error ends it.
+fn read_manifests(
+    ids: &[String],
+    read: impl Fn(&str) -> Result<Snapshot> + Sync,
+) -> Result<(Vec<Snapshot>, Vec<Damaged>)> {
+    let results = crate::storage::read_each(ids, |id| read(id));
+    let mut out = Vec::new();
+    let mut damaged = Vec::new();
+    for (id, r) in ids.iter().zip(results) {
+        match r {
+            Ok(s) => out.push(s),
+            Err(e @ Error::Corrupt { .. }) => damaged.push((id.clone(), e)),
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+    Ok((out, damaged))
+}
+
 fn hash_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
@@ -689,18 +709,7 @@ impl Repository {
             .iter()
             .filter_map(|info| ObjectKind::Snapshot.name_of(&info.key).map(str::to_string))
             .collect();
-        let results = crate::storage::read_each(&ids, |id| self.read_snapshot(id));
-        let mut out = Vec::new();
-        let mut damaged = Vec::new();
-        for (id, r) in ids.iter().zip(results) {
-            match r {
-                Ok(s) => out.push(s),
-                Err(e @ Error::Corrupt { .. }) => damaged.push((id.clone(), e)),
-                Err(e) => return Err(e),
-            }
-        }
-        out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
-        Ok((out, damaged))
+        read_manifests(&ids, |id| self.read_snapshot(id))
     }
 
     /// Resolves a snapshot reference (`latest`, id, id prefix) under a filter. Damaged
