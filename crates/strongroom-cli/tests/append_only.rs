@@ -254,3 +254,54 @@ fn junk_from_a_host_never_pushes_a_vouched_snapshot_out() {
         .success();
     assert_eq!(common::bookings_in(&restored), good_bookings);
 }
+
+/// Every pack file of a local repository.
+fn pack_files(repo: &str) -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    for fan in std::fs::read_dir(Path::new(repo).join("data")).unwrap() {
+        for p in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+            out.insert(p.unwrap().path());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_chunk_that_fails_is_read_from_another_place_the_index_lists() {
+    // A full key's backup does not build on what a host stored, so the same pages end up in
+    // two places: the host's packs and the full key's. With every pack of the full key's
+    // damaged, its snapshot still restores, from the host's copies (the reader turns to
+    // the other places a chunk is listed: what also keeps junk a stolen host listed under
+    // a chunk's id from costing a restore).
+    let env = envs_on(&[common::Store::Local]).remove(0);
+    let (db, src) = env.hotel_source(3_000);
+    let key = env.append_only_key("db1");
+    host_json(&env, &key, &["backup", &src]);
+    let before = pack_files(&env.repo);
+    let full = env.json(&["backup", &src]);
+    let mine: Vec<PathBuf> = pack_files(&env.repo).difference(&before).cloned().collect();
+    assert!(!mine.is_empty(), "the full key stored the pages again");
+    for p in &mine {
+        let mut bytes = std::fs::read(p).unwrap();
+        let mid = bytes.len() / 3;
+        bytes[mid] ^= 0x55;
+        // Replaced, not written in place: the repository's files are read-only.
+        std::fs::remove_file(p).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let back = env.path("back.db");
+    let out = env
+        .cmd()
+        .args(["restore", full["id"].as_str().unwrap(), "--to"])
+        .arg(&back)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("instead"), "{err}");
+    assert_eq!(
+        common::bookings_in(&back),
+        common::bookings_in(&db),
+        "{err}"
+    );
+}
