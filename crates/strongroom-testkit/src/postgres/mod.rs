@@ -715,7 +715,10 @@ impl Cluster {
     pub fn execute(&self, db: &str, sql: &str) {
         self.connect(db)
             .batch_execute(sql)
-            .unwrap_or_else(|e| panic!("SQL failed in {db}: {e}\n{sql}"));
+            .unwrap_or_else(|e| match e.as_db_error() {
+                Some(d) => panic!("SQL failed in {db}: {}\n{sql}", d.message()),
+                None => panic!("SQL failed in {db}: {e}\n{sql}"),
+            });
     }
 
     /// Creates database `db` owned by `owner` (the superuser when `None`).

@@ -249,7 +249,9 @@ fn env_reaches_the_server_process() {
     c.execute(
         "postgres",
         &format!(
-            "COPY (SELECT 1) TO PROGRAM 'printf %s \"$STRONGROOM_TESTKIT_PROBE\" > {}'",
+            // The program reads what COPY sends before it exits: one that exits first
+            // makes COPY fail with a broken pipe, whenever it wins that race.
+            "COPY (SELECT 1) TO PROGRAM 'cat > /dev/null; printf %s \"$STRONGROOM_TESTKIT_PROBE\" > {}'",
             probe.display()
         )
         .replace("it's", "it''s"),
