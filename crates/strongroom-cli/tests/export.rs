@@ -607,8 +607,11 @@ fn wait_peak_kib(child: std::process::Child) -> (bool, i64) {
 fn memory_stays_flat_whatever_the_size_of_the_database() {
     // 192 MB of incompressible rows, exported encrypted to age (the reader's steps and the
     // encryption's buffers both on the way): its peak stays on the pipeline's plateau
-    // (~85 MB here, the same for 150 and 300 MB), where a whole-file buffer anywhere would
-    // take more than the file. The 1 GB measurement is bench/export.sh's.
+    // (~82 MB here, the same for 150 and 300 MB), where a whole-file buffer anywhere would
+    // take more than the file. The plateau held only once the binary fixed glibc's mmap
+    // threshold (`steady_allocator`): before, freed multi-megabyte buffers stayed in
+    // per-thread arenas and the peak wandered between 87 and 170 MB with thread timing
+    // (170 failed CI once). The 1 GB measurement is bench/export.sh's.
     let env = envs().remove(0);
     let keys = keys(env.dir.path());
     let db = env.path("big.db");
