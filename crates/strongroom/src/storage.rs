@@ -447,28 +447,43 @@ impl Storage {
 
     /// Reads `len` bytes of an object starting at `offset`.
     pub fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.get_range_into(key, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`Storage::get_range`] into `buf` (replacing what it held, keeping its allocation when
+    /// it is large enough): for callers that read range after range.
+    pub fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        buf.clear();
         match &self.backend {
             Backend::Local { root, .. } => {
                 let path = root.join(key);
                 let mut f = fs::File::open(&path).map_err(|e| local_read_err(key, &path, e))?;
                 f.seek(SeekFrom::Start(offset))
                     .map_err(|e| Error::io("seeking in", &path, e))?;
-                let mut buf = vec![0u8; len as usize];
-                f.read_exact(&mut buf).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        Error::corrupt(key, "object is shorter than the index says")
-                    } else {
-                        Error::io("reading", &path, e)
-                    }
-                })?;
-                Ok(buf)
+                buf.reserve_exact(len as usize);
+                f.take(len)
+                    .read_to_end(buf)
+                    .map_err(|e| Error::io("reading", &path, e))?;
+                if buf.len() as u64 != len {
+                    return Err(Error::corrupt(key, "object is shorter than the index says"));
+                }
+                Ok(())
             }
             Backend::Remote { op, rt } => {
                 let shorter = || Error::corrupt(key, "object is shorter than the index says");
-                let buf = match rt
-                    .block_on(async { op.read_with(key).range(offset..offset + len).await })
-                {
-                    Ok(b) => b.to_vec(),
+                match rt.block_on(async { op.read_with(key).range(offset..offset + len).await }) {
+                    Ok(b) => {
+                        buf.reserve_exact(b.len());
+                        b.for_each(|part| buf.extend_from_slice(&part));
+                    }
                     // A range past the object's end is answered with a short body or
                     // "invalid range" (S3 and Azure 416, GCS's bare 416, Azurite's 206 with an
                     // empty Content-Range), which alone looks like a failing network: the
@@ -483,11 +498,11 @@ impl Storage {
                         }
                         return Err(err);
                     }
-                };
+                }
                 if buf.len() as u64 != len {
                     return Err(shorter());
                 }
-                Ok(buf)
+                Ok(())
             }
         }
     }

@@ -86,14 +86,18 @@ pub fn decode_segment(
         segment: Some(offset),
         detail,
     };
-    let plain = key
+    let mut plain = key
         .open(&pack.object_key(), SEGMENT_AAD, sealed)
         .map_err(|e| match e {
             Error::Corrupt { detail, .. } => damaged(detail),
             other => other,
         })?;
     match plain.split_first() {
-        Some((0, rest)) => Ok(rest.to_vec()),
+        // Shifted in place rather than copied: no second segment-sized allocation.
+        Some((0, _)) => {
+            plain.remove(0);
+            Ok(plain)
+        }
         Some((1, rest)) => {
             let size = zstd::zstd_safe::get_frame_content_size(rest)
                 .ok()

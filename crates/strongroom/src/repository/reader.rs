@@ -3,12 +3,22 @@
 //! Owns fetching chunks efficiently: grouped by pack, neighbouring segments coalesced into one
 //! ranged read, several reads in flight (object stores reward parallel requests), every
 //! segment authenticated and every chunk checked against its id before it is handed on,
-//! and a chunk that fails read from the other places the index lists it (`from_elsewhere`). Must not decide where the
-//! bytes go: callers pass a sink.
+//! and a chunk that fails read from the other places the index lists it (`from_elsewhere`).
+//! Must not decide where the bytes go: callers pass a sink.
 //!
 //! Memory is bounded by the window the caller asks for, not by the file: a file is restored
 //! window by window ([`WINDOW_LISTS`] list blobs, 512 MiB of 4 KiB pages, at a time: the
 //! window costs ~6 MB of bookkeeping, the data itself streams).
+//!
+//! A stream in order ([`stream_file`]) adds a fixed pipeline: [`STREAM_BUFFERS`] steps of
+//! [`STREAM_STEP_BYTES`] (one filled while the other is written, handed back and forth), one
+//! ranged read of up to [`MAX_READ`] per reader and the segments being opened (about 1 MiB
+//! each, two per reader while decompressing): at most 2 × 12 + 4 × 8 + 4 × 2 = 64 MiB,
+//! whatever the file's size (measured: 55 MB above the program's own on a 184 MB export).
+//! The step and read buffers are kept from step to step, not freed and allocated again:
+//! glibc keeps freed blocks of several megabytes in its per-thread arenas, so with a fresh
+//! buffer per step and per read the same export peaked anywhere between 87 and 105 MB of RSS
+//! from run to run (78 MB every run now, in a debug build that takes 20 MB by itself).
 
 use super::Repository;
 use super::index::{Index, Location};
@@ -43,6 +53,35 @@ pub fn fetch<S>(repo: &Repository, index: &Index, ids: &[ChunkId], sink: S) -> R
 where
     S: Fn(&[(ChunkId, &[u8])]) -> Result<()> + Sync,
 {
+    fetch_reusing(repo, index, ids, &ReadBuffers::default(), sink)
+}
+
+/// The buffers of ranged reads (up to [`MAX_READ`] each, one per reader), kept from one
+/// [`fetch_reusing`] to the next: a caller that fetches step after step allocates them once
+/// instead of an 8 MB buffer per read (see the module's memory note).
+#[derive(Default)]
+struct ReadBuffers(Mutex<Vec<Vec<u8>>>);
+
+impl ReadBuffers {
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().expect("lock").pop().unwrap_or_default()
+    }
+    fn give_back(&self, buf: Vec<u8>) {
+        self.0.lock().expect("lock").push(buf);
+    }
+}
+
+/// [`fetch`], reading into the buffers `buffers` holds (and leaving them there).
+fn fetch_reusing<S>(
+    repo: &Repository,
+    index: &Index,
+    ids: &[ChunkId],
+    buffers: &ReadBuffers,
+    sink: S,
+) -> Result<()>
+where
+    S: Fn(&[(ChunkId, &[u8])]) -> Result<()> + Sync,
+{
     let mut locs: Vec<(ChunkId, Location)> = Vec::with_capacity(ids.len());
     for id in ids {
         let loc = index.get(id).ok_or(Error::MissingChunk(*id))?;
@@ -74,16 +113,17 @@ where
     std::thread::scope(|s| {
         for _ in 0..READERS.min(reads.len()) {
             s.spawn(|| {
+                let mut buf = buffers.take();
                 loop {
                     if failure.lock().expect("lock").is_some() {
-                        return;
+                        break;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(r) = reads.get(i) else { return };
+                    let Some(r) = reads.get(i) else { break };
                     let object = r.pack.object_key();
                     let res = repo
                         .storage()
-                        .get_range(&object, r.start, r.end - r.start)
+                        .get_range_into(&object, r.start, r.end - r.start, &mut buf)
                         .map_err(|e| match e {
                             Error::Corrupt { detail, .. } => Error::DamagedData {
                                 pack: r.pack,
@@ -97,7 +137,7 @@ where
                             },
                             other => other,
                         })
-                        .and_then(|buf| {
+                        .and_then(|()| {
                             for seg in r.members.chunk_by(|a, b| a.1.offset == b.1.offset) {
                                 let loc = seg[0].1;
                                 let from = (loc.offset as u64 - r.start) as usize;
@@ -134,9 +174,10 @@ where
                         });
                     if let Err(e) = res {
                         failure.lock().expect("lock").get_or_insert(e);
-                        return;
+                        break;
                     }
                 }
+                buffers.give_back(buf);
             });
         }
     });
@@ -242,9 +283,12 @@ where
 /// Plaintext bytes gathered per step of [`stream_file`]: the step's chunks are fetched in
 /// parallel, then written in order while the next step is fetched.
 const STREAM_STEP_BYTES: u64 = 12 * 1024 * 1024;
+/// Step buffers of [`stream_file`]: one being filled while the other is written.
+const STREAM_BUFFERS: usize = 2;
 
 /// Writes a file's bytes, in order, to `out`: for streams (logical dumps) whose consumer
-/// reads sequentially. Memory: two steps of [`STREAM_STEP_BYTES`] plus one window's ids.
+/// reads sequentially. Memory: the fixed pipeline of the module's note (at most 64 MiB),
+/// whatever the file's size, plus one window's ids.
 pub fn stream_file(
     repo: &Repository,
     index: &Index,
@@ -253,53 +297,91 @@ pub fn stream_file(
     out: &mut dyn std::io::Write,
     progress: &dyn crate::progress::Progress,
 ) -> Result<()> {
-    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(1);
+    // Filled steps go to the writer; written ones come back to be filled again.
+    let (full_tx, full_rx) = crossbeam_channel::bounded::<Vec<u8>>(1);
+    let (empty_tx, empty_rx) = crossbeam_channel::bounded::<Vec<u8>>(STREAM_BUFFERS);
+    for _ in 0..STREAM_BUFFERS {
+        empty_tx.send(Vec::new()).expect("room for every buffer");
+    }
+    let reads = ReadBuffers::default();
     std::thread::scope(|s| {
         let producer = s.spawn(move || -> Result<()> {
+            // Once the writer stopped, the remaining windows are skipped.
+            let mut stopped = false;
             for_each_window(repo, index, snap, file, |_, ids| {
                 let mut start = 0;
-                while start < ids.len() {
+                while start < ids.len() && !stopped {
                     let mut end = start;
-                    let mut bytes = 0u64;
-                    while end < ids.len() && (end == start || bytes < STREAM_STEP_BYTES) {
+                    let mut places: Vec<(ChunkId, usize)> = Vec::new();
+                    let mut bytes = 0usize;
+                    while end < ids.len() && (end == start || (bytes as u64) < STREAM_STEP_BYTES) {
                         let loc = index.get(&ids[end]).ok_or(Error::MissingChunk(ids[end]))?;
-                        bytes += loc.inner_len as u64;
+                        places.push((ids[end], bytes));
+                        bytes += loc.inner_len as usize;
                         end += 1;
                     }
-                    let step = &ids[start..end];
-                    let got: Mutex<HashMap<ChunkId, Vec<u8>>> = Mutex::default();
-                    fetch(repo, index, step, |chunks| {
-                        let mut g = got.lock().expect("lock");
-                        for (id, data) in chunks {
-                            g.insert(*id, data.to_vec());
-                        }
-                        Ok(())
-                    })?;
-                    let got = got.into_inner().expect("lock");
-                    let mut buf = Vec::with_capacity(bytes as usize);
-                    for id in step {
-                        buf.extend_from_slice(&got[id]);
-                    }
-                    if tx.send(buf).is_err() {
-                        // The consumer stopped; its error is the one reported.
-                        return Ok(());
-                    }
+                    // The writer stopped (and dropped its end) once no buffer comes back;
+                    // its error is the one reported.
+                    let Ok(mut buf) = empty_rx.recv() else {
+                        stopped = true;
+                        break;
+                    };
+                    fill_step(
+                        repo,
+                        index,
+                        &ids[start..end],
+                        places,
+                        bytes,
+                        &reads,
+                        &mut buf,
+                    )?;
+                    stopped = full_tx.send(buf).is_err();
                     start = end;
                 }
                 Ok(())
             })
         });
         let mut written: Result<()> = Ok(());
-        for buf in rx.iter() {
+        for buf in full_rx.iter() {
             if let Err(e) = out.write_all(&buf) {
                 written = Err(output_error(&file.name, e));
                 break;
             }
             progress.advance(buf.len() as u64);
+            // The producer may have finished: then nobody takes it back.
+            let _ = empty_tx.send(buf);
         }
-        drop(rx);
+        drop((full_rx, empty_tx));
         let produced = producer.join().expect("restore reader thread");
         produced.and(written)
+    })
+}
+
+/// Fetches the chunks `step` lists into `buf`, `bytes` long, each chunk at every place
+/// `places` gives it (`(id, offset)`; a step may hold a chunk more than once: zero pages).
+fn fill_step(
+    repo: &Repository,
+    index: &Index,
+    step: &[ChunkId],
+    mut places: Vec<(ChunkId, usize)>,
+    bytes: usize,
+    reads: &ReadBuffers,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    places.sort_unstable();
+    buf.clear();
+    buf.reserve_exact(bytes);
+    buf.resize(bytes, 0);
+    let out = Mutex::new(buf.as_mut_slice());
+    fetch_reusing(repo, index, step, reads, |chunks| {
+        let mut out = out.lock().expect("lock");
+        for (id, data) in chunks {
+            let first = places.partition_point(|(p, _)| p < id);
+            for (_, at) in places[first..].iter().take_while(|(p, _)| p == id) {
+                out[*at..*at + data.len()].copy_from_slice(data);
+            }
+        }
+        Ok(())
     })
 }
 
@@ -363,6 +445,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, paged.chunks);
+    }
+
+    #[test]
+    fn a_file_of_several_steps_with_repeated_pages_streams_back_in_order() {
+        // More steps than step buffers (they go round), and one page repeated within every
+        // step and across steps (as zero pages are; not zeros here, which a buffer left
+        // unwritten would also hold): each copy lands in its own place.
+        let repo = memory_repo();
+        let random = pages(4200, 5);
+        let mut data = Vec::new();
+        for (i, page) in random.chunks(4096).enumerate() {
+            data.extend_from_slice(page);
+            if i % 2 == 0 {
+                data.extend_from_slice(&[0x5a; 4096]);
+            }
+        }
+        assert!(data.len() as u64 > STREAM_BUFFERS as u64 * STREAM_STEP_BYTES);
+        let (paged, _) = store_pages(&repo, &data);
+        let snap = snapshot_of(&repo, vec![paged.clone()]);
+        let index = repo.load_index().unwrap();
+        let mut out = Vec::new();
+        stream_file(&repo, &index, &snap, &paged, &mut out, &Silent).unwrap();
+        assert_eq!(out.len(), data.len());
+        assert!(out == data, "the file reads back byte for byte");
     }
 
     #[test]
