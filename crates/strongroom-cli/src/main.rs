@@ -53,8 +53,9 @@ fn parse() -> args::Cli {
 /// buffers of several megabytes between threads (12 MB restore steps, 8 MB ranged reads,
 /// 16 MiB packs); glibc's default threshold rises to the size of the first such block freed,
 /// after which these come from per-thread arenas that keep freed memory, so the same export
-/// peaked anywhere between 87 and 170 MB of RSS depending on thread timing. Above a fixed
-/// threshold they are mapped and unmapped whole: memory follows what is live (78 MB).
+/// peaked anywhere between 87 and 105 MB of RSS depending on thread timing. Above a fixed
+/// threshold they are mapped and unmapped whole: memory follows what is live. (The reader
+/// also reuses its buffers; this covers every other pipeline.)
 fn steady_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: called first in main, before any other thread exists; it only tunes malloc.
