@@ -242,7 +242,7 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
             repo,
             config,
             &snapshots,
-            scope.protection.then_some(&mut protection),
+            scope.protection.then_some((&mut protection, now)),
         )?
     } else {
         Vec::new()
@@ -294,7 +294,7 @@ fn read_copies(
     repo: &Repository,
     config: &Config,
     snapshots: &[crate::repository::snapshot::Snapshot],
-    mut protection: Option<&mut Vec<super::protection::Protection>>,
+    mut protection: Option<(&mut Vec<super::protection::Protection>, jiff::Timestamp)>,
 ) -> Result<Vec<CopyEvidence>> {
     let primary = Primary::with_snapshots(repo, snapshots)?;
     Ok(config
@@ -307,14 +307,13 @@ fn read_copies(
                 .open()
                 .and_then(|copy| {
                     crate::copies::check_family(repo, &copy)?;
-                    if let Some(out) = protection.as_deref_mut() {
+                    if let Some((out, now)) = protection.as_mut() {
                         // Its manifests' locks are read only when it has a lock.
                         let kept = match copy.config().object_lock {
                             Some(_) => copy.snapshots_lenient()?.0,
                             None => Vec::new(),
                         };
-                        let now = jiff::Timestamp::now();
-                        out.push(super::protection::of(&copy, &name, &repository, &kept, now)?);
+                        out.push(super::protection::of(&copy, &name, &repository, &kept, *now)?);
                     }
                     primary.standing_of(&copy)
                 })

@@ -241,15 +241,7 @@ impl Repository {
         // pack is durable before any index object names it, so every pack a listed object
         // names is in the later pack listing.
         let (doomed, unreadable_marks) = self.doomed_packs_and_unreadable()?;
-        let listed: Vec<String> = match self.catalog_folder() {
-            Some(_) => self.catalog_entry_objects()?,
-            None => self
-                .storage
-                .list(ObjectKind::Index.folder())?
-                .into_iter()
-                .map(|o| o.key)
-                .collect(),
-        };
+        let listed = self.index_sources()?;
         let mut present: HashSet<PackId> = self
             .storage
             .list(ObjectKind::Pack.folder())?
@@ -358,11 +350,7 @@ impl Repository {
             .collect();
         let rebuilt = covered.objects.is_empty() && fresh.len() > 1;
         for (i, object) in fresh.iter().enumerate() {
-            let read = match self.catalog_folder() {
-                Some(_) => self.read_catalog_entries(object),
-                None => self.read_index(object),
-            };
-            match read {
+            match self.read_index_source(object) {
                 Ok(entries) => {
                     for (id, loc) in entries {
                         let next = packs.len() as u32;

@@ -48,8 +48,7 @@ impl Repository {
         let Some(folder) = self.catalog_folder() else {
             return Ok(());
         };
-        let body = zstd::bulk::compress(&index::encode(entries), 3)
-            .expect("in-memory compression cannot fail");
+        let body = index::encode_compressed(entries);
         let sealed = self
             .key()
             .seal_catalog(CATALOG_AAD, &body)
@@ -75,10 +74,16 @@ impl Repository {
             .put(&format!("{folder}{SNAPSHOT}{}", snap.id), &sealed)
     }
 
-    /// The entry objects of this append-only key's catalog (object keys).
-    pub(crate) fn catalog_entry_objects(&self) -> Result<Vec<String>> {
+    /// The objects this key's index is made of: `index/` for a full key, its catalog's
+    /// entry objects for an append-only key (read with [`Repository::read_index_source`]).
+    pub(crate) fn index_sources(&self) -> Result<Vec<String>> {
         let Some(folder) = self.catalog_folder() else {
-            return Ok(Vec::new());
+            return Ok(self
+                .storage()
+                .list(ObjectKind::Index.folder())?
+                .into_iter()
+                .map(|o| o.key)
+                .collect());
         };
         let prefix = format!("{folder}{ENTRIES}");
         Ok(self
@@ -90,12 +95,12 @@ impl Repository {
             .collect())
     }
 
-    /// Reads one entry object of this append-only key's catalog.
-    pub(crate) fn read_catalog_entries(&self, object: &str) -> Result<Vec<Entry>> {
-        let body = self.open_catalog_object(object)?;
-        let body = zstd::decode_all(&body[..])
-            .map_err(|e| Error::corrupt(object, format!("decompression failed: {e}")))?;
-        index::decode(object, &body)
+    /// Reads one of the objects [`Repository::index_sources`] lists.
+    pub(crate) fn read_index_source(&self, object: &str) -> Result<Vec<Entry>> {
+        if self.catalog_folder().is_none() {
+            return self.read_index(object);
+        }
+        index::decode_compressed(object, &self.open_catalog_object(object)?)
     }
 
     /// The snapshots this append-only key committed whose manifest is still in the

@@ -446,6 +446,19 @@ pub fn encode(entries: &[Entry]) -> Vec<u8> {
     out
 }
 
+/// An index object's body as stored inside its envelope: the encoding, zstd-compressed
+/// (the same for `index/` objects and an append-only key's catalog entries).
+pub fn encode_compressed(entries: &[Entry]) -> Vec<u8> {
+    zstd::bulk::compress(&encode(entries), 3).expect("in-memory compression cannot fail")
+}
+
+/// Reads a body [`encode_compressed`] made; `object` names it in errors.
+pub fn decode_compressed(object: &str, body: &[u8]) -> Result<Vec<Entry>> {
+    let body = zstd::decode_all(body)
+        .map_err(|e| Error::corrupt(object, format!("decompression failed: {e}")))?;
+    decode(object, &body)
+}
+
 /// Decodes an index object body; `object` names it in errors. Every location comes back
 /// [`Location::from_host`] `false`: the caller knows the envelope.
 pub fn decode(object: &str, body: &[u8]) -> Result<Vec<Entry>> {

@@ -323,24 +323,15 @@ impl Repository {
             key,
         };
         if let Some(pw) = password {
-            repo.write_key_slot(pw, kdf, &hash_hex(&sealed), "initial")?;
+            repo.write_key_slot(&repo.key, pw, kdf, &hash_hex(&sealed), "initial")?;
         }
         // The config goes last: its presence is what makes a repository exist.
         repo.storage.put(layout::CONFIG, &sealed)?;
         Ok(repo)
     }
 
+    /// Writes a slot wrapping `key` under `password`, bound to `config_hash`; returns its name.
     fn write_key_slot(
-        &self,
-        password: &[u8],
-        kdf: KdfParams,
-        config_hash: &str,
-        label: &str,
-    ) -> Result<String> {
-        self.write_slot_of(&self.key, password, kdf, config_hash, label)
-    }
-
-    fn write_slot_of(
         &self,
         key: &MasterKey,
         password: &[u8],
@@ -435,11 +426,22 @@ impl Repository {
                 "the repository is not encrypted; it has no passwords".into(),
             ));
         }
+        self.add_slot(&self.key, password, kdf, label)
+    }
+
+    /// Adds a slot wrapping `key` under `password`, bound to the config as it is stored.
+    fn add_slot(
+        &self,
+        key: &MasterKey,
+        password: &[u8],
+        kdf: KdfParams,
+        label: &str,
+    ) -> Result<String> {
         if password.is_empty() {
             return Err(Error::EmptyPassword);
         }
         let (_, sealed) = read_config(&self.storage)?;
-        self.write_key_slot(password, kdf, &hash_hex(&sealed), label)
+        self.write_key_slot(key, password, kdf, &hash_hex(&sealed), label)
     }
 
     /// Adds a key slot holding an append-only key (`key add --append-only`), for a host
@@ -452,11 +454,7 @@ impl Repository {
                 "the repository is not encrypted: an append-only key needs an encrypted repository (a host with write access to an unencrypted one reads everything anyway)".into(),
             ));
         };
-        if password.is_empty() {
-            return Err(Error::EmptyPassword);
-        }
-        let (_, sealed) = read_config(&self.storage)?;
-        self.write_slot_of(&key, password, kdf, &hash_hex(&sealed), label)
+        self.add_slot(&key, password, kdf, label)
     }
 
     /// Refuses, with [`Error::AppendOnly`], when the repository was opened with an
@@ -566,9 +564,7 @@ impl Repository {
         self.require_full("read the index")?;
         let sealed = self.storage.get(object)?;
         let body = self.key.open(object, INDEX_AAD, &sealed)?;
-        let body = zstd::decode_all(&body[..])
-            .map_err(|e| Error::corrupt(object, format!("decompression failed: {e}")))?;
-        let mut entries = index::decode(object, &body)?;
+        let mut entries = index::decode_compressed(object, &body)?;
         if MasterKey::sealed_by_append_only(&sealed) {
             for (_, loc) in &mut entries {
                 loc.from_host = true;
@@ -592,8 +588,7 @@ impl Repository {
             if part.is_empty() {
                 continue;
             }
-            let body = index::encode(&part);
-            let body = zstd::bulk::compress(&body, 3).expect("in-memory compression cannot fail");
+            let body = index::encode_compressed(&part);
             let sealed = if as_host {
                 self.key.seal_as_host(INDEX_AAD, &body)
             } else {
