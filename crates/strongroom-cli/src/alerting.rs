@@ -1,5 +1,6 @@
-//! Sending alerts from the command line: state changes `status` noticed ([`deliver`]), and
-//! job failures (when a job command fails, the configured `[[alerts]]` hear of it).
+//! Sending alerts about job failures from the command line: when a job command fails, the
+//! configured `[[alerts]]` hear of it (state changes are the library's:
+//! `strongroom::monitor::report::judge`).
 //!
 //! Owns which commands are jobs worth an alert (backup, verify, restore, check, forget,
 //! prune, copy, wal push, drill; never for an operator's mistake: `journal::is_job_failure`),
@@ -17,24 +18,7 @@ use crate::failure;
 use std::time::Duration;
 use strongroom::ErrorKind;
 use strongroom::alert::{self, Alert, JobFailure, repeat};
-use strongroom::monitor::notify::Told;
 use strongroom::repository::journal;
-
-/// Sends `alert` (a state change `status` noticed) to the configured targets and says what
-/// became of it: sent when a target took it, not wanted when every target is set above its
-/// level (the monitor remembers both as said), failed when every target that wanted it
-/// failed (the next `status` run tries again). `status` calls it only when `[[alerts]]`
-/// has a target.
-pub fn deliver(ctx: &Ctx, alert: &Alert) -> Told {
-    let d = alert::send(&ctx.config.alerts, alert);
-    if d.sent() > 0 {
-        Told::Sent
-    } else if d.failed() == 0 {
-        Told::NotWanted
-    } else {
-        Told::Failed
-    }
-}
 
 /// How long the same failure (repository, job, source, error kind) is not alerted again
 /// after an alert about it was delivered.

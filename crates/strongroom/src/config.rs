@@ -18,8 +18,12 @@ mod objectives;
 mod problems;
 #[cfg(test)]
 mod reference;
+mod schedule;
 pub use objectives::{Effective, Objectives, SourceObjectives};
 use problems::{KeyPath, Problems};
+pub use schedule::{
+    AFTER_BACKUP, DEFAULT_SCHEDULES, DaemonSettings, DashboardUser, OFF, ScheduleConfig,
+};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -55,6 +59,9 @@ pub struct Config {
     /// Other repositories `strongroom copy` keeps in step with this one (`[[copies]]`).
     #[serde(default)]
     pub copies: Vec<CopyConfig>,
+    /// How `strongroom daemon` runs (`[daemon]`).
+    #[serde(default)]
+    pub daemon: DaemonSettings,
 }
 
 /// One `[[copies]]` table: a repository made with `init --copy-of` that `strongroom copy`
@@ -160,6 +167,9 @@ pub struct SourceConfig {
     /// so writers can go on while they are uploaded (default: the system's temporary
     /// directory). Needs room for the whole database.
     pub spool_dir: Option<PathBuf>,
+    /// When the daemon runs each job for this source (`[sources.NAME.schedule]`); the
+    /// strategy's schedules when absent.
+    pub schedule: Option<ScheduleConfig>,
 }
 
 /// `[prune]`: how prune reclaims space.
@@ -263,6 +273,7 @@ impl Config {
             }
         }
         objectives::validate(self, problems);
+        schedule::validate(self, problems);
         duration(
             problems,
             KeyPath::of(&["prune", "max_wait"]),
@@ -639,6 +650,13 @@ rto = "1h"
 url = "sqlite:/abs/hotel.db"
 before_restore = "systemctl stop hotel-api"
 after_restore = "systemctl start hotel-api"
+[sources.hotel.schedule]
+timezone = "UTC"
+full = "0 2 * * *"
+verify = "0 4 * * 0"
+drill = "off"
+[daemon]
+heartbeat_url = "http://127.0.0.1:9/ping"
 [retention]
 keep_daily = 30
 keep_weekly = 13
@@ -661,6 +679,12 @@ email = "ana@example.com"
             Some("Database administrator")
         );
         assert_eq!(c.retention.pitr_window.as_deref(), Some("7d"));
+        let sched = c.sources["hotel"].schedule.as_ref().unwrap();
+        assert_eq!(
+            (sched.line("verify"), sched.line("drill")),
+            ("0 4 * * 0", "off")
+        );
+        assert!(c.daemon.heartbeat_url.is_some());
         let both = "[[alerts]]\nwebhook = \"http://x\"\ncommand = \"y\"\n";
         let e = Config::parse(both, Path::new("c.toml")).unwrap_err();
         assert!(e.to_string().contains("exactly one"), "{e}");

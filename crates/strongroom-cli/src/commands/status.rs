@@ -9,19 +9,7 @@ use crate::output::{outln, print_json};
 use anyhow::Result;
 use std::io::IsTerminal;
 use strongroom::monitor::notify::Told;
-use strongroom::monitor::{Health, Level, evaluate, evidence, notify};
-
-/// The contract's document, with the checklist and the alerts sent beside it.
-#[derive(serde::Serialize)]
-struct Report<'a> {
-    ok: bool,
-    level: Level,
-    at: String,
-    sources: &'a [strongroom::monitor::SourceHealth],
-    alerts: &'a [notify::Notice],
-    /// What protects the repository and each copy from a stolen host.
-    protection: &'a [strongroom::monitor::protection::Protection],
-}
+use strongroom::monitor::{Health, Level, evidence, notify, report};
 
 fn paint(level: Level, text: &str) -> String {
     let color = std::io::stdout().is_terminal()
@@ -49,7 +37,6 @@ fn marker(level: Level) -> &'static str {
 /// anything is not ok.
 pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
     let repo = ctx.open()?;
-    let now = jiff::Timestamp::now();
     let scope = evidence::Scope {
         source: args.source,
         ask_servers: true,
@@ -57,32 +44,19 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
         copies: true,
         protection: true,
     };
-    let ev = evidence::gather(&repo, &ctx.config, &scope)?;
-    let health = evaluate::evaluate(&ctx.config, &ev, now);
     // No target: nobody is told, so nothing is sent or remembered as said.
-    let notices = if args.no_alerts || ctx.config.alerts.is_empty() {
-        Vec::new()
-    } else {
-        let deliver = |a: &strongroom::alert::Alert| crate::alerting::deliver(ctx, a);
-        match notify::notify(&repo, &health, now, &deliver) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!("could not read or remember the alert state: {e}");
-                Vec::new()
-            }
-        }
-    };
+    let j = report::judge(
+        &repo,
+        &ctx.config,
+        &scope,
+        jiff::Timestamp::now(),
+        !args.no_alerts,
+    )?;
+    let health = &j.health;
     if ctx.json() {
-        print_json(&Report {
-            ok: health.ok,
-            level: health.level(),
-            at: health.at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            sources: &health.sources,
-            alerts: &notices,
-            protection: &ev.protection,
-        })?;
+        print_json(&j.report)?;
     } else {
-        print_human(&health, &notices, &ev.protection)?;
+        print_human(health, &j.report.alerts, &j.report.protection)?;
     }
     if health.ok {
         Ok(())

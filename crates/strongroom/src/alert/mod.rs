@@ -164,3 +164,23 @@ pub(crate) fn span(d: std::time::Duration) -> String {
         format!("{}ms", d.as_millis())
     }
 }
+
+/// Pings `url` with a GET (a dead-man's switch, such as the daemon's `heartbeat_url`):
+/// within `timeout`, a 2xx answer is success; anything else is a sentence without the URL's
+/// secrets.
+pub fn ping(url: &str, timeout: std::time::Duration) -> Result<(), String> {
+    let client = webhook::client(url, timeout)?;
+    match client.get(url).send() {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!(
+            "{} answered {}",
+            without_credentials(url),
+            r.status()
+        )),
+        Err(e) => Err(format!(
+            "cannot reach {}: {}",
+            without_credentials(url),
+            webhook::describe(e)
+        )),
+    }
+}

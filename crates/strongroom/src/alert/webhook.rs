@@ -105,7 +105,7 @@ pub(super) fn post(
 
 /// A reqwest error as a sentence without its URL (which may be a secret): for a connection
 /// that failed, the innermost cause (`Connection refused`, a TLS alert, a name not found).
-fn describe(e: reqwest::Error) -> String {
+pub(super) fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut causes = Vec::new();
     let mut cause = std::error::Error::source(&e);

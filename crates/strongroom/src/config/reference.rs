@@ -62,6 +62,7 @@ fn accepted() -> BTreeSet<String> {
         alerts,
         contacts,
         copies,
+        daemon,
     });
     for f in top {
         match f {
@@ -76,6 +77,7 @@ fn accepted() -> BTreeSet<String> {
                     lock_timeout,
                     objectives,
                     spool_dir,
+                    schedule,
                 });
                 for g in source {
                     match g {
@@ -94,6 +96,22 @@ fn accepted() -> BTreeSet<String> {
                                 min_size,
                             }),
                         )),
+                        "schedule" => keys.extend(
+                            fields!(ScheduleConfig {
+                                timezone,
+                                jitter,
+                                full,
+                                logical,
+                                physical,
+                                verify,
+                                drill,
+                                prune,
+                                copy,
+                                check,
+                            })
+                            .iter()
+                            .map(|h| format!("sources.NAME.schedule.{h}")),
+                        ),
                         g => {
                             keys.insert(format!("sources.NAME.{g}"));
                         }
@@ -164,6 +182,29 @@ fn accepted() -> BTreeSet<String> {
                 .iter()
                 .map(|g| format!("copies[].{g}")),
             ),
+            "daemon" => {
+                for g in fields!(DaemonSettings {
+                    heartbeat_url,
+                    stop_timeout,
+                    retries,
+                    retry_delay,
+                    status_interval,
+                    session_timeout,
+                    users,
+                }) {
+                    if g == "users" {
+                        for h in fields!(DashboardUser {
+                            name,
+                            password_hash,
+                            role
+                        }) {
+                            keys.insert(format!("daemon.users[].{h}"));
+                        }
+                    } else {
+                        keys.insert(format!("daemon.{g}"));
+                    }
+                }
+            }
             "contacts" => keys.extend(
                 fields!(Contact {
                     role,
@@ -312,8 +353,28 @@ fn resolved(c: &Config) -> String {
             alerts,
             &c.contacts,
             &c.copies,
+            schedule_of(c, "s"),
+            (
+                &c.daemon.heartbeat_url,
+                c.daemon.stop_timeout(),
+                c.daemon.retries(),
+                c.daemon.retry_delay(),
+                c.daemon.status_interval(),
+                c.daemon.session_timeout(),
+                &c.daemon.users,
+            ),
         )
     )
+}
+
+/// Source `name`'s schedule as the daemon reads it: every job's line, the time zone, the
+/// jitter.
+fn schedule_of(c: &Config, name: &str) -> (Vec<String>, String, std::time::Duration) {
+    let sched = c.sources[name].schedule.clone().unwrap_or_default();
+    let lines = crate::schedule::job_names()
+        .map(|j| format!("{j}: {}", sched.line(j)))
+        .collect();
+    (lines, sched.timezone_name().to_string(), sched.jitter())
 }
 
 /// `text` with `value` (TOML) written at the documented `key`.
@@ -393,6 +454,9 @@ fn the_documented_defaults_are_the_defaults() {
             "\"json\"" => "\"slack\"".to_string(),
             "\"warning\"" => "\"critical\"".to_string(),
             "[]" => "[\"x\"]".to_string(),
+            "\"UTC\"" => "\"Europe/Paris\"".to_string(),
+            "\"after-backup\"" => "\"off\"".to_string(),
+            v if v.contains('*') => "\"15 3 * * 1\"".to_string(),
             "0.5" => "0.25".to_string(),
             v if v.starts_with('{') => "{ x = \"1d\" }".to_string(),
             v if v.starts_with('"') => "\"3w\"".to_string(),

@@ -20,6 +20,8 @@
 //!   Past the RPO plus the kind's interval (physical's for WAL) it is **critical**: a whole
 //!   backup interval went by without a copy, so copies have stopped. A copy that cannot be
 //!   opened or read is **critical**: there is no second copy to count on.
+//! - Verify, drill and check are stale past their checklist period plus the same grace, so
+//!   a weekly verify that runs longer this week than last does not warn for a few minutes.
 //! - Stale or missing verify, drill or check, a drill slower than the RTO, other anomalies, failed
 //!   jobs not yet followed by a success, and retention that has not run are **warnings**.
 //! - `protection` says which kind of key took the source's backups and what guards the
@@ -582,7 +584,7 @@ fn periodic(
                 human_duration(period)
             ),
         ),
-        (Some(g), _) if since(g.finished_at, now) > period => check(
+        (Some(g), _) if since(g.finished_at, now) > period + grace(period) => check(
             job,
             Level::Warning,
             format!(

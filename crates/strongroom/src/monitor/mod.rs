@@ -10,7 +10,8 @@
 //! [`anomaly`] and [`checklist`] judge (pure functions of evidence and `now`, so every rule
 //! is tested with a faked clock), [`notify`] remembers what was last sent and sends state
 //! changes, [`metrics`] renders, [`protection`] reads what guards the repository against
-//! a stolen host. Must not send alerts itself except through
+//! a stolen host, [`report`] makes the status document once for `status` and the daemon.
+//! Must not send alerts itself except through
 //! [`crate::alert::send`], and must not write anything but `state/alerts`.
 
 pub mod anomaly;
@@ -20,6 +21,7 @@ pub mod evidence;
 pub mod metrics;
 pub mod notify;
 pub mod protection;
+pub mod report;
 
 #[cfg(test)]
 mod tests;
