@@ -59,8 +59,10 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
     };
     let ev = evidence::gather(&repo, &ctx.config, &scope)?;
     let health = evaluate::evaluate(&ctx.config, &ev, now);
-    // No target: nobody is told, so nothing is sent or remembered as said.
-    let notices = if args.no_alerts || ctx.config.alerts.is_empty() {
+    // No target for alerts (none, or only Healthchecks pings): nobody is told, so nothing
+    // is sent or remembered as said.
+    let hears = ctx.config.alerts.iter().any(|t| t.hears_alerts());
+    let notices = if args.no_alerts || !hears {
         Vec::new()
     } else {
         let deliver = |a: &strongroom::alert::Alert| crate::alerting::deliver(ctx, a);
