@@ -18,7 +18,6 @@ use crate::failure;
 use std::time::Duration;
 use strongroom::ErrorKind;
 use strongroom::alert::{self, Alert, JobFailure, repeat};
-use strongroom::config::Config;
 use strongroom::monitor::notify::Told;
 use strongroom::repository::journal;
 
@@ -26,7 +25,7 @@ use strongroom::repository::journal;
 /// became of it: sent when a target took it, not wanted when every target is set above its
 /// level (the monitor remembers both as said), failed when every target that wanted it
 /// failed (the next `status` run tries again). `status` calls it only when `[[alerts]]`
-/// has a target that hears alerts (not only Healthchecks pings).
+/// has a target.
 pub fn deliver(ctx: &Ctx, alert: &Alert) -> Told {
     let d = alert::send(&ctx.config.alerts, alert);
     if d.sent() > 0 {
@@ -64,7 +63,7 @@ impl Watched {
 
     /// The source the job works on: the one given, else the one `backup` and `wal push`
     /// take when `config` names only one.
-    pub fn source(&self, config: &Config) -> Option<String> {
+    pub fn source(&self, config: &strongroom::config::Config) -> Option<String> {
         // `backup` with no SOURCE backs up the only configured source, and `wal push`
         // archives for the only PostgreSQL one: name it.
         self.source.clone().or_else(|| match self.job {

@@ -11,7 +11,7 @@
 //! (when listed) fails when a source needs attention, as its exit code says. A job ended
 //! by a signal sends no end ping: the process exits at once, and Healthchecks sees a run
 //! that started and never finished. Must not change the command's outcome: a target that
-//! cannot be reached is a warning. Delivery is the library's (`strongroom::alert::ping`).
+//! cannot be reached is a warning. Delivery is the library's (`strongroom::alert::send_ping`).
 
 use crate::alerting::{self, Watched};
 use crate::failure;
@@ -61,7 +61,7 @@ pub fn start(watched: Option<&Watched>) -> Option<Run> {
         error: None,
         hint: None,
     };
-    alert::ping(&targets, &ping);
+    alert::send_ping(&targets, &ping);
     Some(Run {
         targets,
         job: w.job(),
@@ -112,5 +112,5 @@ pub fn finish(run: Option<Run>, ended: Ended<'_>) {
         error,
         hint,
     };
-    alert::ping(&run.targets, &ping);
+    alert::send_ping(&run.targets, &ping);
 }

@@ -19,9 +19,10 @@ mod objectives;
 mod problems;
 #[cfg(test)]
 mod reference;
-pub use alerts::AlertConfig;
 pub use objectives::{Effective, Objectives, SourceObjectives};
 use problems::{KeyPath, Problems};
+
+pub use alerts::AlertConfig;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -4,7 +4,7 @@
 //! between them; `STRONGROOM_ALERT_BACKOFF_MS` sets the first pause, for tests), the
 //! per-attempt timeout, the body each target's format calls for, and the report of what
 //! happened. Targets are served in parallel, so one slow target delays no other; job pings
-//! ([`super::ping`]) go through the same fan-out. Must not fail or panic: whatever goes
+//! ([`super::send_ping`]) go through the same fan-out. Must not fail or panic: whatever goes
 //! wrong is a warning in the log and a line in [`Delivery`].
 
 use super::{Alert, AlertEvent, Format, command, email, ntfy, webhook};
@@ -178,7 +178,7 @@ where
 }
 
 /// Whether target `t` wants `alert`: not a `healthchecks` target (it hears job runs, see
-/// [`super::ping`]); otherwise recoveries and job failures always; a state change when its
+/// [`super::send_ping`]); otherwise recoveries and job failures always; a state change when its
 /// level, or the level it came from (so a team told "critical" hears it eased), is at least
 /// the target's `min_level`.
 pub(super) fn wants(t: &AlertConfig, alert: &Alert) -> bool {

@@ -82,11 +82,11 @@ impl AlertConfig {
 /// Sends `ping` to every `healthchecks` target that wants its job, as [`super::send`] sends
 /// alerts: in parallel, up to 3 attempts each, never failing (what happened is in the
 /// [`Delivery`]; other targets are `Skipped`).
-pub fn ping(targets: &[AlertConfig], ping: &Ping) -> Delivery {
+pub fn send_ping(targets: &[AlertConfig], ping: &Ping) -> Delivery {
     ping_with(targets, ping, backoff())
 }
 
-/// [`ping`] with `pause` before the second attempt (doubled before the third).
+/// [`send_ping`] with `pause` before the second attempt (doubled before the third).
 pub(super) fn ping_with(targets: &[AlertConfig], ping: &Ping, pause: Duration) -> Delivery {
     let body = body(ping);
     fan_out(targets, pause, "ping", |t| {

@@ -6,7 +6,7 @@
 //! people. A failing target is retried and logged, never turned into the job's failure.
 //!
 //! Submodules: `deliver` (one attempt loop per target, [`send`]), `webhook` (HTTP POST and
-//! the Slack body), `ntfy` (ntfy's publish request), `healthchecks` (job pings, [`ping`]),
+//! the Slack body), `ntfy` (ntfy's publish request), `healthchecks` (job pings, [`send_ping`]),
 //! `command` (a shell command with the alert on its stdin), `email` (the message an
 //! `email` command reads), `repeat` (remembering which job failures were alerted, to hold
 //! back repeats).
@@ -20,7 +20,7 @@ pub mod repeat;
 mod webhook;
 
 pub use deliver::{Delivery, Outcome, TargetReport, send};
-pub use healthchecks::{DEFAULT_JOBS, JOBS, Ping, PingKind, ping, run_id};
+pub use healthchecks::{DEFAULT_JOBS, JOBS, Ping, PingKind, run_id, send_ping};
 pub use webhook::{redact_url, slack_text};
 
 use serde::{Deserialize, Serialize};
