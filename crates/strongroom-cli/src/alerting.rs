@@ -10,7 +10,8 @@
 //! (`STRONGROOM_ALERT_REPEAT`, default `1h`; `wal push` fails every few seconds while the
 //! repository is down). Must not change the command's outcome: it runs after the
 //! failure was reported, its own trouble is a warning, and the exit code stays the job's.
-//! Delivery itself is the library's (`strongroom::alert::send`).
+//! Delivery itself is the library's (`strongroom::alert::send`). Targets of format
+//! `healthchecks` are not alerted: they hear every job's start and end from `pings`.
 
 use crate::args::{Command, Global, WalAction};
 use crate::context::Ctx;
@@ -31,6 +32,30 @@ pub struct Watched {
     /// The WAL segment `wal push` was given.
     segment: Option<String>,
     global: Global,
+}
+
+impl Watched {
+    /// The job's name (`backup`, `wal push`, …), as `[[alerts]] jobs` spells it.
+    pub fn job(&self) -> &'static str {
+        self.job
+    }
+
+    /// The global options the command was run with.
+    pub fn global(&self) -> &Global {
+        &self.global
+    }
+
+    /// The source the job works on: the one given, else the one `backup` and `wal push`
+    /// take when `config` names only one.
+    pub fn source(&self, config: &strongroom::config::Config) -> Option<String> {
+        // `backup` with no SOURCE backs up the only configured source, and `wal push`
+        // archives for the only PostgreSQL one: name it.
+        self.source.clone().or_else(|| match self.job {
+            "backup" if config.sources.len() == 1 => config.sources.keys().next().cloned(),
+            "wal push" => config.wal_source(),
+            _ => None,
+        })
+    }
 }
 
 /// The job `command` runs, when its failure is alerted; `None` for commands that are not
@@ -76,7 +101,7 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
     let Some(w) = watched else { return };
     // The config was read once already; a config that did not load has no targets to use
     // (its error is what the command reported).
-    let ctx = match Ctx::new(w.global) {
+    let ctx = match Ctx::new(w.global.clone()) {
         Ok(ctx) => ctx,
         Err(err) => {
             tracing::debug!("no job-failure alert: the config did not load: {err:#}");
@@ -84,7 +109,8 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
         }
     };
     let targets = &ctx.config.alerts;
-    if targets.is_empty() {
+    // Healthchecks targets hear the job's end from `pings`, not as an alert.
+    if !targets.iter().any(|t| t.hears_alerts()) {
         return;
     }
     let (message, kind, _, _) = failure::describe(e);
@@ -93,13 +119,7 @@ pub fn failed(watched: Option<Watched>, e: &anyhow::Error) {
         tracing::debug!("no alert: {} was refused as given ({})", w.job, kind.name());
         return;
     }
-    // `backup` with no SOURCE backs up the only configured source, and `wal push`
-    // archives for the only PostgreSQL one: name it.
-    let source = w.source.or_else(|| match w.job {
-        "backup" if ctx.config.sources.len() == 1 => ctx.config.sources.keys().next().cloned(),
-        "wal push" => ctx.config.wal_source(),
-        _ => None,
-    });
+    let source = w.source(&ctx.config);
     let url = ctx.access().url().unwrap_or_default();
     // Per repository: a source of the same name in another one is another source.
     let repository =

@@ -5,7 +5,8 @@
 //! text or `--json` on stdout; logs, progress and errors on stderr) and exit codes: 0
 //! success, 1 failure (one plain sentence on stderr first, and with `--json` an error
 //! document on stdout), 2 usage error. Output cut short by its reader (`| head`) ends the
-//! command quietly with 0. A failed job is also alerted ([`alerting`]), after its report. Holds no domain logic: every operation is a call into the library.
+//! command quietly with 0. A failed job is also alerted ([`alerting`]), after its report, and a
+//! job's start and end are pinged to Healthchecks targets ([`pings`]). Holds no domain logic: every operation is a call into the library.
 
 mod alerting;
 mod args;
@@ -15,6 +16,7 @@ mod exposed;
 mod failure;
 mod help_layout;
 mod output;
+mod pings;
 mod progress;
 mod prompt;
 
@@ -70,6 +72,8 @@ fn main() {
     init_logs(cli.global.verbose);
     let json = cli.global.json;
     let watched = alerting::watch(&cli.global, &cli.command);
+    // Before the work: a Healthchecks target hears the job start.
+    let run = pings::start(watched.as_ref());
     let result = commands::run(cli.global, cli.command);
     // A signal may have cut the work short: its cleanups finish before any exit.
     if let Some(code) = strongroom::interrupt::settle() {
@@ -79,16 +83,18 @@ fn main() {
         if e.downcast_ref::<output::StdoutClosed>().is_some() {
             // The reader took what it wanted (`strongroom list | head -1`): the work is
             // done and there is no one to tell, so exit quietly, as a completed command.
+            pings::finish(run, pings::Ended::Succeeded);
             return;
         }
         if let Some(x) = e.downcast_ref::<failure::ExitWith>() {
-            if !x.quiet {
-                failure::report(&x.inner, json);
-            }
             // A quiet exit is an expected answer (status finding something to attend to),
-            // not a failed job.
-            if !x.quiet {
+            // not a failed job: no report, no alert, but a run that needs attention.
+            if x.quiet {
+                pings::finish(run, pings::Ended::NeedsAttention);
+            } else {
+                failure::report(&x.inner, json);
                 alerting::failed(watched, &x.inner);
+                pings::finish(run, pings::Ended::Failed(&x.inner));
             }
             exposed::print_held_warnings();
             std::process::exit(x.code);
@@ -96,8 +102,10 @@ fn main() {
         failure::report(&e, json);
         // After the report, so the user reads the failure before alerts go out.
         alerting::failed(watched, &e);
+        pings::finish(run, pings::Ended::Failed(&e));
         exposed::print_held_warnings();
         std::process::exit(failure::exit_code(&e));
     }
+    pings::finish(run, pings::Ended::Succeeded);
     exposed::print_held_warnings();
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod alerts;
 mod objectives;
 mod problems;
 #[cfg(test)]
@@ -24,6 +25,8 @@ use problems::{KeyPath, Problems};
 pub use schedule::{
     AFTER_BACKUP, DEFAULT_SCHEDULES, DaemonSettings, DashboardUser, OFF, ScheduleConfig,
 };
+
+pub use alerts::AlertConfig;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -102,24 +105,6 @@ impl CopyConfig {
             trimmed => trimmed.to_string(),
         }
     }
-}
-
-/// One `[[alerts]]` table: exactly one of `webhook` and `command`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AlertConfig {
-    /// URL that receives one JSON document per alert (POST).
-    pub webhook: Option<String>,
-    /// Shell command that receives the alert JSON on its standard input.
-    pub command: Option<String>,
-    /// Webhook body: `json` (the alert document, the default) or `slack` (a Slack-compatible
-    /// `{"text": …}` message; chosen by default for `hooks.slack.com` URLs).
-    pub format: Option<String>,
-    /// Lowest level sent: `warning` (the default) or `critical`. Recoveries and job
-    /// failures are always sent.
-    pub min_level: Option<String>,
-    /// How long one delivery attempt may take (default `10s`).
-    pub timeout: Option<String>,
 }
 
 /// One `[[contacts]]` table.
@@ -243,35 +228,7 @@ impl Config {
                 }
             }
         }
-        for (i, a) in self.alerts.iter().enumerate() {
-            let at = KeyPath::of(&["alerts"]).index(i);
-            if a.webhook.is_some() == a.command.is_some() {
-                problems.at(at.clone(), "needs exactly one of webhook and command");
-            }
-            if let Some(f) = a
-                .format
-                .as_deref()
-                .filter(|f| !["json", "slack"].contains(f))
-            {
-                problems.at(
-                    at.clone().key("format"),
-                    format!("{f:?} is neither \"json\" nor \"slack\""),
-                );
-            }
-            if let Some(l) = a
-                .min_level
-                .as_deref()
-                .filter(|l| !["warning", "critical"].contains(l))
-            {
-                problems.at(
-                    at.clone().key("min_level"),
-                    format!("{l:?} is neither \"warning\" nor \"critical\""),
-                );
-            }
-            if let Some(t) = &a.timeout {
-                duration(problems, at.clone().key("timeout"), t);
-            }
-        }
+        alerts::validate(self, problems);
         objectives::validate(self, problems);
         schedule::validate(self, problems);
         duration(
@@ -818,7 +775,7 @@ command = "cat"
             "c.toml:14:1: objectives.interval.weekly: unknown kind",
             "c.toml:16:14: retention.keep_daily: invalid value: integer `-1`",
             "c.toml:17:1: retention.pitr_window: ",
-            "c.toml:20:1: alerts[0].format: \"teams\" is neither",
+            "c.toml:20:1: alerts[0].format: \"teams\" is not a format",
             "c.toml:21:1: alerts[1]: needs exactly one",
         ];
         for (line, want) in lines[1..].iter().zip(expected) {

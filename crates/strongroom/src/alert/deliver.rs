@@ -2,11 +2,12 @@
 //!
 //! Owns which targets want an alert (`min_level`), the attempts (3, with 1 s and 2 s
 //! between them; `STRONGROOM_ALERT_BACKOFF_MS` sets the first pause, for tests), the
-//! per-attempt timeout, the body each target gets, and the report of what happened. Targets
-//! are served in parallel, so one slow target delays no other. Must not fail or panic:
-//! whatever goes wrong is a warning in the log and a line in [`Delivery`].
+//! per-attempt timeout, the body each target's format calls for, and the report of what
+//! happened. Targets are served in parallel, so one slow target delays no other; job pings
+//! ([`super::send_ping`]) go through the same fan-out. Must not fail or panic: whatever goes
+//! wrong is a warning in the log and a line in [`Delivery`].
 
-use super::{Alert, AlertEvent, command, webhook};
+use super::{Alert, AlertEvent, Format, command, email, ntfy, webhook};
 use crate::config::AlertConfig;
 use std::time::Duration;
 
@@ -32,12 +33,16 @@ impl AlertConfig {
             .unwrap_or(DEFAULT_TIMEOUT)
     }
 
-    /// Whether a webhook gets Slack's message rather than the alert document: `format =
-    /// "slack"`, or no `format` and a Slack URL.
-    pub fn slack_body(&self) -> bool {
-        match self.format.as_deref() {
-            Some(f) => f == "slack",
-            None => self.webhook.as_deref().is_some_and(webhook::is_slack),
+    /// What this target is sent: `format`, else the format its URL's host calls for
+    /// (`hooks.slack.com`: `slack`, `ntfy.sh`: `ntfy`, `hc-ping.com`: `healthchecks`), else
+    /// `json`. A name the config refuses reads as `json` here.
+    pub fn format_or_default(&self) -> Format {
+        match self.format.as_deref().and_then(Format::from_name) {
+            Some(f) => f,
+            None => self
+                .webhook
+                .as_deref()
+                .map_or(Format::Json, webhook::format_for_host),
         }
     }
 }
@@ -90,7 +95,8 @@ pub enum Outcome {
         /// The last attempt's failure, as a sentence.
         error: String,
     },
-    /// The target's `min_level` is above this alert's level.
+    /// Not for this target: a state change below its `min_level`, an alert to a
+    /// `healthchecks` target, a ping to any other target or about a job it does not list.
     Skipped,
 }
 
@@ -112,14 +118,48 @@ pub(super) fn send_with(targets: &[AlertConfig], alert: &Alert, pause: Duration)
             return Delivery::default();
         }
     };
+    fan_out(targets, pause, "alert", |t| {
+        if !wants(t, alert) {
+            return Plan::Skip;
+        }
+        match attempt(t, alert, &json) {
+            Ok(a) => Plan::Go(a),
+            Err(e) => Plan::Broken(e),
+        }
+    })
+}
+
+/// One try at delivering to a target; `Err` is the sentence saying why it failed.
+pub(super) type Attempt<'a> = Box<dyn Fn() -> Result<(), String> + 'a>;
+
+/// What a target does with one alert or ping.
+pub(super) enum Plan<'a> {
+    /// Not for this target.
+    Skip,
+    /// Try this, up to [`ATTEMPTS`] times.
+    Go(Attempt<'a>),
+    /// Cannot even be tried; the sentence says why.
+    Broken(String),
+}
+
+/// Serves every target on its own thread: `plan` (called on that thread) says what to do,
+/// and each attempt is retried with `pause` (doubled) between. `what` names it in the log
+/// (`alert`, `ping`).
+pub(super) fn fan_out<'a, P>(
+    targets: &'a [AlertConfig],
+    pause: Duration,
+    what: &'static str,
+    plan: P,
+) -> Delivery
+where
+    P: Fn(&'a AlertConfig) -> Plan<'a> + Sync,
+{
+    let plan = &plan;
     let reports = std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
             .enumerate()
-            .map(|(i, t)| {
-                let json = &json;
-                (i, s.spawn(move || deliver(i, t, alert, json, pause)))
-            })
+            .map(|(i, t)| (i, s.spawn(move || deliver(i, t, what, plan(t), pause))))
             .collect();
         handles
             .into_iter()
@@ -137,10 +177,14 @@ pub(super) fn send_with(targets: &[AlertConfig], alert: &Alert, pause: Duration)
     Delivery { targets: reports }
 }
 
-/// Whether target `t` wants `alert`: recoveries and job failures always; a state change
-/// when its level, or the level it came from (so a team told "critical" hears it eased),
-/// is at least the target's `min_level`.
+/// Whether target `t` wants `alert`: not a `healthchecks` target (it hears job runs, see
+/// [`super::send_ping`]); otherwise recoveries and job failures always; a state change when its
+/// level, or the level it came from (so a team told "critical" hears it eased), is at least
+/// the target's `min_level`.
 pub(super) fn wants(t: &AlertConfig, alert: &Alert) -> bool {
+    if t.format_or_default() == Format::Healthchecks {
+        return false;
+    }
     if alert.event != AlertEvent::StateChanged {
         return true;
     }
@@ -162,47 +206,65 @@ fn name(i: usize, t: &AlertConfig) -> String {
     }
 }
 
-fn deliver(i: usize, t: &AlertConfig, alert: &Alert, json: &[u8], pause: Duration) -> TargetReport {
+fn deliver(
+    i: usize,
+    t: &AlertConfig,
+    what: &'static str,
+    plan: Plan<'_>,
+    pause: Duration,
+) -> TargetReport {
     let target = name(i, t);
-    if !wants(t, alert) {
-        tracing::debug!(target = %target, "alert below this target's min_level; not sent");
-        return TargetReport {
-            target,
-            outcome: Outcome::Skipped,
-        };
-    }
-    let outcome = match attempts(t, alert, json, pause) {
+    let result = match plan {
+        Plan::Skip => {
+            tracing::debug!(target = %target, "{what} not for this target; not sent");
+            return TargetReport {
+                target,
+                outcome: Outcome::Skipped,
+            };
+        }
+        Plan::Broken(e) => Err((0, e)),
+        Plan::Go(once) => retry(&once, pause),
+    };
+    let outcome = match result {
         Ok(attempts) => {
-            tracing::info!(target = %target, attempts, "alert delivered");
+            tracing::info!(target = %target, attempts, "{what} delivered");
             Outcome::Sent { attempts }
         }
         Err((attempts, error)) => {
-            tracing::warn!("{target}: alert not delivered after {attempts} attempts: {error}");
+            tracing::warn!("{target}: {what} not delivered after {attempts} attempts: {error}");
             Outcome::Failed { attempts, error }
         }
     };
     TargetReport { target, outcome }
 }
 
-/// Tries up to [`ATTEMPTS`] times; the number of attempts made, or that and the last error.
-fn attempts(
-    t: &AlertConfig,
-    alert: &Alert,
-    json: &[u8],
-    mut pause: Duration,
-) -> Result<u32, (u32, String)> {
+/// What one attempt at delivering `alert` to `t` does: the body its format calls for, by
+/// POST or on a command's stdin.
+fn attempt<'a>(t: &'a AlertConfig, alert: &Alert, json: &[u8]) -> Result<Attempt<'a>, String> {
     let timeout = t.timeout_or_default();
-    let once: Box<dyn Fn() -> Result<(), String> + '_> = match (&t.webhook, &t.command) {
+    let format = t.format_or_default();
+    match (&t.webhook, &t.command) {
         (Some(url), _) => {
-            let body = if t.slack_body() {
-                webhook::slack_body(alert)
+            let post = match format {
+                Format::Slack => webhook::Post::json(url, webhook::slack_body(alert)),
+                Format::Ntfy => ntfy::post(url, alert),
+                // `healthchecks` targets are not sent alerts; `email` is refused on webhooks.
+                _ => webhook::Post::json(url, json.to_vec()),
+            };
+            let client = webhook::client(url, timeout)?;
+            Ok(Box::new(move || webhook::post(&client, &post, timeout)))
+        }
+        (None, Some(cmd)) => {
+            let input = if format == Format::Email {
+                email::message(
+                    alert,
+                    t.email_to.as_deref().unwrap_or_default(),
+                    t.email_from.as_deref(),
+                )
+                .into_bytes()
             } else {
                 json.to_vec()
             };
-            let client = webhook::client(url, timeout).map_err(|e| (0, e))?;
-            Box::new(move || webhook::post(&client, url, body.clone(), timeout))
-        }
-        (None, Some(cmd)) => {
             let env = vec![
                 (
                     "STRONGROOM_ALERT_EVENT",
@@ -214,16 +276,21 @@ fn attempts(
                     alert.source.clone().unwrap_or_default(),
                 ),
             ];
-            Box::new(move || command::run(cmd, json, &env, timeout))
+            Ok(Box::new(move || command::run(cmd, &input, &env, timeout)))
         }
-        (None, None) => return Err((0, "has neither webhook nor command".into())),
-    };
+        (None, None) => Err("has neither webhook nor command".into()),
+    }
+}
+
+/// Tries `once` up to [`ATTEMPTS`] times; the number of attempts made, or that and the last
+/// error.
+fn retry(once: &Attempt<'_>, mut pause: Duration) -> Result<u32, (u32, String)> {
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
         match once() {
             Ok(()) => return Ok(attempt),
             Err(e) => {
-                tracing::debug!("alert attempt {attempt} of {ATTEMPTS} failed: {e}");
+                tracing::debug!("attempt {attempt} of {ATTEMPTS} failed: {e}");
                 last = e;
             }
         }
@@ -237,7 +304,7 @@ fn attempts(
 
 /// The pause before the second attempt (doubled before the third): 1 s, or
 /// `STRONGROOM_ALERT_BACKOFF_MS`.
-fn backoff() -> Duration {
+pub(super) fn backoff() -> Duration {
     std::env::var("STRONGROOM_ALERT_BACKOFF_MS")
         .ok()
         .and_then(|v| v.trim().parse().ok())

@@ -6,18 +6,67 @@
 //! people. A failing target is retried and logged, never turned into the job's failure.
 //!
 //! Submodules: `deliver` (one attempt loop per target, [`send`]), `webhook` (HTTP POST and
-//! the Slack body), `command` (a shell command with the JSON on its stdin), `repeat`
-//! (remembering which job failures were alerted, to hold back repeats).
+//! the Slack body), `ntfy` (ntfy's publish request), `healthchecks` (job pings, [`send_ping`]),
+//! `command` (a shell command with the alert on its stdin), `email` (the message an
+//! `email` command reads), `repeat` (remembering which job failures were alerted, to hold
+//! back repeats).
 
 mod command;
 mod deliver;
+mod email;
+mod healthchecks;
+mod ntfy;
 pub mod repeat;
 mod webhook;
 
 pub use deliver::{Delivery, Outcome, TargetReport, send};
+pub use healthchecks::{DEFAULT_JOBS, JOBS, Ping, PingKind, run_id, send_ping};
 pub use webhook::{redact_url, slack_text};
 
 use serde::{Deserialize, Serialize};
+
+/// What an `[[alerts]]` target is sent (its `format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The alert document as JSON (webhooks and commands).
+    Json,
+    /// A Slack-compatible `{"text": …}` message (webhooks).
+    Slack,
+    /// ntfy's publish request: the sentence as the body, title, priority and tags as
+    /// headers (webhooks).
+    Ntfy,
+    /// Healthchecks.io-style pings when jobs start and end; no alerts (webhooks).
+    Healthchecks,
+    /// An e-mail message, for a command such as `sendmail -t` (commands).
+    Email,
+}
+
+impl Format {
+    /// Every format, as the config names them.
+    pub const ALL: [Format; 5] = [
+        Format::Json,
+        Format::Slack,
+        Format::Ntfy,
+        Format::Healthchecks,
+        Format::Email,
+    ];
+
+    /// The name the config uses (`json`, `slack`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Slack => "slack",
+            Format::Ntfy => "ntfy",
+            Format::Healthchecks => "healthchecks",
+            Format::Email => "email",
+        }
+    }
+
+    /// The format the config calls `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
 
 /// Why an alert was sent.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,6 +137,11 @@ impl Alert {
     /// stripped of credentials here, whoever calls.
     pub fn job_failed(failure: JobFailure, repository: &str) -> Alert {
         let host = crate::hostname();
+        // A source given as a URL on the command line may carry a password.
+        let failure = JobFailure {
+            source: failure.source.as_deref().map(without_credentials),
+            ..failure
+        };
         let mut what = match &failure.source {
             Some(s) => format!("{} of {s}", failure.job),
             None => failure.job.clone(),

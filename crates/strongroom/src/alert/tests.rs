@@ -61,6 +61,8 @@ fn command(cmd: &str) -> AlertConfig {
     }
 }
 
+mod formats;
+
 #[test]
 fn a_job_failure_alert_carries_the_failure_and_no_credentials() {
     let a = job_alert();
@@ -75,6 +77,16 @@ fn a_job_failure_alert_carries_the_failure_and_no_credentials() {
     );
     assert!(a.summary.contains("no such file"), "{}", a.summary);
     assert_eq!(without_credentials("/srv/backups"), "/srv/backups");
+    // A source given as a URL on the command line keeps its password to itself.
+    let a = Alert::job_failed(
+        JobFailure {
+            source: Some("postgres://app:hunter2@db/hotel".into()),
+            ..JobFailure::default()
+        },
+        "/srv/backups",
+    );
+    assert_eq!(a.source.as_deref(), Some("postgres://db/hotel"));
+    assert!(!a.summary.contains("hunter2"), "{}", a.summary);
     assert_eq!(
         without_credentials("https://u:p@host:8443/a/b?x=1#f"),
         "https://host:8443/a/b"
@@ -93,8 +105,17 @@ fn urls_are_shown_without_their_secret_path() {
     );
     assert_eq!(redact_url("http://example.org/"), "http://example.org");
     assert_eq!(redact_url("not a url"), "(invalid URL)");
-    assert!(webhook::is_slack("https://hooks.slack.com/services/x"));
-    assert!(!webhook::is_slack("https://example.org/services/x"));
+    for (url, format) in [
+        ("https://hooks.slack.com/services/x", Format::Slack),
+        ("https://ntfy.sh/hotel-alerts", Format::Ntfy),
+        ("https://:tk_secret@NTFY.SH/hotel-alerts", Format::Ntfy),
+        ("https://hc-ping.com/0b6b9e1a", Format::Healthchecks),
+        ("https://example.org/services/x", Format::Json),
+        ("https://ntfy.example/hotel", Format::Json),
+        ("not a url", Format::Json),
+    ] {
+        assert_eq!(webhook::format_for_host(url), format, "{url}");
+    }
     assert!(webhook::is_loopback("http://127.0.0.1:9/x"));
     assert!(webhook::is_loopback("http://[::1]:9/x"));
     assert!(webhook::is_loopback("http://LOCALHOST/x"));

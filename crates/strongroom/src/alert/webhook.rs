@@ -1,11 +1,11 @@
 //! Webhook targets: one HTTP POST per attempt, and the Slack-compatible body.
 //!
-//! Owns the HTTP client (reqwest's blocking client over rustls), what a webhook answer means
-//! (2xx delivered, anything else a failure the caller may retry) and how a URL is shown in
-//! logs. Must not retry or decide who gets what (`deliver` does), and must never show a
+//! Owns the HTTP client (reqwest's blocking client over rustls), one POST (body, headers,
+//! credentials), what a webhook answer means (2xx delivered, anything else a failure the
+//! caller may retry), the format a URL's host calls for, and how a URL is shown in logs. Must not retry or decide who gets what (`deliver` does), and must never show a
 //! webhook's path or query: Slack webhook URLs are secrets in their path.
 
-use super::{Alert, AlertEvent};
+use super::{Alert, AlertEvent, Format};
 use std::time::Duration;
 
 /// How a webhook URL may be shown: `scheme://host[:port]/…` (the path, query and any
@@ -26,9 +26,99 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Whether a webhook with no `format` gets the Slack body: its host is `hooks.slack.com`.
-pub(super) fn is_slack(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| u.host_str() == Some("hooks.slack.com"))
+/// The format a webhook with no `format` gets, from its host: `hooks.slack.com` Slack's,
+/// `ntfy.sh` ntfy's, `hc-ping.com` (Healthchecks.io) pings; anything else the JSON document.
+pub(super) fn format_for_host(url: &str) -> Format {
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    match host.as_deref() {
+        Some("hooks.slack.com") => Format::Slack,
+        Some("ntfy.sh") => Format::Ntfy,
+        Some("hc-ping.com") => Format::Healthchecks,
+        _ => Format::Json,
+    }
+}
+
+/// One POST: where, and what it carries.
+pub(super) struct Post {
+    /// The URL as requested (credentials in it become Basic auth, reqwest's way, unless
+    /// `auth` took them out).
+    pub url: String,
+    /// The body's `Content-Type`.
+    pub content_type: &'static str,
+    /// More headers (names as sent); values must be visible ASCII.
+    pub headers: Vec<(&'static str, String)>,
+    /// An `Authorization` header to send.
+    pub auth: Option<Auth>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Post {
+    /// A POST of a JSON body to `url`.
+    pub(super) fn json(url: &str, body: Vec<u8>) -> Post {
+        Post {
+            url: url.to_string(),
+            content_type: "application/json",
+            headers: Vec::new(),
+            auth: None,
+            body,
+        }
+    }
+}
+
+/// Credentials for the `Authorization` header.
+pub(super) enum Auth {
+    /// `Basic`, user and password.
+    Basic(String, String),
+    /// `Bearer`, a token.
+    Bearer(String),
+}
+
+/// `url` without its `user:password@`, and those as [`Auth`]: a password with no user is a
+/// token (`https://:tk_…@ntfy.example/topic`, shoutrrr's spelling), anything else Basic.
+/// Percent-escapes in them are decoded. A URL that does not parse comes back as it was.
+pub(super) fn split_credentials(url: &str) -> (String, Option<Auth>) {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return (url.to_string(), None);
+    };
+    let user = percent_decode(u.username());
+    let password = u.password().map(percent_decode);
+    if user.is_empty() && password.is_none() {
+        return (url.to_string(), None);
+    }
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    let auth = match password {
+        Some(token) if user.is_empty() => Auth::Bearer(token),
+        password => Auth::Basic(user, password.unwrap_or_default()),
+    };
+    (u.to_string(), Some(auth))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The client for one target: `timeout` bounds each whole attempt (connect, send, answer);
@@ -59,25 +149,31 @@ pub(super) fn is_loopback(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// One POST of `body` (JSON) to `url`: `Ok` on a 2xx answer, else the sentence saying why.
+/// One POST of `post`: `Ok` on a 2xx answer, else the sentence saying why.
 pub(super) fn post(
     client: &reqwest::blocking::Client,
-    url: &str,
-    body: Vec<u8>,
+    post: &Post,
     timeout: Duration,
 ) -> Result<(), String> {
-    let answer = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .map_err(|e| {
-            if e.is_timeout() {
-                format!("no answer within {}", super::span(timeout))
-            } else {
-                describe(e)
-            }
-        })?;
+    let mut request = client
+        .post(&post.url)
+        .header(reqwest::header::CONTENT_TYPE, post.content_type)
+        .body(post.body.clone());
+    for (name, value) in &post.headers {
+        request = request.header(*name, value);
+    }
+    request = match &post.auth {
+        Some(Auth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+        Some(Auth::Bearer(token)) => request.bearer_auth(token),
+        None => request,
+    };
+    let answer = request.send().map_err(|e| {
+        if e.is_timeout() {
+            format!("no answer within {}", super::span(timeout))
+        } else {
+            describe(e)
+        }
+    })?;
     let status = answer.status();
     if status.is_success() {
         return Ok(());

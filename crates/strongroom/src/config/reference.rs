@@ -166,6 +166,9 @@ fn accepted() -> BTreeSet<String> {
                     format,
                     min_level,
                     timeout,
+                    email_to,
+                    email_from,
+                    jobs,
                 })
                 .iter()
                 .map(|g| format!("alerts[].{g}")),
@@ -336,7 +339,8 @@ fn resolved(c: &Config) -> String {
                 &a.command,
                 a.min_level_or_default().to_string(),
                 a.timeout_or_default(),
-                a.slack_body(),
+                a.format_or_default(),
+                (&a.email_to, &a.email_from, &a.jobs),
             )
         })
         .collect();

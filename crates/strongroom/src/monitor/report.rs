@@ -54,7 +54,9 @@ pub fn judge(
 ) -> Result<Judgement> {
     let ev = evidence::gather(repo, config, scope)?;
     let health = evaluate::evaluate(config, &ev, now);
-    let notices = if !alerts || config.alerts.is_empty() {
+    // No target for alerts (none, or only Healthchecks pings): nobody is told, so nothing
+    // is sent or remembered as said.
+    let notices = if !alerts || !config.alerts.iter().any(|t| t.hears_alerts()) {
         Vec::new()
     } else {
         let deliver = |a: &crate::alert::Alert| {
