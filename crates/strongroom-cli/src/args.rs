@@ -192,6 +192,11 @@ pub enum Command {
         #[arg(long, value_name = "S")]
         source: Option<String>,
     },
+    /// Run the config's schedules until SIGTERM; with --listen, serve the dashboard.
+    #[command(
+        after_help = "Examples:\n  strongroom daemon                      # the schedules of strongroom.toml, logs on stderr\n  strongroom daemon --listen             # and the dashboard on http://127.0.0.1:8600/\n  strongroom daemon --listen 0.0.0.0:8600 -v\n  strongroom daemon --hash-password      # a password hash for [[daemon.users]]\n\nEach source runs the jobs of its [sources.NAME.schedule] (the strategy's when absent: a\nbackup daily at 02:00 UTC, physical every 6 hours, verify weekly, a drill each quarter,\nforget --prune daily, copies after each backup). A run missed while the host was down,\nasleep or had its clock moved runs once. Jobs of different sources run side by side;\neach job is `strongroom <job>` as a child, journaled and alerted as when run by hand, and\nretried with doubling delays when it failed for a reason worth retrying. SIGTERM or Ctrl-C\nlets running jobs finish ([daemon] stop_timeout, 5m), then interrupts them; a second\nsignal interrupts at once. The dashboard is read-only unless [[daemon.users]] lets\nsomeone log in; /metrics, /healthz and /api/status serve machines."
+    )]
+    Daemon(DaemonArgs),
     /// Repair the repository's index.
     Repair {
         #[command(subcommand)]
@@ -525,6 +530,19 @@ pub struct ForgetArgs {
     pub limits: PruneLimits,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+/// `strongroom daemon`'s options.
+#[derive(Args)]
+pub struct DaemonArgs {
+    /// Serve the dashboard, /metrics, /healthz and /api/status on ADDR (HOST:PORT, or a port
+    /// alone for loopback; 127.0.0.1:8600 when ADDR is left out).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8600")]
+    pub listen: Option<String>,
+    /// Print the Argon2id hash of a password (asked on the terminal, or the first line of
+    /// standard input) for [[daemon.users]], and exit.
+    #[arg(long, conflicts_with = "listen")]
+    pub hash_password: bool,
 }
 
 /// `strongroom prune`'s options.

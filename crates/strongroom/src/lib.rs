@@ -13,6 +13,7 @@ pub mod config;
 pub mod copies;
 pub mod crypto;
 pub mod daemon;
+pub mod dashboard;
 pub mod device;
 pub mod engine;
 pub mod error;

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod check;
 pub mod completions;
 pub mod copy;
+pub mod daemon;
 pub mod demo;
 pub mod drill;
 pub mod export;
@@ -57,6 +58,7 @@ pub fn run(global: Global, command: Command) -> Result<()> {
         Command::Prune(a) => prune::run(&ctx()?, a),
         Command::Status(a) => status::run(&ctx()?, a),
         Command::Journal(a) => journal::run(&ctx()?, a),
+        Command::Daemon(a) => daemon::run(&ctx()?, a),
         Command::Metrics { source } => metrics::run(&ctx()?, source.as_deref()),
         Command::Unlock { all } => unlock::run(&ctx()?, all),
         Command::Repair { action } => repair::run(&ctx()?, action),

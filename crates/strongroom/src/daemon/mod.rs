@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod launch;
 pub mod scheduler;
+pub mod service;
 pub mod slots;
 #[cfg(test)]
 mod tests;

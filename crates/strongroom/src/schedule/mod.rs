@@ -172,7 +172,7 @@ impl Pattern {
 
     /// The pattern in words ("At 02:00").
     pub fn describe(&self) -> String {
-        self.cron.describe()
+        self.cron.describe().trim_end_matches('.').to_string()
     }
 }
 
