@@ -215,7 +215,7 @@ pub struct Primary {
 impl Primary {
     /// Reads `repo`'s snapshots (readable manifests) and WAL listing.
     pub fn read(repo: &Repository) -> Result<Primary> {
-        let (snapshots, _) = repo.snapshots_lenient()?;
+        let (snapshots, _) = repo.snapshot_headers()?;
         Primary::with_snapshots(repo, &snapshots)
     }
 
@@ -230,7 +230,7 @@ impl Primary {
     /// Compares `copy` with this primary: one listing of the copy's snapshots and WAL, and
     /// its manifests (readable ones; a damaged manifest is `check`'s to name).
     pub fn standing_of(&self, copy: &Repository) -> Result<Standing> {
-        let (copy_snaps, _) = copy.snapshots_lenient()?;
+        let (copy_snaps, _) = copy.snapshot_headers()?;
         let forgotten = copy.forgotten()?;
         let held: Vec<SnapshotMark> = copy_snaps.iter().map(SnapshotMark::of).collect();
         let there: HashSet<&str> = held

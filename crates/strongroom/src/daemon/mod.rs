@@ -75,6 +75,8 @@ pub struct Daemon {
     stop_timeout: Duration,
     /// Told after each job, so the judgement follows what just happened.
     job_ended: Mutex<Option<Sender<()>>>,
+    /// The clock's reading when the loop last looked at the schedule.
+    ticked: Mutex<Option<Timestamp>>,
 }
 
 impl Daemon {
@@ -95,6 +97,7 @@ impl Daemon {
             hurry: AtomicBool::new(false),
             stop_timeout,
             job_ended: Mutex::new(None),
+            ticked: Mutex::new(None),
         })
     }
 
@@ -132,6 +135,12 @@ impl Daemon {
     /// Tells `tx` each time a job ends.
     pub fn on_job_end(&self, tx: Sender<()>) {
         *self.job_ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// When the loop last looked at the schedule (by the daemon's clock): a loop that is
+    /// alive looks at least every [`MAX_WAIT`].
+    pub fn ticked_at(&self) -> Option<Timestamp> {
+        *self.ticked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The jobs running now.
@@ -270,6 +279,7 @@ impl Daemon {
                 Duration::from_millis(200)
             } else {
                 let now = self.clock.now();
+                *self.ticked.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
                 let launches = self
                     .scheduler
                     .lock()

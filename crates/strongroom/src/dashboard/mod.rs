@@ -144,6 +144,7 @@ async fn healthz(State(page): State<Arc<Page>>) -> Response {
         &serde_json::json!({
             "status": "ok",
             "judged_at": latest.as_ref().map(|l| l.at.to_string()),
+            "ticked_at": page.daemon.ticked_at().map(|t| t.to_string()),
             "judging_error": page.watch.last_error(),
             "running": page.daemon.running().len(),
         }),

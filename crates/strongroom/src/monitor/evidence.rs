@@ -145,7 +145,7 @@ pub struct Scope {
 pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evidence> {
     repo.require_full("read the journal and the snapshots status judges")?;
     // A damaged manifest is itself a finding, not a reason to say nothing.
-    let (snapshots, damaged) = repo.snapshots_lenient()?;
+    let (snapshots, damaged) = repo.snapshot_headers()?;
     let records = repo.journal_records()?;
     let mut names: Vec<String> = if config.sources.is_empty() {
         let mut n: Vec<String> = snapshots.iter().map(|s| s.source.clone()).collect();
@@ -310,7 +310,7 @@ fn read_copies(
                     if let Some((out, now)) = protection.as_mut() {
                         // Its manifests' locks are read only when it has a lock.
                         let kept = match copy.config().object_lock {
-                            Some(_) => copy.snapshots_lenient()?.0,
+                            Some(_) => copy.snapshot_headers()?.0,
                             None => Vec::new(),
                         };
                         out.push(super::protection::of(&copy, &name, &repository, &kept, *now)?);

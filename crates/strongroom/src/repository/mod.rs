@@ -13,6 +13,7 @@ pub mod damage;
 pub mod deletion;
 pub mod expiring;
 pub mod forgotten;
+pub mod headers;
 pub mod index;
 pub mod journal;
 pub mod layout;
@@ -698,13 +699,18 @@ impl Repository {
     pub fn snapshots_lenient(&self) -> Result<(Vec<Snapshot>, Vec<Damaged>)> {
         // Before any request: a store that refuses the host its reads would answer first.
         self.require_full("read snapshots (an append-only key lists its own with `list`)")?;
-        let ids: Vec<String> = self
+        let ids = self.snapshot_ids()?;
+        read_manifests(&ids, |id| self.read_snapshot(id))
+    }
+
+    /// The ids of every manifest in `snapshots/` (one listing).
+    fn snapshot_ids(&self) -> Result<Vec<String>> {
+        Ok(self
             .storage
             .list(ObjectKind::Snapshot.folder())?
             .iter()
             .filter_map(|info| ObjectKind::Snapshot.name_of(&info.key).map(str::to_string))
-            .collect();
-        read_manifests(&ids, |id| self.read_snapshot(id))
+            .collect())
     }
 
     /// Resolves a snapshot reference (`latest`, id, id prefix) under a filter. Damaged
