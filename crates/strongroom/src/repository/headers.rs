@@ -17,7 +17,7 @@ use super::{Damaged, Repository, read_manifests};
 use crate::error::Result;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// The cache file's name.
 const FILE: &str = "headers-v1";
@@ -61,7 +61,7 @@ impl Repository {
     }
 
     /// The cached headers, when the file is there, whole and ours; else none (rebuilt).
-    fn read_headers(&self, file: &PathBuf) -> BTreeMap<String, Snapshot> {
+    fn read_headers(&self, file: &Path) -> BTreeMap<String, Snapshot> {
         let Ok(bytes) = crate::private_dir::read(file) else {
             return BTreeMap::new();
         };
@@ -85,7 +85,7 @@ impl Repository {
 
     /// Writes the cache whole under a new name, then renames it over the old; a failure is
     /// only a slower next read.
-    fn write_headers(&self, file: &PathBuf, map: &BTreeMap<String, Snapshot>) {
+    fn write_headers(&self, file: &Path, map: &BTreeMap<String, Snapshot>) {
         let body = serde_json::to_vec(map).expect("headers serialize");
         let mac = blake3::keyed_hash(&self.key.id_key(), &body);
         let tmp = file.with_extension("new");
