@@ -4,7 +4,8 @@
 //! `~/.local/state/strongroom`. It holds what must outlive one run on this host:
 //! `running/<repository id>/` (notes of jobs in progress, journaled as interrupted once their
 //! process is gone), `pending-journal/<repository id>/` (sealed journal records waiting for
-//! the store) and `alerts/repeats/` (when each failure was last alerted). strongroom acts on
+//! the store), `alerts/repeats/` (when each failure was last alerted) and `daemon/<repository
+//! id>.json` (the slot each schedule entry last ran, [`crate::daemon::slots`]). strongroom acts on
 //! what it finds there, so it is a [`crate::private_dir`] of kind
 //! [`Obeyed::StateDirectory`]: directories made 0700, refused ([`Error::Untrusted`]) when
 //! another user than the running one and root controls it, a directory in it, or one above
