@@ -433,6 +433,20 @@ fn without_sources_there_is_nothing_to_export() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("the config names no sources"), "{err}");
+    // No config at all: the same exit, saying where a config is looked for.
+    let out = Command::new(env!("CARGO_BIN_EXE_strongroom"))
+        .current_dir(s.path("state"))
+        .env("STRONGROOM_STATE_DIR", s.path("state"))
+        .env_remove("STRONGROOM_CONFIG")
+        .args(["schedule", "export", "--format", "systemd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("no config file: give it with --config FILE"),
+        "{err}"
+    );
     let help = s.exported(&["--help"]);
     assert!(
         help.contains("Examples:") && help.contains("--format <FORMAT>"),

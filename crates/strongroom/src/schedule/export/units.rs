@@ -82,6 +82,8 @@ fn systemd_word(s: &str) -> String {
 /// while the machine was off happens once at boot) and the jitter as
 /// `RandomizedDelaySec=` with `FixedRandomDelay=true`. SIGTERM waits `stop_timeout`
 /// (`[daemon] stop_timeout`), as in the daemon.
+/// One difference stays: a time the spring-forward day skips (02:30 in Europe/Paris)
+/// runs at 03:00 under the daemon (croner) and not at all that day under systemd.
 pub fn systemd(runs: &[Run], opts: &Options, stop_timeout: Duration) -> Result<Vec<ExportFile>> {
     let names = runs
         .iter()
