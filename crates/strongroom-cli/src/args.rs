@@ -254,6 +254,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// The daemon's schedules for a scheduler you already run (see `schedule export`).
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
     /// Test and benchmark helpers: hotel databases.
     #[command(hide = true)]
     Hotel {
@@ -727,4 +732,65 @@ pub struct PruneLimits {
     /// Wait at most this long for jobs older than the deletion (default: [prune] max_wait, 10m).
     #[arg(long, value_name = "DURATION")]
     pub max_wait: Option<String>,
+}
+
+// --- `strongroom schedule …` (kept in one block) -------------------------------------
+
+const SCHEDULE_EXPORT_HELP: &str = "\
+Examples:
+  strongroom --config /etc/strongroom/strongroom.toml schedule export --format crontab > strongroom.crontab
+  strongroom --config /etc/strongroom/strongroom.toml schedule export --format systemd --output /etc/systemd/system
+  systemctl daemon-reload && systemctl enable --now $(cd /etc/systemd/system && ls strongroom-*.timer)
+  strongroom --config deploy/strongroom.toml schedule export --format github-actions > .github/workflows/strongroom.yml
+  strongroom --config strongroom.toml schedule export --format kubernetes --image registry.example.com/strongroom:0.1.0 | kubectl apply -f -
+
+The same schedules `strongroom daemon` runs, from the same [sources.NAME.schedule] tables, so
+the daemon stays optional: every scheduled job (a backup followed by its copy when copy =
+\"after-backup\", the repository check once however many sources schedule it) and `status`
+every [daemon] status_interval (at least 5 minutes; hourly on GitHub Actions), for the alerts.
+
+Each job runs with --quiet. The crontab and the systemd units run this program by its
+absolute path with --config FILE (absolute), and --repo and --password-file when given here;
+the password comes as for any command (the config's password_file or password_command,
+STRONGROOM_PASSWORD, or /etc/strongroom/env for the units), never from these files. GitHub
+Actions and Kubernetes run `strongroom` from PATH, with the config from the checkout (the
+--config path as given, relative to the repository's root) or a ConfigMap, and the password
+and store credentials from secrets (each file's header says which).
+
+Time zones: systemd timers and CronJobs take the zone; a crontab gets CRON_TZ= lines, which
+cronie reads but Debian's cron ignores (a warning says when the zone is not this host's);
+GitHub Actions runs in UTC only, so a zone with a fixed offset is converted and one with
+daylight saving is refused. Jitter: RandomizedDelaySec= for systemd, a fixed sleep below it
+in a crontab or CronJob, none on GitHub Actions. Patterns with croner's L, W or # are refused
+where the format cannot say them (systemd says L and #), with the source and job named.
+
+--output DIR writes the files there (systemd: strongroom-SOURCE-JOB.service and .timer; else
+one file) each through a temporary file and a rename, replaces only files an earlier export
+wrote unless --force, and names files of earlier exports that are no longer scheduled.";
+
+#[derive(Subcommand)]
+pub enum ScheduleAction {
+    /// Print the schedules for cron, systemd, GitHub Actions or Kubernetes.
+    #[command(after_help = SCHEDULE_EXPORT_HELP)]
+    Export(ScheduleExportArgs),
+}
+
+/// `strongroom schedule export`'s options.
+#[derive(Args)]
+pub struct ScheduleExportArgs {
+    /// The scheduler to write for.
+    #[arg(long, value_enum)]
+    pub format: strongroom::schedule::export::Format,
+    /// Only this source's schedules (with the check, if it schedules one, and its status).
+    #[arg(long, value_name = "S")]
+    pub source: Option<String>,
+    /// Write the files into DIR instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// With --output: replace files there that an earlier export did not write.
+    #[arg(long, requires = "output")]
+    pub force: bool,
+    /// Kubernetes: the container image, with strongroom in its PATH.
+    #[arg(long, value_name = "IMAGE", default_value = concat!("strongroom:", env!("CARGO_PKG_VERSION")))]
+    pub image: String,
 }

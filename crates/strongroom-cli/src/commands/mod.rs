@@ -26,6 +26,7 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod runbook;
+pub mod schedule;
 pub mod show;
 pub mod status;
 pub mod unlock;
@@ -70,5 +71,6 @@ pub fn run(global: Global, command: Command) -> Result<()> {
         Command::SourceNames => completions::source_names(&global),
         Command::Man { dir } => man::run(dir.as_deref()),
         Command::Hotel { action } => hotel::run(action),
+        Command::Schedule { action } => schedule::run(&ctx()?, action),
     }
 }

@@ -8,6 +8,7 @@
 //! out, so every rule is tested with a faked clock. Must not run jobs or keep state: that
 //! is [`crate::daemon`]'s.
 
+pub mod export;
 #[cfg(test)]
 mod tests;
 
