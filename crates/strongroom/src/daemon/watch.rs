@@ -2,7 +2,9 @@
 //!
 //! Owns judging every source every `[daemon] status_interval` and after each job ends, with
 //! the same call `status` makes ([`crate::monitor::report::judge`]: alerts on state changes
-//! included), keeping the latest document for the dashboard and `/api/status`, and pinging
+//! included), keeping the latest document for the dashboard and `/api/status` (and in the
+//! state directory, `daemon/<repository id>.status.json`, so a daemon that starts serves the
+//! last one at once, its `at` saying how old it is, while it judges anew), and pinging
 //! `heartbeat_url` after a judgement in which every source meets its objectives, and never
 //! otherwise (Litestream's rule: the silence pages someone). Must not run jobs, and must
 //! not stop: a judgement that fails is logged and tried again at the next interval.
@@ -35,6 +37,9 @@ pub struct Latest {
 pub struct Watch {
     latest: RwLock<Option<Latest>>,
     last_error: RwLock<Option<String>>,
+    /// The document the previous daemon run judged last, served until this run's first
+    /// judgement is done (its `at` says how old it is).
+    previous: Option<serde_json::Value>,
 }
 
 impl Watch {
@@ -44,6 +49,11 @@ impl Watch {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The last document a previous run of the daemon kept, if any.
+    pub fn previous(&self) -> Option<&serde_json::Value> {
+        self.previous.as_ref()
     }
 
     /// Why the last judgement failed, when it did.
@@ -63,9 +73,16 @@ pub fn spawn(
     interval: Duration,
     wake: Receiver<()>,
 ) -> Arc<Watch> {
+    let kept =
+        crate::state::dir(&["daemon"]).map(|d| d.join(format!("{}.status.json", repo.config().id)));
+    let previous = kept
+        .as_ref()
+        .and_then(|f| crate::private_dir::read(f).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let watch = Arc::new(Watch {
         latest: RwLock::new(None),
         last_error: RwLock::new(None),
+        previous,
     });
     let w = Arc::clone(&watch);
     std::thread::spawn(move || {
@@ -88,6 +105,9 @@ pub fn spawn(
                             Err(e) => tracing::warn!("heartbeat not delivered: {e}"),
                         }
                     }
+                    if let Some(f) = &kept {
+                        keep(f, &j.report);
+                    }
                     *w.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(Latest {
                         report: Arc::new(j.report),
                         at: now,
@@ -107,4 +127,19 @@ pub fn spawn(
         }
     });
     watch
+}
+
+/// Keeps `report` for the next start of the daemon (written whole, then renamed); a failure
+/// only costs the next start its instant first answer.
+fn keep(file: &std::path::Path, report: &Report) {
+    let tmp = file.with_extension("new");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = crate::private_dir::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(report).expect("serializes"))?;
+        std::fs::rename(&tmp, file)
+    };
+    if let Err(e) = write() {
+        tracing::debug!("cannot keep the judgement in {}: {e}", file.display());
+    }
 }

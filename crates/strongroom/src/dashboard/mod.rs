@@ -155,6 +155,9 @@ async fn healthz(State(page): State<Arc<Page>>) -> Response {
 async fn status(State(page): State<Arc<Page>>) -> Response {
     match page.watch.latest() {
         Some(l) => json(StatusCode::OK, &*l.report),
+        None if page.watch.previous().is_some() => {
+            json(StatusCode::OK, page.watch.previous().expect("checked"))
+        }
         None => json(
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({"error": {
