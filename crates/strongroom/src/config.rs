@@ -155,6 +155,10 @@ pub struct SourceConfig {
     /// When the daemon runs each job for this source (`[sources.NAME.schedule]`); the
     /// strategy's schedules when absent.
     pub schedule: Option<ScheduleConfig>,
+    /// Continuous capture in the daemon (SQLite WAL frames, PostgreSQL WAL streaming), the
+    /// contract's key. Not built yet: the daemon says so at start and runs the schedule.
+    #[serde(default)]
+    pub continuous: bool,
 }
 
 /// `[prune]`: how prune reclaims space.
@@ -605,6 +609,7 @@ rpo = "15m"
 rto = "1h"
 [sources.hotel]
 url = "sqlite:/abs/hotel.db"
+continuous = true
 before_restore = "systemctl stop hotel-api"
 after_restore = "systemctl start hotel-api"
 [sources.hotel.schedule]

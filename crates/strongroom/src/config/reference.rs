@@ -78,6 +78,7 @@ fn accepted() -> BTreeSet<String> {
                     objectives,
                     spool_dir,
                     schedule,
+                    continuous,
                 });
                 for g in source {
                     match g {
@@ -357,7 +358,7 @@ fn resolved(c: &Config) -> String {
             alerts,
             &c.contacts,
             &c.copies,
-            schedule_of(c, "s"),
+            (schedule_of(c, "s"), c.sources["s"].continuous),
             (
                 &c.daemon.heartbeat_url,
                 c.daemon.stop_timeout(),
@@ -462,6 +463,7 @@ fn the_documented_defaults_are_the_defaults() {
             "\"after-backup\"" => "\"off\"".to_string(),
             v if v.contains('*') => "\"15 3 * * 1\"".to_string(),
             "0.5" => "0.25".to_string(),
+            "false" => "true".to_string(),
             v if v.starts_with('{') => "{ x = \"1d\" }".to_string(),
             v if v.starts_with('"') => "\"3w\"".to_string(),
             v => format!("{}", v.parse::<u32>().expect("a count") + 1),

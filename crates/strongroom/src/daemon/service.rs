@@ -40,6 +40,13 @@ pub fn run(repo: Repository, config: Config, opts: Options) -> Result<()> {
             "nothing to schedule: every job of every source is \"off\"".into()
         }));
     }
+    for (name, s) in &config.sources {
+        if s.continuous {
+            tracing::warn!(
+                "sources.{name}.continuous: continuous capture is not built yet; {name} is backed up on its schedule only"
+            );
+        }
+    }
     let listen = opts
         .listen
         .as_deref()
