@@ -28,7 +28,11 @@ impl Slots {
         let Some(dir) = crate::state::dir(&["daemon"]) else {
             return Slots::default();
         };
-        let file = dir.join(format!("{repo_id}.json"));
+        Slots::at(dir.join(format!("{repo_id}.json")))
+    }
+
+    /// The slots remembered in `file` (see [`Slots::load`]).
+    pub fn at(file: PathBuf) -> Slots {
         let mut slots = match crate::private_dir::read(&file) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(

@@ -220,13 +220,12 @@ fn a_request_runs_now_unless_the_source_is_busy() {
 #[test]
 fn slots_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    // SAFETY: this test alone sets the variable, to a directory of its own.
-    unsafe { std::env::set_var("STRONGROOM_STATE_DIR", dir.path()) };
+    let file = dir.path().join("r1.json");
     let c = Config::parse(TWO, Path::new("d.toml")).unwrap();
     let start = t("2026-12-07T01:59:00Z");
     let mut s = Scheduler::new(
         Plan::of(&c).unwrap(),
-        Slots::load("r1"),
+        Slots::at(file.clone()),
         start,
         2,
         Duration::from_secs(60),
@@ -236,7 +235,7 @@ fn slots_survive_a_restart() {
     // The daemon is killed mid-backup and started again: 02:00 does not run twice.
     let mut again = Scheduler::new(
         Plan::of(&c).unwrap(),
-        Slots::load("r1"),
+        Slots::at(file.clone()),
         t("2026-12-07T02:10:00Z"),
         2,
         Duration::from_secs(60),
