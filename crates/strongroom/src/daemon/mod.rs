@@ -73,8 +73,9 @@ pub struct Daemon {
     stopping: AtomicBool,
     hurry: AtomicBool,
     stop_timeout: Duration,
-    /// Told after each job, so the judgement follows what just happened.
-    job_ended: Mutex<Option<Sender<()>>>,
+    /// Told after each job, so the judgement and the dashboard's lists follow what just
+    /// happened.
+    job_ended: Mutex<Vec<Sender<()>>>,
 }
 
 impl Daemon {
@@ -94,7 +95,7 @@ impl Daemon {
             stopping: AtomicBool::new(false),
             hurry: AtomicBool::new(false),
             stop_timeout,
-            job_ended: Mutex::new(None),
+            job_ended: Mutex::new(Vec::new()),
         })
     }
 
@@ -129,9 +130,12 @@ impl Daemon {
         Ok(())
     }
 
-    /// Tells `tx` each time a job ends.
+    /// Tells `tx` each time a job ends (besides every earlier subscriber).
     pub fn on_job_end(&self, tx: Sender<()>) {
-        *self.job_ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        self.job_ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
     }
 
     /// The jobs running now.
@@ -229,7 +233,7 @@ impl Daemon {
                 outcome.message.as_deref().unwrap_or("no reason given")
             ),
         }
-        if let Some(tx) = &*self.job_ended.lock().unwrap_or_else(|p| p.into_inner()) {
+        for tx in &*self.job_ended.lock().unwrap_or_else(|p| p.into_inner()) {
             let _ = tx.send(());
         }
     }
