@@ -27,21 +27,21 @@ use std::time::Instant;
 pub const WRONG_LOGIN: &str = "the name or the password is wrong; try again";
 
 /// Checks what every POST must carry; the session it acts in, or the refusal to send.
-pub fn guard(page: &Page, headers: &HeaderMap) -> Result<Session, Response> {
+pub fn guard(page: &Page, headers: &HeaderMap) -> Result<Session, Box<Response>> {
     let text = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
     if !session::same_origin(text(header::ORIGIN), text(header::HOST))
         || text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site")
     {
-        return Err(refusal(
+        return Err(Box::new(refusal(
             StatusCode::FORBIDDEN,
             "this request came from another site; use the dashboard's own page",
-        ));
+        )));
     }
     let expired = || {
-        refusal(
+        Box::new(refusal(
             StatusCode::FORBIDDEN,
             "the page's session expired or is unknown; reload the page",
-        )
+        ))
     };
     let s = session_of(page, headers).ok_or_else(expired)?;
     let sent = text(header::HeaderName::from_static(session::CSRF_HEADER)).unwrap_or("");
@@ -102,7 +102,7 @@ pub async fn login(
 ) -> Response {
     let old = match guard(&page, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let p = Arc::clone(&page);
     let outcome = tokio::task::spawn_blocking(move || {
@@ -140,7 +140,7 @@ pub async fn login(
 pub async fn logout(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
     let s = match guard(&page, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     page.sessions.remove(&s.id);
     if let Some((name, _)) = s.user {
@@ -186,7 +186,7 @@ pub async fn run(
 ) -> Response {
     let s = match guard(&page, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some((name, role)) = s.user else {
         return refusal(

@@ -350,7 +350,7 @@ fn source_data(
                 ),
             }),
     );
-    events.sort_by(|a, b| b.at.cmp(&a.at));
+    events.sort_by_key(|e| std::cmp::Reverse(e.at));
     events.truncate(MAX_EVENTS);
     let mut backups: Vec<Point> = snaps
         .iter()
