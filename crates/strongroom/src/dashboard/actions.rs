@@ -20,8 +20,16 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+
+/// Logins checked at once at most: each Argon2 verification takes 19 MiB and a core's
+/// tens of milliseconds, so a flood of attempts is refused rather than queued.
+const MAX_LOGINS_AT_ONCE: usize = 4;
+
+/// Logins being checked now.
+static LOGINS: AtomicUsize = AtomicUsize::new(0);
 
 /// The sentence a failed login gets, whatever was wrong.
 pub const WRONG_LOGIN: &str = "the name or the password is wrong; try again";
@@ -104,9 +112,17 @@ pub async fn login(
         Ok(s) => s,
         Err(r) => return *r,
     };
+    if LOGINS.fetch_add(1, Ordering::SeqCst) >= MAX_LOGINS_AT_ONCE {
+        LOGINS.fetch_sub(1, Ordering::SeqCst);
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many logins at once; try again in a moment",
+        );
+    }
     let p = Arc::clone(&page);
     let outcome = tokio::task::spawn_blocking(move || {
         let role = authenticate(&p.config.daemon.users, &form.name, &form.password);
+        LOGINS.fetch_sub(1, Ordering::SeqCst);
         audit(
             &p,
             "login",
@@ -209,6 +225,15 @@ pub async fn run(
             ),
         );
     };
+    if !page.config.sources.contains_key(&form.source) {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no source is called {:?}: pick one from the overview",
+                form.source
+            ),
+        );
+    }
     let asked = page.daemon.request(&form.source, job, &name);
     let what = job_words(job);
     let p = Arc::clone(&page);

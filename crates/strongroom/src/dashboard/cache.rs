@@ -21,7 +21,7 @@ use crate::repository::snapshot::{BackupKind, Snapshot};
 use crossbeam_channel::{Receiver, Sender};
 use jiff::Timestamp;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -208,7 +208,8 @@ impl DrillReports {
 }
 
 fn read(repo: &Repository, config: &Config, drills: &mut DrillReports) -> crate::Result<Data> {
-    let snapshots = repo.snapshots()?;
+    // A damaged manifest is `check`'s and `status`'s to report; the page shows the rest.
+    let snapshots = repo.snapshots_lenient()?.0;
     let records = repo.journal_records()?;
     let now = Timestamp::now();
     let mut names: Vec<String> = config.sources.keys().cloned().collect();
@@ -238,17 +239,23 @@ fn read(repo: &Repository, config: &Config, drills: &mut DrillReports) -> crate:
             record: r.clone(),
         })
         .collect();
+    // Each snapshot and record is matched once, however many sources there are.
+    let mut snaps_of: HashMap<String, Vec<&Snapshot>> = HashMap::new();
+    for s in &snapshots {
+        if let Some(n) = name_of(&s.source) {
+            snaps_of.entry(n).or_default().push(s);
+        }
+    }
+    let mut recs_of: HashMap<&str, Vec<&JournalRecord>> = HashMap::new();
+    for r in &rows {
+        if let Some(n) = r.source_name.as_deref() {
+            recs_of.entry(n).or_default().push(&r.record);
+        }
+    }
     let mut sources = BTreeMap::new();
     for name in &names {
-        let snaps: Vec<&Snapshot> = snapshots
-            .iter()
-            .filter(|s| name_of(&s.source).as_deref() == Some(name.as_str()))
-            .collect();
-        let recs: Vec<&JournalRecord> = rows
-            .iter()
-            .filter(|r| r.source_name.as_deref() == Some(name.as_str()))
-            .map(|r| &r.record)
-            .collect();
+        let snaps = snaps_of.remove(name).unwrap_or_default();
+        let recs = recs_of.remove(name.as_str()).unwrap_or_default();
         let data = source_data(repo, name, &snaps, &recs, now, drills);
         let json = serde_json::to_string(&data).expect("serializes");
         sources.insert(name.clone(), Arc::new(json));
