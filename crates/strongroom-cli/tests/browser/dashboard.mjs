@@ -155,6 +155,17 @@ try {
     await page.fill('#login-form input[name=password]', password);
     await page.locator('#login-form button[type=submit]').click();
     await page.locator('#whoami:has-text("ann (operator)")').waitFor(WAIT);
+    // Another site's page cannot act, even with the session's cookie and token.
+    const cookie = (await context.cookies(url)).map((c) => `${c.name}=${c.value}`).join('; ');
+    const csrf = await page.evaluate(() => state.session.csrf); // eslint-disable-line no-undef
+    const foreign = await fetch(`${url}api/run`, {
+      method: 'POST',
+      headers: { Origin: 'http://evil.example', Cookie: cookie, 'X-CSRF-Token': csrf,
+        'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'source=hotel&job=full',
+    });
+    assert.equal(foreign.status, 403, 'a POST from another origin is refused');
+    assert.match((await foreign.json()).error, /another site/);
     const backups = () => page.locator('#events li[data-job="backup"]').count();
     const before = await backups();
     await page.locator('#run-backup').click();
