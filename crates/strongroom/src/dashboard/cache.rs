@@ -357,6 +357,22 @@ fn source_data(
                 ),
             }),
     );
+    let wal_per_hour = wal_per_hour(repo, snaps, now);
+    events.extend(
+        wal_per_hour
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(hour, n)| Event {
+                at: *hour,
+                job: "wal archive".into(),
+                ok: true,
+                text: format!(
+                    "{n} WAL file{} archived in the hour from {}",
+                    if *n == 1 { "" } else { "s" },
+                    hour.strftime("%Y-%m-%d %H:00 UTC")
+                ),
+            }),
+    );
     events.sort_by_key(|e| std::cmp::Reverse(e.at));
     events.truncate(MAX_EVENTS);
     let mut backups: Vec<Point> = snaps
@@ -388,7 +404,7 @@ fn source_data(
         records: recs.len(),
         events,
         backups,
-        wal_per_hour: wal_per_hour(repo, snaps, now),
+        wal_per_hour,
         copy_lag,
         drill_markdown: drill.as_ref().map(crate::jobs::drill::report::markdown),
         drill,
@@ -435,25 +451,32 @@ fn wal_per_hour(repo: &Repository, snaps: &[&Snapshot], now: Timestamp) -> Vec<(
         return Vec::new();
     }
     let owned: Vec<Snapshot> = snaps.iter().map(|s| (*s).clone()).collect();
+    let mut written: Vec<Timestamp> = Vec::new();
+    for cluster in clusters {
+        match judge::read(repo, &cluster, &owned, None) {
+            Ok(j) => written.extend(
+                j.view
+                    .timelines
+                    .values()
+                    .flat_map(|tl| tl.segments.values().flatten().copied()),
+            ),
+            Err(e) => {
+                tracing::warn!("the dashboard cannot read the WAL archive of {cluster}: {e}")
+            }
+        }
+    }
+    hourly(&written, now)
+}
+
+/// How many of `times` fall in each of the [`WAL_HOURS`] hours up to `now`'s (hour start,
+/// count), oldest first.
+fn hourly(times: &[Timestamp], now: Timestamp) -> Vec<(Timestamp, u32)> {
     let start = now.as_second() - now.as_second().rem_euclid(3600) - (WAL_HOURS - 1) * 3600;
     let mut hours = vec![0u32; WAL_HOURS as usize];
-    for cluster in clusters {
-        let view = match judge::read(repo, &cluster, &owned, None) {
-            Ok(j) => j.view,
-            Err(e) => {
-                tracing::warn!("the dashboard cannot read the WAL archive of {cluster}: {e}");
-                continue;
-            }
-        };
-        for t in view
-            .timelines
-            .values()
-            .flat_map(|tl| tl.segments.values().flatten())
-        {
-            let i = (t.as_second() - start).div_euclid(3600);
-            if (0..WAL_HOURS).contains(&i) {
-                hours[i as usize] += 1;
-            }
+    for t in times {
+        let i = (t.as_second() - start).div_euclid(3600);
+        if (0..WAL_HOURS).contains(&i) {
+            hours[i as usize] += 1;
         }
     }
     hours
@@ -504,5 +527,26 @@ mod tests {
         d.kind = Some("full backup asked for".into());
         d.by = Some("ann".into());
         assert_eq!(describe(&d), "dashboard: full backup asked for by ann");
+    }
+
+    #[test]
+    fn wal_files_are_counted_in_the_hour_they_were_written_over_the_last_week() {
+        let now = Timestamp::from_second(1_789_999_200 + 1800).unwrap(); // half past an hour
+        let hour = now.as_second() - 1800;
+        let at = |s: i64| Timestamp::from_second(s).unwrap();
+        let times = [
+            at(hour),                  // this hour
+            at(hour + 1799),           // this hour
+            at(hour - 1),              // the hour before
+            at(hour - 167 * 3600),     // the first hour shown
+            at(hour - 167 * 3600 - 1), // too old
+            at(hour + 3600),           // after now's hour
+        ];
+        let h = hourly(&times, now);
+        assert_eq!(h.len(), 168);
+        assert_eq!(h[167], (at(hour), 2));
+        assert_eq!(h[166].1, 1);
+        assert_eq!(h[0], (at(hour - 167 * 3600), 1));
+        assert_eq!(h.iter().map(|(_, n)| n).sum::<u32>(), 4);
     }
 }

@@ -306,7 +306,8 @@ function plot(title, pts, fmt, opts) {
   return fig;
 }
 
-const JOB_LANES = ['backup', 'verify', 'drill', 'copy', 'wal push', 'other'];
+const JOB_LANES = ['backup', 'verify', 'drill', 'copy', 'wal', 'other'];
+const LANE_OF = { 'wal push': 'wal', 'wal archive': 'wal' };
 
 function timelineStrip(events) {
   const W = 1100; const lane = 22; const L = 80; const R = 12; const T = 8;
@@ -323,7 +324,8 @@ function timelineStrip(events) {
       svg('text', { x: 4, y: yy + 4 }, j));
   });
   for (const e of [...events].reverse()) {
-    const i = JOB_LANES.indexOf(e.job) >= 0 ? JOB_LANES.indexOf(e.job) : JOB_LANES.length - 1;
+    const name = LANE_OF[e.job] || e.job;
+    const i = JOB_LANES.indexOf(name) >= 0 ? JOB_LANES.indexOf(name) : JOB_LANES.length - 1;
     const yy = T + lane * i + lane / 2;
     const cx = x(Date.parse(e.at));
     const t = svg('title', {}, `${when(e.at)}: ${e.text}`);
