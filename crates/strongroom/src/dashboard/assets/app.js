@@ -82,7 +82,7 @@ function bytes(n) {
 }
 
 function secs(s) {
-  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  if (s < 60) return `${s.toFixed(s < 1 ? 2 : s < 10 ? 1 : 0)} s`;
   if (s < 3600) return `${Math.round(s / 60)} min`;
   if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
   return `${(s / 86400).toFixed(1)} days`;
