@@ -59,6 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             drill: None,
             side: false,
             copy: None,
+            by: None,
         })?;
     }
     println!("wrote {snapshots} snapshots and {records} journal records");

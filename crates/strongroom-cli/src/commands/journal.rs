@@ -80,6 +80,11 @@ pub fn run(ctx: &Ctx, args: JournalArgs) -> Result<()> {
                 r.error.as_deref().unwrap_or("")
             )
         };
+        // The dashboard's audit records say who acted.
+        let result = match &r.by {
+            Some(by) => format!("{result}, by {by}"),
+            None => result,
+        };
         table.row([
             fmt_time(r.finished_at),
             r.job.clone(),

@@ -73,8 +73,9 @@ pub struct Daemon {
     stopping: AtomicBool,
     hurry: AtomicBool,
     stop_timeout: Duration,
-    /// Told after each job, so the judgement follows what just happened.
-    job_ended: Mutex<Option<Sender<()>>>,
+    /// Told after each job, so the judgement and the dashboard's lists follow what just
+    /// happened.
+    job_ended: Mutex<Vec<Sender<()>>>,
     /// The clock's reading when the loop last looked at the schedule.
     ticked: Mutex<Option<Timestamp>>,
 }
@@ -96,7 +97,7 @@ impl Daemon {
             stopping: AtomicBool::new(false),
             hurry: AtomicBool::new(false),
             stop_timeout,
-            job_ended: Mutex::new(None),
+            job_ended: Mutex::new(Vec::new()),
             ticked: Mutex::new(None),
         })
     }
@@ -132,9 +133,12 @@ impl Daemon {
         Ok(())
     }
 
-    /// Tells `tx` each time a job ends.
+    /// Tells `tx` each time a job ends (besides every earlier subscriber).
     pub fn on_job_end(&self, tx: Sender<()>) {
-        *self.job_ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        self.job_ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
     }
 
     /// When the loop last looked at the schedule (by the daemon's clock): a loop that is
@@ -238,7 +242,7 @@ impl Daemon {
                 outcome.message.as_deref().unwrap_or("no reason given")
             ),
         }
-        if let Some(tx) = &*self.job_ended.lock().unwrap_or_else(|p| p.into_inner()) {
+        for tx in &*self.job_ended.lock().unwrap_or_else(|p| p.into_inner()) {
             let _ = tx.send(());
         }
     }

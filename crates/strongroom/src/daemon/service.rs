@@ -98,11 +98,14 @@ pub fn run(repo: Repository, config: Config, opts: Options) -> Result<()> {
                 "the dashboard on {addr} shows every source's state to anyone who can reach it; it is read-only, since [[daemon.users]] names nobody"
             );
         }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        daemon.on_job_end(tx);
         let page = crate::dashboard::Page::new(
             Arc::clone(&daemon),
             watch,
             Arc::clone(&repo),
             Arc::clone(&config),
+            rx,
         );
         let bound = crate::dashboard::serve(addr, page)?;
         (opts.on_listen)(bound);

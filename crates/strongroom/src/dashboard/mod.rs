@@ -1,26 +1,32 @@
 //! The daemon's web face: the dashboard for people, `/metrics`, `/healthz` and
 //! `/api/status` for machines.
 //!
-//! Owns the HTTP server (axum, on a small runtime of its own), its routes, and what each
-//! serves. Everything shown comes from what the daemon already keeps: the latest judgement
-//! ([`crate::daemon::watch`]), the jobs running and due ([`crate::daemon::Daemon`]), and the
-//! repository's snapshots and journal. A request never waits for a judgement: `/api/status`
-//! serves the latest one, so the page paints at once however large the repository. Must not
-//! run jobs itself: "run now" asks the daemon, which runs it as it runs scheduled ones.
+//! Owns the HTTP server (axum, on a small runtime of its own) and what it shares between
+//! requests ([`Page`]). Everything shown comes from what the daemon already keeps: the
+//! latest judgement ([`crate::daemon::watch`]), the jobs running and due
+//! ([`crate::daemon::Daemon`]), and the repository's snapshots and journal as [`cache`]
+//! last read them in the background. A request never reads the store nor waits for a
+//! judgement, so the page paints at once however large the repository. Must not run jobs
+//! itself: "run now" asks the daemon, which runs it as it runs scheduled ones.
+//!
+//! The parts: [`routes`] (what each address serves), [`actions`] (login, logout and
+//! "run now", with their audit records), [`session`] (sessions and CSRF), [`login`]
+//! (password hashes), [`cache`] (the lists), [`assets`] (the page itself, built into the
+//! binary).
 
+pub mod actions;
+pub mod assets;
+pub mod cache;
 pub mod login;
+pub mod routes;
+pub mod session;
 
 use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::daemon::watch::Watch;
 use crate::error::{Error, Result};
-use crate::monitor::{evaluate, evidence, metrics};
 use crate::repository::Repository;
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use crossbeam_channel::Receiver;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,24 +48,46 @@ pub struct Page {
     pub repo: Arc<Repository>,
     /// The configuration.
     pub config: Arc<Config>,
+    /// The snapshots, journal and drill reports, read in the background.
+    pub cache: Arc<cache::Cache>,
+    /// Who is logged in.
+    pub sessions: session::Sessions,
+    /// Whether session cookies are marked `Secure` (set by [`serve`]: not on loopback).
+    secure: std::sync::atomic::AtomicBool,
     metrics: Mutex<Option<(Instant, String)>>,
 }
 
 impl Page {
-    /// A page over the daemon's state.
+    /// A page over the daemon's state; its lists are read again whenever `job_ended`
+    /// says a job ended.
     pub fn new(
         daemon: Arc<Daemon>,
         watch: Arc<Watch>,
         repo: Arc<Repository>,
         config: Arc<Config>,
+        job_ended: Receiver<()>,
     ) -> Page {
+        let cache = cache::spawn(
+            Arc::clone(&repo),
+            Arc::clone(&config),
+            config.daemon.status_interval(),
+            job_ended,
+        );
         Page {
+            sessions: session::Sessions::new(config.daemon.session_timeout()),
             daemon,
             watch,
             repo,
             config,
+            cache,
+            secure: std::sync::atomic::AtomicBool::new(false),
             metrics: Mutex::new(None),
         }
+    }
+
+    /// Whether session cookies are marked `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.secure.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -100,7 +128,11 @@ pub fn serve(addr: SocketAddr, page: Page) -> Result<SocketAddr> {
         .enable_io()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the dashboard's runtime: {e}")))?;
-    let app = routes(Arc::new(page));
+    page.secure.store(
+        !bound.ip().is_loopback(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let app = routes::router(Arc::new(page));
     std::thread::spawn(move || {
         runtime.block_on(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -116,97 +148,4 @@ pub fn serve(addr: SocketAddr, page: Page) -> Result<SocketAddr> {
         });
     });
     Ok(bound)
-}
-
-fn routes(page: Arc<Page>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
-        .route("/api/status", get(status))
-        .with_state(page)
-}
-
-fn json(status: StatusCode, v: &impl serde::Serialize) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_string_pretty(v).expect("serializes"),
-    )
-        .into_response()
-}
-
-/// The daemon answers: 200 with when it last judged (liveness, not health: health is
-/// `/api/status`).
-async fn healthz(State(page): State<Arc<Page>>) -> Response {
-    let latest = page.watch.latest();
-    json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "status": "ok",
-            "judged_at": latest.as_ref().map(|l| l.at.to_string()),
-            "ticked_at": page.daemon.ticked_at().map(|t| t.to_string()),
-            "judging_error": page.watch.last_error(),
-            "running": page.daemon.running().len(),
-        }),
-    )
-}
-
-/// The `status --json` document of the latest judgement.
-async fn status(State(page): State<Arc<Page>>) -> Response {
-    match page.watch.latest() {
-        Some(l) => json(StatusCode::OK, &*l.report),
-        None if page.watch.previous().is_some() => {
-            json(StatusCode::OK, page.watch.previous().expect("checked"))
-        }
-        None => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"error": {
-                "kind": "not_ready",
-                "message": page.watch.last_error().map_or_else(
-                    || "the first judgement is under way; try again in a moment".to_string(),
-                    |e| format!("the sources could not be judged: {e}")),
-                "retryable": true,
-            }}),
-        ),
-    }
-}
-
-/// `strongroom metrics`'s text, at most [`METRICS_FRESH`] old.
-async fn metrics_text(State(page): State<Arc<Page>>) -> Response {
-    let text = tokio::task::spawn_blocking(move || fresh_metrics(&page)).await;
-    match text {
-        Ok(Ok(t)) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            t,
-        )
-            .into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-    }
-}
-
-fn fresh_metrics(page: &Page) -> Result<String> {
-    let mut cached = page.metrics.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((at, text)) = &*cached
-        && at.elapsed() < METRICS_FRESH
-    {
-        return Ok(text.clone());
-    }
-    let scope = evidence::Scope {
-        source: None,
-        ask_servers: true,
-        repository_size: true,
-        copies: true,
-        protection: false,
-    };
-    let now = jiff::Timestamp::now();
-    let ev = evidence::gather(&page.repo, &page.config, &scope)?;
-    let health = evaluate::evaluate(&page.config, &ev, now);
-    let text = metrics::render(&page.config, &ev, &health, now);
-    *cached = Some((Instant::now(), text.clone()));
-    Ok(text)
 }

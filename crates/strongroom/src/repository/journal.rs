@@ -59,6 +59,10 @@ pub struct JournalRecord {
     /// A copy job's destination and what it moved there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy: Option<CopyFigures>,
+    /// Who acted, for the dashboard's audit records (job `dashboard`: a login, or a job
+    /// asked for from the page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// What one `copy` job moved into one destination: the contract's `--json` entry, kept in
@@ -130,6 +134,7 @@ impl JournalRecord {
             drill: None,
             side: false,
             copy: None,
+            by: None,
         }
     }
 
