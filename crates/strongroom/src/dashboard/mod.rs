@@ -5,8 +5,9 @@
 //! requests ([`Page`]). Everything shown comes from what the daemon already keeps: the
 //! latest judgement ([`crate::daemon::watch`]), the jobs running and due
 //! ([`crate::daemon::Daemon`]), and the repository's snapshots and journal as [`cache`]
-//! last read them in the background. A request never reads the store nor waits for a
-//! judgement, so the page paints at once however large the repository. Must not run jobs
+//! last read them in the background. No request of the page reads the store or waits for
+//! a judgement, so it paints at once however large the repository; only `/metrics` reads
+//! (as `strongroom metrics` does, at most every 30 seconds). Must not run jobs
 //! itself: "run now" asks the daemon, which runs it as it runs scheduled ones.
 //!
 //! The parts: [`routes`] (what each address serves), [`actions`] (login, logout and
