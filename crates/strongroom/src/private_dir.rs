@@ -97,6 +97,22 @@ pub fn create(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// Replaces the file at `path` in a private directory with `parts`, written whole to
+/// `path` + `.new` (through [`create`]), synced, then renamed over it: a crash leaves the
+/// old file or the new one, never half of one.
+pub fn replace(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = create(&tmp)?;
+    for p in parts {
+        f.write_all(p)?;
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// A file in a private directory to append to, made (mode 0600) when missing; never through
 /// a link, and only a regular file of the running user or root with one link.
 pub fn append(path: &Path) -> std::io::Result<File> {

@@ -137,16 +137,17 @@ pub struct DaemonSettings {
     pub users: Vec<DashboardUser>,
 }
 
-impl DaemonSettings {
-    fn duration(v: &Option<String>, default: u64) -> Duration {
-        v.as_deref()
-            .and_then(|v| crate::parse_duration(v).ok())
-            .unwrap_or(Duration::from_secs(default))
-    }
+/// A validated duration setting, or `default` seconds when it is unset.
+fn duration(v: &Option<String>, default: u64) -> Duration {
+    v.as_deref()
+        .and_then(|v| crate::parse_duration(v).ok())
+        .unwrap_or(Duration::from_secs(default))
+}
 
+impl DaemonSettings {
     /// How long SIGTERM waits for running jobs (default 5 minutes).
     pub fn stop_timeout(&self) -> Duration {
-        Self::duration(&self.stop_timeout, 300)
+        duration(&self.stop_timeout, 300)
     }
 
     /// How many retries a retryable failure gets (default 3).
@@ -156,24 +157,24 @@ impl DaemonSettings {
 
     /// The delay before the first retry (default 1 minute).
     pub fn retry_delay(&self) -> Duration {
-        Self::duration(&self.retry_delay, 60)
+        duration(&self.retry_delay, 60)
     }
 
     /// How often every source is judged (default 1 minute).
     pub fn status_interval(&self) -> Duration {
-        Self::duration(&self.status_interval, 60)
+        duration(&self.status_interval, 60)
     }
 
     /// How long a dashboard login lasts unused (default 15 minutes).
     pub fn session_timeout(&self) -> Duration {
-        Self::duration(&self.session_timeout, 900)
+        duration(&self.session_timeout, 900)
     }
 }
 
 impl ScheduleConfig {
     /// The most a run starts after its slot (none by default).
     pub fn jitter(&self) -> Duration {
-        DaemonSettings::duration(&self.jitter, 0)
+        duration(&self.jitter, 0)
     }
 }
 

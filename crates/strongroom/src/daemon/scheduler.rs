@@ -130,12 +130,8 @@ impl Scheduler {
     /// A job someone asked for: started now unless its lane is busy (then `None`, and the
     /// caller says so).
     pub fn request(&mut self, source: &str, job: Job, by: &str) -> Option<Launch> {
-        let e = self.plan.entries.iter().find(|e| e.source == source)?;
-        let lane = if job.repository_wide() {
-            "*".to_string()
-        } else {
-            e.source.clone()
-        };
+        self.plan.entries.iter().find(|e| e.source == source)?;
+        let lane = lane(source, job);
         if !self.busy.insert(lane.clone()) {
             return None;
         }
@@ -245,11 +241,16 @@ impl Scheduler {
     }
 }
 
-/// The lane an entry's jobs run in.
-fn lane_of(e: &Entry) -> String {
-    if e.job.repository_wide() {
+/// The lane `job` of `source` runs in: the source's own, or `*` for repository-wide jobs.
+fn lane(source: &str, job: Job) -> String {
+    if job.repository_wide() {
         "*".into()
     } else {
-        e.source.clone()
+        source.to_string()
     }
+}
+
+/// The lane an entry's jobs run in.
+fn lane_of(e: &Entry) -> String {
+    lane(&e.source, e.job)
 }

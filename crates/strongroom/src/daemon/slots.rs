@@ -60,15 +60,8 @@ impl Slots {
     /// slot again after a restart).
     pub fn save(&self) {
         let Some(file) = &self.file else { return };
-        let tmp = file.with_extension("json.new");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = crate::private_dir::create(&tmp)?;
-            f.write_all(&serde_json::to_vec_pretty(self).expect("serializes"))?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, file)
-        };
-        if let Err(e) = write() {
+        let body = serde_json::to_vec_pretty(self).expect("serializes");
+        if let Err(e) = crate::private_dir::replace(file, &[&body]) {
             tracing::warn!("cannot record the schedule in {}: {e}", file.display());
         }
     }

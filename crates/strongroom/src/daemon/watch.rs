@@ -132,14 +132,8 @@ pub fn spawn(
 /// Keeps `report` for the next start of the daemon (written whole, then renamed); a failure
 /// only costs the next start its instant first answer.
 fn keep(file: &std::path::Path, report: &Report) {
-    let tmp = file.with_extension("new");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = crate::private_dir::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(report).expect("serializes"))?;
-        std::fs::rename(&tmp, file)
-    };
-    if let Err(e) = write() {
+    let body = serde_json::to_vec(report).expect("serializes");
+    if let Err(e) = crate::private_dir::replace(file, &[&body]) {
         tracing::debug!("cannot keep the judgement in {}: {e}", file.display());
     }
 }

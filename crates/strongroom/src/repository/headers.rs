@@ -16,7 +16,6 @@ use super::snapshot::Snapshot;
 use super::{Damaged, Repository, read_manifests};
 use crate::error::Result;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 /// The cache file's name.
@@ -88,14 +87,7 @@ impl Repository {
     fn write_headers(&self, file: &Path, map: &BTreeMap<String, Snapshot>) {
         let body = serde_json::to_vec(map).expect("headers serialize");
         let mac = blake3::keyed_hash(&self.key.id_key(), &body);
-        let tmp = file.with_extension("new");
-        let write = || -> std::io::Result<()> {
-            let mut f = crate::private_dir::create(&tmp)?;
-            f.write_all(mac.as_bytes())?;
-            f.write_all(&body)?;
-            std::fs::rename(&tmp, file)
-        };
-        if let Err(e) = write() {
+        if let Err(e) = crate::private_dir::replace(file, &[mac.as_bytes(), &body]) {
             tracing::debug!("cannot keep snapshot headers in {}: {e}", file.display());
         }
     }
