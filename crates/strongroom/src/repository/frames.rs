@@ -86,18 +86,7 @@ impl<'r> Chain<'r> {
     pub fn get(&self, seq: u64) -> Result<Vec<u8>> {
         let key = self.object_key(seq);
         let sealed = self.repo.storage().get(&key)?;
-        let body = self.repo.key().open(&key, key.as_bytes(), &sealed)?;
-        if body.len() < 14 || &body[..6] != MAGIC {
-            return Err(Error::corrupt(&key, "not a frame segment"));
-        }
-        let len = u64::from_le_bytes(body[6..14].try_into().expect("8 bytes"));
-        let mut out = Vec::with_capacity(len.min(1 << 30) as usize);
-        zstd::stream::copy_decode(&body[14..], &mut out)
-            .map_err(|e| Error::corrupt(&key, format!("decompression failed: {e}")))?;
-        if out.len() as u64 != len {
-            return Err(Error::corrupt(&key, "length does not match its header"));
-        }
-        Ok(out)
+        open(self.repo, &key, &sealed)
     }
 
     /// Every segment of the chain, by number.
@@ -121,6 +110,29 @@ impl<'r> Chain<'r> {
         Ok(out)
     }
 
+    /// The segments of every chain whose base snapshot is not among `kept` (ids): what a
+    /// prune deletes once the base is forgotten, as (object key, stored bytes).
+    pub fn orphaned(
+        repo: &Repository,
+        kept: &std::collections::HashSet<&str>,
+    ) -> Result<Vec<(String, u64)>> {
+        Ok(repo
+            .storage()
+            .list(ObjectKind::Frames.folder())?
+            .into_iter()
+            .filter(|o| Chain::of_key(&o.key).is_some_and(|chain| !kept.contains(chain)))
+            .map(|o| (o.key, o.size))
+            .collect())
+    }
+
+    /// The chain (base snapshot id) a segment's object key belongs to.
+    pub fn of_key(key: &str) -> Option<&str> {
+        ObjectKind::Frames
+            .name_of(key)?
+            .split_once('/')
+            .map(|(c, _)| c)
+    }
+
     /// Deletes every segment of the chain (prune, once its base snapshot is forgotten).
     pub fn delete_all(&self) -> Result<usize> {
         let listed = self.list()?;
@@ -129,6 +141,23 @@ impl<'r> Chain<'r> {
         }
         Ok(listed.len())
     }
+}
+
+/// Opens a segment as stored under `key` (the whole key): authenticated (the key is its
+/// associated data) and decompressed. `copy` calls it before writing a segment elsewhere.
+pub fn open(repo: &Repository, key: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+    let body = repo.key().open(key, key.as_bytes(), sealed)?;
+    if body.len() < 14 || &body[..6] != MAGIC {
+        return Err(Error::corrupt(key, "not a frame segment"));
+    }
+    let len = u64::from_le_bytes(body[6..14].try_into().expect("8 bytes"));
+    let mut out = Vec::with_capacity(len.min(1 << 30) as usize);
+    zstd::stream::copy_decode(&body[14..], &mut out)
+        .map_err(|e| Error::corrupt(key, format!("decompression failed: {e}")))?;
+    if out.len() as u64 != len {
+        return Err(Error::corrupt(key, "length does not match its header"));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
