@@ -150,6 +150,80 @@ fn source_matches(s: &Snapshot, source: &Source) -> bool {
         || s.source_location.as_deref() == Some(source.location.identity().as_str())
 }
 
+/// How current the continuous capture of one source is, from the repository (its newest
+/// chain's newest segment) and, when `replicate` runs on this host, its pulse.
+#[derive(Clone, Debug)]
+pub struct Standing {
+    /// The newest chain (base snapshot id).
+    pub chain: String,
+    /// When its newest segment was stored (the store's date; the base's end without one).
+    pub newest_stored: jiff::Timestamp,
+    /// Segments of that chain stored in the 24 hours before `now`.
+    pub segments_last_day: usize,
+    /// This host's live replicator of the source, if any.
+    pub pulse: Option<Pulse>,
+}
+
+impl Standing {
+    /// The recovery point: everything committed before it is stored. A live replicator's
+    /// last complete round, else the newest stored segment.
+    pub fn point(&self) -> jiff::Timestamp {
+        self.pulse
+            .as_ref()
+            .and_then(|p| p.caught_up_at)
+            .map_or(self.newest_stored, |c| c.max(self.newest_stored))
+    }
+
+    /// What [`Standing::point`] was measured from, for people.
+    pub fn basis(&self) -> String {
+        match &self.pulse {
+            Some(p) => format!(
+                "`strongroom replicate` on this host (pid {}), which had stored every commit up to {}",
+                p.pid,
+                self.point().strftime("%Y-%m-%d %H:%M:%S%.1f UTC")
+            ),
+            None => format!(
+                "the newest captured segment of chain {} (stored {})",
+                crate::repository::snapshot::short_id(&self.chain),
+                self.newest_stored.strftime("%Y-%m-%d %H:%M:%S UTC")
+            ),
+        }
+    }
+}
+
+/// The capture of the source whose snapshots are `snaps` (named `source` in the config or
+/// on its snapshots), when it has a base snapshot: one LIST of its newest chain.
+pub fn standing_of(
+    repo: &Repository,
+    snaps: &[Snapshot],
+    source: &str,
+    now: jiff::Timestamp,
+) -> Result<Option<Standing>> {
+    let Some(base) = snaps
+        .iter()
+        .filter(|s| replica::base_position(s).is_some())
+        .max_by_key(|s| s.started_at)
+    else {
+        return Ok(None);
+    };
+    let listed = Chain::new(repo, &base.id).list()?;
+    let day_ago = now - jiff::SignedDuration::from_hours(24);
+    let newest_stored = listed
+        .iter()
+        .filter_map(|l| l.modified)
+        .max()
+        .map_or(base.finished_at, |t| t.max(base.finished_at));
+    Ok(Some(Standing {
+        chain: base.id.clone(),
+        newest_stored,
+        segments_last_day: listed
+            .iter()
+            .filter(|l| l.modified.is_some_and(|m| m >= day_ago))
+            .count(),
+        pulse: Pulse::read(&repo.config().id, source).filter(|p| p.chain == base.id),
+    }))
+}
+
 /// The chain being extended: its base, the next segment number, and when it began.
 struct Extending {
     chain: String,
