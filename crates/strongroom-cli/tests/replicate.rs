@@ -383,3 +383,60 @@ fn a_database_not_in_wal_mode_is_refused_before_the_job_starts() {
         "not a job failure: {journal}"
     );
 }
+
+#[test]
+fn the_daemon_keeps_a_capture_running_for_a_continuous_source_and_stops_it() {
+    let env = Store::Local.env().unwrap();
+    env.init();
+    let db = wal_db(&env);
+    let cfg = config(&env, &db);
+    let app = Connection::open(&db).unwrap();
+    for id in 1..=20 {
+        app.execute("INSERT INTO t(id, pad) VALUES (?1, zeroblob(10))", [id])
+            .unwrap();
+    }
+    let mut daemon = env
+        .std_cmd()
+        .env("STRONGROOM_CONFIG", &cfg)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The capture is the daemon's child: its pulse names a pid that is not the daemon's.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let child_pid = loop {
+        if let Some(p) = pulse(&env).filter(|p| caught_up(p).is_some()) {
+            break p["pid"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the daemon started no capture");
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(child_pid, daemon.id() as u64);
+    for id in 21..=40 {
+        app.execute("INSERT INTO t(id, pad) VALUES (?1, zeroblob(10))", [id])
+            .unwrap();
+    }
+    let written = SystemTime::now();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pulse(&env)
+        .as_ref()
+        .and_then(caught_up)
+        .is_none_or(|c| c < written)
+    {
+        assert!(Instant::now() < deadline, "the capture never caught up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // The capture stopped with it.
+    assert_ne!(
+        unsafe { libc::kill(child_pid as i32, 0) },
+        0,
+        "the capture outlived the daemon"
+    );
+    let (max, _) = restored_ids(&env, &cfg, "daemon.db", None);
+    assert_eq!(max, 40);
+}

@@ -103,7 +103,10 @@ fn capture(obj: &Effective, s: &SourceEvidence, now: jiff::Timestamp, out: &mut 
     } else {
         human_duration(age)
     };
-    let mut detail = format!("a loss now would cost {lag} of commits (measured from {})", c.basis());
+    let mut detail = format!(
+        "a loss now would cost {lag} of commits (measured from {})",
+        c.basis()
+    );
     match &c.pulse {
         Some(p) => {
             let per_day = (86_400.0 / p.interval_seconds.max(0.001)).round();

@@ -195,10 +195,14 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
             capture: None,
             name,
         };
-        ev.capture =
-            crate::jobs::replicate::standing_of(repo, &ev.snapshots, &ev.name, jiff::Timestamp::now())
-                .map_err(|e| e.to_string())
-                .transpose();
+        ev.capture = crate::jobs::replicate::standing_of(
+            repo,
+            &ev.snapshots,
+            &ev.name,
+            jiff::Timestamp::now(),
+        )
+        .map_err(|e| e.to_string())
+        .transpose();
         ev.snapshots.sort_by_key(|s| s.finished_at);
         let physical = ev.snapshots.iter().any(|s| s.kind == BackupKind::Physical);
         if scope.ask_servers && physical {
