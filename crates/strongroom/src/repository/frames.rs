@@ -1,7 +1,10 @@
 //! Captured SQLite WAL frames: `frames/<chain>/<seq>`, one object per capture round.
 //!
 //! A *chain* is a base snapshot (its id names the chain) and the segments captured after
-//! it, numbered 1, 2, … with no gap. Owns the objects' keys, their sealing and listing.
+//! it, numbered 1, 2, … with no gap (level 0, `frames/<chain>/<seq>`), and compacted
+//! segments that stand for a run of them (level 1, `frames/<chain>/c-<first>-<last>`), so
+//! a restore reads a few dozen objects where it would read thousands. Owns the objects'
+//! keys, their sealing and listing.
 //! Must not know what a segment holds (`engine::sqlite::replica::segment` does).
 //!
 //! Why not the WAL archive (`repository::archive`): that one compares a name archived
@@ -68,9 +71,56 @@ impl<'r> Chain<'r> {
         ObjectKind::Frames.key(&format!("{}/{seq:016x}", self.chain))
     }
 
+    /// The object key of the compacted segment standing for segments `first..=last`.
+    pub fn compacted_key(&self, first: u64, last: u64) -> String {
+        ObjectKind::Frames.key(&format!("{}/c-{first:016x}-{last:016x}", self.chain))
+    }
+
     /// Stores segment `seq`'s plaintext, durably; returns the bytes written.
     pub fn put(&self, seq: u64, plaintext: &[u8], level: i32) -> Result<u64> {
-        let key = self.object_key(seq);
+        self.put_at(&self.object_key(seq), plaintext, level)
+    }
+
+    /// Stores the compacted segment for `first..=last`, durably.
+    pub fn put_compacted(
+        &self,
+        first: u64,
+        last: u64,
+        plaintext: &[u8],
+        level: i32,
+    ) -> Result<u64> {
+        self.put_at(&self.compacted_key(first, last), plaintext, level)
+    }
+
+    /// Reads the compacted segment for `first..=last` back, authenticated.
+    pub fn get_compacted(&self, first: u64, last: u64) -> Result<Vec<u8>> {
+        let key = self.compacted_key(first, last);
+        let sealed = self.repo.storage().get(&key)?;
+        open(self.repo, &key, &sealed)
+    }
+
+    /// The compacted segments of the chain, as (first, last) segment numbers, by first.
+    pub fn list_compacted(&self) -> Result<Vec<(u64, u64)>> {
+        let prefix = ObjectKind::Frames.key(&format!("{}/c-", self.chain));
+        let mut out: Vec<(u64, u64)> = self
+            .repo
+            .storage()
+            .list(&prefix)?
+            .into_iter()
+            .filter_map(|o| {
+                let (a, b) = o.key.strip_prefix(&prefix)?.split_once('-')?;
+                Some((
+                    u64::from_str_radix(a, 16).ok()?,
+                    u64::from_str_radix(b, 16).ok()?,
+                ))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn put_at(&self, key: &str, plaintext: &[u8], level: i32) -> Result<u64> {
+        let key = key.to_string();
         let compressed = zstd::bulk::compress(plaintext, level)
             .map_err(|e| Error::Internal(format!("zstd compression failed: {e}")))?;
         let mut body = Vec::with_capacity(14 + compressed.len());
@@ -133,11 +183,13 @@ impl<'r> Chain<'r> {
             .map(|(c, _)| c)
     }
 
-    /// Deletes every segment of the chain (prune, once its base snapshot is forgotten).
+    /// Deletes every segment of the chain, compacted ones too (prune, once its base
+    /// snapshot is forgotten).
     pub fn delete_all(&self) -> Result<usize> {
-        let listed = self.list()?;
-        for l in &listed {
-            self.repo.storage().delete(&self.object_key(l.seq))?;
+        let prefix = ObjectKind::Frames.key(&format!("{}/", self.chain));
+        let listed = self.repo.storage().list(&prefix)?;
+        for o in &listed {
+            self.repo.storage().delete(&o.key)?;
         }
         Ok(listed.len())
     }
@@ -171,6 +223,9 @@ mod tests {
         let c = Chain::new(&repo, "abc");
         c.put(2, b"two", 1).unwrap();
         c.put(1, b"one", 1).unwrap();
+        c.put_compacted(1, 2, b"both", 1).unwrap();
+        assert_eq!(c.list_compacted().unwrap(), vec![(1, 2)]);
+        assert_eq!(c.get_compacted(1, 2).unwrap(), b"both");
         assert_eq!(c.get(1).unwrap(), b"one");
         let seqs: Vec<u64> = c.list().unwrap().iter().map(|l| l.seq).collect();
         assert_eq!(seqs, vec![1, 2]);
@@ -178,7 +233,7 @@ mod tests {
         let sealed = repo.storage().get(&c.object_key(1)).unwrap();
         repo.storage().put(&c.object_key(3), &sealed).unwrap();
         assert!(c.get(3).unwrap_err().is_damage());
-        assert_eq!(c.delete_all().unwrap(), 3);
+        assert_eq!(c.delete_all().unwrap(), 4);
         assert!(c.list().unwrap().is_empty());
     }
 }

@@ -361,6 +361,7 @@ impl Capture {
         };
         let mut segment = Segment {
             page_size: self.page_size,
+            first: self.next_txid,
             transactions: Vec::new(),
             end: from,
         };

@@ -6,13 +6,15 @@
 //! another chain does not open. Must not do I/O.
 //!
 //! ```text
-//! "SRSQS1" ‖ page size u32 ‖ first txid u64 ‖ transactions u32 ‖ end position (salts, frame,
-//! checksum, big-endian flag: 21 bytes)
+//! "SRSQS1" ‖ page size u32 ‖ first txid u64 ‖ last txid u64 ‖ transactions u32 ‖ end position
+//! (salts, frame, checksum, big-endian flag: 21 bytes)
 //! per transaction: captured at (µs since the epoch, i64) ‖ database pages after it u32 ‖
 //!   pages u32 ‖ pages × (page number u32 ‖ page image)
 //! ```
 //! Integers little-endian. Transaction ids count from 1 in each chain, one per commit, so a
-//! gap between segments is seen on restore.
+//! gap between segments is seen on restore. A *compacted* segment (level 1: many rounds
+//! merged, [`Segment::merge`]) holds one transaction standing for all of `first..=last`:
+//! the last image of every page they wrote, and the state after the last of them.
 
 use super::wal_file::Position;
 use crate::error::{Error, Result};
@@ -37,19 +39,22 @@ pub struct Transaction {
 pub struct Segment {
     /// The database's page size.
     pub page_size: u32,
-    /// The transactions, ids consecutive.
+    /// The id of the first transaction it covers.
+    pub first: u64,
+    /// The transactions, ids consecutive (one, standing for `first_txid..=last_txid`, in a
+    /// compacted segment).
     pub transactions: Vec<Transaction>,
     /// The WAL position after the last transaction (for resuming after a restart).
     pub end: Position,
 }
 
 impl Segment {
-    /// The id of the first transaction (0 when empty).
+    /// The id of the first transaction it covers.
     pub fn first_txid(&self) -> u64 {
-        self.transactions.first().map_or(0, |t| t.txid)
+        self.first
     }
 
-    /// The id of the last transaction (0 when empty).
+    /// The id of the last transaction it covers (0 when empty).
     pub fn last_txid(&self) -> u64 {
         self.transactions.last().map_or(0, |t| t.txid)
     }
@@ -64,7 +69,8 @@ impl Segment {
         let mut out = Vec::with_capacity(64 + size);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.page_size.to_le_bytes());
-        out.extend_from_slice(&self.first_txid().to_le_bytes());
+        out.extend_from_slice(&self.first.to_le_bytes());
+        out.extend_from_slice(&self.last_txid().to_le_bytes());
         out.extend_from_slice(&(self.transactions.len() as u32).to_le_bytes());
         for v in [
             self.end.salt[0],
@@ -101,7 +107,13 @@ impl Segment {
             return Err(bad("impossible page size"));
         }
         let first = r.u64().ok_or_else(short)?;
+        let last = r.u64().ok_or_else(short)?;
         let count = r.u32().ok_or_else(short)?;
+        // Either one transaction each, or one standing for the whole range (compacted).
+        let merged = count == 1 && last != first;
+        if count > 0 && !merged && first.checked_add(count as u64 - 1) != Some(last) {
+            return Err(bad("its transaction ids do not add up"));
+        }
         let mut e = [0u32; 5];
         for v in &mut e {
             *v = r.u32().ok_or_else(short)?;
@@ -125,7 +137,7 @@ impl Segment {
                 pages.push((no, data.to_vec()));
             }
             transactions.push(Transaction {
-                txid: first + i,
+                txid: if merged { last } else { first + i },
                 captured_at: jiff::Timestamp::from_microsecond(at)
                     .map_err(|_| bad("impossible time"))?,
                 db_pages,
@@ -137,9 +149,83 @@ impl Segment {
         }
         Ok(Segment {
             page_size,
+            first,
             transactions,
             end,
         })
+    }
+
+    /// Whether this is a compacted segment (one transaction standing for several).
+    pub fn is_merged(&self) -> bool {
+        self.transactions.len() == 1 && self.last_txid() != self.first
+    }
+}
+
+/// Rounds merged into one compacted segment as they are stored: the last image of each
+/// page, and the state after the last transaction. Memory is bounded by the caller, which
+/// flushes at a number of rounds or bytes.
+#[derive(Debug, Default)]
+pub struct Merger {
+    /// The first round (segment number) merged.
+    pub first_seq: u64,
+    /// The last round merged.
+    pub last_seq: u64,
+    first: u64,
+    pages: std::collections::BTreeMap<u32, Vec<u8>>,
+    bytes: usize,
+    last: Option<(u64, jiff::Timestamp, u32, Position, u32)>,
+}
+
+impl Merger {
+    /// Adds round `seq` (the next after [`Merger::last_seq`], or the first).
+    pub fn add(&mut self, seq: u64, s: &Segment) {
+        if self.last.is_none() {
+            self.first_seq = seq;
+            self.first = s.first;
+        }
+        self.last_seq = seq;
+        for t in &s.transactions {
+            for (n, d) in &t.pages {
+                if let Some(old) = self.pages.insert(*n, d.clone()) {
+                    self.bytes -= old.len();
+                }
+                self.bytes += d.len();
+            }
+            self.last = Some((t.txid, t.captured_at, t.db_pages, s.end, s.page_size));
+        }
+    }
+
+    /// Bytes of page images held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Rounds merged so far.
+    pub fn rounds(&self) -> u64 {
+        if self.last.is_none() {
+            0
+        } else {
+            self.last_seq - self.first_seq + 1
+        }
+    }
+
+    /// The compacted segment, and a fresh merger.
+    pub fn take(&mut self) -> Option<Segment> {
+        let (txid, at, db_pages, end, page_size) = self.last?;
+        let pages = std::mem::take(&mut self.pages).into_iter().collect();
+        let seg = Segment {
+            page_size,
+            first: self.first,
+            transactions: vec![Transaction {
+                txid,
+                captured_at: at,
+                db_pages,
+                pages,
+            }],
+            end,
+        };
+        *self = Merger::default();
+        Some(seg)
     }
 }
 
@@ -173,6 +259,7 @@ mod tests {
     fn a_segment_reads_back_and_a_cut_one_does_not() {
         let seg = Segment {
             page_size: 512,
+            first: 7,
             transactions: vec![
                 Transaction {
                     txid: 7,
@@ -200,5 +287,14 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(Segment::decode("x", &longer).is_err());
+        // Merged: the last image of each page, the state after the last transaction.
+        let mut m = Merger::default();
+        m.add(3, &seg);
+        let merged = m.take().unwrap();
+        assert!(merged.is_merged());
+        assert_eq!((merged.first_txid(), merged.last_txid()), (7, 8));
+        assert_eq!(merged.transactions[0].db_pages, 2);
+        assert_eq!(merged.transactions[0].pages.len(), 2);
+        assert_eq!(Segment::decode("x", &merged.encode()).unwrap(), merged);
     }
 }
