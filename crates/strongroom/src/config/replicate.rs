@@ -20,11 +20,12 @@ pub struct ReplicateSettings {
     /// How often a new base snapshot starts a new chain, so a restore replays at most this
     /// much (default `1h`).
     pub base_interval: String,
-    /// A PASSIVE checkpoint of ours once the WAL holds this many frames (default 1000, as
-    /// SQLite's own autocheckpoint).
+    /// A restart point of ours (PASSIVE checkpoints, the last one under the write lock for
+    /// a moment, so the WAL starts over) once the WAL holds this many frames (default 1000,
+    /// as SQLite's own autocheckpoint).
     pub checkpoint_frames: u32,
-    /// The brake: past this many frames, a RESTART checkpoint so the WAL starts over
-    /// (default 10000, 40 MB of 4 KiB pages).
+    /// The brake: a TRUNCATE once the `-wal` file is larger than this many frames (default
+    /// 10000, 40 MB of 4 KiB pages).
     pub brake_frames: u32,
 }
 

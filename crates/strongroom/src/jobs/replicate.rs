@@ -345,10 +345,26 @@ fn replicate(
         // the recovery point this run can promise.
         let round_began = jiff::Timestamp::now();
         loop {
-            let round = match capture.round() {
+            let mut round = match capture.round() {
                 Ok(r) => r,
                 Err(e) => Round::Lost(e.to_string()),
             };
+            // Caught up: our checkpoint, whose last frames join this round's segment, so a
+            // round stays one object.
+            if matches!(round, Round::Idle | Round::Captured { more: false, .. }) {
+                round = match (round, capture.checkpoint()) {
+                    (r, Ok(Round::Idle)) => r,
+                    (Round::Captured { segment, .. }, Ok(Round::Captured { segment: s2, .. })) => {
+                        Round::Captured {
+                            segment: segment.followed_by(&s2),
+                            more: false,
+                        }
+                    }
+                    (_, Ok(r @ Round::Captured { .. })) => r,
+                    (_, Ok(Round::Lost(why))) => Round::Lost(why),
+                    (_, Err(e)) => Round::Lost(format!("our checkpoint failed ({e})")),
+                };
+            }
             let more = match round {
                 Round::Idle => false,
                 Round::Captured { segment, more } => {
@@ -377,30 +393,6 @@ fn replicate(
             };
             if !more {
                 break;
-            }
-        }
-        if pending.is_none() {
-            match capture.checkpoint() {
-                Ok(Round::Captured { segment, .. }) => {
-                    if store(
-                        repo,
-                        &mut chain,
-                        &segment,
-                        (opts.level, opts.compact_rounds),
-                        summary,
-                        &mut pulse,
-                    )
-                    .is_err()
-                    {
-                        pending = Some(segment);
-                    }
-                }
-                Ok(Round::Lost(why)) => {
-                    tracing::warn!("{why}; taking a new base snapshot of {}", source.name);
-                    chain = new_base(repo, source, &mut capture, progress, summary, &mut pulse)?;
-                }
-                Ok(Round::Idle) => {}
-                Err(e) => tracing::warn!("checkpoint of {} failed: {e}", source.name),
             }
         }
         if pending.is_none() {

@@ -17,14 +17,15 @@
 //!
 //! **Bounded read marks and WAL.** Each transaction lives one round (about a second).
 //! Holding one continuously would still keep a busy WAL from ever restarting (Litestream's
-//! #1536), so our own checkpoints keep it small: PASSIVE after a round once the WAL holds
-//! [`CaptureOptions::checkpoint_frames`] frames (copies only what we captured, since our
-//! read mark bounds it), and as a brake past [`CaptureOptions::brake_frames`] frames, a
-//! RESTART with our transactions released, which makes the next writer start the WAL from
-//! the beginning. Why RESTART and not TRUNCATE: `sqlite3_wal_checkpoint_v2` reports how
-//! many frames the WAL held when it ran, which tells us whether a commit slipped in
-//! between our last read and the checkpoint (we then read it, or take a new base when it
-//! is gone); after TRUNCATE that count reads 0 and such a commit could vanish unseen.
+//! #1536): the WAL restarts only once every frame is in the database file and no reader
+//! holds a mark above 0. So our checkpoints make *restart points* ([`Capture::checkpoint`]):
+//! a PASSIVE checkpoint (bounded by our read mark: it copies only captured frames), then
+//! for a moment the write lock, the last frames read, our transaction moved to the end and
+//! a second PASSIVE, after which our transaction sits on read lock 0 and the next writer
+//! starts the WAL over. Our read transactions are never all released, so no frame we have
+//! not read can be copied and overwritten in between. A TRUNCATE gives the file's space
+//! back when it grew past the brake; it can truncate only a WAL whose frames are all
+//! copied, which our read lock 0 guarantees were captured.
 //!
 //! **Closing does not checkpoint.** Our connections set `SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`:
 //! when the capture is the last connection to close, the WAL stays as it was, so a
@@ -45,9 +46,10 @@ use std::time::Duration;
 /// How the capture keeps the WAL in bounds.
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
-    /// Run a PASSIVE checkpoint after a round once the WAL holds this many frames.
+    /// Make a restart point ([`Capture::checkpoint`]) after a round once the WAL holds this
+    /// many frames.
     pub checkpoint_frames: u32,
-    /// Brake: past this many frames, a RESTART checkpoint with our read marks released.
+    /// The brake: a TRUNCATE once the `-wal` file is larger than this many frames.
     pub brake_frames: u32,
     /// At most this many bytes of page images in one segment (a round after a long pause
     /// is cut into several).
@@ -80,8 +82,8 @@ pub enum Round {
         /// Whether frames are left for another round at once.
         more: bool,
     },
-    /// Frames we had not read are gone (the WAL restarted while nothing of ours held it:
-    /// after a brake that lost a race, or before we started): a new base is needed.
+    /// Frames we had not read are gone, or the WAL is not what our position says: a new
+    /// base is needed.
     Lost(String),
 }
 
@@ -366,10 +368,14 @@ impl Capture {
             end: from,
         };
         let now = jiff::Timestamp::now();
-        let mut pages: Vec<(u32, Vec<u8>)> = Vec::new();
-        let mut at: HashMap<u32, usize> = HashMap::new();
+        // The round's transactions become one: the last image of each page they wrote, and
+        // the database's size after the last. They were all seen at the same moment, so a
+        // restore to a time takes all of them or none: nothing finer is lost, and a busy
+        // second that rewrote one page 3,000 times stores it once.
+        let mut pages: HashMap<u32, Vec<u8>> = HashMap::new();
         let mut bytes = 0usize;
         let mut txid = self.next_txid;
+        let mut last_commit: Option<(u64, u32)> = None;
         let mut stopped_early = false;
         let mut cursor = from;
         let limit = self.opts.max_segment_bytes;
@@ -387,13 +393,9 @@ impl Capture {
                      commit: c,
                      data,
                  }| {
-                    bytes += data.len();
-                    match at.get(&page) {
-                        Some(&i) => pages[i].1 = data,
-                        None => {
-                            at.insert(page, pages.len());
-                            pages.push((page, data));
-                        }
+                    let len = data.len();
+                    if pages.insert(page, data).is_none() {
+                        bytes += len;
                     }
                     if c != 0 {
                         commit = Some(c);
@@ -402,13 +404,7 @@ impl Capture {
                 },
             )?;
             if let Some(db_pages) = commit {
-                segment.transactions.push(Transaction {
-                    txid,
-                    captured_at: now,
-                    db_pages,
-                    pages: std::mem::take(&mut pages),
-                });
-                at.clear();
+                last_commit = Some((txid, db_pages));
                 txid += 1;
                 segment.end = cursor;
                 if bytes >= limit && cursor.frame < idx.max_frame {
@@ -417,7 +413,7 @@ impl Capture {
                 }
             }
         }
-        if !pages.is_empty() {
+        if cursor != segment.end {
             // mxFrame always ends on a commit frame; anything else is not a WAL we know.
             return Err(Error::Source(format!(
                 "{}: the WAL's last committed frame {} is not a commit frame",
@@ -425,11 +421,19 @@ impl Capture {
                 idx.max_frame
             )));
         }
-        if segment.transactions.is_empty() {
+        let Some((last, db_pages)) = last_commit else {
             // A restart with no frames yet: take the new generation's start as ours.
             self.pos = segment.end;
             return Ok(Round::Idle);
-        }
+        };
+        let mut pages: Vec<(u32, Vec<u8>)> = pages.into_iter().collect();
+        pages.sort_unstable_by_key(|(n, _)| *n);
+        segment.transactions.push(Transaction {
+            txid: last,
+            captured_at: now,
+            db_pages,
+            pages,
+        });
         self.pos = segment.end;
         self.next_txid = txid;
         Ok(Round::Captured {
@@ -438,67 +442,84 @@ impl Capture {
         })
     }
 
-    /// Our checkpoints, after a round: PASSIVE past [`CaptureOptions::checkpoint_frames`]
-    /// (bounded by our read mark: it copies only captured frames), and the brake (RESTART
-    /// with our marks released) past [`CaptureOptions::brake_frames`]. Returns a round of
-    /// frames that slipped in while the brake ran, or [`Round::Lost`] when they are gone.
+    /// Our checkpoints, after a round, once the WAL holds
+    /// [`CaptureOptions::checkpoint_frames`] frames: a *restart point*. A PASSIVE
+    /// checkpoint first copies what we captured (our read mark bounds it; writers go on);
+    /// then, with the write lock taken for a moment (`BEGIN IMMEDIATE`, at most 50 ms of
+    /// waiting, else next round), the last frames are read, our read transaction moves to
+    /// the end, and a second PASSIVE copies the rest: every frame is then in the database
+    /// file, our new read transaction sits on read lock 0, and the next writer starts the
+    /// WAL over. Writers wait only for that second, small checkpoint. Past
+    /// [`CaptureOptions::brake_frames`] frames' worth of file, a TRUNCATE (never waiting)
+    /// gives the space back: it can only truncate a WAL whose every frame is copied, and
+    /// our read lock 0 keeps any frame we have not captured from being copied. Returns the
+    /// frames read under the write lock.
     pub fn checkpoint(&mut self) -> Result<Round> {
         let Some(held) = self.held else {
             return Ok(Round::Idle);
         };
-        let frames = self.wal_frames();
-        if frames >= self.opts.brake_frames {
-            return self.brake();
+        let idle = 1 - held;
+        let idx = self.index()?;
+        let copied_all = idx.is_none_or(|i| i.backfilled >= i.max_frame);
+        if self.wal_frames() < self.opts.checkpoint_frames || copied_all {
+            self.brake(idle);
+            return Ok(Round::Idle);
         }
-        if frames >= self.opts.checkpoint_frames {
-            let c = &self.conns[1 - held];
+        let passive = |c: &Connection| {
             let _: rusqlite::Result<(i64, i64, i64)> =
                 c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 });
-        }
-        Ok(Round::Idle)
-    }
-
-    fn brake(&mut self) -> Result<Round> {
-        let captured = self.pos;
-        self.release();
-        let c = &self.conns[0];
-        // Writers wait while it runs; never longer than this.
-        c.busy_timeout(Duration::from_secs(1))
-            .map_err(|e| sqlite_err(&self.path, e))?;
-        let ran: rusqlite::Result<(i64, i64, i64)> =
-            c.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            });
-        self.begin(0)?;
-        self.held = Some(0);
-        let (busy, log) = match ran {
-            Ok((busy, log, _)) => (busy != 0, log),
-            Err(e) => return Err(sqlite_err(&self.path, e)),
         };
-        tracing::info!(frames = log, busy, "brake: RESTART checkpoint");
-        let idx = self.index()?;
-        let same_generation = idx.is_some_and(|i| i.salt == captured.salt);
-        if same_generation {
-            // Nothing restarted yet, but the next writer may restart the WAL over frames
-            // that slipped in before the checkpoint: read them now. Our new transaction may
-            // sit on read lock 0 (everything copied to the database), which does not stop a
-            // restart, so a frame overwritten while read fails its salts: then it is lost.
-            return Ok(match self.read_round() {
-                Ok(r) => r,
-                Err(e) => Round::Lost(format!(
-                    "frames written just before the brake checkpoint were overwritten: {e}"
-                )),
-            });
-        }
-        if !busy && log as u32 == captured.frame {
-            // Every frame was ours when it ran: the new generation starts from our state.
+        passive(&self.conns[idle]);
+        let w = &self.conns[idle];
+        w.busy_timeout(Duration::from_millis(50))
+            .map_err(|e| sqlite_err(&self.path, e))?;
+        if let Err(e) = w.execute_batch("BEGIN IMMEDIATE") {
+            // Writers are busy: the next round tries again.
+            tracing::debug!("restart point skipped: {e}");
             return Ok(Round::Idle);
         }
-        Ok(Round::Lost(format!(
-            "the WAL restarted while the brake checkpoint ran ({log} frames, {} captured)",
-            captured.frame
-        )))
+        // No commit can happen now: read up to the end, then let the checkpoint copy it.
+        let read = self.read_round();
+        let round = match read {
+            Ok(r @ (Round::Idle | Round::Captured { more: false, .. })) => r,
+            other => {
+                self.end(idle);
+                return other;
+            }
+        };
+        self.end(held);
+        passive(&self.conns[held]);
+        let begun = self.begin(held);
+        self.end(idle);
+        if let Err(e) = begun {
+            // Nothing of ours holds the WAL now: the caller starts a new base.
+            self.held = None;
+            return Err(e);
+        }
+        tracing::debug!(
+            frames = self.wal_frames(),
+            bytes = self.wal_bytes(),
+            "restart point made"
+        );
+        self.brake(idle);
+        Ok(round)
+    }
+
+    /// The brake: TRUNCATE when the `-wal` file holds more than
+    /// [`CaptureOptions::brake_frames`] frames' worth, without waiting for anyone.
+    fn brake(&self, idle: usize) {
+        let frame = wal_file::FRAME_HEADER + self.page_size as u64;
+        if self.wal_bytes() <= self.opts.brake_frames as u64 * frame {
+            return;
+        }
+        let c = &self.conns[idle];
+        let _ = c.busy_timeout(Duration::ZERO);
+        let ran: rusqlite::Result<(i64, i64, i64)> =
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            });
+        tracing::debug!(?ran, bytes = self.wal_bytes(), "brake: TRUNCATE checkpoint");
     }
 }

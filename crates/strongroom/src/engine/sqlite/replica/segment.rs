@@ -12,9 +12,10 @@
 //!   pages u32 ‖ pages × (page number u32 ‖ page image)
 //! ```
 //! Integers little-endian. Transaction ids count from 1 in each chain, one per commit, so a
-//! gap between segments is seen on restore. A *compacted* segment (level 1: many rounds
-//! merged, [`Segment::merge`]) holds one transaction standing for all of `first..=last`:
-//! the last image of every page they wrote, and the state after the last of them.
+//! gap between segments is seen on restore. A round's transactions are stored merged: one
+//! transaction standing for all of `first..=last` (the last image of every page they
+//! wrote, and the state after the last of them), since they were all captured at the same
+//! moment; a *compacted* segment ([`Merger`]) merges many rounds the same way.
 
 use super::wal_file::Position;
 use crate::error::{Error, Result};
@@ -153,6 +154,14 @@ impl Segment {
             transactions,
             end,
         })
+    }
+
+    /// This segment and `later` (the transactions right after it) as one, merged.
+    pub fn followed_by(&self, later: &Segment) -> Segment {
+        let mut m = Merger::default();
+        m.add(0, self);
+        m.add(1, later);
+        m.take().expect("two segments merged")
     }
 
     /// Whether this is a compacted segment (one transaction standing for several).

@@ -56,6 +56,8 @@ pub struct IndexHeader {
     pub salt: [u32; 2],
     /// The page size.
     pub page_size: u32,
+    /// Frames already copied into the database file (`nBackfill`, right after the header).
+    pub backfilled: u32,
 }
 
 /// The `-wal` file of `db`.
@@ -76,14 +78,14 @@ fn corrupt(path: &Path, what: String) -> Error {
 /// initialised, else tried again (a writer was updating it). `None` when there is no
 /// usable index (no `-shm`, or never initialised).
 pub fn read_index(shm: &File, path: &Path) -> Result<Option<IndexHeader>> {
-    let mut buf = [0u8; 96];
+    let mut buf = [0u8; 100];
     for _ in 0..100 {
         match shm.read_exact_at(&mut buf, 0) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(Error::io("reading", path, e)),
         }
-        let (a, b) = buf.split_at(48);
+        let (a, b) = buf[..96].split_at(48);
         if a != b {
             std::thread::yield_now();
             continue;
@@ -100,6 +102,7 @@ pub fn read_index(shm: &File, path: &Path) -> Result<Option<IndexHeader>> {
             // The salts are copied from the WAL header byte for byte (big-endian there).
             salt: [be(32), be(36)],
             page_size,
+            backfilled: u32::from_ne_bytes(buf[96..100].try_into().expect("4 bytes")),
         }));
     }
     Err(corrupt(
