@@ -1376,7 +1376,7 @@ fn completion_offers_configured_source_names() {
         fish.contains("__fish_strongroom_using_subcommand list show restore")
             && fish.contains("-l source -x -a \"(__fish_strongroom_source_names)\"")
             && fish.contains(
-                "__fish_strongroom_using_subcommand backup\" -f -a \"(__fish_strongroom_source_names)\""
+                "__fish_strongroom_using_subcommand backup replicate\" -f -a \"(__fish_strongroom_source_names)\""
             ),
         "{fish}"
     );

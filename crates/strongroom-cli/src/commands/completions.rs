@@ -6,7 +6,7 @@
 //! completion is not available in the version this workspace builds with. So each script
 //! clap_complete writes gets a small shell function that runs `strongroom source-names`
 //! (passing on a `--config FILE` typed on the line) wherever a source is expected: the value
-//! of every `--source`, and backup's SOURCE. `source-names` reads the config found the usual
+//! of every `--source`, and the SOURCE of backup and replicate. `source-names` reads the config found the usual
 //! way (`--config`, `STRONGROOM_CONFIG`, `./strongroom.toml`) through the library, with its
 //! ownership checks, and prints nothing at all when that fails: a completion must not spill
 //! errors over the line being typed.
