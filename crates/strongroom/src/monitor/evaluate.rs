@@ -84,6 +84,16 @@ pub fn recovery_point(s: &SourceEvidence, ev: &Evidence) -> Option<jiff::Timesta
 /// now, the WAL's size and the requests the capture makes.
 fn capture(obj: &Effective, s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
     let Some(c) = &s.capture else {
+        if s.continuous_sqlite {
+            out.push(check(
+                "capture",
+                Level::Warning,
+                format!(
+                    "continuous = true, but nothing was captured yet: start `strongroom replicate {}` (or `strongroom daemon`)",
+                    s.name
+                ),
+            ));
+        }
         return;
     };
     let c = match c {

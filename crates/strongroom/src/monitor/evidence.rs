@@ -38,6 +38,8 @@ pub struct SourceEvidence {
     /// Continuous capture (SQLite), when the source has a base snapshot: how current it is,
     /// or why its chain could not be listed.
     pub capture: Option<std::result::Result<crate::jobs::replicate::Standing, String>>,
+    /// Whether the config asks for continuous capture of this SQLite source.
+    pub continuous_sqlite: bool,
 }
 
 /// One copy as one source sees it.
@@ -193,6 +195,13 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
             archiver: None,
             copies: Vec::new(),
             capture: None,
+            continuous_sqlite: config.sources.get(&name).is_some_and(|s| {
+                s.continuous
+                    && matches!(
+                        crate::source::parse_location(&s.url),
+                        Some(Location::Sqlite(_))
+                    )
+            }),
             name,
         };
         ev.capture = crate::jobs::replicate::standing_of(
