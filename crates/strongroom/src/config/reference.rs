@@ -79,6 +79,8 @@ fn accepted() -> BTreeSet<String> {
                     spool_dir,
                     schedule,
                     continuous,
+                    slot,
+                    slot_max_retained,
                 });
                 for g in source {
                     match g {

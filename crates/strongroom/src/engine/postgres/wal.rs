@@ -193,7 +193,30 @@ pub fn fetch(
         }
     }
     let archive = Archive::new(repo, &cluster.system_id());
-    let data = archive.get(&parsed.timeline_folder(), &parsed.name)?;
+    let data = match archive.get(&parsed.timeline_folder(), &parsed.name) {
+        // The complete segment is preferred; else what `wal receive` made durable of it,
+        // zeros after, where recovery finds the end of WAL.
+        Err(e @ Error::NotArchived { .. }) if parsed.kind == WalKind::Segment => {
+            match super::pieces::assemble(&archive, &parsed)? {
+                Some((data, held)) => {
+                    tracing::info!(
+                        "{} is not archived whole; serving the {held} bytes received of it, then zeros",
+                        parsed.name
+                    );
+                    write_atomically(
+                        dest.parent()
+                            .filter(|p| !p.as_os_str().is_empty())
+                            .unwrap_or(Path::new(".")),
+                        &dest,
+                        &data,
+                    )?;
+                    return Ok(data.len() as u64);
+                }
+                None => return Err(e),
+            }
+        }
+        other => other?,
+    };
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -333,8 +356,10 @@ pub struct Expired {
 }
 
 /// Archived WAL older than what `kept` (the snapshots that stay) need: per cluster, every
-/// segment, partial segment and backup-history file numbered below the start segment of the
-/// oldest kept physical snapshot that relies on the archive, on any timeline. Timeline
+/// segment, partial segment, backup-history file and received piece
+/// ([`super::pieces`]) numbered below the start segment of the oldest kept physical
+/// snapshot that relies on the archive, on any timeline, and the pieces of segments that
+/// are archived whole. Timeline
 /// history files are never expired (they are tiny and recovery reads them to choose a
 /// timeline). A cluster no kept snapshot relies on keeps all of its WAL: archiving may be
 /// feeding a first base backup that is running right now.
@@ -353,9 +378,28 @@ pub fn expired(
     let mut out = Vec::new();
     for (cluster, (first, size)) in cut {
         let archive = Archive::new(repo, &cluster);
-        for l in archive.list()? {
-            let Some(name) = WalName::parse(&l.name) else {
-                continue;
+        let listed = archive.list()?;
+        let complete: std::collections::HashSet<(String, String)> = listed
+            .iter()
+            .filter(|l| WalName::parse(&l.name).is_some_and(|n| n.kind == WalKind::Segment))
+            .map(|l| (l.timeline.clone(), l.name.clone()))
+            .collect();
+        for l in listed {
+            let name = match WalName::parse(&l.name) {
+                Some(n) => n,
+                // A piece of a segment that is archived whole, or that no kept snapshot
+                // needs, is of no more use.
+                None => match super::pieces::Piece::parse(&l.name) {
+                    Some(p) if complete.contains(&(l.timeline.clone(), p.segment.name.clone())) => {
+                        out.push(Expired {
+                            key: archive.object_key(&l.timeline, &l.name),
+                            stored: l.stored,
+                        });
+                        continue;
+                    }
+                    Some(p) => p.segment,
+                    None => continue,
+                },
             };
             if name.kind == WalKind::History {
                 continue;
