@@ -303,25 +303,34 @@ fn stream(
         .ok_or_else(|| Failure::Protocol("SHOW wal_segment_size answered nonsense".into()))?;
     let slot = &opts.slot;
     // The slot: read it (PostgreSQL 15+), create it when missing.
+    let read_slot = |c: &mut Connection| -> Result<Option<Option<(Lsn, u32)>>, Stop> {
+        if c.server_major < 15 {
+            return Ok(None);
+        }
+        let rows = c.query(&format!("READ_REPLICATION_SLOT {slot}"))?;
+        let Some(row) = rows.first().filter(|r| r.first().is_some_and(|t| t.is_some())) else {
+            return Ok(None);
+        };
+        let lsn = row
+            .get(1)
+            .cloned()
+            .flatten()
+            .and_then(|l| Lsn::parse(&l))
+            .filter(|l| l.0 > 0);
+        let rt = row.get(2).cloned().flatten().and_then(|t| t.parse().ok());
+        Ok(Some(lsn.map(|l| (l, rt.unwrap_or(tli)))))
+    };
     let mut restart = None;
     let mut exists = false;
-    if c.server_major >= 15 {
-        let rows = c.query(&format!("READ_REPLICATION_SLOT {slot}"))?;
-        if let Some(row) = rows.first()
-            && row.first().is_some_and(|t| t.is_some())
-        {
-            exists = true;
-            let lsn = row.get(1).cloned().flatten().and_then(|l| Lsn::parse(&l));
-            let rt = row.get(2).cloned().flatten().and_then(|t| t.parse().ok());
-            restart = lsn.map(|l| (l, rt.unwrap_or(tli)));
-        }
+    if let Some(r) = read_slot(c)? {
+        exists = true;
+        restart = r;
     }
     if !exists {
         match c.query(&format!("CREATE_REPLICATION_SLOT {slot} PHYSICAL RESERVE_WAL")) {
-            Ok(rows) => {
-                restart = first_cell(&rows, 1)
-                    .and_then(|l| Lsn::parse(&l))
-                    .map(|l| (l, tli));
+            Ok(_) => {
+                // A physical slot's answer carries no position: read where it reserves from.
+                restart = read_slot(c)?.flatten();
                 tracing::info!(
                     "created physical replication slot {slot} on {} (source {}): the server now keeps WAL until strongroom received it",
                     conn.server(),
