@@ -63,7 +63,7 @@ fn rig(env: Env, bindir: &Path, synchronous: bool) -> Rig {
             &format!("{} wal push %p", exe().display()),
         );
     if synchronous {
-        b = b.setting("synchronous_standby_names", "'strongroom'");
+        b = b.setting("synchronous_standby_names", "strongroom");
     }
     for (k, v) in server_env(&env, &key) {
         b = b.env(k, v);
@@ -234,7 +234,7 @@ fn ms_before(kill: SystemTime, t: SystemTime) -> u128 {
 fn start_restored(rig: &Rig, dir: &Path) -> Cluster {
     let mut b = Cluster::start_existing(dir, &rig.bindir)
         .setting("archive_mode", "off")
-        .setting("synchronous_standby_names", "''");
+        .setting("synchronous_standby_names", "");
     for (k, v) in server_env(&rig.env, &rig.key) {
         b = b.env(k, v);
     }
