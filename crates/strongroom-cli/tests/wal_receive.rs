@@ -417,3 +417,65 @@ fn synchronous_receive_loses_no_acknowledged_commit_when_the_primary_dies() {
 fn batched_receive_loses_at_most_a_second_of_commits_when_the_primary_dies() {
     proof(false);
 }
+
+/// `status --json` (the config in the repository's directory): the `wal.slot` check.
+fn slot_check(env: &Env) -> serde_json::Value {
+    let out = env.cmd().args(["status", "--json", "--no-alerts"]).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    doc["sources"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "wal.slot")
+        .unwrap_or_else(|| panic!("no wal.slot check: {doc:#}"))
+        .clone()
+}
+
+#[test]
+fn status_is_critical_without_the_slot_and_warns_when_it_holds_back_too_much() {
+    let bindir = bindirs().remove(0);
+    let env = envs_on(&[Store::Local]).remove(0);
+    let rig = rig(env, &bindir, false);
+    std::fs::write(
+        rig.env.path("strongroom.toml"),
+        format!(
+            "[sources.db]\nurl = \"{}\"\ncontinuous = true\nslot_max_retained = \"4MiB\"\n",
+            rig.url()
+        ),
+    )
+    .unwrap();
+    rig.pg.create_database("app", None);
+    let c = slot_check(&rig.env);
+    assert_eq!(c["level"], "critical", "no slot yet: {c}");
+    assert!(c["detail"].as_str().unwrap().contains("does not exist"), "{c}");
+
+    let sysid = system_id(&rig.pg);
+    let mut child = receive(&rig, false, 0);
+    rig.pg
+        .execute("app", "CREATE TABLE t AS SELECT 1 AS x");
+    wait_for(&rig, &mut child, &sysid, "a piece", |l| {
+        l.iter().any(|n| n.contains(".pieces/"))
+    });
+    let c = slot_check(&rig.env);
+    assert_eq!(c["level"], "ok", "{c}");
+    assert!(stop(&mut child).success());
+
+    // With no receiver, the slot holds back what the server writes.
+    rig.pg.execute(
+        "app",
+        "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 100000) g",
+    );
+    let c = slot_check(&rig.env);
+    assert_eq!(c["level"], "warning", "{c}");
+    assert!(c["detail"].as_str().unwrap().contains("slot_max_retained"), "{c}");
+
+    rig.pg
+        .execute("postgres", "SELECT pg_drop_replication_slot('strongroom')");
+    let c = slot_check(&rig.env);
+    assert_eq!(c["level"], "critical", "{c}");
+}

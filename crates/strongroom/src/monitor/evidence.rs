@@ -35,6 +35,24 @@ pub struct SourceEvidence {
     pub archiver: Option<std::result::Result<Archiver, String>>,
     /// How each `[[copies]]` repository stands for this source, in config order.
     pub copies: Vec<SourceCopy>,
+    /// The replication slot `wal receive` streams through, when the source is PostgreSQL,
+    /// the servers were asked, and the config expects one (`continuous`, `slot`) or the
+    /// source has physical snapshots.
+    pub slot: Option<SlotEvidence>,
+}
+
+/// A source's replication slot as its server reports it.
+#[derive(Clone, Debug)]
+pub struct SlotEvidence {
+    /// The slot's name.
+    pub name: String,
+    /// Whether the config expects it (`continuous = true`, or `slot` set): missing is then
+    /// critical, and an unreachable server a warning.
+    pub expected: bool,
+    /// How much retained WAL warns (`slot_max_retained`).
+    pub max_retained: u64,
+    /// What the server said (`None`: no such slot), or why it could not be asked.
+    pub state: std::result::Result<Option<crate::engine::postgres::receive::slot::SlotState>, String>,
 }
 
 /// One copy as one source sees it.
@@ -189,10 +207,26 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
                 .collect(),
             archiver: None,
             copies: Vec::new(),
+            slot: None,
             name,
         };
         ev.snapshots.sort_by_key(|s| s.finished_at);
         let physical = ev.snapshots.iter().any(|s| s.kind == BackupKind::Physical);
+        if scope.ask_servers
+            && let Some(sc) = config.sources.get(&ev.name)
+            && let Some(Location::Postgres(url)) = crate::source::parse_location(&sc.url)
+        {
+            let expected = sc.continuous || sc.slot.is_some();
+            if expected || physical {
+                let name = sc.slot_name().to_string();
+                ev.slot = Some(SlotEvidence {
+                    state: crate::engine::postgres::receive::slot::ask(&url, &name),
+                    name,
+                    expected,
+                    max_retained: sc.slot_max_retained_bytes(),
+                });
+            }
+        }
         if scope.ask_servers && physical {
             if let Ok(src) = config.source(Some(&ev.name)) {
                 if let Location::Postgres(url) = &src.location {

@@ -54,6 +54,7 @@ fn healthy(now: jiff::Timestamp) -> Evidence {
         records: Vec::new(),
         archiver: None,
         copies: Vec::new(),
+        slot: None,
     };
     for d in (0..14).rev() {
         let at = now - hours(1 + 24 * d);
@@ -265,6 +266,7 @@ fn no_snapshot_at_all_is_critical() {
             records: vec![],
             archiver: None,
             copies: Vec::new(),
+        slot: None,
         }],
         ..Evidence::default()
     };

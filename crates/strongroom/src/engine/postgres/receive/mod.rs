@@ -15,6 +15,7 @@
 //! sealed or stored (the archive's) nor speak the wire protocol itself ([`protocol`]).
 
 pub mod protocol;
+pub mod slot;
 
 use super::cluster::Lsn;
 use super::pieces;
