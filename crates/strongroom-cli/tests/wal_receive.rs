@@ -14,7 +14,7 @@
 mod common;
 
 use common::pg::{Rig, exe, open_up, server_env};
-use common::{Env, envs_on, seed, Store};
+use common::{Env, Store, envs_on, seed};
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -170,10 +170,15 @@ fn streams_pieces_then_whole_segments_beside_archive_command() {
         let label = format!("PostgreSQL {}", rig.pg.major_version());
         let sysid = system_id(&rig.pg);
         rig.pg.create_database("app", None);
-        rig.pg
-            .execute("app", "CREATE TABLE t (id serial PRIMARY KEY, at timestamptz)");
+        rig.pg.execute(
+            "app",
+            "CREATE TABLE t (id serial PRIMARY KEY, at timestamptz)",
+        );
         let mut child = receive(&rig, false, 0);
-        rig.pg.execute("app", "INSERT INTO t (at) SELECT now() FROM generate_series(1, 100)");
+        rig.pg.execute(
+            "app",
+            "INSERT INTO t (at) SELECT now() FROM generate_series(1, 100)",
+        );
         // The segment being written arrives as pieces.
         wait_for(&rig, &mut child, &sysid, "a piece", |l| {
             l.iter().any(|n| n.contains(".pieces/"))
@@ -187,9 +192,18 @@ fn streams_pieces_then_whole_segments_beside_archive_command() {
         // archive_command archives the segment too: whoever comes second finds the same
         // bytes there, and the receiver deletes its pieces.
         rig.archive_now();
-        wait_for(&rig, &mut child, &sysid, "the segment whole, its pieces gone", |l| {
-            l.contains(&current) && !l.iter().any(|n| n.starts_with(&format!("{current}.pieces")))
-        });
+        wait_for(
+            &rig,
+            &mut child,
+            &sysid,
+            "the segment whole, its pieces gone",
+            |l| {
+                l.contains(&current)
+                    && !l
+                        .iter()
+                        .any(|n| n.starts_with(&format!("{current}.pieces")))
+            },
+        );
         let log = receive_log(&rig, 0);
         assert!(
             log.contains(&format!("archived {current} (received whole)"))
@@ -198,9 +212,16 @@ fn streams_pieces_then_whole_segments_beside_archive_command() {
             "{label}: {log}"
         );
         let status = stop(&mut child);
-        assert!(status.success(), "{label}: {status:?}\n{}", receive_log(&rig, 0));
+        assert!(
+            status.success(),
+            "{label}: {status:?}\n{}",
+            receive_log(&rig, 0)
+        );
         let log = receive_log(&rig, 0);
-        assert!(log.contains("created physical replication slot strongroom"), "{label}: {log}");
+        assert!(
+            log.contains("created physical replication slot strongroom"),
+            "{label}: {log}"
+        );
         assert!(!log.contains("ERROR"), "{label}: {log}");
         // The slot stays, holding WAL for the next run.
         let slots: i64 = rig
@@ -323,7 +344,10 @@ fn trial(rig: &mut Rig, synchronous: bool, n: usize, rng: &mut Rng, label: &str)
             "{label}: the restore holds a gap"
         );
     }
-    let lost: Vec<&(i64, SystemTime)> = acked.iter().filter(|(id, _)| !present.contains(id)).collect();
+    let lost: Vec<&(i64, SystemTime)> = acked
+        .iter()
+        .filter(|(id, _)| !present.contains(id))
+        .collect();
     let window = lost
         .iter()
         .map(|(_, at)| ms_before(kill, *at))
@@ -344,7 +368,9 @@ fn trial(rig: &mut Rig, synchronous: bool, n: usize, rng: &mut Rng, label: &str)
         .map(|(id, _)| *id)
         .collect();
     let time_target_ok = before.iter().all(|id| present.contains(id))
-        && rows.iter().all(|(_, committed)| committed.as_str() <= target.as_str());
+        && rows
+            .iter()
+            .all(|(_, committed)| committed.as_str() <= target.as_str());
     assert!(
         time_target_ok,
         "{label}: --time {target}: acknowledged by then {} (up to id {:?}), restored {} (up to {:?}), newest restored commit {:?}",
@@ -377,8 +403,15 @@ fn proof(synchronous: bool) {
     for bindir in bindirs() {
         let env = envs_on(&[Store::Local]).remove(0);
         let mut rig = rig(env, &bindir, synchronous);
-        let mode = if synchronous { "synchronous" } else { "batched" };
-        let label = format!("PostgreSQL {}, {mode} (seed {seed})", rig.pg.major_version());
+        let mode = if synchronous {
+            "synchronous"
+        } else {
+            "batched"
+        };
+        let label = format!(
+            "PostgreSQL {}, {mode} (seed {seed})",
+            rig.pg.major_version()
+        );
         // With synchronous_standby_names naming it, the receiver must run before anything
         // commits.
         let mut setup = receive(&rig, synchronous, 999);
@@ -420,7 +453,11 @@ fn batched_receive_loses_at_most_a_second_of_commits_when_the_primary_dies() {
 
 /// `status --json` (the config in the repository's directory): the `wal.slot` check.
 fn slot_check(env: &Env) -> serde_json::Value {
-    let out = env.cmd().args(["status", "--json", "--no-alerts"]).output().unwrap();
+    let out = env
+        .cmd()
+        .args(["status", "--json", "--no-alerts"])
+        .output()
+        .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "status printed no JSON ({e}): {}",
@@ -452,12 +489,14 @@ fn status_is_critical_without_the_slot_and_warns_when_it_holds_back_too_much() {
     rig.pg.create_database("app", None);
     let c = slot_check(&rig.env);
     assert_eq!(c["level"], "critical", "no slot yet: {c}");
-    assert!(c["detail"].as_str().unwrap().contains("does not exist"), "{c}");
+    assert!(
+        c["detail"].as_str().unwrap().contains("does not exist"),
+        "{c}"
+    );
 
     let sysid = system_id(&rig.pg);
     let mut child = receive(&rig, false, 0);
-    rig.pg
-        .execute("app", "CREATE TABLE t AS SELECT 1 AS x");
+    rig.pg.execute("app", "CREATE TABLE t AS SELECT 1 AS x");
     wait_for(&rig, &mut child, &sysid, "a piece", |l| {
         l.iter().any(|n| n.contains(".pieces/"))
     });
@@ -472,7 +511,10 @@ fn status_is_critical_without_the_slot_and_warns_when_it_holds_back_too_much() {
     );
     let c = slot_check(&rig.env);
     assert_eq!(c["level"], "warning", "{c}");
-    assert!(c["detail"].as_str().unwrap().contains("slot_max_retained"), "{c}");
+    assert!(
+        c["detail"].as_str().unwrap().contains("slot_max_retained"),
+        "{c}"
+    );
 
     rig.pg
         .execute("postgres", "SELECT pg_drop_replication_slot('strongroom')");

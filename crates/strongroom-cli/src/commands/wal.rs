@@ -166,7 +166,9 @@ fn receive(ctx: &Ctx, source: Option<&str>, synchronous: bool) -> Result<()> {
         summary
             .durable
             .as_ref()
-            .map_or("nothing yet".to_string(), |(t, l)| format!("{l} on timeline {t}"))
+            .map_or("nothing yet".to_string(), |(t, l)| format!(
+                "{l} on timeline {t}"
+            ))
     );
     if ctx.json() {
         print_json(&summary)?;
@@ -196,7 +198,7 @@ fn verify(ctx: &Ctx) -> Result<()> {
             )?;
             for t in &r.timelines {
                 outln!(
-                    "  timeline {}{}: {} segment(s){}{}{}",
+                    "  timeline {}{}: {} segment(s){}{}{}{}",
                     t.timeline,
                     role_text(t),
                     t.segments,
@@ -209,7 +211,11 @@ fn verify(ctx: &Ctx) -> Result<()> {
                     } else {
                         String::new()
                     },
-                    if t.history { ", history archived" } else { "" }
+                    if t.history { ", history archived" } else { "" },
+                    t.received
+                        .as_ref()
+                        .map(|r| format!(", received up to {r} (wal receive)"))
+                        .unwrap_or_default()
                 )?;
                 for g in &t.gaps {
                     let what = if g.needed {

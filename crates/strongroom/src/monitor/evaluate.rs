@@ -433,7 +433,10 @@ fn slot(s: &SourceEvidence, out: &mut Vec<Check>) {
     let (level, detail) = match &slot.state {
         Err(e) if slot.expected => (
             Level::Warning,
-            format!("could not ask the server of {} about replication slot {name}: {e}", s.name),
+            format!(
+                "could not ask the server of {} about replication slot {name}: {e}",
+                s.name
+            ),
         ),
         Err(_) => return,
         Ok(None) if slot.expected => (
@@ -458,7 +461,11 @@ fn slot(s: &SourceEvidence, out: &mut Vec<Check>) {
                 crate::human_bytes(st.retained.unwrap_or(0)),
                 s.name,
                 crate::human_bytes(slot.max_retained),
-                if st.active { "" } else { ", and no receiver is connected" }
+                if st.active {
+                    ""
+                } else {
+                    ", and no receiver is connected"
+                }
             ),
         ),
         Ok(Some(st)) => (
@@ -466,7 +473,11 @@ fn slot(s: &SourceEvidence, out: &mut Vec<Check>) {
             format!(
                 "replication slot {name} holds back {} of WAL{}",
                 crate::human_bytes(st.retained.unwrap_or(0)),
-                if st.active { ", a receiver is streaming" } else { ", no receiver connected" }
+                if st.active {
+                    ", a receiver is streaming"
+                } else {
+                    ", no receiver connected"
+                }
             ),
         ),
     };

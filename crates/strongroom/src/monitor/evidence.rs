@@ -52,7 +52,8 @@ pub struct SlotEvidence {
     /// How much retained WAL warns (`slot_max_retained`).
     pub max_retained: u64,
     /// What the server said (`None`: no such slot), or why it could not be asked.
-    pub state: std::result::Result<Option<crate::engine::postgres::receive::slot::SlotState>, String>,
+    pub state:
+        std::result::Result<Option<crate::engine::postgres::receive::slot::SlotState>, String>,
 }
 
 /// One copy as one source sees it.

@@ -266,7 +266,7 @@ fn no_snapshot_at_all_is_critical() {
             records: vec![],
             archiver: None,
             copies: Vec::new(),
-        slot: None,
+            slot: None,
         }],
         ..Evidence::default()
     };

@@ -209,10 +209,7 @@ impl<'r> Archive<'r> {
 
     fn list_prefix(&self, within: &str) -> Result<Vec<Listed>> {
         let prefix = ObjectKind::Wal.key(&format!("{}/", self.cluster));
-        let listed: Vec<ObjectInfo> = self
-            .repo
-            .storage()
-            .list(&format!("{prefix}{within}"))?;
+        let listed: Vec<ObjectInfo> = self.repo.storage().list(&format!("{prefix}{within}"))?;
         Ok(listed
             .into_iter()
             .filter_map(|o| {

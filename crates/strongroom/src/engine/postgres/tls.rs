@@ -128,7 +128,9 @@ pub fn connector(
     root_cert: Option<&Path>,
     client: Option<(&Path, &Path)>,
 ) -> Result<MakeRustlsConnect, String> {
-    Ok(MakeRustlsConnect::new(client_config(verify, root_cert, client)?))
+    Ok(MakeRustlsConnect::new(client_config(
+        verify, root_cert, client,
+    )?))
 }
 
 /// The rustls client configuration behind [`connector`], for connections strongroom drives

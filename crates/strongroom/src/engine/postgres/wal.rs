@@ -504,6 +504,56 @@ mod tests {
     }
 
     #[test]
+    fn fetch_prefers_the_whole_segment_then_puts_pieces_together() {
+        let repo = crate::repository::writer::tests::memory_repo();
+        let data = tempfile::tempdir().unwrap();
+        let d = data.path();
+        std::fs::create_dir_all(d.join("global")).unwrap();
+        std::fs::create_dir_all(d.join("pg_wal")).unwrap();
+        let mut control = 42u64.to_le_bytes().to_vec();
+        control.resize(8192, 0);
+        std::fs::write(d.join("global/pg_control"), control).unwrap();
+        std::fs::write(d.join("PG_VERSION"), "15\n").unwrap();
+        let seg = 1u64 << 20;
+        let archive = Archive::new(&repo, "42");
+        let name = segment_name(1, 7, seg);
+        let mut whole = crate::repository::writer::tests::pages(256, 3);
+        whole[32..36].copy_from_slice(&(seg as u32).to_le_bytes());
+        // Pieces of the first 12 KiB, then the whole segment.
+        for (from, to) in [(0usize, 0x1000usize), (0x1000, 0x3000)] {
+            archive
+                .put_new(
+                    "00000001",
+                    &super::super::pieces::name(&name, from as u64, to as u64),
+                    &whole[from..to],
+                    1,
+                )
+                .unwrap();
+        }
+        let dest = Path::new("pg_wal/RECOVERYXLOG");
+        fetch(&repo, d, &name, dest, 0).unwrap();
+        let got = std::fs::read(d.join(dest)).unwrap();
+        assert_eq!(got.len() as u64, seg);
+        assert_eq!(&got[..0x3000], &whole[..0x3000]);
+        assert!(
+            got[0x3000..].iter().all(|b| *b == 0),
+            "zeros after the pieces"
+        );
+        archive.put("00000001", &name, &whole, 1).unwrap();
+        fetch(&repo, d, &name, dest, 0).unwrap();
+        assert_eq!(
+            std::fs::read(d.join(dest)).unwrap(),
+            whole,
+            "the whole segment wins"
+        );
+        // Neither: not archived, as PostgreSQL needs to hear.
+        assert!(matches!(
+            fetch(&repo, d, &segment_name(1, 8, seg), dest, 0),
+            Err(Error::NotArchived { .. })
+        ));
+    }
+
+    #[test]
     fn names_parse_by_kind() {
         let s = WalName::parse("000000010000000A000000FF").unwrap();
         assert_eq!(

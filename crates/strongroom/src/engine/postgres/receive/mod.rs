@@ -267,7 +267,12 @@ fn start_point(
 }
 
 /// Archives the history file of timeline `tli` when it is not archived yet.
-fn archive_history(c: &mut Connection, archive: &Archive, tli: u32, level: i32) -> Result<(), Stop> {
+fn archive_history(
+    c: &mut Connection,
+    archive: &Archive,
+    tli: u32,
+    level: i32,
+) -> Result<(), Stop> {
     let name = format!("{tli:08X}.history");
     let folder = timeline_folder(tli);
     if tli <= 1 || archive.has(&folder, &name)? {
@@ -309,7 +314,10 @@ fn stream(
             return Ok(None);
         }
         let rows = c.query(&format!("READ_REPLICATION_SLOT {slot}"))?;
-        let Some(row) = rows.first().filter(|r| r.first().is_some_and(|t| t.is_some())) else {
+        let Some(row) = rows
+            .first()
+            .filter(|r| r.first().is_some_and(|t| t.is_some()))
+        else {
             return Ok(None);
         };
         let lsn = row
@@ -328,7 +336,9 @@ fn stream(
         restart = r;
     }
     if !exists {
-        match c.query(&format!("CREATE_REPLICATION_SLOT {slot} PHYSICAL RESERVE_WAL")) {
+        match c.query(&format!(
+            "CREATE_REPLICATION_SLOT {slot} PHYSICAL RESERVE_WAL"
+        )) {
             Ok(_) => {
                 // A physical slot's answer carries no position: read where it reserves from.
                 restart = read_slot(c)?.flatten();
@@ -347,7 +357,11 @@ fn stream(
     let (mut at, mut on) = start_point(&listed, tli, seg, restart, pos);
     tracing::info!(
         "streaming WAL of cluster {system_id} from {at} on timeline {on} (server at {pos} on timeline {tli}) through slot {slot}{}",
-        if opts.synchronous { ", synchronously" } else { "" }
+        if opts.synchronous {
+            ", synchronously"
+        } else {
+            ""
+        }
     );
     loop {
         archive_history(c, &archive, on, opts.level)?;
@@ -434,7 +448,12 @@ impl Receiver<'_, '_> {
             .collect();
     }
 
-    fn run(&mut self, c: &mut Connection, stop: &AtomicBool, summary: &mut Summary) -> Result<Next, Stop> {
+    fn run(
+        &mut self,
+        c: &mut Connection,
+        stop: &AtomicBool,
+        summary: &mut Summary,
+    ) -> Result<Next, Stop> {
         c.set_wait(TICK)?;
         loop {
             if stop.load(Ordering::SeqCst) {
@@ -468,7 +487,12 @@ impl Receiver<'_, '_> {
         }
     }
 
-    fn handle(&mut self, c: &mut Connection, m: Message, summary: &mut Summary) -> Result<Option<Next>, Stop> {
+    fn handle(
+        &mut self,
+        c: &mut Connection,
+        m: Message,
+        summary: &mut Summary,
+    ) -> Result<Option<Next>, Stop> {
         match m.tag {
             b'd' => match m.body.first() {
                 Some(b'w') if m.body.len() >= 25 => {
@@ -481,7 +505,9 @@ impl Receiver<'_, '_> {
                     }
                 }
                 _ => {
-                    return Err(Failure::Protocol("an unknown message in the WAL stream".into()).into());
+                    return Err(
+                        Failure::Protocol("an unknown message in the WAL stream".into()).into(),
+                    );
                 }
             },
             b'c' => {
@@ -510,7 +536,13 @@ impl Receiver<'_, '_> {
     }
 
     /// Takes WAL bytes starting at `start`.
-    fn take(&mut self, start: u64, mut bytes: &[u8], c: &mut Connection, summary: &mut Summary) -> Result<(), Stop> {
+    fn take(
+        &mut self,
+        start: u64,
+        mut bytes: &[u8],
+        c: &mut Connection,
+        summary: &mut Summary,
+    ) -> Result<(), Stop> {
         let expected = self.start() + self.data.len() as u64;
         if start > expected {
             return Err(Failure::Protocol(format!(
@@ -543,8 +575,12 @@ impl Receiver<'_, '_> {
     fn flush(&mut self, summary: &mut Summary) -> Result<(), Stop> {
         if self.data.len() > self.durable {
             let name = pieces::name(&self.name(), self.durable as u64, self.data.len() as u64);
-            self.archive
-                .put_new(&self.folder, &name, &self.data[self.durable..], self.opts.level)?;
+            self.archive.put_new(
+                &self.folder,
+                &name,
+                &self.data[self.durable..],
+                self.opts.level,
+            )?;
             self.written.push(name);
             self.durable = self.data.len();
             summary.pieces += 1;
@@ -560,7 +596,10 @@ impl Receiver<'_, '_> {
         self.flush(summary)?;
         self.status(c, summary)?;
         let name = self.name();
-        match self.archive.put(&self.folder, &name, &self.data, self.opts.level)? {
+        match self
+            .archive
+            .put(&self.folder, &name, &self.data, self.opts.level)?
+        {
             Put::Stored { .. } => tracing::info!("archived {name} (received whole)"),
             Put::AlreadyArchived => tracing::debug!("{name} was archived already"),
         }

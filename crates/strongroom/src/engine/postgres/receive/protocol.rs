@@ -553,9 +553,11 @@ fn start_tls(
     let mut session = rustls::ClientConnection::new(Arc::new(tls.config), name)
         .map_err(|e| Failure::Protocol(format!("TLS: {e}")))?;
     while session.is_handshaking() {
-        session.complete_io(&mut tcp).map_err(|e| {
-            Failure::Protocol(format!("the TLS handshake with {host} failed: {e}"))
-        })?;
+        session
+            .complete_io(&mut tcp)
+            .map_err(|e| Failure::Protocol(format!("the TLS handshake with {host} failed: {e}")))?;
     }
-    Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(session, tcp))))
+    Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(
+        session, tcp,
+    ))))
 }
