@@ -41,6 +41,11 @@ fn server_user() -> Option<(u32, u32)> {
 /// `synchronous_commit = on` (the testkit turns it off) and, for `synchronous`,
 /// `synchronous_standby_names = 'strongroom'`.
 fn rig(env: Env, bindir: &Path, synchronous: bool) -> Rig {
+    rig_with(env, bindir, synchronous, false)
+}
+
+/// [`rig`], the server speaking TLS when `tls` (its certificate from the testkit's CA).
+fn rig_with(env: Env, bindir: &Path, synchronous: bool, tls: bool) -> Rig {
     env.init();
     let key = env.path("wal.key");
     env.cmd()
@@ -53,6 +58,7 @@ fn rig(env: Env, bindir: &Path, synchronous: bool) -> Rig {
     open_up(&env);
     let mut b = Cluster::builder()
         .bindir(bindir.to_path_buf())
+        .tls(tls)
         .setting("wal_level", "replica")
         .setting("track_commit_timestamp", "on")
         .setting("max_wal_senders", "4")
@@ -80,10 +86,15 @@ fn rig(env: Env, bindir: &Path, synchronous: bool) -> Rig {
 /// `strongroom wal receive URL` in the background, as the server's user when root, its log
 /// in `receive-N.log`.
 fn receive(rig: &Rig, synchronous: bool, n: usize) -> Child {
+    receive_from(rig, &rig.url(), synchronous, n)
+}
+
+/// [`receive`] from `url`.
+fn receive_from(rig: &Rig, url: &str, synchronous: bool, n: usize) -> Child {
     let log = std::fs::File::create(rig.env.path(&format!("receive-{n}.log"))).unwrap();
     give_to_server_user(&rig.env.path(&format!("receive-{n}.log")));
     let mut c = std::process::Command::new(exe());
-    c.args(["wal", "receive", &rig.url(), "-v"])
+    c.args(["wal", "receive", url, "-vv"])
         .current_dir("/")
         .env_remove("STRONGROOM_PASSWORD")
         .env_remove("STRONGROOM_CONFIG")
@@ -252,7 +263,7 @@ fn ms_before(kill: SystemTime, t: SystemTime) -> u128 {
 
 /// Starts a server on a restored directory without archiving (a fork must not archive into
 /// the repository the next trials restore from) nor a synchronous standby to wait for.
-fn start_restored(rig: &Rig, dir: &Path) -> Cluster {
+fn start_restored(rig: &Rig, dir: &Path) -> Result<Cluster, String> {
     let mut b = Cluster::start_existing(dir, &rig.bindir)
         .setting("archive_mode", "off")
         .setting("synchronous_standby_names", "");
@@ -261,13 +272,12 @@ fn start_restored(rig: &Rig, dir: &Path) -> Cluster {
     }
     let pg = b
         .try_start()
-        .unwrap_or_else(|log| panic!("the restored cluster did not start:\n{log}"));
-    pg.wait_promoted(Duration::from_secs(180))
-        .unwrap_or_else(|e| panic!("{e}"));
-    pg
+        .map_err(|log| format!("the restored cluster did not start:\n{log}"))?;
+    pg.wait_promoted(Duration::from_secs(180))?;
+    Ok(pg)
 }
 
-fn restore(rig: &Rig, name: &str, target: &[&str]) -> Cluster {
+fn restore(rig: &Rig, name: &str, target: &[&str]) -> Result<Cluster, String> {
     let dir = rig.env.path(name);
     let out = rig
         .env
@@ -332,7 +342,13 @@ fn trial(rig: &mut Rig, synchronous: bool, n: usize, rng: &mut Rng, label: &str)
     let acked = writer.join().unwrap();
     assert!(!acked.is_empty(), "{label}: the writer committed nothing");
 
-    let latest = restore(rig, &format!("latest-{n}"), &["--latest"]);
+    let with_log = |e: String| -> Cluster {
+        panic!(
+            "{label}, trial {n}: {e}\nreceiver log:\n{}",
+            receive_log(rig, n)
+        )
+    };
+    let latest = restore(rig, &format!("latest-{n}"), &["--latest"]).unwrap_or_else(with_log);
     let rows = restored_rows(&latest);
     drop(latest);
     let present: BTreeSet<i64> = rows.iter().map(|r| r.0).collect();
@@ -358,7 +374,7 @@ fn trial(rig: &mut Rig, synchronous: bool, n: usize, rng: &mut Rng, label: &str)
     // after it.
     let target_at = kill - Duration::from_secs(1);
     let target = rfc3339(target_at);
-    let at_time = restore(rig, &format!("time-{n}"), &["--time", &target]);
+    let at_time = restore(rig, &format!("time-{n}"), &["--time", &target]).unwrap_or_else(with_log);
     let rows = restored_rows(&at_time);
     drop(at_time);
     let present: BTreeSet<i64> = rows.iter().map(|r| r.0).collect();
@@ -520,4 +536,34 @@ fn status_is_critical_without_the_slot_and_warns_when_it_holds_back_too_much() {
         .execute("postgres", "SELECT pg_drop_replication_slot('strongroom')");
     let c = slot_check(&rig.env);
     assert_eq!(c["level"], "critical", "{c}");
+}
+
+#[test]
+fn streams_over_tls_with_the_servers_certificate_checked() {
+    let bindir = bindirs().remove(0);
+    let env = envs_on(&[Store::Local]).remove(0);
+    let rig = rig_with(env, &bindir, false, true);
+    let sysid = system_id(&rig.pg);
+    let url = format!(
+        "{}?sslmode=verify-ca&sslrootcert={}",
+        rig.url(),
+        rig.pg.certificate().display()
+    );
+    let mut child = receive_from(&rig, &url, false, 0);
+    rig.pg.create_database("app", None);
+    wait_for(&rig, &mut child, &sysid, "a piece over TLS", |l| {
+        l.iter().any(|n| n.contains(".pieces/"))
+    });
+    let ssl: bool = rig
+        .pg
+        .connect("postgres")
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) \
+             WHERE r.application_name = 'strongroom'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the replication connection is not encrypted");
+    assert!(stop(&mut child).success(), "{}", receive_log(&rig, 0));
 }

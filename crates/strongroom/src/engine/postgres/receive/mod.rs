@@ -5,7 +5,9 @@
 //! Owns the receive loop: the replication slot (created when missing, so the server keeps
 //! what was not received), where streaming starts (the segment after the newest one the
 //! repository holds on the server's timeline, or the slot's restart point), batching
-//! received bytes into pieces ([`super::pieces`]) at most [`BATCH`] apart or after every
+//! received bytes into pieces ([`super::pieces`]) so that each is durable within
+//! [`DURABLE_WITHIN`] of arriving (a piece is started early by as long as the last write
+//! took), or after every
 //! burst with `synchronous`, archiving each completed segment whole under its own name (so
 //! `archive_command` and `wal receive` archive the same object), and the standby status
 //! updates, whose write, flush and apply positions are the end of what is durable in the
@@ -31,9 +33,15 @@ use std::time::{Duration, Instant};
 /// The replication slot's name unless the config names another (`sources.NAME.slot`).
 pub const DEFAULT_SLOT: &str = "strongroom";
 
-/// The longest received WAL waits before it is written as a piece, without `synchronous`:
-/// with the write itself, durable within about a second.
-pub const BATCH: Duration = Duration::from_millis(750);
+/// How soon received WAL is durable, without `synchronous`: a piece is written when its
+/// oldest byte is this old less the time the last write took (so about one piece a second
+/// while WAL arrives, none while the server is idle). A store slower than this gets one
+/// write after another.
+pub const DURABLE_WITHIN: Duration = Duration::from_millis(900);
+
+/// The most a piece holds: a backlog (or a very busy server) is written in parts, so the
+/// durable position moves on while the rest is read.
+const MAX_PIECE: usize = 4 << 20;
 
 /// How often the server hears where the repository is, at least.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -46,7 +54,8 @@ const TICK: Duration = Duration::from_millis(50);
 pub struct Options {
     /// The physical replication slot.
     pub slot: String,
-    /// Write and acknowledge after every burst of WAL, not every [`BATCH`].
+    /// Write and acknowledge after every burst of WAL, not about every second
+    /// ([`DURABLE_WITHIN`]).
     pub synchronous: bool,
     /// zstd level of what is archived.
     pub level: i32,
@@ -354,7 +363,7 @@ fn stream(
     }
     let archive = Archive::new(repo, &system_id);
     let listed = archive.list()?;
-    let (mut at, mut on) = start_point(&listed, tli, seg, restart, pos);
+    let (at, on) = start_point(&listed, tli, seg, restart, pos);
     tracing::info!(
         "streaming WAL of cluster {system_id} from {at} on timeline {on} (server at {pos} on timeline {tli}) through slot {slot}{}",
         if opts.synchronous {
@@ -363,13 +372,85 @@ fn stream(
             ""
         }
     );
+    // Segments complete are archived whole on a thread of their own, so pieces go on being
+    // written meanwhile (a 16 MiB write to an object store takes a while); the hand-over
+    // waits while the previous one is still being written, so at most two segments are in
+    // memory.
+    let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Whole>(0);
+        let (archive, failed) = (&archive, &failed);
+        scope.spawn(move || {
+            for w in rx {
+                if let Err(e) = w.archive(archive, opts.level) {
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            }
+        });
+        follow(
+            c,
+            archive,
+            opts,
+            stop,
+            summary,
+            &listed,
+            (at, on, seg),
+            slot,
+            tx,
+            failed,
+        )
+    })
+}
+
+/// A segment received whole, to archive under its own name, then its pieces to delete.
+struct Whole {
+    folder: String,
+    name: String,
+    data: Vec<u8>,
+    pieces: Vec<String>,
+}
+
+impl Whole {
+    fn archive(self, archive: &Archive, level: i32) -> Result<()> {
+        match archive.put(&self.folder, &self.name, &self.data, level)? {
+            Put::Stored { .. } => tracing::info!("archived {} (received whole)", self.name),
+            Put::AlreadyArchived => tracing::debug!("{} was archived already", self.name),
+        }
+        for p in self.pieces {
+            if let Err(e) = archive.delete(&self.folder, &p) {
+                tracing::warn!(
+                    "could not delete piece {p} of {} (prune removes it): {e}",
+                    self.name
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Streams timeline after timeline from `(at, on)`.
+#[allow(clippy::too_many_arguments)]
+fn follow(
+    c: &mut Connection,
+    archive: &Archive,
+    opts: &Options,
+    stop: &AtomicBool,
+    summary: &mut Summary,
+    listed: &[crate::repository::archive::Listed],
+    (mut at, mut on, seg): (Lsn, u32, u64),
+    slot: &str,
+    whole: std::sync::mpsc::SyncSender<Whole>,
+    failed: &std::sync::Mutex<Option<Error>>,
+) -> Result<End, Stop> {
     loop {
-        archive_history(c, &archive, on, opts.level)?;
+        archive_history(c, archive, on, opts.level)?;
         c.start_copy(&format!(
             "START_REPLICATION SLOT {slot} PHYSICAL {at} TIMELINE {on}"
         ))?;
         let mut r = Receiver {
-            archive: &archive,
+            archive,
+            whole: whole.clone(),
+            failed,
             folder: timeline_folder(on),
             tli: on,
             seg,
@@ -378,11 +459,14 @@ fn stream(
             data: Vec::with_capacity(seg.min(16 << 20) as usize),
             durable: 0,
             pending_since: None,
+            last_write: Duration::ZERO,
+            flush_began: Instant::now(),
+            flush_ended: Instant::now(),
             written: Vec::new(),
             last_status: Instant::now(),
             acked: None,
         };
-        r.leftovers(&listed);
+        r.leftovers(listed);
         match r.run(c, stop, summary)? {
             Next::Stopped => return Ok(End::Stopped),
             Next::Timeline(next, start) => {
@@ -406,6 +490,10 @@ enum Next {
 /// Streaming on one timeline: the segment being received and what of it is durable.
 struct Receiver<'a, 'r> {
     archive: &'a Archive<'r>,
+    /// Where complete segments go to be archived whole.
+    whole: std::sync::mpsc::SyncSender<Whole>,
+    /// The first failure of archiving a segment whole.
+    failed: &'a std::sync::Mutex<Option<Error>>,
     folder: String,
     tli: u32,
     seg: u64,
@@ -418,6 +506,12 @@ struct Receiver<'a, 'r> {
     durable: usize,
     /// When the oldest byte not yet durable arrived.
     pending_since: Option<Instant>,
+    /// How long the last piece took to write.
+    last_write: Duration,
+    /// When the last piece's write began and ended: bytes read just after it may have
+    /// arrived while it was written, and count from its start.
+    flush_began: Instant,
+    flush_ended: Instant,
     /// The pieces of this segment in the archive (deleted once it is archived whole).
     written: Vec<String>,
     last_status: Instant,
@@ -474,10 +568,12 @@ impl Receiver<'_, '_> {
                     return Ok(next);
                 }
             }
+            self.check_whole()?;
             let burst_over = !c.has_buffered();
-            let due = self
-                .pending_since
-                .is_some_and(|t| t.elapsed() >= BATCH || (self.opts.synchronous && burst_over));
+            let due = self.pending_since.is_some_and(|t| {
+                t.elapsed() + self.last_write >= DURABLE_WITHIN
+                    || (self.opts.synchronous && burst_over)
+            }) || self.data.len() - self.durable >= MAX_PIECE;
             if due {
                 self.flush(summary)?;
                 self.status(c, summary)?;
@@ -562,7 +658,14 @@ impl Receiver<'_, '_> {
             let room = self.seg as usize - self.data.len();
             let n = room.min(bytes.len());
             self.data.extend_from_slice(&bytes[..n]);
-            self.pending_since.get_or_insert_with(Instant::now);
+            if self.pending_since.is_none() {
+                let now = Instant::now();
+                self.pending_since = Some(if now.duration_since(self.flush_ended) < TICK {
+                    self.flush_began
+                } else {
+                    now
+                });
+            }
             bytes = &bytes[n..];
             if self.data.len() as u64 == self.seg {
                 self.complete(c, summary)?;
@@ -575,12 +678,22 @@ impl Receiver<'_, '_> {
     fn flush(&mut self, summary: &mut Summary) -> Result<(), Stop> {
         if self.data.len() > self.durable {
             let name = pieces::name(&self.name(), self.durable as u64, self.data.len() as u64);
+            let began = Instant::now();
+            self.flush_began = began;
             self.archive.put_new(
                 &self.folder,
                 &name,
                 &self.data[self.durable..],
                 self.opts.level,
             )?;
+            tracing::debug!(
+                "wrote piece {name} ({} bytes, waited {} ms, written in {} ms)",
+                self.data.len() - self.durable,
+                self.pending_since.map_or(0, |t| t.elapsed().as_millis()),
+                began.elapsed().as_millis()
+            );
+            self.flush_ended = Instant::now();
+            self.last_write = self.flush_ended - began;
             self.written.push(name);
             self.durable = self.data.len();
             summary.pieces += 1;
@@ -590,30 +703,34 @@ impl Receiver<'_, '_> {
     }
 
     /// The segment is complete: its last bytes become durable as a piece first (so the
-    /// acknowledgement does not wait for the whole segment), then it is archived whole and
-    /// its pieces are deleted.
+    /// acknowledgement does not wait for the whole segment), then it goes to be archived
+    /// whole, its pieces deleted after.
     fn complete(&mut self, c: &mut Connection, summary: &mut Summary) -> Result<(), Stop> {
         self.flush(summary)?;
         self.status(c, summary)?;
-        let name = self.name();
-        match self
-            .archive
-            .put(&self.folder, &name, &self.data, self.opts.level)?
-        {
-            Put::Stored { .. } => tracing::info!("archived {name} (received whole)"),
-            Put::AlreadyArchived => tracing::debug!("{name} was archived already"),
+        let data = std::mem::replace(&mut self.data, Vec::with_capacity(self.seg as usize));
+        let w = Whole {
+            folder: self.folder.clone(),
+            name: self.name(),
+            data,
+            pieces: std::mem::take(&mut self.written),
+        };
+        if self.whole.send(w).is_err() {
+            return Err(Error::Internal("the segment archiver stopped".into()).into());
         }
         summary.segments += 1;
-        for p in std::mem::take(&mut self.written) {
-            if let Err(e) = self.archive.delete(&self.folder, &p) {
-                tracing::warn!("could not delete piece {p} of {name} (prune removes it): {e}");
-            }
-        }
         self.number += 1;
-        self.data.clear();
         self.durable = 0;
         self.pending_since = None;
         Ok(())
+    }
+
+    /// The first failure of archiving a segment whole, if any.
+    fn check_whole(&self) -> Result<(), Stop> {
+        match self.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Tells the server where the repository is: write, flush and apply all the end of

@@ -227,7 +227,6 @@ impl Connection {
         let mut msg = ((body.len() + 4) as i32).to_be_bytes().to_vec();
         msg.extend_from_slice(&body);
         self.send(&msg)?;
-        let tls = matches!(self.stream, Stream::Tls(_));
         let mut scram: Option<postgres_protocol::authentication::sasl::ScramSha256> = None;
         let need_password = |what: &str| {
             Failure::Protocol(format!(
@@ -277,12 +276,10 @@ impl Connection {
                             use postgres_protocol::authentication::sasl::{
                                 ChannelBinding, ScramSha256,
                             };
-                            let binding = if tls {
-                                ChannelBinding::unrequested()
-                            } else {
-                                ChannelBinding::unsupported()
-                            };
-                            let s = ScramSha256::new(pw.as_bytes(), binding);
+                            // No channel binding (libpq's `channel_binding=disable`):
+                            // saying "supported but not asked for" over TLS, where the
+                            // server offers SCRAM-SHA-256-PLUS, is refused as a downgrade.
+                            let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
                             let mut b = Vec::new();
                             put_cstr(&mut b, "SCRAM-SHA-256");
                             b.extend_from_slice(&(s.message().len() as i32).to_be_bytes());
