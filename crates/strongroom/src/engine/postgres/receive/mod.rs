@@ -819,6 +819,31 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_wal_held_counts_pieces() {
+        let repo = crate::repository::writer::tests::memory_repo();
+        let archive = Archive::new(&repo, "42");
+        let seg = 1u64 << 20;
+        assert_eq!(newest(&repo, "42", seg).unwrap(), None);
+        archive
+            .put("00000001", &segment_name(1, 3, seg), b"whole", 1)
+            .unwrap();
+        assert_eq!(
+            newest(&repo, "42", seg).unwrap().unwrap().lsn,
+            Lsn(4 * seg).to_string()
+        );
+        let piece = pieces::name(&segment_name(1, 4, seg), 0, 0x2000);
+        archive
+            .put_new("00000001", &piece, &[1; 0x2000], 1)
+            .unwrap();
+        let n = newest(&repo, "42", seg).unwrap().unwrap();
+        assert_eq!((n.timeline, n.lsn), (1, Lsn(4 * seg + 0x2000).to_string()));
+        archive
+            .put("00000002", &segment_name(2, 2, seg), b"fork", 1)
+            .unwrap();
+        assert_eq!(newest(&repo, "42", seg).unwrap().unwrap().timeline, 2);
+    }
+
+    #[test]
     fn starts_after_what_is_archived_unless_the_slot_is_past_it() {
         let seg = 16 << 20;
         let l = vec![
