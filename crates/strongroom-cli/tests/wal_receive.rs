@@ -41,11 +41,12 @@ fn server_user() -> Option<(u32, u32)> {
 /// `synchronous_commit = on` (the testkit turns it off) and, for `synchronous`,
 /// `synchronous_standby_names = 'strongroom'`.
 fn rig(env: Env, bindir: &Path, synchronous: bool) -> Rig {
-    rig_with(env, bindir, synchronous, false)
+    rig_with(env, bindir, synchronous, false, true)
 }
 
-/// [`rig`], the server speaking TLS when `tls` (its certificate from the testkit's CA).
-fn rig_with(env: Env, bindir: &Path, synchronous: bool, tls: bool) -> Rig {
+/// [`rig`], the server speaking TLS when `tls` (its certificate from the testkit's CA), and
+/// archiving with `archive_command` only when `archive`.
+fn rig_with(env: Env, bindir: &Path, synchronous: bool, tls: bool, archive: bool) -> Rig {
     env.init();
     let key = env.path("wal.key");
     env.cmd()
@@ -62,12 +63,13 @@ fn rig_with(env: Env, bindir: &Path, synchronous: bool, tls: bool) -> Rig {
         .setting("wal_level", "replica")
         .setting("track_commit_timestamp", "on")
         .setting("max_wal_senders", "4")
-        .setting("synchronous_commit", "on")
-        .setting("archive_mode", "on")
-        .setting(
+        .setting("synchronous_commit", "on");
+    if archive {
+        b = b.setting("archive_mode", "on").setting(
             "archive_command",
             &format!("{} wal push %p", exe().display()),
         );
+    }
     if synchronous {
         b = b.setting("synchronous_standby_names", "strongroom");
     }
@@ -542,7 +544,7 @@ fn status_is_critical_without_the_slot_and_warns_when_it_holds_back_too_much() {
 fn streams_over_tls_with_the_servers_certificate_checked() {
     let bindir = bindirs().remove(0);
     let env = envs_on(&[Store::Local]).remove(0);
-    let rig = rig_with(env, &bindir, false, true);
+    let rig = rig_with(env, &bindir, false, true, true);
     let sysid = system_id(&rig.pg);
     let url = format!(
         "{}?sslmode=verify-ca&sslrootcert={}",
@@ -566,4 +568,62 @@ fn streams_over_tls_with_the_servers_certificate_checked() {
         .get(0);
     assert!(ssl, "the replication connection is not encrypted");
     assert!(stop(&mut child).success(), "{}", receive_log(&rig, 0));
+}
+
+/// Without `archive_command`: a physical backup taken while `wal receive` streams relies on
+/// the archive (it carries no WAL of its own), and a restore reaches every commit received.
+#[test]
+fn works_instead_of_archive_command() {
+    for bindir in bindirs() {
+        let env = envs_on(&[Store::Local]).remove(0);
+        let rig = rig_with(env, &bindir, false, false, false);
+        let label = format!("PostgreSQL {}", rig.pg.major_version());
+        let sysid = system_id(&rig.pg);
+        let mut child = receive(&rig, false, 0);
+        rig.pg.create_database("app", None);
+        rig.pg
+            .execute("app", "CREATE TABLE oracle (id bigint PRIMARY KEY)");
+        let snap = rig.backup();
+        assert_eq!(snap["metadata"]["wal_included"], false, "{label}: {snap}");
+        rig.pg.execute(
+            "app",
+            "INSERT INTO oracle SELECT g FROM generate_series(1, 500) g",
+        );
+        // Received up to the server's position (the slot's flush position), then stopped.
+        let mut c = rig.pg.connect("postgres");
+        let target: String = c
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .unwrap()
+            .get(0);
+        let mut caught_up = false;
+        for _ in 0..1200 {
+            caught_up = c
+                .query_one(
+                    "SELECT COALESCE(bool_or(flush_lsn >= $1::text::pg_lsn), false) \
+                     FROM pg_stat_replication WHERE application_name = 'strongroom'",
+                    &[&target],
+                )
+                .unwrap()
+                .get(0);
+            if caught_up {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(caught_up, "{label}: {}", receive_log(&rig, 0));
+        assert!(stop(&mut child).success(), "{label}");
+        let listed = timeline1(&rig.env, &sysid);
+        assert!(
+            listed.iter().any(|n| n.contains(".pieces/")),
+            "{label}: the newest WAL is in pieces: {listed:?}"
+        );
+        let restored =
+            restore(&rig, "latest", &["--latest"]).unwrap_or_else(|e| panic!("{label}: {e}"));
+        let n: i64 = restored
+            .connect("app")
+            .query_one("SELECT count(*) FROM oracle", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 500, "{label}");
+    }
 }
