@@ -471,6 +471,12 @@ fn batched_receive_loses_at_most_a_second_of_commits_when_the_primary_dies() {
 
 /// `status --json` (the config in the repository's directory): the `wal.slot` check.
 fn slot_check(env: &Env) -> serde_json::Value {
+    named_check(env, "wal.slot")
+}
+
+/// `status --json` (the config in the repository's directory): the check `name` of the
+/// first source.
+fn named_check(env: &Env, name: &str) -> serde_json::Value {
     let out = env
         .cmd()
         .args(["status", "--json", "--no-alerts"])
@@ -486,8 +492,8 @@ fn slot_check(env: &Env) -> serde_json::Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == "wal.slot")
-        .unwrap_or_else(|| panic!("no wal.slot check: {doc:#}"))
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check: {doc:#}"))
         .clone()
 }
 
@@ -611,6 +617,19 @@ fn works_instead_of_archive_command() {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(caught_up, "{label}: {}", receive_log(&rig, 0));
+        // archive_mode = off is no alarm while the stream archives.
+        std::fs::write(
+            rig.env.path("strongroom.toml"),
+            format!("[sources.db]\nurl = \"{}\"\n", rig.url()),
+        )
+        .unwrap();
+        let archiver = named_check(&rig.env, "wal.archiver");
+        assert_eq!(archiver["level"], "ok", "{label}: {archiver}");
+        assert!(
+            archiver["detail"].as_str().unwrap().contains("wal receive"),
+            "{label}: {archiver}"
+        );
+        assert_eq!(named_check(&rig.env, "wal.slot")["level"], "ok", "{label}");
         assert!(stop(&mut child).success(), "{label}");
         let listed = timeline1(&rig.env, &sysid);
         assert!(

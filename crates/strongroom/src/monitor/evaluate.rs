@@ -500,7 +500,12 @@ fn archiver_check(s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>
             ),
         ));
     } else if let Some(a) = archiver {
-        let level = if a.archive_mode == "off" {
+        // `wal receive` streaming through its slot archives instead of archive_command.
+        let streamed = s.slot.as_ref().and_then(|sl| match &sl.state {
+            Ok(Some(st)) if st.active && st.wal_status.as_deref() != Some("lost") => Some(&sl.name),
+            _ => None,
+        });
+        let level = if a.archive_mode == "off" && streamed.is_none() {
             Level::Critical
         } else {
             Level::Ok
@@ -508,7 +513,9 @@ fn archiver_check(s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>
         out.push(check(
             "wal.archiver",
             level,
-            if level == Level::Critical {
+            if let (true, Some(slot)) = (a.archive_mode == "off", streamed) {
+                format!("archive_mode is off on the server; `strongroom wal receive` streams its WAL through slot {slot}")
+            } else if level == Level::Critical {
                 "archive_mode is off on the server: no WAL reaches the repository; set archive_mode = on and archive_command = 'strongroom wal push %p'".to_string()
             } else {
                 format!(
