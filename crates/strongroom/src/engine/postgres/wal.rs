@@ -197,7 +197,21 @@ pub fn fetch(
         // The complete segment is preferred; else what `wal receive` made durable of it,
         // zeros after, where recovery finds the end of WAL.
         Err(e @ Error::NotArchived { .. }) if parsed.kind == WalKind::Segment => {
-            match super::pieces::assemble(&archive, &parsed)? {
+            let assembled = match super::pieces::assemble(&archive, &parsed) {
+                // Never "not archived" for what was listed: recovery would end there.
+                Err(Error::NotArchived { .. }) => {
+                    return Err(Error::Storage {
+                        location: archive.object_key(
+                            &parsed.timeline_folder(),
+                            &super::pieces::folder(&parsed.name),
+                        ),
+                        detail: "a received piece was deleted while it was read (the segment was just archived whole); fetch it again".into(),
+                        transient: true,
+                    });
+                }
+                other => other?,
+            };
+            match assembled {
                 Some((data, held)) => {
                     tracing::info!(
                         "{} is not archived whole; serving the {held} bytes received of it, then zeros",
