@@ -64,6 +64,7 @@ pub fn watch(global: &Global, command: &Command) -> Option<Watched> {
     let mut segment = None;
     let (job, source) = match command {
         Command::Backup(a) => ("backup", a.source.clone()),
+        Command::Replicate(a) => ("replicate", a.source.clone()),
         Command::Verify(a) => ("verify", a.filter.source.clone()),
         Command::Restore(a) => ("restore", a.filter.source.clone()),
         // Often run from cron, to hand a copy to the keepers of a GPG key.

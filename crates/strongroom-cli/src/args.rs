@@ -197,6 +197,11 @@ pub enum Command {
         after_help = "Examples:\n  strongroom daemon                      # the schedules of strongroom.toml, logs on stderr\n  strongroom daemon --listen             # and the dashboard on http://127.0.0.1:8600/\n  strongroom daemon --listen 0.0.0.0:8600 -v\n  strongroom daemon --hash-password      # a password hash for [[daemon.users]]\n\nEach source runs the jobs of its [sources.NAME.schedule] (the strategy's when absent: a\nbackup daily at 02:00 UTC, physical every 6 hours, verify weekly, a drill each quarter,\nforget --prune daily, copies after each backup). A run missed while the host was down,\nasleep or had its clock moved runs once. Jobs of different sources run side by side;\neach job is `strongroom <job>` as a child, journaled and alerted as when run by hand, and\nretried with doubling delays when it failed for a reason worth retrying. SIGTERM or Ctrl-C\nlets running jobs finish ([daemon] stop_timeout, 5m), then interrupts them; a second\nsignal interrupts at once. The dashboard is read-only unless [[daemon.users]] lets\nsomeone log in; /metrics, /healthz and /api/status serve machines."
     )]
     Daemon(DaemonArgs),
+    /// Capture a SQLite source's commits continuously (about a second after each) until SIGTERM.
+    #[command(
+        after_help = "Examples:\n  strongroom replicate hotel                      # [sources.hotel] of strongroom.toml\n  strongroom replicate sqlite:/var/lib/hotel/hotel.db -v\n  strongroom restore latest --source hotel --to /tmp/hotel.db                  # the newest captured state\n  strongroom restore latest --source hotel --to /tmp/hotel.db --time '2026-12-07 09:14:00'\n  strongroom status --source hotel               # how many seconds a loss would cost now\n\nThe database must be in WAL mode. Every second while it is written (`[replicate] interval`),\nthe transactions committed since the last round are read from its WAL, checked (salts and\nchecksums) and stored as one encrypted segment; nothing is stored while it is idle. The\nfirst run takes a base snapshot (tag `continuous`); a restarted run goes on from where the\nlast stopped, and a new base follows every `[replicate] base_interval` (1h), or when the WAL\nwas reset while nothing captured it. strongroom never writes to the database: it holds a\nread transaction for about a second at a time and runs its own checkpoints (PASSIVE, and a\nTRUNCATE that never waits as a brake when the WAL file passes `brake_frames`). `strongroom daemon` runs this for\nsources with `continuous = true`. SIGTERM or Ctrl-C stores what was committed, then exits 0."
+    )]
+    Replicate(ReplicateArgs),
     /// Repair the repository's index.
     Repair {
         #[command(subcommand)]
@@ -275,6 +280,7 @@ impl Command {
         matches!(
             self,
             Command::Backup(_)
+                | Command::Replicate(_)
                 | Command::Copy(_)
                 | Command::Verify(_)
                 | Command::Check { .. }
@@ -285,6 +291,13 @@ impl Command {
                 | Command::Unlock { .. }
         )
     }
+}
+
+/// `strongroom replicate`'s options.
+#[derive(Args)]
+pub struct ReplicateArgs {
+    /// The SQLite source: a configured name or sqlite:PATH (default: the only configured source).
+    pub source: Option<String>,
 }
 
 /// `strongroom init`'s options: encrypted or not, or a copy of another repository.
@@ -463,14 +476,15 @@ pub struct ExportArgs {
     pub filter: FilterArgs,
 }
 
-/// Where a physical restore's recovery stops: at most one of these (the `recovery_target`
-/// group), each only with `--data-dir`.
+/// Where a restore's recovery stops: at most one of these (the `recovery_target` group);
+/// `--lsn`, `--xid` and `--name` only with `--data-dir`.
 #[derive(Args)]
 #[group(id = "recovery_target", multiple = false)]
 pub struct RecoveryPointArgs {
-    /// Physical: recover to the last transaction committed at or before T (RFC 3339, or
-    /// `YYYY-MM-DD HH:MM:SS` as UTC).
-    #[arg(long, value_name = "T", requires = "data_dir")]
+    /// Recover to the last transaction committed at or before T (RFC 3339, or `YYYY-MM-DD
+    /// HH:MM:SS` as UTC): physical snapshots through the WAL archive, SQLite through the
+    /// transactions `strongroom replicate` captured (as it saw them commit).
+    #[arg(long, value_name = "T")]
     pub time: Option<String>,
     /// Physical: recover to this WAL position (`0/3000148`).
     #[arg(long, value_name = "L", requires = "data_dir")]
@@ -481,11 +495,12 @@ pub struct RecoveryPointArgs {
     /// Physical: recover to a restore point made with pg_create_restore_point(N).
     #[arg(long, value_name = "N", requires = "data_dir")]
     pub name: Option<String>,
-    /// Physical: recover only until the snapshot is consistent (its own end).
-    #[arg(long, requires = "data_dir")]
+    /// Recover only until the snapshot is consistent (its own end; SQLite: no captured
+    /// transactions on top).
+    #[arg(long)]
     pub immediate: bool,
-    /// Physical: recover to the end of the archive (default).
-    #[arg(long, requires = "data_dir")]
+    /// Recover to the end of the archive or of the captured transactions (default).
+    #[arg(long)]
     // The default when none is given: here to be accepted and to exclude the others.
     pub latest: bool,
 }

@@ -743,6 +743,10 @@ fn demo_tells_the_whole_story() {
     assert!(text.contains("forget --prune"), "{text}");
     assert!(v["forgotten"].as_u64().unwrap() >= 1, "{text}");
     assert_eq!(v["status"], "ok", "{text}");
+    // Continuous capture: every booking made while it ran is in the newest restore.
+    let (made, held) = (&v["captured"][0], &v["captured"][1]);
+    assert!(made.as_u64().unwrap() > 0 && made == held, "{text}");
+    assert!(text.contains("a loss now would cost"), "{text}");
 }
 
 #[test]

@@ -19,9 +19,11 @@ mod objectives;
 mod problems;
 #[cfg(test)]
 mod reference;
+mod replicate;
 mod schedule;
 pub use objectives::{Effective, Objectives, SourceObjectives};
 use problems::{KeyPath, Problems};
+pub use replicate::ReplicateSettings;
 pub use schedule::{
     AFTER_BACKUP, DEFAULT_SCHEDULES, DaemonSettings, DashboardUser, OFF, ScheduleConfig,
 };
@@ -65,6 +67,9 @@ pub struct Config {
     /// How `strongroom daemon` runs (`[daemon]`).
     #[serde(default)]
     pub daemon: DaemonSettings,
+    /// `[replicate]`: continuous capture of SQLite sources.
+    #[serde(default)]
+    pub replicate: ReplicateSettings,
 }
 
 /// One `[[copies]]` table: a repository made with `init --copy-of` that `strongroom copy`
@@ -268,6 +273,7 @@ impl Config {
         alerts::validate(self, problems);
         objectives::validate(self, problems);
         schedule::validate(self, problems);
+        replicate::validate(self, problems);
         duration(
             problems,
             KeyPath::of(&["prune", "max_wait"]),

@@ -363,6 +363,10 @@ pub enum Error {
     /// GnuPG cannot encrypt to (not in its keyring, not trusted, expired).
     #[error("{0}")]
     Recipient(String),
+    /// Continuous capture cannot run as asked (a PostgreSQL source given to `replicate`, a
+    /// SQLite database not in WAL mode).
+    #[error("{0}")]
+    Continuous(String),
 }
 
 /// The sorts of place a snapshot restores into.
@@ -617,7 +621,8 @@ impl Error {
             | Error::RepositoryIsFile(_)
             | Error::EmptyPassword
             | Error::LastKeySlot(_)
-            | Error::Recipient(_) => ErrorKind::BadInput,
+            | Error::Recipient(_)
+            | Error::Continuous(_) => ErrorKind::BadInput,
             Error::Hook { .. } => ErrorKind::HookFailed,
             Error::InPlace { cause, .. } => *cause,
             Error::Failed(_) => ErrorKind::CheckFailed,

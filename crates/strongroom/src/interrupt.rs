@@ -255,6 +255,21 @@ fn remove_stale_dirs(parent: &Path, prefix: &str) {
     }
 }
 
+/// For long-running loops that stop by themselves (`replicate`, `wal receive`): a flag the
+/// first SIGTERM, SIGINT or SIGHUP sets; a second one ends the process at once (status
+/// 130). Used instead of [`install`], whose handler exits on the first signal.
+pub fn stop_on_signals() -> Result<Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT, SIGHUP] {
+        // Registered first, so it sees the flag as it was before this signal set it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+            .map_err(|e| Error::Internal(format!("cannot watch for signals: {e}")))?;
+    }
+    Ok(stop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,7 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Parses a duration such as `90s`, `15m`, `26h`, `7d` or `2w`.
+/// Parses a duration such as `90s`, `15m`, `26h`, `7d` or `2w` (and `250ms`).
 pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -59,6 +59,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, Strin
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 26h or 7d"))?;
     let secs = match unit.trim() {
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
         "s" | "sec" | "secs" => 1,
         "m" | "min" | "mins" => 60,
         "h" | "hour" | "hours" => 3600,

@@ -26,8 +26,9 @@
 //!   the last window, so it is measured from `now`: the newest physical base that finished at
 //!   or before `now - window` is needed to replay WAL up to the start of the window, and every
 //!   later physical snapshot is kept too (each shortens the replay). If no base is that old
-//!   yet, every physical snapshot is kept. This is the only use of `now`; logical snapshots
-//!   are not affected.
+//!   yet, every physical snapshot is kept. SQLite base snapshots of continuous capture count
+//!   as physical bases here (their captured frames are the log). This is the only use of
+//!   `now`; logical snapshots are not affected.
 //! - **An empty policy keeps everything** (reason [`Reason::NoPolicy`]). A `[retention]`
 //!   section with no rule is far more likely a mistake than a wish to keep only the newest
 //!   snapshot of each group; callers should still refuse it ([`Policy::is_empty`]).

@@ -64,6 +64,9 @@ pub struct Inputs {
     pub wal_newest: BTreeMap<String, jiff::Timestamp>,
     /// Per PostgreSQL cluster: the source's timeline and the forks beside it.
     pub wal_timelines: BTreeMap<String, TimelineFacts>,
+    /// Per SQLite source with continuous capture (by the name its snapshots carry): the
+    /// recovery point its captured commits reach, and what it was measured from.
+    pub captured: BTreeMap<String, (jiff::Timestamp, String)>,
     /// Only this source (a config name or URL), when given.
     pub only_source: Option<String>,
     /// The time the runbook is written at.

@@ -64,6 +64,11 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
         }
     )?;
     outln!(
+        "  continuous capture: {} bookings made, {} in the newest restore",
+        s.captured.0,
+        s.captured.1
+    )?;
+    outln!(
         "  demo finished in {:.1} s; everything is in {}",
         s.total_seconds,
         s.dir.display()

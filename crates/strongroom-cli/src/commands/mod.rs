@@ -24,6 +24,7 @@ pub mod man;
 pub mod metrics;
 pub mod prune;
 pub mod repair;
+pub mod replicate;
 pub mod restore;
 pub mod runbook;
 pub mod schedule;
@@ -60,6 +61,7 @@ pub fn run(global: Global, command: Command) -> Result<()> {
         Command::Status(a) => status::run(&ctx()?, a),
         Command::Journal(a) => journal::run(&ctx()?, a),
         Command::Daemon(a) => daemon::run(&ctx()?, a),
+        Command::Replicate(a) => replicate::run(&ctx()?, a),
         Command::Metrics { source } => metrics::run(&ctx()?, source.as_deref()),
         Command::Unlock { all } => unlock::run(&ctx()?, all),
         Command::Repair { action } => repair::run(&ctx()?, action),

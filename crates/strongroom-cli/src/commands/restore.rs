@@ -116,13 +116,15 @@ fn restored(ctx: &Ctx, out: &RestoreOutcome, seconds: f64, full_check: bool) -> 
         print_json(
             &serde_json::json!({"snapshot": s.id, "source": s.source, "taken": s.started_at.to_string(),
             "target": out.target, "bytes": out.bytes,
-            "seconds": seconds, "old_kept_at": out.old_kept_at, "moved_aside": out.moved_aside}),
+            "seconds": seconds, "old_kept_at": out.old_kept_at, "moved_aside": out.moved_aside,
+            "check": out.checked, "reached": out.reached.map(|t| t.to_string()), "notes": out.notes}),
         )?;
     } else {
-        let checked = match (&s.engine, full_check) {
-            (EngineKind::Sqlite, true) => "integrity_check ok",
-            (EngineKind::Sqlite, false) => "quick_check ok",
-            _ => "row counts match the snapshot",
+        let checked = match (&s.engine, out.checked, full_check) {
+            (EngineKind::Sqlite, Some(c), _) => format!("{c} ok"),
+            (EngineKind::Sqlite, None, true) => "integrity_check ok".into(),
+            (EngineKind::Sqlite, None, false) => "quick_check ok".into(),
+            _ => "row counts match the snapshot".into(),
         };
         outln!(
             "restored snapshot {} of {} (taken {} UTC) to {} ({}, {checked}) in {:.2} s",
@@ -135,6 +137,9 @@ fn restored(ctx: &Ctx, out: &RestoreOutcome, seconds: f64, full_check: bool) -> 
         )?;
         if let Some(old) = &out.old_kept_at {
             outln!("the previous database is kept at {old}")?;
+        }
+        for n in &out.notes {
+            outln!("{n}")?;
         }
         for m in &out.moved_aside {
             eprintln!(

@@ -150,7 +150,7 @@ fn receive(ctx: &Ctx, source: Option<&str>, synchronous: bool) -> Result<()> {
         .to_string();
     let conn = strongroom::engine::postgres::server::Conn::parse(url)?;
     let repo = ctx.open_unattended()?;
-    let stop = receive::stop_on_signals()?;
+    let stop = strongroom::interrupt::stop_on_signals()?;
     let opts = receive::Options {
         slot,
         synchronous,

@@ -63,6 +63,7 @@ fn accepted() -> BTreeSet<String> {
         contacts,
         copies,
         daemon,
+        replicate,
     });
     for f in top {
         match f {
@@ -154,6 +155,16 @@ fn accepted() -> BTreeSet<String> {
                     min_size,
                 }),
             )),
+            "replicate" => keys.extend(
+                fields!(ReplicateSettings {
+                    interval,
+                    base_interval,
+                    checkpoint_frames,
+                    brake_frames
+                })
+                .iter()
+                .map(|g| format!("replicate.{g}")),
+            ),
             "verify" => keys.extend(
                 fields!(VerifySettings {
                     scratch_dir,
@@ -359,7 +370,7 @@ fn resolved(c: &Config) -> String {
             &c.verify,
             alerts,
             &c.contacts,
-            &c.copies,
+            (&c.copies, c.replicate.options()),
             (
                 schedule_of(c, "s"),
                 c.sources["s"].continuous,

@@ -8,9 +8,11 @@
 //! [`KILL_AFTER`]; a second signal interrupts at once. Beside the loop, [`watch`] judges
 //! every source every `status_interval` and after each job, as `status` does (alerts
 //! included), pings the heartbeat only while all is well, and keeps the latest judgement
-//! for the dashboard. Must not decide what is due (that is [`scheduler`]'s), nor keep
+//! for the dashboard; [`capture`] keeps a continuous capture running for each source with
+//! `continuous = true`. Must not decide what is due (that is [`scheduler`]'s), nor keep
 //! job history: every job journals itself, as when run by hand.
 
+pub mod capture;
 pub mod clock;
 pub mod launch;
 pub mod scheduler;

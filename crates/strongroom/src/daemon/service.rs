@@ -40,13 +40,6 @@ pub fn run(repo: Repository, config: Config, opts: Options) -> Result<()> {
             "nothing to schedule: every job of every source is \"off\"".into()
         }));
     }
-    for (name, s) in &config.sources {
-        if s.continuous {
-            tracing::warn!(
-                "sources.{name}.continuous: continuous capture is not built yet; {name} is backed up on its schedule only"
-            );
-        }
-    }
     let listen = opts
         .listen
         .as_deref()
@@ -73,6 +66,7 @@ pub fn run(repo: Repository, config: Config, opts: Options) -> Result<()> {
             None => tracing::info!("{key}: {line}"),
         }
     }
+    let captures = super::capture::Captures::start(&config, opts.exe.clone(), opts.global.clone());
     let launcher = Arc::new(ChildLauncher::new(opts.exe, opts.global));
     let daemon = Daemon::new(
         scheduler,
@@ -111,5 +105,6 @@ pub fn run(repo: Repository, config: Config, opts: Options) -> Result<()> {
         (opts.on_listen)(bound);
     }
     daemon.run();
+    captures.stop();
     Ok(())
 }

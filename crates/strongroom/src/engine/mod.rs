@@ -254,6 +254,16 @@ pub trait Staged {
     fn timeline(&self) -> Option<u32> {
         None
     }
+    /// The check the restored copy passed (`integrity_check`, `quick_check`), when the
+    /// engine ran one of its own.
+    fn checked(&self) -> Option<&'static str> {
+        None
+    }
+    /// When the last transaction the copy holds was captured, for a restore that replayed
+    /// captured transactions (SQLite continuous capture).
+    fn reached(&self) -> Option<jiff::Timestamp> {
+        None
+    }
 }
 
 /// A database engine.
@@ -268,16 +278,18 @@ pub trait Engine {
     /// The snapshot `latest` means, among `all` (the repository's listing, oldest first)
     /// under `filter`, for a restore into `target` that recovers to `recovery`, when this
     /// engine has a rule of its own for it: a physical PostgreSQL restore starts from the
-    /// newest base backup that ends before the recovery target. `None`: the restore job's
+    /// newest base backup that ends before the recovery target; a SQLite one from the base
+    /// snapshot whose captured frames reach furthest (`repo` lists its chain). `None`: the restore job's
     /// rule applies (the newest snapshot the target takes).
     fn latest_for(
         &self,
+        repo: &Repository,
         all: &[Snapshot],
         filter: &Filter,
         target: &Target,
         recovery: &RecoveryTarget,
     ) -> Option<Result<Snapshot>> {
-        let _ = (all, filter, target, recovery);
+        let _ = (repo, all, filter, target, recovery);
         None
     }
     /// Whether `target` is where `snap` was taken from (the source's own database, or data

@@ -28,9 +28,25 @@ pub fn run(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<Snapshot> {
+    run_capturing(repo, source, opts, progress, None)
+}
+
+/// How a caller that holds the source's state itself captures it (continuous capture's
+/// base snapshot, read in the transaction it pinned) instead of the engine's own backup.
+pub type Capturing<'a> = &'a dyn Fn(&BackupWriter<'_>) -> Result<engine::Captured>;
+
+/// [`run`], with the capture done by `capture` when given: the same locks, commit order
+/// and journal record.
+pub fn run_capturing(
+    repo: &Repository,
+    source: &Source,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    capture: Option<Capturing<'_>>,
+) -> Result<Snapshot> {
     let started_at = jiff::Timestamp::now();
     let running = repo.job_started("backup", Some(&source.name), None, started_at);
-    let result = take(repo, source, opts, progress, started_at).map_err(on_full_device);
+    let result = take(repo, source, opts, progress, started_at, capture).map_err(on_full_device);
     let mut rec = JournalRecord::new("backup", started_at);
     rec.source = Some(source.name.clone());
     match &result {
@@ -87,6 +103,7 @@ fn take(
     opts: &BackupOptions,
     progress: &dyn Progress,
     started_at: jiff::Timestamp,
+    capture: Option<Capturing<'_>>,
 ) -> Result<Snapshot> {
     let engine = engine::for_source(source)?;
     let kinds = engine.backup_kinds();
@@ -107,7 +124,10 @@ fn take(
     // before the lock is gone (repository::lock, repository::deletion).
     let _lock = repo.lock(crate::repository::lock::LockKind::Shared, "backup")?;
     let writer = BackupWriter::new(repo)?;
-    let captured = engine.backup(source, &kind, &writer, progress)?;
+    let captured = match capture {
+        Some(capture) => capture(&writer)?,
+        None => engine.backup(source, &kind, &writer, progress)?,
+    };
     let stats = writer.finish()?;
     tracing::info!(
         new_chunks = stats.new_chunks,

@@ -442,15 +442,19 @@ impl<'a> Job<'a> {
     /// Every archived WAL file of the source the destination lacks, authenticated first;
     /// one that fails is named with the physical snapshots that need it.
     fn copy_wal(&mut self, needs: &[NeededFrom]) -> Result<()> {
-        let folder = ObjectKind::Wal.folder();
-        let listed = self.source.storage().list(folder)?;
-        self.dst_wal = self
-            .dest
-            .storage()
-            .list(folder)?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        // Captured SQLite frames travel with the WAL: a copy restores to the same second.
+        let mut listed = Vec::new();
+        self.dst_wal = Default::default();
+        for kind in [ObjectKind::Wal, ObjectKind::Frames] {
+            listed.extend(self.source.storage().list(kind.folder())?);
+            self.dst_wal.extend(
+                self.dest
+                    .storage()
+                    .list(kind.folder())?
+                    .into_iter()
+                    .map(|o| o.key),
+            );
+        }
         let todo: Vec<_> = listed
             .into_iter()
             .filter(|o| !self.dst_wal.contains(&o.key))
@@ -472,7 +476,12 @@ impl<'a> Job<'a> {
             };
             this.bytes_read
                 .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-            if let Err(e) = archive::open(this.source, &o.key, &sealed) {
+            let opened = if o.key.starts_with(ObjectKind::Frames.folder()) {
+                crate::repository::frames::open(this.source, &o.key, &sealed).map(drop)
+            } else {
+                archive::open(this.source, &o.key, &sealed).map(drop)
+            };
+            if let Err(e) = opened {
                 if !e.is_damage() {
                     return Err(e);
                 }

@@ -3,7 +3,8 @@
 //! Owns the demo's script: build a hotel booking database, create a repository, back up while
 //! guests keep booking, take a pre-migration backup, verify by test restores, lose the
 //! database, restore it and prove it is whole, check the repository, drill, apply the
-//! retention policy and prune, and end on `status`. Uses only the library's public operations, so
+//! retention policy and prune, capture every commit continuously and restore the newest
+//! state, and end on `status`. Uses only the library's public operations, so
 //! the demo is also an end-to-end exercise of them. Must not print: it narrates through a
 //! callback and returns a summary.
 
@@ -72,6 +73,8 @@ pub struct DemoSummary {
     pub forgotten: usize,
     /// Bytes the prune after it freed.
     pub freed: u64,
+    /// Continuous capture: bookings made while it ran, and those the newest restore held.
+    pub captured: (u64, u64),
     /// `status` at the end: `ok`, `warning` or `critical`.
     pub status: String,
     /// Total seconds.
@@ -136,8 +139,10 @@ pub fn run(
     demo.check_repository()?;
     let drill = demo.drill()?;
     let (forgotten, freed) = demo.apply_retention()?;
+    let captured = demo.capture_every_second()?;
     let status = demo.status()?;
     Ok(DemoSummary {
+        captured,
         drill_rto_seconds: drill.rto_seconds,
         drill_rpo_seconds: drill.rpo_seconds,
         status,
@@ -530,10 +535,93 @@ impl<'a> Demo<'a> {
         Ok((forgotten.remove.len(), freed))
     }
 
-    /// Step 13: `status` from the repository's evidence; returns its level's name.
+    /// Step 13: continuous capture while guests book, then the newest state restored
+    /// beside the database; returns the bookings made and those the restore holds.
+    fn capture_every_second(&mut self) -> Result<(u64, u64)> {
+        self.say(
+            "13. Continuous capture (`strongroom replicate`): each commit stored about a second after it is made",
+        );
+        let c = rusqlite::Connection::open(&self.db).map_err(|e| Error::sqlite(&self.db, e))?;
+        let count = |c: &rusqlite::Connection| -> rusqlite::Result<u64> {
+            c.query_row("SELECT count(*) FROM bookings", [], |r| r.get(0))
+        };
+        c.execute_batch("PRAGMA journal_mode = WAL")
+            .map_err(|e| Error::sqlite(&self.db, e))?;
+        let before = count(&c).map_err(|e| Error::sqlite(&self.db, e))?;
+        let stop = AtomicBool::new(false);
+        let guests_done = Arc::new(AtomicBool::new(false));
+        let booked = Arc::new(AtomicU64::new(0));
+        let opts = crate::jobs::replicate::ReplicateOptions::default();
+        let (repo, source, progress) = (&self.repo, &self.source, self.progress);
+        let summary = std::thread::scope(|s| -> Result<_> {
+            let capture =
+                s.spawn(|| crate::jobs::replicate::run(repo, source, &opts, &stop, progress));
+            let guests = {
+                let (done, booked, db) = (guests_done.clone(), booked.clone(), self.db.clone());
+                s.spawn(move || -> rusqlite::Result<()> {
+                    let mut c = rusqlite::Connection::open(&db)?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))?;
+                    let mut rng = Rng::new(13);
+                    while !done.load(Ordering::Relaxed) {
+                        hotel::book_room(&mut c, &mut rng)?;
+                        booked.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    Ok(())
+                })
+            };
+            std::thread::sleep(std::time::Duration::from_secs(4));
+            guests_done.store(true, Ordering::Relaxed);
+            let guests = guests.join().expect("booking thread");
+            // The host goes down: the capture stores what was committed, then stops.
+            stop.store(true, Ordering::SeqCst);
+            let summary = capture.join().expect("capture thread");
+            guests.map_err(|e| Error::sqlite(&self.db, e))?;
+            summary
+        })?;
+        let made = booked.load(Ordering::Relaxed);
+        self.say(&format!(
+            "   {made} rooms booked in 4 s; {} transactions captured in {} segments ({}), base snapshot {}",
+            summary.transactions,
+            summary.segments,
+            human_bytes(summary.bytes),
+            if summary.bases > 0 { "taken" } else { "reused" }
+        ));
+        let side = self.db.with_file_name("hotel-captured.db");
+        let _ = std::fs::remove_file(&side);
+        let out = restore::run(
+            &self.repo,
+            &self.config,
+            RestoreRequest {
+                reference: "latest".into(),
+                filter: crate::repository::snapshot::Filter {
+                    source: Some(crate::source::SourceMatch::new("hotel")),
+                    tags: Vec::new(),
+                },
+                target: Some(Target::File(side.clone())),
+                ..RestoreRequest::default()
+            },
+            self.progress,
+        )?;
+        let r = rusqlite::Connection::open(&side).map_err(|e| Error::sqlite(&side, e))?;
+        let held = count(&r).map_err(|e| Error::sqlite(&side, e))? - before;
+        self.say(&format!(
+            "   the newest state restored to {}: {held} of the {made} new bookings ({}), checked with integrity_check",
+            side.display(),
+            out.notes.join("; ")
+        ));
+        if held != made {
+            return Err(Error::Failed(format!(
+                "the captured restore holds {held} of {made} bookings"
+            )));
+        }
+        Ok((made, held))
+    }
+
+    /// Step 14: `status` from the repository's evidence; returns its level's name.
     fn status(&mut self) -> Result<String> {
         self.say(
-            "13. Status: can we recover, and how much would we lose? (from the repository's evidence)",
+            "14. Status: can we recover, and how much would we lose? (from the repository's evidence)",
         );
         let evidence = crate::monitor::evidence::gather(
             &self.repo,

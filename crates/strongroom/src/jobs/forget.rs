@@ -145,7 +145,10 @@ fn forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport> {
                 finished_at: s.finished_at,
                 tags: s.tags.clone(),
                 verified: verified.contains(&s.id),
-                physical: s.kind == BackupKind::Physical,
+                // Point-in-time bases: physical snapshots (WAL) and SQLite base snapshots
+                // (captured frames).
+                physical: s.kind == BackupKind::Physical
+                    || crate::engine::sqlite::replica::base_position(s).is_some(),
             })
             .collect();
         let decisions = vouched_apart(&opts.policy, &snaps, &candidates, opts.now);

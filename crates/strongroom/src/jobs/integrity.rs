@@ -475,16 +475,25 @@ impl<'a> Examination<'a> {
         Ok(())
     }
 
-    /// With read-data: the small objects read and authenticated (key slots, the journal,
-    /// drill reports, the alert state, what status remembers of the alerts it sent, and a
+    /// With read-data: the small objects read and authenticated (key slots, captured SQLite
+    /// frame segments, the journal, drill reports, the alert state, what status remembers of the alerts it sent, and a
     /// copy's record of the snapshots its forget removed).
     fn read_small_objects(&mut self) -> Result<()> {
         let repo = self.repo;
         let alerts = crate::monitor::notify::state_key();
         type Reader<'r> = &'r dyn Fn(&str) -> Result<()>;
-        let readers: [(ObjectKind, Reader); 4] = [
+        let readers: [(ObjectKind, Reader); 5] = [
             (ObjectKind::Key, &|o| {
                 crate::repository::read_key_slot(repo.storage(), o).map(drop)
+            }),
+            // Captured SQLite frames: each segment authenticated and parsed.
+            (ObjectKind::Frames, &|o| {
+                let name = ObjectKind::Frames.name_of(o).unwrap_or_default();
+                let (chain, seq) = name.split_once('/').unwrap_or_default();
+                let seq = u64::from_str_radix(seq, 16)
+                    .map_err(|_| Error::corrupt(o, "not where a frame segment belongs"))?;
+                let body = crate::repository::frames::Chain::new(repo, chain).get(seq)?;
+                crate::engine::sqlite::replica::Segment::decode(o, &body).map(drop)
             }),
             (ObjectKind::Journal, &|o| {
                 repo.read_journal_object(o).map(drop)

@@ -29,13 +29,14 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The kinds of objects a restore reads: their locks are kept ahead.
-pub const NEEDED_KINDS: [ObjectKind; 6] = [
+pub const NEEDED_KINDS: [ObjectKind; 7] = [
     ObjectKind::Config,
     ObjectKind::Key,
     ObjectKind::Snapshot,
     ObjectKind::Index,
     ObjectKind::Pack,
     ObjectKind::Wal,
+    ObjectKind::Frames,
 ];
 
 /// How much further than the policy's days a renewal sets a lock: a tenth of them, at

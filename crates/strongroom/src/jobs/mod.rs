@@ -30,6 +30,7 @@ pub mod integrity;
 pub mod locking;
 pub mod prune;
 pub mod repair;
+pub mod replicate;
 pub mod restore;
 pub mod verify;
 pub mod wal_push;

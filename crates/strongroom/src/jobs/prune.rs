@@ -529,7 +529,14 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
             }
         }
     }
-    let wal = wal::expired(repo, &snaps)?;
+    let mut wal = wal::expired(repo, &snaps)?;
+    // SQLite frame segments whose base snapshot is gone: nothing can replay them.
+    let bases: HashSet<&str> = snaps.iter().map(|s| s.id.as_str()).collect();
+    wal.extend(
+        crate::repository::frames::Chain::orphaned(repo, &bases)?
+            .into_iter()
+            .map(|(key, stored)| wal::Expired { key, stored }),
+    );
     let temporary = repo.storage().list_temporary()?;
     Ok(Plan {
         considered: snaps.iter().map(|s| s.id.clone()).collect(),
@@ -782,11 +789,15 @@ fn sweep(
     let wal_sizes: HashMap<String, u64> = if mark.wal.is_empty() {
         HashMap::new()
     } else {
-        storage
-            .list(ObjectKind::Wal.folder())?
-            .into_iter()
-            .map(|o| (o.key, o.size))
-            .collect()
+        let mut listed = storage.list(ObjectKind::Wal.folder())?;
+        if mark
+            .wal
+            .iter()
+            .any(|k| k.starts_with(ObjectKind::Frames.folder()))
+        {
+            listed.extend(storage.list(ObjectKind::Frames.folder())?);
+        }
+        listed.into_iter().map(|o| (o.key, o.size)).collect()
     };
     let mut wal = Vec::new();
     for key in &mark.wal {
@@ -851,6 +862,12 @@ fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
     }
     mark.spared = spared.iter().map(PackId::to_hex).collect();
     mark.spared.sort();
+    // A base snapshot taken during the prune (continuous capture starting a chain) keeps
+    // the segments the plan saw without one.
+    let ids: HashSet<&str> = snaps.iter().map(|s| s.id.as_str()).collect();
+    mark.wal.retain(|k| {
+        crate::repository::frames::Chain::of_key(k).is_none_or(|chain| !ids.contains(chain))
+    });
     Ok(())
 }
 

@@ -84,6 +84,10 @@ pub struct RestoreOutcome {
     pub moved_aside: Vec<String>,
     /// Choices the restore made that the user should hear about (timeline, archiving).
     pub notes: Vec<String>,
+    /// The engine's own check the copy passed, when it ran one (`integrity_check`).
+    pub checked: Option<&'static str>,
+    /// When the last captured transaction the copy holds was captured (SQLite replay).
+    pub reached: Option<jiff::Timestamp>,
     /// The timeline a physical restore's recovery follows.
     pub timeline: Option<u32>,
     /// Why the snapshot's source's `before_restore`/`after_restore` hooks did not run, when
@@ -159,7 +163,8 @@ fn snapshot_for(
             return resolve_one_source(all, reference, &filter).cloned();
         }
         if let Some(t) = target {
-            if let Some(chosen) = engine::for_target(t).latest_for(all, &filter, t, recovery) {
+            if let Some(chosen) = engine::for_target(t).latest_for(repo, all, &filter, t, recovery)
+            {
                 return chosen;
             }
         }
@@ -330,6 +335,8 @@ fn restore(
         old_kept_at,
         moved_aside,
         notes: staged.notes(),
+        checked: staged.checked(),
+        reached: staged.reached(),
         timeline: staged.timeline(),
         hooks_skipped: None,
     })

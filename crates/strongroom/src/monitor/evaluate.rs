@@ -50,6 +50,8 @@ pub fn evaluate(config: &Config, ev: &Evidence, now: jiff::Timestamp) -> Health 
                 level: checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok),
                 checks,
                 checklist,
+                rpo_seconds: recovery_point(s, ev)
+                    .map(|t| (now - t).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0)),
             }
         })
         .collect();
@@ -59,6 +61,85 @@ pub fn evaluate(config: &Config, ev: &Evidence, now: jiff::Timestamp) -> Health 
         at: now,
         sources,
     }
+}
+
+/// The newest state a restore of `s` reaches: its captured commits, archived WAL or
+/// newest snapshot, whichever is latest.
+pub fn recovery_point(s: &SourceEvidence, ev: &Evidence) -> Option<jiff::Timestamp> {
+    let snapshot = s.snapshots.iter().map(|x| x.finished_at).max();
+    let wal = s
+        .clusters()
+        .iter()
+        .filter_map(|c| ev.wal.get(c)?.modified)
+        .max();
+    let captured = s
+        .capture
+        .as_ref()
+        .and_then(|c| c.as_ref().ok())
+        .map(|c| c.point());
+    [snapshot, wal, captured].into_iter().flatten().max()
+}
+
+/// Continuous capture of a SQLite source: how many seconds of commits a loss would cost
+/// now, the WAL's size and the requests the capture makes.
+fn capture(obj: &Effective, s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
+    let Some(c) = &s.capture else {
+        return;
+    };
+    let c = match c {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(check(
+                "capture",
+                Level::Warning,
+                format!("the captured frames could not be listed: {e}"),
+            ));
+            return;
+        }
+    };
+    let age = since(c.point(), now);
+    let lag = if age < Duration::from_secs(60) {
+        format!("{:.1} s", age.as_secs_f64())
+    } else {
+        human_duration(age)
+    };
+    let mut detail = format!(
+        "a loss now would cost {lag} of commits (measured from {})",
+        c.basis()
+    );
+    match &c.pulse {
+        Some(p) => {
+            let per_day = (86_400.0 / p.interval_seconds.max(0.001)).round();
+            detail.push_str(&format!(
+                "; WAL {} ({} frames); {} requests since it started, at most {per_day:.0} a day at its {}s interval while the database is written, none while idle",
+                crate::human_bytes(p.wal_bytes),
+                p.wal_frames,
+                p.requests,
+                p.interval_seconds
+            ));
+        }
+        None => detail.push_str(&format!(
+            "; {} segments stored in the last 24 hours ({} requests)",
+            c.segments_last_day, c.segments_last_day
+        )),
+    }
+    let level = if age <= obj.rpo {
+        Level::Ok
+    } else if c.pulse.is_some() {
+        detail.push_str(&format!(
+            "; over the RPO of {}: the capture is falling behind or failing to store (see its log)",
+            human_duration(obj.rpo)
+        ));
+        Level::Critical
+    } else {
+        detail.push_str(&format!(
+            "; over the RPO of {}: unless the database was idle that long, start `strongroom replicate {}` (or `continuous = true` under the daemon)",
+            human_duration(obj.rpo),
+            s.name
+        ));
+        Level::Warning
+    };
+    out.push(check("capture", level, detail));
 }
 
 fn check(name: impl Into<String>, level: Level, detail: impl Into<String>) -> Check {
@@ -145,6 +226,7 @@ fn source_checks(
     let mut out = Vec::new();
     backups(obj, s, now, &mut out);
     wal(obj, s, ev, now, &mut out);
+    capture(obj, s, now, &mut out);
     copies(obj, s, now, &mut out);
     slot(s, &mut out);
     protection(s, ev, &mut out);

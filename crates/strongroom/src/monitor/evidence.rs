@@ -35,6 +35,9 @@ pub struct SourceEvidence {
     pub archiver: Option<std::result::Result<Archiver, String>>,
     /// How each `[[copies]]` repository stands for this source, in config order.
     pub copies: Vec<SourceCopy>,
+    /// Continuous capture (SQLite), when the source has a base snapshot: how current it is,
+    /// or why its chain could not be listed.
+    pub capture: Option<std::result::Result<crate::jobs::replicate::Standing, String>>,
     /// The replication slot `wal receive` streams through, when the source is PostgreSQL,
     /// the servers were asked, and the config expects one (`continuous`, `slot`) or the
     /// source has physical snapshots.
@@ -209,8 +212,17 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
             archiver: None,
             copies: Vec::new(),
             slot: None,
+            capture: None,
             name,
         };
+        ev.capture = crate::jobs::replicate::standing_of(
+            repo,
+            &ev.snapshots,
+            &ev.name,
+            jiff::Timestamp::now(),
+        )
+        .map_err(|e| e.to_string())
+        .transpose();
         ev.snapshots.sort_by_key(|s| s.finished_at);
         let physical = ev.snapshots.iter().any(|s| s.kind == BackupKind::Physical);
         if scope.ask_servers

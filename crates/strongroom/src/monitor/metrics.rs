@@ -202,6 +202,45 @@ pub fn render(config: &Config, ev: &Evidence, health: &Health, now: jiff::Timest
                 f64::from(u8::from(a.failing())),
             );
         }
+        if let Some(Ok(c)) = &s.capture {
+            m.add(
+                "strongroom_recovery_point_timestamp_seconds",
+                "gauge",
+                "Everything committed before this time (Unix) is stored: continuous capture's recovery point.",
+                vec![src()],
+                secs(c.point()),
+            );
+            m.add(
+                "strongroom_capture_lag_seconds",
+                "gauge",
+                "Seconds of commits a loss would cost when these metrics were written (continuous capture).",
+                vec![src()],
+                age(c.point()),
+            );
+            m.add(
+                "strongroom_capture_segments_last_day",
+                "gauge",
+                "Captured segments stored in the last 24 hours (one request each).",
+                vec![src()],
+                c.segments_last_day as f64,
+            );
+            if let Some(p) = &c.pulse {
+                m.add(
+                    "strongroom_capture_wal_bytes",
+                    "gauge",
+                    "Size of the SQLite -wal file, as this host's replicator last saw it.",
+                    vec![src()],
+                    p.wal_bytes as f64,
+                );
+                m.add(
+                    "strongroom_capture_requests_total",
+                    "counter",
+                    "Requests this host's replicator made to the store since it started.",
+                    vec![src()],
+                    p.requests as f64,
+                );
+            }
+        }
         for cluster in s.clusters() {
             let Some(w) = ev.wal.get(&cluster) else {
                 continue;

@@ -96,6 +96,10 @@ pub struct SourceHealth {
     pub checks: Vec<Check>,
     /// The strategy's checklist for it.
     pub checklist: Vec<ChecklistItem>,
+    /// The recovery point it really has: seconds since the newest state a restore reaches
+    /// (captured commit, archived WAL or snapshot); `None` with nothing stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo_seconds: Option<f64>,
 }
 
 /// What `status` reports.

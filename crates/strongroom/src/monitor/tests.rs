@@ -55,6 +55,7 @@ fn healthy(now: jiff::Timestamp) -> Evidence {
         archiver: None,
         copies: Vec::new(),
         slot: None,
+        capture: None,
     };
     for d in (0..14).rev() {
         let at = now - hours(1 + 24 * d);
@@ -267,6 +268,7 @@ fn no_snapshot_at_all_is_critical() {
             archiver: None,
             copies: Vec::new(),
             slot: None,
+            capture: None,
         }],
         ..Evidence::default()
     };

@@ -17,6 +17,7 @@
 //! locks/<id>                who is using the repository (repository::lock)
 //! deletions/<time>-<rand>   prune's deletion marks: what it deletes once older locks are gone
 //! wal/<system id>/<tli>/<segment>   archived PostgreSQL WAL (repository::archive)
+//! frames/<chain>/<seq>      captured SQLite WAL frames after a base snapshot (repository::frames)
 //! drills/<time>-<rand>      recovery drill reports (drill)
 //! state/<name>              what strongroom remembers between runs (the alerts last sent)
 //! expiring/<time>-<rand>    object versions prune hid that wait for their object lock to end
@@ -52,6 +53,8 @@ pub enum ObjectKind {
     Deletion,
     /// An archived WAL file.
     Wal,
+    /// A segment of captured SQLite WAL frames (`repository::frames`).
+    Frames,
     /// A recovery drill's report.
     Drill,
     /// A small document strongroom remembers between runs (e.g. `state/alerts`).
@@ -65,7 +68,7 @@ pub enum ObjectKind {
 
 impl ObjectKind {
     /// Every kind, in the order `check` reads them.
-    pub const ALL: [ObjectKind; 14] = [
+    pub const ALL: [ObjectKind; 15] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
@@ -76,6 +79,7 @@ impl ObjectKind {
         ObjectKind::Lock,
         ObjectKind::Deletion,
         ObjectKind::Wal,
+        ObjectKind::Frames,
         ObjectKind::Drill,
         ObjectKind::State,
         ObjectKind::Expiring,
@@ -117,6 +121,7 @@ impl ObjectKind {
             ObjectKind::Lock => "locks/",
             ObjectKind::Deletion => "deletions/",
             ObjectKind::Wal => "wal/",
+            ObjectKind::Frames => "frames/",
             ObjectKind::Drill => "drills/",
             ObjectKind::State => "state/",
             ObjectKind::Expiring => "expiring/",

@@ -13,6 +13,7 @@ pub mod damage;
 pub mod deletion;
 pub mod expiring;
 pub mod forgotten;
+pub mod frames;
 pub mod headers;
 pub mod index;
 pub mod journal;

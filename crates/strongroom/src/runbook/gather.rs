@@ -79,6 +79,30 @@ pub fn gather(repo: &Repository, cx: Context) -> Result<Inputs> {
             )),
         }
     }
+    let mut captured = BTreeMap::new();
+    let mut names: Vec<&str> = snapshots
+        .iter()
+        .filter(|s| crate::engine::sqlite::replica::base_position(s).is_some())
+        .map(|s| s.source.as_str())
+        .collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let mine: Vec<_> = snapshots
+            .iter()
+            .filter(|s| s.source == name)
+            .cloned()
+            .collect();
+        match crate::jobs::replicate::standing_of(repo, &mine, name, cx.now) {
+            Ok(Some(st)) => {
+                captured.insert(name.to_string(), (st.point(), st.basis()));
+            }
+            Ok(None) => {}
+            Err(e) => notes.push(format!(
+                "The captured frames of {name} could not be listed ({e}); how much a loss would cost is not shown."
+            )),
+        }
+    }
     Ok(Inputs {
         config: cx.config.clone(),
         config_path: cx.config_path,
@@ -87,6 +111,7 @@ pub fn gather(repo: &Repository, cx: Context) -> Result<Inputs> {
         drills,
         wal_newest,
         wal_timelines,
+        captured,
         only_source: cx.only_source,
         now: cx.now,
         program: cx.program,

@@ -346,6 +346,47 @@ fn objectives(md: &mut String, inputs: &Inputs, e: &Entry) {
         intervals.join(", ")
     );
     line!(md);
+    if let Some(line) = would_lose(inputs, e) {
+        line!(md, "{line}");
+        line!(md);
+    }
+}
+
+/// How much a loss now would cost: the age of the newest state a restore reaches (captured
+/// commits, archived WAL, or the newest snapshot), and what it was measured from.
+fn would_lose(inputs: &Inputs, e: &Entry) -> Option<String> {
+    let newest = e.snaps.iter().max_by_key(|s| s.finished_at)?;
+    let mut point = (
+        newest.finished_at,
+        format!("the newest snapshot, `{}`", newest.short_id()),
+    );
+    for s in &e.snaps {
+        if let Some(t) = crate::engine::postgres::timeline::judge::cluster_of(s)
+            .and_then(|c| inputs.wal_newest.get(&c))
+            .filter(|t| **t > point.0)
+        {
+            point = (*t, "the newest archived WAL".into());
+        }
+    }
+    let names = e.snaps.iter().map(|s| s.source.as_str());
+    for name in std::iter::once(e.name.as_str()).chain(names) {
+        if let Some((t, basis)) = inputs.captured.get(name).filter(|(t, _)| *t > point.0) {
+            point = (*t, basis.clone());
+        }
+    }
+    let secs = (inputs.now - point.0)
+        .total(jiff::Unit::Second)
+        .unwrap_or(0.0)
+        .max(0.0);
+    let cost = if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else {
+        fmt_duration(std::time::Duration::from_secs_f64(secs))
+    };
+    Some(format!(
+        "How much a loss now would cost: the commits of the last {cost}, as of this page (measured from {}). Run `strongroom status` for the figure of the moment.",
+        point.1
+    ))
 }
 
 /// The last drill's figures, or that there is none (and whether one is due: a source whose

@@ -53,6 +53,7 @@ fn inputs(cfg: Config, snapshots: Vec<Snapshot>, drills: Vec<JournalRecord>) -> 
         drills,
         wal_newest: BTreeMap::new(),
         wal_timelines: BTreeMap::new(),
+        captured: BTreeMap::new(),
         only_source: None,
         now: ts(NOW),
         program: "/usr/local/bin/strongroom 0.1.0".into(),

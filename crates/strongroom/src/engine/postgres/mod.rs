@@ -145,6 +145,7 @@ impl Engine for Postgres {
 
     fn latest_for(
         &self,
+        _repo: &Repository,
         all: &[Snapshot],
         filter: &Filter,
         target: &Target,

@@ -61,14 +61,7 @@ pub(super) fn capture(
     let chunking = Chunking::Fixed { size: chunk as u32 };
     let file = if facts.journal_mode.eq_ignore_ascii_case("wal") {
         // Writers carry on in WAL mode: stream the pages straight into the pipeline.
-        progress.begin("backup", Some(size));
-        let file = writer.write_file(MAIN_FILE, chunking, progress, |sink| {
-            let mut batcher = FixedBatcher::new(chunk);
-            read_pages(&conn, path, &facts, |page| push(&mut batcher, sink, page))?;
-            finish(batcher, sink)
-        });
-        progress.end();
-        let file = file?;
+        let file = stream_pages(&conn, path, &facts, writer, progress)?;
         end_read(&conn, path, locked_at)?;
         file
     } else {
@@ -120,12 +113,57 @@ pub(super) fn capture(
         progress.end();
         stored?
     };
+    Ok(captured(facts, file))
+}
+
+/// A snapshot of the pages `conn`'s read transaction (already begun, WAL mode) sees; the
+/// transaction stays open. Continuous capture takes its base snapshots this way, in the
+/// transaction it pinned at a known WAL position.
+pub(super) fn capture_in(
+    conn: &Connection,
+    path: &Path,
+    source: &Source,
+    writer: &BackupWriter<'_>,
+    progress: &dyn Progress,
+) -> Result<Captured> {
+    let facts = read_facts(conn, path, source)?;
+    let file = stream_pages(conn, path, &facts, writer, progress)?;
+    Ok(captured(facts, file))
+}
+
+/// Streams every page of the read transaction into the pipeline as `main.db`.
+fn stream_pages(
+    conn: &Connection,
+    path: &Path,
+    facts: &Facts,
+    writer: &BackupWriter<'_>,
+    progress: &dyn Progress,
+) -> Result<crate::repository::snapshot::FileEntry> {
+    let chunk = page_chunk_size(facts.page_size);
+    let size = facts.page_size as u64 * facts.page_count;
+    progress.begin("backup", Some(size));
+    let file = writer.write_file(
+        MAIN_FILE,
+        Chunking::Fixed { size: chunk as u32 },
+        progress,
+        |sink| {
+            let mut batcher = FixedBatcher::new(chunk);
+            read_pages(conn, path, facts, |page| push(&mut batcher, sink, page))?;
+            finish(batcher, sink)
+        },
+    );
+    progress.end();
+    file
+}
+
+/// What a capture recorded: the file and the facts read beside it.
+fn captured(facts: Facts, file: crate::repository::snapshot::FileEntry) -> Captured {
     let mut extra = BTreeMap::new();
     extra.insert("page_size".into(), facts.page_size.into());
     extra.insert("page_count".into(), facts.page_count.into());
     extra.insert("journal_mode".into(), facts.journal_mode.into());
     extra.insert("sqlite_version".into(), facts.version.clone().into());
-    Ok(Captured {
+    Captured {
         kind: BackupKind::Full,
         files: vec![file],
         metadata: Metadata {
@@ -135,7 +173,7 @@ pub(super) fn capture(
             extra,
         },
         wal: None,
-    })
+    }
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {

@@ -29,6 +29,7 @@
 //! An export (`strongroom export`) writes the same pages in order as one plain database file.
 
 mod backup;
+pub mod replica;
 mod restore;
 mod target;
 
@@ -273,6 +274,17 @@ impl Engine for Sqlite {
         backup::capture(source_path(source), source, writer, progress)
     }
 
+    fn latest_for(
+        &self,
+        repo: &Repository,
+        all: &[Snapshot],
+        filter: &crate::repository::snapshot::Filter,
+        _target: &Target,
+        recovery: &super::RecoveryTarget,
+    ) -> Option<Result<Snapshot>> {
+        replica::latest_for(repo, all, filter, recovery)
+    }
+
     fn inspect(
         &self,
         snap: &Snapshot,
@@ -315,7 +327,8 @@ impl Engine for Sqlite {
         // The pages are read from the repository and written as they come; the structural
         // check runs while they are synced, as before a real restore's swap.
         scratch.phases.begin("restore");
-        let (tmp, _removed, problems, _file) = restore_checked(
+        // The snapshot itself: its recorded row counts are compared below.
+        let (tmp, _removed, problems, _file, _) = restore_checked(
             repo,
             index,
             snap,
@@ -323,6 +336,7 @@ impl Engine for Sqlite {
             dir.path(),
             "verify",
             how,
+            None,
             progress,
         )?;
         scratch.phases.begin("checks");

@@ -8,9 +8,9 @@
 //! place. Must not run hooks or decide on `force`: the sequence does.
 
 use super::target::{self, TargetLock};
-use super::{MAIN_FILE, Thoroughness, integrity_problems, open_existing, sidecar};
+use super::{MAIN_FILE, Thoroughness, integrity_problems, open_existing, replica, sidecar};
 use crate::beneath::Beneath;
-use crate::engine::{RestoreOptions, Staged, Swapped, Target, TargetState};
+use crate::engine::{RecoveryTarget, RestoreOptions, Staged, Swapped, Target, TargetState};
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::progress::Progress;
@@ -94,7 +94,32 @@ pub(super) fn write_pages(
 
 /// A restored, checked copy: its path, the guard that removes it, the problems the check
 /// found, and the open file.
-pub(super) type Checked = (PathBuf, interrupt::Guard, Vec<String>, File);
+pub(super) type Checked = (
+    PathBuf,
+    interrupt::Guard,
+    Vec<String>,
+    File,
+    Option<replica::replay::Replayed>,
+);
+
+/// What a replay reached, for the person restoring.
+fn replayed_note(r: replica::replay::Replayed) -> String {
+    let mut note = match r.reached {
+        Some(at) => format!(
+            "applied {} captured transactions ({} segments); the database is as captured at {}",
+            r.transactions,
+            r.segments,
+            at.strftime("%Y-%m-%d %H:%M:%S%.3f UTC")
+        ),
+        None => {
+            "no captured transactions applied: the database is as the base snapshot holds it".into()
+        }
+    };
+    if let Some(why) = r.cut_short {
+        note.push_str(&format!("; stopped early: {why}"));
+    }
+    note
+}
 
 /// Restores the snapshot into a new temporary file in `dir`, synced, and checks it; returns
 /// the file and the problems the check found (the caller decides what they mean). `dir` may
@@ -108,6 +133,7 @@ pub(super) fn restore_checked(
     shown_dir: &Path,
     stem: &str,
     how: Thoroughness,
+    replay_to: Option<&RecoveryTarget>,
     progress: &dyn Progress,
 ) -> Result<Checked> {
     let file = snap
@@ -135,6 +161,33 @@ pub(super) fn restore_checked(
         bytes = file.size,
         "pages written"
     );
+    // A base snapshot: its captured transactions on top, up to the recovery target; then
+    // the full integrity_check, since pages now come from more than one snapshot.
+    let mut replayed = None;
+    let mut how = how;
+    if let (Some(until), Some(_)) = (replay_to, replica::base_position(snap)) {
+        let page_size = snap
+            .metadata
+            .extra
+            .get("page_size")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(4096) as u32;
+        let t = std::time::Instant::now();
+        progress.begin("replay", None);
+        let r = replica::replay::apply(repo, &snap.id, page_size, tmp.as_file(), &shown, until);
+        progress.end();
+        let r = r?;
+        tracing::info!(
+            seconds = t.elapsed().as_secs_f64(),
+            segments = r.segments,
+            transactions = r.transactions,
+            "captured transactions applied"
+        );
+        if r.transactions > 0 {
+            how = Thoroughness::Full;
+        }
+        replayed = Some(r);
+    }
     // The check reads through the page cache, so it need not wait for the data to reach the
     // disk: fsync in parallel, and move into place only when both are done.
     let t = std::time::Instant::now();
@@ -157,7 +210,7 @@ pub(super) fn restore_checked(
     let path = path
         .keep()
         .map_err(|e| Error::io("keeping the restored database", shown_dir, e.error))?;
-    Ok((path, guard, problems, file))
+    Ok((path, guard, problems, file, replayed))
 }
 
 pub(super) fn remove_sidecars(path: &Path) {
@@ -300,8 +353,24 @@ pub(super) fn stage(
     } else {
         Thoroughness::Quick
     };
-    let (tmp, guard, problems, file) =
-        restore_checked(repo, index, snap, &tdir.via(""), &dir, &name, how, progress)?;
+    let (tmp, guard, problems, file, replayed) = restore_checked(
+        repo,
+        index,
+        snap,
+        &tdir.via(""),
+        &dir,
+        &name,
+        how,
+        Some(&opts.recovery),
+        progress,
+    )?;
+    let reached = replayed.as_ref().and_then(|r| r.reached);
+    // A replay of captured transactions always ends with the full check.
+    let how = match &replayed {
+        Some(r) if r.transactions > 0 => Thoroughness::Full,
+        _ => how,
+    };
+    let notes = replayed.map(replayed_note).into_iter().collect();
     let tmp = tmp
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -326,6 +395,9 @@ pub(super) fn stage(
         exists,
         bytes,
         aside: Vec::new(),
+        notes,
+        checked: how.pragma(),
+        reached,
         _lock: lock,
         dir: tdir,
     }))
@@ -346,6 +418,12 @@ struct StagedFile {
     bytes: u64,
     /// What the swap moved aside (names), first the old database (when there was one).
     aside: Vec<String>,
+    /// What the restore says about the replay of captured transactions.
+    notes: Vec<String>,
+    /// The check the copy passed.
+    checked: &'static str,
+    /// When the last replayed transaction was captured.
+    reached: Option<jiff::Timestamp>,
     /// Held until the restore is over: one restore per target.
     _lock: TargetLock,
     /// The target's directory, held open (declared last: the guards above resolve through
@@ -356,6 +434,18 @@ struct StagedFile {
 impl Staged for StagedFile {
     fn target(&self) -> String {
         self.target.display().to_string()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
+    }
+
+    fn checked(&self) -> Option<&'static str> {
+        Some(self.checked)
+    }
+
+    fn reached(&self) -> Option<jiff::Timestamp> {
+        self.reached
     }
 
     fn bytes(&self) -> u64 {

@@ -264,8 +264,8 @@ fn recovery_point(
 
 /// The data-loss window the repository gives now for `snap`'s source, in seconds, and
 /// what it was measured from: now minus the newest archived WAL segment's time when the
-/// source has physical snapshots archiving here, or the newest snapshot's end, whichever is
-/// later.
+/// source has physical snapshots archiving here, the newest captured SQLite transaction's
+/// (continuous capture), or the newest snapshot's end, whichever is latest.
 fn measure_rpo(
     repo: &Repository,
     all: &[Snapshot],
@@ -310,6 +310,19 @@ fn measure_rpo(
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("could not list the WAL archive of cluster {c}: {e}"),
+        }
+    }
+    let names: Vec<&str> = std::iter::once(snap.source.as_str())
+        .chain(snap.source_location.as_deref())
+        .collect();
+    for name in names {
+        match crate::jobs::replicate::standing_of(repo, &owned, name, now) {
+            Ok(Some(c)) if c.point() > from => {
+                from = c.point();
+                basis = c.basis();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not list the captured frames of {name}: {e}"),
         }
     }
     let secs = (now - from).total(jiff::Unit::Second).unwrap_or(0.0);

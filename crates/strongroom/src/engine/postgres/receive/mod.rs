@@ -93,20 +93,6 @@ pub fn check_slot_name(name: &str) -> Result<()> {
     }
 }
 
-/// A stop flag set by SIGTERM, SIGINT or SIGHUP.
-pub fn stop_on_signals() -> Result<std::sync::Arc<AtomicBool>> {
-    let flag = std::sync::Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, flag.clone())
-            .map_err(|e| Error::Internal(format!("cannot watch for signals: {e}")))?;
-    }
-    Ok(flag)
-}
-
 /// Why a session ended.
 enum End {
     /// Asked to stop.
