@@ -250,6 +250,34 @@ fn streams_pieces_then_whole_segments_beside_archive_command() {
     }
 }
 
+/// Waits (polling, up to two minutes) until the receiver's durable position, as the server
+/// hears it, reaches the server's current position.
+fn caught_up(rig: &Rig, label: &str) {
+    let mut c = rig.pg.connect("postgres");
+    let target: String = c
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .unwrap()
+        .get(0);
+    for _ in 0..1200 {
+        let done: bool = c
+            .query_one(
+                "SELECT COALESCE(bool_or(flush_lsn >= $1::text::pg_lsn), false) \
+                 FROM pg_stat_replication WHERE application_name = 'strongroom'",
+                &[&target],
+            )
+            .unwrap()
+            .get(0);
+        if done {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{label}: the receiver did not reach {target}:\n{}",
+        receive_log(rig, 0)
+    );
+}
+
 /// One trial's figures.
 #[derive(Debug)]
 struct Trial {
@@ -524,6 +552,7 @@ fn status_is_critical_without_the_slot_and_warns_when_it_holds_back_too_much() {
     wait_for(&rig, &mut child, &sysid, "a piece", |l| {
         l.iter().any(|n| n.contains(".pieces/"))
     });
+    caught_up(&rig, "status");
     let c = slot_check(&rig.env);
     assert_eq!(c["level"], "ok", "{c}");
     assert!(stop(&mut child).success());
@@ -596,27 +625,7 @@ fn works_instead_of_archive_command() {
             "INSERT INTO oracle SELECT g FROM generate_series(1, 500) g",
         );
         // Received up to the server's position (the slot's flush position), then stopped.
-        let mut c = rig.pg.connect("postgres");
-        let target: String = c
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
-            .unwrap()
-            .get(0);
-        let mut caught_up = false;
-        for _ in 0..1200 {
-            caught_up = c
-                .query_one(
-                    "SELECT COALESCE(bool_or(flush_lsn >= $1::text::pg_lsn), false) \
-                     FROM pg_stat_replication WHERE application_name = 'strongroom'",
-                    &[&target],
-                )
-                .unwrap()
-                .get(0);
-            if caught_up {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert!(caught_up, "{label}: {}", receive_log(&rig, 0));
+        caught_up(&rig, &label);
         // archive_mode = off is no alarm while the stream archives.
         std::fs::write(
             rig.env.path("strongroom.toml"),
