@@ -568,6 +568,49 @@ mod tests {
     }
 
     #[test]
+    fn prune_expires_pieces_of_segments_archived_whole_or_no_longer_needed() {
+        let repo = crate::repository::writer::tests::memory_repo();
+        let seg = 1u64 << 20;
+        let archive = Archive::new(&repo, "42");
+        // A kept snapshot starting in segment 5.
+        let snap: crate::repository::snapshot::Snapshot =
+            serde_json::from_value(serde_json::json!({
+                "source": "prod", "engine": "postgres", "kind": "physical", "tags": [],
+                "started_at": "2026-12-01T00:00:00Z", "finished_at": "2026-12-01T00:00:10Z",
+                "size": 1, "added": 1,
+                "metadata": {"row_counts": {}, "schema_version": null, "server_version": "17",
+                             "system_identifier": "42", "wal_segment_size": seg},
+                "wal": {"timeline": 1, "start_lsn": Lsn(5 * seg + 40).to_string(),
+                        "stop_lsn": Lsn(5 * seg + 400).to_string()},
+                "hostname": "db1", "program_version": "0", "files": []
+            }))
+            .unwrap();
+        let piece = |n: u64| super::super::pieces::name(&segment_name(1, n, seg), 0, 16);
+        for n in [4, 6, 7] {
+            archive
+                .put_new("00000001", &piece(n), &[n as u8; 16], 1)
+                .unwrap();
+        }
+        // Segment 6 is archived whole; 7 is still being received.
+        archive
+            .put("00000001", &segment_name(1, 6, seg), b"whole", 1)
+            .unwrap();
+        let mut gone: Vec<String> = expired(&repo, std::slice::from_ref(&snap))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        gone.sort();
+        assert_eq!(
+            gone,
+            vec![
+                archive.object_key("00000001", &piece(4)),
+                archive.object_key("00000001", &piece(6)),
+            ]
+        );
+    }
+
+    #[test]
     fn names_parse_by_kind() {
         let s = WalName::parse("000000010000000A000000FF").unwrap();
         assert_eq!(
