@@ -34,10 +34,11 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_SLOT: &str = "strongroom";
 
 /// How soon received WAL is durable, without `synchronous`: a piece is written when its
-/// oldest byte is this old less the time the last write took (so about one piece a second
-/// while WAL arrives, none while the server is idle). A store slower than this gets one
-/// write after another.
-pub const DURABLE_WITHIN: Duration = Duration::from_millis(900);
+/// oldest byte is this old less the time the last write took (so under 1.5 pieces a second
+/// while WAL arrives, none while the server is idle). Below a second by a margin: WAL also
+/// spends time on its way from the server, and a busy receiver reads it late. A store
+/// slower than this gets one write after another.
+pub const DURABLE_WITHIN: Duration = Duration::from_millis(700);
 
 /// The most a piece holds: a backlog (or a very busy server) is written in parts, so the
 /// durable position moves on while the rest is read.
