@@ -646,6 +646,19 @@ pub enum WalAction {
         /// Where to write it, relative to the data directory (`%p`).
         dest: PathBuf,
     },
+    /// Stream WAL over replication into the repository, durable within a second (or before
+    /// each commit returns, with --synchronous), until SIGTERM or Ctrl-C.
+    #[command(
+        after_help = "Connects to SOURCE (a configured name, a postgres:// URL, or the only configured source)\nas a physical replication client named `strongroom`, through the replication slot\n`strongroom` (sources.NAME.slot), which it creates when missing so the server keeps WAL\nuntil it is received. Received WAL is written to the repository as pieces, each durable\nwithin 0.7 s of arriving (after every burst with --synchronous), and each complete segment under its own\nname, as archive_command would archive it: both may run, and `wal fetch` prefers the\ncomplete segment. The server hears as written, flushed and applied only what is durable\nin the repository. On SIGTERM or Ctrl-C it writes what it received, then exits 0.\n\nOn the server:\n  # postgresql.conf\n  wal_level = replica                      # the default\n  max_wal_senders = 10                     # the default\n  synchronous_standby_names = 'strongroom' # only with --synchronous: RPO 0\n  # pg_hba.conf: the role needs REPLICATION (ALTER ROLE backup REPLICATION)\n  host  replication  backup  10.0.0.5/32  scram-sha-256\n\nWith synchronous_standby_names = 'strongroom', a commit returns only once its WAL is\ndurable in the repository; while strongroom is down, commits wait (take the setting\nout, or list another standby too, to let them go on).\n\nExamples:\n  strongroom wal receive prod\n  strongroom wal receive prod --synchronous\n  strongroom wal receive 'postgres://backup@db1/postgres'"
+    )]
+    Receive {
+        /// A configured source name or a postgres:// URL (default: the only configured source).
+        source: Option<String>,
+        /// Write and acknowledge after every burst of WAL, so a server naming `strongroom` in
+        /// synchronous_standby_names loses no committed transaction.
+        #[arg(long)]
+        synchronous: bool,
+    },
     /// WAL continuity per cluster and timeline, gaps named.
     #[command(
         after_help = "Exit 1 when a gap lies where a physical snapshot needs WAL to recover (at or after its\nstart, on its timeline or a later one).\n\nExamples:\n  strongroom wal verify\n  strongroom wal verify --json"

@@ -164,6 +164,29 @@ pub struct SourceConfig {
     /// contract's key. Not built yet: the daemon says so at start and runs the schedule.
     #[serde(default)]
     pub continuous: bool,
+    /// PostgreSQL: the physical replication slot `wal receive` streams through (default
+    /// `strongroom`); `status` checks it.
+    pub slot: Option<String>,
+    /// PostgreSQL: how much WAL the slot may hold back on the server before `status` warns
+    /// (a size such as `"1GiB"`, the default).
+    pub slot_max_retained: Option<String>,
+}
+
+impl SourceConfig {
+    /// The replication slot `wal receive` uses.
+    pub fn slot_name(&self) -> &str {
+        self.slot
+            .as_deref()
+            .unwrap_or(crate::engine::postgres::receive::DEFAULT_SLOT)
+    }
+
+    /// How much WAL the slot may retain before `status` warns, in bytes.
+    pub fn slot_max_retained_bytes(&self) -> u64 {
+        self.slot_max_retained
+            .as_deref()
+            .and_then(|s| crate::parse_size(s).ok())
+            .unwrap_or(1 << 30)
+    }
 }
 
 /// `[prune]`: how prune reclaims space.
@@ -227,6 +250,16 @@ impl Config {
             }
             if let Some(t) = &s.lock_timeout {
                 duration(problems, at.clone().key("lock_timeout"), t);
+            }
+            if let Some(slot) = &s.slot
+                && let Err(e) = crate::engine::postgres::receive::check_slot_name(slot)
+            {
+                problems.at(at.clone().key("slot"), e.to_string());
+            }
+            if let Some(v) = &s.slot_max_retained
+                && let Err(e) = crate::parse_size(v)
+            {
+                problems.at(at.clone().key("slot_max_retained"), e);
             }
             for (i, c) in s.checks.iter().enumerate() {
                 if c.sql.trim().is_empty() {

@@ -12,7 +12,7 @@ use anyhow::Result;
 use std::path::Path;
 use std::time::Duration;
 use strongroom::engine::postgres::timeline::judge::Role;
-use strongroom::engine::postgres::{continuity, timeline, wal};
+use strongroom::engine::postgres::{continuity, receive, timeline, wal};
 use strongroom::{Error, ErrorKind, human_bytes};
 
 /// The exit code that makes PostgreSQL stop recovery (anything above 125).
@@ -25,6 +25,10 @@ pub fn run(ctx: Result<Ctx>, action: WalAction) -> Result<()> {
         WalAction::Push { path } => push(&ctx?, &path),
         WalAction::Fetch { name, dest } => fetch(ctx, &name, &dest),
         WalAction::Verify => verify(&ctx?),
+        WalAction::Receive {
+            source,
+            synchronous,
+        } => receive(&ctx?, source.as_deref(), synchronous),
     }
 }
 
@@ -127,6 +131,51 @@ fn fetch(ctx: Result<Ctx>, name: &str, dest: &Path) -> Result<()> {
     Err(abort(last.expect("at least one attempt").into()))
 }
 
+fn receive(ctx: &Ctx, source: Option<&str>, synchronous: bool) -> Result<()> {
+    if let Some(arg) = source {
+        crate::exposed::warn_password_in_argv(arg, "the source URL");
+    }
+    let src = ctx.config.source(source)?;
+    let strongroom::source::Location::Postgres(url) = &src.location else {
+        anyhow::bail!(
+            "source {} is not a PostgreSQL database: `wal receive` streams PostgreSQL WAL",
+            src.name
+        );
+    };
+    let slot = src
+        .config_name
+        .as_ref()
+        .and_then(|n| ctx.config.sources.get(n))
+        .map_or(receive::DEFAULT_SLOT, |s| s.slot_name())
+        .to_string();
+    let conn = strongroom::engine::postgres::server::Conn::parse(url)?;
+    let repo = ctx.open_unattended()?;
+    let stop = strongroom::interrupt::stop_on_signals()?;
+    let opts = receive::Options {
+        slot,
+        synchronous,
+        level: repo.config().stream_compression_level,
+        source: src.name.clone(),
+    };
+    let summary = receive::run(&repo, &conn, &opts, &stop)?;
+    tracing::info!(
+        "stopped: received {} ({} pieces, {} segments archived whole); durable up to {}",
+        human_bytes(summary.bytes),
+        summary.pieces,
+        summary.segments,
+        summary
+            .durable
+            .as_ref()
+            .map_or("nothing yet".to_string(), |(t, l)| format!(
+                "{l} on timeline {t}"
+            ))
+    );
+    if ctx.json() {
+        print_json(&summary)?;
+    }
+    Ok(())
+}
+
 fn verify(ctx: &Ctx) -> Result<()> {
     let repo = ctx.open()?;
     let snaps = repo.snapshots()?;
@@ -149,7 +198,7 @@ fn verify(ctx: &Ctx) -> Result<()> {
             )?;
             for t in &r.timelines {
                 outln!(
-                    "  timeline {}{}: {} segment(s){}{}{}",
+                    "  timeline {}{}: {} segment(s){}{}{}{}",
                     t.timeline,
                     role_text(t),
                     t.segments,
@@ -162,7 +211,11 @@ fn verify(ctx: &Ctx) -> Result<()> {
                     } else {
                         String::new()
                     },
-                    if t.history { ", history archived" } else { "" }
+                    if t.history { ", history archived" } else { "" },
+                    t.received
+                        .as_ref()
+                        .map(|r| format!(", received up to {r} (wal receive)"))
+                        .unwrap_or_default()
                 )?;
                 for g in &t.gaps {
                     let what = if g.needed {

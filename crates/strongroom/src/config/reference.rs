@@ -80,6 +80,8 @@ fn accepted() -> BTreeSet<String> {
                     spool_dir,
                     schedule,
                     continuous,
+                    slot,
+                    slot_max_retained,
                 });
                 for g in source {
                     match g {
@@ -369,7 +371,12 @@ fn resolved(c: &Config) -> String {
             alerts,
             &c.contacts,
             (&c.copies, c.replicate.options()),
-            (schedule_of(c, "s"), c.sources["s"].continuous),
+            (
+                schedule_of(c, "s"),
+                c.sources["s"].continuous,
+                c.sources["s"].slot_name(),
+                c.sources["s"].slot_max_retained_bytes(),
+            ),
             (
                 &c.daemon.heartbeat_url,
                 c.daemon.stop_timeout(),
@@ -474,6 +481,7 @@ fn the_documented_defaults_are_the_defaults() {
             "\"after-backup\"" => "\"off\"".to_string(),
             v if v.contains('*') => "\"15 3 * * 1\"".to_string(),
             "0.5" => "0.25".to_string(),
+            "\"1GiB\"" => "\"2GiB\"".to_string(),
             "false" => "true".to_string(),
             v if v.starts_with('{') => "{ x = \"1d\" }".to_string(),
             v if v.starts_with('"') => "\"3w\"".to_string(),

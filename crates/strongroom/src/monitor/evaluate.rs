@@ -238,6 +238,7 @@ fn source_checks(
     wal(obj, s, ev, now, &mut out);
     capture(obj, s, now, &mut out);
     copies(obj, s, now, &mut out);
+    slot(s, &mut out);
     protection(s, ev, &mut out);
     let name = &s.name;
     periodic(
@@ -515,6 +516,66 @@ fn copy_holds(st: &crate::copies::SourceStanding, source: &str) -> String {
     format!("{snapshots}{}", wal.unwrap_or_default())
 }
 
+/// The `replication slot` check: critical when the slot `wal receive` streams through is
+/// missing (where the config expects it) or the server invalidated it, a warning when it
+/// holds back more WAL than `slot_max_retained` or the server could not be asked.
+fn slot(s: &SourceEvidence, out: &mut Vec<Check>) {
+    let Some(slot) = &s.slot else { return };
+    let name = &slot.name;
+    let (level, detail) = match &slot.state {
+        Err(e) if slot.expected => (
+            Level::Warning,
+            format!(
+                "could not ask the server of {} about replication slot {name}: {e}",
+                s.name
+            ),
+        ),
+        Err(_) => return,
+        Ok(None) if slot.expected => (
+            Level::Critical,
+            format!(
+                "replication slot {name} does not exist on the server of {}: WAL is not kept for `strongroom wal receive`, and what it has not received is lost once the server recycles it; start `strongroom wal receive {}` (it creates the slot)",
+                s.name, s.name
+            ),
+        ),
+        Ok(None) => return,
+        Ok(Some(st)) if st.wal_status.as_deref() == Some("lost") => (
+            Level::Critical,
+            format!(
+                "replication slot {name} on the server of {} is lost (the server removed WAL it had not received, max_slot_wal_keep_size): the archive has a gap; drop the slot (`SELECT pg_drop_replication_slot('{name}')`), restart `strongroom wal receive` and take a physical backup",
+                s.name
+            ),
+        ),
+        Ok(Some(st)) if st.retained.is_some_and(|r| r > slot.max_retained) => (
+            Level::Warning,
+            format!(
+                "replication slot {name} holds back {} of WAL on the server of {} (over {}, slot_max_retained){}: is `strongroom wal receive` running and keeping up? The server's disk fills while it does",
+                crate::human_bytes(st.retained.unwrap_or(0)),
+                s.name,
+                crate::human_bytes(slot.max_retained),
+                if st.active {
+                    ""
+                } else {
+                    ", and no receiver is connected"
+                }
+            ),
+        ),
+        Ok(Some(st)) => (
+            Level::Ok,
+            format!(
+                "replication slot {name} holds back {} of WAL{}",
+                crate::human_bytes(st.retained.unwrap_or(0)),
+                if st.active {
+                    ", a receiver is streaming"
+                } else {
+                    ", no receiver connected"
+                }
+            ),
+        ),
+    };
+    out.push(check("wal.slot", level, detail));
+}
+
 /// PostgreSQL's archiver, when the server answered: failing, off, or working.
 fn archiver_check(s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>) {
     let archiver = s.archiver.as_ref().and_then(|a| a.as_ref().ok());
@@ -531,7 +592,12 @@ fn archiver_check(s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>
             ),
         ));
     } else if let Some(a) = archiver {
-        let level = if a.archive_mode == "off" {
+        // `wal receive` streaming through its slot archives instead of archive_command.
+        let streamed = s.slot.as_ref().and_then(|sl| match &sl.state {
+            Ok(Some(st)) if st.active && st.wal_status.as_deref() != Some("lost") => Some(&sl.name),
+            _ => None,
+        });
+        let level = if a.archive_mode == "off" && streamed.is_none() {
             Level::Critical
         } else {
             Level::Ok
@@ -539,7 +605,9 @@ fn archiver_check(s: &SourceEvidence, now: jiff::Timestamp, out: &mut Vec<Check>
         out.push(check(
             "wal.archiver",
             level,
-            if level == Level::Critical {
+            if let (true, Some(slot)) = (a.archive_mode == "off", streamed) {
+                format!("archive_mode is off on the server; `strongroom wal receive` streams its WAL through slot {slot}")
+            } else if level == Level::Critical {
                 "archive_mode is off on the server: no WAL reaches the repository; set archive_mode = on and archive_command = 'strongroom wal push %p'".to_string()
             } else {
                 format!(

@@ -40,6 +40,25 @@ pub struct SourceEvidence {
     pub capture: Option<std::result::Result<crate::jobs::replicate::Standing, String>>,
     /// Whether the config asks for continuous capture of this SQLite source.
     pub continuous_sqlite: bool,
+    /// The replication slot `wal receive` streams through, when the source is PostgreSQL,
+    /// the servers were asked, and the config expects one (`continuous`, `slot`) or the
+    /// source has physical snapshots.
+    pub slot: Option<SlotEvidence>,
+}
+
+/// A source's replication slot as its server reports it.
+#[derive(Clone, Debug)]
+pub struct SlotEvidence {
+    /// The slot's name.
+    pub name: String,
+    /// Whether the config expects it (`continuous = true`, or `slot` set): missing is then
+    /// critical, and an unreachable server a warning.
+    pub expected: bool,
+    /// How much retained WAL warns (`slot_max_retained`).
+    pub max_retained: u64,
+    /// What the server said (`None`: no such slot), or why it could not be asked.
+    pub state:
+        std::result::Result<Option<crate::engine::postgres::receive::slot::SlotState>, String>,
 }
 
 /// One copy as one source sees it.
@@ -194,6 +213,7 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
                 .collect(),
             archiver: None,
             copies: Vec::new(),
+            slot: None,
             capture: None,
             continuous_sqlite: config.sources.get(&name).is_some_and(|s| {
                 s.continuous
@@ -214,6 +234,21 @@ pub fn gather(repo: &Repository, config: &Config, scope: &Scope) -> Result<Evide
         .transpose();
         ev.snapshots.sort_by_key(|s| s.finished_at);
         let physical = ev.snapshots.iter().any(|s| s.kind == BackupKind::Physical);
+        if scope.ask_servers
+            && let Some(sc) = config.sources.get(&ev.name)
+            && let Some(Location::Postgres(url)) = crate::source::parse_location(&sc.url)
+        {
+            let expected = sc.continuous || sc.slot.is_some();
+            if expected || physical {
+                let name = sc.slot_name().to_string();
+                ev.slot = Some(SlotEvidence {
+                    state: crate::engine::postgres::receive::slot::ask(&url, &name),
+                    name,
+                    expected,
+                    max_retained: sc.slot_max_retained_bytes(),
+                });
+            }
+        }
         if scope.ask_servers && physical {
             if let Ok(src) = config.source(Some(&ev.name)) {
                 if let Location::Postgres(url) = &src.location {

@@ -54,6 +54,7 @@ fn healthy(now: jiff::Timestamp) -> Evidence {
         records: Vec::new(),
         archiver: None,
         copies: Vec::new(),
+        slot: None,
         capture: None,
         continuous_sqlite: false,
     };
@@ -267,6 +268,7 @@ fn no_snapshot_at_all_is_critical() {
             records: vec![],
             archiver: None,
             copies: Vec::new(),
+            slot: None,
             capture: None,
             continuous_sqlite: false,
         }],

@@ -117,23 +117,51 @@ impl<'r> Archive<'r> {
                 cluster: self.cluster.clone(),
             });
         }
+        let stored = self.store(&key, data, level)?;
+        Ok(Put::Stored { stored })
+    }
+
+    /// Stores `data` as `name` on `timeline`, durably, without asking first whether the name
+    /// is taken (one request, not two): for names the caller makes unique, such as the
+    /// pieces a stream of WAL is stored in, where a name written again holds the same bytes.
+    /// Returns the bytes written to the store.
+    pub fn put_new(&self, timeline: &str, name: &str, data: &[u8], level: i32) -> Result<u64> {
+        self.store(&self.object_key(timeline, name), data, level)
+    }
+
+    /// Deletes `name` on `timeline` (a name not there is no error).
+    pub fn delete(&self, timeline: &str, name: &str) -> Result<()> {
+        match self.repo.storage().delete(&self.object_key(timeline, name)) {
+            Ok(()) | Err(Error::Missing { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn store(&self, key: &str, data: &[u8], level: i32) -> Result<u64> {
         // Hashing and compressing are most of a push's work. The file is cut into one part
         // per core, each compressed on its own thread into a zstd frame of its own
         // (concatenated frames are one valid zstd stream); the hash runs beside them.
         let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         let part = data.len().div_ceil(parts).max(1 << 20);
-        let (hash, frames) = std::thread::scope(|s| {
-            let frames: Vec<_> = data
-                .chunks(part)
-                .map(|piece| s.spawn(move || zstd::bulk::compress(piece, level)))
-                .collect();
-            let hash = self.repo.key().chunk_id(data).0;
-            let frames: Vec<_> = frames
-                .into_iter()
-                .map(|f| f.join().expect("compression thread"))
-                .collect();
-            (hash, frames)
-        });
+        let (hash, frames) = if data.len() <= part {
+            (
+                self.repo.key().chunk_id(data).0,
+                vec![zstd::bulk::compress(data, level)],
+            )
+        } else {
+            std::thread::scope(|s| {
+                let frames: Vec<_> = data
+                    .chunks(part)
+                    .map(|piece| s.spawn(move || zstd::bulk::compress(piece, level)))
+                    .collect();
+                let hash = self.repo.key().chunk_id(data).0;
+                let frames: Vec<_> = frames
+                    .into_iter()
+                    .map(|f| f.join().expect("compression thread"))
+                    .collect();
+                (hash, frames)
+            })
+        };
         let mut compressed = Vec::new();
         for f in frames {
             compressed.extend_from_slice(
@@ -147,10 +175,8 @@ impl<'r> Archive<'r> {
         body.extend_from_slice(&compressed);
         drop(compressed);
         let sealed = self.repo.key().seal(key.as_bytes(), &body);
-        self.repo.storage().put(&key, &sealed)?;
-        Ok(Put::Stored {
-            stored: sealed.len() as u64,
-        })
+        self.repo.storage().put(key, &sealed)?;
+        Ok(sealed.len() as u64)
     }
 
     /// Reads `name` on `timeline` back, authenticated and checked against its recorded hash;
@@ -172,8 +198,18 @@ impl<'r> Archive<'r> {
 
     /// Every archived file of this cluster, sorted by timeline folder and name.
     pub fn list(&self) -> Result<Vec<Listed>> {
+        self.list_prefix("")
+    }
+
+    /// The archived files of this cluster in folder `folder` of `timeline` (names
+    /// `<folder>/…`; one listing of that folder only), sorted by name.
+    pub fn list_folder(&self, timeline: &str, folder: &str) -> Result<Vec<Listed>> {
+        self.list_prefix(&format!("{timeline}/{folder}/"))
+    }
+
+    fn list_prefix(&self, within: &str) -> Result<Vec<Listed>> {
         let prefix = ObjectKind::Wal.key(&format!("{}/", self.cluster));
-        let listed: Vec<ObjectInfo> = self.repo.storage().list(&prefix)?;
+        let listed: Vec<ObjectInfo> = self.repo.storage().list(&format!("{prefix}{within}"))?;
         Ok(listed
             .into_iter()
             .filter_map(|o| {

@@ -44,6 +44,9 @@ pub struct TimelineReport {
     pub partial: u64,
     /// Whether its `.history` file is archived (timeline 1 has none).
     pub history: bool,
+    /// How far `wal receive`'s pieces reach past the newest complete segment (an LSN), when
+    /// they do: the segment being received.
+    pub received: Option<String>,
     /// Missing runs between `first` and `last`.
     pub gaps: Vec<Gap>,
     /// What it is to the source: its own timeline, one it descends from, or a fork.
@@ -138,7 +141,17 @@ fn verify_cluster(
         let role = judged.role(tli);
         let name = |n: u64| segment_name(tli, n, segment_size);
         let branched = judged.branched(tli);
+        let received = judged.view.timelines.get(&tli).and_then(|t| {
+            t.pieces
+                .iter()
+                .filter(|(n, _)| segs.last().is_none_or(|l| *n > l))
+                .map(|(n, r)| n * segment_size + r.contiguous())
+                .filter(|end| end % segment_size != 0)
+                .max()
+                .map(|end| super::cluster::Lsn(end).to_string())
+        });
         timelines.push(TimelineReport {
+            received,
             timeline: tli,
             first: segs.first().map(|&n| name(n)),
             last: segs.last().map(|&n| name(n)),

@@ -34,6 +34,15 @@ pub struct Conn {
     client_cert: Option<(PathBuf, PathBuf)>,
 }
 
+/// TLS for a connection: whether it must be used (else it is only preferred) and the
+/// rustls configuration that checks the server as `sslmode` says.
+pub struct Tls {
+    /// `require` and `verify-*`: no TLS, no connection.
+    pub required: bool,
+    /// The client configuration.
+    pub config: rustls::ClientConfig,
+}
+
 /// Where a connection's password came from (never the password itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PasswordFrom {
@@ -269,7 +278,27 @@ impl Conn {
         if let Some(p) = &self.password {
             cfg.password(p);
         }
-        use super::tls::{Verify, connector};
+        let result = match self.tls()? {
+            None => {
+                cfg.ssl_mode(SslMode::Disable);
+                cfg.connect(postgres::NoTls)
+            }
+            Some(t) => {
+                cfg.ssl_mode(if t.required {
+                    SslMode::Require
+                } else {
+                    SslMode::Prefer
+                });
+                cfg.connect(tokio_postgres_rustls::MakeRustlsConnect::new(t.config))
+            }
+        };
+        Ok(result)
+    }
+
+    /// The TLS these settings ask for, with libpq's meanings of `sslmode`: `None` for none
+    /// (`disable`, or a Unix socket, where libpq never uses TLS).
+    pub fn tls(&self) -> Result<Option<Tls>> {
+        use super::tls::{Verify, client_config};
         // libpq's root certificate: sslrootcert, else ~/.postgresql/root.crt if present.
         let default_root = || {
             let home = env("HOME")?;
@@ -277,46 +306,59 @@ impl Conn {
             p.is_file().then_some(p)
         };
         let root = self.sslrootcert.clone().or_else(default_root);
-        let (mode, verify) = match self.sslmode.as_str() {
+        let (required, verify) = match self.sslmode.as_str() {
             // libpq never uses TLS on a Unix socket, whatever sslmode says.
-            _ if self.host.starts_with('/') => (SslMode::Disable, None),
-            "disable" => (SslMode::Disable, None),
-            "allow" | "prefer" => (SslMode::Prefer, Some(Verify::Nothing)),
+            _ if self.is_socket() => return Ok(None),
+            "disable" => return Ok(None),
+            "allow" | "prefer" => (false, Verify::Nothing),
             // libpq: require with a root certificate behaves like verify-ca.
-            "require" if root.is_none() => (SslMode::Require, Some(Verify::Nothing)),
-            "require" | "verify-ca" => (SslMode::Require, Some(Verify::Chain)),
-            _ => (SslMode::Require, Some(Verify::Full)),
+            "require" if root.is_none() => (true, Verify::Nothing),
+            "require" | "verify-ca" => (true, Verify::Chain),
+            _ => (true, Verify::Full),
         };
-        cfg.ssl_mode(mode);
-        let result = match verify {
-            None => cfg.connect(postgres::NoTls),
-            Some(v) => {
-                let root = match root {
-                    // libpq 16+: the operating system's trusted roots.
-                    Some(p) if p.as_os_str() == "system" => None,
-                    Some(p) => Some(p),
-                    None if v == Verify::Nothing => None,
-                    None => {
-                        return Err(Error::Config(format!(
-                            "sslmode={} for {} needs a root certificate to check the server \
-                             against: set sslrootcert (or PGSSLROOTCERT) to its file, or to \
-                             \"system\" for the system's trusted roots, or put it in \
-                             ~/.postgresql/root.crt",
-                            self.sslmode,
-                            self.display()
-                        )));
-                    }
-                };
-                let client = self
-                    .client_cert
-                    .as_ref()
-                    .map(|(c, k)| (c.as_path(), k.as_path()));
-                let tls = connector(v, root.as_deref(), client)
-                    .map_err(|e| Error::Config(format!("TLS for {}: {e}", self.display())))?;
-                cfg.connect(tls)
+        let root = match root {
+            // libpq 16+: the operating system's trusted roots.
+            Some(p) if p.as_os_str() == "system" => None,
+            Some(p) => Some(p),
+            None if verify == Verify::Nothing => None,
+            None => {
+                return Err(Error::Config(format!(
+                    "sslmode={} for {} needs a root certificate to check the server \
+                     against: set sslrootcert (or PGSSLROOTCERT) to its file, or to \
+                     \"system\" for the system's trusted roots, or put it in \
+                     ~/.postgresql/root.crt",
+                    self.sslmode,
+                    self.display()
+                )));
             }
         };
-        Ok(result)
+        let client = self
+            .client_cert
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()));
+        let config = client_config(verify, root.as_deref(), client)
+            .map_err(|e| Error::Config(format!("TLS for {}: {e}", self.display())))?;
+        Ok(Some(Tls { required, config }))
+    }
+
+    /// Whether the host is a Unix socket directory.
+    pub fn is_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    /// The host name, or the socket directory.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port (also names the Unix socket, `.s.PGSQL.<port>`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The password, when one was found (never shown: for the wire only).
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
     }
 
     /// One sentence saying why a connection or statement failed, and what to do.

@@ -141,8 +141,27 @@ pub struct TimelineView {
     pub history: Vec<(u32, Lsn)>,
     /// Archived segments by number, with when the store says each was written.
     pub segments: BTreeMap<u64, Option<jiff::Timestamp>>,
+    /// Segments not archived whole that `wal receive` holds pieces of, by number: the byte
+    /// ranges held and when the newest piece was written ([`super::pieces`]).
+    pub pieces: BTreeMap<u64, Received>,
     /// Where it was first pushed from, when recorded.
     pub origin: Option<Origin>,
+}
+
+/// The pieces of one segment: the byte ranges they hold and when the newest was written.
+#[derive(Clone, Debug, Default)]
+pub struct Received {
+    /// `(from, to)` offsets in the segment, one per piece.
+    pub ranges: Vec<(u64, u64)>,
+    /// When the newest piece was written, as the store dates it.
+    pub newest: Option<jiff::Timestamp>,
+}
+
+impl Received {
+    /// How far the pieces reach without a gap from the segment's start.
+    pub fn contiguous(&self) -> u64 {
+        super::pieces::contiguous(&self.ranges)
+    }
 }
 
 /// The timelines of one cluster's archive.
@@ -211,6 +230,16 @@ impl ArchiveView {
                 continue;
             }
             let Some(name) = WalName::parse(&l.name) else {
+                if let Some(p) = super::pieces::Piece::parse(&l.name)
+                    && let Some(n) = p.segment.segment_number(segment_size)
+                {
+                    view.files += 1;
+                    view.stored += l.stored;
+                    let t = view.timelines.entry(p.segment.timeline).or_default();
+                    let r = t.pieces.entry(n).or_default();
+                    r.ranges.push((p.from, p.to));
+                    r.newest = r.newest.max(l.modified);
+                }
                 continue;
             };
             view.files += 1;
@@ -258,13 +287,17 @@ impl ArchiveView {
 
     /// How far a recovery along `hops` gets: on each stretch, the segments before the one
     /// holding the switch point (the child timeline has that one), then the open end as far
-    /// as segments run unbroken.
+    /// as segments run unbroken, and into the first missing one as far as its received
+    /// pieces run from its start.
     pub fn reach(&self, hops: &[(u32, Lsn, Option<Lsn>)]) -> Reach {
         let seg = self.segment_size;
         let mut archived = None;
         let empty = BTreeMap::new();
+        let no_pieces = BTreeMap::new();
         for &(tli, begin, end) in hops {
-            let segments = self.timelines.get(&tli).map_or(&empty, |t| &t.segments);
+            let line = self.timelines.get(&tli);
+            let segments = line.map_or(&empty, |t| &t.segments);
+            let pieces = line.map_or(&no_pieces, |t| &t.pieces);
             let mut n = begin.segment(seg);
             loop {
                 if end.is_some_and(|e| n >= e.segment(seg)) {
@@ -273,8 +306,14 @@ impl ArchiveView {
                 match segments.get(&n) {
                     Some(at) => archived = archived.max(*at),
                     None => {
+                        let (held, at) = pieces
+                            .get(&n)
+                            .map_or((0, None), |r| (r.contiguous(), r.newest));
+                        if held > 0 {
+                            archived = archived.max(at);
+                        }
                         return Reach {
-                            lsn: Lsn((n * seg).max(begin.0)),
+                            lsn: Lsn((n * seg + held).max(begin.0)),
                             archived,
                         };
                     }

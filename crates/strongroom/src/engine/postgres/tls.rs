@@ -128,6 +128,18 @@ pub fn connector(
     root_cert: Option<&Path>,
     client: Option<(&Path, &Path)>,
 ) -> Result<MakeRustlsConnect, String> {
+    Ok(MakeRustlsConnect::new(client_config(
+        verify, root_cert, client,
+    )?))
+}
+
+/// The rustls client configuration behind [`connector`], for connections strongroom drives
+/// itself (the replication protocol's blocking stream).
+pub fn client_config(
+    verify: Verify,
+    root_cert: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
@@ -206,5 +218,5 @@ pub fn connector(
             })?
         }
     };
-    Ok(MakeRustlsConnect::new(config))
+    Ok(config)
 }

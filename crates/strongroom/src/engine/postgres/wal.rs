@@ -193,7 +193,44 @@ pub fn fetch(
         }
     }
     let archive = Archive::new(repo, &cluster.system_id());
-    let data = archive.get(&parsed.timeline_folder(), &parsed.name)?;
+    let data = match archive.get(&parsed.timeline_folder(), &parsed.name) {
+        // The complete segment is preferred; else what `wal receive` made durable of it,
+        // zeros after, where recovery finds the end of WAL.
+        Err(e @ Error::NotArchived { .. }) if parsed.kind == WalKind::Segment => {
+            let assembled = match super::pieces::assemble(&archive, &parsed) {
+                // Never "not archived" for what was listed: recovery would end there.
+                Err(Error::NotArchived { .. }) => {
+                    return Err(Error::Storage {
+                        location: archive.object_key(
+                            &parsed.timeline_folder(),
+                            &super::pieces::folder(&parsed.name),
+                        ),
+                        detail: "a received piece was deleted while it was read (the segment was just archived whole); fetch it again".into(),
+                        transient: true,
+                    });
+                }
+                other => other?,
+            };
+            match assembled {
+                Some((data, held)) => {
+                    tracing::info!(
+                        "{} is not archived whole; serving the {held} bytes received of it, then zeros",
+                        parsed.name
+                    );
+                    write_atomically(
+                        dest.parent()
+                            .filter(|p| !p.as_os_str().is_empty())
+                            .unwrap_or(Path::new(".")),
+                        &dest,
+                        &data,
+                    )?;
+                    return Ok(data.len() as u64);
+                }
+                None => return Err(e),
+            }
+        }
+        other => other?,
+    };
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -333,8 +370,10 @@ pub struct Expired {
 }
 
 /// Archived WAL older than what `kept` (the snapshots that stay) need: per cluster, every
-/// segment, partial segment and backup-history file numbered below the start segment of the
-/// oldest kept physical snapshot that relies on the archive, on any timeline. Timeline
+/// segment, partial segment, backup-history file and received piece
+/// ([`super::pieces`]) numbered below the start segment of the oldest kept physical
+/// snapshot that relies on the archive, on any timeline, and the pieces of segments that
+/// are archived whole. Timeline
 /// history files are never expired (they are tiny and recovery reads them to choose a
 /// timeline). A cluster no kept snapshot relies on keeps all of its WAL: archiving may be
 /// feeding a first base backup that is running right now.
@@ -353,9 +392,28 @@ pub fn expired(
     let mut out = Vec::new();
     for (cluster, (first, size)) in cut {
         let archive = Archive::new(repo, &cluster);
-        for l in archive.list()? {
-            let Some(name) = WalName::parse(&l.name) else {
-                continue;
+        let listed = archive.list()?;
+        let complete: std::collections::HashSet<(String, String)> = listed
+            .iter()
+            .filter(|l| WalName::parse(&l.name).is_some_and(|n| n.kind == WalKind::Segment))
+            .map(|l| (l.timeline.clone(), l.name.clone()))
+            .collect();
+        for l in listed {
+            let name = match WalName::parse(&l.name) {
+                Some(n) => n,
+                // A piece of a segment that is archived whole, or that no kept snapshot
+                // needs, is of no more use.
+                None => match super::pieces::Piece::parse(&l.name) {
+                    Some(p) if complete.contains(&(l.timeline.clone(), p.segment.name.clone())) => {
+                        out.push(Expired {
+                            key: archive.object_key(&l.timeline, &l.name),
+                            stored: l.stored,
+                        });
+                        continue;
+                    }
+                    Some(p) => p.segment,
+                    None => continue,
+                },
             };
             if name.kind == WalKind::History {
                 continue;
@@ -457,6 +515,99 @@ mod tests {
         let third = segment_name(1, 12, seg);
         fetch(&repo, d, &third, Path::new("pg_wal/RECOVERYXLOG"), 0).unwrap();
         assert!(!spool.join(segment_name(1, 5, seg)).exists());
+    }
+
+    #[test]
+    fn fetch_prefers_the_whole_segment_then_puts_pieces_together() {
+        let repo = crate::repository::writer::tests::memory_repo();
+        let data = tempfile::tempdir().unwrap();
+        let d = data.path();
+        std::fs::create_dir_all(d.join("global")).unwrap();
+        std::fs::create_dir_all(d.join("pg_wal")).unwrap();
+        let mut control = 42u64.to_le_bytes().to_vec();
+        control.resize(8192, 0);
+        std::fs::write(d.join("global/pg_control"), control).unwrap();
+        std::fs::write(d.join("PG_VERSION"), "15\n").unwrap();
+        let seg = 1u64 << 20;
+        let archive = Archive::new(&repo, "42");
+        let name = segment_name(1, 7, seg);
+        let mut whole = crate::repository::writer::tests::pages(256, 3);
+        whole[32..36].copy_from_slice(&(seg as u32).to_le_bytes());
+        // Pieces of the first 12 KiB, then the whole segment.
+        for (from, to) in [(0usize, 0x1000usize), (0x1000, 0x3000)] {
+            archive
+                .put_new(
+                    "00000001",
+                    &super::super::pieces::name(&name, from as u64, to as u64),
+                    &whole[from..to],
+                    1,
+                )
+                .unwrap();
+        }
+        let dest = Path::new("pg_wal/RECOVERYXLOG");
+        fetch(&repo, d, &name, dest, 0).unwrap();
+        let got = std::fs::read(d.join(dest)).unwrap();
+        assert_eq!(got.len() as u64, seg);
+        assert_eq!(&got[..0x3000], &whole[..0x3000]);
+        assert!(
+            got[0x3000..].iter().all(|b| *b == 0),
+            "zeros after the pieces"
+        );
+        archive.put("00000001", &name, &whole, 1).unwrap();
+        fetch(&repo, d, &name, dest, 0).unwrap();
+        assert_eq!(
+            std::fs::read(d.join(dest)).unwrap(),
+            whole,
+            "the whole segment wins"
+        );
+        // Neither: not archived, as PostgreSQL needs to hear.
+        assert!(matches!(
+            fetch(&repo, d, &segment_name(1, 8, seg), dest, 0),
+            Err(Error::NotArchived { .. })
+        ));
+    }
+
+    #[test]
+    fn prune_expires_pieces_of_segments_archived_whole_or_no_longer_needed() {
+        let repo = crate::repository::writer::tests::memory_repo();
+        let seg = 1u64 << 20;
+        let archive = Archive::new(&repo, "42");
+        // A kept snapshot starting in segment 5.
+        let snap: crate::repository::snapshot::Snapshot =
+            serde_json::from_value(serde_json::json!({
+                "source": "prod", "engine": "postgres", "kind": "physical", "tags": [],
+                "started_at": "2026-12-01T00:00:00Z", "finished_at": "2026-12-01T00:00:10Z",
+                "size": 1, "added": 1,
+                "metadata": {"row_counts": {}, "schema_version": null, "server_version": "17",
+                             "system_identifier": "42", "wal_segment_size": seg},
+                "wal": {"timeline": 1, "start_lsn": Lsn(5 * seg + 40).to_string(),
+                        "stop_lsn": Lsn(5 * seg + 400).to_string()},
+                "hostname": "db1", "program_version": "0", "files": []
+            }))
+            .unwrap();
+        let piece = |n: u64| super::super::pieces::name(&segment_name(1, n, seg), 0, 16);
+        for n in [4, 6, 7] {
+            archive
+                .put_new("00000001", &piece(n), &[n as u8; 16], 1)
+                .unwrap();
+        }
+        // Segment 6 is archived whole; 7 is still being received.
+        archive
+            .put("00000001", &segment_name(1, 6, seg), b"whole", 1)
+            .unwrap();
+        let mut gone: Vec<String> = expired(&repo, std::slice::from_ref(&snap))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        gone.sort();
+        assert_eq!(
+            gone,
+            vec![
+                archive.object_key("00000001", &piece(4)),
+                archive.object_key("00000001", &piece(6)),
+            ]
+        );
     }
 
     #[test]

@@ -83,6 +83,9 @@ struct ServerFacts {
     /// The archiver's last attempt failed.
     archiver_failing: bool,
     wal_level: String,
+    /// `wal receive` streams from this server (a client named `strongroom` is streaming):
+    /// the segments a backup needs reach the archive that way too.
+    streams_here: bool,
 }
 
 fn server_facts(client: &mut postgres::Client, conn: &Conn) -> Result<ServerFacts> {
@@ -95,7 +98,9 @@ fn server_facts(client: &mut postgres::Client, conn: &Conn) -> Result<ServerFact
                     current_setting('archive_mode'), current_setting('archive_command'), \
                     COALESCE((SELECT last_failed_time > COALESCE(last_archived_time, '-infinity') \
                               FROM pg_stat_archiver), false), \
-                    current_setting('wal_level')",
+                    current_setting('wal_level'), \
+                    EXISTS (SELECT 1 FROM pg_stat_replication \
+                            WHERE application_name = 'strongroom' AND state = 'streaming')",
             &[],
         )
         .map_err(|e| {
@@ -112,6 +117,7 @@ fn server_facts(client: &mut postgres::Client, conn: &Conn) -> Result<ServerFact
         segment_size: row.get::<_, i64>(2) as u64,
         block_size: row.get::<_, i32>(3) as u32,
         archives_here: mode != "off" && command.contains("strongroom") && command.contains("wal"),
+        streams_here: row.get(8),
         archiver_failing: row.get(6),
         wal_level: row.get(7),
     })
@@ -265,12 +271,21 @@ pub fn backup(
             start_lsn.segment(s.segment_size),
             stop.lsn.segment_before(s.segment_size),
         );
-        let missing = wal::first_missing(repo, &s.system_id, tli, first, last, s.segment_size)?;
-        let included = match (&missing, s.archives_here) {
+        let mut missing =
+            wal::first_missing(repo, &s.system_id, tli, first, last, s.segment_size)?;
+        // `wal receive` archives the backup's last segment whole once it has streamed it
+        // (pg_backup_stop switched to the next one): a moment.
+        let mut waited = 0;
+        while missing.is_some() && s.streams_here && waited < 600 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            waited += 1;
+            missing = wal::first_missing(repo, &s.system_id, tli, first, last, s.segment_size)?;
+        }
+        let included = match (&missing, s.archives_here || s.streams_here) {
             (None, true) => false,
             (missing, here) => {
                 let why = if !here {
-                    "WAL archiving into strongroom is off (archive_mode, archive_command)".to_string()
+                    "WAL archiving into strongroom is off (archive_mode, archive_command) and `strongroom wal receive` is not streaming from it".to_string()
                 } else {
                     format!(
                         "segment {} is not in this repository's WAL archive (archive_command may archive elsewhere, or be failing)",

@@ -69,7 +69,8 @@ impl Judged {
         ids.filter(|&id| self.role(id) == Role::Fork).collect()
     }
 
-    /// The newest segment archived on the source's line, with when the store dates it: on
+    /// The newest segment archived (or received in part, [`super::ArchiveView`]'s pieces)
+    /// on the source's line, with when the store dates it: on
     /// the source's timeline, or on an ancestor up to the segment holding the switch away
     /// from it (what the ancestor archived later came from another server).
     pub fn newest(&self) -> Option<(String, jiff::Timestamp)> {
@@ -82,8 +83,10 @@ impl Judged {
         line.iter()
             .filter_map(|&(tli, upto)| {
                 let t = self.view.timelines.get(&tli)?;
+                // A segment's received pieces count: the newest piece is the newest WAL.
                 t.segments
                     .iter()
+                    .chain(t.pieces.iter().map(|(n, r)| (n, &r.newest)))
                     .filter(|(n, _)| upto.is_none_or(|u| **n <= u))
                     .filter_map(|(n, at)| Some((at.as_ref()?, tli, *n)))
                     .max()
