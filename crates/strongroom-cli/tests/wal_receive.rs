@@ -464,6 +464,11 @@ fn proof(synchronous: bool) {
         rig.pg.create_database("app", None);
         rig.pg
             .execute("app", "CREATE TABLE oracle (id bigint PRIMARY KEY)");
+        // The backup asks the server whether strongroom streams: only once it does.
+        let sysid = system_id(&rig.pg);
+        wait_for(&rig, &mut setup, &sysid, "a first piece", |l| {
+            l.iter().any(|n| n.contains(".pieces/"))
+        });
         let snap = rig.backup();
         assert_eq!(snap["metadata"]["wal_included"], false, "{label}: {snap}");
         assert!(stop(&mut setup).success(), "{label}");
@@ -618,6 +623,10 @@ fn works_instead_of_archive_command() {
         rig.pg.create_database("app", None);
         rig.pg
             .execute("app", "CREATE TABLE oracle (id bigint PRIMARY KEY)");
+        // The backup asks the server whether strongroom streams: only once it does.
+        wait_for(&rig, &mut child, &sysid, "a first piece", |l| {
+            l.iter().any(|n| n.contains(".pieces/"))
+        });
         let snap = rig.backup();
         assert_eq!(snap["metadata"]["wal_included"], false, "{label}: {snap}");
         rig.pg.execute(
