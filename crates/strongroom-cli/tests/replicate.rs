@@ -252,13 +252,7 @@ fn twenty_kills_each_leave_a_prefix_of_the_commits_without_a_gap() {
     let total = writer.committed().len() as i64;
     let mut child = replicate(&env, &cfg);
     wait_caught_up(&env, &mut child, SystemTime::now());
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = terminate(child);
     // Whether this run resumed depends on whether the writer's checkpoints restarted the
     // WAL while nothing captured it (then a new base is right, and is deduplicated against
     // the last); a_restart_resumes… covers resuming.
@@ -278,6 +272,18 @@ fn twenty_kills_each_leave_a_prefix_of_the_commits_without_a_gap() {
         "nothing was written into the application's schema"
     );
     assert_eq!(writer.finish().len() as i64, total);
+}
+
+/// Stops a replicator with SIGTERM; it must exit 0. Returns what it printed.
+fn terminate(child: Child) -> std::process::Output {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 fn schema(db: &Path) -> Vec<String> {
@@ -314,13 +320,7 @@ fn a_restart_resumes_and_a_time_restores_what_was_captured_by_then() {
         let t1 = jiff::Timestamp::now();
         write(101, 150);
         wait_caught_up(&env, &mut child, SystemTime::now());
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = terminate(child);
         let first: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(first["bases"], 1, "{first}");
         let (max, doc) = restored_ids(&env, &cfg, "t1.db", Some(&t1.to_string()));
@@ -331,8 +331,7 @@ fn a_restart_resumes_and_a_time_restores_what_was_captured_by_then() {
         write(151, 160);
         let mut child = replicate(&env, &cfg);
         wait_caught_up(&env, &mut child, SystemTime::now());
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().unwrap();
+        let out = terminate(child);
         let second: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(second["bases"], 0, "{second}");
         assert_eq!(second["resumed"], true, "{second}");
@@ -344,8 +343,7 @@ fn a_restart_resumes_and_a_time_restores_what_was_captured_by_then() {
         drop(app);
         let mut child = replicate(&env, &cfg);
         wait_caught_up(&env, &mut child, SystemTime::now());
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().unwrap();
+        let out = terminate(child);
         let third: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(third["bases"], 1, "{third}");
         let (max, _) = restored_ids(&env, &cfg, "rebased.db", None);

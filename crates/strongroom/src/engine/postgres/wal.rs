@@ -461,9 +461,8 @@ pub fn first_missing(
 mod tests {
     use super::*;
 
-    #[test]
-    fn fetch_prefetches_after_a_hit_and_serves_from_the_spool() {
-        let repo = crate::repository::writer::tests::memory_repo();
+    /// A data directory as fetch sees one: cluster 42's `pg_control`, `pg_wal`.
+    fn data_directory() -> tempfile::TempDir {
         let data = tempfile::tempdir().unwrap();
         let d = data.path();
         std::fs::create_dir_all(d.join("global")).unwrap();
@@ -472,6 +471,14 @@ mod tests {
         control.resize(8192, 0);
         std::fs::write(d.join("global/pg_control"), control).unwrap();
         std::fs::write(d.join("PG_VERSION"), "15\n").unwrap();
+        data
+    }
+
+    #[test]
+    fn fetch_prefetches_after_a_hit_and_serves_from_the_spool() {
+        let repo = crate::repository::writer::tests::memory_repo();
+        let data = data_directory();
+        let d = data.path();
         let seg = 1u64 << 20;
         let archive = Archive::new(&repo, "42");
         let bodies: Vec<Vec<u8>> = (0..3)
@@ -520,14 +527,8 @@ mod tests {
     #[test]
     fn fetch_prefers_the_whole_segment_then_puts_pieces_together() {
         let repo = crate::repository::writer::tests::memory_repo();
-        let data = tempfile::tempdir().unwrap();
+        let data = data_directory();
         let d = data.path();
-        std::fs::create_dir_all(d.join("global")).unwrap();
-        std::fs::create_dir_all(d.join("pg_wal")).unwrap();
-        let mut control = 42u64.to_le_bytes().to_vec();
-        control.resize(8192, 0);
-        std::fs::write(d.join("global/pg_control"), control).unwrap();
-        std::fs::write(d.join("PG_VERSION"), "15\n").unwrap();
         let seg = 1u64 << 20;
         let archive = Archive::new(&repo, "42");
         let name = segment_name(1, 7, seg);
