@@ -438,3 +438,63 @@ fn the_daemon_keeps_a_capture_running_for_a_continuous_source_and_stops_it() {
     let (max, _) = restored_ids(&env, &cfg, "daemon.db", None);
     assert_eq!(max, 40);
 }
+
+#[test]
+fn prune_deletes_the_segments_of_a_forgotten_base_and_check_reads_the_rest() {
+    let env = Store::Local.env().unwrap();
+    env.init();
+    let db = wal_db(&env);
+    let cfg = config(&env, &db);
+    let app = Connection::open(&db).unwrap();
+    let mut chains = Vec::new();
+    for round in 0..2 {
+        let mut child = replicate(&env, &cfg);
+        wait_caught_up(&env, &mut child, SystemTime::now());
+        for id in round * 10 + 1..=round * 10 + 10 {
+            app.execute("INSERT INTO t(id, pad) VALUES (?1, zeroblob(10))", [id])
+                .unwrap();
+        }
+        wait_caught_up(&env, &mut child, SystemTime::now());
+        let out = terminate(child);
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        chains.push(summary["chain"].as_str().unwrap().to_string());
+        // The next run starts a new chain: the application's last connection closed.
+        if round == 0 {
+            app.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap();
+        }
+    }
+    assert_ne!(chains[0], chains[1]);
+    let frames = |chain: &str| {
+        std::fs::read_dir(std::path::Path::new(&env.repo).join("frames").join(chain))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert!(
+        frames(&chains[0]) > 0 && frames(&chains[1]) > 0,
+        "{chains:?} {:?}",
+        std::fs::read_dir(std::path::Path::new(&env.repo).join("frames"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    let mut forget = env.cmd();
+    forget
+        .env("STRONGROOM_CONFIG", &cfg)
+        .args(["forget", &chains[0][..12]]);
+    forget.assert().success();
+    let mut prune = env.cmd();
+    prune.env("STRONGROOM_CONFIG", &cfg).arg("prune");
+    prune.assert().success();
+    assert_eq!(
+        frames(&chains[0]),
+        0,
+        "the forgotten base's segments are gone"
+    );
+    assert!(frames(&chains[1]) > 0, "the kept base's are not");
+    let mut check = env.cmd();
+    check
+        .env("STRONGROOM_CONFIG", &cfg)
+        .args(["check", "--read-data"]);
+    check.assert().success();
+    let (max, _) = restored_ids(&env, &cfg, "kept.db", None);
+    assert_eq!(max, 20);
+}

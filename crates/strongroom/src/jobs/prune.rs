@@ -531,9 +531,9 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     }
     let mut wal = wal::expired(repo, &snaps)?;
     // SQLite frame segments whose base snapshot is gone: nothing can replay them.
-    let bases: HashSet<&str> = snaps.iter().map(|s| s.id.as_str()).collect();
+    let orphaned = crate::repository::frames::Chain::orphaned(repo, &snaps)?;
     wal.extend(
-        crate::repository::frames::Chain::orphaned(repo, &bases)?
+        orphaned
             .into_iter()
             .map(|(key, stored)| wal::Expired { key, stored }),
     );
@@ -864,10 +864,7 @@ fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
     mark.spared.sort();
     // A base snapshot taken during the prune (continuous capture starting a chain) keeps
     // the segments the plan saw without one.
-    let ids: HashSet<&str> = snaps.iter().map(|s| s.id.as_str()).collect();
-    mark.wal.retain(|k| {
-        crate::repository::frames::Chain::of_key(k).is_none_or(|chain| !ids.contains(chain))
-    });
+    crate::repository::frames::spare_based(&mut mark.wal, &snaps);
     Ok(())
 }
 

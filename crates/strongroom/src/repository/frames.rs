@@ -20,7 +20,9 @@
 
 use super::Repository;
 use super::layout::ObjectKind;
+use super::snapshot::Snapshot;
 use crate::error::{Error, Result};
+use std::collections::HashSet;
 
 const MAGIC: &[u8; 6] = b"SRFRM1";
 
@@ -160,12 +162,10 @@ impl<'r> Chain<'r> {
         Ok(out)
     }
 
-    /// The segments of every chain whose base snapshot is not among `kept` (ids): what a
-    /// prune deletes once the base is forgotten, as (object key, stored bytes).
-    pub fn orphaned(
-        repo: &Repository,
-        kept: &std::collections::HashSet<&str>,
-    ) -> Result<Vec<(String, u64)>> {
+    /// The segments of every chain whose base snapshot is not among `kept`: what a prune
+    /// deletes once the base is forgotten, as (object key, stored bytes).
+    pub fn orphaned(repo: &Repository, kept: &[Snapshot]) -> Result<Vec<(String, u64)>> {
+        let kept: HashSet<&str> = kept.iter().map(|s| s.id.as_str()).collect();
         Ok(repo
             .storage()
             .list(ObjectKind::Frames.folder())?
@@ -193,6 +193,13 @@ impl<'r> Chain<'r> {
         }
         Ok(listed.len())
     }
+}
+
+/// Keeps out of `keys` (objects a prune planned to delete) the segments of chains whose
+/// base snapshot is among `snaps` now: one taken during the prune.
+pub fn spare_based(keys: &mut Vec<String>, snaps: &[Snapshot]) {
+    let ids: HashSet<&str> = snaps.iter().map(|s| s.id.as_str()).collect();
+    keys.retain(|k| Chain::of_key(k).is_none_or(|chain| !ids.contains(chain)));
 }
 
 /// Opens a segment as stored under `key` (the whole key): authenticated (the key is its

@@ -344,7 +344,7 @@ impl Capture {
         let Some(idx) = self.index()? else {
             return Ok(Round::Idle);
         };
-        let from = if idx.salt == self.pos.salt {
+        let from = if idx.salt == self.pos.salt && self.pos.frame > 0 {
             if idx.max_frame < self.pos.frame {
                 return Ok(Round::Lost(format!(
                     "the WAL holds {} frames, fewer than the {} already captured",
@@ -353,9 +353,11 @@ impl Capture {
             }
             self.pos
         } else {
-            // The WAL restarted. While we held a read transaction, it could only do so
-            // after every frame up to our position was copied and none was added, so the
-            // new generation starts from exactly our state.
+            // The WAL restarted (or we stand at a generation's start, whose header may not
+            // have been written yet when we took our position: after a TRUNCATE the file
+            // is empty until the next commit). While we held a read transaction, it could
+            // only restart after every frame up to our position was copied and none was
+            // added, so the new generation starts from exactly our state.
             match wal_file::read_header(&self.wal, &wal)? {
                 Some((start, _)) if start.salt == idx.salt => start,
                 _ => return Ok(Round::Idle),
