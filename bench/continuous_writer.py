@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The application for bench/continuous.sh: numbered, timestamped bookings into a hotel database.
 
-    continuous_writer.py DB ACKLOG [--rate N] [--seconds S]
+    continuous_writer.py DB ACKLOG [--rate N] [--seconds S] [--wal-limit BYTES]
 
 Each commit is one booking transaction as the hotel application makes it (bench/sqlite.sh's
 database, crates/strongroom/src/hotel.rs): a row in `bookings` and its room's `booked` count
@@ -18,7 +18,10 @@ written outside the database.
 
 --rate N spaces commits to N a second (default: as fast as it can); --seconds S stops after
 S seconds (default: until SIGTERM or SIGINT). On a clean stop it prints "<commits>
-<seconds> <commits per second>".
+<seconds> <commits per second> <largest -wal size seen, bytes>". The -wal file's size is
+looked at every 500 commits: past --wal-limit (default 2 GB) the writer stops with exit code
+3, because a replicator that keeps SQLite from restarting the WAL would otherwise fill the
+disk.
 
 Python's sqlite3 rather than a Rust example: one booking transaction costs about 60 µs of
 SQLite's own work and about 15 µs of interpreter on these machines, so it makes well over
@@ -39,6 +42,7 @@ def main():
     db, acklog = args[0], args[1]
     rate = float(args[args.index("--rate") + 1]) if "--rate" in args else 0.0
     seconds = float(args[args.index("--seconds") + 1]) if "--seconds" in args else 0.0
+    wal_limit = int(args[args.index("--wal-limit") + 1]) if "--wal-limit" in args else 2 << 30
     stop = False
 
     def on_signal(_sig, _frame):
@@ -57,8 +61,20 @@ def main():
     log = os.open(acklog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     rnd = int.from_bytes(os.urandom(8), "little") | 1
     n = 0
+    wal = wal_peak = 0
     start = time.time()
     while not stop:
+        if n % 500 == 0:
+            try:
+                wal = os.stat(db + "-wal").st_size
+            except FileNotFoundError:
+                wal = 0
+            wal_peak = max(wal_peak, wal)
+            if wal > wal_limit:
+                took = time.time() - start
+                print(f"{n} {took:.3f} {n / took if took else 0:.1f} {wal_peak}", flush=True)
+                sys.stderr.write(f"the WAL passed {wal_limit} bytes ({wal}): stopping\n")
+                sys.exit(3)
         now = time.time()
         if seconds and now - start >= seconds:
             break
@@ -85,7 +101,7 @@ def main():
         os.write(log, f"{bid} {time.time():.6f}\n".encode())
         n += 1
     took = time.time() - start
-    print(f"{n} {took:.3f} {n / took if took else 0:.1f}", flush=True)
+    print(f"{n} {took:.3f} {n / took if took else 0:.1f} {wal_peak}", flush=True)
 
 
 if __name__ == "__main__":
