@@ -54,10 +54,12 @@
 # reports "not in this build" and the reference tools are still measured.
 #
 # Environment (quick / full defaults): SIZE MB of database (60 / 360), ROUNDS (2 / 5),
-# ROUND_SECONDS (6 / 30), RATE (3000), DURATION (15 / 600), RESTORES (3 / 3), RESTARTS
+# ROUND_SECONDS (6 / 30), RATE (3000), DURATION (15 / 300), RESTORES (3 / 3), RESTARTS
 # (1 / 5), RESTART_WINDOW (6 / 30), RESTART_RATE (100), RESTART_PAUSE (2), KILLS (5 / 20),
 # KILL_MIN and KILL_MAX (1, 3 / 2, 10), PG (1), PG_SCALE (10 / 50), PG_SECONDS (8 / 60),
-# PG_ROUNDS (1 / 3), SQLITE (1), WAL_LIMIT (2 GiB: the writer stops when the database's
+# PG_ROUNDS (1 / 3), SQLITE (1), MIN_FREE_MB (3000: every writer stops, and the bench with
+# it, when less is free beside the database; a full run wants about 25 GB free, a quick
+# one 3 GB, since Litestream's replica grows by gigabytes an hour), WAL_LIMIT (2 GiB: the writer stops when the database's
 # -wal file passes it; the WAL is then folded back with a TRUNCATE checkpoint once the
 # replicator stopped, and the table counts it), BENCH_DIR (default
 # a fresh temp dir, removed at the end unless KEEP=1; a BENCH_DIR given is never removed),
@@ -72,11 +74,12 @@ if [[ ${QUICK:-} == 1 ]]; then
   : "${PG_SECONDS:=8}" "${PG_ROUNDS:=1}"
 fi
 SIZE=${SIZE:-360} ROUNDS=${ROUNDS:-5} ROUND_SECONDS=${ROUND_SECONDS:-30} RATE=${RATE:-3000}
-DURATION=${DURATION:-600} RESTORES=${RESTORES:-3} RESTARTS=${RESTARTS:-5}
+DURATION=${DURATION:-300} RESTORES=${RESTORES:-3} RESTARTS=${RESTARTS:-5}
 RESTART_WINDOW=${RESTART_WINDOW:-30} RESTART_RATE=${RESTART_RATE:-100}
 RESTART_PAUSE=${RESTART_PAUSE:-2} KILLS=${KILLS:-20} KILL_MIN=${KILL_MIN:-2}
 KILL_MAX=${KILL_MAX:-10} PG=${PG:-1} PG_SCALE=${PG_SCALE:-50} PG_SECONDS=${PG_SECONDS:-60}
 PG_ROUNDS=${PG_ROUNDS:-3} SQLITE=${SQLITE:-1} WAL_LIMIT=${WAL_LIMIT:-2147483648}
+MIN_FREE_MB=${MIN_FREE_MB:-3000}
 LITESTREAM_VERSION=${LITESTREAM_VERSION:-0.5.17}
 for t in python3 sqlite3 bc; do
   command -v "$t" >/dev/null || { echo "bench/continuous.sh needs $t" >&2; exit 1; }
@@ -103,7 +106,7 @@ else
   SR=$PWD/target/release/strongroom
 fi
 WRITER="python3 $PWD/bench/continuous_writer.py"
-WRITER_ARGS=(--wal-limit "$WAL_LIMIT")
+WRITER_ARGS=(--wal-limit "$WAL_LIMIT" --min-free "$MIN_FREE_MB")
 C="python3 $PWD/bench/continuous.py"
 M="python3 $PWD/bench/measure.py"
 if [[ -n ${BENCH_DIR:-} ]]; then
@@ -240,6 +243,13 @@ wal_seen() { # TOOL BYTES
   if ((${2:-0} > ${WALPEAK[$1]:-0})); then WALPEAK[$1]=$2; fi
 }
 wal_now() { stat -c %s "$1-wal" 2>/dev/null || echo 0; } # DB
+writer_failed() { # EXIT CODE of a writer: 0, 3 (WAL limit) and a kill are the caller's
+  case $1 in
+    0 | 3 | 137 | 143) ;;
+    4) echo "bench/continuous.sh: less than $MIN_FREE_MB MB left free under $W (MIN_FREE_MB): stopping before the disk fills" >&2; exit 1 ;;
+    *) echo "bench/continuous.sh: the writer failed (exit $1)" >&2; exit 1 ;;
+  esac
+}
 fold_wal() { # TOOL DB: after the writer stopped at WAL_LIMIT and the replicator stopped
   WALBLOW[$1]=$((${WALBLOW[$1]:-0} + 1))
   note "$1: the -wal file passed $(mb "$WAL_LIMIT") MB, so the writer stopped; folding it back (TRUNCATE checkpoint)"
@@ -254,7 +264,7 @@ write_fg() { # TOOL DB ACK ARGS...
   read -r WN WSECS WRATE wal <<< "$out"
   wal_seen "$t" "${wal:-0}"
   WBLOWN=0
-  if ((code == 3)); then WBLOWN=1; elif ((code != 0)); then echo "the writer failed ($code)" >&2; exit 1; fi
+  if ((code == 3)); then WBLOWN=1; else writer_failed "$code"; fi
 }
 alive() { [[ -z ${FAILED[$1]:-} ]]; }
 
@@ -402,6 +412,7 @@ if [[ $SQLITE == 1 ]]; then
     kill -TERM "$WPID" 2>/dev/null || true
     code=0; wait "$WPID" || code=$?
     stop_pid "$RPID"
+    writer_failed "$code"
     read -r _ _ _ wal < "$W/$t/restart.out" || true
     wal_seen "$t" "${wal:-0}"
     if ((code == 3)); then fold_wal "$t" "$(${t}_db)"; fi
@@ -428,6 +439,7 @@ if [[ $SQLITE == 1 ]]; then
       kill -9 "$WPID" "$RPID" 2>/dev/null || true
       code=0; wait "$WPID" 2>/dev/null || code=$?
       wait "$RPID" 2>/dev/null || true
+      writer_failed "$code"
       if ((code == 3)); then fold_wal "$t" "$(${t}_db)"; fi
       out=$W/$t/killed.db
       rm -f "$out" "$out-wal" "$out-shm"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The application for bench/continuous.sh: numbered, timestamped bookings into a hotel database.
 
-    continuous_writer.py DB ACKLOG [--rate N] [--seconds S] [--wal-limit BYTES]
+    continuous_writer.py DB ACKLOG [--rate N] [--seconds S] [--wal-limit BYTES] [--min-free MB]
 
 Each commit is one booking transaction as the hotel application makes it (bench/sqlite.sh's
 database, crates/strongroom/src/hotel.rs): a row in `bookings` and its room's `booked` count
@@ -21,7 +21,8 @@ S seconds (default: until SIGTERM or SIGINT). On a clean stop it prints "<commit
 <seconds> <commits per second> <largest -wal size seen, bytes>". The -wal file's size is
 looked at every 500 commits: past --wal-limit (default 2 GB) the writer stops with exit code
 3, because a replicator that keeps SQLite from restarting the WAL would otherwise fill the
-disk.
+disk; when the database's file system has less than --min-free MB free (default 3000), it
+stops with exit code 4 (the machine is shared: a bench must not fill its disk).
 
 Python's sqlite3 rather than a Rust example: one booking transaction costs about 60 µs of
 SQLite's own work and about 15 µs of interpreter on these machines, so it makes well over
@@ -43,6 +44,7 @@ def main():
     rate = float(args[args.index("--rate") + 1]) if "--rate" in args else 0.0
     seconds = float(args[args.index("--seconds") + 1]) if "--seconds" in args else 0.0
     wal_limit = int(args[args.index("--wal-limit") + 1]) if "--wal-limit" in args else 2 << 30
+    min_free = int(args[args.index("--min-free") + 1]) if "--min-free" in args else 3000
     stop = False
 
     def on_signal(_sig, _frame):
@@ -70,6 +72,10 @@ def main():
             except FileNotFoundError:
                 wal = 0
             wal_peak = max(wal_peak, wal)
+            fs = os.statvfs(os.path.dirname(os.path.abspath(db)))
+            if fs.f_bavail * fs.f_frsize < min_free * 1_000_000:
+                sys.stderr.write(f"less than {min_free} MB free beside {db}: stopping\n")
+                sys.exit(4)
             if wal > wal_limit:
                 took = time.time() - start
                 print(f"{n} {took:.3f} {n / took if took else 0:.1f} {wal_peak}", flush=True)
