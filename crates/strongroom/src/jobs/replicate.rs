@@ -235,7 +235,14 @@ struct Extending {
     next_seq: u64,
     began: Instant,
     merger: Merger,
+    /// The base snapshot's size.
+    base_bytes: u64,
+    /// Bytes of rounds stored on this chain.
+    since_base: u64,
 }
+
+/// A chain is never rebased for its volume before it stored this much.
+const MIN_REBASE_BYTES: u64 = 64 << 20;
 
 /// The most page bytes a compacted segment gathers before it is stored early.
 const COMPACT_BYTES: usize = 64 << 20;
@@ -406,7 +413,11 @@ fn replicate(
         if stopping {
             return Ok(());
         }
-        if pending.is_none() && chain.began.elapsed() >= opts.base_interval && chain.next_seq > 1 {
+        // A new base after base_interval, or once the chain has stored as much as the
+        // database holds: a restore then never replays more than about its size.
+        let due = chain.began.elapsed() >= opts.base_interval
+            || chain.since_base >= chain.base_bytes.max(MIN_REBASE_BYTES);
+        if pending.is_none() && due && chain.next_seq > 1 {
             chain = new_base(repo, source, &mut capture, progress, summary, &mut pulse)?;
             continue;
         }
@@ -451,6 +462,7 @@ fn store(
         "segment stored"
     );
     chain.merger.add(chain.next_seq, segment);
+    chain.since_base += written;
     chain.next_seq += 1;
     summary.segments += 1;
     summary.transactions += segment.last_txid() + 1 - segment.first_txid();
@@ -526,6 +538,8 @@ fn resume(repo: &Repository, source: &Source, capture: &mut Capture) -> Result<O
         next_seq: listed.last().map_or(1, |l| l.seq + 1),
         began: Instant::now(),
         merger: Merger::default(),
+        base_bytes: base.size,
+        since_base: listed.iter().map(|l| l.stored).sum(),
     }))
 }
 
@@ -555,10 +569,12 @@ fn new_base(
     summary.bases += 1;
     pulse.requests += 3;
     Ok(Extending {
+        base_bytes: snap.size,
         chain: snap.id,
         next_seq: 1,
         began: Instant::now(),
         merger: Merger::default(),
+        since_base: 0,
     })
 }
 
