@@ -3,7 +3,8 @@
 # `strongroom wal receive` against pg_receivewal for PostgreSQL, each pair on the same
 # database, writer and local store, in one run (issue 22, item 4). Not a test: run it by
 # hand. `QUICK=1 bench/continuous.sh` takes about 5 minutes; `bench/continuous.sh` (full)
-# about an hour.
+# well over an hour and about 25 GB of disk (a run with ROUNDS=3 DURATION=180 RESTARTS=3
+# PG_SECONDS=30 took 43 minutes).
 #
 # SQLite: a hotel database (SIZE MB; crates/strongroom/src/hotel.rs) copied three times:
 # one for the writer alone, one for Litestream (file replica, 1 s sync interval), one for
