@@ -95,14 +95,44 @@ fn config(env: &Env, db: &Path) -> PathBuf {
     cfg
 }
 
-fn replicate(env: &Env, cfg: &Path) -> Child {
-    env.std_cmd()
-        .env("STRONGROOM_CONFIG", cfg)
-        .args(["replicate", "hotel", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn replicate(env: &Env, cfg: &Path) -> Running {
+    Running(Some(
+        env.std_cmd()
+            .env("STRONGROOM_CONFIG", cfg)
+            .args(["replicate", "hotel", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+/// A running `replicate` (or daemon), killed when dropped: a test that fails midway
+/// leaves nothing behind.
+struct Running(Option<Child>);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("running")
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
 }
 
 /// The pulse the replicator of `hotel` leaves in the state directory.
@@ -275,7 +305,8 @@ fn twenty_kills_each_leave_a_prefix_of_the_commits_without_a_gap() {
 }
 
 /// Stops a replicator with SIGTERM; it must exit 0. Returns what it printed.
-fn terminate(child: Child) -> std::process::Output {
+fn terminate(mut running: Running) -> std::process::Output {
+    let child = running.0.take().expect("running");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -393,14 +424,15 @@ fn the_daemon_keeps_a_capture_running_for_a_continuous_source_and_stops_it() {
         app.execute("INSERT INTO t(id, pad) VALUES (?1, zeroblob(10))", [id])
             .unwrap();
     }
-    let mut daemon = env
-        .std_cmd()
-        .env("STRONGROOM_CONFIG", &cfg)
-        .arg("daemon")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut daemon = Running(Some(
+        env.std_cmd()
+            .env("STRONGROOM_CONFIG", &cfg)
+            .arg("daemon")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     // The capture is the daemon's child: its pulse names a pid that is not the daemon's.
     let deadline = Instant::now() + Duration::from_secs(120);
     let child_pid = loop {

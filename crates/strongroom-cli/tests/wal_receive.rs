@@ -87,12 +87,12 @@ fn rig_with(env: Env, bindir: &Path, synchronous: bool, tls: bool, archive: bool
 
 /// `strongroom wal receive URL` in the background, as the server's user when root, its log
 /// in `receive-N.log`.
-fn receive(rig: &Rig, synchronous: bool, n: usize) -> Child {
+fn receive(rig: &Rig, synchronous: bool, n: usize) -> Receiver {
     receive_from(rig, &rig.url(), synchronous, n)
 }
 
 /// [`receive`] from `url`.
-fn receive_from(rig: &Rig, url: &str, synchronous: bool, n: usize) -> Child {
+fn receive_from(rig: &Rig, url: &str, synchronous: bool, n: usize) -> Receiver {
     let log = std::fs::File::create(rig.env.path(&format!("receive-{n}.log"))).unwrap();
     give_to_server_user(&rig.env.path(&format!("receive-{n}.log")));
     let mut c = std::process::Command::new(exe());
@@ -112,7 +112,33 @@ fn receive_from(rig: &Rig, url: &str, synchronous: bool, n: usize) -> Child {
     if let Some((uid, gid)) = server_user() {
         c.uid(uid).gid(gid);
     }
-    c.spawn().unwrap()
+    Receiver(c.spawn().unwrap())
+}
+
+/// A running `wal receive`, killed when dropped: a test that fails midway leaves no
+/// receiver behind retrying a server that is gone.
+struct Receiver(Child);
+
+impl std::ops::Deref for Receiver {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Receiver {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 fn receive_log(rig: &Rig, n: usize) -> String {
