@@ -531,12 +531,9 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     }
     let mut wal = wal::expired(repo, &snaps)?;
     // SQLite frame segments whose base snapshot is gone: nothing can replay them.
-    let orphaned = crate::repository::frames::Chain::orphaned(repo, &snaps)?;
-    wal.extend(
-        orphaned
-            .into_iter()
-            .map(|(key, stored)| wal::Expired { key, stored }),
-    );
+    for (key, stored) in crate::repository::frames::Chain::orphaned(repo, &snaps)? {
+        wal.push(wal::Expired { key, stored });
+    }
     let temporary = repo.storage().list_temporary()?;
     Ok(Plan {
         considered: snaps.iter().map(|s| s.id.clone()).collect(),
@@ -789,14 +786,9 @@ fn sweep(
     let wal_sizes: HashMap<String, u64> = if mark.wal.is_empty() {
         HashMap::new()
     } else {
+        // The mark names archived WAL and SQLite frame segments alike.
         let mut listed = storage.list(ObjectKind::Wal.folder())?;
-        if mark
-            .wal
-            .iter()
-            .any(|k| k.starts_with(ObjectKind::Frames.folder()))
-        {
-            listed.extend(storage.list(ObjectKind::Frames.folder())?);
-        }
+        listed.extend(storage.list(ObjectKind::Frames.folder())?);
         listed.into_iter().map(|o| (o.key, o.size)).collect()
     };
     let mut wal = Vec::new();

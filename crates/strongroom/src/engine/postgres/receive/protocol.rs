@@ -405,21 +405,28 @@ impl Connection {
         let mut b = Vec::new();
         put_cstr(&mut b, sql);
         self.send(&frame(b'Q', &b))?;
+        self.rows_until_ready(Some(sql))
+    }
+
+    /// The rows the server sends up to ReadyForQuery (its error, if it sent one). Answering
+    /// a query (`answering`), any other message is a protocol error; after a copy, CopyData
+    /// still in flight, notices and the like are passed over.
+    fn rows_until_ready(&mut self, answering: Option<&str>) -> Wire<Vec<Vec<Option<String>>>> {
         let mut rows = Vec::new();
         let mut failed = None;
         loop {
             let m = self.read_blocking()?;
-            match m.tag {
-                b'D' => rows.push(data_row(&m.body)?),
-                b'E' => failed = Some(server_error(&m.body)),
-                b'Z' => {
+            match (m.tag, answering) {
+                (b'D', _) => rows.push(data_row(&m.body)?),
+                (b'E', _) => failed = Some(server_error(&m.body)),
+                (b'Z', _) => {
                     return match failed {
                         Some(f) => Err(f),
                         None => Ok(rows),
                     };
                 }
-                b'T' | b'C' | b'N' | b'S' | b'I' => {}
-                t => {
+                (b'T' | b'C' | b'N' | b'S' | b'I', _) | (_, None) => {}
+                (t, Some(sql)) => {
                     return Err(Failure::Protocol(format!(
                         "unexpected message {:?} answering {sql}",
                         t as char
@@ -468,23 +475,7 @@ impl Connection {
     /// After the server ended a copy and the client acknowledged it: the rows it sends
     /// (the next timeline after a timeline's end), up to ReadyForQuery.
     pub fn rows_after_copy(&mut self) -> Wire<Vec<Vec<Option<String>>>> {
-        let mut rows = Vec::new();
-        let mut failed = None;
-        loop {
-            let m = self.read_blocking()?;
-            match m.tag {
-                b'D' => rows.push(data_row(&m.body)?),
-                b'E' => failed = Some(server_error(&m.body)),
-                b'Z' => {
-                    return match failed {
-                        Some(f) => Err(f),
-                        None => Ok(rows),
-                    };
-                }
-                // CopyData still in flight when the server ended the copy, notices, …
-                _ => {}
-            }
-        }
+        self.rows_until_ready(None)
     }
 
     /// Ends the session politely (best effort).
