@@ -279,6 +279,15 @@ impl MasterKey {
         ChunkId(*blake3::keyed_hash(&self.id, data).as_bytes())
     }
 
+    /// The id of a stored page delta whose bytes are `blob` (base id, then the XOR of the page
+    /// with its base; docs/ARCHITECTURE.md, "Page deltas"). Keyed apart from [`Self::chunk_id`]:
+    /// no content can share an id with a delta, so an opened blob says by its id alone which
+    /// of the two it is.
+    pub fn delta_id(&self, blob: &[u8]) -> ChunkId {
+        let key = blake3::derive_key("strongroom 2026-12 page delta id", &self.id);
+        ChunkId(*blake3::keyed_hash(&key, blob).as_bytes())
+    }
+
     /// Wraps `plaintext` in the envelope; `aad` binds it to its object type (an index cannot
     /// pass for a manifest), not to its name.
     /// An append-only key seals to the recipient (`0x02`), which only full keys open.

@@ -49,7 +49,7 @@ use crate::repository::layout::ObjectKind;
 use crate::repository::lock::LockKind;
 use crate::repository::pack;
 use crate::repository::reader;
-use crate::repository::snapshot::{self, Filter, Snapshot};
+use crate::repository::snapshot::{self, DeltaRecord, Filter, Snapshot};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -620,10 +620,37 @@ impl<'a> Job<'a> {
                 }
             }
             self.bring(&packs)?;
-            for body in self.read_lists(snap, group)? {
+            for body in self.read_lists(group)? {
+                if body.len() % 32 != 0 {
+                    return Err(Error::corrupt(
+                        Snapshot::object_key(&snap.id),
+                        "chunk list of odd length",
+                    ));
+                }
                 for raw in body.chunks_exact(32) {
                     let id = ChunkId(raw.try_into().expect("32 bytes"));
                     if let Some(p) = self.lacking(&id)? {
+                        needed.insert(p);
+                    }
+                }
+            }
+        }
+        // Page deltas: their record blobs, then the bases the records name.
+        let records = snap.delta_ids()?;
+        for group in records.chunks(LISTS_PER_WINDOW) {
+            let mut packs = BTreeSet::new();
+            for r in group {
+                if let Some(p) = self.lacking(r)? {
+                    packs.insert(p);
+                }
+            }
+            self.bring(&packs)?;
+            for body in self.read_lists(group)? {
+                let parsed = DeltaRecord::parse(&body).ok_or_else(|| {
+                    Error::corrupt(Snapshot::object_key(&snap.id), "damaged page delta records")
+                })?;
+                for r in parsed {
+                    if let Some(p) = self.lacking(&r.base)? {
                         needed.insert(p);
                     }
                 }
@@ -645,20 +672,16 @@ impl<'a> Job<'a> {
         Ok(Some(loc.pack))
     }
 
-    /// The bodies of the list blobs `ids`, read from the destination (every one is there
+    /// The bodies of the list (or delta record) blobs `ids`, read from the destination (every one is there
     /// by now): through its index, or for those in packs this run brought, at the places
     /// the source's index gives (the pack is the same bytes in both).
-    fn read_lists(&self, snap: &Snapshot, ids: &[ChunkId]) -> Result<Vec<Vec<u8>>> {
+    fn read_lists(&self, ids: &[ChunkId]) -> Result<Vec<Vec<u8>>> {
         let (known, brought): (Vec<ChunkId>, Vec<ChunkId>) =
             ids.iter().partition(|id| self.dst_index.vouches_for(id));
-        let object = Snapshot::object_key(&snap.id);
         let bodies: Mutex<HashMap<ChunkId, Vec<u8>>> = Mutex::default();
         let sink = |chunks: &[(ChunkId, &[u8])]| {
             let mut b = bodies.lock().expect("lock");
             for (id, data) in chunks {
-                if data.len() % 32 != 0 {
-                    return Err(Error::corrupt(&object, "chunk list of odd length"));
-                }
                 b.insert(*id, data.to_vec());
             }
             Ok(())

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod catalog;
 pub mod damage;
 pub mod deletion;
+pub mod delta;
 pub mod expiring;
 pub mod forgotten;
 pub mod frames;

@@ -22,7 +22,9 @@
 //!
 //! Segment plaintext: one byte saying how the rest is stored (`0` raw, `1` zstd), then the
 //! chunks' bytes back to back. After opening, each chunk's keyed hash is recomputed and compared
-//! with its id, so a chunk can never be returned under the wrong id.
+//! with its id, so a chunk can never be returned under the wrong id. A blob is either a
+//! chunk's content or a page delta (base id, then XOR with the base); the two are hashed
+//! under different keys, so the id says which ([`BlobKind`]).
 
 use super::index::{Entry, Location, Reader};
 use crate::crypto::MasterKey;
@@ -111,13 +113,24 @@ pub fn decode_segment(
     }
 }
 
-/// Cuts one chunk out of an opened segment and checks it against its id.
-pub fn chunk_from_segment<'a>(
+/// What a stored blob turned out to be once checked against its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobKind {
+    /// The chunk's content itself (`MasterKey::chunk_id`).
+    Whole,
+    /// A page delta (`MasterKey::delta_id`): the base's id, then the XOR of the page with it.
+    Delta,
+}
+
+/// Cuts one blob out of an opened segment and checks it against its id, as a chunk's content
+/// or as a page delta (`snapshot::DELTA_BASE`): what must never happen is a blob returned
+/// under the wrong id, and both ids are keyed.
+pub fn blob_from_segment<'a>(
     key: &MasterKey,
     plain: &'a [u8],
     id: ChunkId,
     loc: &Location,
-) -> Result<&'a [u8]> {
+) -> Result<(&'a [u8], BlobKind)> {
     let damaged = |what: &str| Error::DamagedData {
         pack: loc.pack,
         segment: Some(loc.offset),
@@ -130,10 +143,24 @@ pub fn chunk_from_segment<'a>(
     let data = plain
         .get(s..e)
         .ok_or_else(|| damaged("lies outside its segment"))?;
-    if key.chunk_id(data) != id {
-        return Err(damaged("does not match its content"));
+    if key.chunk_id(data) == id {
+        return Ok((data, BlobKind::Whole));
     }
-    Ok(data)
+    if data.len() > 32 && key.delta_id(data) == id {
+        return Ok((data, BlobKind::Delta));
+    }
+    Err(damaged("does not match its content"))
+}
+
+/// [`blob_from_segment`] for callers that move blobs as they are (check, repack): either
+/// kind is a good blob.
+pub fn chunk_from_segment<'a>(
+    key: &MasterKey,
+    plain: &'a [u8],
+    id: ChunkId,
+    loc: &Location,
+) -> Result<&'a [u8]> {
+    blob_from_segment(key, plain, id, loc).map(|(d, _)| d)
 }
 
 /// A pack being filled.

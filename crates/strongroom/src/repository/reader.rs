@@ -22,8 +22,8 @@
 
 use super::Repository;
 use super::index::{Index, Location};
-use super::pack;
-use super::snapshot::{FileEntry, Snapshot};
+use super::pack::{self, BlobKind};
+use super::snapshot::{Chunking, FileEntry, Snapshot};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::id::PackId;
@@ -48,13 +48,25 @@ struct Read {
 }
 
 /// Fetches `ids` (duplicates allowed) and hands every distinct chunk, verified, to `sink`
-/// exactly once: a segment's worth at a time, from several threads.
+/// exactly once: a segment's worth at a time, from several threads. A page delta among them
+/// is handed over as the page it stands for (its base fetched and applied: [`apply_deltas`]).
 pub fn fetch<S>(repo: &Repository, index: &Index, ids: &[ChunkId], sink: S) -> Result<()>
 where
     S: Fn(&[(ChunkId, &[u8])]) -> Result<()> + Sync,
 {
-    fetch_reusing(repo, index, ids, &ReadBuffers::default(), sink)
+    fetch_reusing(repo, index, ids, &ReadBuffers::default(), &sink)
 }
+
+/// [`fetch`] of whole chunks only: a page delta among `ids` is damage (the bases of deltas).
+pub fn fetch_whole<S>(repo: &Repository, index: &Index, ids: &[ChunkId], sink: S) -> Result<()>
+where
+    S: Fn(&[(ChunkId, &[u8])]) -> Result<()> + Sync,
+{
+    fetch_blobs(repo, index, ids, &ReadBuffers::default(), false, &sink)
+}
+
+/// What receives fetched chunks (a segment's worth, or one rebuilt page, at a time).
+type Sink<'a> = dyn Fn(&[(ChunkId, &[u8])]) -> Result<()> + Sync + 'a;
 
 /// The buffers of ranged reads (up to [`MAX_READ`] each, one per reader), kept from one
 /// [`fetch_reusing`] to the next: a caller that fetches step after step allocates them once
@@ -72,16 +84,26 @@ impl ReadBuffers {
 }
 
 /// [`fetch`], reading into the buffers `buffers` holds (and leaving them there).
-fn fetch_reusing<S>(
+fn fetch_reusing(
     repo: &Repository,
     index: &Index,
     ids: &[ChunkId],
     buffers: &ReadBuffers,
-    sink: S,
-) -> Result<()>
-where
-    S: Fn(&[(ChunkId, &[u8])]) -> Result<()> + Sync,
-{
+    sink: &Sink<'_>,
+) -> Result<()> {
+    fetch_blobs(repo, index, ids, buffers, true, sink)
+}
+
+/// The fetch itself; `deltas` says whether a page delta may be among `ids` (false when
+/// fetching the bases of deltas: a base is always a whole page).
+fn fetch_blobs(
+    repo: &Repository,
+    index: &Index,
+    ids: &[ChunkId],
+    buffers: &ReadBuffers,
+    deltas: bool,
+    sink: &Sink<'_>,
+) -> Result<()> {
     let mut locs: Vec<(ChunkId, Location)> = Vec::with_capacity(ids.len());
     for id in ids {
         let loc = index.get(id).ok_or(Error::MissingChunk(*id))?;
@@ -109,7 +131,6 @@ where
     }
     let next = AtomicUsize::new(0);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let key = repo.key();
     std::thread::scope(|s| {
         for _ in 0..READERS.min(reads.len()) {
             s.spawn(|| {
@@ -120,58 +141,7 @@ where
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(r) = reads.get(i) else { break };
-                    let object = r.pack.object_key();
-                    let res = repo
-                        .storage()
-                        .get_range_into(&object, r.start, r.end - r.start, &mut buf)
-                        .map_err(|e| match e {
-                            Error::Corrupt { detail, .. } => Error::DamagedData {
-                                pack: r.pack,
-                                segment: None,
-                                detail,
-                            },
-                            Error::Missing { .. } => Error::DamagedData {
-                                pack: r.pack,
-                                segment: None,
-                                detail: "the pack is missing from the repository".into(),
-                            },
-                            other => other,
-                        })
-                        .and_then(|()| {
-                            for seg in r.members.chunk_by(|a, b| a.1.offset == b.1.offset) {
-                                let loc = seg[0].1;
-                                let from = (loc.offset as u64 - r.start) as usize;
-                                let sealed = &buf[from..from + loc.len as usize];
-                                let failed =
-                                    match pack::decode_segment(key, r.pack, loc.offset, sealed) {
-                                        Ok(plain) => match seg
-                                            .iter()
-                                            .map(|(id, l)| {
-                                                Ok((
-                                                    *id,
-                                                    pack::chunk_from_segment(key, &plain, *id, l)?,
-                                                ))
-                                            })
-                                            .collect::<Result<Vec<_>>>()
-                                        {
-                                            Ok(chunks) => {
-                                                sink(&chunks)?;
-                                                None
-                                            }
-                                            Err(e) => Some(e),
-                                        },
-                                        Err(e) => Some(e),
-                                    };
-                                match failed {
-                                    None => {}
-                                    Some(e) if e.is_damage() => {
-                                        from_elsewhere(repo, index, seg, &sink).map_err(|_| e)?
-                                    }
-                                    Some(e) => return Err(e),
-                                }
-                            }
-                            Ok(())
-                        });
+                    let res = read_one(repo, index, r, &mut buf, buffers, deltas, sink);
                     if let Err(e) = res {
                         failure.lock().expect("lock").get_or_insert(e);
                         break;
@@ -187,20 +157,132 @@ where
     }
 }
 
+/// One ranged read: its segments opened, whole chunks handed on, deltas gathered and then
+/// applied (so what waits for a base is at most one read's worth).
+fn read_one(
+    repo: &Repository,
+    index: &Index,
+    r: &Read,
+    buf: &mut Vec<u8>,
+    buffers: &ReadBuffers,
+    deltas: bool,
+    sink: &Sink<'_>,
+) -> Result<()> {
+    let key = repo.key();
+    let object = r.pack.object_key();
+    repo.storage()
+        .get_range_into(&object, r.start, r.end - r.start, buf)
+        .map_err(|e| match e {
+            Error::Corrupt { detail, .. } => Error::DamagedData {
+                pack: r.pack,
+                segment: None,
+                detail,
+            },
+            Error::Missing { .. } => Error::DamagedData {
+                pack: r.pack,
+                segment: None,
+                detail: "the pack is missing from the repository".into(),
+            },
+            other => other,
+        })?;
+    let mut pending: Vec<(ChunkId, Vec<u8>)> = Vec::new();
+    for seg in r.members.chunk_by(|a, b| a.1.offset == b.1.offset) {
+        let loc = seg[0].1;
+        let from = (loc.offset as u64 - r.start) as usize;
+        let sealed = &buf[from..from + loc.len as usize];
+        let opened = pack::decode_segment(key, r.pack, loc.offset, sealed).and_then(|plain| {
+            let mut whole = Vec::with_capacity(seg.len());
+            for (id, l) in seg {
+                match pack::blob_from_segment(key, &plain, *id, l)? {
+                    (data, BlobKind::Whole) => whole.push((*id, data)),
+                    (data, BlobKind::Delta) if deltas => pending.push((*id, data.to_vec())),
+                    (_, BlobKind::Delta) => return Err(base_is_delta(*id, l)),
+                }
+            }
+            sink(&whole)
+        });
+        match opened {
+            Ok(()) => {}
+            Err(e) if e.is_damage() => {
+                from_elsewhere(repo, index, seg, buffers, deltas, sink).map_err(|_| e)?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    apply_deltas(repo, index, pending, buffers, sink)
+}
+
+fn base_is_delta(id: ChunkId, loc: &Location) -> Error {
+    Error::DamagedData {
+        pack: loc.pack,
+        segment: Some(loc.offset),
+        detail: format!(
+            "chunk {} is a page delta where a whole page (a delta's base) was expected",
+            &id.to_hex()[..16]
+        ),
+    }
+}
+
+/// Rebuilds the pages `pending` stands for (`(id, delta blob)`: base id, then the page XOR
+/// the base), fetching their bases in one go, and hands each to `sink` under the delta's id.
+/// The blob and the base were each checked against their keyed ids, so the page is too.
+fn apply_deltas(
+    repo: &Repository,
+    index: &Index,
+    pending: Vec<(ChunkId, Vec<u8>)>,
+    buffers: &ReadBuffers,
+    sink: &Sink<'_>,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut by_base: HashMap<ChunkId, Vec<usize>> = HashMap::new();
+    for (i, (_, blob)) in pending.iter().enumerate() {
+        let base = ChunkId(
+            blob[..32]
+                .try_into()
+                .expect("a delta is longer than 32 bytes"),
+        );
+        by_base.entry(base).or_default().push(i);
+    }
+    let bases: Vec<ChunkId> = by_base.keys().copied().collect();
+    fetch_blobs(repo, index, &bases, buffers, false, &|chunks| {
+        let mut page = Vec::new();
+        for (base, data) in chunks {
+            for &i in by_base.get(base).into_iter().flatten() {
+                let (id, blob) = &pending[i];
+                let xor = &blob[32..];
+                if xor.len() != data.len() {
+                    return Err(Error::Internal(format!(
+                        "page delta {} is {} bytes long but its base {} is {}",
+                        &id.to_hex()[..16],
+                        xor.len(),
+                        &base.to_hex()[..16],
+                        data.len()
+                    )));
+                }
+                page.clear();
+                page.extend(xor.iter().zip(data.iter()).map(|(a, b)| a ^ b));
+                sink(&[(*id, &page)])?;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Reads the chunks of a segment that failed (damaged, or not what its ids say) from the
 /// other places the index lists them, one by one: a chunk stored again after damage, or
 /// the honest copy beside junk a stolen append-only host wrote under the same id (every
 /// chunk is checked against its keyed id, so junk is caught; this is what keeps it from
 /// costing a restore). Fails when some chunk is nowhere else readable.
-fn from_elsewhere<S>(
+fn from_elsewhere(
     repo: &Repository,
     index: &Index,
     seg: &[(ChunkId, Location)],
-    sink: &S,
-) -> Result<()>
-where
-    S: Fn(&[(ChunkId, &[u8])]) -> Result<()>,
-{
+    buffers: &ReadBuffers,
+    deltas: bool,
+    sink: &Sink<'_>,
+) -> Result<()> {
     let key = repo.key();
     for (id, failed) in seg {
         let mut found = None;
@@ -210,7 +292,7 @@ where
                 .get_range(&alt.pack.object_key(), alt.offset as u64, alt.len as u64)
                 .and_then(|sealed| pack::decode_segment(key, alt.pack, alt.offset, &sealed))
                 .and_then(|plain| {
-                    pack::chunk_from_segment(key, &plain, *id, &alt).map(<[u8]>::to_vec)
+                    pack::blob_from_segment(key, &plain, *id, &alt).map(|(d, k)| (d.to_vec(), k))
                 });
             if let Ok(chunk) = got {
                 tracing::warn!(
@@ -223,8 +305,13 @@ where
                 break;
             }
         }
-        let chunk = found.ok_or(Error::MissingChunk(*id))?;
-        sink(&[(*id, &chunk)])?;
+        match found.ok_or(Error::MissingChunk(*id))? {
+            (chunk, BlobKind::Whole) => sink(&[(*id, &chunk)])?,
+            (blob, BlobKind::Delta) if deltas => {
+                apply_deltas(repo, index, vec![(*id, blob)], buffers, sink)?
+            }
+            (_, BlobKind::Delta) => return Err(base_is_delta(*id, failed)),
+        }
     }
     Ok(())
 }
@@ -308,7 +395,7 @@ pub fn stream_file(
         let producer = s.spawn(move || -> Result<()> {
             // Once the writer stopped, the remaining windows are skipped.
             let mut stopped = false;
-            for_each_window(repo, index, snap, file, |_, ids| {
+            for_each_window(repo, index, snap, file, |first, ids| {
                 let mut start = 0;
                 while start < ids.len() && !stopped {
                     let mut end = start;
@@ -317,7 +404,14 @@ pub fn stream_file(
                     while end < ids.len() && (end == start || (bytes as u64) < STREAM_STEP_BYTES) {
                         let loc = index.get(&ids[end]).ok_or(Error::MissingChunk(ids[end]))?;
                         places.push((ids[end], bytes));
-                        bytes += loc.inner_len as usize;
+                        // Fixed chunks have their size (the last one what is left): a page
+                        // delta is stored longer than the page it stands for.
+                        bytes += match file.chunking {
+                            Chunking::Fixed { size } => (size as u64)
+                                .min(file.size.saturating_sub((first + end as u64) * size as u64))
+                                as usize,
+                            Chunking::ContentDefined => loc.inner_len as usize,
+                        };
                         end += 1;
                     }
                     // The writer stopped (and dropped its end) once no buffer comes back;
@@ -373,12 +467,18 @@ fn fill_step(
     buf.reserve_exact(bytes);
     buf.resize(bytes, 0);
     let out = Mutex::new(buf.as_mut_slice());
-    fetch_reusing(repo, index, step, reads, |chunks| {
+    fetch_reusing(repo, index, step, reads, &|chunks| {
         let mut out = out.lock().expect("lock");
         for (id, data) in chunks {
             let first = places.partition_point(|(p, _)| p < id);
             for (_, at) in places[first..].iter().take_while(|(p, _)| p == id) {
-                out[*at..*at + data.len()].copy_from_slice(data);
+                let slot = out.get_mut(*at..*at + data.len()).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "chunk {} is longer than its place in the file",
+                        &id.to_hex()[..16]
+                    ))
+                })?;
+                slot.copy_from_slice(data);
             }
         }
         Ok(())

@@ -139,6 +139,12 @@ pub struct FileEntry {
     /// Ids of the list blobs that, concatenated, give the file's chunk ids in order
     /// (32 bytes each). Lists are stored as blobs so a manifest stays small for huge files.
     pub lists: Vec<String>,
+    /// Page deltas (docs/ARCHITECTURE.md, "Page deltas"): one entry per list blob, the id of
+    /// the blob of [`DeltaRecord`]s for the positions that list covers whose stored chunk is a
+    /// delta, or `None` when it has none. Empty when the file has no deltas at all (and in
+    /// manifests written before page deltas).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<Option<String>>,
     /// Details of a file that is one of many in a directory tree (physical backups).
     #[serde(default, skip_serializing_if = "Option::is_none", flatten)]
     pub tree: Option<TreeEntry>,
@@ -168,6 +174,63 @@ pub struct TreeEntry {
 /// Chunk ids per list blob (64 KiB of ids): the writer fills list blobs to this, readers
 /// size their windows by it.
 pub const IDS_PER_LIST: usize = 2048;
+
+/// One position of a file whose stored chunk is a page delta: which position, the id of the
+/// page's content (what an unchanged page hashes to next time) and the id of the whole page
+/// the delta is taken against (depth 1: a base is never a delta itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaRecord {
+    /// Position of the chunk in the file (0-based).
+    pub position: u64,
+    /// Keyed id of the page's content.
+    pub content: ChunkId,
+    /// Id of the whole page the delta is taken against.
+    pub base: ChunkId,
+}
+
+/// Bytes of one encoded [`DeltaRecord`]: position (u64 LE), content id, base id.
+pub const DELTA_RECORD_BYTES: usize = 72;
+
+impl DeltaRecord {
+    /// Appends the record's encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.position.to_le_bytes());
+        out.extend_from_slice(&self.content.0);
+        out.extend_from_slice(&self.base.0);
+    }
+
+    /// Parses a blob of records; `None` when its length is not a whole number of records or
+    /// its positions do not increase.
+    pub fn parse(body: &[u8]) -> Option<Vec<DeltaRecord>> {
+        if body.len() % DELTA_RECORD_BYTES != 0 {
+            return None;
+        }
+        let mut out: Vec<DeltaRecord> = Vec::with_capacity(body.len() / DELTA_RECORD_BYTES);
+        for r in body.chunks_exact(DELTA_RECORD_BYTES) {
+            let rec = DeltaRecord {
+                position: u64::from_le_bytes(r[..8].try_into().expect("8 bytes")),
+                content: ChunkId(r[8..40].try_into().expect("32 bytes")),
+                base: ChunkId(r[40..72].try_into().expect("32 bytes")),
+            };
+            if out.last().is_some_and(|l| l.position >= rec.position) {
+                return None;
+            }
+            out.push(rec);
+        }
+        Some(out)
+    }
+}
+
+impl FileEntry {
+    /// Ids of the delta record blobs of this file (see [`FileEntry::deltas`]).
+    pub fn delta_ids(&self) -> Option<Vec<ChunkId>> {
+        self.deltas
+            .iter()
+            .flatten()
+            .map(|h| ChunkId::from_hex(h))
+            .collect()
+    }
+}
 
 /// The first 8 characters of a snapshot id (the contract's `short_id`), for ids held
 /// without their snapshot (journal records, drill reports).
@@ -330,6 +393,17 @@ impl Snapshot {
                         .ok_or_else(|| Error::corrupt(Self::object_key(&self.id), "bad list id"))?,
                 );
             }
+        }
+        Ok(out)
+    }
+
+    /// Ids of the delta record blobs of every file (`FileEntry::deltas`).
+    pub fn delta_ids(&self) -> Result<Vec<ChunkId>> {
+        let mut out = Vec::new();
+        for f in &self.files {
+            out.extend(f.delta_ids().ok_or_else(|| {
+                Error::corrupt(Self::object_key(&self.id), "bad delta record id")
+            })?);
         }
         Ok(out)
     }

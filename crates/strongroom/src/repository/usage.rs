@@ -10,7 +10,7 @@
 use super::Repository;
 use super::index::Index;
 use super::reader;
-use super::snapshot::Snapshot;
+use super::snapshot::{DeltaRecord, Snapshot};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use std::collections::BTreeSet;
@@ -51,9 +51,9 @@ pub fn snapshots_affected_by(repo: &Repository, index: &Index, err: &Error) -> R
 /// List blobs fetched at once (up to 16 MB of ids).
 const LISTS_PER_FETCH: usize = 256;
 
-/// Calls `each` with every chunk id `snap` needs (list blobs, then the files' chunks; repeats
-/// included, in no promised order), streaming: memory is one batch of list blobs, whatever
-/// the size.
+/// Calls `each` with every chunk id `snap` needs (list blobs, then the files' chunks, then
+/// page deltas' record blobs and bases; repeats included, in no promised order), streaming:
+/// memory is one batch of list blobs, whatever the size.
 pub fn for_each_chunk(
     repo: &Repository,
     index: &Index,
@@ -83,6 +83,41 @@ pub fn for_each_chunk(
         for body in bodies.into_inner().expect("lock") {
             for raw in body.chunks_exact(32) {
                 each(ChunkId(raw.try_into().expect("32 bytes")))?;
+            }
+        }
+    }
+    let records = snap.delta_ids()?;
+    for r in &records {
+        each(*r)?;
+    }
+    for_each_base(repo, index, snap, &records, each)
+}
+
+/// Calls `each` with the base of every page delta the record blobs `records` (of `snap`)
+/// list: the whole pages those deltas are rebuilt from (docs/ARCHITECTURE.md, "Page deltas").
+pub fn for_each_base(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    records: &[ChunkId],
+    mut each: impl FnMut(ChunkId) -> Result<()>,
+) -> Result<()> {
+    let object = Snapshot::object_key(&snap.id);
+    // A record is 72 bytes where a list entry is 32: fewer blobs per fetch, the same memory.
+    for group in records.chunks(LISTS_PER_FETCH / 2) {
+        let bodies: std::sync::Mutex<Vec<Vec<u8>>> = Default::default();
+        reader::fetch(repo, index, group, |chunks| {
+            let mut b = bodies.lock().expect("lock");
+            for (_, data) in chunks {
+                b.push(data.to_vec());
+            }
+            Ok(())
+        })?;
+        for body in bodies.into_inner().expect("lock") {
+            let parsed = DeltaRecord::parse(&body)
+                .ok_or_else(|| Error::corrupt(&object, "damaged page delta records"))?;
+            for r in parsed {
+                each(r.base)?;
             }
         }
     }

@@ -27,16 +27,17 @@
 //! pack upload returned, and the caller writes the manifest only after `finish`.
 
 use super::Repository;
+use super::delta::{self, Parent};
 use super::index::{Entry, Index};
 use super::pack::{self, FinishedPack, PACK_TARGET, PackBuilder};
-use super::snapshot::{Chunking, FileEntry, IDS_PER_LIST, TreeEntry};
+use super::snapshot::{Chunking, DeltaRecord, FileEntry, IDS_PER_LIST, TreeEntry};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::progress::Progress;
 use crossbeam_channel::{Receiver, Sender, bounded};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Index entries gathered before they are written out as one index object.
 ///
@@ -56,7 +57,9 @@ pub struct Batch {
 
 /// What travels down the pipeline: a batch of chunks, or the end of the file they belong to.
 enum Item {
-    Batch(Batch),
+    /// A batch, the position of its first chunk in its file, and the parent file's view
+    /// when changed pages may be stored as deltas.
+    Batch(Batch, u64, Option<Arc<Parent>>),
     EndFile(FileEnd),
     /// A whole file stored by an earlier snapshot, taken over as it is.
     Reused(FileEntry),
@@ -77,6 +80,8 @@ struct Numbered {
 struct Processed {
     seq: u64,
     ids: Vec<ChunkId>,
+    /// The batch's positions stored as deltas, in order.
+    records: Vec<DeltaRecord>,
     segment: Option<pack::Segment>,
     bytes: u64,
     end: Option<FileEnd>,
@@ -133,15 +138,33 @@ pub struct ChunkSink<'a> {
     seq: u64,
     failure: &'a Failure,
     progress: &'a dyn Progress,
+    /// Position in the current file of the next chunk pushed.
+    position: u64,
+    /// The current file's parent, when its changed pages may be stored as deltas.
+    parent: Option<Arc<Parent>>,
+    /// Whether this session can read what it stores against (not with an append-only key).
+    deltas: bool,
 }
 
 impl ChunkSink<'_> {
     /// Hands a batch to the pipeline; fails when the pipeline has failed.
     pub fn push(&mut self, batch: Batch) -> Result<()> {
         let n = batch.data.len() as u64;
-        self.send(Item::Batch(batch))?;
+        let first = self.position;
+        self.position += batch.ends.len() as u64;
+        self.send(Item::Batch(batch, first, self.parent.clone()))?;
         self.progress.advance(n);
         Ok(())
+    }
+
+    /// Stores the coming file's changed pages as deltas against `parent`, the file an
+    /// earlier snapshot stored under this name (docs/ARCHITECTURE.md, "Page deltas"). Call
+    /// before the file's first batch; the caller passes only a file cut into the same fixed
+    /// chunks whose chunks are all still stored ([`BackupWriter::still_stored`] says so).
+    pub fn base_on(&mut self, parent: Option<FileEntry>) {
+        self.parent = parent
+            .filter(|_| self.deltas)
+            .map(|e| Arc::new(Parent::new(e)));
     }
 
     /// Ends the current file: every batch pushed since the previous end belongs to a file
@@ -152,6 +175,7 @@ impl ChunkSink<'_> {
         chunking: Chunking,
         tree: Option<TreeEntry>,
     ) -> Result<()> {
+        (self.position, self.parent) = (0, None);
         self.send(Item::EndFile(FileEnd {
             name: name.to_string(),
             chunking,
@@ -294,6 +318,9 @@ impl<'r> BackupWriter<'r> {
                 seq: 0,
                 failure: &failure,
                 progress,
+                position: 0,
+                parent: None,
+                deltas: self.repo.key().role() == crate::crypto::KeyRole::Full,
             };
             let produced = produce(&mut sink);
             drop(sink);
@@ -318,8 +345,8 @@ impl<'r> BackupWriter<'r> {
         let key = self.repo.key();
         for Numbered { seq, item } in rx {
             let (end, reused) = match item {
-                Item::Batch(b) => {
-                    if !self.process(seq, b, key, &mut z, &tx) {
+                Item::Batch(b, first, parent) => {
+                    if !self.process(seq, b, (first, parent.as_deref()), key, &mut z, &tx)? {
                         break;
                     }
                     continue;
@@ -330,6 +357,7 @@ impl<'r> BackupWriter<'r> {
             let p = Processed {
                 seq,
                 ids: Vec::new(),
+                records: Vec::new(),
                 segment: None,
                 bytes: 0,
                 end,
@@ -342,42 +370,133 @@ impl<'r> BackupWriter<'r> {
         Ok(())
     }
 
-    /// Hashes, dedups and encodes one batch; false when the collector is gone.
+    /// Hashes, dedups and encodes one batch (a changed page as a delta against the parent's
+    /// page at its position, `at`, when that pays); false when the collector is gone.
     fn process(
         &self,
         seq: u64,
         batch: Batch,
+        at: (u64, Option<&Parent>),
         key: &crate::crypto::MasterKey,
         z: &mut zstd::bulk::Compressor<'static>,
         tx: &Sender<Processed>,
-    ) -> bool {
+    ) -> Result<bool> {
+        let (first, parent) = at;
         let mut ids = Vec::with_capacity(batch.ends.len());
+        let mut records = Vec::new();
         let mut new: Vec<(ChunkId, &[u8])> = Vec::new();
+        // Changed pages that may become deltas: (index in the batch, content id, base).
+        let mut changed: Vec<(usize, ChunkId, ChunkId)> = Vec::new();
         let mut start = 0;
-        for &end in &batch.ends {
+        for (i, &end) in batch.ends.iter().enumerate() {
             let data = &batch.data[start..end];
             start = end;
             let id = key.chunk_id(data);
+            let position = first + i as u64;
+            let before = match parent {
+                Some(p) => p.at(self.repo, &self.index, position)?,
+                None => None,
+            };
+            if let Some(b) = before {
+                if let Some(r) = b.record.filter(|_| b.is_unchanged(&id)) {
+                    // Unchanged since the parent, which stored it as a delta: so do we.
+                    if self.index.vouches_for(&b.stored) && self.index.vouches_for(&r.base) {
+                        ids.push(b.stored);
+                        records.push(DeltaRecord { position, ..r });
+                        continue;
+                    }
+                } else if !b.is_unchanged(&id)
+                    && !self.index.vouches_for(&id)
+                    && !self.claimed.lock().expect("claim lock").contains(&id)
+                    && self.index.vouches_for(&b.base())
+                {
+                    changed.push((i, id, b.base()));
+                    ids.push(id);
+                    continue;
+                }
+            }
             if self.is_new(&id) {
                 new.push((id, data));
             }
             ids.push(id);
         }
+        let deltas = self.deltas_of(&batch, first, &changed, &mut ids, &mut records)?;
+        for (i, id, _) in &changed {
+            if ids[*i] == *id && self.is_new(id) {
+                let (s, e) = (if *i == 0 { 0 } else { batch.ends[*i - 1] }, batch.ends[*i]);
+                new.push((*id, &batch.data[s..e]));
+            }
+        }
+        new.extend(deltas.iter().map(|(id, blob)| (*id, blob.as_slice())));
         self.new_chunks
             .fetch_add(new.len() as u64, Ordering::Relaxed);
         self.reused_chunks
             .fetch_add((ids.len() - new.len()) as u64, Ordering::Relaxed);
         let segment = (!new.is_empty()).then(|| pack::encode_segment(key, z, &new));
         let bytes = batch.data.len() as u64;
-        tx.send(Processed {
-            seq,
-            ids,
-            segment,
-            bytes,
-            end: None,
-            reused: None,
-        })
-        .is_ok()
+        records.sort_unstable_by_key(|r| r.position);
+        Ok(tx
+            .send(Processed {
+                seq,
+                ids,
+                records,
+                segment,
+                bytes,
+                end: None,
+                reused: None,
+            })
+            .is_ok())
+    }
+
+    /// Encodes the `changed` pages of `batch` whose bases they differ little from as deltas:
+    /// fetches the bases (one read for the batch), sets each one's stored id in `ids` and
+    /// adds its record; returns the delta blobs this session stores first. A page left whole
+    /// keeps its content id in `ids`.
+    fn deltas_of(
+        &self,
+        batch: &Batch,
+        first: u64,
+        changed: &[(usize, ChunkId, ChunkId)],
+        ids: &mut [ChunkId],
+        records: &mut Vec<DeltaRecord>,
+    ) -> Result<Vec<(ChunkId, Vec<u8>)>> {
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut bases: Vec<ChunkId> = changed.iter().map(|c| c.2).collect();
+        bases.sort_unstable();
+        bases.dedup();
+        let got: Mutex<HashMap<ChunkId, Vec<u8>>> = Mutex::default();
+        super::reader::fetch_whole(self.repo, &self.index, &bases, |chunks| {
+            let mut g = got.lock().expect("lock");
+            for (id, data) in chunks {
+                g.insert(*id, data.to_vec());
+            }
+            Ok(())
+        })?;
+        let got = got.into_inner().expect("lock");
+        let key = self.repo.key();
+        let mut out = Vec::new();
+        for &(i, content, base) in changed {
+            let (s, e) = (if i == 0 { 0 } else { batch.ends[i - 1] }, batch.ends[i]);
+            let Some(blob) = got
+                .get(&base)
+                .and_then(|b| delta::encode(&base, b, &batch.data[s..e]))
+            else {
+                continue;
+            };
+            let id = key.delta_id(&blob);
+            if self.is_new(&id) {
+                out.push((id, blob));
+            }
+            ids[i] = id;
+            records.push(DeltaRecord {
+                position: first + i as u64,
+                content,
+                base,
+            });
+        }
+        Ok(out)
     }
 
     /// Whether every chunk of `file` (of snapshot `snap`), and every list blob naming them,
@@ -390,10 +509,23 @@ impl<'r> BackupWriter<'r> {
                 _ => return Ok(false),
             }
         }
+        // Page deltas need their record blobs and their bases too.
+        let Some(records) = file.delta_ids() else {
+            return Ok(false);
+        };
+        if !records.iter().all(|id| self.index.vouches_for(id)) {
+            return Ok(false);
+        }
         let mut all = true;
         let read = super::reader::for_each_window(self.repo, &self.index, snap, file, |_, ids| {
             all &= ids.iter().all(|id| self.index.vouches_for(id));
             Ok(())
+        })
+        .and_then(|()| {
+            super::usage::for_each_base(self.repo, &self.index, snap, &records, |b| {
+                all &= self.index.vouches_for(&b);
+                Ok(())
+            })
         });
         if let Err(e) = read {
             // Damage the index does not know yet: read the file instead.
@@ -419,6 +551,9 @@ impl<'r> BackupWriter<'r> {
         let mut pack = PackBuilder::default();
         let mut list: Vec<u8> = Vec::with_capacity(IDS_PER_LIST * 32);
         let mut lists = Vec::new();
+        // The current list's delta records, and one entry per list blob written.
+        let mut recs: Vec<u8> = Vec::new();
+        let mut deltas: Vec<Option<ChunkId>> = Vec::new();
         let mut chunks = 0u64;
         let mut size = 0u64;
         let mut files = Vec::new();
@@ -426,13 +561,28 @@ impl<'r> BackupWriter<'r> {
             tx.send(pack.finish(key))
                 .map_err(|_| Error::Internal("pack upload stopped".into()))
         };
-        let mut flush_list = |list: &mut Vec<u8>, pack: &mut PackBuilder, lists: &mut Vec<_>| {
+        // A list blob, and beside it the blob of its positions' delta records (if any).
+        let mut flush_list = |list: &mut Vec<u8>,
+                              recs: &mut Vec<u8>,
+                              pack: &mut PackBuilder,
+                              lists: &mut Vec<_>,
+                              deltas: &mut Vec<Option<ChunkId>>| {
             let id = key.chunk_id(list);
+            let rid = (!recs.is_empty()).then(|| key.chunk_id(recs));
+            let mut blobs: Vec<(ChunkId, &[u8])> = Vec::new();
             if self.is_new(&id) {
-                pack.add(&pack::encode_segment(key, &mut z, &[(id, list.as_slice())]));
+                blobs.push((id, list.as_slice()));
+            }
+            if let Some(r) = rid.filter(|r| self.is_new(r)) {
+                blobs.push((r, recs.as_slice()));
+            }
+            if !blobs.is_empty() {
+                pack.add(&pack::encode_segment(key, &mut z, &blobs));
             }
             lists.push(id);
+            deltas.push(rid);
             list.clear();
+            recs.clear();
         };
         for p in rx {
             if failure.is_set() {
@@ -449,11 +599,15 @@ impl<'r> BackupWriter<'r> {
                         send(&mut pack)?;
                     }
                 }
+                let mut records = p.records.iter().peekable();
                 for id in &p.ids {
+                    if let Some(r) = records.next_if(|r| r.position == chunks) {
+                        r.encode_into(&mut recs);
+                    }
                     list.extend_from_slice(&id.0);
                     chunks += 1;
                     if list.len() == IDS_PER_LIST * 32 {
-                        flush_list(&mut list, &mut pack, &mut lists);
+                        flush_list(&mut list, &mut recs, &mut pack, &mut lists, &mut deltas);
                         if pack.len() >= PACK_TARGET {
                             send(&mut pack)?;
                         }
@@ -464,7 +618,7 @@ impl<'r> BackupWriter<'r> {
                 }
                 if let Some(end) = p.end {
                     if !list.is_empty() {
-                        flush_list(&mut list, &mut pack, &mut lists);
+                        flush_list(&mut list, &mut recs, &mut pack, &mut lists, &mut deltas);
                         if pack.len() >= PACK_TARGET {
                             send(&mut pack)?;
                         }
@@ -475,9 +629,15 @@ impl<'r> BackupWriter<'r> {
                         chunks,
                         chunking: end.chunking,
                         lists: lists.iter().map(|l: &ChunkId| l.to_hex()).collect(),
+                        deltas: if deltas.iter().any(Option::is_some) {
+                            deltas.iter().map(|d| d.map(|d| d.to_hex())).collect()
+                        } else {
+                            Vec::new()
+                        },
                         tree: end.tree,
                     });
                     lists.clear();
+                    deltas.clear();
                     (size, chunks) = (0, 0);
                 }
             }

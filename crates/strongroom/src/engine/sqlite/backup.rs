@@ -13,7 +13,7 @@ use crate::engine::Captured;
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::progress::Progress;
-use crate::repository::snapshot::{BackupKind, Chunking, Metadata};
+use crate::repository::snapshot::{BackupKind, Chunking, FileEntry, Metadata};
 use crate::repository::writer::{BackupWriter, ChunkSink};
 use crate::source::Source;
 use rusqlite::{Connection, ErrorCode};
@@ -61,7 +61,7 @@ pub(super) fn capture(
     let chunking = Chunking::Fixed { size: chunk as u32 };
     let file = if facts.journal_mode.eq_ignore_ascii_case("wal") {
         // Writers carry on in WAL mode: stream the pages straight into the pipeline.
-        let file = stream_pages(&conn, path, &facts, writer, progress)?;
+        let file = stream_pages(&conn, path, source, &facts, writer, progress)?;
         end_read(&conn, path, locked_at)?;
         file
     } else {
@@ -96,7 +96,9 @@ pub(super) fn capture(
         spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;
         let mut input = BufReader::with_capacity(BATCH_BYTES, spool);
         progress.begin("backup", Some(size));
+        let parent = parent_file(writer, source, chunking);
         let stored = writer.write_file(MAIN_FILE, chunking, progress, |sink| {
+            sink.base_on(parent);
             let mut batcher = FixedBatcher::new(chunk);
             let mut buf = vec![0u8; BATCH_BYTES.max(chunk)];
             let mut left = size;
@@ -127,31 +129,62 @@ pub(super) fn capture_in(
     progress: &dyn Progress,
 ) -> Result<Captured> {
     let facts = read_facts(conn, path, source)?;
-    let file = stream_pages(conn, path, &facts, writer, progress)?;
+    let file = stream_pages(conn, path, source, &facts, writer, progress)?;
     Ok(captured(facts, file))
+}
+
+/// The newest earlier snapshot's `main.db` of `source`, cut into the same chunks: changed
+/// pages are stored as deltas against it (docs/ARCHITECTURE.md, "Page deltas"). `None` when
+/// there is none, or the snapshots cannot be read (then every page is stored whole, as
+/// before: a parent only saves space).
+fn parent_file(
+    writer: &BackupWriter<'_>,
+    source: &Source,
+    chunking: Chunking,
+) -> Option<FileEntry> {
+    let repo = writer.repository();
+    if repo.role() != crate::crypto::KeyRole::Full {
+        return None;
+    }
+    let snaps = match repo.snapshots_lenient() {
+        Ok((snaps, _)) => snaps,
+        Err(e) => {
+            tracing::warn!("{e}; storing every page whole");
+            return None;
+        }
+    };
+    let identity = source.location.identity();
+    snaps
+        .into_iter()
+        .rev()
+        .filter(|s| s.source == source.name || s.identity() == identity)
+        .find_map(|s| {
+            s.files
+                .into_iter()
+                .find(|f| f.name == MAIN_FILE && f.chunking == chunking && f.chunks > 0)
+        })
 }
 
 /// Streams every page of the read transaction into the pipeline as `main.db`.
 fn stream_pages(
     conn: &Connection,
     path: &Path,
+    source: &Source,
     facts: &Facts,
     writer: &BackupWriter<'_>,
     progress: &dyn Progress,
 ) -> Result<crate::repository::snapshot::FileEntry> {
     let chunk = page_chunk_size(facts.page_size);
     let size = facts.page_size as u64 * facts.page_count;
+    let chunking = Chunking::Fixed { size: chunk as u32 };
+    let parent = parent_file(writer, source, chunking);
     progress.begin("backup", Some(size));
-    let file = writer.write_file(
-        MAIN_FILE,
-        Chunking::Fixed { size: chunk as u32 },
-        progress,
-        |sink| {
-            let mut batcher = FixedBatcher::new(chunk);
-            read_pages(conn, path, facts, |page| push(&mut batcher, sink, page))?;
-            finish(batcher, sink)
-        },
-    );
+    let file = writer.write_file(MAIN_FILE, chunking, progress, |sink| {
+        sink.base_on(parent);
+        let mut batcher = FixedBatcher::new(chunk);
+        read_pages(conn, path, facts, |page| push(&mut batcher, sink, page))?;
+        finish(batcher, sink)
+    });
     progress.end();
     file
 }

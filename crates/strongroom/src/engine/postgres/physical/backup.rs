@@ -494,6 +494,19 @@ impl<'w, 'r> Reuse<'w, 'r> {
         }
         Ok(Some((*e).clone()))
     }
+
+    /// The parent's entry for file `rel`, to store its changed pages against (page deltas),
+    /// when it was cut into the same pages.
+    fn base_for(
+        &self,
+        rel: &str,
+        chunking: Chunking,
+    ) -> Option<crate::repository::snapshot::FileEntry> {
+        self.files
+            .get(rel)
+            .filter(|e| e.chunking == chunking && e.chunks > 0)
+            .map(|e| (*e).clone())
+    }
 }
 
 /// Walks a data directory into a writer session.
@@ -617,6 +630,8 @@ impl Walker<'_, '_, '_, '_, '_> {
             unreachable!("physical snapshots cut pages")
         };
         let mut batcher = FixedBatcher::new(size as usize);
+        self.sink
+            .base_on(self.reuse.and_then(|r| r.base_for(rel, self.chunking)));
         let mut hash = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {

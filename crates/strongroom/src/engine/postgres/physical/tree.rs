@@ -450,6 +450,7 @@ mod tests {
             chunks: 0,
             chunking: Chunking::Fixed { size: 8192 },
             lists: vec![],
+            deltas: vec![],
             tree: Some(tree),
         }
     }
