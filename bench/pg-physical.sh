@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Benchmark: strongroom's physical PostgreSQL backups, restores and WAL archiving against
-# pgBackRest (Debian's package; zstd, process-max=2, encrypted), in one run, on one throwaway
+# pgBackRest 2.45 (Debian's package) and 2.59.1 (the newest, built from
+# ../shared/anchors/pgbackrest-2.59.1.tar.gz, with block incremental: repo1-bundle=y,
+# repo1-block=y), all with zstd, process-max=2, encrypted, in one run, on one throwaway
 # cluster. Not a test: run it by hand (`bench/pg-physical.sh`); it takes several minutes and a
 # few GB of disk.
 #
 # Measures, on the same cluster and the same files:
-#   full backup          time, stored bytes, peak RSS       target: time <= 1.0x pgBackRest
+#   full backup          time, stored bytes, peak RSS       target: time <= 1.0x 2.45
 #   after updating 1% of bookings at random:
-#   incremental backup   time, bytes added                  target: <= 0.5x time, <= 0.25x bytes
-#   restore              time into an empty directory       target: <= 1.0x pgBackRest
+#   incremental backup   time, bytes added                  target: time <= 0.5x 2.45,
+#                                                           bytes <= 0.25x 2.59.1 (block incr)
+#   restore              time into an empty directory       target: <= 1.0x 2.59.1
+#   restore of the full snapshot against the incremental one (page deltas: <= 1.1x)
 #   WAL push             the same 50 segments, one process per segment as archive_command
 #                        runs it                             target: >= 1.5x segments/s
 #   archive lag          pg_stat_archiver under pgbench while strongroom archives
 #                        (most segments behind, sampled every 0.2 s; the issue asks <= 2)
 #
 # Environment: BOOKINGS (default 6000000, about 1 GB of database), BENCH_DIR (default a fresh
-# temp dir, removed at the end), SEGMENTS (default 50).
+# temp dir, removed at the end), SEGMENTS (default 50), PGBACKREST_NEW (the 2.59.1 binary;
+# default /opt/pgbr/build/src/pgbackrest, built by `bench/build-pgbackrest.sh`; the columns
+# are left out when it is missing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BOOKINGS=${BOOKINGS:-6000000}
@@ -23,6 +29,8 @@ SEGMENTS=${SEGMENTS:-50}
 for t in pgbackrest pgbench psql python3 bc; do
   command -v "$t" >/dev/null || { echo "bench needs $t (apt-get install pgbackrest postgresql-contrib)" >&2; exit 1; }
 done
+NEW=${PGBACKREST_NEW:-/opt/pgbr/build/src/pgbackrest}
+[[ -x $NEW ]] || echo "no pgBackRest 2.59.1 at $NEW (bench/build-pgbackrest.sh builds it): its columns are left out" >&2
 BIN=""
 for d in /usr/lib/postgresql/*/bin; do [[ -x $d/initdb && -x $d/pg_ctl ]] && BIN=$d; done
 [[ -n $BIN ]] || BIN=$(pg_config --bindir)
@@ -52,7 +60,7 @@ run() { # name, command (as the postgres user when root: both tools run as the s
 }
 
 # --- the cluster, the repositories --------------------------------------------------------
-"${AS[@]}" mkdir -p "$W/sr" "$W/pgbr" "$W/pgbr-log" "$W/pgbr-lock" "$W/walsrc" "$W/restore"
+"${AS[@]}" mkdir -p "$W/sr" "$W/pgbr" "$W/pgbr-log" "$W/pgbr-lock" "$W/walsrc" "$W/restore" "$W/pgbr2" "$W/pgbr2-lock"
 "${AS[@]}" "$BIN/initdb" -D "$W/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
 export STRONGROOM_REPO=$W/sr
 STRONGROOM_PASSWORD=bench-password "${AS[@]}" env STRONGROOM_REPO="$W/sr" STRONGROOM_PASSWORD=bench-password "$SR" init -q 2>/dev/null
@@ -77,6 +85,10 @@ pg1-port=$PORT
 pg1-socket-path=$W
 EOF
 chmod 644 "$W/pgbackrest.conf"
+# 2.59.1: the same settings, its own repository, block incremental on.
+sed -e "s|$W/pgbr\$|$W/pgbr2|; s|lock-path=.*|lock-path=$W/pgbr2-lock|" "$W/pgbackrest.conf" > "$W/pgbackrest2.conf"
+sed -i "s|^repo1-path=.*|repo1-path=$W/pgbr2\nrepo1-bundle=y\nrepo1-block=y|" "$W/pgbackrest2.conf"
+chmod 644 "$W/pgbackrest2.conf"
 export PGBACKREST_CONFIG=$W/pgbackrest.conf
 cat >> "$W/data/postgresql.conf" <<EOF
 port = $PORT
@@ -91,6 +103,7 @@ EOF
 export PGHOST=$W PGPORT=$PORT PGUSER=postgres
 URL="postgres://postgres@127.0.0.1:$PORT"
 "${AS[@]}" env PGBACKREST_CONFIG="$W/pgbackrest.conf" pgbackrest --stanza=bench stanza-create >/dev/null
+[[ -x $NEW ]] && "${AS[@]}" env PGBACKREST_CONFIG="$W/pgbackrest2.conf" "$NEW" --stanza=bench stanza-create >/dev/null
 
 echo "building a hotel database with $BOOKINGS bookings (PostgreSQL $("$BIN/postgres" --version | awk '{print $3}'), port $PORT) ..."
 psql -qc "CREATE DATABASE hotel"
@@ -99,34 +112,49 @@ psql -qc "CHECKPOINT"
 DB_BYTES=$(psql -tAc "SELECT sum(pg_database_size(oid)) FROM pg_database")
 echo "cluster: $(mb "$DB_BYTES") MB"
 PGBR="env PGBACKREST_CONFIG=$W/pgbackrest.conf pgbackrest --stanza=bench"
+PGBR2="env PGBACKREST_CONFIG=$W/pgbackrest2.conf $NEW --stanza=bench"
+have_new() { [[ -x $NEW ]]; }
 SRE="env STRONGROOM_REPO=$W/sr STRONGROOM_PASSWORD_FILE=$W/sr.key $SR"
 
 # --- full and incremental backups -------------------------------------------------------------
 echo "full backups:"
 sync
 run pgbackrest_full "$PGBR --type=full backup"
+if have_new; then sync; run pgbackrest2_full "$PGBR2 --type=full backup"; fi
+sync
 run strongroom_full "$SRE backup $URL/hotel --kind physical -q >/dev/null"
 # strongroom keeps its WAL archive in the same repository (wal/); pgBackRest keeps its in
 # archive/. Both sides count their backups only.
 sr_bytes() { echo $(( $(du_b "$W/sr") - $( [[ -d $W/sr/wal ]] && du_b "$W/sr/wal" || echo 0) )); }
 PGBR_FULL=$(du_b "$W/pgbr/backup")
+PGBR2_FULL=$(have_new && du_b "$W/pgbr2/backup" || echo 0)
 SR_FULL=$(sr_bytes)
+FULL_ID=$($SRE list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
 echo "updating 1% of bookings at random ..."
 "$SR" hotel postgres-sql --update 0.01 | psql -q hotel
 psql -qc "CHECKPOINT"
 echo "incremental backups (after the update):"
 sync
 run pgbackrest_incr "$PGBR --type=incr backup"
+if have_new; then sync; run pgbackrest2_incr "$PGBR2 --type=incr backup"; fi
+sync
 run strongroom_incr "$SRE backup $URL/hotel --kind physical -q >/dev/null"
 PGBR_INCR=$(( $(du_b "$W/pgbr/backup") - PGBR_FULL ))
+PGBR2_INCR=$(have_new && echo $(( $(du_b "$W/pgbr2/backup") - PGBR2_FULL )) || echo 0)
 SR_INCR=$(( $(sr_bytes) - SR_FULL ))
 
 # --- restores -----------------------------------------------------------------------------------
 echo "restores (into empty directories; sync before each, so neither pays for the other's writeback):"
 sync
 run pgbackrest_restore "$PGBR --pg1-path=$W/restore/pgbr restore"
+if have_new; then sync; run pgbackrest2_restore "$PGBR2 --pg1-path=$W/restore/pgbr2 restore"; fi
 sync
 run strongroom_restore "$SRE restore latest --data-dir $W/restore/sr -q >/dev/null"
+# The full snapshot, into space of the same kind: what the deltas cost a restore.
+"${AS[@]}" rm -rf "$W/restore/pgbr" "$W/restore/pgbr2"
+sync
+run strongroom_restore_full "$SRE restore $FULL_ID --data-dir $W/restore/sr-full -q >/dev/null"
+"${AS[@]}" rm -rf "$W/restore/sr" "$W/restore/sr-full"
 
 # --- WAL push rate ---------------------------------------------------------------------------
 echo "WAL push ($SEGMENTS segments, one process each, as archive_command runs them):"
@@ -172,11 +200,16 @@ N=${#SEGS[@]}
 SR_RATE=$(echo "scale=1; $N/${T[strongroom_push]}" | bc -l)
 PGBR_RATE=$(echo "scale=1; $N/${T[pgbackrest_push]}" | bc -l)
 echo
-echo "| measure | pgBackRest | strongroom | ratio (strongroom / pgBackRest) |"
-echo "| --- | --- | --- | --- |"
-echo "| full backup | ${T[pgbackrest_full]} s, $(mb "$PGBR_FULL") MB | ${T[strongroom_full]} s, $(mb "$SR_FULL") MB | time $(ratio "${T[strongroom_full]}" "${T[pgbackrest_full]}")x, bytes $(ratio "$SR_FULL" "$PGBR_FULL")x |"
-echo "| incremental after 1% updates | ${T[pgbackrest_incr]} s, +$(mb "$PGBR_INCR") MB | ${T[strongroom_incr]} s, +$(mb "$SR_INCR") MB | time $(ratio "${T[strongroom_incr]}" "${T[pgbackrest_incr]}")x, bytes $(ratio "$SR_INCR" "$PGBR_INCR")x |"
-echo "| restore | ${T[pgbackrest_restore]} s | ${T[strongroom_restore]} s | $(ratio "${T[strongroom_restore]}" "${T[pgbackrest_restore]}")x |"
-echo "| WAL push, $N segments | $PGBR_RATE seg/s | $SR_RATE seg/s | $(ratio "$SR_RATE" "$PGBR_RATE")x |"
-echo "| peak RSS full / incr / restore / push | $(mb $((R[pgbackrest_full]*1024))) / $(mb $((R[pgbackrest_incr]*1024))) / $(mb $((R[pgbackrest_restore]*1024))) / $(mb $((R[pgbackrest_push]*1024))) MB | $(mb $((R[strongroom_full]*1024))) / $(mb $((R[strongroom_incr]*1024))) / $(mb $((R[strongroom_restore]*1024))) / $(mb $((R[strongroom_push]*1024))) MB | |"
-echo "| archive lag under pgbench | | $MAXLAG segment(s) behind at most | |"
+if ! have_new; then
+  for k in full incr restore; do T[pgbackrest2_$k]=0; R[pgbackrest2_$k]=0; done
+fi
+r2() { have_new && ratio "$1" "$2" || echo "-"; }
+echo "| measure | pgBackRest 2.45 | pgBackRest 2.59.1 (block incr) | strongroom | ratio vs 2.45 | ratio vs 2.59.1 | target |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| full backup | ${T[pgbackrest_full]} s, $(mb "$PGBR_FULL") MB | ${T[pgbackrest2_full]} s, $(mb "$PGBR2_FULL") MB | ${T[strongroom_full]} s, $(mb "$SR_FULL") MB | time $(ratio "${T[strongroom_full]}" "${T[pgbackrest_full]}")x, bytes $(ratio "$SR_FULL" "$PGBR_FULL")x | time $(r2 "${T[strongroom_full]}" "${T[pgbackrest2_full]}")x, bytes $(r2 "$SR_FULL" "$PGBR2_FULL")x | time <= 1.0x 2.45 |"
+echo "| incremental after 1% updates | ${T[pgbackrest_incr]} s, +$(mb "$PGBR_INCR") MB | ${T[pgbackrest2_incr]} s, +$(mb "$PGBR2_INCR") MB | ${T[strongroom_incr]} s, +$(mb "$SR_INCR") MB | time $(ratio "${T[strongroom_incr]}" "${T[pgbackrest_incr]}")x, bytes $(ratio "$SR_INCR" "$PGBR_INCR")x | time $(r2 "${T[strongroom_incr]}" "${T[pgbackrest2_incr]}")x, bytes $(r2 "$SR_INCR" "$PGBR2_INCR")x | time <= 0.5x 2.45, bytes <= 0.25x 2.59.1 |"
+echo "| restore (newest, page deltas) | ${T[pgbackrest_restore]} s | ${T[pgbackrest2_restore]} s | ${T[strongroom_restore]} s | $(ratio "${T[strongroom_restore]}" "${T[pgbackrest_restore]}")x | $(r2 "${T[strongroom_restore]}" "${T[pgbackrest2_restore]}")x | <= 1.0x 2.59.1 |"
+echo "| restore of the full snapshot | | | ${T[strongroom_restore_full]} s | | | delta restore $(ratio "${T[strongroom_restore]}" "${T[strongroom_restore_full]}")x of it, <= 1.1x |"
+echo "| WAL push, $N segments | $PGBR_RATE seg/s | | $SR_RATE seg/s | $(ratio "$SR_RATE" "$PGBR_RATE")x | | >= 1.5x |"
+echo "| peak RSS full / incr / restore / push | $(mb $((R[pgbackrest_full]*1024))) / $(mb $((R[pgbackrest_incr]*1024))) / $(mb $((R[pgbackrest_restore]*1024))) / $(mb $((R[pgbackrest_push]*1024))) MB | $(mb $((R[pgbackrest2_full]*1024))) / $(mb $((R[pgbackrest2_incr]*1024))) / $(mb $((R[pgbackrest2_restore]*1024))) MB | $(mb $((R[strongroom_full]*1024))) / $(mb $((R[strongroom_incr]*1024))) / $(mb $((R[strongroom_restore]*1024))) / $(mb $((R[strongroom_push]*1024))) MB | | | |"
+echo "| archive lag under pgbench | | | $MAXLAG segment(s) behind at most | | | <= 2 |"
