@@ -18,11 +18,12 @@
 //! restore never follows a chain: one base per delta, fetched in the same pass (two rounds).
 
 use super::Repository;
-use super::index::Index;
+use super::index::{Index, Location};
+use super::pack::{self, BlobKind};
 use super::reader;
 use super::snapshot::{DeltaRecord, FileEntry, IDS_PER_LIST};
 use crate::error::{Error, Result};
-use crate::id::ChunkId;
+use crate::id::{ChunkId, PackId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -169,6 +170,104 @@ impl Parent {
     }
 }
 
+/// A changed page that may be stored as a delta: where it is in its batch, the id of its
+/// content, and the whole page it would be stored against.
+pub struct Changed {
+    /// Index of the chunk in its batch.
+    pub at: usize,
+    /// Keyed id of the page's content.
+    pub content: ChunkId,
+    /// The base: the parent's whole page at this position, or the parent's own base.
+    pub base: ChunkId,
+}
+
+/// What one pipeline worker keeps to read bases: the buffer of its ranged reads and the
+/// segment it opened last (a batch's bases sit in one or two segments of the parent's
+/// backup, and the next batch's usually start in the same one). Read in the worker itself,
+/// without threads or fresh buffers per batch.
+#[derive(Default)]
+pub struct Bases {
+    read: Vec<u8>,
+    open: Option<((PackId, u32), Vec<u8>)>,
+}
+
+impl Bases {
+    /// Stores the `changed` pages of a batch (`data`, cut at `ends`; its first chunk at
+    /// position `first` of the file) whose bases they differ little from as deltas: sets
+    /// each one's stored id in `ids`, adds its record, and returns the delta blobs to store
+    /// (`claim` says whether this session stores a blob first). A page whose base cannot be
+    /// read, or differs too much, keeps its content id in `ids` and is stored whole.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_batch(
+        &mut self,
+        repo: &Repository,
+        index: &Index,
+        (data, ends, first): (&[u8], &[usize], u64),
+        changed: &[Changed],
+        ids: &mut [ChunkId],
+        records: &mut Vec<DeltaRecord>,
+        claim: impl Fn(&ChunkId) -> bool,
+    ) -> Vec<(ChunkId, Vec<u8>)> {
+        let mut located: Vec<(usize, Location)> = changed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| index.healthy(&c.base).map(|l| (i, l)))
+            .collect();
+        located.sort_unstable_by_key(|(_, l)| (l.pack, l.offset, l.inner_offset));
+        let key = repo.key();
+        let mut out = Vec::new();
+        for (i, loc) in located {
+            let c = &changed[i];
+            let base = match self.base(repo, c.base, &loc) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("{e}; storing a changed page whole instead of as a delta");
+                    continue;
+                }
+            };
+            let start = if c.at == 0 { 0 } else { ends[c.at - 1] };
+            let Some(blob) = encode(&c.base, base, &data[start..ends[c.at]]) else {
+                continue;
+            };
+            let id = key.delta_id(&blob);
+            if claim(&id) {
+                out.push((id, blob));
+            }
+            ids[c.at] = id;
+            records.push(DeltaRecord {
+                position: first + c.at as u64,
+                content: c.content,
+                base: c.base,
+            });
+        }
+        out
+    }
+
+    /// The whole page `id` at `loc`, from the open segment or after opening its own.
+    fn base(&mut self, repo: &Repository, id: ChunkId, loc: &Location) -> Result<&[u8]> {
+        let here = (loc.pack, loc.offset);
+        if self.open.as_ref().is_none_or(|(at, _)| *at != here) {
+            self.open = None;
+            repo.storage().get_range_into(
+                &loc.pack.object_key(),
+                loc.offset as u64,
+                loc.len as u64,
+                &mut self.read,
+            )?;
+            let plain = pack::decode_segment(repo.key(), loc.pack, loc.offset, &self.read)?;
+            self.open = Some((here, plain));
+        }
+        let plain = &self.open.as_ref().expect("opened above").1;
+        match pack::blob_from_segment(repo.key(), plain, id, loc)? {
+            (page, BlobKind::Whole) => Ok(page),
+            (_, BlobKind::Delta) => Err(Error::Internal(format!(
+                "chunk {} is a page delta, not a whole page to store against",
+                &id.to_hex()[..16]
+            ))),
+        }
+    }
+}
+
 /// The delta blob of `page` against `base` (the base's id, then the XOR of the two), or
 /// `None` when a whole page is the better thing to store: lengths differ, or more than a
 /// quarter of the bytes changed.
@@ -178,12 +277,9 @@ pub fn encode(base_id: &ChunkId, base: &[u8], page: &[u8]) -> Option<Vec<u8>> {
     }
     let mut blob = Vec::with_capacity(32 + page.len());
     blob.extend_from_slice(&base_id.0);
-    let mut differ = 0usize;
-    blob.extend(page.iter().zip(base).map(|(a, b)| {
-        let x = a ^ b;
-        differ += usize::from(x != 0);
-        x
-    }));
+    // Two simple loops the compiler vectorises, rather than one that counts as it goes.
+    blob.extend(page.iter().zip(base).map(|(a, b)| a ^ b));
+    let differ = blob[32..].iter().filter(|&&x| x != 0).count();
     (differ * DENSE_SHARE <= page.len()).then_some(blob)
 }
 

@@ -267,6 +267,15 @@ impl Index {
         self.locations(id).first().map(|(l, _)| *l)
     }
 
+    /// Where a chunk is stored when the index vouches for it ([`Index::vouches_for`]): one
+    /// lookup for both.
+    pub fn healthy(&self, id: &ChunkId) -> Option<Location> {
+        self.locations(id)
+            .first()
+            .filter(|(l, bad)| !bad && !l.from_host)
+            .map(|(l, _)| *l)
+    }
+
     /// Whether the index can vouch for a chunk: it is listed in a pack in good health, by
     /// a full key (an append-only key's index is its own catalog, whose locations are its
     /// own). A backup stores again every chunk the index cannot vouch for.

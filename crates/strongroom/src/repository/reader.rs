@@ -57,14 +57,6 @@ where
     fetch_reusing(repo, index, ids, &ReadBuffers::default(), &sink)
 }
 
-/// [`fetch`] of whole chunks only: a page delta among `ids` is damage (the bases of deltas).
-pub fn fetch_whole<S>(repo: &Repository, index: &Index, ids: &[ChunkId], sink: S) -> Result<()>
-where
-    S: Fn(&[(ChunkId, &[u8])]) -> Result<()> + Sync,
-{
-    fetch_blobs(repo, index, ids, &ReadBuffers::default(), false, &sink)
-}
-
 /// What receives fetched chunks (a segment's worth, or one rebuilt page, at a time).
 type Sink<'a> = dyn Fn(&[(ChunkId, &[u8])]) -> Result<()> + Sync + 'a;
 

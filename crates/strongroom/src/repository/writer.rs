@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::progress::Progress;
 use crossbeam_channel::{Receiver, Sender, bounded};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -340,13 +340,20 @@ impl<'r> BackupWriter<'r> {
     }
 
     fn work(&self, level: i32, rx: Receiver<Numbered>, tx: Sender<Processed>) -> Result<()> {
-        let mut z = zstd::bulk::Compressor::new(level)
-            .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
+        let compressor = |level| {
+            zstd::bulk::Compressor::new(level)
+                .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))
+        };
+        // Segments mostly of page deltas (zeros, but for a few bytes a page) compress as
+        // small at level 1, in half the time.
+        let mut z = [compressor(level)?, compressor(1)?];
+        let mut bases = delta::Bases::default();
         let key = self.repo.key();
         for Numbered { seq, item } in rx {
             let (end, reused) = match item {
                 Item::Batch(b, first, parent) => {
-                    if !self.process(seq, b, (first, parent.as_deref()), key, &mut z, &tx)? {
+                    let at = (first, parent.as_deref());
+                    if !self.process(seq, b, at, key, (&mut z, &mut bases), &tx)? {
                         break;
                     }
                     continue;
@@ -378,15 +385,15 @@ impl<'r> BackupWriter<'r> {
         batch: Batch,
         at: (u64, Option<&Parent>),
         key: &crate::crypto::MasterKey,
-        z: &mut zstd::bulk::Compressor<'static>,
+        (z, bases): (&mut [zstd::bulk::Compressor<'static>; 2], &mut delta::Bases),
         tx: &Sender<Processed>,
     ) -> Result<bool> {
         let (first, parent) = at;
         let mut ids = Vec::with_capacity(batch.ends.len());
         let mut records = Vec::new();
         let mut new: Vec<(ChunkId, &[u8])> = Vec::new();
-        // Changed pages that may become deltas: (index in the batch, content id, base).
-        let mut changed: Vec<(usize, ChunkId, ChunkId)> = Vec::new();
+        // Changed pages that may become deltas.
+        let mut changed: Vec<delta::Changed> = Vec::new();
         let mut start = 0;
         for (i, &end) in batch.ends.iter().enumerate() {
             let data = &batch.data[start..end];
@@ -408,9 +415,12 @@ impl<'r> BackupWriter<'r> {
                 } else if !b.is_unchanged(&id)
                     && !self.index.vouches_for(&id)
                     && !self.claimed.lock().expect("claim lock").contains(&id)
-                    && self.index.vouches_for(&b.base())
                 {
-                    changed.push((i, id, b.base()));
+                    changed.push(delta::Changed {
+                        at: i,
+                        content: id,
+                        base: b.base(),
+                    });
                     ids.push(id);
                     continue;
                 }
@@ -420,18 +430,34 @@ impl<'r> BackupWriter<'r> {
             }
             ids.push(id);
         }
-        let deltas = self.deltas_of(&batch, first, &changed, &mut ids, &mut records)?;
-        for (i, id, _) in &changed {
-            if ids[*i] == *id && self.is_new(id) {
-                let (s, e) = (if *i == 0 { 0 } else { batch.ends[*i - 1] }, batch.ends[*i]);
-                new.push((*id, &batch.data[s..e]));
+        // A delta's id is new by construction (a hash over its base and the change): only
+        // this session's claims are asked, not the index.
+        let deltas = if changed.is_empty() {
+            Vec::new()
+        } else {
+            bases.encode_batch(
+                self.repo,
+                &self.index,
+                (&batch.data, &batch.ends, first),
+                &changed,
+                &mut ids,
+                &mut records,
+                |d| self.claimed.lock().expect("claim lock").insert(*d),
+            )
+        };
+        for c in &changed {
+            if ids[c.at] == c.content && self.is_new(&c.content) {
+                let s = if c.at == 0 { 0 } else { batch.ends[c.at - 1] };
+                new.push((c.content, &batch.data[s..batch.ends[c.at]]));
             }
         }
+        let mostly_deltas = deltas.len() * 2 > new.len() + deltas.len();
         new.extend(deltas.iter().map(|(id, blob)| (*id, blob.as_slice())));
         self.new_chunks
             .fetch_add(new.len() as u64, Ordering::Relaxed);
         self.reused_chunks
             .fetch_add((ids.len() - new.len()) as u64, Ordering::Relaxed);
+        let z = &mut z[usize::from(mostly_deltas)];
         let segment = (!new.is_empty()).then(|| pack::encode_segment(key, z, &new));
         let bytes = batch.data.len() as u64;
         records.sort_unstable_by_key(|r| r.position);
@@ -446,57 +472,6 @@ impl<'r> BackupWriter<'r> {
                 reused: None,
             })
             .is_ok())
-    }
-
-    /// Encodes the `changed` pages of `batch` whose bases they differ little from as deltas:
-    /// fetches the bases (one read for the batch), sets each one's stored id in `ids` and
-    /// adds its record; returns the delta blobs this session stores first. A page left whole
-    /// keeps its content id in `ids`.
-    fn deltas_of(
-        &self,
-        batch: &Batch,
-        first: u64,
-        changed: &[(usize, ChunkId, ChunkId)],
-        ids: &mut [ChunkId],
-        records: &mut Vec<DeltaRecord>,
-    ) -> Result<Vec<(ChunkId, Vec<u8>)>> {
-        if changed.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut bases: Vec<ChunkId> = changed.iter().map(|c| c.2).collect();
-        bases.sort_unstable();
-        bases.dedup();
-        let got: Mutex<HashMap<ChunkId, Vec<u8>>> = Mutex::default();
-        super::reader::fetch_whole(self.repo, &self.index, &bases, |chunks| {
-            let mut g = got.lock().expect("lock");
-            for (id, data) in chunks {
-                g.insert(*id, data.to_vec());
-            }
-            Ok(())
-        })?;
-        let got = got.into_inner().expect("lock");
-        let key = self.repo.key();
-        let mut out = Vec::new();
-        for &(i, content, base) in changed {
-            let (s, e) = (if i == 0 { 0 } else { batch.ends[i - 1] }, batch.ends[i]);
-            let Some(blob) = got
-                .get(&base)
-                .and_then(|b| delta::encode(&base, b, &batch.data[s..e]))
-            else {
-                continue;
-            };
-            let id = key.delta_id(&blob);
-            if self.is_new(&id) {
-                out.push((id, blob));
-            }
-            ids[i] = id;
-            records.push(DeltaRecord {
-                position: first + i as u64,
-                content,
-                base,
-            });
-        }
-        Ok(out)
     }
 
     /// Whether every chunk of `file` (of snapshot `snap`), and every list blob naming them,
