@@ -279,8 +279,8 @@ impl MasterKey {
         ChunkId(*blake3::keyed_hash(&self.id, data).as_bytes())
     }
 
-    /// The id of a stored page delta whose bytes are `blob` (base id, then the XOR of the page
-    /// with its base; docs/ARCHITECTURE.md, "Page deltas"). Keyed apart from [`Self::chunk_id`]:
+    /// The id of a stored page delta whose bytes are `blob` (`repository::patch`'s format;
+    /// docs/ARCHITECTURE.md, "Page deltas"). Keyed apart from [`Self::chunk_id`]:
     /// no content can share an id with a delta, so an opened blob says by its id alone which
     /// of the two it is.
     pub fn delta_id(&self, blob: &[u8]) -> ChunkId {

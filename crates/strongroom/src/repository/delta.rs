@@ -2,15 +2,15 @@
 //! snapshot's file (docs/ARCHITECTURE.md, "Page deltas").
 //!
 //! Owns the positional view of a parent file ([`Parent`]: what was stored at each position,
-//! and which positions were deltas of what) and the choice between a delta and a whole page
-//! ([`encode`]). Must not write anything: the backup pipeline (`writer`) stores what this
+//! and which positions were deltas of what) and reading bases in the pipeline's workers
+//! ([`Bases`]); the blob format is `patch`'s. Must not write anything: the backup pipeline (`writer`) stores what this
 //! module chose, the reader (`reader::fetch`) rebuilds pages from deltas.
 //!
 //! Why: after updating 1% of a hotel's bookings at random, about 80% of a PostgreSQL
 //! cluster's 8 KiB pages (30% of a SQLite database's 4 KiB pages) differ from the parent
 //! snapshot's, each by a few dozen bytes (a tuple header, the page LSN, an index entry).
-//! Storing each whole cost 194 MB for a 1.1 GB cluster; the XOR of a page with its
-//! predecessor is mostly zeros and compresses to a few hundred bytes.
+//! Storing each whole cost 194 MB for a 1.1 GB cluster; as the runs of bytes that differ
+//! from the predecessor (`patch`), a changed page is a few dozen bytes.
 //!
 //! Depth 1: a delta's base is always a whole page. A page changed again is stored against
 //! the same base (the parent's record names it); once it differs from its base in more than
@@ -20,6 +20,7 @@
 use super::Repository;
 use super::index::{Index, Location};
 use super::pack::{self, BlobKind};
+use super::patch;
 use super::reader;
 use super::snapshot::{DeltaRecord, FileEntry, IDS_PER_LIST};
 use crate::error::{Error, Result};
@@ -30,10 +31,6 @@ use std::sync::{Arc, Mutex};
 /// List blobs of the parent kept decoded at once: a batch spans at most two, and two workers
 /// work on neighbouring batches.
 const WINDOWS_KEPT: usize = 6;
-
-/// A page is stored whole, not as a delta, once more than this share (1/N) of its bytes
-/// differs from the base: the whole page then becomes the base of later deltas.
-const DENSE_SHARE: usize = 4;
 
 /// What the parent stored at one position.
 #[derive(Clone, Copy, Debug)]
@@ -226,7 +223,7 @@ impl Bases {
                 }
             };
             let start = if c.at == 0 { 0 } else { ends[c.at - 1] };
-            let Some(blob) = encode(&c.base, base, &data[start..ends[c.at]]) else {
+            let Some(blob) = patch::encode(&c.base, base, &data[start..ends[c.at]]) else {
                 continue;
             };
             let id = key.delta_id(&blob);
@@ -266,21 +263,6 @@ impl Bases {
             ))),
         }
     }
-}
-
-/// The delta blob of `page` against `base` (the base's id, then the XOR of the two), or
-/// `None` when a whole page is the better thing to store: lengths differ, or more than a
-/// quarter of the bytes changed.
-pub fn encode(base_id: &ChunkId, base: &[u8], page: &[u8]) -> Option<Vec<u8>> {
-    if base.len() != page.len() {
-        return None;
-    }
-    let mut blob = Vec::with_capacity(32 + page.len());
-    blob.extend_from_slice(&base_id.0);
-    // Two simple loops the compiler vectorises, rather than one that counts as it goes.
-    blob.extend(page.iter().zip(base).map(|(a, b)| a ^ b));
-    let differ = blob[32..].iter().filter(|&&x| x != 0).count();
-    (differ * DENSE_SHARE <= page.len()).then_some(blob)
 }
 
 #[cfg(test)]
@@ -417,21 +399,6 @@ mod tests {
                 .unwrap();
             assert_eq!(r.base, first.at(&repo, &index, p).unwrap().unwrap().stored);
         }
-    }
-
-    #[test]
-    fn a_few_changed_bytes_make_a_delta_and_a_rewritten_page_does_not() {
-        let base = vec![7u8; 4096];
-        let mut page = base.clone();
-        page[100..140].fill(9);
-        let blob = encode(&ChunkId([3; 32]), &base, &page).expect("a small change");
-        assert_eq!(&blob[..32], &[3u8; 32]);
-        assert_eq!(blob.len(), 32 + 4096);
-        let back: Vec<u8> = blob[32..].iter().zip(&base).map(|(x, b)| x ^ b).collect();
-        assert_eq!(back, page);
-        let rewritten: Vec<u8> = (0..4096).map(|i| (i * 31 % 251) as u8).collect();
-        assert!(encode(&ChunkId([3; 32]), &base, &rewritten).is_none());
-        assert!(encode(&ChunkId([3; 32]), &base, &page[..2048]).is_none());
     }
 
     #[test]

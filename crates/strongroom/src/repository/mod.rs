@@ -21,6 +21,7 @@ pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod pack;
+pub mod patch;
 pub mod reader;
 pub mod snapshot;
 pub mod table;

@@ -23,6 +23,7 @@
 use super::Repository;
 use super::index::{Index, Location};
 use super::pack::{self, BlobKind};
+use super::patch;
 use super::snapshot::{Chunking, FileEntry, Snapshot};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
@@ -215,8 +216,8 @@ fn base_is_delta(id: ChunkId, loc: &Location) -> Error {
     }
 }
 
-/// Rebuilds the pages `pending` stands for (`(id, delta blob)`: base id, then the page XOR
-/// the base), fetching their bases in one go, and hands each to `sink` under the delta's id.
+/// Rebuilds the pages `pending` stands for (`(id, delta blob)`: `patch`'s format), fetching
+/// their bases in one go, and hands each to `sink` under the delta's id.
 /// The blob and the base were each checked against their keyed ids, so the page is too.
 fn apply_deltas(
     repo: &Repository,
@@ -230,11 +231,7 @@ fn apply_deltas(
     }
     let mut by_base: HashMap<ChunkId, Vec<usize>> = HashMap::new();
     for (i, (_, blob)) in pending.iter().enumerate() {
-        let base = ChunkId(
-            blob[..32]
-                .try_into()
-                .expect("a delta is longer than 32 bytes"),
-        );
+        let base = patch::base_of(blob).expect("a delta is longer than 32 bytes");
         by_base.entry(base).or_default().push(i);
     }
     let bases: Vec<ChunkId> = by_base.keys().copied().collect();
@@ -243,18 +240,13 @@ fn apply_deltas(
         for (base, data) in chunks {
             for &i in by_base.get(base).into_iter().flatten() {
                 let (id, blob) = &pending[i];
-                let xor = &blob[32..];
-                if xor.len() != data.len() {
-                    return Err(Error::Internal(format!(
-                        "page delta {} is {} bytes long but its base {} is {}",
+                patch::apply(data, blob, &mut page).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "page delta {} does not fit its base {}",
                         &id.to_hex()[..16],
-                        xor.len(),
-                        &base.to_hex()[..16],
-                        data.len()
-                    )));
-                }
-                page.clear();
-                page.extend(xor.iter().zip(data.iter()).map(|(a, b)| a ^ b));
+                        &base.to_hex()[..16]
+                    ))
+                })?;
                 sink(&[(*id, &page)])?;
             }
         }
@@ -394,15 +386,19 @@ pub fn stream_file(
                     let mut places: Vec<(ChunkId, usize)> = Vec::new();
                     let mut bytes = 0usize;
                     while end < ids.len() && (end == start || (bytes as u64) < STREAM_STEP_BYTES) {
-                        let loc = index.get(&ids[end]).ok_or(Error::MissingChunk(ids[end]))?;
                         places.push((ids[end], bytes));
-                        // Fixed chunks have their size (the last one what is left): a page
-                        // delta is stored longer than the page it stands for.
+                        // Fixed chunks have their size (the last one what is left), without
+                        // an index lookup (and a page delta is stored shorter than its page);
+                        // a stream's chunks are as long as the index says.
                         bytes += match file.chunking {
                             Chunking::Fixed { size } => (size as u64)
                                 .min(file.size.saturating_sub((first + end as u64) * size as u64))
                                 as usize,
-                            Chunking::ContentDefined => loc.inner_len as usize,
+                            Chunking::ContentDefined => {
+                                let loc =
+                                    index.get(&ids[end]).ok_or(Error::MissingChunk(ids[end]))?;
+                                loc.inner_len as usize
+                            }
                         };
                         end += 1;
                     }
