@@ -5,8 +5,9 @@
 //! chunk boundaries and hand over batches in order.
 //!
 //! ```text
-//!  engine ──batches──▶ workers (one per core): keyed hash, dedup; the batch's new chunks
-//!                      become one segment: zstd, seal
+//!  engine ──batches──▶ workers (one per core): keyed hash, dedup; a changed page against
+//!                      the parent's at its position (page deltas, `delta`); the batch's
+//!                      new chunks become one segment: zstd, seal
 //!                          │ (out of order)
 //!                          ▼
 //!                      collector: restores order, builds chunk-id lists, fills packs
@@ -22,6 +23,11 @@
 //! memory only until the chunk's pack is durable and indexed: every [`INDEX_FLUSH`] entries
 //! the session writes an index object and hands the entries to the index
 //! ([`Index::remember`], on local disk), so a first backup of any size keeps its memory.
+//!
+//! Page deltas (docs/ARCHITECTURE.md, "Page deltas"): an engine names a file's parent
+//! ([`ChunkSink::base_on`]); each batch then carries its position, the worker compares each
+//! page with the parent's record and reads the bases of changed pages itself, and the
+//! collector writes a record blob beside each list blob.
 //!
 //! Ordering (docs/ARCHITECTURE.md, "Invariants": the manifest is the commit point): [`BackupWriter::finish`] writes the index object only after every
 //! pack upload returned, and the caller writes the manifest only after `finish`.
@@ -344,8 +350,8 @@ impl<'r> BackupWriter<'r> {
             zstd::bulk::Compressor::new(level)
                 .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))
         };
-        // Segments mostly of page deltas (zeros, but for a few bytes a page) compress as
-        // small at level 1, in half the time.
+        // Segments mostly of page deltas (short runs of changed bytes) compress about as
+        // small at level 1, in less time.
         let mut z = [compressor(level)?, compressor(1)?];
         let mut bases = delta::Bases::default();
         let key = self.repo.key();
