@@ -6,12 +6,20 @@
 # after updating 1% of bookings at random (16% of pages), and restore. Prints times, bytes
 # added, peak RSS and the ratios against the reference tools.
 #
+# Then the regression guard: the first backup of a database of GUARD_BOOKINGS bookings
+# (the held-out bar's size) into a fresh repository, strongroom and restic, GUARD_RUNS times
+# each, alternating; the ratio of the medians is printed with its bar (<= 0.45: it measured
+# 0.43 once, then slipped to 0.53-0.58 unnoticed), and "REGRESSION" when it is over.
+#
 # Environment: BOOKINGS (default 7500000 ≈ 700 MB), SMALL_BOOKINGS (default 1900000, for the
-# memory-flatness check), BENCH_DIR (default a fresh temp dir, removed at the end).
+# memory-flatness check), GUARD_BOOKINGS (2000000), GUARD_RUNS (3), BENCH_DIR (default a
+# fresh temp dir, removed at the end).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BOOKINGS=${BOOKINGS:-7500000}
 SMALL_BOOKINGS=${SMALL_BOOKINGS:-1900000}
+GUARD_BOOKINGS=${GUARD_BOOKINGS:-2000000}
+GUARD_RUNS=${GUARD_RUNS:-3}
 for t in sqlite3 zstd restic python3; do
   command -v "$t" >/dev/null || { echo "bench needs $t (apt-get install $t)" >&2; exit 1; }
 done
@@ -72,6 +80,22 @@ drop_wal "$W/small.db"
 $SR --repo "$W/sr-small" init -q 2>/dev/null
 run sr_small_first "$SR --repo $W/sr-small backup sqlite:$W/small.db -q >/dev/null" "$W/sr-small"
 
+echo "regression guard: first backup of $GUARD_BOOKINGS bookings, median of $GUARD_RUNS:"
+$SR hotel generate "$W/guard.db" --bookings "$GUARD_BOOKINGS"
+drop_wal "$W/guard.db"
+sync
+SR_G=() RESTIC_G=()
+for i in $(seq "$GUARD_RUNS"); do
+  rm -rf "$W/g-sr" "$W/g-restic"
+  $SR --repo "$W/g-sr" init -q 2>/dev/null
+  restic init --repo "$W/g-restic" -q >/dev/null
+  run "sr_guard_$i" "$SR --repo $W/g-sr backup sqlite:$W/guard.db -q >/dev/null" "$W/g-sr"
+  run "restic_guard_$i" "restic --repo $W/g-restic backup -q $W/guard.db" "$W/g-restic"
+  SR_G+=("${T[sr_guard_$i]}") RESTIC_G+=("${T[restic_guard_$i]}")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+GUARD_SR=$(median "${SR_G[@]}") GUARD_RESTIC=$(median "${RESTIC_G[@]}")
+
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
 mb() { echo "scale=1; $1 / 1000000" | bc -l; }
 echo
@@ -87,3 +111,8 @@ echo "| restore, s | ${T[sr_restore]} | ${T[restic_restore]} | ${T[zstd_restore]
 echo "| peak RSS first backup, MB | $(mb $((R[sr_first] * 1024))) | $(mb $((R[restic_first] * 1024))) | $(mb $((R[zstd_first] * 1024))) | | < 200 |"
 echo "| peak RSS restore, MB | $(mb $((R[sr_restore] * 1024))) | $(mb $((R[restic_restore] * 1024))) | | | < 200 |"
 echo "| peak RSS, DB of $SMALL_BOOKINGS bookings, MB | $(mb $((R[sr_small_first] * 1024))) | | | flat: $(ratio "${R[sr_first]}" "${R[sr_small_first]}")x for $(ratio "$DB_BYTES" "$(stat -c %s "$W/small.db")")x the data | |"
+GUARD=$(ratio "$GUARD_SR" "$GUARD_RESTIC")
+echo "| guard: first backup of $GUARD_BOOKINGS bookings, median of $GUARD_RUNS, s | $GUARD_SR | $GUARD_RESTIC | - | $GUARD | ≤ 0.45 |"
+if (( $(echo "$GUARD > 0.45" | bc -l) )); then
+  echo "REGRESSION: the first backup takes ${GUARD}x restic's time, over the 0.45x bar" >&2
+fi

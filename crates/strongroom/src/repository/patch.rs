@@ -113,7 +113,11 @@ mod tests {
         p[8191] ^= 0xff; // the last byte
         let blob = encode(&ChunkId([7; 32]), &base, &p).expect("a small change");
         assert_eq!(base_of(&blob), Some(ChunkId([7; 32])));
-        assert!(blob.len() < 32 + 4 * 4 + 8 + 16 + 48 + 8, "{} bytes", blob.len());
+        assert!(
+            blob.len() < 32 + 4 * 4 + 8 + 16 + 48 + 8,
+            "{} bytes",
+            blob.len()
+        );
         let mut out = Vec::new();
         apply(&base, &blob, &mut out).unwrap();
         assert_eq!(out, p);

@@ -498,16 +498,17 @@ impl<'r> BackupWriter<'r> {
             return Ok(false);
         }
         let mut all = true;
-        let read = super::reader::for_each_window(self.repo, &self.index, snap, file, |_, ids| {
-            all &= ids.iter().all(|id| self.index.vouches_for(id));
-            Ok(())
-        })
-        .and_then(|()| {
-            super::usage::for_each_base(self.repo, &self.index, snap, &records, |b| {
-                all &= self.index.vouches_for(&b);
+        let read =
+            super::reader::for_each_window(self.repo, &self.index, snap, file, |_, ids, _| {
+                all &= ids.iter().all(|id| self.index.vouches_for(id));
                 Ok(())
             })
-        });
+            .and_then(|()| {
+                super::usage::for_each_base(self.repo, &self.index, snap, &records, |b| {
+                    all &= self.index.vouches_for(&b);
+                    Ok(())
+                })
+            });
         if let Err(e) = read {
             // Damage the index does not know yet: read the file instead.
             tracing::warn!("{e}; reading {} again instead of reusing it", file.name);

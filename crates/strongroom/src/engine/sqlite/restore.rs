@@ -46,50 +46,86 @@ pub(super) fn write_pages(
     out.set_len(file.size)
         .map_err(|e| Error::io("writing the restored database to", out_path, e))?;
     progress.begin("restore", Some(file.size));
-    let res = reader::for_each_window(repo, index, snap, file, |first, ids| {
-        let mut at: HashMap<_, Vec<u64>> = HashMap::with_capacity(ids.len());
-        for (i, id) in ids.iter().enumerate() {
-            at.entry(*id).or_default().push(first + i as u64);
+    let res = reader::for_each_window(repo, index, snap, file, |first, ids, records| {
+        // A step of the window at a time: the bases of its page deltas are fetched with it,
+        // and they and the rebuilt pages are held until the step is written.
+        let pages = (STEP_BYTES / chunk).max(1) as usize;
+        for (s, step) in ids.chunks(pages).enumerate() {
+            let from = first + (s * pages) as u64;
+            write_step(
+                out,
+                out_path,
+                chunk,
+                progress,
+                from,
+                step,
+                records,
+                (repo, index),
+            )?;
         }
-        reader::fetch(repo, index, ids, |chunks| {
-            // Runs of consecutive pages become one write (a fresh full backup's segment is
-            // 256 consecutive pages).
-            let mut placed: Vec<(u64, &[u8])> = chunks
-                .iter()
-                .flat_map(|(id, data)| at[id].iter().map(move |&pos| (pos, *data)))
-                .collect();
-            placed.sort_unstable_by_key(|(pos, _)| *pos);
-            let mut run: Vec<u8> = Vec::new();
-            let mut run_start = 0u64;
-            let flush = |run: &mut Vec<u8>, start: u64| -> Result<()> {
-                if !run.is_empty() {
-                    out.write_all_at(run, start * chunk)
-                        .map_err(|e| Error::io("writing the restored database to", out_path, e))?;
-                    progress.advance(run.len() as u64);
-                    run.clear();
-                }
-                Ok(())
-            };
-            for (pos, data) in placed {
-                let full = data.len() as u64 == chunk;
-                if run.is_empty()
-                    || pos != run_start + run.len() as u64 / chunk
-                    || run.len() as u64 % chunk != 0
-                {
-                    flush(&mut run, run_start)?;
-                    run_start = pos;
-                }
-                run.extend_from_slice(data);
-                if !full {
-                    flush(&mut run, run_start)?;
-                }
-            }
-            flush(&mut run, run_start)
-        })
+        Ok(())
     });
     progress.end();
     res?;
     Ok(())
+}
+
+/// Bytes of pages fetched and written at once.
+const STEP_BYTES: u64 = 12 * 1024 * 1024;
+
+/// Fetches the pages `ids` (from position `first`; `records` the window's delta records) and
+/// writes them at their places, runs of consecutive pages as one write.
+#[allow(clippy::too_many_arguments)]
+fn write_step(
+    out: &File,
+    out_path: &Path,
+    chunk: u64,
+    progress: &dyn Progress,
+    first: u64,
+    ids: &[crate::id::ChunkId],
+    records: &[crate::repository::snapshot::DeltaRecord],
+    (repo, index): (&Repository, &Index),
+) -> Result<()> {
+    let mut at: HashMap<_, Vec<u64>> = HashMap::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        at.entry(*id).or_default().push(first + i as u64);
+    }
+    let bases = reader::bases_between(records, first, first + ids.len() as u64);
+    reader::fetch_with_bases(repo, index, ids, &bases, |chunks| {
+        // Runs of consecutive pages become one write (a fresh full backup's segment is
+        // 256 consecutive pages).
+        let mut placed: Vec<(u64, &[u8])> = chunks
+            .iter()
+            .flat_map(|(id, data)| at[id].iter().map(move |&pos| (pos, *data)))
+            .collect();
+        placed.sort_unstable_by_key(|(pos, _)| *pos);
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_start = 0u64;
+        let flush = |run: &mut Vec<u8>, start: u64| -> Result<()> {
+            if !run.is_empty() {
+                out.write_all_at(run, start * chunk)
+                    .map_err(|e| Error::io("writing the restored database to", out_path, e))?;
+                progress.advance(run.len() as u64);
+                run.clear();
+            }
+            Ok(())
+        };
+        for (pos, data) in placed {
+            let full = data.len() as u64 == chunk;
+            if run.is_empty()
+                || pos != run_start + run.len() as u64 / chunk
+                || run.len() as u64 % chunk != 0
+            {
+                flush(&mut run, run_start)?;
+                run_start = pos;
+            }
+            run.extend_from_slice(data);
+            if !full {
+                flush(&mut run, run_start)?;
+            }
+        }
+        flush(&mut run, run_start)
+    })
 }
 
 /// A restored, checked copy: its path, the guard that removes it, the problems the check
