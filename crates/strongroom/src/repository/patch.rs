@@ -5,8 +5,8 @@
 //! pipeline), `reader` the second.
 //!
 //! Blob: the base's id (32 bytes), then runs, each `offset (u16 LE) ‖ length (u16 LE) ‖ the
-//! page's bytes there`. Runs are found a machine word at a time and merged across equal gaps
-//! shorter than [`GAP`], so a page changed in a few places (a tuple header, the page LSN, a
+//! page's bytes there`. Equal words are skipped a machine word at a time, runs are exact to
+//! the byte and merged across equal gaps of at most [`GAP`] bytes, so a page changed in a few places (a tuple header, the page LSN, a
 //! slot) is a few dozen bytes, and a restore decompresses and copies only those: an XOR of the
 //! whole page, tried first, compressed as well but made every restore decompress each
 //! changed page twice (measured: the delta restore of a 1.1 GB cluster cost as much as
@@ -16,9 +16,9 @@ use crate::id::ChunkId;
 
 /// Bytes compared at once.
 const WORD: usize = 8;
-/// Equal stretches shorter than this inside a run are kept in it: a run costs 4 bytes of
-/// header, and zstd takes care of the repeated bytes.
-const GAP: usize = 16;
+/// Equal stretches up to this long between two changes are kept inside one run: a run
+/// costs 4 bytes of header.
+const GAP: usize = 4;
 /// Largest page a delta can describe (offsets and lengths are u16).
 const MAX_PAGE: usize = 65_536;
 /// A page is stored whole, not as a delta, once its runs take more than this share (1/N)
@@ -35,36 +35,41 @@ pub fn encode(base_id: &ChunkId, base: &[u8], page: &[u8]) -> Option<Vec<u8>> {
     }
     let mut blob = Vec::with_capacity(32 + 128);
     blob.extend_from_slice(&base_id.0);
-    let word = |i: usize| i.min(n)..(i + WORD).min(n);
+    let word = |i: usize| i..(i + WORD).min(n);
+    // The current run, byte-exact: [start, end).
+    let mut run: Option<(usize, usize)> = None;
     let mut i = 0;
     while i < n {
-        if page[word(i)] == base[word(i)] {
-            i += WORD;
+        let w = word(i);
+        i = w.end;
+        if page[w.clone()] == base[w.clone()] {
             continue;
         }
-        let start = i;
-        let mut end = i;
-        let mut gap = 0;
-        while i < n {
-            let w = word(i);
-            if page[w.clone()] != base[w.clone()] {
-                (end, gap) = (w.end, 0);
-            } else {
-                gap += w.len();
-                if gap >= GAP {
-                    break;
-                }
+        // The first and last differing bytes of the word.
+        let from = w.start + (0..w.len()).find(|&k| page[w.start + k] != base[w.start + k])?;
+        let to = w.start + (0..w.len()).rfind(|&k| page[w.start + k] != base[w.start + k])? + 1;
+        run = match run {
+            Some((s, e)) if from - e <= GAP => Some((s, to)),
+            Some((s, e)) => {
+                push_run(&mut blob, page, s, e);
+                Some((from, to))
             }
-            i = w.end;
-        }
-        blob.extend_from_slice(&(start as u16).to_le_bytes());
-        blob.extend_from_slice(&((end - start) as u16).to_le_bytes());
-        blob.extend_from_slice(&page[start..end]);
+            None => Some((from, to)),
+        };
         if (blob.len() - 32) * DENSE_SHARE > n {
             return None;
         }
     }
-    Some(blob)
+    if let Some((s, e)) = run {
+        push_run(&mut blob, page, s, e);
+    }
+    ((blob.len() - 32) * DENSE_SHARE <= n).then_some(blob)
+}
+
+fn push_run(blob: &mut Vec<u8>, page: &[u8], start: usize, end: usize) {
+    blob.extend_from_slice(&(start as u16).to_le_bytes());
+    blob.extend_from_slice(&((end - start) as u16).to_le_bytes());
+    blob.extend_from_slice(&page[start..end]);
 }
 
 /// The base id a delta blob names.

@@ -346,13 +346,8 @@ impl<'r> BackupWriter<'r> {
     }
 
     fn work(&self, level: i32, rx: Receiver<Numbered>, tx: Sender<Processed>) -> Result<()> {
-        let compressor = |level| {
-            zstd::bulk::Compressor::new(level)
-                .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))
-        };
-        // Segments mostly of page deltas (short runs of changed bytes) compress about as
-        // small at level 1, in less time.
-        let mut z = [compressor(level)?, compressor(1)?];
+        let mut z = zstd::bulk::Compressor::new(level)
+            .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
         let mut bases = delta::Bases::default();
         let key = self.repo.key();
         for Numbered { seq, item } in rx {
@@ -391,7 +386,7 @@ impl<'r> BackupWriter<'r> {
         batch: Batch,
         at: (u64, Option<&Parent>),
         key: &crate::crypto::MasterKey,
-        (z, bases): (&mut [zstd::bulk::Compressor<'static>; 2], &mut delta::Bases),
+        (z, bases): (&mut zstd::bulk::Compressor<'static>, &mut delta::Bases),
         tx: &Sender<Processed>,
     ) -> Result<bool> {
         let (first, parent) = at;
@@ -457,13 +452,11 @@ impl<'r> BackupWriter<'r> {
                 new.push((c.content, &batch.data[s..batch.ends[c.at]]));
             }
         }
-        let mostly_deltas = deltas.len() * 2 > new.len() + deltas.len();
         new.extend(deltas.iter().map(|(id, blob)| (*id, blob.as_slice())));
         self.new_chunks
             .fetch_add(new.len() as u64, Ordering::Relaxed);
         self.reused_chunks
             .fetch_add((ids.len() - new.len()) as u64, Ordering::Relaxed);
-        let z = &mut z[usize::from(mostly_deltas)];
         let segment = (!new.is_empty()).then(|| pack::encode_segment(key, z, &new));
         let bytes = batch.data.len() as u64;
         records.sort_unstable_by_key(|r| r.position);

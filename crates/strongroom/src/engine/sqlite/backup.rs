@@ -146,23 +146,27 @@ fn parent_file(
     if repo.role() != crate::crypto::KeyRole::Full {
         return None;
     }
-    let snaps = match repo.snapshots_lenient() {
-        Ok((snaps, _)) => snaps,
+    // Headers from the local cache (one listing), then the one manifest needed: not every
+    // manifest for every backup.
+    let parent = repo.snapshot_headers().and_then(|(headers, _)| {
+        let identity = source.location.identity();
+        headers
+            .iter()
+            .rev()
+            .find(|s| !s.unvouched && (s.source == source.name || s.identity() == identity))
+            .map(|s| repo.read_snapshot(&s.id))
+            .transpose()
+    });
+    match parent {
+        Ok(parent) => parent?
+            .files
+            .into_iter()
+            .find(|f| f.name == MAIN_FILE && f.chunking == chunking && f.chunks > 0),
         Err(e) => {
             tracing::warn!("{e}; storing every page whole");
-            return None;
+            None
         }
-    };
-    let identity = source.location.identity();
-    snaps
-        .into_iter()
-        .rev()
-        .filter(|s| s.source == source.name || s.identity() == identity)
-        .find_map(|s| {
-            s.files
-                .into_iter()
-                .find(|f| f.name == MAIN_FILE && f.chunking == chunking && f.chunks > 0)
-        })
+    }
 }
 
 /// Streams every page of the read transaction into the pipeline as `main.db`.
