@@ -566,9 +566,15 @@ fn fill_step(
     buf: &mut Vec<u8>,
 ) -> Result<()> {
     places.sort_unstable();
-    buf.clear();
-    buf.reserve_exact(bytes);
-    buf.resize(bytes, 0);
+    // Every byte of the step is written by its chunks (a missing one fails the fetch), so a
+    // buffer kept from the last step is cut to size, not zeroed again (1 GB of memset in a
+    // restore of 1 GB, 4% of its CPU time).
+    if buf.len() < bytes {
+        buf.reserve_exact(bytes - buf.len());
+        buf.resize(bytes, 0);
+    } else {
+        buf.truncate(bytes);
+    }
     let out = Mutex::new(buf.as_mut_slice());
     gather_with_bases(repo, index, step, bases, reads, &|chunks| {
         let mut out = out.lock().expect("lock");
