@@ -209,42 +209,90 @@ impl Index {
     /// Every stored location of a chunk with whether its pack is bad: healthy ones first,
     /// and among those a full key's before an append-only key's.
     fn locations(&self, id: &ChunkId) -> Vec<(Location, bool)> {
+        self.locations_many(std::slice::from_ref(id))
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// [`Index::locations`] of many chunks at once. Ids in ascending order share the reads of
+    /// the cache's blocks (`Table::get_many`): a restore's step of thousands of pages costs
+    /// a read per block it touches, not one per page and run.
+    fn locations_many(&self, ids: &[ChunkId]) -> Vec<Vec<(Location, bool)>> {
         let inner = self.inner.read().expect("index lock");
-        let mut values = Vec::new();
-        let in_session = !inner.session_bloom.is_empty()
-            && bloom_probes(id)
-                .iter()
-                .all(|b| inner.session_bloom[(b / 64) as usize] & (1 << (b % 64)) != 0);
-        let session = inner.session.as_ref().filter(|_| in_session);
-        for table in self.shared.iter().chain(session) {
-            match table.get_all(&id.0) {
-                Ok(v) => values.extend(v),
-                Err(e) => tracing::error!(
-                    "the local index cache at {} cannot be read ({e}); remove that directory and run again",
-                    table.dir().display()
-                ),
+        let keys: Vec<[u8; 32]> = ids.iter().map(|id| id.0).collect();
+        let mut values: Vec<Vec<Value>> = vec![Vec::new(); ids.len()];
+        let unreadable = |table: &Table<20>, e: std::io::Error| {
+            tracing::error!(
+                "the local index cache at {} cannot be read ({e}); remove that directory and run again",
+                table.dir().display()
+            )
+        };
+        if let Some(table) = &self.shared {
+            match table.get_many(&keys) {
+                Ok(found) => {
+                    for (v, f) in values.iter_mut().zip(found) {
+                        v.extend(f);
+                    }
+                }
+                Err(e) => unreadable(table, e),
             }
         }
-        let mut out: Vec<(Location, bool)> = values
+        if let Some(session) = &inner.session {
+            // Only the ids the session's Bloom filter may hold are looked up there.
+            let maybe: Vec<usize> = (0..ids.len())
+                .filter(|&i| {
+                    !inner.session_bloom.is_empty()
+                        && bloom_probes(&ids[i])
+                            .iter()
+                            .all(|b| inner.session_bloom[(b / 64) as usize] & (1 << (b % 64)) != 0)
+                })
+                .collect();
+            if !maybe.is_empty() {
+                let ks: Vec<[u8; 32]> = maybe.iter().map(|&i| keys[i]).collect();
+                match session.get_many(&ks) {
+                    Ok(found) => {
+                        for (&i, f) in maybe.iter().zip(found) {
+                            values[i].extend(f);
+                        }
+                    }
+                    Err(e) => unreadable(session, e),
+                }
+            }
+        }
+        values
             .iter()
-            .filter_map(|v| {
-                let ([p, offset, len, inner_offset, inner_len], from_host) = numbers_of(v);
-                let pack = *inner.packs.get(p as usize)?;
-                Some((
-                    Location {
-                        pack,
-                        offset,
-                        len,
-                        inner_offset,
-                        inner_len,
-                        from_host,
-                    },
-                    inner.bad[p as usize],
-                ))
+            .map(|vals| {
+                let mut out: Vec<(Location, bool)> = vals
+                    .iter()
+                    .filter_map(|v| {
+                        let ([p, offset, len, inner_offset, inner_len], from_host) = numbers_of(v);
+                        let pack = *inner.packs.get(p as usize)?;
+                        Some((
+                            Location {
+                                pack,
+                                offset,
+                                len,
+                                inner_offset,
+                                inner_len,
+                                from_host,
+                            },
+                            inner.bad[p as usize],
+                        ))
+                    })
+                    .collect();
+                out.sort_by_key(|(l, bad)| (*bad, l.from_host));
+                out
             })
-            .collect();
-        out.sort_by_key(|(l, bad)| (*bad, l.from_host));
-        out
+            .collect()
+    }
+
+    /// [`Index::get`] of many chunks, in the order given; ids in ascending order are looked
+    /// up fastest (see [`Index::locations_many`]).
+    pub fn get_many(&self, ids: &[ChunkId]) -> Vec<Option<Location>> {
+        self.locations_many(ids)
+            .into_iter()
+            .map(|l| l.first().map(|(l, _)| *l))
+            .collect()
     }
 
     /// Every location of a chunk in a pack in good health but `except`: where a read turns

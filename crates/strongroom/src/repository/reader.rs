@@ -192,13 +192,15 @@ fn fetch_blobs(
     deltas: Deltas<'_>,
     sink: &Sink<'_>,
 ) -> Result<()> {
-    let mut locs: Vec<(ChunkId, Location)> = Vec::with_capacity(ids.len());
-    for id in ids {
-        let loc = index.get(id).ok_or(Error::MissingChunk(*id))?;
-        locs.push((*id, loc));
+    // Looked up in ascending order, all at once: neighbours share the cache's block reads.
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut locs: Vec<(ChunkId, Location)> = Vec::with_capacity(sorted.len());
+    for (id, loc) in sorted.iter().zip(index.get_many(&sorted)) {
+        locs.push((*id, loc.ok_or(Error::MissingChunk(*id))?));
     }
     locs.sort_by_key(|(_, l)| (l.pack, l.offset, l.inner_offset));
-    locs.dedup_by_key(|(id, _)| *id);
     let mut reads: Vec<Read> = Vec::new();
     for (id, loc) in locs {
         let (start, end) = (loc.offset as u64, loc.offset as u64 + loc.len as u64);
