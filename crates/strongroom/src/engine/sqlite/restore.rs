@@ -47,9 +47,15 @@ pub(super) fn write_pages(
         .map_err(|e| Error::io("writing the restored database to", out_path, e))?;
     progress.begin("restore", Some(file.size));
     let res = reader::for_each_window(repo, index, snap, file, |first, ids, records| {
-        // A step of the window at a time: the bases of its page deltas are fetched with it,
-        // and they and the rebuilt pages are held until the step is written.
-        let pages = (STEP_BYTES / chunk).max(1) as usize;
+        // A window without page deltas is fetched whole: four reads in flight from its
+        // first page to its last. One with deltas goes a step at a time, as the bases of a
+        // step's deltas are fetched with it and held, with the rebuilt pages, until the step
+        // is written.
+        let pages = if records.is_empty() {
+            ids.len().max(1)
+        } else {
+            (STEP_BYTES / chunk).max(1) as usize
+        };
         for (s, step) in ids.chunks(pages).enumerate() {
             let from = first + (s * pages) as u64;
             write_step(
@@ -70,8 +76,10 @@ pub(super) fn write_pages(
     Ok(())
 }
 
-/// Bytes of pages fetched and written at once.
-const STEP_BYTES: u64 = 12 * 1024 * 1024;
+/// Bytes of pages fetched and written at once where a window holds page deltas: fewer
+/// steps keep the reads busy (each step waits for its slowest read), larger ones hold more
+/// bases and rebuilt pages in memory.
+const STEP_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Fetches the pages `ids` (from position `first`; `records` the window's delta records) and
 /// writes them at their places, runs of consecutive pages as one write.
