@@ -12,16 +12,18 @@
 //! 2. Plan from one listing of the snapshots: every chunk they reference (list blobs
 //!    included) is live. A manifest, list blob or index object that cannot be read stops
 //!    the prune: it could not know what that snapshot needs.
-//! 3. Repack: the live chunks of packs mostly dead are copied, segment by segment, into
-//!    new packs, re-compressed and re-sealed; new index objects name them. Then every index
-//!    object that names a pack to be deleted is rewritten without those entries. Nothing is
+//! 3. Repack: the live chunks of packs mostly dead are copied into new packs,
+//!    re-compressed and re-sealed; new index objects name them. Only as many packs as the
+//!    prune's read budget allows (`repack`: most freed per byte read first). Then every
+//!    index object that names a pack to be deleted is rewritten without those entries. Nothing is
 //!    deleted yet: a stale index entry can never shadow a live one, because readers prefer a
 //!    copy in a pack no mark names.
 //! 4. Write the mark, then list the locks it must outwait.
 //! 5. Sweep: once those locks are gone, check snapshots that appeared since the plan for
 //!    references into marked packs (a backup that loaded the index before the mark may
 //!    have built on them) and spare those packs, indexing them again; then delete the
-//!    superseded index objects, then the packs, then the expired WAL, then the mark.
+//!    superseded index objects, then the packs, then the expired WAL, then the mark; and
+//!    bring the local index cache in step (`Repository::cache_after_prune`).
 //!
 //! A kill at any point leaves either no mark (only extra packs and index objects, which the
 //! next prune treats like any others) or a mark the next prune finishes from where it was.
