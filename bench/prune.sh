@@ -161,10 +161,10 @@ if [[ ${KEEP:-0} == 1 ]]; then
 fi
 LAST=$(day $((DAYS - 1)))
 echo "forget $POLICY --prune (strongroom's clock at $LAST 03:00):"
-run strongroom_forget "faketime -f '@$LAST 03:00:00' $SR forget $POLICY --prune -q >$W/sr-forget.out"
+run strongroom_forget "faketime -f '@$LAST 03:00:00' $SR forget $POLICY --prune >$W/sr-forget.out"
 run restic_forget "restic forget $POLICY --prune >$W/restic-forget.out"
 # What each prune did, in its own words.
-grep -E '^(packs deleted|written by the repack|left in place|freed)' "$W/sr-forget.out" | sed 's/^/  strongroom: /' || true
+grep -E '^(deleted|written by the repack|left in place|freed)' "$W/sr-forget.out" | sed 's/^/  strongroom: /' || true
 grep -E '^(to repack|to delete|remaining|removing)' "$W/restic-forget.out" | sed 's/  */ /g; s/^/  restic: /' || true
 SR_AFTER=$(du_b "$W/sr"); RESTIC_AFTER=$(du_b "$W/restic")
 # The days each tool kept.

@@ -757,6 +757,9 @@ pub struct PruneLimits {
     /// Repack packs whose needed share of bytes is below this fraction (default: [prune] repack_below, 0.5).
     #[arg(long, value_name = "FRACTION")]
     pub repack_below: Option<f64>,
+    /// Read at most this much of old packs to repack them, the packs that free most per byte read first (default: [prune] max_repack, 1GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack: Option<String>,
     /// Wait at most this long for jobs older than the deletion (default: [prune] max_wait, 10m).
     #[arg(long, value_name = "DURATION")]
     pub max_wait: Option<String>,

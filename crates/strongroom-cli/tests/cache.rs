@@ -135,6 +135,80 @@ fn records_of(dir: &Path) -> Vec<Record<20>> {
     out
 }
 
+/// The records of the cache in `dir` (`<cache>/<repository id>/index-v1`) with their pack
+/// numbers resolved through its pack table: (chunk id, pack id, the rest of the value with
+/// its append-only flag), sorted, each once.
+fn cache_contents(dir: &Path) -> Vec<([u8; 32], [u8; 32], [u8; 17])> {
+    let packs = std::fs::read(dir.join("packs")).unwrap();
+    let mut out: Vec<_> = records_of(dir)
+        .into_iter()
+        .map(|(k, v)| {
+            let number = u32::from_le_bytes(v[..4].try_into().unwrap());
+            let n = (number & !(1 << 31)) as usize;
+            let pack: [u8; 32] = packs[n * 32..n * 32 + 32].try_into().unwrap();
+            let mut rest = [0u8; 17];
+            rest[..16].copy_from_slice(&v[4..]);
+            rest[16] = (number >> 31) as u8;
+            (k, pack, rest)
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// A prune brings the local cache in step itself: the next job has nothing to rebuild,
+/// and the cache holds exactly what one built from the repository holds.
+#[test]
+fn the_cache_a_prune_updates_equals_a_rebuilt_one() {
+    let env = envs().remove(0);
+    let (db, src) = env.hotel_source(2_000);
+    for i in 0..5 {
+        env.json(&["backup", &src]);
+        update_bookings(&db, 0.3, i);
+    }
+    let doc = env.json(&[
+        "forget",
+        "--keep-last",
+        "2",
+        "--prune",
+        "--repack-below",
+        "0.9",
+    ]);
+    let p = &doc["prune"];
+    assert!(p["packs_repacked"].as_u64().unwrap() > 0, "{doc:#}");
+    assert!(p["index_superseded"].as_u64().unwrap() > 0, "{doc:#}");
+    assert!(p["pending"].is_null(), "{doc:#}");
+    let cache = env.path("cache");
+    let id = repo_id(&cache);
+    let dir = cache.join(&id).join("index-v1");
+    let updated = cache_contents(&dir);
+    assert!(!updated.is_empty());
+    // The next job loads the index without rebuilding the cache, and finds it as it was.
+    let out = env
+        .cmd()
+        .args(["-v", "prune", "--dry-run"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("rebuilding"), "{err}");
+    assert_eq!(cache_contents(&dir), updated);
+    // A cache built from nothing holds the same records.
+    let fresh = env.path("fresh-cache");
+    env.cmd()
+        .args(["prune", "--dry-run"])
+        .env("STRONGROOM_CACHE_DIR", &fresh)
+        .assert()
+        .success();
+    assert_eq!(cache_contents(&fresh.join(&id).join("index-v1")), updated);
+    // Backups still deduplicate against it, and everything reads back.
+    let s = env.json(&["backup", &src]);
+    assert!(s["added"].as_u64().unwrap() < 100_000, "{s:#}");
+    let check = env.json(&["check", "--read-data"]);
+    assert_eq!(check["ok"], true, "{check:#}");
+}
+
 /// Replaces the largest run of the cache in `dir` by a valid run of the same length in
 /// which `claimed` chunk ids point at the location of a chunk the repository does hold:
 /// what someone who can write the cache, but has not the repository's key, can do.

@@ -299,6 +299,54 @@ fn changed_pages(a: &[u8], b: &[u8]) -> u64 {
     (b.len().div_ceil(4096) - same) as u64
 }
 
+/// A prune whose repack budget (`--max-repack`) covers only part of what is worth
+/// repacking leaves a complete repository and says what it left; the next prune continues
+/// where it stopped, and the one after finds nothing to do.
+#[test]
+fn a_budgeted_repack_leaves_the_repository_complete_and_the_next_prune_continues() {
+    for env in envs_on(&[Store::Local]) {
+        let (db, src) = env.hotel_source(3000);
+        let mut copies: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for i in 0..6 {
+            copies.insert(env.backup_id(&src), std::fs::read(&db).unwrap());
+            common::update_bookings(&db, 0.02, 10 + i);
+        }
+        let keep = ["--keep-last", "1", "--repack-below", "0.9"];
+        let dry = env.json(&[&["forget", "--prune", "--dry-run"], &keep[..]].concat());
+        let all = dry["prune"]["bytes_read"].as_u64().unwrap();
+        let candidates = dry["prune"]["packs_repacked"].as_u64().unwrap();
+        assert!(candidates >= 2, "{dry:#}");
+        let half = (all / 2).to_string();
+        let first = env.json(&[&["forget", "--prune", "--max-repack", &half], &keep[..]].concat());
+        let p = &first["prune"];
+        let repacked = p["packs_repacked"].as_u64().unwrap();
+        assert!(repacked >= 1 && repacked < candidates, "{first:#}");
+        assert!(p["bytes_read"].as_u64().unwrap() <= all / 2, "{first:#}");
+        assert!(p["unused_bytes_kept"].as_u64().unwrap() > 0, "{first:#}");
+        assert!(p["pending"].is_null(), "{first:#}");
+        let complete = |env: &Env| {
+            let check = env.check_read_data();
+            assert_eq!(check["ok"], true, "{check:#}");
+            assert_eq!(check["unreferenced"]["packs"], 0, "{check:#}");
+            for id in env.ids() {
+                assert!(env.restored(&id) == copies[&id], "{id} restores");
+            }
+        };
+        complete(&env);
+        // The next prune repacks what the first left, within no budget but its own.
+        let second = env.json(&["prune", "--repack-below", "0.9"]);
+        assert_eq!(
+            second["packs_repacked"].as_u64().unwrap(),
+            candidates - repacked,
+            "{second:#}"
+        );
+        complete(&env);
+        let third = env.json(&["prune", "--repack-below", "0.9"]);
+        assert_eq!(third["packs_deleted"], 0, "{third:#}");
+        assert_eq!(third["bytes_read"], 0, "{third:#}");
+    }
+}
+
 /// Starts `args` paused at `point` (see `strongroom::fault`); returns once it is there.
 fn paused(env: &Env, args: &[&str], point: &str, dir: &Path) -> Child {
     let mut cmd = env.std_cmd();

@@ -195,6 +195,9 @@ impl SourceConfig {
 pub struct PruneSettings {
     /// Packs whose needed share of bytes is below this fraction are repacked (default 0.5).
     pub repack_below: f64,
+    /// Bytes of old segments one prune's repack reads at most, the packs that free most per
+    /// byte read first (default `1GiB`); the rest waits for the next prune.
+    pub max_repack: String,
     /// How long a prune waits for older jobs before leaving its deletion to the next prune
     /// (default `10m`).
     pub max_wait: String,
@@ -204,6 +207,7 @@ impl Default for PruneSettings {
     fn default() -> Self {
         PruneSettings {
             repack_below: 0.5,
+            max_repack: "1GiB".into(),
             max_wait: "10m".into(),
         }
     }
@@ -324,6 +328,9 @@ impl Config {
                     ),
                 );
             }
+        }
+        if let Err(e) = crate::parse_size(&self.prune.max_repack) {
+            problems.at(KeyPath::of(&["prune", "max_repack"]), e);
         }
         if !(0.0..=1.0).contains(&self.prune.repack_below) {
             problems.at(

@@ -28,11 +28,15 @@ pub fn options(ctx: &Ctx, limits: &PruneLimits, dry_run: bool) -> Result<PruneOp
             "--repack-below must be a fraction between 0 and 1 (e.g. 0.5)",
         ));
     }
+    let size = limits.max_repack.as_deref().unwrap_or(&settings.max_repack);
+    let max_repack =
+        strongroom::parse_size(size).map_err(|e| usage(format!("--max-repack: {e}")))?;
     let wait = limits.max_wait.as_deref().unwrap_or(&settings.max_wait);
     let max_wait =
         strongroom::parse_duration(wait).map_err(|e| usage(format!("--max-wait {wait:?}: {e}")))?;
     Ok(PruneOptions {
         repack_below,
+        max_repack,
         max_wait,
         dry_run,
         assume_forgotten: Default::default(),
@@ -102,8 +106,9 @@ fn prune_lines(p: &PruneReport) -> Vec<String> {
     }
     if p.bytes_written > 0 {
         out.push(format!(
-            "written by the repack: {}",
-            human_bytes(p.bytes_written)
+            "written by the repack: {} (read: {})",
+            human_bytes(p.bytes_written),
+            human_bytes(p.bytes_read)
         ));
     }
     if p.wal_deleted > 0 {
@@ -121,7 +126,7 @@ fn prune_lines(p: &PruneReport) -> Vec<String> {
     }
     if p.unused_bytes_kept > 0 {
         out.push(format!(
-            "left in place: about {} no snapshot needs, in packs not worth repacking (--repack-below)",
+            "left in place: about {} no snapshot needs, in packs not worth repacking (--repack-below) or beyond this prune's --max-repack",
             human_bytes(p.unused_bytes_kept)
         ));
     }

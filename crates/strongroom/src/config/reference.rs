@@ -140,6 +140,7 @@ fn accepted() -> BTreeSet<String> {
             "prune" => keys.extend(
                 fields!(PruneSettings {
                     repack_below,
+                    max_repack,
                     max_wait
                 })
                 .iter()

@@ -12,16 +12,18 @@
 //! 2. Plan from one listing of the snapshots: every chunk they reference (list blobs
 //!    included) is live. A manifest, list blob or index object that cannot be read stops
 //!    the prune: it could not know what that snapshot needs.
-//! 3. Repack: the live chunks of packs mostly dead are copied, segment by segment, into
-//!    new packs, re-compressed and re-sealed; new index objects name them. Then every index
-//!    object that names a pack to be deleted is rewritten without those entries. Nothing is
+//! 3. Repack: the live chunks of packs mostly dead are copied into new packs,
+//!    re-compressed and re-sealed; new index objects name them. Only as many packs as the
+//!    prune's read budget allows (`repack`: most freed per byte read first). Then every
+//!    index object that names a pack to be deleted is rewritten without those entries. Nothing is
 //!    deleted yet: a stale index entry can never shadow a live one, because readers prefer a
 //!    copy in a pack no mark names.
 //! 4. Write the mark, then list the locks it must outwait.
 //! 5. Sweep: once those locks are gone, check snapshots that appeared since the plan for
 //!    references into marked packs (a backup that loaded the index before the mark may
 //!    have built on them) and spare those packs, indexing them again; then delete the
-//!    superseded index objects, then the packs, then the expired WAL, then the mark.
+//!    superseded index objects, then the packs, then the expired WAL, then the mark; and
+//!    bring the local index cache in step (`Repository::cache_after_prune`).
 //!
 //! A kill at any point leaves either no mark (only extra packs and index objects, which the
 //! next prune treats like any others) or a mark the next prune finishes from where it was.
@@ -34,22 +36,24 @@ use crate::repository::Repository;
 use crate::repository::cache;
 use crate::repository::deletion::DeletionMark;
 use crate::repository::expiring::ExpiringVersion;
-use crate::repository::index::{Entry, Location};
+use crate::repository::index::Entry;
 use crate::repository::journal::JournalRecord;
 use crate::repository::layout::ObjectKind;
 use crate::repository::lock::{LockGuard, LockKind};
-use crate::repository::pack::{self, PACK_TARGET, PackBuilder};
+use crate::repository::pack;
 use crate::repository::usage::{SortedIds, for_each_chunk, walk_index};
+use repack::{Candidate, PackMap};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
+
+mod repack;
+
+/// `[prune] max_repack` by default: bytes of segments one prune's repack reads.
+pub const DEFAULT_MAX_REPACK: u64 = 1 << 30;
 
 /// Memory for sorting the chunk ids snapshots need (the rest spills to local disk).
 const SORT_MEMORY: usize = 64 << 20;
-
-/// At most this many chunks are copied by one prune's repack (~60 MB of bookkeeping); packs
-/// beyond it wait for the next prune.
-const REPACK_MAX_CHUNKS: u64 = 1 << 20;
 
 /// What one pack holds, and how much of it is needed.
 #[derive(Clone, Copy, Default)]
@@ -65,6 +69,9 @@ pub struct PruneOptions {
     /// Packs whose live share of chunk bytes is below this are repacked (0 never, 1 always
     /// when anything in them is dead).
     pub repack_below: f64,
+    /// At most this many bytes of old segments are read by one prune's repack (the packs
+    /// that free most per byte read first); the rest waits for the next prune.
+    pub max_repack: u64,
     /// How long the sweep waits for jobs older than the mark before leaving the deletion to
     /// the next prune.
     pub max_wait: Duration,
@@ -79,6 +86,7 @@ impl Default for PruneOptions {
     fn default() -> Self {
         PruneOptions {
             repack_below: 0.5,
+            max_repack: DEFAULT_MAX_REPACK,
             max_wait: Duration::from_secs(600),
             dry_run: false,
             assume_forgotten: HashSet::new(),
@@ -107,6 +115,8 @@ pub struct PruneReport {
     pub bytes_deleted: u64,
     /// Bytes of the new packs the repack wrote.
     pub bytes_written: u64,
+    /// Bytes of old segments the repack read (or, dry, would read): at most `max_repack`.
+    pub bytes_read: u64,
     /// Bytes no snapshot needs, left in packs kept because they are mostly needed.
     pub unused_bytes_kept: u64,
     /// Index objects replaced.
@@ -292,7 +302,9 @@ fn steps(
         }
     }
     // 2. Plan.
+    let clock = Instant::now();
     let plan = plan(repo, opts)?;
+    tracing::debug!(seconds = clock.elapsed().as_secs_f64(), "prune planned");
     report.snapshots = plan.considered.len();
     report.packs = plan.pack_sizes.len();
     report.pack_bytes = plan.pack_sizes.values().sum();
@@ -300,6 +312,7 @@ fn steps(
     if opts.dry_run {
         report.packs_deleted = plan.delete.len() + plan.repack.len();
         report.packs_repacked = plan.repack.len();
+        report.bytes_read = plan.repack_read;
         report.orphan_packs = plan.orphans.len();
         report.bytes_deleted = plan
             .delete
@@ -318,12 +331,28 @@ fn steps(
         return Ok(report);
     }
     // 3. Copy what is live out of the packs to repack, then rewrite the index objects.
-    let repacked = repack(repo, &plan, progress)?;
+    let repacked = repack::repack(
+        repo,
+        &plan.repack,
+        &plan.live_in,
+        plan.repack_read,
+        progress,
+    )?;
     report.bytes_written = repacked.bytes;
+    report.bytes_read = plan.repack_read;
+    tracing::debug!(
+        seconds = clock.elapsed().as_secs_f64(),
+        read = plan.repack_read,
+        "prune repacked"
+    );
     let mut doomed: Vec<PackId> = plan.delete.clone();
     doomed.extend(repacked.emptied.iter().copied());
-    let superseded = rewrite_index(repo, &plan.index_objects, &doomed)?;
+    let (superseded, derived) = rewrite_index(repo, &plan.index_objects, &doomed)?;
     report.index_superseded = superseded.len();
+    tracing::debug!(
+        seconds = clock.elapsed().as_secs_f64(),
+        "prune rewrote the index"
+    );
     // 4. The mark, then the locks it must outwait.
     let now = jiff::Timestamp::now();
     let name = Repository::new_mark_name(now);
@@ -335,7 +364,7 @@ fn steps(
         considered: plan.considered.clone(),
         packs: doomed.iter().map(PackId::to_hex).collect(),
         orphans: plan.orphans.iter().map(PackId::to_hex).collect(),
-        index: superseded,
+        index: superseded.clone(),
         wal: plan.wal.iter().map(|w| w.key.clone()).collect(),
         temporary: plan.temporary.iter().map(|o| o.key.clone()).collect(),
         damage: doomed
@@ -359,6 +388,27 @@ fn steps(
     // 5. Sweep.
     let sweep = sweep(repo, &name, mark, opts, lock)?;
     report.add_sweep(&sweep);
+    tracing::debug!(seconds = clock.elapsed().as_secs_f64(), "prune swept");
+    if sweep.pending.is_none() {
+        // The local cache follows what this prune did, so the next job need not read every
+        // index object again (a sweep left to a later prune leaves that to the next job).
+        let changes = cache::PruneChanges {
+            superseded,
+            dropped: sweep.dropped.clone(),
+            derived,
+            added: repacked.index_objects,
+            added_entries: repacked.entries,
+        };
+        if let Err(e) = repo.cache_after_prune(&changes) {
+            tracing::warn!(
+                "the local index cache could not follow the prune ({e}); the next job rebuilds it"
+            );
+        }
+        tracing::debug!(
+            seconds = clock.elapsed().as_secs_f64(),
+            "prune updated the local cache"
+        );
+    }
     report.packs_repacked = repacked.emptied.len();
     report.pending = sweep.pending;
     report.freed = (report.bytes_deleted + report.wal_bytes) as i64 - report.bytes_written as i64;
@@ -383,9 +433,11 @@ struct Plan {
     pack_sizes: HashMap<PackId, u64>,
     /// Packs with nothing live.
     delete: Vec<PackId>,
-    /// Packs to repack, with the live chunks to copy out of each.
+    /// Packs to repack, with the live chunks to copy out of each, and the bytes of segments
+    /// the repack reads.
     repack: Vec<PackId>,
-    live_in: HashMap<PackId, Vec<(ChunkId, Location)>>,
+    live_in: PackMap<Vec<(ChunkId, crate::repository::index::Location)>>,
+    repack_read: u64,
     /// Present packs no index object names.
     orphans: Vec<PackId>,
     /// Index objects when the plan was made.
@@ -454,7 +506,7 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     })?;
     // Per pack: bytes of all chunks, bytes and count of live ones (where the index places
     // them: a healthy copy when there is one).
-    let mut usage: HashMap<PackId, PackUsage> = HashMap::new();
+    let mut usage: PackMap<PackUsage> = PackMap::default();
     let cursor = walk_index(&index, &live, 0, |_, loc, needed| {
         let u = usage.entry(loc.pack).or_default();
         u.total += loc.inner_len as u64;
@@ -477,40 +529,40 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
     let recorded_damaged = repo.damaged_packs()?;
     let mut delete = Vec::new();
-    let mut repack = Vec::new();
+    let mut candidates = Vec::new();
     let mut unused_kept = 0u64;
-    let mut to_copy = 0u64;
     let mut sorted_packs: Vec<&PackId> = indexed.iter().collect();
     sorted_packs.sort();
     for pack in sorted_packs {
-        if !pack_sizes.contains_key(pack) {
+        let Some(&size) = pack_sizes.get(pack) else {
             continue; // missing: damage for `check` to report, not garbage
-        }
+        };
         let u = usage.get(pack).copied().unwrap_or_default();
+        let c = Candidate {
+            pack: *pack,
+            size,
+            total: u.total,
+            live: u.live,
+            live_chunks: u.live_chunks,
+            read: size,
+        };
         if u.live == 0 {
             delete.push(*pack);
         } else if u.live < u.total
             && !recorded_damaged.contains(pack)
             && (u.live as f64) < opts.repack_below * u.total as f64
-            && to_copy + u.live_chunks <= REPACK_MAX_CHUNKS
         {
-            to_copy += u.live_chunks;
-            repack.push(*pack);
-        } else if let Some(live) = (pack_sizes[pack] * u.live).checked_div(u.total) {
-            unused_kept += pack_sizes[pack] - live;
+            candidates.push(c);
+        } else {
+            unused_kept += c.unused();
         }
     }
     drop(usage);
-    // The live chunks of the packs to repack: a second pass, bounded by REPACK_MAX_CHUNKS.
-    let mut live_in: HashMap<PackId, Vec<(ChunkId, Location)>> = HashMap::new();
-    if !repack.is_empty() {
-        let repacking: HashSet<PackId> = repack.iter().copied().collect();
-        walk_index(&index, &live, 0, |id, loc, needed| {
-            if needed && repacking.contains(&loc.pack) {
-                live_in.entry(loc.pack).or_default().push((id, loc));
-            }
-        })?;
-    }
+    // Which of them this prune repacks, and the live chunks to copy out of each: a second
+    // pass, bounded by repack::REPACK_MAX_CHUNKS.
+    let chosen = repack::choose(&index, &live, candidates, opts.max_repack)?;
+    unused_kept += chosen.unused_left;
+    let (repack, live_in, repack_read) = (chosen.packs, chosen.live_in, chosen.read);
     let mut orphans: Vec<PackId> = pack_sizes
         .keys()
         .filter(|p| !indexed.contains(p))
@@ -541,6 +593,7 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
         delete,
         repack,
         live_in,
+        repack_read,
         orphans,
         index_objects,
         superseded,
@@ -550,141 +603,18 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     })
 }
 
-struct Repacked {
-    /// Packs whose live chunks are all copied: to be deleted.
-    emptied: Vec<PackId>,
-    /// Bytes of new packs and index objects written.
-    bytes: u64,
-}
-
-/// Copies the live chunks of the packs to repack into new packs (one segment per ~1 MiB of
-/// chunks, compressed and sealed anew), then writes index objects for them. A pack that
-/// cannot be read is recorded damaged and kept, not repacked. Two threads read and open the
-/// old packs (download, decryption and decompression are most of the cost) while this one
-/// compresses, seals and uploads the new ones.
-fn repack(repo: &Repository, plan: &Plan, progress: &dyn Progress) -> Result<Repacked> {
-    let key = repo.key();
-    let mut z = zstd::bulk::Compressor::new(repo.config().compression_level)
-        .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
-    let mut builder = PackBuilder::default();
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut batch: Vec<(ChunkId, Vec<u8>)> = Vec::new();
-    let mut batch_bytes = 0usize;
-    let mut emptied = Vec::new();
-    let mut bytes = 0u64;
-    let total: u64 = plan
-        .repack
-        .iter()
-        .map(|p| plan.pack_sizes.get(p).copied().unwrap_or(0))
-        .sum();
-    progress.begin("repacking", Some(total));
-    let mut flush_segment = |batch: &mut Vec<(ChunkId, Vec<u8>)>, builder: &mut PackBuilder| {
-        if batch.is_empty() {
-            return;
-        }
-        let refs: Vec<(ChunkId, &[u8])> = batch.iter().map(|(id, d)| (*id, d.as_slice())).collect();
-        builder.add(&pack::encode_segment(key, &mut z, &refs));
-        batch.clear();
-    };
-    let put_pack = |builder: &mut PackBuilder, entries: &mut Vec<Entry>| -> Result<u64> {
-        if builder.is_empty() {
-            return Ok(0);
-        }
-        let p = builder.finish(key);
-        repo.storage().put(&p.id.object_key(), &p.bytes)?;
-        entries.extend(p.entries);
-        Ok(p.bytes.len() as u64)
-    };
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let (tx, rx) = crossbeam_channel::bounded::<(PackId, Result<Vec<(ChunkId, Vec<u8>)>>)>(2);
-    std::thread::scope(|s| -> Result<()> {
-        for _ in 0..2 {
-            let (tx, next) = (tx.clone(), &next);
-            s.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(p) = plan.repack.get(i) else { break };
-                    if tx.send((*p, copy_out(repo, plan, p))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        for (pack_id, copied) in rx {
-            let chunks = match copied {
-                Ok(c) => c,
-                Err(e) if e.is_damage() => {
-                    tracing::warn!(
-                        "{e}; the pack is kept and recorded damaged instead of repacked"
-                    );
-                    let _ = repo.record_damage(&pack_id, &e.to_string());
-                    continue;
-                }
-                // Dropping the receiver stops the readers.
-                Err(e) => return Err(e),
-            };
-            for (id, data) in chunks {
-                batch_bytes += data.len();
-                batch.push((id, data));
-                if batch_bytes >= 1 << 20 {
-                    flush_segment(&mut batch, &mut builder);
-                    batch_bytes = 0;
-                    if builder.len() >= PACK_TARGET {
-                        bytes += put_pack(&mut builder, &mut entries)?;
-                    }
-                }
-            }
-            emptied.push(pack_id);
-            progress.advance(plan.pack_sizes.get(&pack_id).copied().unwrap_or(0));
-        }
-        Ok(())
-    })?;
-    flush_segment(&mut batch, &mut builder);
-    bytes += put_pack(&mut builder, &mut entries)?;
-    for part in entries.chunks(262_144) {
-        bytes += repo.write_index(part)?;
-    }
-    progress.end();
-    emptied.sort();
-    Ok(Repacked { emptied, bytes })
-}
-
-/// The live chunks of one pack to repack, each opened and checked against its id. The
-/// segments' authentication covers their bytes; the whole pack is not hashed again.
-fn copy_out(repo: &Repository, plan: &Plan, pack_id: &PackId) -> Result<Vec<(ChunkId, Vec<u8>)>> {
-    let key = repo.key();
-    let object = pack_id.object_key();
-    let whole = repo.storage().get(&object)?;
-    let mut by_segment: BTreeMap<(u32, u32), Vec<(ChunkId, Location)>> = BTreeMap::new();
-    for (id, loc) in &plan.live_in[pack_id] {
-        by_segment
-            .entry((loc.offset, loc.len))
-            .or_default()
-            .push((*id, *loc));
-    }
-    let mut out = Vec::new();
-    for ((offset, len), members) in by_segment {
-        let sealed = whole
-            .get(offset as usize..offset as usize + len as usize)
-            .ok_or_else(|| Error::corrupt(&object, "segment out of range"))?;
-        let plain = pack::decode_segment(key, *pack_id, offset, sealed)?;
-        for (id, loc) in members {
-            out.push((
-                id,
-                pack::chunk_from_segment(key, &plain, id, &loc)?.to_vec(),
-            ));
-        }
-    }
-    Ok(out)
-}
-
 /// Writes, for every index object in `objects` that names a pack in `doomed`, a new object
 /// without those entries; returns the superseded objects. Entries of other packs (missing
 /// or damaged ones included: that is for `check` to report) are kept as they were.
-fn rewrite_index(repo: &Repository, objects: &[String], doomed: &[PackId]) -> Result<Vec<String>> {
+/// Also returns the objects written in their place.
+fn rewrite_index(
+    repo: &Repository,
+    objects: &[String],
+    doomed: &[PackId],
+) -> Result<(Vec<String>, Vec<String>)> {
     let doomed: HashSet<PackId> = doomed.iter().copied().collect();
     let mut superseded = Vec::new();
+    let mut derived = Vec::new();
     for object in objects {
         let entries = repo.read_index(object)?;
         if !entries.iter().any(|(_, l)| doomed.contains(&l.pack)) {
@@ -694,10 +624,10 @@ fn rewrite_index(repo: &Repository, objects: &[String], doomed: &[PackId]) -> Re
             .into_iter()
             .filter(|(_, l)| !doomed.contains(&l.pack))
             .collect();
-        repo.write_index(&kept)?;
+        derived.extend(repo.write_index_named(&kept)?.1);
         superseded.push(object.clone());
     }
-    Ok(superseded)
+    Ok((superseded, derived))
 }
 
 /// What one sweep deleted.
@@ -710,6 +640,8 @@ struct Swept {
     wal_bytes: u64,
     spared: usize,
     pending: Option<String>,
+    /// Packs deleted (or already gone), once the sweep has finished.
+    dropped: HashSet<PackId>,
 }
 
 /// Waits for the locks the mark must outwait, spares packs that newer snapshots use, then
@@ -752,6 +684,7 @@ fn sweep(
         repo.write_mark(name, &mark)?;
     }
     out.spared = mark.spared.len();
+    out.dropped = mark.doomed_packs().collect();
     // Deleted through `delete_objects`: on a repository with object lock each version is
     // recorded before it is hidden, for `release` to delete once its lock ends.
     let storage = repo.storage();
@@ -810,10 +743,11 @@ fn sweep(
 /// Spares the marked packs that snapshots newer than the plan use, or that an index object
 /// now names (an orphan that was a running backup's), and indexes spared packs again.
 fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
-    let index = repo.load_index()?;
     let doomed: HashSet<PackId> = mark.doomed_packs().collect();
     let considered: HashSet<&String> = mark.considered.iter().collect();
     let mut spared: HashSet<PackId> = HashSet::new();
+    // Snapshots before the index: a backup writes its index objects before its manifest, so
+    // the index loaded next names every chunk a listed snapshot needs.
     let (snaps, damaged) = repo.snapshots_lenient()?;
     if let Some((id, e)) = damaged.iter().find(|(id, _)| !considered.contains(id)) {
         return Err(Error::Failed(format!(
@@ -821,24 +755,34 @@ fn spare(repo: &Repository, mark: &mut DeletionMark) -> Result<()> {
             crate::repository::snapshot::short_id(id)
         )));
     }
-    for snap in snaps.iter().filter(|s| !considered.contains(&s.id)) {
-        for_each_chunk(repo, &index, snap, |c| match index.get(&c) {
-            Some(loc) if doomed.contains(&loc.pack) => {
-                spared.insert(loc.pack);
-                Ok(())
+    let newer: Vec<_> = snaps
+        .iter()
+        .filter(|s| !considered.contains(&s.id))
+        .collect();
+    // Only a snapshot taken since the plan, or an orphan, can spare anything: without
+    // either, the index is not loaded again (that would read every index object the
+    // repack and the rewrite just wrote).
+    if !newer.is_empty() || !mark.orphans.is_empty() {
+        let index = repo.load_index()?;
+        for snap in newer {
+            for_each_chunk(repo, &index, snap, |c| match index.get(&c) {
+                Some(loc) if doomed.contains(&loc.pack) => {
+                    spared.insert(loc.pack);
+                    Ok(())
+                }
+                Some(_) => Ok(()),
+                None => Err(Error::Failed(format!(
+                    "snapshot {} (taken during the prune) needs chunk {} which no index object lists; the deletion waits: run `strongroom repair index`",
+                    snap.short_id(),
+                    &c.to_hex()[..16]
+                ))),
+            })?;
+        }
+        let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
+        for o in &mark.orphans {
+            if let Some(p) = PackId::from_hex(o).filter(|p| indexed.contains(p)) {
+                spared.insert(p);
             }
-            Some(_) => Ok(()),
-            None => Err(Error::Failed(format!(
-                "snapshot {} (taken during the prune) needs chunk {} which no index object lists; the deletion waits: run `strongroom repair index`",
-                snap.short_id(),
-                &c.to_hex()[..16]
-            ))),
-        })?;
-    }
-    let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
-    for o in &mark.orphans {
-        if let Some(p) = PackId::from_hex(o).filter(|p| indexed.contains(p)) {
-            spared.insert(p);
         }
     }
     // A spared pack's entries may be gone from the rewritten index objects: index it again

@@ -413,6 +413,192 @@ impl Repository {
     }
 }
 
+/// What a finished prune changed in the repository's index, for the local cache to follow
+/// ([`Repository::cache_after_prune`]) instead of being rebuilt by the next job.
+#[derive(Debug, Default)]
+pub struct PruneChanges {
+    /// Index objects the sweep deleted.
+    pub superseded: Vec<String>,
+    /// Packs the sweep deleted: their records go.
+    pub dropped: HashSet<PackId>,
+    /// Index objects written in place of superseded ones: each holds a superseded object's
+    /// entries less those of dropped packs, so the cache holds their records already.
+    pub derived: Vec<String>,
+    /// Index objects written for new packs (the repack's)...
+    pub added: Vec<String>,
+    /// ...and their entries.
+    pub added_entries: Vec<index::Entry>,
+}
+
+/// Streams a table's records without those of dropped packs, numbering the packs kept
+/// anew in the order they come (values of one key re-sorted, as a run requires).
+struct Renumbered<I: Iterator> {
+    source: std::iter::Peekable<I>,
+    dropped: Vec<bool>,
+    numbers: Vec<u32>,
+    packs: std::rc::Rc<std::cell::RefCell<Vec<PackId>>>,
+    old_packs: Vec<PackId>,
+    ready: std::collections::VecDeque<(super::table::Key, index::Value)>,
+}
+
+impl<I: Iterator<Item = std::io::Result<(super::table::Key, index::Value)>>> Iterator
+    for Renumbered<I>
+{
+    type Item = std::io::Result<(super::table::Key, index::Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.ready.is_empty() {
+            let (key, first) = match self.source.next()? {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
+            };
+            let mut values = vec![first];
+            while let Some(Ok((k, _))) = self.source.peek() {
+                if *k != key {
+                    break;
+                }
+                if let Some(Ok((_, v))) = self.source.next() {
+                    values.push(v);
+                }
+            }
+            let mut kept = Vec::with_capacity(values.len());
+            let mut packs = self.packs.borrow_mut();
+            for v in values {
+                let old = index::pack_number(&v) as usize;
+                if old >= self.old_packs.len() || self.dropped[old] {
+                    continue;
+                }
+                if self.numbers[old] == u32::MAX {
+                    self.numbers[old] = packs.len() as u32;
+                    packs.push(self.old_packs[old]);
+                }
+                kept.push(index::renumbered(&v, self.numbers[old]));
+            }
+            kept.sort_unstable();
+            self.ready.extend(kept.into_iter().map(|v| (key, v)));
+        }
+        self.ready.pop_front().map(Ok)
+    }
+}
+
+impl Repository {
+    /// Follows a finished prune in the local index cache, so the next job does not rebuild
+    /// it from every index object: the records of `changes.dropped` packs go (one
+    /// streaming pass over the runs into one new run, the pack table numbered anew), the
+    /// superseded objects are no longer covered and the derived ones are, and the added
+    /// objects' entries come in as a run. The result holds the records of exactly the
+    /// objects it covers, as a rebuild would. Leaves the cache as it is (the next job then
+    /// rebuilds it, as before) when it did not cover every superseded object, when an
+    /// object it would cover is not listed, or when it cannot be trusted; a temporary
+    /// cache (none of the user's) is left alone. Memory: one key's records at a time, and
+    /// the pack table.
+    pub fn cache_after_prune(&self, changes: &PruneChanges) -> Result<()> {
+        if self.key().catalog_id().is_some() {
+            return Ok(());
+        }
+        let Some(root) = root_for(self) else {
+            return Ok(());
+        };
+        let Ok(dir) = repo_dir(&root, &self.config().id, &["index-v1"]) else {
+            return Ok(());
+        };
+        let cache_err = |e: std::io::Error| Error::io("updating the local index cache", &dir, e);
+        let _lock = DirLock::take(&dir).map_err(cache_err)?;
+        let mut table = Table::<20>::open_keyed(&dir, &table_key(self)).map_err(cache_err)?;
+        let Some(covered) = decode_meta(table.meta()).filter(|_| table.discarded().is_none())
+        else {
+            return Ok(());
+        };
+        let packs_file = private_dir::open_rw_or_replace(&dir.join("packs")).map_err(cache_err)?;
+        let mut raw = vec![0u8; covered.packs as usize * 32];
+        if packs_file.read_exact_at(&mut raw, 0).is_err()
+            || blake3::hash(&raw) != covered.packs_hash
+        {
+            return Ok(());
+        }
+        let superseded: HashSet<&String> = changes.superseded.iter().collect();
+        if !superseded.iter().all(|o| covered.objects.contains(*o)) {
+            return Ok(());
+        }
+        let listed: HashSet<String> = self.index_sources()?.into_iter().collect();
+        let mut objects: HashSet<String> = covered
+            .objects
+            .iter()
+            .filter(|o| !superseded.contains(o))
+            .chain(&changes.derived)
+            .cloned()
+            .collect();
+        if !objects
+            .iter()
+            .chain(&changes.added)
+            .all(|o| listed.contains(o))
+        {
+            return Ok(());
+        }
+        let old_packs: Vec<PackId> = raw
+            .chunks_exact(32)
+            .map(|c| PackId(c.try_into().expect("32 bytes")))
+            .collect();
+        let new_packs = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let records = Renumbered {
+            source: table.iter_merged().map_err(cache_err)?.peekable(),
+            dropped: old_packs
+                .iter()
+                .map(|p| changes.dropped.contains(p))
+                .collect(),
+            numbers: vec![u32::MAX; old_packs.len()],
+            packs: new_packs.clone(),
+            old_packs,
+            ready: Default::default(),
+        };
+        // The new run names a pack table written after it: a kill in between leaves a
+        // cache whose pack table does not match its manifest, which is rebuilt.
+        table
+            .replace_all(records, || {
+                let packs = new_packs.borrow();
+                let bytes: Vec<u8> = packs.iter().flat_map(|p| p.0).collect();
+                encode_meta(
+                    &objects,
+                    packs.len() as u32,
+                    blake3::hash(&bytes).as_bytes(),
+                )
+            })
+            .map_err(cache_err)?;
+        let mut packs = new_packs.take();
+        let bytes: Vec<u8> = packs.iter().flat_map(|p| p.0).collect();
+        packs_file.set_len(0).map_err(cache_err)?;
+        packs_file.write_all_at(&bytes, 0).map_err(cache_err)?;
+        // The repack's objects, as a run of their own.
+        let mut kept = Vec::with_capacity(changes.added_entries.len());
+        let mut numbers: HashMap<PackId, u32> = packs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i as u32))
+            .collect();
+        for (id, loc) in &changes.added_entries {
+            let next = packs.len() as u32;
+            let n = *numbers.entry(loc.pack).or_insert_with(|| {
+                packs.push(loc.pack);
+                next
+            });
+            kept.push((id.0, index::value_of(n, loc)));
+        }
+        objects.extend(changes.added.iter().cloned());
+        let tail: Vec<u8> = packs.iter().flat_map(|p| p.0).collect();
+        packs_file.write_all_at(&tail, 0).map_err(cache_err)?;
+        let hash = *blake3::hash(&tail).as_bytes();
+        table
+            .add_run_with_meta(kept, encode_meta(&objects, packs.len() as u32, &hash))
+            .map_err(cache_err)?;
+        tracing::debug!(
+            records = table.stored_records(),
+            objects = objects.len(),
+            "local index cache updated after the prune"
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

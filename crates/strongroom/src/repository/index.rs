@@ -65,6 +65,19 @@ pub(crate) fn value_of(pack: u32, loc: &Location) -> Value {
     v
 }
 
+/// The pack number of a table record, without its flag.
+pub(crate) fn pack_number(v: &Value) -> u32 {
+    u32::from_le_bytes(v[..4].try_into().expect("4 bytes")) & !FROM_HOST
+}
+
+/// A table record with its pack number replaced by `pack` (its flag kept).
+pub(crate) fn renumbered(v: &Value, pack: u32) -> Value {
+    let flag = u32::from_le_bytes(v[..4].try_into().expect("4 bytes")) & FROM_HOST;
+    let mut out = *v;
+    out[..4].copy_from_slice(&(pack | flag).to_le_bytes());
+    out
+}
+
 /// A table record's numbers (pack number without its flag) and its [`Location::from_host`].
 fn numbers_of(v: &Value) -> ([u32; 5], bool) {
     let mut n = [0u32; 5];

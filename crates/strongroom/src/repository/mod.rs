@@ -583,6 +583,13 @@ impl Repository {
     /// keeps them what they were). An append-only key also records its entries in its
     /// catalog (`repository::catalog`).
     pub fn write_index(&self, entries: &[index::Entry]) -> Result<u64> {
+        self.write_index_named(entries).map(|(bytes, _)| bytes)
+    }
+
+    /// [`Repository::write_index`], also returning the names of the objects written (a
+    /// prune tells the local cache which objects it wrote and what they hold).
+    pub fn write_index_named(&self, entries: &[index::Entry]) -> Result<(u64, Vec<String>)> {
+        let mut names = Vec::new();
         let (host, full): (Vec<index::Entry>, Vec<index::Entry>) = entries
             .iter()
             .copied()
@@ -601,9 +608,10 @@ impl Repository {
             let name = ObjectKind::Index.key(&hash_hex(&sealed));
             self.storage.put(&name, &sealed)?;
             bytes += sealed.len() as u64;
+            names.push(name);
         }
         self.catalog_entries(entries)?;
-        Ok(bytes)
+        Ok((bytes, names))
     }
 
     /// The entries of a pack's trailer, read with two ranged reads (its last four bytes,

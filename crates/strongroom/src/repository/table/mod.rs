@@ -596,6 +596,51 @@ impl<const V: usize> Table<V> {
         Ok(())
     }
 
+    /// Replaces every run by one run of `records` (ascending (key, value) order required,
+    /// exact repeats skipped) and the caller's record by `meta` (asked once the records are
+    /// written), in one manifest write: how a caller drops records without rebuilding (a
+    /// prune removing deleted packs). The new run is streamed to disk, so `records` may be
+    /// a scan of this table's own runs ([`Table::iter_merged`]).
+    pub fn replace_all(
+        &mut self,
+        records: impl Iterator<Item = io::Result<Record<V>>>,
+        meta: impl FnOnce() -> Vec<u8>,
+    ) -> io::Result<()> {
+        let (number, path) = self.new_run_path();
+        let mut writer = RunWriter::create(&path, self.block_records)?;
+        for record in records {
+            let (k, v) = record?;
+            writer.push(&k, &v)?;
+        }
+        let run = writer.finish()?;
+        let meta = meta();
+        let listed: Vec<(u64, &Run<V>)> = if run.is_empty() {
+            Vec::new()
+        } else {
+            vec![(number, &run)]
+        };
+        if let Err(e) = self.write_manifest(&listed, &meta) {
+            drop(run);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        let old = std::mem::take(&mut self.runs);
+        if run.is_empty() {
+            drop(run);
+            let _ = fs::remove_file(&path);
+        } else {
+            self.runs.push((number, run));
+        }
+        self.meta = meta;
+        for (_, run) in old {
+            let path = run.path().to_path_buf();
+            drop(run);
+            // Committed already: a file that stays is removed by the next open.
+            let _ = fs::remove_file(path);
+        }
+        Ok(())
+    }
+
     /// The values stored under `key` across all runs, ascending, without exact repeats.
     pub fn get_all(&self, key: &Key) -> io::Result<Vec<[u8; V]>> {
         let mut out = Vec::new();
