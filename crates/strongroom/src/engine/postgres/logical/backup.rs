@@ -259,9 +259,10 @@ pub fn backup(
             stderr_gist(&err_text)
         )));
     }
+    // pg_dump said it succeeded, yet its archive ended early: never a snapshot.
     reframed.map_err(|e| {
         Error::Source(format!(
-            "reading pg_dump's output: {e}; no snapshot was recorded"
+            "pg_dump's archive ended early ({e}) though pg_dump reported success; no snapshot was recorded"
         ))
     })?;
     let dump = dumped?;
