@@ -71,10 +71,11 @@ fn load_pieces(
     db: &Conn,
     setup: &str,
     pieces: crossbeam_channel::Receiver<Piece>,
+    spare: crossbeam_channel::Sender<Vec<u8>>,
     cpu: &AtomicU64,
 ) -> Result<HashMap<i64, u64>> {
     let start = thread_cpu();
-    let loaded = load_pieces_on(db, setup, pieces);
+    let loaded = load_pieces_on(db, setup, pieces, spare);
     add_cpu(cpu, start);
     loaded
 }
@@ -83,6 +84,7 @@ fn load_pieces_on(
     db: &Conn,
     setup: &str,
     pieces: crossbeam_channel::Receiver<Piece>,
+    spare: crossbeam_channel::Sender<Vec<u8>>,
 ) -> Result<HashMap<i64, u64>> {
     let mut c = db.connect()?;
     c.batch_execute(setup)
@@ -98,6 +100,7 @@ fn load_pieces_on(
             .finish()
             .map_err(|e| Error::Target(format!("loading table data: {}", db.explain(&e))))?;
         *rows.entry(id).or_insert(0) += n;
+        let _ = spare.try_send(piece); // back to the feeder, or dropped when it has enough
     }
     Ok(rows)
 }
@@ -255,15 +258,18 @@ pub(super) fn parallel_copy_restore(
                 toc.entries.iter().map(|e| (e.dump_id, e)).collect();
             let t = std::time::Instant::now();
             let (ptx, prx) = crossbeam_channel::bounded::<Piece>(jobs * 2);
+            // Piece buffers go back to the feeder once loaded: fresh multi-MiB buffers cost
+            // page faults on every byte, CPU the COPY backends on the same cores then lack.
+            let (spare_tx, spare_rx) = crossbeam_channel::bounded::<Vec<u8>>(jobs + 1);
             // One failed worker stops the feeding: the others need not load the rest first.
             let failed = std::sync::atomic::AtomicBool::new(false);
             let loaded = std::thread::scope(|s2| -> Result<HashMap<i64, u64>> {
                 let workers: Vec<_> = (0..jobs)
                     .map(|_| {
                         let (prx, setup, failed) = (prx.clone(), setup.clone(), &failed);
-                        let send_cpu = &send_cpu;
+                        let (spare, send_cpu) = (spare_tx.clone(), &send_cpu);
                         s2.spawn(move || -> Result<HashMap<i64, u64>> {
-                            let r = load_pieces(db, &setup, prx, send_cpu);
+                            let r = load_pieces(db, &setup, prx, spare, send_cpu);
                             if r.is_err() {
                                 failed.store(true, std::sync::atomic::Ordering::SeqCst);
                             }
@@ -271,8 +277,15 @@ pub(super) fn parallel_copy_restore(
                         })
                     })
                     .collect();
-                drop(prx);
+                drop((prx, spare_tx));
                 let stop = || failed.load(std::sync::atomic::Ordering::SeqCst);
+                let fresh = || match spare_rx.try_recv() {
+                    Ok(mut v) => {
+                        v.clear();
+                        v
+                    }
+                    Err(_) => Vec::with_capacity(COPY_PIECE + (1 << 20)),
+                };
                 let cpu = thread_cpu();
                 let fed = (|| -> Result<()> {
                     let corrupt = |what: &str| {
@@ -299,7 +312,7 @@ pub(super) fn parallel_copy_restore(
                             .ok_or_else(|| corrupt("data for an unknown entry"))?;
                         let stmt: std::sync::Arc<str> =
                             entry.copy_stmt.trim_end().trim_end_matches(';').into();
-                        let mut buf: Vec<u8> = Vec::with_capacity(COPY_PIECE + (1 << 20));
+                        let mut buf = fresh();
                         loop {
                             let len = dump_format::int(&mut reader, isz)
                                 .map_err(|e| corrupt(&e.to_string()))?;
@@ -315,8 +328,10 @@ pub(super) fn parallel_copy_restore(
                                 .read_exact(&mut buf[start..])
                                 .map_err(|e| corrupt(&e.to_string()))?;
                             if buf.len() >= COPY_PIECE {
-                                if let Some(cut) = buf.iter().rposition(|&b| b == b'\n') {
-                                    let rest = buf.split_off(cut + 1);
+                                if let Some(cut) = memchr::memrchr(b'\n', &buf) {
+                                    let mut rest = fresh();
+                                    rest.extend_from_slice(&buf[cut + 1..]);
+                                    buf.truncate(cut + 1);
                                     let piece = std::mem::replace(&mut buf, rest);
                                     if stop() || ptx.send((id, stmt.clone(), piece)).is_err() {
                                         return Ok(()); // a worker failed; its error wins
