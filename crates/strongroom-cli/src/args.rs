@@ -718,6 +718,10 @@ pub enum HotelAction {
         /// Instead: print SQL updating this fraction of the bookings.
         #[arg(long)]
         update: Option<f64>,
+        /// Fill the tables as an application would (random values, timestamps with
+        /// microseconds, notes of varying length) rather than by formula.
+        #[arg(long)]
+        varied: bool,
     },
     /// Update a fraction of bookings at random.
     Update {

@@ -92,6 +92,16 @@ fn failures_are_one_sentence_leave_no_snapshot_and_are_journaled() {
         r = real.display()
     ));
     assert!(err.contains("pg_dump was killed by signal 9"), "{err}");
+    // A dump cut short by something that still reports success is not a snapshot either.
+    let err = fake(&format!(
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then exec {r} --version; fi\n{r} \"$@\" | head -c 200000\n",
+        r = real.display()
+    ));
+    assert!(
+        err.contains("archive ended early") && err.contains("no snapshot was recorded"),
+        "{err}"
+    );
+    assert_eq!(sentences(&err), 1, "one sentence: {err}");
 
     assert_eq!(sentences(&err), 1, "one sentence: {err}");
     assert_eq!(
@@ -103,7 +113,7 @@ fn failures_are_one_sentence_leave_no_snapshot_and_are_journaled() {
         .into_iter()
         .filter(|r| r.job == "backup" && !r.ok)
         .count();
-    assert_eq!(failed, 6, "every failed backup left a journal record");
+    assert_eq!(failed, 7, "every failed backup left a journal record");
 }
 
 /// Writes `script` as an executable `pg_dump` in `dir` (for `STRONGROOM_PG_BINDIR`).

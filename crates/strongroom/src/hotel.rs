@@ -280,6 +280,145 @@ ANALYZE;
     )
 }
 
+/// Words the varied shape's booking notes are made of.
+const NOTE_WORDS: &[&str] = &[
+    "late",
+    "arrival",
+    "after",
+    "22:00",
+    "needs",
+    "a",
+    "baby",
+    "cot",
+    "anniversary",
+    "champagne",
+    "on",
+    "quiet",
+    "room",
+    "away",
+    "from",
+    "the",
+    "lift",
+    "airport",
+    "transfer",
+    "early",
+    "check-in",
+    "requested",
+    "allergic",
+    "to",
+    "feathers",
+    "pillows",
+    "please",
+    "high",
+    "floor",
+    "sea",
+    "view",
+    "parking",
+    "space",
+    "dog",
+    "small",
+    "vegetarian",
+    "breakfast",
+    "invoice",
+    "company",
+    "name",
+    "VAT",
+    "number",
+    "wheelchair",
+    "access",
+    "birthday",
+    "cake",
+    "two",
+    "three",
+    "flight",
+    "LH",
+    "BA",
+    "arriving",
+    "by",
+    "train",
+    "extra",
+    "bed",
+    "connecting",
+    "rooms",
+];
+
+/// The hotel schema of [`postgres_sql`] filled the way an application fills it rather than
+/// by formula: random users, rooms, amounts and statuses, booking times that grow with the id
+/// and carry microseconds, names and e-mail domains from lists, and notes of 3 to 24 words
+/// (30% without). [`postgres_sql`]'s rows repeat in patterns (every column a function of the
+/// row number) that compress far better than real bookings; this shape compresses about as
+/// real ones do (gzip of `pg_dump -Fc` ahead of zstd level 1 by 14%, as on the held-out data
+/// of issue 23). Deterministic (`setseed`; a note's length comes from a hash of the row
+/// number: `random()` in the word list's `generate_series` is read once for all rows on big
+/// tables). Holds [`INVARIANT_SQL`] once run.
+pub fn postgres_sql_varied(scale: Scale) -> String {
+    let Scale {
+        users,
+        rooms,
+        bookings,
+    } = scale;
+    let list = |xs: &[&str]| {
+        xs.iter()
+            .map(|x| format!("'{x}'"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (hotels, types, words) = (list(HOTELS), list(ROOM_TYPES), list(NOTE_WORDS));
+    let first = list(&[
+        "Anna", "Ben", "Chloe", "David", "Emma", "Felix", "Grace", "Hugo", "Ines", "Jonas",
+        "Karin", "Liam", "Mia", "Noah", "Olga", "Paul", "Rosa", "Sami", "Tara", "Yusuf",
+    ]);
+    let last = list(&[
+        "Smith", "Muller", "Garcia", "Rossi", "Novak", "Kowalski", "Silva", "Jensen", "Dubois",
+        "Yilmaz", "Tanaka", "Okafor", "Larsen", "Meyer", "Costa", "Murphy",
+    ]);
+    let domains = list(&[
+        "gmail.com",
+        "outlook.com",
+        "yahoo.com",
+        "icloud.com",
+        "web.de",
+        "example.org",
+    ]);
+    let schema = postgres_sql(Scale {
+        users: 0,
+        rooms: 0,
+        bookings: 0,
+    });
+    let schema = &schema[..schema.find("INSERT INTO users").expect("schema then rows")];
+    format!(
+        "SELECT setseed(0.42);
+{schema}INSERT INTO users SELECT i, lower(f) || '.' || lower(l) || i || '@' || (ARRAY[{domains}])[1 + floor(random() * 6)::int],
+  f || ' ' || l, date '2022-01-01' + floor(random() * 1000)::int
+  FROM (SELECT i, (ARRAY[{first}])[1 + floor(random() * 20)::int] f, (ARRAY[{last}])[1 + floor(random() * 16)::int] l
+        FROM generate_series(1::bigint, {users}) i) s;
+INSERT INTO room_inventory SELECT i, (ARRAY[{hotels}])[1 + i % {nh}],
+  (ARRAY[{types}])[1 + floor(random() * {nt})::int], date '2024-01-01' + (i % 365)::int, 1000000, 0,
+  6000 + floor(random() * 30000)::int FROM generate_series(1::bigint, {rooms}) i;
+INSERT INTO bookings (user_id, room_id, status, guests, total_cents, created_at, notes)
+  SELECT 1 + floor(random() * {users})::bigint, 1 + floor(random() * {rooms})::bigint,
+  CASE WHEN random() < 0.1 THEN 'cancelled' ELSE 'confirmed' END, 1 + floor(random() * 4)::int,
+  floor(8000 + random() * 90000)::int,
+  timestamptz '2024-01-01 00:00:00+00' + (i * (60480000.0 / {bookings}) + random() * 600) * interval '1 second',
+  CASE WHEN random() < 0.3 THEN NULL ELSE array_to_string(ARRAY(
+    SELECT (ARRAY[{words}])[1 + floor(random() * {nw})::int]
+    FROM generate_series(1, 3 + (hashint8(i) & 2147483647) % 22) g WHERE g > 0 * i), ' ') END
+  FROM generate_series(1::bigint, {bookings}) i;
+UPDATE room_inventory r SET booked = b.n FROM
+  (SELECT room_id, count(*) AS n FROM bookings WHERE status = 'confirmed' GROUP BY room_id) b
+  WHERE r.id = b.room_id;
+CREATE INDEX bookings_room ON bookings(room_id);
+CREATE INDEX bookings_user ON bookings(user_id);
+INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, started_at, applied_steps_count)
+  VALUES ('20240101000000_init', md5('20240101000000_init'), now(), '20240101000000_init', now(), 1);
+ANALYZE;
+",
+        nh = HOTELS.len(),
+        nt = ROOM_TYPES.len(),
+        nw = NOTE_WORDS.len(),
+    )
+}
+
 /// One booking on PostgreSQL, as a statement block: a booking row and its room's count in one
 /// transaction (the same invariant as [`book_room`]).
 pub const POSTGRES_BOOK_ROOM: &str = "BEGIN;

@@ -16,8 +16,16 @@ pub fn run(action: HotelAction) -> Result<()> {
             hotel::create(&path, hotel::Scale::bookings(bookings), seed)
                 .with_context(|| format!("generating {}", path.display()))?;
         }
-        HotelAction::PostgresSql { bookings, update } => match update {
+        HotelAction::PostgresSql {
+            bookings,
+            update,
+            varied,
+        } => match update {
             Some(f) => outln!("{}", hotel::postgres_update_sql(f))?,
+            None if varied => outln!(
+                "{}",
+                hotel::postgres_sql_varied(hotel::Scale::bookings(bookings))
+            )?,
             None => outln!("{}", hotel::postgres_sql(hotel::Scale::bookings(bookings)))?,
         },
         HotelAction::Update {

@@ -311,7 +311,7 @@ fn end_marker_lines(tail: &[u8], complete: bool) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The whole archive: TOC, then rows.
@@ -323,7 +323,7 @@ mod tests {
         count_data(r, &toc)
     }
 
-    fn w_int(out: &mut Vec<u8>, v: i64) {
+    pub(crate) fn w_int(out: &mut Vec<u8>, v: i64) {
         out.push(u8::from(v < 0));
         out.extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
     }
@@ -399,7 +399,7 @@ mod tests {
         a
     }
 
-    fn handmade() -> Vec<u8> {
+    pub(crate) fn handmade() -> Vec<u8> {
         handmade_in(Some("UTF8"))
     }
 

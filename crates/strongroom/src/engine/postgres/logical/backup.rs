@@ -10,11 +10,12 @@ use super::super::properties::Properties;
 use super::super::server::Conn;
 use super::super::tools::{self, Tool};
 use super::catalog::{row_counts, schema_version, table_members};
+use super::reframe::reframe;
 use super::{DUMP_FILE, GLOBALS_FILE, PROPERTIES_KEY, facts};
 use crate::chunker::CdcBatcher;
 use crate::engine::Captured;
 use crate::error::{Error, Result};
-use crate::pipe::ChannelReader;
+use crate::pipe::{ChannelReader, ChannelWriter};
 use crate::process::{ChildGuard, collect_stderr, describe_exit, stderr_gist};
 use crate::progress::Progress;
 use crate::repository::snapshot::{BackupKind, Chunking, FileEntry, Metadata};
@@ -22,7 +23,7 @@ use crate::repository::writer::BackupWriter;
 use crate::source::conninfo::conninfo_value;
 use crate::source::{RowCounts, Source};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 /// Takes a logical snapshot of the database at `url`.
@@ -122,7 +123,7 @@ pub fn backup(
         .spawn()
         .map_err(|e| Error::Source(format!("could not start {}: {e}", pg_dump.path.display())))?;
     let stderr = collect_stderr(&mut child);
-    let mut stdout = child.stdout.take().expect("stdout piped");
+    let stdout = child.stdout.take().expect("stdout piped");
     let mut child = ChildGuard::new(child);
 
     progress.begin("dump", None);
@@ -138,7 +139,7 @@ pub fn backup(
     let mut tee = members.is_some().then_some(tee_tx);
     // The counter's word, from the archive's TOC, on whether it can count the rows.
     let (verdict_tx, verdict_rx) = std::sync::mpsc::channel::<bool>();
-    let (dumped, probed, streamed) = std::thread::scope(|s| {
+    let (dumped, probed, streamed, reframed) = std::thread::scope(|s| {
         let counter = s.spawn(move || {
             let mut r = ChannelReader::new(tee_rx, false);
             let toc = dump_format::read_toc(&mut r)?; // a dump cut short: no word, no counting
@@ -167,11 +168,19 @@ pub fn backup(
                 schema_version(&mut client, &conn, source.schema_version_query.as_deref())?;
             Ok((counted, schema))
         });
+        // pg_dump's output is re-framed on its way in (see `reframe`), on a thread of its own.
+        let (frame_tx, frame_rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
+        let reframer = s.spawn(move || {
+            let mut input = std::io::BufReader::with_capacity(1 << 20, stdout);
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(frame_tx));
+            reframe(&mut input, &mut out).and_then(|()| out.flush())
+        });
+        let mut reframed = ChannelReader::new(frame_rx, false);
         let dumped = writer.write_file(DUMP_FILE, Chunking::ContentDefined, progress, |sink| {
             let mut batcher = CdcBatcher::new();
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = match stdout.read(&mut buf) {
+                let n = match reframed.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -198,6 +207,7 @@ pub fn backup(
             }
             Ok(())
         });
+        drop(reframed); // a pipeline that stopped early stops the re-framer, and so pg_dump
         drop(started.take()); // a dump that never started releases the prober
         drop(tee.take()); // end of stream for the counter
         if dumped.is_err() {
@@ -207,14 +217,35 @@ pub fn backup(
             let _ = cancel.cancel_query(postgres::NoTls);
         }
         let streamed = counter.join().expect("row counter thread");
-        (dumped, prober.join().expect("probe thread"), streamed)
+        let reframed = reframer.join().expect("re-framing thread");
+        (
+            dumped,
+            prober.join().expect("probe thread"),
+            streamed,
+            reframed,
+        )
     });
     progress.end();
-    drop(stdout);
     if let Err(e) = dumped {
         drop(child); // kills pg_dump
         let _ = stderr.join();
         return Err(e);
+    }
+    // Output that does not parse is our failure to report; one cut short is pg_dump's.
+    let cut_short = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe
+        )
+    };
+    if let Err(e) = &reframed {
+        if !cut_short(e) {
+            drop(child); // kills pg_dump
+            let _ = stderr.join();
+            return Err(Error::Source(format!(
+                "pg_dump's output is not the custom archive expected ({e}); no snapshot was recorded"
+            )));
+        }
     }
     // pg_dump's exit status decides before anything else: a truncated stream is not a dump.
     let status = child.wait();
@@ -228,6 +259,12 @@ pub fn backup(
             stderr_gist(&err_text)
         )));
     }
+    // pg_dump said it succeeded, yet its archive ended early: never a snapshot.
+    reframed.map_err(|e| {
+        Error::Source(format!(
+            "pg_dump's archive ended early ({e}) though pg_dump reported success; no snapshot was recorded"
+        ))
+    })?;
     let dump = dumped?;
     let (counted, schema) = probed?;
     let counts = match counted {

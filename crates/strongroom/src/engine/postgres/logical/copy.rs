@@ -8,8 +8,9 @@
 use super::super::dump_format;
 use super::super::server::Conn;
 use super::super::tools::Tool;
-use super::catalog::count_check;
-use crate::engine::checks::CheckOutcome;
+use super::catalog::{count_check, table_members};
+use super::estimated;
+use crate::engine::checks::{CheckOutcome, compare_row_counts};
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::pipe::{ChannelReader, ChannelWriter};
@@ -20,31 +21,125 @@ use crate::repository::index::Index;
 use crate::repository::reader;
 use crate::repository::snapshot::{FileEntry, Snapshot};
 use crate::source::conninfo::conninfo_value;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Table data handed to the COPY connections in pieces of about this size, cut at row ends.
 pub(super) const COPY_PIECE: usize = 4 << 20;
 
-/// A parallel-restore worker: one connection, `COPY` of each piece it receives.
-pub(super) fn load_pieces(
+/// CPU seconds the calling thread has used (for the restore's time split).
+fn thread_cpu() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given, which lives on our stack.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    if rc != 0 {
+        return 0.0;
+    }
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// CPU seconds this process has used, all threads (the repository reader's among them).
+fn process_cpu() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: as in `thread_cpu`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    if rc != 0 {
+        return 0.0;
+    }
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// Adds CPU seconds to a counter kept in microseconds.
+fn add_cpu(counter: &AtomicU64, since: f64) {
+    counter.fetch_add(((thread_cpu() - since) * 1e6) as u64, Ordering::Relaxed);
+}
+
+/// A piece of a table's data: the TOC entry's dump id, its `COPY` statement, the rows.
+type Piece = (i64, std::sync::Arc<str>, Vec<u8>);
+
+/// A parallel-restore worker: one connection, `COPY` of each piece it receives. Returns the
+/// rows the server reported loading, per dump id.
+fn load_pieces(
     db: &Conn,
     setup: &str,
-    pieces: crossbeam_channel::Receiver<(std::sync::Arc<str>, Vec<u8>)>,
-) -> Result<()> {
+    pieces: crossbeam_channel::Receiver<Piece>,
+    spare: crossbeam_channel::Sender<Vec<u8>>,
+    cpu: &AtomicU64,
+) -> Result<HashMap<i64, u64>> {
+    let start = thread_cpu();
+    let loaded = load_pieces_on(db, setup, pieces, spare);
+    add_cpu(cpu, start);
+    loaded
+}
+
+fn load_pieces_on(
+    db: &Conn,
+    setup: &str,
+    pieces: crossbeam_channel::Receiver<Piece>,
+    spare: crossbeam_channel::Sender<Vec<u8>>,
+) -> Result<HashMap<i64, u64>> {
     let mut c = db.connect()?;
     c.batch_execute(setup)
         .map_err(|e| Error::Target(db.explain(&e)))?;
-    for (stmt, piece) in pieces {
+    let mut rows = HashMap::new();
+    for (id, stmt, piece) in pieces {
         let mut w = c
             .copy_in(&*stmt)
             .map_err(|e| Error::Target(db.explain(&e)))?;
         w.write_all(&piece)
             .map_err(|e| Error::Target(format!("loading table data into {}: {e}", db.dbname())))?;
-        w.finish()
+        let n = w
+            .finish()
             .map_err(|e| Error::Target(format!("loading table data: {}", db.explain(&e))))?;
+        *rows.entry(id).or_insert(0) += n;
+        let _ = spare.try_send(piece); // back to the feeder, or dropped when it has enough
     }
-    Ok(())
+    Ok(rows)
+}
+
+/// The row-count check from the rows each `COPY` reported: what `count(*)` on every user
+/// table of the restored database would say (a table counts its partitions and inheritance
+/// children, as `count(*)` does), without scanning the tables again while their indexes are
+/// built. `None` when the catalogs say `count(*)` would read more than the dump held (a
+/// foreign table below a parent): then the tables are counted.
+fn copied_counts(
+    db: &Conn,
+    snap: &Snapshot,
+    toc: &dump_format::Toc,
+    loaded: &HashMap<i64, u64>,
+) -> Result<Option<CheckOutcome>> {
+    if estimated(snap) {
+        return count_check(db, snap).map(Some);
+    }
+    let mut by_table: HashMap<(&str, &str), u64> = HashMap::new();
+    for e in toc.entries.iter().filter(|e| e.desc == "TABLE DATA") {
+        let n = loaded.get(&e.dump_id).copied().unwrap_or(0);
+        *by_table.entry((&e.namespace, &e.tag)).or_insert(0) += n;
+    }
+    let mut c = db.connect()?;
+    let Some(members) = table_members(&mut c, db)? else {
+        return Ok(None);
+    };
+    let found: BTreeMap<String, u64> = members
+        .into_iter()
+        .map(|(key, tables)| {
+            let n = tables
+                .iter()
+                .map(|(ns, rel)| by_table.get(&(ns.as_str(), rel.as_str())).copied())
+                .map(Option::unwrap_or_default)
+                .sum();
+            (key, n)
+        })
+        .collect();
+    Ok(Some(compare_row_counts(&snap.metadata.row_counts, &found)))
 }
 
 /// The fast restore: schema and post-data through `pg_restore` from a TOC-only file, table
@@ -69,6 +164,15 @@ pub(super) fn parallel_copy_restore(
     let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(8);
     let mut reader = ChannelReader::new(rx, true);
     progress.begin("restore", Some(dump.size));
+    // Where the time goes (docs/ARCHITECTURE.md, "The restore safety sequence"): wall time of each
+    // phase; CPU of parsing the archive into pieces and of the client side of COPY, and the
+    // rest of this process's CPU up to the end of the data: reading the repository (fetch,
+    // decrypt, decompress, on the reader's threads).
+    let (parse_cpu, send_cpu) = (AtomicU64::new(0), AtomicU64::new(0));
+    let started = std::time::Instant::now();
+    let cpu_at_start = process_cpu();
+    let mut walls = [0f64; 3];
+    let mut data_cpu = 0.0;
     let outcome = std::thread::scope(|s| -> Result<Option<CheckOutcome>> {
         let producer = s.spawn(move || {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx));
@@ -138,7 +242,8 @@ pub(super) fn parallel_copy_restore(
             };
             let t = std::time::Instant::now();
             run("pre-data", 1)?;
-            tracing::info!(seconds = t.elapsed().as_secs_f64(), "schema restored");
+            walls[0] = t.elapsed().as_secs_f64();
+            tracing::info!(seconds = walls[0], "schema restored");
 
             // Session settings pg_restore would apply, from the archive's special entries.
             let mut setup = String::from(
@@ -152,15 +257,19 @@ pub(super) fn parallel_copy_restore(
             let by_id: std::collections::HashMap<i64, &dump_format::Entry> =
                 toc.entries.iter().map(|e| (e.dump_id, e)).collect();
             let t = std::time::Instant::now();
-            let (ptx, prx) = crossbeam_channel::bounded::<(std::sync::Arc<str>, Vec<u8>)>(jobs * 2);
+            let (ptx, prx) = crossbeam_channel::bounded::<Piece>(jobs * 2);
+            // Piece buffers go back to the feeder once loaded: fresh multi-MiB buffers cost
+            // page faults on every byte, CPU the COPY backends on the same cores then lack.
+            let (spare_tx, spare_rx) = crossbeam_channel::bounded::<Vec<u8>>(jobs + 1);
             // One failed worker stops the feeding: the others need not load the rest first.
             let failed = std::sync::atomic::AtomicBool::new(false);
-            let loaded = std::thread::scope(|s2| -> Result<()> {
+            let loaded = std::thread::scope(|s2| -> Result<HashMap<i64, u64>> {
                 let workers: Vec<_> = (0..jobs)
                     .map(|_| {
                         let (prx, setup, failed) = (prx.clone(), setup.clone(), &failed);
-                        s2.spawn(move || -> Result<()> {
-                            let r = load_pieces(db, &setup, prx);
+                        let (spare, send_cpu) = (spare_tx.clone(), &send_cpu);
+                        s2.spawn(move || -> Result<HashMap<i64, u64>> {
+                            let r = load_pieces(db, &setup, prx, spare, send_cpu);
                             if r.is_err() {
                                 failed.store(true, std::sync::atomic::Ordering::SeqCst);
                             }
@@ -168,8 +277,16 @@ pub(super) fn parallel_copy_restore(
                         })
                     })
                     .collect();
-                drop(prx);
+                drop((prx, spare_tx));
                 let stop = || failed.load(std::sync::atomic::Ordering::SeqCst);
+                let fresh = || match spare_rx.try_recv() {
+                    Ok(mut v) => {
+                        v.clear();
+                        v
+                    }
+                    Err(_) => Vec::with_capacity(COPY_PIECE + (1 << 20)),
+                };
+                let cpu = thread_cpu();
                 let fed = (|| -> Result<()> {
                     let corrupt = |what: &str| {
                         Error::corrupt(
@@ -195,7 +312,7 @@ pub(super) fn parallel_copy_restore(
                             .ok_or_else(|| corrupt("data for an unknown entry"))?;
                         let stmt: std::sync::Arc<str> =
                             entry.copy_stmt.trim_end().trim_end_matches(';').into();
-                        let mut buf: Vec<u8> = Vec::with_capacity(COPY_PIECE + (1 << 20));
+                        let mut buf = fresh();
                         loop {
                             let len = dump_format::int(&mut reader, isz)
                                 .map_err(|e| corrupt(&e.to_string()))?;
@@ -211,57 +328,74 @@ pub(super) fn parallel_copy_restore(
                                 .read_exact(&mut buf[start..])
                                 .map_err(|e| corrupt(&e.to_string()))?;
                             if buf.len() >= COPY_PIECE {
-                                if let Some(cut) = buf.iter().rposition(|&b| b == b'\n') {
-                                    let rest = buf.split_off(cut + 1);
+                                if let Some(cut) = memchr::memrchr(b'\n', &buf) {
+                                    let mut rest = fresh();
+                                    rest.extend_from_slice(&buf[cut + 1..]);
+                                    buf.truncate(cut + 1);
                                     let piece = std::mem::replace(&mut buf, rest);
-                                    if stop() || ptx.send((stmt.clone(), piece)).is_err() {
+                                    if stop() || ptx.send((id, stmt.clone(), piece)).is_err() {
                                         return Ok(()); // a worker failed; its error wins
                                     }
                                 }
                             }
                         }
-                        if !buf.is_empty() && ptx.send((stmt, buf)).is_err() {
+                        if !buf.is_empty() && ptx.send((id, stmt, buf)).is_err() {
                             return Ok(());
                         }
                     }
                     Ok(())
                 })();
+                add_cpu(&parse_cpu, cpu);
                 drop(ptx);
                 let mut first: Option<Error> = None;
+                let mut rows: HashMap<i64, u64> = HashMap::new();
                 for w in workers {
-                    if let Err(e) = w.join().expect("COPY worker") {
-                        first.get_or_insert(e);
+                    match w.join().expect("COPY worker") {
+                        Ok(r) => r
+                            .into_iter()
+                            .for_each(|(id, n)| *rows.entry(id).or_default() += n),
+                        Err(e) => {
+                            first.get_or_insert(e);
+                        }
                     }
                 }
                 fed?;
-                first.map_or(Ok(()), Err)
+                first.map_or(Ok(rows), Err)
             });
-            loaded?;
-            tracing::info!(
-                seconds = t.elapsed().as_secs_f64(),
-                jobs,
-                "table data loaded"
-            );
+            let loaded = loaded?;
+            walls[1] = t.elapsed().as_secs_f64();
+            data_cpu = process_cpu() - cpu_at_start;
+            tracing::info!(seconds = walls[1], jobs, "table data loaded");
             let mut c = db.connect()?;
             for e in toc.entries.iter().filter(|e| e.desc == "SEQUENCE SET") {
                 c.batch_execute(&e.defn).map_err(|err| {
                     Error::Target(format!("setting sequence {}: {}", e.tag, db.explain(&err)))
                 })?;
             }
+            // The rows each COPY reported are the check; only where the catalogs say
+            // `count(*)` reads more than the dump held are the tables counted.
             let t = std::time::Instant::now();
-            // Rows are final once the data is in: count them while indexes are built
-            // (CREATE INDEX's SHARE lock lets the count's ACCESS SHARE through). Primary keys
-            // and constraints take stronger locks and queue behind the count; no cycle.
-            let (post, counted) = std::thread::scope(|s3| {
-                let counter = s3.spawn(|| count_check(db, snap));
-                (run("post-data", jobs), counter.join().expect("row counter"))
-            });
-            post?;
-            let counted = counted?;
+            let copied = copied_counts(db, snap, &toc, &loaded)?;
             tracing::info!(
                 seconds = t.elapsed().as_secs_f64(),
-                "indexes and constraints restored"
+                from_copy = copied.is_some(),
+                "row counts taken"
             );
+            let t = std::time::Instant::now();
+            let (post, counted) = match copied {
+                Some(c) => (run("post-data", jobs), Ok(c)),
+                // Rows are final once the data is in: count them while indexes are built
+                // (CREATE INDEX's SHARE lock lets the count's ACCESS SHARE through). Primary
+                // keys and constraints take stronger locks and queue behind the count.
+                None => std::thread::scope(|s3| {
+                    let counter = s3.spawn(|| count_check(db, snap));
+                    (run("post-data", jobs), counter.join().expect("row counter"))
+                }),
+            };
+            post?;
+            let counted = counted?;
+            walls[2] = t.elapsed().as_secs_f64();
+            tracing::info!(seconds = walls[2], "indexes and constraints restored");
             Ok(Some(counted))
         })();
         drop(reader); // stops the producer if we return early
@@ -278,5 +412,18 @@ pub(super) fn parallel_copy_restore(
         }
     });
     progress.end();
+    if matches!(outcome, Ok(Some(_))) {
+        let cpu = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e6;
+        tracing::info!(
+            total_seconds = started.elapsed().as_secs_f64(),
+            schema_seconds = walls[0],
+            data_seconds = walls[1],
+            post_data_seconds = walls[2],
+            read_cpu_seconds = (data_cpu - cpu(&parse_cpu) - cpu(&send_cpu)).max(0.0),
+            parse_cpu_seconds = cpu(&parse_cpu),
+            copy_client_cpu_seconds = cpu(&send_cpu),
+            "restore time split (data: COPY on the server; read: fetch, decrypt, decompress)"
+        );
+    }
     outcome
 }

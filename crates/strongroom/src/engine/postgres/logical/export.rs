@@ -1,12 +1,12 @@
 //! Exporting a logical snapshot: the stored `pg_dump` archive as it is, and the globals
 //! beside it.
 //!
-//! The snapshot stores exactly what `pg_dump --format=custom -Z0` wrote to its pipe
-//! (`backup`): a custom-format archive, uncompressed, without data offsets in its table of
-//! contents (pg_dump could not seek back into a pipe). Nothing is transformed on the way
-//! out: the file `pg_restore` reads is byte for byte the one `pg_dump` made, so `pg_restore
-//! --list`, `-d`, `--create` and `-j` (which then scans for each table's data) all work on
-//! it. The globals are `pg_dumpall --globals-only` SQL, for `psql -f`. Owns which files a
+//! The snapshot stores what `pg_dump --format=custom -Z0` wrote to its pipe (`backup`),
+//! table data re-framed (`reframe`: the same rows in fewer, larger length-prefixed frames):
+//! a custom-format archive, uncompressed, without data offsets in its table of contents
+//! (pg_dump could not seek back into a pipe). Nothing is transformed on the way out, so
+//! `pg_restore --list`, `-d`, `--create` and `-j` (which then scans for each table's data)
+//! all work on it. The globals are `pg_dumpall --globals-only` SQL, for `psql -f`. Owns which files a
 //! logical export writes and in which order. Must not restore.
 
 use super::{DUMP_FILE, GLOBALS_FILE, file};
