@@ -6,6 +6,13 @@
 //! and a chunk that fails read from the other places the index lists it (`from_elsewhere`).
 //! Must not decide where the bytes go: callers pass a sink.
 //!
+//! Page deltas (docs/ARCHITECTURE.md, "Page deltas") are handed over as the pages they stand
+//! for: [`fetch`] rebuilds them a ranged read at a time, fetching their bases in a second
+//! round; [`fetch_with_bases`], for callers that read the file's delta records (streams and
+//! SQLite restores, a step at a time), fetches the bases in the same round as everything
+//! else, so a parent's segment is opened once. Lookups go in ascending id order, all at once
+//! (`Index::get_many`).
+//!
 //! Memory is bounded by the window the caller asks for, not by the file: a file is restored
 //! window by window ([`WINDOW_LISTS`] list blobs, 512 MiB of 4 KiB pages, at a time: the
 //! window costs ~6 MB of bookkeeping, the data itself streams).
