@@ -83,13 +83,19 @@ pub fn base_of(blob: &[u8]) -> Option<ChunkId> {
 pub fn apply(base: &[u8], blob: &[u8], out: &mut Vec<u8>) -> Option<()> {
     out.clear();
     out.extend_from_slice(base);
+    apply_in_place(out, blob)
+}
+
+/// Applies the runs of `blob` (a delta) to `page`, which holds its base; `None` when a run
+/// falls outside it.
+pub fn apply_in_place(page: &mut [u8], blob: &[u8]) -> Option<()> {
     let mut rest = blob.get(32..)?;
     while !rest.is_empty() {
         let header = rest.get(..4)?;
         let at = u16::from_le_bytes([header[0], header[1]]) as usize;
         let len = u16::from_le_bytes([header[2], header[3]]) as usize;
         let bytes = rest.get(4..4 + len)?;
-        out.get_mut(at..at + len)?.copy_from_slice(bytes);
+        page.get_mut(at..at + len)?.copy_from_slice(bytes);
         rest = &rest[4 + len..];
     }
     Some(())
