@@ -268,36 +268,9 @@ impl Bases {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunker::FixedBatcher;
     use crate::progress::Silent;
-    use crate::repository::snapshot::{Chunking, Snapshot};
-    use crate::repository::writer::tests::{memory_repo, pages, snapshot_of};
-    use crate::repository::writer::{BackupWriter, WriteStats};
-
-    /// Stores `data` as `main.db` in 4 KiB pages, against `parent` when given.
-    fn store_on(
-        repo: &Repository,
-        data: &[u8],
-        parent: Option<&FileEntry>,
-    ) -> (FileEntry, WriteStats) {
-        let w = BackupWriter::new(repo).unwrap();
-        let f = w
-            .write_file("main.db", Chunking::Fixed { size: 4096 }, &Silent, |sink| {
-                sink.base_on(parent.cloned());
-                let mut b = FixedBatcher::new(4096);
-                for piece in data.chunks(100_000) {
-                    if let Some(x) = b.push(piece) {
-                        sink.push(x)?;
-                    }
-                }
-                if let Some(x) = b.finish() {
-                    sink.push(x)?;
-                }
-                Ok(())
-            })
-            .unwrap();
-        (f, w.finish().unwrap())
-    }
+    use crate::repository::snapshot::Snapshot;
+    use crate::repository::writer::tests::{memory_repo, pages, snapshot_of, store_pages_on};
 
     fn restored(repo: &Repository, snap: &Snapshot) -> Vec<u8> {
         let index = repo.load_index().unwrap();
@@ -324,14 +297,14 @@ mod tests {
         // 3000 pages: two list blobs, a short last page.
         let mut v1 = pages(3000, 1);
         v1.truncate(v1.len() - 1000);
-        let (f1, full) = store_on(&repo, &v1, None);
+        let (f1, full) = store_pages_on(&repo, &v1, None);
         let s1 = snapshot_of(&repo, vec![f1.clone()]);
         assert!(f1.deltas.is_empty());
 
         let mut v2 = touched(&v1, 7);
         // One page rewritten whole: stored whole, not as a delta.
         v2[5 * 4096..6 * 4096].copy_from_slice(&pages(1, 99));
-        let (f2, stats) = store_on(&repo, &v2, Some(&f1));
+        let (f2, stats) = store_pages_on(&repo, &v2, Some(&f1));
         assert!(
             stats.added * 10 < full.added,
             "a delta backup added {} bytes where the full one added {}",
@@ -380,12 +353,12 @@ mod tests {
         }
 
         // Unchanged since: nothing new, the same entry.
-        let (f3, stats) = store_on(&repo, &v2, Some(&f2));
+        let (f3, stats) = store_pages_on(&repo, &v2, Some(&f2));
         assert_eq!((stats.new_chunks, f3.clone()), (0, f2.clone()));
 
         // Changed again: still against the first snapshot's pages (depth 1).
         let v4 = touched(&v2, 42);
-        let (f4, _) = store_on(&repo, &v4, Some(&f3));
+        let (f4, _) = store_pages_on(&repo, &v4, Some(&f3));
         let s4 = snapshot_of(&repo, vec![f4.clone()]);
         assert_eq!(restored(&repo, &s4), v4);
         let index = repo.load_index().unwrap();

@@ -700,9 +700,19 @@ pub(crate) mod tests {
 
     /// Stores `data` as one page-chunked file in a session of its own.
     pub(crate) fn store_pages(repo: &Repository, data: &[u8]) -> (FileEntry, WriteStats) {
+        store_pages_on(repo, data, None)
+    }
+
+    /// [`store_pages`], its changed pages stored against `parent` (page deltas).
+    pub(crate) fn store_pages_on(
+        repo: &Repository,
+        data: &[u8],
+        parent: Option<&FileEntry>,
+    ) -> (FileEntry, WriteStats) {
         let w = BackupWriter::new(repo).unwrap();
         let f = w
             .write_file("main.db", Chunking::Fixed { size: 4096 }, &Silent, |sink| {
+                sink.base_on(parent.cloned());
                 let mut b = FixedBatcher::new(4096);
                 for page in data.chunks(4096) {
                     if let Some(x) = b.push(page) {
