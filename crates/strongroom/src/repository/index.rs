@@ -341,9 +341,7 @@ impl Index {
     /// a full key (an append-only key's index is its own catalog, whose locations are its
     /// own). A backup stores again every chunk the index cannot vouch for.
     pub fn vouches_for(&self, id: &ChunkId) -> bool {
-        self.locations(id)
-            .first()
-            .is_some_and(|(l, bad)| !bad && !l.from_host)
+        self.healthy(id).is_some()
     }
 
     /// Index objects that could not be read, with why: chunks only they listed are unknown.
