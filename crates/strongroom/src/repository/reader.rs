@@ -8,9 +8,10 @@
 //!
 //! Page deltas (docs/ARCHITECTURE.md, "Page deltas") are handed over as the pages they stand
 //! for: [`fetch`] rebuilds them a ranged read at a time, fetching their bases in a second
-//! round; [`fetch_with_bases`], for callers that read the file's delta records (streams and
-//! SQLite restores, a step at a time), fetches the bases in the same round as everything
-//! else, so a parent's segment is opened once. Lookups go in ascending id order, all at once
+//! round. Callers that read the file's delta records fetch a step's bases in the same round
+//! as everything else, so a parent's segment is opened once: [`stream_file`] writes each
+//! base where its page goes and patches it there; the SQLite restore keeps the bases
+//! ([`fetch_with_bases`]). Lookups go in ascending id order, all at once
 //! (`Index::get_many`).
 //!
 //! Memory is bounded by the window the caller asks for, not by the file: a file is restored
@@ -74,7 +75,7 @@ enum Deltas<'a> {
     /// round ([`apply_deltas`]).
     Apply,
     /// Gathered for the caller, who asked for their bases in the same round
-    /// ([`fetch_with_bases`]).
+    /// ([`fetch_with_bases`], and a stream's step).
     Gather(&'a Mutex<Vec<(ChunkId, Vec<u8>)>>),
 }
 
