@@ -613,13 +613,9 @@ impl<'a> Job<'a> {
         let mut needed: BTreeSet<PackId> = BTreeSet::new();
         for group in lists.chunks(LISTS_PER_WINDOW) {
             // The list blobs first: they are read from the destination.
-            let mut packs = BTreeSet::new();
-            for l in group {
-                if let Some(p) = self.lacking(l)? {
-                    packs.insert(p);
-                }
-            }
+            let packs = self.lacking(group.to_vec())?;
             self.bring(&packs)?;
+            let mut ids = Vec::new();
             for body in self.read_lists(group)? {
                 if body.len() % 32 != 0 {
                     return Err(Error::corrupt(
@@ -627,49 +623,52 @@ impl<'a> Job<'a> {
                         "chunk list of odd length",
                     ));
                 }
-                for raw in body.chunks_exact(32) {
-                    let id = ChunkId(raw.try_into().expect("32 bytes"));
-                    if let Some(p) = self.lacking(&id)? {
-                        needed.insert(p);
-                    }
-                }
+                ids.extend(
+                    body.chunks_exact(32)
+                        .map(|raw| ChunkId(raw.try_into().expect("32 bytes"))),
+                );
             }
+            needed.extend(self.lacking(ids)?);
         }
         // Page deltas: their record blobs, then the bases the records name.
         let records = snap.delta_ids()?;
         for group in records.chunks(LISTS_PER_WINDOW) {
-            let mut packs = BTreeSet::new();
-            for r in group {
-                if let Some(p) = self.lacking(r)? {
-                    packs.insert(p);
-                }
-            }
+            let packs = self.lacking(group.to_vec())?;
             self.bring(&packs)?;
+            let mut bases = Vec::new();
             for body in self.read_lists(group)? {
                 let parsed = DeltaRecord::parse(&body).ok_or_else(|| {
                     Error::corrupt(Snapshot::object_key(&snap.id), "damaged page delta records")
                 })?;
-                for r in parsed {
-                    if let Some(p) = self.lacking(&r.base)? {
-                        needed.insert(p);
-                    }
-                }
+                bases.extend(parsed.iter().map(|r| r.base));
             }
+            needed.extend(self.lacking(bases)?);
         }
         self.bring(&needed)
     }
 
-    /// The source pack to bring for chunk `id`, or `None` when the destination holds it
-    /// already (its index vouches for it, or this run brought its pack).
-    fn lacking(&self, id: &ChunkId) -> Result<Option<PackId>> {
-        if self.dst_index.vouches_for(id) {
-            return Ok(None);
+    /// The source packs to bring for chunks `ids`: none for a chunk the destination holds
+    /// already (its index vouches for it, or this run brought its pack). Both indexes are
+    /// asked in ascending order, all at once, so neighbouring ids share the cache's block
+    /// reads (one lookup at a time read 2-8 GB of the page cache per daily copy of 1 GB).
+    fn lacking(&self, mut ids: Vec<ChunkId>) -> Result<BTreeSet<PackId>> {
+        ids.sort_unstable();
+        ids.dedup();
+        let absent: Vec<ChunkId> = ids
+            .iter()
+            .zip(self.dst_index.healthy_many(&ids))
+            .filter(|(_, there)| there.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        let done = self.done.lock().expect("done lock");
+        let mut packs = BTreeSet::new();
+        for (id, loc) in absent.iter().zip(self.src_index.get_many(&absent)) {
+            let pack = loc.ok_or(Error::MissingChunk(*id))?.pack;
+            if !done.contains(&pack) {
+                packs.insert(pack);
+            }
         }
-        let loc = self.src_index.get(id).ok_or(Error::MissingChunk(*id))?;
-        if self.done.lock().expect("done lock").contains(&loc.pack) {
-            return Ok(None);
-        }
-        Ok(Some(loc.pack))
+        Ok(packs)
     }
 
     /// The bodies of the list (or delta record) blobs `ids`, read from the destination (every one is there

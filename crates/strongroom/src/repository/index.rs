@@ -337,6 +337,19 @@ impl Index {
             .map(|(l, _)| *l)
     }
 
+    /// [`Index::healthy`] of many chunks, in the order given; ids in ascending order are
+    /// looked up fastest (see [`Index::locations_many`]).
+    pub fn healthy_many(&self, ids: &[ChunkId]) -> Vec<Option<Location>> {
+        self.locations_many(ids)
+            .into_iter()
+            .map(|l| {
+                l.first()
+                    .filter(|(l, bad)| !bad && !l.from_host)
+                    .map(|(l, _)| *l)
+            })
+            .collect()
+    }
+
     /// Whether the index can vouch for a chunk: it is listed in a pack in good health, by
     /// a full key (an append-only key's index is its own catalog, whose locations are its
     /// own). A backup stores again every chunk the index cannot vouch for.
