@@ -59,6 +59,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 const INDEX_FLUSH: usize = 65_536;
 /// List blobs resolved per window (up to 16 MB of ids).
 const LISTS_PER_WINDOW: usize = 256;
+/// Chunk ids looked up in one go (see `Job::lacking`).
+const LOOKUP_RUN: usize = 16 * 1024;
 /// Objects copied at once: an object store rewards parallel requests; each holds one pack
 /// (16 MiB) or WAL segment in memory.
 const COPIERS: usize = 3;
@@ -654,18 +656,22 @@ impl<'a> Job<'a> {
     fn lacking(&self, mut ids: Vec<ChunkId>) -> Result<BTreeSet<PackId>> {
         ids.sort_unstable();
         ids.dedup();
-        let absent: Vec<ChunkId> = ids
-            .iter()
-            .zip(self.dst_index.healthy_many(&ids))
-            .filter(|(_, there)| there.is_none())
-            .map(|(id, _)| *id)
-            .collect();
         let done = self.done.lock().expect("done lock");
         let mut packs = BTreeSet::new();
-        for (id, loc) in absent.iter().zip(self.src_index.get_many(&absent)) {
-            let pack = loc.ok_or(Error::MissingChunk(*id))?.pack;
-            if !done.contains(&pack) {
-                packs.insert(pack);
+        // In runs of ascending ids: the lookups' own memory stays bounded by a run, and
+        // neighbours still share blocks.
+        for run in ids.chunks(LOOKUP_RUN) {
+            let absent: Vec<ChunkId> = run
+                .iter()
+                .zip(self.dst_index.healthy_many(run))
+                .filter(|(_, there)| there.is_none())
+                .map(|(id, _)| *id)
+                .collect();
+            for (id, loc) in absent.iter().zip(self.src_index.get_many(&absent)) {
+                let pack = loc.ok_or(Error::MissingChunk(*id))?.pack;
+                if !done.contains(&pack) {
+                    packs.insert(pack);
+                }
             }
         }
         Ok(packs)
