@@ -20,6 +20,7 @@
 
 pub mod backup;
 pub mod base;
+pub mod direct;
 pub mod export;
 pub mod metadata;
 pub mod recovery;

@@ -2,7 +2,8 @@
 //! the bytes.
 //!
 //! Owns the order and the durability of the writes: directories and links first; files of
-//! more than one chunk list streamed in order, one per core, hashed as they are written;
+//! more than one chunk list streamed in order, one per core, past the page cache
+//! ([`super::direct`]), hashed as they are written;
 //! small files in groups (their chunk lists fetched together), read back against their
 //! checksums; every file synced as it is written, then every directory; `global/pg_control`
 //! last, so a directory cut short cannot start. Also owns where tablespaces come back:
@@ -19,6 +20,7 @@
 //! link is not created at all: its files are written into a new directory in its place, and
 //! the link made at the end points into the restored directory, never at the stored target.
 
+use super::direct::DirectFile;
 use super::{PG_CONTROL, TABLESPACE_MAP};
 use crate::beneath::Beneath;
 use crate::error::{Error, Result};
@@ -393,7 +395,8 @@ fn write_group(
 }
 
 /// Writes one file of many list blobs in order (the next step is fetched while one is
-/// written), hashing as it goes: no read-back needed for its checksum.
+/// written), past the page cache ([`DirectFile`]), hashing as it goes: no read-back needed
+/// for its checksum.
 fn write_large(
     repo: &Repository,
     index: &Index,
@@ -420,12 +423,14 @@ fn write_large(
     }
     chunk_size(snap, f)?;
     let mut out = Hashing {
-        out: create(root, f)?,
+        out: DirectFile::new(create(root, f)?),
         hash: blake3::Hasher::new(),
         bytes: 0,
     };
     reader::stream_file(repo, index, snap, f, &mut out, progress)?;
     out.out
+        .finish()
+        .map_err(|e| reader::output_error(&f.name, e))?
         .sync_data()
         .map_err(|e| Error::io("syncing", root.path().join(&f.name), e))?;
     let want = f.tree.as_ref().and_then(|t| t.checksum.as_ref());
