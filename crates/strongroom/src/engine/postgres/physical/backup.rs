@@ -255,7 +255,7 @@ pub fn backup(
             reused: &mut reused,
         };
         walker.dir(data_dir, "")?;
-        let stop = stop_backup(&mut client, &conn, &s)?;
+        let stop = stop_backup(&mut client, &conn)?;
         let tli: u32 = label_field(&stop.label, "START TIMELINE")
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| Error::Source("the backup label names no START TIMELINE".into()))?;
@@ -271,16 +271,9 @@ pub fn backup(
             start_lsn.segment(s.segment_size),
             stop.lsn.segment_before(s.segment_size),
         );
-        let mut missing =
-            wal::first_missing(repo, &s.system_id, tli, first, last, s.segment_size)?;
-        // `wal receive` archives the backup's last segment whole once it has streamed it
-        // (pg_backup_stop switched to the next one): a moment.
-        let mut waited = 0;
-        while missing.is_some() && s.streams_here && waited < 600 {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            waited += 1;
-            missing = wal::first_missing(repo, &s.system_id, tli, first, last, s.segment_size)?;
-        }
+        let missing = await_archive(&mut client, &s, stop.archived, || {
+            wal::first_missing(repo, &s.system_id, tli, first, last, s.segment_size)
+        })?;
         let included = match (&missing, s.archives_here || s.streams_here) {
             (None, true) => false,
             (missing, here) => {
@@ -404,16 +397,39 @@ struct Stopped {
     lsn: Lsn,
     label: String,
     tablespace_map: Option<String>,
+    /// The archiver's counts just before the backup stopped (see [`await_archive`]).
+    archived: ArchiverCounts,
 }
 
-fn stop_backup(client: &mut postgres::Client, conn: &Conn, s: &ServerFacts) -> Result<Stopped> {
-    // Wait for the archive only where waiting can end: archiving into strongroom that is
-    // not failing. Otherwise the snapshot carries its WAL itself.
-    let wait = s.archives_here && !s.archiver_failing;
+/// `pg_stat_archiver`'s counts of segments archived and of failed attempts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ArchiverCounts {
+    archived: i64,
+    failed: i64,
+}
+
+fn archiver_counts(client: &mut postgres::Client) -> ArchiverCounts {
+    client
+        .query_one(
+            "SELECT archived_count, failed_count FROM pg_stat_archiver",
+            &[],
+        )
+        .map(|r| ArchiverCounts {
+            archived: r.get(0),
+            failed: r.get(1),
+        })
+        .unwrap_or_default()
+}
+
+fn stop_backup(client: &mut postgres::Client, conn: &Conn) -> Result<Stopped> {
+    // Never pg_backup_stop(true): PostgreSQL checks the archive once a second, so its wait
+    // cost a whole second for a segment archived in 50 ms (40% of an incremental backup's
+    // time). `await_archive` waits in short steps instead, as pgBackRest does.
+    let archived = archiver_counts(client);
     let row = client
         .query_one(
-            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop($1)",
-            &[&wait],
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)",
+            &[],
         )
         .map_err(|e| Error::Source(format!("pg_backup_stop failed: {}", conn.explain(&e))))?;
     let lsn: String = row.get(0);
@@ -423,7 +439,62 @@ fn stop_backup(client: &mut postgres::Client, conn: &Conn, s: &ServerFacts) -> R
             .ok_or_else(|| Error::Source(format!("pg_backup_stop returned LSN {lsn:?}")))?,
         label: row.get(1),
         tablespace_map: map.filter(|m| !m.is_empty()),
+        archived,
     })
+}
+
+/// The longest wait for the archive to take the backup's last segment before the snapshot
+/// carries its WAL itself (an archive behind by many segments takes them in order).
+const ARCHIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+/// The longest wait for `wal receive` to store a segment it streamed.
+const STREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The first of the backup's segments still missing from this repository's archive
+/// (`missing` says), after waiting where waiting can end: while archiving into strongroom
+/// that has not failed since `before` (the counts before `pg_backup_stop`), or while
+/// `wal receive` streams. Looks again each time the archiver archived something (or, when
+/// streaming, in steps of 10 ms doubling to 200 ms), so a segment archived in 50 ms is
+/// waited for about that long.
+fn await_archive(
+    client: &mut postgres::Client,
+    s: &ServerFacts,
+    before: ArchiverCounts,
+    mut missing: impl FnMut() -> Result<Option<(String, Option<String>)>>,
+) -> Result<Option<(String, Option<String>)>> {
+    let archiving = s.archives_here && !s.archiver_failing;
+    let limit = match (archiving, s.streams_here) {
+        (true, _) => ARCHIVE_WAIT,
+        (false, true) => STREAM_WAIT,
+        (false, false) => return missing(),
+    };
+    // Read before looking, so an archive finishing in between is seen as a change.
+    let mut seen = if archiving {
+        archiver_counts(client)
+    } else {
+        before
+    };
+    let mut first = missing()?;
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(10);
+    while first.is_some() && started.elapsed() < limit {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(200));
+        if archiving {
+            let now = archiver_counts(client);
+            if now.failed > before.failed && now.archived == seen.archived {
+                tracing::warn!(
+                    "archive_command failed during the backup; the snapshot carries its WAL instead of waiting"
+                );
+                break;
+            }
+            if now.archived == seen.archived {
+                continue;
+            }
+            seen = now;
+        }
+        first = missing()?;
+    }
+    Ok(first)
 }
 
 /// Waits until the server has flushed WAL up to `lsn`, so the segment files read from
