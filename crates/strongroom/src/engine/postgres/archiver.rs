@@ -33,6 +33,31 @@ impl Archiver {
     }
 }
 
+/// `pg_stat_archiver`'s counts of files archived and of failed attempts: what a backup
+/// watches while it waits for its last segment (one cheap query, where looking at the
+/// repository's archive is a listing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Files archived since the statistics were reset.
+    pub archived: i64,
+    /// Failed attempts since the statistics were reset.
+    pub failed: i64,
+}
+
+/// The archiver's [`Counts`] now, on an open session; `None` when they cannot be read.
+pub fn counts(client: &mut postgres::Client) -> Option<Counts> {
+    client
+        .query_one(
+            "SELECT archived_count, failed_count FROM pg_stat_archiver",
+            &[],
+        )
+        .map(|r| Counts {
+            archived: r.get(0),
+            failed: r.get(1),
+        })
+        .ok()
+}
+
 /// Asks a PostgreSQL server for `pg_stat_archiver` and the archiving settings.
 pub fn ask(url: &str) -> std::result::Result<Archiver, String> {
     let conn = super::server::Conn::parse(url).map_err(|e| e.to_string())?;

@@ -15,6 +15,7 @@
 use super::{BACKUP_LABEL, PhysicalMetadata, TABLESPACE_MAP, WAL_PREFIX};
 use crate::chunker::FixedBatcher;
 use crate::engine::Captured;
+use crate::engine::postgres::archiver::{self, Counts};
 use crate::engine::postgres::cluster::{self, Lsn};
 use crate::engine::postgres::logical::catalog::{row_counts, schema_version};
 use crate::engine::postgres::logical::facts;
@@ -398,34 +399,14 @@ struct Stopped {
     label: String,
     tablespace_map: Option<String>,
     /// The archiver's counts just before the backup stopped (see [`await_archive`]).
-    archived: ArchiverCounts,
-}
-
-/// `pg_stat_archiver`'s counts of segments archived and of failed attempts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct ArchiverCounts {
-    archived: i64,
-    failed: i64,
-}
-
-fn archiver_counts(client: &mut postgres::Client) -> ArchiverCounts {
-    client
-        .query_one(
-            "SELECT archived_count, failed_count FROM pg_stat_archiver",
-            &[],
-        )
-        .map(|r| ArchiverCounts {
-            archived: r.get(0),
-            failed: r.get(1),
-        })
-        .unwrap_or_default()
+    archived: Option<Counts>,
 }
 
 fn stop_backup(client: &mut postgres::Client, conn: &Conn) -> Result<Stopped> {
     // Never pg_backup_stop(true): PostgreSQL checks the archive once a second, so its wait
     // cost a whole second for a segment archived in 50 ms (40% of an incremental backup's
     // time). `await_archive` waits in short steps instead, as pgBackRest does.
-    let archived = archiver_counts(client);
+    let archived = archiver::counts(client);
     let row = client
         .query_one(
             "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)",
@@ -458,7 +439,7 @@ const STREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 fn await_archive(
     client: &mut postgres::Client,
     s: &ServerFacts,
-    before: ArchiverCounts,
+    before: Option<Counts>,
     mut missing: impl FnMut() -> Result<Option<(String, Option<String>)>>,
 ) -> Result<Option<(String, Option<String>)>> {
     let archiving = s.archives_here && !s.archiver_failing;
@@ -467,9 +448,10 @@ fn await_archive(
         (false, true) => STREAM_WAIT,
         (false, false) => return missing(),
     };
-    // Read before looking, so an archive finishing in between is seen as a change.
+    // Read before looking, so an archive finishing in between is seen as a change. Counts
+    // that cannot be read count as a change each time.
     let mut seen = if archiving {
-        archiver_counts(client)
+        archiver::counts(client)
     } else {
         before
     };
@@ -480,15 +462,17 @@ fn await_archive(
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_millis(200));
         if archiving {
-            let now = archiver_counts(client);
-            if now.failed > before.failed && now.archived == seen.archived {
-                tracing::warn!(
-                    "archive_command failed during the backup; the snapshot carries its WAL instead of waiting"
-                );
-                break;
-            }
-            if now.archived == seen.archived {
-                continue;
+            let now = archiver::counts(client);
+            if let (Some(n), Some(b), Some(s)) = (now, before, seen) {
+                if n.failed > b.failed && n.archived == s.archived {
+                    tracing::warn!(
+                        "archive_command failed during the backup; the snapshot carries its WAL instead of waiting"
+                    );
+                    break;
+                }
+                if n.archived == s.archived {
+                    continue;
+                }
             }
             seen = now;
         }
