@@ -463,14 +463,14 @@ fn await_archive(
         pause = (pause * 2).min(std::time::Duration::from_millis(200));
         if archiving {
             let now = archiver::counts(client);
-            if let (Some(n), Some(b), Some(s)) = (now, before, seen) {
-                if n.failed > b.failed && n.archived == s.archived {
+            if let (Some(now), Some(before), Some(seen)) = (now, before, seen) {
+                if now.failed > before.failed && now.archived == seen.archived {
                     tracing::warn!(
                         "archive_command failed during the backup; the snapshot carries its WAL instead of waiting"
                     );
                     break;
                 }
-                if n.archived == s.archived {
+                if now.archived == seen.archived {
                     continue;
                 }
             }

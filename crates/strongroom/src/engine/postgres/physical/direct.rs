@@ -58,11 +58,6 @@ impl DirectFile {
         }
     }
 
-    /// Whether writes bypass the page cache.
-    pub fn is_direct(&self) -> bool {
-        self.direct
-    }
-
     /// Writes what is buffered (the last partial block as an ordinary write) and hands
     /// the file back, to be synced.
     pub fn finish(mut self) -> std::io::Result<File> {
