@@ -205,7 +205,7 @@ fn fetch_blobs(
     sorted.sort_unstable();
     sorted.dedup();
     let mut locs: Vec<(ChunkId, Location)> = Vec::with_capacity(sorted.len());
-    for (id, loc) in sorted.iter().zip(index.get_many(&sorted)) {
+    for (id, loc) in sorted.iter().zip(look_up(index, &sorted)) {
         locs.push((*id, loc.ok_or(Error::MissingChunk(*id))?));
     }
     locs.sort_by_key(|(_, l)| (l.pack, l.offset, l.inner_offset));
@@ -253,6 +253,30 @@ fn fetch_blobs(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Ids looked up together below which a fetch does not split its lookups.
+const LOOKUPS_PER_THREAD: usize = 1024;
+
+/// [`Index::get_many`] of `sorted` (ascending), split into contiguous runs looked up on
+/// [`READERS`] threads at once when there are many: a stream's step waits for its lookups
+/// before any read starts, and a delta snapshot's step looks up half again as many ids
+/// (pages, bases, deltas). Contiguous runs keep neighbours sharing the cache's blocks.
+fn look_up(index: &Index, sorted: &[ChunkId]) -> Vec<Option<Location>> {
+    let threads = READERS.min(sorted.len() / LOOKUPS_PER_THREAD).max(1);
+    if threads == 1 {
+        return index.get_many(sorted);
+    }
+    let per = sorted.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let runs: Vec<_> = sorted
+            .chunks(per)
+            .map(|run| s.spawn(move || index.get_many(run)))
+            .collect();
+        runs.into_iter()
+            .flat_map(|r| r.join().expect("index lookup thread"))
+            .collect()
+    })
 }
 
 /// One ranged read: its segments opened, whole chunks handed on, deltas gathered and then
