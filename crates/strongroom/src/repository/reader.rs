@@ -12,7 +12,8 @@
 //! as everything else, so a parent's segment is opened once: [`stream_file`] writes each
 //! base where its page goes and patches it there; the SQLite restore keeps the bases
 //! ([`fetch_with_bases`]). Lookups go in ascending id order, all at once
-//! (`Index::get_many`).
+//! (`Index::get_many`), in contiguous runs on several threads when a fetch has many (`look_up`):
+//! a step's reads start only once its lookups are done.
 //!
 //! Memory is bounded by the window the caller asks for, not by the file: a file is restored
 //! window by window ([`WINDOW_LISTS`] list blobs, 512 MiB of 4 KiB pages, at a time: the
