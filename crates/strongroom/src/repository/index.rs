@@ -331,22 +331,15 @@ impl Index {
     /// Where a chunk is stored when the index vouches for it ([`Index::vouches_for`]): one
     /// lookup for both.
     pub fn healthy(&self, id: &ChunkId) -> Option<Location> {
-        self.locations(id)
-            .first()
-            .filter(|(l, bad)| !bad && !l.from_host)
-            .map(|(l, _)| *l)
+        vouched(&self.locations(id))
     }
 
     /// [`Index::healthy`] of many chunks, in the order given; ids in ascending order are
     /// looked up fastest (see [`Index::locations_many`]).
     pub fn healthy_many(&self, ids: &[ChunkId]) -> Vec<Option<Location>> {
         self.locations_many(ids)
-            .into_iter()
-            .map(|l| {
-                l.first()
-                    .filter(|(l, bad)| !bad && !l.from_host)
-                    .map(|(l, _)| *l)
-            })
+            .iter()
+            .map(|l| vouched(l))
             .collect()
     }
 
@@ -498,6 +491,15 @@ impl Index {
 }
 
 const MAGIC: &[u8; 4] = b"SRIX";
+
+/// The rule of [`Index::vouches_for`] over a chunk's locations (best first): the first one,
+/// when it is in a pack in good health and was not listed by an append-only key.
+fn vouched(locations: &[(Location, bool)]) -> Option<Location> {
+    locations
+        .first()
+        .filter(|(l, bad)| !bad && !l.from_host)
+        .map(|(l, _)| *l)
+}
 
 /// Encodes entries as an index object body.
 pub fn encode(entries: &[Entry]) -> Vec<u8> {

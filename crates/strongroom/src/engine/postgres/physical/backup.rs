@@ -453,7 +453,7 @@ fn await_archive(
     let mut seen = if archiving {
         archiver::counts(client)
     } else {
-        before
+        None
     };
     let mut first = missing()?;
     let started = std::time::Instant::now();
