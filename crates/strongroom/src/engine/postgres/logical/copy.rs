@@ -10,6 +10,7 @@ use super::super::server::Conn;
 use super::super::tools::Tool;
 use super::catalog::{count_check, table_members};
 use super::estimated;
+use super::load::with_index_build_memory;
 use crate::engine::checks::{CheckOutcome, compare_row_counts};
 use crate::error::{Error, Result};
 use crate::interrupt;
@@ -224,6 +225,9 @@ pub(super) fn parallel_copy_restore(
                     cmd.arg("--no-owner");
                 }
                 db.apply_env(&mut cmd);
+                if section == "post-data" {
+                    with_index_build_memory(&mut cmd, db, jobs);
+                }
                 let out = cmd.output().map_err(|e| {
                     Error::Target(format!(
                         "could not start {}: {e}",
