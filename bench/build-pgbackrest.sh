@@ -18,6 +18,9 @@ if (( ${#missing[@]} )); then
 fi
 mkdir -p "$OUT"
 tar xzf "$SRC" -C "$OUT"
-meson setup --reconfigure "$OUT/build" "$OUT/pgbackrest-2.59.1" >/dev/null
+# --reconfigure only where an earlier build left a tree: meson refuses it on a fresh one.
+RECONF=()
+[[ -f $OUT/build/build.ninja ]] && RECONF=(--reconfigure)
+meson setup "${RECONF[@]}" "$OUT/build" "$OUT/pgbackrest-2.59.1" >/dev/null
 ninja -C "$OUT/build" >/dev/null
 "$OUT/build/src/pgbackrest" version
