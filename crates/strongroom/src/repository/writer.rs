@@ -7,17 +7,16 @@
 //! ```text
 //!  engine ──batches──▶ workers (one per core): keyed hash, dedup; a changed page against
 //!                      the parent's at its position (page deltas, `delta`); the batch's
-//!                      new whole chunks become one segment, its new deltas another:
-//!                      zstd, seal
+//!                      new chunks become one segment: zstd, seal
 //!                          │ (out of order)
 //!                          ▼
-//!                      collector: restores order, builds chunk-id lists, fills two packs
-//!                          │ (whole chunks; deltas and lists: [`Lifetimes`]; 16 MiB, one queued)
+//!                      collector: restores order, builds chunk-id lists, fills packs
+//!                          │ (16 MiB packs, one queued)
 //!                          ▼
 //!                      uploaders (2): put pack (atomic, durable)
 //! ```
-//! In flight at most: 4 queued batches + one per worker + the reorder window, two packs being
-//! filled, one queued and two uploading: about 110 MB whatever the database size.
+//! In flight at most: 4 queued batches + one per worker + the reorder window, one pack being
+//! filled, one queued and two uploading: about 90 MB whatever the database size.
 //!
 //! Dedup: a chunk is new if neither the repository index nor this session has seen it; the
 //! first worker to claim an id encodes it, the rest only record the id. Claims are held in
@@ -89,28 +88,10 @@ struct Processed {
     ids: Vec<ChunkId>,
     /// The batch's positions stored as deltas, in order.
     records: Vec<DeltaRecord>,
-    /// The batch's new whole chunks (long-lived: see [`Lifetimes`]).
     segment: Option<pack::Segment>,
-    /// The batch's new page deltas (short-lived).
-    deltas: Option<pack::Segment>,
     bytes: u64,
     end: Option<FileEnd>,
     reused: Option<FileEntry>,
-}
-
-/// The packs a session fills, one per expected lifetime, so that a prune finds packs whole
-/// unused instead of a few live chunks in each (docs/ARCHITECTURE.md, "Packs by lifetime").
-/// A whole page stays needed until a later snapshot stores its position again and every
-/// snapshot naming it is forgotten; under page deltas that is rare (a changed page is stored
-/// against it). A page delta, a chunk-id list and a delta-record blob are needed only until
-/// their position changes again, and a daily 1% update changes a third of a SQLite
-/// database's pages: once its day is forgotten, a pack of them is almost all unused.
-#[derive(Default)]
-struct Lifetimes {
-    /// Whole chunks: pages, and a stream's content-defined chunks.
-    long: PackBuilder,
-    /// Page deltas, chunk-id lists and delta-record blobs.
-    short: PackBuilder,
 }
 
 /// Keeps the first error any pipeline thread hit.
@@ -386,7 +367,6 @@ impl<'r> BackupWriter<'r> {
                 ids: Vec::new(),
                 records: Vec::new(),
                 segment: None,
-                deltas: None,
                 bytes: 0,
                 end,
                 reused,
@@ -472,16 +452,12 @@ impl<'r> BackupWriter<'r> {
                 new.push((c.content, &batch.data[s..batch.ends[c.at]]));
             }
         }
-        let deltas: Vec<(ChunkId, &[u8])> = deltas
-            .iter()
-            .map(|(id, blob)| (*id, blob.as_slice()))
-            .collect();
-        let stored = (new.len() + deltas.len()) as u64;
-        self.new_chunks.fetch_add(stored, Ordering::Relaxed);
+        new.extend(deltas.iter().map(|(id, blob)| (*id, blob.as_slice())));
+        self.new_chunks
+            .fetch_add(new.len() as u64, Ordering::Relaxed);
         self.reused_chunks
-            .fetch_add(ids.len() as u64 - stored, Ordering::Relaxed);
+            .fetch_add((ids.len() - new.len()) as u64, Ordering::Relaxed);
         let segment = (!new.is_empty()).then(|| pack::encode_segment(key, z, &new));
-        let deltas = (!deltas.is_empty()).then(|| pack::encode_segment(key, z, &deltas));
         let bytes = batch.data.len() as u64;
         records.sort_unstable_by_key(|r| r.position);
         Ok(tx
@@ -490,7 +466,6 @@ impl<'r> BackupWriter<'r> {
                 ids,
                 records,
                 segment,
-                deltas,
                 bytes,
                 end: None,
                 reused: None,
@@ -548,7 +523,7 @@ impl<'r> BackupWriter<'r> {
             .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
         let mut pending: BTreeMap<u64, Processed> = BTreeMap::new();
         let mut next = 0u64;
-        let mut packs = Lifetimes::default();
+        let mut pack = PackBuilder::default();
         let mut list: Vec<u8> = Vec::with_capacity(IDS_PER_LIST * 32);
         let mut lists = Vec::new();
         // The current list's delta records, and one entry per list blob written.
@@ -561,21 +536,12 @@ impl<'r> BackupWriter<'r> {
             tx.send(pack.finish(key))
                 .map_err(|_| Error::Internal("pack upload stopped".into()))
         };
-        // Adds a segment to a pack, sending the pack on once it is full.
-        let add = |pack: &mut PackBuilder, seg: &pack::Segment| -> Result<()> {
-            pack.add(seg);
-            if pack.len() >= PACK_TARGET {
-                send(pack)?;
-            }
-            Ok(())
-        };
         // A list blob, and beside it the blob of its positions' delta records (if any).
         let mut flush_list = |list: &mut Vec<u8>,
                               recs: &mut Vec<u8>,
                               pack: &mut PackBuilder,
                               lists: &mut Vec<_>,
-                              deltas: &mut Vec<Option<ChunkId>>|
-         -> Result<()> {
+                              deltas: &mut Vec<Option<ChunkId>>| {
             let id = key.chunk_id(list);
             let rid = (!recs.is_empty()).then(|| key.chunk_id(recs));
             let mut blobs: Vec<(ChunkId, &[u8])> = Vec::new();
@@ -586,13 +552,12 @@ impl<'r> BackupWriter<'r> {
                 blobs.push((r, recs.as_slice()));
             }
             if !blobs.is_empty() {
-                add(pack, &pack::encode_segment(key, &mut z, &blobs))?;
+                pack.add(&pack::encode_segment(key, &mut z, &blobs));
             }
             lists.push(id);
             deltas.push(rid);
             list.clear();
             recs.clear();
-            Ok(())
         };
         for p in rx {
             if failure.is_set() {
@@ -604,10 +569,10 @@ impl<'r> BackupWriter<'r> {
                 next += 1;
                 size += p.bytes;
                 if let Some(seg) = &p.segment {
-                    add(&mut packs.long, seg)?;
-                }
-                if let Some(seg) = &p.deltas {
-                    add(&mut packs.short, seg)?;
+                    pack.add(seg);
+                    if pack.len() >= PACK_TARGET {
+                        send(&mut pack)?;
+                    }
                 }
                 let mut records = p.records.iter().peekable();
                 for id in &p.ids {
@@ -617,8 +582,10 @@ impl<'r> BackupWriter<'r> {
                     list.extend_from_slice(&id.0);
                     chunks += 1;
                     if list.len() == IDS_PER_LIST * 32 {
-                        let short = &mut packs.short;
-                        flush_list(&mut list, &mut recs, short, &mut lists, &mut deltas)?;
+                        flush_list(&mut list, &mut recs, &mut pack, &mut lists, &mut deltas);
+                        if pack.len() >= PACK_TARGET {
+                            send(&mut pack)?;
+                        }
                     }
                 }
                 if let Some(entry) = p.reused {
@@ -626,8 +593,10 @@ impl<'r> BackupWriter<'r> {
                 }
                 if let Some(end) = p.end {
                     if !list.is_empty() {
-                        let short = &mut packs.short;
-                        flush_list(&mut list, &mut recs, short, &mut lists, &mut deltas)?;
+                        flush_list(&mut list, &mut recs, &mut pack, &mut lists, &mut deltas);
+                        if pack.len() >= PACK_TARGET {
+                            send(&mut pack)?;
+                        }
                     }
                     files.push(FileEntry {
                         name: end.name,
@@ -654,10 +623,8 @@ impl<'r> BackupWriter<'r> {
         }
         // Chunks after the last end belong to a file whose producer failed: its own error
         // is what the session reports.
-        for pack in [&mut packs.long, &mut packs.short] {
-            if !pack.is_empty() {
-                send(pack)?;
-            }
+        if !pack.is_empty() {
+            send(&mut pack)?;
         }
         Ok(files)
     }
@@ -704,4 +671,197 @@ impl<'r> BackupWriter<'r> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+pub(crate) mod tests {
+    use super::*;
+    use crate::chunker::{CdcBatcher, FixedBatcher};
+    use crate::crypto::KdfParams;
+    use crate::progress::Silent;
+    use crate::repository::layout::ObjectKind;
+    use crate::repository::snapshot::{FileEntry, Snapshot};
+    use crate::storage::Storage;
+
+    /// An encrypted repository in memory, with a cheap key derivation.
+    pub(crate) fn memory_repo() -> Repository {
+        let cheap = KdfParams {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        };
+        Repository::init(Storage::from_url("memory://").unwrap(), Some(b"pw"), cheap).unwrap()
+    }
+
+    /// `n` pseudo-random 4 KiB pages.
+    pub(crate) fn pages(n: usize, seed: u64) -> Vec<u8> {
+        let mut rng = crate::hotel::Rng::new(seed);
+        (0..n * 4096 / 8)
+            .flat_map(|_| rng.next_u64().to_le_bytes())
+            .collect()
+    }
+
+    /// Stores `data` as one page-chunked file in a session of its own.
+    pub(crate) fn store_pages(repo: &Repository, data: &[u8]) -> (FileEntry, WriteStats) {
+        store_pages_on(repo, data, None)
+    }
+
+    /// [`store_pages`], its changed pages stored against `parent` (page deltas).
+    pub(crate) fn store_pages_on(
+        repo: &Repository,
+        data: &[u8],
+        parent: Option<&FileEntry>,
+    ) -> (FileEntry, WriteStats) {
+        let w = BackupWriter::new(repo).unwrap();
+        let f = w
+            .write_file("main.db", Chunking::Fixed { size: 4096 }, &Silent, |sink| {
+                sink.base_on(parent.cloned());
+                let mut b = FixedBatcher::new(4096);
+                for page in data.chunks(4096) {
+                    if let Some(x) = b.push(page) {
+                        sink.push(x)?;
+                    }
+                }
+                if let Some(x) = b.finish() {
+                    sink.push(x)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        (f, w.finish().unwrap())
+    }
+
+    /// Stores `data` as one content-defined stream in a session of its own.
+    pub(crate) fn store_stream(repo: &Repository, data: &[u8]) -> FileEntry {
+        let w = BackupWriter::new(repo).unwrap();
+        let f = w
+            .write_file("dump", Chunking::ContentDefined, &Silent, |sink| {
+                let mut b = CdcBatcher::new();
+                for piece in data.chunks(100_000) {
+                    if let Some(x) = b.push(piece) {
+                        sink.push(x)?;
+                    }
+                }
+                if let Some(x) = b.finish() {
+                    sink.push(x)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        w.finish().unwrap();
+        f
+    }
+
+    /// A manifest holding `files`, as a backup would write it.
+    pub(crate) fn snapshot_of(repo: &Repository, files: Vec<FileEntry>) -> Snapshot {
+        let mut s = crate::repository::snapshot::tests::sample("", "test", &[]);
+        s.files = files;
+        repo.write_snapshot(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_session_stores_each_page_once_and_a_second_adds_nothing() {
+        let repo = memory_repo();
+        let half = pages(300, 1);
+        let data = [half.as_slice(), half.as_slice()].concat();
+        let (f, stats) = store_pages(&repo, &data);
+        assert_eq!((f.size, f.chunks), (data.len() as u64, 600));
+        // 300 distinct pages (the list blob naming all 600 is stored but not counted).
+        assert_eq!(stats.new_chunks, 300);
+        assert_eq!(stats.reused_chunks, 300);
+        assert_eq!(stats.size, data.len() as u64);
+        let listed = |kind: ObjectKind| repo.storage().list(kind.folder()).unwrap().len();
+        assert_eq!(listed(ObjectKind::Index), 1);
+        assert!(listed(ObjectKind::Pack) >= 1);
+
+        let (again, stats) = store_pages(&repo, &data);
+        assert_eq!(again, f, "the same content gives the same chunk lists");
+        assert_eq!((stats.new_chunks, stats.added), (0, 0));
+        assert_eq!(
+            listed(ObjectKind::Index),
+            1,
+            "no index object for nothing new"
+        );
+
+        // Every indexed chunk points into a pack that exists.
+        let index = repo.load_index().unwrap();
+        for (_, loc) in index.entries() {
+            assert!(repo.storage().exists(&loc.pack.object_key()).unwrap());
+        }
+    }
+
+    #[test]
+    fn one_session_stores_many_files_in_shared_packs() {
+        let repo = memory_repo();
+        let w = BackupWriter::new(&repo).unwrap();
+        let sizes = [3 * 4096, 0, 4096 + 100, 8 * 4096];
+        let chunking = Chunking::Fixed { size: 4096 };
+        let files = w
+            .write_files(3, &Silent, |sink| {
+                for (i, n) in sizes.iter().enumerate() {
+                    let data = pages(9, i as u64)[..*n].to_vec();
+                    let mut b = FixedBatcher::new(4096);
+                    if let Some(x) = b.push(&data) {
+                        sink.push(x)?;
+                    }
+                    if let Some(x) = b.finish() {
+                        sink.push(x)?;
+                    }
+                    let tree = TreeEntry {
+                        mode: 0o600,
+                        ..TreeEntry::default()
+                    };
+                    sink.end_file(&format!("base/{i}"), chunking, Some(tree))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let got: Vec<(String, u64, u64)> = files
+            .iter()
+            .map(|f| (f.name.clone(), f.size, f.chunks))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("base/0".into(), 3 * 4096, 3),
+                ("base/1".into(), 0, 0),
+                ("base/2".into(), 4196, 2),
+                ("base/3".into(), 8 * 4096, 8),
+            ]
+        );
+        assert!(files[1].lists.is_empty());
+        assert_eq!(files[0].tree.as_ref().unwrap().mode, 0o600);
+        w.finish().unwrap();
+        // Small files share one pack instead of shipping one part-filled pack each.
+        let packs = repo.storage().list(ObjectKind::Pack.folder()).unwrap();
+        assert_eq!(packs.len(), 1);
+        // And each reads back.
+        let snap = snapshot_of(&repo, files.clone());
+        let index = repo.load_index().unwrap();
+        for (i, f) in snap.files.iter().enumerate() {
+            let mut out = Vec::new();
+            crate::repository::reader::stream_file(&repo, &index, &snap, f, &mut out, &Silent)
+                .unwrap();
+            assert_eq!(out, pages(9, i as u64)[..sizes[i]].to_vec(), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn a_failing_producer_fails_the_file_with_its_own_error() {
+        let repo = memory_repo();
+        let w = BackupWriter::new(&repo).unwrap();
+        let data = pages(8, 2);
+        let r = w.write_file("main.db", Chunking::Fixed { size: 4096 }, &Silent, |sink| {
+            let mut b = FixedBatcher::new(4096);
+            b.push(&data);
+            sink.push(b.finish().unwrap())?;
+            Err(Error::Source("the source went away".into()))
+        });
+        let e = r.unwrap_err();
+        assert_eq!(e.to_string(), "the source went away");
+        assert!(
+            repo.storage()
+                .list(ObjectKind::Snapshot.folder())
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
