@@ -30,6 +30,9 @@ pub(super) fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Records [`Run::read_near`] reads on either side of a key's interpolated place.
+const NEAR: u64 = 16;
+
 /// Writes one run file from records in ascending order, under a temporary name until
 /// [`RunWriter::finish`] renames it into place.
 pub struct RunWriter<const V: usize> {
@@ -285,6 +288,39 @@ impl<const V: usize> Run<V> {
         self.file.read_exact_at(buf, start * rec)
     }
 
+    /// Reads into `buf` the records around where `key` should sit in block `block`, and says
+    /// whether they surely hold every record of `key` (else the caller reads the block).
+    /// Keys are uniform hashes, so a key's place in its block is about where its prefix
+    /// falls between the block's fence and the next: of 128 records, within ±6 of it on
+    /// average at worst, so [`NEAR`] records either side nearly always do. Sure means the
+    /// window's first key is below `key` (or the window starts the block) and its last above
+    /// it (or ends the block). A lookup copies 1.7 KiB from the page cache instead of the
+    /// 6.6 KiB block: restores look up every chunk they write.
+    pub(super) fn read_near(&self, block: usize, key: &Key, buf: &mut Vec<u8>) -> io::Result<bool> {
+        let rec = record_len(V);
+        let b = u64::from(self.block_records);
+        let start = block as u64 * b;
+        let n = self.count.saturating_sub(start).min(b);
+        let lo = self.fences[block];
+        let hi = self.fences.get(block + 1).copied().unwrap_or(u64::MAX);
+        let p = prefix(key);
+        let est = if hi > lo {
+            (u128::from(p.saturating_sub(lo)) * u128::from(n) / u128::from(hi - lo)) as u64
+        } else {
+            0
+        };
+        let from = est.saturating_sub(NEAR).min(n);
+        let to = (est + NEAR + 1).min(n);
+        buf.resize((to - from) as usize * rec, 0);
+        self.file.read_exact_at(buf, (start + from) * rec as u64)?;
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        let below = from == 0 || buf[..32] < key[..];
+        let above = to == n || buf[buf.len() - rec..][..32] > key[..];
+        Ok(below && above)
+    }
+
     /// Appends the values stored under `key` in `records` (whole records, sorted) to `out`.
     pub(super) fn search(records: &[u8], key: &Key, out: &mut Vec<[u8; V]>) {
         let rec = record_len(V);
@@ -314,7 +350,9 @@ impl<const V: usize> Run<V> {
         out: &mut Vec<[u8; V]>,
     ) -> io::Result<()> {
         if let Some((first, last)) = self.blocks_for(key) {
-            self.read_blocks(first, last, buf)?;
+            if first != last || !self.read_near(first, key, buf)? {
+                self.read_blocks(first, last, buf)?;
+            }
             Self::search(buf, key, out);
         }
         Ok(())
@@ -339,7 +377,8 @@ impl<const V: usize> Run<V> {
         let mut cached: Option<(usize, usize)> = None;
         let rec = record_len(V);
         let b = self.block_records as usize;
-        for (key, out) in keys.iter().zip(out.iter_mut()) {
+        let mut near = Vec::new();
+        for (i, (key, out)) in keys.iter().zip(out.iter_mut()).enumerate() {
             let Some((first, last)) = self.blocks_for(key) else {
                 continue;
             };
@@ -348,6 +387,13 @@ impl<const V: usize> Run<V> {
                     let from = ((first - cf) * b * rec).min(buf.len());
                     let to = ((last + 1 - cf) * b * rec).min(buf.len());
                     Self::search(&buf[from..to], key, out);
+                }
+                // Alone in its block (the next key is elsewhere): the records around it.
+                _ if first == last
+                    && keys.get(i + 1).and_then(|k| self.blocks_for(k)) != Some((first, last))
+                    && self.read_near(first, key, &mut near)? =>
+                {
+                    Self::search(&near, key, out);
                 }
                 _ => {
                     self.read_blocks(first, last, &mut buf)?;

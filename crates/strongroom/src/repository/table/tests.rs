@@ -316,6 +316,54 @@ fn lookups_across_blocks_with_equal_prefixes() {
 }
 
 #[test]
+fn uniform_keys_are_found_around_their_interpolated_place() {
+    // Random keys, as chunk ids are: lookups read the records around where a key should sit
+    // in its block, and the whole block when those cannot be sure. Some keys have several
+    // values, some blocks are a single key's.
+    let mut seed = 7u64;
+    let mut records: Vec<Record<4>> = Vec::new();
+    for i in 0..5_000u32 {
+        let k = random_key(&mut seed);
+        let copies = if i % 97 == 0 { 3 } else { 1 };
+        for v in 0..copies {
+            records.push((k, [v, (i % 251) as u8, 0, 1]));
+        }
+    }
+    let crowded = random_key(&mut seed);
+    records.extend((0..300u32).map(|v| (crowded, v.to_le_bytes())));
+    records.sort_unstable();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run");
+    let mut writer = RunWriter::<4>::create(&path, 128).unwrap();
+    for (k, v) in &records {
+        writer.push(k, v).unwrap();
+    }
+    let run = writer.finish().unwrap();
+    let mut probes: Vec<Key> = records.iter().map(|r| r.0).collect();
+    probes.dedup();
+    probes.extend((0..2_000).map(|_| random_key(&mut seed)));
+    let want = |p: &Key| -> Vec<[u8; 4]> {
+        let from = records.partition_point(|r| r.0 < *p);
+        records[from..]
+            .iter()
+            .take_while(|r| r.0 == *p)
+            .map(|r| r.1)
+            .collect()
+    };
+    // Unsorted (each key alone in its block) and sorted (neighbours share blocks).
+    let many = run.get_many(&probes).unwrap();
+    for (p, got) in probes.iter().zip(&many) {
+        assert_eq!(*got, want(p));
+        assert_eq!(run.get_all(p).unwrap(), want(p));
+    }
+    probes.sort_unstable();
+    for (p, got) in probes.iter().zip(run.get_many(&probes).unwrap()) {
+        assert_eq!(got, want(p));
+    }
+    assert_eq!(want(&crowded).len(), 300);
+}
+
+#[test]
 fn run_writer_refuses_disorder_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run");
