@@ -16,7 +16,9 @@
 //! files of sorted runs, and memory holds only a fence per block of 128 records: the first 8
 //! bytes of the block's first key. Keys are uniformly distributed hashes, so a binary search
 //! of the fences finds the one block that can hold a key, and one positioned read of that
-//! block (6.6 KiB for the index's 52-byte records) answers the lookup. The in-memory cost is
+//! block (6.6 KiB for the index's 52-byte records) answers the lookup; of the part of it
+//! around the key's interpolated place, where that part is sure to hold it
+//! ([`Run::read_near`]). The in-memory cost is
 //! 8 / 128 = 0.0625 bytes per record: 81 MB for 1.3 billion chunks (10 TB of 8 KiB chunks),
 //! plus one block buffer per lookup in flight and 256 KiB to 1 MiB per run being iterated.
 //! An LSM tree or B-tree would also do; sorted runs need no page management, no write-ahead

@@ -33,7 +33,6 @@ pub(super) const INDEX_BUILD_MEMORY: u64 = 1 << 30;
 /// own is higher or cannot be read (then nothing is set). The caller's own `PGOPTIONS` come
 /// after, so a setting given there wins.
 pub(super) fn with_index_build_memory(cmd: &mut Command, db: &Conn, jobs: usize) {
-    let per_job_kb = INDEX_BUILD_MEMORY / 1024 / jobs.max(1) as u64;
     let server_kb = db.connect().ok().and_then(|mut c| {
         c.query_one(
             "SELECT setting::bigint FROM pg_settings WHERE name = 'maintenance_work_mem'",
@@ -42,18 +41,29 @@ pub(super) fn with_index_build_memory(cmd: &mut Command, db: &Conn, jobs: usize)
         .ok()
         .map(|r| r.get::<_, i64>(0))
     });
-    match server_kb {
-        Some(kb) if (kb as u64) < per_job_kb => {
-            let mut opts =
-                std::ffi::OsString::from(format!("-c maintenance_work_mem={per_job_kb}kB"));
-            if let Some(theirs) = std::env::var_os("PGOPTIONS") {
-                opts.push(" ");
-                opts.push(theirs);
-            }
-            cmd.env("PGOPTIONS", opts);
-        }
-        _ => {}
+    if let Some(opts) = index_build_options(server_kb, jobs, std::env::var_os("PGOPTIONS")) {
+        cmd.env("PGOPTIONS", opts);
     }
+}
+
+/// The `PGOPTIONS` of [`with_index_build_memory`], from the server's `maintenance_work_mem`
+/// in kB (`None`: unknown) and the caller's own `PGOPTIONS`; `None` leaves them as they are.
+fn index_build_options(
+    server_kb: Option<i64>,
+    jobs: usize,
+    theirs: Option<std::ffi::OsString>,
+) -> Option<std::ffi::OsString> {
+    let per_job_kb = INDEX_BUILD_MEMORY / 1024 / jobs.max(1) as u64;
+    let server_kb = u64::try_from(server_kb?).ok()?;
+    if server_kb >= per_job_kb {
+        return None;
+    }
+    let mut opts = std::ffi::OsString::from(format!("-c maintenance_work_mem={per_job_kb}kB"));
+    if let Some(theirs) = theirs {
+        opts.push(" ");
+        opts.push(theirs);
+    }
+    Some(opts)
 }
 
 /// Restores the dump into the existing, empty database `db` with `pg_restore`. Returns the
@@ -193,4 +203,29 @@ pub(super) fn pg_restore_into(
         )));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::index_build_options;
+    use std::ffi::OsString;
+
+    #[test]
+    fn index_builds_get_more_memory_but_never_less_and_the_callers_options_win() {
+        // PostgreSQL's default (64 MB), two jobs: 512 MiB each.
+        assert_eq!(
+            index_build_options(Some(65_536), 2, None),
+            Some(OsString::from("-c maintenance_work_mem=524288kB"))
+        );
+        // The caller's own options come after, so theirs win where both set one.
+        assert_eq!(
+            index_build_options(Some(65_536), 1, Some("-c maintenance_work_mem=2GB".into())),
+            Some(OsString::from(
+                "-c maintenance_work_mem=1048576kB -c maintenance_work_mem=2GB"
+            ))
+        );
+        // A server configured higher, or one that could not be asked, is left alone.
+        assert_eq!(index_build_options(Some(4 << 20), 2, None), None);
+        assert_eq!(index_build_options(None, 2, None), None);
+    }
 }
