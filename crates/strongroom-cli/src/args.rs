@@ -52,7 +52,8 @@ Environment (every variable strongroom reads):
   Azure: AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_KEY, AZURE_STORAGE_ENDPOINT
   GCS: GOOGLE_APPLICATION_CREDENTIALS; STORAGE_EMULATOR_HOST (an emulator: no credentials)
   PostgreSQL, as libpq reads them: PGHOST, PGPORT, PGUSER (else USER, LOGNAME), PGDATABASE,
-    PGPASSWORD, PGPASSFILE, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGCONNECT_TIMEOUT
+    PGPASSWORD, PGPASSFILE, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGCONNECT_TIMEOUT,
+    PGOPTIONS (a logical restore puts a larger maintenance_work_mem first; yours win)
   HOSTNAME: this host's name when /proc does not say; TMPDIR: spool and scratch files
   Test hooks, leave unset: STRONGROOM_FAULT, STRONGROOM_FAULT_DIR,
     STRONGROOM_ALERT_BACKOFF_MS, STRONGROOM_LOCK_HEARTBEAT";
