@@ -56,7 +56,7 @@
 //! who cannot read the repository, and nothing in such a repository is secret anyway. The
 //! cost is one sequential read of the runs per index load, ~52 bytes per chunk: on 1 M
 //! records (52 MB, an 8 GB database of 8 KiB pages) 0.02-0.05 s from the page cache on two
-//! shared cores (`table::tests::keyed_open_cost_at_a_million_records`), about 0.1 s cold at
+//! shared cores (`table::speed::keyed_open_cost_at_a_million_records`), about 0.1 s cold at
 //! 500 MB/s; 52 GB per billion chunks, 20 s to 2 minutes by the disk: small beside reading
 //! the database, whose size it is 0.6% of (per-block tags would remove it; see the table).
 //! Restore, check and prune load the index the same way, so they are covered too.

@@ -752,4 +752,6 @@ impl<const V: usize> Iterator for MergedIter<V> {
 }
 
 #[cfg(test)]
+mod speed;
+#[cfg(test)]
 mod tests;
