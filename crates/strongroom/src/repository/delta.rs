@@ -205,10 +205,14 @@ impl Bases {
         records: &mut Vec<DeltaRecord>,
         claim: impl Fn(&ChunkId) -> bool,
     ) -> Vec<(ChunkId, Vec<u8>)> {
-        let mut located: Vec<(usize, Location)> = changed
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| index.healthy(&c.base).map(|l| (i, l)))
+        // One sorted batch of lookups: ascending ids share the index cache's blocks.
+        let mut order: Vec<usize> = (0..changed.len()).collect();
+        order.sort_unstable_by_key(|&i| changed[i].base);
+        let bases: Vec<ChunkId> = order.iter().map(|&i| changed[i].base).collect();
+        let mut located: Vec<(usize, Location)> = order
+            .into_iter()
+            .zip(index.healthy_many(&bases))
+            .filter_map(|(i, l)| l.map(|l| (i, l)))
             .collect();
         located.sort_unstable_by_key(|(_, l)| (l.pack, l.offset, l.inner_offset));
         let key = repo.key();
