@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod cache;
+pub mod columns;
 pub mod catalog;
 pub mod damage;
 pub mod deletion;

@@ -35,7 +35,7 @@
 use super::Repository;
 use super::delta::{self, Parent};
 use super::index::{Entry, Index};
-use super::pack::{self, FinishedPack, PACK_TARGET, PackBuilder};
+use super::pack::{self, Coding, FinishedPack, Layout, PACK_TARGET, PackBuilder};
 use super::snapshot::{Chunking, DeltaRecord, FileEntry, IDS_PER_LIST, TreeEntry};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
@@ -251,8 +251,8 @@ impl<'r> BackupWriter<'r> {
     where
         F: FnOnce(&mut ChunkSink<'_>) -> Result<()>,
     {
-        let level = self.level_for(chunking);
-        let mut files = self.write_files(level, progress, |sink| {
+        let coding = self.coding_for(chunking);
+        let mut files = self.write_files(coding, progress, |sink| {
             produce(sink)?;
             sink.end_file(name, chunking, None)
         })?;
@@ -264,11 +264,16 @@ impl<'r> BackupWriter<'r> {
         self.repo
     }
 
-    /// The zstd level for chunks cut this way.
-    pub fn level_for(&self, chunking: Chunking) -> i32 {
+    /// How segments of chunks cut this way are encoded: pages at the repository's level as
+    /// they are; streams (logical dumps) at its stream level, laid out by columns where they
+    /// are rows of text.
+    pub fn coding_for(&self, chunking: Chunking) -> Coding {
         match chunking {
-            Chunking::Fixed { .. } => self.repo.config().compression_level,
-            Chunking::ContentDefined => self.repo.config().stream_compression_level,
+            Chunking::Fixed { .. } => Coding::pages(self.repo.config().compression_level),
+            Chunking::ContentDefined => Coding {
+                level: self.repo.config().stream_compression_level,
+                layout: Layout::Columns,
+            },
         }
     }
 
@@ -278,7 +283,7 @@ impl<'r> BackupWriter<'r> {
     /// a part-filled pack after each). Returns the entries in the order the files ended.
     pub fn write_files<F>(
         &self,
-        level: i32,
+        coding: Coding,
         progress: &dyn Progress,
         produce: F,
     ) -> Result<Vec<FileEntry>>
@@ -294,7 +299,7 @@ impl<'r> BackupWriter<'r> {
             for _ in 0..workers() {
                 let (rx, tx, failure) = (batch_rx.clone(), done_tx.clone(), &failure);
                 s.spawn(move || {
-                    if let Err(e) = self.work(level, rx, tx) {
+                    if let Err(e) = self.work(coding, rx, tx) {
                         failure.set(e);
                     }
                 });
@@ -345,8 +350,8 @@ impl<'r> BackupWriter<'r> {
         Ok(files)
     }
 
-    fn work(&self, level: i32, rx: Receiver<Numbered>, tx: Sender<Processed>) -> Result<()> {
-        let mut z = zstd::bulk::Compressor::new(level)
+    fn work(&self, coding: Coding, rx: Receiver<Numbered>, tx: Sender<Processed>) -> Result<()> {
+        let mut z = zstd::bulk::Compressor::new(coding.level)
             .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
         let mut bases = delta::Bases::default();
         let key = self.repo.key();
@@ -354,7 +359,7 @@ impl<'r> BackupWriter<'r> {
             let (end, reused) = match item {
                 Item::Batch(b, first, parent) => {
                     let at = (first, parent.as_deref());
-                    if !self.process(seq, b, at, key, (&mut z, &mut bases), &tx)? {
+                    if !self.process(seq, b, at, key, (&mut z, coding.layout, &mut bases), &tx)? {
                         break;
                     }
                     continue;
@@ -386,7 +391,7 @@ impl<'r> BackupWriter<'r> {
         batch: Batch,
         at: (u64, Option<&Parent>),
         key: &crate::crypto::MasterKey,
-        (z, bases): (&mut zstd::bulk::Compressor<'static>, &mut delta::Bases),
+        (z, layout, bases): (&mut zstd::bulk::Compressor<'static>, Layout, &mut delta::Bases),
         tx: &Sender<Processed>,
     ) -> Result<bool> {
         let (first, parent) = at;
@@ -457,7 +462,7 @@ impl<'r> BackupWriter<'r> {
             .fetch_add(new.len() as u64, Ordering::Relaxed);
         self.reused_chunks
             .fetch_add((ids.len() - new.len()) as u64, Ordering::Relaxed);
-        let segment = (!new.is_empty()).then(|| pack::encode_segment(key, z, &new));
+        let segment = (!new.is_empty()).then(|| pack::encode_segment(key, z, &new, layout));
         let bytes = batch.data.len() as u64;
         records.sort_unstable_by_key(|r| r.position);
         Ok(tx
@@ -552,7 +557,7 @@ impl<'r> BackupWriter<'r> {
                 blobs.push((r, recs.as_slice()));
             }
             if !blobs.is_empty() {
-                pack.add(&pack::encode_segment(key, &mut z, &blobs));
+                pack.add(&pack::encode_segment(key, &mut z, &blobs, Layout::AsIs));
             }
             lists.push(id);
             deltas.push(rid);
@@ -795,7 +800,7 @@ pub(crate) mod tests {
         let sizes = [3 * 4096, 0, 4096 + 100, 8 * 4096];
         let chunking = Chunking::Fixed { size: 4096 };
         let files = w
-            .write_files(3, &Silent, |sink| {
+            .write_files(Coding::pages(3), &Silent, |sink| {
                 for (i, n) in sizes.iter().enumerate() {
                     let data = pages(9, i as u64)[..*n].to_vec();
                     let mut b = FixedBatcher::new(4096);

@@ -25,7 +25,7 @@ use crate::id::{ChunkId, PackId};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::{Entry, Index, Location};
-use crate::repository::pack::{self, PACK_TARGET, PackBuilder};
+use crate::repository::pack::{self, Layout, PACK_TARGET, PackBuilder};
 use crate::repository::usage::{SortedIds, walk_index};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -231,7 +231,7 @@ pub(super) fn repack(
             return;
         }
         let refs: Vec<(ChunkId, &[u8])> = batch.iter().map(|(id, d)| (*id, d.as_slice())).collect();
-        builder.add(&pack::encode_segment(key, &mut z, &refs));
+        builder.add(&pack::encode_segment(key, &mut z, &refs, Layout::Columns));
         batch.clear();
     };
     let put_pack = |builder: &mut PackBuilder, entries: &mut Vec<Entry>| -> Result<u64> {

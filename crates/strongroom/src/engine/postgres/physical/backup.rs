@@ -241,13 +241,13 @@ pub fn backup(
     let chunking = Chunking::Fixed {
         size: s.block_size.max(4096),
     };
-    let level = writer.level_for(chunking);
+    let coding = writer.coding_for(chunking);
     progress.begin("physical", total.map(|t| t as u64));
     let mut stopped = None;
     let mut tablespaces = BTreeMap::new();
     let mut reused = (0u64, 0u64);
     let reuse = parent.as_ref().map(|p| Reuse::new(writer, p));
-    let files = writer.write_files(level, progress, |sink| {
+    let files = writer.write_files(coding, progress, |sink| {
         let mut walker = Walker {
             sink,
             chunking,

@@ -420,7 +420,7 @@ pub(super) mod tests {
         let w = BackupWriter::new(repo).unwrap();
         let chunking = Chunking::Fixed { size: 4096 };
         let files = w
-            .write_files(3, &Silent, |sink| {
+            .write_files(crate::repository::pack::Coding::pages(3), &Silent, |sink| {
                 for e in entries {
                     let (name, tree) = match e {
                         Forged::Dir(name) => (
