@@ -137,7 +137,8 @@ fn records_of(dir: &Path) -> Vec<Record<20>> {
 
 /// The records of the cache in `dir` (`<cache>/<repository id>/index-v1`) with their pack
 /// numbers resolved through its pack table: (chunk id, pack id, the rest of the value with
-/// its append-only flag), sorted, each once.
+/// its append-only flag), sorted, each once; without the records of slots a prune marked
+/// dropped (all zeros), which every reader skips.
 fn cache_contents(dir: &Path) -> Vec<([u8; 32], [u8; 32], [u8; 17])> {
     let packs = std::fs::read(dir.join("packs")).unwrap();
     let mut out: Vec<_> = records_of(dir)
@@ -151,62 +152,84 @@ fn cache_contents(dir: &Path) -> Vec<([u8; 32], [u8; 32], [u8; 17])> {
             rest[16] = (number >> 31) as u8;
             (k, pack, rest)
         })
+        .filter(|(_, pack, _)| *pack != [0u8; 32])
         .collect();
     out.sort_unstable();
     out.dedup();
     out
 }
 
+/// Slots of the cache's pack table a prune marked dropped.
+fn dropped_slots(dir: &Path) -> usize {
+    let packs = std::fs::read(dir.join("packs")).unwrap();
+    packs.chunks_exact(32).filter(|p| *p == [0u8; 32]).count()
+}
+
 /// A prune brings the local cache in step itself: the next job has nothing to rebuild,
-/// and the cache holds exactly what one built from the repository holds.
+/// and the cache holds exactly what one built from the repository holds, both when the
+/// prune only marks the slots of the few packs it deleted and when it rewrites the runs.
 #[test]
 fn the_cache_a_prune_updates_equals_a_rebuilt_one() {
     let env = envs().remove(0);
     let (db, src) = env.hotel_source(2_000);
-    for i in 0..5 {
+    for i in 0..8 {
         env.json(&["backup", &src]);
         update_bookings(&db, 0.3, i);
     }
-    let doc = env.json(&[
-        "forget",
-        "--keep-last",
-        "2",
-        "--prune",
-        "--repack-below",
-        "0.9",
-    ]);
-    let p = &doc["prune"];
-    assert!(p["packs_repacked"].as_u64().unwrap() > 0, "{doc:#}");
-    assert!(p["index_superseded"].as_u64().unwrap() > 0, "{doc:#}");
-    assert!(p["pending"].is_null(), "{doc:#}");
     let cache = env.path("cache");
     let id = repo_id(&cache);
     let dir = cache.join(&id).join("index-v1");
-    let updated = cache_contents(&dir);
-    assert!(!updated.is_empty());
-    // The next job loads the index without rebuilding the cache, and finds it as it was.
-    let out = env
-        .cmd()
-        .args(["-v", "prune", "--dry-run"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(!err.contains("rebuilding"), "{err}");
-    assert_eq!(cache_contents(&dir), updated);
-    // A cache built from nothing holds the same records.
-    let fresh = env.path("fresh-cache");
-    env.cmd()
-        .args(["prune", "--dry-run"])
-        .env("STRONGROOM_CACHE_DIR", &fresh)
-        .assert()
-        .success();
-    assert_eq!(cache_contents(&fresh.join(&id).join("index-v1")), updated);
-    // Backups still deduplicate against it, and everything reads back.
-    let s = env.json(&["backup", &src]);
-    assert!(s["added"].as_u64().unwrap() < 100_000, "{s:#}");
-    let check = env.json(&["check", "--read-data"]);
-    assert_eq!(check["ok"], true, "{check:#}");
+    // The first prune forgets one snapshot of eight: few packs go, their slots are marked.
+    // The second forgets most of the rest and repacks: the runs are rewritten.
+    let prunes: [&[&str]; 2] = [
+        &["forget", "--keep-last", "7", "--prune", "--repack-below", "0.9"],
+        &["forget", "--keep-last", "2", "--prune", "--repack-below", "0.9"],
+    ];
+    for (round, args) in prunes.iter().enumerate() {
+        let doc = env.json(args);
+        let p = &doc["prune"];
+        assert!(p["packs_deleted"].as_u64().unwrap() > 0, "{doc:#}");
+        assert!(p["index_superseded"].as_u64().unwrap() > 0, "{doc:#}");
+        assert!(p["pending"].is_null(), "{doc:#}");
+        if round == 0 {
+            assert!(dropped_slots(&dir) > 0, "the first prune marks slots: {doc:#}");
+        } else {
+            assert!(p["packs_repacked"].as_u64().unwrap() > 0, "{doc:#}");
+            assert_eq!(dropped_slots(&dir), 0, "the second prune rewrites the runs");
+        }
+        let updated = cache_contents(&dir);
+        assert!(!updated.is_empty());
+        // The next job loads the index without rebuilding the cache, and finds it as it was.
+        let out = env
+            .cmd()
+            .args(["-v", "prune", "--dry-run"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(!err.contains("rebuilding"), "{err}");
+        assert_eq!(cache_contents(&dir), updated);
+        // A cache built from nothing holds the same records.
+        let fresh = env.path(&format!("fresh-cache-{round}"));
+        env.cmd()
+            .args(["prune", "--dry-run"])
+            .env("STRONGROOM_CACHE_DIR", &fresh)
+            .assert()
+            .success();
+        assert_eq!(cache_contents(&fresh.join(&id).join("index-v1")), updated);
+        // Backups still deduplicate against it, and everything reads back.
+        let s = env.json(&["backup", &src]);
+        assert!(s["added"].as_u64().unwrap() < 100_000, "{s:#}");
+        let check = env.json(&["check", "--read-data"]);
+        assert_eq!(check["ok"], true, "{check:#}");
+        let chunks: std::collections::HashSet<[u8; 32]> =
+            cache_contents(&dir).into_iter().map(|(c, _, _)| c).collect();
+        assert_eq!(
+            check["chunks"].as_u64().unwrap() as usize,
+            chunks.len(),
+            "check counts the chunks readers see, not the records of dropped packs: {check:#}"
+        );
+    }
 }
 
 /// Replaces the largest run of the cache in `dir` by a valid run of the same length in

@@ -287,6 +287,8 @@ struct Examination<'a> {
     all_lists_read: bool,
     /// Packs holding a chunk a snapshot needs.
     needed_packs: HashSet<PackId>,
+    /// Chunks the index places, as the walk beside the needed ids counts them.
+    indexed_chunks: usize,
     /// What no snapshot needs, as reported.
     unreferenced: Unreferenced,
     /// The locks found, as reported.
@@ -315,6 +317,7 @@ impl<'a> Examination<'a> {
             snaps: Vec::new(),
             all_lists_read: true,
             needed_packs: HashSet::new(),
+            indexed_chunks: 0,
             unreferenced: Unreferenced::default(),
             locks: Vec::new(),
             pending_deletions: 0,
@@ -626,6 +629,7 @@ impl<'a> Examination<'a> {
         self.problems.extend(unlisted);
         // Ids the walk passes over are needed but in no index.
         let mut cursor = walk_index(&self.index, &needed, MAX_NAMED, |_, loc, live| {
+            self.indexed_chunks += 1;
             if live {
                 self.needed_packs.insert(loc.pack);
             } else {
@@ -731,7 +735,7 @@ impl<'a> Examination<'a> {
             ok: self.problems.is_empty(),
             snapshots: self.snaps.len(),
             packs: self.packs.len(),
-            chunks: self.index.len(),
+            chunks: self.indexed_chunks,
             bytes_read: self.bytes_read,
             problems: self.problems,
             unreferenced: self.unreferenced,

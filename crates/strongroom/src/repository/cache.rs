@@ -19,9 +19,12 @@
 //! Keeping in step: the table's manifest records which index objects it covers and how many
 //! entries of the pack table (`packs`, 32 bytes per pack, append-only) are valid. Objects
 //! listed but not covered are read and added as a run (in batches of [`BATCH`] entries); an
-//! object covered but no longer listed (a prune or repair replaced it) makes the whole cache
-//! be rebuilt, since entries cannot be taken out of sorted runs (prunes are rare; the model
-//! in docs/ARCHITECTURE.md says what that costs at scale). One process updates the cache at
+//! object covered but no longer listed (a repair, or a prune this cache did not follow)
+//! makes the whole cache be rebuilt, since entries cannot be taken out of sorted runs (the
+//! model in docs/ARCHITECTURE.md says what that costs at scale). A prune follows itself
+//! ([`Repository::cache_after_prune`]): the slots of the packs it deleted are marked in the
+//! pack table ([`index::DROPPED_PACK`], whose records every reader skips) and the runs are
+//! rewritten without them only once more than a quarter of the slots are marked. One process updates the cache at
 //! a time (`flock` on `lock`); others wait for it, then use what it wrote. Readers need no
 //! lock: runs are immutable files, and one replaced while open stays readable.
 //!
@@ -483,11 +486,13 @@ impl<I: Iterator<Item = std::io::Result<(super::table::Key, index::Value)>>> Ite
 
 impl Repository {
     /// Follows a finished prune in the local index cache, so the next job does not rebuild
-    /// it from every index object: the records of `changes.dropped` packs go (one
-    /// streaming pass over the runs into one new run, the pack table numbered anew), the
+    /// it from every index object: the `changes.dropped` packs' slots are marked dropped
+    /// (their records skipped from then on), or, once more than a quarter of the slots are,
+    /// their records go (one streaming pass over the runs into one new run, the pack table
+    /// numbered anew); the
     /// superseded objects are no longer covered and the derived ones are, and the added
-    /// objects' entries come in as a run. The result holds the records of exactly the
-    /// objects it covers, as a rebuild would. Leaves the cache as it is (the next job then
+    /// objects' entries come in as a run. The result holds, for readers, the records of
+    /// exactly the objects it covers, as a rebuild would. Leaves the cache as it is (the next job then
     /// rebuilds it, as before) when it did not cover every superseded object, when an
     /// object it would cover is not listed, or when it cannot be trusted; a temporary
     /// cache (none of the user's) is left alone. Memory: one key's records at a time, and
@@ -535,44 +540,56 @@ impl Repository {
         {
             return Ok(());
         }
-        let old_packs: Vec<PackId> = raw
+        let mut packs: Vec<PackId> = raw
             .chunks_exact(32)
             .map(|c| PackId(c.try_into().expect("32 bytes")))
             .collect();
-        let new_packs = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        let records = Renumbered {
-            source: table.iter_merged().map_err(cache_err)?.peekable(),
-            dropped: old_packs
-                .iter()
-                .map(|p| changes.dropped.contains(p))
-                .collect(),
-            numbers: vec![u32::MAX; old_packs.len()],
-            packs: new_packs.clone(),
-            old_packs,
-            ready: Default::default(),
-        };
-        // The new run names a pack table written after it: a kill in between leaves a
-        // cache whose pack table does not match its manifest, which is rebuilt.
-        table
-            .replace_all(records, || {
-                let packs = new_packs.borrow();
-                let bytes: Vec<u8> = packs.iter().flat_map(|p| p.0).collect();
-                encode_meta(
-                    &objects,
-                    packs.len() as u32,
-                    blake3::hash(&bytes).as_bytes(),
-                )
-            })
-            .map_err(cache_err)?;
-        let mut packs = new_packs.take();
-        let bytes: Vec<u8> = packs.iter().flat_map(|p| p.0).collect();
-        packs_file.set_len(0).map_err(cache_err)?;
-        packs_file.write_all_at(&bytes, 0).map_err(cache_err)?;
+        let dropped: Vec<bool> = packs
+            .iter()
+            .map(|p| *p == index::DROPPED_PACK || changes.dropped.contains(p))
+            .collect();
+        let dropped_slots = dropped.iter().filter(|d| **d).count();
+        if dropped_slots * 4 <= packs.len() {
+            // Few packs went: their slots are marked and their records stay in the runs,
+            // skipped by every reader, until a prune drops more than a quarter of the
+            // slots. A pass over every record would cost most of a small prune.
+            for (p, d) in packs.iter_mut().zip(&dropped) {
+                if *d {
+                    *p = index::DROPPED_PACK;
+                }
+            }
+        } else {
+            let new_packs = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let records = Renumbered {
+                source: table.iter_merged().map_err(cache_err)?.peekable(),
+                numbers: vec![u32::MAX; packs.len()],
+                dropped,
+                packs: new_packs.clone(),
+                old_packs: packs,
+                ready: Default::default(),
+            };
+            // The new run names a pack table written after it: a kill in between leaves a
+            // cache whose pack table does not match its manifest, which is rebuilt.
+            table
+                .replace_all(records, || {
+                    let packs = new_packs.borrow();
+                    let bytes: Vec<u8> = packs.iter().flat_map(|p| p.0).collect();
+                    encode_meta(
+                        &objects,
+                        packs.len() as u32,
+                        blake3::hash(&bytes).as_bytes(),
+                    )
+                })
+                .map_err(cache_err)?;
+            packs = new_packs.take();
+            packs_file.set_len(0).map_err(cache_err)?;
+        }
         // The repack's objects, as a run of their own.
         let mut kept = Vec::with_capacity(changes.added_entries.len());
         let mut numbers: HashMap<PackId, u32> = packs
             .iter()
             .enumerate()
+            .filter(|(_, p)| **p != index::DROPPED_PACK)
             .map(|(i, p)| (*p, i as u32))
             .collect();
         for (id, loc) in &changes.added_entries {

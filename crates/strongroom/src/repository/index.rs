@@ -46,6 +46,11 @@ pub type Entry = (ChunkId, Location);
 /// is [`Location::from_host`]), then the four numbers.
 pub(crate) type Value = [u8; 20];
 
+/// The pack-table slot of a pack a prune deleted while its records stayed in the cache's
+/// runs (`Repository::cache_after_prune` drops them at the next rewrite): every reader here
+/// skips them. No pack is named by a BLAKE3 hash of all zeros.
+pub(crate) const DROPPED_PACK: PackId = PackId([0; 32]);
+
 /// The top bit of a table record's pack number: the location is [`Location::from_host`].
 const FROM_HOST: u32 = 1 << 31;
 
@@ -216,7 +221,10 @@ impl Index {
 
     /// The packs the index names, each once.
     pub fn packs(&self) -> Vec<PackId> {
-        self.inner.read().expect("index lock").packs.clone()
+        let inner = self.inner.read().expect("index lock");
+        let mut packs = inner.packs.clone();
+        packs.retain(|p| *p != DROPPED_PACK);
+        packs
     }
 
     /// Every stored location of a chunk with whether its pack is bad: healthy ones first,
@@ -280,6 +288,9 @@ impl Index {
                     .filter_map(|v| {
                         let ([p, offset, len, inner_offset, inner_len], from_host) = numbers_of(v);
                         let pack = *inner.packs.get(p as usize)?;
+                        if pack == DROPPED_PACK {
+                            return None;
+                        }
                         Some((
                             Location {
                                 pack,
@@ -355,7 +366,8 @@ impl Index {
         &self.unreadable
     }
 
-    /// Number of chunk records known (a chunk stored twice counts twice).
+    /// Number of chunk records known (a chunk stored twice counts twice; after a prune,
+    /// until the cache is next rewritten, also those of the packs it deleted).
     pub fn len(&self) -> usize {
         self.records as usize
     }
@@ -407,7 +419,7 @@ impl Index {
         for r in table.iter_merged().map_err(cache_err)? {
             let (key, v) = r.map_err(cache_err)?;
             let ([p, offset, len, inner_offset, inner_len], from_host) = numbers_of(&v);
-            let Some(&pack) = inner.packs.get(p as usize) else {
+            let Some(&pack) = inner.packs.get(p as usize).filter(|p| **p != DROPPED_PACK) else {
                 continue;
             };
             let bad = inner.bad[p as usize];
