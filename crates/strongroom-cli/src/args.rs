@@ -762,8 +762,8 @@ pub struct PruneLimits {
     /// Repack packs whose needed share of bytes is below this fraction (default: [prune] repack_below, 0.5).
     #[arg(long, value_name = "FRACTION")]
     pub repack_below: Option<f64>,
-    /// Read at most this much of old packs to repack them, the packs that free most per byte read first (default: [prune] max_repack, 1GiB).
-    #[arg(long, value_name = "SIZE")]
+    /// Read at most this much of old packs to repack them, a size or a share of the repository, the packs that free most per byte read first (default: [prune] max_repack, 5%, at least 64MiB).
+    #[arg(long, value_name = "SIZE|PERCENT")]
     pub max_repack: Option<String>,
     /// Wait at most this long for jobs older than the deletion (default: [prune] max_wait, 10m).
     #[arg(long, value_name = "DURATION")]

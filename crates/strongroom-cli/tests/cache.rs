@@ -182,8 +182,22 @@ fn the_cache_a_prune_updates_equals_a_rebuilt_one() {
     // The first prune forgets one snapshot of eight: few packs go, their slots are marked.
     // The second forgets most of the rest and repacks: the runs are rewritten.
     let prunes: [&[&str]; 2] = [
-        &["forget", "--keep-last", "7", "--prune", "--repack-below", "0.9"],
-        &["forget", "--keep-last", "2", "--prune", "--repack-below", "0.9"],
+        &[
+            "forget",
+            "--keep-last",
+            "7",
+            "--prune",
+            "--repack-below",
+            "0.9",
+        ],
+        &[
+            "forget",
+            "--keep-last",
+            "2",
+            "--prune",
+            "--repack-below",
+            "0.9",
+        ],
     ];
     for (round, args) in prunes.iter().enumerate() {
         let doc = env.json(args);
@@ -192,7 +206,10 @@ fn the_cache_a_prune_updates_equals_a_rebuilt_one() {
         assert!(p["index_superseded"].as_u64().unwrap() > 0, "{doc:#}");
         assert!(p["pending"].is_null(), "{doc:#}");
         if round == 0 {
-            assert!(dropped_slots(&dir) > 0, "the first prune marks slots: {doc:#}");
+            assert!(
+                dropped_slots(&dir) > 0,
+                "the first prune marks slots: {doc:#}"
+            );
         } else {
             assert!(p["packs_repacked"].as_u64().unwrap() > 0, "{doc:#}");
             assert_eq!(dropped_slots(&dir), 0, "the second prune rewrites the runs");
@@ -222,8 +239,10 @@ fn the_cache_a_prune_updates_equals_a_rebuilt_one() {
         assert!(s["added"].as_u64().unwrap() < 100_000, "{s:#}");
         let check = env.json(&["check", "--read-data"]);
         assert_eq!(check["ok"], true, "{check:#}");
-        let chunks: std::collections::HashSet<[u8; 32]> =
-            cache_contents(&dir).into_iter().map(|(c, _, _)| c).collect();
+        let chunks: std::collections::HashSet<[u8; 32]> = cache_contents(&dir)
+            .into_iter()
+            .map(|(c, _, _)| c)
+            .collect();
         assert_eq!(
             check["chunks"].as_u64().unwrap() as usize,
             chunks.len(),

@@ -195,8 +195,9 @@ impl SourceConfig {
 pub struct PruneSettings {
     /// Packs whose needed share of bytes is below this fraction are repacked (default 0.5).
     pub repack_below: f64,
-    /// Bytes of old segments one prune's repack reads at most, the packs that free most per
-    /// byte read first (default `1GiB`); the rest waits for the next prune.
+    /// How much of old segments one prune's repack reads at most, a size or a share of the
+    /// repository's packs, the packs that free most per byte read first (default `5%`, at
+    /// least 64 MiB); the rest waits for the next prune.
     pub max_repack: String,
     /// How long a prune waits for older jobs before leaving its deletion to the next prune
     /// (default `10m`).
@@ -207,7 +208,7 @@ impl Default for PruneSettings {
     fn default() -> Self {
         PruneSettings {
             repack_below: 0.5,
-            max_repack: "1GiB".into(),
+            max_repack: "5%".into(),
             max_wait: "10m".into(),
         }
     }
@@ -329,7 +330,7 @@ impl Config {
                 );
             }
         }
-        if let Err(e) = crate::parse_size(&self.prune.max_repack) {
+        if let Err(e) = crate::jobs::prune::RepackBudget::parse(&self.prune.max_repack) {
             problems.at(KeyPath::of(&["prune", "max_repack"]), e);
         }
         if !(0.0..=1.0).contains(&self.prune.repack_below) {

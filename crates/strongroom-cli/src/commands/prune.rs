@@ -5,7 +5,7 @@ use crate::context::Ctx;
 use crate::failure::usage;
 use crate::output::{outln, print_json};
 use anyhow::Result;
-use strongroom::jobs::prune::{PruneOptions, PruneReport};
+use strongroom::jobs::prune::{PruneOptions, PruneReport, RepackBudget};
 use strongroom::{counted, human_bytes};
 
 /// Deletes what no snapshot needs (or, dry, says what it would).
@@ -29,8 +29,7 @@ pub fn options(ctx: &Ctx, limits: &PruneLimits, dry_run: bool) -> Result<PruneOp
         ));
     }
     let size = limits.max_repack.as_deref().unwrap_or(&settings.max_repack);
-    let max_repack =
-        strongroom::parse_size(size).map_err(|e| usage(format!("--max-repack: {e}")))?;
+    let max_repack = RepackBudget::parse(size).map_err(|e| usage(format!("--max-repack: {e}")))?;
     let wait = limits.max_wait.as_deref().unwrap_or(&settings.max_wait);
     let max_wait =
         strongroom::parse_duration(wait).map_err(|e| usage(format!("--max-wait {wait:?}: {e}")))?;

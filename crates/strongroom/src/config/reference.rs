@@ -483,6 +483,7 @@ fn the_documented_defaults_are_the_defaults() {
             v if v.contains('*') => "\"15 3 * * 1\"".to_string(),
             "0.5" => "0.25".to_string(),
             "\"1GiB\"" => "\"2GiB\"".to_string(),
+            "\"5%\"" => "\"10%\"".to_string(),
             "false" => "true".to_string(),
             v if v.starts_with('{') => "{ x = \"1d\" }".to_string(),
             v if v.starts_with('"') => "\"3w\"".to_string(),

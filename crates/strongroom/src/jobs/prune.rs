@@ -43,14 +43,12 @@ use crate::repository::lock::{LockGuard, LockKind};
 use crate::repository::pack;
 use crate::repository::usage::{SortedIds, for_each_chunk, walk_index};
 use repack::{Candidate, PackMap};
+pub use repack::{MIN_SHARE_BUDGET, RepackBudget};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 mod repack;
-
-/// `[prune] max_repack` by default: bytes of segments one prune's repack reads.
-pub const DEFAULT_MAX_REPACK: u64 = 1 << 30;
 
 /// Memory for sorting the chunk ids snapshots need (the rest spills to local disk).
 const SORT_MEMORY: usize = 64 << 20;
@@ -69,9 +67,9 @@ pub struct PruneOptions {
     /// Packs whose live share of chunk bytes is below this are repacked (0 never, 1 always
     /// when anything in them is dead).
     pub repack_below: f64,
-    /// At most this many bytes of old segments are read by one prune's repack (the packs
-    /// that free most per byte read first); the rest waits for the next prune.
-    pub max_repack: u64,
+    /// How much of old segments one prune's repack reads at most (the packs that free most
+    /// per byte read first); the rest waits for the next prune.
+    pub max_repack: RepackBudget,
     /// How long the sweep waits for jobs older than the mark before leaving the deletion to
     /// the next prune.
     pub max_wait: Duration,
@@ -86,7 +84,7 @@ impl Default for PruneOptions {
     fn default() -> Self {
         PruneOptions {
             repack_below: 0.5,
-            max_repack: DEFAULT_MAX_REPACK,
+            max_repack: RepackBudget::default(),
             max_wait: Duration::from_secs(600),
             dry_run: false,
             assume_forgotten: HashSet::new(),
@@ -115,7 +113,8 @@ pub struct PruneReport {
     pub bytes_deleted: u64,
     /// Bytes of the new packs the repack wrote.
     pub bytes_written: u64,
-    /// Bytes of old segments the repack read (or, dry, would read): at most `max_repack`.
+    /// Bytes of old segments the repack read (or, dry, would read): at most what
+    /// `max_repack` allows.
     pub bytes_read: u64,
     /// Bytes no snapshot needs, left in packs kept because they are mostly needed.
     pub unused_bytes_kept: u64,
@@ -560,7 +559,8 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     drop(usage);
     // Which of them this prune repacks, and the live chunks to copy out of each: a second
     // pass, bounded by repack::REPACK_MAX_CHUNKS.
-    let chosen = repack::choose(&index, &live, candidates, opts.max_repack)?;
+    let budget = opts.max_repack.bytes(pack_sizes.values().sum());
+    let chosen = repack::choose(&index, &live, candidates, budget)?;
     unused_kept += chosen.unused_left;
     let (repack, live_in, repack_read) = (chosen.packs, chosen.live_in, chosen.read);
     let mut orphans: Vec<PackId> = pack_sizes

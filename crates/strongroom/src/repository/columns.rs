@@ -246,8 +246,14 @@ mod tests {
         let mut v = Vec::new();
         for i in 0..n {
             v.extend_from_slice(
-                format!("{i}\t{}\troom {}\t2026-12-0{} 10:{:02}:00\n", 1000 + i, i % 7, i % 9, i % 60)
-                    .as_bytes(),
+                format!(
+                    "{i}\t{}\troom {}\t2026-12-0{} 10:{:02}:00\n",
+                    1000 + i,
+                    i % 7,
+                    i % 9,
+                    i % 60
+                )
+                .as_bytes(),
             );
         }
         v
@@ -298,7 +304,9 @@ mod tests {
     #[test]
     #[ignore]
     fn columns_speed() {
-        let words = ["late", "arrival", "needs", "a", "baby", "cot", "quiet", "room", "sea"];
+        let words = [
+            "late", "arrival", "needs", "a", "baby", "cot", "quiet", "room", "sea",
+        ];
         let mut text = Vec::new();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {

@@ -8,8 +8,8 @@
 
 pub mod archive;
 pub mod cache;
-pub mod columns;
 pub mod catalog;
+pub mod columns;
 pub mod damage;
 pub mod deletion;
 pub mod delta;

@@ -619,7 +619,10 @@ mod tests {
         let p = laid_pack;
         let (_, loc) = p.entries[0];
         let sealed = &p.bytes[loc.offset as usize..(loc.offset + loc.len) as usize];
-        assert_eq!(key.open(&p.id.object_key(), SEGMENT_AAD, sealed).unwrap()[0], 2);
+        assert_eq!(
+            key.open(&p.id.object_key(), SEGMENT_AAD, sealed).unwrap()[0],
+            2
+        );
         for ((id, loc), c) in p.entries.iter().zip(&chunks) {
             let whole = decode_segment(&key, p.id, loc.offset, sealed).unwrap();
             assert_eq!(chunk_from_segment(&key, &whole, *id, loc).unwrap(), *c);

@@ -391,7 +391,11 @@ impl<'r> BackupWriter<'r> {
         batch: Batch,
         at: (u64, Option<&Parent>),
         key: &crate::crypto::MasterKey,
-        (z, layout, bases): (&mut zstd::bulk::Compressor<'static>, Layout, &mut delta::Bases),
+        (z, layout, bases): (
+            &mut zstd::bulk::Compressor<'static>,
+            Layout,
+            &mut delta::Bases,
+        ),
         tx: &Sender<Processed>,
     ) -> Result<bool> {
         let (first, parent) = at;

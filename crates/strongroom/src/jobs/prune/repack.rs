@@ -30,6 +30,58 @@ use crate::repository::usage::{SortedIds, walk_index};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
+/// How much of the old packs' segments one prune's repack may read (`[prune] max_repack`,
+/// `--max-repack`): a size, or a share of the repository's pack bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RepackBudget {
+    /// At most this many bytes (`"0"` never repacks).
+    Bytes(u64),
+    /// At most this share (0 to 1) of the bytes of the repository's packs, and never less
+    /// than [`MIN_SHARE_BUDGET`].
+    Share(f64),
+}
+
+/// The least a share budget reads: what frees most per byte read is worth reading in a
+/// small repository too (64 MiB is about 0.3 s of CPU on these machines).
+pub const MIN_SHARE_BUDGET: u64 = 64 << 20;
+
+impl Default for RepackBudget {
+    /// 5% of the repository a prune, as restic tolerates 5% unused (`--max-unused`): a
+    /// prune stays a small fraction of a backup's work whatever the repository's size, and
+    /// the packs that free most per byte read go first, so a daily prune keeps ahead of
+    /// what a day leaves unused; a backlog (the first prune of a long history) goes over
+    /// several prunes.
+    fn default() -> Self {
+        RepackBudget::Share(0.05)
+    }
+}
+
+impl RepackBudget {
+    /// Parses `"5%"` (a share of the repository) or a size (`"1GiB"`, `"0"`).
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let t = s.trim();
+        match t.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(RepackBudget::Share(p / 100.0)),
+                _ => Err(format!(
+                    "{s:?} is not a share of the repository: give a percentage from 0% to 100% (e.g. \"5%\") or a size (e.g. \"1GiB\")"
+                )),
+            },
+            None => crate::parse_size(t).map(RepackBudget::Bytes),
+        }
+    }
+
+    /// The bytes it allows in a repository whose packs hold `pack_bytes`.
+    pub fn bytes(self, pack_bytes: u64) -> u64 {
+        match self {
+            RepackBudget::Bytes(b) => b,
+            RepackBudget::Share(share) => {
+                ((pack_bytes as f64 * share) as u64).max(MIN_SHARE_BUDGET)
+            }
+        }
+    }
+}
+
 /// At most this many needed chunks are considered for one prune's repack (their locations
 /// are held in memory, ~23 MB); packs beyond it wait for the next prune.
 pub(super) const REPACK_MAX_CHUNKS: u64 = 256 * 1024;
@@ -381,6 +433,26 @@ mod tests {
             live_chunks: 1,
             read,
         }
+    }
+
+    #[test]
+    fn a_budget_is_a_size_or_a_share_of_the_repository() {
+        assert_eq!(
+            RepackBudget::parse("1GiB"),
+            Ok(RepackBudget::Bytes(1 << 30))
+        );
+        assert_eq!(RepackBudget::parse("0"), Ok(RepackBudget::Bytes(0)));
+        assert_eq!(RepackBudget::parse(" 5% "), Ok(RepackBudget::Share(0.05)));
+        assert_eq!(RepackBudget::default(), RepackBudget::Share(0.05));
+        for bad in ["150%", "-1%", "x%", "lots"] {
+            assert!(RepackBudget::parse(bad).is_err(), "{bad}");
+        }
+        let tb = 1u64 << 40;
+        assert_eq!(RepackBudget::Share(0.05).bytes(tb), tb / 20);
+        // A small repository still reads the floor; a size is a size.
+        assert_eq!(RepackBudget::Share(0.05).bytes(1 << 30), MIN_SHARE_BUDGET);
+        assert_eq!(RepackBudget::Share(0.0).bytes(tb), MIN_SHARE_BUDGET);
+        assert_eq!(RepackBudget::Bytes(7).bytes(tb), 7);
     }
 
     /// The budget takes the packs that free most per byte read first, passes over one
