@@ -36,8 +36,11 @@ use layout::ObjectKind;
 use serde::{Deserialize, Serialize};
 use snapshot::{Filter, Snapshot};
 
-/// Newest repository format this build reads and the one it writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Newest repository format this build reads and the one it writes. `2`: stream segments may
+/// be laid out by columns (segment encoding `2`, `columns`); a build that knows only `1`
+/// refuses such a repository by name instead of reading those segments as damage. A
+/// repository of version `1` is read and written as it was, without that layout.
+pub const FORMAT_VERSION: u32 = 2;
 const CONFIG_AAD: &[u8] = b"strongroom config";
 const KEY_AAD: &[u8] = b"strongroom key file";
 const INDEX_AAD: &[u8] = b"strongroom index";
@@ -45,6 +48,9 @@ const SNAPSHOT_AAD: &[u8] = b"strongroom snapshot";
 
 /// A manifest that could not be read: its id and why.
 pub type Damaged = (String, Error);
+
+/// The first format whose stream segments may be laid out by columns.
+const COLUMNS_SINCE: u32 = 2;
 
 /// The repository's `config` object.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,6 +100,16 @@ pub struct CopyOf {
 }
 
 impl RepoConfig {
+    /// How a repository of this format lays out the segments of streams (logical dumps):
+    /// by columns from format [`COLUMNS_SINCE`], as they are before.
+    pub fn stream_layout(&self) -> pack::Layout {
+        if self.version >= COLUMNS_SINCE {
+            pack::Layout::Columns
+        } else {
+            pack::Layout::AsIs
+        }
+    }
+
     /// The family of repositories that share this one's keys: the id of the first one
     /// (this repository's own id unless it was made by `init --copy-of`).
     pub fn family(&self) -> &str {
@@ -827,6 +843,19 @@ mod tests {
         .unwrap();
         let e = Repository::open(s, Some(b"pw1")).unwrap_err().to_string();
         assert!(e.contains("does not match"), "{e}");
+    }
+
+    /// A new repository lays dumps out by columns; one of format 1 (made by an older build,
+    /// which cannot read that layout) keeps writing them as they are.
+    #[test]
+    fn only_a_repository_of_format_2_gets_the_column_layout() {
+        let s = Storage::from_url("memory://").unwrap();
+        let repo = Repository::init(s, Some(b"pw"), fast()).unwrap();
+        assert_eq!(repo.config().version, 2);
+        assert_eq!(repo.config().stream_layout(), pack::Layout::Columns);
+        let mut old = repo.config().clone();
+        old.version = 1;
+        assert_eq!(old.stream_layout(), pack::Layout::AsIs);
     }
 
     #[test]

@@ -266,13 +266,15 @@ impl<'r> BackupWriter<'r> {
 
     /// How segments of chunks cut this way are encoded: pages at the repository's level as
     /// they are; streams (logical dumps) at its stream level, laid out by columns where they
-    /// are rows of text.
+    /// are rows of text and the repository's format allows ([`RepoConfig::stream_layout`]).
+    ///
+    /// [`RepoConfig::stream_layout`]: super::RepoConfig::stream_layout
     pub fn coding_for(&self, chunking: Chunking) -> Coding {
         match chunking {
             Chunking::Fixed { .. } => Coding::pages(self.repo.config().compression_level),
             Chunking::ContentDefined => Coding {
                 level: self.repo.config().stream_compression_level,
-                layout: Layout::Columns,
+                layout: self.repo.config().stream_layout(),
             },
         }
     }

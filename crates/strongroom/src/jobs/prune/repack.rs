@@ -25,7 +25,7 @@ use crate::id::{ChunkId, PackId};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::index::{Entry, Index, Location};
-use crate::repository::pack::{self, Layout, PACK_TARGET, PackBuilder};
+use crate::repository::pack::{self, PACK_TARGET, PackBuilder};
 use crate::repository::usage::{SortedIds, walk_index};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -271,6 +271,9 @@ pub(super) fn repack(
     let key = repo.key();
     let mut z = zstd::bulk::Compressor::new(repo.config().compression_level)
         .map_err(|e| Error::Internal(format!("zstd initialisation failed: {e}")))?;
+    // A dump's chunks keep the column layout where the format has it; pages are left as
+    // they are by `columns` itself (they are not rows).
+    let layout = repo.config().stream_layout();
     let mut builder = PackBuilder::default();
     let mut entries: Vec<Entry> = Vec::new();
     let mut batch: Vec<(ChunkId, Vec<u8>)> = Vec::new();
@@ -283,7 +286,7 @@ pub(super) fn repack(
             return;
         }
         let refs: Vec<(ChunkId, &[u8])> = batch.iter().map(|(id, d)| (*id, d.as_slice())).collect();
-        builder.add(&pack::encode_segment(key, &mut z, &refs, Layout::Columns));
+        builder.add(&pack::encode_segment(key, &mut z, &refs, layout));
         batch.clear();
     };
     let put_pack = |builder: &mut PackBuilder, entries: &mut Vec<Entry>| -> Result<u64> {
