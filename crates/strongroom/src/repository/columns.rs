@@ -105,56 +105,56 @@ pub fn transpose(raw: &[u8]) -> Option<Vec<u8>> {
 
 /// The runs of rows in `raw`, and the literals between them.
 fn plan(raw: &[u8]) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut literal_from = 0;
-    // The current run: where it starts, its field count, its rows.
-    let (mut run_start, mut run_fields, mut run_rows) = (0, 0, 0);
-    let close = |items: &mut Vec<Item>, literal_from: &mut usize, s, fields, rows, e| {
-        if rows >= MIN_ROWS && fields >= 2 {
-            if *literal_from < s {
-                items.push(Item::Literal(*literal_from, s));
-            }
-            items.push(Item::Run {
-                start: s,
-                end: e,
-                rows,
-                fields,
-            });
-            *literal_from = e;
-        }
-    };
+    let mut p = Planner::default();
     let mut at = 0;
     for nl in memchr_iter(b'\n', raw) {
         let fields = 1 + memchr_iter(b'\t', &raw[at..nl]).count();
-        if fields == run_fields && run_rows > 0 {
-            run_rows += 1;
+        if fields == p.fields && p.rows > 0 {
+            p.rows += 1;
         } else {
-            close(
-                &mut items,
-                &mut literal_from,
-                run_start,
-                run_fields,
-                run_rows,
-                at,
-            );
-            (run_start, run_fields, run_rows) = (at, fields, 1);
+            p.close(at);
+            (p.start, p.fields, p.rows) = (at, fields, 1);
         }
         at = nl + 1;
     }
-    close(
-        &mut items,
-        &mut literal_from,
-        run_start,
-        run_fields,
-        run_rows,
-        at,
-    );
-    if literal_from < raw.len() {
-        items.push(Item::Literal(literal_from, raw.len()));
+    p.close(at);
+    if p.literal_from < raw.len() {
+        p.items.push(Item::Literal(p.literal_from, raw.len()));
     }
     // Plans stay valid for u32 bounds: segments are far below 4 GiB (pack::MAX_SEGMENT).
     debug_assert!(raw.len() < u32::MAX as usize);
-    items
+    p.items
+}
+
+/// What [`plan`] has found so far: the items, where the pending literal starts, and the
+/// current run of rows with the same number of fields (its start, field count and rows).
+#[derive(Default)]
+struct Planner {
+    items: Vec<Item>,
+    literal_from: usize,
+    start: usize,
+    fields: usize,
+    rows: usize,
+}
+
+impl Planner {
+    /// Ends the current run at `end`: a run when it is long enough, else its rows stay in
+    /// the pending literal.
+    fn close(&mut self, end: usize) {
+        if self.rows >= MIN_ROWS && self.fields >= 2 {
+            if self.literal_from < self.start {
+                self.items
+                    .push(Item::Literal(self.literal_from, self.start));
+            }
+            self.items.push(Item::Run {
+                start: self.start,
+                end,
+                rows: self.rows,
+                fields: self.fields,
+            });
+            self.literal_from = end;
+        }
+    }
 }
 
 /// The bytes [`transpose`] was given, or `None` when `laid` is not its output.
