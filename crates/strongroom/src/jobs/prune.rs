@@ -43,7 +43,7 @@ use crate::repository::lock::{LockGuard, LockKind};
 use crate::repository::pack;
 use crate::repository::usage::{SortedIds, for_each_chunk, walk_index};
 use repack::{Candidate, PackMap};
-pub use repack::{MIN_SHARE_BUDGET, RepackBudget};
+pub use repack::RepackBudget;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -24,9 +24,10 @@
 //! model in docs/ARCHITECTURE.md says what that costs at scale). A prune follows itself
 //! ([`Repository::cache_after_prune`]): the slots of the packs it deleted are marked in the
 //! pack table ([`index::DROPPED_PACK`], whose records every reader skips) and the runs are
-//! rewritten without them only once more than a quarter of the slots are marked. One process updates the cache at
-//! a time (`flock` on `lock`); others wait for it, then use what it wrote. Readers need no
-//! lock: runs are immutable files, and one replaced while open stays readable.
+//! rewritten without them only once more than a quarter of the slots are marked. One
+//! process updates the cache at a time (`flock` on `lock`); others wait for it, then use
+//! what it wrote. Readers need no lock: runs are immutable files, and one replaced while
+//! open stays readable.
 //!
 //! Who may change it. strongroom runs as root or `postgres` on hosts with other users. A
 //! cache another user can write would let them choose what a backup believes is stored: an
@@ -489,14 +490,13 @@ impl Repository {
     /// it from every index object: the `changes.dropped` packs' slots are marked dropped
     /// (their records skipped from then on), or, once more than a quarter of the slots are,
     /// their records go (one streaming pass over the runs into one new run, the pack table
-    /// numbered anew); the
-    /// superseded objects are no longer covered and the derived ones are, and the added
-    /// objects' entries come in as a run. The result holds, for readers, the records of
-    /// exactly the objects it covers, as a rebuild would. Leaves the cache as it is (the next job then
-    /// rebuilds it, as before) when it did not cover every superseded object, when an
-    /// object it would cover is not listed, or when it cannot be trusted; a temporary
-    /// cache (none of the user's) is left alone. Memory: one key's records at a time, and
-    /// the pack table.
+    /// numbered anew); the superseded objects are no longer covered and the derived ones
+    /// are, and the added objects' entries come in as a run. The result holds, for
+    /// readers, the records of exactly the objects it covers, as a rebuild would. Leaves
+    /// the cache as it is (the next job then rebuilds it, as before) when it did not cover
+    /// every superseded object, when an object it would cover is not listed, or when it
+    /// cannot be trusted; a temporary cache (none of the user's) is left alone. Memory:
+    /// the pack table, and when it rewrites the runs one key's records at a time.
     pub fn cache_after_prune(&self, changes: &PruneChanges) -> Result<()> {
         if self.key().catalog_id().is_some() {
             return Ok(());

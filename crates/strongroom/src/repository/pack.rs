@@ -21,10 +21,11 @@
 //! name is the BLAKE3 hash of its bytes, so any flipped byte is caught by `check --read-data`.
 //!
 //! Segment plaintext: one byte saying how the rest is stored (`0` raw, `1` zstd, `2` zstd of
-//! the chunks laid out column by column: `columns`), then the chunks' bytes back to back. After opening, each chunk's keyed hash is recomputed and compared
-//! with its id, so a chunk can never be returned under the wrong id. A blob is either a
-//! chunk's content or a page delta (`patch`: base id, then where it differs); the two are hashed
-//! under different keys, so the id says which ([`BlobKind`]).
+//! the chunks laid out column by column: `columns`), then the chunks' bytes back to back.
+//! After opening, each chunk's keyed hash is recomputed and compared with its id, so a
+//! chunk can never be returned under the wrong id. A blob is either a chunk's content or a
+//! page delta (`patch`: base id, then where it differs); the two are hashed under different
+//! keys, so the id says which ([`BlobKind`]).
 
 use super::columns;
 use super::index::{Entry, Location, Reader};
@@ -161,74 +162,56 @@ pub fn decode_segment_prefix(
             Ok(plain)
         }
         Some((2, rest)) => {
-            let mut laid = Vec::new();
-            decompress_all(rest, &mut laid).map_err(damaged)?;
+            let laid = decompress(rest, usize::MAX).map_err(damaged)?;
             let mut raw = columns::restore(&laid)
                 .ok_or_else(|| damaged("a column layout that does not parse".into()))?;
             raw.truncate(upto);
             Ok(raw)
         }
-        Some((1, rest)) => {
-            let size = zstd::zstd_safe::get_frame_content_size(rest)
-                .ok()
-                .flatten()
-                .filter(|&s| s <= MAX_SEGMENT)
-                .ok_or_else(|| damaged("bad compressed frame".into()))?;
-            let want = (size as usize).min(upto);
-            let mut out: Vec<u8> = Vec::with_capacity(want);
-            DCTX.with(|d| {
-                use zstd::zstd_safe::{InBuffer, OutBuffer, ResetDirective};
-                let mut d = d.borrow_mut();
-                if want == size as usize {
-                    return d.decompress(&mut out, rest).map(|_| ());
-                }
-                d.reset(ResetDirective::SessionOnly)?;
-                let mut input = InBuffer::around(rest);
-                let mut output = OutBuffer::around(&mut out);
-                while output.pos() < want {
-                    let before = (input.pos(), output.pos());
-                    let left = d.decompress_stream(&mut output, &mut input)?;
-                    if left == 0 || (input.pos(), output.pos()) == before {
-                        break;
-                    }
-                }
-                Ok(())
-            })
-            .map_err(|code| {
-                damaged(format!(
-                    "decompression failed: {}",
-                    zstd::zstd_safe::get_error_name(code)
-                ))
-            })?;
-            out.truncate(want);
-            if out.len() < want {
-                return Err(damaged("the compressed frame ends early".into()));
-            }
-            Ok(out)
-        }
+        Some((1, rest)) => decompress(rest, upto).map_err(damaged),
         _ => Err(damaged("unknown segment encoding".into())),
     }
 }
 
-/// Decompresses a whole zstd frame into `out`, bounded by [`MAX_SEGMENT`].
-fn decompress_all(frame: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+/// The first `upto` bytes of a zstd frame (all of it when `upto` is past its end), bounded
+/// by [`MAX_SEGMENT`]; a prefix stops decompressing where it ends.
+fn decompress(frame: &[u8], upto: usize) -> std::result::Result<Vec<u8>, String> {
     let size = zstd::zstd_safe::get_frame_content_size(frame)
         .ok()
         .flatten()
         .filter(|&s| s <= MAX_SEGMENT)
         .ok_or("bad compressed frame")?;
-    out.reserve(size as usize);
-    DCTX.with(|d| d.borrow_mut().decompress(out, frame))
-        .map_err(|code| {
-            format!(
-                "decompression failed: {}",
-                zstd::zstd_safe::get_error_name(code)
-            )
-        })?;
-    if out.len() as u64 != size {
+    let want = (size as usize).min(upto);
+    let mut out: Vec<u8> = Vec::with_capacity(want);
+    DCTX.with(|d| {
+        use zstd::zstd_safe::{InBuffer, OutBuffer, ResetDirective};
+        let mut d = d.borrow_mut();
+        if want == size as usize {
+            return d.decompress(&mut out, frame).map(|_| ());
+        }
+        d.reset(ResetDirective::SessionOnly)?;
+        let mut input = InBuffer::around(frame);
+        let mut output = OutBuffer::around(&mut out);
+        while output.pos() < want {
+            let before = (input.pos(), output.pos());
+            let left = d.decompress_stream(&mut output, &mut input)?;
+            if left == 0 || (input.pos(), output.pos()) == before {
+                break;
+            }
+        }
+        Ok(())
+    })
+    .map_err(|code| {
+        format!(
+            "decompression failed: {}",
+            zstd::zstd_safe::get_error_name(code)
+        )
+    })?;
+    out.truncate(want);
+    if out.len() < want {
         return Err("the compressed frame ends early".into());
     }
-    Ok(())
+    Ok(out)
 }
 
 /// What a stored blob turned out to be once checked against its id.
