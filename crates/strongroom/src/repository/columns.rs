@@ -158,6 +158,11 @@ impl Planner {
 }
 
 /// The bytes [`transpose`] was given, or `None` when `laid` is not its output.
+///
+/// Every byte of the body comes out once (a field's `\n` becomes its row's `\t` or `\n`),
+/// so the output never grows past the body's size: one scan for the ends of all of a run's
+/// fields, then each field copied as a fixed 16 bytes when it is shorter (most are), cut
+/// back to its length, the next field taking the excess's place.
 pub fn restore(laid: &[u8]) -> Option<Vec<u8>> {
     let mut header = laid;
     let count = take_varint(&mut header)?;
@@ -171,49 +176,84 @@ pub fn restore(laid: &[u8]) -> Option<Vec<u8>> {
             heads.push((usize::try_from(v >> 1).ok()?, Some(fields)));
         }
     }
-    let mut body = header;
-    let mut out = Vec::with_capacity(laid.len());
+    let all = header;
+    let mut read = 0;
+    // Room for the body and one short field's excess: never reallocated.
+    let mut out = Vec::with_capacity(all.len() + SHORT_FIELD);
     let mut ends: Vec<u32> = Vec::new();
     for (n, fields) in heads {
+        let body = &all[read..];
         match fields {
             None => {
                 out.extend_from_slice(body.get(..n)?);
-                body = &body[n..];
+                read += n;
             }
             Some(fields) => {
                 if fields == 0 || n == 0 {
                     return None;
                 }
-                // One pass for the end of every field, column after column (field c of row
-                // r ends at ends[c * n + r]), then the rows put back together.
+                // The end of every field, column after column: field c of row r ends at
+                // ends[c * n + r].
                 ends.clear();
-                ends.reserve(n.checked_mul(fields)?);
-                let mut at = 0;
-                for _ in 0..fields {
-                    let before = ends.len();
-                    ends.extend(
-                        memchr_iter(b'\n', body.get(at..)?)
-                            .take(n)
-                            .map(|p| (at + p) as u32),
-                    );
-                    if ends.len() - before != n {
-                        return None;
-                    }
-                    at = *ends.last()? as usize + 1;
+                if !field_ends(body, n.checked_mul(fields)?, &mut ends) {
+                    return None;
                 }
                 for r in 0..n {
                     for c in 0..fields {
                         let i = c * n + r;
                         let start = if i == 0 { 0 } else { ends[i - 1] as usize + 1 };
-                        out.extend_from_slice(&body[start..ends[i] as usize]);
+                        let end = ends[i] as usize;
+                        if end - start <= SHORT_FIELD && start + SHORT_FIELD <= body.len() {
+                            let at = out.len();
+                            out.extend_from_slice(&body[start..start + SHORT_FIELD]);
+                            out.truncate(at + end - start);
+                        } else {
+                            out.extend_from_slice(&body[start..end]);
+                        }
                         out.push(if c + 1 == fields { b'\n' } else { b'\t' });
                     }
                 }
-                body = &body[at..];
+                read += *ends.last()? as usize + 1;
             }
         }
     }
-    body.is_empty().then_some(out)
+    (read == all.len()).then_some(out)
+}
+
+/// Fields up to this long are copied as a fixed 16 bytes (one unaligned load and store).
+const SHORT_FIELD: usize = 16;
+
+/// Pushes onto `ends` the offsets of the first `want` newlines of `body`; false when it has
+/// fewer. Eight bytes at a time: one `memchr` call per field costs more than the short
+/// fields of a dump.
+fn field_ends(body: &[u8], want: usize, ends: &mut Vec<u32>) -> bool {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    ends.reserve(want);
+    let mut words = body.chunks_exact(8);
+    let mut base = 0u32;
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ NEWLINES;
+        // The high bit of each byte that was a newline, exactly (no borrow between bytes).
+        let mut hits = !(((x & LOW7) + LOW7) | x | LOW7);
+        while hits != 0 {
+            ends.push(base + hits.trailing_zeros() / 8);
+            if ends.len() == want {
+                return true;
+            }
+            hits &= hits - 1;
+        }
+        base += 8;
+    }
+    for (k, &b) in words.remainder().iter().enumerate() {
+        if b == b'\n' {
+            ends.push(base + k as u32);
+            if ends.len() == want {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
