@@ -16,13 +16,17 @@
 #   forget --keep-daily 30 --keep-weekly 13 --keep-monthly 12 --prune
 #                        time, peak RSS, repository bytes before and after   target: time <= 1.0x restic
 #   check --read-data    time, peak RSS (after the prune)                     target: time <= 1.0x restic
+#   then AFTER more days (default 7) of backups, each followed by a forget --prune:
+#   forget --prune       mean time a day, peak RSS                            target: time <= 1.0x restic
+#   check --read-data    time, peak RSS (after the daily prunes)              target: time <= 1.0x restic
 # The forget runs with the clock at the last day, 03:00 (restic's buckets do not depend on
 # the clock); both tools bucket in UTC here (TZ=UTC), so they should keep the same days,
 # which is checked and printed.
 #
 # Environment: BOOKINGS (default 600000, about 60 MB of database, about 90 MB after 200
-# days), DAYS (200), GROW (0.002), UPDATE (0.01), START (2026-01-01), BENCH_DIR (default a
-# fresh temp dir, removed at the end unless KEEP=1; a BENCH_DIR given is never removed).
+# days), DAYS (200), AFTER (7), GROW (0.002), UPDATE (0.01), START (2026-01-01), BENCH_DIR
+# (default a fresh temp dir, removed at the end unless KEEP=1; a BENCH_DIR given is never
+# removed).
 # KEEP=1 also keeps hard-linked copies of both repositories as they were before the forget
 # (BENCH_DIR/before-forget/), to re-run or profile the prune.
 set -euo pipefail
@@ -183,6 +187,38 @@ echo "check --read-data (after the prune):"
 run strongroom_check "$SR check --read-data -q >/dev/null"
 run restic_check "restic check --read-data -q >/dev/null"
 
+# --- steady state ----------------------------------------------------------------------------
+# The forget above catches up on a whole history at once; a deployment prunes every day. So
+# AFTER more days (default 7), each a day of changes, a backup and a `forget --prune` of both
+# tools, timed per day; then `check --read-data` again, on repositories that daily prunes
+# keep (strongroom's repack budget, 5% of the repository a prune by default, takes several
+# prunes to pack what a catch-up leaves).
+AFTER=${AFTER:-7}
+echo "then $AFTER more days, each with a backup and a forget --prune:"
+T_DSR=0 T_DRESTIC=0 R_DSR=0 R_DRESTIC=0
+for ((k = 0; k < AFTER; k++)); do
+  D=$(day $((DAYS + k)))
+  grow "$D"
+  quiet "$SR" hotel update "$DB" --fraction "$UPDATE" --seed $((5000 + k))
+  quiet faketime -f "@$D 02:00:00" "$SR" backup "sqlite:$DB" -q
+  sqlite3 "$DB" ".backup '$COPY'"
+  quiet restic backup -q --host bench --time "$D 02:00:00" "$COPY"
+  sync
+  out=$($M "faketime -f '@$D 03:00:00' $SR forget $POLICY --prune >$W/sr-daily.out")
+  T_DSR=$(echo "$T_DSR + ${out% *}" | bc -l); (( ${out#* } > R_DSR )) && R_DSR=${out#* }
+  sync
+  out=$($M "restic forget $POLICY --prune >$W/restic-daily.out")
+  T_DRESTIC=$(echo "$T_DRESTIC + ${out% *}" | bc -l); (( ${out#* } > R_DRESTIC )) && R_DRESTIC=${out#* }
+done
+T[strongroom_daily]=$(printf %.2f "$(echo "$T_DSR / $AFTER" | bc -l)"); R[strongroom_daily]=$R_DSR
+T[restic_daily]=$(printf %.2f "$(echo "$T_DRESTIC / $AFTER" | bc -l)"); R[restic_daily]=$R_DRESTIC
+printf '  %-22s %8.2f s a day, %8.1f MB peak RSS\n' strongroom_daily "${T[strongroom_daily]}" "$(mb $((R_DSR * 1024)))"
+printf '  %-22s %8.2f s a day, %8.1f MB peak RSS\n' restic_daily "${T[restic_daily]}" "$(mb $((R_DRESTIC * 1024)))"
+SR_STEADY=$(du_b "$W/sr"); RESTIC_STEADY=$(du_b "$W/restic")
+echo "check --read-data (after $AFTER daily prunes):"
+run strongroom_check2 "$SR check --read-data -q >/dev/null"
+run restic_check2 "restic check --read-data -q >/dev/null"
+
 # --- summary -------------------------------------------------------------------------------
 rss() { mb $(( R[$1] * 1024 )); }
 echo
@@ -192,6 +228,10 @@ echo "| forget --prune, time | ${T[strongroom_forget]} s | ${T[restic_forget]} s
 echo "| forget --prune, peak RSS | $(rss strongroom_forget) MB | $(rss restic_forget) MB | $(ratio "${R[strongroom_forget]}" "${R[restic_forget]}")x | (the figure) |"
 echo "| check --read-data, time | ${T[strongroom_check]} s | ${T[restic_check]} s | $(ratio "${T[strongroom_check]}" "${T[restic_check]}")x | ≤ 1.0x |"
 echo "| check --read-data, peak RSS | $(rss strongroom_check) MB | $(rss restic_check) MB | $(ratio "${R[strongroom_check]}" "${R[restic_check]}")x | (the figure) |"
+echo "| forget --prune daily, mean of $AFTER days after, time | ${T[strongroom_daily]} s | ${T[restic_daily]} s | $(ratio "${T[strongroom_daily]}" "${T[restic_daily]}")x | ≤ 1.0x |"
+echo "| forget --prune daily, peak RSS | $(rss strongroom_daily) MB | $(rss restic_daily) MB | $(ratio "${R[strongroom_daily]}" "${R[restic_daily]}")x | (the figure) |"
+echo "| check --read-data after $AFTER daily prunes, time | ${T[strongroom_check2]} s | ${T[restic_check2]} s | $(ratio "${T[strongroom_check2]}" "${T[restic_check2]}")x | ≤ 1.0x |"
+echo "| repository after $AFTER daily prunes | $(mb "$SR_STEADY") MB | $(mb "$RESTIC_STEADY") MB | $(ratio "$SR_STEADY" "$RESTIC_STEADY")x | |"
 echo "| list snapshots (the floor: key derivation, startup), time / peak RSS | ${T[strongroom_list]} s / $(rss strongroom_list) MB | ${T[restic_list]} s / $(rss restic_list) MB | $(ratio "${T[strongroom_list]}" "${T[restic_list]}")x / $(ratio "${R[strongroom_list]}" "${R[restic_list]}")x | |"
 echo "| repository before forget | $(mb "$SR_BEFORE") MB | $(mb "$RESTIC_BEFORE") MB | $(ratio "$SR_BEFORE" "$RESTIC_BEFORE")x | |"
 echo "| repository after prune | $(mb "$SR_AFTER") MB | $(mb "$RESTIC_AFTER") MB | $(ratio "$SR_AFTER" "$RESTIC_AFTER")x | |"
