@@ -461,6 +461,7 @@ impl Plan {
 }
 
 fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
+    let started = Instant::now();
     let (mut snaps, mut damaged) = repo.snapshots_lenient()?;
     snaps.retain(|s| !opts.assume_forgotten.contains(&s.id));
     damaged.retain(|(id, _)| !opts.assume_forgotten.contains(id));
@@ -485,6 +486,11 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
             "index object {object} cannot be read ({why}); run `strongroom repair index` before pruning"
         )));
     }
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        snapshots = snaps.len(),
+        "prune plan: snapshots and index loaded"
+    );
     let pack_sizes: HashMap<PackId, u64> = repo
         .storage()
         .list(ObjectKind::Pack.folder())?
@@ -503,6 +509,11 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
             e
         }
     })?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        needed = live.len,
+        "prune plan: needed chunks sorted"
+    );
     // Per pack: bytes of all chunks, bytes and count of live ones (where the index places
     // them: a healthy copy when there is one).
     let mut usage: PackMap<PackUsage> = PackMap::default();
@@ -525,6 +536,10 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
             ),
         }));
     }
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "prune plan: index walked"
+    );
     let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
     let recorded_damaged = repo.damaged_packs()?;
     let mut delete = Vec::new();
@@ -562,6 +577,10 @@ fn plan(repo: &Repository, opts: &PruneOptions) -> Result<Plan> {
     let budget = opts.max_repack.bytes(pack_sizes.values().sum());
     let chosen = repack::choose(&index, &live, candidates, budget)?;
     unused_kept += chosen.unused_left;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "prune plan: packs to repack chosen"
+    );
     let (repack, live_in, repack_read) = (chosen.packs, chosen.live_in, chosen.read);
     let mut orphans: Vec<PackId> = pack_sizes
         .keys()
