@@ -736,15 +736,25 @@ enum Walk {
 }
 
 /// Collects the files below `dir` that `what` asks for, keyed relative to `root`.
+///
+/// A file or folder that goes between being listed and being looked at is left out, as an
+/// object store's listing leaves out what is deleted before it: another process (a WAL
+/// receiver, a prune) renames its temporary files into place and deletes objects while a
+/// backup lists the repository, and that must not fail the backup.
 fn walk_local(root: &Path, dir: &Path, what: Walk, out: &mut Vec<ObjectInfo>) -> Result<()> {
-    let rd = fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let rd = match fs::read_dir(dir) {
+        Err(e) if gone(&e) && dir != root => return Ok(()),
+        rd => rd.map_err(|e| Error::io("listing", dir, e))?,
+    };
     for entry in rd {
         let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
         let path = entry.path();
         let temporary = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
-        let meta = entry
-            .metadata()
-            .map_err(|e| Error::io("reading", &path, e))?;
+        let meta = match entry.metadata() {
+            Err(e) if gone(&e) => continue,
+            meta => meta.map_err(|e| Error::io("reading", &path, e))?,
+        };
         if meta.is_dir() {
             walk_local(root, &path, what, out)?;
         } else if meta.is_file() && temporary == (what == Walk::Temporary) {
