@@ -176,17 +176,15 @@ pub fn restore(laid: &[u8]) -> Option<Vec<u8>> {
             heads.push((usize::try_from(v >> 1).ok()?, Some(fields)));
         }
     }
-    let all = header;
-    let mut read = 0;
+    let mut body = header;
     // Room for the body and one short field's excess: never reallocated.
-    let mut out = Vec::with_capacity(all.len() + SHORT_FIELD);
+    let mut out = Vec::with_capacity(body.len() + SHORT_FIELD);
     let mut ends: Vec<u32> = Vec::new();
     for (n, fields) in heads {
-        let body = &all[read..];
         match fields {
             None => {
                 out.extend_from_slice(body.get(..n)?);
-                read += n;
+                body = &body[n..];
             }
             Some(fields) => {
                 if fields == 0 || n == 0 {
@@ -213,11 +211,11 @@ pub fn restore(laid: &[u8]) -> Option<Vec<u8>> {
                         out.push(if c + 1 == fields { b'\n' } else { b'\t' });
                     }
                 }
-                read += *ends.last()? as usize + 1;
+                body = &body[*ends.last()? as usize + 1..];
             }
         }
     }
-    (read == all.len()).then_some(out)
+    body.is_empty().then_some(out)
 }
 
 /// Fields up to this long are copied as a fixed 16 bytes (one unaligned load and store).
@@ -229,7 +227,8 @@ const SHORT_FIELD: usize = 16;
 fn field_ends(body: &[u8], want: usize, ends: &mut Vec<u32>) -> bool {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
-    ends.reserve(want);
+    // Every field holds at least its `\n`: a damaged count cannot ask for more than that.
+    ends.reserve(want.min(body.len()));
     let mut words = body.chunks_exact(8);
     let mut base = 0u32;
     for word in &mut words {
